@@ -1,0 +1,10 @@
+//! zoocore: a ZooKeeper-compatible coordination service, thread-per-core on
+//! io_uring (glommio).
+//!
+//! Sans-IO cores (no executor, no sockets, no clock reads): `jute`, `proto`,
+//! `tree`, `acl`, `session`, `watch`, `config`. The `server` module drives
+//! them from glommio shards.
+
+pub mod acl;
+pub mod jute;
+pub mod proto;
