@@ -1,0 +1,384 @@
+//! The commit shard: the one writer.
+//!
+//! It owns the authoritative data tree, the zxid counter, the session table
+//! and its expiry queue, the transaction log and the container/TTL reaper.
+//! Workers send it `ToCommit`; it gathers whatever has arrived into a batch,
+//! executes every write against the tree in arrival order, appends the batch
+//! to the log, and only after the log says the batch is durable sends the
+//! batch (tree version + watch triggers + replies) to every worker.
+//! While one batch is being made durable, new requests queue up and form
+//! the next batch (group commit).
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use glommio::channels::local_channel;
+use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
+
+use crate::acl::AuthContext;
+use crate::config::Config;
+use crate::proto::{op, Acl, ErrorCode};
+use crate::server::fourlw;
+use crate::server::messages::*;
+use crate::server::stats::ServerStats;
+use crate::server::txn_log::{LoggedTxn, MemoryTxnLog};
+use crate::session::{session_password, ExpiryQueue, SessionIdAllocator};
+use crate::tree::{DataTree, TxnContext, WriteOp};
+
+/// The caller identity used for transactions the server itself issues
+/// (session expiry, the container/TTL reaper): it may do anything.
+struct ServerIdentity;
+
+impl AuthContext for ServerIdentity {
+    fn allowed(&self, _acl: &[Acl], _perm: i32) -> bool {
+        true
+    }
+    fn fixup_acl(&self, acl: &[Acl]) -> Result<Vec<Acl>, ErrorCode> {
+        Ok(acl.to_vec())
+    }
+}
+
+struct SessionEntry {
+    timeout_ms: i32,
+    owner: Option<ConnRef>,
+}
+
+struct PendingReport {
+    conn: ConnRef,
+    cmd: &'static str,
+    parts: Vec<ShardReport>,
+    awaiting: usize,
+}
+
+pub struct CommitShard {
+    config: Arc<Config>,
+    tree: DataTree,
+    last_zxid: i64,
+    sessions: HashMap<i64, SessionEntry>,
+    expiry: ExpiryQueue,
+    session_ids: SessionIdAllocator,
+    log: MemoryTxnLog,
+    workers: Vec<ConnectedSender<FromCommit>>,
+    reports: HashMap<u64, PendingReport>,
+    stats: Arc<ServerStats>,
+    started: Instant,
+    next_reap_ms: i64,
+}
+
+/// Milliseconds since the Unix epoch: the txn time (ctime/mtime), as the
+/// ZooKeeper leader stamps it.
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl CommitShard {
+    pub fn new(config: Arc<Config>, workers: Vec<ConnectedSender<FromCommit>>, stats: Arc<ServerStats>) -> Self {
+        let tick = config.tick_time_ms as i64;
+        CommitShard {
+            expiry: ExpiryQueue::new(tick),
+            session_ids: SessionIdAllocator::new(0, wall_clock_ms()),
+            tree: DataTree::new(),
+            last_zxid: 0,
+            sessions: HashMap::new(),
+            log: MemoryTxnLog::new(100_000),
+            workers,
+            reports: HashMap::new(),
+            stats,
+            started: Instant::now(),
+            next_reap_ms: config.container_check_interval_ms as i64,
+            config,
+        }
+    }
+
+    /// Monotonic milliseconds since the shard started: the session clock.
+    fn now_ms(&self) -> i64 {
+        self.started.elapsed().as_millis() as i64
+    }
+
+    /// Runs the shard until every worker has hung up.
+    pub async fn run(mut self, inboxes: Vec<ConnectedReceiver<ToCommit>>) {
+        // One receiving task per worker channel funnels into a local queue;
+        // the batch loop below drains it whole, which is what makes a batch.
+        let queue: Rc<RefCell<VecDeque<ToCommit>>> = Rc::new(RefCell::new(VecDeque::new()));
+        let (wake_tx, wake_rx) = local_channel::new_bounded::<()>(1);
+        let wake_tx = Rc::new(wake_tx);
+        let open_inboxes = Rc::new(std::cell::Cell::new(inboxes.len()));
+        for inbox in inboxes {
+            let queue = queue.clone();
+            let wake_tx = wake_tx.clone();
+            let open_inboxes = open_inboxes.clone();
+            glommio::spawn_local(async move {
+                while let Some(msg) = inbox.recv().await {
+                    queue.borrow_mut().push_back(msg);
+                    let _ = wake_tx.try_send(());
+                }
+                open_inboxes.set(open_inboxes.get() - 1);
+                let _ = wake_tx.try_send(());
+            })
+            .detach();
+        }
+
+        let tick = Duration::from_millis(self.config.tick_time_ms.max(1) as u64);
+        loop {
+            if open_inboxes.get() == 0 && queue.borrow().is_empty() {
+                break;
+            }
+            // Wake on a message or on the next tick (expiry, reaper).
+            let woke = futures_lite::future::or(async { wake_rx.recv().await.is_some() }, async {
+                glommio::timer::sleep(tick).await;
+                true
+            })
+            .await;
+            if !woke && queue.borrow().is_empty() {
+                break;
+            }
+            let msgs: Vec<ToCommit> = queue.borrow_mut().drain(..).collect();
+            let mut batch = BatchBuilder::default();
+            for msg in msgs {
+                self.handle(msg, &mut batch).await;
+            }
+            self.expire_sessions(&mut batch);
+            self.reap(&mut batch);
+            if batch.entries.is_empty() {
+                continue;
+            }
+            // Durability point: nothing of this batch reaches a client first.
+            if let Err(e) = self.log.append_batch(&batch.logged).await {
+                // The in-memory tree is ahead of the log now; serving on
+                // would acknowledge writes that are not durable.
+                tracing::error!(error = %e, "transaction log append failed; stopping the server");
+                std::process::exit(2);
+            }
+            let shared = Arc::new(CommitBatch {
+                tree: self.tree.clone(),
+                last_zxid: self.last_zxid,
+                entries: batch.entries,
+            });
+            self.stats.set_last_zxid(self.last_zxid);
+            self.stats.set_node_count(self.tree.node_count() as u64);
+            for w in &self.workers {
+                let _ = w.send(FromCommit::Batch(shared.clone())).await;
+            }
+        }
+        tracing::debug!("commit shard stopped");
+    }
+
+    fn next_zxid(&mut self) -> i64 {
+        self.last_zxid += 1;
+        self.last_zxid
+    }
+
+    fn execute(&mut self, batch: &mut BatchBuilder, session_id: i64, op: i32, write: &WriteOp, auth: &dyn AuthContext) -> (i64, Result<crate::tree::WriteResult, ErrorCode>, Vec<crate::tree::WatchTrigger>) {
+        let zxid = self.next_zxid();
+        let time_ms = wall_clock_ms();
+        let ctx = TxnContext {
+            session_id,
+            zxid,
+            time_ms,
+            auth,
+            extended_types_enabled: self.config.extended_types_enabled,
+        };
+        let (result, triggers) = self.tree.execute(&ctx, write);
+        batch.logged.push(LoggedTxn { zxid, session_id, time_ms, op });
+        (zxid, result, triggers)
+    }
+
+    async fn handle(&mut self, msg: ToCommit, batch: &mut BatchBuilder) {
+        let now = self.now_ms();
+        match msg {
+            ToCommit::CreateSession { conn, timeout_ms } => {
+                let session_id = self.session_ids.next_id();
+                let zxid = self.next_zxid();
+                batch.logged.push(LoggedTxn { zxid, session_id, time_ms: wall_clock_ms(), op: op::CREATE_SESSION });
+                self.sessions.insert(session_id, SessionEntry { timeout_ms, owner: Some(conn) });
+                self.expiry.touch(session_id, timeout_ms as i64, now);
+                self.stats.sessions_changed(self.sessions.len() as u64);
+                batch.entries.push(BatchEntry::Txn {
+                    zxid,
+                    triggers: Vec::new(),
+                    reply: Some(Reply {
+                        conn,
+                        zxid,
+                        kind: ReplyKind::Connect {
+                            session_id,
+                            timeout_ms,
+                            passwd: session_password(session_id),
+                            valid: true,
+                        },
+                    }),
+                    closed_session: None,
+                });
+            }
+            ToCommit::Revalidate { conn, session_id, timeout_ms } => {
+                let valid = match self.sessions.get_mut(&session_id) {
+                    Some(entry) => {
+                        if let Some(previous) = entry.owner.replace(conn) {
+                            if previous != conn {
+                                batch.entries.push(BatchEntry::DropConnection { conn: previous });
+                            }
+                        }
+                        entry.timeout_ms = timeout_ms;
+                        true
+                    }
+                    None => false,
+                };
+                if valid {
+                    self.expiry.touch(session_id, timeout_ms as i64, now);
+                }
+                batch.entries.push(BatchEntry::Reply(Reply {
+                    conn,
+                    zxid: self.last_zxid,
+                    kind: ReplyKind::Connect {
+                        session_id: if valid { session_id } else { 0 },
+                        timeout_ms: if valid { timeout_ms } else { 0 },
+                        passwd: if valid { session_password(session_id) } else { [0; 16] },
+                        valid,
+                    },
+                }));
+            }
+            ToCommit::Write { conn, session_id, xid, op, write, auth } => {
+                if !self.sessions.contains_key(&session_id) {
+                    batch.entries.push(BatchEntry::Reply(Reply {
+                        conn,
+                        zxid: self.last_zxid,
+                        kind: ReplyKind::Write { xid, op, result: Err(ErrorCode::SessionExpired) },
+                    }));
+                    return;
+                }
+                self.expiry.touch(session_id, self.sessions[&session_id].timeout_ms as i64, now);
+                let (zxid, result, triggers) = self.execute(batch, session_id, op, &write, auth.as_ref());
+                batch.entries.push(BatchEntry::Txn {
+                    zxid,
+                    triggers,
+                    reply: Some(Reply { conn, zxid, kind: ReplyKind::Write { xid, op, result } }),
+                    closed_session: None,
+                });
+            }
+            ToCommit::Sync { conn, xid, path } => {
+                batch.entries.push(BatchEntry::Reply(Reply {
+                    conn,
+                    zxid: self.last_zxid,
+                    kind: ReplyKind::Sync { xid, path },
+                }));
+            }
+            ToCommit::CloseSession { conn, session_id, xid } => {
+                if self.sessions.contains_key(&session_id) {
+                    self.close_session(batch, session_id, Some(Reply { conn, zxid: 0, kind: ReplyKind::CloseSession { xid } }));
+                } else {
+                    batch.entries.push(BatchEntry::Reply(Reply {
+                        conn,
+                        zxid: self.last_zxid,
+                        kind: ReplyKind::CloseSession { xid },
+                    }));
+                }
+            }
+            ToCommit::Touch { sessions } => {
+                for sid in sessions {
+                    if let Some(entry) = self.sessions.get(&sid) {
+                        self.expiry.touch(sid, entry.timeout_ms as i64, now);
+                    }
+                }
+            }
+            ToCommit::Disconnected { conn, session_id } => {
+                if let Some(entry) = self.sessions.get_mut(&session_id) {
+                    if entry.owner == Some(conn) {
+                        entry.owner = None;
+                    }
+                }
+            }
+            ToCommit::Report { conn, request_id, cmd } => {
+                self.reports.insert(request_id, PendingReport { conn, cmd, parts: Vec::new(), awaiting: self.workers.len() });
+                for w in &self.workers {
+                    let _ = w.send(FromCommit::CollectReport { request_id, cmd }).await;
+                }
+            }
+            ToCommit::ReportPart { request_id, part } => {
+                let done = match self.reports.get_mut(&request_id) {
+                    Some(r) => {
+                        r.parts.push(part);
+                        r.awaiting = r.awaiting.saturating_sub(1);
+                        r.awaiting == 0
+                    }
+                    None => false,
+                };
+                if done {
+                    if let Some(r) = self.reports.remove(&request_id) {
+                        let text = fourlw::format_report(r.cmd, &r.parts, &self.report_context());
+                        if let Some(w) = self.workers.get(r.conn.shard) {
+                            let _ = w.send(FromCommit::ReportReady { conn: r.conn, text: Bytes::from(text) }).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn report_context(&self) -> fourlw::CommitView<'_> {
+        fourlw::CommitView {
+            config: &self.config,
+            tree: &self.tree,
+            last_zxid: self.last_zxid,
+            sessions: self.sessions.iter().map(|(id, e)| (*id, e.timeout_ms)).collect(),
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+        }
+    }
+
+    /// Writes a closeSession txn: the session's ephemerals go, their watches
+    /// fire, and the worker drops the connection after any reply.
+    fn close_session(&mut self, batch: &mut BatchBuilder, session_id: i64, reply: Option<Reply>) {
+        self.sessions.remove(&session_id);
+        self.expiry.remove(session_id);
+        self.stats.sessions_changed(self.sessions.len() as u64);
+        let (zxid, _result, triggers) = self.execute(batch, session_id, op::CLOSE_SESSION, &WriteOp::CloseSession, &ServerIdentity);
+        batch.entries.push(BatchEntry::Txn {
+            zxid,
+            triggers,
+            reply: reply.map(|r| Reply { zxid, ..r }),
+            closed_session: Some(session_id),
+        });
+    }
+
+    fn expire_sessions(&mut self, batch: &mut BatchBuilder) {
+        let now = self.now_ms();
+        for sid in self.expiry.take_expired(now) {
+            if self.sessions.contains_key(&sid) {
+                tracing::info!(session = format_args!("0x{sid:x}"), "session expired");
+                self.close_session(batch, sid, None);
+            }
+        }
+    }
+
+    /// Deletes empty containers and expired TTL nodes, at most
+    /// `container_max_per_minute` a minute, as ZooKeeper's ContainerManager.
+    fn reap(&mut self, batch: &mut BatchBuilder) {
+        let now = self.now_ms();
+        if now < self.next_reap_ms {
+            return;
+        }
+        let interval = self.config.container_check_interval_ms.max(1) as i64;
+        self.next_reap_ms = now + interval;
+        let per_interval = (self.config.container_max_per_minute as i64 * interval / 60_000).max(1) as usize;
+        let candidates = self.tree.reapable(wall_clock_ms(), self.config.container_max_never_used_interval_ms as i64, per_interval);
+        for path in candidates {
+            let write = WriteOp::DeleteContainer { path: path.clone() };
+            let (zxid, result, triggers) = self.execute(batch, 0, op::DELETE_CONTAINER, &write, &ServerIdentity);
+            if let Err(e) = &result {
+                tracing::debug!(%path, error = %e, "reaper skipped a node");
+            }
+            batch.entries.push(BatchEntry::Txn { zxid, triggers, reply: None, closed_session: None });
+        }
+    }
+}
+
+#[derive(Default)]
+struct BatchBuilder {
+    entries: Vec<BatchEntry>,
+    logged: Vec<LoggedTxn>,
+}

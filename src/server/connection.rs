@@ -1,0 +1,296 @@
+//! One client connection on a worker shard: a reader task that splits
+//! frames and dispatches them, and a writer task that flushes the
+//! connection's output buffer in order (events and replies interleaved as
+//! the shard queued them). Both run on the shard's executor.
+
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::channels::local_channel;
+use glommio::net::TcpStream;
+
+use crate::jute::Reader;
+use crate::proto::frame::{four_letter_word, FrameDecoder};
+use crate::proto::records::*;
+use crate::proto::{op, ErrorCode};
+use crate::server::messages::ToCommit;
+use crate::server::worker_shard::{Conn, Pending, WorkerShard};
+use crate::session::session_password;
+use crate::tree::WriteOp;
+
+const READ_CHUNK: usize = 64 * 1024;
+
+pub async fn serve(shard: Rc<WorkerShard>, stream: TcpStream) {
+    let peer = match stream.peer_addr() {
+        Ok(p) => p,
+        Err(_) => return,
+    };
+    let Some(_slot) = shard.limiter.try_acquire(peer.ip(), shard.config.max_client_cnxns) else {
+        tracing::warn!(%peer, limit = shard.config.max_client_cnxns, "too many connections from this address; closing");
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    let fd = stream.as_raw_fd();
+    let (wake_tx, wake_rx) = local_channel::new_bounded::<()>(1);
+    let conn = shard.new_conn(peer, wake_tx);
+    let (reader, writer) = futures_lite::io::split(stream);
+
+    let writer_task = {
+        let conn = conn.clone();
+        glommio::spawn_local(async move {
+            let mut writer = writer;
+            loop {
+                let chunk = {
+                    let mut out = conn.out.borrow_mut();
+                    if out.is_empty() {
+                        None
+                    } else {
+                        Some(out.split().freeze())
+                    }
+                };
+                match chunk {
+                    Some(bytes) => {
+                        if writer.write_all(&bytes).await.is_err() {
+                            break;
+                        }
+                    }
+                    None if conn.closing.get() => break,
+                    None => {
+                        if wake_rx.recv().await.is_none() {
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = writer.flush().await;
+            // Ends the reader's pending recv too.
+            // SAFETY: fd belongs to the stream, which is still alive (the
+            // reader half holds it until serve() returns).
+            unsafe {
+                libc::shutdown(fd, libc::SHUT_RDWR);
+            }
+        })
+        .detach()
+    };
+
+    if let Err(reason) = read_loop(&shard, &conn, reader).await {
+        tracing::debug!(%peer, conn = conn.id, %reason, "closing connection");
+    }
+    conn.close_after_flush();
+    let _ = writer_task.await;
+    shard.forget_conn(&conn).await;
+}
+
+async fn read_loop<R: futures_lite::AsyncRead + Unpin>(shard: &Rc<WorkerShard>, conn: &Rc<Conn>, mut reader: R) -> Result<(), String> {
+    let max = shard.config.jute_max_buffer;
+    let mut decoder = FrameDecoder::new(max);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut handshaken = false;
+    loop {
+        if conn.closing.get() {
+            return Ok(());
+        }
+        let start = buf.len();
+        buf.resize(start + READ_CHUNK, 0);
+        let n = match reader.read(&mut buf[start..]).await {
+            Ok(0) => {
+                buf.truncate(start);
+                return Err("end of stream".into());
+            }
+            Ok(n) => n,
+            Err(e) => {
+                buf.truncate(start);
+                return Err(format!("read error: {e}"));
+            }
+        };
+        buf.truncate(start + n);
+
+        if !handshaken && buf.len() >= 4 {
+            let first = [buf[0], buf[1], buf[2], buf[3]];
+            if let Some(cmd) = four_letter_word(first) {
+                shard.four_letter_word(conn, cmd).await;
+                return Ok(());
+            }
+        }
+        loop {
+            let frame = match decoder.decode(&mut buf) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(peer = %conn.peer, error = ?e, max_frame = max, "bad frame length; closing connection (raise jute.maxbuffer if this client is legitimate)");
+                    return Err("bad frame".into());
+                }
+            };
+            conn.stats.received.set(conn.stats.received.get() + 1);
+            if !handshaken {
+                if !handshake(shard, conn, frame).await? {
+                    return Ok(());
+                }
+                handshaken = true;
+                continue;
+            }
+            // Back-pressure: stop reading once too much is outstanding.
+            if conn.permits.acquire(1).await.is_err() {
+                return Err("connection closed".into());
+            }
+            dispatch(shard, conn, frame).await?;
+            if conn.closing.get() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Handles the ConnectRequest. Ok(false) when the connection must close.
+async fn handshake(shard: &Rc<WorkerShard>, conn: &Rc<Conn>, frame: bytes::Bytes) -> Result<bool, String> {
+    let mut r = Reader::new(frame);
+    let req = ConnectRequest::decode_from(&mut r).map_err(|e| format!("bad ConnectRequest: {e}"))?;
+    conn.read_only_flag.set(req.read_only);
+    if req.last_zxid_seen > shard.view_zxid.get() {
+        // The client has seen a newer state than ours: it must try another server.
+        tracing::info!(peer = %conn.peer, client_zxid = req.last_zxid_seen, our_zxid = shard.view_zxid.get(), "refusing client that is ahead of this server");
+        return Ok(false);
+    }
+    let cfg = &shard.config;
+    let timeout_ms = req.timeout_ms.clamp(cfg.min_session_timeout_ms as i32, cfg.max_session_timeout_ms as i32);
+    let (tx, rx) = local_channel::new_bounded::<bool>(1);
+    *conn.handshake.borrow_mut() = Some(tx);
+    let me = shard.conn_ref(conn);
+    if req.session_id == 0 {
+        let _ = shard.to_commit.send(ToCommit::CreateSession { conn: me, timeout_ms }).await;
+    } else if req.passwd.as_ref() != session_password(req.session_id).as_slice() {
+        // Wrong password: the expired-session answer, then close.
+        let resp = ConnectResponse {
+            protocol_version: 0,
+            timeout_ms: 0,
+            session_id: 0,
+            passwd: bytes::Bytes::from_static(&[0u8; 16]),
+            read_only: req.read_only.map(|_| false),
+        };
+        encode_connect_response(&mut conn.out.borrow_mut(), &resp);
+        conn.close_after_flush();
+        return Ok(false);
+    } else {
+        let _ = shard.to_commit.send(ToCommit::Revalidate { conn: me, session_id: req.session_id, timeout_ms }).await;
+    }
+    // Reading pauses until the session is settled; pipelined requests wait
+    // in the socket buffer.
+    match rx.recv().await {
+        Some(true) => {
+            shard.touch(conn.session_id.get());
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Routes one request: to the commit shard (writes, sync, close) or to the
+/// shard's local executor (reads, watches, auth), keeping per-session order.
+async fn dispatch(shard: &Rc<WorkerShard>, conn: &Rc<Conn>, frame: bytes::Bytes) -> Result<(), String> {
+    let received = Instant::now();
+    let mut r = Reader::new(frame).with_max_field_len(shard.config.jute_max_buffer * 2);
+    let header = RequestHeader::decode_from(&mut r).map_err(|e| format!("bad request header: {e}"))?;
+    let sid = conn.session_id.get();
+    shard.touch(sid);
+    conn.stats.last_cxid.set(header.xid);
+    let request = match decode_request(header.op, &mut r) {
+        Ok(req) => req,
+        Err(RequestError::UnknownOp) => {
+            conn.push_reply(header.xid, shard.view_zxid.get(), ErrorCode::Unimplemented, None);
+            shard.finish_request(conn, header.op, Some(received));
+            conn.close_after_flush();
+            return Ok(());
+        }
+        Err(RequestError::Malformed(e)) => {
+            tracing::debug!(peer = %conn.peer, op = header.op, error = %e, "undecodable request");
+            conn.push_reply(header.xid, shard.view_zxid.get(), ErrorCode::MarshallingError, None);
+            shard.finish_request(conn, header.op, Some(received));
+            return Ok(());
+        }
+    };
+    let me = shard.conn_ref(conn);
+    let to_commit = |msg: ToCommit| async { shard.to_commit.send(msg).await.map_err(|_| "commit shard gone".to_string()) };
+    match request {
+        Request::Auth(auth) => {
+            // Answered at once, as ZooKeeper does (not queued behind writes).
+            let super_digest = shard.config.super_digest.as_deref();
+            let mut authz = (**conn.authz.borrow()).clone();
+            let result = authz.add_auth(&auth.scheme, &auth.auth, super_digest);
+            *conn.authz.borrow_mut() = Arc::new(authz);
+            match result {
+                Ok(()) => conn.push_reply(header.xid, 0, ErrorCode::Ok, None),
+                Err(e) => {
+                    conn.push_reply(header.xid, 0, e, None);
+                    conn.close_after_flush();
+                }
+            }
+            shard.finish_request(conn, op::AUTH, Some(received));
+        }
+        Request::Sasl { .. } => {
+            // No SASL provider is configured: answer as for an unknown op.
+            conn.push_reply(header.xid, shard.view_zxid.get(), ErrorCode::Unimplemented, None);
+            shard.finish_request(conn, header.op, Some(received));
+            conn.close_after_flush();
+        }
+        Request::Reconfig(_) => {
+            // reconfigEnabled=false is checked first, as in ZooKeeper.
+            conn.push_reply(header.xid, shard.view_zxid.get(), ErrorCode::ReconfigDisabled, None);
+            shard.finish_request(conn, header.op, Some(received));
+        }
+        Request::Sync(s) => {
+            conn.pending.borrow_mut().push_back(Pending::Commit { xid: header.xid, op: header.op, received });
+            to_commit(ToCommit::Sync { conn: me, xid: header.xid, path: s.path }).await?;
+        }
+        Request::CloseSession => {
+            conn.pending.borrow_mut().push_back(Pending::Commit { xid: header.xid, op: header.op, received });
+            to_commit(ToCommit::CloseSession { conn: me, session_id: sid, xid: header.xid }).await?;
+        }
+        other => match into_write(header.op, other) {
+            Ok(write) => {
+                conn.pending.borrow_mut().push_back(Pending::Commit { xid: header.xid, op: header.op, received });
+                let auth = conn.authz.borrow().clone();
+                to_commit(ToCommit::Write { conn: me, session_id: sid, xid: header.xid, op: header.op, write, auth }).await?;
+            }
+            Err(read) => {
+                let must_wait = !conn.pending.borrow().is_empty();
+                if must_wait {
+                    conn.pending.borrow_mut().push_back(Pending::Local { xid: header.xid, op: header.op, request: read, received });
+                } else {
+                    shard.answer_local(conn, header.xid, header.op, read);
+                    shard.finish_request(conn, header.op, Some(received));
+                }
+            }
+        },
+    }
+    Ok(())
+}
+
+/// Turns a write request into the tree's operation; gives back anything
+/// that is not a write.
+fn into_write(opcode: i32, req: Request) -> Result<WriteOp, Request> {
+    Ok(match req {
+        Request::Create { req, .. } => create_op(opcode, req),
+        Request::Delete(d) => WriteOp::Delete { path: d.path, version: d.version },
+        Request::SetData(s) => WriteOp::SetData { path: s.path, data: s.data, version: s.version },
+        Request::SetAcl(s) => WriteOp::SetAcl { path: s.path, acl: s.acl, version: s.version },
+        Request::Multi(ops) => WriteOp::Multi(ops.into_iter().map(multi_op).collect()),
+        other => return Err(other),
+    })
+}
+
+fn create_op(opcode: i32, c: CreateRequest) -> WriteOp {
+    WriteOp::Create { op: opcode, path: c.path, data: c.data, acl: c.acl, flags: c.flags, ttl: c.ttl }
+}
+
+fn multi_op(m: MultiOp) -> WriteOp {
+    match m {
+        MultiOp::Create { op, req } => create_op(op, req),
+        MultiOp::Delete(d) => WriteOp::Delete { path: d.path, version: d.version },
+        MultiOp::SetData(s) => WriteOp::SetData { path: s.path, data: s.data, version: s.version },
+        MultiOp::Check(c) => WriteOp::Check { path: c.path, version: c.version },
+    }
+}

@@ -1,0 +1,321 @@
+//! Four-letter words. Words that need only the configuration are answered
+//! by the worker that received them (`local_answer`); the others gather
+//! one `ShardReport` from every worker through the commit shard, which adds
+//! its own figures and formats the text (`format_report`).
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::server::messages::ShardReport;
+use crate::server::worker_shard::Conn;
+use crate::tree::DataTree;
+
+/// The ZooKeeper release whose protocol zoocore implements. Clients read it
+/// from `envi`/`srvr` to pick features, so it comes first; zoocore's own
+/// version follows it.
+pub const ZOOKEEPER_LEVEL: &str = "3.9.3";
+
+pub fn version_string() -> String {
+    format!("{ZOOKEEPER_LEVEL}-zoocore-{}, built on zoocore {}", env!("CARGO_PKG_VERSION"), env!("CARGO_PKG_VERSION"))
+}
+
+/// What the commit shard contributes to a report.
+pub struct CommitView<'a> {
+    pub config: &'a Config,
+    pub tree: &'a DataTree,
+    pub last_zxid: i64,
+    pub sessions: Vec<(i64, i32)>,
+    pub uptime_ms: u64,
+}
+
+/// Answers the words that need no shard state; None for the others.
+pub fn local_answer(cmd: &str, config: &Config) -> Option<String> {
+    Some(match cmd {
+        "ruok" => "imok".to_string(),
+        "isro" => "rw".to_string(),
+        "envi" => envi(),
+        "conf" => conf(config),
+        "dirs" => format!(
+            "datadir_size: {}\nlogdir_size: {}\n",
+            dir_size(&config.data_dir),
+            dir_size(&config.data_log_dir)
+        ),
+        "gtmk" => "0".to_string(),
+        "stmk" => "0".to_string(),
+        _ => return None,
+    })
+}
+
+fn envi() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let cwd = std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default();
+    let user = std::env::var("USER").unwrap_or_default();
+    let home = std::env::var("HOME").unwrap_or_default();
+    let mut s = String::from("Environment:\n");
+    let _ = writeln!(s, "zookeeper.version={}", version_string());
+    let _ = writeln!(s, "zoocore.version={}", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(s, "host.name={}", host.trim());
+    let _ = writeln!(s, "os.name={}", std::env::consts::OS);
+    let _ = writeln!(s, "os.arch={}", std::env::consts::ARCH);
+    let _ = writeln!(s, "user.name={user}");
+    let _ = writeln!(s, "user.home={home}");
+    let _ = writeln!(s, "user.dir={cwd}");
+    s
+}
+
+fn conf(c: &Config) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "clientPort={}", c.client_port);
+    let _ = writeln!(s, "secureClientPort=-1");
+    let _ = writeln!(s, "dataDir={}", c.data_dir.join("version-2").display());
+    let _ = writeln!(s, "dataDirSize={}", dir_size(&c.data_dir));
+    let _ = writeln!(s, "dataLogDir={}", c.data_log_dir.join("version-2").display());
+    let _ = writeln!(s, "dataLogSize={}", dir_size(&c.data_log_dir));
+    let _ = writeln!(s, "tickTime={}", c.tick_time_ms);
+    let _ = writeln!(s, "maxClientCnxns={}", c.max_client_cnxns);
+    let _ = writeln!(s, "minSessionTimeout={}", c.min_session_timeout_ms);
+    let _ = writeln!(s, "maxSessionTimeout={}", c.max_session_timeout_ms);
+    let _ = writeln!(s, "clientPortListenBacklog=-1");
+    let _ = writeln!(s, "serverId=0");
+    s
+}
+
+fn dir_size(path: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// One ` /ip:port[...](...)` line for `cons` (long) or `stat` (short).
+pub fn connection_line(c: &Conn, long: bool, _shard_started: Instant) -> String {
+    let s = &c.stats;
+    let mut line = format!(
+        " /{}[1](queued={},recved={},sent={}",
+        c.peer,
+        c.pending.borrow().len(),
+        s.received.get(),
+        s.sent.get()
+    );
+    let sid = c.session_id.get();
+    if long && sid != 0 {
+        let count = s.count_latency.get();
+        let avg = if count == 0 { 0 } else { s.sum_latency_ms.get() / count };
+        let _ = write!(
+            line,
+            ",sid=0x{:x},lop={},est={},to={},lcxid=0x{:x},lzxid=0x{:x},lresp={},llat={},minlat={},avglat={},maxlat={}",
+            sid,
+            op_name(s.last_op.get()),
+            c.established_ms,
+            c.timeout_ms.get(),
+            s.last_cxid.get(),
+            s.last_zxid.get(),
+            crate::server::wall_clock_ms(),
+            s.last_latency_ms.get(),
+            s.min_latency_ms.get(),
+            avg,
+            s.max_latency_ms.get()
+        );
+    }
+    line.push_str(")\n");
+    line
+}
+
+fn op_name(op: i32) -> &'static str {
+    use crate::proto::op::*;
+    match op {
+        CREATE => "CREA",
+        DELETE => "DELE",
+        EXISTS => "EXIS",
+        GET_DATA => "GETD",
+        SET_DATA => "SETD",
+        GET_ACL => "GETA",
+        SET_ACL => "SETA",
+        GET_CHILDREN => "GETC",
+        SYNC => "SYNC",
+        PING => "PING",
+        GET_CHILDREN2 => "GETC",
+        MULTI => "MULT",
+        CREATE2 => "CREA",
+        MULTI_READ => "MLTR",
+        SET_WATCHES | SET_WATCHES2 => "SETW",
+        ADD_WATCH => "ADDW",
+        CLOSE_SESSION => "CLOS",
+        _ => "NA",
+    }
+}
+
+struct Totals {
+    connections: u64,
+    received: u64,
+    sent: u64,
+    outstanding: u64,
+    lat_min: u64,
+    lat_max: u64,
+    lat_avg: f64,
+    watches: u64,
+    data_watches: u64,
+    watched_paths: u64,
+    watching_sessions: u64,
+}
+
+fn totals(parts: &[ShardReport]) -> Totals {
+    let mut t = Totals {
+        connections: 0,
+        received: 0,
+        sent: 0,
+        outstanding: 0,
+        lat_min: 0,
+        lat_max: 0,
+        lat_avg: 0.0,
+        watches: 0,
+        data_watches: 0,
+        watched_paths: 0,
+        watching_sessions: 0,
+    };
+    let (mut sum, mut count) = (0u64, 0u64);
+    for p in parts {
+        t.connections += p.connections;
+        t.received += p.packets_received;
+        t.sent += p.packets_sent;
+        t.outstanding += p.outstanding;
+        if p.latency_count > 0 {
+            if count == 0 || p.latency_min_ms < t.lat_min {
+                t.lat_min = p.latency_min_ms;
+            }
+            t.lat_max = t.lat_max.max(p.latency_max_ms);
+            sum += p.latency_sum_ms;
+            count += p.latency_count;
+        }
+        t.watches += p.watch_count;
+        t.data_watches += p.data_watch_count;
+        t.watched_paths += p.watched_paths;
+        t.watching_sessions += p.watching_sessions;
+    }
+    if count > 0 {
+        t.lat_avg = sum as f64 / count as f64;
+    }
+    t
+}
+
+/// Java prints doubles with at least one decimal.
+fn java_double(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v}")
+    }
+}
+
+pub fn format_report(cmd: &str, parts: &[ShardReport], view: &CommitView<'_>) -> String {
+    let t = totals(parts);
+    let mut s = String::new();
+    match cmd {
+        "srvr" | "stat" => {
+            let _ = writeln!(s, "Zookeeper version: {}", version_string());
+            if cmd == "stat" {
+                s.push_str("Clients:\n");
+                for p in parts {
+                    s.push_str(&p.lines);
+                }
+                s.push('\n');
+            }
+            let _ = writeln!(s, "Latency min/avg/max: {}/{}/{}", t.lat_min, java_double(t.lat_avg), t.lat_max);
+            let _ = writeln!(s, "Received: {}", t.received);
+            let _ = writeln!(s, "Sent: {}", t.sent);
+            let _ = writeln!(s, "Connections: {}", t.connections);
+            let _ = writeln!(s, "Outstanding: {}", t.outstanding);
+            let _ = writeln!(s, "Zxid: 0x{:x}", view.last_zxid);
+            let _ = writeln!(s, "Mode: standalone");
+            let _ = writeln!(s, "Node count: {}", view.tree.node_count());
+        }
+        "cons" => {
+            for p in parts {
+                s.push_str(&p.lines);
+            }
+            s.push('\n');
+        }
+        "crst" => s.push_str("Connection stats reset.\n"),
+        "srst" => s.push_str("Server stats reset.\n"),
+        "wchs" => {
+            let _ = writeln!(s, "{} connections watching {} paths", t.watching_sessions, t.watched_paths);
+            let _ = writeln!(s, "Total watches:{}", t.watches);
+        }
+        "wchc" | "wchp" => {
+            for p in parts {
+                s.push_str(&p.lines);
+            }
+            s.push('\n');
+        }
+        "dump" => {
+            s.push_str("SessionTracker dump:\n");
+            let _ = writeln!(s, "Global Sessions({}):", view.sessions.len());
+            let mut sessions = view.sessions.clone();
+            sessions.sort();
+            for (sid, to) in &sessions {
+                let _ = writeln!(s, "0x{sid:x}\t{to}ms");
+            }
+            s.push_str("ephemeral nodes dump:\n");
+            let with_ephemerals: Vec<(i64, Vec<String>)> = sessions
+                .iter()
+                .map(|(sid, _)| (*sid, view.tree.ephemerals_of(*sid)))
+                .filter(|(_, e)| !e.is_empty())
+                .collect();
+            let _ = writeln!(s, "Sessions with Ephemerals ({}):", with_ephemerals.len());
+            for (sid, mut paths) in with_ephemerals {
+                paths.sort();
+                let _ = writeln!(s, "0x{sid:x}:");
+                for p in paths {
+                    let _ = writeln!(s, "\t{p}");
+                }
+            }
+            s.push_str("Connections dump:\n");
+            let _ = writeln!(s, "Connections Sets ({})", t.connections);
+        }
+        "mntr" => {
+            let kv = |s: &mut String, k: &str, v: &dyn std::fmt::Display| {
+                let _ = writeln!(s, "zk_{k}\t{v}");
+            };
+            kv(&mut s, "version", &version_string());
+            kv(&mut s, "avg_latency", &java_double(t.lat_avg));
+            kv(&mut s, "max_latency", &t.lat_max);
+            kv(&mut s, "min_latency", &t.lat_min);
+            kv(&mut s, "packets_received", &t.received);
+            kv(&mut s, "packets_sent", &t.sent);
+            kv(&mut s, "num_alive_connections", &t.connections);
+            kv(&mut s, "outstanding_requests", &t.outstanding);
+            kv(&mut s, "server_state", &"standalone");
+            kv(&mut s, "znode_count", &view.tree.node_count());
+            kv(&mut s, "watch_count", &t.watches);
+            let ephemerals: usize = view.sessions.iter().map(|(sid, _)| view.tree.ephemerals_of(*sid).len()).sum();
+            kv(&mut s, "ephemerals_count", &ephemerals);
+            kv(&mut s, "approximate_data_size", &view.tree.approximate_data_size());
+            let (open, max) = fd_counts();
+            kv(&mut s, "open_file_descriptor_count", &open);
+            kv(&mut s, "max_file_descriptor_count", &max);
+            kv(&mut s, "uptime", &view.uptime_ms);
+            kv(&mut s, "global_sessions", &view.sessions.len());
+            kv(&mut s, "local_sessions", &0);
+            kv(&mut s, "last_proposal_size", &-1);
+            kv(&mut s, "auth_failed_count", &0);
+        }
+        other => {
+            let _ = writeln!(s, "Unknown command: {other}");
+        }
+    }
+    s
+}
+
+fn fd_counts() -> (u64, u64) {
+    let open = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64).unwrap_or(0);
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we pass.
+    let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 { lim.rlim_cur } else { 0 };
+    (open, max)
+}

@@ -1,0 +1,193 @@
+//! The running server: glommio executors and the channels between them.
+//!
+//! Shape (see docs/architecture.md):
+//! - `worker_shard`: N executors, each pinned to a core, each with its own
+//!   SO_REUSEPORT listener; they own connections, sessions bound to them,
+//!   watches, and a tree view.
+//! - `commit_shard`: one executor that owns the tree, zxids, sessions and
+//!   the log; it may share a core with a worker.
+//! - `messages`: everything that crosses between them.
+
+pub mod commit_shard;
+pub mod conn_limit;
+pub mod connection;
+pub mod fourlw;
+pub mod messages;
+pub mod stats;
+pub mod txn_log;
+pub mod worker_shard;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::channels::{local_channel, shared_channel};
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::config::Config;
+use commit_shard::CommitShard;
+use conn_limit::ConnectionLimiter;
+use messages::{FromCommit, ToCommit};
+use stats::ServerStats;
+use worker_shard::WorkerShard;
+
+/// Depth of each cross-shard channel; a full channel makes the sender wait.
+const SHARD_CHANNEL_DEPTH: usize = 4096;
+/// io_uring registered buffer memory per executor: glommio's default
+/// (10 MiB) is more than the server needs for sockets.
+const EXECUTOR_IO_MEMORY: usize = 1 << 20;
+
+/// Milliseconds since the Unix epoch.
+pub fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// `ulimit -l` in effect, for error messages about io_uring start-up.
+pub fn memlock_limit_description() -> String {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we pass.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) };
+    if rc != 0 {
+        return "unknown".into();
+    }
+    let fmt = |v: libc::rlim_t| if v == libc::RLIM_INFINITY { "unlimited".to_string() } else { format!("{} KiB", v / 1024) };
+    format!("soft {}, hard {}", fmt(lim.rlim_cur), fmt(lim.rlim_max))
+}
+
+/// Set by SIGTERM/SIGINT; shards poll it.
+pub static STOP: AtomicBool = AtomicBool::new(false);
+
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Starts the shards and blocks until the server stops.
+pub fn run(config: Config) -> Result<(), StartError> {
+    let config = Arc::new(config);
+    let cores: Vec<usize> = core_affinity::get_core_ids().map(|ids| ids.into_iter().map(|c| c.id).collect()).unwrap_or_default();
+    let cores = if cores.is_empty() { vec![0] } else { cores };
+    let shard_count = config.shards.unwrap_or(cores.len()).max(1);
+    let addr = SocketAddr::new(config.client_port_address, config.client_port);
+
+    // Bind once up front so a busy port fails start-up with a clear message
+    // (the shards bind their own SO_REUSEPORT listeners).
+    std::net::TcpListener::bind(addr).map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))?;
+
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| StartError(format!("cannot create dataDir {}: {e}", config.data_dir.display())))?;
+
+    tracing::info!(
+        %addr,
+        shards = shard_count,
+        cores = cores.len(),
+        data_dir = %config.data_dir.display(),
+        tick_ms = config.tick_time_ms,
+        "zoocore starting (standalone)"
+    );
+
+    let stats = Arc::new(ServerStats::default());
+    let limiter = Arc::new(ConnectionLimiter::default());
+    let mut to_commit_rx = Vec::new();
+    let mut from_commit_tx = Vec::new();
+    let mut worker_ends = Vec::new();
+    for _ in 0..shard_count {
+        let (tx, rx) = shared_channel::new_bounded::<ToCommit>(SHARD_CHANNEL_DEPTH);
+        let (ftx, frx) = shared_channel::new_bounded::<FromCommit>(SHARD_CHANNEL_DEPTH);
+        to_commit_rx.push(rx);
+        from_commit_tx.push(ftx);
+        worker_ends.push((tx, frx));
+    }
+
+    let start_error = |what: &str, e: glommio::GlommioError<()>| {
+        StartError(format!(
+            "cannot start the {what} executor: {e} (io_uring needs locked memory; ulimit -l is {})",
+            memlock_limit_description()
+        ))
+    };
+
+    // The commit shard shares the last core: workers fill cores from 0.
+    let commit_core = cores[cores.len() - 1];
+    let commit_config = config.clone();
+    let commit_stats = stats.clone();
+    let commit = LocalExecutorBuilder::new(Placement::Fixed(commit_core))
+        .name("zk-commit")
+        .io_memory(EXECUTOR_IO_MEMORY)
+        .spawn(move || async move {
+            let mut outs = Vec::new();
+            for tx in from_commit_tx {
+                outs.push(tx.connect().await);
+            }
+            let mut ins = Vec::new();
+            for rx in to_commit_rx {
+                ins.push(rx.connect().await);
+            }
+            CommitShard::new(commit_config, outs, commit_stats).run(ins).await;
+        })
+        .map_err(|e| start_error("commit shard", e))?;
+
+    let mut workers = Vec::new();
+    for (index, (tx, frx)) in worker_ends.into_iter().enumerate() {
+        let core = cores[index % cores.len()];
+        let config = config.clone();
+        let limiter = limiter.clone();
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(core))
+            .name(&format!("zk-worker-{index}"))
+            .io_memory(EXECUTOR_IO_MEMORY)
+            .spawn(move || async move {
+                let listener = match glommio::net::TcpListener::bind(addr) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(%addr, error = %e, shard = index, "cannot listen");
+                        return;
+                    }
+                };
+                let to_commit = tx.connect().await;
+                let from_commit = frx.connect().await;
+                let (stop_tx, stop_rx) = local_channel::new_bounded::<()>(1);
+                glommio::spawn_local(async move {
+                    while !STOP.load(Ordering::Relaxed) {
+                        glommio::timer::sleep(Duration::from_millis(100)).await;
+                    }
+                    let _ = stop_tx.try_send(());
+                })
+                .detach();
+                let shard = WorkerShard::new(index, config, to_commit, limiter);
+                shard.run(listener, from_commit, Rc::new(stop_rx)).await;
+            })
+            .map_err(|e| start_error("worker shard", e))?;
+        workers.push(handle);
+    }
+    tracing::info!(%addr, "serving clients");
+
+    for w in workers {
+        let _ = w.join();
+    }
+    let _ = commit.join();
+    tracing::info!("zoocore stopped");
+    Ok(())
+}
+
+/// Installs SIGTERM/SIGINT handlers that ask the shards to stop.
+pub fn install_signal_handlers() -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new().name("zk-signals".into()).spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            tracing::info!(signal = sig, "shutting down");
+            STOP.store(true, Ordering::Relaxed);
+        }
+    })?;
+    Ok(())
+}

@@ -1,0 +1,779 @@
+//! A worker shard: one glommio executor pinned to a core.
+//!
+//! It owns its listener (SO_REUSEPORT, so the kernel spreads connections
+//! over the shards), the connections accepted there, the sessions bound to
+//! them, their watch registry, and its current view of the tree. Reads run
+//! here against the view; writes go to the commit shard, whose batches come
+//! back in commit order. Processing a batch first swaps the view, then
+//! delivers every watch event of the batch, then the replies, and only then
+//! runs reads that were queued behind a write: so no reply can reveal a
+//! change before the event for it has been queued on the same connection.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use glommio::channels::local_channel::{self, LocalSender};
+use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
+use glommio::net::TcpListener;
+use glommio::sync::Semaphore;
+
+use crate::acl::{AuthContext, Authz};
+use crate::config::Config;
+use crate::proto::frame::{four_letter_word, FrameDecoder, FrameError};
+use crate::proto::records::*;
+use crate::proto::{op, perms, watcher_type, xid, ErrorCode, EventType, STATE_SYNC_CONNECTED};
+use crate::server::connection;
+use crate::server::conn_limit::ConnectionLimiter;
+use crate::server::fourlw;
+use crate::server::messages::*;
+use crate::tree::{DataTree, WriteResult};
+use crate::watch::WatchRegistry;
+
+/// Requests one connection may have in flight before the shard stops
+/// reading its socket (back-pressure instead of unbounded queues).
+pub const MAX_OUTSTANDING_PER_CONNECTION: u64 = 1000;
+
+/// A request waiting in a connection's FIFO for its turn to be answered.
+pub enum Pending {
+    /// Sent to the commit shard; answered from a batch.
+    Commit { xid: i32, op: i32, received: Instant },
+    /// A read (or watch/session op) queued behind a pending commit.
+    Local { xid: i32, op: i32, request: Request, received: Instant },
+}
+
+#[derive(Default)]
+pub struct ConnStats {
+    pub received: Cell<u64>,
+    pub sent: Cell<u64>,
+    pub last_op: Cell<i32>,
+    pub last_cxid: Cell<i32>,
+    pub last_zxid: Cell<i64>,
+    pub last_latency_ms: Cell<u64>,
+    pub min_latency_ms: Cell<u64>,
+    pub max_latency_ms: Cell<u64>,
+    pub sum_latency_ms: Cell<u64>,
+    pub count_latency: Cell<u64>,
+}
+
+impl ConnStats {
+    fn record_latency(&self, since: Instant) {
+        let ms = since.elapsed().as_millis() as u64;
+        self.last_latency_ms.set(ms);
+        if self.count_latency.get() == 0 || ms < self.min_latency_ms.get() {
+            self.min_latency_ms.set(ms);
+        }
+        self.max_latency_ms.set(self.max_latency_ms.get().max(ms));
+        self.sum_latency_ms.set(self.sum_latency_ms.get() + ms);
+        self.count_latency.set(self.count_latency.get() + 1);
+    }
+    fn reset(&self) {
+        self.received.set(0);
+        self.sent.set(0);
+        self.min_latency_ms.set(0);
+        self.max_latency_ms.set(0);
+        self.sum_latency_ms.set(0);
+        self.count_latency.set(0);
+    }
+}
+
+/// One client connection, owned by its shard.
+pub struct Conn {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub established_ms: i64,
+    pub session_id: Cell<i64>,
+    pub timeout_ms: Cell<i32>,
+    /// Whether the ConnectRequest carried the readOnly byte (3.4+ client);
+    /// the ConnectResponse then carries one too.
+    pub read_only_flag: Cell<Option<bool>>,
+    pub authz: RefCell<Arc<Authz>>,
+    /// Bytes queued for the socket, in the order the client must see them.
+    pub out: RefCell<BytesMut>,
+    wake_writer: LocalSender<()>,
+    pub pending: RefCell<VecDeque<Pending>>,
+    /// Set when the connection should close once `out` is flushed.
+    pub closing: Cell<bool>,
+    pub permits: Semaphore,
+    /// Signalled when the handshake is settled (true = session bound).
+    pub handshake: RefCell<Option<LocalSender<bool>>>,
+    pub stats: ConnStats,
+}
+
+impl Conn {
+    pub fn wake(&self) {
+        let _ = self.wake_writer.try_send(());
+    }
+
+    /// Queues a whole reply frame.
+    pub fn push_reply(&self, xid: i32, zxid: i64, err: ErrorCode, body: Option<&Response>) {
+        encode_reply(&mut self.out.borrow_mut(), xid, zxid, err.code(), body);
+        self.stats.sent.set(self.stats.sent.get() + 1);
+        if zxid > 0 {
+            self.stats.last_zxid.set(zxid);
+        }
+        self.wake();
+    }
+
+    pub fn push_event(&self, zxid: i64, event: EventType, path: &str) {
+        encode_notification(&mut self.out.borrow_mut(), zxid, event as i32, STATE_SYNC_CONNECTED, path);
+        self.stats.sent.set(self.stats.sent.get() + 1);
+        self.wake();
+    }
+
+    pub fn close_after_flush(&self) {
+        self.closing.set(true);
+        self.wake();
+    }
+
+    /// Closes without sending what is queued (expired or moved session).
+    pub fn drop_now(&self) {
+        self.out.borrow_mut().clear();
+        self.close_after_flush();
+    }
+}
+
+pub struct WorkerShard {
+    pub index: usize,
+    pub config: Arc<Config>,
+    pub view: RefCell<DataTree>,
+    pub view_zxid: Cell<i64>,
+    pub watches: RefCell<WatchRegistry>,
+    pub conns: RefCell<HashMap<u64, Rc<Conn>>>,
+    /// Session id -> the connection it is bound to on this shard.
+    pub sessions: RefCell<HashMap<i64, u64>>,
+    /// Sessions that showed liveness since the last Touch flush.
+    touched: RefCell<HashSet<i64>>,
+    next_conn_id: Cell<u64>,
+    next_report_id: Cell<u64>,
+    pub to_commit: ConnectedSender<ToCommit>,
+    pub limiter: Arc<ConnectionLimiter>,
+    pub started: Instant,
+}
+
+impl WorkerShard {
+    pub fn new(index: usize, config: Arc<Config>, to_commit: ConnectedSender<ToCommit>, limiter: Arc<ConnectionLimiter>) -> Rc<Self> {
+        Rc::new(WorkerShard {
+            index,
+            config,
+            view: RefCell::new(DataTree::new()),
+            view_zxid: Cell::new(0),
+            watches: RefCell::new(WatchRegistry::new()),
+            conns: RefCell::new(HashMap::new()),
+            sessions: RefCell::new(HashMap::new()),
+            touched: RefCell::new(HashSet::new()),
+            next_conn_id: Cell::new(1),
+            next_report_id: Cell::new(1),
+            to_commit,
+            limiter,
+            started: Instant::now(),
+        })
+    }
+
+    /// Runs the accept loop, the commit-stream consumer and the liveness
+    /// flusher until the commit shard hangs up or `stop` fires.
+    pub async fn run(self: Rc<Self>, listener: TcpListener, from_commit: ConnectedReceiver<FromCommit>, stop: Rc<local_channel::LocalReceiver<()>>) {
+        let consumer = {
+            let shard = self.clone();
+            glommio::spawn_local(async move {
+                while let Some(msg) = from_commit.recv().await {
+                    shard.on_commit_message(msg).await;
+                }
+            })
+            .detach()
+        };
+        let flusher = {
+            let shard = self.clone();
+            let every = Duration::from_millis((shard.config.tick_time_ms as u64 / 2).max(1));
+            glommio::spawn_local(async move {
+                loop {
+                    glommio::timer::sleep(every).await;
+                    shard.flush_touches().await;
+                }
+            })
+            .detach()
+        };
+        let accept = {
+            let shard = self.clone();
+            async move {
+                loop {
+                    match listener.accept().await {
+                        Ok(stream) => {
+                            let shard = shard.clone();
+                            glommio::spawn_local(async move { connection::serve(shard, stream).await }).detach();
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            glommio::timer::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                }
+            }
+        };
+        futures_lite::future::or(accept, async {
+            let _ = stop.recv().await;
+        })
+        .await;
+        // Shutting down: close every connection; sessions live on (as in
+        // ZooKeeper, a restart does not close sessions).
+        for conn in self.conns.borrow().values() {
+            conn.close_after_flush();
+        }
+        flusher.cancel().await;
+        drop(consumer);
+    }
+
+    pub fn new_conn(&self, peer: SocketAddr, wake_writer: LocalSender<()>) -> Rc<Conn> {
+        let id = self.next_conn_id.get();
+        self.next_conn_id.set(id + 1);
+        let conn = Rc::new(Conn {
+            id,
+            peer,
+            established_ms: crate::server::wall_clock_ms(),
+            session_id: Cell::new(0),
+            timeout_ms: Cell::new(0),
+            read_only_flag: Cell::new(None),
+            authz: RefCell::new(Arc::new(Authz::new(peer.ip()))),
+            out: RefCell::new(BytesMut::with_capacity(4096)),
+            wake_writer,
+            pending: RefCell::new(VecDeque::new()),
+            closing: Cell::new(false),
+            permits: Semaphore::new(MAX_OUTSTANDING_PER_CONNECTION),
+            handshake: RefCell::new(None),
+            stats: ConnStats::default(),
+        });
+        self.conns.borrow_mut().insert(id, conn.clone());
+        conn
+    }
+
+    pub fn conn_ref(&self, conn: &Conn) -> ConnRef {
+        ConnRef { shard: self.index, conn_id: conn.id }
+    }
+
+    /// The connection is gone: its watches go with it; its session lives
+    /// on until it expires or the client reconnects.
+    pub async fn forget_conn(&self, conn: &Conn) {
+        self.conns.borrow_mut().remove(&conn.id);
+        let sid = conn.session_id.get();
+        if sid != 0 {
+            let bound_here = self.sessions.borrow().get(&sid) == Some(&conn.id);
+            if bound_here {
+                self.sessions.borrow_mut().remove(&sid);
+                self.watches.borrow_mut().remove_session(sid);
+                let _ = self.to_commit.send(ToCommit::Disconnected { conn: self.conn_ref(conn), session_id: sid }).await;
+            }
+        }
+    }
+
+    pub fn touch(&self, session_id: i64) {
+        if session_id != 0 {
+            self.touched.borrow_mut().insert(session_id);
+        }
+    }
+
+    async fn flush_touches(&self) {
+        // Connected sessions are alive even when idle between pings.
+        let sessions: Vec<i64> = {
+            let mut t = self.touched.borrow_mut();
+            t.drain().collect()
+        };
+        if !sessions.is_empty() {
+            let _ = self.to_commit.send(ToCommit::Touch { sessions }).await;
+        }
+    }
+
+    pub fn next_report_id(&self) -> u64 {
+        let n = self.next_report_id.get();
+        self.next_report_id.set(n + 1);
+        ((self.index as u64) << 48) | n
+    }
+
+    async fn on_commit_message(&self, msg: FromCommit) {
+        match msg {
+            FromCommit::Batch(batch) => self.apply_batch(&batch),
+            FromCommit::CollectReport { request_id, cmd } => {
+                let part = self.report_part(cmd);
+                let _ = self.to_commit.send(ToCommit::ReportPart { request_id, part }).await;
+            }
+            FromCommit::ReportReady { conn, text } => {
+                if let Some(c) = self.conns.borrow().get(&conn.conn_id) {
+                    c.out.borrow_mut().extend_from_slice(&text);
+                    c.close_after_flush();
+                }
+            }
+        }
+    }
+
+    /// Applies one durable batch in commit order (see the module comment).
+    fn apply_batch(&self, batch: &CommitBatch) {
+        *self.view.borrow_mut() = batch.tree.clone();
+        self.view_zxid.set(batch.last_zxid);
+        let mut to_drain: Vec<Rc<Conn>> = Vec::new();
+        for entry in &batch.entries {
+            match entry {
+                BatchEntry::Txn { zxid, triggers, reply, closed_session } => {
+                    for t in triggers {
+                        self.deliver_trigger(*zxid, t);
+                    }
+                    if let Some(r) = reply {
+                        self.deliver_reply(r, &mut to_drain);
+                    }
+                    if let Some(sid) = closed_session {
+                        self.session_closed(*sid, reply.as_ref());
+                    }
+                }
+                BatchEntry::Reply(r) => self.deliver_reply(r, &mut to_drain),
+                BatchEntry::DropConnection { conn } => {
+                    if conn.shard == self.index {
+                        if let Some(c) = self.conns.borrow().get(&conn.conn_id) {
+                            // The session moved to a newer connection; this
+                            // one no longer speaks for it.
+                            let sid = c.session_id.get();
+                            if self.sessions.borrow().get(&sid) == Some(&c.id) {
+                                self.sessions.borrow_mut().remove(&sid);
+                                self.watches.borrow_mut().remove_session(sid);
+                            }
+                            c.session_id.set(0);
+                            c.drop_now();
+                        }
+                    }
+                }
+            }
+        }
+        for conn in to_drain {
+            self.drain_local(&conn);
+        }
+    }
+
+    fn deliver_trigger(&self, zxid: i64, t: &crate::tree::WatchTrigger) {
+        let targets = self.watches.borrow_mut().trigger(&t.path, t.event);
+        if targets.is_empty() {
+            return;
+        }
+        let sessions = self.sessions.borrow();
+        let conns = self.conns.borrow();
+        for sid in targets {
+            let Some(conn) = sessions.get(&sid).and_then(|cid| conns.get(cid)) else { continue };
+            // CVE-2024-23944: no event for a session that may not read the node.
+            if !conn.authz.borrow().allowed(&t.acl, perms::READ) {
+                continue;
+            }
+            conn.push_event(zxid, t.event, &t.path);
+        }
+    }
+
+    fn deliver_reply(&self, r: &Reply, to_drain: &mut Vec<Rc<Conn>>) {
+        if r.conn.shard != self.index {
+            return;
+        }
+        let Some(conn) = self.conns.borrow().get(&r.conn.conn_id).cloned() else { return };
+        match &r.kind {
+            ReplyKind::Connect { session_id, timeout_ms, passwd, valid } => {
+                let resp = ConnectResponse {
+                    protocol_version: 0,
+                    timeout_ms: *timeout_ms,
+                    session_id: *session_id,
+                    passwd: Bytes::copy_from_slice(passwd),
+                    read_only: conn.read_only_flag.get().map(|_| false),
+                };
+                encode_connect_response(&mut conn.out.borrow_mut(), &resp);
+                conn.wake();
+                if *valid {
+                    conn.session_id.set(*session_id);
+                    conn.timeout_ms.set(*timeout_ms);
+                    self.sessions.borrow_mut().insert(*session_id, conn.id);
+                } else {
+                    conn.close_after_flush();
+                }
+                if let Some(tx) = conn.handshake.borrow_mut().take() {
+                    let _ = tx.try_send(*valid);
+                }
+            }
+            ReplyKind::Write { xid, op, result } => {
+                let received = self.pop_commit(&conn, *xid);
+                match result {
+                    Ok(res) => {
+                        let body = write_response(*op, res);
+                        conn.push_reply(*xid, r.zxid, ErrorCode::Ok, body.as_ref());
+                    }
+                    Err(e) => conn.push_reply(*xid, r.zxid, *e, None),
+                }
+                self.finish_request(&conn, *op, received);
+                to_drain.push(conn);
+            }
+            ReplyKind::Sync { xid, path } => {
+                let received = self.pop_commit(&conn, *xid);
+                conn.push_reply(*xid, r.zxid.max(self.view_zxid.get()), ErrorCode::Ok, Some(&Response::Sync { path: path.clone() }));
+                self.finish_request(&conn, op::SYNC, received);
+                to_drain.push(conn);
+            }
+            ReplyKind::CloseSession { xid } => {
+                let received = self.pop_commit(&conn, *xid);
+                conn.push_reply(*xid, r.zxid, ErrorCode::Ok, None);
+                self.finish_request(&conn, op::CLOSE_SESSION, received);
+                conn.close_after_flush();
+            }
+        }
+    }
+
+    fn pop_commit(&self, conn: &Conn, reply_xid: i32) -> Option<Instant> {
+        let mut pending = conn.pending.borrow_mut();
+        match pending.front() {
+            Some(Pending::Commit { xid, received, .. }) if *xid == reply_xid => {
+                let r = *received;
+                pending.pop_front();
+                Some(r)
+            }
+            _ => {
+                tracing::error!(conn = conn.id, xid = reply_xid, "commit reply out of order; closing connection");
+                conn.close_after_flush();
+                None
+            }
+        }
+    }
+
+    pub fn finish_request(&self, conn: &Conn, op: i32, received: Option<Instant>) {
+        conn.stats.last_op.set(op);
+        if let Some(t) = received {
+            conn.stats.record_latency(t);
+        }
+        conn.permits.signal(1);
+    }
+
+    fn session_closed(&self, session_id: i64, reply: Option<&Reply>) {
+        let Some(cid) = self.sessions.borrow_mut().remove(&session_id) else { return };
+        self.watches.borrow_mut().remove_session(session_id);
+        if let Some(conn) = self.conns.borrow().get(&cid) {
+            conn.session_id.set(0);
+            if reply.is_none() {
+                // Expiry: the socket is dropped without a word.
+                conn.drop_now();
+            }
+        }
+    }
+
+    /// Runs the reads queued behind commits that have now completed.
+    fn drain_local(&self, conn: &Rc<Conn>) {
+        loop {
+            let next = {
+                let mut pending = conn.pending.borrow_mut();
+                match pending.front() {
+                    Some(Pending::Local { .. }) => pending.pop_front(),
+                    _ => None,
+                }
+            };
+            match next {
+                Some(Pending::Local { xid, op, request, received }) => {
+                    self.answer_local(conn, xid, op, request);
+                    self.finish_request(conn, op, Some(received));
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// Answers a request served on this shard (reads, watch and auth ops).
+    pub fn answer_local(&self, conn: &Conn, xid: i32, op: i32, request: Request) {
+        let zxid = self.view_zxid.get();
+        match self.execute_local(conn, request) {
+            Ok(body) => conn.push_reply(xid, zxid, ErrorCode::Ok, body.as_ref()),
+            Err(e) => conn.push_reply(xid, zxid, e, None),
+        }
+        let _ = op;
+    }
+
+    fn execute_local(&self, conn: &Conn, request: Request) -> Result<Option<Response>, ErrorCode> {
+        let sid = conn.session_id.get();
+        let tree = self.view.borrow();
+        let authz = conn.authz.borrow().clone();
+        let read_check = |acl: &[crate::proto::Acl]| {
+            if authz.allowed(acl, perms::READ) {
+                Ok(())
+            } else {
+                Err(ErrorCode::NoAuth)
+            }
+        };
+        match request {
+            Request::Ping => Ok(None),
+            Request::Exists(r) => {
+                if r.path.contains('\0') {
+                    return Err(ErrorCode::BadArguments);
+                }
+                if r.watch {
+                    // Set before the lookup: an exists watch also waits for creation.
+                    self.watches.borrow_mut().add_data_watch(sid, &r.path);
+                }
+                let node = tree.get(&r.path).ok_or(ErrorCode::NoNode)?;
+                read_check(node.acl())?;
+                Ok(Some(Response::Stat(node.stat())))
+            }
+            Request::GetData(r) => {
+                let node = tree.get(&r.path).ok_or(ErrorCode::NoNode)?;
+                read_check(node.acl())?;
+                if r.watch {
+                    self.watches.borrow_mut().add_data_watch(sid, &r.path);
+                }
+                Ok(Some(Response::GetData { data: node.data().cloned(), stat: node.stat() }))
+            }
+            Request::GetChildren(r) | Request::GetChildren2(r) if false => {
+                let _ = r;
+                unreachable!()
+            }
+            Request::GetChildren(r) => {
+                let node = tree.get(&r.path).ok_or(ErrorCode::NoNode)?;
+                read_check(node.acl())?;
+                if r.watch {
+                    self.watches.borrow_mut().add_child_watch(sid, &r.path);
+                }
+                Ok(Some(Response::GetChildren { children: tree.children(&r.path).unwrap_or_default() }))
+            }
+            Request::GetChildren2(r) => {
+                let node = tree.get(&r.path).ok_or(ErrorCode::NoNode)?;
+                read_check(node.acl())?;
+                if r.watch {
+                    self.watches.borrow_mut().add_child_watch(sid, &r.path);
+                }
+                Ok(Some(Response::GetChildren2 { children: tree.children(&r.path).unwrap_or_default(), stat: node.stat() }))
+            }
+            Request::GetAcl(r) => {
+                let node = tree.get(&r.path).ok_or(ErrorCode::NoNode)?;
+                let is_admin = authz.allowed(node.acl(), perms::ADMIN);
+                if !is_admin && !authz.allowed(node.acl(), perms::READ) {
+                    return Err(ErrorCode::NoAuth);
+                }
+                let acl = crate::acl::redact_for_get_acl(node.acl(), is_admin);
+                Ok(Some(Response::GetAcl { acl, stat: node.stat() }))
+            }
+            Request::GetAllChildrenNumber(r) => {
+                let node = tree.get(&r.path).ok_or(ErrorCode::NoNode)?;
+                read_check(node.acl())?;
+                Ok(Some(Response::GetAllChildrenNumber { total: tree.all_children_number(&r.path).unwrap_or(0) }))
+            }
+            Request::GetEphemerals(r) => {
+                let prefix = r.prefix_path.trim();
+                let mut paths: Vec<String> = tree
+                    .ephemerals_of(sid)
+                    .into_iter()
+                    .filter(|p| prefix.is_empty() || prefix == "/" || p.starts_with(prefix))
+                    .collect();
+                paths.sort();
+                Ok(Some(Response::GetEphemerals { ephemerals: paths }))
+            }
+            Request::MultiRead(ops) => {
+                let mut results = Vec::with_capacity(ops.len());
+                for read in ops {
+                    let r = match read {
+                        ReadOp::GetData(p) => match tree.get(&p.path) {
+                            None => MultiResult::Error(ErrorCode::NoNode.code()),
+                            Some(n) if !authz.allowed(n.acl(), perms::READ) => MultiResult::Error(ErrorCode::NoAuth.code()),
+                            Some(n) => MultiResult::GetData { data: n.data().cloned(), stat: n.stat() },
+                        },
+                        ReadOp::GetChildren(p) => match tree.get(&p.path) {
+                            None => MultiResult::Error(ErrorCode::NoNode.code()),
+                            Some(n) if !authz.allowed(n.acl(), perms::READ) => MultiResult::Error(ErrorCode::NoAuth.code()),
+                            Some(_) => MultiResult::GetChildren { children: tree.children(&p.path).unwrap_or_default() },
+                        },
+                    };
+                    results.push(r);
+                }
+                Ok(Some(Response::MultiRead(results)))
+            }
+            Request::WhoAmI => {
+                let infos = authz.who_am_i().into_iter().map(|(scheme, user)| ClientInfo { auth_scheme: scheme, user }).collect();
+                Ok(Some(Response::WhoAmI(infos)))
+            }
+            Request::AddWatch(r) => {
+                let mut w = self.watches.borrow_mut();
+                match r.mode {
+                    crate::proto::add_watch_mode::PERSISTENT => w.add_persistent(sid, &r.path),
+                    crate::proto::add_watch_mode::PERSISTENT_RECURSIVE => w.add_persistent_recursive(sid, &r.path),
+                    _ => return Err(ErrorCode::BadArguments),
+                }
+                Ok(Some(Response::AddWatch))
+            }
+            Request::CheckWatches(r) => {
+                if !valid_watcher_type(r.watcher_type) {
+                    return Err(ErrorCode::BadArguments);
+                }
+                if self.watches.borrow().check(sid, &r.path, r.watcher_type) {
+                    Ok(None)
+                } else {
+                    Err(ErrorCode::NoWatcher)
+                }
+            }
+            Request::RemoveWatches(r) => {
+                if !valid_watcher_type(r.watcher_type) {
+                    return Err(ErrorCode::BadArguments);
+                }
+                if self.watches.borrow_mut().remove(sid, &r.path, r.watcher_type) {
+                    Ok(None)
+                } else {
+                    Err(ErrorCode::NoWatcher)
+                }
+            }
+            Request::SetWatches(sw) => {
+                self.set_watches(conn, &tree, sw);
+                Ok(None)
+            }
+            _ => Err(ErrorCode::Unimplemented),
+        }
+    }
+
+    /// setWatches / setWatches2 after a reconnect: re-register, and send
+    /// the events the client missed relative to its last seen zxid.
+    fn set_watches(&self, conn: &Conn, tree: &DataTree, sw: SetWatches) {
+        let sid = conn.session_id.get();
+        let rel = sw.relative_zxid;
+        let mut w = self.watches.borrow_mut();
+        // Synthesized events carry zxid -1.
+        for path in &sw.data {
+            match tree.get(path) {
+                None => conn.push_event(-1, EventType::NodeDeleted, path),
+                Some(n) if n.stat().mzxid > rel => conn.push_event(-1, EventType::NodeDataChanged, path),
+                Some(_) => w.add_data_watch(sid, path),
+            }
+        }
+        for path in &sw.exist {
+            match tree.get(path) {
+                Some(_) => conn.push_event(-1, EventType::NodeCreated, path),
+                None => w.add_data_watch(sid, path),
+            }
+        }
+        for path in &sw.child {
+            match tree.get(path) {
+                None => conn.push_event(-1, EventType::NodeDeleted, path),
+                Some(n) if n.stat().pzxid > rel => conn.push_event(-1, EventType::NodeChildrenChanged, path),
+                Some(_) => w.add_child_watch(sid, path),
+            }
+        }
+        for path in &sw.persistent {
+            w.add_persistent(sid, path);
+        }
+        for path in &sw.persistent_recursive {
+            w.add_persistent_recursive(sid, path);
+        }
+    }
+
+    fn report_part(&self, cmd: &str) -> ShardReport {
+        let conns = self.conns.borrow();
+        let mut part = ShardReport { connections: conns.len() as u64, ..Default::default() };
+        let reset = cmd == "crst" || cmd == "srst";
+        for c in conns.values() {
+            let s = &c.stats;
+            part.packets_received += s.received.get();
+            part.packets_sent += s.sent.get();
+            part.outstanding += c.pending.borrow().len() as u64;
+            if s.count_latency.get() > 0 {
+                if part.latency_count == 0 || s.min_latency_ms.get() < part.latency_min_ms {
+                    part.latency_min_ms = s.min_latency_ms.get();
+                }
+                part.latency_max_ms = part.latency_max_ms.max(s.max_latency_ms.get());
+                part.latency_sum_ms += s.sum_latency_ms.get();
+                part.latency_count += s.count_latency.get();
+            }
+            if cmd == "cons" || cmd == "stat" {
+                part.lines.push_str(&fourlw::connection_line(c, cmd == "cons", self.started));
+            }
+            if reset {
+                s.reset();
+            }
+        }
+        let w = self.watches.borrow();
+        part.watch_count = w.total_watch_count() as u64;
+        part.data_watch_count = w.data_watch_count() as u64;
+        match cmd {
+            "wchc" => {
+                for (sid, paths) in w.by_session() {
+                    part.lines.push_str(&format!("0x{sid:x}\n"));
+                    for p in paths {
+                        part.lines.push_str(&format!("\t{p}\n"));
+                    }
+                }
+            }
+            "wchp" => {
+                for (path, sids) in w.by_path() {
+                    part.lines.push_str(&format!("{path}\n"));
+                    for sid in sids {
+                        part.lines.push_str(&format!("\t0x{sid:x}\n"));
+                    }
+                }
+            }
+            "wchs" => {
+                part.watched_paths = w.by_path().len() as u64;
+                part.watching_sessions = w.by_session().len() as u64;
+            }
+            _ => {}
+        }
+        part
+    }
+
+    /// Answers a four-letter word on a fresh connection.
+    pub async fn four_letter_word(&self, conn: &Rc<Conn>, cmd: &'static str) {
+        if !self.config.fourlw_enabled(cmd) {
+            conn.out.borrow_mut().extend_from_slice(format!("{cmd} is not executed because it is not in the whitelist.\n").as_bytes());
+            conn.close_after_flush();
+            return;
+        }
+        match fourlw::local_answer(cmd, &self.config) {
+            Some(text) => {
+                conn.out.borrow_mut().extend_from_slice(text.as_bytes());
+                conn.close_after_flush();
+            }
+            None => {
+                let request_id = self.next_report_id();
+                let _ = self.to_commit.send(ToCommit::Report { conn: self.conn_ref(conn), request_id, cmd }).await;
+                // The answer arrives as FromCommit::ReportReady.
+            }
+        }
+    }
+}
+
+fn valid_watcher_type(t: i32) -> bool {
+    (watcher_type::CHILDREN..=watcher_type::PERSISTENT_RECURSIVE).contains(&t)
+}
+
+/// The response body for a successful write.
+fn write_response(op: i32, res: &WriteResult) -> Option<Response> {
+    match res {
+        WriteResult::Created { path, stat } => {
+            if op == op::CREATE {
+                Some(Response::Create { path: path.clone() })
+            } else {
+                Some(Response::Create2 { path: path.clone(), stat: *stat })
+            }
+        }
+        WriteResult::Stat(stat) => Some(Response::Stat(*stat)),
+        WriteResult::Multi(results) => Some(Response::Multi(results.iter().map(multi_result).collect())),
+        _ => None,
+    }
+}
+
+fn multi_result(r: &crate::tree::MultiOpResult) -> MultiResult {
+    use crate::tree::MultiOpResult as T;
+    match r {
+        T::Created { op, path, stat } => {
+            if *op == op::CREATE {
+                MultiResult::Create { path: path.clone() }
+            } else {
+                MultiResult::Create2 { path: path.clone(), stat: *stat }
+            }
+        }
+        T::Deleted => MultiResult::Delete,
+        T::Checked => MultiResult::Check,
+        T::SetData { stat } => MultiResult::SetData { stat: *stat },
+        T::Error(code) => MultiResult::Error(code.code()),
+    }
+}
+
+/// Whether a frame could not be read as a request at all.
+pub fn frame_error_message(e: &FrameError) -> String {
+    format!("{e:?}")
+}
+
+pub use xid as special_xid;
+pub use four_letter_word as sniff_four_letter_word;
+pub use FrameDecoder as Decoder;
