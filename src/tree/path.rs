@@ -133,9 +133,7 @@ pub(crate) fn child_range_bounds(path: &str) -> (String, String) {
     (lower, upper)
 }
 
-pub(crate) fn as_bounds<'a>(
-    bounds: &'a (String, String),
-) -> (Bound<&'a TreePath>, Bound<&'a TreePath>) {
+pub(crate) fn as_bounds(bounds: &(String, String)) -> (Bound<&TreePath>, Bound<&TreePath>) {
     (
         Bound::Excluded(TreePath::new(&bounds.0)),
         Bound::Excluded(TreePath::new(&bounds.1)),
