@@ -93,6 +93,12 @@ fn check_invariants(tree: &DataTree) {
 }
 
 #[test]
+fn node_layout_is_compact() {
+    // The module doc's memory estimate relies on this.
+    assert_eq!(std::mem::size_of::<Node>(), 112);
+}
+
+#[test]
 fn fresh_tree_has_special_nodes() {
     let tree = DataTree::new();
     assert_eq!(tree.node_count(), 4);
@@ -904,6 +910,8 @@ fn all_children_number_counts_descendants() {
     assert_eq!(tree.children("/a").unwrap(), vec!["b", "d"]);
 }
 
+type DumpEntry = (String, Stat, Option<Bytes>);
+
 #[derive(Debug, Clone)]
 enum RandomOp {
     Create(usize, i32),
@@ -927,7 +935,7 @@ proptest! {
     #[test]
     fn random_writes_keep_invariants(ops in proptest::collection::vec(random_op(), 1..60)) {
         let mut tree = DataTree::new();
-        let mut snapshots: Vec<(DataTree, Vec<(String, Stat, Option<Bytes>)>)> = Vec::new();
+        let mut snapshots: Vec<(DataTree, Vec<DumpEntry>)> = Vec::new();
         let dump = |t: &DataTree| t.iter().map(|(p, n)| (p.to_owned(), n.stat(), n.data().cloned())).collect::<Vec<_>>();
         for (i, op) in ops.into_iter().enumerate() {
             let zxid = i as i64 + 1;
