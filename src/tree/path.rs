@@ -1,0 +1,212 @@
+//! Znode paths: ZooKeeper's `validatePath`, parent/name splitting, and the
+//! key type of the tree's ordered map.
+//!
+//! The map orders paths by (parent, name) instead of plain string order, so
+//! the children of one node form a single contiguous key range. That lets the
+//! tree answer getChildren with a range scan and keep no per-node child set.
+
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use crate::proto::ErrorCode;
+
+/// ZooKeeper's `PathUtils.validatePath`: Err(BadArguments) on failure.
+///
+/// Java checks UTF-16 units; a Rust `char` outside the BMP is a surrogate
+/// pair there, and surrogates are forbidden, so any char > U+FFFF fails.
+pub fn validate_path(path: &str) -> Result<(), ErrorCode> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(ErrorCode::BadArguments);
+    };
+    if rest.is_empty() {
+        return Ok(());
+    }
+    for component in rest.split('/') {
+        // Covers "//" and a trailing '/'.
+        if component.is_empty() || component == "." || component == ".." {
+            return Err(ErrorCode::BadArguments);
+        }
+        if component.chars().any(is_forbidden_char) {
+            return Err(ErrorCode::BadArguments);
+        }
+    }
+    Ok(())
+}
+
+fn is_forbidden_char(c: char) -> bool {
+    let c = c as u32;
+    c <= 0x1f || (0x7f..=0x9f).contains(&c) || (0xd800..=0xf8ff).contains(&c) || c >= 0xfff0
+}
+
+/// Splits at the last '/': `"/a/b"` -> `("/a", "b")`, `"/a"` -> `("", "a")`,
+/// `"/"` -> `("", "")`. No '/' at all gives `None`.
+pub(crate) fn split_last(path: &str) -> Option<(&str, &str)> {
+    let slash = path.rfind('/')?;
+    Some((&path[..slash], &path[slash + 1..]))
+}
+
+/// The parent path as ZooKeeper looks it up: everything before the last '/',
+/// with `""` meaning the root (Java keeps the root under both "" and "/").
+pub(crate) fn parent_of(path: &str) -> Option<&str> {
+    split_last(path).map(|(parent, _)| if parent.is_empty() { "/" } else { parent })
+}
+
+/// A path seen through the tree's (parent, name) ordering. Unsized view over
+/// `str`, so lookups need no allocation.
+#[derive(Debug, PartialEq, Eq)]
+#[repr(transparent)]
+pub(crate) struct TreePath(str);
+
+impl TreePath {
+    pub(crate) fn new(path: &str) -> &TreePath {
+        // SAFETY: TreePath is repr(transparent) over str, so the pointer cast
+        // keeps layout and metadata (length) intact.
+        unsafe { &*(path as *const str as *const TreePath) }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// (parent, name); a string without '/' (never stored) sorts as a name
+    /// under the empty parent.
+    fn parts(&self) -> (&str, &str) {
+        split_last(&self.0).unwrap_or(("", &self.0))
+    }
+}
+
+impl Ord for TreePath {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let (parent_a, name_a) = self.parts();
+        let (parent_b, name_b) = other.parts();
+        parent_a.cmp(parent_b).then_with(|| name_a.cmp(name_b))
+    }
+}
+
+impl PartialOrd for TreePath {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// An owned, shared path: the key of the node map (and of the ephemeral and
+/// container/TTL indexes, which share the same allocation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PathKey(pub(crate) Arc<str>);
+
+impl PathKey {
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<TreePath> for PathKey {
+    fn borrow(&self) -> &TreePath {
+        TreePath::new(&self.0)
+    }
+}
+
+impl Ord for PathKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        TreePath::new(&self.0).cmp(TreePath::new(&other.0))
+    }
+}
+
+impl PartialOrd for PathKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Bounds (as owned strings) of the key range holding exactly the children
+/// of `path`. Both bounds are exclusive. Children of P have parent part P
+/// (or "" for the root); the range runs from (P, "") to (P + "\0", ""). The
+/// lower bound is either no node at all or the root itself, which is why it
+/// is excluded.
+pub(crate) fn child_range_bounds(path: &str) -> (String, String) {
+    let parent_part = if path == "/" { "" } else { path };
+    let lower = format!("{parent_part}/");
+    let upper = format!("{parent_part}\0/");
+    (lower, upper)
+}
+
+pub(crate) fn as_bounds(bounds: &(String, String)) -> (Bound<&TreePath>, Bound<&TreePath>) {
+    (
+        Bound::Excluded(TreePath::new(&bounds.0)),
+        Bound::Excluded(TreePath::new(&bounds.1)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_path_rules() {
+        for ok in ["/", "/a", "/a/b", "/a.b", "/...", "/a/.b", "/é"] {
+            assert_eq!(validate_path(ok), Ok(()), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "a",
+            "a/b",
+            "/a/",
+            "//",
+            "/a//b",
+            "/.",
+            "/..",
+            "/a/./b",
+            "/a/../b",
+            "/a\0",
+            "/a\u{1}",
+            "/a\u{7f}",
+            "/a\u{9f}",
+            "/\u{e000}",
+            "/\u{f8ff}",
+            "/\u{fff0}",
+            "/\u{ffff}",
+            "/\u{1F600}",
+        ] {
+            assert_eq!(validate_path(bad), Err(ErrorCode::BadArguments), "{bad:?}");
+        }
+        assert_eq!(validate_path("/\u{f900}"), Ok(()));
+        assert_eq!(validate_path("/\u{a0}"), Ok(()));
+        assert_eq!(validate_path("/\u{ffef}"), Ok(()));
+    }
+
+    #[test]
+    fn parent_split() {
+        assert_eq!(parent_of("/a"), Some("/"));
+        assert_eq!(parent_of("/a/b"), Some("/a"));
+        assert_eq!(parent_of("/"), Some("/"));
+        assert_eq!(parent_of("abc"), None);
+        assert_eq!(parent_of("/q/"), Some("/q"));
+    }
+
+    #[test]
+    fn children_are_contiguous() {
+        let mut keys: Vec<&TreePath> = ["/", "/a", "/a/x", "/a/y", "/a0", "/a/x/z", "/b", "/a-"]
+            .map(TreePath::new)
+            .to_vec();
+        keys.sort();
+        let bounds = child_range_bounds("/a");
+        let (lo, hi) = (TreePath::new(&bounds.0), TreePath::new(&bounds.1));
+        let kids: Vec<&str> = keys
+            .iter()
+            .filter(|k| **k > lo && **k < hi)
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(kids, vec!["/a/x", "/a/y"]);
+        let bounds = child_range_bounds("/");
+        let (lo, hi) = (TreePath::new(&bounds.0), TreePath::new(&bounds.1));
+        let kids: Vec<&str> = keys
+            .iter()
+            .filter(|k| **k > lo && **k < hi)
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(kids, vec!["/a", "/a-", "/a0", "/b"]);
+    }
+}
