@@ -6,6 +6,7 @@
 //! them from glommio shards.
 
 pub mod acl;
+pub mod config;
 pub mod jute;
 pub mod proto;
 pub mod session;
