@@ -652,6 +652,19 @@ mod tests {
     }
 
     #[test]
+    fn minus_one_timeout_means_default() {
+        let (c, _) = Config::parse(
+            "dataDir=/d\nminSessionTimeout=-1\nmaxSessionTimeout=-1\n",
+            "z",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.min_session_timeout_ms, c.max_session_timeout_ms),
+            (6000, 60000)
+        );
+    }
+
+    #[test]
     fn properties_syntax() {
         let text = "  ! comment\n\tdataDir = /a\\\n   /b\nclientPort:\t2182\n";
         let (c, _) = Config::parse(text, "z").unwrap();
