@@ -10,3 +10,4 @@ pub mod config;
 pub mod jute;
 pub mod proto;
 pub mod session;
+pub mod watch;
