@@ -6,6 +6,9 @@
 //! them from glommio shards.
 
 pub mod acl;
+pub mod config;
 pub mod jute;
 pub mod proto;
+pub mod session;
 pub mod tree;
+pub mod watch;

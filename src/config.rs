@@ -1,0 +1,692 @@
+//! zoo.cfg parsing (Java properties syntax) into a typed `Config`.
+//! Sans-IO except `Config::load`, which only reads the file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+/// A zoo.cfg problem, naming the file and (when there is one) the line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub source_name: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.source_name, line, self.message),
+            None => write!(f, "{}: {}", self.source_name, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Which four-letter words are enabled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FourLetterWhitelist {
+    All,
+    Only(BTreeSet<String>),
+}
+
+/// A `server.N` line, kept for a future quorum mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerEntry {
+    pub id: u64,
+    pub host: String,
+    pub quorum_port: u16,
+    pub election_port: u16,
+    /// `participant` or `observer`.
+    pub role: String,
+    /// `clientHost:clientPort` or `clientPort` after ';', if given.
+    pub client: Option<String>,
+    /// The value as written.
+    pub raw: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub tick_time_ms: u32,
+    pub data_dir: PathBuf,
+    pub data_log_dir: PathBuf,
+    pub client_port: u16,
+    pub client_port_address: IpAddr,
+    /// Per client IP; 0 = unlimited.
+    pub max_client_cnxns: u32,
+    pub min_session_timeout_ms: u32,
+    pub max_session_timeout_ms: u32,
+    pub four_letter_whitelist: FourLetterWhitelist,
+    pub jute_max_buffer: usize,
+    /// Worker shards; None = one per available core.
+    pub shards: Option<usize>,
+    pub super_digest: Option<String>,
+    pub extended_types_enabled: bool,
+    pub global_outstanding_limit: u32,
+    pub snap_count: u64,
+    pub pre_alloc_size_kb: u64,
+    pub autopurge_snap_retain_count: u32,
+    /// 0 = autopurge disabled.
+    pub autopurge_purge_interval_ms: u64,
+    pub container_check_interval_ms: u64,
+    pub container_max_never_used_interval_ms: u64,
+    pub container_max_per_minute: u32,
+    pub init_limit: Option<u32>,
+    pub sync_limit: Option<u32>,
+    pub servers: Vec<ServerEntry>,
+    /// Keys zoocore does not interpret, as written (last one wins).
+    pub other: BTreeMap<String, String>,
+}
+
+const DEFAULT_JUTE_MAX_BUFFER: usize = 0xFFFFF;
+/// ZooKeeper's tickTime when a zoo.cfg does not set one.
+const ZOO_CFG_DEFAULT_TICK_MS: u32 = 3000;
+const MIN_SNAP_RETAIN_COUNT: u32 = 3;
+
+/// ZooKeeper keys that are recognised but have no effect in zoocore.
+const KNOWN_UNUSED_KEYS: &[&str] = &[
+    "peerType",
+    "electionAlg",
+    "standaloneEnabled",
+    "reconfigEnabled",
+    "localSessionsEnabled",
+    "localSessionsUpgradingEnabled",
+    "quorumListenOnAllIPs",
+    "syncEnabled",
+    "maxCnxns",
+    "secureClientPort",
+    "secureClientPortAddress",
+    "dynamicConfigFile",
+    "connectToLearnerMasterLimit",
+    "multiAddress.enabled",
+    "skipACL",
+];
+
+impl Config {
+    /// zoocore's settings when started without a zoo.cfg.
+    pub fn embedded_default() -> Config {
+        Self::defaults(
+            2000,
+            PathBuf::from("./zoocore-data"),
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+        )
+    }
+
+    fn defaults(tick_time_ms: u32, data_dir: PathBuf, client_port_address: IpAddr) -> Config {
+        Config {
+            tick_time_ms,
+            data_log_dir: data_dir.clone(),
+            data_dir,
+            client_port: 2181,
+            client_port_address,
+            max_client_cnxns: 60,
+            min_session_timeout_ms: tick_time_ms.saturating_mul(2),
+            max_session_timeout_ms: tick_time_ms.saturating_mul(20),
+            four_letter_whitelist: FourLetterWhitelist::Only(BTreeSet::from(["srvr".to_owned()])),
+            jute_max_buffer: DEFAULT_JUTE_MAX_BUFFER,
+            shards: None,
+            super_digest: None,
+            extended_types_enabled: false,
+            global_outstanding_limit: 1000,
+            snap_count: 100_000,
+            pre_alloc_size_kb: 65536,
+            autopurge_snap_retain_count: MIN_SNAP_RETAIN_COUNT,
+            autopurge_purge_interval_ms: 0,
+            container_check_interval_ms: 60_000,
+            container_max_never_used_interval_ms: 0,
+            container_max_per_minute: 10_000,
+            init_limit: None,
+            sync_limit: None,
+            servers: Vec::new(),
+            other: BTreeMap::new(),
+        }
+    }
+
+    /// Whether the four-letter word `cmd` may be served.
+    pub fn fourlw_enabled(&self, cmd: &str) -> bool {
+        match &self.four_letter_whitelist {
+            FourLetterWhitelist::All => true,
+            FourLetterWhitelist::Only(set) => set.contains(cmd),
+        }
+    }
+
+    /// Reads and parses a zoo.cfg file.
+    pub fn load(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            source_name: name.clone(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text, &name)
+    }
+
+    /// Parses zoo.cfg text. Returns the config and warnings (unknown or
+    /// ignored keys, adjusted values).
+    pub fn parse(text: &str, source_name: &str) -> Result<(Config, Vec<String>), ConfigError> {
+        let err = |line: Option<usize>, message: String| ConfigError {
+            source_name: source_name.to_owned(),
+            line,
+            message,
+        };
+        let mut cfg = Self::defaults(
+            ZOO_CFG_DEFAULT_TICK_MS,
+            PathBuf::new(),
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        );
+        let mut warnings = Vec::new();
+        let mut data_dir: Option<PathBuf> = None;
+        let mut data_log_dir: Option<PathBuf> = None;
+        let mut min_timeout: Option<i64> = None;
+        let mut max_timeout: Option<i64> = None;
+
+        for entry in logical_lines(text) {
+            let line_no = Some(entry.line_no);
+            let (key, value) = split_key_value(&entry.text)
+                .ok_or_else(|| err(line_no, format!("expected key=value: {:?}", entry.text)))?;
+            let value = value.trim();
+            let bad = |what: &str| err(line_no, format!("bad value for {key}: {value:?}{what}"));
+            let normalized = key.strip_prefix("zookeeper.").unwrap_or(&key);
+            match normalized {
+                "tickTime" => {
+                    cfg.tick_time_ms = parse_num::<u32>(value)
+                        .filter(|&t| t > 0)
+                        .ok_or_else(|| bad(""))?
+                }
+                "dataDir" => data_dir = Some(non_empty_path(value).ok_or_else(|| bad(""))?),
+                "dataLogDir" => data_log_dir = Some(non_empty_path(value).ok_or_else(|| bad(""))?),
+                "clientPort" => cfg.client_port = parse_num(value).ok_or_else(|| bad(""))?,
+                "clientPortAddress" => {
+                    cfg.client_port_address =
+                        parse_ip(value).ok_or_else(|| bad(" (an IP address)"))?
+                }
+                "maxClientCnxns" => {
+                    cfg.max_client_cnxns = parse_num(value).ok_or_else(|| bad(""))?
+                }
+                "minSessionTimeout" => {
+                    min_timeout = Some(parse_timeout(value).ok_or_else(|| bad(""))?)
+                }
+                "maxSessionTimeout" => {
+                    max_timeout = Some(parse_timeout(value).ok_or_else(|| bad(""))?)
+                }
+                "4lw.commands.whitelist" => cfg.four_letter_whitelist = parse_whitelist(value),
+                "jute.maxbuffer" => {
+                    cfg.jute_max_buffer = parse_num(value)
+                        .filter(|&n: &usize| n > 0)
+                        .ok_or_else(|| bad(""))?
+                }
+                "zoocore.shards" => {
+                    cfg.shards = Some(
+                        parse_num(value)
+                            .filter(|&n: &usize| n > 0)
+                            .ok_or_else(|| bad(""))?,
+                    )
+                }
+                "DigestAuthenticationProvider.superDigest" => {
+                    cfg.super_digest = if value.is_empty() {
+                        None
+                    } else {
+                        Some(value.to_owned())
+                    }
+                }
+                "extendedTypesEnabled" => {
+                    cfg.extended_types_enabled = parse_bool(value).ok_or_else(|| bad(""))?
+                }
+                "globalOutstandingLimit" => {
+                    cfg.global_outstanding_limit =
+                        parse_num(value).filter(|&n| n > 0).ok_or_else(|| bad(""))?
+                }
+                "snapCount" => {
+                    cfg.snap_count = parse_num(value).filter(|&n| n > 1).ok_or_else(|| bad(""))?
+                }
+                "preAllocSize" => {
+                    cfg.pre_alloc_size_kb = parse_num(value).ok_or_else(|| bad(""))?
+                }
+                "autopurge.snapRetainCount" => {
+                    let n: u32 = parse_num(value).ok_or_else(|| bad(""))?;
+                    if n < MIN_SNAP_RETAIN_COUNT {
+                        warnings.push(format!(
+                            "{source_name}:{}: autopurge.snapRetainCount {n} raised to {MIN_SNAP_RETAIN_COUNT}",
+                            entry.line_no
+                        ));
+                    }
+                    cfg.autopurge_snap_retain_count = n.max(MIN_SNAP_RETAIN_COUNT);
+                }
+                "autopurge.purgeInterval" => {
+                    cfg.autopurge_purge_interval_ms =
+                        parse_purge_interval(value).ok_or_else(|| bad(""))?
+                }
+                "znode.container.checkIntervalMs" => {
+                    cfg.container_check_interval_ms =
+                        parse_num(value).filter(|&n| n > 0).ok_or_else(|| bad(""))?
+                }
+                "znode.container.maxNeverUsedIntervalMs" => {
+                    cfg.container_max_never_used_interval_ms =
+                        parse_num(value).ok_or_else(|| bad(""))?
+                }
+                "znode.container.maxPerMinute" => {
+                    cfg.container_max_per_minute =
+                        parse_num(value).filter(|&n| n > 0).ok_or_else(|| bad(""))?
+                }
+                "initLimit" => cfg.init_limit = Some(parse_num(value).ok_or_else(|| bad(""))?),
+                "syncLimit" => cfg.sync_limit = Some(parse_num(value).ok_or_else(|| bad(""))?),
+                k if k.starts_with("server.") => {
+                    let entry = parse_server(k, value).ok_or_else(|| bad(""))?;
+                    cfg.servers.retain(|s| s.id != entry.id);
+                    cfg.servers.push(entry);
+                }
+                k => {
+                    let why = if KNOWN_UNUSED_KEYS.contains(&k)
+                        || k.starts_with("metricsProvider.")
+                        || k.starts_with("admin.")
+                        || k.starts_with("ssl.")
+                    {
+                        "not supported by zoocore, ignored"
+                    } else {
+                        "unknown key, ignored"
+                    };
+                    warnings.push(format!("{source_name}:{}: {key}: {why}", entry.line_no));
+                    cfg.other.insert(key.clone(), value.to_owned());
+                }
+            }
+        }
+
+        cfg.data_dir = data_dir.ok_or_else(|| err(None, "dataDir is not set".to_owned()))?;
+        cfg.data_log_dir = data_log_dir.unwrap_or_else(|| cfg.data_dir.clone());
+        // -1 (or absent) means "derive from tickTime", as in ZooKeeper.
+        let derive = |v: Option<i64>, factor: u32| match v {
+            Some(v) if v >= 0 => u32::try_from(v).ok(),
+            _ => Some(cfg.tick_time_ms.saturating_mul(factor)),
+        };
+        cfg.min_session_timeout_ms = derive(min_timeout, 2)
+            .ok_or_else(|| err(None, "minSessionTimeout out of range".to_owned()))?;
+        cfg.max_session_timeout_ms = derive(max_timeout, 20)
+            .ok_or_else(|| err(None, "maxSessionTimeout out of range".to_owned()))?;
+        if cfg.min_session_timeout_ms > cfg.max_session_timeout_ms {
+            return Err(err(
+                None,
+                format!(
+                    "minSessionTimeout ({}) must not be larger than maxSessionTimeout ({})",
+                    cfg.min_session_timeout_ms, cfg.max_session_timeout_ms
+                ),
+            ));
+        }
+        Ok((cfg, warnings))
+    }
+}
+
+struct LogicalLine {
+    line_no: usize,
+    text: String,
+}
+
+/// Java properties lines: skips blanks and `#`/`!` comments, joins lines
+/// ending in an odd number of backslashes, and resolves escapes.
+fn logical_lines(text: &str) -> Vec<LogicalLine> {
+    let mut out = Vec::new();
+    let mut pending: Option<LogicalLine> = None;
+    for (idx, raw) in text.lines().enumerate() {
+        let trimmed = raw.trim_start();
+        if pending.is_none()
+            && (trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with('!'))
+        {
+            continue;
+        }
+        let trailing_backslashes = trimmed.chars().rev().take_while(|&c| c == '\\').count();
+        let continues = trailing_backslashes % 2 == 1;
+        let body = if continues {
+            &trimmed[..trimmed.len() - 1]
+        } else {
+            trimmed
+        };
+        let current = pending.get_or_insert_with(|| LogicalLine {
+            line_no: idx + 1,
+            text: String::new(),
+        });
+        current.text.push_str(body);
+        if !continues {
+            if let Some(done) = pending.take() {
+                out.push(done);
+            }
+        }
+    }
+    out.extend(pending);
+    out
+}
+
+/// Splits at the first unescaped `=`, `:` or whitespace (whitespace around
+/// the separator is skipped). None if there is no separator at all.
+fn split_key_value(line: &str) -> Option<(String, String)> {
+    let chars: Vec<char> = line.chars().collect();
+    let mut i = 0;
+    let mut key_end = None;
+    while i < chars.len() {
+        match chars[i] {
+            '\\' => i += 2,
+            '=' | ':' => {
+                key_end = Some((i, true));
+                break;
+            }
+            c if c.is_whitespace() => {
+                key_end = Some((i, false));
+                break;
+            }
+            _ => i += 1,
+        }
+    }
+    let (end, hard_separator) = key_end?;
+    let key = unescape(&chars[..end]);
+    let mut j = end + 1;
+    if !hard_separator {
+        while j < chars.len() && chars[j].is_whitespace() {
+            j += 1;
+        }
+        if j < chars.len() && (chars[j] == '=' || chars[j] == ':') {
+            j += 1;
+        }
+    }
+    let value = unescape(&chars[j.min(chars.len())..]);
+    if key.is_empty() {
+        return None;
+    }
+    Some((key, value))
+}
+
+fn unescape(chars: &[char]) -> String {
+    let mut out = String::with_capacity(chars.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] != '\\' || i + 1 >= chars.len() {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        let next = chars[i + 1];
+        i += 2;
+        match next {
+            't' => out.push('\t'),
+            'n' => out.push('\n'),
+            'r' => out.push('\r'),
+            'f' => out.push('\u{c}'),
+            'u' if i + 4 <= chars.len() => {
+                let hex: String = chars[i..i + 4].iter().collect();
+                match u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+                    Some(c) => {
+                        out.push(c);
+                        i += 4;
+                    }
+                    None => out.push('u'),
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Decimal, or hex with `0x` (as Java's Integer.decode allows).
+fn parse_num<T: TryFrom<u64>>(value: &str) -> Option<T> {
+    let v = value.trim();
+    let n = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok()?,
+        None => v.parse::<u64>().ok()?,
+    };
+    T::try_from(n).ok()
+}
+
+/// A session timeout bound; -1 means "derive from tickTime".
+fn parse_timeout(value: &str) -> Option<i64> {
+    if value == "-1" {
+        return Some(-1);
+    }
+    parse_num(value)
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "yes" => Some(true),
+        "false" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_ip(value: &str) -> Option<IpAddr> {
+    if value.eq_ignore_ascii_case("localhost") {
+        return Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    value
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
+}
+
+fn non_empty_path(value: &str) -> Option<PathBuf> {
+    (!value.is_empty()).then(|| PathBuf::from(value))
+}
+
+/// `*` = all; otherwise a comma list. srvr is always enabled.
+fn parse_whitelist(value: &str) -> FourLetterWhitelist {
+    let words: BTreeSet<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if words.contains("*") {
+        return FourLetterWhitelist::All;
+    }
+    let mut words = words;
+    words.insert("srvr".to_owned());
+    FourLetterWhitelist::Only(words)
+}
+
+/// Hours when bare, or a number with an `ms`/`s`/`m`/`h`/`d` suffix.
+fn parse_purge_interval(value: &str) -> Option<u64> {
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (digits, unit) = value.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let factor = match unit.trim() {
+        "" | "h" => 3_600_000,
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+/// `server.N=host:quorumPort:electionPort[:role][;[clientHost:]clientPort]`.
+fn parse_server(key: &str, value: &str) -> Option<ServerEntry> {
+    let id: u64 = key.strip_prefix("server.")?.parse().ok()?;
+    let (addresses, client) = match value.split_once(';') {
+        Some((a, c)) => (a.trim(), Some(c.trim().to_owned())),
+        None => (value.trim(), None),
+    };
+    let (host, rest) = if let Some(after) = addresses.strip_prefix('[') {
+        let (h, r) = after.split_once(']')?;
+        (h.to_owned(), r.strip_prefix(':')?)
+    } else {
+        let (h, r) = addresses.split_once(':')?;
+        (h.to_owned(), r)
+    };
+    let mut parts = rest.split(':');
+    let quorum_port = parts.next()?.trim().parse().ok()?;
+    let election_port = parts.next()?.trim().parse().ok()?;
+    let role = parts
+        .next()
+        .map(|r| r.trim().to_owned())
+        .unwrap_or_else(|| "participant".to_owned());
+    if parts.next().is_some() || host.is_empty() || !(role == "participant" || role == "observer") {
+        return None;
+    }
+    Some(ServerEntry {
+        id,
+        host,
+        quorum_port,
+        election_port,
+        role,
+        client,
+        raw: value.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEBIAN_EXAMPLE: &str = "# The number of milliseconds of each tick\ntickTime=2000\n\
+        # The number of ticks that the initial \n# synchronization phase can take\ninitLimit=10\n\
+        syncLimit=5\ndataDir=/tmp/zookeeper\n# the port at which the clients will connect\n\
+        clientPort=2181\n#maxClientCnxns=60\n#\n#autopurge.snapRetainCount=3\n#autopurge.purgeInterval=1\n\n\
+        ## Metrics Providers\n#metricsProvider.httpHost=0.0.0.0\n";
+
+    #[test]
+    fn embedded_default() {
+        let c = Config::embedded_default();
+        assert_eq!(c.tick_time_ms, 2000);
+        assert_eq!(c.client_port, 2181);
+        assert_eq!(c.client_port_address, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(c.data_dir, PathBuf::from("./zoocore-data"));
+        assert_eq!(c.data_log_dir, c.data_dir);
+        assert_eq!(
+            (c.min_session_timeout_ms, c.max_session_timeout_ms),
+            (4000, 40000)
+        );
+        assert!(c.fourlw_enabled("srvr"));
+        assert!(!c.fourlw_enabled("stat"));
+        assert_eq!(c.jute_max_buffer, 0xFFFFF);
+    }
+
+    #[test]
+    fn debian_example_parses() {
+        let (c, warnings) = Config::parse(DEBIAN_EXAMPLE, "zoo.cfg").unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.tick_time_ms, 2000);
+        assert_eq!(c.init_limit, Some(10));
+        assert_eq!(c.sync_limit, Some(5));
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/zookeeper"));
+        assert_eq!(c.data_log_dir, PathBuf::from("/tmp/zookeeper"));
+        assert_eq!(c.client_port, 2181);
+        assert_eq!(c.client_port_address, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert_eq!(c.max_client_cnxns, 60);
+        assert_eq!(
+            (c.min_session_timeout_ms, c.max_session_timeout_ms),
+            (4000, 40000)
+        );
+    }
+
+    #[test]
+    fn installed_debian_example_parses_if_present() {
+        let path = Path::new("/etc/zookeeper/conf_example/zoo.cfg");
+        if path.exists() {
+            let (c, _) = Config::load(path).unwrap();
+            assert_eq!(c.client_port, 2181);
+        }
+    }
+
+    #[test]
+    fn apache_standalone_sample() {
+        let text = "tickTime=2000\ndataDir=/var/lib/zookeeper\nclientPort=2181\n\
+            dataLogDir = /var/log/zk\nclientPortAddress: 127.0.0.1\nmaxClientCnxns 0\n\
+            4lw.commands.whitelist=stat, ruok, conf\nautopurge.snapRetainCount=5\n\
+            autopurge.purgeInterval=1\nzookeeper.DigestAuthenticationProvider.superDigest=super:xQJmxLMiHGwaqBvst5y6rkB6HQs=\n\
+            extendedTypesEnabled=true\nzookeeper.jute.maxbuffer=0x400000\nzoocore.shards=2\n\
+            znode.container.checkIntervalMs=100\nsnapCount=1000\nstandaloneEnabled=true\nfoo.bar=1\n\
+            server.1=zk1:2888:3888\nserver.2=[::1]:2889:3889:observer;2182\n";
+        let (c, warnings) = Config::parse(text, "zoo.cfg").unwrap();
+        assert_eq!(c.data_log_dir, PathBuf::from("/var/log/zk"));
+        assert_eq!(c.client_port_address, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(c.max_client_cnxns, 0);
+        assert!(c.fourlw_enabled("stat") && c.fourlw_enabled("srvr") && c.fourlw_enabled("conf"));
+        assert!(!c.fourlw_enabled("dump"));
+        assert_eq!(c.autopurge_snap_retain_count, 5);
+        assert_eq!(c.autopurge_purge_interval_ms, 3_600_000);
+        assert_eq!(
+            c.super_digest.as_deref(),
+            Some("super:xQJmxLMiHGwaqBvst5y6rkB6HQs=")
+        );
+        assert!(c.extended_types_enabled);
+        assert_eq!(c.jute_max_buffer, 0x400000);
+        assert_eq!(c.shards, Some(2));
+        assert_eq!(c.container_check_interval_ms, 100);
+        assert_eq!(c.snap_count, 1000);
+        assert_eq!(c.servers.len(), 2);
+        assert_eq!(c.servers[0].host, "zk1");
+        assert_eq!(
+            (c.servers[0].quorum_port, c.servers[0].election_port),
+            (2888, 3888)
+        );
+        assert_eq!(c.servers[1].host, "::1");
+        assert_eq!(c.servers[1].role, "observer");
+        assert_eq!(c.servers[1].client.as_deref(), Some("2182"));
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("standaloneEnabled") && warnings[0].contains("zoo.cfg:16"));
+        assert!(warnings[1].contains("foo.bar") && warnings[1].contains("unknown"));
+        assert_eq!(c.other.get("foo.bar").map(String::as_str), Some("1"));
+    }
+
+    #[test]
+    fn whitelist_star_and_timeouts() {
+        let (c, _) = Config::parse(
+            "dataDir=/d\n4lw.commands.whitelist=*\ntickTime=1000\nmaxSessionTimeout=5000\n",
+            "z",
+        )
+        .unwrap();
+        assert!(c.fourlw_enabled("wchp"));
+        assert_eq!(
+            (c.min_session_timeout_ms, c.max_session_timeout_ms),
+            (2000, 5000)
+        );
+        let e = Config::parse(
+            "dataDir=/d\nminSessionTimeout=9000\nmaxSessionTimeout=5000\n",
+            "z",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("minSessionTimeout"));
+    }
+
+    #[test]
+    fn minus_one_timeout_means_default() {
+        let (c, _) = Config::parse(
+            "dataDir=/d\nminSessionTimeout=-1\nmaxSessionTimeout=-1\n",
+            "z",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.min_session_timeout_ms, c.max_session_timeout_ms),
+            (6000, 60000)
+        );
+    }
+
+    #[test]
+    fn properties_syntax() {
+        let text = "  ! comment\n\tdataDir = /a\\\n   /b\nclientPort:\t2182\n";
+        let (c, _) = Config::parse(text, "z").unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/a/b"));
+        assert_eq!(c.client_port, 2182);
+        assert_eq!(c.tick_time_ms, 3000);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let text = "# c\ndataDir=/d\n\n\n\n\ntickTime=abc\n";
+        let e = Config::parse(text, "zoo.cfg").unwrap_err();
+        assert_eq!(e.to_string(), "zoo.cfg:7: bad value for tickTime: \"abc\"");
+        let e = Config::parse("dataDir=/d\ngarbage\n", "zoo.cfg").unwrap_err();
+        assert_eq!(e.to_string(), "zoo.cfg:2: expected key=value: \"garbage\"");
+        let e = Config::parse("dataDir=/d\nclientPort=70000\n", "zoo.cfg").unwrap_err();
+        assert_eq!(e.line, Some(2));
+        let e = Config::parse("dataDir=/d\nserver.1=host\n", "zoo.cfg").unwrap_err();
+        assert_eq!(e.line, Some(2));
+        let e = Config::parse("tickTime=2000\n", "zoo.cfg").unwrap_err();
+        assert_eq!(e.to_string(), "zoo.cfg: dataDir is not set");
+        let e = Config::parse("dataDir=/d\nextendedTypesEnabled=maybe\n", "zoo.cfg").unwrap_err();
+        assert_eq!(e.line, Some(2));
+    }
+}

@@ -1,0 +1,140 @@
+//! Starts the real `zoocore` binary on a loopback port the test picks, with
+//! a fresh data directory, and stops it by PID when dropped.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    child: Child,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+pub struct ServerOptions {
+    pub tick_ms: u32,
+    pub shards: usize,
+    pub extra_config: String,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions { tick_ms: 500, shards: 2, extra_config: String::new() }
+    }
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        Self::start_with(ServerOptions::default())
+    }
+
+    pub fn start_with(opts: ServerOptions) -> TestServer {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("zoocore-test-{}-{}", std::process::id(), n));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create test dir");
+        // The port can be taken between probing and binding; retry a few times.
+        for _attempt in 0..5 {
+            let port = free_port();
+            let cfg = format!(
+                "tickTime={}\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\nzoocore.shards={}\nextendedTypesEnabled=true\nDigestAuthenticationProvider.superDigest=super:xQJmxLMiHGwaqBvst5y6rkB6HQs=\nznode.container.checkIntervalMs=500\n{}\n",
+                opts.tick_ms,
+                dir.join("data").display(),
+                port,
+                opts.shards,
+                opts.extra_config
+            );
+            let cfg_path = dir.join("zoo.cfg");
+            std::fs::write(&cfg_path, cfg).expect("write zoo.cfg");
+            let log = std::fs::File::create(dir.join("server.log")).expect("server log");
+            let child = Command::new(env!("CARGO_BIN_EXE_zoocore"))
+                .arg("server")
+                .arg("--config")
+                .arg(&cfg_path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("spawn zoocore");
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            let mut server = TestServer { addr, dir: dir.clone(), child };
+            if server.wait_ready(Duration::from_secs(10)) {
+                return server;
+            }
+            let _ = server.child.kill();
+            let _ = server.child.wait();
+        }
+        panic!("zoocore did not start; log: {}", std::fs::read_to_string(dir.join("server.log")).unwrap_or_default());
+    }
+
+    fn wait_ready(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if four_letter(self.addr, "ruok").as_deref() == Some("imok") {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn four_letter(&self, cmd: &str) -> String {
+        four_letter(self.addr, cmd).unwrap_or_default()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // Stop by PID: SIGTERM first (clean shutdown), SIGKILL if it lingers.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                let _ = std::fs::remove_dir_all(&self.dir);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Sends a four-letter word and returns the whole answer.
+pub fn four_letter(addr: SocketAddr, cmd: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(cmd.as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
