@@ -1132,3 +1132,7 @@ pub fn encode_notification(zxid: i64, event_type: i32, path: &str, out: &mut Byt
         .string(path);
     end_frame(out, start);
 }
+
+#[cfg(test)]
+#[path = "records_tests.rs"]
+mod tests;
