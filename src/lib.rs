@@ -8,3 +8,4 @@
 pub mod acl;
 pub mod jute;
 pub mod proto;
+pub mod client;
