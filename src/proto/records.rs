@@ -438,17 +438,17 @@ impl ReadOp {
     }
 }
 
-/// The create opcode Java's multi assigns from the flags.
-fn multi_create_op(flags: i32) -> DecodeResult<i32> {
-    let mode =
-        CreateMode::from_flags(flags).ok_or(DecodeError::Invalid("create flags in multi"))?;
-    Ok(if mode.is_ttl() {
-        op::CREATE_TTL
-    } else if mode.is_container() {
-        op::CREATE_CONTAINER
-    } else {
-        op::CREATE
-    })
+/// The create opcode Java's multi assigns from the flags. Unknown flags
+/// count as PERSISTENT here (op 1) and keep their raw value, so the
+/// server's create validation answers -8 inside the multi result, as
+/// Apache ZooKeeper 3.8 does (checked on a live server; the reference's
+/// "-5 for bad flags" does not match it).
+fn multi_create_op(flags: i32) -> i32 {
+    match CreateMode::from_flags(flags) {
+        Some(mode) if mode.is_ttl() => op::CREATE_TTL,
+        Some(mode) if mode.is_container() => op::CREATE_CONTAINER,
+        _ => op::CREATE,
+    }
 }
 
 fn decode_multi(r: &mut Reader) -> DecodeResult<Vec<MultiOp>> {
@@ -462,7 +462,7 @@ fn decode_multi(r: &mut Reader) -> DecodeResult<Vec<MultiOp>> {
             op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => {
                 let req = CreateRequest::decode_body(r, h.op == op::CREATE_TTL)?;
                 MultiOp::Create {
-                    op: multi_create_op(req.flags)?,
+                    op: multi_create_op(req.flags),
                     req,
                 }
             }
@@ -567,7 +567,8 @@ pub enum RequestError {
     /// Op 0, a top-level check (13), an internal op or an unknown number:
     /// the server answers -6 (Unimplemented) and closes the connection.
     UnknownOp(i32),
-    /// The body does not decode (or a multi breaks §8's rules): answer -5.
+    /// The body does not decode, or a multi has an unknown sub-op or mixes
+    /// reads and writes: answer -5.
     Malformed(DecodeError),
 }
 
