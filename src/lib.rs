@@ -6,9 +6,11 @@
 //! them from glommio shards.
 
 pub mod acl;
+pub mod client;
 pub mod config;
 pub mod jute;
 pub mod proto;
 pub mod session;
 pub mod tree;
 pub mod watch;
+pub mod server;
