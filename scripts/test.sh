@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The project's test command: build the release binary, run every Rust test,
+# then the third-party-client compatibility tests against that binary.
+#
+#   scripts/test.sh                       # zoocore (default)
+#   ZK_SERVER=apache scripts/test.sh      # compat tests against Apache ZooKeeper
+#   scripts/test.sh -k kazoo              # extra args go to pytest
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+
+target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
+export ZOOCORE_BIN="${ZOOCORE_BIN:-$target_dir/release/zoocore}"
+
+echo "==> cargo build --release"
+cargo build --release
+
+echo "==> cargo test --release"
+cargo test --release
+
+echo "==> pytest tests/compat (ZK_SERVER=${ZK_SERVER:-zoocore})"
+python3 -m pytest -q -p no:cacheprovider tests/compat "$@"
