@@ -10,59 +10,28 @@ use zoocore::jute::{Reader, Record};
 use zoocore::proto::*;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let addr: SocketAddr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:2181".into())
-        .parse()?;
+    let addr: SocketAddr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:2181".into()).parse()?;
     let open = open_acl_unsafe();
     let c = Client::connect(addr, Duration::from_secs(10))?;
-    println!(
-        "session {:#x} timeout {:?} ro {:?}",
-        c.session_id(),
-        c.negotiated_timeout(),
-        c.read_only()
-    );
+    println!("session {:#x} timeout {:?} ro {:?}", c.session_id(), c.negotiated_timeout(), c.read_only());
     let events = c.events().ok_or("events taken")?;
     let root = format!("/smoke{}", std::process::id());
 
     println!("exists(watch) absent: {:?}", c.exists(&root, true)?);
-    println!(
-        "create: {}",
-        c.create(&root, b"hello", &open, CreateMode::Persistent)?
-    );
+    println!("create: {}", c.create(&root, b"hello", &open, CreateMode::Persistent)?);
     println!("event: {:?}", events.recv_timeout(Duration::from_secs(2))?);
-    let (p, st) = c.create2(
-        &format!("{root}/seq-"),
-        b"",
-        &open,
-        CreateMode::PersistentSequential,
-    )?;
+    let (p, st) = c.create2(&format!("{root}/seq-"), b"", &open, CreateMode::PersistentSequential)?;
     println!("create2 seq: {p} {st:?}");
-    println!(
-        "create container: {:?}",
-        c.create_container(&format!("{root}/cont"), b"", &open)
-    );
+    println!("create container: {:?}", c.create_container(&format!("{root}/cont"), b"", &open));
     println!(
         "create ttl: {:?}",
-        c.create_ttl(
-            &format!("{root}/ttl"),
-            b"",
-            &open,
-            CreateMode::PersistentWithTtl,
-            60_000
-        )
+        c.create_ttl(&format!("{root}/ttl"), b"", &open, CreateMode::PersistentWithTtl, 60_000)
     );
-    println!(
-        "create ephemeral: {:?}",
-        c.create(&format!("{root}/eph"), b"e", &open, CreateMode::Ephemeral)
-    );
+    println!("create ephemeral: {:?}", c.create(&format!("{root}/eph"), b"e", &open, CreateMode::Ephemeral));
     println!("get_data(watch): {:?}", c.get_data(&root, true)?);
     println!("set_data: {:?}", c.set_data(&root, b"world", -1)?);
     println!("event: {:?}", events.recv_timeout(Duration::from_secs(2))?);
-    println!(
-        "set_data bad version: {:?}",
-        c.set_data(&root, b"x", 42).err()
-    );
+    println!("set_data bad version: {:?}", c.set_data(&root, b"x", 42).err());
     println!("get_acl: {:?}", c.get_acl(&root)?);
     println!("set_acl: {:?}", c.set_acl(&root, &open, 0));
     println!("get_children(watch): {:?}", c.get_children(&root, true)?);
@@ -70,34 +39,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("all children number: {}", c.get_all_children_number(&root)?);
     println!("ephemerals: {:?}", c.get_ephemerals(&root)?);
     println!("sync: {}", c.sync(&root)?);
-    println!(
-        "add_auth digest: {:?}",
-        c.add_auth("digest", b"alice:secret")
-    );
+    println!("add_auth digest: {:?}", c.add_auth("digest", b"alice:secret"));
     println!("who_am_i: {:?}", c.who_am_i()?);
-    println!(
-        "add_watch recursive: {:?}",
-        c.add_watch(&root, add_watch_mode::PERSISTENT_RECURSIVE)
-    );
-    println!(
-        "check_watches data: {:?}",
-        c.check_watches(&root, watcher_type::DATA)
-    );
-    println!(
-        "remove_watches any: {:?}",
-        c.remove_watches(&root, watcher_type::ANY)
-    );
-    println!(
-        "check_watches after remove: {:?}",
-        c.check_watches(&root, watcher_type::DATA).err()
-    );
+    println!("add_watch recursive: {:?}", c.add_watch(&root, add_watch_mode::PERSISTENT_RECURSIVE));
+    println!("check_watches data: {:?}", c.check_watches(&root, watcher_type::DATA));
+    println!("remove_watches any: {:?}", c.remove_watches(&root, watcher_type::ANY));
+    println!("check_watches after remove: {:?}", c.check_watches(&root, watcher_type::DATA).err());
     println!(
         "set_watches v1: {:?}",
-        c.set_watches(SetWatches {
-            relative_zxid: 1,
-            data: vec![root.clone()],
-            ..Default::default()
-        })
+        c.set_watches(SetWatches { relative_zxid: 1, data: vec![root.clone()], ..Default::default() })
     );
     println!(
         "set_watches v2: {:?}",
@@ -123,78 +73,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ttl: None,
             },
         },
-        MultiOp::SetData(SetDataRequest {
-            path: format!("{root}/m1"),
-            data: None,
-            version: 0,
-        }),
-        MultiOp::Check(PathVersion {
-            path: format!("{root}/m1"),
-            version: 1,
-        }),
+        MultiOp::SetData(SetDataRequest { path: format!("{root}/m1"), data: None, version: 0 }),
+        MultiOp::Check(PathVersion { path: format!("{root}/m1"), version: 1 }),
         MultiOp::Create {
             op: op::CREATE_CONTAINER,
-            req: CreateRequest {
-                path: format!("{root}/m2"),
-                data: None,
-                acl: open.clone(),
-                flags: 4,
-                ttl: None,
-            },
+            req: CreateRequest { path: format!("{root}/m2"), data: None, acl: open.clone(), flags: 4, ttl: None },
         },
-        MultiOp::Delete(PathVersion {
-            path: format!("{root}/m1"),
-            version: -1,
-        }),
+        MultiOp::Delete(PathVersion { path: format!("{root}/m1"), version: -1 }),
     ])?;
     println!("multi ok: {ok:?}");
     let bad = c.multi(vec![
         MultiOp::Create {
             op: op::CREATE,
-            req: CreateRequest {
-                path: format!("{root}/m3"),
-                data: None,
-                acl: open.clone(),
-                flags: 0,
-                ttl: None,
-            },
+            req: CreateRequest { path: format!("{root}/m3"), data: None, acl: open.clone(), flags: 0, ttl: None },
         },
-        MultiOp::Delete(PathVersion {
-            path: format!("{root}/none"),
-            version: -1,
-        }),
-        MultiOp::Check(PathVersion {
-            path: root.clone(),
-            version: 0,
-        }),
+        MultiOp::Delete(PathVersion { path: format!("{root}/none"), version: -1 }),
+        MultiOp::Check(PathVersion { path: root.clone(), version: 0 }),
     ])?;
     println!("multi failing: {bad:?} first_error {:?}", first_error(&bad));
     println!(
         "multi_read: {:?}",
         c.multi_read(vec![
-            ReadOp::GetData(PathWatch {
-                path: root.clone(),
-                watch: false
-            }),
-            ReadOp::GetChildren(PathWatch {
-                path: root.clone(),
-                watch: false
-            }),
-            ReadOp::GetData(PathWatch {
-                path: format!("{root}/none"),
-                watch: false
-            }),
+            ReadOp::GetData(PathWatch { path: root.clone(), watch: false }),
+            ReadOp::GetChildren(PathWatch { path: root.clone(), watch: false }),
+            ReadOp::GetData(PathWatch { path: format!("{root}/none"), watch: false }),
         ])?
     );
 
     // Pipelining.
     let pend: Vec<_> = (0..200)
-        .map(|_| {
-            c.submit(Request::Exists(PathWatch {
-                path: root.clone(),
-                watch: false,
-            }))
-        })
+        .map(|_| c.submit(Request::Exists(PathWatch { path: root.clone(), watch: false })))
         .collect::<Result<_, _>>()?;
     for p in pend {
         p.wait()?;
@@ -212,16 +120,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "read inside multi",
             14,
             vec![
-                0, 0, 0, 4, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1, b'/', 0, 0xff, 0xff, 0xff, 0xff,
-                1, 0xff, 0xff, 0xff, 0xff,
+                0, 0, 0, 4, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1, b'/', 0, 0xff, 0xff, 0xff, 0xff, 1, 0xff, 0xff,
+                0xff, 0xff,
             ],
         ),
         (
             "bad flags inside multi",
             14,
             vec![
-                0, 0, 0, 1, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 2, b'/', b'q', 0xff, 0xff, 0xff,
-                0xff, 0, 0, 0, 0, 0, 0, 0, 9, 0xff, 0xff, 0xff, 0xff, 1, 0xff, 0xff, 0xff, 0xff,
+                0, 0, 0, 1, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 2, b'/', b'q', 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0,
+                0, 0, 9, 0xff, 0xff, 0xff, 0xff, 1, 0xff, 0xff, 0xff, 0xff,
             ],
         ),
     ] {
@@ -245,23 +153,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 (h, body)
             })
         });
-        println!(
-            "{name}: reply {hdr:?}, then closed: {}",
-            raw.is_closed_by_peer()
-        );
+        println!("{name}: reply {hdr:?}, then closed: {}", raw.is_closed_by_peer());
     }
 
     // Reconnect with the session credentials, then with a wrong password.
     let (sid, pw) = (c.session_id(), c.session_password());
     let c2 = Client::reconnect(addr, sid, pw, Duration::from_secs(10))?;
-    println!(
-        "reconnect ok: {:#x}; old connection closed: {}",
-        c2.session_id(),
-        {
-            std::thread::sleep(Duration::from_millis(300));
-            c.is_closed()
-        }
-    );
+    println!("reconnect ok: {:#x}; old connection closed: {}", c2.session_id(), {
+        std::thread::sleep(Duration::from_millis(300));
+        c.is_closed()
+    });
     // Clean up through the new connection.
     for child in c2.get_children(&root, false)? {
         let _ = c2.delete(&format!("{root}/{child}"), -1);
@@ -273,10 +174,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // Java drops the other connection of a session before checking the password.
     std::thread::sleep(Duration::from_millis(300));
-    println!(
-        "connection closed by the failed reconnect: {}",
-        c2.is_closed()
-    );
+    println!("connection closed by the failed reconnect: {}", c2.is_closed());
     match Client::reconnect(addr, sid, c2.session_password(), Duration::from_secs(10)) {
         Ok(c3) => c3.close()?,
         Err(e) => println!("final reconnect: {e}"),

@@ -128,10 +128,7 @@ impl Authz {
     /// addresses are shown as IPv4, as the JVM does.
     pub fn new(remote: IpAddr) -> Self {
         let remote_ip = remote.to_canonical().to_string();
-        Authz {
-            ids: vec![Id::new("ip", &remote_ip)],
-            remote_ip,
-        }
+        Authz { ids: vec![Id::new("ip", &remote_ip)], remote_ip }
     }
 
     fn add_id(&mut self, id: Id) {
@@ -143,12 +140,7 @@ impl Authz {
     /// An AuthPacket. `digest` always succeeds (adding `super` first when the
     /// id equals `super_digest`); `ip` succeeds and re-adds the remote
     /// address; anything else is AuthFailed (the caller then closes).
-    pub fn add_auth(
-        &mut self,
-        scheme: &str,
-        auth: &[u8],
-        super_digest: Option<&str>,
-    ) -> Result<(), ErrorCode> {
+    pub fn add_auth(&mut self, scheme: &str, auth: &[u8], super_digest: Option<&str>) -> Result<(), ErrorCode> {
         match scheme {
             "digest" => {
                 let id = digest_id(&String::from_utf8_lossy(auth));
@@ -192,14 +184,11 @@ impl Authz {
     }
 
     fn holds_match(&self, acl_id: &Id) -> bool {
-        self.ids
-            .iter()
-            .filter(|mine| mine.scheme == acl_id.scheme)
-            .any(|mine| match acl_id.scheme.as_str() {
-                "ip" => ip_matches(&mine.id, &acl_id.id),
-                "digest" | "sasl" | "x509" => mine.id == acl_id.id,
-                _ => false,
-            })
+        self.ids.iter().filter(|mine| mine.scheme == acl_id.scheme).any(|mine| match acl_id.scheme.as_str() {
+            "ip" => ip_matches(&mine.id, &acl_id.id),
+            "digest" | "sasl" | "x509" => mine.id == acl_id.id,
+            _ => false,
+        })
     }
 }
 
@@ -210,10 +199,7 @@ impl AuthContext for Authz {
         }
         acl.iter()
             .filter(|entry| entry.perms & perm != 0)
-            .any(|entry| {
-                (entry.id.scheme == "world" && entry.id.id == "anyone")
-                    || self.holds_match(&entry.id)
-            })
+            .any(|entry| (entry.id.scheme == "world" && entry.id.id == "anyone") || self.holds_match(&entry.id))
     }
 
     fn fixup_acl(&self, acl: &[Acl]) -> Result<Vec<Acl>, ErrorCode> {
@@ -233,15 +219,8 @@ impl AuthContext for Authz {
                 fixed.push(entry.clone());
             } else if id.scheme == "auth" {
                 let before = fixed.len();
-                for mine in self
-                    .ids
-                    .iter()
-                    .filter(|m| is_authenticated_scheme(&m.scheme))
-                {
-                    fixed.push(Acl {
-                        perms: entry.perms,
-                        id: mine.clone(),
-                    });
+                for mine in self.ids.iter().filter(|m| is_authenticated_scheme(&m.scheme)) {
+                    fixed.push(Acl { perms: entry.perms, id: mine.clone() });
                 }
                 if fixed.len() == before {
                     return Err(ErrorCode::InvalidAcl);
@@ -278,13 +257,7 @@ pub fn redact_for_get_acl(acl: &[Acl], caller_has_admin: bool) -> Vec<Acl> {
                 Some((user, _)) => format!("{user}:x"),
                 None => entry.id.id.clone(),
             };
-            Acl {
-                perms: entry.perms,
-                id: Id {
-                    scheme: "digest".into(),
-                    id,
-                },
-            }
+            Acl { perms: entry.perms, id: Id { scheme: "digest".into(), id } }
         })
         .collect()
 }
@@ -296,10 +269,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn acl(perms: i32, scheme: &str, id: &str) -> Acl {
-        Acl {
-            perms,
-            id: Id::new(scheme, id),
-        }
+        Acl { perms, id: Id::new(scheme, id) }
     }
 
     fn local() -> Authz {
@@ -308,14 +278,8 @@ mod tests {
 
     #[test]
     fn digest_vectors() {
-        assert_eq!(
-            digest_id("alice:secret"),
-            "alice:aYXlLOpEooaV1cRAvUL1fp9Qt7E="
-        );
-        assert_eq!(
-            digest_id("super:admin"),
-            "super:xQJmxLMiHGwaqBvst5y6rkB6HQs="
-        );
+        assert_eq!(digest_id("alice:secret"), "alice:aYXlLOpEooaV1cRAvUL1fp9Qt7E=");
+        assert_eq!(digest_id("super:admin"), "super:xQJmxLMiHGwaqBvst5y6rkB6HQs=");
     }
 
     #[test]
@@ -349,14 +313,8 @@ mod tests {
         assert!(!a.is_super());
         a.add_auth("digest", b"super:admin", Some(&sup)).unwrap();
         assert!(a.is_super());
-        assert_eq!(
-            a.add_auth("world", b"anyone", None),
-            Err(ErrorCode::AuthFailed)
-        );
-        assert_eq!(
-            a.add_auth("kerberos", b"x", None),
-            Err(ErrorCode::AuthFailed)
-        );
+        assert_eq!(a.add_auth("world", b"anyone", None), Err(ErrorCode::AuthFailed));
+        assert_eq!(a.add_auth("kerberos", b"x", None), Err(ErrorCode::AuthFailed));
         assert_eq!(a.add_auth("ip", b"", None), Ok(()));
         assert_eq!(
             a.who_am_i(),
@@ -390,8 +348,7 @@ mod tests {
         // a "super" ACL entry has no provider and never matches
         assert!(!local().allowed(&[acl(perms::ALL, "super", "")], perms::READ));
         let mut s = local();
-        s.add_auth("digest", b"super:admin", Some(&digest_id("super:admin")))
-            .unwrap();
+        s.add_auth("digest", b"super:admin", Some(&digest_id("super:admin"))).unwrap();
         assert!(s.allowed(&[acl(perms::READ, "ip", "1.2.3.4")], perms::ADMIN));
     }
 
@@ -400,51 +357,24 @@ mod tests {
         let mut a = local();
         assert_eq!(a.fixup_acl(&[]), Err(ErrorCode::InvalidAcl));
         let open = acl(perms::ALL, "world", "anyone");
-        assert_eq!(
-            a.fixup_acl(&[open.clone(), open.clone()]),
-            Ok(vec![open.clone()])
-        );
-        assert_eq!(
-            a.fixup_acl(&[acl(31, "world", "someone")]),
-            Err(ErrorCode::InvalidAcl)
-        );
+        assert_eq!(a.fixup_acl(&[open.clone(), open.clone()]), Ok(vec![open.clone()]));
+        assert_eq!(a.fixup_acl(&[acl(31, "world", "someone")]), Err(ErrorCode::InvalidAcl));
         // ip alone is not "authenticated"
-        assert_eq!(
-            a.fixup_acl(&[acl(31, "auth", "")]),
-            Err(ErrorCode::InvalidAcl)
-        );
+        assert_eq!(a.fixup_acl(&[acl(31, "auth", "")]), Err(ErrorCode::InvalidAcl));
         a.add_auth("digest", b"alice:secret", None).unwrap();
         a.add_auth("digest", b"bob:pw", None).unwrap();
         assert_eq!(
             a.fixup_acl(&[acl(5, "auth", "ignored")]),
-            Ok(vec![
-                acl(5, "digest", &digest_id("alice:secret")),
-                acl(5, "digest", &digest_id("bob:pw")),
-            ])
+            Ok(vec![acl(5, "digest", &digest_id("alice:secret")), acl(5, "digest", &digest_id("bob:pw")),])
         );
         assert!(a.fixup_acl(&[acl(1, "digest", "u:h")]).is_ok());
         assert!(a.fixup_acl(&[acl(1, "digest", "u:h:")]).is_ok()); // Java drops trailing ""
-        assert_eq!(
-            a.fixup_acl(&[acl(1, "digest", "u")]),
-            Err(ErrorCode::InvalidAcl)
-        );
-        assert_eq!(
-            a.fixup_acl(&[acl(1, "digest", "u:h:z")]),
-            Err(ErrorCode::InvalidAcl)
-        );
+        assert_eq!(a.fixup_acl(&[acl(1, "digest", "u")]), Err(ErrorCode::InvalidAcl));
+        assert_eq!(a.fixup_acl(&[acl(1, "digest", "u:h:z")]), Err(ErrorCode::InvalidAcl));
         assert!(a.fixup_acl(&[acl(1, "ip", "10.0.0.0/8")]).is_ok());
-        assert_eq!(
-            a.fixup_acl(&[acl(1, "ip", "nope")]),
-            Err(ErrorCode::InvalidAcl)
-        );
-        assert_eq!(
-            a.fixup_acl(&[acl(1, "foo", "x")]),
-            Err(ErrorCode::InvalidAcl)
-        );
-        assert_eq!(
-            a.fixup_acl(&[acl(1, "super", "")]),
-            Err(ErrorCode::InvalidAcl)
-        );
+        assert_eq!(a.fixup_acl(&[acl(1, "ip", "nope")]), Err(ErrorCode::InvalidAcl));
+        assert_eq!(a.fixup_acl(&[acl(1, "foo", "x")]), Err(ErrorCode::InvalidAcl));
+        assert_eq!(a.fixup_acl(&[acl(1, "super", "")]), Err(ErrorCode::InvalidAcl));
     }
 
     #[test]

@@ -107,11 +107,7 @@ const KNOWN_UNUSED_KEYS: &[&str] = &[
 impl Config {
     /// zoocore's settings when started without a zoo.cfg.
     pub fn embedded_default() -> Config {
-        Self::defaults(
-            2000,
-            PathBuf::from("./zoocore-data"),
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-        )
+        Self::defaults(2000, PathBuf::from("./zoocore-data"), IpAddr::V4(Ipv4Addr::LOCALHOST))
     }
 
     fn defaults(tick_time_ms: u32, data_dir: PathBuf, client_port_address: IpAddr) -> Config {
@@ -166,16 +162,9 @@ impl Config {
     /// Parses zoo.cfg text. Returns the config and warnings (unknown or
     /// ignored keys, adjusted values).
     pub fn parse(text: &str, source_name: &str) -> Result<(Config, Vec<String>), ConfigError> {
-        let err = |line: Option<usize>, message: String| ConfigError {
-            source_name: source_name.to_owned(),
-            line,
-            message,
-        };
-        let mut cfg = Self::defaults(
-            ZOO_CFG_DEFAULT_TICK_MS,
-            PathBuf::new(),
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        );
+        let err =
+            |line: Option<usize>, message: String| ConfigError { source_name: source_name.to_owned(), line, message };
+        let mut cfg = Self::defaults(ZOO_CFG_DEFAULT_TICK_MS, PathBuf::new(), IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let mut warnings = Vec::new();
         let mut data_dir: Option<PathBuf> = None;
         let mut data_log_dir: Option<PathBuf> = None;
@@ -190,60 +179,32 @@ impl Config {
             let bad = |what: &str| err(line_no, format!("bad value for {key}: {value:?}{what}"));
             let normalized = key.strip_prefix("zookeeper.").unwrap_or(&key);
             match normalized {
-                "tickTime" => {
-                    cfg.tick_time_ms = parse_num::<u32>(value)
-                        .filter(|&t| t > 0)
-                        .ok_or_else(|| bad(""))?
-                }
+                "tickTime" => cfg.tick_time_ms = parse_num::<u32>(value).filter(|&t| t > 0).ok_or_else(|| bad(""))?,
                 "dataDir" => data_dir = Some(non_empty_path(value).ok_or_else(|| bad(""))?),
                 "dataLogDir" => data_log_dir = Some(non_empty_path(value).ok_or_else(|| bad(""))?),
                 "clientPort" => cfg.client_port = parse_num(value).ok_or_else(|| bad(""))?,
                 "clientPortAddress" => {
-                    cfg.client_port_address =
-                        parse_ip(value).ok_or_else(|| bad(" (an IP address)"))?
+                    cfg.client_port_address = parse_ip(value).ok_or_else(|| bad(" (an IP address)"))?
                 }
-                "maxClientCnxns" => {
-                    cfg.max_client_cnxns = parse_num(value).ok_or_else(|| bad(""))?
-                }
-                "minSessionTimeout" => {
-                    min_timeout = Some(parse_timeout(value).ok_or_else(|| bad(""))?)
-                }
-                "maxSessionTimeout" => {
-                    max_timeout = Some(parse_timeout(value).ok_or_else(|| bad(""))?)
-                }
+                "maxClientCnxns" => cfg.max_client_cnxns = parse_num(value).ok_or_else(|| bad(""))?,
+                "minSessionTimeout" => min_timeout = Some(parse_timeout(value).ok_or_else(|| bad(""))?),
+                "maxSessionTimeout" => max_timeout = Some(parse_timeout(value).ok_or_else(|| bad(""))?),
                 "4lw.commands.whitelist" => cfg.four_letter_whitelist = parse_whitelist(value),
                 "jute.maxbuffer" => {
-                    cfg.jute_max_buffer = parse_num(value)
-                        .filter(|&n: &usize| n > 0)
-                        .ok_or_else(|| bad(""))?
+                    cfg.jute_max_buffer = parse_num(value).filter(|&n: &usize| n > 0).ok_or_else(|| bad(""))?
                 }
                 "zoocore.shards" => {
-                    cfg.shards = Some(
-                        parse_num(value)
-                            .filter(|&n: &usize| n > 0)
-                            .ok_or_else(|| bad(""))?,
-                    )
+                    cfg.shards = Some(parse_num(value).filter(|&n: &usize| n > 0).ok_or_else(|| bad(""))?)
                 }
                 "DigestAuthenticationProvider.superDigest" => {
-                    cfg.super_digest = if value.is_empty() {
-                        None
-                    } else {
-                        Some(value.to_owned())
-                    }
+                    cfg.super_digest = if value.is_empty() { None } else { Some(value.to_owned()) }
                 }
-                "extendedTypesEnabled" => {
-                    cfg.extended_types_enabled = parse_bool(value).ok_or_else(|| bad(""))?
-                }
+                "extendedTypesEnabled" => cfg.extended_types_enabled = parse_bool(value).ok_or_else(|| bad(""))?,
                 "globalOutstandingLimit" => {
-                    cfg.global_outstanding_limit =
-                        parse_num(value).filter(|&n| n > 0).ok_or_else(|| bad(""))?
+                    cfg.global_outstanding_limit = parse_num(value).filter(|&n| n > 0).ok_or_else(|| bad(""))?
                 }
-                "snapCount" => {
-                    cfg.snap_count = parse_num(value).filter(|&n| n > 1).ok_or_else(|| bad(""))?
-                }
-                "preAllocSize" => {
-                    cfg.pre_alloc_size_kb = parse_num(value).ok_or_else(|| bad(""))?
-                }
+                "snapCount" => cfg.snap_count = parse_num(value).filter(|&n| n > 1).ok_or_else(|| bad(""))?,
+                "preAllocSize" => cfg.pre_alloc_size_kb = parse_num(value).ok_or_else(|| bad(""))?,
                 "autopurge.snapRetainCount" => {
                     let n: u32 = parse_num(value).ok_or_else(|| bad(""))?;
                     if n < MIN_SNAP_RETAIN_COUNT {
@@ -255,20 +216,16 @@ impl Config {
                     cfg.autopurge_snap_retain_count = n.max(MIN_SNAP_RETAIN_COUNT);
                 }
                 "autopurge.purgeInterval" => {
-                    cfg.autopurge_purge_interval_ms =
-                        parse_purge_interval(value).ok_or_else(|| bad(""))?
+                    cfg.autopurge_purge_interval_ms = parse_purge_interval(value).ok_or_else(|| bad(""))?
                 }
                 "znode.container.checkIntervalMs" => {
-                    cfg.container_check_interval_ms =
-                        parse_num(value).filter(|&n| n > 0).ok_or_else(|| bad(""))?
+                    cfg.container_check_interval_ms = parse_num(value).filter(|&n| n > 0).ok_or_else(|| bad(""))?
                 }
                 "znode.container.maxNeverUsedIntervalMs" => {
-                    cfg.container_max_never_used_interval_ms =
-                        parse_num(value).ok_or_else(|| bad(""))?
+                    cfg.container_max_never_used_interval_ms = parse_num(value).ok_or_else(|| bad(""))?
                 }
                 "znode.container.maxPerMinute" => {
-                    cfg.container_max_per_minute =
-                        parse_num(value).filter(|&n| n > 0).ok_or_else(|| bad(""))?
+                    cfg.container_max_per_minute = parse_num(value).filter(|&n| n > 0).ok_or_else(|| bad(""))?
                 }
                 "initLimit" => cfg.init_limit = Some(parse_num(value).ok_or_else(|| bad(""))?),
                 "syncLimit" => cfg.sync_limit = Some(parse_num(value).ok_or_else(|| bad(""))?),
@@ -300,10 +257,10 @@ impl Config {
             Some(v) if v >= 0 => u32::try_from(v).ok(),
             _ => Some(cfg.tick_time_ms.saturating_mul(factor)),
         };
-        cfg.min_session_timeout_ms = derive(min_timeout, 2)
-            .ok_or_else(|| err(None, "minSessionTimeout out of range".to_owned()))?;
-        cfg.max_session_timeout_ms = derive(max_timeout, 20)
-            .ok_or_else(|| err(None, "maxSessionTimeout out of range".to_owned()))?;
+        cfg.min_session_timeout_ms =
+            derive(min_timeout, 2).ok_or_else(|| err(None, "minSessionTimeout out of range".to_owned()))?;
+        cfg.max_session_timeout_ms =
+            derive(max_timeout, 20).ok_or_else(|| err(None, "maxSessionTimeout out of range".to_owned()))?;
         if cfg.min_session_timeout_ms > cfg.max_session_timeout_ms {
             return Err(err(
                 None,
@@ -329,22 +286,13 @@ fn logical_lines(text: &str) -> Vec<LogicalLine> {
     let mut pending: Option<LogicalLine> = None;
     for (idx, raw) in text.lines().enumerate() {
         let trimmed = raw.trim_start();
-        if pending.is_none()
-            && (trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with('!'))
-        {
+        if pending.is_none() && (trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with('!')) {
             continue;
         }
         let trailing_backslashes = trimmed.chars().rev().take_while(|&c| c == '\\').count();
         let continues = trailing_backslashes % 2 == 1;
-        let body = if continues {
-            &trimmed[..trimmed.len() - 1]
-        } else {
-            trimmed
-        };
-        let current = pending.get_or_insert_with(|| LogicalLine {
-            line_no: idx + 1,
-            text: String::new(),
-        });
+        let body = if continues { &trimmed[..trimmed.len() - 1] } else { trimmed };
+        let current = pending.get_or_insert_with(|| LogicalLine { line_no: idx + 1, text: String::new() });
         current.text.push_str(body);
         if !continues {
             if let Some(done) = pending.take() {
@@ -456,11 +404,7 @@ fn parse_ip(value: &str) -> Option<IpAddr> {
     if value.eq_ignore_ascii_case("localhost") {
         return Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
     }
-    value
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse()
-        .ok()
+    value.trim_start_matches('[').trim_end_matches(']').parse().ok()
 }
 
 fn non_empty_path(value: &str) -> Option<PathBuf> {
@@ -469,12 +413,8 @@ fn non_empty_path(value: &str) -> Option<PathBuf> {
 
 /// `*` = all; otherwise a comma list. srvr is always enabled.
 fn parse_whitelist(value: &str) -> FourLetterWhitelist {
-    let words: BTreeSet<String> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|w| !w.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let words: BTreeSet<String> =
+        value.split(',').map(str::trim).filter(|w| !w.is_empty()).map(str::to_owned).collect();
     if words.contains("*") {
         return FourLetterWhitelist::All;
     }
@@ -485,9 +425,7 @@ fn parse_whitelist(value: &str) -> FourLetterWhitelist {
 
 /// Hours when bare, or a number with an `ms`/`s`/`m`/`h`/`d` suffix.
 fn parse_purge_interval(value: &str) -> Option<u64> {
-    let split = value
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(value.len());
+    let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
     let (digits, unit) = value.split_at(split);
     let n: u64 = digits.parse().ok()?;
     let factor = match unit.trim() {
@@ -518,22 +456,11 @@ fn parse_server(key: &str, value: &str) -> Option<ServerEntry> {
     let mut parts = rest.split(':');
     let quorum_port = parts.next()?.trim().parse().ok()?;
     let election_port = parts.next()?.trim().parse().ok()?;
-    let role = parts
-        .next()
-        .map(|r| r.trim().to_owned())
-        .unwrap_or_else(|| "participant".to_owned());
+    let role = parts.next().map(|r| r.trim().to_owned()).unwrap_or_else(|| "participant".to_owned());
     if parts.next().is_some() || host.is_empty() || !(role == "participant" || role == "observer") {
         return None;
     }
-    Some(ServerEntry {
-        id,
-        host,
-        quorum_port,
-        election_port,
-        role,
-        client,
-        raw: value.to_owned(),
-    })
+    Some(ServerEntry { id, host, quorum_port, election_port, role, client, raw: value.to_owned() })
 }
 
 #[cfg(test)]
@@ -554,10 +481,7 @@ mod tests {
         assert_eq!(c.client_port_address, IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_eq!(c.data_dir, PathBuf::from("./zoocore-data"));
         assert_eq!(c.data_log_dir, c.data_dir);
-        assert_eq!(
-            (c.min_session_timeout_ms, c.max_session_timeout_ms),
-            (4000, 40000)
-        );
+        assert_eq!((c.min_session_timeout_ms, c.max_session_timeout_ms), (4000, 40000));
         assert!(c.fourlw_enabled("srvr"));
         assert!(!c.fourlw_enabled("stat"));
         assert_eq!(c.jute_max_buffer, 0xFFFFF);
@@ -575,10 +499,7 @@ mod tests {
         assert_eq!(c.client_port, 2181);
         assert_eq!(c.client_port_address, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         assert_eq!(c.max_client_cnxns, 60);
-        assert_eq!(
-            (c.min_session_timeout_ms, c.max_session_timeout_ms),
-            (4000, 40000)
-        );
+        assert_eq!((c.min_session_timeout_ms, c.max_session_timeout_ms), (4000, 40000));
     }
 
     #[test]
@@ -607,10 +528,7 @@ mod tests {
         assert!(!c.fourlw_enabled("dump"));
         assert_eq!(c.autopurge_snap_retain_count, 5);
         assert_eq!(c.autopurge_purge_interval_ms, 3_600_000);
-        assert_eq!(
-            c.super_digest.as_deref(),
-            Some("super:xQJmxLMiHGwaqBvst5y6rkB6HQs=")
-        );
+        assert_eq!(c.super_digest.as_deref(), Some("super:xQJmxLMiHGwaqBvst5y6rkB6HQs="));
         assert!(c.extended_types_enabled);
         assert_eq!(c.jute_max_buffer, 0x400000);
         assert_eq!(c.shards, Some(2));
@@ -618,10 +536,7 @@ mod tests {
         assert_eq!(c.snap_count, 1000);
         assert_eq!(c.servers.len(), 2);
         assert_eq!(c.servers[0].host, "zk1");
-        assert_eq!(
-            (c.servers[0].quorum_port, c.servers[0].election_port),
-            (2888, 3888)
-        );
+        assert_eq!((c.servers[0].quorum_port, c.servers[0].election_port), (2888, 3888));
         assert_eq!(c.servers[1].host, "::1");
         assert_eq!(c.servers[1].role, "observer");
         assert_eq!(c.servers[1].client.as_deref(), Some("2182"));
@@ -633,35 +548,19 @@ mod tests {
 
     #[test]
     fn whitelist_star_and_timeouts() {
-        let (c, _) = Config::parse(
-            "dataDir=/d\n4lw.commands.whitelist=*\ntickTime=1000\nmaxSessionTimeout=5000\n",
-            "z",
-        )
-        .unwrap();
+        let (c, _) =
+            Config::parse("dataDir=/d\n4lw.commands.whitelist=*\ntickTime=1000\nmaxSessionTimeout=5000\n", "z")
+                .unwrap();
         assert!(c.fourlw_enabled("wchp"));
-        assert_eq!(
-            (c.min_session_timeout_ms, c.max_session_timeout_ms),
-            (2000, 5000)
-        );
-        let e = Config::parse(
-            "dataDir=/d\nminSessionTimeout=9000\nmaxSessionTimeout=5000\n",
-            "z",
-        )
-        .unwrap_err();
+        assert_eq!((c.min_session_timeout_ms, c.max_session_timeout_ms), (2000, 5000));
+        let e = Config::parse("dataDir=/d\nminSessionTimeout=9000\nmaxSessionTimeout=5000\n", "z").unwrap_err();
         assert!(e.to_string().contains("minSessionTimeout"));
     }
 
     #[test]
     fn minus_one_timeout_means_default() {
-        let (c, _) = Config::parse(
-            "dataDir=/d\nminSessionTimeout=-1\nmaxSessionTimeout=-1\n",
-            "z",
-        )
-        .unwrap();
-        assert_eq!(
-            (c.min_session_timeout_ms, c.max_session_timeout_ms),
-            (6000, 60000)
-        );
+        let (c, _) = Config::parse("dataDir=/d\nminSessionTimeout=-1\nmaxSessionTimeout=-1\n", "z").unwrap();
+        assert_eq!((c.min_session_timeout_ms, c.max_session_timeout_ms), (6000, 60000));
     }
 
     #[test]

@@ -22,10 +22,7 @@ impl std::fmt::Display for DecodeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DecodeError::Truncated { needed, remaining } => {
-                write!(
-                    f,
-                    "truncated record: needed {needed} bytes, {remaining} left"
-                )
+                write!(f, "truncated record: needed {needed} bytes, {remaining} left")
             }
             DecodeError::BadLength(n) => write!(f, "bad length prefix {n}"),
             DecodeError::BadUtf8 => write!(f, "string is not valid UTF-8"),
@@ -50,11 +47,7 @@ pub struct Reader {
 impl Reader {
     pub fn new(buf: Bytes) -> Self {
         let max = buf.len();
-        Reader {
-            buf,
-            pos: 0,
-            max_field_len: max,
-        }
+        Reader { buf, pos: 0, max_field_len: max }
     }
 
     pub fn remaining(&self) -> usize {
@@ -67,10 +60,7 @@ impl Reader {
 
     fn take(&mut self, n: usize) -> DecodeResult<&[u8]> {
         if self.remaining() < n {
-            return Err(DecodeError::Truncated {
-                needed: n,
-                remaining: self.remaining(),
-            });
+            return Err(DecodeError::Truncated { needed: n, remaining: self.remaining() });
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -116,10 +106,7 @@ impl Reader {
             None => Ok(None),
             Some(n) => {
                 if self.remaining() < n {
-                    return Err(DecodeError::Truncated {
-                        needed: n,
-                        remaining: self.remaining(),
-                    });
+                    return Err(DecodeError::Truncated { needed: n, remaining: self.remaining() });
                 }
                 let b = self.buf.slice(self.pos..self.pos + n);
                 self.pos += n;
@@ -134,9 +121,7 @@ impl Reader {
             None => Ok(None),
             Some(n) => {
                 let b = self.take(n)?;
-                std::str::from_utf8(b)
-                    .map(|s| Some(s.to_owned()))
-                    .map_err(|_| DecodeError::BadUtf8)
+                std::str::from_utf8(b).map(|s| Some(s.to_owned())).map_err(|_| DecodeError::BadUtf8)
             }
         }
     }
@@ -148,10 +133,7 @@ impl Reader {
     }
 
     /// A vector; null is read as empty.
-    pub fn read_vec<T>(
-        &mut self,
-        mut item: impl FnMut(&mut Self) -> DecodeResult<T>,
-    ) -> DecodeResult<Vec<T>> {
+    pub fn read_vec<T>(&mut self, mut item: impl FnMut(&mut Self) -> DecodeResult<T>) -> DecodeResult<Vec<T>> {
         let n = self.read_i32()?;
         if n == -1 {
             return Ok(Vec::new());

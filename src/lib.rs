@@ -10,7 +10,7 @@ pub mod client;
 pub mod config;
 pub mod jute;
 pub mod proto;
+pub mod server;
 pub mod session;
 pub mod tree;
 pub mod watch;
-pub mod server;

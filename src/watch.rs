@@ -27,18 +27,10 @@ struct Table {
 
 impl Table {
     fn add(&mut self, session: SessionId, path: &str, mode: u8) {
-        let bits = self
-            .by_path
-            .entry(path.to_owned())
-            .or_default()
-            .entry(session)
-            .or_insert(0);
+        let bits = self.by_path.entry(path.to_owned()).or_default().entry(session).or_insert(0);
         if *bits == 0 {
             self.entries += 1;
-            self.by_session
-                .entry(session)
-                .or_default()
-                .insert(path.to_owned());
+            self.by_session.entry(session).or_default().insert(path.to_owned());
         }
         if mode & RECURSIVE != 0 && *bits & RECURSIVE == 0 {
             self.recursive += 1;
@@ -47,10 +39,7 @@ impl Table {
     }
 
     fn has(&self, session: SessionId, path: &str, mode: u8) -> bool {
-        self.by_path
-            .get(path)
-            .and_then(|m| m.get(&session))
-            .is_some_and(|bits| bits & mode != 0)
+        self.by_path.get(path).and_then(|m| m.get(&session)).is_some_and(|bits| bits & mode != 0)
     }
 
     /// Clears `mode` bits of one entry; true if any were set.
@@ -88,18 +77,8 @@ impl Table {
     /// Fires the table for an event at `path`: every entry on `path` (its
     /// STANDARD bit is consumed) and, when `with_ancestors`, RECURSIVE
     /// entries on ancestors. Sessions are appended to `out` if not in `seen`.
-    fn fire(
-        &mut self,
-        path: &str,
-        with_ancestors: bool,
-        seen: &mut HashSet<SessionId>,
-        out: &mut Vec<SessionId>,
-    ) {
-        let mut fired: Vec<SessionId> = self
-            .by_path
-            .get(path)
-            .map(|m| m.keys().copied().collect())
-            .unwrap_or_default();
+    fn fire(&mut self, path: &str, with_ancestors: bool, seen: &mut HashSet<SessionId>, out: &mut Vec<SessionId>) {
+        let mut fired: Vec<SessionId> = self.by_path.get(path).map(|m| m.keys().copied().collect()).unwrap_or_default();
         fired.sort_unstable();
         for session in fired {
             self.clear(session, path, STANDARD);
@@ -114,11 +93,8 @@ impl Table {
             let Some(sessions) = self.by_path.get(ancestor) else {
                 continue;
             };
-            let mut hits: Vec<SessionId> = sessions
-                .iter()
-                .filter(|(_, &bits)| bits & RECURSIVE != 0)
-                .map(|(&s, _)| s)
-                .collect();
+            let mut hits: Vec<SessionId> =
+                sessions.iter().filter(|(_, &bits)| bits & RECURSIVE != 0).map(|(&s, _)| s).collect();
             hits.sort_unstable();
             for session in hits {
                 if seen.insert(session) {
@@ -209,10 +185,7 @@ impl WatchRegistry {
         Some(match watcher_type {
             watcher_type::CHILDREN => [(false, STANDARD), (true, 0)],
             watcher_type::DATA => [(true, STANDARD), (false, 0)],
-            watcher_type::ANY => [
-                (true, STANDARD | PERSISTENT | RECURSIVE),
-                (false, STANDARD | PERSISTENT),
-            ],
+            watcher_type::ANY => [(true, STANDARD | PERSISTENT | RECURSIVE), (false, STANDARD | PERSISTENT)],
             watcher_type::PERSISTENT => [(true, PERSISTENT), (false, PERSISTENT)],
             watcher_type::PERSISTENT_RECURSIVE => [(true, RECURSIVE), (false, 0)],
             _ => return None,
@@ -238,11 +211,7 @@ impl WatchRegistry {
         let mut removed = false;
         for (is_data, bits) in selection {
             if bits != 0 {
-                let table = if is_data {
-                    &mut self.data
-                } else {
-                    &mut self.child
-                };
+                let table = if is_data { &mut self.data } else { &mut self.child };
                 removed |= table.clear(session, path, bits);
             }
         }
@@ -314,10 +283,7 @@ mod tests {
 
     #[test]
     fn ancestors_walk() {
-        assert_eq!(
-            ancestors("/a/b/c").collect::<Vec<_>>(),
-            vec!["/a/b", "/a", "/"]
-        );
+        assert_eq!(ancestors("/a/b/c").collect::<Vec<_>>(), vec!["/a/b", "/a", "/"]);
         assert_eq!(ancestors("/a").collect::<Vec<_>>(), vec!["/"]);
         assert_eq!(ancestors("/").count(), 0);
     }
@@ -411,17 +377,11 @@ mod tests {
         assert_eq!(w.data_watch_count(), 4);
         assert_eq!(w.total_watch_count(), 5);
         assert_eq!(w.by_path().get("/a"), Some(&vec![1, 2]));
-        assert_eq!(
-            w.by_session().get(&1),
-            Some(&vec!["/a".to_owned(), "/b".to_owned()])
-        );
+        assert_eq!(w.by_session().get(&1), Some(&vec!["/a".to_owned(), "/b".to_owned()]));
         w.remove_session(2);
         assert_eq!(w.total_watch_count(), 2);
         assert_eq!(w.trigger("/r/x", NodeCreated), Vec::<SessionId>::new());
-        assert_eq!(
-            w.trigger("/c", NodeChildrenChanged),
-            Vec::<SessionId>::new()
-        );
+        assert_eq!(w.trigger("/c", NodeChildrenChanged), Vec::<SessionId>::new());
         assert_eq!(w.by_path().get("/a"), Some(&vec![1]));
     }
 

@@ -162,10 +162,7 @@ fn read_frame(stream: &mut impl Read, max: usize) -> io::Result<Bytes> {
     stream.read_exact(&mut len)?;
     let len = i32::from_be_bytes(len);
     if len < 0 || len as usize > max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("bad frame length {len}"),
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("bad frame length {len}")));
     }
     let mut buf = vec![0u8; len as usize];
     stream.read_exact(&mut buf)?;
@@ -180,12 +177,7 @@ impl Client {
 
     /// Re-attaches to an existing session. `ClientError::SessionExpired`
     /// if the server answers timeout 0.
-    pub fn reconnect(
-        addr: SocketAddr,
-        session_id: i64,
-        passwd: Bytes,
-        timeout: Duration,
-    ) -> ClientResult<Client> {
+    pub fn reconnect(addr: SocketAddr, session_id: i64, passwd: Bytes, timeout: Duration) -> ClientResult<Client> {
         Self::handshake(addr, session_id, passwd, timeout, 0)
     }
 
@@ -212,9 +204,7 @@ impl Client {
         stream.write_all(&out)?;
         let frame = match read_frame(&mut stream, MAX_REPLY_FRAME) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return Err(ClientError::ConnectionClosed)
-            }
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(ClientError::ConnectionClosed),
             Err(e) => return Err(e.into()),
         };
         let resp = ConnectResponse::decode(&mut Reader::new(frame))
@@ -228,12 +218,7 @@ impl Client {
     fn start(stream: TcpStream, resp: ConnectResponse, last_zxid: i64) -> io::Result<Client> {
         let read_half = stream.try_clone()?;
         let shared = Arc::new(Shared {
-            send: Mutex::new(SendState {
-                stream,
-                next_xid: 1,
-                last_send: Instant::now(),
-                buf: BytesMut::new(),
-            }),
+            send: Mutex::new(SendState { stream, next_xid: 1, last_send: Instant::now(), buf: BytesMut::new() }),
             pending: Mutex::new(VecDeque::new()),
             closed: AtomicBool::new(false),
             last_zxid: AtomicI64::new(last_zxid),
@@ -243,19 +228,15 @@ impl Client {
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let reader = {
             let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("zk-client-reader".into())
-                .spawn(move || {
-                    reader_loop(&shared, read_half, ev_tx);
-                })?
+            std::thread::Builder::new().name("zk-client-reader".into()).spawn(move || {
+                reader_loop(&shared, read_half, ev_tx);
+            })?
         };
         let pinger = {
             let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("zk-client-ping".into())
-                .spawn(move || {
-                    ping_loop(&shared, timeout / 3, stop_rx);
-                })?
+            std::thread::Builder::new().name("zk-client-ping".into()).spawn(move || {
+                ping_loop(&shared, timeout / 3, stop_rx);
+            })?
         };
         Ok(Client {
             shared,
@@ -311,19 +292,10 @@ impl Client {
                 x
             }
         };
-        let SendState {
-            stream,
-            buf,
-            last_send,
-            ..
-        } = &mut *send;
+        let SendState { stream, buf, last_send, .. } = &mut *send;
         buf.clear();
         encode_request_frame(buf, xid, &req);
-        lock(&self.shared.pending).push_back(PendingSlot {
-            xid,
-            op: req.op(),
-            reply: tx,
-        });
+        lock(&self.shared.pending).push_back(PendingSlot { xid, op: req.op(), reply: tx });
         if let Err(e) = stream.write_all(buf) {
             drop(send);
             fail_all(&self.shared);
@@ -353,18 +325,8 @@ impl Client {
     // --- convenience methods ------------------------------------------------
 
     /// create (op 1), or op 19 for a container; returns the actual path.
-    pub fn create(
-        &self,
-        path: &str,
-        data: &[u8],
-        acl: &[Acl],
-        mode: CreateMode,
-    ) -> ClientResult<String> {
-        let op = if mode.is_container() {
-            op::CREATE_CONTAINER
-        } else {
-            op::CREATE
-        };
+    pub fn create(&self, path: &str, data: &[u8], acl: &[Acl], mode: CreateMode) -> ClientResult<String> {
+        let op = if mode.is_container() { op::CREATE_CONTAINER } else { op::CREATE };
         match self.call(create_req(op, path, data, acl, mode, None))? {
             Response::Create { path } | Response::Create2 { path, .. } => Ok(path),
             other => Err(unexpected(other)),
@@ -372,18 +334,8 @@ impl Client {
     }
 
     /// create2 (op 15), or op 19 for a container.
-    pub fn create2(
-        &self,
-        path: &str,
-        data: &[u8],
-        acl: &[Acl],
-        mode: CreateMode,
-    ) -> ClientResult<(String, Stat)> {
-        let op = if mode.is_container() {
-            op::CREATE_CONTAINER
-        } else {
-            op::CREATE2
-        };
+    pub fn create2(&self, path: &str, data: &[u8], acl: &[Acl], mode: CreateMode) -> ClientResult<(String, Stat)> {
+        let op = if mode.is_container() { op::CREATE_CONTAINER } else { op::CREATE2 };
         path_stat(self.call(create_req(op, path, data, acl, mode, None))?)
     }
 
@@ -396,47 +348,22 @@ impl Client {
         mode: CreateMode,
         ttl_ms: i64,
     ) -> ClientResult<(String, Stat)> {
-        path_stat(self.call(create_req(
-            op::CREATE_TTL,
-            path,
-            data,
-            acl,
-            mode,
-            Some(ttl_ms),
-        ))?)
+        path_stat(self.call(create_req(op::CREATE_TTL, path, data, acl, mode, Some(ttl_ms)))?)
     }
 
     /// createContainer (op 19).
-    pub fn create_container(
-        &self,
-        path: &str,
-        data: &[u8],
-        acl: &[Acl],
-    ) -> ClientResult<(String, Stat)> {
-        path_stat(self.call(create_req(
-            op::CREATE_CONTAINER,
-            path,
-            data,
-            acl,
-            CreateMode::Container,
-            None,
-        ))?)
+    pub fn create_container(&self, path: &str, data: &[u8], acl: &[Acl]) -> ClientResult<(String, Stat)> {
+        path_stat(self.call(create_req(op::CREATE_CONTAINER, path, data, acl, CreateMode::Container, None))?)
     }
 
     pub fn delete(&self, path: &str, version: i32) -> ClientResult<()> {
-        self.call(Request::Delete(PathVersion {
-            path: path.into(),
-            version,
-        }))?;
+        self.call(Request::Delete(PathVersion { path: path.into(), version }))?;
         Ok(())
     }
 
     /// `None` when the node does not exist (the watch is still set).
     pub fn exists(&self, path: &str, watch: bool) -> ClientResult<Option<Stat>> {
-        match self.call(Request::Exists(PathWatch {
-            path: path.into(),
-            watch,
-        })) {
+        match self.call(Request::Exists(PathWatch { path: path.into(), watch })) {
             Ok(Response::Stat(s)) => Ok(Some(s)),
             Ok(other) => Err(unexpected(other)),
             Err(ClientError::Keeper(ErrorCode::NoNode)) => Ok(None),
@@ -445,21 +372,14 @@ impl Client {
     }
 
     pub fn get_data(&self, path: &str, watch: bool) -> ClientResult<(Option<Bytes>, Stat)> {
-        match self.call(Request::GetData(PathWatch {
-            path: path.into(),
-            watch,
-        }))? {
+        match self.call(Request::GetData(PathWatch { path: path.into(), watch }))? {
             Response::GetData { data, stat } => Ok((data, stat)),
             other => Err(unexpected(other)),
         }
     }
 
     pub fn set_data(&self, path: &str, data: &[u8], version: i32) -> ClientResult<Stat> {
-        let req = SetDataRequest {
-            path: path.into(),
-            data: Some(Bytes::copy_from_slice(data)),
-            version,
-        };
+        let req = SetDataRequest { path: path.into(), data: Some(Bytes::copy_from_slice(data)), version };
         stat_of(self.call(Request::SetData(req))?)
     }
 
@@ -471,28 +391,18 @@ impl Client {
     }
 
     pub fn set_acl(&self, path: &str, acl: &[Acl], version: i32) -> ClientResult<Stat> {
-        stat_of(self.call(Request::SetAcl(SetAclRequest {
-            path: path.into(),
-            acl: acl.to_vec(),
-            version,
-        }))?)
+        stat_of(self.call(Request::SetAcl(SetAclRequest { path: path.into(), acl: acl.to_vec(), version }))?)
     }
 
     pub fn get_children(&self, path: &str, watch: bool) -> ClientResult<Vec<String>> {
-        match self.call(Request::GetChildren(PathWatch {
-            path: path.into(),
-            watch,
-        }))? {
+        match self.call(Request::GetChildren(PathWatch { path: path.into(), watch }))? {
             Response::GetChildren { children } => Ok(children),
             other => Err(unexpected(other)),
         }
     }
 
     pub fn get_children2(&self, path: &str, watch: bool) -> ClientResult<(Vec<String>, Stat)> {
-        match self.call(Request::GetChildren2(PathWatch {
-            path: path.into(),
-            watch,
-        }))? {
+        match self.call(Request::GetChildren2(PathWatch { path: path.into(), watch }))? {
             Response::GetChildren2 { children, stat } => Ok((children, stat)),
             other => Err(unexpected(other)),
         }
@@ -506,9 +416,7 @@ impl Client {
     }
 
     pub fn get_ephemerals(&self, prefix: &str) -> ClientResult<Vec<String>> {
-        match self.call(Request::GetEphemerals {
-            prefix: prefix.into(),
-        })? {
+        match self.call(Request::GetEphemerals { prefix: prefix.into() })? {
             Response::GetEphemerals { paths } => Ok(paths),
             other => Err(unexpected(other)),
         }
@@ -547,26 +455,17 @@ impl Client {
     }
 
     pub fn add_watch(&self, path: &str, mode: i32) -> ClientResult<()> {
-        self.call(Request::AddWatch {
-            path: path.into(),
-            mode,
-        })?;
+        self.call(Request::AddWatch { path: path.into(), mode })?;
         Ok(())
     }
 
     pub fn remove_watches(&self, path: &str, watcher_type: i32) -> ClientResult<()> {
-        self.call(Request::RemoveWatches {
-            path: path.into(),
-            watcher_type,
-        })?;
+        self.call(Request::RemoveWatches { path: path.into(), watcher_type })?;
         Ok(())
     }
 
     pub fn check_watches(&self, path: &str, watcher_type: i32) -> ClientResult<()> {
-        self.call(Request::CheckWatches {
-            path: path.into(),
-            watcher_type,
-        })?;
+        self.call(Request::CheckWatches { path: path.into(), watcher_type })?;
         Ok(())
     }
 
@@ -627,14 +526,7 @@ pub fn first_error(results: &[MultiResult]) -> Option<i32> {
     })
 }
 
-fn create_req(
-    op: i32,
-    path: &str,
-    data: &[u8],
-    acl: &[Acl],
-    mode: CreateMode,
-    ttl: Option<i64>,
-) -> Request {
+fn create_req(op: i32, path: &str, data: &[u8], acl: &[Acl], mode: CreateMode, ttl: Option<i64>) -> Request {
     Request::Create {
         op,
         req: CreateRequest {
@@ -704,42 +596,28 @@ fn reader_loop(shared: &Shared, mut stream: TcpStream, events: Sender<WatchedEve
 
 fn handle_reply(shared: &Shared, frame: Bytes, events: &Sender<WatchedEvent>) -> ClientResult<()> {
     let mut r = Reader::new(frame);
-    let hdr = ReplyHeader::decode(&mut r)
-        .map_err(|e| ClientError::Protocol(format!("ReplyHeader: {e}")))?;
+    let hdr = ReplyHeader::decode(&mut r).map_err(|e| ClientError::Protocol(format!("ReplyHeader: {e}")))?;
     if hdr.zxid > 0 {
         shared.last_zxid.fetch_max(hdr.zxid, Ordering::Relaxed);
     }
     if hdr.xid == xid::NOTIFICATION {
-        let ev = WatcherEvent::decode(&mut r)
-            .map_err(|e| ClientError::Protocol(format!("WatcherEvent: {e}")))?;
-        let _ = events.send(WatchedEvent {
-            event_type: ev.event_type,
-            state: ev.state,
-            path: ev.path,
-            zxid: hdr.zxid,
-        });
+        let ev = WatcherEvent::decode(&mut r).map_err(|e| ClientError::Protocol(format!("WatcherEvent: {e}")))?;
+        let _ = events.send(WatchedEvent { event_type: ev.event_type, state: ev.state, path: ev.path, zxid: hdr.zxid });
         return Ok(());
     }
     let slot = lock(&shared.pending).pop_front();
     let Some(slot) = slot else {
-        return Err(ClientError::Protocol(format!(
-            "reply xid {} with nothing pending",
-            hdr.xid
-        )));
+        return Err(ClientError::Protocol(format!("reply xid {} with nothing pending", hdr.xid)));
     };
     if slot.xid != hdr.xid {
-        let msg = format!(
-            "reply xid {} but the oldest pending request has xid {}",
-            hdr.xid, slot.xid
-        );
+        let msg = format!("reply xid {} but the oldest pending request has xid {}", hdr.xid, slot.xid);
         let _ = slot.reply.send(Err(ClientError::Protocol(msg.clone())));
         return Err(ClientError::Protocol(msg));
     }
     let body = if hdr.err != 0 {
         Ok(Response::Empty)
     } else {
-        Response::decode_body(slot.op, &mut r)
-            .map_err(|e| ClientError::Protocol(format!("op {} reply: {e}", slot.op)))
+        Response::decode_body(slot.op, &mut r).map_err(|e| ClientError::Protocol(format!("op {} reply: {e}", slot.op)))
     };
     let _ = slot.reply.send(body.map(|b| (hdr, b)));
     Ok(())
@@ -761,19 +639,10 @@ fn ping_loop(shared: &Shared, interval: Duration, stop: Receiver<()>) {
             continue;
         }
         let (tx, _rx) = mpsc::channel();
-        let SendState {
-            stream,
-            buf,
-            last_send,
-            ..
-        } = &mut *send;
+        let SendState { stream, buf, last_send, .. } = &mut *send;
         buf.clear();
         encode_request_frame(buf, xid::PING, &Request::Ping);
-        lock(&shared.pending).push_back(PendingSlot {
-            xid: xid::PING,
-            op: op::PING,
-            reply: tx,
-        });
+        lock(&shared.pending).push_back(PendingSlot { xid: xid::PING, op: op::PING, reply: tx });
         if stream.write_all(buf).is_err() {
             drop(send);
             fail_all(shared);

@@ -7,9 +7,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use crate::jute::{Reader, Record};
-use crate::proto::records::{
-    encode_record_frame, encode_request_frame, ConnectRequest, ConnectResponse, Request,
-};
+use crate::proto::records::{encode_record_frame, encode_request_frame, ConnectRequest, ConnectResponse, Request};
 
 pub struct RawConnection {
     pub stream: TcpStream,
@@ -58,11 +56,8 @@ impl RawConnection {
         let mut out = BytesMut::new();
         encode_record_frame(&mut out, &req);
         self.send(&out)?;
-        let frame = self
-            .read_frame()?
-            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
-        ConnectResponse::decode(&mut Reader::new(frame))
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        let frame = self.read_frame()?.ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        ConnectResponse::decode(&mut Reader::new(frame)).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
     /// The next frame's payload, or `None` if the server closed cleanly.
@@ -75,10 +70,7 @@ impl RawConnection {
         }
         let len = i32::from_be_bytes(len);
         if len < 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("negative frame length {len}"),
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("negative frame length {len}")));
         }
         let mut buf = vec![0u8; len as usize];
         self.stream.read_exact(&mut buf)?;
@@ -98,10 +90,7 @@ impl RawConnection {
         match self.stream.read(&mut b) {
             Ok(0) => true,
             Ok(_) => false,
-            Err(e) => !matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ),
+            Err(e) => !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut),
         }
     }
 

@@ -48,23 +48,14 @@ fn fake_server(
 #[test]
 fn handshake_and_simple_calls() {
     let (addr, h) = fake_server(6000, |hdr, req, out| match req {
-        Request::Create { req, .. } => encode_reply(
-            out,
-            hdr.xid,
-            10,
-            0,
-            Some(&Response::Create { path: req.path }),
-        ),
+        Request::Create { req, .. } => encode_reply(out, hdr.xid, 10, 0, Some(&Response::Create { path: req.path })),
         Request::Exists(_) => encode_reply(out, hdr.xid, 10, -101, None),
         Request::GetData(_) => encode_reply(
             out,
             hdr.xid,
             11,
             0,
-            Some(&Response::GetData {
-                data: Some(Bytes::from_static(b"v")),
-                stat: Stat::default(),
-            }),
+            Some(&Response::GetData { data: Some(Bytes::from_static(b"v")), stat: Stat::default() }),
         ),
         _ => encode_reply(out, hdr.xid, 11, 0, Some(&Response::Empty)),
     });
@@ -73,16 +64,9 @@ fn handshake_and_simple_calls() {
     assert_eq!(c.negotiated_timeout(), Duration::from_secs(6));
     assert_eq!(c.session_password().len(), 16);
     assert_eq!(c.read_only(), Some(false));
-    assert_eq!(
-        c.create("/a", b"x", &open_acl_unsafe(), CreateMode::Persistent)
-            .unwrap(),
-        "/a"
-    );
+    assert_eq!(c.create("/a", b"x", &open_acl_unsafe(), CreateMode::Persistent).unwrap(), "/a");
     assert_eq!(c.exists("/nope", true).unwrap(), None);
-    assert_eq!(
-        c.get_data("/a", false).unwrap().0.as_deref(),
-        Some(&b"v"[..])
-    );
+    assert_eq!(c.get_data("/a", false).unwrap().0.as_deref(), Some(&b"v"[..]));
     assert_eq!(c.last_zxid(), 11);
     c.close().unwrap();
     h.join().unwrap();
@@ -102,13 +86,7 @@ fn pipelined_replies_match_in_order_and_events_interleave() {
         if let Request::Sync { path } = req {
             // An event ahead of every reply, as the server orders them.
             encode_notification(hdr.xid as i64, 3, &path, out);
-            encode_reply(
-                out,
-                hdr.xid,
-                hdr.xid as i64,
-                0,
-                Some(&Response::Sync { path }),
-            );
+            encode_reply(out, hdr.xid, hdr.xid as i64, 0, Some(&Response::Sync { path }));
         } else {
             encode_reply(out, hdr.xid, 0, 0, Some(&Response::Empty));
         }
@@ -116,25 +94,10 @@ fn pipelined_replies_match_in_order_and_events_interleave() {
     let c = Client::connect(addr, Duration::from_secs(6)).unwrap();
     let events = c.events().unwrap();
     assert!(c.events().is_none());
-    let pending: Vec<_> = (0..100)
-        .map(|i| {
-            (
-                i,
-                c.submit(Request::Sync {
-                    path: format!("/p{i}"),
-                })
-                .unwrap(),
-            )
-        })
-        .collect();
+    let pending: Vec<_> = (0..100).map(|i| (i, c.submit(Request::Sync { path: format!("/p{i}") }).unwrap())).collect();
     for (i, p) in pending {
         let (hdr, resp) = p.wait_timeout(Duration::from_secs(5)).unwrap();
-        assert_eq!(
-            resp,
-            Response::Sync {
-                path: format!("/p{i}")
-            }
-        );
+        assert_eq!(resp, Response::Sync { path: format!("/p{i}") });
         assert_eq!(hdr.err, 0);
     }
     for i in 0..100 {
@@ -148,22 +111,13 @@ fn pipelined_replies_match_in_order_and_events_interleave() {
 
 #[test]
 fn xid_mismatch_is_a_protocol_error_and_closes() {
-    let (addr, h) = fake_server(6000, |hdr, _, out| {
-        encode_reply(out, hdr.xid + 5, 0, 0, None)
-    });
+    let (addr, h) = fake_server(6000, |hdr, _, out| encode_reply(out, hdr.xid + 5, 0, 0, None));
     let c = Client::connect(addr, Duration::from_secs(6)).unwrap();
-    let err = c
-        .submit(Request::Sync { path: "/".into() })
-        .unwrap()
-        .wait()
-        .err();
+    let err = c.submit(Request::Sync { path: "/".into() }).unwrap().wait().err();
     assert!(matches!(err, Some(ClientError::Protocol(_))), "{err:?}");
     std::thread::sleep(Duration::from_millis(50));
     assert!(c.is_closed());
-    assert!(matches!(
-        c.submit(Request::Ping).err(),
-        Some(ClientError::ConnectionClosed)
-    ));
+    assert!(matches!(c.submit(Request::Ping).err(), Some(ClientError::ConnectionClosed)));
     drop(c);
     h.join().unwrap();
 }
@@ -173,10 +127,7 @@ fn server_close_fails_pending_requests() {
     let (addr, h) = fake_server(6000, |_, _, _| {});
     let c = Client::connect(addr, Duration::from_secs(6)).unwrap();
     let p = c.submit(Request::CloseSession).unwrap(); // fake server exits without replying
-    assert!(matches!(
-        p.wait_timeout(Duration::from_secs(5)),
-        Err(ClientError::ConnectionClosed)
-    ));
+    assert!(matches!(p.wait_timeout(Duration::from_secs(5)), Err(ClientError::ConnectionClosed)));
     h.join().unwrap();
 }
 

@@ -34,9 +34,7 @@ pub struct FrameDecoder {
 
 impl Default for FrameDecoder {
     fn default() -> Self {
-        FrameDecoder {
-            max_frame_len: DEFAULT_MAX_FRAME_LEN,
-        }
+        FrameDecoder { max_frame_len: DEFAULT_MAX_FRAME_LEN }
     }
 }
 
@@ -59,10 +57,7 @@ impl FrameDecoder {
         }
         let len = len as usize;
         if len > self.max_frame_len {
-            return Err(FrameError::TooLarge {
-                len,
-                max: self.max_frame_len,
-            });
+            return Err(FrameError::TooLarge { len, max: self.max_frame_len });
         }
         if buf.len() < 4 + len {
             // Let the caller's next read land in one allocation.
@@ -76,18 +71,15 @@ impl FrameDecoder {
 
 /// Every four-letter word the reference server knows (§10).
 pub const FOUR_LETTER_WORDS: [&str; 18] = [
-    "conf", "cons", "crst", "dirs", "dump", "envi", "gtmk", "ruok", "stmk", "srvr", "srst", "stat",
-    "wchc", "wchp", "wchs", "mntr", "isro", "hash",
+    "conf", "cons", "crst", "dirs", "dump", "envi", "gtmk", "ruok", "stmk", "srvr", "srst", "stat", "wchc", "wchp",
+    "wchs", "mntr", "isro", "hash",
 ];
 
 /// If the first four bytes of a not-yet-connected stream spell a known
 /// four-letter word, returns it. (They would otherwise be read as a frame
 /// length.)
 pub fn four_letter_word(first4: [u8; 4]) -> Option<&'static str> {
-    FOUR_LETTER_WORDS
-        .iter()
-        .copied()
-        .find(|w| w.as_bytes() == first4)
+    FOUR_LETTER_WORDS.iter().copied().find(|w| w.as_bytes() == first4)
 }
 
 #[cfg(test)]
@@ -114,13 +106,7 @@ mod tests {
         let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xff][..]);
         assert_eq!(d.decode(&mut buf), Err(FrameError::Negative(-1)));
         let mut buf = BytesMut::from(&[0x00, 0x10, 0x00, 0x00][..]);
-        assert_eq!(
-            d.decode(&mut buf),
-            Err(FrameError::TooLarge {
-                len: 0x100000,
-                max: 0xFFFFF
-            })
-        );
+        assert_eq!(d.decode(&mut buf), Err(FrameError::TooLarge { len: 0x100000, max: 0xFFFFF }));
         let mut buf = BytesMut::from(&[0x00, 0x0F, 0xFF, 0xFF][..]);
         assert_eq!(d.decode(&mut buf), Ok(None));
     }

@@ -24,10 +24,7 @@ impl Record for RequestHeader {
         w.i32(self.xid).i32(self.op);
     }
     fn decode(r: &mut Reader) -> DecodeResult<Self> {
-        Ok(RequestHeader {
-            xid: r.read_i32()?,
-            op: r.read_i32()?,
-        })
+        Ok(RequestHeader { xid: r.read_i32()?, op: r.read_i32()? })
     }
 }
 
@@ -44,11 +41,7 @@ impl Record for ReplyHeader {
         w.i32(self.xid).i64(self.zxid).i32(self.err);
     }
     fn decode(r: &mut Reader) -> DecodeResult<Self> {
-        Ok(ReplyHeader {
-            xid: r.read_i32()?,
-            zxid: r.read_i64()?,
-            err: r.read_i32()?,
-        })
+        Ok(ReplyHeader { xid: r.read_i32()?, zxid: r.read_i64()?, err: r.read_i32()? })
     }
 }
 
@@ -83,11 +76,7 @@ impl Record for ConnectRequest {
             timeout_ms: r.read_i32()?,
             session_id: r.read_i64()?,
             passwd: r.read_buffer()?.unwrap_or_default(),
-            read_only: if r.is_empty() {
-                None
-            } else {
-                Some(r.read_bool()?)
-            },
+            read_only: if r.is_empty() { None } else { Some(r.read_bool()?) },
         })
     }
 }
@@ -105,10 +94,7 @@ pub struct ConnectResponse {
 
 impl Record for ConnectResponse {
     fn encode(&self, w: &mut Writer<'_>) {
-        w.i32(self.protocol_version)
-            .i32(self.timeout_ms)
-            .i64(self.session_id)
-            .buffer(Some(&self.passwd));
+        w.i32(self.protocol_version).i32(self.timeout_ms).i64(self.session_id).buffer(Some(&self.passwd));
         if let Some(ro) = self.read_only {
             w.bool(ro);
         }
@@ -119,11 +105,7 @@ impl Record for ConnectResponse {
             timeout_ms: r.read_i32()?,
             session_id: r.read_i64()?,
             passwd: r.read_buffer()?.unwrap_or_default(),
-            read_only: if r.is_empty() {
-                None
-            } else {
-                Some(r.read_bool()?)
-            },
+            read_only: if r.is_empty() { None } else { Some(r.read_bool()?) },
         })
     }
 }
@@ -158,13 +140,7 @@ impl CreateRequest {
         let acl = decode_acl_list(r)?;
         let flags = r.read_i32()?;
         let ttl = if with_ttl { Some(r.read_i64()?) } else { None };
-        Ok(CreateRequest {
-            path,
-            data,
-            acl,
-            flags,
-            ttl,
-        })
+        Ok(CreateRequest { path, data, acl, flags, ttl })
     }
 }
 
@@ -180,10 +156,7 @@ impl Record for PathVersion {
         w.string(&self.path).i32(self.version);
     }
     fn decode(r: &mut Reader) -> DecodeResult<Self> {
-        Ok(PathVersion {
-            path: r.read_string()?,
-            version: r.read_i32()?,
-        })
+        Ok(PathVersion { path: r.read_string()?, version: r.read_i32()? })
     }
 }
 
@@ -199,10 +172,7 @@ impl Record for PathWatch {
         w.string(&self.path).bool(self.watch);
     }
     fn decode(r: &mut Reader) -> DecodeResult<Self> {
-        Ok(PathWatch {
-            path: r.read_string()?,
-            watch: r.read_bool()?,
-        })
+        Ok(PathWatch { path: r.read_string()?, watch: r.read_bool()? })
     }
 }
 
@@ -215,16 +185,10 @@ pub struct SetDataRequest {
 
 impl Record for SetDataRequest {
     fn encode(&self, w: &mut Writer<'_>) {
-        w.string(&self.path)
-            .buffer(self.data.as_deref())
-            .i32(self.version);
+        w.string(&self.path).buffer(self.data.as_deref()).i32(self.version);
     }
     fn decode(r: &mut Reader) -> DecodeResult<Self> {
-        Ok(SetDataRequest {
-            path: r.read_string()?,
-            data: r.read_buffer()?,
-            version: r.read_i32()?,
-        })
+        Ok(SetDataRequest { path: r.read_string()?, data: r.read_buffer()?, version: r.read_i32()? })
     }
 }
 
@@ -242,11 +206,7 @@ impl Record for SetAclRequest {
         w.i32(self.version);
     }
     fn decode(r: &mut Reader) -> DecodeResult<Self> {
-        Ok(SetAclRequest {
-            path: r.read_string()?,
-            acl: decode_acl_list(r)?,
-            version: r.read_i32()?,
-        })
+        Ok(SetAclRequest { path: r.read_string()?, acl: decode_acl_list(r)?, version: r.read_i32()? })
     }
 }
 
@@ -260,9 +220,7 @@ pub struct AuthPacket {
 
 impl Record for AuthPacket {
     fn encode(&self, w: &mut Writer<'_>) {
-        w.i32(self.auth_type)
-            .string(&self.scheme)
-            .buffer(Some(&self.auth));
+        w.i32(self.auth_type).string(&self.scheme).buffer(Some(&self.auth));
     }
     fn decode(r: &mut Reader) -> DecodeResult<Self> {
         Ok(AuthPacket {
@@ -295,13 +253,9 @@ impl SetWatches {
         }
     }
     fn encode_body(&self, w: &mut Writer<'_>) {
-        w.i64(self.relative_zxid)
-            .string_vec(&self.data)
-            .string_vec(&self.exist)
-            .string_vec(&self.child);
+        w.i64(self.relative_zxid).string_vec(&self.data).string_vec(&self.exist).string_vec(&self.child);
         if self.v2 {
-            w.string_vec(&self.persistent)
-                .string_vec(&self.persistent_recursive);
+            w.string_vec(&self.persistent).string_vec(&self.persistent_recursive);
         }
     }
     fn decode_body(r: &mut Reader, v2: bool) -> DecodeResult<Self> {
@@ -309,20 +263,9 @@ impl SetWatches {
         let data = r.read_string_vec()?;
         let exist = r.read_string_vec()?;
         let child = r.read_string_vec()?;
-        let (persistent, persistent_recursive) = if v2 {
-            (r.read_string_vec()?, r.read_string_vec()?)
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        Ok(SetWatches {
-            v2,
-            relative_zxid,
-            data,
-            exist,
-            child,
-            persistent,
-            persistent_recursive,
-        })
+        let (persistent, persistent_recursive) =
+            if v2 { (r.read_string_vec()?, r.read_string_vec()?) } else { (Vec::new(), Vec::new()) };
+        Ok(SetWatches { v2, relative_zxid, data, exist, child, persistent, persistent_recursive })
     }
 }
 
@@ -362,11 +305,7 @@ pub struct MultiHeader {
 }
 
 impl MultiHeader {
-    pub const END: MultiHeader = MultiHeader {
-        op: -1,
-        done: true,
-        err: -1,
-    };
+    pub const END: MultiHeader = MultiHeader { op: -1, done: true, err: -1 };
 }
 
 impl Record for MultiHeader {
@@ -374,11 +313,7 @@ impl Record for MultiHeader {
         w.i32(self.op).bool(self.done).i32(self.err);
     }
     fn decode(r: &mut Reader) -> DecodeResult<Self> {
-        Ok(MultiHeader {
-            op: r.read_i32()?,
-            done: r.read_bool()?,
-            err: r.read_i32()?,
-        })
+        Ok(MultiHeader { op: r.read_i32()?, done: r.read_bool()?, err: r.read_i32()? })
     }
 }
 
@@ -461,17 +396,12 @@ fn decode_multi(r: &mut Reader) -> DecodeResult<Vec<MultiOp>> {
         let item = match h.op {
             op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => {
                 let req = CreateRequest::decode_body(r, h.op == op::CREATE_TTL)?;
-                MultiOp::Create {
-                    op: multi_create_op(req.flags),
-                    req,
-                }
+                MultiOp::Create { op: multi_create_op(req.flags), req }
             }
             op::DELETE => MultiOp::Delete(PathVersion::decode(r)?),
             op::SET_DATA => MultiOp::SetData(SetDataRequest::decode(r)?),
             op::CHECK => MultiOp::Check(PathVersion::decode(r)?),
-            op::GET_DATA | op::GET_CHILDREN => {
-                return Err(DecodeError::Invalid("read op inside multi"))
-            }
+            op::GET_DATA | op::GET_CHILDREN => return Err(DecodeError::Invalid("read op inside multi")),
             _ => return Err(DecodeError::Invalid("unknown op inside multi")),
         };
         ops.push(item);
@@ -594,51 +524,31 @@ impl std::error::Error for RequestError {}
 pub fn decode_request(op: i32, r: &mut Reader) -> Result<Request, RequestError> {
     let path_only = |r: &mut Reader| r.read_string();
     Ok(match op {
-        op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => Request::Create {
-            op,
-            req: CreateRequest::decode_body(r, op == op::CREATE_TTL)?,
-        },
+        op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => {
+            Request::Create { op, req: CreateRequest::decode_body(r, op == op::CREATE_TTL)? }
+        }
         op::DELETE => Request::Delete(PathVersion::decode(r)?),
         op::EXISTS => Request::Exists(PathWatch::decode(r)?),
         op::GET_DATA => Request::GetData(PathWatch::decode(r)?),
         op::SET_DATA => Request::SetData(SetDataRequest::decode(r)?),
-        op::GET_ACL => Request::GetAcl {
-            path: path_only(r)?,
-        },
+        op::GET_ACL => Request::GetAcl { path: path_only(r)? },
         op::SET_ACL => Request::SetAcl(SetAclRequest::decode(r)?),
         op::GET_CHILDREN => Request::GetChildren(PathWatch::decode(r)?),
         op::GET_CHILDREN2 => Request::GetChildren2(PathWatch::decode(r)?),
-        op::SYNC => Request::Sync {
-            path: path_only(r)?,
-        },
+        op::SYNC => Request::Sync { path: path_only(r)? },
         op::PING => Request::Ping,
         op::MULTI => Request::Multi(decode_multi(r)?),
         op::MULTI_READ => Request::MultiRead(decode_multi_read(r)?),
         op::RECONFIG => Request::Reconfig(ReconfigRequest::decode(r)?),
-        op::CHECK_WATCHES => Request::CheckWatches {
-            path: r.read_string()?,
-            watcher_type: r.read_i32()?,
-        },
-        op::REMOVE_WATCHES => Request::RemoveWatches {
-            path: r.read_string()?,
-            watcher_type: r.read_i32()?,
-        },
+        op::CHECK_WATCHES => Request::CheckWatches { path: r.read_string()?, watcher_type: r.read_i32()? },
+        op::REMOVE_WATCHES => Request::RemoveWatches { path: r.read_string()?, watcher_type: r.read_i32()? },
         op::AUTH => Request::Auth(AuthPacket::decode(r)?),
         op::SET_WATCHES => Request::SetWatches(SetWatches::decode_body(r, false)?),
         op::SET_WATCHES2 => Request::SetWatches(SetWatches::decode_body(r, true)?),
-        op::SASL => Request::Sasl {
-            token: r.read_buffer()?.unwrap_or_default(),
-        },
-        op::GET_EPHEMERALS => Request::GetEphemerals {
-            prefix: path_only(r)?,
-        },
-        op::GET_ALL_CHILDREN_NUMBER => Request::GetAllChildrenNumber {
-            path: path_only(r)?,
-        },
-        op::ADD_WATCH => Request::AddWatch {
-            path: r.read_string()?,
-            mode: r.read_i32()?,
-        },
+        op::SASL => Request::Sasl { token: r.read_buffer()?.unwrap_or_default() },
+        op::GET_EPHEMERALS => Request::GetEphemerals { prefix: path_only(r)? },
+        op::GET_ALL_CHILDREN_NUMBER => Request::GetAllChildrenNumber { path: path_only(r)? },
+        op::ADD_WATCH => Request::AddWatch { path: r.read_string()?, mode: r.read_i32()? },
         op::WHO_AM_I => Request::WhoAmI,
         op::CLOSE_SESSION => Request::CloseSession,
         // 0 (notification), top-level 13 (check), 20 (deleteContainer,
@@ -700,10 +610,9 @@ impl Request {
         match self {
             Request::Create { req, .. } => req.encode_body(w),
             Request::Delete(p) | Request::Check(p) => p.encode(w),
-            Request::Exists(p)
-            | Request::GetData(p)
-            | Request::GetChildren(p)
-            | Request::GetChildren2(p) => p.encode(w),
+            Request::Exists(p) | Request::GetData(p) | Request::GetChildren(p) | Request::GetChildren2(p) => {
+                p.encode(w)
+            }
             Request::SetData(s) => s.encode(w),
             Request::GetAcl { path }
             | Request::Sync { path }
@@ -715,12 +624,7 @@ impl Request {
             Request::Ping | Request::WhoAmI | Request::CloseSession => {}
             Request::Multi(ops) => {
                 for o in ops {
-                    MultiHeader {
-                        op: o.op(),
-                        done: false,
-                        err: -1,
-                    }
-                    .encode(w);
+                    MultiHeader { op: o.op(), done: false, err: -1 }.encode(w);
                     match o {
                         MultiOp::Create { req, .. } => req.encode_body(w),
                         MultiOp::Delete(p) | MultiOp::Check(p) => p.encode(w),
@@ -731,12 +635,7 @@ impl Request {
             }
             Request::MultiRead(ops) => {
                 for o in ops {
-                    MultiHeader {
-                        op: o.op(),
-                        done: false,
-                        err: -1,
-                    }
-                    .encode(w);
+                    MultiHeader { op: o.op(), done: false, err: -1 }.encode(w);
                     match o {
                         ReadOp::GetData(p) | ReadOp::GetChildren(p) => p.encode(w),
                     }
@@ -744,8 +643,7 @@ impl Request {
                 MultiHeader::END.encode(w);
             }
             Request::Reconfig(rc) => rc.encode(w),
-            Request::CheckWatches { path, watcher_type }
-            | Request::RemoveWatches { path, watcher_type } => {
+            Request::CheckWatches { path, watcher_type } | Request::RemoveWatches { path, watcher_type } => {
                 w.string(path).i32(*watcher_type);
             }
             Request::Auth(a) => a.encode(w),
@@ -790,10 +688,7 @@ impl Record for ClientInfo {
         w.string(&self.auth_scheme).string(&self.user);
     }
     fn decode(r: &mut Reader) -> DecodeResult<Self> {
-        Ok(ClientInfo {
-            auth_scheme: r.read_string()?,
-            user: r.read_string()?,
-        })
+        Ok(ClientInfo { auth_scheme: r.read_string()?, user: r.read_string()? })
     }
 }
 
@@ -838,17 +733,8 @@ impl MultiResult {
     }
 
     fn encode(&self, w: &mut Writer<'_>) {
-        let err = if let MultiResult::Error(code) = self {
-            *code
-        } else {
-            0
-        };
-        MultiHeader {
-            op: self.result_type(),
-            done: false,
-            err,
-        }
-        .encode(w);
+        let err = if let MultiResult::Error(code) = self { *code } else { 0 };
+        MultiHeader { op: self.result_type(), done: false, err }.encode(w);
         match self {
             MultiResult::Create { path } => {
                 w.string(path);
@@ -888,25 +774,13 @@ fn decode_multi_results(r: &mut Reader) -> DecodeResult<Vec<MultiResult>> {
             return Ok(out);
         }
         out.push(match h.op {
-            op::CREATE => MultiResult::Create {
-                path: r.read_string()?,
-            },
-            op::CREATE2 => MultiResult::Create2 {
-                path: r.read_string()?,
-                stat: Stat::decode(r)?,
-            },
+            op::CREATE => MultiResult::Create { path: r.read_string()? },
+            op::CREATE2 => MultiResult::Create2 { path: r.read_string()?, stat: Stat::decode(r)? },
             op::DELETE => MultiResult::Delete,
             op::CHECK => MultiResult::Check,
-            op::SET_DATA => MultiResult::SetData {
-                stat: Stat::decode(r)?,
-            },
-            op::GET_DATA => MultiResult::GetData {
-                data: r.read_buffer()?,
-                stat: Stat::decode(r)?,
-            },
-            op::GET_CHILDREN => MultiResult::GetChildren {
-                children: r.read_string_vec()?,
-            },
+            op::SET_DATA => MultiResult::SetData { stat: Stat::decode(r)? },
+            op::GET_DATA => MultiResult::GetData { data: r.read_buffer()?, stat: Stat::decode(r)? },
+            op::GET_CHILDREN => MultiResult::GetChildren { children: r.read_string_vec()? },
             op::ERROR => MultiResult::Error(r.read_i32()?),
             _ => return Err(DecodeError::Invalid("unknown multi result type")),
         });
@@ -991,9 +865,7 @@ impl Response {
                 w.string_vec(children);
                 stat.encode(w);
             }
-            Response::Multi(results) | Response::MultiRead(results) => {
-                encode_multi_results(w, results)
-            }
+            Response::Multi(results) | Response::MultiRead(results) => encode_multi_results(w, results),
             Response::Sasl { token } => {
                 w.buffer(token.as_deref());
             }
@@ -1017,43 +889,21 @@ impl Response {
     /// request with opcode `op`.
     pub fn decode_body(op: i32, r: &mut Reader) -> DecodeResult<Response> {
         Ok(match op {
-            op::CREATE => Response::Create {
-                path: r.read_string()?,
-            },
-            op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => Response::Create2 {
-                path: r.read_string()?,
-                stat: Stat::decode(r)?,
-            },
+            op::CREATE => Response::Create { path: r.read_string()? },
+            op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => {
+                Response::Create2 { path: r.read_string()?, stat: Stat::decode(r)? }
+            }
             op::EXISTS | op::SET_DATA | op::SET_ACL => Response::Stat(Stat::decode(r)?),
-            op::GET_DATA | op::RECONFIG => Response::GetData {
-                data: r.read_buffer()?,
-                stat: Stat::decode(r)?,
-            },
-            op::GET_ACL => Response::GetAcl {
-                acl: decode_acl_list(r)?,
-                stat: Stat::decode(r)?,
-            },
-            op::GET_CHILDREN => Response::GetChildren {
-                children: r.read_string_vec()?,
-            },
-            op::GET_CHILDREN2 => Response::GetChildren2 {
-                children: r.read_string_vec()?,
-                stat: Stat::decode(r)?,
-            },
-            op::SYNC => Response::Sync {
-                path: r.read_string()?,
-            },
+            op::GET_DATA | op::RECONFIG => Response::GetData { data: r.read_buffer()?, stat: Stat::decode(r)? },
+            op::GET_ACL => Response::GetAcl { acl: decode_acl_list(r)?, stat: Stat::decode(r)? },
+            op::GET_CHILDREN => Response::GetChildren { children: r.read_string_vec()? },
+            op::GET_CHILDREN2 => Response::GetChildren2 { children: r.read_string_vec()?, stat: Stat::decode(r)? },
+            op::SYNC => Response::Sync { path: r.read_string()? },
             op::MULTI => Response::Multi(decode_multi_results(r)?),
             op::MULTI_READ => Response::MultiRead(decode_multi_results(r)?),
-            op::SASL => Response::Sasl {
-                token: r.read_buffer()?,
-            },
-            op::GET_EPHEMERALS => Response::GetEphemerals {
-                paths: r.read_string_vec()?,
-            },
-            op::GET_ALL_CHILDREN_NUMBER => Response::GetAllChildrenNumber {
-                total: r.read_i32()?,
-            },
+            op::SASL => Response::Sasl { token: r.read_buffer()? },
+            op::GET_EPHEMERALS => Response::GetEphemerals { paths: r.read_string_vec()? },
+            op::GET_ALL_CHILDREN_NUMBER => Response::GetAllChildrenNumber { total: r.read_i32()? },
             op::ADD_WATCH => {
                 r.read_i32()?;
                 Response::AddWatch
@@ -1081,11 +931,7 @@ impl Record for WatcherEvent {
         w.i32(self.event_type).i32(self.state).string(&self.path);
     }
     fn decode(r: &mut Reader) -> DecodeResult<Self> {
-        Ok(WatcherEvent {
-            event_type: r.read_i32()?,
-            state: r.read_i32()?,
-            path: r.read_string()?,
-        })
+        Ok(WatcherEvent { event_type: r.read_i32()?, state: r.read_i32()?, path: r.read_string()? })
     }
 }
 
@@ -1122,15 +968,8 @@ pub fn encode_reply(out: &mut BytesMut, xid: i32, zxid: i64, err: i32, body: Opt
 pub fn encode_notification(zxid: i64, event_type: i32, path: &str, out: &mut BytesMut) {
     let start = begin_frame(out);
     let mut w = Writer::new(out);
-    ReplyHeader {
-        xid: xid::NOTIFICATION,
-        zxid,
-        err: 0,
-    }
-    .encode(&mut w);
-    w.i32(event_type)
-        .i32(crate::proto::types::STATE_SYNC_CONNECTED)
-        .string(path);
+    ReplyHeader { xid: xid::NOTIFICATION, zxid, err: 0 }.encode(&mut w);
+    w.i32(event_type).i32(crate::proto::types::STATE_SYNC_CONNECTED).string(path);
     end_frame(out, start);
 }
 

@@ -13,10 +13,7 @@ fn frame_payload(out: &BytesMut) -> Bytes {
 
 fn hex(s: &str) -> Vec<u8> {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
 // --- reference vectors (Appendix) ------------------------------------------
@@ -33,38 +30,28 @@ fn connect_request_vector_49_bytes() {
     };
     let mut out = BytesMut::new();
     encode_record_frame(&mut out, &req);
-    let want = hex("0000002D 00000000 0000000000000000 00007530 0000000000000000 00000010 00000000000000000000000000000000 00");
+    let want = hex(
+        "0000002D 00000000 0000000000000000 00007530 0000000000000000 00000010 00000000000000000000000000000000 00",
+    );
     assert_eq!(&out[..], &want[..]);
     assert_eq!(out.len(), 49);
     let back = ConnectRequest::decode(&mut Reader::new(frame_payload(&out))).unwrap();
     assert_eq!(back, req);
 
     // Without the readOnly byte: 44-byte payload, read_only None.
-    let old = ConnectRequest {
-        read_only: None,
-        ..req
-    };
+    let old = ConnectRequest { read_only: None, ..req };
     let mut out = BytesMut::new();
     encode_record_frame(&mut out, &old);
     assert_eq!(&out[..4], &hex("0000002C")[..]);
-    assert_eq!(
-        ConnectRequest::decode(&mut Reader::new(frame_payload(&out))).unwrap(),
-        old
-    );
+    assert_eq!(ConnectRequest::decode(&mut Reader::new(frame_payload(&out))).unwrap(), old);
 }
 
 #[test]
 fn get_data_frame_vector() {
-    let req = Request::GetData(PathWatch {
-        path: "/a".into(),
-        watch: true,
-    });
+    let req = Request::GetData(PathWatch { path: "/a".into(), watch: true });
     let mut out = BytesMut::new();
     encode_request_frame(&mut out, 1, &req);
-    assert_eq!(
-        &out[..],
-        &hex("0000000F 00000001 00000004 00000002 2F61 01")[..]
-    );
+    assert_eq!(&out[..], &hex("0000000F 00000001 00000004 00000002 2F61 01")[..]);
     let mut r = Reader::new(frame_payload(&out));
     let h = RequestHeader::decode(&mut r).unwrap();
     assert_eq!(h, RequestHeader { xid: 1, op: 4 });
@@ -73,22 +60,10 @@ fn get_data_frame_vector() {
 
 #[test]
 fn no_node_reply_vector_has_no_body() {
-    let body = Response::GetData {
-        data: Some(Bytes::from_static(b"x")),
-        stat: Stat::default(),
-    };
+    let body = Response::GetData { data: Some(Bytes::from_static(b"x")), stat: Stat::default() };
     let mut out = BytesMut::new();
-    encode_reply(
-        &mut out,
-        1,
-        0x1234,
-        crate::proto::types::ErrorCode::NoNode.code(),
-        Some(&body),
-    );
-    assert_eq!(
-        &out[..],
-        &hex("00000010 00000001 0000000000001234 FFFFFF9B")[..]
-    );
+    encode_reply(&mut out, 1, 0x1234, crate::proto::types::ErrorCode::NoNode.code(), Some(&body));
+    assert_eq!(&out[..], &hex("00000010 00000001 0000000000001234 FFFFFF9B")[..]);
 }
 
 #[test]
@@ -103,18 +78,12 @@ fn connect_response_read_only_byte_only_when_some() {
     let mut out = BytesMut::new();
     encode_record_frame(&mut out, &resp);
     assert_eq!(out.len(), 4 + 36);
-    assert_eq!(
-        ConnectResponse::decode(&mut Reader::new(frame_payload(&out))).unwrap(),
-        resp
-    );
+    assert_eq!(ConnectResponse::decode(&mut Reader::new(frame_payload(&out))).unwrap(), resp);
     resp.read_only = Some(true);
     let mut out = BytesMut::new();
     encode_record_frame(&mut out, &resp);
     assert_eq!(out.len(), 4 + 37);
-    assert_eq!(
-        ConnectResponse::decode(&mut Reader::new(frame_payload(&out))).unwrap(),
-        resp
-    );
+    assert_eq!(ConnectResponse::decode(&mut Reader::new(frame_payload(&out))).unwrap(), resp);
 }
 
 #[test]
@@ -122,22 +91,8 @@ fn notification_frame_layout() {
     let mut out = BytesMut::new();
     encode_notification(0x55, 3, "/a", &mut out);
     let mut r = Reader::new(frame_payload(&out));
-    assert_eq!(
-        ReplyHeader::decode(&mut r).unwrap(),
-        ReplyHeader {
-            xid: -1,
-            zxid: 0x55,
-            err: 0
-        }
-    );
-    assert_eq!(
-        WatcherEvent::decode(&mut r).unwrap(),
-        WatcherEvent {
-            event_type: 3,
-            state: 3,
-            path: "/a".into()
-        }
-    );
+    assert_eq!(ReplyHeader::decode(&mut r).unwrap(), ReplyHeader { xid: -1, zxid: 0x55, err: 0 });
+    assert_eq!(WatcherEvent::decode(&mut r).unwrap(), WatcherEvent { event_type: 3, state: 3, path: "/a".into() });
     assert!(r.is_empty());
 }
 
@@ -154,27 +109,16 @@ fn add_watch_reply_is_four_zero_bytes() {
 #[test]
 fn unknown_ops_are_told_apart_from_malformed() {
     for op in [0, 13, 20, -10, 10, 23, 99, 108, 1000, -1] {
-        assert_eq!(
-            decode_request(op, &mut Reader::new(Bytes::new())),
-            Err(RequestError::UnknownOp(op))
-        );
+        assert_eq!(decode_request(op, &mut Reader::new(Bytes::new())), Err(RequestError::UnknownOp(op)));
     }
-    assert!(matches!(
-        decode_request(1, &mut Reader::new(Bytes::new())),
-        Err(RequestError::Malformed(_))
-    ));
+    assert!(matches!(decode_request(1, &mut Reader::new(Bytes::new())), Err(RequestError::Malformed(_))));
 }
 
 fn multi_bytes(parts: &[(i32, &dyn Fn(&mut Writer<'_>))]) -> Bytes {
     let mut out = BytesMut::new();
     let mut w = Writer::new(&mut out);
     for (op, body) in parts {
-        MultiHeader {
-            op: *op,
-            done: false,
-            err: -1,
-        }
-        .encode(&mut w);
+        MultiHeader { op: *op, done: false, err: -1 }.encode(&mut w);
         body(&mut w);
     }
     MultiHeader::END.encode(&mut w);
@@ -199,20 +143,11 @@ fn multi_rules() {
     };
     // Mixing reads and writes, in either container.
     let mixed = multi_bytes(&[(2, &del), (4, &get)]);
-    assert!(matches!(
-        decode_request(14, &mut Reader::new(mixed.clone())),
-        Err(RequestError::Malformed(_))
-    ));
-    assert!(matches!(
-        decode_request(22, &mut Reader::new(mixed)),
-        Err(RequestError::Malformed(_))
-    ));
+    assert!(matches!(decode_request(14, &mut Reader::new(mixed.clone())), Err(RequestError::Malformed(_))));
+    assert!(matches!(decode_request(22, &mut Reader::new(mixed)), Err(RequestError::Malformed(_))));
     // Unknown sub-op.
     let unknown = multi_bytes(&[(3, &get)]);
-    assert!(matches!(
-        decode_request(14, &mut Reader::new(unknown)),
-        Err(RequestError::Malformed(_))
-    ));
+    assert!(matches!(decode_request(14, &mut Reader::new(unknown)), Err(RequestError::Malformed(_))));
     // Bad create flags decode (as op 1, raw flags kept): Apache ZooKeeper
     // answers them with ErrorResult(-8) inside the multi, not -5.
     let bad = create_body(7);
@@ -225,10 +160,7 @@ fn multi_rules() {
     }
     // Missing terminator.
     assert!(matches!(
-        decode_request(
-            14,
-            &mut Reader::new(Bytes::from_static(&[0, 0, 0, 2, 0, 0, 0, 0, 0]))
-        ),
+        decode_request(14, &mut Reader::new(Bytes::from_static(&[0, 0, 0, 2, 0, 0, 0, 0, 0]))),
         Err(RequestError::Malformed(_))
     ));
     // Create opcodes are normalised from the flags, as Java does.
@@ -242,19 +174,12 @@ fn multi_rules() {
         other => panic!("{other:?}"),
     }
     // An empty multi is fine.
-    assert_eq!(
-        decode_request(14, &mut Reader::new(multi_bytes(&[]))).unwrap(),
-        Request::Multi(vec![])
-    );
+    assert_eq!(decode_request(14, &mut Reader::new(multi_bytes(&[]))).unwrap(), Request::Multi(vec![]));
 }
 
 #[test]
 fn multi_error_results_carry_the_code_twice() {
-    let resp = Response::Multi(vec![
-        MultiResult::Error(0),
-        MultiResult::Error(-101),
-        MultiResult::Error(-2),
-    ]);
+    let resp = Response::Multi(vec![MultiResult::Error(0), MultiResult::Error(-101), MultiResult::Error(-2)]);
     let mut out = BytesMut::new();
     resp.encode_body(&mut Writer::new(&mut out));
     // second entry: header {-1, false, -101} + body -101
@@ -278,13 +203,7 @@ fn bytes() -> impl Strategy<Value = Bytes> {
 }
 
 fn acl() -> impl Strategy<Value = Vec<Acl>> {
-    vec(
-        (any::<i32>(), s(), s()).prop_map(|(perms, scheme, id)| Acl {
-            perms,
-            id: Id { scheme, id },
-        }),
-        0..3,
-    )
+    vec((any::<i32>(), s(), s()).prop_map(|(perms, scheme, id)| Acl { perms, id: Id { scheme, id } }), 0..3)
 }
 
 fn stat() -> impl Strategy<Value = Stat> {
@@ -312,23 +231,17 @@ fn pv() -> impl Strategy<Value = PathVersion> {
 }
 
 fn create_req(with_ttl: bool) -> impl Strategy<Value = CreateRequest> {
-    (s(), opt_bytes(), acl(), any::<i32>(), any::<i64>()).prop_map(
-        move |(path, data, acl, flags, ttl)| CreateRequest {
-            path,
-            data,
-            acl,
-            flags,
-            ttl: with_ttl.then_some(ttl),
-        },
-    )
+    (s(), opt_bytes(), acl(), any::<i32>(), any::<i64>()).prop_map(move |(path, data, acl, flags, ttl)| CreateRequest {
+        path,
+        data,
+        acl,
+        flags,
+        ttl: with_ttl.then_some(ttl),
+    })
 }
 
 fn set_data() -> impl Strategy<Value = SetDataRequest> {
-    (s(), opt_bytes(), any::<i32>()).prop_map(|(path, data, version)| SetDataRequest {
-        path,
-        data,
-        version,
-    })
+    (s(), opt_bytes(), any::<i32>()).prop_map(|(path, data, version)| SetDataRequest { path, data, version })
 }
 
 fn strings() -> impl Strategy<Value = Vec<String>> {
@@ -352,70 +265,50 @@ fn multi_op() -> impl Strategy<Value = MultiOp> {
 }
 
 fn read_op() -> impl Strategy<Value = ReadOp> {
-    prop_oneof![
-        pw().prop_map(ReadOp::GetData),
-        pw().prop_map(ReadOp::GetChildren)
-    ]
+    prop_oneof![pw().prop_map(ReadOp::GetData), pw().prop_map(ReadOp::GetChildren)]
 }
 
 fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
-        (
-            prop_oneof![Just(1), Just(15), Just(19), Just(21)],
-            create_req(false)
-        )
-            .prop_map(|(op, mut req)| {
-                if op == 21 {
-                    req.ttl = Some(42);
-                }
-                Request::Create { op, req }
-            }),
+        (prop_oneof![Just(1), Just(15), Just(19), Just(21)], create_req(false)).prop_map(|(op, mut req)| {
+            if op == 21 {
+                req.ttl = Some(42);
+            }
+            Request::Create { op, req }
+        }),
         pv().prop_map(Request::Delete),
         pw().prop_map(Request::Exists),
         pw().prop_map(Request::GetData),
         set_data().prop_map(Request::SetData),
         s().prop_map(|path| Request::GetAcl { path }),
-        (s(), acl(), any::<i32>())
-            .prop_map(|(path, acl, version)| Request::SetAcl(SetAclRequest { path, acl, version })),
+        (s(), acl(), any::<i32>()).prop_map(|(path, acl, version)| Request::SetAcl(SetAclRequest {
+            path,
+            acl,
+            version
+        })),
         pw().prop_map(Request::GetChildren),
         pw().prop_map(Request::GetChildren2),
         s().prop_map(|path| Request::Sync { path }),
         Just(Request::Ping),
         vec(multi_op(), 0..4).prop_map(Request::Multi),
         vec(read_op(), 0..4).prop_map(Request::MultiRead),
-        (
-            proptest::option::of(s()),
-            proptest::option::of(s()),
-            proptest::option::of(s()),
-            any::<i64>()
-        )
-            .prop_map(|(j, l, n, c)| Request::Reconfig(ReconfigRequest {
+        (proptest::option::of(s()), proptest::option::of(s()), proptest::option::of(s()), any::<i64>()).prop_map(
+            |(j, l, n, c)| Request::Reconfig(ReconfigRequest {
                 joining_servers: j,
                 leaving_servers: l,
                 new_members: n,
                 cur_config_id: c
-            })),
-        (s(), any::<i32>())
-            .prop_map(|(path, watcher_type)| Request::CheckWatches { path, watcher_type }),
-        (s(), any::<i32>())
-            .prop_map(|(path, watcher_type)| Request::RemoveWatches { path, watcher_type }),
-        (any::<i32>(), s(), bytes()).prop_map(|(auth_type, scheme, auth)| Request::Auth(
-            AuthPacket {
-                auth_type,
-                scheme,
-                auth
-            }
-        )),
-        (
-            any::<bool>(),
-            any::<i64>(),
-            strings(),
-            strings(),
-            strings(),
-            strings(),
-            strings()
-        )
-            .prop_map(|(v2, relative_zxid, data, exist, child, p, pr)| {
+            })
+        ),
+        (s(), any::<i32>()).prop_map(|(path, watcher_type)| Request::CheckWatches { path, watcher_type }),
+        (s(), any::<i32>()).prop_map(|(path, watcher_type)| Request::RemoveWatches { path, watcher_type }),
+        (any::<i32>(), s(), bytes()).prop_map(|(auth_type, scheme, auth)| Request::Auth(AuthPacket {
+            auth_type,
+            scheme,
+            auth
+        })),
+        (any::<bool>(), any::<i64>(), strings(), strings(), strings(), strings(), strings()).prop_map(
+            |(v2, relative_zxid, data, exist, child, p, pr)| {
                 Request::SetWatches(SetWatches {
                     v2,
                     relative_zxid,
@@ -425,7 +318,8 @@ fn request() -> impl Strategy<Value = Request> {
                     persistent: if v2 { p } else { vec![] },
                     persistent_recursive: if v2 { pr } else { vec![] },
                 })
-            }),
+            }
+        ),
         bytes().prop_map(|token| Request::Sasl { token }),
         s().prop_map(|prefix| Request::GetEphemerals { prefix }),
         s().prop_map(|path| Request::GetAllChildrenNumber { path }),
@@ -454,14 +348,12 @@ fn response() -> impl Strategy<Value = (i32, Response)> {
         s().prop_map(|path| (1, Response::Create { path })),
         (prop_oneof![Just(15), Just(19), Just(21)], s(), stat())
             .prop_map(|(op, path, stat)| (op, Response::Create2 { path, stat })),
-        (prop_oneof![Just(3), Just(5), Just(7)], stat())
-            .prop_map(|(op, st)| (op, Response::Stat(st))),
+        (prop_oneof![Just(3), Just(5), Just(7)], stat()).prop_map(|(op, st)| (op, Response::Stat(st))),
         (prop_oneof![Just(4), Just(16)], opt_bytes(), stat())
             .prop_map(|(op, data, stat)| (op, Response::GetData { data, stat })),
         (acl(), stat()).prop_map(|(acl, stat)| (6, Response::GetAcl { acl, stat })),
         strings().prop_map(|children| (8, Response::GetChildren { children })),
-        (strings(), stat())
-            .prop_map(|(children, stat)| (12, Response::GetChildren2 { children, stat })),
+        (strings(), stat()).prop_map(|(children, stat)| (12, Response::GetChildren2 { children, stat })),
         s().prop_map(|path| (9, Response::Sync { path })),
         vec(multi_result(), 0..4).prop_map(|r| (14, Response::Multi(r))),
         vec(multi_result(), 0..4).prop_map(|r| (22, Response::MultiRead(r))),
@@ -469,28 +361,16 @@ fn response() -> impl Strategy<Value = (i32, Response)> {
         strings().prop_map(|paths| (103, Response::GetEphemerals { paths })),
         any::<i32>().prop_map(|total| (104, Response::GetAllChildrenNumber { total })),
         Just((106, Response::AddWatch)),
-        vec(
-            (s(), s()).prop_map(|(auth_scheme, user)| ClientInfo { auth_scheme, user }),
-            0..3
-        )
-        .prop_map(|v| (107, Response::WhoAmI(v))),
-        prop_oneof![
-            Just(2),
-            Just(11),
-            Just(-11),
-            Just(17),
-            Just(18),
-            Just(100),
-            Just(101),
-            Just(105)
-        ]
-        .prop_map(|op| (op, Response::Empty)),
+        vec((s(), s()).prop_map(|(auth_scheme, user)| ClientInfo { auth_scheme, user }), 0..3)
+            .prop_map(|v| (107, Response::WhoAmI(v))),
+        prop_oneof![Just(2), Just(11), Just(-11), Just(17), Just(18), Just(100), Just(101), Just(105)]
+            .prop_map(|op| (op, Response::Empty)),
     ]
 }
 
 const ALL_OPS: &[i32] = &[
-    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 100, 101, 102,
-    103, 104, 105, 106, 107, -10, -11, 999,
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 100, 101, 102, 103, 104, 105, 106,
+    107, -10, -11, 999,
 ];
 
 proptest! {

@@ -61,10 +61,7 @@ pub struct Id {
 
 impl Id {
     pub fn new(scheme: &str, id: &str) -> Self {
-        Id {
-            scheme: scheme.to_owned(),
-            id: id.to_owned(),
-        }
+        Id { scheme: scheme.to_owned(), id: id.to_owned() }
     }
     pub fn anyone() -> Self {
         Id::new("world", "anyone")
@@ -76,10 +73,7 @@ impl Record for Id {
         w.string(&self.scheme).string(&self.id);
     }
     fn decode(r: &mut Reader) -> DecodeResult<Self> {
-        Ok(Id {
-            scheme: r.read_string()?,
-            id: r.read_string()?,
-        })
+        Ok(Id { scheme: r.read_string()?, id: r.read_string()? })
     }
 }
 
@@ -96,10 +90,7 @@ impl Record for Acl {
         self.id.encode(w);
     }
     fn decode(r: &mut Reader) -> DecodeResult<Self> {
-        Ok(Acl {
-            perms: r.read_i32()?,
-            id: Id::decode(r)?,
-        })
+        Ok(Acl { perms: r.read_i32()?, id: Id::decode(r)? })
     }
 }
 
@@ -123,18 +114,12 @@ pub mod perms {
 
 /// `[(ALL, world:anyone)]`
 pub fn open_acl_unsafe() -> Vec<Acl> {
-    vec![Acl {
-        perms: perms::ALL,
-        id: Id::anyone(),
-    }]
+    vec![Acl { perms: perms::ALL, id: Id::anyone() }]
 }
 
 /// `[(READ, world:anyone)]`
 pub fn read_acl_unsafe() -> Vec<Acl> {
-    vec![Acl {
-        perms: perms::READ,
-        id: Id::anyone(),
-    }]
+    vec![Acl { perms: perms::READ, id: Id::anyone() }]
 }
 
 /// ZooKeeper error codes (KeeperException.Code).
@@ -325,19 +310,13 @@ impl CreateMode {
         )
     }
     pub fn is_ephemeral(self) -> bool {
-        matches!(
-            self,
-            CreateMode::Ephemeral | CreateMode::EphemeralSequential
-        )
+        matches!(self, CreateMode::Ephemeral | CreateMode::EphemeralSequential)
     }
     pub fn is_container(self) -> bool {
         self == CreateMode::Container
     }
     pub fn is_ttl(self) -> bool {
-        matches!(
-            self,
-            CreateMode::PersistentWithTtl | CreateMode::PersistentSequentialWithTtl
-        )
+        matches!(self, CreateMode::PersistentWithTtl | CreateMode::PersistentSequentialWithTtl)
     }
 }
 

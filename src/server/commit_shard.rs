@@ -21,13 +21,14 @@ use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
 
 use crate::acl::AuthContext;
 use crate::config::Config;
-use crate::proto::{op, Acl, ErrorCode};
+use crate::proto::records::{MultiResult, Response};
+use crate::proto::{op, Acl, ErrorCode, Stat};
 use crate::server::fourlw;
 use crate::server::messages::*;
 use crate::server::stats::ServerStats;
 use crate::server::txn_log::{LoggedTxn, MemoryTxnLog};
 use crate::session::{session_password, ExpiryQueue, SessionIdAllocator};
-use crate::tree::{DataTree, TxnContext, WriteOp};
+use crate::tree::{DataTree, MultiOpResult, TxnContext, WriteOp, WriteResult};
 
 /// The caller identity used for transactions the server itself issues
 /// (session expiry, the container/TTL reaper): it may do anything.
@@ -72,10 +73,7 @@ pub struct CommitShard {
 /// Milliseconds since the Unix epoch: the txn time (ctime/mtime), as the
 /// ZooKeeper leader stamps it.
 fn wall_clock_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 impl CommitShard {
@@ -127,7 +125,8 @@ impl CommitShard {
 
         let tick = Duration::from_millis(self.config.tick_time_ms.max(1) as u64);
         loop {
-            if open_inboxes.get() == 0 && queue.borrow().is_empty() {
+            let stopping = open_inboxes.get() == 0 || crate::server::STOP.load(std::sync::atomic::Ordering::Relaxed);
+            if stopping && queue.borrow().is_empty() {
                 break;
             }
             // Wake on a message or on the next tick (expiry, reaper).
@@ -156,11 +155,8 @@ impl CommitShard {
                 tracing::error!(error = %e, "transaction log append failed; stopping the server");
                 std::process::exit(2);
             }
-            let shared = Arc::new(CommitBatch {
-                tree: self.tree.clone(),
-                last_zxid: self.last_zxid,
-                entries: batch.entries,
-            });
+            let shared =
+                Arc::new(CommitBatch { tree: self.tree.clone(), last_zxid: self.last_zxid, entries: batch.entries });
             self.stats.set_last_zxid(self.last_zxid);
             self.stats.set_node_count(self.tree.node_count() as u64);
             for w in &self.workers {
@@ -175,16 +171,18 @@ impl CommitShard {
         self.last_zxid
     }
 
-    fn execute(&mut self, batch: &mut BatchBuilder, session_id: i64, op: i32, write: &WriteOp, auth: &dyn AuthContext) -> (i64, Result<crate::tree::WriteResult, ErrorCode>, Vec<crate::tree::WatchTrigger>) {
+    fn execute(
+        &mut self,
+        batch: &mut BatchBuilder,
+        session_id: i64,
+        op: i32,
+        write: &WriteOp,
+        auth: &dyn AuthContext,
+    ) -> (i64, Result<crate::tree::WriteResult, ErrorCode>, Vec<crate::tree::WatchTrigger>) {
         let zxid = self.next_zxid();
         let time_ms = wall_clock_ms();
-        let ctx = TxnContext {
-            session_id,
-            zxid,
-            time_ms,
-            auth,
-            extended_types_enabled: self.config.extended_types_enabled,
-        };
+        let ctx =
+            TxnContext { session_id, zxid, time_ms, auth, extended_types_enabled: self.config.extended_types_enabled };
         let (result, triggers) = self.tree.execute(&ctx, write);
         batch.logged.push(LoggedTxn { zxid, session_id, time_ms, op });
         (zxid, result, triggers)
@@ -254,6 +252,7 @@ impl CommitShard {
                 }
                 self.expiry.touch(session_id, self.sessions[&session_id].timeout_ms as i64, now);
                 let (zxid, result, triggers) = self.execute(batch, session_id, op, &write, auth.as_ref());
+                let result = result.map(|r| write_response(op, &write, &r));
                 batch.entries.push(BatchEntry::Txn {
                     zxid,
                     triggers,
@@ -270,7 +269,11 @@ impl CommitShard {
             }
             ToCommit::CloseSession { conn, session_id, xid } => {
                 if self.sessions.contains_key(&session_id) {
-                    self.close_session(batch, session_id, Some(Reply { conn, zxid: 0, kind: ReplyKind::CloseSession { xid } }));
+                    self.close_session(
+                        batch,
+                        session_id,
+                        Some(Reply { conn, zxid: 0, kind: ReplyKind::CloseSession { xid } }),
+                    );
                 } else {
                     batch.entries.push(BatchEntry::Reply(Reply {
                         conn,
@@ -294,7 +297,8 @@ impl CommitShard {
                 }
             }
             ToCommit::Report { conn, request_id, cmd } => {
-                self.reports.insert(request_id, PendingReport { conn, cmd, parts: Vec::new(), awaiting: self.workers.len() });
+                self.reports
+                    .insert(request_id, PendingReport { conn, cmd, parts: Vec::new(), awaiting: self.workers.len() });
                 for w in &self.workers {
                     let _ = w.send(FromCommit::CollectReport { request_id, cmd }).await;
                 }
@@ -336,7 +340,8 @@ impl CommitShard {
         self.sessions.remove(&session_id);
         self.expiry.remove(session_id);
         self.stats.sessions_changed(self.sessions.len() as u64);
-        let (zxid, _result, triggers) = self.execute(batch, session_id, op::CLOSE_SESSION, &WriteOp::CloseSession, &ServerIdentity);
+        let (zxid, _result, triggers) =
+            self.execute(batch, session_id, op::CLOSE_SESSION, &WriteOp::CloseSession, &ServerIdentity);
         batch.entries.push(BatchEntry::Txn {
             zxid,
             triggers,
@@ -365,7 +370,8 @@ impl CommitShard {
         let interval = self.config.container_check_interval_ms.max(1) as i64;
         self.next_reap_ms = now + interval;
         let per_interval = (self.config.container_max_per_minute as i64 * interval / 60_000).max(1) as usize;
-        let candidates = self.tree.reapable(wall_clock_ms(), self.config.container_max_never_used_interval_ms as i64, per_interval);
+        let candidates =
+            self.tree.reapable(wall_clock_ms(), self.config.container_max_never_used_interval_ms as i64, per_interval);
         for path in candidates {
             let write = WriteOp::DeleteContainer { path: path.clone() };
             let (zxid, result, triggers) = self.execute(batch, 0, op::DELETE_CONTAINER, &write, &ServerIdentity);
@@ -381,4 +387,51 @@ impl CommitShard {
 struct BatchBuilder {
     entries: Vec<BatchEntry>,
     logged: Vec<LoggedTxn>,
+}
+
+/// The wire response for a successful write.
+fn write_response(opcode: i32, write: &WriteOp, res: &WriteResult) -> Option<Response> {
+    match res {
+        WriteResult::Created { path, stat } => Some(created_response(opcode, path, stat)),
+        WriteResult::Stat(stat) => Some(Response::Stat(*stat)),
+        WriteResult::Multi(results) => {
+            let ops: &[WriteOp] = match write {
+                WriteOp::Multi(ops) => ops,
+                _ => &[],
+            };
+            let results = results
+                .iter()
+                .enumerate()
+                .map(|(i, r)| match r {
+                    MultiOpResult::Created { path, stat } => {
+                        let sub_op = match ops.get(i) {
+                            Some(WriteOp::Create { op, .. }) => *op,
+                            _ => op::CREATE,
+                        };
+                        match created_response(sub_op, path, stat) {
+                            Response::Create { path } => MultiResult::Create { path },
+                            Response::Create2 { path, stat } => MultiResult::Create2 { path, stat },
+                            _ => MultiResult::Create { path: path.clone() },
+                        }
+                    }
+                    MultiOpResult::Deleted => MultiResult::Delete,
+                    MultiOpResult::Checked => MultiResult::Check,
+                    MultiOpResult::SetData(stat) => MultiResult::SetData { stat: *stat },
+                    MultiOpResult::Error(code) => MultiResult::Error(code.code()),
+                })
+                .collect();
+            Some(Response::Multi(results))
+        }
+        WriteResult::Deleted | WriteResult::Checked | WriteResult::SessionClosed { .. } => None,
+    }
+}
+
+/// create (op 1) answers with the path only; create2, createContainer and
+/// createTTL with the path and the Stat.
+fn created_response(opcode: i32, path: &str, stat: &Stat) -> Response {
+    if opcode == op::CREATE {
+        Response::Create { path: path.to_string() }
+    } else {
+        Response::Create2 { path: path.to_string(), stat: *stat }
+    }
 }

@@ -13,7 +13,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 
-use crate::jute::Reader;
+use crate::jute::{Reader, Record};
 use crate::proto::frame::{four_letter_word, FrameDecoder};
 use crate::proto::records::*;
 use crate::proto::{op, ErrorCode};
@@ -85,7 +85,11 @@ pub async fn serve(shard: Rc<WorkerShard>, stream: TcpStream) {
     shard.forget_conn(&conn).await;
 }
 
-async fn read_loop<R: futures_lite::AsyncRead + Unpin>(shard: &Rc<WorkerShard>, conn: &Rc<Conn>, mut reader: R) -> Result<(), String> {
+async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
+    shard: &Rc<WorkerShard>,
+    conn: &Rc<Conn>,
+    mut reader: R,
+) -> Result<(), String> {
     let max = shard.config.jute_max_buffer;
     let mut decoder = FrameDecoder::new(max);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
@@ -148,7 +152,7 @@ async fn read_loop<R: futures_lite::AsyncRead + Unpin>(shard: &Rc<WorkerShard>, 
 /// Handles the ConnectRequest. Ok(false) when the connection must close.
 async fn handshake(shard: &Rc<WorkerShard>, conn: &Rc<Conn>, frame: bytes::Bytes) -> Result<bool, String> {
     let mut r = Reader::new(frame);
-    let req = ConnectRequest::decode_from(&mut r).map_err(|e| format!("bad ConnectRequest: {e}"))?;
+    let req = ConnectRequest::decode(&mut r).map_err(|e| format!("bad ConnectRequest: {e}"))?;
     conn.read_only_flag.set(req.read_only);
     if req.last_zxid_seen > shard.view_zxid.get() {
         // The client has seen a newer state than ours: it must try another server.
@@ -171,7 +175,7 @@ async fn handshake(shard: &Rc<WorkerShard>, conn: &Rc<Conn>, frame: bytes::Bytes
             passwd: bytes::Bytes::from_static(&[0u8; 16]),
             read_only: req.read_only.map(|_| false),
         };
-        encode_connect_response(&mut conn.out.borrow_mut(), &resp);
+        encode_record_frame(&mut conn.out.borrow_mut(), &resp);
         conn.close_after_flush();
         return Ok(false);
     } else {
@@ -193,13 +197,13 @@ async fn handshake(shard: &Rc<WorkerShard>, conn: &Rc<Conn>, frame: bytes::Bytes
 async fn dispatch(shard: &Rc<WorkerShard>, conn: &Rc<Conn>, frame: bytes::Bytes) -> Result<(), String> {
     let received = Instant::now();
     let mut r = Reader::new(frame).with_max_field_len(shard.config.jute_max_buffer * 2);
-    let header = RequestHeader::decode_from(&mut r).map_err(|e| format!("bad request header: {e}"))?;
+    let header = RequestHeader::decode(&mut r).map_err(|e| format!("bad request header: {e}"))?;
     let sid = conn.session_id.get();
     shard.touch(sid);
     conn.stats.last_cxid.set(header.xid);
     let request = match decode_request(header.op, &mut r) {
         Ok(req) => req,
-        Err(RequestError::UnknownOp) => {
+        Err(RequestError::UnknownOp(_)) => {
             conn.push_reply(header.xid, shard.view_zxid.get(), ErrorCode::Unimplemented, None);
             shard.finish_request(conn, header.op, Some(received));
             conn.close_after_flush();
@@ -213,7 +217,8 @@ async fn dispatch(shard: &Rc<WorkerShard>, conn: &Rc<Conn>, frame: bytes::Bytes)
         }
     };
     let me = shard.conn_ref(conn);
-    let to_commit = |msg: ToCommit| async { shard.to_commit.send(msg).await.map_err(|_| "commit shard gone".to_string()) };
+    let to_commit =
+        |msg: ToCommit| async { shard.to_commit.send(msg).await.map_err(|_| "commit shard gone".to_string()) };
     match request {
         Request::Auth(auth) => {
             // Answered at once, as ZooKeeper does (not queued behind writes).
@@ -241,9 +246,9 @@ async fn dispatch(shard: &Rc<WorkerShard>, conn: &Rc<Conn>, frame: bytes::Bytes)
             conn.push_reply(header.xid, shard.view_zxid.get(), ErrorCode::ReconfigDisabled, None);
             shard.finish_request(conn, header.op, Some(received));
         }
-        Request::Sync(s) => {
+        Request::Sync { path } => {
             conn.pending.borrow_mut().push_back(Pending::Commit { xid: header.xid, op: header.op, received });
-            to_commit(ToCommit::Sync { conn: me, xid: header.xid, path: s.path }).await?;
+            to_commit(ToCommit::Sync { conn: me, xid: header.xid, path }).await?;
         }
         Request::CloseSession => {
             conn.pending.borrow_mut().push_back(Pending::Commit { xid: header.xid, op: header.op, received });
@@ -253,12 +258,18 @@ async fn dispatch(shard: &Rc<WorkerShard>, conn: &Rc<Conn>, frame: bytes::Bytes)
             Ok(write) => {
                 conn.pending.borrow_mut().push_back(Pending::Commit { xid: header.xid, op: header.op, received });
                 let auth = conn.authz.borrow().clone();
-                to_commit(ToCommit::Write { conn: me, session_id: sid, xid: header.xid, op: header.op, write, auth }).await?;
+                to_commit(ToCommit::Write { conn: me, session_id: sid, xid: header.xid, op: header.op, write, auth })
+                    .await?;
             }
             Err(read) => {
                 let must_wait = !conn.pending.borrow().is_empty();
                 if must_wait {
-                    conn.pending.borrow_mut().push_back(Pending::Local { xid: header.xid, op: header.op, request: read, received });
+                    conn.pending.borrow_mut().push_back(Pending::Local {
+                        xid: header.xid,
+                        op: header.op,
+                        request: read,
+                        received,
+                    });
                 } else {
                     shard.answer_local(conn, header.xid, header.op, read);
                     shard.finish_request(conn, header.op, Some(received));

@@ -36,11 +36,9 @@ pub fn local_answer(cmd: &str, config: &Config) -> Option<String> {
         "isro" => "rw".to_string(),
         "envi" => envi(),
         "conf" => conf(config),
-        "dirs" => format!(
-            "datadir_size: {}\nlogdir_size: {}\n",
-            dir_size(&config.data_dir),
-            dir_size(&config.data_log_dir)
-        ),
+        "dirs" => {
+            format!("datadir_size: {}\nlogdir_size: {}\n", dir_size(&config.data_dir), dir_size(&config.data_log_dir))
+        }
         "gtmk" => "0".to_string(),
         "stmk" => "0".to_string(),
         _ => return None,
@@ -233,7 +231,7 @@ pub fn format_report(cmd: &str, parts: &[ShardReport], view: &CommitView<'_>) ->
             let _ = writeln!(s, "Outstanding: {}", t.outstanding);
             let _ = writeln!(s, "Zxid: 0x{:x}", view.last_zxid);
             let _ = writeln!(s, "Mode: standalone");
-            let _ = writeln!(s, "Node count: {}", view.tree.node_count());
+            let _ = writeln!(s, "Node count: {}", java_node_count(view.tree));
         }
         "cons" => {
             for p in parts {
@@ -291,7 +289,7 @@ pub fn format_report(cmd: &str, parts: &[ShardReport], view: &CommitView<'_>) ->
             kv(&mut s, "num_alive_connections", &t.connections);
             kv(&mut s, "outstanding_requests", &t.outstanding);
             kv(&mut s, "server_state", &"standalone");
-            kv(&mut s, "znode_count", &view.tree.node_count());
+            kv(&mut s, "znode_count", &java_node_count(view.tree));
             kv(&mut s, "watch_count", &t.watches);
             let ephemerals: usize = view.sessions.iter().map(|(sid, _)| view.tree.ephemerals_of(*sid).len()).sum();
             kv(&mut s, "ephemerals_count", &ephemerals);
@@ -318,4 +316,10 @@ fn fd_counts() -> (u64, u64) {
     // SAFETY: getrlimit writes into the struct we pass.
     let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 { lim.rlim_cur } else { 0 };
     (open, max)
+}
+
+/// ZooKeeper's node count includes the root twice (it is stored under both
+/// "" and "/"); tools compare against that figure.
+fn java_node_count(tree: &DataTree) -> usize {
+    tree.node_count() + 1
 }

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::acl::Authz;
+use crate::proto::records::Response;
 use crate::proto::ErrorCode;
-use crate::tree::{DataTree, WatchTrigger, WriteOp, WriteResult};
+use crate::tree::{DataTree, WatchTrigger, WriteOp};
 
 /// Identifies one client connection on one worker shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -29,14 +30,7 @@ pub enum ToCommit {
     /// the commit shard checks the session is alive and moves it here.
     Revalidate { conn: ConnRef, session_id: i64, timeout_ms: i32 },
     /// A write request (create, delete, setData, setACL, multi).
-    Write {
-        conn: ConnRef,
-        session_id: i64,
-        xid: i32,
-        op: i32,
-        write: WriteOp,
-        auth: Arc<Authz>,
-    },
+    Write { conn: ConnRef, session_id: i64, xid: i32, op: i32, write: WriteOp, auth: Arc<Authz> },
     /// sync: an ordering barrier answered in the next batch.
     Sync { conn: ConnRef, xid: i32, path: String },
     /// The client asked to close its session (op -11).
@@ -55,7 +49,7 @@ pub enum ToCommit {
 /// What the client is told about its request once the batch is durable.
 pub enum ReplyKind {
     Connect { session_id: i64, timeout_ms: i32, passwd: [u8; 16], valid: bool },
-    Write { xid: i32, op: i32, result: Result<WriteResult, ErrorCode> },
+    Write { xid: i32, op: i32, result: Result<Option<Response>, ErrorCode> },
     Sync { xid: i32, path: String },
     CloseSession { xid: i32 },
 }
@@ -96,9 +90,15 @@ pub struct CommitBatch {
 pub enum FromCommit {
     Batch(Arc<CommitBatch>),
     /// Collect this shard's part of a four-letter-word report.
-    CollectReport { request_id: u64, cmd: &'static str },
+    CollectReport {
+        request_id: u64,
+        cmd: &'static str,
+    },
     /// A finished report for a connection of this shard.
-    ReportReady { conn: ConnRef, text: Bytes },
+    ReportReady {
+        conn: ConnRef,
+        text: Bytes,
+    },
 }
 
 /// One worker shard's contribution to a four-letter-word report.

@@ -41,10 +41,7 @@ const EXECUTOR_IO_MEMORY: usize = 1 << 20;
 
 /// Milliseconds since the Unix epoch.
 pub fn wall_clock_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// `ulimit -l` in effect, for error messages about io_uring start-up.
@@ -55,7 +52,8 @@ pub fn memlock_limit_description() -> String {
     if rc != 0 {
         return "unknown".into();
     }
-    let fmt = |v: libc::rlim_t| if v == libc::RLIM_INFINITY { "unlimited".to_string() } else { format!("{} KiB", v / 1024) };
+    let fmt =
+        |v: libc::rlim_t| if v == libc::RLIM_INFINITY { "unlimited".to_string() } else { format!("{} KiB", v / 1024) };
     format!("soft {}, hard {}", fmt(lim.rlim_cur), fmt(lim.rlim_max))
 }
 
@@ -76,7 +74,8 @@ impl std::error::Error for StartError {}
 /// Starts the shards and blocks until the server stops.
 pub fn run(config: Config) -> Result<(), StartError> {
     let config = Arc::new(config);
-    let cores: Vec<usize> = core_affinity::get_core_ids().map(|ids| ids.into_iter().map(|c| c.id).collect()).unwrap_or_default();
+    let cores: Vec<usize> =
+        core_affinity::get_core_ids().map(|ids| ids.into_iter().map(|c| c.id).collect()).unwrap_or_default();
     let cores = if cores.is_empty() { vec![0] } else { cores };
     let shard_count = config.shards.unwrap_or(cores.len()).max(1);
     let addr = SocketAddr::new(config.client_port_address, config.client_port);
@@ -125,13 +124,15 @@ pub fn run(config: Config) -> Result<(), StartError> {
         .name("zk-commit")
         .io_memory(EXECUTOR_IO_MEMORY)
         .spawn(move || async move {
-            let mut outs = Vec::new();
-            for tx in from_commit_tx {
-                outs.push(tx.connect().await);
-            }
+            // Same order as the workers (ToCommit first, then FromCommit):
+            // each connect waits for the peer's.
             let mut ins = Vec::new();
             for rx in to_commit_rx {
                 ins.push(rx.connect().await);
+            }
+            let mut outs = Vec::new();
+            for tx in from_commit_tx {
+                outs.push(tx.connect().await);
             }
             CommitShard::new(commit_config, outs, commit_stats).run(ins).await;
         })
@@ -174,6 +175,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     for w in workers {
         let _ = w.join();
     }
+    tracing::debug!("worker shards stopped");
     let _ = commit.join();
     tracing::info!("zoocore stopped");
     Ok(())

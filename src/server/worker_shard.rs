@@ -24,14 +24,13 @@ use glommio::sync::Semaphore;
 
 use crate::acl::{AuthContext, Authz};
 use crate::config::Config;
-use crate::proto::frame::{four_letter_word, FrameDecoder, FrameError};
 use crate::proto::records::*;
-use crate::proto::{op, perms, watcher_type, xid, ErrorCode, EventType, STATE_SYNC_CONNECTED};
-use crate::server::connection;
+use crate::proto::{op, perms, watcher_type, ErrorCode, EventType};
 use crate::server::conn_limit::ConnectionLimiter;
+use crate::server::connection;
 use crate::server::fourlw;
 use crate::server::messages::*;
-use crate::tree::{DataTree, WriteResult};
+use crate::tree::DataTree;
 use crate::watch::WatchRegistry;
 
 /// Requests one connection may have in flight before the shard stops
@@ -101,6 +100,8 @@ pub struct Conn {
     pub permits: Semaphore,
     /// Signalled when the handshake is settled (true = session bound).
     pub handshake: RefCell<Option<LocalSender<bool>>>,
+    /// Signalled with the text of a four-letter word gathered from all shards.
+    pub report: RefCell<Option<LocalSender<Bytes>>>,
     pub stats: ConnStats,
 }
 
@@ -120,7 +121,7 @@ impl Conn {
     }
 
     pub fn push_event(&self, zxid: i64, event: EventType, path: &str) {
-        encode_notification(&mut self.out.borrow_mut(), zxid, event as i32, STATE_SYNC_CONNECTED, path);
+        encode_notification(zxid, event as i32, path, &mut self.out.borrow_mut());
         self.stats.sent.set(self.stats.sent.get() + 1);
         self.wake();
     }
@@ -156,7 +157,12 @@ pub struct WorkerShard {
 }
 
 impl WorkerShard {
-    pub fn new(index: usize, config: Arc<Config>, to_commit: ConnectedSender<ToCommit>, limiter: Arc<ConnectionLimiter>) -> Rc<Self> {
+    pub fn new(
+        index: usize,
+        config: Arc<Config>,
+        to_commit: ConnectedSender<ToCommit>,
+        limiter: Arc<ConnectionLimiter>,
+    ) -> Rc<Self> {
         Rc::new(WorkerShard {
             index,
             config,
@@ -176,7 +182,12 @@ impl WorkerShard {
 
     /// Runs the accept loop, the commit-stream consumer and the liveness
     /// flusher until the commit shard hangs up or `stop` fires.
-    pub async fn run(self: Rc<Self>, listener: TcpListener, from_commit: ConnectedReceiver<FromCommit>, stop: Rc<local_channel::LocalReceiver<()>>) {
+    pub async fn run(
+        self: Rc<Self>,
+        listener: TcpListener,
+        from_commit: ConnectedReceiver<FromCommit>,
+        stop: Rc<local_channel::LocalReceiver<()>>,
+    ) {
         let consumer = {
             let shard = self.clone();
             glommio::spawn_local(async move {
@@ -223,8 +234,9 @@ impl WorkerShard {
         for conn in self.conns.borrow().values() {
             conn.close_after_flush();
         }
-        flusher.cancel().await;
-        drop(consumer);
+        flusher.cancel();
+        consumer.cancel();
+        tracing::debug!(shard = self.index, "worker shard stopped");
     }
 
     pub fn new_conn(&self, peer: SocketAddr, wake_writer: LocalSender<()>) -> Rc<Conn> {
@@ -244,6 +256,7 @@ impl WorkerShard {
             closing: Cell::new(false),
             permits: Semaphore::new(MAX_OUTSTANDING_PER_CONNECTION),
             handshake: RefCell::new(None),
+            report: RefCell::new(None),
             stats: ConnStats::default(),
         });
         self.conns.borrow_mut().insert(id, conn.clone());
@@ -264,7 +277,8 @@ impl WorkerShard {
             if bound_here {
                 self.sessions.borrow_mut().remove(&sid);
                 self.watches.borrow_mut().remove_session(sid);
-                let _ = self.to_commit.send(ToCommit::Disconnected { conn: self.conn_ref(conn), session_id: sid }).await;
+                let _ =
+                    self.to_commit.send(ToCommit::Disconnected { conn: self.conn_ref(conn), session_id: sid }).await;
             }
         }
     }
@@ -301,8 +315,9 @@ impl WorkerShard {
             }
             FromCommit::ReportReady { conn, text } => {
                 if let Some(c) = self.conns.borrow().get(&conn.conn_id) {
-                    c.out.borrow_mut().extend_from_slice(&text);
-                    c.close_after_flush();
+                    if let Some(tx) = c.report.borrow_mut().take() {
+                        let _ = tx.try_send(text);
+                    }
                 }
             }
         }
@@ -380,7 +395,7 @@ impl WorkerShard {
                     passwd: Bytes::copy_from_slice(passwd),
                     read_only: conn.read_only_flag.get().map(|_| false),
                 };
-                encode_connect_response(&mut conn.out.borrow_mut(), &resp);
+                encode_record_frame(&mut conn.out.borrow_mut(), &resp);
                 conn.wake();
                 if *valid {
                     conn.session_id.set(*session_id);
@@ -396,10 +411,7 @@ impl WorkerShard {
             ReplyKind::Write { xid, op, result } => {
                 let received = self.pop_commit(&conn, *xid);
                 match result {
-                    Ok(res) => {
-                        let body = write_response(*op, res);
-                        conn.push_reply(*xid, r.zxid, ErrorCode::Ok, body.as_ref());
-                    }
+                    Ok(body) => conn.push_reply(*xid, r.zxid, ErrorCode::Ok, body.as_ref()),
                     Err(e) => conn.push_reply(*xid, r.zxid, *e, None),
                 }
                 self.finish_request(&conn, *op, received);
@@ -407,7 +419,12 @@ impl WorkerShard {
             }
             ReplyKind::Sync { xid, path } => {
                 let received = self.pop_commit(&conn, *xid);
-                conn.push_reply(*xid, r.zxid.max(self.view_zxid.get()), ErrorCode::Ok, Some(&Response::Sync { path: path.clone() }));
+                conn.push_reply(
+                    *xid,
+                    r.zxid.max(self.view_zxid.get()),
+                    ErrorCode::Ok,
+                    Some(&Response::Sync { path: path.clone() }),
+                );
                 self.finish_request(&conn, op::SYNC, received);
                 to_drain.push(conn);
             }
@@ -519,10 +536,6 @@ impl WorkerShard {
                 }
                 Ok(Some(Response::GetData { data: node.data().cloned(), stat: node.stat() }))
             }
-            Request::GetChildren(r) | Request::GetChildren2(r) if false => {
-                let _ = r;
-                unreachable!()
-            }
             Request::GetChildren(r) => {
                 let node = tree.get(&r.path).ok_or(ErrorCode::NoNode)?;
                 read_check(node.acl())?;
@@ -537,10 +550,13 @@ impl WorkerShard {
                 if r.watch {
                     self.watches.borrow_mut().add_child_watch(sid, &r.path);
                 }
-                Ok(Some(Response::GetChildren2 { children: tree.children(&r.path).unwrap_or_default(), stat: node.stat() }))
+                Ok(Some(Response::GetChildren2 {
+                    children: tree.children(&r.path).unwrap_or_default(),
+                    stat: node.stat(),
+                }))
             }
-            Request::GetAcl(r) => {
-                let node = tree.get(&r.path).ok_or(ErrorCode::NoNode)?;
+            Request::GetAcl { path } => {
+                let node = tree.get(&path).ok_or(ErrorCode::NoNode)?;
                 let is_admin = authz.allowed(node.acl(), perms::ADMIN);
                 if !is_admin && !authz.allowed(node.acl(), perms::READ) {
                     return Err(ErrorCode::NoAuth);
@@ -548,20 +564,20 @@ impl WorkerShard {
                 let acl = crate::acl::redact_for_get_acl(node.acl(), is_admin);
                 Ok(Some(Response::GetAcl { acl, stat: node.stat() }))
             }
-            Request::GetAllChildrenNumber(r) => {
-                let node = tree.get(&r.path).ok_or(ErrorCode::NoNode)?;
+            Request::GetAllChildrenNumber { path } => {
+                let node = tree.get(&path).ok_or(ErrorCode::NoNode)?;
                 read_check(node.acl())?;
-                Ok(Some(Response::GetAllChildrenNumber { total: tree.all_children_number(&r.path).unwrap_or(0) }))
+                Ok(Some(Response::GetAllChildrenNumber { total: tree.all_children_number(&path).unwrap_or(0) }))
             }
-            Request::GetEphemerals(r) => {
-                let prefix = r.prefix_path.trim();
+            Request::GetEphemerals { prefix } => {
+                let prefix = prefix.trim();
                 let mut paths: Vec<String> = tree
                     .ephemerals_of(sid)
                     .into_iter()
                     .filter(|p| prefix.is_empty() || prefix == "/" || p.starts_with(prefix))
                     .collect();
                 paths.sort();
-                Ok(Some(Response::GetEphemerals { ephemerals: paths }))
+                Ok(Some(Response::GetEphemerals { paths }))
             }
             Request::MultiRead(ops) => {
                 let mut results = Vec::with_capacity(ops.len());
@@ -569,13 +585,19 @@ impl WorkerShard {
                     let r = match read {
                         ReadOp::GetData(p) => match tree.get(&p.path) {
                             None => MultiResult::Error(ErrorCode::NoNode.code()),
-                            Some(n) if !authz.allowed(n.acl(), perms::READ) => MultiResult::Error(ErrorCode::NoAuth.code()),
+                            Some(n) if !authz.allowed(n.acl(), perms::READ) => {
+                                MultiResult::Error(ErrorCode::NoAuth.code())
+                            }
                             Some(n) => MultiResult::GetData { data: n.data().cloned(), stat: n.stat() },
                         },
                         ReadOp::GetChildren(p) => match tree.get(&p.path) {
                             None => MultiResult::Error(ErrorCode::NoNode.code()),
-                            Some(n) if !authz.allowed(n.acl(), perms::READ) => MultiResult::Error(ErrorCode::NoAuth.code()),
-                            Some(_) => MultiResult::GetChildren { children: tree.children(&p.path).unwrap_or_default() },
+                            Some(n) if !authz.allowed(n.acl(), perms::READ) => {
+                                MultiResult::Error(ErrorCode::NoAuth.code())
+                            }
+                            Some(_) => {
+                                MultiResult::GetChildren { children: tree.children(&p.path).unwrap_or_default() }
+                            }
                         },
                     };
                     results.push(r);
@@ -583,33 +605,37 @@ impl WorkerShard {
                 Ok(Some(Response::MultiRead(results)))
             }
             Request::WhoAmI => {
-                let infos = authz.who_am_i().into_iter().map(|(scheme, user)| ClientInfo { auth_scheme: scheme, user }).collect();
+                let infos = authz
+                    .who_am_i()
+                    .into_iter()
+                    .map(|(scheme, user)| ClientInfo { auth_scheme: scheme, user })
+                    .collect();
                 Ok(Some(Response::WhoAmI(infos)))
             }
-            Request::AddWatch(r) => {
+            Request::AddWatch { path, mode } => {
                 let mut w = self.watches.borrow_mut();
-                match r.mode {
-                    crate::proto::add_watch_mode::PERSISTENT => w.add_persistent(sid, &r.path),
-                    crate::proto::add_watch_mode::PERSISTENT_RECURSIVE => w.add_persistent_recursive(sid, &r.path),
+                match mode {
+                    crate::proto::add_watch_mode::PERSISTENT => w.add_persistent(sid, &path),
+                    crate::proto::add_watch_mode::PERSISTENT_RECURSIVE => w.add_persistent_recursive(sid, &path),
                     _ => return Err(ErrorCode::BadArguments),
                 }
                 Ok(Some(Response::AddWatch))
             }
-            Request::CheckWatches(r) => {
-                if !valid_watcher_type(r.watcher_type) {
+            Request::CheckWatches { path, watcher_type } => {
+                if !valid_watcher_type(watcher_type) {
                     return Err(ErrorCode::BadArguments);
                 }
-                if self.watches.borrow().check(sid, &r.path, r.watcher_type) {
+                if self.watches.borrow().check(sid, &path, watcher_type) {
                     Ok(None)
                 } else {
                     Err(ErrorCode::NoWatcher)
                 }
             }
-            Request::RemoveWatches(r) => {
-                if !valid_watcher_type(r.watcher_type) {
+            Request::RemoveWatches { path, watcher_type } => {
+                if !valid_watcher_type(watcher_type) {
                     return Err(ErrorCode::BadArguments);
                 }
-                if self.watches.borrow_mut().remove(sid, &r.path, r.watcher_type) {
+                if self.watches.borrow_mut().remove(sid, &path, watcher_type) {
                     Ok(None)
                 } else {
                     Err(ErrorCode::NoWatcher)
@@ -714,7 +740,9 @@ impl WorkerShard {
     /// Answers a four-letter word on a fresh connection.
     pub async fn four_letter_word(&self, conn: &Rc<Conn>, cmd: &'static str) {
         if !self.config.fourlw_enabled(cmd) {
-            conn.out.borrow_mut().extend_from_slice(format!("{cmd} is not executed because it is not in the whitelist.\n").as_bytes());
+            conn.out
+                .borrow_mut()
+                .extend_from_slice(format!("{cmd} is not executed because it is not in the whitelist.\n").as_bytes());
             conn.close_after_flush();
             return;
         }
@@ -725,8 +753,14 @@ impl WorkerShard {
             }
             None => {
                 let request_id = self.next_report_id();
+                let (tx, rx) = local_channel::new_bounded::<Bytes>(1);
+                *conn.report.borrow_mut() = Some(tx);
                 let _ = self.to_commit.send(ToCommit::Report { conn: self.conn_ref(conn), request_id, cmd }).await;
                 // The answer arrives as FromCommit::ReportReady.
+                if let Some(text) = rx.recv().await {
+                    conn.out.borrow_mut().extend_from_slice(&text);
+                }
+                conn.close_after_flush();
             }
         }
     }
@@ -735,45 +769,3 @@ impl WorkerShard {
 fn valid_watcher_type(t: i32) -> bool {
     (watcher_type::CHILDREN..=watcher_type::PERSISTENT_RECURSIVE).contains(&t)
 }
-
-/// The response body for a successful write.
-fn write_response(op: i32, res: &WriteResult) -> Option<Response> {
-    match res {
-        WriteResult::Created { path, stat } => {
-            if op == op::CREATE {
-                Some(Response::Create { path: path.clone() })
-            } else {
-                Some(Response::Create2 { path: path.clone(), stat: *stat })
-            }
-        }
-        WriteResult::Stat(stat) => Some(Response::Stat(*stat)),
-        WriteResult::Multi(results) => Some(Response::Multi(results.iter().map(multi_result).collect())),
-        _ => None,
-    }
-}
-
-fn multi_result(r: &crate::tree::MultiOpResult) -> MultiResult {
-    use crate::tree::MultiOpResult as T;
-    match r {
-        T::Created { op, path, stat } => {
-            if *op == op::CREATE {
-                MultiResult::Create { path: path.clone() }
-            } else {
-                MultiResult::Create2 { path: path.clone(), stat: *stat }
-            }
-        }
-        T::Deleted => MultiResult::Delete,
-        T::Checked => MultiResult::Check,
-        T::SetData { stat } => MultiResult::SetData { stat: *stat },
-        T::Error(code) => MultiResult::Error(code.code()),
-    }
-}
-
-/// Whether a frame could not be read as a request at all.
-pub fn frame_error_message(e: &FrameError) -> String {
-    format!("{e:?}")
-}
-
-pub use xid as special_xid;
-pub use four_letter_word as sniff_four_letter_word;
-pub use FrameDecoder as Decoder;

@@ -13,11 +13,7 @@ pub struct ExpiryQueue {
 impl ExpiryQueue {
     pub fn new(tick_ms: i64) -> Self {
         assert!(tick_ms > 0, "tick must be positive");
-        ExpiryQueue {
-            tick_ms,
-            bucket_of: HashMap::new(),
-            buckets: BTreeMap::new(),
-        }
+        ExpiryQueue { tick_ms, bucket_of: HashMap::new(), buckets: BTreeMap::new() }
     }
 
     /// The bucket for a deadline: the next multiple of tick strictly after

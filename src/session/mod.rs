@@ -34,10 +34,7 @@ pub struct SessionTable {
 
 impl SessionTable {
     pub fn new(tick_ms: i64) -> Self {
-        SessionTable {
-            sessions: BTreeMap::new(),
-            expiry: ExpiryQueue::new(tick_ms),
-        }
+        SessionTable { sessions: BTreeMap::new(), expiry: ExpiryQueue::new(tick_ms) }
     }
 
     /// Registers a session (createSession commit, or restore) and schedules
@@ -145,9 +142,7 @@ impl SessionTable {
     }
 
     pub fn remove_ephemeral(&mut self, id: SessionId, path: &str) -> bool {
-        self.sessions
-            .get_mut(&id)
-            .is_some_and(|s| s.ephemerals.remove(path))
+        self.sessions.get_mut(&id).is_some_and(|s| s.ephemerals.remove(path))
     }
 
     pub fn get(&self, id: SessionId) -> Option<&Session> {
@@ -192,10 +187,7 @@ mod tests {
         assert!(!t.touch(42, 10001));
         assert!(!t.validate(42, &session_password(42)));
         let closed = t.close(42).unwrap();
-        assert_eq!(
-            closed.ephemerals.into_iter().collect::<Vec<_>>(),
-            vec!["/e2".to_owned()]
-        );
+        assert_eq!(closed.ephemerals.into_iter().collect::<Vec<_>>(), vec!["/e2".to_owned()]);
         assert!(t.is_empty());
     }
 

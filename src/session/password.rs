@@ -14,9 +14,7 @@ impl JavaRandom {
     const MASK: u64 = (1 << 48) - 1;
 
     fn new(seed: i64) -> Self {
-        JavaRandom {
-            state: (seed as u64 ^ Self::MULTIPLIER) & Self::MASK,
-        }
+        JavaRandom { state: (seed as u64 ^ Self::MULTIPLIER) & Self::MASK }
     }
 
     /// `next(32)`: state bits 47..16 as an int.
@@ -58,9 +56,7 @@ pub struct SessionIdAllocator {
 
 impl SessionIdAllocator {
     pub fn new(server_id: u8, now_ms: i64) -> Self {
-        SessionIdAllocator {
-            next: initial_session_id(server_id, now_ms),
-        }
+        SessionIdAllocator { next: initial_session_id(server_id, now_ms) }
     }
 
     /// Continues after a restore so ids never repeat one already in use.
@@ -94,18 +90,9 @@ mod tests {
 
     #[test]
     fn password_vectors() {
-        assert_eq!(
-            hex(&session_password(0x0000_0100_0000_0000)),
-            "f22acdb797e69dd620a49b6b38eadb49"
-        );
-        assert_eq!(
-            hex(&session_password(0x1234_5678_90ab_cdef)),
-            "f7721b383fd583ba74d220ede39f7b43"
-        );
-        assert_eq!(
-            hex(&session_password(1)),
-            "054cc74a37327db215e702e20c73f005"
-        );
+        assert_eq!(hex(&session_password(0x0000_0100_0000_0000)), "f22acdb797e69dd620a49b6b38eadb49");
+        assert_eq!(hex(&session_password(0x1234_5678_90ab_cdef)), "f7721b383fd583ba74d220ede39f7b43");
+        assert_eq!(hex(&session_password(1)), "054cc74a37327db215e702e20c73f005");
     }
 
     #[test]
@@ -121,10 +108,7 @@ mod tests {
         let id = initial_session_id(3, 0x12_3456_789A);
         assert_eq!(id as u64 >> 56, 3);
         // clock bits above 40 are dropped
-        assert_eq!(
-            initial_session_id(0, 0xFF_0000_0000_0001),
-            0x0000_0000_0001_0000
-        );
+        assert_eq!(initial_session_id(0, 0xFF_0000_0000_0001), 0x0000_0000_0001_0000);
     }
 
     #[test]

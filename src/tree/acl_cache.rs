@@ -24,11 +24,7 @@ impl AclCache {
     pub(crate) fn intern(&mut self, acl: &[Acl]) -> Arc<[Acl]> {
         let hash = hash_of(acl);
         if let Some(bucket) = self.by_hash.get(&hash) {
-            if let Some(found) = bucket
-                .iter()
-                .filter_map(Weak::upgrade)
-                .find(|a| **a == *acl)
-            {
+            if let Some(found) = bucket.iter().filter_map(Weak::upgrade).find(|a| **a == *acl) {
                 return found;
             }
         }

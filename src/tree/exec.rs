@@ -10,8 +10,7 @@ use super::path::{self, PathKey};
 use super::{DataTree, Node, NodeKind, StoredStat, SPECIAL_PATHS};
 use crate::acl::AuthContext;
 use crate::proto::{
-    op, perms, Acl, CreateMode, ErrorCode, EventType, Stat, CONTAINER_EPHEMERAL_OWNER, MAX_TTL_MS,
-    TTL_MASK,
+    op, perms, Acl, CreateMode, ErrorCode, EventType, Stat, CONTAINER_EPHEMERAL_OWNER, MAX_TTL_MS, TTL_MASK,
 };
 
 /// Who is writing, and at which txn.
@@ -134,11 +133,7 @@ impl DataTree {
     /// Validates and applies one write at `ctx.zxid`. On failure the tree
     /// is unchanged (except that `last_zxid` advances: a failed write is
     /// still a txn) and no triggers are returned.
-    pub fn execute(
-        &mut self,
-        ctx: &TxnContext,
-        op: &WriteOp,
-    ) -> (Result<WriteResult, ErrorCode>, Vec<WatchTrigger>) {
+    pub fn execute(&mut self, ctx: &TxnContext, op: &WriteOp) -> (Result<WriteResult, ErrorCode>, Vec<WatchTrigger>) {
         let mut triggers = Vec::new();
         let result = match op {
             WriteOp::Multi(ops) => self.execute_multi(ctx, ops, &mut triggers),
@@ -162,29 +157,11 @@ impl DataTree {
         triggers: &mut Triggers,
     ) -> Result<WriteResult, ErrorCode> {
         match op {
-            WriteOp::Create {
-                path,
-                data,
-                acl,
-                flags,
-                ttl,
-                op,
-            } => self.create(
-                ctx,
-                path,
-                data,
-                acl,
-                *flags,
-                ttl.unwrap_or(-1),
-                *op,
-                triggers,
-            ),
+            WriteOp::Create { path, data, acl, flags, ttl, op } => {
+                self.create(ctx, path, data, acl, *flags, ttl.unwrap_or(-1), *op, triggers)
+            }
             WriteOp::Delete { path, version } => self.delete(ctx, path, *version, triggers),
-            WriteOp::SetData {
-                path,
-                data,
-                version,
-            } => self.set_data(ctx, path, data, *version, triggers),
+            WriteOp::SetData { path, data, version } => self.set_data(ctx, path, data, *version, triggers),
             WriteOp::SetAcl { path, acl, version } => self.set_acl(ctx, path, acl, *version),
             WriteOp::Check { path, version } => self.check(ctx, path, *version),
             WriteOp::DeleteContainer { path } => self.delete_container(ctx, path, triggers),
@@ -201,10 +178,7 @@ impl DataTree {
         let allowed = |op: &WriteOp| {
             matches!(
                 op,
-                WriteOp::Create { .. }
-                    | WriteOp::Delete { .. }
-                    | WriteOp::SetData { .. }
-                    | WriteOp::Check { .. }
+                WriteOp::Create { .. } | WriteOp::Delete { .. } | WriteOp::SetData { .. } | WriteOp::Check { .. }
             )
         };
         if !ops.iter().all(allowed) {
@@ -226,10 +200,7 @@ impl DataTree {
                     *self = before;
                     let mut failed = vec![MultiOpResult::Error(ErrorCode::Ok); index];
                     failed.push(MultiOpResult::Error(code));
-                    failed.resize(
-                        ops.len(),
-                        MultiOpResult::Error(ErrorCode::RuntimeInconsistency),
-                    );
+                    failed.resize(ops.len(), MultiOpResult::Error(ErrorCode::RuntimeInconsistency));
                     return Ok(WriteResult::Multi(failed));
                 }
             }
@@ -315,20 +286,13 @@ impl DataTree {
                 p.num_children += 1;
             })
             .ok_or(ErrorCode::SystemError)?;
-        triggers.push(WatchTrigger {
-            event: EventType::NodeCreated,
-            path: key.0,
-            acl,
-        });
+        triggers.push(WatchTrigger { event: EventType::NodeCreated, path: key.0, acl });
         triggers.push(WatchTrigger {
             event: EventType::NodeChildrenChanged,
             path: Arc::from(parent_path),
             acl: parent.acl.clone(),
         });
-        Ok(WriteResult::Created {
-            path,
-            stat: wire_stat,
-        })
+        Ok(WriteResult::Created { path, stat: wire_stat })
     }
 
     fn delete(
@@ -391,12 +355,7 @@ impl DataTree {
 
     /// Removes a checked, childless node: parent numChildren -1 and pzxid
     /// raised (never lowered); NodeDeleted then parent NodeChildrenChanged.
-    fn remove_and_trigger(
-        &mut self,
-        zxid: i64,
-        path: &str,
-        triggers: &mut Triggers,
-    ) -> Result<(), ErrorCode> {
+    fn remove_and_trigger(&mut self, zxid: i64, path: &str, triggers: &mut Triggers) -> Result<(), ErrorCode> {
         let parent_path = path::parent_of(path).ok_or(ErrorCode::BadArguments)?;
         let key = PathKey(Arc::from(path));
         let node = self.remove_node_entry(&key).ok_or(ErrorCode::NoNode)?;
@@ -406,11 +365,7 @@ impl DataTree {
                 p.pzxid = p.pzxid.max(zxid);
             })
             .ok_or(ErrorCode::SystemError)?;
-        triggers.push(WatchTrigger {
-            event: EventType::NodeDeleted,
-            path: key.0,
-            acl: node.acl.clone(),
-        });
+        triggers.push(WatchTrigger { event: EventType::NodeDeleted, path: key.0, acl: node.acl.clone() });
         triggers.push(WatchTrigger {
             event: EventType::NodeChildrenChanged,
             path: Arc::from(parent_path),
@@ -445,21 +400,11 @@ impl DataTree {
             })
             .ok_or(ErrorCode::NoNode)?;
         self.data_size = self.data_size.saturating_sub(old_len) + new_len;
-        triggers.push(WatchTrigger {
-            event: EventType::NodeDataChanged,
-            path: Arc::from(path),
-            acl: node.acl.clone(),
-        });
+        triggers.push(WatchTrigger { event: EventType::NodeDataChanged, path: Arc::from(path), acl: node.acl.clone() });
         Ok(WriteResult::Stat(node.stat()))
     }
 
-    fn set_acl(
-        &mut self,
-        ctx: &TxnContext,
-        path: &str,
-        acl: &[Acl],
-        version: i32,
-    ) -> Result<WriteResult, ErrorCode> {
+    fn set_acl(&mut self, ctx: &TxnContext, path: &str, acl: &[Acl], version: i32) -> Result<WriteResult, ErrorCode> {
         path::validate_path(path)?;
         let acl = ctx.auth.fixup_acl(acl)?;
         let node = self.get(path).ok_or(ErrorCode::NoNode)?;
@@ -477,12 +422,7 @@ impl DataTree {
         Ok(WriteResult::Stat(node.stat()))
     }
 
-    fn check(
-        &mut self,
-        ctx: &TxnContext,
-        path: &str,
-        version: i32,
-    ) -> Result<WriteResult, ErrorCode> {
+    fn check(&mut self, ctx: &TxnContext, path: &str, version: i32) -> Result<WriteResult, ErrorCode> {
         path::validate_path(path)?;
         let node = self.get(path).ok_or(ErrorCode::NoNode)?;
         if !ctx.auth.allowed(node.acl(), perms::READ) {

@@ -176,10 +176,7 @@ impl Node {
             ctime: self.ctime,
             mtime: self.mtime,
             version: self.version,
-            cversion: self
-                .cversion
-                .wrapping_mul(2)
-                .wrapping_sub(self.num_children),
+            cversion: self.cversion.wrapping_mul(2).wrapping_sub(self.num_children),
             aversion: self.aversion,
             ephemeral_owner,
             data_length: self.data_len() as i32,
@@ -242,12 +239,7 @@ impl DataTree {
         for path in ["/", "/zookeeper", "/zookeeper/quota"] {
             tree.restore_node(path, Some(Bytes::new()), &open, StoredStat::default());
         }
-        tree.restore_node(
-            "/zookeeper/config",
-            Some(Bytes::new()),
-            &read_acl_unsafe(),
-            StoredStat::default(),
-        );
+        tree.restore_node("/zookeeper/config", Some(Bytes::new()), &read_acl_unsafe(), StoredStat::default());
         tree
     }
 
@@ -335,12 +327,7 @@ impl DataTree {
     pub fn ephemerals_by_session(&self) -> Vec<(i64, Vec<String>)> {
         self.ephemerals
             .iter()
-            .map(|(session, set)| {
-                (
-                    *session,
-                    set.iter().map(|k| k.as_str().to_owned()).collect(),
-                )
-            })
+            .map(|(session, set)| (*session, set.iter().map(|k| k.as_str().to_owned()).collect()))
             .collect()
     }
 
@@ -368,8 +355,7 @@ impl DataTree {
                 continue;
             }
             let used = node.cversion > 0;
-            let stale =
-                max_never_used_ms > 0 && now_ms.saturating_sub(node.mtime) > max_never_used_ms;
+            let stale = max_never_used_ms > 0 && now_ms.saturating_sub(node.mtime) > max_never_used_ms;
             if used || stale {
                 out.push(key.as_str().to_owned());
             }
@@ -394,13 +380,7 @@ impl DataTree {
     /// first). Returns false, changing nothing, if the parent is missing or
     /// the path has no '/'. The parent's numChildren is kept in step; its
     /// stored cversion/pzxid are the snapshot's and are left alone.
-    pub fn restore_node(
-        &mut self,
-        path: &str,
-        data: Option<Bytes>,
-        acl: &[Acl],
-        stat: StoredStat,
-    ) -> bool {
+    pub fn restore_node(&mut self, path: &str, data: Option<Bytes>, acl: &[Acl], stat: StoredStat) -> bool {
         let Some(parent) = path::parent_of(path) else {
             return false;
         };
@@ -426,10 +406,7 @@ impl DataTree {
         self.data_size += (key.as_str().len() + node.data_len()) as u64;
         match node.kind() {
             NodeKind::Ephemeral(session) => {
-                self.ephemerals
-                    .entry(session)
-                    .or_default()
-                    .insert(key.clone());
+                self.ephemerals.entry(session).or_default().insert(key.clone());
             }
             NodeKind::Container => {
                 self.containers.insert(key.clone());
@@ -444,9 +421,7 @@ impl DataTree {
 
     fn remove_node_entry(&mut self, key: &PathKey) -> Option<Arc<Node>> {
         let node = self.nodes.remove(key)?;
-        self.data_size = self
-            .data_size
-            .saturating_sub((key.as_str().len() + node.data_len()) as u64);
+        self.data_size = self.data_size.saturating_sub((key.as_str().len() + node.data_len()) as u64);
         match node.kind() {
             NodeKind::Ephemeral(session) => {
                 if let Some(set) = self.ephemerals.get_mut(&session) {

@@ -134,10 +134,7 @@ pub(crate) fn child_range_bounds(path: &str) -> (String, String) {
 }
 
 pub(crate) fn as_bounds(bounds: &(String, String)) -> (Bound<&TreePath>, Bound<&TreePath>) {
-    (
-        Bound::Excluded(TreePath::new(&bounds.0)),
-        Bound::Excluded(TreePath::new(&bounds.1)),
-    )
+    (Bound::Excluded(TreePath::new(&bounds.0)), Bound::Excluded(TreePath::new(&bounds.1)))
 }
 
 #[cfg(test)]
@@ -188,25 +185,16 @@ mod tests {
 
     #[test]
     fn children_are_contiguous() {
-        let mut keys: Vec<&TreePath> = ["/", "/a", "/a/x", "/a/y", "/a0", "/a/x/z", "/b", "/a-"]
-            .map(TreePath::new)
-            .to_vec();
+        let mut keys: Vec<&TreePath> =
+            ["/", "/a", "/a/x", "/a/y", "/a0", "/a/x/z", "/b", "/a-"].map(TreePath::new).to_vec();
         keys.sort();
         let bounds = child_range_bounds("/a");
         let (lo, hi) = (TreePath::new(&bounds.0), TreePath::new(&bounds.1));
-        let kids: Vec<&str> = keys
-            .iter()
-            .filter(|k| **k > lo && **k < hi)
-            .map(|k| k.as_str())
-            .collect();
+        let kids: Vec<&str> = keys.iter().filter(|k| **k > lo && **k < hi).map(|k| k.as_str()).collect();
         assert_eq!(kids, vec!["/a/x", "/a/y"]);
         let bounds = child_range_bounds("/");
         let (lo, hi) = (TreePath::new(&bounds.0), TreePath::new(&bounds.1));
-        let kids: Vec<&str> = keys
-            .iter()
-            .filter(|k| **k > lo && **k < hi)
-            .map(|k| k.as_str())
-            .collect();
+        let kids: Vec<&str> = keys.iter().filter(|k| **k > lo && **k < hi).map(|k| k.as_str()).collect();
         assert_eq!(kids, vec!["/a", "/a-", "/a0", "/b"]);
     }
 }
