@@ -262,14 +262,14 @@ async fn dispatch(shard: &Rc<WorkerShard>, conn: &Rc<Conn>, frame: bytes::Bytes)
                     .await?;
             }
             Err(read) => {
-                let must_wait = !conn.pending.borrow().is_empty();
-                if must_wait {
-                    conn.pending.borrow_mut().push_back(Pending::Local {
-                        xid: header.xid,
-                        op: header.op,
-                        request: read,
-                        received,
-                    });
+                let behind_own_write = !conn.pending.borrow().is_empty();
+                let view_behind = !behind_own_write && shard.view_is_behind();
+                if behind_own_write || view_behind {
+                    let local = Pending::Local { xid: header.xid, op: header.op, request: read, received };
+                    conn.pending.borrow_mut().push_back(local);
+                    if view_behind {
+                        shard.wait_for_view(conn);
+                    }
                 } else {
                     shard.answer_local(conn, header.xid, header.op, read);
                     shard.finish_request(conn, header.op, Some(received));

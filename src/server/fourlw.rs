@@ -243,7 +243,7 @@ pub fn format_report(cmd: &str, parts: &[ShardReport], view: &CommitView<'_>) ->
         "srst" => s.push_str("Server stats reset.\n"),
         "wchs" => {
             let _ = writeln!(s, "{} connections watching {} paths", t.watching_sessions, t.watched_paths);
-            let _ = writeln!(s, "Total watches:{}", t.watches);
+            let _ = writeln!(s, "Total watches:{}", t.data_watches);
         }
         "wchc" | "wchp" => {
             for p in parts {

@@ -143,6 +143,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         let core = cores[index % cores.len()];
         let config = config.clone();
         let limiter = limiter.clone();
+        let stats = stats.clone();
         let handle = LocalExecutorBuilder::new(Placement::Fixed(core))
             .name(&format!("zk-worker-{index}"))
             .io_memory(EXECUTOR_IO_MEMORY)
@@ -164,7 +165,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
                     let _ = stop_tx.try_send(());
                 })
                 .detach();
-                let shard = WorkerShard::new(index, config, to_commit, limiter);
+                let shard = WorkerShard::new(index, config, to_commit, limiter, stats);
                 shard.run(listener, from_commit, Rc::new(stop_rx)).await;
             })
             .map_err(|e| start_error("worker shard", e))?;

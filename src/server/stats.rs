@@ -1,5 +1,5 @@
 //! Server-wide figures the commit shard publishes for anyone to read
-//! (relaxed atomics: written by one owner, read without locks).
+//! (atomics written by one owner, read without locks).
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -12,10 +12,12 @@ pub struct ServerStats {
 
 impl ServerStats {
     pub fn set_last_zxid(&self, zxid: i64) {
-        self.last_zxid.store(zxid, Ordering::Relaxed);
+        // Release/Acquire: a worker that reads this zxid knows a batch up to
+        // it has been sent (see WorkerShard::view_is_behind).
+        self.last_zxid.store(zxid, Ordering::Release);
     }
     pub fn last_zxid(&self) -> i64 {
-        self.last_zxid.load(Ordering::Relaxed)
+        self.last_zxid.load(Ordering::Acquire)
     }
     pub fn set_node_count(&self, n: u64) {
         self.node_count.store(n, Ordering::Relaxed);

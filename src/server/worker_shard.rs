@@ -30,6 +30,7 @@ use crate::server::conn_limit::ConnectionLimiter;
 use crate::server::connection;
 use crate::server::fourlw;
 use crate::server::messages::*;
+use crate::server::stats::ServerStats;
 use crate::tree::DataTree;
 use crate::watch::WatchRegistry;
 
@@ -153,6 +154,12 @@ pub struct WorkerShard {
     next_report_id: Cell<u64>,
     pub to_commit: ConnectedSender<ToCommit>,
     pub limiter: Arc<ConnectionLimiter>,
+    /// The commit shard's published last zxid: a read on a shard whose view
+    /// is older waits for the batch in flight, so a client never reads a
+    /// state older than one another client was already told about.
+    pub server_stats: Arc<ServerStats>,
+    /// Connections with reads waiting for this shard's view to catch up.
+    lagging: RefCell<Vec<Rc<Conn>>>,
     pub started: Instant,
 }
 
@@ -162,6 +169,7 @@ impl WorkerShard {
         config: Arc<Config>,
         to_commit: ConnectedSender<ToCommit>,
         limiter: Arc<ConnectionLimiter>,
+        server_stats: Arc<ServerStats>,
     ) -> Rc<Self> {
         Rc::new(WorkerShard {
             index,
@@ -176,6 +184,8 @@ impl WorkerShard {
             next_report_id: Cell::new(1),
             to_commit,
             limiter,
+            server_stats,
+            lagging: RefCell::new(Vec::new()),
             started: Instant::now(),
         })
     }
@@ -283,6 +293,17 @@ impl WorkerShard {
         }
     }
 
+    /// True when the commit shard has published a batch this shard has not
+    /// applied yet.
+    pub fn view_is_behind(&self) -> bool {
+        self.server_stats.last_zxid() > self.view_zxid.get()
+    }
+
+    /// Queues a read until the next batch is applied here.
+    pub fn wait_for_view(&self, conn: &Rc<Conn>) {
+        self.lagging.borrow_mut().push(conn.clone());
+    }
+
     pub fn touch(&self, session_id: i64) {
         if session_id != 0 {
             self.touched.borrow_mut().insert(session_id);
@@ -359,7 +380,8 @@ impl WorkerShard {
                 }
             }
         }
-        for conn in to_drain {
+        let lagging = std::mem::take(&mut *self.lagging.borrow_mut());
+        for conn in to_drain.into_iter().chain(lagging) {
             self.drain_local(&conn);
         }
     }
