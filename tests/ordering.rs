@@ -35,7 +35,8 @@ fn drain_changes(rx: &Receiver<WatchedEvent>, path: &str) -> usize {
 
 fn event_before_data(shards: usize) {
     let s = start(shards);
-    let clients: Vec<Client> = (0..CLIENTS).map(|_| Client::connect(s.addr, Duration::from_secs(10)).unwrap()).collect();
+    let clients: Vec<Client> =
+        (0..CLIENTS).map(|_| Client::connect(s.addr, Duration::from_secs(10)).unwrap()).collect();
     let events: Vec<_> = clients.iter().map(|c| c.events().unwrap()).collect();
     clients[0].create("/x", b"0", &open_acl_unsafe(), CreateMode::Persistent).unwrap();
     // Every client reads with a watch; last_seen is the version it read.
@@ -75,7 +76,10 @@ fn event_before_data(shards: usize) {
         // last read, the event must already be in its channel.
         let had_events = drain_changes(&events[a], "/x");
         let (_, astat) = clients[a].get_data("/x", true).unwrap();
-        assert!(astat.version >= stat.version, "iteration {i}: read on another connection missed an acknowledged write");
+        assert!(
+            astat.version >= stat.version,
+            "iteration {i}: read on another connection missed an acknowledged write"
+        );
         let after = drain_changes(&events[a], "/x");
         if armed[a] && astat.version > last_seen[a] {
             checked += 1;
