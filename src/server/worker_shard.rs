@@ -158,8 +158,9 @@ pub struct WorkerShard {
     /// is older waits for the batch in flight, so a client never reads a
     /// state older than one another client was already told about.
     pub server_stats: Arc<ServerStats>,
-    /// Connections with reads waiting for this shard's view to catch up.
-    lagging: RefCell<Vec<Rc<Conn>>>,
+    /// Connections with reads waiting for this shard's view to catch up,
+    /// each with the published zxid the view must reach first.
+    lagging: RefCell<Vec<(Rc<Conn>, i64)>>,
     pub started: Instant,
 }
 
@@ -299,9 +300,10 @@ impl WorkerShard {
         self.server_stats.last_zxid() > self.view_zxid.get()
     }
 
-    /// Queues a read until the next batch is applied here.
+    /// Queues a read until the view reaches the zxid published now.
     pub fn wait_for_view(&self, conn: &Rc<Conn>) {
-        self.lagging.borrow_mut().push(conn.clone());
+        let needed = self.server_stats.last_zxid();
+        self.lagging.borrow_mut().push((conn.clone(), needed));
     }
 
     pub fn touch(&self, session_id: i64) {
@@ -380,8 +382,17 @@ impl WorkerShard {
                 }
             }
         }
-        let lagging = std::mem::take(&mut *self.lagging.borrow_mut());
-        for conn in to_drain.into_iter().chain(lagging) {
+        // Only reads whose needed zxid is now visible may run: an older
+        // batch still in this shard's queue does not satisfy them.
+        let view_zxid = self.view_zxid.get();
+        let ready: Vec<Rc<Conn>> = {
+            let mut lagging = self.lagging.borrow_mut();
+            let (ready, waiting): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut *lagging).into_iter().partition(|(_, needed)| *needed <= view_zxid);
+            *lagging = waiting;
+            ready.into_iter().map(|(conn, _)| conn).collect()
+        };
+        for conn in to_drain.into_iter().chain(ready) {
             self.drain_local(&conn);
         }
     }

@@ -1,0 +1,148 @@
+//! `zoocore server --config` start-up and zoo.cfg behaviour: bad files,
+//! unknown keys, connection limits, the 4lw whitelist, shard counts and a
+//! clean SIGTERM stop.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{ServerOptions, TestServer};
+use zoocore::client::Client;
+use zoocore::proto::types::{open_acl_unsafe, CreateMode};
+
+fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cond()
+}
+
+#[test]
+fn malformed_line_fails_start_naming_file_and_line() {
+    let dir = std::env::temp_dir().join(format!("zoocore-badcfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("zoo.cfg");
+    std::fs::write(
+        &cfg,
+        format!("# a comment\ndataDir={}\ntickTime=not-a-number\nclientPort=0\n", dir.join("data").display()),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zoocore"))
+        .args(["server", "--config"])
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = wait_until(Duration::from_secs(10), || matches!(child.try_wait(), Ok(Some(_))));
+    if !exited {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(exited, "zoocore should exit on a malformed zoo.cfg");
+    assert!(!out.status.success(), "exit status {:?}", out.status);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("zoo.cfg:3"), "message should name the file and line: {stderr}");
+    assert!(stderr.contains("tickTime"), "{stderr}");
+}
+
+#[test]
+fn unknown_keys_start_with_a_warning() {
+    let s = TestServer::start_with(ServerOptions {
+        extra_config: "someFutureKnob=42\nanotherUnknown.key=x\n".into(),
+        ..Default::default()
+    });
+    let c = Client::connect(s.addr, Duration::from_secs(10)).unwrap();
+    c.ping().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || s.log().contains("someFutureKnob")),
+        "a warning naming the key is logged: {}",
+        s.log()
+    );
+}
+
+#[test]
+fn max_client_cnxns_per_address() {
+    let s = TestServer::start_with(ServerOptions { extra_config: "maxClientCnxns=3\n".into(), ..Default::default() });
+    // The harness' readiness probes must have been released first.
+    let first: Vec<Client> = (0..3)
+        .map(|_| {
+            let mut last = None;
+            for _ in 0..50 {
+                match Client::connect(s.addr, Duration::from_secs(10)) {
+                    Ok(c) => return c,
+                    Err(e) => last = Some(e),
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            panic!("could not open one of the first 3 connections: {last:?}");
+        })
+        .collect();
+    let fourth = Client::connect(s.addr, Duration::from_secs(10));
+    assert!(fourth.is_err(), "the 4th connection from 127.0.0.1 must be closed");
+    for c in &first {
+        c.ping().unwrap();
+    }
+    // Freeing a slot lets a new connection in.
+    let mut first = first;
+    first.pop().unwrap().close().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || Client::connect(s.addr, Duration::from_secs(10)).is_ok()),
+        "a slot should free up after a close"
+    );
+}
+
+#[test]
+fn whitelist_limits_four_letter_words() {
+    let s = TestServer::start_with(ServerOptions {
+        extra_config: "4lw.commands.whitelist=ruok\n".into(),
+        ..Default::default()
+    });
+    assert_eq!(s.four_letter("ruok"), "imok");
+    // srvr is always allowed.
+    assert!(s.four_letter("srvr").contains("Zookeeper version"), "{}", s.four_letter("srvr"));
+    assert_eq!(s.four_letter("mntr"), "mntr is not executed because it is not in the whitelist.\n");
+    assert!(s.four_letter("cons").contains("not in the whitelist"));
+}
+
+fn serve_with_shards(shards: usize) {
+    let s = TestServer::start_with(ServerOptions { shards, ..Default::default() });
+    let clients: Vec<Client> = (0..8).map(|_| Client::connect(s.addr, Duration::from_secs(10)).unwrap()).collect();
+    clients[0].create("/s", b"", &open_acl_unsafe(), CreateMode::Persistent).unwrap();
+    for (i, c) in clients.iter().enumerate() {
+        c.create(&format!("/s/{i}"), b"", &open_acl_unsafe(), CreateMode::Ephemeral).unwrap();
+    }
+    for c in &clients {
+        assert_eq!(c.get_children("/s", false).unwrap().len(), clients.len());
+    }
+    assert!(s.four_letter("srvr").contains("Node count"));
+}
+
+#[test]
+fn one_shard_serves() {
+    serve_with_shards(1);
+}
+
+#[test]
+fn five_shards_serve() {
+    serve_with_shards(5);
+}
+
+#[test]
+fn sigterm_exits_zero_promptly() {
+    let mut s = TestServer::start();
+    let c = Client::connect(s.addr, Duration::from_secs(10)).unwrap();
+    c.create("/t", b"", &open_acl_unsafe(), CreateMode::Persistent).unwrap();
+    let started = Instant::now();
+    let status = s.terminate(Duration::from_secs(5)).expect("zoocore should exit within 5 s of SIGTERM");
+    assert!(status.success(), "exit status {status:?}; log: {}", s.log());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(!s.is_running());
+}
