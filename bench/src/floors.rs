@@ -1,0 +1,153 @@
+//! The floors a write latency is compared against: the disk's own
+//! 4 KiB O_DIRECT write + fdatasync, and a loopback TCP round trip.
+
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::report::new_histogram;
+
+const BLOCK: usize = 4096;
+/// The loop rewrites a preallocated 1 MiB region block by block, as a log
+/// appends into preallocated space.
+const REGION_BLOCKS: u64 = 256;
+
+/// A 4 KiB-aligned buffer, as O_DIRECT requires.
+struct AlignedBlock {
+    ptr: *mut u8,
+    layout: Layout,
+}
+
+impl AlignedBlock {
+    fn new() -> Result<AlignedBlock, String> {
+        let layout = Layout::from_size_align(BLOCK, BLOCK).map_err(|e| e.to_string())?;
+        // SAFETY: layout has non-zero size.
+        let ptr = unsafe { alloc_zeroed(layout) };
+        if ptr.is_null() {
+            return Err("out of memory".into());
+        }
+        Ok(AlignedBlock { ptr, layout })
+    }
+}
+
+impl Drop for AlignedBlock {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with the same layout.
+        unsafe { dealloc(self.ptr, self.layout) }
+    }
+}
+
+pub struct DiskFloor {
+    pub hist: Histogram<u64>,
+    /// False when the filesystem refused O_DIRECT (tmpfs) and buffered writes were used.
+    pub direct: bool,
+}
+
+/// Times `pwrite(4 KiB) + fdatasync` on a file in `dir` for `duration`.
+pub fn disk_floor(dir: &Path, duration: Duration) -> Result<DiskFloor, String> {
+    let path = dir.join(format!("zoocore-bench-disk-floor-{}.tmp", std::process::id()));
+    let cpath = CString::new(path.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+    let open =
+        |flags: libc::c_int| unsafe { libc::open(cpath.as_ptr(), flags | libc::O_WRONLY | libc::O_CREAT, 0o600) };
+    let mut direct = true;
+    let mut fd = open(libc::O_DIRECT);
+    if fd < 0 {
+        direct = false;
+        fd = open(0);
+    }
+    if fd < 0 {
+        return Err(format!("open {}: {}", path.display(), std::io::Error::last_os_error()));
+    }
+    let result = (|| -> Result<Histogram<u64>, String> {
+        let block = AlignedBlock::new()?;
+        let write_at = |off: u64| -> Result<(), String> {
+            // SAFETY: block.ptr is a live 4 KiB buffer; fd is open.
+            let n = unsafe { libc::pwrite(fd, block.ptr as *const libc::c_void, BLOCK, off as libc::off_t) };
+            if n != BLOCK as isize {
+                return Err(format!("pwrite: {}", std::io::Error::last_os_error()));
+            }
+            Ok(())
+        };
+        let sync = || -> Result<(), String> {
+            // SAFETY: fd is open.
+            if unsafe { libc::fdatasync(fd) } != 0 {
+                return Err(format!("fdatasync: {}", std::io::Error::last_os_error()));
+            }
+            Ok(())
+        };
+        // Preallocate, so the measured loop does not extend the file (no metadata to sync).
+        for i in 0..REGION_BLOCKS {
+            write_at(i * BLOCK as u64)?;
+        }
+        sync()?;
+        let mut hist = new_histogram();
+        let end = Instant::now() + duration;
+        let mut i = 0u64;
+        while Instant::now() < end {
+            let t = Instant::now();
+            write_at((i % REGION_BLOCKS) * BLOCK as u64)?;
+            sync()?;
+            hist.saturating_record(t.elapsed().as_micros().max(1) as u64);
+            i += 1;
+        }
+        Ok(hist)
+    })();
+    // SAFETY: fd is open and ours.
+    unsafe { libc::close(fd) };
+    let _ = std::fs::remove_file(&path);
+    Ok(DiskFloor { hist: result?, direct })
+}
+
+/// Round trips of a 16-byte message over loopback TCP to an echo thread.
+pub fn loopback_rtt(duration: Duration) -> Result<Histogram<u64>, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let echo = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut s, _) = listener.accept()?;
+        s.set_nodelay(true)?;
+        let mut buf = [0u8; 16];
+        loop {
+            match s.read_exact(&mut buf) {
+                Ok(()) => s.write_all(&buf)?,
+                Err(_) => return Ok(()),
+            }
+        }
+    });
+    let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut hist = new_histogram();
+    let mut buf = [7u8; 16];
+    let end = Instant::now() + duration;
+    while Instant::now() < end {
+        let t = Instant::now();
+        s.write_all(&buf).map_err(|e| e.to_string())?;
+        s.read_exact(&mut buf).map_err(|e| e.to_string())?;
+        hist.saturating_record(t.elapsed().as_micros().max(1) as u64);
+    }
+    drop(s);
+    let _ = echo.join();
+    Ok(hist)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_floor_runs_in_temp_dir() {
+        let f = disk_floor(&std::env::temp_dir(), Duration::from_millis(100)).unwrap();
+        assert!(f.hist.len() > 0);
+    }
+
+    #[test]
+    fn rtt_runs() {
+        let h = loopback_rtt(Duration::from_millis(100)).unwrap();
+        assert!(h.len() > 10);
+    }
+}

@@ -1,0 +1,357 @@
+//! zoocore-bench: a load generator for any ZooKeeper-protocol server
+//! (zoocore or Apache ZooKeeper), built on zoocore's own client.
+
+mod floors;
+mod memory;
+mod procfs;
+mod report;
+mod workload;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use report::{json_str, JsonObject, LatencySummary};
+use workload::{RunConfig, Workload};
+
+#[derive(Parser)]
+#[command(name = "zoocore-bench", version, about = "Load generator for ZooKeeper-protocol servers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one workload and report throughput, latency and errors.
+    Run(RunArgs),
+    /// Create N znodes and report the server's RSS growth per znode.
+    Memory(MemoryArgs),
+    /// Time 4 KiB O_DIRECT write + fdatasync in a directory (the disk's floor).
+    DiskFloor(FloorArgs),
+    /// Time a loopback TCP round trip (16-byte echo).
+    Rtt(RttArgs),
+}
+
+#[derive(Args, Clone)]
+struct CommonOut {
+    /// Print one JSON line on stdout instead of the human table.
+    #[arg(long)]
+    json: bool,
+    /// A label copied into the JSON (e.g. the server's name).
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[arg(value_enum)]
+    workload: Workload,
+    /// Server address host:port.
+    #[arg(long, default_value = "127.0.0.1:2181")]
+    server: String,
+    /// Bytes of data per create/setData.
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    /// Preloaded keys for set/get/exists/children/delete/mixed.
+    #[arg(long, default_value_t = 1000)]
+    keys: u64,
+    /// Sessions (one TCP connection each).
+    #[arg(long, default_value_t = 1)]
+    sessions: usize,
+    /// Requests pipelined per session.
+    #[arg(long, default_value_t = 1)]
+    outstanding: usize,
+    /// Measured seconds (after warm-up).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Stop after this many measured ops.
+    #[arg(long)]
+    ops: Option<u64>,
+    /// Warm-up seconds, not measured.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Target total rate in ops/s: open loop, latency from the intended send time.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Load threads (sessions are spread over them); default one per session.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Read share of the mixed workload, percent.
+    #[arg(long, default_value_t = 90)]
+    read_pct: u32,
+    /// The server's PID, to report its CPU time per operation.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Session timeout requested, milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    session_timeout_ms: u64,
+    /// Never pipeline reads and writes together on one session (works
+    /// around a zoocore bug; closed loop only). Applied to any server.
+    #[arg(long)]
+    read_write_barrier: bool,
+    /// No progress lines on stderr.
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten)]
+    out: CommonOut,
+}
+
+#[derive(Args)]
+struct MemoryArgs {
+    #[arg(long, default_value = "127.0.0.1:2181")]
+    server: String,
+    #[arg(long)]
+    server_pid: u32,
+    #[arg(long, default_value_t = 1_000_000)]
+    znodes: u64,
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    #[arg(long, default_value_t = 4)]
+    sessions: usize,
+    #[arg(long, default_value_t = 256)]
+    outstanding: usize,
+    /// Parent znode; a suffix is added if it already exists.
+    #[arg(long, default_value = "/mem")]
+    parent: String,
+    /// Seconds to wait before each RSS reading.
+    #[arg(long, default_value_t = 1.0)]
+    settle: f64,
+    #[command(flatten)]
+    out: CommonOut,
+}
+
+#[derive(Args)]
+struct FloorArgs {
+    #[arg(long)]
+    dir: PathBuf,
+    #[arg(long, default_value_t = 3.0)]
+    duration: f64,
+    #[command(flatten)]
+    out: CommonOut,
+}
+
+#[derive(Args)]
+struct RttArgs {
+    #[arg(long, default_value_t = 2.0)]
+    duration: f64,
+    #[command(flatten)]
+    out: CommonOut,
+}
+
+fn resolve(server: &str) -> Result<SocketAddr, String> {
+    server
+        .to_socket_addrs()
+        .map_err(|e| format!("--server {server}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("--server {server}: no address"))
+}
+
+fn seconds(s: f64, what: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(s).map_err(|_| format!("{what} must be a non-negative number of seconds"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => cmd_run(a),
+        Command::Memory(a) => cmd_memory(a),
+        Command::DiskFloor(a) => cmd_disk_floor(a),
+        Command::Rtt(a) => cmd_rtt(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("zoocore-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn latency_table(l: &LatencySummary) -> String {
+    format!(
+        "latency us   p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}  (mean {:.1}, n {})",
+        l.p50, l.p90, l.p99, l.p999, l.p9999, l.max, l.mean, l.count
+    )
+}
+
+fn cmd_run(a: RunArgs) -> Result<(), String> {
+    if a.sessions == 0 || a.outstanding == 0 {
+        return Err("--sessions and --outstanding must be at least 1".into());
+    }
+    if a.read_pct > 100 {
+        return Err("--read-pct is a percentage (0..=100)".into());
+    }
+    if matches!(a.rate, Some(r) if r.is_nan() || r <= 0.0) {
+        return Err("--rate must be positive".into());
+    }
+    // Neither given: 10 s. Only --ops: run until that many ops (capped at a day).
+    let duration = match (a.duration, a.ops) {
+        (Some(d), _) => seconds(d, "--duration")?,
+        (None, Some(_)) => Duration::from_secs(86_400),
+        (None, None) => Duration::from_secs(10),
+    };
+    let cfg = RunConfig {
+        server: resolve(&a.server)?,
+        workload: a.workload,
+        value_size: a.value_size,
+        keys: a.keys.max(1),
+        sessions: a.sessions,
+        outstanding: a.outstanding,
+        duration,
+        ops: a.ops,
+        // Delete consumes its preloaded keys: a warm-up would eat them.
+        warmup: if a.workload == Workload::Delete { Duration::ZERO } else { seconds(a.warmup, "--warmup")? },
+        rate: a.rate,
+        threads: a.threads.unwrap_or(a.sessions).max(1),
+        read_pct: a.read_pct,
+        server_pid: a.server_pid,
+        session_timeout: Duration::from_millis(a.session_timeout_ms),
+        read_write_barrier: a.read_write_barrier,
+        progress: !a.quiet && (duration + seconds(a.warmup, "--warmup")?) > Duration::from_secs(3),
+    };
+    let r = workload::run(&cfg)?;
+    let notes = r.saturation_notes(&cfg);
+    if a.out.json {
+        let errors: Vec<String> = r.errors.iter().map(|(k, v)| format!("{}:{v}", json_str(k))).collect();
+        let timeline: Vec<String> = r.timeline.iter().map(|v| v.to_string()).collect();
+        let notes_json: Vec<String> = notes.iter().map(|n| json_str(n)).collect();
+        let line = JsonObject::default()
+            .str("kind", "run")
+            .str("label", &a.out.label)
+            .str("workload", cfg.workload.name())
+            .str("server", &a.server)
+            .int("sessions", cfg.sessions as u64)
+            .int("outstanding", cfg.outstanding as u64)
+            .int("threads", r.threads_used as u64)
+            .int("value_size", cfg.value_size as u64)
+            .int("keys", cfg.keys)
+            .int("read_pct", cfg.read_pct)
+            .bool("read_write_barrier", cfg.read_write_barrier)
+            .num("rate", cfg.rate)
+            .num("window_s", Some(r.window.as_secs_f64()))
+            .int("ops", r.ops)
+            .num("throughput", Some(r.throughput()))
+            .int("errors", r.error_count())
+            .raw("errors_by_code", format!("{{{}}}", errors.join(",")))
+            .raw("latency_us", r.latency.to_json())
+            .num("server_cpu_s", r.server_cpu_seconds)
+            .num("server_cpu_us_per_op", r.server_cpu_us_per_op())
+            .num("client_cpu_cores", Some(r.client_cpu_cores))
+            .num("client_busiest_thread", Some(r.client_busiest_thread))
+            .int("late_sends", r.late_sends)
+            .num("max_send_lag_ms", Some(r.max_send_lag.as_secs_f64() * 1e3))
+            .int("watch_events", r.watch_events)
+            .bool("client_saturated", !notes.is_empty())
+            .raw("saturation_notes", format!("[{}]", notes_json.join(",")))
+            .raw("timeline", format!("[{}]", timeline.join(",")))
+            .build();
+        println!("{line}");
+    } else {
+        println!(
+            "{} on {}: {} sessions x {} outstanding, {} threads, {} B values{}",
+            cfg.workload.name(),
+            a.server,
+            cfg.sessions,
+            cfg.outstanding,
+            r.threads_used,
+            cfg.value_size,
+            cfg.rate.map(|r| format!(", open loop at {r:.0} ops/s")).unwrap_or_default()
+        );
+        println!("ops          {} in {:.2} s", r.ops, r.window.as_secs_f64());
+        println!("throughput   {:.0} ops/s", r.throughput());
+        println!("{}", latency_table(&r.latency));
+        match r.server_cpu_us_per_op() {
+            Some(us) => println!("server CPU   {us:.1} us/op ({:.2} s total)", r.server_cpu_seconds.unwrap_or(0.0)),
+            None => println!("server CPU   (give --server-pid)"),
+        }
+        println!(
+            "client CPU   {:.2} cores, busiest thread {:.0}%",
+            r.client_cpu_cores,
+            r.client_busiest_thread * 100.0
+        );
+        if cfg.workload == Workload::EphemeralWatch {
+            println!("watch events {}", r.watch_events);
+        }
+        if r.errors.is_empty() {
+            println!("errors       none");
+        } else {
+            for (k, v) in &r.errors {
+                println!("errors       {k}: {v}");
+            }
+        }
+        for n in &notes {
+            println!("WARNING      client saturated: {n}");
+        }
+    }
+    Ok(())
+}
+
+fn cmd_memory(a: MemoryArgs) -> Result<(), String> {
+    let cfg = memory::MemoryConfig {
+        server: resolve(&a.server)?,
+        server_pid: a.server_pid,
+        znodes: a.znodes,
+        value_size: a.value_size,
+        sessions: a.sessions,
+        outstanding: a.outstanding,
+        parent: a.parent.clone(),
+        settle: seconds(a.settle, "--settle")?,
+    };
+    let r = memory::run(&cfg)?;
+    let per = r.bytes_per_znode(cfg.znodes);
+    let over = r.overhead_per_znode(cfg.znodes, cfg.value_size);
+    if a.out.json {
+        let line = JsonObject::default()
+            .str("kind", "memory")
+            .str("label", &a.out.label)
+            .str("server", &a.server)
+            .int("znodes", cfg.znodes)
+            .int("value_size", cfg.value_size as u64)
+            .str("parent", &r.parent)
+            .int("rss_before", r.rss_before)
+            .int("rss_after", r.rss_after)
+            .num("bytes_per_znode", Some(per))
+            .num("mean_path_len", Some(r.mean_path_len))
+            .num("overhead_per_znode", Some(over))
+            .int("errors", r.failures)
+            .num("create_s", Some(r.elapsed.as_secs_f64()))
+            .build();
+        println!("{line}");
+    } else {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        println!("{} znodes of {} B under {} on {}", cfg.znodes, cfg.value_size, r.parent, a.server);
+        println!("created in   {:.2} s ({} failures)", r.elapsed.as_secs_f64(), r.failures);
+        println!("server RSS   {:.1} MiB before, {:.1} MiB after", mib(r.rss_before), mib(r.rss_after));
+        println!("per znode    {per:.1} B, of which path {:.1} B + data {} B", r.mean_path_len, cfg.value_size);
+        println!("overhead     {over:.1} B per znode beyond path and data");
+    }
+    Ok(())
+}
+
+fn floor_output(kind: &str, out: &CommonOut, l: &LatencySummary, extra: JsonObject) {
+    if out.json {
+        println!("{}", extra.str("kind", kind).str("label", &out.label).raw("latency_us", l.to_json()).build());
+    } else {
+        println!("{kind}: {}", latency_table(l));
+    }
+}
+
+fn cmd_disk_floor(a: FloorArgs) -> Result<(), String> {
+    let f = floors::disk_floor(&a.dir, seconds(a.duration, "--duration")?)?;
+    if !f.direct {
+        eprintln!("zoocore-bench: O_DIRECT refused in {}; measured buffered writes + fdatasync", a.dir.display());
+    }
+    let extra = JsonObject::default().str("dir", &a.dir.display().to_string()).bool("o_direct", f.direct);
+    floor_output("disk-floor", &a.out, &LatencySummary::of(&f.hist), extra);
+    Ok(())
+}
+
+fn cmd_rtt(a: RttArgs) -> Result<(), String> {
+    let h = floors::loopback_rtt(seconds(a.duration, "--duration")?)?;
+    floor_output("rtt", &a.out, &LatencySummary::of(&h), JsonObject::default());
+    Ok(())
+}

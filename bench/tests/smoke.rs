@@ -1,0 +1,165 @@
+//! Keeps the benchmark from rotting: starts the zoocore binary, runs ~2 s of
+//! mixed load and a small memory run, and checks the JSON lines.
+//!
+//! The zoocore binary is the root package's; it sits in the same target
+//! profile directory as this test's `zoocore-bench` (cargo builds both for
+//! `cargo test --workspace`). ZOOCORE_BIN overrides the path.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn zoocore_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("ZOOCORE_BIN") {
+        return PathBuf::from(p);
+    }
+    // <target>/<profile>/zoocore-bench -> <target>/<profile>/zoocore
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_zoocore-bench"));
+    bench.with_file_name("zoocore")
+}
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                let _ = std::fs::remove_dir_all(&self.dir);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn ruok(addr: SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(300)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut out = String::new();
+    s.write_all(b"ruok").is_ok() && s.read_to_string(&mut out).is_ok() && out == "imok"
+}
+
+fn start_server() -> Server {
+    let bin = zoocore_binary();
+    assert!(bin.exists(), "zoocore binary not found at {} (build the workspace or set ZOOCORE_BIN)", bin.display());
+    let dir = std::env::temp_dir().join(format!("zoocore-bench-smoke-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for _attempt in 0..5 {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let cfg = dir.join("zoo.cfg");
+        std::fs::write(
+            &cfg,
+            format!(
+                "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\n",
+                dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("server.log")).unwrap();
+        let child = Command::new(&bin)
+            .args(["server", "--config"])
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut server = Server { child, addr, dir: dir.clone() };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = server.child.try_wait() {
+                break;
+            }
+            if ruok(addr) {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = server.child.kill();
+        let _ = server.child.wait();
+        std::mem::forget(server); // keep the dir for the next attempt
+    }
+    panic!("zoocore did not start: {}", std::fs::read_to_string(dir.join("server.log")).unwrap_or_default());
+}
+
+fn bench(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_zoocore-bench")).args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "zoocore-bench {args:?} failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    let line = stdout.lines().last().unwrap_or_default().to_string();
+    assert!(line.starts_with('{') && line.ends_with('}'), "not a JSON line: {line}");
+    line
+}
+
+/// The number after `"key":` in a flat JSON line (enough for our own output).
+fn field(line: &str, key: &str) -> f64 {
+    let pat = format!("\"{key}\":");
+    let at = line.find(&pat).unwrap_or_else(|| panic!("no {key} in {line}")) + pat.len();
+    let rest = &line[at..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].parse().unwrap_or_else(|_| panic!("{key} is not a number in {line}"))
+}
+
+#[test]
+fn mixed_load_and_memory_run_cleanly() {
+    let server = start_server();
+    let addr = server.addr.to_string();
+    let pid = server.child.id().to_string();
+
+    let line = bench(&[
+        "run",
+        "mixed",
+        "--server",
+        &addr,
+        "--server-pid",
+        &pid,
+        "--sessions",
+        "4",
+        "--outstanding",
+        "8",
+        "--duration",
+        "2",
+        "--warmup",
+        "0.5",
+        "--keys",
+        "500",
+        "--read-write-barrier",
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(field(&line, "errors"), 0.0, "{line}");
+    assert!(field(&line, "ops") > 100.0, "{line}");
+    assert!(field(&line, "throughput") > 0.0, "{line}");
+    assert!(field(&line, "server_cpu_us_per_op") > 0.0, "{line}");
+    assert!(field(&line, "p99") >= field(&line, "p50"), "{line}");
+
+    let line =
+        bench(&["memory", "--server", &addr, "--server-pid", &pid, "--znodes", "2000", "--settle", "0.2", "--json"]);
+    assert_eq!(field(&line, "errors"), 0.0, "{line}");
+    assert!(field(&line, "rss_after") > 0.0, "{line}");
+    assert_eq!(field(&line, "znodes"), 2000.0, "{line}");
+}
+
+#[test]
+fn floors_report_json() {
+    let dir = std::env::temp_dir();
+    let line = bench(&["disk-floor", "--dir", dir.to_str().unwrap(), "--duration", "0.2", "--json"]);
+    assert!(field(&line, "count") > 0.0, "{line}");
+    let line = bench(&["rtt", "--duration", "0.2", "--json"]);
+    assert!(field(&line, "p50") > 0.0, "{line}");
+}
