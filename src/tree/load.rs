@@ -133,3 +133,49 @@ impl TreeLoader {
         Ok(self.tree)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::open_acl_unsafe;
+
+    fn push(loader: &mut TreeLoader, path: &str, owner: i64) -> Result<(), LoadError> {
+        let acl = loader.intern_acl(&open_acl_unsafe());
+        loader.push(path, None, acl, StoredStat { ephemeral_owner: owner, ..StoredStat::default() })
+    }
+
+    /// A full load in (parent, name) order: top-level names, then each
+    /// parent's children.
+    const ORDER: [&str; 9] =
+        ["/", "/a", "/b", "/zookeeper", "/a/x", "/a/y", "/b/z", "/zookeeper/config", "/zookeeper/quota"];
+
+    #[test]
+    fn loads_in_order_and_counts_children() {
+        let mut loader = TreeLoader::new();
+        for path in ORDER {
+            push(&mut loader, path, if path == "/a/y" { 9 } else { 0 }).unwrap();
+        }
+        let tree = loader.finish(42).unwrap();
+        assert_eq!(tree.last_zxid(), 42);
+        assert_eq!(tree.get("/").unwrap().num_children(), 3);
+        assert_eq!(tree.get("/a").unwrap().num_children(), 2);
+        assert_eq!(tree.get("/b").unwrap().num_children(), 1);
+        assert_eq!(tree.get("/zookeeper").unwrap().num_children(), 2);
+        assert_eq!(tree.ephemerals_of(9), vec!["/a/y"]);
+        let expected: Vec<&str> = ORDER.to_vec();
+        assert_eq!(tree.iter().map(|(p, _)| p).collect::<Vec<_>>(), expected);
+    }
+
+    #[test]
+    fn refuses_bad_input() {
+        let mut loader = TreeLoader::new();
+        assert_eq!(push(&mut loader, "/a", 0), Err(LoadError::RootNotFirst("/a".into())));
+        let mut loader = TreeLoader::new();
+        push(&mut loader, "/", 0).unwrap();
+        push(&mut loader, "/b", 0).unwrap();
+        assert_eq!(push(&mut loader, "/a", 0), Err(LoadError::OutOfOrder("/a".into())));
+        assert_eq!(push(&mut loader, "/b", 0), Err(LoadError::OutOfOrder("/b".into())));
+        assert_eq!(push(&mut loader, "/c/d", 0), Err(LoadError::MissingParent("/c/d".into())));
+        assert_eq!(loader.finish(0).err(), Some(LoadError::MissingSpecial("/zookeeper")));
+    }
+}
