@@ -12,5 +12,6 @@ pub mod jute;
 pub mod proto;
 pub mod server;
 pub mod session;
+pub mod storage;
 pub mod tree;
 pub mod watch;

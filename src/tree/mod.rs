@@ -29,6 +29,7 @@
 
 mod acl_cache;
 mod exec;
+mod load;
 mod path;
 #[cfg(test)]
 mod tests;
@@ -44,6 +45,7 @@ use acl_cache::AclCache;
 use path::{as_bounds, child_range_bounds, PathKey, TreePath};
 
 pub use exec::{MultiOpResult, TxnContext, WatchTrigger, WriteOp, WriteResult};
+pub use load::{LoadError, TreeLoader};
 pub use path::validate_path;
 
 /// The special nodes that always exist and cannot be deleted.

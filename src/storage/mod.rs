@@ -1,0 +1,28 @@
+//! Durable storage formats, sans-IO: pure functions over byte slices and
+//! `std::io::Write`. The glommio O_DIRECT IO, group commit and recovery
+//! driver live in `server/`. docs/storage.md is the long form of this text.
+//!
+//! * [`txn`]: the logged transaction (`TxnRecord`): zxid, time, session and
+//!   a body (createSession, closeSession, a client write with the caller's
+//!   auth ids and result code, the reaper's deleteContainer), jute-encoded.
+//! * [`log_format`]: the log file. Block 0 is a header (magic "ZCLG",
+//!   version, block size, first zxid, crc32c). Each group-commit batch
+//!   starts at a block boundary: a 32-byte header (magic "ZCBT", record
+//!   count, byte length, first/last zxid, crc32c over the header and all
+//!   records), then records `{crc32c, payload_len, zxid, payload}`, then
+//!   zeros to the next block boundary. A block holding acknowledged records
+//!   is never rewritten, so a torn write can only hit the batch in flight.
+//!   `scan_log` returns the valid records and classifies what follows:
+//!   Clean (zeros/EOF), Torn (a damaged last batch, nothing valid after:
+//!   cut it), Corrupt (damage followed by valid data, or broken zxid order:
+//!   stop unless repairing).
+//! * [`snapshot_format`]: header (magic "ZCSN", version, last zxid, counts),
+//!   the session table, an ACL table, every node parent-first with its data
+//!   (null distinct from empty), ACL index and stored stat, then a trailer
+//!   `{body length, crc32c of every preceding byte, "ZCSE"}`. Reading
+//!   verifies the seal before parsing and rebuilds the tree with
+//!   `tree::TreeLoader`.
+
+pub mod log_format;
+pub mod snapshot_format;
+pub mod txn;
