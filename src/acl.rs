@@ -131,6 +131,13 @@ impl Authz {
         Authz { ids: vec![Id::new("ip", &remote_ip)], remote_ip }
     }
 
+    /// A caller rebuilt from its logged ids, so replaying a transaction makes
+    /// the same ACL decisions it made when it ran.
+    pub fn from_ids(ids: Vec<Id>) -> Self {
+        let remote_ip = ids.iter().find(|i| i.scheme == "ip").map(|i| i.id.clone()).unwrap_or_default();
+        Authz { ids, remote_ip }
+    }
+
     fn add_id(&mut self, id: Id) {
         if !self.ids.contains(&id) {
             self.ids.push(id);

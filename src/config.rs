@@ -67,6 +67,11 @@ pub struct Config {
     pub global_outstanding_limit: u32,
     pub snap_count: u64,
     pub pre_alloc_size_kb: u64,
+    /// `fsync.warningthresholdms`: log a warning when a log sync takes longer.
+    pub fsync_warning_threshold_ms: u64,
+    /// `zoocore.logSync`: `fdatasync` (write, then fdatasync) or `dsync`
+    /// (O_DSYNC writes). See docs/storage.md for the measurement behind the default.
+    pub log_sync: String,
     pub autopurge_snap_retain_count: u32,
     /// 0 = autopurge disabled.
     pub autopurge_purge_interval_ms: u64,
@@ -128,6 +133,8 @@ impl Config {
             global_outstanding_limit: 1000,
             snap_count: 100_000,
             pre_alloc_size_kb: 65536,
+            fsync_warning_threshold_ms: 1000,
+            log_sync: "fdatasync".to_string(),
             autopurge_snap_retain_count: MIN_SNAP_RETAIN_COUNT,
             autopurge_purge_interval_ms: 0,
             container_check_interval_ms: 60_000,
@@ -205,6 +212,15 @@ impl Config {
                 }
                 "snapCount" => cfg.snap_count = parse_num(value).filter(|&n| n > 1).ok_or_else(|| bad(""))?,
                 "preAllocSize" => cfg.pre_alloc_size_kb = parse_num(value).ok_or_else(|| bad(""))?,
+                "fsync.warningthresholdms" => {
+                    cfg.fsync_warning_threshold_ms = parse_num(value).ok_or_else(|| bad(""))?
+                }
+                "zoocore.logSync" => {
+                    if value != "fdatasync" && value != "dsync" {
+                        return Err(bad(" (expected fdatasync or dsync)"));
+                    }
+                    cfg.log_sync = value.to_owned();
+                }
                 "autopurge.snapRetainCount" => {
                     let n: u32 = parse_num(value).ok_or_else(|| bad(""))?;
                     if n < MIN_SNAP_RETAIN_COUNT {

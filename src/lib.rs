@@ -13,5 +13,6 @@ pub mod proto;
 pub mod server;
 pub mod session;
 pub mod storage;
+pub mod tools;
 pub mod tree;
 pub mod watch;

@@ -20,7 +20,71 @@ enum Command {
         /// A zoo.cfg file (the same file that starts Apache ZooKeeper).
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
+        /// Start even if the transaction log is corrupt in the middle: cut it
+        /// at the first bad batch (the transactions after it are lost).
+        #[arg(long)]
+        repair: bool,
     },
+    /// Print the transactions of a log file (verifying every checksum).
+    LogDump {
+        /// A `log.<zxid>` file from <dataLogDir>/zoocore.
+        file: PathBuf,
+    },
+    /// Print a snapshot's sessions and nodes (verifying its seal).
+    SnapshotDump {
+        /// A `snapshot.<zxid>` file from <dataDir>/zoocore.
+        file: PathBuf,
+        /// Also print each node's data.
+        #[arg(long)]
+        data: bool,
+    },
+    /// Measure fdatasync vs O_DSYNC for log writes on a directory.
+    SyncBench {
+        /// Directory on the device to measure (e.g. your dataLogDir).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 4096)]
+        block: usize,
+        #[arg(long, default_value_t = 2000)]
+        iterations: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// Delete old snapshots and the logs only they needed, keeping the
+    /// newest N snapshots (at least 3), as ZooKeeper's PurgeTxnLog.
+    Purge {
+        /// The zoo.cfg naming dataDir and dataLogDir (default: the embedded default).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// Snapshots to keep.
+        #[arg(long, short = 'n', default_value_t = 3)]
+        count: usize,
+    },
+}
+
+fn load_config(path: Option<PathBuf>) -> Result<zoocore::config::Config, String> {
+    match path {
+        None => Ok(zoocore::config::Config::embedded_default()),
+        Some(path) => zoocore::config::Config::load(&path)
+            .map(|(config, warnings)| {
+                for w in warnings {
+                    tracing::warn!("{w}");
+                }
+                config
+            })
+            .map_err(|e| e.to_string()),
+    }
+}
+
+fn print_or_fail(result: Result<(), String>, out: String) -> ExitCode {
+    print!("{out}");
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("zoocore: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -33,27 +97,62 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Server { config } => {
-            let config = match config {
-                None => zoocore::config::Config::embedded_default(),
-                Some(path) => match zoocore::config::Config::load(&path) {
-                    Ok((config, warnings)) => {
-                        for w in warnings {
-                            tracing::warn!("{w}");
-                        }
-                        config
+        Command::LogDump { file } => {
+            let mut out = String::new();
+            let r = zoocore::tools::log_dump(&file, &mut out);
+            print_or_fail(r, out)
+        }
+        Command::SnapshotDump { file, data } => {
+            let mut out = String::new();
+            let r = zoocore::tools::snapshot_dump(&file, &mut out, data);
+            print_or_fail(r, out)
+        }
+        Command::SyncBench { dir, block, iterations, rounds } => {
+            match zoocore::server::sync_bench::run(&dir, block, iterations, rounds) {
+                Ok(results) => {
+                    println!(
+                        "{:<28} {:>7} {:>6} {:>8} {:>8} {:>8} {:>8}",
+                        "mode", "bytes", "iters", "p50_us", "p90_us", "p99_us", "max_us"
+                    );
+                    for r in results {
+                        println!(
+                            "{:<28} {:>7} {:>6} {:>8} {:>8} {:>8} {:>8}",
+                            r.mode, r.block_bytes, r.iterations, r.p50_us, r.p90_us, r.p99_us, r.max_us
+                        );
                     }
-                    Err(e) => {
-                        eprintln!("zoocore: {e}");
-                        return ExitCode::from(2);
-                    }
-                },
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("zoocore: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Purge { config, count } => match load_config(config) {
+            Ok(config) => {
+                let removed =
+                    zoocore::server::snapshots::purge_old_files(&config.data_dir, &config.data_log_dir, count);
+                println!("removed {} files", removed.len());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("zoocore: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Server { config, repair } => {
+            let config = match load_config(config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("zoocore: {e}");
+                    return ExitCode::from(2);
+                }
             };
             if let Err(e) = zoocore::server::install_signal_handlers() {
                 eprintln!("zoocore: cannot install signal handlers: {e}");
                 return ExitCode::from(2);
             }
-            match zoocore::server::run(config) {
+            match zoocore::server::run(config, repair) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("zoocore: {e}");

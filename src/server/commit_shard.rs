@@ -22,12 +22,16 @@ use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
 use crate::acl::AuthContext;
 use crate::config::Config;
 use crate::proto::records::{MultiResult, Response};
+use crate::proto::Id;
 use crate::proto::{op, Acl, ErrorCode, Stat};
 use crate::server::fourlw;
+use crate::server::log_writer::LogWriter;
 use crate::server::messages::*;
+use crate::server::recovery::Recovered;
+use crate::server::snapshots::{SnapshotPolicy, Snapshotter};
 use crate::server::stats::ServerStats;
-use crate::server::txn_log::{LoggedTxn, MemoryTxnLog};
 use crate::session::{session_password, ExpiryQueue, SessionIdAllocator};
+use crate::storage::txn::{TxnBody, TxnRecord};
 use crate::tree::{DataTree, MultiOpResult, TxnContext, WriteOp, WriteResult};
 
 /// The caller identity used for transactions the server itself issues
@@ -62,7 +66,9 @@ pub struct CommitShard {
     sessions: HashMap<i64, SessionEntry>,
     expiry: ExpiryQueue,
     session_ids: SessionIdAllocator,
-    log: MemoryTxnLog,
+    log: LogWriter,
+    snapshots: Snapshotter,
+    snapshot_policy: SnapshotPolicy,
     workers: Vec<ConnectedSender<FromCommit>>,
     reports: HashMap<u64, PendingReport>,
     stats: Arc<ServerStats>,
@@ -77,19 +83,44 @@ fn wall_clock_ms() -> i64 {
 }
 
 impl CommitShard {
-    pub fn new(config: Arc<Config>, workers: Vec<ConnectedSender<FromCommit>>, stats: Arc<ServerStats>) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        workers: Vec<ConnectedSender<FromCommit>>,
+        stats: Arc<ServerStats>,
+        recovered: Recovered,
+        log: LogWriter,
+        snapshots: Snapshotter,
+    ) -> Self {
         let tick = config.tick_time_ms as i64;
+        let started = Instant::now();
+        let mut expiry = ExpiryQueue::new(tick);
+        let mut sessions = HashMap::new();
+        // Restored sessions get a fresh deadline: their clients may reconnect.
+        for (&id, &timeout_ms) in &recovered.sessions {
+            sessions.insert(id, SessionEntry { timeout_ms, owner: None });
+            expiry.touch(id, timeout_ms as i64, 0);
+        }
+        let newest_id = recovered.sessions.keys().next_back().copied().unwrap_or(0);
+        let mut session_ids = SessionIdAllocator::new(0, wall_clock_ms());
+        if session_ids.peek() <= newest_id {
+            session_ids = SessionIdAllocator::starting_at(newest_id + 1);
+        }
+        stats.set_last_zxid(recovered.last_zxid);
+        stats.sessions_changed(sessions.len() as u64);
+        let seed = (wall_clock_ms() as u64) ^ ((std::process::id() as u64) << 32);
         CommitShard {
-            expiry: ExpiryQueue::new(tick),
-            session_ids: SessionIdAllocator::new(0, wall_clock_ms()),
-            tree: DataTree::new(),
-            last_zxid: 0,
-            sessions: HashMap::new(),
-            log: MemoryTxnLog::new(100_000),
+            expiry,
+            session_ids,
+            tree: recovered.tree,
+            last_zxid: recovered.last_zxid,
+            sessions,
+            log,
+            snapshots,
+            snapshot_policy: SnapshotPolicy::new(config.snap_count as u64, seed),
             workers,
             reports: HashMap::new(),
             stats,
-            started: Instant::now(),
+            started,
             next_reap_ms: config.container_check_interval_ms as i64,
             config,
         }
@@ -104,7 +135,7 @@ impl CommitShard {
     pub async fn run(mut self, inboxes: Vec<ConnectedReceiver<ToCommit>>) {
         // One receiving task per worker channel funnels into a local queue;
         // the batch loop below drains it whole, which is what makes a batch.
-        let queue: Rc<RefCell<VecDeque<ToCommit>>> = Rc::new(RefCell::new(VecDeque::new()));
+        let queue: Rc<RefCell<VecDeque<(Instant, ToCommit)>>> = Rc::new(RefCell::new(VecDeque::new()));
         let (wake_tx, wake_rx) = local_channel::new_bounded::<()>(1);
         let wake_tx = Rc::new(wake_tx);
         let open_inboxes = Rc::new(std::cell::Cell::new(inboxes.len()));
@@ -114,7 +145,7 @@ impl CommitShard {
             let open_inboxes = open_inboxes.clone();
             glommio::spawn_local(async move {
                 while let Some(msg) = inbox.recv().await {
-                    queue.borrow_mut().push_back(msg);
+                    queue.borrow_mut().push_back((Instant::now(), msg));
                     let _ = wake_tx.try_send(());
                 }
                 open_inboxes.set(open_inboxes.get() - 1);
@@ -138,10 +169,14 @@ impl CommitShard {
             if !woke && queue.borrow().is_empty() {
                 break;
             }
-            let msgs: Vec<ToCommit> = queue.borrow_mut().drain(..).collect();
+            let msgs: Vec<(Instant, ToCommit)> = queue.borrow_mut().drain(..).collect();
             let mut batch = BatchBuilder::default();
-            for msg in msgs {
+            for (arrived, msg) in msgs {
+                let logged_before = batch.logged.len();
                 self.handle(msg, &mut batch).await;
+                if batch.logged.len() > logged_before {
+                    batch.arrivals.push(arrived);
+                }
             }
             self.expire_sessions(&mut batch);
             self.reap(&mut batch);
@@ -149,7 +184,7 @@ impl CommitShard {
                 continue;
             }
             // Durability point: nothing of this batch reaches a client first.
-            if let Err(e) = self.log.append_batch(&batch.logged).await {
+            if let Err(e) = self.log.append(&batch.logged, &batch.arrivals).await {
                 // The in-memory tree is ahead of the log now; serving on
                 // would acknowledge writes that are not durable.
                 tracing::error!(error = %e, "transaction log append failed; stopping the server");
@@ -162,7 +197,16 @@ impl CommitShard {
             for w in &self.workers {
                 let _ = w.send(FromCommit::Batch(shared.clone())).await;
             }
+            if self.snapshot_policy.logged(batch.logged.len() as u64) && !self.snapshots.in_progress() {
+                // The tree here is exactly the durable state at last_zxid.
+                let sessions = self.sessions.iter().map(|(id, e)| (*id, e.timeout_ms)).collect();
+                if self.snapshots.start(self.tree.clone(), sessions, self.last_zxid) {
+                    self.log.roll();
+                    self.snapshot_policy.taken();
+                }
+            }
         }
+        self.log.close().await;
         tracing::debug!("commit shard stopped");
     }
 
@@ -178,13 +222,26 @@ impl CommitShard {
         op: i32,
         write: &WriteOp,
         auth: &dyn AuthContext,
+        auth_ids: &[Id],
     ) -> (i64, Result<crate::tree::WriteResult, ErrorCode>, Vec<crate::tree::WatchTrigger>) {
         let zxid = self.next_zxid();
         let time_ms = wall_clock_ms();
         let ctx =
             TxnContext { session_id, zxid, time_ms, auth, extended_types_enabled: self.config.extended_types_enabled };
         let (result, triggers) = self.tree.execute(&ctx, write);
-        batch.logged.push(LoggedTxn { zxid, session_id, time_ms, op });
+        let body = match write {
+            WriteOp::CloseSession => TxnBody::CloseSession,
+            WriteOp::DeleteContainer { path } if op == op::DELETE_CONTAINER => {
+                TxnBody::DeleteContainer { path: path.clone() }
+            }
+            _ => TxnBody::Write {
+                op,
+                auth_ids: auth_ids.to_vec(),
+                write: write.clone(),
+                err: result.as_ref().err().map(|e| e.code()).unwrap_or(0),
+            },
+        };
+        batch.log(TxnRecord { zxid, time_ms, session_id, body });
         (zxid, result, triggers)
     }
 
@@ -194,7 +251,8 @@ impl CommitShard {
             ToCommit::CreateSession { conn, timeout_ms } => {
                 let session_id = self.session_ids.next_id();
                 let zxid = self.next_zxid();
-                batch.logged.push(LoggedTxn { zxid, session_id, time_ms: wall_clock_ms(), op: op::CREATE_SESSION });
+                let body = TxnBody::CreateSession { timeout_ms };
+                batch.log(TxnRecord { zxid, time_ms: wall_clock_ms(), session_id, body });
                 self.sessions.insert(session_id, SessionEntry { timeout_ms, owner: Some(conn) });
                 self.expiry.touch(session_id, timeout_ms as i64, now);
                 self.stats.sessions_changed(self.sessions.len() as u64);
@@ -251,7 +309,7 @@ impl CommitShard {
                     return;
                 }
                 self.expiry.touch(session_id, self.sessions[&session_id].timeout_ms as i64, now);
-                let (zxid, result, triggers) = self.execute(batch, session_id, op, &write, auth.as_ref());
+                let (zxid, result, triggers) = self.execute(batch, session_id, op, &write, auth.as_ref(), auth.ids());
                 let result = result.map(|r| write_response(op, &write, &r));
                 batch.entries.push(BatchEntry::Txn {
                     zxid,
@@ -297,6 +355,9 @@ impl CommitShard {
                 }
             }
             ToCommit::Report { conn, request_id, cmd } => {
+                if cmd == "srst" {
+                    self.log.metrics.reset();
+                }
                 self.reports
                     .insert(request_id, PendingReport { conn, cmd, parts: Vec::new(), awaiting: self.workers.len() });
                 for w in &self.workers {
@@ -331,6 +392,7 @@ impl CommitShard {
             last_zxid: self.last_zxid,
             sessions: self.sessions.iter().map(|(id, e)| (*id, e.timeout_ms)).collect(),
             uptime_ms: self.started.elapsed().as_millis() as u64,
+            log: &self.log.metrics,
         }
     }
 
@@ -341,7 +403,7 @@ impl CommitShard {
         self.expiry.remove(session_id);
         self.stats.sessions_changed(self.sessions.len() as u64);
         let (zxid, _result, triggers) =
-            self.execute(batch, session_id, op::CLOSE_SESSION, &WriteOp::CloseSession, &ServerIdentity);
+            self.execute(batch, session_id, op::CLOSE_SESSION, &WriteOp::CloseSession, &ServerIdentity, &[]);
         batch.entries.push(BatchEntry::Txn {
             zxid,
             triggers,
@@ -374,7 +436,7 @@ impl CommitShard {
             self.tree.reapable(wall_clock_ms(), self.config.container_max_never_used_interval_ms as i64, per_interval);
         for path in candidates {
             let write = WriteOp::DeleteContainer { path: path.clone() };
-            let (zxid, result, triggers) = self.execute(batch, 0, op::DELETE_CONTAINER, &write, &ServerIdentity);
+            let (zxid, result, triggers) = self.execute(batch, 0, op::DELETE_CONTAINER, &write, &ServerIdentity, &[]);
             if let Err(e) = &result {
                 tracing::debug!(%path, error = %e, "reaper skipped a node");
             }
@@ -386,7 +448,18 @@ impl CommitShard {
 #[derive(Default)]
 struct BatchBuilder {
     entries: Vec<BatchEntry>,
-    logged: Vec<LoggedTxn>,
+    /// (zxid, encoded TxnRecord) for the log.
+    logged: Vec<(i64, Bytes)>,
+    /// When the requests behind `logged` reached the commit shard.
+    arrivals: Vec<Instant>,
+}
+
+impl BatchBuilder {
+    fn log(&mut self, rec: TxnRecord) {
+        let mut buf = bytes::BytesMut::with_capacity(128);
+        rec.encode(&mut buf);
+        self.logged.push((rec.zxid, buf.freeze()));
+    }
 }
 
 /// The wire response for a successful write.

@@ -154,9 +154,9 @@ async fn handshake(shard: &Rc<WorkerShard>, conn: &Rc<Conn>, frame: bytes::Bytes
     let mut r = Reader::new(frame);
     let req = ConnectRequest::decode(&mut r).map_err(|e| format!("bad ConnectRequest: {e}"))?;
     conn.read_only_flag.set(req.read_only);
-    if req.last_zxid_seen > shard.view_zxid.get() {
+    if req.last_zxid_seen > shard.server_stats.last_zxid() {
         // The client has seen a newer state than ours: it must try another server.
-        tracing::info!(peer = %conn.peer, client_zxid = req.last_zxid_seen, our_zxid = shard.view_zxid.get(), "refusing client that is ahead of this server");
+        tracing::info!(peer = %conn.peer, client_zxid = req.last_zxid_seen, our_zxid = shard.server_stats.last_zxid(), "refusing client that is ahead of this server");
         return Ok(false);
     }
     let cfg = &shard.config;
@@ -217,8 +217,6 @@ async fn dispatch(shard: &Rc<WorkerShard>, conn: &Rc<Conn>, frame: bytes::Bytes)
         }
     };
     let me = shard.conn_ref(conn);
-    let to_commit =
-        |msg: ToCommit| async { shard.to_commit.send(msg).await.map_err(|_| "commit shard gone".to_string()) };
     match request {
         Request::Auth(auth) => {
             // Answered at once, as ZooKeeper does (not queued behind writes).
@@ -247,19 +245,18 @@ async fn dispatch(shard: &Rc<WorkerShard>, conn: &Rc<Conn>, frame: bytes::Bytes)
             shard.finish_request(conn, header.op, Some(received));
         }
         Request::Sync { path } => {
-            conn.pending.borrow_mut().push_back(Pending::Commit { xid: header.xid, op: header.op, received });
-            to_commit(ToCommit::Sync { conn: me, xid: header.xid, path }).await?;
+            let msg = ToCommit::Sync { conn: me, xid: header.xid, path };
+            send_or_hold(shard, conn, header.xid, header.op, received, msg).await?;
         }
         Request::CloseSession => {
-            conn.pending.borrow_mut().push_back(Pending::Commit { xid: header.xid, op: header.op, received });
-            to_commit(ToCommit::CloseSession { conn: me, session_id: sid, xid: header.xid }).await?;
+            let msg = ToCommit::CloseSession { conn: me, session_id: sid, xid: header.xid };
+            send_or_hold(shard, conn, header.xid, header.op, received, msg).await?;
         }
         other => match into_write(header.op, other) {
             Ok(write) => {
-                conn.pending.borrow_mut().push_back(Pending::Commit { xid: header.xid, op: header.op, received });
                 let auth = conn.authz.borrow().clone();
-                to_commit(ToCommit::Write { conn: me, session_id: sid, xid: header.xid, op: header.op, write, auth })
-                    .await?;
+                let msg = ToCommit::Write { conn: me, session_id: sid, xid: header.xid, op: header.op, write, auth };
+                send_or_hold(shard, conn, header.xid, header.op, received, msg).await?;
             }
             Err(read) => {
                 let behind_own_write = !conn.pending.borrow().is_empty();
@@ -278,6 +275,25 @@ async fn dispatch(shard: &Rc<WorkerShard>, conn: &Rc<Conn>, frame: bytes::Bytes)
         },
     }
     Ok(())
+}
+
+/// Sends a commit-bound request, or holds it behind a queued read of the
+/// same connection (see `Pending::Held`).
+async fn send_or_hold(
+    shard: &Rc<WorkerShard>,
+    conn: &Rc<Conn>,
+    xid: i32,
+    op: i32,
+    received: Instant,
+    msg: ToCommit,
+) -> Result<(), String> {
+    let read_queued = conn.pending.borrow().iter().any(|p| matches!(p, Pending::Local { .. }));
+    if read_queued {
+        conn.pending.borrow_mut().push_back(Pending::Held { xid, op, received, message: Box::new(msg) });
+        return Ok(());
+    }
+    conn.pending.borrow_mut().push_back(Pending::Commit { xid, op, received });
+    shard.to_commit.send(msg).await.map_err(|_| "commit shard gone".to_string())
 }
 
 /// Turns a write request into the tree's operation; gives back anything

@@ -27,6 +27,7 @@ pub struct CommitView<'a> {
     pub last_zxid: i64,
     pub sessions: Vec<(i64, i32)>,
     pub uptime_ms: u64,
+    pub log: &'a crate::server::log_writer::LogMetrics,
 }
 
 /// Answers the words that need no shard state; None for the others.
@@ -302,6 +303,7 @@ pub fn format_report(cmd: &str, parts: &[ShardReport], view: &CommitView<'_>) ->
             kv(&mut s, "local_sessions", &0);
             kv(&mut s, "last_proposal_size", &-1);
             kv(&mut s, "auth_failed_count", &0);
+            log_metrics(&mut s, view.log);
         }
         other => {
             let _ = writeln!(s, "Unknown command: {other}");
@@ -322,4 +324,30 @@ fn fd_counts() -> (u64, u64) {
 /// "" and "/"); tools compare against that figure.
 fn java_node_count(tree: &DataTree) -> usize {
     tree.node_count() + 1
+}
+
+/// The fsync path, for performance engineers: ZooKeeper's `fsynctime`
+/// summary (ms) plus zoocore's percentiles (µs), batch sizes and queueing.
+fn log_metrics(s: &mut String, m: &crate::server::log_writer::LogMetrics) {
+    use hdrhistogram::Histogram;
+    let h = &m.sync_us;
+    let count = h.len();
+    let ms = |us: f64| us / 1000.0;
+    let _ = writeln!(s, "zk_avg_fsynctime\t{}", java_double(if count == 0 { 0.0 } else { ms(h.mean()) }));
+    let _ = writeln!(s, "zk_min_fsynctime\t{}", if count == 0 { 0 } else { h.min() / 1000 });
+    let _ = writeln!(s, "zk_max_fsynctime\t{}", h.max() / 1000);
+    let _ = writeln!(s, "zk_cnt_fsynctime\t{count}");
+    let _ = writeln!(s, "zk_sum_fsynctime\t{}", (h.mean() * count as f64 / 1000.0) as u64);
+    let mut pct = |name: &str, h: &Histogram<u64>| {
+        for (label, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999)] {
+            let _ = writeln!(s, "zk_{name}_{label}\t{}", h.value_at_quantile(q));
+        }
+        let _ = writeln!(s, "zk_{name}_max\t{}", h.max());
+    };
+    pct("fsync_us", &m.sync_us);
+    pct("batch_txns", &m.batch_txns);
+    pct("batch_bytes", &m.batch_bytes);
+    pct("commit_queue_us", &m.queue_us);
+    let _ = writeln!(s, "zk_log_batches\t{}", m.batches);
+    let _ = writeln!(s, "zk_fsync_slow_count\t{}", m.slow_syncs);
 }

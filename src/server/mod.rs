@@ -12,9 +12,12 @@ pub mod commit_shard;
 pub mod conn_limit;
 pub mod connection;
 pub mod fourlw;
+pub mod log_writer;
 pub mod messages;
+pub mod recovery;
+pub mod snapshots;
 pub mod stats;
-pub mod txn_log;
+pub mod sync_bench;
 pub mod worker_shard;
 
 use std::net::SocketAddr;
@@ -38,6 +41,8 @@ const SHARD_CHANNEL_DEPTH: usize = 4096;
 /// io_uring registered buffer memory per executor: glommio's default
 /// (10 MiB) is more than the server needs for sockets.
 const EXECUTOR_IO_MEMORY: usize = 1 << 20;
+/// The commit shard's DMA buffers hold whole log batches.
+const COMMIT_IO_MEMORY: usize = 8 << 20;
 
 /// Milliseconds since the Unix epoch.
 pub fn wall_clock_ms() -> i64 {
@@ -57,6 +62,32 @@ pub fn memlock_limit_description() -> String {
     format!("soft {}, hard {}", fmt(lim.rlim_cur), fmt(lim.rlim_max))
 }
 
+/// Fails if another process listens on `addr`. The shards bind with
+/// SO_REUSEPORT, which lingering connections of a previous run (killed
+/// or not) do not block; so does this check. A listener without
+/// SO_REUSEPORT fails the bind; a live listener with it (another zoocore,
+/// which would silently share the port) answers a connect.
+fn port_is_free(addr: SocketAddr) -> std::io::Result<()> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    drop(socket);
+    let probe = if addr.ip().is_unspecified() {
+        SocketAddr::new(
+            if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() },
+            addr.port(),
+        )
+    } else {
+        addr
+    };
+    if std::net::TcpStream::connect_timeout(&probe, Duration::from_millis(200)).is_ok() {
+        return Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "another server is listening there"));
+    }
+    Ok(())
+}
+
 /// Set by SIGTERM/SIGINT; shards poll it.
 pub static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -72,7 +103,7 @@ impl std::fmt::Display for StartError {
 impl std::error::Error for StartError {}
 
 /// Starts the shards and blocks until the server stops.
-pub fn run(config: Config) -> Result<(), StartError> {
+pub fn run(config: Config, repair: bool) -> Result<(), StartError> {
     let config = Arc::new(config);
     let cores: Vec<usize> =
         core_affinity::get_core_ids().map(|ids| ids.into_iter().map(|c| c.id).collect()).unwrap_or_default();
@@ -82,10 +113,25 @@ pub fn run(config: Config) -> Result<(), StartError> {
 
     // Bind once up front so a busy port fails start-up with a clear message
     // (the shards bind their own SO_REUSEPORT listeners).
-    std::net::TcpListener::bind(addr).map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))?;
+    port_is_free(addr).map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))?;
 
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| StartError(format!("cannot create dataDir {}: {e}", config.data_dir.display())))?;
+    let recovered = recovery::recover(&config.data_dir, &config.data_log_dir, repair)
+        .map_err(|e| StartError(format!("recovery failed: {e}")))?;
+    let sync_mode = log_writer::SyncMode::parse(&config.log_sync).unwrap_or(log_writer::SyncMode::Fdatasync);
+    std::fs::create_dir_all(log_writer::log_dir(&config.data_log_dir)).map_err(|e| {
+        StartError(format!("cannot create the log directory under {}: {e}", config.data_log_dir.display()))
+    })?;
+    let snapshotter = snapshots::Snapshotter::new(
+        &config.data_dir,
+        &config.data_log_dir,
+        config.autopurge_snap_retain_count as usize,
+        config.autopurge_purge_interval_ms > 0,
+    )
+    .map_err(|e| {
+        StartError(format!("cannot create the snapshot directory under {}: {e}", config.data_dir.display()))
+    })?;
 
     tracing::info!(
         %addr,
@@ -97,6 +143,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
     );
 
     let stats = Arc::new(ServerStats::default());
+    stats.set_last_zxid(recovered.last_zxid);
+    let (initial_view, initial_zxid) = (recovered.tree.clone(), recovered.last_zxid);
     let limiter = Arc::new(ConnectionLimiter::default());
     let mut to_commit_rx = Vec::new();
     let mut from_commit_tx = Vec::new();
@@ -122,7 +170,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let commit_stats = stats.clone();
     let commit = LocalExecutorBuilder::new(Placement::Fixed(commit_core))
         .name("zk-commit")
-        .io_memory(EXECUTOR_IO_MEMORY)
+        .io_memory(COMMIT_IO_MEMORY)
         .spawn(move || async move {
             // Same order as the workers (ToCommit first, then FromCommit):
             // each connect waits for the peer's.
@@ -134,7 +182,21 @@ pub fn run(config: Config) -> Result<(), StartError> {
             for tx in from_commit_tx {
                 outs.push(tx.connect().await);
             }
-            CommitShard::new(commit_config, outs, commit_stats).run(ins).await;
+            // DMA files belong to the executor that opens them: the log is
+            // created here, on the commit shard.
+            let log = match log_writer::LogWriter::new(
+                &commit_config.data_log_dir,
+                commit_config.pre_alloc_size_kb * 1024,
+                sync_mode,
+                Duration::from_millis(commit_config.fsync_warning_threshold_ms),
+            ) {
+                Ok(log) => log,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot open the transaction log directory");
+                    std::process::exit(1);
+                }
+            };
+            CommitShard::new(commit_config, outs, commit_stats, recovered, log, snapshotter).run(ins).await;
         })
         .map_err(|e| start_error("commit shard", e))?;
 
@@ -144,6 +206,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         let config = config.clone();
         let limiter = limiter.clone();
         let stats = stats.clone();
+        let view = initial_view.clone();
         let handle = LocalExecutorBuilder::new(Placement::Fixed(core))
             .name(&format!("zk-worker-{index}"))
             .io_memory(EXECUTOR_IO_MEMORY)
@@ -151,8 +214,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
                 let listener = match glommio::net::TcpListener::bind(addr) {
                     Ok(l) => l,
                     Err(e) => {
-                        tracing::error!(%addr, error = %e, shard = index, "cannot listen");
-                        return;
+                        // A server with a shard not listening would be half deaf.
+                        tracing::error!(%addr, error = %e, shard = index, "cannot listen; stopping");
+                        std::process::exit(1);
                     }
                 };
                 let to_commit = tx.connect().await;
@@ -166,6 +230,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
                 })
                 .detach();
                 let shard = WorkerShard::new(index, config, to_commit, limiter, stats);
+                shard.install_view(view, initial_zxid);
                 shard.run(listener, from_commit, Rc::new(stop_rx)).await;
             })
             .map_err(|e| start_error("worker shard", e))?;

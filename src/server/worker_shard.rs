@@ -44,6 +44,10 @@ pub enum Pending {
     Commit { xid: i32, op: i32, received: Instant },
     /// A read (or watch/session op) queued behind a pending commit.
     Local { xid: i32, op: i32, request: Request, received: Instant },
+    /// A write that follows a queued read: it is sent to the commit shard
+    /// only once that read is answered, so the read cannot observe it (the
+    /// view a read runs on is the state after a whole batch).
+    Held { xid: i32, op: i32, received: Instant, message: Box<ToCommit> },
 }
 
 #[derive(Default)]
@@ -161,6 +165,8 @@ pub struct WorkerShard {
     /// Connections with reads waiting for this shard's view to catch up,
     /// each with the published zxid the view must reach first.
     lagging: RefCell<Vec<(Rc<Conn>, i64)>>,
+    /// Held writes released while applying a batch, sent right after it.
+    released: RefCell<Vec<ToCommit>>,
     pub started: Instant,
 }
 
@@ -187,6 +193,7 @@ impl WorkerShard {
             limiter,
             server_stats,
             lagging: RefCell::new(Vec::new()),
+            released: RefCell::new(Vec::new()),
             started: Instant::now(),
         })
     }
@@ -294,6 +301,12 @@ impl WorkerShard {
         }
     }
 
+    /// The tree recovered at start-up, before any batch arrives.
+    pub fn install_view(&self, tree: DataTree, zxid: i64) {
+        *self.view.borrow_mut() = tree;
+        self.view_zxid.set(zxid);
+    }
+
     /// True when the commit shard has published a batch this shard has not
     /// applied yet.
     pub fn view_is_behind(&self) -> bool {
@@ -331,7 +344,13 @@ impl WorkerShard {
 
     async fn on_commit_message(&self, msg: FromCommit) {
         match msg {
-            FromCommit::Batch(batch) => self.apply_batch(&batch),
+            FromCommit::Batch(batch) => {
+                self.apply_batch(&batch);
+                let released = std::mem::take(&mut *self.released.borrow_mut());
+                for msg in released {
+                    let _ = self.to_commit.send(msg).await;
+                }
+            }
             FromCommit::CollectReport { request_id, cmd } => {
                 let part = self.report_part(cmd);
                 let _ = self.to_commit.send(ToCommit::ReportPart { request_id, part }).await;
@@ -522,6 +541,20 @@ impl WorkerShard {
                     self.finish_request(conn, op, Some(received));
                 }
                 _ => break,
+            }
+        }
+        // Writes held behind those reads may go now, up to the next read.
+        let mut pending = conn.pending.borrow_mut();
+        for item in pending.iter_mut() {
+            match item {
+                Pending::Commit { .. } => continue,
+                Pending::Local { .. } => break,
+                Pending::Held { xid, op, received, .. } => {
+                    let commit = Pending::Commit { xid: *xid, op: *op, received: *received };
+                    if let Pending::Held { message, .. } = std::mem::replace(item, commit) {
+                        self.released.borrow_mut().push(*message);
+                    }
+                }
             }
         }
     }

@@ -92,6 +92,34 @@ impl TestServer {
         false
     }
 
+    /// SIGKILL, as a crash: nothing is flushed, no shutdown code runs.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port and data directory.
+    pub fn restart(&mut self) {
+        if self.is_running() {
+            self.kill9();
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))
+            .expect("server log");
+        self.child = Command::new(env!("CARGO_BIN_EXE_zoocore"))
+            .arg("server")
+            .arg("--config")
+            .arg(self.dir.join("zoo.cfg"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn zoocore");
+        assert!(self.wait_ready(Duration::from_secs(30)), "zoocore did not restart; log:\n{}", self.log());
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

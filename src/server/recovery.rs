@@ -1,0 +1,236 @@
+//! Start-up recovery: the newest snapshot whose seal verifies (falling back
+//! to older ones), then every logged transaction after it, in zxid order.
+//!
+//! Runs before any executor starts, with plain file IO. A torn or zero tail
+//! at the end of the last log is cut (the file is truncated there) and
+//! logged; corruption anywhere else stops start-up with a message naming
+//! the file and offset, unless `repair` is set, in which case the log is cut
+//! at the first bad batch and everything after it is set aside.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::acl::{AuthContext, Authz};
+use crate::proto::{Acl, ErrorCode};
+use crate::storage::log_format::{decode_file_header, scan_log, Tail};
+use crate::storage::snapshot_format::read_snapshot;
+use crate::storage::txn::{TxnBody, TxnRecord};
+use crate::tree::{DataTree, TxnContext, WriteOp};
+
+use super::log_writer::log_dir;
+
+/// What the commit shard starts from.
+pub struct Recovered {
+    pub tree: DataTree,
+    pub last_zxid: i64,
+    /// Live sessions (id -> timeout); re-armed with a fresh deadline at start.
+    pub sessions: BTreeMap<i64, i32>,
+    pub snapshot_zxid: i64,
+    pub replayed: u64,
+}
+
+#[derive(Debug)]
+pub struct RecoveryError(pub String);
+
+impl std::fmt::Display for RecoveryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Transactions issued by the server itself (expiry, reaper) replay with
+/// every permission, as they ran.
+struct ServerIdentity;
+
+impl AuthContext for ServerIdentity {
+    fn allowed(&self, _acl: &[Acl], _perm: i32) -> bool {
+        true
+    }
+    fn fixup_acl(&self, acl: &[Acl]) -> Result<Vec<Acl>, ErrorCode> {
+        Ok(acl.to_vec())
+    }
+}
+
+pub fn snapshot_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("zoocore")
+}
+
+pub fn snapshot_file_name(zxid: i64) -> String {
+    format!("snapshot.{:x}", zxid)
+}
+
+/// Files named `<prefix>.<hex zxid>` in `dir`, sorted by zxid.
+pub fn list_by_zxid(dir: &Path, prefix: &str) -> Vec<(i64, PathBuf)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(hex) = name.strip_prefix(prefix).and_then(|r| r.strip_prefix('.')) else { continue };
+        if let Ok(z) = i64::from_str_radix(hex, 16) {
+            out.push((z, e.path()));
+        }
+    }
+    out.sort();
+    out
+}
+
+pub fn recover(data_dir: &Path, data_log_dir: &Path, repair: bool) -> Result<Recovered, RecoveryError> {
+    let started = Instant::now();
+    let snaps = list_by_zxid(&snapshot_dir(data_dir), "snapshot");
+    let mut tree = DataTree::new();
+    let mut sessions = BTreeMap::new();
+    let mut snapshot_zxid = 0;
+    for (zxid, path) in snaps.iter().rev() {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot read snapshot; trying an older one");
+                continue;
+            }
+        };
+        match read_snapshot(&bytes) {
+            Ok(snap) => {
+                if snap.last_zxid != *zxid {
+                    tracing::warn!(file = %path.display(), inside = snap.last_zxid, "snapshot name and content disagree; trying an older one");
+                    continue;
+                }
+                tree = snap.tree;
+                sessions = snap.sessions.into_iter().collect();
+                snapshot_zxid = *zxid;
+                tracing::info!(file = %path.display(), zxid = format_args!("0x{zxid:x}"), nodes = tree.node_count(), "loaded snapshot");
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "snapshot does not verify; trying an older one");
+            }
+        }
+    }
+
+    let logs = list_by_zxid(&log_dir(data_log_dir), "log");
+    // Start from the newest log that begins at or before the first zxid we need.
+    let start = logs.iter().rposition(|(first, _)| *first <= snapshot_zxid + 1).unwrap_or(0);
+    let mut last_zxid = snapshot_zxid;
+    let mut replayed = 0u64;
+    let relevant = &logs[start.min(logs.len())..];
+    for (i, (first, path)) in relevant.iter().enumerate() {
+        let is_last = i + 1 == relevant.len();
+        let bytes = std::fs::read(path).map_err(|e| RecoveryError(format!("cannot read {}: {e}", path.display())))?;
+        let bytes = bytes::Bytes::from(bytes);
+        let header = decode_file_header(&bytes).map_err(|e| RecoveryError(format!("{}: {e}", path.display())))?;
+        let scan =
+            scan_log(&bytes, header.block_size).map_err(|e| RecoveryError(format!("{}: {e}", path.display())))?;
+        if *first > last_zxid + 1 && scan.records.first().map(|r| r.zxid > last_zxid + 1).unwrap_or(false) {
+            return Err(RecoveryError(format!(
+                "{}: transactions 0x{:x}..0x{:x} are missing (the log starts at 0x{first:x}); refusing to start with a gap",
+                path.display(),
+                last_zxid + 1,
+                first - 1
+            )));
+        }
+        for record in &scan.records {
+            let zxid = &record.zxid;
+            if *zxid <= last_zxid {
+                continue;
+            }
+            if *zxid != last_zxid + 1 {
+                return Err(RecoveryError(format!(
+                    "{}: expected transaction 0x{:x} next but found 0x{zxid:x}",
+                    path.display(),
+                    last_zxid + 1
+                )));
+            }
+            let rec = TxnRecord::decode(bytes.slice(record.payload.clone())).map_err(|e| {
+                RecoveryError(format!("{}: transaction 0x{zxid:x} does not decode: {e}", path.display()))
+            })?;
+            apply(&mut tree, &mut sessions, &rec);
+            last_zxid = *zxid;
+            replayed += 1;
+        }
+        match &scan.tail {
+            Tail::Clean => {}
+            Tail::Torn { offset, reason } => {
+                tracing::warn!(file = %path.display(), offset, %reason, "cutting a torn tail off the transaction log");
+                cut(path, *offset)?;
+                if !is_last {
+                    tracing::warn!(file = %path.display(), "the torn log is not the newest one; later logs must continue its zxids");
+                }
+            }
+            Tail::Corrupt { offset, reason } => {
+                if repair {
+                    tracing::error!(file = %path.display(), offset, %reason, "repair: cutting the log at a corrupt batch; later transactions in it are discarded");
+                    cut(path, *offset)?;
+                    // Later files would leave a gap: set them aside.
+                    for (_, later) in &relevant[i + 1..] {
+                        let aside = later.with_extension("corrupt-aside");
+                        let _ = std::fs::rename(later, &aside);
+                        tracing::error!(file = %later.display(), to = %aside.display(), "repair: set aside a log after the cut");
+                    }
+                    break;
+                }
+                return Err(RecoveryError(format!(
+                    "{}: corrupt transaction log at offset {offset}: {reason}. Start with --repair to cut the log there (transactions after it are lost)",
+                    path.display()
+                )));
+            }
+        }
+    }
+    tree.set_last_zxid(last_zxid);
+    tracing::info!(
+        zxid = format_args!("0x{last_zxid:x}"),
+        nodes = tree.node_count(),
+        sessions = sessions.len(),
+        replayed,
+        took_ms = started.elapsed().as_millis() as u64,
+        "recovered"
+    );
+    Ok(Recovered { tree, last_zxid, sessions, snapshot_zxid, replayed })
+}
+
+/// Replays one logged transaction exactly as it ran.
+pub fn apply(tree: &mut DataTree, sessions: &mut BTreeMap<i64, i32>, rec: &TxnRecord) {
+    fn ctx_with<'a>(rec: &TxnRecord, auth: &'a dyn AuthContext, extended: bool) -> TxnContext<'a> {
+        TxnContext {
+            session_id: rec.session_id,
+            zxid: rec.zxid,
+            time_ms: rec.time_ms,
+            auth,
+            extended_types_enabled: extended,
+        }
+    }
+    match &rec.body {
+        TxnBody::CreateSession { timeout_ms } => {
+            sessions.insert(rec.session_id, *timeout_ms);
+            tree.set_last_zxid(rec.zxid);
+        }
+        TxnBody::CloseSession => {
+            sessions.remove(&rec.session_id);
+            let _ = tree.execute(&ctx_with(rec, &ServerIdentity, true), &WriteOp::CloseSession);
+        }
+        TxnBody::Write { auth_ids, write, err, .. } => {
+            if *err != 0 {
+                // A failed write changed nothing but consumed its zxid.
+                tree.set_last_zxid(rec.zxid);
+                return;
+            }
+            let authz = Authz::from_ids(auth_ids.clone());
+            // Extended types were checked when the write ran.
+            let _ = tree.execute(&ctx_with(rec, &authz, true), write);
+        }
+        TxnBody::DeleteContainer { path } => {
+            let _ =
+                tree.execute(&ctx_with(rec, &ServerIdentity, true), &WriteOp::DeleteContainer { path: path.clone() });
+        }
+    }
+}
+
+fn cut(path: &Path, offset: u64) -> Result<(), RecoveryError> {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| RecoveryError(format!("cannot open {} to cut it: {e}", path.display())))?;
+    f.set_len(offset)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| RecoveryError(format!("cannot cut {} at {offset}: {e}", path.display())))
+}

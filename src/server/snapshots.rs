@@ -1,0 +1,189 @@
+//! Background snapshots and retention.
+//!
+//! The tree is a persistent structure, so a snapshot is an O(1) clone taken
+//! by the commit shard between batches; a plain thread streams it to disk
+//! while the commit shard goes on committing. The file is written under a
+//! temporary name, synced, renamed to `snapshot.<last zxid hex>` and the
+//! directory synced, so a crash never leaves a half-written file under a
+//! snapshot's name (and the seal catches anything else).
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::storage::snapshot_format::write_snapshot;
+use crate::tree::DataTree;
+
+use super::log_writer::log_dir;
+use super::recovery::{list_by_zxid, snapshot_dir, snapshot_file_name};
+
+/// ZooKeeper's randomised trigger: snapshot when the txns since the last
+/// one exceed snapCount/2 + a roll in [0, snapCount/2), re-drawn each time,
+/// so an ensemble's members do not snapshot in lockstep.
+pub struct SnapshotPolicy {
+    snap_count: u64,
+    roll: u64,
+    since_last: u64,
+    rng: u64,
+}
+
+impl SnapshotPolicy {
+    pub fn new(snap_count: u64, seed: u64) -> Self {
+        let mut p = SnapshotPolicy { snap_count: snap_count.max(2), roll: 0, since_last: 0, rng: seed | 1 };
+        p.roll = p.draw();
+        p
+    }
+
+    fn draw(&mut self) -> u64 {
+        // xorshift64: plenty for spreading snapshot points.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng % (self.snap_count / 2).max(1)
+    }
+
+    /// Counts `n` logged txns; true when a snapshot is due.
+    pub fn logged(&mut self, n: u64) -> bool {
+        self.since_last += n;
+        self.since_last > self.snap_count / 2 + self.roll
+    }
+
+    pub fn taken(&mut self) {
+        self.since_last = 0;
+        self.roll = self.draw();
+    }
+}
+
+pub struct Snapshotter {
+    data_dir: PathBuf,
+    data_log_dir: PathBuf,
+    in_progress: Arc<AtomicBool>,
+    retain: usize,
+    purge: bool,
+}
+
+impl Snapshotter {
+    pub fn new(data_dir: &Path, data_log_dir: &Path, retain: usize, purge: bool) -> std::io::Result<Self> {
+        std::fs::create_dir_all(snapshot_dir(data_dir))?;
+        Ok(Snapshotter {
+            data_dir: data_dir.to_path_buf(),
+            data_log_dir: data_log_dir.to_path_buf(),
+            in_progress: Arc::new(AtomicBool::new(false)),
+            retain,
+            purge,
+        })
+    }
+
+    pub fn in_progress(&self) -> bool {
+        self.in_progress.load(Ordering::Acquire)
+    }
+
+    /// Starts writing a snapshot of `tree` at `last_zxid` on a thread.
+    /// Returns false (and does nothing) if one is still being written.
+    pub fn start(&self, tree: DataTree, sessions: Vec<(i64, i32)>, last_zxid: i64) -> bool {
+        if self.in_progress.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let dir = snapshot_dir(&self.data_dir);
+        let data_dir = self.data_dir.clone();
+        let data_log_dir = self.data_log_dir.clone();
+        let flag = self.in_progress.clone();
+        let (retain, purge) = (self.retain, self.purge);
+        let spawned = std::thread::Builder::new().name("zk-snapshot".into()).spawn(move || {
+            let started = Instant::now();
+            match write_snapshot_file(&dir, &tree, &sessions, last_zxid) {
+                Ok((path, bytes)) => {
+                    tracing::info!(
+                        file = %path.display(),
+                        nodes = tree.node_count(),
+                        bytes,
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "snapshot written"
+                    );
+                    if purge {
+                        purge_old_files(&data_dir, &data_log_dir, retain);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, zxid = format_args!("0x{last_zxid:x}"), "snapshot failed"),
+            }
+            flag.store(false, Ordering::Release);
+        });
+        if spawned.is_err() {
+            self.in_progress.store(false, Ordering::Release);
+            return false;
+        }
+        true
+    }
+}
+
+pub fn write_snapshot_file(
+    dir: &Path,
+    tree: &DataTree,
+    sessions: &[(i64, i32)],
+    last_zxid: i64,
+) -> std::io::Result<(PathBuf, u64)> {
+    let final_path = dir.join(snapshot_file_name(last_zxid));
+    let tmp_path = dir.join(format!("{}.tmp", snapshot_file_name(last_zxid)));
+    let file = std::fs::File::create(&tmp_path)?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let bytes = write_snapshot(&mut out, last_zxid, sessions, tree)?;
+    out.flush()?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp_path, &final_path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok((final_path, bytes))
+}
+
+/// Keeps the newest `retain` (at least 3) snapshots and the logs needed to
+/// replay from the oldest of them; deletes the rest. Returns what it removed.
+pub fn purge_old_files(data_dir: &Path, data_log_dir: &Path, retain: usize) -> Vec<PathBuf> {
+    let retain = retain.max(3);
+    let mut removed = Vec::new();
+    let snaps = list_by_zxid(&snapshot_dir(data_dir), "snapshot");
+    if snaps.len() <= retain {
+        return removed;
+    }
+    let keep_from = snaps.len() - retain;
+    let oldest_kept_zxid = snaps[keep_from].0;
+    for (_, path) in &snaps[..keep_from] {
+        if std::fs::remove_file(path).is_ok() {
+            removed.push(path.clone());
+        }
+    }
+    // A log is needed if it may hold a txn after the oldest kept snapshot:
+    // keep the newest log starting at or before oldest_kept_zxid + 1 and all later ones.
+    let logs = list_by_zxid(&log_dir(data_log_dir), "log");
+    if let Some(first_needed) = logs.iter().rposition(|(first, _)| *first <= oldest_kept_zxid + 1) {
+        for (_, path) in &logs[..first_needed] {
+            if std::fs::remove_file(path).is_ok() {
+                removed.push(path.clone());
+            }
+        }
+    }
+    for p in &removed {
+        tracing::info!(file = %p.display(), "purged");
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trigger_fires_between_half_and_full_snap_count() {
+        for seed in 1..50u64 {
+            let mut p = SnapshotPolicy::new(100, seed);
+            let mut n = 0;
+            while !p.logged(1) {
+                n += 1;
+                assert!(n < 100, "fired too late");
+            }
+            assert!(n >= 50, "fired too early: {n}");
+            p.taken();
+        }
+    }
+}
