@@ -122,6 +122,13 @@ impl LogWriter {
             let _ = old.close().await;
         }
         let path = self.dir.join(log_file_name(first_zxid));
+        if path.exists() {
+            // Recovery replayed every valid record, and the last one is below
+            // first_zxid: a file already named for first_zxid holds none
+            // (it was created just before a crash). Start it afresh.
+            tracing::warn!(file = %path.display(), "replacing a log file that holds no durable transaction");
+            std::fs::remove_file(&path)?;
+        }
         let mut opts = OpenOptions::new();
         opts.read(true).write(true).create_new(true);
         if self.mode == SyncMode::ODsync {

@@ -82,11 +82,26 @@ fn port_is_free(addr: SocketAddr) -> std::io::Result<()> {
     } else {
         addr
     };
-    if std::net::TcpStream::connect_timeout(&probe, Duration::from_millis(200)).is_ok() {
-        return Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "another server is listening there"));
+    if let Ok(stream) = std::net::TcpStream::connect_timeout(&probe, Duration::from_millis(200)) {
+        // A connect to a free port in the ephemeral range can land on itself
+        // (TCP simultaneous open); that is no listener.
+        let self_connected = stream.local_addr().ok() == stream.peer_addr().ok();
+        if !self_connected {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!(
+                    "another server is listening there (probe {:?} -> {:?})",
+                    stream.local_addr().ok(),
+                    stream.peer_addr().ok()
+                ),
+            ));
+        }
     }
     Ok(())
 }
+
+/// How long a clean shutdown may take before the process exits anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Set by SIGTERM/SIGINT; shards poll it.
 pub static STOP: AtomicBool = AtomicBool::new(false);
@@ -255,6 +270,12 @@ pub fn install_signal_handlers() -> std::io::Result<()> {
         if let Some(sig) = signals.forever().next() {
             tracing::info!(signal = sig, "shutting down");
             STOP.store(true, Ordering::Relaxed);
+            // Every acknowledged write is already durable, so a shutdown that
+            // hangs (an executor waiting on a stuck io_uring operation) is
+            // cut short rather than left running.
+            std::thread::sleep(SHUTDOWN_GRACE);
+            tracing::warn!(grace_ms = SHUTDOWN_GRACE.as_millis() as u64, "shutdown did not finish in time; exiting");
+            std::process::exit(0);
         }
     })?;
     Ok(())

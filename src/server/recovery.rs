@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use crate::acl::{AuthContext, Authz};
 use crate::proto::{Acl, ErrorCode};
-use crate::storage::log_format::{decode_file_header, scan_log, Tail};
+use crate::storage::log_format::{decode_file_header, scan_log, LogFormatError, Tail};
 use crate::storage::snapshot_format::read_snapshot;
 use crate::storage::txn::{TxnBody, TxnRecord};
 use crate::tree::{DataTree, TxnContext, WriteOp};
@@ -118,7 +118,17 @@ pub fn recover(data_dir: &Path, data_log_dir: &Path, repair: bool) -> Result<Rec
         let is_last = i + 1 == relevant.len();
         let bytes = std::fs::read(path).map_err(|e| RecoveryError(format!("cannot read {}: {e}", path.display())))?;
         let bytes = bytes::Bytes::from(bytes);
-        let header = decode_file_header(&bytes).map_err(|e| RecoveryError(format!("{}: {e}", path.display())))?;
+        let header = match decode_file_header(&bytes) {
+            Ok(h) => h,
+            Err(LogFormatError::Truncated { .. } | LogFormatError::EmptyHeader) => {
+                // The server died between creating this file and making its
+                // header durable: it never held a transaction.
+                tracing::warn!(file = %path.display(), "removing a log file whose header never reached the disk");
+                std::fs::remove_file(path).map_err(|e| RecoveryError(format!("cannot remove {}: {e}", path.display())))?;
+                continue;
+            }
+            Err(e) => return Err(RecoveryError(format!("{}: {e}", path.display()))),
+        };
         let scan =
             scan_log(&bytes, header.block_size).map_err(|e| RecoveryError(format!("{}: {e}", path.display())))?;
         if *first > last_zxid + 1 && scan.records.first().map(|r| r.zxid > last_zxid + 1).unwrap_or(false) {
