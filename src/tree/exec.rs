@@ -393,7 +393,7 @@ impl DataTree {
         let new_len = data.as_ref().map_or(0, Bytes::len) as u64;
         let node = self
             .update_node(path, |n| {
-                n.data = data.clone();
+                n.data = super::owned_data(data);
                 n.version = new_version;
                 n.mtime = ctx.time_ms;
                 n.mzxid = ctx.zxid;

@@ -110,10 +110,17 @@ pub struct Node {
     num_children: i32,
 }
 
+/// Data kept in the tree gets an allocation of its own: the `Bytes` that
+/// arrive are usually zero-copy slices of a whole socket read buffer or log
+/// file, and keeping one would keep all of that alive for the node's life.
+pub(crate) fn owned_data(data: &Option<Bytes>) -> Option<Bytes> {
+    data.as_ref().map(|d| if d.is_empty() { Bytes::new() } else { Bytes::copy_from_slice(d) })
+}
+
 impl Node {
     fn new(data: Option<Bytes>, acl: Arc<[Acl]>, stat: StoredStat) -> Node {
         Node {
-            data,
+            data: owned_data(&data),
             acl,
             czxid: stat.czxid,
             mzxid: stat.mzxid,
