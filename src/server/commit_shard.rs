@@ -154,19 +154,25 @@ impl CommitShard {
             .detach();
         }
 
+        // One long-lived ticker wakes the loop for expiry and the reaper; a
+        // timer armed per wake-up would cost two io_uring ops per batch.
         let tick = Duration::from_millis(self.config.tick_time_ms.max(1) as u64);
+        let ticker = {
+            let wake_tx = wake_tx.clone();
+            glommio::spawn_local(async move {
+                loop {
+                    glommio::timer::sleep(tick).await;
+                    let _ = wake_tx.try_send(());
+                }
+            })
+            .detach()
+        };
         loop {
             let stopping = open_inboxes.get() == 0 || crate::server::STOP.load(std::sync::atomic::Ordering::Relaxed);
             if stopping && queue.borrow().is_empty() {
                 break;
             }
-            // Wake on a message or on the next tick (expiry, reaper).
-            let woke = futures_lite::future::or(async { wake_rx.recv().await.is_some() }, async {
-                glommio::timer::sleep(tick).await;
-                true
-            })
-            .await;
-            if !woke && queue.borrow().is_empty() {
+            if wake_rx.recv().await.is_none() && queue.borrow().is_empty() {
                 break;
             }
             let msgs: Vec<(Instant, ToCommit)> = queue.borrow_mut().drain(..).collect();
@@ -206,6 +212,7 @@ impl CommitShard {
                 }
             }
         }
+        ticker.cancel();
         self.log.close().await;
         tracing::debug!("commit shard stopped");
     }
