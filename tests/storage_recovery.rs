@@ -464,9 +464,14 @@ fn corrupt_newest_snapshots_fall_back_to_older_one() {
     f.set_len(std::fs::metadata(second).unwrap().len() / 2).unwrap();
     drop(f);
 
+    // A snapshot the crash interrupted is left under its temporary name.
+    let unfinished = store_dir(&s).join("snapshot.fffff.tmp");
+    std::fs::write(&unfinished, b"half a snapshot").unwrap();
+
     let mark = s.log().len();
     s.restart();
     let after = log_since(&s, mark);
+    assert!(!unfinished.exists(), "the unfinished snapshot is removed at start-up");
     assert_eq!(lines_with(&after, "does not verify; trying an older one").len(), 2, "{after}");
     let loaded = lines_with(&after, "loaded snapshot");
     assert!(
