@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use crate::acl::{AuthContext, Authz};
 use crate::proto::{Acl, ErrorCode};
-use crate::storage::log_format::{decode_file_header, scan_log, LogFormatError, Tail};
+use crate::storage::log_format::{decode_file_header, scan_log, Tail};
 use crate::storage::snapshot_format::read_snapshot;
 use crate::storage::txn::{TxnBody, TxnRecord};
 use crate::tree::{DataTree, TxnContext, WriteOp};
@@ -114,18 +114,21 @@ pub fn recover(data_dir: &Path, data_log_dir: &Path, repair: bool) -> Result<Rec
     let mut last_zxid = snapshot_zxid;
     let mut replayed = 0u64;
     let relevant = &logs[start.min(logs.len())..];
+    let mut newest_without_records: Option<PathBuf> = None;
     for (i, (first, path)) in relevant.iter().enumerate() {
         let is_last = i + 1 == relevant.len();
         let bytes = std::fs::read(path).map_err(|e| RecoveryError(format!("cannot read {}: {e}", path.display())))?;
         let bytes = bytes::Bytes::from(bytes);
         let header = match decode_file_header(&bytes) {
             Ok(h) => h,
-            Err(LogFormatError::Truncated { .. } | LogFormatError::EmptyHeader) => {
-                // The server died between creating this file and making its
-                // header durable: it never held a transaction.
-                tracing::warn!(file = %path.display(), "removing a log file whose header never reached the disk");
-                std::fs::remove_file(path).map_err(|e| RecoveryError(format!("cannot remove {}: {e}", path.display())))?;
-                continue;
+            // The writer creates and preallocates a file, then writes and
+            // syncs its header before any batch. A newest file with a broken
+            // header and nothing but zeros after its first sector is one the
+            // server stopped while creating: it holds no transaction.
+            Err(e) if is_last && never_appended(&bytes) => {
+                tracing::warn!(file = %path.display(), error = %e, "removing a transaction log whose header never reached the disk (the server stopped while creating it)");
+                remove_empty_log(path)?;
+                break;
             }
             Err(e) => return Err(RecoveryError(format!("{}: {e}", path.display()))),
         };
@@ -158,6 +161,10 @@ pub fn recover(data_dir: &Path, data_log_dir: &Path, repair: bool) -> Result<Rec
             last_zxid = *zxid;
             replayed += 1;
         }
+        // The writer opens `log.<next zxid>` with create_new; a newest file
+        // left without a transaction (crash before its first batch was
+        // durable, or all of it cut) carries that very name.
+        newest_without_records = if scan.records.is_empty() { Some(path.clone()) } else { None };
         match &scan.tail {
             Tail::Clean => {}
             Tail::Torn { offset, reason } => {
@@ -171,9 +178,13 @@ pub fn recover(data_dir: &Path, data_log_dir: &Path, repair: bool) -> Result<Rec
                 if repair {
                     tracing::error!(file = %path.display(), offset, %reason, "repair: cutting the log at a corrupt batch; later transactions in it are discarded");
                     cut(path, *offset)?;
-                    // Later files would leave a gap: set them aside.
+                    // Later files would leave a gap: set them aside, each under
+                    // its own name (`log.<zxid>.corrupt-aside`), which the
+                    // `log.<hex>` listing no longer picks up.
                     for (_, later) in &relevant[i + 1..] {
-                        let aside = later.with_extension("corrupt-aside");
+                        let mut aside = later.clone().into_os_string();
+                        aside.push(".corrupt-aside");
+                        let aside = PathBuf::from(aside);
                         let _ = std::fs::rename(later, &aside);
                         tracing::error!(file = %later.display(), to = %aside.display(), "repair: set aside a log after the cut");
                     }
@@ -185,6 +196,10 @@ pub fn recover(data_dir: &Path, data_log_dir: &Path, repair: bool) -> Result<Rec
                 )));
             }
         }
+    }
+    if let Some(path) = newest_without_records {
+        tracing::warn!(file = %path.display(), "removing the newest transaction log: it holds no transaction");
+        remove_empty_log(&path)?;
     }
     tree.set_last_zxid(last_zxid);
     tracing::info!(
@@ -243,4 +258,20 @@ fn cut(path: &Path, offset: u64) -> Result<(), RecoveryError> {
     f.set_len(offset)
         .and_then(|_| f.sync_all())
         .map_err(|e| RecoveryError(format!("cannot cut {} at {offset}: {e}", path.display())))
+}
+
+/// True when nothing but zeros follows the first sector: no batch was ever
+/// written to the file (a torn header write can only touch that sector).
+fn never_appended(bytes: &[u8]) -> bool {
+    bytes.get(512..).is_none_or(|rest| rest.iter().all(|&b| b == 0))
+}
+
+fn remove_empty_log(path: &Path) -> Result<(), RecoveryError> {
+    std::fs::remove_file(path)
+        .map_err(|e| RecoveryError(format!("cannot remove the empty log {}: {e}", path.display())))?;
+    if let Some(dir) = path.parent() {
+        // The removal must be durable before a file of the same name is created.
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
 }

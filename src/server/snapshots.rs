@@ -67,6 +67,7 @@ pub struct Snapshotter {
 impl Snapshotter {
     pub fn new(data_dir: &Path, data_log_dir: &Path, retain: usize, purge: bool) -> std::io::Result<Self> {
         std::fs::create_dir_all(snapshot_dir(data_dir))?;
+        remove_unfinished_snapshots(&snapshot_dir(data_dir));
         Ok(Snapshotter {
             data_dir: data_dir.to_path_buf(),
             data_log_dir: data_log_dir.to_path_buf(),
@@ -115,6 +116,24 @@ impl Snapshotter {
             return false;
         }
         true
+    }
+}
+
+/// A crash while a snapshot was being written leaves `snapshot.<zxid>.tmp`
+/// (never renamed, so never read); each can be as large as the tree.
+fn remove_unfinished_snapshots(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("snapshot.") && name.ends_with(".tmp") {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => tracing::info!(file = %e.path().display(), "removed an unfinished snapshot"),
+                Err(err) => {
+                    tracing::warn!(file = %e.path().display(), error = %err, "cannot remove an unfinished snapshot")
+                }
+            }
+        }
     }
 }
 

@@ -96,10 +96,30 @@ impl TestServer {
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.wait_port_closed();
+    }
+
+    /// The kernel tears a dead process's io_uring down asynchronously, and
+    /// the listening socket a pending accept holds can answer connects for
+    /// a moment after the process is reaped; a restart in that window
+    /// would see "another server is listening". Wait until it refuses.
+    fn wait_port_closed(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Starts the server again on the same port and data directory.
     pub fn restart(&mut self) {
+        self.restart_with_args(&[]);
+    }
+
+    /// As `restart`, with extra command-line arguments (e.g. `--repair`).
+    pub fn restart_with_args(&mut self, args: &[&str]) {
         if self.is_running() {
             self.kill9();
         }
@@ -112,6 +132,7 @@ impl TestServer {
             .arg("server")
             .arg("--config")
             .arg(self.dir.join("zoo.cfg"))
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
