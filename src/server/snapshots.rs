@@ -93,6 +93,7 @@ impl Snapshotter {
         let flag = self.in_progress.clone();
         let (retain, purge) = (self.retain, self.purge);
         let spawned = std::thread::Builder::new().name("zk-snapshot".into()).spawn(move || {
+            lower_own_priority();
             let started = Instant::now();
             match write_snapshot_file(&dir, &tree, &sessions, last_zxid) {
                 Ok((path, bytes)) => {
@@ -134,6 +135,21 @@ fn remove_unfinished_snapshots(dir: &Path) {
                 }
             }
         }
+    }
+}
+
+/// The snapshot thread runs at nice 10 (about a tenth of a shard's CPU
+/// weight when they compete): writing a large tree then barely moves commit
+/// latency on a busy machine (with normal priority, p99 went to 5 ms on a
+/// 2-core VM), yet it still finishes under sustained load, unlike SCHED_IDLE.
+fn lower_own_priority() {
+    // SAFETY: plain syscalls on the calling thread's own id.
+    let rc = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10)
+    };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower the snapshot thread's priority");
     }
 }
 
