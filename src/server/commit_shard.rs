@@ -116,7 +116,7 @@ impl CommitShard {
             sessions,
             log,
             snapshots,
-            snapshot_policy: SnapshotPolicy::new(config.snap_count as u64, seed),
+            snapshot_policy: SnapshotPolicy::new(config.snap_count, seed),
             workers,
             reports: HashMap::new(),
             stats,

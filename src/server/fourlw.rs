@@ -105,7 +105,7 @@ pub fn connection_line(c: &Conn, long: bool, _shard_started: Instant) -> String 
     let sid = c.session_id.get();
     if long && sid != 0 {
         let count = s.count_latency.get();
-        let avg = if count == 0 { 0 } else { s.sum_latency_ms.get() / count };
+        let avg = s.sum_latency_ms.get().checked_div(count).unwrap_or(0);
         let _ = write!(
             line,
             ",sid=0x{:x},lop={},est={},to={},lcxid=0x{:x},lzxid=0x{:x},lresp={},llat={},minlat={},avglat={},maxlat={}",
