@@ -19,11 +19,11 @@ use bytes::Bytes;
 use glommio::channels::local_channel;
 use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
 
-use crate::acl::AuthContext;
+use crate::acl::{AuthContext, ServerIdentity};
 use crate::config::Config;
 use crate::proto::records::{MultiResult, Response};
 use crate::proto::Id;
-use crate::proto::{op, Acl, ErrorCode, Stat};
+use crate::proto::{op, ErrorCode, Stat};
 use crate::server::fourlw;
 use crate::server::log_writer::LogWriter;
 use crate::server::messages::*;
@@ -33,19 +33,6 @@ use crate::server::stats::ServerStats;
 use crate::session::{session_password, ExpiryQueue, SessionIdAllocator};
 use crate::storage::txn::{TxnBody, TxnRecord};
 use crate::tree::{DataTree, MultiOpResult, TxnContext, WriteOp, WriteResult};
-
-/// The caller identity used for transactions the server itself issues
-/// (session expiry, the container/TTL reaper): it may do anything.
-struct ServerIdentity;
-
-impl AuthContext for ServerIdentity {
-    fn allowed(&self, _acl: &[Acl], _perm: i32) -> bool {
-        true
-    }
-    fn fixup_acl(&self, acl: &[Acl]) -> Result<Vec<Acl>, ErrorCode> {
-        Ok(acl.to_vec())
-    }
-}
 
 struct SessionEntry {
     timeout_ms: i32,

@@ -11,8 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::acl::{AuthContext, Authz};
-use crate::proto::{Acl, ErrorCode};
+use crate::acl::{AuthContext, Authz, ServerIdentity};
 use crate::storage::log_format::{decode_file_header, scan_log, Tail};
 use crate::storage::snapshot_format::read_snapshot;
 use crate::storage::txn::{TxnBody, TxnRecord};
@@ -36,19 +35,6 @@ pub struct RecoveryError(pub String);
 impl std::fmt::Display for RecoveryError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-/// Transactions issued by the server itself (expiry, reaper) replay with
-/// every permission, as they ran.
-struct ServerIdentity;
-
-impl AuthContext for ServerIdentity {
-    fn allowed(&self, _acl: &[Acl], _perm: i32) -> bool {
-        true
-    }
-    fn fixup_acl(&self, acl: &[Acl]) -> Result<Vec<Acl>, ErrorCode> {
-        Ok(acl.to_vec())
     }
 }
 
