@@ -6,6 +6,7 @@ The SVGs are written by hand (polylines and rectangles), no plotting library.
 """
 import json
 import math
+import os
 import statistics
 import sys
 from collections import defaultdict
@@ -38,7 +39,9 @@ def ratio(a, b):
 
 
 def cell_key(r):
-    return (r["workload"], r["sessions"], r["outstanding"])
+    # Open-loop cells (a fixed offered rate) get their own workload name.
+    wl = r["workload"] if not r.get("rate") else f"{r['workload']} @{r['rate']:,.0f}/s"
+    return (wl, r["sessions"], r["outstanding"])
 
 
 def summarize(runs):
@@ -171,6 +174,146 @@ def timeline_chart(title, series):
     return svg_doc(W, H, body)
 
 
+# --- server-side log metrics ---------------------------------------------------------
+
+def _num(d, key):
+    try:
+        return float(d[key])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def server_log_table(w, runs, cells):
+    """Syncs per second and writes per sync from the servers' own mntr
+    counters read before and after each run (zoocore: zk_log_batches;
+    Apache: zk_cnt_fsynctime), plus zoocore's fsync/batch/queue percentiles."""
+    rows = []
+    for cell in cells:
+        wl = cell[0].split(" ")[0]
+        if wl not in ("create", "set", "mixed"):
+            continue
+        out = []
+        for label, key in (("zoocore", "zk_log_batches"), ("zookeeper", "zk_cnt_fsynctime")):
+            rs = [r for r in runs if r["label"] == label and cell_key(r) == cell
+                  and r.get("server_log_before") and r.get("server_log_after")]
+            if not rs:
+                out.append(None)
+                continue
+            r = rs[len(rs) // 2]
+            b, a = _num(r["server_log_before"], key), _num(r["server_log_after"], key)
+            span = r["window_s"] + (r.get("warmup_s") or 0)
+            write_share = 1.0 if wl != "mixed" else (100 - r.get("read_pct", 90)) / 100
+            syncs = (a - b) if a is not None and b is not None else None
+            per_sync = (r["throughput"] * write_share * span / syncs) if syncs else None
+            out.append((syncs / span if syncs is not None and span else None, per_sync, r["server_log_after"]))
+        if any(out):
+            rows.append((cell, out))
+    if not rows:
+        return
+    w("### The servers' own log metrics")
+    w("")
+    w("Read with `mntr` before and after each run (the run closest to the median of each cell; the counts include "
+      "the warm-up). *syncs/s* = log flushes per second (zoocore `zk_log_batches`, ZooKeeper `zk_cnt_fsynctime`); "
+      "*writes/sync* = the client's write rate ÷ that (the group-commit batch size). zoocore's fsync, batch-size "
+      "and commit-queue percentiles (`zk_fsync_us_*`, `zk_batch_txns_*`, `zk_commit_queue_us_*`) are cumulative "
+      "since the server started, so each row also holds the cells before it.")
+    w("")
+    w("| workload | sessions×out | zoocore syncs/s | zoocore writes/sync | ZooKeeper syncs/s | ZooKeeper writes/sync | "
+      "zoocore fsync us p50 / p99 | zoocore txns/batch p50 / p99 | zoocore commit queue us p50 / p99 |")
+    w("|---|---|---:|---:|---:|---:|---|---|---|")
+    for (wl, s, o), (zc, zk) in rows:
+        def f(x, i, d=0):
+            return fmt(x[i], d) if x and x[i] is not None else "–"
+        m = zc[2] if zc else {}
+        pp = lambda k: f"{m.get(k + '_p50', '–')} / {m.get(k + '_p99', '–')}"
+        w(f"| {wl} | {s}×{o} | {f(zc, 0)} | {f(zc, 1, 1)} | {f(zk, 0)} | {f(zk, 1, 1)} | {pp('zk_fsync_us')} | "
+          f"{pp('zk_batch_txns')} | {pp('zk_commit_queue_us')} |")
+    w("")
+
+
+# --- targets -----------------------------------------------------------------------
+
+def targets_section(w, summ, disk, rtt, mem, notes_path):
+    """The issue's targets, each with this run's value and met / missed."""
+    def g(label, cell, field):
+        x = summ.get((label, cell))
+        return x[field] if x else None
+
+    def r(cell, field):
+        a, b = g("zoocore", cell, field), g("zookeeper", cell, field)
+        return a / b if a is not None and b else None
+
+    def rng(cells, field):
+        vals = [(r(c, field), c) for c in cells if r(c, field) is not None]
+        if not vals:
+            return "–"
+        lo, hi = min(vals), max(vals)
+        return f"{lo[0]:.2f} ({lo[1][0]} {lo[1][1]}×{lo[1][2]}) … {hi[0]:.2f} ({hi[1][0]} {hi[1][1]}×{hi[1][2]})"
+
+    def verdict(v, ok, aim=None):
+        if v is None:
+            return "not measured"
+        if aim is not None and aim(v):
+            return "**met** (and the aim)"
+        return "**met**" if ok(v) else "**missed**"
+
+    grid = [(s, o) for s in (1, 32) for o in (1, 64)] + [(8, 64)]
+    wcells = [(wl, s, o) for wl in ("create", "set") for s, o in grid]
+    rcells = [("get", s, o) for s, o in grid]
+    rows = []
+    v = r(("create", 8, 64), "cpu")
+    rows.append(("server CPU per write ≤ 1/5 of ZooKeeper's (aim 1/10)",
+                 f"{v:.2f}× at create 8×64; range {rng(wcells, 'cpu')}" if v else "–",
+                 verdict(v, lambda x: x <= 0.2, lambda x: x <= 0.1)))
+    v = r(("get", 8, 64), "cpu")
+    rows.append(("server CPU per read ≤ 1/3 of ZooKeeper's (aim 1/5)",
+                 f"{v:.2f}× at get 8×64; range {rng(rcells, 'cpu')}" if v else "–",
+                 verdict(v, lambda x: x <= 1 / 3, lambda x: x <= 0.2)))
+    for wl, need in (("create", 5), ("get", 3)):
+        cell = (wl, 8, 64)
+        v = r(cell, "throughput")
+        sat = any(summ.get((sv, cell), {}).get("saturated") for sv in SERVERS)
+        kind = "writes" if wl == "create" else "reads"
+        rows.append((f"throughput ≥ {need}× ZooKeeper's, {kind} (load generator not saturated)",
+                     (f"{v:.2f}× at {wl} 8×64; range {rng(wcells if wl == 'create' else rcells, 'throughput')}"
+                      + (" (client reported saturation)" if sat else "")) if v else "–",
+                     verdict(v, lambda x: x >= need)))
+    p50 = g("zoocore", ("create", 1, 1), "p50")
+    if disk and rtt and p50:
+        floor = disk["latency_us"]["p50"] + rtt["latency_us"]["p50"]
+        rows.append(("1 session × 1 outstanding write p50 ≤ 1.5 × (fdatasync floor + loopback RTT)",
+                     f"create p50 {p50:,.0f} us vs floor {disk['latency_us']['p50']} + RTT {rtt['latency_us']['p50']} "
+                     f"= {floor} us → {p50 / floor:.2f}× (limit 1.5× = {1.5 * floor:,.0f} us)",
+                     verdict(p50 / floor, lambda x: x <= 1.5)))
+    for cell in [c for (lab, c) in summ if lab == "zoocore" and "@" in c[0]]:
+        v = r(cell, "p999")
+        rows.append((f"p99.9 at equal offered load ≤ 1/10 of ZooKeeper's ({cell[0]}, {cell[1]}×{cell[2]})",
+                     f"{fmt(g('zoocore', cell, 'p999'))} us vs {fmt(g('zookeeper', cell, 'p999'))} us → {v:.2f}×"
+                     if v else "–", verdict(v, lambda x: x <= 0.1)))
+    zc, zk = mem.get("zoocore"), mem.get("zookeeper")
+    if zc and zk and zk["bytes_per_znode"] > 0:
+        v = zc["bytes_per_znode"] / zk["bytes_per_znode"]
+        rows.append((f"memory ≤ 1/5 of ZooKeeper's ({zc['znodes']:,} znodes)",
+                     f"{zc['bytes_per_znode']:,.0f} vs {zk['bytes_per_znode']:,.0f} B per znode → {v:.2f}×",
+                     verdict(v, lambda x: x <= 0.2)))
+        o = zc["overhead_per_znode"]
+        rows.append(("~64 B overhead per znode beyond path and data",
+                     f"{o:,.0f} B ({o / 64:.1f}× the goal)", verdict(o, lambda x: x <= 64)))
+    w("## Targets")
+    w("")
+    w("The issue's targets against this run (ratio = zoocore ÷ ZooKeeper; medians of the repeats).")
+    w("")
+    w("| target | measured | verdict |")
+    w("|---|---|---|")
+    for t, m, v in rows:
+        w(f"| {t} | {m} | {v} |")
+    w("")
+    if os.path.exists(notes_path):
+        with open(notes_path) as f:
+            w(f.read().rstrip())
+        w("")
+
+
 # --- README ------------------------------------------------------------------------
 
 def main():
@@ -197,11 +340,10 @@ def main():
     quick = machine.get("quick")
     w("# zoocore vs Apache ZooKeeper — side-by-side benchmark")
     w("")
-    w("> **zoocore's writes are not durable yet.** The durable log (O_DIRECT, group commit) is the next issue;")
-    w("> today zoocore keeps writes in memory and replies without any disk I/O, while Apache ZooKeeper")
-    w("> fsyncs its transaction log before replying (`forceSync=yes`). Every write figure below (create, set,")
-    w("> the writes of mixed) compares an in-memory zoocore with a durable ZooKeeper and says nothing yet")
-    w("> about zoocore's durable write path.")
+    w("Both servers make every write durable before replying to it: zoocore appends each group-commit batch "
+      "to its O_DIRECT log and fdatasyncs it (docs/storage.md); Apache ZooKeeper fsyncs its transaction log "
+      "(`forceSync=yes`, its default). The write figures below (create, set, the writes of mixed) compare two "
+      "durable write paths.")
     w("")
     w(f"Generated by `scripts/compare-zookeeper.sh` ({'**quick mode**: short cells, few repeats' if quick else 'full mode'}"
       f"; {machine.get('repeats', '?')} repeats of {machine.get('duration', '?')} s per cell, medians; commit "
@@ -261,11 +403,15 @@ def main():
         for n in notes:
             w(f"* {n}")
         w("")
-    w("Mixed runs use `--read-write-barrier` against both servers: a session never has reads and writes in "
-      "flight at once. This works around a zoocore bug (a read pipelined behind a write on one session makes "
-      "zoocore log `commit reply out of order` and drop the connection), so the mixed rows measure less "
-      "pipelining than their `out` column says, equally for both servers.")
+    if any(r.get("read_write_barrier") for r in runs):
+        w("Some runs used `--read-write-barrier` (a session never has reads and writes in flight at once).")
+    else:
+        w("Mixed runs pipeline reads and writes freely on each session, against both servers (no "
+          "`--read-write-barrier`).")
+    w("Rows named `@N/s` are open loop at that fixed offered rate (latency from the intended send time), "
+      "the same for both servers; all other rows are closed loop.")
     w("")
+    server_log_table(w, runs, cells)
 
     # Floors next to single-session write latency.
     w("## One session, one outstanding request, next to the floors")
@@ -283,14 +429,14 @@ def main():
         for label, pretty in (("zoocore", "zoocore"), ("zookeeper", "ZooKeeper")):
             x = summ.get((label, (wl, 1, 1)))
             if x:
-                tag = " (in memory, not durable)" if label == "zoocore" and wl in ("create", "set") else ""
+                tag = " (O_DIRECT log, fdatasynced)" if label == "zoocore" and wl in ("create", "set") else ""
                 tag = " (fsynced)" if label == "zookeeper" and wl in ("create", "set") else tag
                 w(f"| {pretty} {wl}{tag} | {fmt(x['p50'])} | {fmt(x['p99'])} | {fmt(x['p999'])} |")
     w("")
     if disk and disk["latency_us"]["p50"] < 60:
         w(f"This VM's fdatasync returns in {disk['latency_us']['p50']} us at the median, far below a real device's "
           "flush (the issue's reference VM: ~126 us): the virtual disk very likely acknowledges flushes without "
-          "reaching stable media, which flatters ZooKeeper's fsynced writes here.")
+          "reaching stable media, which flatters both servers' durable writes here.")
         w("")
     w("The client is zoocore's own blocking client (a reader thread per session hands each reply to the load "
       "thread), so every request latency above includes roughly one extra thread wake-up compared with the raw "
@@ -321,20 +467,22 @@ def main():
         w("RSS is read from /proc/PID/status (VmRSS) before and after the creates, 2 s after each phase. "
           "ZooKeeper's figure includes JVM heap the collector has not returned (default JVM options).")
         if quick:
-            w("Quick mode creates 100k znodes instead of 1M.")
+            w(f"Quick mode: {next(iter(mem.values()))['znodes']:,} znodes.")
     else:
         w("(no memory results)")
     w("")
+
+    targets_section(w, summ, disk, rtt, mem, os.path.join(out_dir, "targets-notes.md"))
 
     # Plots.
     w("## Plots")
     w("")
     tp_groups = [(f"{wl} {s}×{o}", {sv: get(sv, (wl, s, o), "throughput") for sv in SERVERS})
-                 for (wl, s, o) in cells if wl != "ping"]
+                 for (wl, s, o) in cells if wl != "ping" and "@" not in wl]
     files["throughput.svg"] = bar_chart("Throughput (median ops/s)", tp_groups, "ops/s")
     w("![throughput](throughput.svg)")
     w("")
-    for wl in dict.fromkeys(c[0] for c in cells):
+    for wl in dict.fromkeys(c[0] for c in cells if "@" not in c[0]):
         series = []
         for (cw, s, o) in cells:
             if cw != wl:

@@ -3,7 +3,7 @@
 #
 #   scripts/compare-zookeeper.sh            # full run (10 s cells, 3 repeats, 1M-znode memory test)
 #   scripts/compare-zookeeper.sh --quick    # development run (2 s cells, 2 repeats, 100k znodes)
-#   options: --repeats N  --duration S  --out DIR (default docs/benchmarks)
+#   options: --repeats N  --duration S  --znodes N (memory test)  --out DIR (default docs/benchmarks)
 #
 # Starts both servers on loopback ports it picks, with the same tickTime,
 # snapCount and the same kind of dataDir (one directory on the real disk),
@@ -19,12 +19,14 @@ quick=0
 repeats=""
 duration=""
 out_dir="docs/benchmarks"
+znodes_opt=""
 command_line="scripts/compare-zookeeper.sh $*"
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1 ;;
         --repeats) repeats="$2"; shift ;;
         --duration) duration="$2"; shift ;;
+        --znodes) znodes_opt="$2"; shift ;;
         --out) out_dir="$2"; shift ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
@@ -35,6 +37,7 @@ if [ "$quick" = 1 ]; then
 else
     repeats="${repeats:-3}"; duration="${duration:-10}"; warmup=2; znodes=1000000; floor_s=5
 fi
+znodes="${znodes_opt:-$znodes}"
 
 # --- prerequisites -------------------------------------------------------------
 zk_jar=/usr/share/java/zookeeper.jar
@@ -84,8 +87,9 @@ sys.exit(0 if s.recv(16) == b"imok" else 1)
 EOF
 }
 
-# Settings both servers get. Apache fsyncs its log (forceSync=yes, its
-# default); zoocore has no durable log yet (writes are in memory).
+# Settings both servers get. Both make every write batch durable before
+# replying: Apache fsyncs its transaction log (forceSync=yes, its default),
+# zoocore fdatasyncs its O_DIRECT log (group commit; docs/storage.md).
 common_cfg() { # dataDir port
     cat <<EOF
 tickTime=2000
@@ -147,10 +151,12 @@ start_server zoocore zoocore; zoocore_port=$port; zoocore_pid=$pid
 start_server apache zookeeper; zk_port=$port; zk_pid=$pid
 echo "==> zoocore pid $zoocore_pid port $zoocore_port; Apache ZooKeeper pid $zk_pid port $zk_port"
 
-run_cell() { # label port pid workload sessions outstanding
+run_cell() { # label port pid workload sessions outstanding [rate]
     local threads=$(( $5 < 4 ? $5 : 4 ))
     local extra=()
-    [ "$4" = mixed ] && extra+=(--read-pct 90 --read-write-barrier)
+    [ -n "${7:-}" ] && extra+=(--rate "$7")
+    # Reads and writes pipeline freely on one session for both servers.
+    [ "$4" = mixed ] && extra+=(--read-pct 90)
     "$bench_bin" run "$4" --server "127.0.0.1:$2" --server-pid "$3" --sessions "$5" --outstanding "$6" \
         --threads "$threads" --value-size 100 --keys 10000 --duration "$duration" --warmup "$warmup" \
         --quiet --json --label "$1" "${extra[@]}" >>"$results" ||
@@ -165,18 +171,21 @@ for w in create set get mixed; do
 done
 # The issue's reference points (8 sessions x 64 outstanding) and the server's minimal round trip.
 cells+=("create 8 64" "get 8 64" "ping 1 1")
+# Equal offered load (open loop, latency from the intended send time), below
+# both servers' capacity: the tail-latency comparison.
+cells+=("create 8 64 5000" "get 8 64 10000")
 
 for rep in $(seq "$repeats"); do
     for cell in "${cells[@]}"; do
-        read -r w s o <<<"$cell"
-        echo "==> rep $rep/$repeats: $w ${s}x$o"
+        read -r w s o rate <<<"$cell"
+        echo "==> rep $rep/$repeats: $w ${s}x$o${rate:+ at $rate ops/s}"
         # Alternate which server goes first, so drift hits both alike.
         if [ $((rep % 2)) = 1 ]; then
-            run_cell zoocore "$zoocore_port" "$zoocore_pid" "$w" "$s" "$o"
-            run_cell zookeeper "$zk_port" "$zk_pid" "$w" "$s" "$o"
+            run_cell zoocore "$zoocore_port" "$zoocore_pid" "$w" "$s" "$o" "$rate"
+            run_cell zookeeper "$zk_port" "$zk_pid" "$w" "$s" "$o" "$rate"
         else
-            run_cell zookeeper "$zk_port" "$zk_pid" "$w" "$s" "$o"
-            run_cell zoocore "$zoocore_port" "$zoocore_pid" "$w" "$s" "$o"
+            run_cell zookeeper "$zk_port" "$zk_pid" "$w" "$s" "$o" "$rate"
+            run_cell zoocore "$zoocore_port" "$zoocore_pid" "$w" "$s" "$o" "$rate"
         fi
     done
 done

@@ -3,6 +3,7 @@
 
 mod floors;
 mod memory;
+mod mntr;
 mod procfs;
 mod report;
 mod workload;
@@ -213,7 +214,11 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
         read_write_barrier: a.read_write_barrier,
         progress: !a.quiet && (duration + seconds(a.warmup, "--warmup")?) > Duration::from_secs(3),
     };
+    // The server's own log histograms (cumulative since it started), read
+    // before the warm-up and after the run.
+    let log_before = mntr::read(cfg.server);
     let r = workload::run(&cfg)?;
+    let log_after = mntr::read(cfg.server);
     let notes = r.saturation_notes(&cfg);
     if a.out.json {
         let errors: Vec<String> = r.errors.iter().map(|(k, v)| format!("{}:{v}", json_str(k))).collect();
@@ -233,6 +238,7 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
             .bool("read_write_barrier", cfg.read_write_barrier)
             .num("rate", cfg.rate)
             .num("window_s", Some(r.window.as_secs_f64()))
+            .num("warmup_s", Some(cfg.warmup.as_secs_f64()))
             .int("ops", r.ops)
             .num("throughput", Some(r.throughput()))
             .int("errors", r.error_count())
@@ -248,6 +254,8 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
             .bool("client_saturated", !notes.is_empty())
             .raw("saturation_notes", format!("[{}]", notes_json.join(",")))
             .raw("timeline", format!("[{}]", timeline.join(",")))
+            .raw("server_log_before", log_before.as_ref().map_or("null".into(), |m| m.to_json()))
+            .raw("server_log_after", log_after.as_ref().map_or("null".into(), |m| m.to_json()))
             .build();
         println!("{line}");
     } else {
@@ -273,6 +281,12 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
             r.client_cpu_cores,
             r.client_busiest_thread * 100.0
         );
+        if let Some(m) = &log_before {
+            println!("server log   before: {}", m.summary());
+        }
+        if let Some(m) = &log_after {
+            println!("server log   after:  {}", m.summary());
+        }
         if cfg.workload == Workload::EphemeralWatch {
             println!("watch events {}", r.watch_events);
         }
