@@ -67,7 +67,13 @@ impl LogMetrics {
     }
 }
 
+/// Batches up to this size reuse their DMA buffers (most batches are one or
+/// two blocks); a fresh buffer per batch cost an allocation and a zero-fill.
+const REUSED_BUFFER_MAX: usize = 64 * 1024;
+
 pub struct LogWriter {
+    /// Spare DMA buffers by length, for small batches.
+    spare_buffers: Vec<glommio::io::DmaBuffer>,
     dir: PathBuf,
     file: Option<DmaFile>,
     path: PathBuf,
@@ -94,6 +100,7 @@ impl LogWriter {
         let dir = log_dir(data_log_dir);
         std::fs::create_dir_all(&dir)?;
         Ok(LogWriter {
+            spare_buffers: Vec::new(),
             dir,
             file: None,
             path: PathBuf::new(),
@@ -175,12 +182,22 @@ impl LogWriter {
             file.pre_allocate(new_size, false).await.map_err(|e| io_err(&path, "preallocate", e))?;
             self.allocated = new_size;
         }
-        let mut buf = file.alloc_dma_buffer(len);
+        let mut buf = match self.spare_buffers.iter().position(|b| b.len() == len) {
+            Some(i) => self.spare_buffers.swap_remove(i),
+            None => file.alloc_dma_buffer(len),
+        };
+        // encode_batch overwrites every byte of `buf` (records, then zeros).
         let written_len = encode_batch(&refs, block, buf.as_bytes_mut())
             .map_err(|e| io::Error::other(format!("{}: cannot encode a batch: {e}", path.display())))?;
         assert_eq!(written_len, len, "batch length disagrees with batch_encoded_len");
         let started = Instant::now();
-        let n = file.write_at(buf, self.write_pos).await.map_err(|e| io_err(&path, "write", e))?;
+        let buf = std::rc::Rc::new(buf);
+        let n = file.write_rc_at(buf.clone(), self.write_pos).await.map_err(|e| io_err(&path, "write", e))?;
+        if len <= REUSED_BUFFER_MAX && self.spare_buffers.len() < 8 {
+            if let Ok(buf) = std::rc::Rc::try_unwrap(buf) {
+                self.spare_buffers.push(buf);
+            }
+        }
         if n != len {
             return Err(io::Error::other(format!(
                 "{}: short write at offset {}: {} of {} bytes",
