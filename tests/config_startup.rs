@@ -4,23 +4,14 @@
 
 mod common;
 
+use common::wait_until;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{ServerOptions, TestServer};
 use zoocore::client::Client;
 use zoocore::proto::types::{open_acl_unsafe, CreateMode};
-
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    cond()
-}
 
 #[test]
 fn malformed_line_fails_start_naming_file_and_line() {

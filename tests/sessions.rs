@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::wait_until;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,17 +19,6 @@ const TICK_MS: u32 = 200;
 
 fn start() -> TestServer {
     TestServer::start_with(ServerOptions { tick_ms: TICK_MS, ..ServerOptions::default() })
-}
-
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    cond()
 }
 
 #[test]

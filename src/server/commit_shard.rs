@@ -31,7 +31,7 @@ use crate::server::recovery::Recovered;
 use crate::server::snapshots::{SnapshotPolicy, Snapshotter};
 use crate::server::stats::ServerStats;
 use crate::session::{session_password, ExpiryQueue, SessionIdAllocator};
-use crate::storage::txn::{TxnBody, TxnRecord};
+use crate::storage::txn::{encode_write_txn, TxnBody, TxnRecord};
 use crate::tree::{DataTree, MultiOpResult, TxnContext, WriteOp, WriteResult};
 
 struct SessionEntry {
@@ -223,19 +223,21 @@ impl CommitShard {
         let ctx =
             TxnContext { session_id, zxid, time_ms, auth, extended_types_enabled: self.config.extended_types_enabled };
         let (result, triggers) = self.tree.execute(&ctx, write);
-        let body = match write {
-            WriteOp::CloseSession => TxnBody::CloseSession,
-            WriteOp::DeleteContainer { path } if op == op::DELETE_CONTAINER => {
-                TxnBody::DeleteContainer { path: path.clone() }
+        match write {
+            WriteOp::CloseSession => batch.log(TxnRecord { zxid, time_ms, session_id, body: TxnBody::CloseSession }),
+            WriteOp::DeleteContainer { path } if op == op::DELETE_CONTAINER => batch.log(TxnRecord {
+                zxid,
+                time_ms,
+                session_id,
+                body: TxnBody::DeleteContainer { path: path.clone() },
+            }),
+            _ => {
+                let err = result.as_ref().err().map(|e| e.code()).unwrap_or(0);
+                let mut buf = bytes::BytesMut::with_capacity(128);
+                encode_write_txn(&mut buf, zxid, time_ms, session_id, op, auth_ids, write, err);
+                batch.logged.push((zxid, buf.freeze()));
             }
-            _ => TxnBody::Write {
-                op,
-                auth_ids: auth_ids.to_vec(),
-                write: write.clone(),
-                err: result.as_ref().err().map(|e| e.code()).unwrap_or(0),
-            },
-        };
-        batch.log(TxnRecord { zxid, time_ms, session_id, body });
+        }
         (zxid, result, triggers)
     }
 

@@ -68,6 +68,34 @@ mod tag {
     pub const OP_CLOSE_SESSION: u8 = 8;
 }
 
+/// Encodes a client write's record from borrowed parts — the same bytes as
+/// `TxnRecord { body: TxnBody::Write { .. } }.encode(out)` — so the commit
+/// shard logs a write without cloning its request.
+#[allow(clippy::too_many_arguments)]
+pub fn encode_write_txn(
+    out: &mut BytesMut,
+    zxid: i64,
+    time_ms: i64,
+    session_id: i64,
+    op: i32,
+    auth_ids: &[Id],
+    write: &WriteOp,
+    err: i32,
+) {
+    let mut w = Writer::new(out);
+    w.i64(zxid).i64(time_ms).i64(session_id);
+    encode_write_body(&mut w, op, auth_ids, write, err);
+}
+
+fn encode_write_body(w: &mut Writer<'_>, op: i32, auth_ids: &[Id], write: &WriteOp, err: i32) {
+    w.u8(tag::WRITE).i32(op);
+    w.vec(auth_ids, |w, id| {
+        w.string(&id.scheme).string(&id.id);
+    });
+    w.i32(err);
+    encode_write_op(w, write);
+}
+
 impl TxnRecord {
     /// Appends the encoded record to `out`.
     pub fn encode(&self, out: &mut BytesMut) {
@@ -81,12 +109,7 @@ impl TxnRecord {
                 w.u8(tag::CLOSE_SESSION);
             }
             TxnBody::Write { op, auth_ids, write, err } => {
-                w.u8(tag::WRITE).i32(*op);
-                w.vec(auth_ids, |w, id| {
-                    w.string(&id.scheme).string(&id.id);
-                });
-                w.i32(*err);
-                encode_write_op(&mut w, write);
+                encode_write_body(&mut w, *op, auth_ids, write, *err);
             }
             TxnBody::DeleteContainer { path } => {
                 w.u8(tag::DELETE_CONTAINER).string(path);
@@ -236,6 +259,21 @@ mod tests {
 
     fn arb_write_op() -> impl Strategy<Value = WriteOp> {
         arb_leaf_op().prop_recursive(3, 24, 6, |inner| proptest::collection::vec(inner, 0..6).prop_map(WriteOp::Multi))
+    }
+
+    proptest! {
+        #[test]
+        fn borrowed_write_encoding_matches_the_record(
+            zxid in any::<i64>(), time in any::<i64>(), sid in any::<i64>(), op in any::<i32>(),
+            ids in proptest::collection::vec(arb_id(), 0..3), write in arb_write_op(), err in any::<i32>()
+        ) {
+            let mut borrowed = BytesMut::new();
+            encode_write_txn(&mut borrowed, zxid, time, sid, op, &ids, &write, err);
+            let mut owned = BytesMut::new();
+            TxnRecord { zxid, time_ms: time, session_id: sid, body: TxnBody::Write { op, auth_ids: ids, write, err } }
+                .encode(&mut owned);
+            prop_assert_eq!(borrowed, owned);
+        }
     }
 
     fn arb_body() -> impl Strategy<Value = TxnBody> {
