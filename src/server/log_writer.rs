@@ -7,6 +7,7 @@
 //! holds acknowledged records is never written again (see docs/storage.md).
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -208,7 +209,16 @@ impl LogWriter {
             )));
         }
         if self.mode == SyncMode::Fdatasync {
-            file.fdatasync().await.map_err(|e| io_err(&path, "fdatasync", e))?;
+            // fdatasync on the commit shard's own thread: io_uring hands a
+            // sync to an io-wq worker thread, which measured ~4x slower per
+            // batch here than the direct syscall. The shard has nothing else
+            // to do meanwhile; requests that arrive wait in the cross-shard
+            // channels and form the next batch.
+            // SAFETY: the fd belongs to `file`, which outlives the call.
+            if unsafe { libc::fdatasync(file.as_raw_fd()) } != 0 {
+                let e = io::Error::last_os_error();
+                return Err(io::Error::other(format!("fdatasync {}: {e}", path.display())));
+            }
         }
         let took = started.elapsed();
         self.write_pos += len as u64;
