@@ -32,19 +32,63 @@ pub enum FourLetterWhitelist {
     Only(BTreeSet<String>),
 }
 
-/// A `server.N` line, kept for a future quorum mode.
+/// Whether a server votes (`participant`) or only follows (`observer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LearnerRole {
+    Participant,
+    Observer,
+}
+
+impl LearnerRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LearnerRole::Participant => "participant",
+            LearnerRole::Observer => "observer",
+        }
+    }
+}
+
+/// A `server.N=host:quorumPort:electionPort[:role][;[clientHost:]clientPort]` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerEntry {
     pub id: u64,
     pub host: String,
     pub quorum_port: u16,
     pub election_port: u16,
-    /// `participant` or `observer`.
-    pub role: String,
-    /// `clientHost:clientPort` or `clientPort` after ';', if given.
-    pub client: Option<String>,
+    pub role: LearnerRole,
+    /// The client address after ';': host (None = all interfaces) and port.
+    pub client: Option<(Option<IpAddr>, u16)>,
     /// The value as written.
     pub raw: String,
+    /// Where it was written (for error messages).
+    pub line_no: usize,
+}
+
+/// The ensemble this server is a member of: present when zoo.cfg makes it
+/// a quorum member as Apache's QuorumPeerConfig decides (more than one
+/// voting server, or any server line with `standaloneEnabled=false`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumConfig {
+    /// From `dataDir/myid`.
+    pub my_id: u64,
+    /// Every `server.N` line, sorted by id.
+    pub servers: Vec<ServerEntry>,
+    /// In ticks: time for a learner to connect to and sync with the leader.
+    pub init_limit_ticks: u32,
+    /// In ticks: how far a learner may fall behind before it is dropped.
+    pub sync_limit_ticks: u32,
+    /// `readonlymode.enabled`: serve read-only clients while partitioned.
+    pub read_only_enabled: bool,
+}
+
+impl QuorumConfig {
+    pub fn me(&self) -> Option<&ServerEntry> {
+        self.servers.iter().find(|s| s.id == self.my_id)
+    }
+
+    pub fn voting_members(&self) -> impl Iterator<Item = &ServerEntry> {
+        self.servers.iter().filter(|s| s.role == LearnerRole::Participant)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +125,21 @@ pub struct Config {
     pub init_limit: Option<u32>,
     pub sync_limit: Option<u32>,
     pub servers: Vec<ServerEntry>,
+    /// `peerType` as written (`participant` or `observer`), if given.
+    pub peer_type: Option<LearnerRole>,
+    /// `standaloneEnabled` (default true): one server line alone runs standalone.
+    pub standalone_enabled: bool,
+    /// `readonlymode.enabled` (also `zookeeper.readonlymode.enabled`).
+    pub read_only_enabled: bool,
+    /// Set by `Config::load` (which reads `dataDir/myid`) when zoo.cfg
+    /// describes an ensemble member; None = standalone.
+    pub quorum: Option<QuorumConfig>,
+    /// Whether zoo.cfg had a `clientPort` line (a server line may give it).
+    pub client_port_set: bool,
+    /// Whether zoo.cfg had a `clientPortAddress` line.
+    pub client_port_address_set: bool,
+    /// The file the config came from, for messages.
+    pub source_name: String,
     /// Keys zoocore does not interpret, as written (last one wins).
     pub other: BTreeMap<String, String>,
 }
@@ -92,9 +151,6 @@ const MIN_SNAP_RETAIN_COUNT: u32 = 3;
 
 /// ZooKeeper keys that are recognised but have no effect in zoocore.
 const KNOWN_UNUSED_KEYS: &[&str] = &[
-    "peerType",
-    "electionAlg",
-    "standaloneEnabled",
     "reconfigEnabled",
     "localSessionsEnabled",
     "localSessionsUpgradingEnabled",
@@ -143,6 +199,13 @@ impl Config {
             init_limit: None,
             sync_limit: None,
             servers: Vec::new(),
+            peer_type: None,
+            standalone_enabled: true,
+            read_only_enabled: false,
+            quorum: None,
+            client_port_set: false,
+            client_port_address_set: false,
+            source_name: "embedded default".to_owned(),
             other: BTreeMap::new(),
         }
     }
@@ -163,7 +226,129 @@ impl Config {
             line: None,
             message: format!("cannot read: {e}"),
         })?;
-        Config::parse(&text, &name)
+        let (mut config, warnings) = Config::parse(&text, &name)?;
+        if config.is_distributed() {
+            let myid_path = config.data_dir.join("myid");
+            let myid = std::fs::read_to_string(&myid_path).map_err(|e| ConfigError {
+                source_name: myid_path.display().to_string(),
+                line: None,
+                message: format!(
+                    "cannot read the myid file ({e}); an ensemble member needs dataDir/myid holding its server id"
+                ),
+            })?;
+            let quorum = config.resolve_quorum(&myid, &myid_path.display().to_string())?;
+            // As Apache: a client address on the server line is used when
+            // zoo.cfg has no clientPort / clientPortAddress of its own.
+            if let Some((host, port)) = quorum.me().and_then(|me| me.client) {
+                if !config.client_port_set {
+                    config.client_port = port;
+                    config.client_port_set = true;
+                }
+                if let (Some(host), false) = (host, config.client_port_address_set) {
+                    config.client_port_address = host;
+                }
+            }
+            config.quorum = Some(quorum);
+        }
+        Ok((config, warnings))
+    }
+
+    /// Whether zoo.cfg makes this server an ensemble member, by Apache's
+    /// rule (QuorumPeerConfig.isDistributed): more than one voting server,
+    /// or any server line at all when `standaloneEnabled=false`.
+    pub fn is_distributed(&self) -> bool {
+        let voters = self.servers.iter().filter(|s| s.role == LearnerRole::Participant).count();
+        !self.servers.is_empty() && (voters > 1 || !self.standalone_enabled)
+    }
+
+    /// Checks the ensemble part of the config against `myid_text` (the
+    /// contents of dataDir/myid, read from `myid_source`).
+    pub fn resolve_quorum(&self, myid_text: &str, myid_source: &str) -> Result<QuorumConfig, ConfigError> {
+        let cfg_err =
+            |line: Option<usize>, message: String| ConfigError { source_name: self.source_name.clone(), line, message };
+        let my_id: u64 = myid_text.trim().parse().map_err(|_| ConfigError {
+            source_name: myid_source.to_owned(),
+            line: None,
+            message: format!("expected a server id (a whole number), found {:?}", myid_text.trim()),
+        })?;
+        let me = self.servers.iter().find(|s| s.id == my_id).ok_or_else(|| ConfigError {
+            source_name: myid_source.to_owned(),
+            line: None,
+            message: format!(
+                "myid is {my_id} but {} has no server.{my_id} line (servers: {})",
+                self.source_name,
+                self.servers.iter().map(|s| format!("server.{}", s.id)).collect::<Vec<_>>().join(", ")
+            ),
+        })?;
+        let init_limit_ticks =
+            self.init_limit.ok_or_else(|| cfg_err(None, "initLimit is not set (an ensemble needs it)".into()))?;
+        let sync_limit_ticks =
+            self.sync_limit.ok_or_else(|| cfg_err(None, "syncLimit is not set (an ensemble needs it)".into()))?;
+        if init_limit_ticks == 0 || sync_limit_ticks == 0 {
+            return Err(cfg_err(None, "initLimit and syncLimit must be at least 1 tick".into()));
+        }
+        if let Some(peer_type) = self.peer_type {
+            if peer_type != me.role {
+                return Err(cfg_err(
+                    Some(me.line_no),
+                    format!(
+                        "peerType={} but server.{my_id} is declared {}: make them agree",
+                        peer_type.as_str(),
+                        me.role.as_str()
+                    ),
+                ));
+            }
+        }
+        // Two endpoints on one host:port would make one server answer for two.
+        let mut seen: BTreeMap<(String, u16), (u64, &str, usize)> = BTreeMap::new();
+        for s in &self.servers {
+            let host = s.host.to_ascii_lowercase();
+            let mut endpoints =
+                vec![(host.clone(), s.quorum_port, "quorum port"), (host, s.election_port, "election port")];
+            if let Some((client_host, port)) = s.client {
+                let h = client_host.map(|h| h.to_string()).unwrap_or_else(|| s.host.to_ascii_lowercase());
+                endpoints.push((h, port, "client port"));
+            }
+            for (host, port, what) in endpoints {
+                if let Some((other_id, other_what, other_line)) =
+                    seen.insert((host.clone(), port), (s.id, what, s.line_no))
+                {
+                    return Err(cfg_err(
+                        Some(s.line_no),
+                        format!(
+                            "port clash: server.{} {what} {host}:{port} is already server.{other_id}'s {other_what} (line {other_line})",
+                            s.id
+                        ),
+                    ));
+                }
+            }
+        }
+        if [me.quorum_port, me.election_port].contains(&self.client_port) {
+            return Err(cfg_err(
+                Some(me.line_no),
+                format!("port clash: clientPort {} is also server.{my_id}'s quorum or election port", self.client_port),
+            ));
+        }
+        if let Some((_, port)) = me.client {
+            if self.client_port_set && port != self.client_port {
+                return Err(cfg_err(
+                    Some(me.line_no),
+                    format!(
+                        "server.{my_id} gives client port {port} but clientPort is {}: make them agree",
+                        self.client_port
+                    ),
+                ));
+            }
+        }
+        let mut servers = self.servers.clone();
+        servers.sort_by_key(|s| s.id);
+        Ok(QuorumConfig {
+            my_id,
+            servers,
+            init_limit_ticks,
+            sync_limit_ticks,
+            read_only_enabled: self.read_only_enabled,
+        })
     }
 
     /// Parses zoo.cfg text. Returns the config and warnings (unknown or
@@ -189,9 +374,13 @@ impl Config {
                 "tickTime" => cfg.tick_time_ms = parse_num::<u32>(value).filter(|&t| t > 0).ok_or_else(|| bad(""))?,
                 "dataDir" => data_dir = Some(non_empty_path(value).ok_or_else(|| bad(""))?),
                 "dataLogDir" => data_log_dir = Some(non_empty_path(value).ok_or_else(|| bad(""))?),
-                "clientPort" => cfg.client_port = parse_num(value).ok_or_else(|| bad(""))?,
+                "clientPort" => {
+                    cfg.client_port = parse_num(value).ok_or_else(|| bad(""))?;
+                    cfg.client_port_set = true;
+                }
                 "clientPortAddress" => {
-                    cfg.client_port_address = parse_ip(value).ok_or_else(|| bad(" (an IP address)"))?
+                    cfg.client_port_address = parse_ip(value).ok_or_else(|| bad(" (an IP address)"))?;
+                    cfg.client_port_address_set = true;
                 }
                 "maxClientCnxns" => cfg.max_client_cnxns = parse_num(value).ok_or_else(|| bad(""))?,
                 "minSessionTimeout" => min_timeout = Some(parse_timeout(value).ok_or_else(|| bad(""))?),
@@ -245,9 +434,35 @@ impl Config {
                 }
                 "initLimit" => cfg.init_limit = Some(parse_num(value).ok_or_else(|| bad(""))?),
                 "syncLimit" => cfg.sync_limit = Some(parse_num(value).ok_or_else(|| bad(""))?),
+                "peerType" => {
+                    cfg.peer_type = Some(match value {
+                        "participant" => LearnerRole::Participant,
+                        "observer" => LearnerRole::Observer,
+                        _ => return Err(bad(" (expected participant or observer)")),
+                    })
+                }
+                "electionAlg" => {
+                    if value != "3" {
+                        return Err(bad(" (only 3, fast leader election, exists since ZooKeeper 3.6)"));
+                    }
+                }
+                "standaloneEnabled" => cfg.standalone_enabled = parse_bool(value).ok_or_else(|| bad(""))?,
+                "readonlymode.enabled" => cfg.read_only_enabled = parse_bool(value).ok_or_else(|| bad(""))?,
                 k if k.starts_with("server.") => {
-                    let entry = parse_server(k, value).ok_or_else(|| bad(""))?;
-                    cfg.servers.retain(|s| s.id != entry.id);
+                    let entry = parse_server(k, value, entry.line_no).map_err(|why| {
+                        err(
+                            line_no,
+                            format!(
+                                "bad {key} line {value:?}: {why} (expected host:quorumPort:electionPort[:participant|observer][;[clientHost:]clientPort])"
+                            ),
+                        )
+                    })?;
+                    if let Some(previous) = cfg.servers.iter().find(|s| s.id == entry.id) {
+                        return Err(err(
+                            line_no,
+                            format!("server.{} is declared twice (first on line {})", entry.id, previous.line_no),
+                        ));
+                    }
                     cfg.servers.push(entry);
                 }
                 k => {
@@ -266,6 +481,7 @@ impl Config {
             }
         }
 
+        cfg.source_name = source_name.to_owned();
         cfg.data_dir = data_dir.ok_or_else(|| err(None, "dataDir is not set".to_owned()))?;
         cfg.data_log_dir = data_log_dir.unwrap_or_else(|| cfg.data_dir.clone());
         // -1 (or absent) means "derive from tickTime", as in ZooKeeper.
@@ -455,28 +671,63 @@ fn parse_purge_interval(value: &str) -> Option<u64> {
     n.checked_mul(factor)
 }
 
-/// `server.N=host:quorumPort:electionPort[:role][;[clientHost:]clientPort]`.
-fn parse_server(key: &str, value: &str) -> Option<ServerEntry> {
-    let id: u64 = key.strip_prefix("server.")?.parse().ok()?;
+/// `server.N=host:quorumPort:electionPort[:role][;[clientHost:]clientPort]`;
+/// the error says what is wrong with it.
+fn parse_server(key: &str, value: &str, line_no: usize) -> Result<ServerEntry, String> {
+    let id: u64 = key
+        .strip_prefix("server.")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("{key:?} is not server.<id> with a whole-number id"))?;
     let (addresses, client) = match value.split_once(';') {
-        Some((a, c)) => (a.trim(), Some(c.trim().to_owned())),
+        Some((a, c)) => (a.trim(), Some(parse_client_address(c.trim())?)),
         None => (value.trim(), None),
     };
+    if addresses.contains('|') {
+        return Err("several addresses per server (multiAddress) are not supported".into());
+    }
     let (host, rest) = if let Some(after) = addresses.strip_prefix('[') {
-        let (h, r) = after.split_once(']')?;
-        (h.to_owned(), r.strip_prefix(':')?)
+        let (h, r) = after.split_once(']').ok_or("unclosed '[' in the host")?;
+        (h.to_owned(), r.strip_prefix(':').ok_or("expected ':' after the host")?)
     } else {
-        let (h, r) = addresses.split_once(':')?;
+        let (h, r) = addresses.split_once(':').ok_or("no ports")?;
         (h.to_owned(), r)
     };
-    let mut parts = rest.split(':');
-    let quorum_port = parts.next()?.trim().parse().ok()?;
-    let election_port = parts.next()?.trim().parse().ok()?;
-    let role = parts.next().map(|r| r.trim().to_owned()).unwrap_or_else(|| "participant".to_owned());
-    if parts.next().is_some() || host.is_empty() || !(role == "participant" || role == "observer") {
-        return None;
+    if host.is_empty() {
+        return Err("empty host".into());
     }
-    Some(ServerEntry { id, host, quorum_port, election_port, role, client, raw: value.to_owned() })
+    let mut parts = rest.split(':');
+    let port = |p: Option<&str>, what: &str| -> Result<u16, String> {
+        let p = p.ok_or_else(|| format!("missing {what}"))?.trim();
+        p.parse::<u16>().ok().filter(|&n| n > 0).ok_or_else(|| format!("bad {what} {p:?}"))
+    };
+    let quorum_port = port(parts.next(), "quorum port")?;
+    let election_port = port(parts.next(), "election port")?;
+    let role = match parts.next().map(str::trim) {
+        None | Some("participant") => LearnerRole::Participant,
+        Some("observer") => LearnerRole::Observer,
+        Some(other) => return Err(format!("unknown role {other:?} (participant or observer)")),
+    };
+    if parts.next().is_some() {
+        return Err("too many ':' fields".into());
+    }
+    if quorum_port == election_port {
+        return Err("the quorum and election ports must differ".into());
+    }
+    Ok(ServerEntry { id, host, quorum_port, election_port, role, client, raw: value.to_owned(), line_no })
+}
+
+/// `[clientHost:]clientPort` after a server line's ';'.
+fn parse_client_address(text: &str) -> Result<(Option<IpAddr>, u16), String> {
+    let (host, port) = match text.rsplit_once(':') {
+        Some((h, p)) => (Some(h), p),
+        None => (None, text),
+    };
+    let port = port.trim().parse::<u16>().ok().filter(|&n| n > 0).ok_or_else(|| format!("bad client port {port:?}"))?;
+    let host = match host {
+        None => None,
+        Some(h) => Some(parse_ip(h.trim()).ok_or_else(|| format!("client host {h:?} is not an IP address"))?),
+    };
+    Ok((host, port))
 }
 
 #[cfg(test)]
@@ -554,11 +805,16 @@ mod tests {
         assert_eq!(c.servers[0].host, "zk1");
         assert_eq!((c.servers[0].quorum_port, c.servers[0].election_port), (2888, 3888));
         assert_eq!(c.servers[1].host, "::1");
-        assert_eq!(c.servers[1].role, "observer");
-        assert_eq!(c.servers[1].client.as_deref(), Some("2182"));
-        assert_eq!(warnings.len(), 2, "{warnings:?}");
-        assert!(warnings[0].contains("standaloneEnabled") && warnings[0].contains("zoo.cfg:16"));
-        assert!(warnings[1].contains("foo.bar") && warnings[1].contains("unknown"));
+        assert_eq!(c.servers[1].role, LearnerRole::Observer);
+        assert_eq!(c.servers[1].client, Some((None, 2182)));
+        assert_eq!(c.servers[1].line_no, 19);
+        assert!(c.standalone_enabled);
+        // One voter with standaloneEnabled: standalone, as Apache.
+        assert!(!c.is_distributed());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("foo.bar") && warnings[0].contains("unknown") && warnings[0].contains("zoo.cfg:17")
+        );
         assert_eq!(c.other.get("foo.bar").map(String::as_str), Some("1"));
     }
 
@@ -603,5 +859,85 @@ mod tests {
         assert_eq!(e.to_string(), "zoo.cfg: dataDir is not set");
         let e = Config::parse("dataDir=/d\nextendedTypesEnabled=maybe\n", "zoo.cfg").unwrap_err();
         assert_eq!(e.line, Some(2));
+    }
+
+    const ENSEMBLE: &str = "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir=/d\nclientPort=2181\n\
+        server.1=127.0.0.1:2888:3888\nserver.2=127.0.0.2:2888:3888\nserver.3=127.0.0.3:2888:3888:participant;2181\n";
+
+    #[test]
+    fn ensemble_config_resolves_with_myid() {
+        let (c, warnings) = Config::parse(ENSEMBLE, "zoo.cfg").unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert!(c.is_distributed());
+        let q = c.resolve_quorum("2\n", "/d/myid").unwrap();
+        assert_eq!(q.my_id, 2);
+        assert_eq!((q.init_limit_ticks, q.sync_limit_ticks), (10, 5));
+        assert_eq!(q.me().map(|m| m.host.as_str()), Some("127.0.0.2"));
+        assert_eq!(q.voting_members().count(), 3);
+        assert!(!q.read_only_enabled);
+    }
+
+    #[test]
+    fn ensemble_errors_name_the_file_or_line() {
+        let (c, _) = Config::parse(ENSEMBLE, "zoo.cfg").unwrap();
+        let e = c.resolve_quorum("7", "/d/myid").unwrap_err();
+        assert!(e.to_string().starts_with("/d/myid: myid is 7 but zoo.cfg has no server.7"), "{e}");
+        let e = c.resolve_quorum("one", "/d/myid").unwrap_err();
+        assert!(e.to_string().starts_with("/d/myid: expected a server id"), "{e}");
+
+        let no_limits = ENSEMBLE.replace("initLimit=10\n", "");
+        let (c, _) = Config::parse(&no_limits, "zoo.cfg").unwrap();
+        assert_eq!(
+            c.resolve_quorum("1", "m").unwrap_err().to_string(),
+            "zoo.cfg: initLimit is not set (an ensemble needs it)"
+        );
+
+        let clash = ENSEMBLE.replace("server.2=127.0.0.2:2888:3888", "server.2=127.0.0.1:3888:3999");
+        let (c, _) = Config::parse(&clash, "zoo.cfg").unwrap();
+        let e = c.resolve_quorum("1", "m").unwrap_err();
+        assert_eq!(e.line, Some(7), "{e}");
+        assert!(e.message.contains("port clash") && e.message.contains("server.1's election port"), "{e}");
+
+        let client_clash = ENSEMBLE.replace("clientPort=2181", "clientPort=2888");
+        let (c, _) = Config::parse(&client_clash, "zoo.cfg").unwrap();
+        assert!(c.resolve_quorum("1", "m").unwrap_err().message.contains("port clash"));
+
+        let client_mismatch = ENSEMBLE.replace("clientPort=2181", "clientPort=2182");
+        let (c, _) = Config::parse(&client_mismatch, "zoo.cfg").unwrap();
+        assert_eq!(c.resolve_quorum("3", "m").unwrap_err().line, Some(8));
+
+        let peer_type = format!("{ENSEMBLE}peerType=observer\n");
+        let (c, _) = Config::parse(&peer_type, "zoo.cfg").unwrap();
+        assert!(c.resolve_quorum("1", "m").unwrap_err().message.contains("peerType=observer"));
+
+        for (bad, why) in [
+            ("server.4=h:1", "missing election port"),
+            ("server.4=h:1:1", "must differ"),
+            ("server.4=h:1:2:leader", "unknown role"),
+            ("server.x=h:1:2", "server.<id>"),
+            ("server.4=h:1:2;host:9", "not an IP address"),
+            ("server.4=:1:2", "empty host"),
+            ("server.1=h:4:5", "declared twice"),
+            ("electionAlg=1", "only 3"),
+            ("peerType=leader", "participant or observer"),
+        ] {
+            let text = format!("{ENSEMBLE}{bad}\n");
+            let e = Config::parse(&text, "zoo.cfg").unwrap_err();
+            assert_eq!(e.line, Some(9), "{bad}: {e}");
+            assert!(e.message.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn when_a_config_is_an_ensemble() {
+        let one = "dataDir=/d\nserver.1=127.0.0.1:2888:3888\n";
+        assert!(!Config::parse(one, "z").unwrap().0.is_distributed());
+        let one_not_standalone = format!("{one}standaloneEnabled=false\n");
+        assert!(Config::parse(&one_not_standalone, "z").unwrap().0.is_distributed());
+        let voter_and_observer = format!("{one}server.2=127.0.0.2:2888:3888:observer\n");
+        assert!(!Config::parse(&voter_and_observer, "z").unwrap().0.is_distributed());
+        let ro = format!("{ENSEMBLE}zookeeper.readonlymode.enabled=true\n");
+        let (c, _) = Config::parse(&ro, "z").unwrap();
+        assert!(c.resolve_quorum("1", "m").unwrap().read_only_enabled);
     }
 }

@@ -137,3 +137,98 @@ fn sigterm_exits_zero_promptly() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(!s.is_running());
 }
+
+/// Runs `zoocore server --config` on `cfg_text` (with `myid` written into
+/// dataDir when given) and returns its exit status and stderr; the server
+/// must exit by itself.
+fn start_expecting_exit(name: &str, cfg_text: &str, myid: Option<&str>) -> (std::process::ExitStatus, String) {
+    let dir = std::env::temp_dir().join(format!("zoocore-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    if let Some(id) = myid {
+        std::fs::write(data.join("myid"), id).unwrap();
+    }
+    let cfg = dir.join("zoo.cfg");
+    std::fs::write(&cfg, cfg_text.replace("@DATA@", &data.display().to_string())).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zoocore"))
+        .args(["server", "--config"])
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = wait_until(Duration::from_secs(10), || matches!(child.try_wait(), Ok(Some(_))));
+    if !exited {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(exited, "zoocore must exit on this config, not serve");
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn ensemble_cfg(client_port: u16) -> String {
+    format!(
+        "tickTime=500\ninitLimit=10\nsyncLimit=5\ndataDir=@DATA@\nclientPort={client_port}\nclientPortAddress=127.0.0.1\n\
+         server.1=127.0.0.1:{}:{}\nserver.2=127.0.0.2:{}:{}\nserver.3=127.0.0.3:{}:{}\n",
+        client_port + 1,
+        client_port + 2,
+        client_port + 1,
+        client_port + 2,
+        client_port + 1,
+        client_port + 2
+    )
+}
+
+/// The safety fix: an ensemble zoo.cfg must not start three independent
+/// standalone servers. Until quorum mode exists the member refuses to start,
+/// and nobody can connect to it meanwhile.
+#[test]
+fn ensemble_config_is_refused_not_run_standalone() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (status, stderr) = start_expecting_exit("ensemble", &ensemble_cfg(port), Some("2\n"));
+    assert!(!status.success(), "{status:?}");
+    assert!(stderr.contains("describes an ensemble"), "{stderr}");
+    assert!(stderr.contains("server.1, server.2, server.3; this is server.2"), "{stderr}");
+    assert!(stderr.contains("refuses to start"), "{stderr}");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "nothing may listen on the client port");
+}
+
+#[test]
+fn ensemble_config_without_myid_names_the_file() {
+    let (status, stderr) = start_expecting_exit("nomyid", &ensemble_cfg(40000), None);
+    assert!(!status.success());
+    assert!(stderr.contains("data/myid: cannot read the myid file"), "{stderr}");
+}
+
+#[test]
+fn ensemble_config_with_foreign_myid_names_the_file() {
+    let (status, stderr) = start_expecting_exit("badmyid", &ensemble_cfg(40000), Some("9"));
+    assert!(!status.success());
+    assert!(stderr.contains("myid: myid is 9 but") && stderr.contains("has no server.9 line"), "{stderr}");
+}
+
+#[test]
+fn bad_server_line_names_the_line() {
+    let text = "dataDir=@DATA@\ninitLimit=5\nsyncLimit=2\nserver.1=127.0.0.1:2888:3888\nserver.2=127.0.0.1:2888\n";
+    let (status, stderr) = start_expecting_exit("badserver", text, Some("1"));
+    assert!(!status.success());
+    assert!(stderr.contains("zoo.cfg:5: bad server.2 line") && stderr.contains("missing election port"), "{stderr}");
+}
+
+/// One server line with standaloneEnabled (the default) is standalone in
+/// Apache ZooKeeper, and so it is here.
+#[test]
+fn single_server_line_runs_standalone() {
+    let s = TestServer::start_with(ServerOptions {
+        extra_config: "server.1=127.0.0.1:2888:3888\ninitLimit=5\nsyncLimit=2\n".into(),
+        ..Default::default()
+    });
+    let c = Client::connect(s.addr, Duration::from_secs(10)).unwrap();
+    c.ping().unwrap();
+}

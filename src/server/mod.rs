@@ -119,6 +119,19 @@ impl std::error::Error for StartError {}
 
 /// Starts the shards and blocks until the server stops.
 pub fn run(config: Config, repair: bool) -> Result<(), StartError> {
+    if let Some(quorum) = &config.quorum {
+        // Serving alone from an ensemble config would let each member accept
+        // writes the others never see: refuse until quorum mode exists.
+        let members: Vec<String> = quorum.servers.iter().map(|s| format!("server.{}", s.id)).collect();
+        return Err(StartError(format!(
+            "{} describes an ensemble ({}; this is server.{}), and zoocore cannot run as an ensemble member yet. \
+             It refuses to start rather than serve as an independent standalone server, which would let the \
+             members diverge. To run standalone, remove the server.N lines (or keep one, with standaloneEnabled=true).",
+            config.source_name,
+            members.join(", "),
+            quorum.my_id
+        )));
+    }
     let config = Arc::new(config);
     let cores: Vec<usize> =
         core_affinity::get_core_ids().map(|ids| ids.into_iter().map(|c| c.id).collect()).unwrap_or_default();
