@@ -5,10 +5,10 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::proto::op;
 use crate::storage::log_format::{decode_file_header, scan_log, Tail};
 use crate::storage::snapshot_format::read_snapshot;
-use crate::storage::txn::{TxnBody, TxnRecord};
-use crate::tree::WriteOp;
+use crate::storage::txn::{LoggedTxn, Txn};
 
 /// Prints every transaction of a log file; Err if a checksum fails.
 pub fn log_dump(path: &Path, out: &mut String) -> Result<(), String> {
@@ -24,7 +24,7 @@ pub fn log_dump(path: &Path, out: &mut String) -> Result<(), String> {
         scan.records.len()
     );
     for r in &scan.records {
-        match TxnRecord::decode(bytes.slice(r.payload.clone())) {
+        match LoggedTxn::decode(bytes.slice(r.payload.clone())) {
             Ok(rec) => {
                 let _ = writeln!(out, "{}", describe(&rec));
             }
@@ -44,37 +44,40 @@ pub fn log_dump(path: &Path, out: &mut String) -> Result<(), String> {
     }
 }
 
-fn describe(rec: &TxnRecord) -> String {
-    let head = format!("zxid 0x{:x} time {} session 0x{:x}", rec.zxid, rec.time_ms, rec.session_id);
-    match &rec.body {
-        TxnBody::CreateSession { timeout_ms } => format!("{head} createSession timeout={timeout_ms}"),
-        TxnBody::CloseSession => format!("{head} closeSession"),
-        TxnBody::DeleteContainer { path } => format!("{head} deleteContainer {path}"),
-        TxnBody::Write { op, write, err, .. } => {
-            let outcome = if *err == 0 { String::new() } else { format!(" -> error {err}") };
-            format!("{head} op={op} {}{outcome}", describe_write(write))
-        }
-    }
+fn describe(logged: &LoggedTxn) -> String {
+    let h = &logged.header;
+    let head = format!("zxid 0x{:x} time {} session 0x{:x} cxid {}", h.zxid, h.time_ms, h.session_id, h.cxid);
+    format!("{head} {}", describe_txn(h.op, &logged.txn))
 }
 
-fn describe_write(w: &WriteOp) -> String {
-    match w {
-        WriteOp::Create { path, data, flags, ttl, .. } => {
-            let ttl = ttl.map(|t| format!(" ttl={t}")).unwrap_or_default();
-            format!("create {path} flags={flags}{ttl} data={}", data_len(data.as_deref()))
+fn describe_txn(txn_op: i32, txn: &Txn) -> String {
+    match txn {
+        Txn::Create { path, data, ephemeral, parent_cversion, .. } => {
+            let name = if txn_op == op::CREATE2 { "create2" } else { "create" };
+            let kind = if *ephemeral { " ephemeral" } else { "" };
+            format!("{name} {path}{kind} parentCVersion={parent_cversion} data={}", data_len(data.as_deref()))
         }
-        WriteOp::Delete { path, version } => format!("delete {path} version={version}"),
-        WriteOp::SetData { path, data, version } => {
+        Txn::CreateContainer { path, data, .. } => format!("createContainer {path} data={}", data_len(data.as_deref())),
+        Txn::CreateTtl { path, data, ttl_ms, .. } => {
+            format!("createTTL {path} ttl={ttl_ms} data={}", data_len(data.as_deref()))
+        }
+        Txn::Delete { path } if txn_op == op::DELETE_CONTAINER => format!("deleteContainer {path}"),
+        Txn::Delete { path } => format!("delete {path}"),
+        Txn::SetData { path, data, version } => {
             format!("setData {path} version={version} data={}", data_len(data.as_deref()))
         }
-        WriteOp::SetAcl { path, acl, version } => format!("setACL {path} version={version} acl={acl:?}"),
-        WriteOp::Check { path, version } => format!("check {path} version={version}"),
-        WriteOp::Multi(ops) => {
-            let inner: Vec<String> = ops.iter().map(describe_write).collect();
+        Txn::SetAcl { path, acl, version } => format!("setACL {path} version={version} acl={acl:?}"),
+        Txn::Check { path, version } => format!("check {path} version={version}"),
+        Txn::Multi(subs) => {
+            let inner: Vec<String> = subs.iter().map(|(t, sub)| describe_txn(*t, sub)).collect();
             format!("multi [{}]", inner.join("; "))
         }
-        WriteOp::DeleteContainer { path } => format!("deleteContainer {path}"),
-        WriteOp::CloseSession => "closeSession".to_string(),
+        Txn::CreateSession { timeout_ms } => format!("createSession timeout={timeout_ms}"),
+        Txn::CloseSession { paths_to_delete } => match paths_to_delete {
+            Some(paths) => format!("closeSession deleting {paths:?}"),
+            None => "closeSession".to_owned(),
+        },
+        Txn::Error { err } => format!("error {err}"),
     }
 }
 

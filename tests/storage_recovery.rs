@@ -15,7 +15,7 @@ use zoocore::client::Client;
 use zoocore::proto::{open_acl_unsafe, CreateMode, EventType};
 use zoocore::server::recovery::list_by_zxid;
 use zoocore::storage::log_format::{decode_file_header, scan_log};
-use zoocore::storage::txn::{TxnBody, TxnRecord};
+use zoocore::storage::txn::{LoggedTxn, Txn};
 use zoocore::tree::WriteOp;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,16 +53,17 @@ struct BatchInfo {
     paths: Vec<String>,
 }
 
-fn write_path(w: &WriteOp) -> Vec<String> {
-    match w {
-        WriteOp::Create { path, .. }
-        | WriteOp::Delete { path, .. }
-        | WriteOp::SetData { path, .. }
-        | WriteOp::SetAcl { path, .. }
-        | WriteOp::Check { path, .. }
-        | WriteOp::DeleteContainer { path } => vec![path.clone()],
-        WriteOp::Multi(ops) => ops.iter().flat_map(write_path).collect(),
-        WriteOp::CloseSession => vec![],
+fn txn_path(t: &Txn) -> Vec<String> {
+    match t {
+        Txn::Create { path, .. }
+        | Txn::CreateContainer { path, .. }
+        | Txn::CreateTtl { path, .. }
+        | Txn::Delete { path }
+        | Txn::SetData { path, .. }
+        | Txn::SetAcl { path, .. }
+        | Txn::Check { path, .. } => vec![path.clone()],
+        Txn::Multi(subs) => subs.iter().flat_map(|(_, sub)| txn_path(sub)).collect(),
+        Txn::CreateSession { .. } | Txn::CloseSession { .. } | Txn::Error { .. } => vec![],
     }
 }
 
@@ -82,12 +83,10 @@ fn batches(bytes: &[u8]) -> Vec<BatchInfo> {
         at = used_end.div_ceil(bs) * bs;
     }
     for r in &scan.records {
-        let rec = TxnRecord::decode(bytes::Bytes::copy_from_slice(&bytes[r.payload.clone()])).expect("txn decodes");
+        let rec = LoggedTxn::decode(bytes::Bytes::copy_from_slice(&bytes[r.payload.clone()])).expect("txn decodes");
         let b =
             out.iter_mut().find(|b| b.start <= r.payload.start && r.payload.end <= b.end).expect("record in a batch");
-        if let TxnBody::Write { write, .. } = &rec.body {
-            b.paths.extend(write_path(write));
-        }
+        b.paths.extend(txn_path(&rec.txn));
     }
     out
 }

@@ -22,7 +22,6 @@ use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
 use crate::acl::{AuthContext, ServerIdentity};
 use crate::config::Config;
 use crate::proto::records::{MultiResult, Response};
-use crate::proto::Id;
 use crate::proto::{op, ErrorCode, Stat};
 use crate::server::fourlw;
 use crate::server::log_writer::LogWriter;
@@ -31,7 +30,7 @@ use crate::server::recovery::Recovered;
 use crate::server::snapshots::{SnapshotPolicy, Snapshotter};
 use crate::server::stats::ServerStats;
 use crate::session::{session_password, ExpiryQueue, SessionIdAllocator};
-use crate::storage::txn::{encode_write_txn, TxnBody, TxnRecord};
+use crate::storage::txn::{encode_txn, Txn, TxnHeader};
 use crate::tree::{DataTree, MultiOpResult, TxnContext, WriteOp, WriteResult};
 
 struct SessionEntry {
@@ -209,36 +208,27 @@ impl CommitShard {
         self.last_zxid
     }
 
+    /// Prepares and applies one write at the next zxid and logs its txn.
     fn execute(
         &mut self,
         batch: &mut BatchBuilder,
         session_id: i64,
-        op: i32,
+        cxid: i32,
         write: &WriteOp,
         auth: &dyn AuthContext,
-        auth_ids: &[Id],
     ) -> (i64, Result<crate::tree::WriteResult, ErrorCode>, Vec<crate::tree::WatchTrigger>) {
         let zxid = self.next_zxid();
-        let time_ms = wall_clock_ms();
-        let ctx =
-            TxnContext { session_id, zxid, time_ms, auth, extended_types_enabled: self.config.extended_types_enabled };
-        let (result, triggers) = self.tree.execute(&ctx, write);
-        match write {
-            WriteOp::CloseSession => batch.log(TxnRecord { zxid, time_ms, session_id, body: TxnBody::CloseSession }),
-            WriteOp::DeleteContainer { path } if op == op::DELETE_CONTAINER => batch.log(TxnRecord {
-                zxid,
-                time_ms,
-                session_id,
-                body: TxnBody::DeleteContainer { path: path.clone() },
-            }),
-            _ => {
-                let err = result.as_ref().err().map(|e| e.code()).unwrap_or(0);
-                let mut buf = bytes::BytesMut::with_capacity(128);
-                encode_write_txn(&mut buf, zxid, time_ms, session_id, op, auth_ids, write, err);
-                batch.logged.push((zxid, buf.freeze()));
-            }
-        }
-        (zxid, result, triggers)
+        let ctx = TxnContext {
+            session_id,
+            cxid,
+            zxid,
+            time_ms: wall_clock_ms(),
+            auth,
+            extended_types_enabled: self.config.extended_types_enabled,
+        };
+        let executed = self.tree.execute(&ctx, write);
+        batch.log(&executed.header, &executed.txn);
+        (zxid, executed.result, executed.triggers)
     }
 
     async fn handle(&mut self, msg: ToCommit, batch: &mut BatchBuilder) {
@@ -247,8 +237,10 @@ impl CommitShard {
             ToCommit::CreateSession { conn, timeout_ms } => {
                 let session_id = self.session_ids.next_id();
                 let zxid = self.next_zxid();
-                let body = TxnBody::CreateSession { timeout_ms };
-                batch.log(TxnRecord { zxid, time_ms: wall_clock_ms(), session_id, body });
+                let header = TxnHeader { session_id, cxid: 0, zxid, time_ms: wall_clock_ms(), op: op::CREATE_SESSION };
+                let txn = Txn::CreateSession { timeout_ms };
+                let _ = self.tree.apply_txn(&header, &txn);
+                batch.log(&header, &txn);
                 self.sessions.insert(session_id, SessionEntry { timeout_ms, owner: Some(conn) });
                 self.expiry.touch(session_id, timeout_ms as i64, now);
                 self.stats.sessions_changed(self.sessions.len() as u64);
@@ -305,7 +297,7 @@ impl CommitShard {
                     return;
                 }
                 self.expiry.touch(session_id, self.sessions[&session_id].timeout_ms as i64, now);
-                let (zxid, result, triggers) = self.execute(batch, session_id, op, &write, auth.as_ref(), auth.ids());
+                let (zxid, result, triggers) = self.execute(batch, session_id, xid, &write, auth.as_ref());
                 let result = result.map(|r| write_response(op, &write, &r));
                 batch.entries.push(BatchEntry::Txn {
                     zxid,
@@ -398,8 +390,7 @@ impl CommitShard {
         self.sessions.remove(&session_id);
         self.expiry.remove(session_id);
         self.stats.sessions_changed(self.sessions.len() as u64);
-        let (zxid, _result, triggers) =
-            self.execute(batch, session_id, op::CLOSE_SESSION, &WriteOp::CloseSession, &ServerIdentity, &[]);
+        let (zxid, _result, triggers) = self.execute(batch, session_id, 0, &WriteOp::CloseSession, &ServerIdentity);
         batch.entries.push(BatchEntry::Txn {
             zxid,
             triggers,
@@ -432,7 +423,7 @@ impl CommitShard {
             self.tree.reapable(wall_clock_ms(), self.config.container_max_never_used_interval_ms as i64, per_interval);
         for path in candidates {
             let write = WriteOp::DeleteContainer { path: path.clone() };
-            let (zxid, result, triggers) = self.execute(batch, 0, op::DELETE_CONTAINER, &write, &ServerIdentity, &[]);
+            let (zxid, result, triggers) = self.execute(batch, 0, 0, &write, &ServerIdentity);
             if let Err(e) = &result {
                 tracing::debug!(%path, error = %e, "reaper skipped a node");
             }
@@ -444,17 +435,17 @@ impl CommitShard {
 #[derive(Default)]
 struct BatchBuilder {
     entries: Vec<BatchEntry>,
-    /// (zxid, encoded TxnRecord) for the log.
+    /// (zxid, encoded txn payload) for the log.
     logged: Vec<(i64, Bytes)>,
     /// When the requests behind `logged` reached the commit shard.
     arrivals: Vec<Instant>,
 }
 
 impl BatchBuilder {
-    fn log(&mut self, rec: TxnRecord) {
+    fn log(&mut self, header: &TxnHeader, txn: &Txn) {
         let mut buf = bytes::BytesMut::with_capacity(128);
-        rec.encode(&mut buf);
-        self.logged.push((rec.zxid, buf.freeze()));
+        encode_txn(&mut buf, header, txn, None);
+        self.logged.push((header.zxid, buf.freeze()));
     }
 }
 
@@ -491,7 +482,10 @@ fn write_response(opcode: i32, write: &WriteOp, res: &WriteResult) -> Option<Res
                 .collect();
             Some(Response::Multi(results))
         }
-        WriteResult::Deleted | WriteResult::Checked | WriteResult::SessionClosed { .. } => None,
+        WriteResult::Deleted
+        | WriteResult::Checked
+        | WriteResult::SessionClosed { .. }
+        | WriteResult::SessionCreated => None,
     }
 }
 

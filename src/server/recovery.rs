@@ -11,11 +11,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::acl::{AuthContext, Authz, ServerIdentity};
 use crate::storage::log_format::{decode_file_header, scan_log, Tail};
 use crate::storage::snapshot_format::read_snapshot;
-use crate::storage::txn::{TxnBody, TxnRecord};
-use crate::tree::{DataTree, TxnContext, WriteOp};
+use crate::storage::txn::{LoggedTxn, Txn};
+use crate::tree::DataTree;
 
 use super::log_writer::log_dir;
 
@@ -140,7 +139,7 @@ pub fn recover(data_dir: &Path, data_log_dir: &Path, repair: bool) -> Result<Rec
                     last_zxid + 1
                 )));
             }
-            let rec = TxnRecord::decode(bytes.slice(record.payload.clone())).map_err(|e| {
+            let rec = LoggedTxn::decode(bytes.slice(record.payload.clone())).map_err(|e| {
                 RecoveryError(format!("{}: transaction 0x{zxid:x} does not decode: {e}", path.display()))
             })?;
             apply(&mut tree, &mut sessions, &rec);
@@ -199,41 +198,20 @@ pub fn recover(data_dir: &Path, data_log_dir: &Path, repair: bool) -> Result<Rec
     Ok(Recovered { tree, last_zxid, sessions, snapshot_zxid, replayed })
 }
 
-/// Replays one logged transaction exactly as it ran.
-pub fn apply(tree: &mut DataTree, sessions: &mut BTreeMap<i64, i32>, rec: &TxnRecord) {
-    fn ctx_with<'a>(rec: &TxnRecord, auth: &'a dyn AuthContext, extended: bool) -> TxnContext<'a> {
-        TxnContext {
-            session_id: rec.session_id,
-            zxid: rec.zxid,
-            time_ms: rec.time_ms,
-            auth,
-            extended_types_enabled: extended,
+/// Replays one logged txn: the same apply step the leader and a follower
+/// run, plus the session table. As Apache, a create over an existing node
+/// or a delete of a missing one changes nothing and is not an error here.
+pub fn apply(tree: &mut DataTree, sessions: &mut BTreeMap<i64, i32>, logged: &LoggedTxn) {
+    match &logged.txn {
+        Txn::CreateSession { timeout_ms } => {
+            sessions.insert(logged.header.session_id, *timeout_ms);
         }
+        Txn::CloseSession { .. } => {
+            sessions.remove(&logged.header.session_id);
+        }
+        _ => {}
     }
-    match &rec.body {
-        TxnBody::CreateSession { timeout_ms } => {
-            sessions.insert(rec.session_id, *timeout_ms);
-            tree.set_last_zxid(rec.zxid);
-        }
-        TxnBody::CloseSession => {
-            sessions.remove(&rec.session_id);
-            let _ = tree.execute(&ctx_with(rec, &ServerIdentity, true), &WriteOp::CloseSession);
-        }
-        TxnBody::Write { auth_ids, write, err, .. } => {
-            if *err != 0 {
-                // A failed write changed nothing but consumed its zxid.
-                tree.set_last_zxid(rec.zxid);
-                return;
-            }
-            let authz = Authz::from_ids(auth_ids.clone());
-            // Extended types were checked when the write ran.
-            let _ = tree.execute(&ctx_with(rec, &authz, true), write);
-        }
-        TxnBody::DeleteContainer { path } => {
-            let _ =
-                tree.execute(&ctx_with(rec, &ServerIdentity, true), &WriteOp::DeleteContainer { path: path.clone() });
-        }
-    }
+    let _ = tree.apply_txn(&logged.header, &logged.txn);
 }
 
 fn cut(path: &Path, offset: u64) -> Result<(), RecoveryError> {

@@ -27,7 +27,9 @@ use std::ops::Range;
 
 pub const LOG_MAGIC: u32 = u32::from_be_bytes(*b"ZCLG");
 pub const BATCH_MAGIC: u32 = u32::from_be_bytes(*b"ZCBT");
-pub const LOG_VERSION: u32 = 1;
+/// 2: record payloads are Apache ZooKeeper txns (storage::txn). Version 1
+/// (zoocore 0.1: request-shaped records) is refused with a clear message.
+pub const LOG_VERSION: u32 = 2;
 /// magic, version, block_size, first_zxid, crc.
 pub const FILE_HEADER_LEN: usize = 4 + 4 + 4 + 8 + 4;
 /// magic, record_count, batch_len, first_zxid, last_zxid, crc.
@@ -85,6 +87,11 @@ impl std::fmt::Display for LogFormatError {
             LogFormatError::BadHeaderCrc { stored, computed } => {
                 write!(f, "log file header crc mismatch (stored {stored:#010x}, computed {computed:#010x})")
             }
+            LogFormatError::UnsupportedVersion(1) => write!(
+                f,
+                "log format version 1 was written by zoocore 0.1, whose records this version cannot replay; \
+                 start that data directory with zoocore 0.1 and export it, or start from an empty directory"
+            ),
             LogFormatError::UnsupportedVersion(v) => write!(f, "unsupported log format version {v}"),
             LogFormatError::BadBlockSize(b) => write!(f, "invalid block size {b} in log header"),
             LogFormatError::BlockSizeMismatch { file, expected } => {

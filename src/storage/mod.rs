@@ -2,9 +2,9 @@
 //! `std::io::Write`. The glommio O_DIRECT IO, group commit and recovery
 //! driver live in `server/`. docs/storage.md is the long form of this text.
 //!
-//! * [`txn`]: the logged transaction (`TxnRecord`): zxid, time, session and
-//!   a body (createSession, closeSession, a client write with the caller's
-//!   auth ids and result code, the reaper's deleteContainer), jute-encoded.
+//! * [`txn`]: the transaction in Apache ZooKeeper's serialization
+//!   (TxnHeader + txn record + optional TxnDigest): what the log holds,
+//!   what a PROPOSAL carries, what `DataTree::apply_txn` applies.
 //! * [`log_format`]: the log file. Block 0 is a header (magic "ZCLG",
 //!   version, block size, first zxid, crc32c). Each group-commit batch
 //!   starts at a block boundary: a 32-byte header (magic "ZCBT", record

@@ -361,8 +361,15 @@ mod tests {
 
     fn apply(tree: &mut DataTree, session_id: i64, op: WriteOp) {
         let zxid = tree.last_zxid() + 1;
-        let ctx = TxnContext { session_id, zxid, time_ms: 1_000 + zxid, auth: &AllowAll, extended_types_enabled: true };
-        let (result, _) = tree.execute(&ctx, &op);
+        let ctx = TxnContext {
+            session_id,
+            cxid: 1,
+            zxid,
+            time_ms: 1_000 + zxid,
+            auth: &AllowAll,
+            extended_types_enabled: true,
+        };
+        let result = tree.execute(&ctx, &op).result;
         assert!(result.is_ok(), "{op:?}: {result:?}");
         tree.set_last_zxid(zxid);
     }

@@ -1,359 +1,419 @@
-//! The logged transaction: what the commit shard appends to the txn log for
-//! every zxid it hands out, and what recovery replays.
+//! The transaction, in Apache ZooKeeper's own serialization: what the
+//! commit shard logs for every zxid, what a ZAB PROPOSAL carries, and what
+//! recovery and a follower apply. Sans-IO.
 //!
-//! Layout (jute primitives, big-endian): `zxid i64, time_ms i64,
-//! session_id i64, body_tag u8, body`. Bodies:
-//! * 1 CreateSession: `timeout_ms i32`
-//! * 2 CloseSession: nothing
-//! * 3 Write: `op i32, auth_ids vector<Id>, err i32, write WriteOp`
-//! * 4 DeleteContainer: `path ustring`
+//! A payload is `TxnHeader{clientId i64, cxid i32, zxid i64, time i64,
+//! type i32}`, then the record for `type` (zookeeper.jute's txn module),
+//! then an optional `TxnDigest{version i32, treeDigest i64}`: exactly the
+//! bytes of an entry of Apache's txn log and of a PROPOSAL's data, so a txn
+//! goes from zoocore's log to an Apache peer (and back) without re-encoding.
 //!
-//! A `WriteOp` is `tag u8` then its fields; data buffers keep null (-1)
-//! distinct from empty; a Multi is `count i32` then nested WriteOps.
+//! A txn records the *outcome* of a request, decided once by the leader
+//! (the real path of a sequential node, the parent's new cversion, the
+//! fixed-up ACL, the new version): applying it needs no ACL check and no
+//! auth, so every server that applies it reaches the same tree.
 
 use bytes::{Bytes, BytesMut};
 
 use crate::jute::{DecodeError, DecodeResult, Reader, Writer};
-use crate::proto::{decode_acl_list, encode_acl_list, Id};
-use crate::tree::WriteOp;
+use crate::proto::{decode_acl_list, encode_acl_list, op, Acl};
 
-/// Multi nesting deeper than this is refused on decode, so a corrupt record
-/// cannot exhaust the stack (ZooKeeper's multi does not nest at all).
-const MAX_MULTI_DEPTH: u32 = 8;
+/// Apache's current TxnDigest version (DigestCalculator.DIGEST_VERSION).
+pub const TXN_DIGEST_VERSION: i32 = 2;
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct TxnRecord {
-    pub zxid: i64,
-    /// The txn header time, ms since the epoch.
-    pub time_ms: i64,
+/// TxnHeader: who, which request, which zxid, when (the leader's wall
+/// clock, ms since the epoch) and the txn type (an opcode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnHeader {
+    /// The session (Apache: clientId); 0 for server-made txns.
     pub session_id: i64,
-    pub body: TxnBody,
+    pub cxid: i32,
+    pub zxid: i64,
+    pub time_ms: i64,
+    /// The opcode that decides how `Txn` is encoded and applied: 1 and 15
+    /// (CreateTxn), 19, 21, 2 and 20 (DeleteTxn), 5, 7, 14, -10, -11, -1.
+    pub op: i32,
 }
 
+impl TxnHeader {
+    pub const ENCODED_LEN: usize = 8 + 4 + 8 + 8 + 4;
+}
+
+/// The txn record that follows the header (zookeeper.jute's txn module).
 #[derive(Debug, Clone, PartialEq)]
-pub enum TxnBody {
-    CreateSession {
-        timeout_ms: i32,
-    },
-    /// Deletes the session's ephemerals on replay.
-    CloseSession,
-    /// A client write, with the caller's auth ids so replay makes the same
-    /// ACL decisions (ACL fixup of the `auth` scheme depends on them) and the
-    /// result code it had.
-    Write {
-        op: i32,
-        auth_ids: Vec<Id>,
-        write: WriteOp,
-        err: i32,
-    },
-    /// The reaper's delete of an empty container / expired TTL node.
-    DeleteContainer {
-        path: String,
-    },
+pub enum Txn {
+    /// CreateTxn, for header types 1 (create) and 15 (create2).
+    Create { path: String, data: Option<Bytes>, acl: Vec<Acl>, ephemeral: bool, parent_cversion: i32 },
+    /// CreateContainerTxn (19).
+    CreateContainer { path: String, data: Option<Bytes>, acl: Vec<Acl>, parent_cversion: i32 },
+    /// CreateTTLTxn (21).
+    CreateTtl { path: String, data: Option<Bytes>, acl: Vec<Acl>, parent_cversion: i32, ttl_ms: i64 },
+    /// DeleteTxn, for 2 (delete) and 20 (deleteContainer).
+    Delete { path: String },
+    /// SetDataTxn (5); `version` is the node's new version.
+    SetData { path: String, data: Option<Bytes>, version: i32 },
+    /// SetACLTxn (7); `version` is the node's new aversion.
+    SetAcl { path: String, acl: Vec<Acl>, version: i32 },
+    /// CheckVersionTxn (13), only inside a multi.
+    Check { path: String, version: i32 },
+    /// MultiTxn (14): `(sub type, sub txn)`. A failed multi keeps the txns
+    /// of the ops before the failing one and has ErrorTxns from it on.
+    Multi(Vec<(i32, Txn)>),
+    /// CreateSessionTxn (-10).
+    CreateSession { timeout_ms: i32 },
+    /// CloseSessionTxn (-11) with the ephemerals to delete; None for the
+    /// pre-3.6 form without a body.
+    CloseSession { paths_to_delete: Option<Vec<String>> },
+    /// ErrorTxn (-1): a failed write, which still consumes its zxid.
+    Error { err: i32 },
 }
 
-mod tag {
-    pub const CREATE_SESSION: u8 = 1;
-    pub const CLOSE_SESSION: u8 = 2;
-    pub const WRITE: u8 = 3;
-    pub const DELETE_CONTAINER: u8 = 4;
-
-    pub const OP_CREATE: u8 = 1;
-    pub const OP_DELETE: u8 = 2;
-    pub const OP_SET_DATA: u8 = 3;
-    pub const OP_SET_ACL: u8 = 4;
-    pub const OP_CHECK: u8 = 5;
-    pub const OP_MULTI: u8 = 6;
-    pub const OP_DELETE_CONTAINER: u8 = 7;
-    pub const OP_CLOSE_SESSION: u8 = 8;
+/// TxnDigest: Apache's tree digest after the txn was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnDigest {
+    pub version: i32,
+    pub tree_digest: i64,
 }
 
-/// Encodes a client write's record from borrowed parts — the same bytes as
-/// `TxnRecord { body: TxnBody::Write { .. } }.encode(out)` — so the commit
-/// shard logs a write without cloning its request.
-#[allow(clippy::too_many_arguments)]
-pub fn encode_write_txn(
-    out: &mut BytesMut,
-    zxid: i64,
-    time_ms: i64,
-    session_id: i64,
-    op: i32,
-    auth_ids: &[Id],
-    write: &WriteOp,
-    err: i32,
-) {
-    let mut w = Writer::new(out);
-    w.i64(zxid).i64(time_ms).i64(session_id);
-    encode_write_body(&mut w, op, auth_ids, write, err);
+/// One whole payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedTxn {
+    pub header: TxnHeader,
+    pub txn: Txn,
+    pub digest: Option<TxnDigest>,
 }
 
-fn encode_write_body(w: &mut Writer<'_>, op: i32, auth_ids: &[Id], write: &WriteOp, err: i32) {
-    w.u8(tag::WRITE).i32(op);
-    w.vec(auth_ids, |w, id| {
-        w.string(&id.scheme).string(&id.id);
-    });
-    w.i32(err);
-    encode_write_op(w, write);
-}
-
-impl TxnRecord {
-    /// Appends the encoded record to `out`.
+impl LoggedTxn {
+    /// Appends the payload's bytes to `out`.
     pub fn encode(&self, out: &mut BytesMut) {
-        let mut w = Writer::new(out);
-        w.i64(self.zxid).i64(self.time_ms).i64(self.session_id);
-        match &self.body {
-            TxnBody::CreateSession { timeout_ms } => {
-                w.u8(tag::CREATE_SESSION).i32(*timeout_ms);
-            }
-            TxnBody::CloseSession => {
-                w.u8(tag::CLOSE_SESSION);
-            }
-            TxnBody::Write { op, auth_ids, write, err } => {
-                encode_write_body(&mut w, *op, auth_ids, write, *err);
-            }
-            TxnBody::DeleteContainer { path } => {
-                w.u8(tag::DELETE_CONTAINER).string(path);
-            }
-        }
+        encode_txn(out, &self.header, &self.txn, self.digest);
     }
 
-    /// Decodes one whole record; trailing bytes are an error. Data buffers
-    /// are zero-copy slices of `bytes`.
-    pub fn decode(bytes: Bytes) -> DecodeResult<TxnRecord> {
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(128);
+        self.encode(&mut out);
+        out.freeze()
+    }
+
+    /// Decodes a whole payload; trailing bytes after the digest are an
+    /// error. Buffers are zero-copy slices of `bytes`.
+    pub fn decode(bytes: Bytes) -> DecodeResult<LoggedTxn> {
         let mut r = Reader::new(bytes);
-        let zxid = r.read_i64()?;
-        let time_ms = r.read_i64()?;
-        let session_id = r.read_i64()?;
-        let body = match r.read_u8()? {
-            tag::CREATE_SESSION => TxnBody::CreateSession { timeout_ms: r.read_i32()? },
-            tag::CLOSE_SESSION => TxnBody::CloseSession,
-            tag::WRITE => {
-                let op = r.read_i32()?;
-                let auth_ids = r.read_vec(|r| Ok(Id { scheme: r.read_string()?, id: r.read_string()? }))?;
-                let err = r.read_i32()?;
-                let write = decode_write_op(&mut r, 0)?;
-                TxnBody::Write { op, auth_ids, write, err }
-            }
-            tag::DELETE_CONTAINER => TxnBody::DeleteContainer { path: r.read_string()? },
-            _ => return Err(DecodeError::Invalid("txn body tag")),
+        let header = TxnHeader {
+            session_id: r.read_i64()?,
+            cxid: r.read_i32()?,
+            zxid: r.read_i64()?,
+            time_ms: r.read_i64()?,
+            op: r.read_i32()?,
         };
+        let txn = decode_record(&mut r, header.op, Nesting::TopLevel)?;
+        let digest =
+            if r.is_empty() { None } else { Some(TxnDigest { version: r.read_i32()?, tree_digest: r.read_i64()? }) };
         if !r.is_empty() {
-            return Err(DecodeError::Invalid("trailing bytes after txn"));
+            return Err(DecodeError::Invalid("bytes after the txn digest"));
         }
-        Ok(TxnRecord { zxid, time_ms, session_id, body })
+        Ok(LoggedTxn { header, txn, digest })
     }
 }
 
-fn encode_write_op(w: &mut Writer<'_>, op: &WriteOp) {
-    match op {
-        WriteOp::Create { path, data, acl, flags, ttl, op } => {
-            w.u8(tag::OP_CREATE).string(path).buffer(data.as_deref());
+/// Encodes header + record (+ digest) from borrowed parts.
+pub fn encode_txn(out: &mut BytesMut, header: &TxnHeader, txn: &Txn, digest: Option<TxnDigest>) {
+    let mut w = Writer::new(out);
+    w.i64(header.session_id).i32(header.cxid).i64(header.zxid).i64(header.time_ms).i32(header.op);
+    encode_record(&mut w, txn);
+    if let Some(d) = digest {
+        w.i32(d.version).i64(d.tree_digest);
+    }
+}
+
+fn encode_record(w: &mut Writer<'_>, txn: &Txn) {
+    match txn {
+        Txn::Create { path, data, acl, ephemeral, parent_cversion } => {
+            w.string(path).buffer(data.as_deref());
             encode_acl_list(w, acl);
-            w.i32(*flags);
-            match ttl {
-                None => w.u8(0),
-                Some(ttl) => w.u8(1).i64(*ttl),
-            };
-            w.i32(*op);
+            w.bool(*ephemeral).i32(*parent_cversion);
         }
-        WriteOp::Delete { path, version } => {
-            w.u8(tag::OP_DELETE).string(path).i32(*version);
+        Txn::CreateContainer { path, data, acl, parent_cversion } => {
+            w.string(path).buffer(data.as_deref());
+            encode_acl_list(w, acl);
+            w.i32(*parent_cversion);
         }
-        WriteOp::SetData { path, data, version } => {
-            w.u8(tag::OP_SET_DATA).string(path).buffer(data.as_deref()).i32(*version);
+        Txn::CreateTtl { path, data, acl, parent_cversion, ttl_ms } => {
+            w.string(path).buffer(data.as_deref());
+            encode_acl_list(w, acl);
+            w.i32(*parent_cversion).i64(*ttl_ms);
         }
-        WriteOp::SetAcl { path, acl, version } => {
-            w.u8(tag::OP_SET_ACL).string(path);
+        Txn::Delete { path } => {
+            w.string(path);
+        }
+        Txn::SetData { path, data, version } => {
+            w.string(path).buffer(data.as_deref()).i32(*version);
+        }
+        Txn::SetAcl { path, acl, version } => {
+            w.string(path);
             encode_acl_list(w, acl);
             w.i32(*version);
         }
-        WriteOp::Check { path, version } => {
-            w.u8(tag::OP_CHECK).string(path).i32(*version);
+        Txn::Check { path, version } => {
+            w.string(path).i32(*version);
         }
-        WriteOp::Multi(ops) => {
-            w.u8(tag::OP_MULTI);
-            w.vec(ops, encode_write_op);
+        Txn::Multi(subs) => {
+            // Txn{type, data}: each sub-record serialized into a buffer.
+            w.vec(subs, |w, (sub_op, sub)| {
+                let mut inner = BytesMut::with_capacity(64);
+                encode_record(&mut Writer::new(&mut inner), sub);
+                w.i32(*sub_op).buffer(Some(&inner));
+            });
         }
-        WriteOp::DeleteContainer { path } => {
-            w.u8(tag::OP_DELETE_CONTAINER).string(path);
+        Txn::CreateSession { timeout_ms } => {
+            w.i32(*timeout_ms);
         }
-        WriteOp::CloseSession => {
-            w.u8(tag::OP_CLOSE_SESSION);
+        Txn::CloseSession { paths_to_delete } => {
+            if let Some(paths) = paths_to_delete {
+                w.string_vec(paths);
+            }
+        }
+        Txn::Error { err } => {
+            w.i32(*err);
         }
     }
 }
 
-fn decode_write_op(r: &mut Reader, depth: u32) -> DecodeResult<WriteOp> {
-    Ok(match r.read_u8()? {
-        tag::OP_CREATE => {
-            let path = r.read_string()?;
-            let data = r.read_buffer()?;
-            let acl = decode_acl_list(r)?;
-            let flags = r.read_i32()?;
-            let ttl = match r.read_u8()? {
-                0 => None,
-                1 => Some(r.read_i64()?),
-                _ => return Err(DecodeError::Invalid("create ttl flag")),
-            };
-            let op = r.read_i32()?;
-            WriteOp::Create { path, data, acl, flags, ttl, op }
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Nesting {
+    TopLevel,
+    InMulti,
+}
+
+/// The record for txn type `op`. Inside a multi only the sub-types Apache
+/// allows are accepted (a multi never nests).
+fn decode_record(r: &mut Reader, txn_op: i32, nesting: Nesting) -> DecodeResult<Txn> {
+    let in_multi = nesting == Nesting::InMulti;
+    Ok(match txn_op {
+        op::CREATE | op::CREATE2 => Txn::Create {
+            path: r.read_string()?,
+            data: r.read_buffer()?,
+            acl: decode_acl_list(r)?,
+            ephemeral: r.read_bool()?,
+            // The pre-3.3 CreateTxnV0 has no parentCVersion; -1 tells the
+            // apply step to derive it, as Apache does.
+            parent_cversion: if r.is_empty() && txn_op == op::CREATE { -1 } else { r.read_i32()? },
+        },
+        op::CREATE_CONTAINER => Txn::CreateContainer {
+            path: r.read_string()?,
+            data: r.read_buffer()?,
+            acl: decode_acl_list(r)?,
+            parent_cversion: r.read_i32()?,
+        },
+        op::CREATE_TTL => Txn::CreateTtl {
+            path: r.read_string()?,
+            data: r.read_buffer()?,
+            acl: decode_acl_list(r)?,
+            parent_cversion: r.read_i32()?,
+            ttl_ms: r.read_i64()?,
+        },
+        op::DELETE | op::DELETE_CONTAINER => Txn::Delete { path: r.read_string()? },
+        op::SET_DATA => Txn::SetData { path: r.read_string()?, data: r.read_buffer()?, version: r.read_i32()? },
+        op::SET_ACL if !in_multi => {
+            Txn::SetAcl { path: r.read_string()?, acl: decode_acl_list(r)?, version: r.read_i32()? }
         }
-        tag::OP_DELETE => WriteOp::Delete { path: r.read_string()?, version: r.read_i32()? },
-        tag::OP_SET_DATA => WriteOp::SetData { path: r.read_string()?, data: r.read_buffer()?, version: r.read_i32()? },
-        tag::OP_SET_ACL => WriteOp::SetAcl { path: r.read_string()?, acl: decode_acl_list(r)?, version: r.read_i32()? },
-        tag::OP_CHECK => WriteOp::Check { path: r.read_string()?, version: r.read_i32()? },
-        tag::OP_MULTI => {
-            if depth >= MAX_MULTI_DEPTH {
-                return Err(DecodeError::Invalid("multi nested too deep"));
-            }
-            WriteOp::Multi(r.read_vec(|r| decode_write_op(r, depth + 1))?)
+        op::CHECK if in_multi => Txn::Check { path: r.read_string()?, version: r.read_i32()? },
+        op::ERROR => Txn::Error { err: r.read_i32()? },
+        op::MULTI if !in_multi => {
+            let subs = r.read_vec(|r| {
+                let sub_op = r.read_i32()?;
+                let data = r.read_buffer()?.ok_or(DecodeError::Invalid("null multi sub-txn"))?;
+                let mut inner = Reader::new(data);
+                let sub = decode_record(&mut inner, sub_op, Nesting::InMulti)?;
+                if !inner.is_empty() {
+                    return Err(DecodeError::Invalid("bytes after a multi sub-txn"));
+                }
+                Ok((sub_op, sub))
+            })?;
+            Txn::Multi(subs)
         }
-        tag::OP_DELETE_CONTAINER => WriteOp::DeleteContainer { path: r.read_string()? },
-        tag::OP_CLOSE_SESSION => WriteOp::CloseSession,
-        _ => return Err(DecodeError::Invalid("write op tag")),
+        op::CREATE_SESSION if !in_multi => Txn::CreateSession { timeout_ms: r.read_i32()? },
+        op::CLOSE_SESSION if !in_multi => {
+            Txn::CloseSession { paths_to_delete: if r.is_empty() { None } else { Some(r.read_string_vec()?) } }
+        }
+        _ => return Err(DecodeError::Invalid("unknown txn type")),
     })
+}
+
+/// The zxid of a payload without decoding it (TxnHeader bytes 12..20).
+pub fn payload_zxid(payload: &[u8]) -> Option<i64> {
+    let bytes: [u8; 8] = payload.get(12..20)?.try_into().ok()?;
+    Some(i64::from_be_bytes(bytes))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::Acl;
+    use crate::proto::Id;
     use proptest::prelude::*;
 
     fn arb_data() -> impl Strategy<Value = Option<Bytes>> {
-        prop_oneof![Just(None), proptest::collection::vec(any::<u8>(), 0..40).prop_map(|v| Some(Bytes::from(v)))]
-    }
-
-    fn arb_id() -> impl Strategy<Value = Id> {
-        ("[a-z]{0,6}", "\\PC{0,12}").prop_map(|(scheme, id)| Id { scheme, id })
+        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40).prop_map(Bytes::from))
     }
 
     fn arb_acl() -> impl Strategy<Value = Vec<Acl>> {
-        proptest::collection::vec((any::<i32>(), arb_id()).prop_map(|(perms, id)| Acl { perms, id }), 0..4)
+        proptest::collection::vec(
+            (0..32i32, "[a-z]{1,6}", "[a-z:]{0,10}")
+                .prop_map(|(perms, scheme, id)| Acl { perms, id: Id { scheme, id } }),
+            0..3,
+        )
     }
 
     fn arb_path() -> impl Strategy<Value = String> {
-        "(/\\PC{0,8}){0,3}"
+        "(/[a-z0-9]{1,5}){1,3}"
     }
 
-    fn arb_leaf_op() -> impl Strategy<Value = WriteOp> {
+    /// (txn type, txn) pairs that may stand inside a multi.
+    fn arb_sub_txn() -> impl Strategy<Value = (i32, Txn)> {
         prop_oneof![
-            (arb_path(), arb_data(), arb_acl(), any::<i32>(), proptest::option::of(any::<i64>()), any::<i32>())
-                .prop_map(|(path, data, acl, flags, ttl, op)| WriteOp::Create { path, data, acl, flags, ttl, op }),
-            (arb_path(), any::<i32>()).prop_map(|(path, version)| WriteOp::Delete { path, version }),
-            (arb_path(), arb_data(), any::<i32>()).prop_map(|(path, data, version)| WriteOp::SetData {
-                path,
-                data,
-                version
+            (arb_path(), arb_data(), arb_acl(), any::<bool>(), any::<i32>(), prop_oneof![Just(1), Just(15)]).prop_map(
+                |(path, data, acl, ephemeral, parent_cversion, t)| {
+                    (t, Txn::Create { path, data, acl, ephemeral, parent_cversion })
+                }
+            ),
+            (arb_path(), arb_data(), arb_acl(), any::<i32>()).prop_map(|(path, data, acl, parent_cversion)| {
+                (op::CREATE_CONTAINER, Txn::CreateContainer { path, data, acl, parent_cversion })
             }),
-            (arb_path(), arb_acl(), any::<i32>()).prop_map(|(path, acl, version)| WriteOp::SetAcl {
-                path,
-                acl,
-                version
-            }),
-            (arb_path(), any::<i32>()).prop_map(|(path, version)| WriteOp::Check { path, version }),
-            arb_path().prop_map(|path| WriteOp::DeleteContainer { path }),
-            Just(WriteOp::CloseSession),
+            (arb_path(), arb_data(), arb_acl(), any::<i32>(), any::<i64>()).prop_map(
+                |(path, data, acl, parent_cversion, ttl_ms)| {
+                    (op::CREATE_TTL, Txn::CreateTtl { path, data, acl, parent_cversion, ttl_ms })
+                }
+            ),
+            (arb_path(), prop_oneof![Just(2), Just(20)]).prop_map(|(path, t)| (t, Txn::Delete { path })),
+            (arb_path(), arb_data(), any::<i32>())
+                .prop_map(|(path, data, version)| (op::SET_DATA, Txn::SetData { path, data, version })),
+            (arb_path(), any::<i32>()).prop_map(|(path, version)| (op::CHECK, Txn::Check { path, version })),
+            any::<i32>().prop_map(|err| (op::ERROR, Txn::Error { err })),
         ]
     }
 
-    fn arb_write_op() -> impl Strategy<Value = WriteOp> {
-        arb_leaf_op().prop_recursive(3, 24, 6, |inner| proptest::collection::vec(inner, 0..6).prop_map(WriteOp::Multi))
+    fn arb_top_txn() -> impl Strategy<Value = (i32, Txn)> {
+        prop_oneof![
+            arb_sub_txn().prop_filter("check is multi-only", |(t, _)| *t != op::CHECK),
+            (arb_path(), arb_acl(), any::<i32>())
+                .prop_map(|(path, acl, version)| (op::SET_ACL, Txn::SetAcl { path, acl, version })),
+            proptest::collection::vec(arb_sub_txn(), 0..4).prop_map(|subs| (op::MULTI, Txn::Multi(subs))),
+            any::<i32>().prop_map(|timeout_ms| (op::CREATE_SESSION, Txn::CreateSession { timeout_ms })),
+            proptest::option::of(proptest::collection::vec(arb_path(), 0..3))
+                .prop_map(|paths_to_delete| (op::CLOSE_SESSION, Txn::CloseSession { paths_to_delete })),
+        ]
+    }
+
+    fn arb_logged() -> impl Strategy<Value = LoggedTxn> {
+        (
+            arb_top_txn(),
+            any::<i64>(),
+            any::<i32>(),
+            any::<i64>(),
+            any::<i64>(),
+            proptest::option::of((any::<i32>(), any::<i64>())),
+        )
+            .prop_map(|((t, txn), session_id, cxid, zxid, time_ms, digest)| {
+                // The body-less closeSession is pre-3.6, from before digests.
+                let digest = match txn {
+                    Txn::CloseSession { paths_to_delete: None } => None,
+                    _ => digest.map(|(version, tree_digest)| TxnDigest { version, tree_digest }),
+                };
+                LoggedTxn { header: TxnHeader { session_id, cxid, zxid, time_ms, op: t }, txn, digest }
+            })
     }
 
     proptest! {
         #[test]
-        fn borrowed_write_encoding_matches_the_record(
-            zxid in any::<i64>(), time in any::<i64>(), sid in any::<i64>(), op in any::<i32>(),
-            ids in proptest::collection::vec(arb_id(), 0..3), write in arb_write_op(), err in any::<i32>()
-        ) {
-            let mut borrowed = BytesMut::new();
-            encode_write_txn(&mut borrowed, zxid, time, sid, op, &ids, &write, err);
-            let mut owned = BytesMut::new();
-            TxnRecord { zxid, time_ms: time, session_id: sid, body: TxnBody::Write { op, auth_ids: ids, write, err } }
-                .encode(&mut owned);
-            prop_assert_eq!(borrowed, owned);
-        }
-    }
-
-    fn arb_body() -> impl Strategy<Value = TxnBody> {
-        prop_oneof![
-            any::<i32>().prop_map(|timeout_ms| TxnBody::CreateSession { timeout_ms }),
-            Just(TxnBody::CloseSession),
-            (any::<i32>(), proptest::collection::vec(arb_id(), 0..3), arb_write_op(), any::<i32>())
-                .prop_map(|(op, auth_ids, write, err)| TxnBody::Write { op, auth_ids, write, err }),
-            arb_path().prop_map(|path| TxnBody::DeleteContainer { path }),
-        ]
-    }
-
-    fn round_trip(txn: &TxnRecord) -> DecodeResult<TxnRecord> {
-        let mut buf = BytesMut::new();
-        txn.encode(&mut buf);
-        TxnRecord::decode(buf.freeze())
-    }
-
-    proptest! {
-        #[test]
-        fn txn_round_trip(zxid in any::<i64>(), time_ms in any::<i64>(), session_id in any::<i64>(), body in arb_body()) {
-            let txn = TxnRecord { zxid, time_ms, session_id, body };
-            prop_assert_eq!(round_trip(&txn).unwrap(), txn);
+        fn round_trip(t in arb_logged()) {
+            let bytes = t.to_bytes();
+            prop_assert_eq!(payload_zxid(&bytes), Some(t.header.zxid));
+            prop_assert_eq!(LoggedTxn::decode(bytes).unwrap(), t);
         }
 
         #[test]
-        fn every_truncation_is_an_error(body in arb_body()) {
-            let txn = TxnRecord { zxid: 7, time_ms: 8, session_id: 9, body };
-            let mut buf = BytesMut::new();
-            txn.encode(&mut buf);
-            let bytes = buf.freeze();
+        fn truncations_are_errors_or_shorter_forms(t in arb_logged()) {
+            let bytes = t.to_bytes();
             for cut in 0..bytes.len() {
-                prop_assert!(TxnRecord::decode(bytes.slice(..cut)).is_err());
+                // A cut can only decode when it lands on a shorter legal form
+                // (a digest-less txn, a body-less closeSession, a V0 create).
+                if let Ok(decoded) = LoggedTxn::decode(bytes.slice(..cut)) {
+                    let v0_create = matches!(decoded.txn, Txn::Create { parent_cversion: -1, .. });
+                    prop_assert!(v0_create || decoded.to_bytes().len() == cut);
+                }
             }
         }
+    }
+
+    /// The bytes of an Apache CreateTxn entry, field by field.
+    #[test]
+    fn create_txn_layout_is_apaches() {
+        let t = LoggedTxn {
+            header: TxnHeader { session_id: 0x11, cxid: 2, zxid: 0x1_0000_0003, time_ms: 4, op: op::CREATE },
+            txn: Txn::Create {
+                path: "/a".into(),
+                data: Some(Bytes::from_static(b"x")),
+                acl: vec![Acl { perms: 31, id: Id::anyone() }],
+                ephemeral: true,
+                parent_cversion: 5,
+            },
+            digest: Some(TxnDigest { version: TXN_DIGEST_VERSION, tree_digest: 7 }),
+        };
+        let mut expected = Vec::new();
+        expected.extend_from_slice(&0x11i64.to_be_bytes());
+        expected.extend_from_slice(&2i32.to_be_bytes());
+        expected.extend_from_slice(&0x1_0000_0003i64.to_be_bytes());
+        expected.extend_from_slice(&4i64.to_be_bytes());
+        expected.extend_from_slice(&1i32.to_be_bytes());
+        expected.extend_from_slice(&[0, 0, 0, 2, b'/', b'a', 0, 0, 0, 1, b'x']);
+        expected.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 31, 0, 0, 0, 5]);
+        expected.extend_from_slice(b"world");
+        expected.extend_from_slice(&[0, 0, 0, 6]);
+        expected.extend_from_slice(b"anyone");
+        expected.extend_from_slice(&[1, 0, 0, 0, 5]);
+        expected.extend_from_slice(&[0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 7]);
+        assert_eq!(&t.to_bytes()[..], &expected[..]);
     }
 
     #[test]
     fn null_data_is_distinct_from_empty() {
         for data in [None, Some(Bytes::new())] {
-            let txn = TxnRecord {
-                zxid: 1,
-                time_ms: 2,
-                session_id: 3,
-                body: TxnBody::Write {
-                    op: crate::proto::op::SET_DATA,
-                    auth_ids: vec![Id::new("digest", "u:x")],
-                    write: WriteOp::SetData { path: "/a".into(), data: data.clone(), version: -1 },
-                    err: 0,
-                },
+            let t = LoggedTxn {
+                header: TxnHeader { session_id: 1, cxid: 1, zxid: 1, time_ms: 1, op: op::SET_DATA },
+                txn: Txn::SetData { path: "/a".into(), data: data.clone(), version: 1 },
+                digest: None,
             };
-            assert_eq!(round_trip(&txn).unwrap(), txn);
+            let back = LoggedTxn::decode(t.to_bytes()).unwrap();
+            assert_eq!(back.txn, Txn::SetData { path: "/a".into(), data, version: 1 });
         }
     }
 
     #[test]
-    fn trailing_bytes_and_bad_tags_are_refused() {
-        let txn = TxnRecord { zxid: 1, time_ms: 2, session_id: 3, body: TxnBody::CloseSession };
-        let mut buf = BytesMut::new();
-        txn.encode(&mut buf);
-        let mut longer = buf.clone();
-        longer.extend_from_slice(&[0]);
-        assert!(TxnRecord::decode(longer.freeze()).is_err());
-        let mut bad_tag = buf.clone();
-        bad_tag[24] = 99;
-        assert_eq!(TxnRecord::decode(bad_tag.freeze()), Err(DecodeError::Invalid("txn body tag")));
+    fn v0_create_and_bodyless_close_session_decode() {
+        let mut v0 = BytesMut::new();
+        let mut w = Writer::new(&mut v0);
+        w.i64(1).i32(1).i64(9).i64(1).i32(op::CREATE).string("/v0").buffer(None);
+        encode_acl_list(&mut w, &[]);
+        w.bool(false);
+        let back = LoggedTxn::decode(v0.freeze()).unwrap();
+        assert!(matches!(back.txn, Txn::Create { parent_cversion: -1, .. }));
+
+        let mut close = BytesMut::new();
+        Writer::new(&mut close).i64(1).i32(1).i64(9).i64(1).i32(op::CLOSE_SESSION);
+        let back = LoggedTxn::decode(close.freeze()).unwrap();
+        assert_eq!(back.txn, Txn::CloseSession { paths_to_delete: None });
     }
 
     #[test]
-    fn deep_multi_nesting_is_refused() {
-        let mut op = WriteOp::CloseSession;
-        for _ in 0..20 {
-            op = WriteOp::Multi(vec![op]);
-        }
-        let txn = TxnRecord {
-            zxid: 1,
-            time_ms: 2,
-            session_id: 3,
-            body: TxnBody::Write { op: 14, auth_ids: vec![], write: op, err: 0 },
+    fn nested_or_foreign_types_are_refused() {
+        let inner_multi = LoggedTxn {
+            header: TxnHeader { session_id: 1, cxid: 1, zxid: 1, time_ms: 1, op: op::MULTI },
+            txn: Txn::Multi(vec![(op::MULTI, Txn::Multi(vec![]))]),
+            digest: None,
         };
-        assert!(round_trip(&txn).is_err());
+        assert!(LoggedTxn::decode(inner_multi.to_bytes()).is_err());
+        let mut unknown = BytesMut::new();
+        Writer::new(&mut unknown).i64(1).i32(1).i64(9).i64(1).i32(77);
+        assert!(LoggedTxn::decode(unknown.freeze()).is_err());
     }
 }

@@ -1,21 +1,24 @@
-//! Write execution: validates a write in ZooKeeper's exact check order
-//! (PrepRequestProcessor) and applies it (DataTree.processTxn) in one step,
-//! returning the watch triggers in the order ZooKeeper fires them.
+//! Preparing a write (Apache's PrepRequestProcessor): validate a request in
+//! ZooKeeper's exact check order against the current tree and turn it into
+//! the txn that records its outcome; then apply that txn with the same code
+//! a follower and recovery use (`apply.rs`). The leader runs `execute`;
+//! everyone else only ever calls `apply_txn`.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::path::{self, PathKey};
-use super::{DataTree, Node, NodeKind, StoredStat, SPECIAL_PATHS};
+use super::path;
+use super::{DataTree, NodeKind, SPECIAL_PATHS};
 use crate::acl::AuthContext;
-use crate::proto::{
-    op, perms, Acl, CreateMode, ErrorCode, EventType, Stat, CONTAINER_EPHEMERAL_OWNER, MAX_TTL_MS, TTL_MASK,
-};
+use crate::proto::{op, perms, Acl, CreateMode, ErrorCode, EventType, Stat, MAX_TTL_MS};
+use crate::storage::txn::{Txn, TxnHeader};
 
 /// Who is writing, and at which txn.
 pub struct TxnContext<'a> {
     pub session_id: i64,
+    /// The request's xid (TxnHeader.cxid); 0 for server-made txns.
+    pub cxid: i32,
     pub zxid: i64,
     /// The txn header time (the leader's wall clock), ms since the epoch.
     pub time_ms: i64,
@@ -24,6 +27,11 @@ pub struct TxnContext<'a> {
     pub extended_types_enabled: bool,
 }
 
+impl TxnContext<'_> {
+    fn header(&self, txn_op: i32) -> TxnHeader {
+        TxnHeader { session_id: self.session_id, cxid: self.cxid, zxid: self.zxid, time_ms: self.time_ms, op: txn_op }
+    }
+}
 /// One write, as decoded from a request (or made by the server itself).
 #[derive(Debug, Clone, PartialEq)]
 pub enum WriteOp {
@@ -84,6 +92,8 @@ pub enum WriteResult {
     SessionClosed {
         deleted_paths: Vec<String>,
     },
+    /// A createSession txn applied (the session table is the caller's).
+    SessionCreated,
 }
 
 /// One result of a multi. For a create the caller picks resultType 1 or 15
@@ -106,7 +116,15 @@ pub struct WatchTrigger {
     pub acl: Arc<[Acl]>,
 }
 
-type Triggers = Vec<WatchTrigger>;
+/// A prepared and applied write: the txn to log and replicate, what the
+/// client is told, and the watch events it fired.
+#[derive(Debug)]
+pub struct Executed {
+    pub header: TxnHeader,
+    pub txn: Txn,
+    pub result: Result<WriteResult, ErrorCode>,
+    pub triggers: Vec<WatchTrigger>,
+}
 
 /// `checkAndIncVersion`: -1 matches anything; the new version skips -1 on
 /// wrap-around.
@@ -130,51 +148,57 @@ fn parent_for_write(path: &str) -> Result<&str, ErrorCode> {
 }
 
 impl DataTree {
-    /// Validates and applies one write at `ctx.zxid`. On failure the tree
-    /// is unchanged (except that `last_zxid` advances: a failed write is
-    /// still a txn) and no triggers are returned.
-    pub fn execute(&mut self, ctx: &TxnContext, op: &WriteOp) -> (Result<WriteResult, ErrorCode>, Vec<WatchTrigger>) {
-        let mut triggers = Vec::new();
-        let result = match op {
-            WriteOp::Multi(ops) => self.execute_multi(ctx, ops, &mut triggers),
-            WriteOp::Check { .. } => Err(ErrorCode::Unimplemented),
-            WriteOp::CloseSession => Ok(self.close_session(ctx, &mut triggers)),
-            single => self.execute_single(ctx, single, &mut triggers),
+    /// The leader's step: prepares `write` at `ctx.zxid` and applies the
+    /// resulting txn. A refused write becomes an error txn (type -1), which
+    /// changes nothing but still consumes the zxid.
+    pub fn execute(&mut self, ctx: &TxnContext, write: &WriteOp) -> Executed {
+        let (header, txn) = match self.prepare(ctx, write) {
+            Ok((txn_op, txn)) => (ctx.header(txn_op), txn),
+            Err(code) => (ctx.header(op::ERROR), Txn::Error { err: code.code() }),
         };
-        if result.is_err() {
-            triggers.clear();
-        }
-        self.last_zxid = self.last_zxid.max(ctx.zxid);
-        (result, triggers)
+        let (result, triggers) = self.apply_txn(&header, &txn);
+        Executed { header, txn, result, triggers }
     }
 
-    /// Create, Delete, SetData, SetAcl, Check, DeleteContainer. Each checks
-    /// everything before its first change, so an error leaves no trace.
-    fn execute_single(
-        &mut self,
-        ctx: &TxnContext,
-        op: &WriteOp,
-        triggers: &mut Triggers,
-    ) -> Result<WriteResult, ErrorCode> {
-        match op {
-            WriteOp::Create { path, data, acl, flags, ttl, op } => {
-                self.create(ctx, path, data, acl, *flags, ttl.unwrap_or(-1), *op, triggers)
+    /// Validates `write` against this tree and returns (txn type, txn).
+    fn prepare(&self, ctx: &TxnContext, write: &WriteOp) -> Result<(i32, Txn), ErrorCode> {
+        match write {
+            WriteOp::Multi(ops) => Ok((op::MULTI, self.prepare_multi(ctx, ops)?)),
+            WriteOp::Check { .. } => Err(ErrorCode::Unimplemented),
+            WriteOp::CloseSession => {
+                Ok((op::CLOSE_SESSION, Txn::CloseSession { paths_to_delete: Some(self.ephemerals_of(ctx.session_id)) }))
             }
-            WriteOp::Delete { path, version } => self.delete(ctx, path, *version, triggers),
-            WriteOp::SetData { path, data, version } => self.set_data(ctx, path, data, *version, triggers),
-            WriteOp::SetAcl { path, acl, version } => self.set_acl(ctx, path, acl, *version),
-            WriteOp::Check { path, version } => self.check(ctx, path, *version),
-            WriteOp::DeleteContainer { path } => self.delete_container(ctx, path, triggers),
+            single => self.prepare_single(ctx, single),
+        }
+    }
+
+    /// Create, Delete, SetData, SetAcl, Check, DeleteContainer: every check
+    /// before the txn is made, in ZooKeeper's order.
+    fn prepare_single(&self, ctx: &TxnContext, write: &WriteOp) -> Result<(i32, Txn), ErrorCode> {
+        match write {
+            WriteOp::Create { path, data, acl, flags, ttl, op } => {
+                self.prepare_create(ctx, path, data, acl, *flags, ttl.unwrap_or(-1), *op)
+            }
+            WriteOp::Delete { path, version } => self.prepare_delete(ctx, path, *version).map(|txn| (op::DELETE, txn)),
+            WriteOp::SetData { path, data, version } => {
+                self.prepare_set_data(ctx, path, data, *version).map(|txn| (op::SET_DATA, txn))
+            }
+            WriteOp::SetAcl { path, acl, version } => {
+                self.prepare_set_acl(ctx, path, acl, *version).map(|txn| (op::SET_ACL, txn))
+            }
+            WriteOp::Check { path, version } => self.prepare_check(ctx, path, *version).map(|txn| (op::CHECK, txn)),
+            WriteOp::DeleteContainer { path } => {
+                self.prepare_delete_container(path).map(|txn| (op::DELETE_CONTAINER, txn))
+            }
             WriteOp::Multi(_) | WriteOp::CloseSession => Err(ErrorCode::MarshallingError),
         }
     }
 
-    fn execute_multi(
-        &mut self,
-        ctx: &TxnContext,
-        ops: &[WriteOp],
-        triggers: &mut Triggers,
-    ) -> Result<WriteResult, ErrorCode> {
+    /// Each sub-op is prepared against the tree as the sub-ops before it
+    /// left it (a scratch O(1) clone). On the first failure the txn keeps
+    /// the txns before it, then an ErrorTxn with the code, then ErrorTxns
+    /// with RuntimeInconsistency, as Apache writes a failed multi.
+    fn prepare_multi(&self, ctx: &TxnContext, ops: &[WriteOp]) -> Result<Txn, ErrorCode> {
         let allowed = |op: &WriteOp| {
             matches!(
                 op,
@@ -184,34 +208,31 @@ impl DataTree {
         if !ops.iter().all(allowed) {
             return Err(ErrorCode::MarshallingError);
         }
-        // Rollback is a restore of this O(1) snapshot.
-        let before = self.clone();
-        let mut results = Vec::with_capacity(ops.len());
-        let mut pending = Vec::new();
-        for (index, sub) in ops.iter().enumerate() {
-            match self.execute_single(ctx, sub, &mut pending) {
-                Ok(result) => results.push(match result {
-                    WriteResult::Created { path, stat } => MultiOpResult::Created { path, stat },
-                    WriteResult::Deleted => MultiOpResult::Deleted,
-                    WriteResult::Stat(stat) => MultiOpResult::SetData(stat),
-                    _ => MultiOpResult::Checked,
-                }),
+        let mut scratch = self.clone();
+        let mut subs = Vec::with_capacity(ops.len());
+        let mut failed = false;
+        for sub in ops {
+            if failed {
+                subs.push((op::ERROR, Txn::Error { err: ErrorCode::RuntimeInconsistency.code() }));
+                continue;
+            }
+            match scratch.prepare_single(ctx, sub) {
+                Ok((sub_op, txn)) => {
+                    let _ = scratch.apply_txn(&ctx.header(sub_op), &txn);
+                    subs.push((sub_op, txn));
+                }
                 Err(code) => {
-                    *self = before;
-                    let mut failed = vec![MultiOpResult::Error(ErrorCode::Ok); index];
-                    failed.push(MultiOpResult::Error(code));
-                    failed.resize(ops.len(), MultiOpResult::Error(ErrorCode::RuntimeInconsistency));
-                    return Ok(WriteResult::Multi(failed));
+                    failed = true;
+                    subs.push((op::ERROR, Txn::Error { err: code.code() }));
                 }
             }
         }
-        triggers.append(&mut pending);
-        Ok(WriteResult::Multi(results))
+        Ok(Txn::Multi(subs))
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn create(
-        &mut self,
+    fn prepare_create(
+        &self,
         ctx: &TxnContext,
         requested_path: &str,
         data: &Option<Bytes>,
@@ -219,8 +240,7 @@ impl DataTree {
         flags: i32,
         ttl: i64,
         opcode: i32,
-        triggers: &mut Triggers,
-    ) -> Result<WriteResult, ErrorCode> {
+    ) -> Result<(i32, Txn), ErrorCode> {
         let mode = CreateMode::from_flags(flags).ok_or(ErrorCode::BadArguments)?;
         if mode.is_ttl() && !ctx.extended_types_enabled {
             return Err(ErrorCode::Unimplemented);
@@ -254,54 +274,19 @@ impl DataTree {
         if matches!(parent.kind(), NodeKind::Ephemeral(_)) {
             return Err(ErrorCode::NoChildrenForEphemerals);
         }
-        // The opcode decides the node type when applied (CreateContainerTxn,
+        let parent_cversion = parent.cversion.wrapping_add(1);
+        let data = data.clone();
+        // The opcode decides the node type (CreateContainerTxn,
         // CreateTTLTxn); for ops 1 and 15 only the ephemeral flag matters.
-        let ephemeral_owner = match opcode {
-            op::CREATE_CONTAINER => CONTAINER_EPHEMERAL_OWNER,
-            op::CREATE_TTL => TTL_MASK | ttl,
-            _ if mode.is_ephemeral() => ctx.session_id,
-            _ => 0,
+        let txn = match opcode {
+            op::CREATE_CONTAINER => Txn::CreateContainer { path, data, acl, parent_cversion },
+            op::CREATE_TTL => Txn::CreateTtl { path, data, acl, parent_cversion, ttl_ms: ttl },
+            _ => Txn::Create { path, data, acl, ephemeral: mode.is_ephemeral(), parent_cversion },
         };
-
-        let stat = StoredStat {
-            czxid: ctx.zxid,
-            mzxid: ctx.zxid,
-            ctime: ctx.time_ms,
-            mtime: ctx.time_ms,
-            version: 0,
-            cversion: 0,
-            aversion: 0,
-            ephemeral_owner,
-            pzxid: ctx.zxid,
-        };
-        let acl = self.acl_cache.intern(&acl);
-        let node = Node::new(data.clone(), acl.clone(), stat);
-        let wire_stat = node.stat();
-        let key = PathKey(Arc::from(path.as_str()));
-        self.insert_node_entry(key.clone(), node);
-        let parent = self
-            .update_node(parent_path, |p| {
-                p.cversion = p.cversion.wrapping_add(1);
-                p.pzxid = ctx.zxid;
-                p.num_children += 1;
-            })
-            .ok_or(ErrorCode::SystemError)?;
-        triggers.push(WatchTrigger { event: EventType::NodeCreated, path: key.0, acl });
-        triggers.push(WatchTrigger {
-            event: EventType::NodeChildrenChanged,
-            path: Arc::from(parent_path),
-            acl: parent.acl.clone(),
-        });
-        Ok(WriteResult::Created { path, stat: wire_stat })
+        Ok((opcode, txn))
     }
 
-    fn delete(
-        &mut self,
-        ctx: &TxnContext,
-        path: &str,
-        version: i32,
-        triggers: &mut Triggers,
-    ) -> Result<WriteResult, ErrorCode> {
+    fn prepare_delete(&self, ctx: &TxnContext, path: &str, version: i32) -> Result<Txn, ErrorCode> {
         let parent_path = parent_for_write(path)?;
         if SPECIAL_PATHS.contains(&path) {
             return Err(ErrorCode::BadArguments);
@@ -315,16 +300,10 @@ impl DataTree {
         if node.num_children > 0 {
             return Err(ErrorCode::NotEmpty);
         }
-        self.remove_and_trigger(ctx.zxid, path, triggers)?;
-        Ok(WriteResult::Deleted)
+        Ok(Txn::Delete { path: path.to_owned() })
     }
 
-    fn delete_container(
-        &mut self,
-        ctx: &TxnContext,
-        path: &str,
-        triggers: &mut Triggers,
-    ) -> Result<WriteResult, ErrorCode> {
+    fn prepare_delete_container(&self, path: &str) -> Result<Txn, ErrorCode> {
         let parent_path = parent_for_write(path)?;
         if SPECIAL_PATHS.contains(&path) {
             return Err(ErrorCode::BadArguments);
@@ -337,51 +316,16 @@ impl DataTree {
             return Err(ErrorCode::BadVersion);
         }
         self.get(parent_path).ok_or(ErrorCode::NoNode)?;
-        self.remove_and_trigger(ctx.zxid, path, triggers)?;
-        Ok(WriteResult::Deleted)
+        Ok(Txn::Delete { path: path.to_owned() })
     }
 
-    fn close_session(&mut self, ctx: &TxnContext, triggers: &mut Triggers) -> WriteResult {
-        let paths = self.ephemerals_of(ctx.session_id);
-        let mut deleted_paths = Vec::with_capacity(paths.len());
-        for path in paths {
-            // Ephemerals have no children, so any order is safe.
-            if self.remove_and_trigger(ctx.zxid, &path, triggers).is_ok() {
-                deleted_paths.push(path);
-            }
-        }
-        WriteResult::SessionClosed { deleted_paths }
-    }
-
-    /// Removes a checked, childless node: parent numChildren -1 and pzxid
-    /// raised (never lowered); NodeDeleted then parent NodeChildrenChanged.
-    fn remove_and_trigger(&mut self, zxid: i64, path: &str, triggers: &mut Triggers) -> Result<(), ErrorCode> {
-        let parent_path = path::parent_of(path).ok_or(ErrorCode::BadArguments)?;
-        let key = PathKey(Arc::from(path));
-        let node = self.remove_node_entry(&key).ok_or(ErrorCode::NoNode)?;
-        let parent = self
-            .update_node(parent_path, |p| {
-                p.num_children -= 1;
-                p.pzxid = p.pzxid.max(zxid);
-            })
-            .ok_or(ErrorCode::SystemError)?;
-        triggers.push(WatchTrigger { event: EventType::NodeDeleted, path: key.0, acl: node.acl.clone() });
-        triggers.push(WatchTrigger {
-            event: EventType::NodeChildrenChanged,
-            path: Arc::from(parent_path),
-            acl: parent.acl.clone(),
-        });
-        Ok(())
-    }
-
-    fn set_data(
-        &mut self,
+    fn prepare_set_data(
+        &self,
         ctx: &TxnContext,
         path: &str,
         data: &Option<Bytes>,
         version: i32,
-        triggers: &mut Triggers,
-    ) -> Result<WriteResult, ErrorCode> {
+    ) -> Result<Txn, ErrorCode> {
         path::validate_path(path)?;
         let node = self.get(path).ok_or(ErrorCode::NoNode)?;
         if !ctx.auth.allowed(node.acl(), perms::WRITE) {
@@ -389,22 +333,10 @@ impl DataTree {
         }
         // (-125 quota is not enforced here.)
         let new_version = check_and_inc_version(node.version, version)?;
-        let old_len = node.data_len() as u64;
-        let new_len = data.as_ref().map_or(0, Bytes::len) as u64;
-        let node = self
-            .update_node(path, |n| {
-                n.data = super::owned_data(data);
-                n.version = new_version;
-                n.mtime = ctx.time_ms;
-                n.mzxid = ctx.zxid;
-            })
-            .ok_or(ErrorCode::NoNode)?;
-        self.data_size = self.data_size.saturating_sub(old_len) + new_len;
-        triggers.push(WatchTrigger { event: EventType::NodeDataChanged, path: Arc::from(path), acl: node.acl.clone() });
-        Ok(WriteResult::Stat(node.stat()))
+        Ok(Txn::SetData { path: path.to_owned(), data: data.clone(), version: new_version })
     }
 
-    fn set_acl(&mut self, ctx: &TxnContext, path: &str, acl: &[Acl], version: i32) -> Result<WriteResult, ErrorCode> {
+    fn prepare_set_acl(&self, ctx: &TxnContext, path: &str, acl: &[Acl], version: i32) -> Result<Txn, ErrorCode> {
         path::validate_path(path)?;
         let acl = ctx.auth.fixup_acl(acl)?;
         let node = self.get(path).ok_or(ErrorCode::NoNode)?;
@@ -412,23 +344,15 @@ impl DataTree {
             return Err(ErrorCode::NoAuth);
         }
         let new_version = check_and_inc_version(node.aversion, version)?;
-        let acl = self.acl_cache.intern(&acl);
-        let node = self
-            .update_node(path, |n| {
-                n.acl = acl;
-                n.aversion = new_version;
-            })
-            .ok_or(ErrorCode::NoNode)?;
-        Ok(WriteResult::Stat(node.stat()))
+        Ok(Txn::SetAcl { path: path.to_owned(), acl, version: new_version })
     }
 
-    fn check(&mut self, ctx: &TxnContext, path: &str, version: i32) -> Result<WriteResult, ErrorCode> {
+    fn prepare_check(&self, ctx: &TxnContext, path: &str, version: i32) -> Result<Txn, ErrorCode> {
         path::validate_path(path)?;
         let node = self.get(path).ok_or(ErrorCode::NoNode)?;
         if !ctx.auth.allowed(node.acl(), perms::READ) {
             return Err(ErrorCode::NoAuth);
         }
-        check_and_inc_version(node.version, version)?;
-        Ok(WriteResult::Checked)
+        Ok(Txn::Check { path: path.to_owned(), version: check_and_inc_version(node.version, version)? })
     }
 }

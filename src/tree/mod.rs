@@ -28,6 +28,7 @@
 //! path (a few hundred bytes) plus one Node.
 
 mod acl_cache;
+mod apply;
 mod exec;
 mod load;
 mod path;
@@ -44,7 +45,7 @@ use crate::proto::{read_acl_unsafe, Acl, Stat, CONTAINER_EPHEMERAL_OWNER, MAX_TT
 use acl_cache::AclCache;
 use path::{as_bounds, child_range_bounds, PathKey, TreePath};
 
-pub use exec::{MultiOpResult, TxnContext, WatchTrigger, WriteOp, WriteResult};
+pub use exec::{Executed, MultiOpResult, TxnContext, WatchTrigger, WriteOp, WriteResult};
 pub use load::{LoadError, TreeLoader};
 pub use path::validate_path;
 

@@ -6,6 +6,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::acl::AuthContext;
 use crate::proto::{op, open_acl_unsafe, perms, Acl, ErrorCode, EventType, Id};
+use crate::storage::txn::LoggedTxn;
 
 /// Allows everything unless `deny` bits are set; fixup = identity, empty
 /// list = InvalidAcl, scheme "bad" = InvalidAcl.
@@ -26,10 +27,42 @@ impl AuthContext for TestAuth {
 }
 
 const ALLOW: TestAuth = TestAuth { deny: 0 };
+
+/// Executes `op` as the leader does, and checks on every call that a
+/// follower (or recovery) applying the same txn, from its encoded bytes,
+/// to the same starting tree reaches the same tree, result and events.
+fn execute_checked(
+    tree: &mut DataTree,
+    ctx: &TxnContext,
+    op: &WriteOp,
+) -> (Result<WriteResult, ErrorCode>, Vec<WatchTrigger>) {
+    let mut follower = tree.clone();
+    let executed = tree.execute(ctx, op);
+    let logged = LoggedTxn { header: executed.header, txn: executed.txn.clone(), digest: None };
+    let decoded = LoggedTxn::decode(logged.to_bytes()).expect("a prepared txn decodes");
+    assert_eq!(decoded, logged);
+    let (result, triggers) = follower.apply_txn(&decoded.header, &decoded.txn);
+    assert_eq!(result, executed.result, "apply result differs for {op:?}");
+    assert_eq!(triggers, executed.triggers, "apply triggers differ for {op:?}");
+    assert_same_tree(&follower, tree);
+    (executed.result, executed.triggers)
+}
+
+pub(super) fn assert_same_tree(a: &DataTree, b: &DataTree) {
+    let dump = |t: &DataTree| -> Vec<(String, StoredStat, Option<Bytes>, Vec<Acl>, i32)> {
+        t.iter()
+            .map(|(p, n)| (p.to_owned(), n.stored_stat(), n.data().cloned(), n.acl().to_vec(), n.num_children()))
+            .collect()
+    };
+    assert_eq!(dump(a), dump(b));
+    assert_eq!(a.last_zxid(), b.last_zxid());
+    assert_eq!(a.approximate_data_size(), b.approximate_data_size());
+    assert_eq!(a.ephemerals_by_session(), b.ephemerals_by_session());
+}
 const SESSION: i64 = 0x1234;
 
 fn ctx(auth: &TestAuth, zxid: i64) -> TxnContext<'_> {
-    TxnContext { session_id: SESSION, zxid, time_ms: 1000 + zxid, auth, extended_types_enabled: true }
+    TxnContext { session_id: SESSION, cxid: 7, zxid, time_ms: 1000 + zxid, auth, extended_types_enabled: true }
 }
 
 fn create_op(path: &str, flags: i32) -> WriteOp {
@@ -49,7 +82,7 @@ fn create_with(path: &str, flags: i32, opcode: i32, ttl: Option<i64>) -> WriteOp
 
 /// Runs `op` at `zxid` with allow-all auth; returns the result.
 fn run(tree: &mut DataTree, zxid: i64, op: WriteOp) -> Result<WriteResult, ErrorCode> {
-    tree.execute(&ctx(&ALLOW, zxid), &op).0
+    execute_checked(&mut *tree, &ctx(&ALLOW, zxid), &op).0
 }
 
 fn created_path(r: Result<WriteResult, ErrorCode>) -> String {
@@ -100,7 +133,7 @@ fn fresh_tree_has_special_nodes() {
 #[test]
 fn create_stats_and_triggers() {
     let mut tree = DataTree::new();
-    let (r, triggers) = tree.execute(&ctx(&ALLOW, 5), &create_op("/a", 0));
+    let (r, triggers) = execute_checked(&mut tree, &ctx(&ALLOW, 5), &create_op("/a", 0));
     let Ok(WriteResult::Created { path, stat }) = r else { panic!("{r:?}") };
     assert_eq!(path, "/a");
     assert_eq!(
@@ -153,13 +186,18 @@ fn sequential_names_use_stored_cversion() {
 }
 
 #[test]
-fn sequence_suffix_after_overflow_is_negative() {
+fn sequence_counter_sticks_at_overflow_as_apaches() {
     let mut tree = DataTree::new();
     run(&mut tree, 1, create_op("/q", 0)).unwrap();
     let stored = StoredStat { cversion: i32::MAX, ..tree.get("/q").unwrap().stored_stat() };
     assert!(tree.restore_node("/q", None, &open_acl_unsafe(), stored));
     assert_eq!(created_path(run(&mut tree, 2, create_op("/q/", 2))), format!("/q/{}", i32::MAX));
-    assert_eq!(created_path(run(&mut tree, 3, create_op("/q/", 2))), "/q/-2147483648");
+    // Apache's createNode only ever raises the parent's cversion, so the
+    // wrapped value (i32::MIN) is never stored: the counter sticks and the
+    // next sequential create collides. zoocore must apply txns exactly as
+    // an Apache peer in the same ensemble does, so it does the same.
+    assert_eq!(tree.get("/q").unwrap().stored_stat().cversion, i32::MAX);
+    assert_eq!(run(&mut tree, 3, create_op("/q/", 2)), Err(ErrorCode::NodeExists));
     let mut tree2 = DataTree::new();
     run(&mut tree2, 1, create_op("/q", 0)).unwrap();
     let stored = StoredStat { cversion: -1, ..tree2.get("/q").unwrap().stored_stat() };
@@ -172,7 +210,8 @@ fn delete_raises_pzxid_only() {
     let mut tree = DataTree::new();
     run(&mut tree, 10, create_op("/p", 0)).unwrap();
     run(&mut tree, 11, create_op("/p/c", 0)).unwrap();
-    let (r, triggers) = tree.execute(&ctx(&ALLOW, 12), &WriteOp::Delete { path: "/p/c".into(), version: 0 });
+    let (r, triggers) =
+        execute_checked(&mut tree, &ctx(&ALLOW, 12), &WriteOp::Delete { path: "/p/c".into(), version: 0 });
     assert_eq!(r, Ok(WriteResult::Deleted));
     assert_eq!(
         triggers.iter().map(|t| (t.event, &*t.path)).collect::<Vec<_>>(),
@@ -265,9 +304,15 @@ fn create_validation_order() {
     assert_eq!(run(&mut tree, 4, c("/no/a", 0, op::CREATE, None, vec![])), Err(ErrorCode::InvalidAcl));
     // parent before CREATE permission.
     let deny_create = TestAuth { deny: perms::CREATE };
-    assert_eq!(tree.execute(&ctx(&deny_create, 4), &c("/no/a", 0, op::CREATE, None, open())).0, Err(ErrorCode::NoNode));
+    assert_eq!(
+        execute_checked(&mut tree, &ctx(&deny_create, 4), &c("/no/a", 0, op::CREATE, None, open())).0,
+        Err(ErrorCode::NoNode)
+    );
     // CREATE permission before the full path validation.
-    assert_eq!(tree.execute(&ctx(&deny_create, 4), &c("/x/", 0, op::CREATE, None, open())).0, Err(ErrorCode::NoAuth));
+    assert_eq!(
+        execute_checked(&mut tree, &ctx(&deny_create, 4), &c("/x/", 0, op::CREATE, None, open())).0,
+        Err(ErrorCode::NoAuth)
+    );
     assert_eq!(run(&mut tree, 4, c("/x/.", 0, op::CREATE, None, open())), Err(ErrorCode::BadArguments));
     assert_eq!(run(&mut tree, 4, c("/x/", 0, op::CREATE, None, open())), Err(ErrorCode::BadArguments));
     // validation before existence; existence before the ephemeral parent.
@@ -281,7 +326,7 @@ fn create_validation_order() {
 }
 
 fn no_ext_run(tree: &mut DataTree, ctx: &TxnContext, op: WriteOp) -> Result<WriteResult, ErrorCode> {
-    tree.execute(ctx, &op).0
+    execute_checked(&mut *tree, ctx, &op).0
 }
 
 #[test]
@@ -297,8 +342,8 @@ fn delete_validation_order() {
     assert_eq!(run(&mut tree, 3, d("/p\0", -1)), Err(ErrorCode::BadArguments));
     let deny_delete = TestAuth { deny: perms::DELETE };
     // parent missing before permission; permission before node missing.
-    assert_eq!(tree.execute(&ctx(&deny_delete, 3), &d("/no/x", -1)).0, Err(ErrorCode::NoNode));
-    assert_eq!(tree.execute(&ctx(&deny_delete, 3), &d("/p/none", -1)).0, Err(ErrorCode::NoAuth));
+    assert_eq!(execute_checked(&mut tree, &ctx(&deny_delete, 3), &d("/no/x", -1)).0, Err(ErrorCode::NoNode));
+    assert_eq!(execute_checked(&mut tree, &ctx(&deny_delete, 3), &d("/p/none", -1)).0, Err(ErrorCode::NoAuth));
     assert_eq!(run(&mut tree, 3, d("/p/none", -1)), Err(ErrorCode::NoNode));
     // version before children.
     assert_eq!(run(&mut tree, 3, d("/p", 7)), Err(ErrorCode::BadVersion));
@@ -314,21 +359,27 @@ fn set_data_set_acl_check_validation_order() {
     run(&mut tree, 1, create_op("/n", 0)).unwrap();
     let deny_all = TestAuth { deny: perms::ALL };
     let set = |path: &str, version| WriteOp::SetData { path: path.into(), data: None, version };
-    assert_eq!(tree.execute(&ctx(&deny_all, 2), &set("/n/", 9)).0, Err(ErrorCode::BadArguments));
-    assert_eq!(tree.execute(&ctx(&deny_all, 2), &set("/none", 9)).0, Err(ErrorCode::NoNode));
-    assert_eq!(tree.execute(&ctx(&deny_all, 2), &set("/n", 9)).0, Err(ErrorCode::NoAuth));
+    assert_eq!(execute_checked(&mut tree, &ctx(&deny_all, 2), &set("/n/", 9)).0, Err(ErrorCode::BadArguments));
+    assert_eq!(execute_checked(&mut tree, &ctx(&deny_all, 2), &set("/none", 9)).0, Err(ErrorCode::NoNode));
+    assert_eq!(execute_checked(&mut tree, &ctx(&deny_all, 2), &set("/n", 9)).0, Err(ErrorCode::NoAuth));
     assert_eq!(run(&mut tree, 2, set("/n", 9)), Err(ErrorCode::BadVersion));
-    let (r, triggers) = tree.execute(&ctx(&ALLOW, 2), &set("/n", 0));
+    let (r, triggers) = execute_checked(&mut tree, &ctx(&ALLOW, 2), &set("/n", 0));
     assert!(matches!(r, Ok(WriteResult::Stat(s)) if s.version == 1));
     assert_eq!((triggers.len(), triggers[0].event), (1, EventType::NodeDataChanged));
 
     let sa = |path: &str, acl: Vec<Acl>, version| WriteOp::SetAcl { path: path.into(), acl, version };
-    assert_eq!(tree.execute(&ctx(&deny_all, 3), &sa("//", vec![], 9)).0, Err(ErrorCode::BadArguments));
-    assert_eq!(tree.execute(&ctx(&deny_all, 3), &sa("/none", vec![], 9)).0, Err(ErrorCode::InvalidAcl));
-    assert_eq!(tree.execute(&ctx(&deny_all, 3), &sa("/none", open_acl_unsafe(), 9)).0, Err(ErrorCode::NoNode));
-    assert_eq!(tree.execute(&ctx(&deny_all, 3), &sa("/n", open_acl_unsafe(), 9)).0, Err(ErrorCode::NoAuth));
+    assert_eq!(execute_checked(&mut tree, &ctx(&deny_all, 3), &sa("//", vec![], 9)).0, Err(ErrorCode::BadArguments));
+    assert_eq!(execute_checked(&mut tree, &ctx(&deny_all, 3), &sa("/none", vec![], 9)).0, Err(ErrorCode::InvalidAcl));
+    assert_eq!(
+        execute_checked(&mut tree, &ctx(&deny_all, 3), &sa("/none", open_acl_unsafe(), 9)).0,
+        Err(ErrorCode::NoNode)
+    );
+    assert_eq!(
+        execute_checked(&mut tree, &ctx(&deny_all, 3), &sa("/n", open_acl_unsafe(), 9)).0,
+        Err(ErrorCode::NoAuth)
+    );
     assert_eq!(run(&mut tree, 3, sa("/n", open_acl_unsafe(), 9)), Err(ErrorCode::BadVersion));
-    let (r, triggers) = tree.execute(&ctx(&ALLOW, 3), &sa("/n", crate::proto::read_acl_unsafe(), 0));
+    let (r, triggers) = execute_checked(&mut tree, &ctx(&ALLOW, 3), &sa("/n", crate::proto::read_acl_unsafe(), 0));
     assert!(matches!(r, Ok(WriteResult::Stat(s)) if s.aversion == 1));
     assert!(triggers.is_empty());
     // Identical ACLs are interned.
@@ -340,11 +391,17 @@ fn set_data_set_acl_check_validation_order() {
         other => panic!("{other:?}"),
     };
     assert_eq!(
-        err_of(tree.execute(&ctx(&deny_all, 4), &chk("/n/", 9)).0),
+        err_of(execute_checked(&mut tree, &ctx(&deny_all, 4), &chk("/n/", 9)).0),
         MultiOpResult::Error(ErrorCode::BadArguments)
     );
-    assert_eq!(err_of(tree.execute(&ctx(&deny_all, 4), &chk("/none", 9)).0), MultiOpResult::Error(ErrorCode::NoNode));
-    assert_eq!(err_of(tree.execute(&ctx(&deny_all, 4), &chk("/n", 9)).0), MultiOpResult::Error(ErrorCode::NoAuth));
+    assert_eq!(
+        err_of(execute_checked(&mut tree, &ctx(&deny_all, 4), &chk("/none", 9)).0),
+        MultiOpResult::Error(ErrorCode::NoNode)
+    );
+    assert_eq!(
+        err_of(execute_checked(&mut tree, &ctx(&deny_all, 4), &chk("/n", 9)).0),
+        MultiOpResult::Error(ErrorCode::NoAuth)
+    );
     assert_eq!(err_of(run(&mut tree, 4, chk("/n", 9))), MultiOpResult::Error(ErrorCode::BadVersion));
     assert_eq!(err_of(run(&mut tree, 4, chk("/n", 1))), MultiOpResult::Checked);
     // Check at top level is not allowed.
@@ -361,7 +418,7 @@ fn multi_success_sees_earlier_ops_and_fires_in_order() {
         WriteOp::Check { path: "/m/c".into(), version: 1 },
         WriteOp::Delete { path: "/m/c".into(), version: 1 },
     ]);
-    let (r, triggers) = tree.execute(&ctx(&ALLOW, 7), &ops);
+    let (r, triggers) = execute_checked(&mut tree, &ctx(&ALLOW, 7), &ops);
     let Ok(WriteResult::Multi(results)) = r else { panic!("{r:?}") };
     assert!(matches!(&results[0], MultiOpResult::Created { path, .. } if path == "/m"));
     assert!(matches!(&results[2], MultiOpResult::SetData(s) if s.version == 1 && s.mzxid == 7));
@@ -395,7 +452,7 @@ fn multi_failure_rolls_back() {
         WriteOp::Delete { path: "/missing".into(), version: -1 },
         create_op("/m2", 0),
     ]);
-    let (r, triggers) = tree.execute(&ctx(&ALLOW, 2), &ops);
+    let (r, triggers) = execute_checked(&mut tree, &ctx(&ALLOW, 2), &ops);
     assert_eq!(
         r,
         Ok(WriteResult::Multi(vec![
@@ -422,12 +479,12 @@ fn close_session_deletes_its_ephemerals() {
     run(&mut tree, 2, create_op("/p/e1", 1)).unwrap();
     run(&mut tree, 3, create_op("/e2", 3)).unwrap();
     let other = TxnContext { session_id: 99, ..ctx(&ALLOW, 4) };
-    tree.execute(&other, &create_op("/o", 1)).0.unwrap();
+    execute_checked(&mut tree, &other, &create_op("/o", 1)).0.unwrap();
     assert_eq!(
         tree.ephemerals_by_session(),
         vec![(99, vec!["/o".to_owned()]), (SESSION, vec!["/e20000000001".to_owned(), "/p/e1".to_owned()]),]
     );
-    let (r, triggers) = tree.execute(&ctx(&ALLOW, 5), &WriteOp::CloseSession);
+    let (r, triggers) = execute_checked(&mut tree, &ctx(&ALLOW, 5), &WriteOp::CloseSession);
     let Ok(WriteResult::SessionClosed { mut deleted_paths }) = r else { panic!("{r:?}") };
     deleted_paths.sort();
     assert_eq!(deleted_paths, vec!["/e20000000001", "/p/e1"]);
@@ -464,7 +521,7 @@ fn delete_container_rules_and_reapable() {
     assert_eq!(run(&mut tree, 7, dc("/e")), Err(ErrorCode::BadVersion));
     run(&mut tree, 7, create_op("/used/d", 0)).unwrap();
     assert_eq!(run(&mut tree, 8, dc("/used")), Err(ErrorCode::NotEmpty));
-    let (r, triggers) = tree.execute(&ctx(&ALLOW, 9), &dc("/used/d"));
+    let (r, triggers) = execute_checked(&mut tree, &ctx(&ALLOW, 9), &dc("/used/d"));
     assert_eq!(r, Ok(WriteResult::Deleted)); // not checked to be a container
     assert_eq!(triggers.len(), 2);
     assert_eq!(run(&mut tree, 10, dc("/used")), Ok(WriteResult::Deleted));
@@ -539,7 +596,7 @@ proptest! {
                 }
             };
             let before = dump(&tree);
-            let (result, triggers) = tree.execute(&ctx(&ALLOW, zxid), &write);
+            let (result, triggers) = execute_checked(&mut tree, &ctx(&ALLOW, zxid), &write);
             if result.is_err() {
                 prop_assert_eq!(before, dump(&tree));
                 prop_assert!(triggers.is_empty());
@@ -550,7 +607,7 @@ proptest! {
             prop_assert_eq!(dump(&snapshot), contents);
             check_invariants(&snapshot);
         }
-        let closed = tree.execute(&ctx(&ALLOW, 1000), &WriteOp::CloseSession);
+        let closed = execute_checked(&mut tree, &ctx(&ALLOW, 1000), &WriteOp::CloseSession);
         prop_assert!(closed.0.is_ok());
         prop_assert!(tree.iter().all(|(_, n)| !matches!(n.kind(), NodeKind::Ephemeral(_))));
         check_invariants(&tree);
