@@ -1,3 +1,11 @@
-//! ZAB, Apache ZooKeeper's atomic broadcast: the quorum-port packets and the leader's learner-sync decision, sans-IO.
+//! ZAB, Apache ZooKeeper's atomic broadcast, sans-IO: the quorum-port
+//! packets, the leader's learner-sync decision, and the leader and learner
+//! state machines the commit shard drives (messages, ticks and "durable up
+//! to zxid" in; ordered actions out).
+pub mod ensemble;
+pub mod follower;
+pub mod leader;
 pub mod packets;
 pub mod sync_plan;
+#[cfg(test)]
+mod scenario_tests;

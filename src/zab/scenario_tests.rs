@@ -1,0 +1,560 @@
+//! Scripted scenarios of the leader and learner state machines wired
+//! together in memory: one test per situation Apache's Leader,
+//! LearnerHandler and Learner handle. Each server's log is a Vec; "durable"
+//! is reported by the harness, immediately or when the test says so.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+
+use super::ensemble::{Ensemble, Sid};
+use super::follower::{LearnerAction, LearnerCore, LearnerSettings};
+use super::leader::{LeaderAction, LeaderCore, LeaderSettings, LeaderStart, LearnerConn, COMMITTED_WINDOW_TXNS};
+use super::packets::{make_zxid, ForwardedRequest, ToLeader, ToLearner};
+use super::sync_plan::SyncPolicy;
+use crate::proto::op;
+use crate::storage::txn::{LoggedTxn, Txn, TxnHeader};
+
+const TICK_MS: u64 = 100;
+
+/// A txn payload with a real header (the learner checks its zxid).
+fn txn(zxid: i64) -> Bytes {
+    LoggedTxn {
+        header: TxnHeader { session_id: 1, cxid: 1, zxid, time_ms: 1, op: op::CREATE_SESSION },
+        txn: Txn::CreateSession { timeout_ms: 1000 },
+        digest: None,
+    }
+    .to_bytes()
+}
+
+fn history(epoch: i64, count: i64) -> Vec<(i64, Bytes)> {
+    (1..=count).map(|c| (make_zxid(epoch, c), txn(make_zxid(epoch, c)))).collect()
+}
+
+#[derive(Default)]
+struct Disk {
+    log: Vec<(i64, Bytes)>,
+    accepted_epoch: i64,
+    current_epoch: i64,
+}
+
+impl Disk {
+    fn last(&self) -> i64 {
+        self.log.last().map(|(z, _)| *z).unwrap_or(0)
+    }
+}
+
+struct LearnerNode {
+    sid: Sid,
+    core: LearnerCore,
+    disk: Disk,
+    applied: Vec<i64>,
+    serving: bool,
+    gave_up: Option<String>,
+    /// When false, the test reports durability itself.
+    auto_durable: bool,
+    syncs_done: usize,
+}
+
+struct Harness {
+    leader: LeaderCore,
+    leader_disk: Disk,
+    leader_committed: i64,
+    established: Option<i64>,
+    stepped_down: Option<String>,
+    learners: BTreeMap<LearnerConn, LearnerNode>,
+    to_leader: VecDeque<(LearnerConn, ToLeader)>,
+    to_learner: VecDeque<(LearnerConn, ToLearner)>,
+    snapshots_sent: Vec<LearnerConn>,
+    truncations: Vec<(Sid, i64)>,
+    forwarded: Vec<ForwardedRequest>,
+    now_ms: u64,
+}
+
+impl Harness {
+    /// `leader_sid` leads `voters` (+ `observers`); `disks` gives each
+    /// server's starting disk.
+    fn new(leader_sid: Sid, voters: &[Sid], observers: &[Sid], mut disks: BTreeMap<Sid, Disk>) -> Harness {
+        let ensemble = Ensemble::new(leader_sid, voters.iter().copied(), observers.iter().copied());
+        let leader_disk = disks.remove(&leader_sid).unwrap_or_default();
+        let start = LeaderStart {
+            accepted_epoch: leader_disk.accepted_epoch,
+            current_epoch: leader_disk.current_epoch,
+            last_logged_zxid: leader_disk.last(),
+            recent_txns: leader_disk.log.iter().rev().take(COMMITTED_WINDOW_TXNS).rev().cloned().collect(),
+        };
+        let settings = LeaderSettings {
+            tick_ms: TICK_MS,
+            init_limit_ticks: 10,
+            sync_limit_ticks: 5,
+            config_text: Bytes::from_static(b"version=0"),
+            sync_policy: SyncPolicy::with_snapshot_bytes(0),
+        };
+        let mut h = Harness {
+            leader_committed: leader_disk.last(),
+            leader: LeaderCore::new(ensemble, settings, start, 0),
+            leader_disk,
+            established: None,
+            stepped_down: None,
+            learners: BTreeMap::new(),
+            to_leader: VecDeque::new(),
+            to_learner: VecDeque::new(),
+            snapshots_sent: Vec::new(),
+            truncations: Vec::new(),
+            forwarded: Vec::new(),
+            now_ms: 0,
+        };
+        for &sid in voters.iter().chain(observers) {
+            if sid != leader_sid {
+                let disk = disks.remove(&sid).unwrap_or_default();
+                h.connect(sid, observers.contains(&sid), disk);
+            }
+        }
+        h
+    }
+
+    fn connect(&mut self, sid: Sid, observer: bool, disk: Disk) -> LearnerConn {
+        let conn = sid as LearnerConn * 100 + self.learners.len() as LearnerConn;
+        self.leader.learner_connected(conn, self.now_ms);
+        let settings =
+            LearnerSettings { my_sid: sid, observer, tick_ms: TICK_MS, init_limit_ticks: 10, sync_limit_ticks: 5 };
+        let mut actions = Vec::new();
+        let core =
+            LearnerCore::new(settings, disk.accepted_epoch, disk.current_epoch, disk.last(), self.now_ms, &mut actions);
+        self.learners.insert(
+            conn,
+            LearnerNode {
+                sid,
+                core,
+                disk,
+                applied: Vec::new(),
+                serving: false,
+                gave_up: None,
+                auto_durable: true,
+                syncs_done: 0,
+            },
+        );
+        self.learner_actions(conn, actions);
+        conn
+    }
+
+    fn conn_of(&self, sid: Sid) -> LearnerConn {
+        *self.learners.iter().find(|(_, n)| n.sid == sid).map(|(c, _)| c).expect("learner")
+    }
+
+    fn node(&self, sid: Sid) -> &LearnerNode {
+        &self.learners[&self.conn_of(sid)]
+    }
+
+    fn leader_actions(&mut self, actions: Vec<LeaderAction>) {
+        for a in actions {
+            match a {
+                LeaderAction::PersistAcceptedEpoch(e) => self.leader_disk.accepted_epoch = e,
+                LeaderAction::PersistCurrentEpoch(e) => self.leader_disk.current_epoch = e,
+                LeaderAction::Send(conn, p) => self.to_learner.push_back((conn, p)),
+                LeaderAction::SendSnapshot { conn, zxid } => {
+                    assert_eq!(zxid, self.leader_committed, "a snapshot is of the committed state");
+                    self.snapshots_sent.push(conn);
+                    let image: Vec<(i64, Bytes)> =
+                        self.leader_disk.log.iter().filter(|(z, _)| *z <= zxid).cloned().collect();
+                    self.to_learner.push_back((conn, ToLearner::Snap { zxid }));
+                    // The stream itself, modelled as a side channel in order.
+                    if let Some(node) = self.learners.get_mut(&conn) {
+                        node.disk.log = image.clone();
+                        node.applied = image.iter().map(|(z, _)| *z).collect();
+                    }
+                }
+                LeaderAction::Established { epoch } => self.established = Some(epoch),
+                LeaderAction::Committed { zxid } => self.leader_committed = zxid,
+                LeaderAction::Forwarded { request, .. } => self.forwarded.push(request),
+                LeaderAction::Revalidate { conn, session_id, .. } => {
+                    let mut out = Vec::new();
+                    self.leader.revalidated(conn, session_id, true, &mut out);
+                    self.leader_actions(out);
+                }
+                LeaderAction::SessionsTouched(_) => {}
+                LeaderAction::Close { conn, reason } => {
+                    if let Some(node) = self.learners.get_mut(&conn) {
+                        node.gave_up.get_or_insert(format!("closed by the leader: {reason}"));
+                    }
+                }
+                LeaderAction::StepDown { reason } => self.stepped_down = Some(reason),
+            }
+        }
+    }
+
+    fn learner_actions(&mut self, conn: LearnerConn, actions: Vec<LearnerAction>) {
+        let mut follow_up = Vec::new();
+        let Some(node) = self.learners.get_mut(&conn) else { return };
+        for a in actions {
+            match a {
+                LearnerAction::Send(p) => self.to_leader.push_back((conn, p)),
+                LearnerAction::PingReply { zxid } => {
+                    self.to_leader.push_back((conn, ToLeader::Ping { zxid, sessions: Vec::new() }))
+                }
+                LearnerAction::PersistAcceptedEpoch(e) => node.disk.accepted_epoch = e,
+                LearnerAction::PersistCurrentEpoch(e) => node.disk.current_epoch = e,
+                LearnerAction::Truncate { zxid } => {
+                    node.disk.log.retain(|(z, _)| *z <= zxid);
+                    node.applied.retain(|z| *z <= zxid);
+                    self.truncations.push((node.sid, zxid));
+                }
+                LearnerAction::ReadSnapshot { zxid } => node.core.snapshot_installed(zxid, self.now_ms),
+                LearnerAction::Log(txns) => {
+                    for (z, t) in txns {
+                        assert!(z > node.disk.last(), "log order");
+                        node.disk.log.push((z, t));
+                    }
+                    if node.auto_durable {
+                        follow_up.push(node.disk.last());
+                    }
+                }
+                LearnerAction::Apply(txns) => {
+                    for (z, _) in txns {
+                        assert!(node.applied.last().is_none_or(|last| *last < z), "apply order");
+                        node.applied.push(z);
+                    }
+                }
+                LearnerAction::SyncDone => node.syncs_done += 1,
+                LearnerAction::Revalidated { .. } => {}
+                LearnerAction::Serving { .. } => node.serving = true,
+                LearnerAction::GiveUp { reason } => node.gave_up = Some(reason),
+            }
+        }
+        for z in follow_up {
+            self.report_durable(conn, z);
+        }
+    }
+
+    fn report_durable(&mut self, conn: LearnerConn, zxid: i64) {
+        let mut out = Vec::new();
+        if let Some(node) = self.learners.get_mut(&conn) {
+            node.core.durable(zxid, &mut out);
+        }
+        self.learner_actions(conn, out);
+    }
+
+    /// Delivers every queued packet until nothing moves.
+    fn run(&mut self) {
+        for _ in 0..100_000 {
+            if let Some((conn, p)) = self.to_learner.pop_front() {
+                let mut out = Vec::new();
+                if let Some(node) = self.learners.get_mut(&conn) {
+                    if node.gave_up.is_none() {
+                        node.core.packet(p, self.now_ms, &mut out);
+                    }
+                }
+                self.learner_actions(conn, out);
+            } else if let Some((conn, p)) = self.to_leader.pop_front() {
+                let mut out = Vec::new();
+                self.leader.learner_packet(conn, p, self.now_ms, &mut out);
+                self.leader_actions(out);
+            } else {
+                return;
+            }
+        }
+        panic!("the scenario did not settle");
+    }
+
+    /// The leader logs and proposes `n` txns and is durable at once.
+    fn propose(&mut self, n: usize) -> Vec<i64> {
+        let mut zxids = Vec::new();
+        for _ in 0..n {
+            let zxid = self.leader.next_zxid().expect("established");
+            let mut out = Vec::new();
+            self.leader_disk.log.push((zxid, txn(zxid)));
+            self.leader.propose(zxid, txn(zxid), &mut out);
+            self.leader.local_durable(zxid, &mut out);
+            self.leader_actions(out);
+            zxids.push(zxid);
+        }
+        self.run();
+        zxids
+    }
+
+    fn tick(&mut self, advance_ms: u64) {
+        self.now_ms += advance_ms;
+        let mut out = Vec::new();
+        self.leader.tick(self.now_ms, &mut out);
+        self.leader_actions(out);
+        let conns: Vec<LearnerConn> = self.learners.keys().copied().collect();
+        for conn in conns {
+            let mut out = Vec::new();
+            if let Some(node) = self.learners.get_mut(&conn) {
+                node.core.tick(self.now_ms, &mut out);
+            }
+            self.learner_actions(conn, out);
+        }
+    }
+}
+
+fn disk(accepted_epoch: i64, current_epoch: i64, log: Vec<(i64, Bytes)>) -> Disk {
+    Disk { log, accepted_epoch, current_epoch }
+}
+
+fn zxids(log: &[(i64, Bytes)]) -> Vec<i64> {
+    log.iter().map(|(z, _)| *z).collect()
+}
+
+#[test]
+fn fresh_ensemble_establishes_epoch_one_and_commits() {
+    let mut h = Harness::new(3, &[1, 2, 3], &[], BTreeMap::new());
+    h.run();
+    assert_eq!(h.established, Some(1));
+    assert_eq!((h.leader_disk.accepted_epoch, h.leader_disk.current_epoch), (1, 1));
+    for sid in [1, 2] {
+        let n = h.node(sid);
+        assert!(n.serving, "server {sid} serves: {:?}", n.gave_up);
+        assert_eq!((n.disk.accepted_epoch, n.disk.current_epoch), (1, 1));
+    }
+    let proposed = h.propose(3);
+    assert_eq!(proposed, vec![make_zxid(1, 1), make_zxid(1, 2), make_zxid(1, 3)]);
+    assert_eq!(h.leader_committed, make_zxid(1, 3));
+    for sid in [1, 2] {
+        assert_eq!(h.node(sid).applied, proposed);
+        assert_eq!(zxids(&h.node(sid).disk.log), proposed);
+    }
+}
+
+/// The new epoch is one more than any accepted epoch in the quorum.
+#[test]
+fn new_epoch_exceeds_every_accepted_epoch() {
+    let disks = BTreeMap::from([(1, disk(7, 5, history(5, 2))), (2, disk(4, 4, vec![])), (3, disk(5, 5, history(5, 2)))]);
+    let mut h = Harness::new(3, &[1, 2, 3], &[], disks);
+    h.run();
+    assert_eq!(h.established, Some(8));
+    assert_eq!(h.leader.next_zxid(), Some(make_zxid(8, 1)));
+}
+
+#[test]
+fn follower_behind_gets_a_diff_of_what_it_misses() {
+    let leader_log = history(1, 10);
+    let disks = BTreeMap::from([
+        (1, disk(1, 1, leader_log[..4].to_vec())),
+        (2, disk(1, 1, leader_log.clone())),
+        (3, disk(1, 1, leader_log.clone())),
+    ]);
+    let mut h = Harness::new(3, &[1, 2, 3], &[], disks);
+    h.run();
+    assert_eq!(h.established, Some(2));
+    assert!(h.snapshots_sent.is_empty() && h.truncations.is_empty());
+    assert_eq!(zxids(&h.node(1).disk.log), zxids(&leader_log));
+    assert_eq!(h.node(1).applied, zxids(&leader_log[4..]), "the DIFF is applied");
+    assert!(h.node(1).serving);
+}
+
+/// A follower that logged txns of an old epoch that never committed gets
+/// a snapshot: Apache never sends a TRUNC across an epoch boundary.
+#[test]
+fn follower_with_uncommitted_txns_of_an_old_epoch_gets_a_snapshot() {
+    let common = history(1, 3);
+    let mut divergent = common.clone();
+    divergent.push((make_zxid(1, 4), txn(make_zxid(1, 4))));
+    divergent.push((make_zxid(1, 5), txn(make_zxid(1, 5))));
+    let mut leader_log = common.clone();
+    leader_log.extend(history(2, 2));
+    let disks = BTreeMap::from([
+        (1, disk(2, 1, divergent)),
+        (2, disk(2, 2, leader_log.clone())),
+        (3, disk(2, 2, leader_log.clone())),
+    ]);
+    let mut h = Harness::new(3, &[1, 2, 3], &[], disks);
+    h.run();
+    assert_eq!(h.established, Some(3));
+    assert_eq!(h.snapshots_sent, vec![h.conn_of(1)]);
+    assert_eq!(zxids(&h.node(1).disk.log), zxids(&leader_log), "the old epoch's tail is gone");
+    assert!(h.node(1).serving);
+}
+
+/// A follower with uncommitted txns past the leader's newest, in the same
+/// epoch, that answers after the epoch quorum was reached, is truncated.
+#[test]
+fn follower_ahead_in_the_same_epoch_is_truncated() {
+    let leader_log = history(2, 3);
+    let disks = BTreeMap::from([
+        (1, disk(2, 2, history(2, 5))),
+        (2, disk(2, 2, leader_log.clone())),
+        (3, disk(2, 2, leader_log.clone())),
+    ]);
+    let mut h = Harness::new(3, &[1, 2, 3], &[], disks);
+    // Server 2 completes the epoch quorum before server 1 is heard.
+    let c1 = h.conn_of(1);
+    let held: Vec<_> = h.to_leader.iter().filter(|(c, _)| *c == c1).cloned().collect();
+    h.to_leader.retain(|(c, _)| *c != c1);
+    h.run();
+    h.to_leader.extend(held);
+    h.run();
+    assert_eq!(h.established, Some(3));
+    assert_eq!(h.truncations, vec![(1, make_zxid(2, 3))]);
+    assert_eq!(zxids(&h.node(1).disk.log), zxids(&leader_log));
+    assert!(h.node(1).serving);
+}
+
+#[test]
+fn follower_below_the_window_gets_a_snapshot() {
+    let leader_log = history(1, COMMITTED_WINDOW_TXNS as i64 + 100);
+    let disks =
+        BTreeMap::from([(1, disk(1, 1, vec![])), (2, disk(1, 1, leader_log.clone())), (3, disk(1, 1, leader_log.clone()))]);
+    let mut h = Harness::new(3, &[1, 2, 3], &[], disks);
+    h.run();
+    assert_eq!(h.snapshots_sent, vec![h.conn_of(1)]);
+    assert_eq!(zxids(&h.node(1).disk.log), zxids(&leader_log));
+    assert!(h.node(1).serving);
+    // And it takes part in the broadcast afterwards.
+    let z = h.propose(1);
+    assert_eq!(h.node(1).applied.last(), z.last());
+}
+
+/// A leader must never establish itself over a voter with a newer history.
+#[test]
+fn follower_ahead_of_the_leader_makes_it_step_down() {
+    let disks = BTreeMap::from([
+        (1, disk(2, 2, history(2, 5))),
+        (2, disk(2, 2, history(2, 3))),
+        (3, disk(2, 2, history(2, 3))),
+    ]);
+    let mut h = Harness::new(3, &[1, 2, 3], &[], disks);
+    // Let only server 1 answer before the quorum is complete.
+    let c2 = h.conn_of(2);
+    h.to_leader.retain(|(c, _)| *c != c2);
+    h.run();
+    assert!(h.stepped_down.as_deref().is_some_and(|r| r.contains("ahead")), "{:?}", h.stepped_down);
+    assert_eq!(h.established, None);
+}
+
+/// The leader commits only when a quorum, itself included, has the
+/// proposal durably: a follower acks after its own fsync, not on receipt.
+#[test]
+fn commit_waits_for_a_durable_quorum() {
+    let mut h = Harness::new(3, &[1, 2, 3], &[], BTreeMap::new());
+    h.run();
+    for sid in [1, 2] {
+        let c = h.conn_of(sid);
+        h.learners.get_mut(&c).map(|n| n.auto_durable = false);
+    }
+    let z = h.propose(1)[0];
+    assert_eq!(h.leader_committed, 0, "logged but not durable anywhere else: not committed");
+    assert!(h.node(1).applied.is_empty());
+    let c1 = h.conn_of(1);
+    h.report_durable(c1, z);
+    h.run();
+    assert_eq!(h.leader_committed, z);
+    assert_eq!(h.node(1).applied, vec![z]);
+    assert_eq!(h.node(2).applied, vec![z], "a commit reaches every follower, durable or not");
+}
+
+#[test]
+fn leader_steps_down_when_its_quorum_goes_silent() {
+    let mut h = Harness::new(3, &[1, 2, 3], &[], BTreeMap::new());
+    h.run();
+    for _ in 0..3 {
+        h.tick(TICK_MS);
+        h.run();
+    }
+    assert_eq!(h.stepped_down, None, "pings answered: still leading");
+    // Both followers vanish (their packets are lost from now on).
+    let silent_ticks = 7;
+    for _ in 0..silent_ticks {
+        h.tick(TICK_MS);
+        h.to_learner.clear();
+    }
+    assert!(h.stepped_down.as_deref().is_some_and(|r| r.contains("quorum")), "{:?}", h.stepped_down);
+}
+
+#[test]
+fn learner_gives_up_on_a_silent_leader() {
+    let mut h = Harness::new(3, &[1, 2, 3], &[], BTreeMap::new());
+    h.run();
+    h.now_ms += TICK_MS * 6;
+    let c = h.conn_of(1);
+    let mut out = Vec::new();
+    h.learners.get_mut(&c).map(|n| n.core.tick(h.now_ms, &mut out));
+    assert!(matches!(&out[..], [LearnerAction::GiveUp { .. }]), "{out:?}");
+}
+
+#[test]
+fn no_zxid_past_the_counter_limit() {
+    let almost_full = vec![(make_zxid(1, 0xFFFF_FFFE), txn(make_zxid(1, 0xFFFF_FFFE)))];
+    let disks = BTreeMap::from([(3, disk(1, 1, almost_full.clone())), (2, disk(1, 1, almost_full))]);
+    let mut h = Harness::new(3, &[1, 2, 3], &[], disks);
+    h.run();
+    assert_eq!(h.established, Some(2), "a new epoch resets the counter");
+    assert_eq!(h.leader.next_zxid(), Some(make_zxid(2, 1)));
+}
+
+#[test]
+fn forwarded_sync_is_answered_after_the_outstanding_commit() {
+    let mut h = Harness::new(3, &[1, 2, 3], &[], BTreeMap::new());
+    h.run();
+    for sid in [1, 2] {
+        let c = h.conn_of(sid);
+        h.learners.get_mut(&c).map(|n| n.auto_durable = false);
+    }
+    let z = h.propose(1)[0];
+    let c1 = h.conn_of(1);
+    let sync = ForwardedRequest { session_id: 9, cxid: 1, op_type: op::SYNC, body: Bytes::new(), authinfo: vec![] };
+    h.to_leader.push_back((c1, ToLeader::Request(sync)));
+    h.run();
+    assert_eq!(h.node(1).syncs_done, 0, "a sync waits for what was proposed before it");
+    h.report_durable(c1, z);
+    h.run();
+    assert_eq!(h.node(1).syncs_done, 1);
+    let write = ForwardedRequest { session_id: 9, cxid: 2, op_type: op::CREATE, body: Bytes::new(), authinfo: vec![] };
+    h.to_leader.push_back((c1, ToLeader::Request(write.clone())));
+    h.run();
+    assert_eq!(h.forwarded, vec![write]);
+}
+
+#[test]
+fn observers_learn_commits_but_never_count() {
+    let mut h = Harness::new(3, &[1, 2, 3], &[4], BTreeMap::new());
+    h.run();
+    assert!(h.node(4).serving);
+    for sid in [1, 2] {
+        let c = h.conn_of(sid);
+        h.learners.get_mut(&c).map(|n| n.auto_durable = false);
+    }
+    let z = h.propose(1)[0];
+    assert_eq!(h.leader_committed, 0, "the observer's copy does not make a quorum");
+    assert!(h.node(4).applied.is_empty());
+    let c1 = h.conn_of(1);
+    h.report_durable(c1, z);
+    h.run();
+    assert_eq!(h.node(4).applied, vec![z], "INFORM after the commit");
+    assert_eq!(zxids(&h.node(4).disk.log), vec![z]);
+}
+
+/// A learner that joins an established leader is synced and served at
+/// once, including the proposals still in flight.
+#[test]
+fn late_learner_joins_with_outstanding_proposals() {
+    let mut h = Harness::new(3, &[1, 2, 3], &[], BTreeMap::new());
+    let c2 = h.conn_of(2);
+    h.leader.learner_disconnected(c2);
+    h.learners.remove(&c2);
+    h.to_leader.retain(|(c, _)| *c != c2);
+    h.run();
+    assert_eq!(h.established, Some(1));
+    let c1 = h.conn_of(1);
+    h.learners.get_mut(&c1).map(|n| n.auto_durable = false);
+    let first = h.propose(2);
+    assert_eq!(h.leader_committed, 0);
+    h.report_durable(c1, first[0]);
+    h.run();
+    assert_eq!(h.leader_committed, first[0]);
+    h.connect(2, false, Disk::default());
+    h.run();
+    let n2 = h.node(2);
+    assert!(n2.serving, "{:?}", n2.gave_up);
+    assert_eq!(zxids(&n2.disk.log), first, "committed by DIFF, outstanding by PROPOSAL");
+    assert_eq!(h.leader_committed, first[1], "the newcomer's ack completes the quorum");
+}
+
+#[test]
+fn a_learner_from_outside_the_ensemble_is_refused() {
+    let mut h = Harness::new(3, &[1, 2, 3], &[], BTreeMap::new());
+    h.run();
+    let stranger = h.connect(9, false, Disk::default());
+    h.run();
+    assert!(h.learners[&stranger].gave_up.as_deref().is_some_and(|r| r.contains("sid 9")));
+}
