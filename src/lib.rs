@@ -16,3 +16,4 @@ pub mod storage;
 pub mod tools;
 pub mod tree;
 pub mod watch;
+pub mod zab;
