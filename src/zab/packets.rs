@@ -540,7 +540,7 @@ impl ToLeader {
                 // Apache reads {l, i} pairs while bytes remain; a partial
                 // pair is an EOF error that drops the learner.
                 let data = p.data.clone().unwrap_or_default();
-                if data.len() % 12 != 0 {
+                if !data.len().is_multiple_of(12) {
                     return Err(bad(p, "not a whole number of {sessionId l, timeout i}"));
                 }
                 let mut r = Reader::new(data);
@@ -725,9 +725,18 @@ const STAT_PERSISTED_BYTES: usize = 6 * 8 + 3 * 4;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SnapPhase {
     SessionCount,
-    Sessions { left: u32 },
+    Sessions {
+        left: u32,
+    },
     AclCount,
-    AclEntry { left: u32 },
+    AclEntry {
+        left: u32,
+    },
+    /// Inside an ACL cache entry's list; `left` counts the entries after it.
+    AclItems {
+        left: u32,
+        acls_left: u32,
+    },
     Node,
     Signature,
     Done,
@@ -757,7 +766,9 @@ pub struct SnapStreamSummary {
 /// `{path s, data b, aclRef l, StatPersisted}` until the path "/", then
 /// `s "BenWasHere"` (Apache's SerializeUtils.serializeSnapshot and
 /// DataTree.serialize). Loading the tree is a separate step; this only
-/// validates the layout and the limits.
+/// validates the layout and the limits. An item that spans reads is
+/// rescanned from its start next time; items are small except a node,
+/// whose data is at most [`SNAP_FIELD_MAX_BYTES`].
 #[derive(Debug, Clone)]
 pub struct SnapStreamScanner {
     phase: SnapPhase,
@@ -856,19 +867,23 @@ impl SnapStreamScanner {
                 }
                 // Apache refuses a null ACL list here.
                 let Some(acls) = c.i32() else { return Ok(false) };
-                let acls = count(acls, "ACL cache entry without an ACL list")?;
-                for _ in 0..acls {
-                    if c.skip(4).is_none() {
+                let acls_left = count(acls, "ACL cache entry without an ACL list")?;
+                self.summary.acl_entries += 1;
+                self.phase = SnapPhase::AclItems { left: left - 1, acls_left };
+            }
+            SnapPhase::AclItems { left, acls_left: 0 } => self.phase = SnapPhase::AclEntry { left },
+            SnapPhase::AclItems { left, acls_left } => {
+                // One ACL per item, so a long list split across reads is
+                // never rescanned from its start.
+                if c.skip(4).is_none() {
+                    return Ok(false);
+                }
+                for _ in 0..2 {
+                    if c.field(true, "ACL id string length")?.is_none() {
                         return Ok(false);
                     }
-                    for _ in 0..2 {
-                        if c.field(true, "ACL id string length")?.is_none() {
-                            return Ok(false);
-                        }
-                    }
                 }
-                self.summary.acl_entries += 1;
-                self.phase = SnapPhase::AclEntry { left: left - 1 };
+                self.phase = SnapPhase::AclItems { left, acls_left: acls_left - 1 };
             }
             SnapPhase::Node => {
                 let Some(path) = c.field(false, "node path length")? else { return Ok(false) };
@@ -1085,7 +1100,9 @@ mod tests {
         for s in 0..sessions {
             w.i64(s as i64 + 1).i32(4000);
         }
-        w.i32(1).i64(1).i32(1).i32(31).string("world").string("anyone");
+        // Two ACL cache entries, the second with two ACLs.
+        w.i32(2).i64(1).i32(1).i32(31).string("world").string("anyone");
+        w.i64(2).i32(2).i32(1).string("digest").string("u:x").i32(31).string("ip").string("127.0.0.1");
         for (path, data) in nodes {
             w.string(path).buffer(*data).i64(-1);
             w.buf.extend_from_slice(&[0u8; STAT_PERSISTED_BYTES]);
@@ -1109,7 +1126,7 @@ mod tests {
             }
         }
         assert!(scanner.is_finished());
-        assert_eq!(scanner.summary(), SnapStreamSummary { sessions: 2, acl_entries: 1, nodes: 3 });
+        assert_eq!(scanner.summary(), SnapStreamSummary { sessions: 2, acl_entries: 2, nodes: 3 });
         assert_eq!(d.buffered().len(), body.len() - body_len);
         assert!(matches!(ToLearner::from_packet(&d.next_packet().unwrap().unwrap()), Ok(ToLearner::NewLeader { .. })));
     }
@@ -1258,6 +1275,31 @@ mod tests {
                 let _ = ToLearner::from_packet(&p);
             }
             let _ = SnapStreamScanner::new().scan(&bytes);
+        }
+
+        #[test]
+        fn snap_scanner_ends_at_the_signature_whatever_the_chunking(
+            sessions in 0usize..4,
+            data in vec(proptest::option::of(vec(any::<u8>(), 0..40)), 1..6),
+            chunk in 1usize..50,
+        ) {
+            let paths: Vec<String> = (0..data.len()).map(|i| if i == 0 { String::new() } else { format!("/n{i}") }).collect();
+            let nodes: Vec<(&str, Option<&[u8]>)> =
+                paths.iter().zip(&data).map(|(p, d)| (p.as_str(), d.as_deref())).collect();
+            let body = snap_stream(sessions, &nodes);
+            let mut scanner = SnapStreamScanner::new();
+            let mut pending: Vec<u8> = Vec::new();
+            let mut total = 0;
+            for piece in body.chunks(chunk) {
+                pending.extend_from_slice(piece);
+                let step = scanner.scan(&pending).unwrap();
+                total += step.consumed;
+                pending.drain(..step.consumed);
+            }
+            prop_assert!(scanner.is_finished());
+            prop_assert_eq!(total, body.len());
+            prop_assert_eq!(scanner.summary().nodes, data.len() as u64);
+            prop_assert_eq!(scanner.summary().sessions, sessions as u64);
         }
 
         #[test]
