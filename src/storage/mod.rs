@@ -23,6 +23,7 @@
 //!   verifies the seal before parsing and rebuilds the tree with
 //!   `tree::TreeLoader`.
 
+pub mod apache;
 pub mod log_format;
 pub mod snapshot_format;
 pub mod txn;
