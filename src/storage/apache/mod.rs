@@ -107,10 +107,9 @@ impl std::fmt::Display for ApacheFormatError {
             ApacheFormatError::BadMagic { offset, found, expected } => {
                 write!(f, "bad magic at byte {offset}: {found:#010x}, expected {expected:#010x}")
             }
-            ApacheFormatError::ChecksumMismatch { offset, stored, computed } => write!(
-                f,
-                "checksum mismatch at byte {offset}: stored {stored:#x}, computed {computed:#x}"
-            ),
+            ApacheFormatError::ChecksumMismatch { offset, stored, computed } => {
+                write!(f, "checksum mismatch at byte {offset}: stored {stored:#x}, computed {computed:#x}")
+            }
             ApacheFormatError::BadLength { offset, len, limit } => {
                 write!(f, "bad length {len} at byte {offset} (limit {limit})")
             }
@@ -135,7 +134,11 @@ pub fn zxid_from_file_name(name: &str, prefix: &str) -> Option<i64> {
 /// The names among `names` that carry `prefix`, with their zxids, sorted by
 /// zxid (ascending or newest first), as Util.sortDataDir. Names that do not
 /// parse are left out.
-pub fn sort_by_zxid<'a>(names: impl IntoIterator<Item = &'a str>, prefix: &str, ascending: bool) -> Vec<(i64, &'a str)> {
+pub fn sort_by_zxid<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    prefix: &str,
+    ascending: bool,
+) -> Vec<(i64, &'a str)> {
     let mut found: Vec<(i64, &str)> =
         names.into_iter().filter_map(|name| zxid_from_file_name(name, prefix).map(|zxid| (zxid, name))).collect();
     found.sort_by_key(|&(zxid, _)| zxid);
@@ -232,7 +235,10 @@ mod tests {
         assert_eq!(zxid_from_file_name("log.xyz", "log"), None);
         assert_eq!(zxid_from_file_name("log.ffffffffffffffff", "log"), None, "Long.parseLong overflows too");
         let names = ["log.10", "snapshot.5", "log.9", "log.100000000", "log.zzz", "acceptedEpoch"];
-        assert_eq!(sort_by_zxid(names, "log", true), vec![(9, "log.9"), (0x10, "log.10"), (0x1_0000_0000, "log.100000000")]);
+        assert_eq!(
+            sort_by_zxid(names, "log", true),
+            vec![(9, "log.9"), (0x10, "log.10"), (0x1_0000_0000, "log.100000000")]
+        );
         assert_eq!(sort_by_zxid(names, "log", false)[0], (0x1_0000_0000, "log.100000000"));
     }
 

@@ -429,9 +429,9 @@ impl BodyDecoder {
         let acl = if acl_ref == OPEN_ACL_REF {
             &self.open_acl
         } else {
-            self.acl_cache
-                .get(&acl_ref)
-                .ok_or_else(|| ApacheFormatError::malformed(acl_at, format!("aclRef {acl_ref} is not in the ACL cache")))?
+            self.acl_cache.get(&acl_ref).ok_or_else(|| {
+                ApacheFormatError::malformed(acl_at, format!("aclRef {acl_ref} is not in the ACL cache"))
+            })?
         };
         let data = data.map(Bytes::copy_from_slice);
         let tree_path = if path.is_empty() {
@@ -444,8 +444,7 @@ impl BodyDecoder {
             if !self.root_seen {
                 return Err(ApacheFormatError::malformed(node_at, format!("{path:?} comes before the root")));
             }
-            validate_path(path)
-                .map_err(|_| ApacheFormatError::malformed(node_at, format!("invalid path {path:?}")))?;
+            validate_path(path).map_err(|_| ApacheFormatError::malformed(node_at, format!("invalid path {path:?}")))?;
             path
         };
         if !self.tree.restore_node(tree_path, data, acl, stat) {
@@ -510,10 +509,7 @@ impl SnapStreamDecoder {
 
 /// Decodes a whole SNAP stream held in memory: the tree, the sessions and
 /// how many bytes it took.
-pub fn decode_snap_stream(
-    bytes: &[u8],
-    zxid: i64,
-) -> Result<(DataTree, BTreeMap<i64, i32>, usize), ApacheFormatError> {
+pub fn decode_snap_stream(bytes: &[u8], zxid: i64) -> Result<(DataTree, BTreeMap<i64, i32>, usize), ApacheFormatError> {
     let mut decoder = SnapStreamDecoder::new();
     let used = decoder.decode(bytes)?;
     let (tree, sessions) = decoder.finish(zxid)?;
@@ -574,8 +570,7 @@ pub fn read_snapshot_file(bytes: &[u8], file_zxid: i64) -> Result<ApacheSnapshot
             let at = c.offset();
             let hex = c.string(FIELD_MAX_BYTES, "digest")?;
             u64::from_str_radix(hex, 16)
-                .map_err(|_| ApacheFormatError::malformed(at, format!("digest {hex:?} is not hex")))?
-                as i64
+                .map_err(|_| ApacheFormatError::malformed(at, format!("digest {hex:?} is not hex")))? as i64
         } else {
             c.i64()?
         };
@@ -653,8 +648,8 @@ fn snappy_java_decompress(bytes: &[u8], max_bytes: u64) -> Result<Vec<u8>, Apach
             return Err(ApacheFormatError::BadLength { offset: at, len: len as i64, limit: FIELD_MAX_BYTES });
         }
         let block = c.take(len as usize)?;
-        let plain_len = snap::raw::decompress_len(block)
-            .map_err(|e| ApacheFormatError::malformed(at, format!("snappy: {e}")))?;
+        let plain_len =
+            snap::raw::decompress_len(block).map_err(|e| ApacheFormatError::malformed(at, format!("snappy: {e}")))?;
         if out.len() as u64 + plain_len as u64 > max_bytes {
             return Err(ApacheFormatError::malformed(at, format!("decompresses past {max_bytes} bytes")));
         }
@@ -949,7 +944,10 @@ mod tests {
             snappy.extend_from_slice(&block);
         }
         assert!(is_valid_snapshot("snapshot.1a.snappy", &snappy));
-        assert_eq!(SnapshotCompression::from_file_name("snapshot.1a.snappy").decompress(&snappy, 1 << 20).unwrap(), plain);
+        assert_eq!(
+            SnapshotCompression::from_file_name("snapshot.1a.snappy").decompress(&snappy, 1 << 20).unwrap(),
+            plain
+        );
         assert_eq!(SnapshotCompression::from_file_name("snapshot.1a"), SnapshotCompression::None);
         assert!(!is_valid_snapshot("snapshot.1a", &plain[..plain.len() - 1]));
         assert!(!is_valid_snapshot("snapshot.zz", &plain));
@@ -964,7 +962,8 @@ mod tests {
         prop_oneof![
             Just(open_acl_unsafe()),
             Just(vec![Acl { perms: perms::READ, id: Id::anyone() }]),
-            (1..=31i32, "[a-z]{1,8}").prop_map(|(p, u)| vec![Acl { perms: p, id: Id::new("digest", &format!("{u}:x=")) }]),
+            (1..=31i32, "[a-z]{1,8}")
+                .prop_map(|(p, u)| vec![Acl { perms: p, id: Id::new("digest", &format!("{u}:x=")) }]),
         ]
     }
 

@@ -182,7 +182,10 @@ impl TxnLogReader {
             return Err(ApacheFormatError::ChecksumMismatch { offset: at64, stored, computed });
         }
         let header = TxnHeader::decode(payload, payload_at as u64).map_err(|_| {
-            ApacheFormatError::malformed(payload_at as u64, format!("payload of {len} bytes is shorter than a TxnHeader"))
+            ApacheFormatError::malformed(
+                payload_at as u64,
+                format!("payload of {len} bytes is shorter than a TxnHeader"),
+            )
         })?;
         let payload = self.file.slice(payload_at..payload_at + len as usize);
         self.pos = at + c.pos;
@@ -221,10 +224,11 @@ pub(crate) fn adler32(bytes: &[u8]) -> i64 {
 
 /// Appends one entry `{adler32, len, payload, 'B'}`.
 pub fn encode_txn_entry(payload: &[u8], out: &mut BytesMut) -> Result<(), ApacheFormatError> {
-    let len = i32::try_from(payload.len())
-        .ok()
-        .filter(|&len| len > 0)
-        .ok_or_else(|| ApacheFormatError::BadLength { offset: 0, len: payload.len() as i64, limit: i32::MAX as usize })?;
+    let len = i32::try_from(payload.len()).ok().filter(|&len| len > 0).ok_or(ApacheFormatError::BadLength {
+        offset: 0,
+        len: payload.len() as i64,
+        limit: i32::MAX as usize,
+    })?;
     out.reserve(payload.len() + 13);
     out.put_i64(adler32(payload));
     out.put_i32(len);
@@ -259,14 +263,16 @@ pub fn padded_file_size(position: u64, file_size: u64, prealloc_bytes: u64) -> u
 #[derive(Debug, Clone)]
 pub struct TxnLogWriter {
     position: u64,
-    file_len: u64,
+    /// FilePadding's currentSize: the size last preallocated, which a big
+    /// entry can overrun without changing it.
+    preallocated: u64,
     prealloc_bytes: u64,
 }
 
 impl TxnLogWriter {
     /// `prealloc_bytes` = 0 turns preallocation off.
     pub fn new(prealloc_bytes: u64) -> TxnLogWriter {
-        TxnLogWriter { position: 0, file_len: 0, prealloc_bytes }
+        TxnLogWriter { position: 0, preallocated: 0, prealloc_bytes }
     }
 
     /// Appends the file header; call once, first.
@@ -274,16 +280,15 @@ impl TxnLogWriter {
         let header = FileHeader { magic: TXN_LOG_MAGIC, version: FILE_FORMAT_VERSION, dbid: TXN_LOG_DBID };
         out.put_slice(&header.encode());
         self.position += FILE_HEADER_BYTES as u64;
-        self.file_len = self.position;
+        self.preallocated = self.position;
     }
 
     /// Appends one entry for `payload` (pre-padding first, as Apache).
     pub fn append(&mut self, payload: &[u8], out: &mut BytesMut) -> Result<(), ApacheFormatError> {
-        self.file_len = padded_file_size(self.position, self.file_len, self.prealloc_bytes);
+        self.preallocated = padded_file_size(self.position, self.preallocated, self.prealloc_bytes);
         let before = out.len();
         encode_txn_entry(payload, out)?;
         self.position += (out.len() - before) as u64;
-        self.file_len = self.file_len.max(self.position);
         Ok(())
     }
 
@@ -294,7 +299,7 @@ impl TxnLogWriter {
 
     /// The length Apache's file would have: header and entries, then zeros.
     pub fn file_len(&self) -> u64 {
-        self.file_len
+        self.preallocated.max(self.position)
     }
 }
 
@@ -352,6 +357,21 @@ mod tests {
         // Already past the end: position + block, rounded down to a block.
         assert_eq!(padded_file_size(200_000, 16 + 65536, 65536), 262_144);
         assert_eq!(padded_file_size(5, 0, 0), 0);
+    }
+
+    #[test]
+    fn an_entry_past_the_preallocated_end_grows_from_its_position() {
+        // Checked against a real Apache log: a 100 KB entry overruns the
+        // first 64 KiB block; the next append preallocates to
+        // position + block, rounded down to a block multiple.
+        let mut writer = TxnLogWriter::new(65536);
+        let mut out = BytesMut::new();
+        writer.start(&mut out);
+        writer.append(&payload(1, &[1; 100_000]), &mut out).unwrap();
+        assert_eq!(writer.file_len(), writer.position(), "the overrun itself is not padded");
+        writer.append(&payload(2, b"x"), &mut out).unwrap();
+        assert_eq!(writer.file_len(), 131_072);
+        assert_eq!(writer.position(), out.len() as u64);
     }
 
     #[test]
