@@ -56,6 +56,10 @@ struct Apache {
 
 impl Apache {
     fn start(work: &Path, name: &str, data_dir: &Path) -> Apache {
+        Self::start_with(work, name, data_dir, &[])
+    }
+
+    fn start_with(work: &Path, name: &str, data_dir: &Path, extra_jvm_args: &[&str]) -> Apache {
         let mut last_log = String::new();
         for _attempt in 0..3 {
             let port = free_port();
@@ -82,10 +86,9 @@ impl Apache {
                     &format!("-Dzookeeper.preAllocSize={PREALLOC_KB}"),
                     // Keep the container/TTL reaper away from the workload.
                     "-Dznode.container.checkIntervalMs=600000",
-                    "-cp",
-                    APACHE_JAR,
-                    APACHE_MAIN,
                 ])
+                .args(extra_jvm_args)
+                .args(["-cp", APACHE_JAR, APACHE_MAIN])
                 .arg(&cfg)
                 .stdin(Stdio::null())
                 .stdout(out.try_clone().unwrap())
@@ -484,6 +487,46 @@ fn apache_loads_our_v34_and_v39_layouts() {
         let (value, _) = client.get_data("/x/y", false).unwrap();
         assert_eq!(value, None, "{layout:?}");
         drop(client);
+    }
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// Apache's gz and snappy snapshots (chosen by file extension) read back
+/// to the tree the client sees.
+#[test]
+fn reads_apache_compressed_snapshots() {
+    if !apache_available() {
+        return;
+    }
+    let work = std::env::temp_dir().join(format!("zoocore-apache-compressed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    for method in ["gz", "snappy"] {
+        let data = work.join(method);
+        std::fs::create_dir_all(&data).unwrap();
+        let property = format!("-Dzookeeper.snapshot.compression.method={method}");
+        let mut apache = Apache::start_with(&work, method, &data, &[&property]);
+        let client = Client::connect(apache.addr, SESSION_TIMEOUT).unwrap();
+        for i in 0..2 * SNAP_COUNT {
+            client.create(&format!("/n{i}"), &[i as u8; 300], &open_acl_unsafe(), CreateMode::Persistent).unwrap();
+        }
+        let view = read_all(&client);
+        let last_zxid = client.last_zxid();
+        apache.kill();
+        drop(client);
+        // The restart writes a compressed snapshot at the last zxid.
+        let mut restarted = Apache::start_with(&work, &format!("{method}-restarted"), &data, &[&property]);
+        restarted.kill();
+        let version_dir = data.join("version-2");
+        let names = dir_names(&version_dir);
+        let newest = apache::sort_by_zxid(names.iter().map(String::as_str), "snapshot", false);
+        let (zxid, name) = newest[0];
+        assert_eq!(zxid, last_zxid, "{names:?}");
+        assert!(name.ends_with(&format!(".{method}")), "{name}");
+        let raw = std::fs::read(version_dir.join(name)).unwrap();
+        assert!(apache::is_valid_snapshot(name, &raw), "{name}");
+        let plain = apache::SnapshotCompression::from_file_name(name).decompress(&raw, 1 << 30).unwrap();
+        let snap = read_snapshot_file(&plain, zxid).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_tree_matches(&snap.tree, &view);
     }
     let _ = std::fs::remove_dir_all(&work);
 }
