@@ -16,7 +16,6 @@ use zoocore::proto::{open_acl_unsafe, CreateMode, EventType};
 use zoocore::server::recovery::list_by_zxid;
 use zoocore::storage::log_format::{decode_file_header, scan_log};
 use zoocore::storage::txn::{LoggedTxn, Txn};
-use zoocore::tree::WriteOp;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -2,6 +2,10 @@
 //! `std::io::Write`. The glommio O_DIRECT IO, group commit and recovery
 //! driver live in `server/`. docs/storage.md is the long form of this text.
 //!
+//! * [`apache`]: Apache ZooKeeper's own txn log file, snapshot file and SNAP
+//!   stream, and its tree digest (for replication with Apache peers and for
+//!   import/export).
+//! * [`epoch_files`]: `currentEpoch` / `acceptedEpoch`, as Apache stores them.
 //! * [`txn`]: the transaction in Apache ZooKeeper's serialization
 //!   (TxnHeader + txn record + optional TxnDigest): what the log holds,
 //!   what a PROPOSAL carries, what `DataTree::apply_txn` applies.
@@ -23,6 +27,7 @@
 //!   verifies the seal before parsing and rebuilds the tree with
 //!   `tree::TreeLoader`.
 
+pub mod apache;
 pub mod epoch_files;
 pub mod log_format;
 pub mod snapshot_format;
