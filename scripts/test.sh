@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The project's test command: build the release binary, run every Rust test,
-# then the third-party-client compatibility tests against that binary.
+# The project's test command: install the test dependencies that are missing
+# (scripts/setup-test-deps.sh: Apache ZooKeeper, its C client, a JRE, nc,
+# kazoo and pytest), build the release binary, run every Rust test, then the
+# third-party-client compatibility tests against that binary.
 #
 #   scripts/test.sh                       # zoocore (default)
 #   ZK_SERVER=apache scripts/test.sh      # compat tests against Apache ZooKeeper
@@ -12,6 +14,9 @@ cd "$repo_root"
 
 target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
 export ZOOCORE_BIN="${ZOOCORE_BIN:-$target_dir/release/zoocore}"
+
+echo "==> test dependencies (scripts/setup-test-deps.sh)"
+scripts/setup-test-deps.sh
 
 echo "==> cargo build --release"
 cargo build --release

@@ -29,6 +29,7 @@ use crate::server::messages::*;
 use crate::server::recovery::Recovered;
 use crate::server::snapshots::{SnapshotPolicy, Snapshotter};
 use crate::server::stats::ServerStats;
+use crate::session::expiry::next_tick_boundary_ms;
 use crate::session::{session_password, ExpiryQueue, SessionIdAllocator};
 use crate::storage::txn::{encode_txn, Txn, TxnHeader};
 use crate::tree::{DataTree, MultiOpResult, TxnContext, WriteOp, WriteResult};
@@ -141,13 +142,16 @@ impl CommitShard {
         }
 
         // One long-lived ticker wakes the loop for expiry and the reaper; a
-        // timer armed per wake-up would cost two io_uring ops per batch.
-        let tick = Duration::from_millis(self.config.tick_time_ms.max(1) as u64);
+        // timer armed per wake-up would cost two io_uring ops per batch. It
+        // wakes at the session clock's tick boundaries, when buckets fall due.
+        let (tick_ms, started) = (self.config.tick_time_ms.max(1) as i64, self.started);
         let ticker = {
             let wake_tx = wake_tx.clone();
             glommio::spawn_local(async move {
                 loop {
-                    glommio::timer::sleep(tick).await;
+                    let due_ms = next_tick_boundary_ms(tick_ms, started.elapsed().as_millis() as i64);
+                    let due = started + Duration::from_millis(due_ms as u64);
+                    glommio::timer::sleep(due.saturating_duration_since(Instant::now())).await;
                     let _ = wake_tx.try_send(());
                 }
             })
@@ -329,9 +333,10 @@ impl CommitShard {
                 }
             }
             ToCommit::Touch { sessions } => {
-                for sid in sessions {
+                for (sid, heard_at) in sessions {
                     if let Some(entry) = self.sessions.get(&sid) {
-                        self.expiry.touch(sid, entry.timeout_ms as i64, now);
+                        let heard_ms = heard_at.saturating_duration_since(self.started).as_millis() as i64;
+                        self.expiry.heard_from(sid, entry.timeout_ms as i64, heard_ms);
                     }
                 }
             }

@@ -7,6 +7,7 @@
 //! immutable tree versions inside `CommitBatch` and the stats atomics).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -35,8 +36,10 @@ pub enum ToCommit {
     Sync { conn: ConnRef, xid: i32, path: String },
     /// The client asked to close its session (op -11).
     CloseSession { conn: ConnRef, session_id: i64, xid: i32 },
-    /// Sessions that showed liveness on this worker since the last flush.
-    Touch { sessions: Vec<i64> },
+    /// Sessions that showed liveness on this worker since the last flush,
+    /// each with the time of its latest request (expiry counts from then,
+    /// not from this message's arrival up to tickTime/2 later).
+    Touch { sessions: Vec<(i64, Instant)> },
     /// The connection bound to this session went away (the session lives on
     /// until it expires or the client reconnects).
     Disconnected { conn: ConnRef, session_id: i64 },

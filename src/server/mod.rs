@@ -82,11 +82,21 @@ fn port_is_free(addr: SocketAddr) -> std::io::Result<()> {
     } else {
         addr
     };
-    if let Ok(stream) = std::net::TcpStream::connect_timeout(&probe, Duration::from_millis(200)) {
+    // A process killed while an io_uring accept was pending leaves its
+    // listener answering until the kernel tears the ring down, a few ms
+    // after the process is reaped (up to ~20 ms measured): a listener that
+    // keeps answering for this long belongs to a live server.
+    let deadline = std::time::Instant::now() + DYING_LISTENER_WAIT;
+    loop {
+        let Ok(stream) = std::net::TcpStream::connect_timeout(&probe, Duration::from_millis(200)) else {
+            return Ok(());
+        };
         // A connect to a free port in the ephemeral range can land on itself
         // (TCP simultaneous open); that is no listener.
-        let self_connected = stream.local_addr().ok() == stream.peer_addr().ok();
-        if !self_connected {
+        if stream.local_addr().ok() == stream.peer_addr().ok() {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::AddrInUse,
                 format!(
@@ -96,8 +106,32 @@ fn port_is_free(addr: SocketAddr) -> std::io::Result<()> {
                 ),
             ));
         }
+        drop(stream);
+        std::thread::sleep(DYING_LISTENER_PROBE_INTERVAL);
     }
-    Ok(())
+}
+
+/// How long start-up waits for a listener that answers to go away before
+/// taking it for another server's (see `port_is_free`).
+const DYING_LISTENER_WAIT: Duration = Duration::from_millis(500);
+const DYING_LISTENER_PROBE_INTERVAL: Duration = Duration::from_millis(10);
+
+/// A shard's SO_REUSEPORT client listener (as glommio's `TcpListener::bind`
+/// makes it) and a second handle on the same socket, kept to shut the
+/// listener down at stop: glommio's listener does not expose its fd.
+fn bind_client_listener(addr: SocketAddr) -> std::io::Result<(glommio::net::TcpListener, socket2::Socket)> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    const LISTEN_BACKLOG: i32 = 1024;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    let handle = socket.try_clone()?;
+    // SAFETY: `into_raw_fd` hands over a listening socket's fd that nothing
+    // else owns; the glommio listener closes it when dropped.
+    let listener = unsafe { glommio::net::TcpListener::from_raw_fd(socket.into_raw_fd()) };
+    Ok((listener, handle))
 }
 
 /// How long a clean shutdown may take before the process exits anyway.
@@ -239,8 +273,8 @@ pub fn run(config: Config, repair: bool) -> Result<(), StartError> {
             .name(&format!("zk-worker-{index}"))
             .io_memory(EXECUTOR_IO_MEMORY)
             .spawn(move || async move {
-                let listener = match glommio::net::TcpListener::bind(addr) {
-                    Ok(l) => l,
+                let (listener, listening_socket) = match bind_client_listener(addr) {
+                    Ok(pair) => pair,
                     Err(e) => {
                         // A server with a shard not listening would be half deaf.
                         tracing::error!(%addr, error = %e, shard = index, "cannot listen; stopping");
@@ -260,6 +294,13 @@ pub fn run(config: Config, repair: bool) -> Result<(), StartError> {
                 let shard = WorkerShard::new(index, config, to_commit, limiter, stats);
                 shard.install_view(view, initial_zxid);
                 shard.run(listener, from_commit, Rc::new(stop_rx)).await;
+                // The glommio listener is closed, but the accept still in
+                // flight on io_uring holds the socket until the kernel tears
+                // the ring down, asynchronously, after the process is gone:
+                // for milliseconds the port would still take connections
+                // (and a restart's probe would see "another server").
+                // shutdown(2) takes it out of LISTEN now.
+                let _ = listening_socket.shutdown(std::net::Shutdown::Both);
             })
             .map_err(|e| start_error("worker shard", e))?;
         workers.push(handle);

@@ -10,7 +10,7 @@
 //! change before the event for it has been queued on the same connection.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -152,8 +152,9 @@ pub struct WorkerShard {
     pub conns: RefCell<HashMap<u64, Rc<Conn>>>,
     /// Session id -> the connection it is bound to on this shard.
     pub sessions: RefCell<HashMap<i64, u64>>,
-    /// Sessions that showed liveness since the last Touch flush.
-    touched: RefCell<HashSet<i64>>,
+    /// Sessions that showed liveness since the last Touch flush, with the
+    /// time of the latest request.
+    touched: RefCell<HashMap<i64, Instant>>,
     next_conn_id: Cell<u64>,
     next_report_id: Cell<u64>,
     pub to_commit: ConnectedSender<ToCommit>,
@@ -186,7 +187,7 @@ impl WorkerShard {
             watches: RefCell::new(WatchRegistry::new()),
             conns: RefCell::new(HashMap::new()),
             sessions: RefCell::new(HashMap::new()),
-            touched: RefCell::new(HashSet::new()),
+            touched: RefCell::new(HashMap::new()),
             next_conn_id: Cell::new(1),
             next_report_id: Cell::new(1),
             to_commit,
@@ -321,13 +322,12 @@ impl WorkerShard {
 
     pub fn touch(&self, session_id: i64) {
         if session_id != 0 {
-            self.touched.borrow_mut().insert(session_id);
+            self.touched.borrow_mut().insert(session_id, Instant::now());
         }
     }
 
     async fn flush_touches(&self) {
-        // Connected sessions are alive even when idle between pings.
-        let sessions: Vec<i64> = {
+        let sessions: Vec<(i64, Instant)> = {
             let mut t = self.touched.borrow_mut();
             t.drain().collect()
         };
