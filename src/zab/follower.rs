@@ -47,11 +47,15 @@ pub enum LearnerAction {
     PersistCurrentEpoch(i64),
     /// Cut the log (and any snapshot) after this zxid and rebuild the
     /// state from disk before anything that follows.
-    Truncate { zxid: i64 },
+    Truncate {
+        zxid: i64,
+    },
     /// Read the snapshot stream that follows SNAP from the socket, replace
     /// the state with it (it is at `zxid`), make it durable, then call
     /// `snapshot_installed`.
-    ReadSnapshot { zxid: i64 },
+    ReadSnapshot {
+        zxid: i64,
+    },
     /// Append these txns to the log (group commit); report `durable`.
     Log(Vec<(i64, Bytes)>),
     /// Apply these committed txns to the tree, in order, and publish them.
@@ -60,13 +64,22 @@ pub enum LearnerAction {
     SyncDone,
     /// Answer the leader's PING: `ToLeader::Ping { zxid, sessions }` with
     /// the sessions the server saw since the last reply.
-    PingReply { zxid: i64 },
+    PingReply {
+        zxid: i64,
+    },
     /// The answer to a REVALIDATE.
-    Revalidated { session_id: i64, valid: bool },
+    Revalidated {
+        session_id: i64,
+        valid: bool,
+    },
     /// UPTODATE: serve clients.
-    Serving { epoch: i64 },
+    Serving {
+        epoch: i64,
+    },
     /// Leave the leader: back to election.
-    GiveUp { reason: String },
+    GiveUp {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -107,7 +120,8 @@ impl LearnerCore {
         now_ms: u64,
         out: &mut Vec<LearnerAction>,
     ) -> LearnerCore {
-        let info = LearnerInfo { sid: settings.my_sid, protocol_version: PROTOCOL_VERSION_ZAB_1_0, config_version: Some(0) };
+        let info =
+            LearnerInfo { sid: settings.my_sid, protocol_version: PROTOCOL_VERSION_ZAB_1_0, config_version: Some(0) };
         out.push(LearnerAction::Send(if settings.observer {
             ToLeader::ObserverInfo { accepted_epoch, info }
         } else {
@@ -215,7 +229,10 @@ impl LearnerCore {
             }
             (Phase::Syncing, ToLearner::NewLeader { zxid, .. }) => {
                 if epoch_of(zxid) != self.new_epoch {
-                    self.give_up(format!("NEWLEADER for epoch {} but LEADERINFO said {}", epoch_of(zxid), self.new_epoch), out);
+                    self.give_up(
+                        format!("NEWLEADER for epoch {} but LEADERINFO said {}", epoch_of(zxid), self.new_epoch),
+                        out,
+                    );
                     return;
                 }
                 // Log everything the sync brought, apply what is committed
@@ -241,9 +258,15 @@ impl LearnerCore {
                 self.enter(Phase::AwaitNewLeaderDurable, now_ms);
                 self.try_ack_new_leader(out);
             }
-            (Phase::AwaitNewLeaderDurable | Phase::AwaitUpToDate | Phase::Broadcast, ToLearner::Proposal { zxid, txn }) => {
+            (
+                Phase::AwaitNewLeaderDurable | Phase::AwaitUpToDate | Phase::Broadcast,
+                ToLearner::Proposal { zxid, txn },
+            ) => {
                 if payload_zxid(&txn) != Some(zxid) || zxid <= self.last_logged {
-                    self.give_up(format!("proposal 0x{zxid:x} out of order (last logged 0x{:x})", self.last_logged), out);
+                    self.give_up(
+                        format!("proposal 0x{zxid:x} out of order (last logged 0x{:x})", self.last_logged),
+                        out,
+                    );
                     return;
                 }
                 self.last_logged = zxid;
@@ -259,13 +282,17 @@ impl LearnerCore {
                     }
                     _ => {
                         let head = self.uncommitted.front().map(|(z, _)| *z);
-                        self.give_up(format!("commit of 0x{zxid:x} but the next uncommitted proposal is {head:x?}"), out);
+                        self.give_up(
+                            format!("commit of 0x{zxid:x} but the next uncommitted proposal is {head:x?}"),
+                            out,
+                        );
                     }
                 }
             }
-            (Phase::AwaitNewLeaderDurable | Phase::AwaitUpToDate | Phase::Broadcast, ToLearner::Inform { zxid, txn })
-                if self.settings.observer =>
-            {
+            (
+                Phase::AwaitNewLeaderDurable | Phase::AwaitUpToDate | Phase::Broadcast,
+                ToLearner::Inform { zxid, txn },
+            ) if self.settings.observer => {
                 if zxid <= self.last_logged {
                     self.give_up(format!("inform 0x{zxid:x} out of order"), out);
                     return;
@@ -352,7 +379,8 @@ impl LearnerCore {
             _ => (tick * self.settings.init_limit_ticks, self.phase_started_ms.max(self.last_heard_ms)),
         };
         if now_ms.saturating_sub(since) > limit {
-            let reason = format!("nothing from the leader for {} ms (limit {limit} ms) while {:?}", now_ms - since, self.phase);
+            let reason =
+                format!("nothing from the leader for {} ms (limit {limit} ms) while {:?}", now_ms - since, self.phase);
             self.give_up(reason, out);
         }
     }

@@ -22,7 +22,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 
 use super::ensemble::{Ensemble, Sid};
-use super::packets::{epoch_of, make_zxid, ForwardedRequest, SessionTouch, ToLeader, ToLearner, PROTOCOL_VERSION_ZAB_1_0};
+use super::packets::{
+    epoch_of, make_zxid, ForwardedRequest, SessionTouch, ToLeader, ToLearner, PROTOCOL_VERSION_ZAB_1_0,
+};
 use super::sync_plan::{self, LeaderHistory, Lookup, SyncPlan, SyncPolicy, ZxidWindow};
 
 /// A learner connection, numbered by the driver.
@@ -87,22 +89,42 @@ pub enum LeaderAction {
     Send(LearnerConn, ToLearner),
     /// Send SNAP with this zxid, then the committed tree as of this zxid
     /// (which is the leader's last committed zxid at this point).
-    SendSnapshot { conn: LearnerConn, zxid: i64 },
+    SendSnapshot {
+        conn: LearnerConn,
+        zxid: i64,
+    },
     /// A quorum acked NEWLEADER: proposals may start at `epoch << 32 | 1`.
-    Established { epoch: i64 },
+    Established {
+        epoch: i64,
+    },
     /// Every txn up to this zxid is committed: publish it to clients.
-    Committed { zxid: i64 },
+    Committed {
+        zxid: i64,
+    },
     /// A learner forwarded a client request (write, sync or session op).
-    Forwarded { conn: LearnerConn, sid: Sid, request: ForwardedRequest },
+    Forwarded {
+        conn: LearnerConn,
+        sid: Sid,
+        request: ForwardedRequest,
+    },
     /// A learner asks whether a reconnecting client's session is alive;
     /// answer with `LeaderCore::revalidated`.
-    Revalidate { conn: LearnerConn, session_id: i64, timeout_ms: i32 },
+    Revalidate {
+        conn: LearnerConn,
+        session_id: i64,
+        timeout_ms: i32,
+    },
     /// Sessions a learner saw traffic on (from its PING reply).
     SessionsTouched(Vec<SessionTouch>),
     /// Drop this learner's connection.
-    Close { conn: LearnerConn, reason: String },
+    Close {
+        conn: LearnerConn,
+        reason: String,
+    },
     /// Stop leading: go back to election.
-    StepDown { reason: String },
+    StepDown {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -306,7 +328,8 @@ impl LeaderCore {
         };
         let phase = self.learners.get(&conn).map(|l| l.phase);
         if !known || sid == self.ensemble.my_sid || phase != Some(LearnerPhase::AwaitInfo) {
-            let reason = format!("{kind:?}INFO from sid {sid}, which is not a {kind:?} of this ensemble (or not first)");
+            let reason =
+                format!("{kind:?}INFO from sid {sid}, which is not a {kind:?} of this ensemble (or not first)");
             self.close(conn, reason, out);
             return;
         }
@@ -354,7 +377,13 @@ impl LeaderCore {
         }
     }
 
-    fn on_ack_epoch(&mut self, conn: LearnerConn, last_logged_zxid: i64, current_epoch: i32, out: &mut Vec<LeaderAction>) {
+    fn on_ack_epoch(
+        &mut self,
+        conn: LearnerConn,
+        last_logged_zxid: i64,
+        current_epoch: i32,
+        out: &mut Vec<LeaderAction>,
+    ) {
         let Some(l) = self.learners.get_mut(&conn) else { return };
         if l.phase != LearnerPhase::AwaitAckEpoch {
             let reason = format!("ACKEPOCH from sid {} out of order", l.sid);
@@ -368,8 +397,7 @@ impl LeaderCore {
         if !self.epoch_acked {
             // A voter whose history is newer than ours would lose it if we led.
             let mine = (self.start.current_epoch, self.start.last_logged_zxid);
-            if current_epoch != -1 && (current_epoch as i64, last_logged_zxid) > mine && kind == LearnerKind::Follower
-            {
+            if current_epoch != -1 && (current_epoch as i64, last_logged_zxid) > mine && kind == LearnerKind::Follower {
                 self.step_down(
                     format!(
                         "follower {sid} is ahead of the leader (its epoch {current_epoch}, zxid 0x{last_logged_zxid:x}; ours {}, 0x{:x})",
@@ -567,7 +595,8 @@ impl LeaderCore {
             .iter()
             .filter(|(_, l)| {
                 let limit = if l.phase == LearnerPhase::Synced { sync_ms } else { init_ms };
-                let since = if l.phase == LearnerPhase::Synced { l.last_heard_ms } else { l.connected_ms.max(l.last_heard_ms) };
+                let since =
+                    if l.phase == LearnerPhase::Synced { l.last_heard_ms } else { l.connected_ms.max(l.last_heard_ms) };
                 now_ms.saturating_sub(since) > limit
             })
             .map(|(c, l)| (*c, l.sid))
@@ -583,7 +612,10 @@ impl LeaderCore {
             .collect();
         live.insert(self.ensemble.my_sid);
         if !self.ensemble.is_quorum(live.iter()) {
-            self.step_down(format!("lost the quorum: only {live:?} of voters {:?} are synced and live", self.ensemble.voters), out);
+            self.step_down(
+                format!("lost the quorum: only {live:?} of voters {:?} are synced and live", self.ensemble.voters),
+                out,
+            );
             return;
         }
         if now_ms >= self.next_ping_ms {

@@ -9,6 +9,6 @@ pub mod ensemble;
 pub mod follower;
 pub mod leader;
 pub mod packets;
-pub mod sync_plan;
 #[cfg(test)]
 mod scenario_tests;
+pub mod sync_plan;

@@ -319,7 +319,8 @@ fn fresh_ensemble_establishes_epoch_one_and_commits() {
 /// The new epoch is one more than any accepted epoch in the quorum.
 #[test]
 fn new_epoch_exceeds_every_accepted_epoch() {
-    let disks = BTreeMap::from([(1, disk(7, 5, history(5, 2))), (2, disk(4, 4, vec![])), (3, disk(5, 5, history(5, 2)))]);
+    let disks =
+        BTreeMap::from([(1, disk(7, 5, history(5, 2))), (2, disk(4, 4, vec![])), (3, disk(5, 5, history(5, 2)))]);
     let mut h = Harness::new(3, &[1, 2, 3], &[], disks);
     h.run();
     assert_eq!(h.established, Some(8));
@@ -393,8 +394,11 @@ fn follower_ahead_in_the_same_epoch_is_truncated() {
 #[test]
 fn follower_below_the_window_gets_a_snapshot() {
     let leader_log = history(1, COMMITTED_WINDOW_TXNS as i64 + 100);
-    let disks =
-        BTreeMap::from([(1, disk(1, 1, vec![])), (2, disk(1, 1, leader_log.clone())), (3, disk(1, 1, leader_log.clone()))]);
+    let disks = BTreeMap::from([
+        (1, disk(1, 1, vec![])),
+        (2, disk(1, 1, leader_log.clone())),
+        (3, disk(1, 1, leader_log.clone())),
+    ]);
     let mut h = Harness::new(3, &[1, 2, 3], &[], disks);
     h.run();
     assert_eq!(h.snapshots_sent, vec![h.conn_of(1)]);
