@@ -21,7 +21,14 @@
 //! that holds acknowledged records is never rewritten: a torn write can only
 //! damage the batch being written, never an earlier one.
 //!
-//! See [`scan_log`] for how the tail is classified.
+//! Zxids follow each other by [`zxid_follows`]: the next counter of the
+//! same epoch, or counter 1 of a higher epoch (where ZAB's new leader
+//! starts). The encoder refuses anything else within a batch, and the scan
+//! reports anything else (within or across batches) as Corrupt.
+//!
+//! See [`scan_log`] for how the tail is classified. [`truncated_file`]
+//! builds the copy of a file that holds only its records up to a zxid
+//! (TRUNC; see `server::truncate`).
 
 use std::ops::Range;
 
@@ -67,8 +74,8 @@ pub enum LogFormatError {
         needed: usize,
         capacity: usize,
     },
-    /// Encoding: zxids must be strictly increasing within a batch.
-    ZxidNotIncreasing {
+    /// Encoding: each zxid must follow the previous one (see [`zxid_follows`]).
+    ZxidDoesNotFollow {
         previous: i64,
         next: i64,
     },
@@ -100,8 +107,8 @@ impl std::fmt::Display for LogFormatError {
             LogFormatError::BufferTooSmall { needed, capacity } => {
                 write!(f, "batch needs {needed} bytes, buffer holds {capacity}")
             }
-            LogFormatError::ZxidNotIncreasing { previous, next } => {
-                write!(f, "zxid {next:#x} does not follow {previous:#x}")
+            LogFormatError::ZxidDoesNotFollow { previous, next } => {
+                write!(f, "zxid {next:#x} does not follow {previous:#x} (next counter, or counter 1 of a higher epoch)")
             }
             LogFormatError::EmptyBatch => write!(f, "empty batch"),
             LogFormatError::TooLarge => write!(f, "record or batch too large"),
@@ -117,6 +124,27 @@ pub struct FileHeader {
     pub block_size: usize,
     /// The first zxid this file was created for (also in its name).
     pub first_zxid: i64,
+}
+
+/// The epoch of a zxid: its high 32 bits.
+pub fn zxid_epoch(zxid: i64) -> u32 {
+    ((zxid as u64) >> 32) as u32
+}
+
+/// The counter of a zxid within its epoch: its low 32 bits.
+pub fn zxid_counter(zxid: i64) -> u32 {
+    zxid as u32
+}
+
+/// True when `next` may directly follow `previous` in a log: the next zxid
+/// (`previous + 1`; in a standalone server the counter may also carry into
+/// the epoch bits, as Apache's standalone server lets it), or counter 1 of
+/// a higher epoch, which is where a new ZAB leader's first proposal goes
+/// (epochs a leader never proposed in are skipped). Anything else (a gap
+/// inside an epoch, a lower epoch, a higher epoch at a counter other than
+/// 1) means transactions are missing or out of order.
+pub fn zxid_follows(previous: i64, next: i64) -> bool {
+    previous.checked_add(1) == Some(next) || (zxid_epoch(next) > zxid_epoch(previous) && zxid_counter(next) == 1)
 }
 
 fn is_valid_block_size(block_size: usize) -> bool {
@@ -230,8 +258,8 @@ impl<'a> BatchEncoder<'a> {
 
     /// Appends one record. On error nothing is written.
     pub fn push(&mut self, zxid: i64, payload: &[u8]) -> Result<(), LogFormatError> {
-        if self.count > 0 && zxid <= self.last_zxid {
-            return Err(LogFormatError::ZxidNotIncreasing { previous: self.last_zxid, next: zxid });
+        if self.count > 0 && !zxid_follows(self.last_zxid, zxid) {
+            return Err(LogFormatError::ZxidDoesNotFollow { previous: self.last_zxid, next: zxid });
         }
         let payload_len = u32::try_from(payload.len()).map_err(|_| LogFormatError::TooLarge)?;
         let end = self.len + RECORD_HEADER_LEN + payload.len();
@@ -302,6 +330,15 @@ pub struct LogRecord {
     pub zxid: i64,
     /// Where the payload is in the scanned bytes.
     pub payload: Range<usize>,
+    /// Offset of the batch that holds the record (its header's first byte).
+    pub batch_offset: u64,
+}
+
+impl LogRecord {
+    /// Offset of the record itself (its crc), for messages naming it.
+    pub fn offset(&self) -> u64 {
+        (self.payload.start - RECORD_HEADER_LEN) as u64
+    }
 }
 
 /// What follows the last valid batch.
@@ -418,12 +455,16 @@ fn parse_batch(file: &[u8], at: usize, block_size: usize) -> Result<ValidBatch, 
             return inconsistent(format!("record {index} crc mismatch"));
         }
         if let Some(previous) = previous {
-            if zxid <= previous {
+            if !zxid_follows(previous, zxid) {
                 return inconsistent(format!("record {index} zxid {zxid:#x} does not follow {previous:#x}"));
             }
         }
         previous = Some(zxid);
-        records.push(LogRecord { zxid, payload: records_start + payload_start..records_start + payload_end });
+        records.push(LogRecord {
+            zxid,
+            payload: records_start + payload_start..records_start + payload_end,
+            batch_offset: at as u64,
+        });
         pos = payload_end;
     }
     if pos != body.len() {
@@ -443,9 +484,9 @@ fn parse_batch(file: &[u8], at: usize, block_size: usize) -> Result<ValidBatch, 
 ///   `E` is the end).
 /// * **Corrupt**: the batch at `E` is bad (damaged, incomplete, or zeros)
 ///   and some later block boundary starts a batch that fully verifies; or
-///   a batch whose crc verifies contradicts itself or breaks the strictly
-///   increasing zxid order (also across batches). Acknowledged data sits
-///   behind the damage, so cutting would lose it.
+///   a batch whose crc verifies contradicts itself or breaks the zxid
+///   order of [`zxid_follows`] (also across batches). Acknowledged data
+///   sits behind the damage, so cutting would lose it.
 /// * **Torn**: anything else: the bytes at `E` are not zeros, not a valid
 ///   batch, and nothing valid follows. Since batches are written one at a
 ///   time and a block with acknowledged records is never rewritten, this
@@ -485,9 +526,12 @@ fn scan(file: &[u8], block_size: usize, repair: bool) -> Result<ScanResult, LogF
         match parse_batch(file, at, block_size) {
             Ok(batch) => {
                 if let Some(last) = last_zxid {
-                    if batch.first_zxid <= last {
-                        let reason =
-                            format!("batch first zxid {:#x} does not follow previous zxid {last:#x}", batch.first_zxid);
+                    if !zxid_follows(last, batch.first_zxid) {
+                        let reason = format!(
+                            "batch first zxid {:#x} does not follow previous zxid {last:#x} \
+                             (next counter, or counter 1 of a higher epoch)",
+                            batch.first_zxid
+                        );
                         break Tail::Corrupt { offset: at as u64, reason };
                     }
                 }
@@ -519,6 +563,41 @@ fn scan(file: &[u8], block_size: usize, repair: bool) -> Result<ScanResult, LogF
         other => other,
     };
     Ok(ScanResult { header, records, valid_end: at as u64, tail })
+}
+
+/// The bytes of a copy of a log file that holds exactly the records of
+/// `scan` (the scan of `file`) whose zxid is at most `zxid`: the header
+/// block and every whole batch before the cut verbatim and, when the cut
+/// falls inside a batch, that batch's kept records re-encoded as one new
+/// batch. Nothing after the cut is copied (records above `zxid`, a torn
+/// tail, preallocated zeros), so the copy scans Clean. If no record is
+/// kept the copy is the header block alone.
+///
+/// The original is never modified: the caller writes the copy under a
+/// temporary name and renames it over the original, since rewriting the
+/// straddling batch in place would rewrite a block holding acknowledged
+/// records (the tail-block rule).
+pub fn truncated_file(file: &[u8], scan: &ScanResult, zxid: i64) -> Result<Vec<u8>, LogFormatError> {
+    let slice = |range: Range<usize>| file.get(range).ok_or(LogFormatError::Truncated { len: file.len() });
+    // Records are in increasing zxid order (the scan checks it).
+    let kept = scan.records.partition_point(|r| r.zxid <= zxid);
+    let Some(first_dropped) = scan.records.get(kept) else {
+        return Ok(slice(0..scan.valid_end as usize)?.to_vec());
+    };
+    let cut = first_dropped.batch_offset as usize;
+    let mut out = slice(0..cut)?.to_vec();
+    let kept_records = scan.records.get(..kept).unwrap_or_default();
+    let split_from =
+        kept_records.iter().rposition(|r| r.batch_offset != first_dropped.batch_offset).map_or(0, |i| i + 1);
+    let split = kept_records.get(split_from..).unwrap_or_default();
+    if !split.is_empty() {
+        let mut records = Vec::with_capacity(split.len());
+        for record in split {
+            records.push((record.zxid, slice(record.payload.clone())?));
+        }
+        out.extend_from_slice(&encode_batch_to_vec(&records, scan.header.block_size)?);
+    }
+    Ok(out)
 }
 
 /// The first block boundary after `bad_at` that starts a fully valid batch.
@@ -567,10 +646,14 @@ mod tests {
         batches.iter().flatten().cloned().collect()
     }
 
-    /// Batches with strictly increasing zxids across the whole file.
+    /// Batches whose zxids follow each other across the whole file: mostly
+    /// the next counter, sometimes counter 1 of a higher epoch.
     fn arb_batches(max_batches: usize) -> impl Strategy<Value = Vec<Batch>> {
         proptest::collection::vec(
-            proptest::collection::vec((1i64..5, proptest::collection::vec(any::<u8>(), 0..700)), 1..5),
+            proptest::collection::vec(
+                (proptest::bool::weighted(0.15), 1i64..3, proptest::collection::vec(any::<u8>(), 0..700)),
+                1..5,
+            ),
             1..=max_batches,
         )
         .prop_map(|batches| {
@@ -580,14 +663,39 @@ mod tests {
                 .map(|batch| {
                     batch
                         .into_iter()
-                        .map(|(step, payload)| {
-                            zxid += step;
+                        .map(|(new_epoch, epochs_on, payload)| {
+                            zxid = if new_epoch { ((zxid >> 32) + epochs_on) << 32 | 1 } else { zxid + 1 };
                             (zxid, payload)
                         })
                         .collect()
                 })
                 .collect()
         })
+    }
+
+    /// A batch encoded without the encoder's zxid check (crcs all valid),
+    /// for files whose zxids break the order.
+    fn unchecked_batch(records: &[(i64, &[u8])]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (zxid, payload) in records {
+            let mut rec = Vec::new();
+            rec.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+            rec.extend_from_slice(&zxid.to_be_bytes());
+            rec.extend_from_slice(payload);
+            body.extend_from_slice(&crc32c::crc32c(&rec).to_be_bytes());
+            body.extend_from_slice(&rec);
+        }
+        let mut out = Vec::new();
+        out.extend_from_slice(&BATCH_MAGIC.to_be_bytes());
+        out.extend_from_slice(&(records.len() as u32).to_be_bytes());
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        out.extend_from_slice(&records[0].0.to_be_bytes());
+        out.extend_from_slice(&records[records.len() - 1].0.to_be_bytes());
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&out), &body);
+        out.extend_from_slice(&crc.to_be_bytes());
+        out.extend_from_slice(&body);
+        out.resize(align_up(out.len(), BS), 0);
+        out
     }
 
     fn simple_batches() -> Vec<Batch> {
@@ -622,7 +730,8 @@ mod tests {
         assert_eq!(BatchEncoder::new(&mut buf, BS).finish(), Err(LogFormatError::EmptyBatch));
         let mut enc = BatchEncoder::new(&mut buf, BS);
         enc.push(5, b"a").unwrap();
-        assert_eq!(enc.push(5, b"b"), Err(LogFormatError::ZxidNotIncreasing { previous: 5, next: 5 }));
+        assert_eq!(enc.push(5, b"b"), Err(LogFormatError::ZxidDoesNotFollow { previous: 5, next: 5 }));
+        assert_eq!(enc.push(7, b"b"), Err(LogFormatError::ZxidDoesNotFollow { previous: 5, next: 7 }));
         assert!(enc.fits(BS - BATCH_HEADER_LEN - 2 * RECORD_HEADER_LEN - 1));
         assert!(!enc.fits(BS));
         assert!(matches!(enc.push(6, &[0; BS]), Err(LogFormatError::BufferTooSmall { .. })));
@@ -737,6 +846,116 @@ mod tests {
         assert_eq!(repaired.valid_end as usize, extents[1].0);
     }
 
+    #[test]
+    fn zxid_follows_the_next_counter_or_counter_one_of_a_higher_epoch() {
+        let e1 = 0x1_0000_0000i64;
+        let e2 = 0x2_0000_0000i64;
+        let cases = [
+            (0, 1, true),
+            (e1 | 7, e1 | 8, true),
+            (e1 | 7, e2 | 1, true),
+            (e1 | 7, 0x5_0000_0001, true),
+            (0, e1 | 1, true),
+            // Standalone: the counter carries into the epoch bits.
+            (e1 | 0xffff_ffff, e2, true),
+            (e1 | 7, e1 | 9, false),
+            (e1 | 7, e1 | 7, false),
+            (e1 | 7, e1 | 6, false),
+            (e2 | 3, e1 | 1, false),
+            (e1 | 7, e2 | 2, false),
+            (e1 | 7, e2, false),
+            (i64::MAX, i64::MIN, false),
+        ];
+        for (previous, next, follows) in cases {
+            assert_eq!(zxid_follows(previous, next), follows, "{previous:#x} -> {next:#x}");
+        }
+        assert_eq!((zxid_epoch(e2 | 5), zxid_counter(e2 | 5)), (2, 5));
+    }
+
+    #[test]
+    fn epoch_jump_within_and_across_batches_is_clean() {
+        let (e1, e2, e3) = (0x1_0000_0000i64, 0x2_0000_0000i64, 0x3_0000_0000i64);
+        let batches = vec![
+            vec![(e1 | 6, b"a".to_vec()), (e1 | 7, b"b".to_vec())],
+            vec![(e2 | 1, b"c".to_vec()), (e3 | 1, vec![])],
+        ];
+        let (file, extents) = build(&batches, 2 * BS);
+        let scan = scan_log(&file, BS).unwrap();
+        assert_eq!(scan.tail, Tail::Clean);
+        assert_eq!(payloads(&scan, &file), flatten(&batches));
+        assert_eq!(scan.records[2].batch_offset as usize, extents[1].0);
+        assert_eq!(scan.records[2].offset() as usize, extents[1].0 + BATCH_HEADER_LEN);
+    }
+
+    /// A zxid that does not follow (a gap inside an epoch, a lower epoch, a
+    /// higher epoch at a counter other than 1) is Corrupt at the batch
+    /// that carries it, whether the break is across batches or inside one.
+    #[test]
+    fn zxid_breaks_are_corrupt() {
+        let e1 = 0x1_0000_0000i64;
+        let e2 = 0x2_0000_0000i64;
+        for bad in [e1 | 9, e1 | 7, (e1 >> 1) | 1, e2 | 2, e2] {
+            let (mut file, extents) = build(&[vec![(e1 | 6, b"a".to_vec()), (e1 | 7, b"b".to_vec())]], 0);
+            let second = extents[0].1;
+            file.extend(unchecked_batch(&[(bad, b"c")]));
+            let scan = scan_log(&file, BS).unwrap();
+            assert!(matches!(scan.tail, Tail::Corrupt { offset, .. } if offset as usize == second), "{bad:#x}");
+            assert_eq!(scan.records.len(), 2);
+            // Inside one batch.
+            let mut file = encode_file_header(BS, e1 | 6);
+            file.extend(unchecked_batch(&[(e1 | 6, b"a"), (e1 | 7, b"b"), (bad, b"c")]));
+            file.extend(encode_batch_to_vec(&[(bad + 1, b"d")], BS).unwrap());
+            let scan = scan_log(&file, BS).unwrap();
+            assert!(matches!(scan.tail, Tail::Corrupt { offset, .. } if offset as usize == BS), "{bad:#x} inside");
+            assert!(scan.records.is_empty());
+        }
+    }
+
+    /// Records of `scan` up to `zxid`, with their payloads.
+    fn kept(batches: &[Batch], zxid: i64) -> Vec<(i64, Vec<u8>)> {
+        flatten(batches).into_iter().filter(|(z, _)| *z <= zxid).collect()
+    }
+
+    #[test]
+    fn truncated_file_at_a_boundary_inside_a_batch_below_and_above_everything() {
+        let batches = simple_batches();
+        let (file, extents) = build(&batches, 8 * BS);
+        let scan = scan_log(&file, BS).unwrap();
+        for zxid in [0, 1, 2, 3, 4, 5, 6, 100] {
+            let copy = truncated_file(&file, &scan, zxid).unwrap();
+            let rescan = scan_log(&copy, BS).unwrap();
+            assert_eq!(rescan.tail, Tail::Clean, "zxid {zxid}");
+            assert_eq!(rescan.valid_end as usize, copy.len(), "zxid {zxid}: nothing after the last batch");
+            assert_eq!(payloads(&rescan, &copy), kept(&batches, zxid), "zxid {zxid}");
+            assert_eq!(rescan.header, scan.header);
+        }
+        // At a batch boundary the copy is a byte prefix of the original.
+        let at_boundary = truncated_file(&file, &scan, 3).unwrap();
+        assert_eq!(at_boundary, file[..extents[1].1]);
+        // Inside a batch: whole batches verbatim, then the split batch anew.
+        let inside = truncated_file(&file, &scan, 4).unwrap();
+        assert_eq!(inside[..extents[2].0], file[..extents[2].0]);
+        assert_eq!(inside.len(), extents[2].0 + BS);
+        // Below every record: the header block alone.
+        assert_eq!(truncated_file(&file, &scan, 0).unwrap(), file[..BS]);
+        // Above every record: the valid prefix without the preallocation.
+        assert_eq!(truncated_file(&file, &scan, 100).unwrap(), file[..extents[2].1]);
+    }
+
+    #[test]
+    fn truncated_file_drops_a_torn_tail() {
+        let batches = simple_batches();
+        let (mut file, extents) = build(&batches, 0);
+        let last = extents[2].0;
+        file.truncate(last + 40);
+        let scan = scan_log(&file, BS).unwrap();
+        assert!(matches!(scan.tail, Tail::Torn { .. }));
+        let copy = truncated_file(&file, &scan, 100).unwrap();
+        let rescan = scan_log(&copy, BS).unwrap();
+        assert_eq!(rescan.tail, Tail::Clean);
+        assert_eq!(payloads(&rescan, &copy), flatten(&batches[..2]));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
@@ -747,6 +966,27 @@ mod tests {
             prop_assert_eq!(&scan.tail, &Tail::Clean);
             prop_assert_eq!(payloads(&scan, &file), flatten(&batches));
             prop_assert_eq!(scan.valid_end as usize, extents.last().unwrap().1);
+        }
+
+        /// The truncated copy holds exactly the records up to the zxid, and
+        /// the bytes before the first batch it changes are the original's.
+        #[test]
+        fn truncated_file_keeps_exactly_the_records_up_to_the_zxid(
+            batches in arb_batches(6), pick in any::<prop::sample::Index>(), prealloc in 0usize..3,
+        ) {
+            let (file, _) = build(&batches, prealloc * BS);
+            let scan = scan_log(&file, BS).unwrap();
+            let all = flatten(&batches);
+            // Every record's zxid, one below each, and one past the end.
+            let mut candidates: Vec<i64> = all.iter().flat_map(|(z, _)| [*z - 1, *z]).collect();
+            candidates.push(all.last().unwrap().0 + 1);
+            let zxid = candidates[pick.index(candidates.len())];
+            let copy = truncated_file(&file, &scan, zxid).unwrap();
+            let rescan = scan_log(&copy, BS).unwrap();
+            prop_assert_eq!(&rescan.tail, &Tail::Clean);
+            prop_assert_eq!(payloads(&rescan, &copy), kept(&batches, zxid));
+            let unchanged = scan.records.iter().find(|r| r.zxid > zxid).map_or(scan.valid_end, |r| r.batch_offset);
+            prop_assert_eq!(&copy[..unchanged as usize], &file[..unchanged as usize]);
         }
 
         /// A bit flip in a batch's header or records: Torn if it is the last
