@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use glommio::io::{DmaFile, OpenOptions};
 use hdrhistogram::Histogram;
 
-use crate::storage::log_format::{batch_encoded_len, encode_batch, encode_file_header};
+use crate::storage::log_format::{batch_encoded_len, encode_batch, encode_file_header, zxid_follows};
 
 /// How a batch is made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +84,9 @@ pub struct LogWriter {
     prealloc_bytes: u64,
     mode: SyncMode,
     roll_pending: bool,
+    /// The last zxid written to the open file: the next batch must follow
+    /// it (`zxid_follows`), or the scan would call the file Corrupt.
+    last_zxid_in_file: Option<i64>,
     warn_threshold: Duration,
     pub metrics: LogMetrics,
 }
@@ -111,6 +114,7 @@ impl LogWriter {
             prealloc_bytes: prealloc_bytes.max(1 << 20),
             mode,
             roll_pending: false,
+            last_zxid_in_file: None,
             warn_threshold,
             metrics: LogMetrics::new(),
         })
@@ -159,6 +163,7 @@ impl LogWriter {
         self.path = path;
         self.file = Some(file);
         self.roll_pending = false;
+        self.last_zxid_in_file = None;
         tracing::debug!(path = %self.path.display(), "opened transaction log");
         Ok(())
     }
@@ -170,6 +175,15 @@ impl LogWriter {
         let Some((first_zxid, _)) = records.first() else { return Ok(()) };
         if self.file.is_none() || self.roll_pending {
             self.open_new_file(*first_zxid).await?;
+        }
+        if let Some(last) = self.last_zxid_in_file {
+            if !zxid_follows(last, *first_zxid) {
+                // Refuse before writing: a gap on disk would stop the next start-up.
+                return Err(io::Error::other(format!(
+                    "{}: zxid 0x{first_zxid:x} does not follow 0x{last:x} (next counter, or counter 1 of a higher epoch)",
+                    self.path.display()
+                )));
+            }
         }
         let block = self.block as usize;
         let refs: Vec<(i64, &[u8])> = records.iter().map(|(z, b)| (*z, b.as_ref())).collect();
@@ -222,6 +236,7 @@ impl LogWriter {
         }
         let took = started.elapsed();
         self.write_pos += len as u64;
+        self.last_zxid_in_file = records.last().map(|(z, _)| *z);
         let m = &mut self.metrics;
         m.batches += 1;
         let _ = m.sync_us.record(took.as_micros().max(1) as u64);

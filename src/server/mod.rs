@@ -18,6 +18,7 @@ pub mod recovery;
 pub mod snapshots;
 pub mod stats;
 pub mod sync_bench;
+pub mod truncate;
 pub mod worker_shard;
 
 use std::net::SocketAddr;

@@ -6,12 +6,17 @@
 //! logged; corruption anywhere else stops start-up with a message naming
 //! the file and offset, unless `repair` is set, in which case the log is cut
 //! at the first bad batch and everything after it is set aside.
+//!
+//! Zxids must follow each other by `log_format::zxid_follows` (the next
+//! counter, or counter 1 of a higher epoch); a gap stops start-up with a
+//! message naming the file and offset. An interrupted truncation
+//! (`server::truncate`) is finished before anything is read.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::storage::log_format::{decode_file_header, scan_log, Tail};
+use crate::storage::log_format::{decode_file_header, scan_log, zxid_follows, Tail};
 use crate::storage::snapshot_format::read_snapshot;
 use crate::storage::txn::{LoggedTxn, Txn};
 use crate::tree::DataTree;
@@ -63,6 +68,17 @@ pub fn list_by_zxid(dir: &Path, prefix: &str) -> Vec<(i64, PathBuf)> {
 
 pub fn recover(data_dir: &Path, data_log_dir: &Path, repair: bool) -> Result<Recovered, RecoveryError> {
     let started = Instant::now();
+    // A TRUNC the server crashed in the middle of is finished first: from
+    // the moment its intent was durable, no txn above its zxid may be read.
+    if let Some(report) = super::truncate::resume_interrupted_truncation(data_dir, data_log_dir)? {
+        tracing::warn!(
+            zxid = format_args!("0x{:x}", report.zxid),
+            removed_snapshots = report.removed_snapshots.len(),
+            removed_logs = report.removed_logs.len(),
+            rewritten_logs = report.rewritten_logs.len(),
+            "finished a truncation that was interrupted"
+        );
+    }
     let snaps = list_by_zxid(&snapshot_dir(data_dir), "snapshot");
     let mut tree = DataTree::new();
     let mut sessions = BTreeMap::new();
@@ -119,23 +135,30 @@ pub fn recover(data_dir: &Path, data_log_dir: &Path, repair: bool) -> Result<Rec
         };
         let scan =
             scan_log(&bytes, header.block_size).map_err(|e| RecoveryError(format!("{}: {e}", path.display())))?;
-        if *first > last_zxid + 1 && scan.records.first().map(|r| r.zxid > last_zxid + 1).unwrap_or(false) {
-            return Err(RecoveryError(format!(
-                "{}: transactions 0x{:x}..0x{:x} are missing (the log starts at 0x{first:x}); refusing to start with a gap",
-                path.display(),
-                last_zxid + 1,
-                first - 1
-            )));
+        if let Some(record) = scan.records.first() {
+            if *first > last_zxid + 1 && record.zxid > last_zxid && !zxid_follows(last_zxid, record.zxid) {
+                return Err(RecoveryError(format!(
+                    "{}: offset {}: transactions after 0x{last_zxid:x} are missing (the log starts at 0x{:x}); \
+                     refusing to start with a gap",
+                    path.display(),
+                    record.offset(),
+                    record.zxid
+                )));
+            }
         }
         for record in &scan.records {
             let zxid = &record.zxid;
             if *zxid <= last_zxid {
                 continue;
             }
-            if *zxid != last_zxid + 1 {
+            // The next counter, or counter 1 of a higher epoch (a new ZAB
+            // leader's first proposal); anything else is a gap.
+            if !zxid_follows(last_zxid, *zxid) {
                 return Err(RecoveryError(format!(
-                    "{}: expected transaction 0x{:x} next but found 0x{zxid:x}",
+                    "{}: offset {}: expected transaction 0x{:x} (or counter 1 of a higher epoch) after 0x{last_zxid:x} \
+                     but found 0x{zxid:x}",
                     path.display(),
+                    record.offset(),
                     last_zxid + 1
                 )));
             }
