@@ -1,8 +1,9 @@
 //! Recovery from damaged storage, against the real binary: torn tails of
 //! the newest log (truncated, zeroed, scribbled), corruption in the middle
 //! of a log (refused, then `--repair`), a corrupt newest snapshot (fallback
-//! to an older one), sessions and ephemerals across a restart, and the
-//! operator tools (log-dump, snapshot-dump, purge).
+//! to an older one), sessions and ephemerals across a restart, the
+//! operator tools (log-dump, snapshot-dump, purge), zxids across ZAB epochs
+//! (a log written by hand), and truncation (TRUNC) with crashes during it.
 
 mod common;
 
@@ -14,8 +15,9 @@ use common::{ServerOptions, TestServer};
 use zoocore::client::Client;
 use zoocore::proto::{open_acl_unsafe, CreateMode, EventType};
 use zoocore::server::recovery::list_by_zxid;
-use zoocore::storage::log_format::{decode_file_header, scan_log};
-use zoocore::storage::txn::{LoggedTxn, Txn};
+use zoocore::server::truncate::{truncate_after, truncate_after_until, TruncateStep};
+use zoocore::storage::log_format::{decode_file_header, encode_batch_to_vec, encode_file_header, scan_log};
+use zoocore::storage::txn::{LoggedTxn, Txn, TxnHeader};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -697,4 +699,218 @@ fn repair_sets_each_later_log_aside() {
     assert_node(&c, "/r0-2", b"x");
     assert_node(&c, "/after", b"a");
     assert_absent(&c, "/r1-0");
+}
+
+// ------------------------------------------------------------ ZAB epochs
+
+const E1: i64 = 0x1_0000_0000;
+const E2: i64 = 0x2_0000_0000;
+const E3: i64 = 0x3_0000_0000;
+/// Block size of the logs written by hand.
+const HAND_BLOCK: usize = 4096;
+
+/// The create of `/z<zxid hex>` at `zxid`.
+fn create_txn(zxid: i64) -> bytes::Bytes {
+    LoggedTxn {
+        header: TxnHeader { session_id: 0, cxid: 0, zxid, time_ms: 0, op: zoocore::proto::op::CREATE },
+        txn: Txn::Create {
+            path: format!("/z{zxid:x}"),
+            data: Some(bytes::Bytes::from_static(b"h")),
+            acl: open_acl_unsafe(),
+            ephemeral: false,
+            parent_cversion: 1,
+        },
+        digest: None,
+    }
+    .to_bytes()
+}
+
+/// A server whose store holds only the logs given (file -> batches of
+/// zxids), written with log_format's encoder: started once for its
+/// directory and config, stopped, its files replaced.
+fn server_with_hand_written_logs(files: &[&[&[i64]]]) -> (TestServer, Vec<PathBuf>) {
+    let mut s = start("");
+    s.kill9();
+    for entry in std::fs::read_dir(store_dir(&s)).unwrap().flatten() {
+        std::fs::remove_file(entry.path()).unwrap();
+    }
+    let mut paths = Vec::new();
+    for batches in files {
+        let first = batches[0][0];
+        let mut file = encode_file_header(HAND_BLOCK, first);
+        for batch in *batches {
+            let payloads: Vec<(i64, bytes::Bytes)> = batch.iter().map(|z| (*z, create_txn(*z))).collect();
+            let refs: Vec<(i64, &[u8])> = payloads.iter().map(|(z, b)| (*z, b.as_ref())).collect();
+            file.extend(encode_batch_to_vec(&refs, HAND_BLOCK).unwrap());
+        }
+        let path = store_dir(&s).join(format!("log.{first:x}"));
+        std::fs::write(&path, file).unwrap();
+        paths.push(path);
+    }
+    (s, paths)
+}
+
+#[test]
+fn replay_accepts_counter_one_of_a_higher_epoch() {
+    let (mut s, _) = server_with_hand_written_logs(&[
+        &[&[E1 | 1, E1 | 2], &[E1 | 3, E2 | 1]],
+        // A later leader's log: epochs 3 and 5 (4 never proposed).
+        &[&[E3 | 1, E3 | 2], &[0x5_0000_0001]],
+    ]);
+    s.restart();
+    let c = connect(&s);
+    for z in [E1 | 1, E1 | 2, E1 | 3, E2 | 1, E3 | 1, E3 | 2, 0x5_0000_0001] {
+        assert_node(&c, &format!("/z{z:x}"), b"h");
+    }
+    // The server goes on from the last zxid, and that survives a crash.
+    create(&c, "/after", b"a");
+    let stat = c.exists("/after", false).unwrap().unwrap();
+    // 0x5_0000_0002 is the client's createSession.
+    assert_eq!(stat.czxid, 0x5_0000_0003);
+    s.kill9();
+    drop(c);
+    s.restart();
+    let c = connect(&s);
+    assert_node(&c, "/after", b"a");
+    assert_node(&c, &format!("/z{:x}", E2 | 1), b"h");
+}
+
+/// A gap inside an epoch, a lower epoch, and a higher epoch at a counter
+/// other than 1, inside one file and across files: refused, naming the
+/// file and offset.
+#[test]
+fn replay_refuses_zxids_that_do_not_follow() {
+    let e2_batch: &[i64] = &[E2 | 1, E2 | 2, E2 | 3];
+    let second_batch_offset = 2 * HAND_BLOCK;
+    // Across batches of one file: the scan calls the second batch corrupt.
+    for bad in [E2 | 5, E1 | 4, E3 | 2, E3] {
+        let (s, paths) = server_with_hand_written_logs(&[&[e2_batch, &[bad]]]);
+        let (status, stderr) = run_expecting_exit(&s, &[]);
+        assert!(!status.success(), "{bad:#x}: start-up must fail");
+        assert!(stderr.contains(&paths[0].display().to_string()), "{bad:#x}: names the file:\n{stderr}");
+        assert!(
+            stderr.contains(&format!("offset {second_batch_offset}")) && stderr.contains("does not follow"),
+            "{bad:#x}: names the offset:\n{stderr}"
+        );
+    }
+    // Across files (a lower epoch would sort before, so: a gap and a wrong counter).
+    for bad in [E2 | 5, E3 | 2] {
+        let (s, paths) = server_with_hand_written_logs(&[&[e2_batch], &[&[bad, bad + 1]]]);
+        let (status, stderr) = run_expecting_exit(&s, &[]);
+        assert!(!status.success(), "{bad:#x}: start-up must fail");
+        assert!(stderr.contains(&paths[1].display().to_string()), "{bad:#x}: names the file:\n{stderr}");
+        // The first record of the file: after its header block and the batch header.
+        assert!(stderr.contains(&format!("offset {}", HAND_BLOCK + 32)), "{bad:#x}: names the offset:\n{stderr}");
+    }
+}
+
+// ------------------------------------------------------------ truncation
+
+/// The zxid of the txn that created `path`, from the logs.
+fn create_zxid(s: &TestServer, path: &str) -> i64 {
+    for (_, log) in logs(s) {
+        let bytes = std::fs::read(&log).unwrap();
+        let header = decode_file_header(&bytes).unwrap();
+        for r in scan_log(&bytes, header.block_size).unwrap().records {
+            let txn = LoggedTxn::decode(bytes::Bytes::copy_from_slice(&bytes[r.payload.clone()])).unwrap();
+            if matches!(&txn.txn, Txn::Create { path: p, .. } if p == path) {
+                return r.zxid;
+            }
+        }
+    }
+    panic!("no create of {path} in the logs");
+}
+
+/// Logs rolled at snapshots, snapshots above and below the zxid; the
+/// truncation keeps exactly the creates up to the zxid, and the server
+/// goes on logging after it.
+#[test]
+fn truncate_after_keeps_exactly_the_txns_up_to_the_zxid() {
+    let mut s = start("snapCount=20\n");
+    let c = connect(&s);
+    for i in 0..80 {
+        create(&c, &format!("/t{i}"), format!("v{i}").as_bytes());
+    }
+    wait_for_snapshots(&s, 3);
+    s.kill9();
+    drop(c);
+    assert!(logs(&s).len() >= 3, "snapshots rolled the log: {:?}", logs(&s));
+    let zxid = create_zxid(&s, "/t40");
+    let data = s.dir.join("data");
+    let report = truncate_after(&data, &data, zxid).unwrap();
+    assert_eq!(report.last_kept_zxid, Some(zxid));
+    assert_eq!(report.first_dropped_zxid, Some(zxid + 1));
+    assert!(!report.removed_snapshots.is_empty(), "{report:?}");
+    assert!(snapshots(&s).iter().all(|(z, _)| *z <= zxid), "{:?}", snapshots(&s));
+    assert!(logs(&s).iter().all(|(z, _)| *z <= zxid), "{:?}", logs(&s));
+
+    let mark = s.log().len();
+    s.restart();
+    let after = log_since(&s, mark);
+    assert!(lines_with(&after, "recovered").iter().any(|l| l.contains(&format!("zxid=0x{zxid:x}"))), "{after}");
+    let c = connect(&s);
+    for i in 0..=40 {
+        assert_node(&c, &format!("/t{i}"), format!("v{i}").as_bytes());
+    }
+    for i in 41..80 {
+        assert_absent(&c, &format!("/t{i}"));
+    }
+    create(&c, "/after", b"a");
+    s.kill9();
+    drop(c);
+    s.restart();
+    let c = connect(&s);
+    assert_node(&c, "/t40", b"v40");
+    assert_node(&c, "/after", b"a");
+    assert_absent(&c, "/t41");
+}
+
+/// A crash after each step of a truncation, then the real server starts:
+/// before the intent, everything; from it on, exactly the txns up to the
+/// zxid (the server finishes the truncation itself).
+#[test]
+fn server_finishes_an_interrupted_truncation() {
+    for step in [
+        TruncateStep::Checked,
+        TruncateStep::IntentWritten,
+        TruncateStep::SnapshotsRemoved,
+        TruncateStep::LogsRemoved,
+        TruncateStep::LogRewritten,
+    ] {
+        let mut s = start("snapCount=20\n");
+        let c = connect(&s);
+        for i in 0..50 {
+            create(&c, &format!("/t{i}"), b"x");
+        }
+        wait_for_snapshots(&s, 2);
+        s.kill9();
+        drop(c);
+        let zxid = create_zxid(&s, "/t20");
+        let data = s.dir.join("data");
+        truncate_after_until(&data, &data, zxid, step).unwrap();
+        let mark = s.log().len();
+        s.restart();
+        let after = log_since(&s, mark);
+        let finished = !lines_with(&after, "finished a truncation that was interrupted").is_empty();
+        assert_eq!(finished, step > TruncateStep::Checked, "{step:?}:\n{after}");
+        let c = connect(&s);
+        assert_node(&c, "/t20", b"x");
+        if step == TruncateStep::Checked {
+            assert_node(&c, "/t49", b"x");
+        } else {
+            for i in 21..50 {
+                assert_absent(&c, &format!("/t{i}"));
+            }
+        }
+        create(&c, "/after", b"a");
+        s.kill9();
+        drop(c);
+        s.restart();
+        let c = connect(&s);
+        assert_node(&c, "/after", b"a");
+        assert_node(&c, "/t20", b"x");
+        if step > TruncateStep::Checked {
+            assert_absent(&c, "/t21");
+        }
+    }
 }

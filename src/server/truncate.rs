@@ -18,22 +18,23 @@
 //! temporary name, synced, renamed, directory synced), and recovery
 //! finishes an interrupted truncation before it reads anything
 //! ([`resume_interrupted_truncation`]). Every step after the intent is
-//! idempotent and only ever removes what is above the zxid:
+//! idempotent and only ever removes what is above the zxid (the numbers
+//! are docs/storage.md's):
 //!
-//! 1. snapshots above the zxid are removed (recovery would load them);
-//! 2. log files that start above the zxid, or hold no txn at or below it,
+//! 2. snapshots above the zxid are removed (recovery would load them);
+//! 3. log files that start above the zxid, or hold no txn at or below it,
 //!    are removed (this frees the name `log.<next zxid>` that the writer
 //!    creates with create_new);
-//! 3. the log file that straddles the zxid is replaced by a copy holding
+//! 4. the log file that straddles the zxid is replaced by a copy holding
 //!    exactly its txns up to the zxid: written under a temporary name,
 //!    synced, renamed over the original, directory synced, so the
 //!    original (and its txns at or below the zxid) stays whole until the
 //!    complete copy takes its name;
-//! 4. the intent is removed and the directory synced, before returning:
+//! 5. the intent is removed and the directory synced, before returning:
 //!    an intent that outlived the call would, after a later crash,
 //!    truncate txns the reopened writer logged since.
 //!
-//! Before the intent is written, a read-only check refuses a truncation
+//! Before the intent is written (step 1), a read-only check (step 0) refuses a truncation
 //! that would lose history at or below the zxid: the newest snapshot kept
 //! must be followed, without a gap, by logged txns up to the first txn
 //! dropped. Otherwise (the log was purged behind a snapshot above the
@@ -365,7 +366,7 @@ fn check_history_is_kept(dirs: &Dirs, plan: &Plan) -> Result<KeptHistory, Recove
     Ok(KeptHistory { last_kept_zxid: previous, first_dropped_zxid: None })
 }
 
-/// Carries out steps 1–3; returns false if it stopped early (tests).
+/// Carries out steps 2–4; returns false if it stopped early (tests).
 fn execute(dirs: &Dirs, plan: &Plan, stop_after: TruncateStep) -> Result<bool, RecoveryError> {
     for path in &plan.drop_snapshots {
         remove_if_present(path)?;
@@ -437,7 +438,7 @@ fn decode_intent(bytes: &[u8]) -> Result<i64, String> {
     Ok(zxid)
 }
 
-/// Step 0: makes the intent durable under its name.
+/// Step 1: makes the intent durable under its name.
 fn write_intent(dirs: &Dirs, zxid: i64) -> Result<(), RecoveryError> {
     let temp = dirs.logs.join(INTENT_TEMP_FILE_NAME);
     let fail =
@@ -469,7 +470,7 @@ fn read_intent(dirs: &Dirs) -> Result<Option<i64>, RecoveryError> {
     })
 }
 
-/// Step 4: the truncation is complete once this is durable.
+/// Step 5: the truncation is complete once this is durable.
 fn remove_intent(dirs: &Dirs) -> Result<(), RecoveryError> {
     remove_if_present(&dirs.logs.join(TRUNCATE_INTENT_FILE_NAME))?;
     sync_dir(&dirs.logs)
