@@ -3,6 +3,7 @@
 //!    pipelined PROPOSALs and their ACKs arrive in order and leave in few
 //!    socket writes; a SNAP of a few thousand znodes arrives equal node for
 //!    node, and the packets queued after it arrive after it;
+//!    a snapshot to a learner that does not read holds up no other link;
 //! 2. garbage into the leader's listener closes that link with an error
 //!    naming the peer and the cause, and the listener keeps accepting; a
 //!    broken SNAP stream does the same on the learner side; a send queue
@@ -272,6 +273,72 @@ fn leader_and_learner_over_loopback_pipeline_in_order_batched_and_snapshot_in_or
 
     learner.join().expect("learner executor");
     leader.join().expect("leader executor");
+}
+
+/// Bytes of the snapshot a learner below never reads: well past what
+/// loopback socket buffers and the snapshot pipe can hold.
+const STALLED_SNAPSHOT_NODES: usize = 40_000;
+const STALLED_SNAPSHOT_DATA_BYTES: usize = 1024;
+
+#[test]
+fn a_snapshot_to_a_learner_that_does_not_read_stalls_only_its_own_link() {
+    run_on_executor("test-stalled-snapshot", || async {
+        let listener = LearnerListener::bind(([127, 0, 0, 1], 0).into()).expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let mut tree = DataTree::new();
+        for i in 0..STALLED_SNAPSHOT_NODES {
+            let data = Some(Bytes::from(vec![(i % 251) as u8; STALLED_SNAPSHOT_DATA_BYTES]));
+            assert!(tree.restore_node(&format!("/n{i:06}"), data, &open_acl_unsafe(), StoredStat::default()));
+        }
+        let zxid = make_zxid(EPOCH, 77);
+        tree.set_last_zxid(zxid);
+        let sessions = BTreeMap::from([(5i64, 4000i32)]);
+        // What the slow learner must eventually read, byte for byte.
+        let mut expected = BytesMut::new();
+        ToLearner::Snap { zxid }.encode(&mut expected);
+        let mut stream_bytes = Vec::new();
+        zoocore::storage::apache::write_snap_stream(&mut stream_bytes, &tree, &sessions).unwrap();
+        expected.extend_from_slice(&stream_bytes);
+        ToLearner::UpToDate.encode(&mut expected);
+
+        let mut slow = glommio::net::TcpStream::connect(addr).await.unwrap();
+        let slow_link = within("accept the slow learner", listener.accept()).await.unwrap();
+        slow_link.send_snapshot(zxid, tree, sessions).unwrap();
+        slow_link.send(ToLearner::UpToDate).unwrap();
+
+        // Meanwhile another learner's traffic flows, round trip after round trip.
+        let fast = glommio::spawn_local(async move {
+            let link = LeaderLink::connect(addr, CONNECT_TIMEOUT).await.unwrap();
+            for zxid in 1..=500 {
+                match within("PING on the fast link", link.recv()).await.unwrap() {
+                    FromLeader::Packet(ToLearner::Ping { zxid: got }) => assert_eq!(got, zxid),
+                    other => panic!("expected PING, got {other:?}"),
+                }
+                link.send(ToLeader::Ping { zxid, sessions: vec![] }).unwrap();
+            }
+            // Kept alive until the leader has read the last reply: dropping
+            // a link discards what it has not written yet.
+            link
+        });
+        let fast_link = within("accept the fast learner", listener.accept()).await.unwrap();
+        for zxid in 1..=500 {
+            fast_link.send(ToLearner::Ping { zxid }).unwrap();
+            assert_eq!(
+                within("PING reply on the fast link", fast_link.recv()).await.unwrap(),
+                ToLeader::Ping { zxid, sessions: vec![] }
+            );
+        }
+        drop(within("the fast learner", fast).await);
+        let stalled_at = slow_link.stats().bytes_written;
+        eprintln!("snapshot stalled at {stalled_at} of {} bytes while 500 round trips ran", expected.len());
+        assert!(stalled_at < expected.len() as u64, "the slow learner's socket absorbed the whole snapshot");
+
+        // The slow learner reads at last: the stream resumes, intact and in order.
+        let mut got = vec![0u8; expected.len()];
+        within("the slow learner's bytes", slow.read_exact(&mut got)).await.unwrap();
+        assert!(got == expected[..], "the stalled snapshot arrived altered");
+        assert_eq!(slow_link.stats().bytes_written, expected.len() as u64);
+    });
 }
 
 // ---------------------------------------------------------------- 2. bad input

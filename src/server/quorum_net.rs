@@ -81,7 +81,8 @@ use crate::storage::apache::{write_snap_stream, ApacheFormatError, SnapStreamDec
 use crate::tree::DataTree;
 use crate::zab::packets::{PacketDecoder, PacketError, ToLeader, ToLearner, SNAP_FIELD_MAX_BYTES};
 
-/// Bytes queued for one link and not yet handed to the socket. 32 times the
+/// Bytes queued for one link and not yet handed to the socket (the write
+/// in progress, at most as much again, is not counted). 32 times the
 /// largest packet; a learner this far behind (or a peer that stopped
 /// reading) is failing.
 pub const SEND_QUEUE_MAX_BYTES: usize = 64 * 1024 * 1024;
@@ -181,6 +182,7 @@ pub struct LinkStats {
     /// `write_all` calls on the socket (one per writer wake-up, plus one
     /// per snapshot chunk).
     pub socket_writes: u64,
+    /// Bytes of completed `write_all` calls.
     pub bytes_written: u64,
     /// Messages the reader decoded (a snapshot counts once).
     pub messages_received: u64,
@@ -349,7 +351,7 @@ impl SendQueue {
             None => Segment::Packets(self.tail.split()),
         };
         if let Segment::Packets(buf) = &next {
-            self.queued_bytes -= buf.len();
+            self.queued_bytes = self.queued_bytes.saturating_sub(buf.len());
         }
         Some(next)
     }
@@ -645,7 +647,8 @@ impl LeaderLink {
         self.core.recv().await
     }
 
-    /// Drops the connection now; queued output is discarded.
+    /// Drops the connection now; queued output is discarded (so does
+    /// dropping the link).
     pub fn close(&self) {
         self.core.shared.fail(LinkFailure::ClosedLocally);
     }
