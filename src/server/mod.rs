@@ -14,6 +14,7 @@ pub mod connection;
 pub mod fourlw;
 pub mod log_writer;
 pub mod messages;
+pub mod quorum_net;
 pub mod recovery;
 pub mod snapshots;
 pub mod stats;
