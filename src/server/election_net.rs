@@ -62,8 +62,13 @@ pub const SEND_TIMEOUT_MS: u64 = 5_000;
 pub const DIAL_RETRY_MIN_MS: u64 = 100;
 /// Cap of the dial back-off.
 pub const DIAL_RETRY_MAX_MS: u64 = 3_000;
+/// After handing our preamble to a higher sid, how long to wait for it to
+/// dial back before dialling again: each dial of ours makes it drop the
+/// connection it holds to us and dial anew, so retrying too soon would churn.
+pub const DIAL_BACK_WAIT_MS: u64 = 500;
 /// Notifications waiting per peer (Apache's `SEND_CAPACITY`): a newer one
-/// replaces the one waiting, since only the newest vote matters.
+/// replaces the one waiting, since only the newest vote matters. (The
+/// outbox is an `Option`, so this is what it holds, not a tunable.)
 pub const SEND_QUEUE_CAPACITY: usize = 1;
 /// Notifications received and not yet taken by `recv` (Apache's
 /// `RECV_CAPACITY`); when full the oldest is dropped, as Apache does.
@@ -297,6 +302,8 @@ struct PeerSlot {
     connection: Option<ConnectionHandle>,
     /// Something must reach this peer (or it asked to be dialled back).
     wants_connection: bool,
+    /// It dialled us and waits for our dial-back: skip the back-off.
+    dial_now: bool,
     dialler: Option<LocalSender<()>>,
 }
 
@@ -380,6 +387,11 @@ impl Shared {
             && self.slots.borrow().get(&sid).is_some_and(|s| s.connection.is_none() && s.wants_connection)
     }
 
+    /// Reads and clears the peer's "dial now" request.
+    fn take_dial_now(&self, sid: Sid) -> bool {
+        self.slots.borrow_mut().get_mut(&sid).is_some_and(|s| std::mem::take(&mut s.dial_now))
+    }
+
     /// A lower sid dialled us: it has lost its side of any connection we
     /// hold (it restarted, or the network broke), so close ours and dial it
     /// back ourselves.
@@ -391,6 +403,7 @@ impl Shared {
                 return;
             };
             slot.wants_connection = true;
+            slot.dial_now = true;
             if let Some(dialler) = &slot.dialler {
                 let _ = dialler.try_send(());
             }
@@ -415,6 +428,7 @@ impl Shared {
             let mut slots = self.slots.borrow_mut();
             let slot = slots.entry(sid).or_default();
             slot.wants_connection = false;
+            slot.dial_now = false;
             slot.connection.replace(ConnectionHandle { id, wake_writer: wake_tx, _close_reader: close_tx })
         };
         if replaced.is_some() {
@@ -695,9 +709,13 @@ async fn dial_loop(shared: Rc<Shared>, sid: Sid, addr: SocketAddr, wake: LocalRe
         let mut retry_ms = DIAL_RETRY_MIN_MS;
         let mut failing = false;
         while shared.wants_dial(sid) {
+            let mut pause_ms = retry_ms;
             match dial_once(&shared, sid, addr).await {
                 Ok(DialOutcome::Kept) => break,
-                Ok(DialOutcome::AwaitingDialBack) => failing = false,
+                Ok(DialOutcome::AwaitingDialBack) => {
+                    failing = false;
+                    pause_ms = pause_ms.max(DIAL_BACK_WAIT_MS);
+                }
                 Err(reason) => {
                     if failing {
                         tracing::debug!(sid, %addr, %reason, "election dial failed again");
@@ -707,8 +725,32 @@ async fn dial_loop(shared: Rc<Shared>, sid: Sid, addr: SocketAddr, wake: LocalRe
                     failing = true;
                 }
             }
-            glommio::timer::sleep(Duration::from_millis(retry_ms)).await;
+            pause_unless_dialled(&shared, sid, &wake, Duration::from_millis(pause_ms)).await;
             retry_ms = (retry_ms * 2).min(DIAL_RETRY_MAX_MS);
+        }
+    }
+}
+
+/// Sleeps `pause`, cut short when the peer dials us (it is up now and
+/// waits for our dial-back: Apache dials back at once, so must we, or a
+/// pair of Apache servers decides without us) or on shutdown.
+async fn pause_unless_dialled(shared: &Shared, sid: Sid, wake: &LocalReceiver<()>, pause: Duration) {
+    let until = std::time::Instant::now() + pause;
+    loop {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || shared.take_dial_now(sid) || shared.closed.get() {
+            return;
+        }
+        let sender_alive = futures_lite::future::or(
+            async {
+                glommio::timer::sleep(left).await;
+                true
+            },
+            async { wake.recv().await.is_some() },
+        )
+        .await;
+        if !sender_alive {
+            return;
         }
     }
 }
@@ -734,5 +776,111 @@ async fn dial_once(shared: &Rc<Shared>, sid: Sid, addr: SocketAddr) -> Result<Di
             Ok(DialOutcome::Kept)
         }
         ConnectionVerdict::Drop | ConnectionVerdict::DropAndDialBack => Ok(DialOutcome::AwaitingDialBack),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> Rc<Shared> {
+        Rc::new(Shared {
+            my_sid: 2,
+            listen: SocketAddr::from(([127, 0, 0, 1], 3888)),
+            slots: RefCell::new(BTreeMap::new()),
+            inbound: RefCell::new(Inbound::default()),
+            closed: Cell::new(false),
+            next_connection_id: Cell::new(1),
+            next_anonymous_observer_sid: Cell::new(-1),
+            handshakes_in_flight: Cell::new(0),
+            stop_accepting: RefCell::new(None),
+        })
+    }
+
+    fn vote(round: i64) -> Notification {
+        Notification {
+            state: PeerState::Looking,
+            leader: 2,
+            zxid: 0,
+            election_epoch: round,
+            peer_epoch: 0,
+            version: 2,
+            config: None,
+        }
+    }
+
+    fn connect_slot(shared: &Shared, sid: Sid, id: u64) {
+        let (wake_writer, _) = local_channel::new_bounded(1);
+        let (close_reader, _) = local_channel::new_bounded(1);
+        let mut slots = shared.slots.borrow_mut();
+        // As `install` does, without the tasks.
+        slots.entry(sid).or_default().wants_connection = false;
+        slots.entry(sid).or_default().connection =
+            Some(ConnectionHandle { id, wake_writer, _close_reader: close_reader });
+    }
+
+    fn sent_round(next: NextSend) -> Option<i64> {
+        match next {
+            NextSend::Frame(frame) => {
+                let (payload, _) = split_frame(&frame).ok()??;
+                Notification::decode(bytes::Bytes::copy_from_slice(payload)).ok().map(|n| n.election_epoch)
+            }
+            NextSend::Idle | NextSend::Gone => None,
+        }
+    }
+
+    #[test]
+    fn only_the_newest_notification_waits_and_the_last_is_resent_on_a_new_connection() {
+        let shared = shared();
+        shared.slots.borrow_mut().insert(1, PeerSlot { address: Some(shared.listen), ..PeerSlot::default() });
+        for round in 1..=3 {
+            shared.send(1, vote(round));
+        }
+        assert!(shared.slots.borrow()[&1].wants_connection);
+        connect_slot(&shared, 1, 7);
+        assert_eq!(sent_round(shared.next_to_send(1, 7, true)), Some(3));
+        assert!(matches!(shared.next_to_send(1, 7, false), NextSend::Idle));
+        // A stale connection id gets nothing.
+        assert!(matches!(shared.next_to_send(1, 6, true), NextSend::Gone));
+        // The connection dies; nothing is waiting, so no dial; the next
+        // connection starts by sending the last notification again.
+        shared.connection_lost(1, 7);
+        assert!(!shared.wants_dial(1));
+        connect_slot(&shared, 1, 8);
+        assert_eq!(sent_round(shared.next_to_send(1, 8, true)), Some(3));
+    }
+
+    #[test]
+    fn a_lost_connection_with_a_waiting_notification_asks_for_a_dial() {
+        let shared = shared();
+        shared.slots.borrow_mut().insert(1, PeerSlot { address: Some(shared.listen), ..PeerSlot::default() });
+        connect_slot(&shared, 1, 1);
+        shared.send(1, vote(4));
+        shared.connection_lost(1, 1);
+        assert!(shared.wants_dial(1));
+        shared.shutdown();
+        assert!(!shared.wants_dial(1), "nothing is dialled after shutdown");
+    }
+
+    #[test]
+    fn a_full_inbound_queue_drops_the_oldest() {
+        let shared = shared();
+        for round in 0..(INBOUND_QUEUE_CAPACITY as i64 + 5) {
+            shared.deliver(1, vote(round));
+        }
+        let inbound = shared.inbound.borrow();
+        assert_eq!(inbound.queue.len(), INBOUND_QUEUE_CAPACITY);
+        assert_eq!(inbound.queue.front().map(|(_, n)| n.election_epoch), Some(5));
+        assert_eq!(inbound.dropped_when_full, 5);
+    }
+
+    #[test]
+    fn messages_to_ourselves_or_after_shutdown_go_nowhere() {
+        let shared = shared();
+        shared.send(2, vote(1));
+        assert!(shared.slots.borrow().is_empty());
+        shared.shutdown();
+        shared.send(1, vote(1));
+        assert!(shared.slots.borrow().is_empty());
     }
 }

@@ -242,17 +242,13 @@ impl DataTree {
         version: i32,
         triggers: &mut Triggers,
     ) -> Result<WriteResult, ErrorCode> {
-        let old_len = self.get(path).ok_or(ErrorCode::NoNode)?.data_len() as u64;
-        let new_len = data.as_ref().map_or(0, Bytes::len) as u64;
         let node = self
-            .update_node(path, |n| {
-                n.data = super::owned_data(data);
+            .update_node_data(path, data, |n| {
                 n.version = version;
                 n.mtime = header.time_ms;
                 n.mzxid = header.zxid;
             })
             .ok_or(ErrorCode::NoNode)?;
-        self.data_size = self.data_size.saturating_sub(old_len) + new_len;
         triggers.push(WatchTrigger { event: EventType::NodeDataChanged, path: Arc::from(path), acl: node.acl.clone() });
         Ok(WriteResult::Stat(node.stat()))
     }

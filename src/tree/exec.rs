@@ -12,7 +12,7 @@ use super::path;
 use super::{DataTree, NodeKind, SPECIAL_PATHS};
 use crate::acl::AuthContext;
 use crate::proto::{op, perms, Acl, CreateMode, ErrorCode, EventType, Stat, MAX_TTL_MS};
-use crate::storage::txn::{Txn, TxnHeader};
+use crate::storage::txn::{Txn, TxnDigest, TxnHeader};
 
 /// Who is writing, and at which txn.
 pub struct TxnContext<'a> {
@@ -116,12 +116,18 @@ pub struct WatchTrigger {
     pub acl: Arc<[Acl]>,
 }
 
-/// A prepared and applied write: the txn to log and replicate, what the
-/// client is told, and the watch events it fired.
+/// A prepared and applied write: the txn to log and replicate (with the
+/// digest it carries), what the client is told, and the watch events it
+/// fired.
 #[derive(Debug)]
 pub struct Executed {
     pub header: TxnHeader,
     pub txn: Txn,
+    /// The tree digest after this txn, to log and propose with it. None
+    /// for an error txn: Apache's leader sets the digest only once a
+    /// request's prep succeeded, so its refused writes carry none (a failed
+    /// multi is a multi txn and carries one).
+    pub digest: Option<TxnDigest>,
     pub result: Result<WriteResult, ErrorCode>,
     pub triggers: Vec<WatchTrigger>,
 }
@@ -157,7 +163,8 @@ impl DataTree {
             Err(code) => (ctx.header(op::ERROR), Txn::Error { err: code.code() }),
         };
         let (result, triggers) = self.apply_txn(&header, &txn);
-        Executed { header, txn, result, triggers }
+        let digest = (header.op != op::ERROR).then(|| self.txn_digest());
+        Executed { header, txn, digest, result, triggers }
     }
 
     /// Validates `write` against this tree and returns (txn type, txn).

@@ -53,16 +53,7 @@ impl Default for TreeLoader {
 
 impl TreeLoader {
     pub fn new() -> TreeLoader {
-        let tree = DataTree {
-            nodes: Default::default(),
-            ephemerals: Default::default(),
-            containers: Default::default(),
-            ttls: Default::default(),
-            acl_cache: Default::default(),
-            data_size: 0,
-            last_zxid: 0,
-        };
-        TreeLoader { tree, last_key: None, run_parent: None }
+        TreeLoader { tree: DataTree::empty(), last_key: None, run_parent: None }
     }
 
     /// The tree's shared copy of an ACL list; intern each distinct list once

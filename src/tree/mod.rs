@@ -11,9 +11,9 @@
 //! key range; there is no per-node child set at all, and each path is
 //! stored once (its `Arc<str>` is shared with the ephemeral and
 //! container/TTL indexes). Per znode, on 64-bit:
-//! * `Node` 112 B inline (data `Option<Bytes>` 32, ACL `Arc<[Acl]>` 16, six
-//!   i64 stat fields 48, version/cversion/aversion/numChildren 16) plus 16 B
-//!   Arc header = 128 B;
+//! * `Node` 120 B inline (data `Option<Bytes>` 32, ACL `Arc<[Acl]>` 16, six
+//!   i64 stat fields 48, version/cversion/aversion/numChildren 16, its
+//!   digest 4 + 4 padding) plus 16 B Arc header = 136 B;
 //! * the map slot (key 16 B + value pointer 8 B) in a B-tree leaf of 16
 //!   slots; at the typical ~70 % fill that is ~35 B, plus ~3 B of inner
 //!   nodes;
@@ -22,10 +22,17 @@
 //!   the buffer was shared rather than an exclusively owned Vec);
 //! * the ACL: nothing per node beyond the 16 B pointer, lists are interned.
 //!
-//! So about **180 B + path + data** per znode (ZooKeeper's Java DataNode
+//! So about **190 B + path + data** per znode (ZooKeeper's Java DataNode
 //! costs roughly 250–300 B + path + data). The price is O(log n) string
 //! comparisons per lookup instead of a hash, and a write copies one B-tree
 //! path (a few hundred bytes) plus one Node.
+//!
+//! **Digest.** The tree keeps Apache's tree digest (see
+//! `storage::apache::digest`) as it changes: each node caches its own
+//! digest, and the low-level helpers at the bottom of this file, the only
+//! code that changes `nodes`, subtract a node's old digest and add its new
+//! one. A stat-only change re-hashes 60 bytes, not the path and data, so
+//! `digest()` is O(1) and a write pays well under a microsecond for it.
 
 mod acl_cache;
 mod apply;
@@ -41,6 +48,8 @@ use bytes::Bytes;
 use imbl::{OrdMap, OrdSet};
 
 use crate::proto::{read_acl_unsafe, Acl, Stat, CONTAINER_EPHEMERAL_OWNER, MAX_TTL_MS, TTL_MASK};
+use crate::storage::apache::digest::{self, DigestCheck, DIGEST_VERSION};
+use crate::storage::txn::TxnDigest;
 
 use acl_cache::AclCache;
 use path::{as_bounds, child_range_bounds, PathKey, TreePath};
@@ -109,6 +118,9 @@ pub struct Node {
     cversion: i32,
     aversion: i32,
     num_children: i32,
+    /// This node's digest (a CRC32; 0 under /zookeeper/), set and kept by
+    /// the tree's low-level helpers; meaningless until inserted.
+    digest: u32,
 }
 
 /// Data kept in the tree gets an allocation of its own: the `Bytes` that
@@ -133,6 +145,7 @@ impl Node {
             cversion: stat.cversion,
             aversion: stat.aversion,
             num_children: 0,
+            digest: 0,
         }
     }
 
@@ -195,6 +208,11 @@ impl Node {
         }
     }
 
+    /// This node's contribution to the tree digest (Apache's nodeDigest).
+    pub fn digest(&self) -> i64 {
+        self.digest as i64
+    }
+
     /// The fields a snapshot stores (raw ephemeralOwner, stored cversion).
     pub fn stored_stat(&self) -> StoredStat {
         StoredStat {
@@ -223,6 +241,8 @@ pub struct DataTree {
     acl_cache: AclCache,
     /// Sum of path lengths and data lengths, as Java's approximateDataSize.
     data_size: u64,
+    /// Apache's tree digest: the wrapping sum of every node's `digest`.
+    digest: i64,
     last_zxid: i64,
 }
 
@@ -236,21 +256,27 @@ impl DataTree {
     /// A fresh tree: `/`, `/zookeeper`, `/zookeeper/quota`,
     /// `/zookeeper/config` with zero stats; the config node is READ-only.
     pub fn new() -> DataTree {
-        let mut tree = DataTree {
-            nodes: OrdMap::new(),
-            ephemerals: OrdMap::new(),
-            containers: OrdSet::new(),
-            ttls: OrdSet::new(),
-            acl_cache: AclCache::default(),
-            data_size: 0,
-            last_zxid: 0,
-        };
+        let mut tree = DataTree::empty();
         let open = crate::proto::open_acl_unsafe();
         for path in ["/", "/zookeeper", "/zookeeper/quota"] {
             tree.restore_node(path, Some(Bytes::new()), &open, StoredStat::default());
         }
         tree.restore_node("/zookeeper/config", Some(Bytes::new()), &read_acl_unsafe(), StoredStat::default());
         tree
+    }
+
+    /// No nodes at all, not even the root (for loaders).
+    pub(super) fn empty() -> DataTree {
+        DataTree {
+            nodes: OrdMap::new(),
+            ephemerals: OrdMap::new(),
+            containers: OrdSet::new(),
+            ttls: OrdSet::new(),
+            acl_cache: AclCache::default(),
+            data_size: 0,
+            digest: 0,
+            last_zxid: 0,
+        }
     }
 
     pub fn get(&self, path: &str) -> Option<&Node> {
@@ -312,6 +338,28 @@ impl DataTree {
     /// Sum of path lengths and data lengths (Java's approximateDataSize).
     pub fn approximate_data_size(&self) -> u64 {
         self.data_size
+    }
+
+    /// Apache's tree digest (DataTree.getTreeDigest) of the tree as it is
+    /// now, O(1). Always equal to `storage::apache::digest::tree_digest`.
+    pub fn digest(&self) -> i64 {
+        self.digest
+    }
+
+    /// The `TxnDigest` a txn carries: the tree digest right after applying
+    /// it, so call this after `apply_txn` (`execute` already fills
+    /// `Executed::digest`).
+    pub fn txn_digest(&self) -> TxnDigest {
+        TxnDigest { version: DIGEST_VERSION, tree_digest: self.digest }
+    }
+
+    /// A follower's (and recovery's) check, right after applying a txn, of
+    /// the digest the txn carried against this tree (DataTree.compareDigest):
+    /// not carried and other digest versions are not compared. After loading
+    /// a fuzzy snapshot use `storage::apache::digest::DigestVerifier`, which
+    /// holds comparisons off until the tree is consistent again.
+    pub fn check_txn_digest(&self, expected: Option<TxnDigest>) -> DigestCheck {
+        DigestCheck::compare(expected, self.digest)
     }
 
     /// zxid of the last txn applied (0 for a fresh tree).
@@ -412,8 +460,10 @@ impl DataTree {
 
     // ----- low-level mutation helpers, keeping the indexes in step -----
 
-    fn insert_node_entry(&mut self, key: PathKey, node: Node) {
+    fn insert_node_entry(&mut self, key: PathKey, mut node: Node) {
         self.data_size += (key.as_str().len() + node.data_len()) as u64;
+        node.digest = digest::digest_of(key.as_str(), node.data.as_deref(), &node.stored_stat()) as u32;
+        self.digest = self.digest.wrapping_add(node.digest());
         match node.kind() {
             NodeKind::Ephemeral(session) => {
                 self.ephemerals.entry(session).or_default().insert(key.clone());
@@ -432,6 +482,7 @@ impl DataTree {
     fn remove_node_entry(&mut self, key: &PathKey) -> Option<Arc<Node>> {
         let node = self.nodes.remove(key)?;
         self.data_size = self.data_size.saturating_sub((key.as_str().len() + node.data_len()) as u64);
+        self.digest = self.digest.wrapping_sub(node.digest());
         match node.kind() {
             NodeKind::Ephemeral(session) => {
                 if let Some(set) = self.ephemerals.get_mut(&session) {
@@ -453,10 +504,38 @@ impl DataTree {
     }
 
     /// Applies `f` to a copy of the node at `path` and stores the copy.
-    /// Must not change the data or the ephemeralOwner (see `set_data`).
+    /// Must not change the data (see `update_node_data`) or the
+    /// ephemeralOwner (the indexes would go stale).
     fn update_node(&mut self, path: &str, f: impl FnOnce(&mut Node)) -> Option<Arc<Node>> {
         let slot = self.nodes.get_mut(TreePath::new(path))?;
-        f(Arc::make_mut(slot));
+        let node = Arc::make_mut(slot);
+        let before = node.stored_stat();
+        let data_id = |n: &Node| n.data.as_ref().map(|d| (d.as_ptr(), d.len()));
+        let data_before = cfg!(debug_assertions).then(|| data_id(node));
+        f(node);
+        debug_assert!(data_before.is_none_or(|before| before == data_id(node)), "update_node changed data");
+        let old_digest = node.digest();
+        let new_digest = digest::restat_digest(path, old_digest, &before, &node.stored_stat());
+        node.digest = new_digest as u32;
+        self.digest = self.digest.wrapping_sub(old_digest).wrapping_add(new_digest);
+        Some(slot.clone())
+    }
+
+    /// Replaces the data of the node at `path` with (an owned copy of)
+    /// `data`, then applies `f` as `update_node` does; keeps the data size
+    /// and the digest (path and data re-hashed) in step.
+    fn update_node_data(&mut self, path: &str, data: &Option<Bytes>, f: impl FnOnce(&mut Node)) -> Option<Arc<Node>> {
+        let slot = self.nodes.get_mut(TreePath::new(path))?;
+        let node = Arc::make_mut(slot);
+        let old_len = node.data_len() as u64;
+        node.data = owned_data(data);
+        f(node);
+        let old_digest = node.digest();
+        let new_digest = digest::digest_of(path, node.data.as_deref(), &node.stored_stat());
+        node.digest = new_digest as u32;
+        let new_len = node.data_len() as u64;
+        self.digest = self.digest.wrapping_sub(old_digest).wrapping_add(new_digest);
+        self.data_size = self.data_size.saturating_sub(old_len) + new_len;
         Some(slot.clone())
     }
 }

@@ -6,7 +6,8 @@ use proptest::prelude::*;
 use super::*;
 use crate::acl::AuthContext;
 use crate::proto::{op, open_acl_unsafe, perms, Acl, ErrorCode, EventType, Id};
-use crate::storage::txn::LoggedTxn;
+use crate::storage::apache::digest::{tree_digest, DigestCheck, DigestVerifier};
+use crate::storage::txn::{LoggedTxn, Txn, TxnDigest, TxnHeader, TXN_DIGEST_VERSION};
 
 /// Allows everything unless `deny` bits are set; fixup = identity, empty
 /// list = InvalidAcl, scheme "bad" = InvalidAcl.
@@ -30,7 +31,8 @@ const ALLOW: TestAuth = TestAuth { deny: 0 };
 
 /// Executes `op` as the leader does, and checks on every call that a
 /// follower (or recovery) applying the same txn, from its encoded bytes,
-/// to the same starting tree reaches the same tree, result and events.
+/// to the same starting tree reaches the same tree, result and events, and
+/// that the digest the txn carries is the tree's and checks out there.
 fn execute_checked(
     tree: &mut DataTree,
     ctx: &TxnContext,
@@ -38,18 +40,28 @@ fn execute_checked(
 ) -> (Result<WriteResult, ErrorCode>, Vec<WatchTrigger>) {
     let mut follower = tree.clone();
     let executed = tree.execute(ctx, op);
-    let logged = LoggedTxn { header: executed.header, txn: executed.txn.clone(), digest: None };
+    assert_eq!(tree.digest(), tree_digest(tree), "incremental digest after {op:?}");
+    let expected_digest = (executed.header.op != op::ERROR)
+        .then_some(TxnDigest { version: TXN_DIGEST_VERSION, tree_digest: tree.digest() });
+    assert_eq!(executed.digest, expected_digest);
+    let logged = LoggedTxn { header: executed.header, txn: executed.txn.clone(), digest: executed.digest };
     let decoded = LoggedTxn::decode(logged.to_bytes()).expect("a prepared txn decodes");
     assert_eq!(decoded, logged);
     let (result, triggers) = follower.apply_txn(&decoded.header, &decoded.txn);
     assert_eq!(result, executed.result, "apply result differs for {op:?}");
     assert_eq!(triggers, executed.triggers, "apply triggers differ for {op:?}");
+    let check = follower.check_txn_digest(decoded.digest);
+    let expected_check = if decoded.digest.is_some() { DigestCheck::Match } else { DigestCheck::NotCarried };
+    assert_eq!(check, expected_check, "follower digest check for {op:?}");
     assert_same_tree(&follower, tree);
     (executed.result, executed.triggers)
 }
 
+/// A node as `assert_same_tree` compares it: path, stat, data, ACL, numChildren.
+type NodeDump = (String, StoredStat, Option<Bytes>, Vec<Acl>, i32);
+
 pub(super) fn assert_same_tree(a: &DataTree, b: &DataTree) {
-    let dump = |t: &DataTree| -> Vec<(String, StoredStat, Option<Bytes>, Vec<Acl>, i32)> {
+    let dump = |t: &DataTree| -> Vec<NodeDump> {
         t.iter()
             .map(|(p, n)| (p.to_owned(), n.stored_stat(), n.data().cloned(), n.acl().to_vec(), n.num_children()))
             .collect()
@@ -58,6 +70,7 @@ pub(super) fn assert_same_tree(a: &DataTree, b: &DataTree) {
     assert_eq!(a.last_zxid(), b.last_zxid());
     assert_eq!(a.approximate_data_size(), b.approximate_data_size());
     assert_eq!(a.ephemerals_by_session(), b.ephemerals_by_session());
+    assert_eq!(a.digest(), b.digest());
 }
 const SESSION: i64 = 0x1234;
 
@@ -103,12 +116,16 @@ fn check_invariants(tree: &DataTree) {
     }
     let size: u64 = tree.iter().map(|(p, n)| (p.len() + n.data_len()) as u64).sum();
     assert_eq!(size, tree.approximate_data_size());
+    assert_eq!(tree.digest(), tree_digest(tree), "incremental digest");
+    for (path, node) in tree.iter() {
+        assert_eq!(node.digest(), crate::storage::apache::digest::node_digest(path, node), "digest of {path}");
+    }
 }
 
 #[test]
 fn node_layout_is_compact() {
     // The module doc's memory estimate relies on this.
-    assert_eq!(std::mem::size_of::<Node>(), 112);
+    assert_eq!(std::mem::size_of::<Node>(), 120);
 }
 
 #[test]
@@ -612,4 +629,304 @@ proptest! {
         prop_assert!(tree.iter().all(|(_, n)| !matches!(n.kind(), NodeKind::Ephemeral(_))));
         check_invariants(&tree);
     }
+}
+
+/// The cost of a write: 100k creates of 100-byte nodes under one parent
+/// (each also restats the parent), then 100k setData of 100 bytes, through
+/// `execute` as the leader runs them. Run with
+/// `cargo test --release --lib tree::tests::bench_writes -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_writes() {
+    const NODES: usize = 100_000;
+    let mut best_create = f64::MAX;
+    let mut best_set = f64::MAX;
+    for _round in 0..5 {
+        let mut tree = DataTree::new();
+        run(&mut tree, 1, create_op("/bench", 0)).unwrap_or_else(|e| panic!("{e:?}"));
+        let paths: Vec<String> = (0..NODES).map(|i| format!("/bench/node-{i:08}")).collect();
+        let data = Bytes::from(vec![7u8; 100]);
+        let start = std::time::Instant::now();
+        for (i, path) in paths.iter().enumerate() {
+            let write = WriteOp::Create {
+                path: path.clone(),
+                data: Some(data.clone()),
+                acl: open_acl_unsafe(),
+                flags: 0,
+                ttl: None,
+                op: op::CREATE2,
+            };
+            let executed = tree.execute(&ctx(&ALLOW, i as i64 + 2), &write);
+            assert!(executed.result.is_ok());
+        }
+        best_create = best_create.min(start.elapsed().as_secs_f64() * 1e9 / NODES as f64);
+        let start = std::time::Instant::now();
+        for (i, path) in paths.iter().enumerate() {
+            let write = WriteOp::SetData { path: path.clone(), data: Some(data.clone()), version: -1 };
+            let executed = tree.execute(&ctx(&ALLOW, (NODES + i) as i64 + 2), &write);
+            assert!(executed.result.is_ok());
+        }
+        best_set = best_set.min(start.elapsed().as_secs_f64() * 1e9 / NODES as f64);
+        std::hint::black_box(&tree);
+    }
+    println!("BENCH create 100 B: {best_create:.0} ns/write; setData 100 B: {best_set:.0} ns/write (best of 5)");
+
+    // The digest work alone, per write: a create hashes the new node and
+    // restats its parent, a setData re-hashes the node.
+    use crate::storage::apache::digest::{digest_of, restat_digest};
+    let per_call = |calls: usize, f: &mut dyn FnMut(i64) -> i64| {
+        let mut best = f64::MAX;
+        for _round in 0..5 {
+            let start = std::time::Instant::now();
+            let mut sink = 0i64;
+            for i in 0..calls as i64 {
+                sink = sink.wrapping_add(f(i));
+            }
+            std::hint::black_box(sink);
+            best = best.min(start.elapsed().as_secs_f64() * 1e9 / calls as f64);
+        }
+        best
+    };
+    let data = vec![7u8; 100];
+    let big = vec![7u8; 1 << 20];
+    let path = "/bench/node-00012345";
+    let stat = |i: i64| StoredStat { czxid: 3, mzxid: i, pzxid: i, cversion: i as i32, ..StoredStat::default() };
+    let node = per_call(NODES, &mut |i| digest_of(path, Some(&data), &stat(i)));
+    let restat = per_call(NODES, &mut |i| restat_digest("/bench", i, &stat(i), &stat(i + 1)));
+    let rehash_small = per_call(NODES, &mut |i| digest_of("/bench", Some(&data), &stat(i)));
+    let rehash_big = per_call(100, &mut |i| digest_of("/bench", Some(&big), &stat(i))) / 1000.0;
+    println!(
+        "BENCH digest of a 100 B node: {node:.0} ns; parent restat (60 B): {restat:.0} ns; \
+         re-hashing a parent instead: {rehash_small:.0} ns with 100 B data, {rehash_big:.1} us with 1 MiB"
+    );
+}
+
+// ----- the incremental digest under every kind of change -----
+
+/// More paths than `PATHS`: the root, /zookeeper and nodes under
+/// /zookeeper/ (which count zero) too.
+const DIGEST_PATHS: [&str; 11] =
+    ["/a", "/a/b", "/a/b/c", "/a/d", "/e", "/e/f", "/a/", "/", "/zookeeper", "/zookeeper/quota", "/zookeeper/quota/q"];
+/// The sessions the random writes come from.
+const SESSIONS: [i64; 2] = [SESSION, 99];
+
+#[derive(Debug, Clone)]
+enum DigestOp {
+    /// A create (any of the four plain modes), delete, setData, or a
+    /// snapshot round trip (see `round_trip`).
+    Plain(RandomOp, usize),
+    Container(usize),
+    Ttl(usize, i64),
+    DeleteContainer(usize),
+    SetAcl(usize),
+    /// Sub-ops (create, delete, setData, check with a version); a failing
+    /// one rolls the others back.
+    Multi(Vec<(RandomOp, i32)>, usize),
+    CloseSession(usize),
+    /// A node replaced as a snapshot would (restore_node).
+    Restore(usize, [i64; 3], i32),
+}
+
+fn digest_op() -> impl Strategy<Value = DigestOp> {
+    let path = 0..DIGEST_PATHS.len();
+    let session = 0..SESSIONS.len();
+    prop_oneof![
+        4 => (random_op(), session.clone()).prop_map(|(op, s)| DigestOp::Plain(op, s)),
+        1 => path.clone().prop_map(DigestOp::Container),
+        1 => (path.clone(), 1..100i64).prop_map(|(p, ttl)| DigestOp::Ttl(p, ttl)),
+        1 => path.clone().prop_map(DigestOp::DeleteContainer),
+        1 => path.clone().prop_map(DigestOp::SetAcl),
+        2 => (proptest::collection::vec((random_op(), -1..2i32), 1..5), session.clone())
+            .prop_map(|(ops, s)| DigestOp::Multi(ops, s)),
+        1 => session.prop_map(DigestOp::CloseSession),
+        1 => (path, any::<[i64; 3]>(), any::<i32>()).prop_map(|(p, l, v)| DigestOp::Restore(p, l, v)),
+    ]
+}
+
+/// A create, delete or setData on one of `DIGEST_PATHS`; None for Snapshot.
+fn plain_write(op: &RandomOp, step: usize) -> Option<WriteOp> {
+    let path = |p: &usize| DIGEST_PATHS[p % DIGEST_PATHS.len()].to_owned();
+    Some(match op {
+        RandomOp::Create(p, flags) => create_op(&path(p), *flags),
+        RandomOp::Delete(p) => WriteOp::Delete { path: path(p), version: -1 },
+        RandomOp::SetData(p) => {
+            WriteOp::SetData { path: path(p), data: Some(Bytes::from(vec![step as u8; step % 7 * 30])), version: -1 }
+        }
+        RandomOp::Snapshot => return None,
+    })
+}
+
+/// Writes `tree` in zoocore's snapshot format, in an Apache snapshot file,
+/// and as an Apache SNAP stream, reads each back, and checks each loaded
+/// tree's incremental digest (and the Apache file's own digest section).
+/// Returns one of the loaded trees, so writes go on from a restored tree.
+fn round_trip(tree: &DataTree, pick: usize) -> DataTree {
+    use crate::storage::apache::{self, SnapshotLayout};
+    let mut ours = Vec::new();
+    crate::storage::snapshot_format::write_snapshot(&mut ours, tree.last_zxid(), &[], tree).unwrap();
+    let ours = crate::storage::snapshot_format::read_snapshot(&ours).unwrap().tree;
+    let mut file = Vec::new();
+    apache::write_snapshot_file(&mut file, tree, &Default::default(), SnapshotLayout::V36).unwrap();
+    let snap = apache::read_snapshot_file(&file, tree.last_zxid()).unwrap();
+    let (verifier, check) = DigestVerifier::after_snapshot(&snap.tree, snap.digest);
+    assert_eq!((check, verifier.pending()), (DigestCheck::Match, None));
+    let mut stream = Vec::new();
+    apache::write_snap_stream(&mut stream, tree, &Default::default()).unwrap();
+    let (streamed, _, _) = apache::decode_snap_stream(&stream, tree.last_zxid()).unwrap();
+    for loaded in [&ours, &snap.tree, &streamed] {
+        assert_same_tree(loaded, tree);
+        check_invariants(loaded);
+    }
+    [ours, snap.tree, streamed].into_iter().nth(pick % 3).unwrap_or_else(|| tree.clone())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// After every step, the O(1) digest equals the one recomputed from
+    /// scratch (checked in `execute_checked` and `check_invariants`), and a
+    /// follower applying the txn finds the digest it carries matches.
+    #[test]
+    fn random_writes_keep_the_digest(ops in proptest::collection::vec(digest_op(), 1..50)) {
+        let mut tree = DataTree::new();
+        for (step, op) in ops.into_iter().enumerate() {
+            let zxid = step as i64 + 1;
+            let path = |p: usize| DIGEST_PATHS[p].to_owned();
+            let (session, write) = match op {
+                DigestOp::Plain(RandomOp::Snapshot, pick) => {
+                    tree.set_last_zxid(zxid);
+                    tree = round_trip(&tree, pick);
+                    continue;
+                }
+                DigestOp::Plain(op, s) => (s, plain_write(&op, step)),
+                DigestOp::Container(p) => (0, Some(create_with(&path(p), 4, op::CREATE_CONTAINER, None))),
+                DigestOp::Ttl(p, ttl) => (0, Some(create_with(&path(p), 5, op::CREATE_TTL, Some(ttl)))),
+                DigestOp::DeleteContainer(p) => (0, Some(WriteOp::DeleteContainer { path: path(p) })),
+                DigestOp::SetAcl(p) => {
+                    let acl = if step % 2 == 0 { open_acl_unsafe() } else { crate::proto::read_acl_unsafe() };
+                    (0, Some(WriteOp::SetAcl { path: path(p), acl, version: -1 }))
+                }
+                DigestOp::Multi(subs, s) => {
+                    let subs = subs.iter().filter_map(|(sub, version)| match sub {
+                        RandomOp::Snapshot => {
+                            Some(WriteOp::Check { path: path(step % DIGEST_PATHS.len()), version: *version })
+                        }
+                        other => plain_write(other, step),
+                    });
+                    (s, Some(WriteOp::Multi(subs.collect())))
+                }
+                DigestOp::CloseSession(s) => (s, Some(WriteOp::CloseSession)),
+                DigestOp::Restore(p, longs, version) => {
+                    let target = path(p);
+                    if let Some(node) = tree.get(&target) {
+                        let stat = StoredStat { mzxid: longs[0], pzxid: longs[1], mtime: longs[2], version,
+                            ..node.stored_stat() };
+                        let data = Some(Bytes::from(longs[0].to_be_bytes().to_vec()));
+                        prop_assert!(tree.restore_node(&target, data, &open_acl_unsafe(), stat));
+                    }
+                    check_invariants(&tree);
+                    continue;
+                }
+            };
+            let Some(write) = write else { continue };
+            let ctx = TxnContext { session_id: SESSIONS[session], ..ctx(&ALLOW, zxid) };
+            let _ = execute_checked(&mut tree, &ctx, &write);
+            check_invariants(&tree);
+        }
+        for session in SESSIONS {
+            let ctx = TxnContext { session_id: session, ..ctx(&ALLOW, 10_000) };
+            let _ = execute_checked(&mut tree, &ctx, &WriteOp::CloseSession);
+        }
+        check_invariants(&tree);
+        round_trip(&tree, 0);
+    }
+}
+
+#[test]
+fn digest_counts_root_and_zookeeper_but_not_below() {
+    let mut tree = DataTree::new();
+    let fresh = tree.digest();
+    assert_eq!(fresh, tree_digest(&tree));
+    // Nodes under /zookeeper/ count zero, whatever happens to them.
+    run(&mut tree, 1, create_op("/zookeeper/quota/q", 0)).unwrap();
+    run(&mut tree, 2, WriteOp::SetData { path: "/zookeeper/quota/q".into(), data: None, version: -1 }).unwrap();
+    assert_eq!(tree.get("/zookeeper/quota/q").unwrap().digest(), 0);
+    // ... but /zookeeper/quota's parent /zookeeper is unchanged and the
+    // root's setData (hashed as path "") moves the digest.
+    assert_eq!(tree.digest(), fresh);
+    run(&mut tree, 3, WriteOp::SetData { path: "/".into(), data: Some(Bytes::from_static(b"r")), version: -1 })
+        .unwrap();
+    assert_ne!(tree.digest(), fresh);
+    check_invariants(&tree);
+}
+
+#[test]
+fn txn_digest_and_follower_check() {
+    let mut tree = DataTree::new();
+    let executed = tree.execute(&ctx(&ALLOW, 1), &create_op("/a", 0));
+    let carried = executed.digest.unwrap();
+    assert_eq!(carried, tree.txn_digest());
+    assert_eq!(carried.version, TXN_DIGEST_VERSION);
+    // A refused write is an error txn and, as from Apache's leader,
+    // carries no digest; a failed multi is a multi and carries one.
+    let refused = tree.execute(&ctx(&ALLOW, 2), &create_op("/a", 0));
+    assert_eq!((refused.header.op, refused.digest), (op::ERROR, None));
+    let failed_multi = tree.execute(&ctx(&ALLOW, 3), &WriteOp::Multi(vec![create_op("/a", 0)]));
+    assert_eq!(failed_multi.digest, Some(tree.txn_digest()));
+
+    assert_eq!(tree.check_txn_digest(Some(carried)), DigestCheck::Match);
+    assert_eq!(tree.check_txn_digest(None), DigestCheck::NotCarried);
+    let other_version = TxnDigest { version: 1, tree_digest: 5 };
+    assert_eq!(tree.check_txn_digest(Some(other_version)), DigestCheck::UnknownVersion { version: 1 });
+    // A follower that missed a write diverges, and says so.
+    let behind = DataTree::new();
+    let check = behind.check_txn_digest(Some(carried));
+    assert_eq!(check, DigestCheck::Mismatch { expected: carried.tree_digest, actual: behind.digest() });
+    assert!(check.is_mismatch() && check.to_string().contains("MISMATCH"));
+}
+
+#[test]
+fn loader_and_restore_keep_the_digest() {
+    let mut tree = DataTree::new();
+    for (i, p) in ["/a", "/a/b", "/a/c", "/d"].iter().enumerate() {
+        run(&mut tree, i as i64 + 1, create_op(p, if *p == "/a/c" { 1 } else { 0 })).unwrap();
+    }
+    let mut loader = TreeLoader::new();
+    for (path, node) in tree.iter() {
+        let acl = loader.intern_acl(node.acl());
+        loader.push(path, node.data().cloned(), acl, node.stored_stat()).unwrap();
+    }
+    let loaded = loader.finish(tree.last_zxid()).unwrap();
+    assert_same_tree(&loaded, &tree);
+    check_invariants(&loaded);
+    // Replacing a node (as a snapshot over a tree does) swaps its digest.
+    let mut restored = loaded.clone();
+    let stat = StoredStat { mzxid: 77, ..restored.get("/a").unwrap().stored_stat() };
+    assert!(restored.restore_node("/a", Some(Bytes::from_static(b"new")), &open_acl_unsafe(), stat));
+    assert_ne!(restored.digest(), loaded.digest());
+    check_invariants(&restored);
+}
+
+/// A multi whose sub-txn cannot apply (never in a consistent stream) is
+/// rolled back whole, digest included.
+#[test]
+fn apply_time_multi_rollback_restores_the_digest() {
+    let mut tree = DataTree::new();
+    run(&mut tree, 1, create_op("/keep", 0)).unwrap();
+    let before = tree.clone();
+    let header = TxnHeader { session_id: SESSION, cxid: 1, zxid: 2, time_ms: 5, op: op::MULTI };
+    let txn = Txn::Multi(vec![
+        (
+            op::CREATE,
+            Txn::Create { path: "/x".into(), data: None, acl: open_acl_unsafe(), ephemeral: false, parent_cversion: 2 },
+        ),
+        (op::SET_DATA, Txn::SetData { path: "/keep".into(), data: Some(Bytes::from_static(b"v")), version: 1 }),
+        (op::DELETE, Txn::Delete { path: "/missing".into() }),
+    ]);
+    let (result, _) = tree.apply_txn(&header, &txn);
+    assert!(matches!(result, Ok(WriteResult::Multi(r)) if r[2] == MultiOpResult::Error(ErrorCode::NoNode)));
+    assert_eq!(tree.digest(), before.digest());
+    tree.set_last_zxid(before.last_zxid());
+    assert_same_tree(&tree, &before);
+    check_invariants(&tree);
 }
