@@ -182,21 +182,49 @@ fn ensemble_cfg(client_port: u16) -> String {
     )
 }
 
-/// The safety fix: an ensemble zoo.cfg must not start three independent
-/// standalone servers. Until quorum mode exists the member refuses to start,
-/// and nobody can connect to it meanwhile.
+/// The safety fix: an ensemble zoo.cfg must not start an independent
+/// standalone server. One member alone is an ensemble member without a
+/// quorum: it elects, serves no client, and says so.
 #[test]
-fn ensemble_config_is_refused_not_run_standalone() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let (status, stderr) = start_expecting_exit("ensemble", &ensemble_cfg(port), Some("2\n"));
-    assert!(!status.success(), "{status:?}");
-    assert!(stderr.contains("describes an ensemble"), "{stderr}");
-    assert!(stderr.contains("server.1, server.2, server.3; this is server.2"), "{stderr}");
-    assert!(stderr.contains("refuses to start"), "{stderr}");
-    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "nothing may listen on the client port");
+fn lone_ensemble_member_does_not_serve_standalone() {
+    // Client, quorum and election ports, all free and distinct.
+    let held: Vec<std::net::TcpListener> =
+        (0..3).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let ports: Vec<u16> = held.iter().map(|l| l.local_addr().unwrap().port()).collect();
+    drop(held);
+    let port = ports[0];
+    let dir = std::env::temp_dir().join(format!("zoocore-lone-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("myid"), "2\n").unwrap();
+    let cfg = dir.join("zoo.cfg");
+    let text = format!(
+        "tickTime=500\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+         4lw.commands.whitelist=*\nserver.1=127.0.0.1:{q}:{e}\nserver.2=127.0.0.2:{q}:{e}\nserver.3=127.0.0.3:{q}:{e}\n",
+        data.display(),
+        q = ports[1],
+        e = ports[2]
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zoocore"))
+        .args(["server", "--config"])
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let answered = wait_until(Duration::from_secs(10), || {
+        common::four_letter(addr, "srvr").is_some_and(|s| s.contains("not currently serving requests"))
+    });
+    let client = Client::connect(addr, Duration::from_secs(5)).and_then(|c| c.ping().map(|_| c));
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(answered, "a lone member says it is not serving");
+    assert!(client.is_err(), "a lone member accepts no client session");
 }
 
 #[test]

@@ -34,9 +34,9 @@ use crate::session::{session_password, ExpiryQueue, SessionIdAllocator};
 use crate::storage::txn::{encode_txn, Txn, TxnHeader};
 use crate::tree::{DataTree, MultiOpResult, TxnContext, WriteOp, WriteResult};
 
-struct SessionEntry {
-    timeout_ms: i32,
-    owner: Option<ConnRef>,
+pub(super) struct SessionEntry {
+    pub(super) timeout_ms: i32,
+    pub(super) owner: Option<ConnRef>,
 }
 
 struct PendingReport {
@@ -47,25 +47,29 @@ struct PendingReport {
 }
 
 pub struct CommitShard {
-    config: Arc<Config>,
-    tree: DataTree,
-    last_zxid: i64,
-    sessions: HashMap<i64, SessionEntry>,
-    expiry: ExpiryQueue,
-    session_ids: SessionIdAllocator,
-    log: LogWriter,
-    snapshots: Snapshotter,
-    snapshot_policy: SnapshotPolicy,
-    workers: Vec<ConnectedSender<FromCommit>>,
+    pub(super) config: Arc<Config>,
+    pub(super) tree: DataTree,
+    pub(super) last_zxid: i64,
+    pub(super) sessions: HashMap<i64, SessionEntry>,
+    pub(super) expiry: ExpiryQueue,
+    pub(super) session_ids: SessionIdAllocator,
+    pub(super) log: LogWriter,
+    pub(super) snapshots: Snapshotter,
+    pub(super) snapshot_policy: SnapshotPolicy,
+    pub(super) workers: Vec<ConnectedSender<FromCommit>>,
     reports: HashMap<u64, PendingReport>,
-    stats: Arc<ServerStats>,
-    started: Instant,
-    next_reap_ms: i64,
+    pub(super) stats: Arc<ServerStats>,
+    pub(super) started: Instant,
+    pub(super) next_reap_ms: i64,
+    /// The tree of the last batch published to workers: the committed state.
+    pub(super) published_tree: DataTree,
+    /// The newest logged txns (for DIFFs when this server leads).
+    pub(super) recent_txns: VecDeque<(i64, Bytes)>,
 }
 
 /// Milliseconds since the Unix epoch: the txn time (ctime/mtime), as the
 /// ZooKeeper leader stamps it.
-fn wall_clock_ms() -> i64 {
+pub(super) fn wall_clock_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
@@ -88,14 +92,24 @@ impl CommitShard {
             expiry.touch(id, timeout_ms as i64, 0);
         }
         let newest_id = recovered.sessions.keys().next_back().copied().unwrap_or(0);
-        let mut session_ids = SessionIdAllocator::new(0, wall_clock_ms());
+        // Session ids carry the server id in their top byte (0 standalone),
+        // so every ensemble member can hand them out without asking.
+        let server_id = config.quorum.as_ref().map(|q| u8::try_from(q.my_id).unwrap_or(u8::MAX)).unwrap_or(0);
+        let mut session_ids = SessionIdAllocator::new(server_id, wall_clock_ms());
         if session_ids.peek() <= newest_id {
             session_ids = SessionIdAllocator::starting_at(newest_id + 1);
         }
         stats.set_last_zxid(recovered.last_zxid);
+        stats.set_mode(if config.quorum.is_some() {
+            crate::server::stats::ServerMode::Looking
+        } else {
+            crate::server::stats::ServerMode::Standalone
+        });
         stats.sessions_changed(sessions.len() as u64);
         let seed = (wall_clock_ms() as u64) ^ ((std::process::id() as u64) << 32);
         CommitShard {
+            published_tree: recovered.tree.clone(),
+            recent_txns: recovered.recent_txns.clone(),
             expiry,
             session_ids,
             tree: recovered.tree,
@@ -114,64 +128,64 @@ impl CommitShard {
     }
 
     /// Monotonic milliseconds since the shard started: the session clock.
-    fn now_ms(&self) -> i64 {
+    pub(super) fn now_ms(&self) -> i64 {
         self.started.elapsed().as_millis() as i64
     }
 
-    /// Runs the shard until every worker has hung up.
+    /// Runs the shard until every worker has hung up: standalone, or as an
+    /// ensemble member (`quorum_peer`).
     pub async fn run(mut self, inboxes: Vec<ConnectedReceiver<ToCommit>>) {
-        // One receiving task per worker channel funnels into a local queue;
-        // the batch loop below drains it whole, which is what makes a batch.
-        let queue: Rc<RefCell<VecDeque<(Instant, ToCommit)>>> = Rc::new(RefCell::new(VecDeque::new()));
-        let (wake_tx, wake_rx) = local_channel::new_bounded::<()>(1);
-        let wake_tx = Rc::new(wake_tx);
-        let open_inboxes = Rc::new(std::cell::Cell::new(inboxes.len()));
-        for inbox in inboxes {
-            let queue = queue.clone();
-            let wake_tx = wake_tx.clone();
-            let open_inboxes = open_inboxes.clone();
-            glommio::spawn_local(async move {
-                while let Some(msg) = inbox.recv().await {
-                    queue.borrow_mut().push_back((Instant::now(), msg));
-                    let _ = wake_tx.try_send(());
-                }
-                open_inboxes.set(open_inboxes.get() - 1);
-                let _ = wake_tx.try_send(());
-            })
-            .detach();
-        }
-
+        let events = EventQueue::start(inboxes);
         // One long-lived ticker wakes the loop for expiry and the reaper; a
         // timer armed per wake-up would cost two io_uring ops per batch. It
-        // wakes at the session clock's tick boundaries, when buckets fall due.
-        let (tick_ms, started) = (self.config.tick_time_ms.max(1) as i64, self.started);
+        // wakes at the session clock's tick boundaries, when buckets fall due
+        // (every half tick in an ensemble, where the leader pings that often).
+        let tick_ms = match &self.config.quorum {
+            Some(_) => (self.config.tick_time_ms as i64 / 2).max(1),
+            None => (self.config.tick_time_ms as i64).max(1),
+        };
+        let started = self.started;
         let ticker = {
-            let wake_tx = wake_tx.clone();
+            let events = events.clone();
             glommio::spawn_local(async move {
                 loop {
                     let due_ms = next_tick_boundary_ms(tick_ms, started.elapsed().as_millis() as i64);
                     let due = started + Duration::from_millis(due_ms as u64);
                     glommio::timer::sleep(due.saturating_duration_since(Instant::now())).await;
-                    let _ = wake_tx.try_send(());
+                    events.wake();
                 }
             })
             .detach()
         };
-        loop {
-            let stopping = open_inboxes.get() == 0 || crate::server::STOP.load(std::sync::atomic::Ordering::Relaxed);
-            if stopping && queue.borrow().is_empty() {
-                break;
-            }
-            if wake_rx.recv().await.is_none() && queue.borrow().is_empty() {
-                break;
-            }
-            let msgs: Vec<(Instant, ToCommit)> = queue.borrow_mut().drain(..).collect();
+        if self.config.quorum.is_some() {
+            self.run_quorum(&events).await;
+        } else {
+            self.run_standalone(&events).await;
+        }
+        ticker.cancel();
+        self.log.close().await;
+        tracing::debug!("commit shard stopped");
+    }
+
+    /// A log writer for the configured log directory (at start-up, and
+    /// again after a role change or TRUNC rebuilt the state from disk).
+    pub(super) fn open_log(&self) -> std::io::Result<LogWriter> {
+        let mode = crate::server::log_writer::SyncMode::parse(&self.config.log_sync)
+            .unwrap_or(crate::server::log_writer::SyncMode::Fdatasync);
+        LogWriter::new(
+            &self.config.data_log_dir,
+            self.config.pre_alloc_size_kb * 1024,
+            mode,
+            Duration::from_millis(self.config.fsync_warning_threshold_ms),
+        )
+    }
+
+    async fn run_standalone(&mut self, events: &Rc<EventQueue>) {
+        while let Some(items) = events.next_batch().await {
             let mut batch = BatchBuilder::default();
-            for (arrived, msg) in msgs {
-                let logged_before = batch.logged.len();
-                self.handle(msg, &mut batch).await;
-                if batch.logged.len() > logged_before {
-                    batch.arrivals.push(arrived);
+            for event in items {
+                if let Event::Worker(arrived, msg) = event {
+                    self.handle_worker_message(arrived, msg, &mut batch).await;
                 }
             }
             self.expire_sessions(&mut batch);
@@ -180,40 +194,75 @@ impl CommitShard {
                 continue;
             }
             // Durability point: nothing of this batch reaches a client first.
-            if let Err(e) = self.log.append(&batch.logged, &batch.arrivals).await {
-                // The in-memory tree is ahead of the log now; serving on
-                // would acknowledge writes that are not durable.
-                tracing::error!(error = %e, "transaction log append failed; stopping the server");
-                std::process::exit(2);
-            }
-            let shared =
-                Arc::new(CommitBatch { tree: self.tree.clone(), last_zxid: self.last_zxid, entries: batch.entries });
-            self.stats.set_last_zxid(self.last_zxid);
-            self.stats.set_node_count(self.tree.node_count() as u64);
-            for w in &self.workers {
-                let _ = w.send(FromCommit::Batch(shared.clone())).await;
-            }
-            if self.snapshot_policy.logged(batch.logged.len() as u64) && !self.snapshots.in_progress() {
-                // The tree here is exactly the durable state at last_zxid.
-                let sessions = self.sessions.iter().map(|(id, e)| (*id, e.timeout_ms)).collect();
-                if self.snapshots.start(self.tree.clone(), sessions, self.last_zxid) {
-                    self.log.roll();
-                    self.snapshot_policy.taken();
-                }
-            }
+            self.append_or_die(&batch).await;
+            let logged_txns = batch.logged.len() as u64;
+            let shared = self.seal(batch);
+            self.publish(shared).await;
+            self.maybe_snapshot(logged_txns);
         }
-        ticker.cancel();
-        self.log.close().await;
-        tracing::debug!("commit shard stopped");
     }
 
-    fn next_zxid(&mut self) -> i64 {
+    /// One worker message into the batch being built.
+    pub(super) async fn handle_worker_message(&mut self, arrived: Instant, msg: ToCommit, batch: &mut BatchBuilder) {
+        let logged_before = batch.logged.len();
+        self.handle(msg, batch).await;
+        if batch.logged.len() > logged_before {
+            batch.arrivals.push(arrived);
+        }
+    }
+
+    /// Appends the batch's txns to the log and syncs. A failed append or
+    /// fsync is never retried: the in-memory tree is ahead of the log, and
+    /// serving on would acknowledge writes that are not durable.
+    pub(super) async fn append_or_die(&mut self, batch: &BatchBuilder) {
+        if batch.logged.is_empty() {
+            return;
+        }
+        if let Err(e) = self.log.append(&batch.logged, &batch.arrivals).await {
+            tracing::error!(error = %e, "transaction log append failed; stopping the server");
+            std::process::exit(2);
+        }
+    }
+
+    /// The batch as every worker will see it: the tree as of its end.
+    pub(super) fn seal(&self, batch: BatchBuilder) -> Arc<CommitBatch> {
+        Arc::new(CommitBatch { tree: self.tree.clone(), last_zxid: self.last_zxid, entries: batch.entries })
+    }
+
+    pub(super) async fn publish(&mut self, shared: Arc<CommitBatch>) {
+        self.published_tree = shared.tree.clone();
+        self.stats.set_last_zxid(shared.last_zxid);
+        self.stats.set_node_count(shared.tree.node_count() as u64);
+        for w in &self.workers {
+            let _ = w.send(FromCommit::Batch(shared.clone())).await;
+        }
+    }
+
+    pub(super) async fn drop_all_connections(&mut self) {
+        for w in &self.workers {
+            let _ = w.send(FromCommit::DropAllConnections).await;
+        }
+    }
+
+    /// Starts a background snapshot when the policy says so. The tree must
+    /// be exactly the logged state at `last_zxid` (between batches).
+    pub(super) fn maybe_snapshot(&mut self, logged_txns: u64) {
+        if self.snapshot_policy.logged(logged_txns) && !self.snapshots.in_progress() {
+            let sessions = self.sessions.iter().map(|(id, e)| (*id, e.timeout_ms)).collect();
+            if self.snapshots.start(self.tree.clone(), sessions, self.last_zxid) {
+                self.log.roll();
+                self.snapshot_policy.taken();
+            }
+        }
+    }
+
+    pub(super) fn next_zxid(&mut self) -> i64 {
         self.last_zxid += 1;
         self.last_zxid
     }
 
     /// Prepares and applies one write at the next zxid and logs its txn.
-    fn execute(
+    pub(super) fn execute(
         &mut self,
         batch: &mut BatchBuilder,
         session_id: i64,
@@ -231,11 +280,11 @@ impl CommitShard {
             extended_types_enabled: self.config.extended_types_enabled,
         };
         let executed = self.tree.execute(&ctx, write);
-        batch.log(&executed.header, &executed.txn);
+        batch.log(&executed.header, &executed.txn, executed.digest);
         (zxid, executed.result, executed.triggers)
     }
 
-    async fn handle(&mut self, msg: ToCommit, batch: &mut BatchBuilder) {
+    pub(super) async fn handle(&mut self, msg: ToCommit, batch: &mut BatchBuilder) {
         let now = self.now_ms();
         match msg {
             ToCommit::CreateSession { conn, timeout_ms } => {
@@ -244,7 +293,7 @@ impl CommitShard {
                 let header = TxnHeader { session_id, cxid: 0, zxid, time_ms: wall_clock_ms(), op: op::CREATE_SESSION };
                 let txn = Txn::CreateSession { timeout_ms };
                 let _ = self.tree.apply_txn(&header, &txn);
-                batch.log(&header, &txn);
+                batch.log(&header, &txn, Some(self.tree.txn_digest()));
                 self.sessions.insert(session_id, SessionEntry { timeout_ms, owner: Some(conn) });
                 self.expiry.touch(session_id, timeout_ms as i64, now);
                 self.stats.sessions_changed(self.sessions.len() as u64);
@@ -310,7 +359,7 @@ impl CommitShard {
                     closed_session: None,
                 });
             }
-            ToCommit::Sync { conn, xid, path } => {
+            ToCommit::Sync { conn, xid, path, .. } => {
                 batch.entries.push(BatchEntry::Reply(Reply {
                     conn,
                     zxid: self.last_zxid,
@@ -378,7 +427,7 @@ impl CommitShard {
         }
     }
 
-    fn report_context(&self) -> fourlw::CommitView<'_> {
+    pub(super) fn report_context(&self) -> fourlw::CommitView<'_> {
         fourlw::CommitView {
             config: &self.config,
             tree: &self.tree,
@@ -386,12 +435,14 @@ impl CommitShard {
             sessions: self.sessions.iter().map(|(id, e)| (*id, e.timeout_ms)).collect(),
             uptime_ms: self.started.elapsed().as_millis() as u64,
             log: &self.log.metrics,
+            mode: self.stats.mode(),
+            digest_mismatches: self.stats.digest_mismatches(),
         }
     }
 
     /// Writes a closeSession txn: the session's ephemerals go, their watches
     /// fire, and the worker drops the connection after any reply.
-    fn close_session(&mut self, batch: &mut BatchBuilder, session_id: i64, reply: Option<Reply>) {
+    pub(super) fn close_session(&mut self, batch: &mut BatchBuilder, session_id: i64, reply: Option<Reply>) {
         self.sessions.remove(&session_id);
         self.expiry.remove(session_id);
         self.stats.sessions_changed(self.sessions.len() as u64);
@@ -404,7 +455,7 @@ impl CommitShard {
         });
     }
 
-    fn expire_sessions(&mut self, batch: &mut BatchBuilder) {
+    pub(super) fn expire_sessions(&mut self, batch: &mut BatchBuilder) {
         let now = self.now_ms();
         for sid in self.expiry.take_expired(now) {
             if self.sessions.contains_key(&sid) {
@@ -416,7 +467,7 @@ impl CommitShard {
 
     /// Deletes empty containers and expired TTL nodes, at most
     /// `container_max_per_minute` a minute, as ZooKeeper's ContainerManager.
-    fn reap(&mut self, batch: &mut BatchBuilder) {
+    pub(super) fn reap(&mut self, batch: &mut BatchBuilder) {
         let now = self.now_ms();
         if now < self.next_reap_ms {
             return;
@@ -437,25 +488,92 @@ impl CommitShard {
     }
 }
 
+/// What wakes the commit shard: worker messages and, in an ensemble, the
+/// quorum network's events. One queue, drained whole, makes a batch.
+pub(super) enum Event {
+    Worker(Instant, ToCommit),
+    Quorum(crate::server::quorum_peer::QuorumEvent),
+}
+
+/// The commit shard's inbox: one receiving task per worker channel (and
+/// per quorum link) pushes here; the loop drains it whole.
+pub(super) struct EventQueue {
+    items: RefCell<VecDeque<Event>>,
+    wake_tx: local_channel::LocalSender<()>,
+    wake_rx: local_channel::LocalReceiver<()>,
+    open_inboxes: std::cell::Cell<usize>,
+}
+
+impl EventQueue {
+    fn start(inboxes: Vec<ConnectedReceiver<ToCommit>>) -> Rc<EventQueue> {
+        let (wake_tx, wake_rx) = local_channel::new_bounded::<()>(1);
+        let queue = Rc::new(EventQueue {
+            items: RefCell::new(VecDeque::new()),
+            wake_tx,
+            wake_rx,
+            open_inboxes: std::cell::Cell::new(inboxes.len()),
+        });
+        for inbox in inboxes {
+            let queue = queue.clone();
+            glommio::spawn_local(async move {
+                while let Some(msg) = inbox.recv().await {
+                    queue.push(Event::Worker(Instant::now(), msg));
+                }
+                queue.open_inboxes.set(queue.open_inboxes.get() - 1);
+                queue.wake();
+            })
+            .detach();
+        }
+        queue
+    }
+
+    pub(super) fn push(&self, event: Event) {
+        self.items.borrow_mut().push_back(event);
+        self.wake();
+    }
+
+    pub(super) fn wake(&self) {
+        let _ = self.wake_tx.try_send(());
+    }
+
+    pub(super) fn stopping(&self) -> bool {
+        self.open_inboxes.get() == 0 || crate::server::STOP.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits for a wake-up and takes everything queued; None once the
+    /// server stops and nothing is left.
+    pub(super) async fn next_batch(&self) -> Option<Vec<Event>> {
+        if self.stopping() && self.items.borrow().is_empty() {
+            return None;
+        }
+        if self.wake_rx.recv().await.is_none() && self.items.borrow().is_empty() {
+            return None;
+        }
+        Some(self.items.borrow_mut().drain(..).collect())
+    }
+}
+
 #[derive(Default)]
-struct BatchBuilder {
-    entries: Vec<BatchEntry>,
+pub(super) struct BatchBuilder {
+    pub(super) entries: Vec<BatchEntry>,
     /// (zxid, encoded txn payload) for the log.
-    logged: Vec<(i64, Bytes)>,
+    pub(super) logged: Vec<(i64, Bytes)>,
     /// When the requests behind `logged` reached the commit shard.
-    arrivals: Vec<Instant>,
+    pub(super) arrivals: Vec<Instant>,
 }
 
 impl BatchBuilder {
-    fn log(&mut self, header: &TxnHeader, txn: &Txn) {
+    /// Logs a txn with Apache's tree digest after it (None for an error
+    /// txn, as Apache's leader leaves it out there).
+    pub(super) fn log(&mut self, header: &TxnHeader, txn: &Txn, digest: Option<crate::storage::txn::TxnDigest>) {
         let mut buf = bytes::BytesMut::with_capacity(128);
-        encode_txn(&mut buf, header, txn, None);
+        encode_txn(&mut buf, header, txn, digest);
         self.logged.push((header.zxid, buf.freeze()));
     }
 }
 
 /// The wire response for a successful write.
-fn write_response(opcode: i32, write: &WriteOp, res: &WriteResult) -> Option<Response> {
+pub(super) fn write_response(opcode: i32, write: &WriteOp, res: &WriteResult) -> Option<Response> {
     match res {
         WriteResult::Created { path, stat } => Some(created_response(opcode, path, stat)),
         WriteResult::Stat(stat) => Some(Response::Stat(*stat)),

@@ -245,7 +245,7 @@ async fn dispatch(shard: &Rc<WorkerShard>, conn: &Rc<Conn>, frame: bytes::Bytes)
             shard.finish_request(conn, header.op, Some(received));
         }
         Request::Sync { path } => {
-            let msg = ToCommit::Sync { conn: me, xid: header.xid, path };
+            let msg = ToCommit::Sync { conn: me, session_id: sid, xid: header.xid, path };
             send_or_hold(shard, conn, header.xid, header.op, received, msg).await?;
         }
         Request::CloseSession => {
@@ -300,7 +300,7 @@ async fn send_or_hold(
 /// that is not a write.
 // The Err side hands the request back by value to avoid a copy on the read path.
 #[allow(clippy::result_large_err)]
-fn into_write(opcode: i32, req: Request) -> Result<WriteOp, Request> {
+pub(crate) fn into_write(opcode: i32, req: Request) -> Result<WriteOp, Request> {
     Ok(match req {
         Request::Create { req, .. } => create_op(opcode, req),
         Request::Delete(d) => WriteOp::Delete { path: d.path, version: d.version },

@@ -28,6 +28,8 @@ pub struct CommitView<'a> {
     pub sessions: Vec<(i64, i32)>,
     pub uptime_ms: u64,
     pub log: &'a crate::server::log_writer::LogMetrics,
+    pub mode: crate::server::stats::ServerMode,
+    pub digest_mismatches: u64,
 }
 
 /// Answers the words that need no shard state; None for the others.
@@ -216,6 +218,10 @@ pub fn format_report(cmd: &str, parts: &[ShardReport], view: &CommitView<'_>) ->
     let t = totals(parts);
     let mut s = String::new();
     match cmd {
+        // As Apache answers while its quorum peer is electing.
+        "srvr" | "stat" if view.mode == crate::server::stats::ServerMode::Looking => {
+            s.push_str("This ZooKeeper instance is not currently serving requests\n");
+        }
         "srvr" | "stat" => {
             let _ = writeln!(s, "Zookeeper version: {}", version_string());
             if cmd == "stat" {
@@ -231,7 +237,7 @@ pub fn format_report(cmd: &str, parts: &[ShardReport], view: &CommitView<'_>) ->
             let _ = writeln!(s, "Connections: {}", t.connections);
             let _ = writeln!(s, "Outstanding: {}", t.outstanding);
             let _ = writeln!(s, "Zxid: 0x{:x}", view.last_zxid);
-            let _ = writeln!(s, "Mode: standalone");
+            let _ = writeln!(s, "Mode: {}", view.mode.name());
             let _ = writeln!(s, "Node count: {}", java_node_count(view.tree));
         }
         "cons" => {
@@ -289,7 +295,8 @@ pub fn format_report(cmd: &str, parts: &[ShardReport], view: &CommitView<'_>) ->
             kv(&mut s, "packets_sent", &t.sent);
             kv(&mut s, "num_alive_connections", &t.connections);
             kv(&mut s, "outstanding_requests", &t.outstanding);
-            kv(&mut s, "server_state", &"standalone");
+            kv(&mut s, "server_state", &view.mode.name());
+            kv(&mut s, "digest_mismatches_count", &view.digest_mismatches);
             kv(&mut s, "znode_count", &java_node_count(view.tree));
             kv(&mut s, "watch_count", &t.watches);
             let ephemerals: usize = view.sessions.iter().map(|(sid, _)| view.tree.ephemerals_of(*sid).len()).sum();

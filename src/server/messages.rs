@@ -33,7 +33,7 @@ pub enum ToCommit {
     /// A write request (create, delete, setData, setACL, multi).
     Write { conn: ConnRef, session_id: i64, xid: i32, op: i32, write: WriteOp, auth: Arc<Authz> },
     /// sync: an ordering barrier answered in the next batch.
-    Sync { conn: ConnRef, xid: i32, path: String },
+    Sync { conn: ConnRef, session_id: i64, xid: i32, path: String },
     /// The client asked to close its session (op -11).
     CloseSession { conn: ConnRef, session_id: i64, xid: i32 },
     /// Sessions that showed liveness on this worker since the last flush,
@@ -92,6 +92,10 @@ pub struct CommitBatch {
 /// Commit shard -> worker shard.
 pub enum FromCommit {
     Batch(Arc<CommitBatch>),
+    /// The server stopped serving (an ensemble member lost its leader or
+    /// quorum): close every client connection, as Apache does, so clients
+    /// move to a server that serves.
+    DropAllConnections,
     /// Collect this shard's part of a four-letter-word report.
     CollectReport {
         request_id: u64,

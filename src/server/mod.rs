@@ -16,6 +16,7 @@ pub mod fourlw;
 pub mod log_writer;
 pub mod messages;
 pub mod quorum_net;
+pub mod quorum_peer;
 pub mod recovery;
 pub mod snapshots;
 pub mod stats;
@@ -156,19 +157,6 @@ impl std::error::Error for StartError {}
 
 /// Starts the shards and blocks until the server stops.
 pub fn run(config: Config, repair: bool) -> Result<(), StartError> {
-    if let Some(quorum) = &config.quorum {
-        // Serving alone from an ensemble config would let each member accept
-        // writes the others never see: refuse until quorum mode exists.
-        let members: Vec<String> = quorum.servers.iter().map(|s| format!("server.{}", s.id)).collect();
-        return Err(StartError(format!(
-            "{} describes an ensemble ({}; this is server.{}), and zoocore cannot run as an ensemble member yet. \
-             It refuses to start rather than serve as an independent standalone server, which would let the \
-             members diverge. To run standalone, remove the server.N lines (or keep one, with standaloneEnabled=true).",
-            config.source_name,
-            members.join(", "),
-            quorum.my_id
-        )));
-    }
     let config = Arc::new(config);
     let cores: Vec<usize> =
         core_affinity::get_core_ids().map(|ids| ids.into_iter().map(|c| c.id).collect()).unwrap_or_default();
@@ -204,7 +192,11 @@ pub fn run(config: Config, repair: bool) -> Result<(), StartError> {
         cores = cores.len(),
         data_dir = %config.data_dir.display(),
         tick_ms = config.tick_time_ms,
-        "zoocore starting (standalone)"
+        mode = match &config.quorum {
+            Some(q) => format!("ensemble member server.{} of {}", q.my_id, q.servers.len()),
+            None => "standalone".to_owned(),
+        },
+        "zoocore starting"
     );
 
     let stats = Arc::new(ServerStats::default());
@@ -247,6 +239,7 @@ pub fn run(config: Config, repair: bool) -> Result<(), StartError> {
             for tx in from_commit_tx {
                 outs.push(tx.connect().await);
             }
+            tracing::debug!(workers = outs.len(), "commit shard connected to its workers");
             // DMA files belong to the executor that opens them: the log is
             // created here, on the commit shard.
             let log = match log_writer::LogWriter::new(

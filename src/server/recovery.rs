@@ -31,6 +31,9 @@ pub struct Recovered {
     pub sessions: BTreeMap<i64, i32>,
     pub snapshot_zxid: i64,
     pub replayed: u64,
+    /// The newest replayed txns, oldest first (at most
+    /// `zab::leader::COMMITTED_WINDOW_TXNS`): a new leader DIFFs from them.
+    pub recent_txns: std::collections::VecDeque<(i64, bytes::Bytes)>,
 }
 
 #[derive(Debug)]
@@ -114,6 +117,7 @@ pub fn recover(data_dir: &Path, data_log_dir: &Path, repair: bool) -> Result<Rec
     let start = logs.iter().rposition(|(first, _)| *first <= snapshot_zxid + 1).unwrap_or(0);
     let mut last_zxid = snapshot_zxid;
     let mut replayed = 0u64;
+    let mut recent_txns = std::collections::VecDeque::new();
     let relevant = &logs[start.min(logs.len())..];
     let mut newest_without_records: Option<PathBuf> = None;
     for (i, (first, path)) in relevant.iter().enumerate() {
@@ -166,6 +170,10 @@ pub fn recover(data_dir: &Path, data_log_dir: &Path, repair: bool) -> Result<Rec
                 RecoveryError(format!("{}: transaction 0x{zxid:x} does not decode: {e}", path.display()))
             })?;
             apply(&mut tree, &mut sessions, &rec);
+            recent_txns.push_back((*zxid, bytes.slice(record.payload.clone())));
+            if recent_txns.len() > crate::zab::leader::COMMITTED_WINDOW_TXNS {
+                recent_txns.pop_front();
+            }
             last_zxid = *zxid;
             replayed += 1;
         }
@@ -218,7 +226,7 @@ pub fn recover(data_dir: &Path, data_log_dir: &Path, repair: bool) -> Result<Rec
         took_ms = started.elapsed().as_millis() as u64,
         "recovered"
     );
-    Ok(Recovered { tree, last_zxid, sessions, snapshot_zxid, replayed })
+    Ok(Recovered { tree, last_zxid, sessions, snapshot_zxid, replayed, recent_txns })
 }
 
 /// Replays one logged txn: the same apply step the leader and a follower

@@ -1,13 +1,48 @@
 //! Server-wide figures the commit shard publishes for anyone to read
 //! (atomics written by one owner, read without locks).
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
+
+/// What this server is doing, as `srvr`'s `Mode:` and mntr's
+/// `zk_server_state` say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerMode {
+    Standalone = 0,
+    Looking = 1,
+    Leader = 2,
+    Follower = 3,
+    Observer = 4,
+}
+
+impl ServerMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerMode::Standalone => "standalone",
+            ServerMode::Looking => "looking",
+            ServerMode::Leader => "leader",
+            ServerMode::Follower => "follower",
+            ServerMode::Observer => "observer",
+        }
+    }
+
+    fn from_u8(v: u8) -> ServerMode {
+        match v {
+            1 => ServerMode::Looking,
+            2 => ServerMode::Leader,
+            3 => ServerMode::Follower,
+            4 => ServerMode::Observer,
+            _ => ServerMode::Standalone,
+        }
+    }
+}
 
 #[derive(Default)]
 pub struct ServerStats {
     last_zxid: AtomicI64,
     node_count: AtomicU64,
     sessions: AtomicU64,
+    mode: AtomicU8,
+    digest_mismatches: AtomicU64,
 }
 
 impl ServerStats {
@@ -27,6 +62,19 @@ impl ServerStats {
     }
     pub fn sessions_changed(&self, n: u64) {
         self.sessions.store(n, Ordering::Relaxed);
+    }
+    /// A txn from the leader left this replica with another tree digest.
+    pub fn digest_mismatch(&self) {
+        self.digest_mismatches.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn digest_mismatches(&self) -> u64 {
+        self.digest_mismatches.load(Ordering::Relaxed)
+    }
+    pub fn set_mode(&self, mode: ServerMode) {
+        self.mode.store(mode as u8, Ordering::Relaxed);
+    }
+    pub fn mode(&self) -> ServerMode {
+        ServerMode::from_u8(self.mode.load(Ordering::Relaxed))
     }
     pub fn sessions(&self) -> u64 {
         self.sessions.load(Ordering::Relaxed)

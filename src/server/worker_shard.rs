@@ -351,6 +351,18 @@ impl WorkerShard {
                     let _ = self.to_commit.send(msg).await;
                 }
             }
+            FromCommit::DropAllConnections => {
+                let conns: Vec<Rc<Conn>> = self.conns.borrow().values().cloned().collect();
+                for c in conns {
+                    let sid = c.session_id.get();
+                    if sid != 0 {
+                        self.sessions.borrow_mut().remove(&sid);
+                        self.watches.borrow_mut().remove_session(sid);
+                    }
+                    c.session_id.set(0);
+                    c.drop_now();
+                }
+            }
             FromCommit::CollectReport { request_id, cmd } => {
                 let part = self.report_part(cmd);
                 let _ = self.to_commit.send(ToCommit::ReportPart { request_id, part }).await;

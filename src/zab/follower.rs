@@ -151,6 +151,10 @@ impl LearnerCore {
         self.new_epoch
     }
 
+    pub fn is_observer(&self) -> bool {
+        self.settings.observer
+    }
+
     fn give_up(&mut self, reason: String, out: &mut Vec<LearnerAction>) {
         if self.phase != Phase::GaveUp {
             self.phase = Phase::GaveUp;

@@ -2,6 +2,8 @@
 //! a fresh data directory, and stops it by PID when dropped.
 #![allow(dead_code)]
 
+pub mod ensemble;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;

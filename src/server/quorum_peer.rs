@@ -1,0 +1,1091 @@
+//! The commit shard as an ensemble member: the thin glommio driver around
+//! the sans-IO ZAB cores (`zab::election`, `zab::leader`, `zab::follower`).
+//!
+//! A member loops: elect (election port, `election_net`), then lead or
+//! follow/observe (quorum port, `quorum_net`) until that ends, then drop
+//! every client connection, rebuild its state from disk (which discards a
+//! leader's speculative tree) and elect again. The cores decide; this file
+//! only moves their actions to files, sockets and workers, in order.
+//!
+//! * Leading: worker writes and learners' forwarded requests are prepared
+//!   against the leader's tree (speculative: it holds proposals not yet
+//!   committed), each txn is proposed to the followers *before* the
+//!   leader's own write + fdatasync of the batch, and a batch is published
+//!   to clients only when the leader core says a quorum (itself included
+//!   once its fsync is done) has it. Each published batch carries the tree
+//!   as of its end, so workers only ever see committed state.
+//! * Following / observing: client writes, syncs and session operations go
+//!   to the leader as REQUEST / REVALIDATE; proposals are logged with group
+//!   commit and acked after the fsync; commits are applied to the
+//!   (committed-only) tree with `DataTree::apply_txn` and published with the
+//!   watch events and replies they complete.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::acl::Authz;
+use crate::config::{LearnerRole, QuorumConfig};
+use crate::jute::{Reader, Writer};
+use crate::proto::records::{
+    decode_request, CreateRequest, MultiOp, PathVersion, Request, SetAclRequest, SetDataRequest,
+};
+use crate::proto::{op, ErrorCode};
+use crate::server::commit_shard::{
+    wall_clock_ms, write_response, BatchBuilder, CommitShard, Event, EventQueue, SessionEntry,
+};
+use crate::server::connection::into_write;
+use crate::server::election_net::{self, ElectionNet, ElectionPeers};
+use crate::server::messages::*;
+use crate::server::quorum_net::{FromLeader, LeaderLink, LearnerLink, LearnerListener};
+use crate::server::recovery;
+use crate::server::stats::ServerMode;
+use crate::session::session_password;
+use crate::storage::epoch_files::{self, ACCEPTED_EPOCH_FILE_NAME, CURRENT_EPOCH_FILE_NAME};
+use crate::storage::txn::{LoggedTxn, Txn, TxnHeader};
+use crate::tree::{DataTree, WriteOp};
+use crate::zab::election::{Decision, Election, ElectionConfig, ProposalBasis, Role, Vote};
+use crate::zab::election_wire::{quorum_config_text, HostPort, LearnerType, QuorumServerSpec};
+use crate::zab::ensemble::{Ensemble, Sid};
+use crate::zab::follower::{LearnerAction, LearnerCore, LearnerSettings};
+use crate::zab::leader::{LeaderAction, LeaderCore, LeaderSettings, LeaderStart, LearnerConn, COMMITTED_WINDOW_TXNS};
+use crate::zab::packets::{make_zxid, ForwardedRequest, SessionTouch, ToLeader};
+use crate::zab::sync_plan::SyncPolicy;
+
+/// How long a learner keeps dialling its leader before electing again.
+const LEADER_CONNECT_RETRY_MS: u64 = 200;
+
+/// Network events for the commit shard's loop (see `commit_shard::Event`).
+pub enum QuorumEvent {
+    LearnerUp(LearnerConn),
+    Learner(LearnerConn, ToLeader),
+    LearnerDown(LearnerConn, String),
+    Leader(FromLeader),
+    LeaderDown(String),
+}
+
+/// The ensemble as this member sees it, resolved from zoo.cfg.
+struct Members {
+    ensemble: Ensemble,
+    role: LearnerRole,
+    election_listen: SocketAddr,
+    election_peers: BTreeMap<Sid, SocketAddr>,
+    quorum_addrs: BTreeMap<Sid, SocketAddr>,
+    config_text: Bytes,
+    tick_ms: u64,
+    init_limit_ticks: u64,
+    sync_limit_ticks: u64,
+}
+
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}:{port}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host}:{port} resolves to no address"))
+}
+
+impl Members {
+    fn from_config(q: &QuorumConfig, tick_ms: u64) -> Result<Members, String> {
+        let mut election_peers = BTreeMap::new();
+        let mut quorum_addrs = BTreeMap::new();
+        let mut election_listen = None;
+        let mut role = LearnerRole::Participant;
+        let mut specs = Vec::new();
+        for s in &q.servers {
+            let sid = s.id as Sid;
+            let election = resolve(&s.host, s.election_port).map_err(|e| format!("server.{}: {e}", s.id))?;
+            let quorum = resolve(&s.host, s.quorum_port).map_err(|e| format!("server.{}: {e}", s.id))?;
+            quorum_addrs.insert(sid, quorum);
+            if s.id == q.my_id {
+                election_listen = Some(election);
+                role = s.role;
+            } else {
+                election_peers.insert(sid, election);
+            }
+            specs.push(QuorumServerSpec {
+                sid,
+                addresses: vec![(s.host.clone(), s.quorum_port, s.election_port)],
+                learner_type: match s.role {
+                    LearnerRole::Participant => LearnerType::Participant,
+                    LearnerRole::Observer => LearnerType::Observer,
+                },
+                client_address: s.client.map(|(host, port)| HostPort {
+                    host: host.map(|h| h.to_string()).unwrap_or_else(|| "0.0.0.0".to_owned()),
+                    port,
+                }),
+            });
+        }
+        Ok(Members {
+            ensemble: Ensemble::from_config(q),
+            role,
+            election_listen: election_listen.ok_or("this server has no server.N line")?,
+            election_peers,
+            quorum_addrs,
+            config_text: Bytes::from(quorum_config_text(&specs, 0)),
+            tick_ms,
+            init_limit_ticks: q.init_limit_ticks as u64,
+            sync_limit_ticks: q.sync_limit_ticks as u64,
+        })
+    }
+
+    fn election_config(&self) -> ElectionConfig {
+        ElectionConfig {
+            my_sid: self.ensemble.my_sid,
+            voters: self.ensemble.voters.iter().map(|s| (*s, 1)).collect(),
+            my_learner_type: match self.role {
+                LearnerRole::Participant => LearnerType::Participant,
+                LearnerRole::Observer => LearnerType::Observer,
+            },
+            quorum_config_text: self.config_text.clone(),
+        }
+    }
+}
+
+/// acceptedEpoch / currentEpoch, kept in dataDir/zoocore.
+struct Epochs {
+    dir: std::path::PathBuf,
+    accepted: i64,
+    current: i64,
+}
+
+impl Epochs {
+    fn load(dir: &std::path::Path, last_zxid: i64) -> Result<Epochs, String> {
+        let reconciled = epoch_files::load_epochs(dir, last_zxid).map_err(|e| e.to_string())?;
+        for (name, value) in &reconciled.writes {
+            epoch_files::write_epoch_file(dir, name, *value).map_err(|e| e.to_string())?;
+        }
+        Ok(Epochs { dir: dir.to_owned(), accepted: reconciled.accepted_epoch, current: reconciled.current_epoch })
+    }
+
+    fn persist_accepted(&mut self, epoch: i64) -> Result<(), String> {
+        epoch_files::write_epoch_file(&self.dir, ACCEPTED_EPOCH_FILE_NAME, epoch).map_err(|e| e.to_string())?;
+        self.accepted = epoch;
+        Ok(())
+    }
+
+    fn persist_current(&mut self, epoch: i64) -> Result<(), String> {
+        epoch_files::write_epoch_file(&self.dir, CURRENT_EPOCH_FILE_NAME, epoch).map_err(|e| e.to_string())?;
+        self.current = epoch;
+        Ok(())
+    }
+}
+
+/// A monotonic ms clock for the cores.
+fn clock(started: Instant) -> impl Fn() -> u64 {
+    move || started.elapsed().as_millis() as u64
+}
+
+/// What a learner has asked the leader on behalf of its own clients.
+#[derive(Default)]
+struct LearnerPending {
+    /// New sessions: session id -> (connection, negotiated timeout).
+    connects: HashMap<i64, (ConnRef, i32)>,
+    /// Reconnects waiting for the leader's REVALIDATE answer.
+    revalidations: HashMap<i64, VecDeque<(ConnRef, i32)>>,
+    /// Writes: (session, cxid) -> who asked.
+    writes: HashMap<(i64, i32), PendingWrite>,
+    /// closeSession: session -> (connection, xid).
+    closes: HashMap<i64, (ConnRef, i32)>,
+    /// Forwarded syncs, answered in order.
+    syncs: VecDeque<(ConnRef, i32, String)>,
+    /// Sessions seen since the last PING reply.
+    touched: BTreeMap<i64, ()>,
+}
+
+struct PendingWrite {
+    conn: ConnRef,
+    xid: i32,
+    op: i32,
+    write: WriteOp,
+}
+
+impl CommitShard {
+    /// Ensemble mode: elect, serve in the role won, repeat.
+    pub(super) async fn run_quorum(&mut self, events: &Rc<EventQueue>) {
+        let Some(quorum) = self.config.quorum.clone() else { return };
+        let members = match Members::from_config(&quorum, self.config.tick_time_ms as u64) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!("cannot start as an ensemble member: {e}");
+                std::process::exit(1);
+            }
+        };
+        tracing::debug!(sid = members.ensemble.my_sid, "starting the election port");
+        let net = match ElectionNet::start(ElectionPeers {
+            my_sid: members.ensemble.my_sid,
+            listen: members.election_listen,
+            peers: members.election_peers.clone(),
+        }) {
+            Ok(n) => Rc::new(n),
+            Err(e) => {
+                tracing::error!(addr = %members.election_listen, error = %e, "cannot listen on the election port");
+                std::process::exit(1);
+            }
+        };
+        let snap_dir = recovery::snapshot_dir(&self.config.data_dir);
+        let mut epochs = match Epochs::load(&snap_dir, self.last_zxid) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!("cannot read the epoch files: {e}");
+                std::process::exit(1);
+            }
+        };
+        let now = clock(self.started);
+        let mut logical_clock = 0;
+        let mut held_vote: Option<Vote> = None;
+        while !events.stopping() {
+            self.stats.set_mode(ServerMode::Looking);
+            let looking_since = Instant::now();
+            let basis = ProposalBasis { last_logged_zxid: self.last_zxid, current_epoch: epochs.current, held_vote };
+            let (election, actions) = Election::start(members.election_config(), basis, logical_clock, now());
+            let (decision, election) = futures_lite::future::or(
+                async { election_net::elect(&net, election, actions, &now).await.ok() },
+                async {
+                    // Clients that connect while looking are turned away.
+                    while let Some(items) = events.next_batch().await {
+                        self.refuse_all(items).await;
+                        if events.stopping() {
+                            break;
+                        }
+                    }
+                    None
+                },
+            )
+            .await
+            .unwrap_or_else(|| {
+                // Stopping: leave with what we have.
+                std::process::exit(0)
+            });
+            logical_clock = election.logical_clock();
+            held_vote = election.settled().map(|s| s.held_vote());
+            let Decision { leader, role, .. } = decision;
+            tracing::info!(
+                leader,
+                role = ?role,
+                election_ms = looking_since.elapsed().as_millis() as u64,
+                "election decided"
+            );
+            // Keep answering LOOKING peers with the settled vote while in the role.
+            let (stop_tx, stop_rx) = glommio::channels::local_channel::new_bounded::<()>(1);
+            let responder = {
+                let net = net.clone();
+                let started = self.started;
+                glommio::spawn_local(async move {
+                    let mut election = election;
+                    let stop = async move {
+                        let _ = stop_rx.recv().await;
+                    };
+                    election_net::answer_while_settled(&net, &mut election, &clock(started), stop).await;
+                })
+            };
+            let why = match role {
+                Role::Leading => self.lead(events, &members, &mut epochs).await,
+                Role::Following => self.follow(events, &members, &mut epochs, leader, false).await,
+                Role::Observing => self.follow(events, &members, &mut epochs, leader, true).await,
+            };
+            let _ = stop_tx.try_send(());
+            responder.await;
+            tracing::warn!(reason = %why, "left the {role:?} role; electing again");
+            self.stats.set_mode(ServerMode::Looking);
+            self.drop_all_connections().await;
+            if let Err(e) = self.reload_from_disk().await {
+                tracing::error!("cannot reload the state from disk: {e}");
+                std::process::exit(1);
+            }
+            match Epochs::load(&snap_dir, self.last_zxid) {
+                Ok(e) => epochs = e,
+                Err(e) => {
+                    tracing::error!("cannot read the epoch files: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+    }
+
+    /// While not serving: connects and requests are turned away (the
+    /// connection closes, as Apache closes it); four-letter words work.
+    async fn refuse_all(&mut self, items: Vec<Event>) {
+        let mut batch = BatchBuilder::default();
+        for event in items {
+            if let Event::Worker(_, msg) = event {
+                self.refuse(msg, &mut batch).await;
+            }
+        }
+        if !batch.entries.is_empty() {
+            let shared = self.seal(batch);
+            self.publish(shared).await;
+        }
+    }
+
+    async fn refuse(&mut self, msg: ToCommit, batch: &mut BatchBuilder) {
+        match msg {
+            ToCommit::CreateSession { conn, .. }
+            | ToCommit::Revalidate { conn, .. }
+            | ToCommit::Write { conn, .. }
+            | ToCommit::Sync { conn, .. }
+            | ToCommit::CloseSession { conn, .. } => batch.entries.push(BatchEntry::DropConnection { conn }),
+            ToCommit::Touch { .. } | ToCommit::Disconnected { .. } => {}
+            report @ (ToCommit::Report { .. } | ToCommit::ReportPart { .. }) => self.handle(report, batch).await,
+        }
+    }
+
+    /// Rebuilds tree, sessions and zxid from the log and snapshots: after a
+    /// role ends (dropping a leader's uncommitted speculation) or a TRUNC.
+    async fn reload_from_disk(&mut self) -> Result<(), String> {
+        self.log.close().await;
+        let recovered =
+            recovery::recover(&self.config.data_dir, &self.config.data_log_dir, false).map_err(|e| e.to_string())?;
+        self.tree = recovered.tree;
+        self.last_zxid = recovered.last_zxid;
+        self.sessions =
+            recovered.sessions.iter().map(|(id, t)| (*id, SessionEntry { timeout_ms: *t, owner: None })).collect();
+        self.recent_txns = recovered.recent_txns;
+        let now = self.now_ms();
+        for (&id, e) in &self.sessions {
+            self.expiry.touch(id, e.timeout_ms as i64, now);
+        }
+        self.stats.set_last_zxid(self.last_zxid);
+        self.stats.sessions_changed(self.sessions.len() as u64);
+        self.log = self.open_log().map_err(|e| format!("cannot reopen the transaction log: {e}"))?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------
+    // Leading
+
+    async fn lead(&mut self, events: &Rc<EventQueue>, members: &Members, epochs: &mut Epochs) -> String {
+        let my_quorum = members.quorum_addrs[&members.ensemble.my_sid];
+        let listener = match LearnerListener::bind(my_quorum) {
+            Ok(l) => Rc::new(l),
+            Err(e) => return format!("cannot listen on the quorum port {my_quorum}: {e}"),
+        };
+        let links: Rc<RefCell<BTreeMap<LearnerConn, Rc<LearnerLink>>>> = Rc::new(RefCell::new(BTreeMap::new()));
+        let leading = Rc::new(Cell::new(true));
+        {
+            let (listener, links, events, leading) = (listener.clone(), links.clone(), events.clone(), leading.clone());
+            glommio::spawn_local(async move {
+                let mut next_conn: LearnerConn = 1;
+                while leading.get() {
+                    let link = match listener.accept().await {
+                        Ok(l) => Rc::new(l),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accepting a learner failed");
+                            glommio::timer::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let conn = next_conn;
+                    next_conn += 1;
+                    links.borrow_mut().insert(conn, link.clone());
+                    events.push(Event::Quorum(QuorumEvent::LearnerUp(conn)));
+                    let (events, leading) = (events.clone(), leading.clone());
+                    glommio::spawn_local(async move {
+                        while leading.get() {
+                            match link.recv().await {
+                                Ok(p) => events.push(Event::Quorum(QuorumEvent::Learner(conn, p))),
+                                Err(e) => {
+                                    events.push(Event::Quorum(QuorumEvent::LearnerDown(conn, e.to_string())));
+                                    break;
+                                }
+                            }
+                        }
+                    })
+                    .detach();
+                }
+            })
+            .detach();
+        }
+        let now = clock(self.started);
+        let settings = LeaderSettings {
+            tick_ms: members.tick_ms,
+            init_limit_ticks: members.init_limit_ticks,
+            sync_limit_ticks: members.sync_limit_ticks,
+            config_text: members.config_text.clone(),
+            sync_policy: SyncPolicy::with_snapshot_bytes(0),
+        };
+        let start = LeaderStart {
+            accepted_epoch: epochs.accepted,
+            current_epoch: epochs.current,
+            last_logged_zxid: self.last_zxid,
+            recent_txns: self.recent_txns.iter().cloned().collect(),
+        };
+        let mut leader = LeaderCore::new(members.ensemble.clone(), settings, start, now());
+        let mut pending: VecDeque<Arc<CommitBatch>> = VecDeque::new();
+        // Everything logged before this epoch is committed once established.
+        let mut committed_floor = i64::MIN;
+        let result = loop {
+            let Some(items) = events.next_batch().await else { break "stopping".to_owned() };
+            let mut batch = BatchBuilder::default();
+            let mut actions = Vec::new();
+            for event in items {
+                match event {
+                    Event::Worker(arrived, msg) => {
+                        if leader.is_established() {
+                            self.handle_worker_message(arrived, msg, &mut batch).await;
+                        } else {
+                            self.refuse(msg, &mut batch).await;
+                        }
+                    }
+                    Event::Quorum(QuorumEvent::LearnerUp(conn)) => leader.learner_connected(conn, now()),
+                    Event::Quorum(QuorumEvent::Learner(conn, p)) => leader.learner_packet(conn, p, now(), &mut actions),
+                    Event::Quorum(QuorumEvent::LearnerDown(conn, why)) => {
+                        tracing::info!(conn, reason = %why, "learner connection closed");
+                        leader.learner_disconnected(conn);
+                        links.borrow_mut().remove(&conn);
+                    }
+                    Event::Quorum(_) => {}
+                }
+            }
+            leader.tick(now(), &mut actions);
+            if let Err(why) = self
+                .leader_actions(
+                    &mut leader,
+                    actions,
+                    &links,
+                    Some(&mut batch),
+                    &mut pending,
+                    &mut committed_floor,
+                    epochs,
+                )
+                .await
+            {
+                break why;
+            }
+            if leader.is_established() {
+                self.expire_sessions(&mut batch);
+                self.reap(&mut batch);
+            }
+            if batch.entries.is_empty() {
+                continue;
+            }
+            if batch
+                .logged
+                .last()
+                .is_some_and(|(z, _)| z & crate::zab::leader::ZXID_COUNTER_MAX == crate::zab::leader::ZXID_COUNTER_MAX)
+            {
+                break "the zxid counter is exhausted; a new epoch is needed".to_owned();
+            }
+            let mut actions = Vec::new();
+            for (zxid, txn) in &batch.logged {
+                leader.propose(*zxid, txn.clone(), &mut actions);
+            }
+            // The proposals go out before our own fsync: it runs in parallel.
+            if let Err(why) = self
+                .leader_actions(&mut leader, actions, &links, None, &mut pending, &mut committed_floor, epochs)
+                .await
+            {
+                break why;
+            }
+            let logged_txns = batch.logged.len() as u64;
+            self.append_or_die(&batch).await;
+            self.remember_recent(&batch);
+            let shared = self.seal(batch);
+            pending.push_back(shared);
+            let mut actions = Vec::new();
+            leader.local_durable(self.last_zxid, &mut actions);
+            if let Err(why) = self
+                .leader_actions(&mut leader, actions, &links, None, &mut pending, &mut committed_floor, epochs)
+                .await
+            {
+                break why;
+            }
+            self.publish_committed(&mut pending, leader.last_committed().max(committed_floor)).await;
+            self.maybe_snapshot(logged_txns);
+        };
+        leading.set(false);
+        for (_, link) in std::mem::take(&mut *links.borrow_mut()) {
+            link.close();
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn leader_actions(
+        &mut self,
+        leader: &mut LeaderCore,
+        actions: Vec<LeaderAction>,
+        links: &Rc<RefCell<BTreeMap<LearnerConn, Rc<LearnerLink>>>>,
+        mut batch: Option<&mut BatchBuilder>,
+        pending: &mut VecDeque<Arc<CommitBatch>>,
+        committed_floor: &mut i64,
+        epochs: &mut Epochs,
+    ) -> Result<(), String> {
+        let mut queue: VecDeque<LeaderAction> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            match action {
+                LeaderAction::PersistAcceptedEpoch(e) => epochs.persist_accepted(e)?,
+                LeaderAction::PersistCurrentEpoch(e) => epochs.persist_current(e)?,
+                LeaderAction::Send(conn, p) => {
+                    if let Some(link) = links.borrow().get(&conn) {
+                        let _ = link.send(p);
+                    }
+                }
+                LeaderAction::SendSnapshot { conn, zxid } => {
+                    let sessions = self.sessions.iter().map(|(id, e)| (*id, e.timeout_ms)).collect();
+                    if let Some(link) = links.borrow().get(&conn) {
+                        tracing::info!(conn, zxid = format_args!("0x{zxid:x}"), "syncing a learner by SNAP");
+                        let _ = link.send_snapshot(zxid, self.published_tree.clone(), sessions);
+                    }
+                }
+                LeaderAction::Established { epoch } => {
+                    self.last_zxid = self.last_zxid.max(make_zxid(epoch, 0));
+                    *committed_floor = self.last_zxid;
+                    self.stats.set_mode(ServerMode::Leader);
+                    let synced = leader.synced_learners();
+                    tracing::info!(epoch, learners = ?synced, "leading: established with a quorum");
+                    let view = self.seal(BatchBuilder::default());
+                    self.publish(view).await;
+                }
+                LeaderAction::Committed { zxid } => self.publish_committed(pending, zxid.max(*committed_floor)).await,
+                LeaderAction::Forwarded { request, sid, .. } => match batch.as_deref_mut() {
+                    Some(b) => self.execute_forwarded(sid, request, b),
+                    None => tracing::warn!(sid, "a forwarded request outside a batch was dropped"),
+                },
+                LeaderAction::Revalidate { conn, session_id, timeout_ms } => {
+                    let valid = self.sessions.contains_key(&session_id);
+                    if valid {
+                        let now = self.now_ms();
+                        if let Some(e) = self.sessions.get_mut(&session_id) {
+                            e.timeout_ms = timeout_ms;
+                            // The session lives on another server now.
+                            e.owner = None;
+                        }
+                        self.expiry.touch(session_id, timeout_ms as i64, now);
+                    }
+                    let mut more = Vec::new();
+                    leader.revalidated(conn, session_id, valid, &mut more);
+                    queue.extend(more);
+                }
+                LeaderAction::SessionsTouched(touches) => {
+                    let now = self.now_ms();
+                    for SessionTouch { session_id, .. } in touches {
+                        if let Some(e) = self.sessions.get(&session_id) {
+                            self.expiry.touch(session_id, e.timeout_ms as i64, now);
+                        }
+                    }
+                }
+                LeaderAction::Close { conn, reason } => {
+                    tracing::info!(conn, %reason, "dropping a learner");
+                    if let Some(link) = links.borrow_mut().remove(&conn) {
+                        link.close();
+                    }
+                    leader.learner_disconnected(conn);
+                }
+                LeaderAction::StepDown { reason } => return Err(reason),
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes, in order, every pending batch a quorum now holds.
+    async fn publish_committed(&mut self, pending: &mut VecDeque<Arc<CommitBatch>>, committed: i64) {
+        while pending.front().is_some_and(|b| b.last_zxid <= committed) {
+            if let Some(b) = pending.pop_front() {
+                self.publish(b).await;
+            }
+        }
+    }
+
+    /// A learner's client request, prepared here like a local one; its
+    /// reply goes out from the learner when the txn commits.
+    fn execute_forwarded(&mut self, sid: Sid, request: ForwardedRequest, batch: &mut BatchBuilder) {
+        let ForwardedRequest { session_id, cxid, op_type, body, authinfo } = request;
+        let now = self.now_ms();
+        match op_type {
+            op::CREATE_SESSION => {
+                let Ok(timeout_ms) = Reader::new(body).read_i32() else {
+                    tracing::warn!(sid, "createSession without a timeout from a learner");
+                    return;
+                };
+                let zxid = self.next_zxid();
+                let header = TxnHeader { session_id, cxid, zxid, time_ms: wall_clock_ms(), op: op::CREATE_SESSION };
+                let txn = Txn::CreateSession { timeout_ms };
+                let _ = self.tree.apply_txn(&header, &txn);
+                batch.log(&header, &txn, Some(self.tree.txn_digest()));
+                self.sessions.insert(session_id, SessionEntry { timeout_ms, owner: None });
+                self.expiry.touch(session_id, timeout_ms as i64, now);
+                self.stats.sessions_changed(self.sessions.len() as u64);
+                batch.entries.push(BatchEntry::Txn { zxid, triggers: Vec::new(), reply: None, closed_session: None });
+            }
+            op::CLOSE_SESSION => self.close_session(batch, session_id, None),
+            _ => {
+                let mut r = Reader::new(body).with_max_field_len(self.config.jute_max_buffer * 2);
+                let write = match decode_request(op_type, &mut r).ok().and_then(|req| into_write(op_type, req).ok()) {
+                    Some(write) => write,
+                    _ => {
+                        tracing::warn!(sid, op = op_type, "undecodable forwarded request");
+                        self.execute_error(batch, session_id, cxid, ErrorCode::MarshallingError);
+                        return;
+                    }
+                };
+                if !self.sessions.contains_key(&session_id) {
+                    self.execute_error(batch, session_id, cxid, ErrorCode::SessionExpired);
+                    return;
+                }
+                if let Some(e) = self.sessions.get(&session_id) {
+                    self.expiry.touch(session_id, e.timeout_ms as i64, now);
+                }
+                let auth = Authz::from_ids(authinfo);
+                let (zxid, _result, triggers) = self.execute(batch, session_id, cxid, &write, &auth);
+                batch.entries.push(BatchEntry::Txn { zxid, triggers, reply: None, closed_session: None });
+            }
+        }
+    }
+
+    /// An error txn: the learner's client is told `code` when it commits.
+    fn execute_error(&mut self, batch: &mut BatchBuilder, session_id: i64, cxid: i32, code: ErrorCode) {
+        let zxid = self.next_zxid();
+        let header = TxnHeader { session_id, cxid, zxid, time_ms: wall_clock_ms(), op: op::ERROR };
+        let txn = Txn::Error { err: code.code() };
+        let _ = self.tree.apply_txn(&header, &txn);
+        batch.log(&header, &txn, None);
+        batch.entries.push(BatchEntry::Txn { zxid, triggers: Vec::new(), reply: None, closed_session: None });
+    }
+
+    /// Keeps the tail of the log in memory, for DIFFs when leading.
+    pub(super) fn remember_recent(&mut self, batch: &BatchBuilder) {
+        for (zxid, txn) in &batch.logged {
+            self.recent_txns.push_back((*zxid, txn.clone()));
+        }
+        while self.recent_txns.len() > COMMITTED_WINDOW_TXNS {
+            self.recent_txns.pop_front();
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Following and observing
+
+    async fn follow(
+        &mut self,
+        events: &Rc<EventQueue>,
+        members: &Members,
+        epochs: &mut Epochs,
+        leader_sid: Sid,
+        observer: bool,
+    ) -> String {
+        let Some(&addr) = members.quorum_addrs.get(&leader_sid) else {
+            return format!("the elected leader {leader_sid} is not in the configuration");
+        };
+        let now = clock(self.started);
+        let give_up_at = now() + members.tick_ms * members.init_limit_ticks;
+        let link = loop {
+            match LeaderLink::connect(addr, Duration::from_millis(members.tick_ms * members.sync_limit_ticks)).await {
+                Ok(l) => break Rc::new(l),
+                Err(e) if now() < give_up_at => {
+                    tracing::debug!(%addr, error = %e, "leader not reachable yet");
+                    glommio::timer::sleep(Duration::from_millis(LEADER_CONNECT_RETRY_MS)).await;
+                }
+                Err(e) => return format!("cannot reach the leader {leader_sid} at {addr}: {e}"),
+            }
+        };
+        let following = Rc::new(Cell::new(true));
+        {
+            let (link, events, following) = (link.clone(), events.clone(), following.clone());
+            glommio::spawn_local(async move {
+                while following.get() {
+                    match link.recv().await {
+                        Ok(msg) => events.push(Event::Quorum(QuorumEvent::Leader(msg))),
+                        Err(e) => {
+                            events.push(Event::Quorum(QuorumEvent::LeaderDown(e.to_string())));
+                            break;
+                        }
+                    }
+                }
+            })
+            .detach();
+        }
+        let settings = LearnerSettings {
+            my_sid: members.ensemble.my_sid,
+            observer,
+            tick_ms: members.tick_ms,
+            init_limit_ticks: members.init_limit_ticks,
+            sync_limit_ticks: members.sync_limit_ticks,
+        };
+        let mut actions = Vec::new();
+        let mut learner =
+            LearnerCore::new(settings, epochs.accepted, epochs.current, self.last_zxid, now(), &mut actions);
+        let mut pend = LearnerPending::default();
+        let result = loop {
+            if let Err(why) = self.learner_actions(&mut learner, actions, &link, &mut pend, epochs, leader_sid).await {
+                break why;
+            }
+            actions = Vec::new();
+            let Some(items) = events.next_batch().await else { break "stopping".to_owned() };
+            let mut batch = BatchBuilder::default();
+            let mut leader_down = None;
+            for event in items {
+                match event {
+                    Event::Worker(_, msg) if learner.is_serving() => {
+                        self.forward(msg, &link, &mut pend, &mut batch).await
+                    }
+                    Event::Worker(_, msg) => self.refuse(msg, &mut batch).await,
+                    Event::Quorum(QuorumEvent::Leader(FromLeader::Packet(p))) => learner.packet(p, now(), &mut actions),
+                    Event::Quorum(QuorumEvent::Leader(FromLeader::Snapshot { zxid, tree, sessions })) => {
+                        // The link has read the SNAP packet and its stream
+                        // whole: tell the core about the packet, then install.
+                        learner.packet(crate::zab::packets::ToLearner::Snap { zxid }, now(), &mut actions);
+                        if let Err(e) = self.install_snapshot(zxid, tree, sessions, epochs).await {
+                            leader_down = Some(format!("cannot install the leader's snapshot: {e}"));
+                            break;
+                        }
+                        learner.snapshot_installed(zxid, now());
+                    }
+                    Event::Quorum(QuorumEvent::LeaderDown(why)) => {
+                        leader_down = Some(format!("lost the leader {leader_sid}: {why}"));
+                        break;
+                    }
+                    Event::Quorum(_) => {}
+                }
+            }
+            if !batch.entries.is_empty() {
+                let shared = self.seal(batch);
+                self.publish(shared).await;
+            }
+            if let Some(why) = leader_down {
+                break why;
+            }
+            learner.tick(now(), &mut actions);
+        };
+        following.set(false);
+        link.close();
+        result
+    }
+
+    /// A client request on a learner: to the leader, remembered so the
+    /// commit that answers it can be matched.
+    async fn forward(&mut self, msg: ToCommit, link: &LeaderLink, pend: &mut LearnerPending, batch: &mut BatchBuilder) {
+        let request = |session_id, cxid, op_type, body: Bytes, authinfo| {
+            ToLeader::Request(ForwardedRequest { session_id, cxid, op_type, body, authinfo })
+        };
+        match msg {
+            ToCommit::CreateSession { conn, timeout_ms } => {
+                let session_id = self.session_ids.next_id();
+                pend.connects.insert(session_id, (conn, timeout_ms));
+                let body = Bytes::copy_from_slice(&timeout_ms.to_be_bytes());
+                let _ = link.send(request(session_id, 0, op::CREATE_SESSION, body, Vec::new()));
+            }
+            ToCommit::Revalidate { conn, session_id, timeout_ms } => {
+                pend.revalidations.entry(session_id).or_default().push_back((conn, timeout_ms));
+                let _ = link.send(ToLeader::Revalidate { session_id, timeout_ms });
+            }
+            ToCommit::Write { conn, session_id, xid, op: opcode, write, auth } => {
+                let body = encode_write_request(opcode, &write);
+                pend.touched.insert(session_id, ());
+                pend.writes.insert((session_id, xid), PendingWrite { conn, xid, op: opcode, write });
+                let _ = link.send(request(session_id, xid, opcode, body, auth.ids().to_vec()));
+            }
+            ToCommit::Sync { conn, session_id, xid, path } => {
+                let mut body = BytesMut::new();
+                Writer::new(&mut body).string(&path);
+                pend.syncs.push_back((conn, xid, path));
+                let _ = link.send(request(session_id, xid, op::SYNC, body.freeze(), Vec::new()));
+            }
+            ToCommit::CloseSession { conn, session_id, xid } => {
+                pend.closes.insert(session_id, (conn, xid));
+                let _ = link.send(request(session_id, xid, op::CLOSE_SESSION, Bytes::new(), Vec::new()));
+            }
+            ToCommit::Touch { sessions } => {
+                for (sid, _) in sessions {
+                    pend.touched.insert(sid, ());
+                }
+            }
+            ToCommit::Disconnected { conn, session_id } => {
+                if let Some(e) = self.sessions.get_mut(&session_id) {
+                    if e.owner == Some(conn) {
+                        e.owner = None;
+                    }
+                }
+            }
+            report @ (ToCommit::Report { .. } | ToCommit::ReportPart { .. }) => self.handle(report, batch).await,
+        }
+    }
+
+    async fn learner_actions(
+        &mut self,
+        learner: &mut LearnerCore,
+        actions: Vec<LearnerAction>,
+        link: &LeaderLink,
+        pend: &mut LearnerPending,
+        epochs: &mut Epochs,
+        leader_sid: Sid,
+    ) -> Result<(), String> {
+        let mut queue: VecDeque<LearnerAction> = actions.into();
+        while !queue.is_empty() {
+            let mut to_log: Vec<(i64, Bytes)> = Vec::new();
+            let mut batch = BatchBuilder::default();
+            while let Some(action) = queue.pop_front() {
+                match action {
+                    LearnerAction::Send(p) => {
+                        let _ = link.send(p);
+                    }
+                    LearnerAction::PingReply { zxid } => {
+                        let sessions = std::mem::take(&mut pend.touched)
+                            .into_keys()
+                            .filter_map(|id| {
+                                self.sessions
+                                    .get(&id)
+                                    .map(|e| SessionTouch { session_id: id, timeout_ms: e.timeout_ms })
+                            })
+                            .collect();
+                        let _ = link.send(ToLeader::Ping { zxid, sessions });
+                    }
+                    LearnerAction::PersistAcceptedEpoch(e) => epochs.persist_accepted(e)?,
+                    LearnerAction::PersistCurrentEpoch(e) => epochs.persist_current(e)?,
+                    LearnerAction::Truncate { zxid } => {
+                        tracing::info!(
+                            zxid = format_args!("0x{zxid:x}"),
+                            "the leader truncates this server's log (TRUNC)"
+                        );
+                        self.log.close().await;
+                        crate::server::truncate::truncate_after(&self.config.data_dir, &self.config.data_log_dir, zxid)
+                            .map_err(|e| format!("TRUNC to 0x{zxid:x} failed: {e}"))?;
+                        self.reload_from_disk().await?;
+                        if self.last_zxid != zxid {
+                            return Err(format!(
+                                "after TRUNC to 0x{zxid:x} the log ends at 0x{:x}; this server lacks history the leader assumes",
+                                self.last_zxid
+                            ));
+                        }
+                    }
+                    LearnerAction::ReadSnapshot { zxid } => {
+                        tracing::info!(
+                            zxid = format_args!("0x{zxid:x}"),
+                            "receiving a snapshot from the leader (SNAP)"
+                        );
+                    }
+                    LearnerAction::Log(txns) => to_log.extend(txns),
+                    LearnerAction::Apply(txns) => {
+                        for (zxid, txn) in txns {
+                            self.apply_committed(zxid, txn, pend, &mut batch)?;
+                        }
+                    }
+                    LearnerAction::SyncDone => {
+                        if let Some((conn, xid, path)) = pend.syncs.pop_front() {
+                            batch.entries.push(BatchEntry::Reply(Reply {
+                                conn,
+                                zxid: self.last_zxid,
+                                kind: ReplyKind::Sync { xid, path },
+                            }));
+                        }
+                    }
+                    LearnerAction::Revalidated { session_id, valid } => {
+                        let Some((conn, timeout_ms)) =
+                            pend.revalidations.get_mut(&session_id).and_then(|q| q.pop_front())
+                        else {
+                            continue;
+                        };
+                        if valid {
+                            let entry =
+                                self.sessions.entry(session_id).or_insert(SessionEntry { timeout_ms, owner: None });
+                            entry.timeout_ms = timeout_ms;
+                            if let Some(previous) = entry.owner.replace(conn) {
+                                if previous != conn {
+                                    batch.entries.push(BatchEntry::DropConnection { conn: previous });
+                                }
+                            }
+                        }
+                        batch.entries.push(BatchEntry::Reply(Reply {
+                            conn,
+                            zxid: self.last_zxid,
+                            kind: ReplyKind::Connect {
+                                session_id: if valid { session_id } else { 0 },
+                                timeout_ms: if valid { timeout_ms } else { 0 },
+                                passwd: if valid { session_password(session_id) } else { [0; 16] },
+                                valid,
+                            },
+                        }));
+                    }
+                    LearnerAction::Serving { epoch } => {
+                        let mode =
+                            if learner_is_observer(learner) { ServerMode::Observer } else { ServerMode::Follower };
+                        self.stats.set_mode(mode);
+                        tracing::info!(
+                            leader = leader_sid,
+                            epoch,
+                            zxid = format_args!("0x{:x}", self.last_zxid),
+                            "synced with the leader; serving"
+                        );
+                    }
+                    LearnerAction::GiveUp { reason } => return Err(reason),
+                }
+            }
+            if !batch.entries.is_empty() {
+                let shared = self.seal(batch);
+                self.publish(shared).await;
+            }
+            if let Some(&(last, _)) = to_log.last() {
+                // Group commit: everything this round brought, one write + fsync.
+                let arrivals = vec![Instant::now(); to_log.len()];
+                let logged = BatchBuilder { entries: Vec::new(), logged: to_log, arrivals };
+                self.append_or_die(&logged).await;
+                self.maybe_snapshot(logged.logged.len() as u64);
+                let mut more = Vec::new();
+                learner.durable(last, &mut more);
+                queue.extend(more);
+            }
+        }
+        Ok(())
+    }
+
+    /// A committed txn on a learner: applied with the same code as the
+    /// leader and recovery, answering the local client that sent it.
+    fn apply_committed(
+        &mut self,
+        zxid: i64,
+        payload: Bytes,
+        pend: &mut LearnerPending,
+        batch: &mut BatchBuilder,
+    ) -> Result<(), String> {
+        let logged =
+            LoggedTxn::decode(payload).map_err(|e| format!("the leader's txn 0x{zxid:x} does not decode: {e}"))?;
+        let h = logged.header;
+        let (result, triggers) = self.tree.apply_txn(&h, &logged.txn);
+        let check = self.tree.check_txn_digest(logged.digest);
+        if check.is_mismatch() {
+            // Apache only counts this; a replica that differs from its
+            // leader is a bug to be seen at once.
+            self.stats.digest_mismatch();
+            tracing::error!(zxid = format_args!("0x{zxid:x}"), "{check}: this replica diverged from the leader");
+        }
+        let (reply, closed_session) = match &logged.txn {
+            Txn::CreateSession { timeout_ms } => {
+                let asked = pend.connects.remove(&h.session_id);
+                self.sessions
+                    .insert(h.session_id, SessionEntry { timeout_ms: *timeout_ms, owner: asked.map(|(c, _)| c) });
+                let reply = asked.map(|(conn, timeout_ms)| Reply {
+                    conn,
+                    zxid,
+                    kind: ReplyKind::Connect {
+                        session_id: h.session_id,
+                        timeout_ms,
+                        passwd: session_password(h.session_id),
+                        valid: true,
+                    },
+                });
+                (reply, None)
+            }
+            Txn::CloseSession { .. } => {
+                self.sessions.remove(&h.session_id);
+                let reply = pend.closes.remove(&h.session_id).map(|(conn, xid)| Reply {
+                    conn,
+                    zxid,
+                    kind: ReplyKind::CloseSession { xid },
+                });
+                (reply, Some(h.session_id))
+            }
+            _ => {
+                let reply = pend.writes.remove(&(h.session_id, h.cxid)).map(|p| Reply {
+                    conn: p.conn,
+                    zxid,
+                    kind: ReplyKind::Write {
+                        xid: p.xid,
+                        op: p.op,
+                        result: result.map(|r| write_response(p.op, &p.write, &r)),
+                    },
+                });
+                (reply, None)
+            }
+        };
+        self.stats.sessions_changed(self.sessions.len() as u64);
+        self.last_zxid = zxid;
+        batch.entries.push(BatchEntry::Txn { zxid, triggers, reply, closed_session });
+        Ok(())
+    }
+
+    /// Replaces this server's state by the leader's snapshot at `zxid`:
+    /// first every logged txn after `zxid` goes (a divergent tail must not
+    /// come back at a restart), then the snapshot is written and synced.
+    async fn install_snapshot(
+        &mut self,
+        zxid: i64,
+        tree: DataTree,
+        sessions: BTreeMap<i64, i32>,
+        epochs: &mut Epochs,
+    ) -> Result<(), String> {
+        self.log.close().await;
+        // The snapshot is committed state of its zxid's epoch; currentEpoch
+        // must never be older than the data on disk (start-up refuses that).
+        let data_epoch = crate::zab::packets::epoch_of(zxid);
+        if data_epoch > epochs.current {
+            epochs.persist_current(data_epoch)?;
+        }
+        crate::server::truncate::truncate_after(&self.config.data_dir, &self.config.data_log_dir, zxid)
+            .map_err(|e| e.to_string())?;
+        let mut tree = tree;
+        tree.set_last_zxid(zxid);
+        let list: Vec<(i64, i32)> = sessions.iter().map(|(a, b)| (*a, *b)).collect();
+        crate::server::snapshots::write_snapshot_file(
+            &recovery::snapshot_dir(&self.config.data_dir),
+            &tree,
+            &list,
+            zxid,
+        )
+        .map_err(|e| format!("cannot write the snapshot: {e}"))?;
+        self.tree = tree;
+        self.last_zxid = zxid;
+        self.sessions = sessions.into_iter().map(|(id, t)| (id, SessionEntry { timeout_ms: t, owner: None })).collect();
+        self.recent_txns.clear();
+        self.stats.set_last_zxid(zxid);
+        self.log = self.open_log().map_err(|e| format!("cannot reopen the transaction log: {e}"))?;
+        Ok(())
+    }
+}
+
+fn learner_is_observer(learner: &LearnerCore) -> bool {
+    learner.is_observer()
+}
+
+/// The request record a write came from, for forwarding it to the leader
+/// (REQUEST carries the client's bytes; the leader decodes them again).
+fn encode_write_request(opcode: i32, write: &WriteOp) -> Bytes {
+    let create = |w: &WriteOp| match w {
+        WriteOp::Create { path, data, acl, flags, ttl, .. } => {
+            Some(CreateRequest { path: path.clone(), data: data.clone(), acl: acl.clone(), flags: *flags, ttl: *ttl })
+        }
+        _ => None,
+    };
+    let request = match write {
+        WriteOp::Create { op, .. } => create(write).map(|req| Request::Create { op: *op, req }),
+        WriteOp::Delete { path, version } => {
+            Some(Request::Delete(PathVersion { path: path.clone(), version: *version }))
+        }
+        WriteOp::SetData { path, data, version } => {
+            Some(Request::SetData(SetDataRequest { path: path.clone(), data: data.clone(), version: *version }))
+        }
+        WriteOp::SetAcl { path, acl, version } => {
+            Some(Request::SetAcl(SetAclRequest { path: path.clone(), acl: acl.clone(), version: *version }))
+        }
+        WriteOp::Multi(ops) => Some(Request::Multi(
+            ops.iter()
+                .filter_map(|o| match o {
+                    WriteOp::Create { op, .. } => create(o).map(|req| MultiOp::Create { op: *op, req }),
+                    WriteOp::Delete { path, version } => {
+                        Some(MultiOp::Delete(PathVersion { path: path.clone(), version: *version }))
+                    }
+                    WriteOp::SetData { path, data, version } => Some(MultiOp::SetData(SetDataRequest {
+                        path: path.clone(),
+                        data: data.clone(),
+                        version: *version,
+                    })),
+                    WriteOp::Check { path, version } => {
+                        Some(MultiOp::Check(PathVersion { path: path.clone(), version: *version }))
+                    }
+                    _ => None,
+                })
+                .collect(),
+        )),
+        _ => None,
+    };
+    let mut out = BytesMut::new();
+    if let Some(r) = request {
+        debug_assert_eq!(r.op(), opcode);
+        r.encode_body(&mut Writer::new(&mut out));
+    }
+    out.freeze()
+}

@@ -1,0 +1,217 @@
+//! A zoocore ensemble on loopback for tests: N `zoocore` processes, each
+//! with its own data directory, myid and zoo.cfg (client, quorum and
+//! election ports picked by the test on 127.0.0.1), each stopped by PID.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use super::four_letter;
+
+static ENSEMBLE_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+pub struct Member {
+    pub sid: u64,
+    pub client: SocketAddr,
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct Ensemble {
+    pub members: Vec<Member>,
+    pub dir: PathBuf,
+}
+
+/// Ports for (client, quorum, election) of every member, all distinct and
+/// all below the kernel's ephemeral range: a port from that range can be
+/// taken at any moment as the local port of an outgoing connection (a
+/// learner's link, a client), and a leader binds its quorum port only when
+/// it is elected, long after the test picked it.
+fn free_ports(n: usize) -> Vec<u16> {
+    let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()))
+        .unwrap_or(32768);
+    let (low, high) = (10_000u32, u32::from(ephemeral_low).max(10_001) - 1);
+    let mut state = (std::process::id() as u64) << 20 ^ ENSEMBLE_COUNTER.load(Ordering::Relaxed) as u64 ^ 0x9E37_79B9;
+    let mut held = Vec::new();
+    while held.len() < n {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let port = (low + ((state >> 33) as u32) % (high - low)) as u16;
+        if held.iter().any(|(p, _)| *p == port) {
+            continue;
+        }
+        // Hold each until all are chosen, so no two coincide.
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            held.push((port, l));
+        }
+    }
+    held.into_iter().map(|(p, _)| p).collect()
+}
+
+impl Ensemble {
+    /// `observers` are sids (1-based) that join as observers.
+    pub fn start(n: usize, observers: &[u64], tick_ms: u32, extra_config: &str) -> Ensemble {
+        let k = ENSEMBLE_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("zoocore-ensemble-{}-{}", std::process::id(), k));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ports = free_ports(3 * n);
+        let servers: String = (0..n)
+            .map(|i| {
+                let role = if observers.contains(&(i as u64 + 1)) { ":observer" } else { "" };
+                format!("server.{}=127.0.0.1:{}:{}{role}\n", i + 1, ports[3 * i + 1], ports[3 * i + 2])
+            })
+            .collect();
+        let mut members = Vec::new();
+        for i in 0..n {
+            let sid = i as u64 + 1;
+            let mdir = dir.join(format!("s{sid}"));
+            let data = mdir.join("data");
+            std::fs::create_dir_all(&data).expect("member dir");
+            std::fs::write(data.join("myid"), format!("{sid}\n")).expect("myid");
+            let peer_type = if observers.contains(&sid) { "peerType=observer\n" } else { "" };
+            let cfg = format!(
+                "tickTime={tick_ms}\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
+                 4lw.commands.whitelist=*\nzoocore.shards=2\nmaxClientCnxns=0\n{peer_type}{servers}{extra_config}\n",
+                data.display(),
+                ports[3 * i]
+            );
+            std::fs::write(mdir.join("zoo.cfg"), cfg).expect("zoo.cfg");
+            let client: SocketAddr = format!("127.0.0.1:{}", ports[3 * i]).parse().expect("addr");
+            let mut m = Member { sid, client, dir: mdir, child: None };
+            m.spawn();
+            members.push(m);
+        }
+        Ensemble { members, dir }
+    }
+
+    pub fn member(&mut self, sid: u64) -> &mut Member {
+        &mut self.members[(sid - 1) as usize]
+    }
+
+    /// Waits until one running member leads and every other running member
+    /// follows or observes; returns the leader's sid.
+    pub fn wait_for_quorum(&mut self, limit: Duration) -> u64 {
+        let deadline = Instant::now() + limit;
+        loop {
+            let mut modes: Vec<(u64, String)> = Vec::new();
+            for m in self.members.iter_mut() {
+                if m.is_running() {
+                    modes.push((m.sid, m.mode()));
+                }
+            }
+            let leaders: Vec<u64> = modes.iter().filter(|(_, m)| m == "leader").map(|(s, _)| *s).collect();
+            let all_settled = modes.iter().all(|(_, m)| m == "leader" || m == "follower" || m == "observer");
+            if leaders.len() == 1 && all_settled {
+                return leaders[0];
+            }
+            if Instant::now() > deadline {
+                let logs: String =
+                    self.members.iter().map(|m| format!("--- s{} ---\n{}\n", m.sid, m.log_tail(40))).collect();
+                panic!("no settled ensemble within {limit:?}: {modes:?}\n{logs}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Member {
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))
+            .expect("server log");
+        let child = Command::new(env!("CARGO_BIN_EXE_zoocore"))
+            .arg("server")
+            .arg("--config")
+            .arg(self.dir.join("zoo.cfg"))
+            .env("ZOOCORE_LOG", "info,zoocore::server=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn zoocore");
+        self.child = Some(child);
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// `Mode:` from srvr (leader, follower, observer, looking) or "" if it
+    /// does not answer.
+    pub fn mode(&self) -> String {
+        let out = four_letter(self.client, "srvr").unwrap_or_default();
+        out.lines().find_map(|l| l.strip_prefix("Mode: ")).unwrap_or("").trim().to_owned()
+    }
+
+    pub fn zxid(&self) -> i64 {
+        let out = four_letter(self.client, "srvr").unwrap_or_default();
+        out.lines()
+            .find_map(|l| l.strip_prefix("Zxid: 0x"))
+            .and_then(|h| i64::from_str_radix(h.trim(), 16).ok())
+            .unwrap_or(-1)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        if let Some(pid) = self.pid() {
+            unsafe {
+                libc::kill(pid as i32, sig);
+            }
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Ensemble {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            if let Some(c) = m.child.as_mut() {
+                // A stopped (SIGSTOP) process must be continued to die of SIGTERM.
+                unsafe {
+                    libc::kill(c.id() as i32, libc::SIGCONT);
+                    libc::kill(c.id() as i32, libc::SIGTERM);
+                }
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for m in &mut self.members {
+            if let Some(mut c) = m.child.take() {
+                while Instant::now() < deadline {
+                    if let Ok(Some(_)) = c.try_wait() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
