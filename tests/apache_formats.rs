@@ -18,9 +18,12 @@
 //! Skips (with a printed reason) only when the jar is absent and CI is not
 //! set. Every Java process is killed by PID in a Drop guard.
 
+#[path = "common/ports.rs"]
+mod ports;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -157,8 +160,9 @@ impl Drop for Apache {
     }
 }
 
+/// Below the ephemeral range (see tests/common/ports.rs).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    ports::unused_port()
 }
 
 fn four_letter(addr: SocketAddr, word: &str) -> Option<String> {

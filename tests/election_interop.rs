@@ -10,6 +10,9 @@
 //! the Apache servers vote for zoocore as sid 3 and it decides Leading; as
 //! sid 1 joining a running Apache pair it decides Following 3.
 
+#[path = "common/ports.rs"]
+mod ports;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -43,9 +46,9 @@ fn apache_available() -> bool {
     false
 }
 
+/// Below the ephemeral range (see tests/common/ports.rs).
 fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
+    ports::unused_port()
 }
 
 fn now_ms(start: Instant) -> u64 {

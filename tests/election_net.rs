@@ -8,6 +8,9 @@
 //! Every executor thread is stopped and joined and every Java process killed
 //! by PID by Drop guards, also when an assertion fails.
 
+#[path = "common/ports.rs"]
+mod ports;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -33,9 +36,9 @@ const COMMAND_POLL_MS: u64 = 10;
 const DECISION_TIMEOUT: Duration = Duration::from_secs(10);
 const APACHE_DECISION_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Below the ephemeral range (see tests/common/ports.rs).
 fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
+    ports::unused_port()
 }
 
 fn loopback(port: u16) -> SocketAddr {

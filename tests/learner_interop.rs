@@ -16,8 +16,11 @@
 //! Needs Debian's /usr/share/java/zookeeper.jar: skipped with a message when
 //! it is absent, unless CI is set (then it fails).
 
+#[path = "common/ports.rs"]
+mod ports;
+
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -44,8 +47,9 @@ fn in_ci() -> bool {
     matches!(std::env::var("CI").map(|v| v.to_lowercase()).as_deref(), Ok("1" | "true" | "yes"))
 }
 
+/// Below the ephemeral range (see tests/common/ports.rs).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    ports::unused_port()
 }
 
 /// The two Apache servers, killed by PID when dropped (also on panic).

@@ -16,10 +16,13 @@
 //! Test 3 needs Debian's /usr/share/java/zookeeper.jar: skipped with a
 //! message when it is absent, unless CI is set (then it fails).
 
+#[path = "common/ports.rs"]
+mod ports;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::net::{SocketAddr, TcpStream as StdStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -499,8 +502,9 @@ fn in_ci() -> bool {
     matches!(std::env::var("CI").map(|v| v.to_lowercase()).as_deref(), Ok("1" | "true" | "yes"))
 }
 
+/// Below the ephemeral range (see tests/common/ports.rs).
 fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    ports::unused_port()
 }
 
 /// Two Apache servers of a three-server ensemble, killed by PID when

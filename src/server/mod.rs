@@ -138,6 +138,24 @@ fn bind_client_listener(addr: SocketAddr) -> std::io::Result<(glommio::net::TcpL
     Ok((listener, handle))
 }
 
+/// How often an executor re-polls a shared-channel connect in progress.
+const SHARED_CHANNEL_CONNECT_POLL: Duration = Duration::from_millis(5);
+
+/// Awaits a glommio shared-channel `connect()`. glommio re-polls a pending
+/// connect only when its executor runs a loop iteration, and the peer's
+/// connect does not wake it: an executor with nothing else to do (the commit
+/// shard at start-up) could sleep through its peer connecting and never
+/// start (seen: an ensemble member stuck before its election port opened).
+/// A short timer keeps the executor turning until the connect completes.
+async fn connect_shared<T>(connect: impl std::future::Future<Output = T>) -> T {
+    futures_lite::future::or(connect, async {
+        loop {
+            glommio::timer::sleep(SHARED_CHANNEL_CONNECT_POLL).await;
+        }
+    })
+    .await
+}
+
 /// How long a clean shutdown may take before the process exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -233,11 +251,11 @@ pub fn run(config: Config, repair: bool) -> Result<(), StartError> {
             // each connect waits for the peer's.
             let mut ins = Vec::new();
             for rx in to_commit_rx {
-                ins.push(rx.connect().await);
+                ins.push(connect_shared(rx.connect()).await);
             }
             let mut outs = Vec::new();
             for tx in from_commit_tx {
-                outs.push(tx.connect().await);
+                outs.push(connect_shared(tx.connect()).await);
             }
             tracing::debug!(workers = outs.len(), "commit shard connected to its workers");
             // DMA files belong to the executor that opens them: the log is
@@ -277,8 +295,8 @@ pub fn run(config: Config, repair: bool) -> Result<(), StartError> {
                         std::process::exit(1);
                     }
                 };
-                let to_commit = tx.connect().await;
-                let from_commit = frx.connect().await;
+                let to_commit = connect_shared(tx.connect()).await;
+                let from_commit = connect_shared(frx.connect()).await;
                 let (stop_tx, stop_rx) = local_channel::new_bounded::<()>(1);
                 glommio::spawn_local(async move {
                     while !STOP.load(Ordering::Relaxed) {

@@ -2,7 +2,7 @@
 //! with its own data directory, myid and zoo.cfg (client, quorum and
 //! election ports picked by the test on 127.0.0.1), each stopped by PID.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -24,31 +24,10 @@ pub struct Ensemble {
     pub dir: PathBuf,
 }
 
-/// Ports for (client, quorum, election) of every member, all distinct and
-/// all below the kernel's ephemeral range: a port from that range can be
-/// taken at any moment as the local port of an outgoing connection (a
-/// learner's link, a client), and a leader binds its quorum port only when
-/// it is elected, long after the test picked it.
+/// Ports for (client, quorum, election) of every member: distinct, and
+/// below the ephemeral range (see `ports`).
 fn free_ports(n: usize) -> Vec<u16> {
-    let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()))
-        .unwrap_or(32768);
-    let (low, high) = (10_000u32, u32::from(ephemeral_low).max(10_001) - 1);
-    let mut state = (std::process::id() as u64) << 20 ^ ENSEMBLE_COUNTER.load(Ordering::Relaxed) as u64 ^ 0x9E37_79B9;
-    let mut held = Vec::new();
-    while held.len() < n {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let port = (low + ((state >> 33) as u32) % (high - low)) as u16;
-        if held.iter().any(|(p, _)| *p == port) {
-            continue;
-        }
-        // Hold each until all are chosen, so no two coincide.
-        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
-            held.push((port, l));
-        }
-    }
-    held.into_iter().map(|(p, _)| p).collect()
+    (0..n).map(|_| super::ports::unused_port()).collect()
 }
 
 impl Ensemble {

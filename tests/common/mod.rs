@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod ensemble;
+pub mod ports;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
