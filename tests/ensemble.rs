@@ -64,6 +64,36 @@ fn three_servers_elect_replicate_and_serve_everywhere() {
     assert!(e.member(leader).zxid() >> 32 >= 1);
     let srvr = common::four_letter(e.member(leader).client, "srvr").unwrap_or_default();
     assert!(srvr.contains("Mode: leader"), "{srvr}");
+    let mntr = common::four_letter(e.member(leader).client, "mntr").unwrap_or_default();
+    for line in
+        ["zk_server_state\tleader", "zk_synced_followers\t2", "zk_quorum_size\t3", "zk_digest_mismatches_count\t0"]
+    {
+        assert!(mntr.contains(line), "mntr has {line:?}:\n{mntr}");
+    }
+}
+
+/// The leader expires a session whose server died (its touches stopped),
+/// and every remaining server drops the session's ephemeral: the failover
+/// that ephemeral-based locks and leader election rely on.
+#[test]
+fn session_on_a_dead_follower_expires_everywhere() {
+    let mut e = Ensemble::start(3, &[], TICK_MS, "");
+    let leader = e.wait_for_quorum(SETTLE);
+    let follower = if leader == 1 { 2 } else { 1 };
+    let other = (1..=3).find(|s| *s != leader && *s != follower).unwrap_or(leader);
+    let c = Client::connect(e.member(follower).client, Duration::from_secs(2)).expect("connect");
+    c.create("/lock", b"", &open_acl_unsafe(), CreateMode::Ephemeral).expect("ephemeral");
+    let watcher = connect(&e.members[(other - 1) as usize]);
+    watcher.sync("/lock").expect("sync");
+    assert!(watcher.exists("/lock", false).expect("exists").is_some());
+    let killed = Instant::now();
+    e.member(follower).kill9();
+    assert!(
+        wait_until(Duration::from_secs(15), || watcher.exists("/lock", false).ok().flatten().is_none()),
+        "the dead follower's session expired"
+    );
+    let took = killed.elapsed();
+    assert!(took >= Duration::from_millis(1500), "not before its timeout: {took:?}");
 }
 
 /// kill -9 of the leader under writes from several clients: every

@@ -437,6 +437,8 @@ impl CommitShard {
             log: &self.log.metrics,
             mode: self.stats.mode(),
             digest_mismatches: self.stats.digest_mismatches(),
+            leader_view: self.stats.leader_view(),
+            quorum_size: self.stats.quorum_size(),
         }
     }
 

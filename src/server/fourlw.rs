@@ -30,6 +30,10 @@ pub struct CommitView<'a> {
     pub log: &'a crate::server::log_writer::LogMetrics,
     pub mode: crate::server::stats::ServerMode,
     pub digest_mismatches: u64,
+    /// (learners, synced followers, synced observers) when leading.
+    pub leader_view: (u64, u64, u64),
+    /// Voting members of the ensemble; 0 standalone.
+    pub quorum_size: u64,
 }
 
 /// Answers the words that need no shard state; None for the others.
@@ -297,6 +301,25 @@ pub fn format_report(cmd: &str, parts: &[ShardReport], view: &CommitView<'_>) ->
             kv(&mut s, "outstanding_requests", &t.outstanding);
             kv(&mut s, "server_state", &view.mode.name());
             kv(&mut s, "digest_mismatches_count", &view.digest_mismatches);
+            if view.quorum_size > 0 {
+                // Apache's QuorumPeer state name and ZAB phase.
+                let state = match view.mode {
+                    crate::server::stats::ServerMode::Leader => "leading - broadcast",
+                    crate::server::stats::ServerMode::Follower => "following - broadcast",
+                    crate::server::stats::ServerMode::Observer => "observing - broadcast",
+                    _ => "looking - election",
+                };
+                kv(&mut s, "peer_state", &state);
+                kv(&mut s, "quorum_size", &view.quorum_size);
+            }
+            if view.mode == crate::server::stats::ServerMode::Leader {
+                let (learners, followers, observers) = view.leader_view;
+                kv(&mut s, "learners", &learners);
+                kv(&mut s, "synced_followers", &followers);
+                kv(&mut s, "synced_non_voting_followers", &0);
+                kv(&mut s, "synced_observers", &observers);
+                kv(&mut s, "pending_syncs", &0);
+            }
             kv(&mut s, "znode_count", &java_node_count(view.tree));
             kv(&mut s, "watch_count", &t.watches);
             let ephemerals: usize = view.sessions.iter().map(|(sid, _)| view.tree.ephemerals_of(*sid).len()).sum();

@@ -236,6 +236,7 @@ impl CommitShard {
                 std::process::exit(1);
             }
         };
+        self.stats.set_quorum_size(members.ensemble.voters.len() as u64);
         let now = clock(self.started);
         let mut logical_clock = 0;
         let mut held_vote: Option<Vote> = None;
@@ -443,6 +444,10 @@ impl CommitShard {
                 }
             }
             leader.tick(now(), &mut actions);
+            let synced = leader.synced_learners();
+            let observers =
+                synced.iter().filter(|(_, k)| *k == crate::zab::leader::LearnerKind::Observer).count() as u64;
+            self.stats.set_leader_view(leader.learner_count() as u64, synced.len() as u64 - observers, observers);
             if let Err(why) = self
                 .leader_actions(
                     &mut leader,
@@ -499,6 +504,7 @@ impl CommitShard {
             self.maybe_snapshot(logged_txns);
         };
         leading.set(false);
+        self.stats.set_leader_view(0, 0, 0);
         for (_, link) in std::mem::take(&mut *links.borrow_mut()) {
             link.close();
         }

@@ -43,6 +43,11 @@ pub struct ServerStats {
     sessions: AtomicU64,
     mode: AtomicU8,
     digest_mismatches: AtomicU64,
+    /// Leader only: learners connected, and those in the broadcast.
+    learners: AtomicU64,
+    synced_followers: AtomicU64,
+    synced_observers: AtomicU64,
+    quorum_size: AtomicU64,
 }
 
 impl ServerStats {
@@ -69,6 +74,26 @@ impl ServerStats {
     }
     pub fn digest_mismatches(&self) -> u64 {
         self.digest_mismatches.load(Ordering::Relaxed)
+    }
+    /// What a leader reports in mntr (zk_learners, zk_synced_followers, ...).
+    pub fn set_leader_view(&self, learners: u64, synced_followers: u64, synced_observers: u64) {
+        self.learners.store(learners, Ordering::Relaxed);
+        self.synced_followers.store(synced_followers, Ordering::Relaxed);
+        self.synced_observers.store(synced_observers, Ordering::Relaxed);
+    }
+    /// (learners, synced followers, synced observers).
+    pub fn leader_view(&self) -> (u64, u64, u64) {
+        (
+            self.learners.load(Ordering::Relaxed),
+            self.synced_followers.load(Ordering::Relaxed),
+            self.synced_observers.load(Ordering::Relaxed),
+        )
+    }
+    pub fn set_quorum_size(&self, voters: u64) {
+        self.quorum_size.store(voters, Ordering::Relaxed);
+    }
+    pub fn quorum_size(&self) -> u64 {
+        self.quorum_size.load(Ordering::Relaxed)
     }
     pub fn set_mode(&self, mode: ServerMode) {
         self.mode.store(mode as u8, Ordering::Relaxed);
