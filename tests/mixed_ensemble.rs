@@ -27,7 +27,10 @@ use zoocore::proto::types::{open_acl_unsafe, CreateMode};
 const APACHE_JAR: &str = "/usr/share/java/zookeeper.jar";
 /// Optional: makes Apache log to stderr (the member's log file).
 const SLF4J_SIMPLE_JAR: &str = "/usr/share/java/slf4j-simple.jar";
-const TICK_MS: u32 = 300;
+/// The top of the brief's range: syncLimit (5 ticks) must outlast the
+/// multi-second fsyncs a shared CI disk sometimes has, since a zoocore
+/// follower does not answer PINGs while its own fsync is in flight.
+const TICK_MS: u32 = 500;
 const SETTLE: Duration = Duration::from_secs(30);
 const SESSION: Duration = Duration::from_secs(6);
 
@@ -128,7 +131,7 @@ impl Ensemble {
             );
             std::fs::write(mdir.join("zoo.cfg"), cfg).expect("zoo.cfg");
             let client: SocketAddr = format!("127.0.0.1:{}", ports[3 * i]).parse().expect("addr");
-            let mut m = Member {
+            let m = Member {
                 sid,
                 kind: *kind,
                 jvm_props: jvm_props.iter().map(|p| p.to_string()).collect(),
@@ -136,8 +139,27 @@ impl Ensemble {
                 dir: mdir,
                 child: None,
             };
-            m.spawn();
             members.push(m);
+        }
+        // zoocore first, each answering srvr before the Apache servers
+        // start: a JVM starts faster than zoocore sometimes does, and two
+        // Apache servers would elect one of themselves before the zoocore
+        // member the scenario wants as leader is up.
+        let order: Vec<usize> = (0..n)
+            .filter(|i| members[*i].kind == Kind::Zoocore)
+            .chain((0..n).filter(|i| members[*i].kind == Kind::Apache))
+            .collect();
+        for i in order {
+            members[i].spawn();
+            if members[i].kind == Kind::Zoocore {
+                let m = &members[i];
+                assert!(
+                    wait_until(Duration::from_secs(20), || !m.srvr().is_empty()),
+                    "zoocore server {} does not answer srvr\n{}",
+                    m.sid,
+                    m.log_tail(40)
+                );
+            }
         }
         Ensemble { members, dir }
     }
