@@ -574,7 +574,7 @@ fn pings_during_sync_are_ignored_until_uptodate() {
         LearnerSettings { my_sid: 1, observer: false, tick_ms: TICK_MS, init_limit_ticks: 10, sync_limit_ticks: 5 };
     let mut out = Vec::new();
     let mut learner = LearnerCore::new(settings, 0, 0, 0, 0, &mut out);
-    let mut sent = |out: &mut Vec<LearnerAction>| -> Vec<LearnerAction> { std::mem::take(out) };
+    let sent = |out: &mut Vec<LearnerAction>| -> Vec<LearnerAction> { std::mem::take(out) };
     sent(&mut out);
     let z1 = make_zxid(1, 1);
     let script = [
