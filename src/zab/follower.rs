@@ -311,9 +311,15 @@ impl LearnerCore {
                 out.push(LearnerAction::Serving { epoch: self.new_epoch });
                 self.send_acks(out);
             }
-            (Phase::Broadcast | Phase::AwaitUpToDate, ToLearner::Ping { zxid }) => {
+            (Phase::Broadcast, ToLearner::Ping { zxid }) => {
                 out.push(LearnerAction::PingReply { zxid });
             }
+            // Apache's leader pings a learner as soon as its sync packets
+            // are queued, so PINGs arrive between the sync's packets and
+            // before UPTODATE. Apache's learner ignores them until then; so
+            // must we: its LearnerHandler reads the NEWLEADER ACK as the
+            // next packet and drops a learner that sends anything else.
+            (_, ToLearner::Ping { .. }) => {}
             (Phase::Broadcast, ToLearner::Sync) => out.push(LearnerAction::SyncDone),
             (Phase::Broadcast, ToLearner::Revalidate { session_id, valid }) => {
                 out.push(LearnerAction::Revalidated { session_id, valid })

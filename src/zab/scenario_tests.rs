@@ -562,3 +562,51 @@ fn a_learner_from_outside_the_ensemble_is_refused() {
     h.run();
     assert!(h.learners[&stranger].gave_up.as_deref().is_some_and(|r| r.contains("sid 9")));
 }
+
+/// An Apache leader pings a learner once its sync packets are queued, so
+/// PINGs come between the DIFF's packets, after NEWLEADER while the
+/// learner is still making the sync durable, and before UPTODATE. The
+/// learner stays silent until UPTODATE, as Apache's does: the next packet
+/// Apache's LearnerHandler reads must be the NEWLEADER ACK.
+#[test]
+fn pings_during_sync_are_ignored_until_uptodate() {
+    let settings =
+        LearnerSettings { my_sid: 1, observer: false, tick_ms: TICK_MS, init_limit_ticks: 10, sync_limit_ticks: 5 };
+    let mut out = Vec::new();
+    let mut learner = LearnerCore::new(settings, 0, 0, 0, 0, &mut out);
+    let sent = |out: &mut Vec<LearnerAction>| -> Vec<LearnerAction> { std::mem::take(out) };
+    sent(&mut out);
+    let z1 = make_zxid(1, 1);
+    let script = [
+        ToLearner::LeaderInfo { new_epoch: 1, protocol_version: super::packets::PROTOCOL_VERSION_ZAB_1_0 },
+        ToLearner::Diff { zxid: z1 },
+        ToLearner::Proposal { zxid: z1, txn: txn(z1) },
+        ToLearner::Ping { zxid: z1 },
+        ToLearner::Commit { zxid: z1 },
+        ToLearner::NewLeader { zxid: make_zxid(1, 0), config: None },
+        ToLearner::Ping { zxid: z1 },
+    ];
+    for p in script {
+        learner.packet(p, 10, &mut out);
+    }
+    let actions = sent(&mut out);
+    assert!(
+        !actions.iter().any(|a| matches!(a, LearnerAction::PingReply { .. } | LearnerAction::GiveUp { .. })),
+        "no ping reply and no giving up during sync: {actions:?}"
+    );
+    assert!(!actions.iter().any(|a| matches!(a, LearnerAction::Send(ToLeader::Ack { .. }))), "not durable yet");
+    learner.durable(z1, &mut out);
+    let acks = sent(&mut out);
+    assert_eq!(
+        acks.iter().filter_map(|a| if let LearnerAction::Send(p) = a { Some(p) } else { None }).collect::<Vec<_>>(),
+        vec![&ToLeader::Ack { zxid: make_zxid(1, 0) }],
+        "the NEWLEADER ACK is the one packet sent"
+    );
+    learner.packet(ToLearner::Ping { zxid: z1 }, 20, &mut out);
+    assert!(sent(&mut out).is_empty(), "still no reply before UPTODATE");
+    learner.packet(ToLearner::UpToDate, 30, &mut out);
+    assert!(learner.is_serving());
+    sent(&mut out);
+    learner.packet(ToLearner::Ping { zxid: z1 }, 40, &mut out);
+    assert_eq!(sent(&mut out), vec![LearnerAction::PingReply { zxid: z1 }], "pings are answered in the broadcast");
+}

@@ -1,0 +1,581 @@
+//! Mixed ensembles: zoocore and Apache ZooKeeper 3.8 servers in one
+//! ensemble on loopback, from the same zoo.cfg text (each member its own
+//! dataDir + myid), every process killed by PID when the test ends.
+//!
+//! Scenarios: a zoocore leader with Apache followers, an Apache leader
+//! with a zoocore follower (forwarded writes, a zoocore session's
+//! ephemeral seen on Apache), two zoocore + one Apache, catch-up by SNAP
+//! and DIFF in each direction, kill -9 of the leader in each direction.
+//!
+//! Needs Debian's /usr/share/java/zookeeper.jar: skipped with a message
+//! when it is absent, unless CI is set (then it fails).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{four_letter, wait_until};
+use zoocore::client::Client;
+use zoocore::proto::types::{open_acl_unsafe, CreateMode};
+
+const APACHE_JAR: &str = "/usr/share/java/zookeeper.jar";
+/// Optional: makes Apache log to stderr (the member's log file).
+const SLF4J_SIMPLE_JAR: &str = "/usr/share/java/slf4j-simple.jar";
+/// The top of the brief's range: syncLimit (5 ticks) must outlast the
+/// multi-second fsyncs a shared CI disk sometimes has, since a zoocore
+/// follower does not answer PINGs while its own fsync is in flight.
+const TICK_MS: u32 = 500;
+const SETTLE: Duration = Duration::from_secs(30);
+const SESSION: Duration = Duration::from_secs(6);
+
+/// Ensembles of JVMs on a shared 2-core machine: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+static ENSEMBLE_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn in_ci() -> bool {
+    matches!(std::env::var("CI").map(|v| v.to_lowercase()).as_deref(), Ok("1" | "true" | "yes"))
+}
+
+/// True when Apache is missing and the test may be skipped (outside CI).
+fn skip_without_apache() -> bool {
+    if Path::new(APACHE_JAR).exists() {
+        return false;
+    }
+    assert!(!in_ci(), "{APACHE_JAR} is missing and CI is set: mixed ensembles must run in CI");
+    eprintln!("skipped: {APACHE_JAR} is absent (install Debian's zookeeper package to run mixed ensembles)");
+    true
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Zoocore,
+    Apache,
+}
+
+struct Member {
+    sid: u64,
+    kind: Kind,
+    /// Extra `-D` properties for an Apache member's JVM.
+    jvm_props: Vec<String>,
+    client: SocketAddr,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+struct Ensemble {
+    members: Vec<Member>,
+    dir: PathBuf,
+}
+
+/// Ports for (client, quorum, election) of every member, all distinct and
+/// below the kernel's ephemeral range: a port from that range can be taken
+/// at any moment as the local port of an outgoing connection, and a leader
+/// binds its quorum port only once elected, long after the test picked it.
+fn free_ports(n: usize) -> Vec<u16> {
+    let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()))
+        .unwrap_or(32768);
+    let (low, high) = (10_000u32, u32::from(ephemeral_low).max(10_001) - 1);
+    let mut state = (std::process::id() as u64) << 20 ^ ENSEMBLE_COUNTER.load(Ordering::Relaxed) as u64 ^ 0x51ED_2701;
+    let mut held = Vec::new();
+    while held.len() < n {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let port = (low + ((state >> 33) as u32) % (high - low)) as u16;
+        if held.iter().any(|(p, _)| *p == port) {
+            continue;
+        }
+        // Hold each until all are chosen, so no two coincide.
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            held.push((port, l));
+        }
+    }
+    held.into_iter().map(|(p, _)| p).collect()
+}
+
+impl Ensemble {
+    /// `kinds[i]` is what server `i + 1` runs.
+    fn start(kinds: &[Kind]) -> Ensemble {
+        Ensemble::start_with(kinds, &[])
+    }
+
+    /// `jvm_props` go to every Apache member (e.g. `-Dzookeeper.x=y`).
+    fn start_with(kinds: &[Kind], jvm_props: &[&str]) -> Ensemble {
+        let n = kinds.len();
+        let k = ENSEMBLE_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("zoocore-mixed-{}-{}", std::process::id(), k));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ports = free_ports(3 * n);
+        let servers: String =
+            (0..n).map(|i| format!("server.{}=127.0.0.1:{}:{}\n", i + 1, ports[3 * i + 1], ports[3 * i + 2])).collect();
+        let mut members = Vec::new();
+        for (i, kind) in kinds.iter().enumerate() {
+            let sid = i as u64 + 1;
+            let mdir = dir.join(format!("s{sid}"));
+            let data = mdir.join("data");
+            std::fs::create_dir_all(&data).expect("member dir");
+            std::fs::write(data.join("myid"), format!("{sid}\n")).expect("myid");
+            // One text for both kinds: zoocore ignores admin.* and
+            // Apache ignores zoocore.*.
+            let cfg = format!(
+                "tickTime={TICK_MS}\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
+                 4lw.commands.whitelist=*\nadmin.enableServer=false\nmaxClientCnxns=0\nzoocore.shards=2\n{servers}",
+                data.display(),
+                ports[3 * i]
+            );
+            std::fs::write(mdir.join("zoo.cfg"), cfg).expect("zoo.cfg");
+            let client: SocketAddr = format!("127.0.0.1:{}", ports[3 * i]).parse().expect("addr");
+            let m = Member {
+                sid,
+                kind: *kind,
+                jvm_props: jvm_props.iter().map(|p| p.to_string()).collect(),
+                client,
+                dir: mdir,
+                child: None,
+            };
+            members.push(m);
+        }
+        // zoocore first, each answering srvr before the Apache servers
+        // start: a JVM starts faster than zoocore sometimes does, and two
+        // Apache servers would elect one of themselves before the zoocore
+        // member the scenario wants as leader is up.
+        let order: Vec<usize> = (0..n)
+            .filter(|i| members[*i].kind == Kind::Zoocore)
+            .chain((0..n).filter(|i| members[*i].kind == Kind::Apache))
+            .collect();
+        for i in order {
+            members[i].spawn();
+            if members[i].kind == Kind::Zoocore {
+                let m = &members[i];
+                assert!(
+                    wait_until(Duration::from_secs(20), || !m.srvr().is_empty()),
+                    "zoocore server {} does not answer srvr\n{}",
+                    m.sid,
+                    m.log_tail(40)
+                );
+            }
+        }
+        Ensemble { members, dir }
+    }
+
+    fn member(&self, sid: u64) -> &Member {
+        &self.members[(sid - 1) as usize]
+    }
+
+    fn member_mut(&mut self, sid: u64) -> &mut Member {
+        &mut self.members[(sid - 1) as usize]
+    }
+
+    fn logs(&self) -> String {
+        self.members.iter().map(|m| format!("--- s{} ({:?}) ---\n{}\n", m.sid, m.kind, m.log_tail(60))).collect()
+    }
+
+    /// Waits until one running member leads and every other running member
+    /// follows; returns the leader's sid.
+    fn wait_for_quorum(&mut self, limit: Duration) -> u64 {
+        let deadline = Instant::now() + limit;
+        loop {
+            let mut modes: Vec<(u64, String)> = Vec::new();
+            for m in self.members.iter_mut() {
+                if m.is_running() {
+                    modes.push((m.sid, m.mode()));
+                }
+            }
+            let leaders: Vec<u64> = modes.iter().filter(|(_, m)| m == "leader").map(|(s, _)| *s).collect();
+            let all_settled = modes.iter().all(|(_, m)| m == "leader" || m == "follower");
+            if leaders.len() == 1 && all_settled {
+                return leaders[0];
+            }
+            if Instant::now() > deadline {
+                panic!("no settled ensemble within {limit:?}: {modes:?}\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Member {
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))
+            .expect("server log");
+        let cfg = self.dir.join("zoo.cfg");
+        let mut cmd = match self.kind {
+            Kind::Zoocore => {
+                let mut c = Command::new(env!("CARGO_BIN_EXE_zoocore"));
+                c.arg("server").arg("--config").arg(&cfg).env("ZOOCORE_LOG", "info,zoocore::server=debug");
+                c
+            }
+            Kind::Apache => {
+                let mut classpath = APACHE_JAR.to_string();
+                if Path::new(SLF4J_SIMPLE_JAR).exists() {
+                    classpath.push(':');
+                    classpath.push_str(SLF4J_SIMPLE_JAR);
+                }
+                let mut c = Command::new("java");
+                c.args(["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto"])
+                    .arg("-Dzookeeper.admin.enableServer=false")
+                    .arg("-Dzookeeper.4lw.commands.whitelist=*")
+                    .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=info")
+                    .args(&self.jvm_props)
+                    .arg("-cp")
+                    .arg(classpath)
+                    .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+                    .arg(&cfg)
+                    .current_dir(&self.dir);
+                c
+            }
+        };
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn server {} ({:?}): {e}", self.sid, self.kind));
+        self.child = Some(child);
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    fn srvr(&self) -> String {
+        four_letter(self.client, "srvr").unwrap_or_default()
+    }
+
+    /// `Mode:` from srvr, or "" when it does not answer.
+    fn mode(&self) -> String {
+        self.srvr().lines().find_map(|l| l.strip_prefix("Mode: ")).unwrap_or("").trim().to_owned()
+    }
+
+    fn zxid(&self) -> i64 {
+        self.srvr()
+            .lines()
+            .find_map(|l| l.strip_prefix("Zxid: 0x"))
+            .and_then(|h| i64::from_str_radix(h.trim(), 16).ok())
+            .unwrap_or(-1)
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Ensemble {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            m.kill9();
+        }
+        if std::thread::panicking() {
+            eprintln!("mixed ensemble logs kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Connects to a member, retrying while it is not serving (a member that
+/// is electing or syncing closes client connections).
+fn connect(m: &Member) -> Client {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match Client::connect(m.client, SESSION) {
+            Ok(c) => return c,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("cannot connect to server {} ({:?}): {e}\n{}", m.sid, m.kind, m.log_tail(40)),
+        }
+    }
+}
+
+fn children(c: &Client, path: &str) -> BTreeSet<String> {
+    c.sync(path).expect("sync");
+    c.get_children(path, false).expect("children").into_iter().collect()
+}
+
+/// Writes `per_server` children of `parent` through every member, then
+/// checks each member has all of them (after sync), and the same zxid.
+fn writes_everywhere_read_back_everywhere(e: &Ensemble, parent: &str, per_server: usize) {
+    let clients: Vec<Client> = e.members.iter().map(connect).collect();
+    clients[0].create(parent, b"", &open_acl_unsafe(), CreateMode::Persistent).expect("create parent");
+    for (c, m) in clients.iter().zip(&e.members) {
+        for k in 0..per_server {
+            c.create(&format!("{parent}/s{}-{k}", m.sid), b"x", &open_acl_unsafe(), CreateMode::Persistent)
+                .unwrap_or_else(|err| panic!("create through server {} ({:?}): {err}\n{}", m.sid, m.kind, e.logs()));
+        }
+    }
+    let expected: BTreeSet<String> =
+        e.members.iter().flat_map(|m| (0..per_server).map(move |k| format!("s{}-{k}", m.sid))).collect();
+    for (c, m) in clients.iter().zip(&e.members) {
+        assert_eq!(children(c, parent), expected, "server {} ({:?}) has every write", m.sid, m.kind);
+        let (data, _) = c.get_data(&format!("{parent}/s1-0"), false).expect("get");
+        assert_eq!(data.as_deref(), Some(&b"x"[..]));
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || e.members.iter().map(|m| m.zxid()).collect::<BTreeSet<_>>().len() == 1),
+        "one zxid everywhere once quiet: {:?}",
+        e.members.iter().map(|m| m.zxid()).collect::<Vec<_>>()
+    );
+}
+
+/// Neither kind of server saw its tree differ from the leader's digest.
+fn assert_no_divergence(e: &Ensemble) {
+    for m in &e.members {
+        let log = m.log();
+        assert!(
+            !log.contains("First digest mismatch") && !log.contains("diverged from the leader"),
+            "server {} ({:?}) saw a digest mismatch\n{}",
+            m.sid,
+            m.kind,
+            e.logs()
+        );
+    }
+}
+
+/// 1 zoocore + 2 Apache, zoocore with the highest sid: it is elected
+/// leader (same zxid and epoch everywhere, highest sid wins) and the
+/// Apache servers follow it.
+#[test]
+fn zoocore_leads_two_apache_followers() {
+    if skip_without_apache() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let mut e = Ensemble::start(&[Kind::Apache, Kind::Apache, Kind::Zoocore]);
+    let leader = e.wait_for_quorum(SETTLE);
+    assert_eq!(leader, 3, "the zoocore server (highest sid) leads\n{}", e.logs());
+    writes_everywhere_read_back_everywhere(&e, "/mixed", 10);
+    assert_no_divergence(&e);
+}
+
+/// 2 Apache + 1 zoocore with the lowest sid: an Apache server leads and
+/// zoocore follows it; zoocore forwards its clients' writes and sessions.
+#[test]
+fn zoocore_follows_an_apache_leader() {
+    if skip_without_apache() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let mut e = Ensemble::start(&[Kind::Zoocore, Kind::Apache, Kind::Apache]);
+    let leader = e.wait_for_quorum(SETTLE);
+    assert_ne!(leader, 1, "an Apache server leads\n{}", e.logs());
+    writes_everywhere_read_back_everywhere(&e, "/mixed", 10);
+    // A zoocore session's ephemeral is the ensemble's: Apache sees it with
+    // the same owner, and it goes when the session closes.
+    let ours = connect(e.member(1));
+    ours.create("/eph", b"mine", &open_acl_unsafe(), CreateMode::Ephemeral).expect("ephemeral through zoocore");
+    let session = ours.session_id();
+    for sid in [2, 3] {
+        let c = connect(e.member(sid));
+        c.sync("/eph").expect("sync");
+        let (data, stat) = c.get_data("/eph", false).expect("the ephemeral is on Apache");
+        assert_eq!(data.as_deref(), Some(&b"mine"[..]));
+        assert_eq!(stat.ephemeral_owner, session, "owned by the zoocore session");
+    }
+    ours.close().expect("close the zoocore session");
+    let apache = connect(e.member(2));
+    assert!(
+        wait_until(Duration::from_secs(10), || apache.exists("/eph", false).ok().flatten().is_none()),
+        "the ephemeral goes with its session\n{}",
+        e.logs()
+    );
+    assert_no_divergence(&e);
+}
+
+/// 2 zoocore + 1 Apache, leadership both ways: first a zoocore server
+/// leads (sid 3), then it is killed and the Apache server (sid 2, now the
+/// highest) leads with zoocore sid 1 following; sid 3 rejoins.
+#[test]
+fn two_zoocore_one_apache_both_leaderships() {
+    if skip_without_apache() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let mut e = Ensemble::start(&[Kind::Zoocore, Kind::Apache, Kind::Zoocore]);
+    let leader = e.wait_for_quorum(SETTLE);
+    assert_eq!(leader, 3, "zoocore sid 3 leads\n{}", e.logs());
+    writes_everywhere_read_back_everywhere(&e, "/a", 5);
+    e.member_mut(3).kill9();
+    let leader = e.wait_for_quorum(SETTLE);
+    assert_eq!(leader, 2, "the Apache server leads once sid 3 is gone\n{}", e.logs());
+    let z = connect(e.member(1));
+    for k in 0..20 {
+        z.create(&format!("/a/after-{k}"), b"", &open_acl_unsafe(), CreateMode::Persistent)
+            .unwrap_or_else(|err| panic!("write through zoocore to the Apache leader: {err}\n{}", e.logs()));
+    }
+    e.member_mut(3).spawn();
+    e.wait_for_quorum(SETTLE);
+    let back = connect(e.member(3));
+    assert_eq!(children(&back, "/a").len(), 15 + 20, "the rejoined zoocore server caught up");
+    assert_no_divergence(&e);
+}
+
+/// A follower down while 650 writes happen catches up (by SNAP when
+/// `expect_snap`: beyond the leader's 500-txn window and, for Apache, its
+/// on-disk log sync disabled; otherwise by a DIFF Apache reads from its
+/// log), then after 20 more by DIFF from the in-memory window.
+fn catch_up(kinds: &[Kind], down: u64, jvm_props: &[&str], expect_snap: bool) {
+    let mut e = Ensemble::start_with(kinds, jvm_props);
+    let leader = e.wait_for_quorum(SETTLE);
+    assert_ne!(leader, down);
+    let c = connect(e.member(leader));
+    c.create("/d", b"", &open_acl_unsafe(), CreateMode::Persistent).expect("create");
+    let mut expected = 0;
+    let snap_line = match e.member(down).kind {
+        Kind::Apache => "Getting a snapshot from leader",
+        Kind::Zoocore => "receiving a snapshot from the leader (SNAP)",
+    };
+    let snaps = |e: &Ensemble| e.member(down).log().matches(snap_line).count();
+    for (round, count) in [(0, 650), (1, 20)] {
+        let snaps_before = snaps(&e);
+        // Down only once it holds everything so far: how it catches up then
+        // depends on what it missed alone (an Apache leader SNAPs a learner
+        // whose last zxid is not in its log, e.g. one killed before its
+        // fsync of the first txn of the epoch).
+        assert!(
+            wait_until(Duration::from_secs(10), || e.member(down).zxid() == e.member(leader).zxid()),
+            "server {down} caught up before going down"
+        );
+        e.member_mut(down).kill9();
+        // Pipelined: submit all, then wait, so 650 writes take well under a second.
+        let pending: Vec<_> = (0..count)
+            .map(|k| {
+                c.submit(zoocore::proto::records::Request::Create {
+                    op: zoocore::proto::op::CREATE,
+                    req: zoocore::proto::records::CreateRequest {
+                        path: format!("/d/r{round}-{k}"),
+                        data: None,
+                        acl: open_acl_unsafe(),
+                        flags: 0,
+                        ttl: None,
+                    },
+                })
+                .expect("submit")
+            })
+            .collect();
+        for p in pending {
+            let (header, _) = p.wait().expect("create");
+            assert_eq!(header.err, 0, "create failed");
+        }
+        expected += count;
+        e.member_mut(down).spawn();
+        e.wait_for_quorum(SETTLE);
+        let have = children(&connect(e.member(down)), "/d");
+        assert_eq!(have.len(), expected, "server {down} caught up in round {round}\n{}", e.logs());
+        let expect_snaps = snaps_before + usize::from(round == 0 && expect_snap);
+        assert_eq!(snaps(&e), expect_snaps, "round {round}: SNAP only when beyond the window\n{}", e.logs());
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || e.members.iter().map(|m| m.zxid()).collect::<BTreeSet<_>>().len() == 1),
+        "one zxid everywhere"
+    );
+    assert_no_divergence(&e);
+}
+
+#[test]
+fn apache_follower_catches_up_from_zoocore_leader() {
+    if skip_without_apache() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    // zoocore's leader DIFFs from its in-memory window only.
+    catch_up(&[Kind::Apache, Kind::Apache, Kind::Zoocore], 1, &[], true);
+}
+
+#[test]
+fn zoocore_follower_catches_up_from_apache_leader() {
+    if skip_without_apache() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    // Apache's leader DIFFs 650 txns from its on-disk log.
+    catch_up(&[Kind::Zoocore, Kind::Apache, Kind::Apache], 1, &[], false);
+}
+
+#[test]
+fn zoocore_follower_gets_a_snap_from_apache_leader() {
+    if skip_without_apache() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    // A negative factor turns Apache's on-disk log sync off: SNAP beyond
+    // the 500-txn committed window.
+    catch_up(&[Kind::Zoocore, Kind::Apache, Kind::Apache], 1, &["-Dzookeeper.snapshotSizeFactor=-1"], true);
+}
+
+/// kill -9 of the leader under acknowledged writes: a new leader, every
+/// acknowledged write on every server, the old leader rejoins.
+fn leader_kill9(kinds: &[Kind], expect_leader: u64) {
+    let mut e = Ensemble::start(kinds);
+    let leader = e.wait_for_quorum(SETTLE);
+    assert_eq!(leader, expect_leader, "\n{}", e.logs());
+    let followers: Vec<u64> = (1..=kinds.len() as u64).filter(|s| *s != leader).collect();
+    let c = connect(e.member(followers[0]));
+    c.create("/w", b"", &open_acl_unsafe(), CreateMode::Persistent).expect("create /w");
+    let mut acked = BTreeSet::new();
+    for k in 0..100 {
+        let path = format!("/w/n{k:03}");
+        c.create(&path, b"", &open_acl_unsafe(), CreateMode::Persistent).expect("create");
+        acked.insert(format!("n{k:03}"));
+    }
+    e.member_mut(leader).kill9();
+    let new_leader = e.wait_for_quorum(SETTLE);
+    assert_ne!(new_leader, leader);
+    // Same history on both survivors: the higher sid wins.
+    assert_eq!(new_leader, *followers.last().unwrap_or(&0), "\n{}", e.logs());
+    assert_ne!(e.member(new_leader).kind, e.member(leader).kind, "leadership changed kind");
+    for &sid in &followers {
+        let have = children(&connect(e.member(sid)), "/w");
+        assert!(acked.is_subset(&have), "server {sid} kept every acknowledged write\n{}", e.logs());
+    }
+    let c = connect(e.member(new_leader));
+    c.create("/w/after", b"", &open_acl_unsafe(), CreateMode::Persistent).expect("write with the new leader");
+    acked.insert("after".to_owned());
+    e.member_mut(leader).spawn();
+    e.wait_for_quorum(SETTLE);
+    assert_eq!(e.member(leader).mode(), "follower");
+    let have = children(&connect(e.member(leader)), "/w");
+    assert_eq!(have, acked, "the old leader rejoined with everything");
+    assert_no_divergence(&e);
+}
+
+#[test]
+fn zoocore_leader_killed_apache_takes_over() {
+    if skip_without_apache() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    leader_kill9(&[Kind::Apache, Kind::Apache, Kind::Zoocore], 3);
+}
+
+#[test]
+fn apache_leader_killed_zoocore_takes_over() {
+    if skip_without_apache() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    leader_kill9(&[Kind::Apache, Kind::Zoocore, Kind::Apache], 3);
+}
