@@ -27,7 +27,7 @@ from kazoo.protocol.states import EventType
 from kazoo.protocol.serialization import Create
 from kazoo.security import OPEN_ACL_UNSAFE, ACL, Id, Permissions, make_digest_acl
 
-from conftest import SUPER_AUTH, four_letter_word
+from conftest import SUPER_AUTH, four_letter_word, is_ensemble
 from zkext import (
     NODE_CHILDREN_CHANGED,
     NODE_CREATED,
@@ -43,6 +43,15 @@ from zkext import (
 )
 
 SESSION_TIMEOUT_S = 2.0  # within [2, 20] ticks of the 500 ms tickTime
+
+
+def catch_up(client, path):
+    """Before a client reads what another client wrote: in an ensemble the two
+    may be on different members, and ZooKeeper promises a reader the other's
+    write only after sync (a member applies commits a little after the
+    writer's own member replied). One server orders everything already."""
+    if is_ensemble():
+        client.sync(path)
 
 
 @pytest.fixture
@@ -247,6 +256,7 @@ def test_ephemeral_disappears_on_close(make_client, zk_path):
     observer = make_client()
     observer.create(zk_path)
     owner.create(zk_path + "/eph", b"mine", ephemeral=True)
+    catch_up(observer, zk_path)
     stat = observer.exists(zk_path + "/eph")
     assert stat.ephemeralOwner == owner.client_id[0]
     assert stat.ephemeralOwner != 0
@@ -270,6 +280,7 @@ def test_ephemeral_disappears_after_session_expiry(make_client, zk_server, zk_pa
         observer.create(zk_path)
         owner.create(zk_path + "/eph", ephemeral=True)
         session_id = owner.client_id[0]
+        catch_up(observer, zk_path)
         assert observer.exists(zk_path + "/eph").ephemeralOwner == session_id
 
         deleted = threading.Event()
@@ -298,6 +309,7 @@ def test_reconnect_with_session_id_keeps_session(make_client, zk_server, zk_path
 
         second = make_client(client_id=(session_id, password), timeout=6.0)
         assert second.client_id[0] == session_id
+        catch_up(second, zk_path)
         stat = second.exists(zk_path)
         assert stat is not None and stat.ephemeralOwner == session_id
         assert second.negotiated_timeout_ms == negotiated
@@ -307,6 +319,7 @@ def test_reconnect_with_session_id_keeps_session(make_client, zk_server, zk_path
         first.stop()
         second.stop()
         checker = make_client()
+        catch_up(checker, zk_path)
         assert checker.exists(zk_path) is None
     finally:
         proxy.close()
@@ -429,6 +442,7 @@ def test_digest_acl(make_client, zk_path):
     stranger = make_client()
     acl = make_digest_acl("alice", "secret", all=True)
     owner.create(zk_path, b"private", acl=[acl])
+    catch_up(stranger, zk_path)
 
     with pytest.raises(NoAuthError):
         stranger.get(zk_path)
@@ -449,6 +463,7 @@ def test_digest_acl(make_client, zk_path):
     stranger.set(zk_path, b"now mine too")
 
     wrong = make_client(auth_data=[("digest", "alice:wrong")])
+    catch_up(wrong, zk_path)
     with pytest.raises(NoAuthError):
         wrong.get(zk_path)
 
@@ -470,6 +485,7 @@ def test_set_acl_and_read_only_world(make_client, zk_path):
         version=0,
     )
     assert stat.aversion == 1
+    catch_up(other, zk_path)
     assert other.get(zk_path)[0] == b"data"
     with pytest.raises(NoAuthError):
         other.set(zk_path, b"nope")
@@ -485,9 +501,11 @@ def test_super_digest_bypasses_acls(make_client, zk_path):
     owner = make_client(auth_data=[("digest", "carol:pw")])
     owner.create(zk_path, b"locked", acl=[make_digest_acl("carol", "pw", all=True)])
     admin = make_client(auth_data=[SUPER_AUTH])
+    catch_up(admin, zk_path)
     assert admin.get(zk_path)[0] == b"locked"
     admin.set(zk_path, b"by super")
     admin.delete(zk_path)
+    catch_up(owner, zk_path)
     assert owner.exists(zk_path) is None
 
 
@@ -704,6 +722,7 @@ def test_event_arrives_before_read_reply(make_client, zk_path):
         reader.get(zk_path, watch=lambda event: None)
         seen_before = len(reader.events_for(zk_path))
         writer.set(zk_path, str(i).encode())
+        catch_up(reader, zk_path)
         data, _ = reader.get(zk_path)
         assert data == str(i).encode()
         # raw_events is filled by the connection thread in wire order, before
