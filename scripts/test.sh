@@ -2,10 +2,13 @@
 # The project's test command: install the test dependencies that are missing
 # (scripts/setup-test-deps.sh: Apache ZooKeeper, its C client, a JRE, nc,
 # kazoo and pytest), build the release binary, run every Rust test, then the
-# third-party-client compatibility tests against that binary.
+# third-party-client compatibility tests against that binary: once against a
+# single server, then (for zoocore) again against a 3-member zoocore ensemble
+# (ZK_SERVER=zoocore-ensemble, about a minute more).
 #
-#   scripts/test.sh                       # zoocore (default)
-#   ZK_SERVER=apache scripts/test.sh      # compat tests against Apache ZooKeeper
+#   scripts/test.sh                       # zoocore (default), then zoocore-ensemble
+#   ZK_SERVER=apache scripts/test.sh      # compat tests against Apache ZooKeeper only
+#   ZK_SERVER=zoocore-ensemble scripts/test.sh   # the ensemble run only
 #   scripts/test.sh -k kazoo              # extra args go to pytest
 set -euo pipefail
 
@@ -26,3 +29,8 @@ cargo test --release
 
 echo "==> pytest tests/compat (ZK_SERVER=${ZK_SERVER:-zoocore})"
 python3 -m pytest -q -p no:cacheprovider tests/compat "$@"
+
+if [ "${ZK_SERVER:-zoocore}" = "zoocore" ]; then
+    echo "==> pytest tests/compat (ZK_SERVER=zoocore-ensemble)"
+    ZK_SERVER=zoocore-ensemble python3 -m pytest -q -p no:cacheprovider tests/compat "$@"
+fi

@@ -42,10 +42,10 @@ def run_cli_mt(hostport, commands, pause=0.4):
     return "\n".join(l for l in text.splitlines() if "ZOO_" not in l)
 
 
-def test_cli_mt_round_trip(zk_hosts):
+def test_cli_mt_round_trip(zk_host):
     base = "/climt-%s" % uuid.uuid4().hex[:8]
     out = run_cli_mt(
-        zk_hosts,
+        zk_host,
         [
             "create %s" % base,
             "ls /",
@@ -78,10 +78,10 @@ def test_cli_mt_round_trip(zk_hosts):
     assert "Error -101 for %s" % base in out, out
 
 
-def test_cli_mt_errors(zk_hosts):
+def test_cli_mt_errors(zk_host):
     base = "/climt-err-%s" % uuid.uuid4().hex[:8]
     out = run_cli_mt(
-        zk_hosts,
+        zk_host,
         [
             "get %s" % base,
             "create %s" % base,

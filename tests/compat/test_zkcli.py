@@ -34,23 +34,23 @@ def run_zkcli(hostport, args=None, stdin_commands=None, timeout=60):
     return result.returncode, out
 
 
-def test_zkcli_single_commands(zk_hosts):
+def test_zkcli_single_commands(zk_host):
     path = "/zkcli-%s" % uuid.uuid4().hex[:8]
-    rc, out = run_zkcli(zk_hosts, ["create", path, "hello"])
+    rc, out = run_zkcli(zk_host, ["create", path, "hello"])
     assert rc == 0, out
     assert "Created %s" % path in out, out
-    rc, out = run_zkcli(zk_hosts, ["get", path])
+    rc, out = run_zkcli(zk_host, ["get", path])
     assert rc == 0 and "\nhello\n" in out, out
-    rc, out = run_zkcli(zk_hosts, ["delete", path])
+    rc, out = run_zkcli(zk_host, ["delete", path])
     assert rc == 0, out
-    rc, out = run_zkcli(zk_hosts, ["get", path])
+    rc, out = run_zkcli(zk_host, ["get", path])
     assert "Node does not exist: %s" % path in out, out
 
 
-def test_zkcli_batch_round_trip(zk_hosts):
+def test_zkcli_batch_round_trip(zk_host):
     path = "/zkcli-batch-%s" % uuid.uuid4().hex[:8]
     rc, out = run_zkcli(
-        zk_hosts,
+        zk_host,
         stdin_commands=[
             "create %s first" % path,
             "ls /",
@@ -82,10 +82,10 @@ def test_zkcli_batch_round_trip(zk_hosts):
     assert path[1:] not in listings[-1].split(", "), out
 
 
-def test_zkcli_acl_and_auth(zk_hosts):
+def test_zkcli_acl_and_auth(zk_host):
     path = "/zkcli-acl-%s" % uuid.uuid4().hex[:8]
     rc, out = run_zkcli(
-        zk_hosts,
+        zk_host,
         stdin_commands=[
             "addauth digest zed:pw",
             "create %s secret auth:zed:pw:cdrwa" % path,
@@ -95,7 +95,7 @@ def test_zkcli_acl_and_auth(zk_hosts):
     assert rc == 0, out
     assert "'digest,'zed:" in out, out
     assert ": cdrwa" in out, out
-    rc, out = run_zkcli(zk_hosts, ["get", path])
+    rc, out = run_zkcli(zk_host, ["get", path])
     assert "Insufficient permission : %s" % path in out, out
-    rc, out = run_zkcli(zk_hosts, stdin_commands=["addauth digest super:admin", "delete %s" % path, "ls /"])
+    rc, out = run_zkcli(zk_host, stdin_commands=["addauth digest super:admin", "delete %s" % path, "ls /"])
     assert path[1:] not in out.splitlines()[-1], out
