@@ -82,7 +82,26 @@ fn conf(c: &Config) -> String {
     let _ = writeln!(s, "minSessionTimeout={}", c.min_session_timeout_ms);
     let _ = writeln!(s, "maxSessionTimeout={}", c.max_session_timeout_ms);
     let _ = writeln!(s, "clientPortListenBacklog=-1");
-    let _ = writeln!(s, "serverId=0");
+    match &c.quorum {
+        None => {
+            let _ = writeln!(s, "serverId=0");
+        }
+        Some(q) => {
+            // As Apache's quorum peer adds them, then the membership.
+            let _ = writeln!(s, "serverId={}", q.my_id);
+            let _ = writeln!(s, "initLimit={}", q.init_limit_ticks);
+            let _ = writeln!(s, "syncLimit={}", q.sync_limit_ticks);
+            let _ = writeln!(s, "electionAlg=3");
+            if let Some(me) = q.me() {
+                let _ = writeln!(s, "electionPort={}", me.election_port);
+                let _ = writeln!(s, "quorumPort={}", me.quorum_port);
+                let peer_type = if me.role == crate::config::LearnerRole::Observer { 1 } else { 0 };
+                let _ = writeln!(s, "peerType={peer_type}");
+            }
+            let _ = writeln!(s, "membership: ");
+            let _ = writeln!(s, "{}", crate::server::quorum_peer::ensemble_config_text(q));
+        }
+    }
     s
 }
 

@@ -96,7 +96,6 @@ impl Members {
         let mut quorum_addrs = BTreeMap::new();
         let mut election_listen = None;
         let mut role = LearnerRole::Participant;
-        let mut specs = Vec::new();
         for s in &q.servers {
             let sid = s.id as Sid;
             let election = resolve(&s.host, s.election_port).map_err(|e| format!("server.{}: {e}", s.id))?;
@@ -108,18 +107,6 @@ impl Members {
             } else {
                 election_peers.insert(sid, election);
             }
-            specs.push(QuorumServerSpec {
-                sid,
-                addresses: vec![(s.host.clone(), s.quorum_port, s.election_port)],
-                learner_type: match s.role {
-                    LearnerRole::Participant => LearnerType::Participant,
-                    LearnerRole::Observer => LearnerType::Observer,
-                },
-                client_address: s.client.map(|(host, port)| HostPort {
-                    host: host.map(|h| h.to_string()).unwrap_or_else(|| "0.0.0.0".to_owned()),
-                    port,
-                }),
-            });
         }
         Ok(Members {
             ensemble: Ensemble::from_config(q),
@@ -127,7 +114,7 @@ impl Members {
             election_listen: election_listen.ok_or("this server has no server.N line")?,
             election_peers,
             quorum_addrs,
-            config_text: Bytes::from(quorum_config_text(&specs, 0)),
+            config_text: Bytes::from(ensemble_config_text(q)),
             tick_ms,
             init_limit_ticks: q.init_limit_ticks as u64,
             sync_limit_ticks: q.sync_limit_ticks as u64,
@@ -145,6 +132,29 @@ impl Members {
             quorum_config_text: self.config_text.clone(),
         }
     }
+}
+
+/// The ensemble as Apache's QuorumVerifier prints it (NEWLEADER, election
+/// notifications, `conf`): `server.N=host:quorum:election:role[;client]`
+/// lines and `version=0` for a static config.
+pub fn ensemble_config_text(q: &QuorumConfig) -> String {
+    let specs: Vec<QuorumServerSpec> = q
+        .servers
+        .iter()
+        .map(|s| QuorumServerSpec {
+            sid: s.id as Sid,
+            addresses: vec![(s.host.clone(), s.quorum_port, s.election_port)],
+            learner_type: match s.role {
+                LearnerRole::Participant => LearnerType::Participant,
+                LearnerRole::Observer => LearnerType::Observer,
+            },
+            client_address: s.client.map(|(host, port)| HostPort {
+                host: host.map(|h| h.to_string()).unwrap_or_else(|| "0.0.0.0".to_owned()),
+                port,
+            }),
+        })
+        .collect();
+    quorum_config_text(&specs, 0)
 }
 
 /// acceptedEpoch / currentEpoch, kept in dataDir/zoocore.
@@ -538,6 +548,9 @@ impl CommitShard {
                         tracing::info!(conn, zxid = format_args!("0x{zxid:x}"), "syncing a learner by SNAP");
                         let _ = link.send_snapshot(zxid, self.published_tree.clone(), sessions);
                     }
+                }
+                LeaderAction::SyncChosen { conn, sid, plan, reason } => {
+                    tracing::info!(conn, sid, ?plan, ?reason, "syncing a learner");
                 }
                 LeaderAction::Established { epoch } => {
                     self.last_zxid = self.last_zxid.max(make_zxid(epoch, 0));

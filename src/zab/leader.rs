@@ -93,6 +93,13 @@ pub enum LeaderAction {
         conn: LearnerConn,
         zxid: i64,
     },
+    /// How a learner is being synced, and why (for the operator's log).
+    SyncChosen {
+        conn: LearnerConn,
+        sid: Sid,
+        plan: SyncPlan,
+        reason: sync_plan::SyncReason,
+    },
     /// A quorum acked NEWLEADER: proposals may start at `epoch << 32 | 1`.
     Established {
         epoch: i64,
@@ -429,6 +436,7 @@ impl LeaderCore {
         let Some(epoch) = self.new_epoch else { return };
         let Some(l) = self.learners.get(&conn) else { return };
         let decision = sync_plan::plan_sync(l.last_logged_zxid, &WindowHistory(self), &self.settings.sync_policy);
+        out.push(LeaderAction::SyncChosen { conn, sid: l.sid, plan: decision.plan, reason: decision.reason });
         match decision.plan {
             SyncPlan::Diff { from, through, packet_zxid, .. } => {
                 out.push(LeaderAction::Send(conn, ToLearner::Diff { zxid: packet_zxid }));

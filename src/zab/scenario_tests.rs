@@ -165,6 +165,7 @@ impl Harness {
                     }
                 }
                 LeaderAction::Established { epoch } => self.established = Some(epoch),
+                LeaderAction::SyncChosen { .. } => {}
                 LeaderAction::Committed { zxid } => self.leader_committed = zxid,
                 LeaderAction::Forwarded { request, .. } => self.forwarded.push(request),
                 LeaderAction::Revalidate { conn, session_id, .. } => {
