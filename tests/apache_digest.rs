@@ -259,8 +259,11 @@ fn every_apache_txn_digest_matches_zoocores_tree() {
     // 2. Txn by txn from an empty tree.
     let mut tree = DataTree::new();
     let mut seen_ops = std::collections::BTreeSet::new();
+    // The replayed tree's digest after each zxid.
+    let mut replay_digests: Vec<(i64, i64)> = Vec::new();
     for txn in &txns {
         let _ = tree.apply_txn(&txn.header, &txn.txn);
+        replay_digests.push((txn.header.zxid, tree.digest()));
         seen_ops.insert(txn.header.op);
         let check = tree.check_txn_digest(txn.digest);
         if txn.header.op == op::ERROR {
@@ -286,6 +289,9 @@ fn every_apache_txn_digest_matches_zoocores_tree() {
     }
     assert!(tree.get("/m/b/eph").is_none(), "closeSession deleted the other session's ephemerals");
     eprintln!("{} txns, every carried digest matched; final digest {:#x}", txns.len(), tree.digest());
+    let final_digest = tree.digest();
+    let digest_at =
+        |zxid: i64| replay_digests.iter().rev().find(|(z, _)| *z <= zxid).map_or(DataTree::new().digest(), |(_, d)| *d);
 
     // 3. Each snapshot, replayed forward from its zxid.
     let snapshots = apache::sort_by_zxid(names.iter().map(String::as_str), "snapshot", true);
@@ -295,6 +301,22 @@ fn every_apache_txn_digest_matches_zoocores_tree() {
         let snap = read_snapshot_file(&std::fs::read(version_dir.join(name)).unwrap(), snap_zxid).unwrap();
         let mut tree = snap.tree;
         let (mut verifier, check) = DigestVerifier::after_snapshot(&tree, snap.digest);
+        // Apache serializes a snapshot while txns apply and reads the digest
+        // (and lastProcessedZxid) only at the end, so a fuzzy snapshot's
+        // stored digest can disagree with its own nodes; Apache's restore
+        // would count that too. Such a snapshot (its nodes differ from the
+        // log replayed to its zxid) must still converge: replayed to the
+        // end it is the same tree as the full replay.
+        let fuzzy_content = tree.digest() != digest_at(snap_zxid);
+        if check.is_mismatch() && fuzzy_content {
+            for txn in txns.iter().filter(|t| t.header.zxid > snap_zxid) {
+                let _ = tree.apply_txn(&txn.header, &txn.txn);
+            }
+            assert_eq!(tree.digest(), final_digest, "{name}: a fuzzy snapshot replayed to the end is the same tree");
+            fuzzy += 1;
+            eprintln!("{name}: fuzzy, its stored digest {:?} taken mid-apply; converged at the end", snap.digest);
+            continue;
+        }
         assert!(!check.is_mismatch(), "{name}: {check} ({:?})", snap.digest);
         let mut snapshot_digest_checked = check == DigestCheck::Match;
         for txn in txns.iter().filter(|t| t.header.zxid > snap_zxid) {
