@@ -921,8 +921,7 @@ impl CommitShard {
                         }));
                     }
                     LearnerAction::Serving { epoch } => {
-                        let mode =
-                            if learner_is_observer(learner) { ServerMode::Observer } else { ServerMode::Follower };
+                        let mode = if learner.is_observer() { ServerMode::Observer } else { ServerMode::Follower };
                         self.stats.set_mode(mode);
                         tracing::info!(
                             leader = leader_sid,
@@ -1054,10 +1053,6 @@ impl CommitShard {
         self.log = self.open_log().map_err(|e| format!("cannot reopen the transaction log: {e}"))?;
         Ok(())
     }
-}
-
-fn learner_is_observer(learner: &LearnerCore) -> bool {
-    learner.is_observer()
 }
 
 /// The request record a write came from, for forwarding it to the leader

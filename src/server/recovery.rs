@@ -170,7 +170,8 @@ pub fn recover(data_dir: &Path, data_log_dir: &Path, repair: bool) -> Result<Rec
                 RecoveryError(format!("{}: transaction 0x{zxid:x} does not decode: {e}", path.display()))
             })?;
             apply(&mut tree, &mut sessions, &rec);
-            recent_txns.push_back((*zxid, bytes.slice(record.payload.clone())));
+            // A copy: a slice would keep the whole log file's buffer alive.
+            recent_txns.push_back((*zxid, bytes::Bytes::copy_from_slice(&bytes[record.payload.clone()])));
             if recent_txns.len() > crate::zab::leader::COMMITTED_WINDOW_TXNS {
                 recent_txns.pop_front();
             }
