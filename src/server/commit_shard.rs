@@ -438,6 +438,7 @@ impl CommitShard {
             mode: self.stats.mode(),
             digest_mismatches: self.stats.digest_mismatches(),
             leader_view: self.stats.leader_view(),
+            pending_syncs: self.stats.pending_syncs(),
             quorum_size: self.stats.quorum_size(),
         }
     }
@@ -494,7 +495,9 @@ impl CommitShard {
 /// quorum network's events. One queue, drained whole, makes a batch.
 pub(super) enum Event {
     Worker(Instant, ToCommit),
-    Quorum(crate::server::quorum_peer::QuorumEvent),
+    /// From a network task of one role term (see `quorum_peer::RoleTerm`):
+    /// events of an earlier term are stale and dropped.
+    Quorum(crate::server::quorum_peer::RoleTerm, crate::server::quorum_peer::QuorumEvent),
 }
 
 /// The commit shard's inbox: one receiving task per worker channel (and

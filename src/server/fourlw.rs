@@ -32,6 +32,7 @@ pub struct CommitView<'a> {
     pub digest_mismatches: u64,
     /// (learners, synced followers, synced observers) when leading.
     pub leader_view: (u64, u64, u64),
+    pub pending_syncs: u64,
     /// Voting members of the ensemble; 0 standalone.
     pub quorum_size: u64,
 }
@@ -337,7 +338,7 @@ pub fn format_report(cmd: &str, parts: &[ShardReport], view: &CommitView<'_>) ->
                 kv(&mut s, "synced_followers", &followers);
                 kv(&mut s, "synced_non_voting_followers", &0);
                 kv(&mut s, "synced_observers", &observers);
-                kv(&mut s, "pending_syncs", &0);
+                kv(&mut s, "pending_syncs", &view.pending_syncs);
             }
             kv(&mut s, "znode_count", &java_node_count(view.tree));
             kv(&mut s, "watch_count", &t.watches);

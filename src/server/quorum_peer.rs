@@ -53,12 +53,20 @@ use crate::zab::election::{Decision, Election, ElectionConfig, ProposalBasis, Ro
 use crate::zab::election_wire::{quorum_config_text, HostPort, LearnerType, QuorumServerSpec};
 use crate::zab::ensemble::{Ensemble, Sid};
 use crate::zab::follower::{LearnerAction, LearnerCore, LearnerSettings};
-use crate::zab::leader::{LeaderAction, LeaderCore, LeaderSettings, LeaderStart, LearnerConn, COMMITTED_WINDOW_TXNS};
+use crate::zab::leader::{
+    LeaderAction, LeaderCore, LeaderSettings, LeaderStart, LearnerConn, SyncRequester, COMMITTED_WINDOW_TXNS,
+};
 use crate::zab::packets::{make_zxid, ForwardedRequest, SessionTouch, ToLeader};
 use crate::zab::sync_plan::SyncPolicy;
 
 /// How long a learner keeps dialling its leader before electing again.
 const LEADER_CONNECT_RETRY_MS: u64 = 200;
+
+/// Which stint in a role (lead or follow) a network event belongs to. A
+/// link's reader task may still push an event after its role ended (the
+/// close it saw, a packet read just before); the next role must not take
+/// it for its own, nor confuse a stale learner number with a new one.
+pub type RoleTerm = u64;
 
 /// Network events for the commit shard's loop (see `commit_shard::Event`).
 pub enum QuorumEvent {
@@ -208,6 +216,17 @@ struct LearnerPending {
     touched: BTreeMap<i64, ()>,
 }
 
+/// What one leadership term keeps beside its `LeaderCore`.
+struct LeaderTerm {
+    /// Sealed batches, oldest first, published once a quorum holds them.
+    pending: VecDeque<Arc<CommitBatch>>,
+    /// Everything logged before this epoch is committed once established.
+    committed_floor: i64,
+    /// Syncs of this server's own clients, by the token `LeaderCore` knows.
+    local_syncs: HashMap<u64, (ConnRef, i32, String)>,
+    next_sync_token: u64,
+}
+
 struct PendingWrite {
     conn: ConnRef,
     xid: i32,
@@ -250,6 +269,7 @@ impl CommitShard {
         let now = clock(self.started);
         let mut logical_clock = 0;
         let mut held_vote: Option<Vote> = None;
+        let mut term: RoleTerm = 0;
         while !events.stopping() {
             self.stats.set_mode(ServerMode::Looking);
             let looking_since = Instant::now();
@@ -295,10 +315,11 @@ impl CommitShard {
                     election_net::answer_while_settled(&net, &mut election, &clock(started), stop).await;
                 })
             };
+            term += 1;
             let why = match role {
-                Role::Leading => self.lead(events, &members, &mut epochs).await,
-                Role::Following => self.follow(events, &members, &mut epochs, leader, false).await,
-                Role::Observing => self.follow(events, &members, &mut epochs, leader, true).await,
+                Role::Leading => self.lead(events, &members, &mut epochs, term).await,
+                Role::Following => self.follow(events, &members, &mut epochs, leader, false, term).await,
+                Role::Observing => self.follow(events, &members, &mut epochs, leader, true, term).await,
             };
             let _ = stop_tx.try_send(());
             responder.await;
@@ -370,7 +391,13 @@ impl CommitShard {
     // ------------------------------------------------------------------
     // Leading
 
-    async fn lead(&mut self, events: &Rc<EventQueue>, members: &Members, epochs: &mut Epochs) -> String {
+    async fn lead(
+        &mut self,
+        events: &Rc<EventQueue>,
+        members: &Members,
+        epochs: &mut Epochs,
+        term: RoleTerm,
+    ) -> String {
         let my_quorum = members.quorum_addrs[&members.ensemble.my_sid];
         let listener = match LearnerListener::bind(my_quorum) {
             Ok(l) => Rc::new(l),
@@ -378,7 +405,10 @@ impl CommitShard {
         };
         let links: Rc<RefCell<BTreeMap<LearnerConn, Rc<LearnerLink>>>> = Rc::new(RefCell::new(BTreeMap::new()));
         let leading = Rc::new(Cell::new(true));
-        {
+        // Not detached: dropped (cancelled) when the role ends, so a later
+        // term's listener on the same port (SO_REUSEPORT) is the only one
+        // accepting; a stale accept loop would take learners and drop them.
+        let acceptor = {
             let (listener, links, events, leading) = (listener.clone(), links.clone(), events.clone(), leading.clone());
             glommio::spawn_local(async move {
                 let mut next_conn: LearnerConn = 1;
@@ -394,24 +424,27 @@ impl CommitShard {
                     let conn = next_conn;
                     next_conn += 1;
                     links.borrow_mut().insert(conn, link.clone());
-                    events.push(Event::Quorum(QuorumEvent::LearnerUp(conn)));
+                    events.push(Event::Quorum(term, QuorumEvent::LearnerUp(conn)));
                     let (events, leading) = (events.clone(), leading.clone());
                     glommio::spawn_local(async move {
                         while leading.get() {
-                            match link.recv().await {
-                                Ok(p) => events.push(Event::Quorum(QuorumEvent::Learner(conn, p))),
-                                Err(e) => {
-                                    events.push(Event::Quorum(QuorumEvent::LearnerDown(conn, e.to_string())));
-                                    break;
-                                }
+                            let event = match link.recv().await {
+                                Ok(p) => QuorumEvent::Learner(conn, p),
+                                Err(e) => QuorumEvent::LearnerDown(conn, e.to_string()),
+                            };
+                            let down = matches!(event, QuorumEvent::LearnerDown(..));
+                            if leading.get() {
+                                events.push(Event::Quorum(term, event));
+                            }
+                            if down {
+                                break;
                             }
                         }
                     })
                     .detach();
                 }
             })
-            .detach();
-        }
+        };
         let now = clock(self.started);
         let settings = LeaderSettings {
             tick_ms: members.tick_ms,
@@ -427,109 +460,110 @@ impl CommitShard {
             recent_txns: self.recent_txns.iter().cloned().collect(),
         };
         let mut leader = LeaderCore::new(members.ensemble.clone(), settings, start, now());
-        let mut pending: VecDeque<Arc<CommitBatch>> = VecDeque::new();
-        // Everything logged before this epoch is committed once established.
-        let mut committed_floor = i64::MIN;
-        let result = loop {
-            let Some(items) = events.next_batch().await else { break "stopping".to_owned() };
-            let mut batch = BatchBuilder::default();
-            let mut actions = Vec::new();
-            for event in items {
-                match event {
-                    Event::Worker(arrived, msg) => {
-                        if leader.is_established() {
-                            self.handle_worker_message(arrived, msg, &mut batch).await;
-                        } else {
-                            self.refuse(msg, &mut batch).await;
-                        }
-                    }
-                    Event::Quorum(QuorumEvent::LearnerUp(conn)) => leader.learner_connected(conn, now()),
-                    Event::Quorum(QuorumEvent::Learner(conn, p)) => leader.learner_packet(conn, p, now(), &mut actions),
-                    Event::Quorum(QuorumEvent::LearnerDown(conn, why)) => {
-                        tracing::info!(conn, reason = %why, "learner connection closed");
-                        leader.learner_disconnected(conn);
-                        links.borrow_mut().remove(&conn);
-                    }
-                    Event::Quorum(_) => {}
-                }
-            }
-            leader.tick(now(), &mut actions);
-            let synced = leader.synced_learners();
-            let observers =
-                synced.iter().filter(|(_, k)| *k == crate::zab::leader::LearnerKind::Observer).count() as u64;
-            self.stats.set_leader_view(leader.learner_count() as u64, synced.len() as u64 - observers, observers);
-            if let Err(why) = self
-                .leader_actions(
-                    &mut leader,
-                    actions,
-                    &links,
-                    Some(&mut batch),
-                    &mut pending,
-                    &mut committed_floor,
-                    epochs,
-                )
-                .await
-            {
-                break why;
-            }
-            if leader.is_established() {
-                self.expire_sessions(&mut batch);
-                self.reap(&mut batch);
-            }
-            if batch.entries.is_empty() {
-                continue;
-            }
-            if batch
-                .logged
-                .last()
-                .is_some_and(|(z, _)| z & crate::zab::leader::ZXID_COUNTER_MAX == crate::zab::leader::ZXID_COUNTER_MAX)
-            {
-                break "the zxid counter is exhausted; a new epoch is needed".to_owned();
-            }
-            let mut actions = Vec::new();
-            for (zxid, txn) in &batch.logged {
-                leader.propose(*zxid, txn.clone(), &mut actions);
-            }
-            // The proposals go out before our own fsync: it runs in parallel.
-            if let Err(why) = self
-                .leader_actions(&mut leader, actions, &links, None, &mut pending, &mut committed_floor, epochs)
-                .await
-            {
-                break why;
-            }
-            let logged_txns = batch.logged.len() as u64;
-            self.append_or_die(&batch).await;
-            self.remember_recent(&batch);
-            let shared = self.seal(batch);
-            pending.push_back(shared);
-            let mut actions = Vec::new();
-            leader.local_durable(self.last_zxid, &mut actions);
-            if let Err(why) = self
-                .leader_actions(&mut leader, actions, &links, None, &mut pending, &mut committed_floor, epochs)
-                .await
-            {
-                break why;
-            }
-            self.publish_committed(&mut pending, leader.last_committed().max(committed_floor)).await;
-            self.maybe_snapshot(logged_txns);
+        let mut held = LeaderTerm {
+            pending: VecDeque::new(),
+            committed_floor: i64::MIN,
+            local_syncs: HashMap::new(),
+            next_sync_token: 0,
         };
+        let result =
+            loop {
+                let Some(items) = events.next_batch().await else { break "stopping".to_owned() };
+                let mut batch = BatchBuilder::default();
+                let mut actions = Vec::new();
+                for event in items {
+                    match event {
+                        Event::Worker(_, ToCommit::Sync { conn, xid, path, .. }) if leader.is_established() => {
+                            // After the requests before it (self.last_zxid
+                            // covers those in this batch), and a quorum round.
+                            let token = held.next_sync_token;
+                            held.next_sync_token += 1;
+                            held.local_syncs.insert(token, (conn, xid, path));
+                            leader.sync(SyncRequester::Local(token), self.last_zxid, &mut actions);
+                        }
+                        Event::Worker(arrived, msg) => {
+                            if leader.is_established() {
+                                self.handle_worker_message(arrived, msg, &mut batch).await;
+                            } else {
+                                self.refuse(msg, &mut batch).await;
+                            }
+                        }
+                        Event::Quorum(t, _) if t != term => {}
+                        Event::Quorum(_, QuorumEvent::LearnerUp(conn)) => leader.learner_connected(conn, now()),
+                        Event::Quorum(_, QuorumEvent::Learner(conn, p)) => {
+                            leader.learner_packet(conn, p, now(), &mut actions)
+                        }
+                        Event::Quorum(_, QuorumEvent::LearnerDown(conn, why)) => {
+                            tracing::info!(conn, reason = %why, "learner connection closed");
+                            leader.learner_disconnected(conn);
+                            links.borrow_mut().remove(&conn);
+                        }
+                        Event::Quorum(..) => {}
+                    }
+                }
+                leader.tick(now(), &mut actions);
+                let synced = leader.synced_learners();
+                let observers =
+                    synced.iter().filter(|(_, k)| *k == crate::zab::leader::LearnerKind::Observer).count() as u64;
+                self.stats.set_leader_view(leader.learner_count() as u64, synced.len() as u64 - observers, observers);
+                if let Err(why) =
+                    self.leader_actions(&mut leader, actions, &links, Some(&mut batch), &mut held, epochs).await
+                {
+                    break why;
+                }
+                self.stats.set_pending_syncs(leader.pending_sync_count() as u64);
+                if leader.is_established() {
+                    self.expire_sessions(&mut batch);
+                    self.reap(&mut batch);
+                }
+                if batch.entries.is_empty() {
+                    continue;
+                }
+                if batch.logged.last().is_some_and(|(z, _)| {
+                    z & crate::zab::leader::ZXID_COUNTER_MAX == crate::zab::leader::ZXID_COUNTER_MAX
+                }) {
+                    break "the zxid counter is exhausted; a new epoch is needed".to_owned();
+                }
+                let mut actions = Vec::new();
+                for (zxid, txn) in &batch.logged {
+                    leader.propose(*zxid, txn.clone(), &mut actions);
+                }
+                // The proposals go out before our own fsync: it runs in parallel.
+                if let Err(why) = self.leader_actions(&mut leader, actions, &links, None, &mut held, epochs).await {
+                    break why;
+                }
+                let logged_txns = batch.logged.len() as u64;
+                self.append_or_die(&batch).await;
+                self.remember_recent(&batch);
+                let shared = self.seal(batch);
+                held.pending.push_back(shared);
+                let mut actions = Vec::new();
+                leader.local_durable(self.last_zxid, &mut actions);
+                if let Err(why) = self.leader_actions(&mut leader, actions, &links, None, &mut held, epochs).await {
+                    break why;
+                }
+                self.publish_committed(&mut held.pending, leader.last_committed().max(held.committed_floor)).await;
+                self.maybe_snapshot(logged_txns);
+            };
         leading.set(false);
+        drop(acceptor);
         self.stats.set_leader_view(0, 0, 0);
+        self.stats.set_pending_syncs(0);
         for (_, link) in std::mem::take(&mut *links.borrow_mut()) {
             link.close();
         }
         result
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Carries out the core's actions in order. `batch` is the batch being
+    /// built this round (None once it is sealed).
     async fn leader_actions(
         &mut self,
         leader: &mut LeaderCore,
         actions: Vec<LeaderAction>,
         links: &Rc<RefCell<BTreeMap<LearnerConn, Rc<LearnerLink>>>>,
         mut batch: Option<&mut BatchBuilder>,
-        pending: &mut VecDeque<Arc<CommitBatch>>,
-        committed_floor: &mut i64,
+        held: &mut LeaderTerm,
         epochs: &mut Epochs,
     ) -> Result<(), String> {
         let mut queue: VecDeque<LeaderAction> = actions.into();
@@ -554,18 +588,41 @@ impl CommitShard {
                 }
                 LeaderAction::Established { epoch } => {
                     self.last_zxid = self.last_zxid.max(make_zxid(epoch, 0));
-                    *committed_floor = self.last_zxid;
+                    held.committed_floor = self.last_zxid;
                     self.stats.set_mode(ServerMode::Leader);
                     let synced = leader.synced_learners();
                     tracing::info!(epoch, learners = ?synced, "leading: established with a quorum");
                     let view = self.seal(BatchBuilder::default());
                     self.publish(view).await;
                 }
-                LeaderAction::Committed { zxid } => self.publish_committed(pending, zxid.max(*committed_floor)).await,
+                LeaderAction::Committed { zxid } => {
+                    self.publish_committed(&mut held.pending, zxid.max(held.committed_floor)).await
+                }
+                LeaderAction::Forwarded { conn, request, .. } if request.op_type == op::SYNC => {
+                    // In request order: after the writes forwarded before it.
+                    let mut more = Vec::new();
+                    leader.sync(SyncRequester::Learner(conn), self.last_zxid, &mut more);
+                    queue.extend(more);
+                }
                 LeaderAction::Forwarded { request, sid, .. } => match batch.as_deref_mut() {
                     Some(b) => self.execute_forwarded(sid, request, b),
                     None => tracing::warn!(sid, "a forwarded request outside a batch was dropped"),
                 },
+                LeaderAction::LocalSyncReady { token } => {
+                    let Some((conn, xid, path)) = held.local_syncs.remove(&token) else { continue };
+                    let reply =
+                        BatchEntry::Reply(Reply { conn, zxid: self.last_zxid, kind: ReplyKind::Sync { xid, path } });
+                    match batch.as_deref_mut() {
+                        // Published with this round's batch, after its commits.
+                        Some(b) => b.entries.push(reply),
+                        // The round's batch is sealed: the tree is exactly the
+                        // proposed state, so a batch of its own queues behind.
+                        None => {
+                            let shared = self.seal(BatchBuilder { entries: vec![reply], ..Default::default() });
+                            held.pending.push_back(shared);
+                        }
+                    }
+                }
                 LeaderAction::Revalidate { conn, session_id, timeout_ms } => {
                     let valid = self.sessions.contains_key(&session_id);
                     if valid {
@@ -687,6 +744,7 @@ impl CommitShard {
         epochs: &mut Epochs,
         leader_sid: Sid,
         observer: bool,
+        term: RoleTerm,
     ) -> String {
         let Some(&addr) = members.quorum_addrs.get(&leader_sid) else {
             return format!("the elected leader {leader_sid} is not in the configuration");
@@ -708,12 +766,16 @@ impl CommitShard {
             let (link, events, following) = (link.clone(), events.clone(), following.clone());
             glommio::spawn_local(async move {
                 while following.get() {
-                    match link.recv().await {
-                        Ok(msg) => events.push(Event::Quorum(QuorumEvent::Leader(msg))),
-                        Err(e) => {
-                            events.push(Event::Quorum(QuorumEvent::LeaderDown(e.to_string())));
-                            break;
-                        }
+                    let event = match link.recv().await {
+                        Ok(msg) => QuorumEvent::Leader(msg),
+                        Err(e) => QuorumEvent::LeaderDown(e.to_string()),
+                    };
+                    let down = matches!(event, QuorumEvent::LeaderDown(_));
+                    if following.get() {
+                        events.push(Event::Quorum(term, event));
+                    }
+                    if down {
+                        break;
                     }
                 }
             })
@@ -744,8 +806,11 @@ impl CommitShard {
                         self.forward(msg, &link, &mut pend, &mut batch).await
                     }
                     Event::Worker(_, msg) => self.refuse(msg, &mut batch).await,
-                    Event::Quorum(QuorumEvent::Leader(FromLeader::Packet(p))) => learner.packet(p, now(), &mut actions),
-                    Event::Quorum(QuorumEvent::Leader(FromLeader::Snapshot { zxid, tree, sessions })) => {
+                    Event::Quorum(t, _) if t != term => {}
+                    Event::Quorum(_, QuorumEvent::Leader(FromLeader::Packet(p))) => {
+                        learner.packet(p, now(), &mut actions)
+                    }
+                    Event::Quorum(_, QuorumEvent::Leader(FromLeader::Snapshot { zxid, tree, sessions })) => {
                         // The link has read the SNAP packet and its stream
                         // whole: tell the core about the packet, then install.
                         learner.packet(crate::zab::packets::ToLearner::Snap { zxid }, now(), &mut actions);
@@ -755,11 +820,11 @@ impl CommitShard {
                         }
                         learner.snapshot_installed(zxid, now());
                     }
-                    Event::Quorum(QuorumEvent::LeaderDown(why)) => {
+                    Event::Quorum(_, QuorumEvent::LeaderDown(why)) => {
                         leader_down = Some(format!("lost the leader {leader_sid}: {why}"));
                         break;
                     }
-                    Event::Quorum(_) => {}
+                    Event::Quorum(..) => {}
                 }
             }
             if !batch.entries.is_empty() {

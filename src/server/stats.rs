@@ -47,6 +47,7 @@ pub struct ServerStats {
     learners: AtomicU64,
     synced_followers: AtomicU64,
     synced_observers: AtomicU64,
+    pending_syncs: AtomicU64,
     quorum_size: AtomicU64,
 }
 
@@ -80,6 +81,13 @@ impl ServerStats {
         self.learners.store(learners, Ordering::Relaxed);
         self.synced_followers.store(synced_followers, Ordering::Relaxed);
         self.synced_observers.store(synced_observers, Ordering::Relaxed);
+    }
+    /// Leader only: syncs waiting for their commits and quorum round.
+    pub fn set_pending_syncs(&self, n: u64) {
+        self.pending_syncs.store(n, Ordering::Relaxed);
+    }
+    pub fn pending_syncs(&self) -> u64 {
+        self.pending_syncs.load(Ordering::Relaxed)
     }
     /// (learners, synced followers, synced observers).
     pub fn leader_view(&self) -> (u64, u64, u64) {

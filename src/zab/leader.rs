@@ -16,6 +16,14 @@
 //! `sync_plan` decides, then NEWLEADER; a quorum acking NEWLEADER
 //! establishes the leader and UPTODATE goes out), **broadcast** (PROPOSAL,
 //! ACK, COMMIT in zxid order, INFORM to observers, PING every half tick).
+//!
+//! **Syncs are linearizable** (beyond Apache, ZOOKEEPER-1675): a sync is
+//! answered only once everything proposed before it is committed *and* a
+//! quorum of voters has answered a PING round sent after it arrived. A
+//! leader that was paused and replaced without knowing it cannot find such
+//! a quorum, so a read after its sync never misses a write another leader
+//! acknowledged before the sync began. The round number rides in the PING's
+//! zxid field, which learners (Apache's too) echo and otherwise ignore.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -75,8 +83,29 @@ struct Learner {
     /// Gets PROPOSAL/COMMIT (followers) or INFORM (observers) for zxids
     /// above the point its sync ended.
     forwarding: bool,
-    /// A PING (or, during sync, any packet) is owed a reply.
     connected_ms: u64,
+    /// The newest PING round this learner has answered.
+    echoed_round: u64,
+}
+
+/// Who asked for a sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncRequester {
+    /// A learner's client: answered with a SYNC packet to that learner.
+    Learner(LearnerConn),
+    /// A client of the leader itself, numbered by the driver: answered with
+    /// `LeaderAction::LocalSyncReady`.
+    Local(u64),
+}
+
+#[derive(Debug)]
+struct PendingSync {
+    requester: SyncRequester,
+    /// Everything up to here (proposed, or assigned by the driver, before
+    /// the sync) must be committed first.
+    after_zxid: i64,
+    /// A PING round sent after the sync arrived, which a quorum must answer.
+    round: u64,
 }
 
 /// One thing for the driver to do; carried out in order.
@@ -120,6 +149,11 @@ pub enum LeaderAction {
         conn: LearnerConn,
         session_id: i64,
         timeout_ms: i32,
+    },
+    /// A sync of a client of this leader may be answered now (after every
+    /// commit published so far).
+    LocalSyncReady {
+        token: u64,
     },
     /// Sessions a learner saw traffic on (from its PING reply).
     SessionsTouched(Vec<SessionTouch>),
@@ -176,8 +210,12 @@ pub struct LeaderCore {
     last_committed: i64,
     local_durable: i64,
     window: VecDeque<(i64, Bytes)>,
-    /// Forwarded syncs: answered once this zxid is committed.
-    pending_syncs: VecDeque<(LearnerConn, i64)>,
+    /// Syncs in arrival order, waiting for their commits and their round.
+    pending_syncs: VecDeque<PendingSync>,
+    /// The last PING round sent (0: none yet).
+    ping_round: u64,
+    /// A sync arrived since the last round: send one at the next tick.
+    round_wanted: bool,
     next_ping_ms: u64,
 }
 
@@ -205,6 +243,8 @@ impl LeaderCore {
             local_durable: start.last_logged_zxid,
             window,
             pending_syncs: VecDeque::new(),
+            ping_round: 0,
+            round_wanted: false,
             next_ping_ms: now_ms,
             ensemble,
             settings,
@@ -237,6 +277,11 @@ impl LeaderCore {
         self.learners.len()
     }
 
+    /// Syncs not yet answered (mntr's zk_pending_syncs).
+    pub fn pending_sync_count(&self) -> usize {
+        self.pending_syncs.len()
+    }
+
     /// The zxid for the next proposal, or None when the counter would roll
     /// over (the leader must step down so a new epoch starts) or the leader
     /// is not established.
@@ -259,13 +304,62 @@ impl LeaderCore {
                 last_heard_ms: now_ms,
                 forwarding: false,
                 connected_ms: now_ms,
+                echoed_round: 0,
             },
         );
     }
 
     pub fn learner_disconnected(&mut self, conn: LearnerConn) {
         self.learners.remove(&conn);
-        self.pending_syncs.retain(|(c, _)| *c != conn);
+        self.pending_syncs.retain(|p| p.requester != SyncRequester::Learner(conn));
+    }
+
+    /// A sync: answered once everything up to `after_zxid` (the driver's
+    /// newest assigned zxid when the sync reached it, so requests before it
+    /// come first) is committed and a quorum answered a PING round sent
+    /// after now. Learners forward syncs as REQUESTs, which come out as
+    /// `LeaderAction::Forwarded` so the driver calls this in request order.
+    pub fn sync(&mut self, requester: SyncRequester, after_zxid: i64, out: &mut Vec<LeaderAction>) {
+        if self.stepped_down {
+            return;
+        }
+        self.pending_syncs.push_back(PendingSync {
+            requester,
+            after_zxid: after_zxid.max(self.last_proposed),
+            round: self.ping_round + 1,
+        });
+        self.round_wanted = true;
+        self.answer_syncs(out);
+    }
+
+    /// Whether a quorum of voters, this leader included, answered `round`.
+    fn round_confirmed(&self, round: u64) -> bool {
+        let answered = self
+            .learners
+            .values()
+            .filter(|l| l.phase == LearnerPhase::Synced && l.echoed_round >= round)
+            .map(|l| &l.sid);
+        self.ensemble.is_quorum(answered.chain(std::iter::once(&self.ensemble.my_sid)))
+    }
+
+    /// Answers, in order, the syncs whose commits and round are in.
+    fn answer_syncs(&mut self, out: &mut Vec<LeaderAction>) {
+        while let Some(front) = self.pending_syncs.front() {
+            // Once established, everything up to (epoch, 0) is committed.
+            let committed = match self.new_epoch.filter(|_| self.established) {
+                Some(epoch) => self.last_committed.max(make_zxid(epoch, 0)),
+                None => self.last_committed,
+            };
+            if front.after_zxid > committed || !self.round_confirmed(front.round) {
+                break;
+            }
+            let requester = front.requester;
+            self.pending_syncs.pop_front();
+            match requester {
+                SyncRequester::Learner(conn) => out.push(LeaderAction::Send(conn, ToLearner::Sync)),
+                SyncRequester::Local(token) => out.push(LeaderAction::LocalSyncReady { token }),
+            }
+        }
     }
 
     /// One packet from a learner.
@@ -286,10 +380,15 @@ impl LeaderCore {
                 self.on_ack_epoch(conn, last_logged_zxid, current_epoch, out)
             }
             ToLeader::Ack { zxid } => self.on_ack(conn, zxid, out),
-            ToLeader::Ping { sessions, .. } => {
+            ToLeader::Ping { zxid, sessions } => {
+                // The echo of a round we sent (anything else is not ours).
+                if zxid > 0 && zxid as u64 <= self.ping_round {
+                    learner.echoed_round = learner.echoed_round.max(zxid as u64);
+                }
                 if !sessions.is_empty() {
                     out.push(LeaderAction::SessionsTouched(sessions));
                 }
+                self.answer_syncs(out);
             }
             ToLeader::Request(request) => {
                 if learner.phase != LearnerPhase::Synced {
@@ -297,16 +396,7 @@ impl LeaderCore {
                     return;
                 }
                 let sid = learner.sid;
-                if request.op_type == crate::proto::op::SYNC {
-                    // Answered when everything proposed so far is committed.
-                    if self.outstanding.is_empty() {
-                        out.push(LeaderAction::Send(conn, ToLearner::Sync));
-                    } else {
-                        self.pending_syncs.push_back((conn, self.last_proposed));
-                    }
-                } else {
-                    out.push(LeaderAction::Forwarded { conn, sid, request });
-                }
+                out.push(LeaderAction::Forwarded { conn, sid, request });
             }
             ToLeader::Revalidate { session_id, timeout_ms } => {
                 out.push(LeaderAction::Revalidate { conn, session_id, timeout_ms })
@@ -569,13 +659,7 @@ impl LeaderCore {
         }
         if committed_any {
             out.push(LeaderAction::Committed { zxid: self.last_committed });
-            while let Some(&(conn, wait_for)) = self.pending_syncs.front() {
-                if wait_for > self.last_committed {
-                    break;
-                }
-                self.pending_syncs.pop_front();
-                out.push(LeaderAction::Send(conn, ToLearner::Sync));
-            }
+            self.answer_syncs(out);
         }
     }
 
@@ -626,13 +710,18 @@ impl LeaderCore {
             );
             return;
         }
-        if now_ms >= self.next_ping_ms {
+        // Every PING is a numbered round; a waiting sync brings the next
+        // one forward instead of waiting for half a tick.
+        if now_ms >= self.next_ping_ms || self.round_wanted {
             self.next_ping_ms = now_ms + (tick / 2).max(1);
+            self.round_wanted = false;
+            self.ping_round += 1;
             for (conn, l) in &self.learners {
                 if l.phase == LearnerPhase::Synced {
-                    out.push(LeaderAction::Send(*conn, ToLearner::Ping { zxid: self.last_proposed }));
+                    out.push(LeaderAction::Send(*conn, ToLearner::Ping { zxid: self.ping_round as i64 }));
                 }
             }
+            self.answer_syncs(out);
         }
     }
 
@@ -647,7 +736,7 @@ impl LeaderCore {
 
     fn close(&mut self, conn: LearnerConn, reason: String, out: &mut Vec<LeaderAction>) {
         if self.learners.remove(&conn).is_some() {
-            self.pending_syncs.retain(|(c, _)| *c != conn);
+            self.pending_syncs.retain(|p| p.requester != SyncRequester::Learner(conn));
             out.push(LeaderAction::Close { conn, reason });
         }
     }

@@ -9,7 +9,9 @@ use bytes::Bytes;
 
 use super::ensemble::{Ensemble, Sid};
 use super::follower::{LearnerAction, LearnerCore, LearnerSettings};
-use super::leader::{LeaderAction, LeaderCore, LeaderSettings, LeaderStart, LearnerConn, COMMITTED_WINDOW_TXNS};
+use super::leader::{
+    LeaderAction, LeaderCore, LeaderSettings, LeaderStart, LearnerConn, SyncRequester, COMMITTED_WINDOW_TXNS,
+};
 use super::packets::{make_zxid, ForwardedRequest, ToLeader, ToLearner};
 use super::sync_plan::SyncPolicy;
 use crate::proto::op;
@@ -68,6 +70,8 @@ struct Harness {
     snapshots_sent: Vec<LearnerConn>,
     truncations: Vec<(Sid, i64)>,
     forwarded: Vec<ForwardedRequest>,
+    /// Tokens of the leader's own clients' syncs, as they were answered.
+    local_syncs_answered: Vec<u64>,
     now_ms: u64,
 }
 
@@ -102,6 +106,7 @@ impl Harness {
             snapshots_sent: Vec::new(),
             truncations: Vec::new(),
             forwarded: Vec::new(),
+            local_syncs_answered: Vec::new(),
             now_ms: 0,
         };
         for &sid in voters.iter().chain(observers) {
@@ -167,7 +172,16 @@ impl Harness {
                 LeaderAction::Established { epoch } => self.established = Some(epoch),
                 LeaderAction::SyncChosen { .. } => {}
                 LeaderAction::Committed { zxid } => self.leader_committed = zxid,
+                // The driver's part: a forwarded sync goes back to the core
+                // in request order, after what was proposed before it.
+                LeaderAction::Forwarded { conn, request, .. } if request.op_type == op::SYNC => {
+                    let mut out = Vec::new();
+                    let after = self.leader.last_proposed();
+                    self.leader.sync(SyncRequester::Learner(conn), after, &mut out);
+                    self.leader_actions(out);
+                }
                 LeaderAction::Forwarded { request, .. } => self.forwarded.push(request),
+                LeaderAction::LocalSyncReady { token } => self.local_syncs_answered.push(token),
                 LeaderAction::Revalidate { conn, session_id, .. } => {
                     let mut out = Vec::new();
                     self.leader.revalidated(conn, session_id, true, &mut out);
@@ -271,6 +285,25 @@ impl Harness {
         }
         self.run();
         zxids
+    }
+
+    /// Delivers what the leader sent, but not the learners' answers.
+    fn deliver_to_learners(&mut self) {
+        while let Some((conn, p)) = self.to_learner.pop_front() {
+            let mut out = Vec::new();
+            if let Some(node) = self.learners.get_mut(&conn) {
+                node.core.packet(p, self.now_ms, &mut out);
+            }
+            self.learner_actions(conn, out);
+        }
+    }
+
+    /// A client of the leader itself asks for a sync.
+    fn local_sync(&mut self, token: u64) {
+        let mut out = Vec::new();
+        let after = self.leader.last_proposed();
+        self.leader.sync(SyncRequester::Local(token), after, &mut out);
+        self.leader_actions(out);
     }
 
     fn tick(&mut self, advance_ms: u64) {
@@ -435,7 +468,9 @@ fn commit_waits_for_a_durable_quorum() {
     h.run();
     for sid in [1, 2] {
         let c = h.conn_of(sid);
-        h.learners.get_mut(&c).map(|n| n.auto_durable = false);
+        if let Some(n) = h.learners.get_mut(&c) {
+            n.auto_durable = false;
+        }
     }
     let z = h.propose(1)[0];
     assert_eq!(h.leader_committed, 0, "logged but not durable anywhere else: not committed");
@@ -473,7 +508,9 @@ fn learner_gives_up_on_a_silent_leader() {
     h.now_ms += TICK_MS * 6;
     let c = h.conn_of(1);
     let mut out = Vec::new();
-    h.learners.get_mut(&c).map(|n| n.core.tick(h.now_ms, &mut out));
+    if let Some(n) = h.learners.get_mut(&c) {
+        n.core.tick(h.now_ms, &mut out);
+    }
     assert!(matches!(&out[..], [LearnerAction::GiveUp { .. }]), "{out:?}");
 }
 
@@ -493,7 +530,9 @@ fn forwarded_sync_is_answered_after_the_outstanding_commit() {
     h.run();
     for sid in [1, 2] {
         let c = h.conn_of(sid);
-        h.learners.get_mut(&c).map(|n| n.auto_durable = false);
+        if let Some(n) = h.learners.get_mut(&c) {
+            n.auto_durable = false;
+        }
     }
     let z = h.propose(1)[0];
     let c1 = h.conn_of(1);
@@ -502,6 +541,9 @@ fn forwarded_sync_is_answered_after_the_outstanding_commit() {
     h.run();
     assert_eq!(h.node(1).syncs_done, 0, "a sync waits for what was proposed before it");
     h.report_durable(c1, z);
+    h.run();
+    assert_eq!(h.node(1).syncs_done, 0, "committed, but no quorum has answered a round sent after the sync");
+    h.tick(1);
     h.run();
     assert_eq!(h.node(1).syncs_done, 1);
     let write = ForwardedRequest { session_id: 9, cxid: 2, op_type: op::CREATE, body: Bytes::new(), authinfo: vec![] };
@@ -517,7 +559,9 @@ fn observers_learn_commits_but_never_count() {
     assert!(h.node(4).serving);
     for sid in [1, 2] {
         let c = h.conn_of(sid);
-        h.learners.get_mut(&c).map(|n| n.auto_durable = false);
+        if let Some(n) = h.learners.get_mut(&c) {
+            n.auto_durable = false;
+        }
     }
     let z = h.propose(1)[0];
     assert_eq!(h.leader_committed, 0, "the observer's copy does not make a quorum");
@@ -610,4 +654,86 @@ fn pings_during_sync_are_ignored_until_uptodate() {
     sent(&mut out);
     learner.packet(ToLearner::Ping { zxid: z1 }, 40, &mut out);
     assert_eq!(sent(&mut out), vec![LearnerAction::PingReply { zxid: z1 }], "pings are answered in the broadcast");
+}
+
+/// Linearizable sync: committing what came before is not enough; a quorum
+/// must answer a PING round sent after the sync arrived (one follower and
+/// the leader make a quorum of three).
+#[test]
+fn sync_waits_for_a_quorum_round_sent_after_it() {
+    let mut h = Harness::new(3, &[1, 2, 3], &[], BTreeMap::new());
+    h.run();
+    h.local_sync(7);
+    h.run();
+    assert!(h.local_syncs_answered.is_empty(), "no round has been sent since the sync");
+    assert_eq!(h.leader.pending_sync_count(), 1);
+    h.tick(1);
+    // Follower 2 never hears this round; follower 1 does.
+    let c2 = h.conn_of(2);
+    h.to_learner.retain(|(c, _)| *c != c2);
+    assert!(h.local_syncs_answered.is_empty(), "the round is out, not answered");
+    h.run();
+    assert_eq!(h.local_syncs_answered, vec![7]);
+    assert_eq!(h.leader.pending_sync_count(), 0);
+}
+
+/// An answer to a round sent before the sync proves nothing about the
+/// time after it: the sync waits for the next round.
+#[test]
+fn an_echo_of_an_earlier_round_does_not_answer_a_later_sync() {
+    let mut h = Harness::new(3, &[1, 2, 3], &[], BTreeMap::new());
+    h.run();
+    h.tick(1);
+    h.deliver_to_learners();
+    // Both followers' echoes are on their way when the sync arrives.
+    h.local_sync(1);
+    h.run();
+    assert!(h.local_syncs_answered.is_empty(), "echoes of the earlier round answered a later sync");
+    h.tick(1);
+    h.run();
+    assert_eq!(h.local_syncs_answered, vec![1]);
+}
+
+/// A leader whose followers went to another leader (a paused, then resumed
+/// leader) never answers a sync: it steps down instead.
+#[test]
+fn a_leader_without_its_quorum_never_answers_a_sync() {
+    let mut h = Harness::new(3, &[1, 2, 3], &[], BTreeMap::new());
+    h.run();
+    h.local_sync(1);
+    let c1 = h.conn_of(1);
+    let forwarded =
+        ForwardedRequest { session_id: 9, cxid: 1, op_type: op::SYNC, body: Bytes::new(), authinfo: vec![] };
+    h.to_leader.push_back((c1, ToLeader::Request(forwarded)));
+    h.leader.learner_packet(c1, h.to_leader.pop_front().expect("queued").1, h.now_ms, &mut Vec::new());
+    for _ in 0..10 {
+        h.tick(TICK_MS);
+        h.to_learner.clear();
+    }
+    assert!(h.local_syncs_answered.is_empty());
+    assert_eq!(h.node(1).syncs_done, 0);
+    assert!(h.stepped_down.is_some(), "a leader that cannot reach a quorum steps down");
+}
+
+/// Syncs are answered in arrival order, each after the writes before it.
+#[test]
+fn syncs_are_answered_in_order_after_the_writes_before_them() {
+    let mut h = Harness::new(3, &[1, 2, 3], &[], BTreeMap::new());
+    h.run();
+    for sid in [1, 2] {
+        let c = h.conn_of(sid);
+        if let Some(n) = h.learners.get_mut(&c) {
+            n.auto_durable = false;
+        }
+    }
+    h.local_sync(1);
+    let z = h.propose(1)[0];
+    h.local_sync(2);
+    h.tick(1);
+    h.run();
+    assert_eq!(h.local_syncs_answered, vec![1], "the second sync waits for the write proposed before it");
+    let c1 = h.conn_of(1);
+    h.report_durable(c1, z);
+    h.run();
+    assert_eq!(h.local_syncs_answered, vec![1, 2]);
 }
