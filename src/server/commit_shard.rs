@@ -36,7 +36,42 @@ use crate::tree::{DataTree, MultiOpResult, TxnContext, WriteOp, WriteResult};
 
 pub(super) struct SessionEntry {
     pub(super) timeout_ms: i32,
+    /// This server's connection for the session, if it has one.
     pub(super) owner: Option<ConnRef>,
+    /// Which server holds the session's connection, as a leader (or a
+    /// standalone server) sees it: a write from any other is refused with
+    /// SESSIONMOVED, as Apache's SessionTracker.checkSession refuses it.
+    pub(super) holder: SessionHolder,
+}
+
+impl SessionEntry {
+    pub(super) fn restored(timeout_ms: i32) -> SessionEntry {
+        SessionEntry { timeout_ms, owner: None, holder: SessionHolder::Unclaimed }
+    }
+}
+
+/// Apache's session "owner": the leader itself, or the learner link
+/// (LearnerHandler) its client's requests come through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SessionHolder {
+    /// Not known since this server started leading: the first server to
+    /// send a request for the session claims it (Apache's null owner).
+    Unclaimed,
+    /// A client connection on this server.
+    Here,
+    /// A client of the learner on this link.
+    Learner(crate::zab::leader::LearnerConn),
+}
+
+impl SessionHolder {
+    /// Whether `from` may write for a session held by `self`; an unclaimed
+    /// session becomes `from`'s.
+    pub(super) fn claim(&mut self, from: SessionHolder) -> bool {
+        if *self == SessionHolder::Unclaimed {
+            *self = from;
+        }
+        *self == from
+    }
 }
 
 struct PendingReport {
@@ -88,7 +123,7 @@ impl CommitShard {
         let mut sessions = HashMap::new();
         // Restored sessions get a fresh deadline: their clients may reconnect.
         for (&id, &timeout_ms) in &recovered.sessions {
-            sessions.insert(id, SessionEntry { timeout_ms, owner: None });
+            sessions.insert(id, SessionEntry::restored(timeout_ms));
             expiry.touch(id, timeout_ms as i64, 0);
         }
         let newest_id = recovered.sessions.keys().next_back().copied().unwrap_or(0);
@@ -294,7 +329,8 @@ impl CommitShard {
                 let txn = Txn::CreateSession { timeout_ms };
                 let _ = self.tree.apply_txn(&header, &txn);
                 batch.log(&header, &txn, Some(self.tree.txn_digest()));
-                self.sessions.insert(session_id, SessionEntry { timeout_ms, owner: Some(conn) });
+                self.sessions
+                    .insert(session_id, SessionEntry { timeout_ms, owner: Some(conn), holder: SessionHolder::Here });
                 self.expiry.touch(session_id, timeout_ms as i64, now);
                 self.stats.sessions_changed(self.sessions.len() as u64);
                 batch.entries.push(BatchEntry::Txn {
@@ -322,6 +358,7 @@ impl CommitShard {
                             }
                         }
                         entry.timeout_ms = timeout_ms;
+                        entry.holder = SessionHolder::Here;
                         true
                     }
                     None => false,
@@ -341,11 +378,15 @@ impl CommitShard {
                 }));
             }
             ToCommit::Write { conn, session_id, xid, op, write, auth } => {
-                if !self.sessions.contains_key(&session_id) {
+                let refused = match self.sessions.get_mut(&session_id) {
+                    None => Some(ErrorCode::SessionExpired),
+                    Some(entry) => (!entry.holder.claim(SessionHolder::Here)).then_some(ErrorCode::SessionMoved),
+                };
+                if let Some(code) = refused {
                     batch.entries.push(BatchEntry::Reply(Reply {
                         conn,
                         zxid: self.last_zxid,
-                        kind: ReplyKind::Write { xid, op, result: Err(ErrorCode::SessionExpired) },
+                        kind: ReplyKind::Write { xid, op, result: Err(code) },
                     }));
                     return;
                 }

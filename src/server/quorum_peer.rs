@@ -37,7 +37,7 @@ use crate::proto::records::{
 };
 use crate::proto::{op, ErrorCode};
 use crate::server::commit_shard::{
-    wall_clock_ms, write_response, BatchBuilder, CommitShard, Event, EventQueue, SessionEntry,
+    wall_clock_ms, write_response, BatchBuilder, CommitShard, Event, EventQueue, SessionEntry, SessionHolder,
 };
 use crate::server::connection::into_write;
 use crate::server::election_net::{self, ElectionNet, ElectionPeers};
@@ -375,8 +375,7 @@ impl CommitShard {
             recovery::recover(&self.config.data_dir, &self.config.data_log_dir, false).map_err(|e| e.to_string())?;
         self.tree = recovered.tree;
         self.last_zxid = recovered.last_zxid;
-        self.sessions =
-            recovered.sessions.iter().map(|(id, t)| (*id, SessionEntry { timeout_ms: *t, owner: None })).collect();
+        self.sessions = recovered.sessions.iter().map(|(id, t)| (*id, SessionEntry::restored(*t))).collect();
         self.recent_txns = recovered.recent_txns;
         let now = self.now_ms();
         for (&id, e) in &self.sessions {
@@ -604,8 +603,8 @@ impl CommitShard {
                     leader.sync(SyncRequester::Learner(conn), self.last_zxid, &mut more);
                     queue.extend(more);
                 }
-                LeaderAction::Forwarded { request, sid, .. } => match batch.as_deref_mut() {
-                    Some(b) => self.execute_forwarded(sid, request, b),
+                LeaderAction::Forwarded { conn, request, sid } => match batch.as_deref_mut() {
+                    Some(b) => self.execute_forwarded(conn, sid, request, b),
                     None => tracing::warn!(sid, "a forwarded request outside a batch was dropped"),
                 },
                 LeaderAction::LocalSyncReady { token } => {
@@ -629,8 +628,10 @@ impl CommitShard {
                         let now = self.now_ms();
                         if let Some(e) = self.sessions.get_mut(&session_id) {
                             e.timeout_ms = timeout_ms;
-                            // The session lives on another server now.
+                            // The session lives on that learner now: writes
+                            // from anywhere else get SESSIONMOVED.
                             e.owner = None;
+                            e.holder = SessionHolder::Learner(conn);
                         }
                         self.expiry.touch(session_id, timeout_ms as i64, now);
                     }
@@ -670,7 +671,7 @@ impl CommitShard {
 
     /// A learner's client request, prepared here like a local one; its
     /// reply goes out from the learner when the txn commits.
-    fn execute_forwarded(&mut self, sid: Sid, request: ForwardedRequest, batch: &mut BatchBuilder) {
+    fn execute_forwarded(&mut self, conn: LearnerConn, sid: Sid, request: ForwardedRequest, batch: &mut BatchBuilder) {
         let ForwardedRequest { session_id, cxid, op_type, body, authinfo } = request;
         let now = self.now_ms();
         match op_type {
@@ -684,7 +685,8 @@ impl CommitShard {
                 let txn = Txn::CreateSession { timeout_ms };
                 let _ = self.tree.apply_txn(&header, &txn);
                 batch.log(&header, &txn, Some(self.tree.txn_digest()));
-                self.sessions.insert(session_id, SessionEntry { timeout_ms, owner: None });
+                let holder = SessionHolder::Learner(conn);
+                self.sessions.insert(session_id, SessionEntry { timeout_ms, owner: None, holder });
                 self.expiry.touch(session_id, timeout_ms as i64, now);
                 self.stats.sessions_changed(self.sessions.len() as u64);
                 batch.entries.push(BatchEntry::Txn { zxid, triggers: Vec::new(), reply: None, closed_session: None });
@@ -700,8 +702,12 @@ impl CommitShard {
                         return;
                     }
                 };
-                if !self.sessions.contains_key(&session_id) {
-                    self.execute_error(batch, session_id, cxid, ErrorCode::SessionExpired);
+                let refused = match self.sessions.get_mut(&session_id) {
+                    None => Some(ErrorCode::SessionExpired),
+                    Some(e) => (!e.holder.claim(SessionHolder::Learner(conn))).then_some(ErrorCode::SessionMoved),
+                };
+                if let Some(code) = refused {
+                    self.execute_error(batch, session_id, cxid, code);
                     return;
                 }
                 if let Some(e) = self.sessions.get(&session_id) {
@@ -965,8 +971,7 @@ impl CommitShard {
                             continue;
                         };
                         if valid {
-                            let entry =
-                                self.sessions.entry(session_id).or_insert(SessionEntry { timeout_ms, owner: None });
+                            let entry = self.sessions.entry(session_id).or_insert(SessionEntry::restored(timeout_ms));
                             entry.timeout_ms = timeout_ms;
                             if let Some(previous) = entry.owner.replace(conn) {
                                 if previous != conn {
@@ -1039,8 +1044,10 @@ impl CommitShard {
         let (reply, closed_session) = match &logged.txn {
             Txn::CreateSession { timeout_ms } => {
                 let asked = pend.connects.remove(&h.session_id);
-                self.sessions
-                    .insert(h.session_id, SessionEntry { timeout_ms: *timeout_ms, owner: asked.map(|(c, _)| c) });
+                self.sessions.insert(
+                    h.session_id,
+                    SessionEntry { owner: asked.map(|(c, _)| c), ..SessionEntry::restored(*timeout_ms) },
+                );
                 let reply = asked.map(|(conn, timeout_ms)| Reply {
                     conn,
                     zxid,
@@ -1112,7 +1119,7 @@ impl CommitShard {
         .map_err(|e| format!("cannot write the snapshot: {e}"))?;
         self.tree = tree;
         self.last_zxid = zxid;
-        self.sessions = sessions.into_iter().map(|(id, t)| (id, SessionEntry { timeout_ms: t, owner: None })).collect();
+        self.sessions = sessions.into_iter().map(|(id, t)| (id, SessionEntry::restored(t))).collect();
         self.recent_txns.clear();
         self.stats.set_last_zxid(zxid);
         self.log = self.open_log().map_err(|e| format!("cannot reopen the transaction log: {e}"))?;
