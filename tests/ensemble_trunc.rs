@@ -21,11 +21,11 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::ensemble::{Ensemble, Member};
-use common::wait_until;
+use common::{dir_holds_bytes, is_stopped, strip_ansi, tree_dump, wait_until, TreeDump};
 use zoocore::client::Client;
 use zoocore::proto::types::{open_acl_unsafe, CreateMode};
 
@@ -53,72 +53,6 @@ fn connect(m: &Member) -> Client {
     }
 }
 
-/// The whole tree below `/` (without `/zookeeper`): path -> (data, czxid,
-/// mzxid, version). Equal dumps mean the same history was applied.
-type Dump = BTreeMap<String, (Vec<u8>, i64, i64, i32)>;
-
-fn dump(c: &Client) -> Dump {
-    c.sync("/").expect("sync");
-    let mut out = Dump::new();
-    let mut todo = vec!["/".to_owned()];
-    while let Some(path) = todo.pop() {
-        for child in c.get_children(&path, false).expect("children") {
-            let full = if path == "/" { format!("/{child}") } else { format!("{path}/{child}") };
-            if full == "/zookeeper" {
-                continue;
-            }
-            let (data, stat) = c.get_data(&full, false).expect("get");
-            out.insert(
-                full.clone(),
-                (data.map(|d| d.to_vec()).unwrap_or_default(), stat.czxid, stat.mzxid, stat.version),
-            );
-            todo.push(full);
-        }
-    }
-    out
-}
-
-/// Whether any file under `dir` holds `needle` (the txn bytes in a log).
-fn dir_holds_bytes(dir: &std::path::Path, needle: &[u8]) -> bool {
-    let Ok(entries) = std::fs::read_dir(dir) else { return false };
-    entries.flatten().any(|e| {
-        let p = e.path();
-        if p.is_dir() {
-            dir_holds_bytes(&p, needle)
-        } else {
-            std::fs::read(&p).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
-        }
-    })
-}
-
-/// True once the kernel reports the process stopped (state `T`).
-fn is_stopped(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('T')))
-        .unwrap_or(false)
-}
-
-/// The server log without terminal colour codes (tracing's field names
-/// are wrapped in them).
-fn plain_log(m: &Member) -> String {
-    let log = m.log();
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn zxids(e: &Ensemble) -> Vec<i64> {
     e.members.iter().map(|m| m.zxid()).collect()
 }
@@ -131,7 +65,7 @@ fn assert_converged(e: &Ensemble, acked: &BTreeSet<String>) {
         "one Zxid everywhere: {:?}",
         zxids(e)
     );
-    let dumps: Vec<(u64, Dump)> = e.members.iter().map(|m| (m.sid, dump(&connect(m)))).collect();
+    let dumps: Vec<(u64, TreeDump)> = e.members.iter().map(|m| (m.sid, tree_dump(&connect(m)))).collect();
     for (sid, d) in &dumps {
         assert!(!d.contains_key(UNACKED), "server {sid} has the unacknowledged write");
         let have: BTreeSet<String> = d.keys().cloned().collect();
@@ -214,7 +148,7 @@ fn diverge_and_rejoin(writes_before_rejoin: bool) -> (Ensemble, u64, u64, BTreeS
     e.wait_for_quorum(SETTLE);
     assert_eq!(e.member(old).mode(), "follower", "the old leader follows");
     let nc = connect(e.member(new));
-    let served: BTreeSet<String> = dump(&nc).into_keys().collect();
+    let served: BTreeSet<String> = tree_dump(&nc).into_keys().collect();
     assert_eq!(served, acked, "the new leader serves exactly the committed history");
     (e, old, new, acked)
 }
@@ -253,7 +187,7 @@ fn write_converge_restart(mut e: Ensemble, old: u64, mut acked: BTreeSet<String>
 fn old_leader_with_an_unacknowledged_write_is_truncated_on_rejoin() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let (e, old, new, acked) = diverge_and_rejoin(false);
-    let leader_log = plain_log(&e.members[(new - 1) as usize]);
+    let leader_log = strip_ansi(&e.members[(new - 1) as usize].log());
     let sync_line = leader_log
         .lines()
         .find(|l| l.contains("syncing a learner") && l.contains(&format!("sid={old}")))
@@ -262,7 +196,7 @@ fn old_leader_with_an_unacknowledged_write_is_truncated_on_rejoin() {
         sync_line.contains("plan=Trunc {") && sync_line.contains("reason=LearnerAhead"),
         "the new leader TRUNCs the old one: {sync_line}"
     );
-    let old_log = plain_log(&e.members[(old - 1) as usize]);
+    let old_log = strip_ansi(&e.members[(old - 1) as usize].log());
     assert!(old_log.contains("the leader truncates this server's log (TRUNC)"), "the old leader truncated");
     write_converge_restart(e, old, acked, true);
 }
@@ -271,7 +205,7 @@ fn old_leader_with_an_unacknowledged_write_is_truncated_on_rejoin() {
 fn old_leader_is_sent_a_snapshot_when_the_new_epoch_already_has_writes() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let (e, old, new, acked) = diverge_and_rejoin(true);
-    let leader_log = plain_log(&e.members[(new - 1) as usize]);
+    let leader_log = strip_ansi(&e.members[(new - 1) as usize].log());
     let sync_line = leader_log
         .lines()
         .find(|l| l.contains("syncing a learner") && l.contains(&format!("sid={old}")))
