@@ -16,10 +16,12 @@
 //! Skips (with a printed reason) only when the jar is absent and CI is not
 //! set. The Java process is killed by PID in a Drop guard.
 
+#[path = "common/apache.rs"]
+mod apache_proc;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -30,8 +32,6 @@ use zoocore::storage::apache::{self, read_snapshot_file, read_txn_log};
 use zoocore::storage::txn::LoggedTxn;
 use zoocore::tree::DataTree;
 
-const APACHE_JAR: &str = "/usr/share/java/zookeeper.jar";
-const APACHE_MAIN: &str = "org.apache.zookeeper.server.ZooKeeperServerMain";
 /// Small, so the workload crosses several snapshots.
 const SNAP_COUNT: u32 = 16;
 const SESSION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -39,7 +39,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One Apache ZooKeeper JVM; killed by PID on drop.
 struct Apache {
-    child: Option<Child>,
+    process: apache_proc::ServerProcess,
     addr: SocketAddr,
     log: PathBuf,
 }
@@ -60,30 +60,20 @@ impl Apache {
             )
             .unwrap();
             let log = work.join("apache.log");
-            let out = std::fs::File::create(&log).unwrap();
-            let child = Command::new("java")
-                .args([
-                    "-Xmx256m",
-                    "-XX:+UseSerialGC",
-                    "-Dzookeeper.admin.enableServer=false",
-                    "-Dzookeeper.extendedTypesEnabled=true",
-                    "-Dzookeeper.4lw.commands.whitelist=*",
-                    &format!("-Dzookeeper.snapCount={SNAP_COUNT}"),
-                    "-Dzookeeper.preAllocSize=64",
-                    // Keep the container/TTL reaper away from the workload.
-                    "-Dznode.container.checkIntervalMs=600000",
-                    "-cp",
-                    APACHE_JAR,
-                    APACHE_MAIN,
-                ])
-                .arg(&cfg)
-                .stdin(Stdio::null())
-                .stdout(out.try_clone().unwrap())
-                .stderr(out)
-                .spawn()
-                .expect("spawn java");
+            // One log per attempt, as before.
+            let _ = std::fs::remove_file(&log);
+            let snap_count = format!("-Dzookeeper.snapCount={SNAP_COUNT}");
+            let jvm_args = [
+                "-Dzookeeper.extendedTypesEnabled=true",
+                apache_proc::FOUR_LETTER_WORDS_ALL,
+                snap_count.as_str(),
+                "-Dzookeeper.preAllocSize=64",
+                // Keep the container/TTL reaper away from the workload.
+                "-Dznode.container.checkIntervalMs=600000",
+            ];
+            let process = apache_proc::ServerProcess::apache(apache_proc::STANDALONE_MAIN, &cfg, &jvm_args, None, &log);
             let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-            let mut apache = Apache { child: Some(child), addr, log };
+            let mut apache = Apache { process, addr, log };
             if apache.wait_ready() {
                 return apache;
             }
@@ -96,7 +86,7 @@ impl Apache {
     fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + START_TIMEOUT;
         while Instant::now() < deadline {
-            if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
+            if self.process.has_exited() {
                 return false;
             }
             if four_letter(self.addr, "srvr").is_some_and(|s| s.contains("Zxid:")) {
@@ -108,16 +98,7 @@ impl Apache {
     }
 
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Apache {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.kill9();
     }
 }
 
@@ -131,14 +112,7 @@ fn four_letter(addr: SocketAddr, word: &str) -> Option<String> {
 }
 
 fn apache_available() -> bool {
-    if Path::new(APACHE_JAR).exists() {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{APACHE_JAR} is required when CI is set");
-    }
-    eprintln!("skipping: {APACHE_JAR} not found (install Debian's zookeeper package)");
-    false
+    apache_proc::apache_available("the Apache digest test")
 }
 
 fn create_op(path: &str, data: &'static [u8]) -> MultiOp {

@@ -18,6 +18,8 @@
 //! Skips (with a printed reason) only when the jar is absent and CI is not
 //! set. Every Java process is killed by PID in a Drop guard.
 
+#[path = "common/apache.rs"]
+mod apache_proc;
 #[path = "common/ports.rs"]
 mod ports;
 
@@ -25,7 +27,6 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -39,8 +40,6 @@ use zoocore::storage::apache::{
 };
 use zoocore::tree::{DataTree, NodeKind};
 
-const APACHE_JAR: &str = "/usr/share/java/zookeeper.jar";
-const APACHE_MAIN: &str = "org.apache.zookeeper.server.ZooKeeperServerMain";
 /// Small, so the workload crosses several snapshots and log rolls.
 const SNAP_COUNT: u32 = 20;
 /// preAllocSize in KB, small so log files stay small.
@@ -52,7 +51,7 @@ const ALICE_ID: &str = "alice:aYXlLOpEooaV1cRAvUL1fp9Qt7E=";
 
 /// One Apache ZooKeeper JVM; killed by PID on drop.
 struct Apache {
-    child: Option<Child>,
+    process: apache_proc::ServerProcess,
     addr: SocketAddr,
     log: PathBuf,
 }
@@ -77,29 +76,22 @@ impl Apache {
             )
             .unwrap();
             let log = work.join(format!("{name}.log"));
-            let out = std::fs::File::create(&log).unwrap();
-            let child = Command::new("java")
-                .args([
-                    "-Xmx256m",
-                    "-XX:+UseSerialGC",
-                    "-Dzookeeper.admin.enableServer=false",
-                    "-Dzookeeper.extendedTypesEnabled=true",
-                    "-Dzookeeper.4lw.commands.whitelist=*",
-                    &format!("-Dzookeeper.snapCount={SNAP_COUNT}"),
-                    &format!("-Dzookeeper.preAllocSize={PREALLOC_KB}"),
-                    // Keep the container/TTL reaper away from the workload.
-                    "-Dznode.container.checkIntervalMs=600000",
-                ])
-                .args(extra_jvm_args)
-                .args(["-cp", APACHE_JAR, APACHE_MAIN])
-                .arg(&cfg)
-                .stdin(Stdio::null())
-                .stdout(out.try_clone().unwrap())
-                .stderr(out)
-                .spawn()
-                .expect("spawn java");
+            // One log per attempt, as before.
+            let _ = std::fs::remove_file(&log);
+            let snap_count = format!("-Dzookeeper.snapCount={SNAP_COUNT}");
+            let prealloc = format!("-Dzookeeper.preAllocSize={PREALLOC_KB}");
+            let mut jvm_args = vec![
+                "-Dzookeeper.extendedTypesEnabled=true",
+                apache_proc::FOUR_LETTER_WORDS_ALL,
+                snap_count.as_str(),
+                prealloc.as_str(),
+                // Keep the container/TTL reaper away from the workload.
+                "-Dznode.container.checkIntervalMs=600000",
+            ];
+            jvm_args.extend_from_slice(extra_jvm_args);
+            let process = apache_proc::ServerProcess::apache(apache_proc::STANDALONE_MAIN, &cfg, &jvm_args, None, &log);
             let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-            let mut apache = Apache { child: Some(child), addr, log };
+            let mut apache = Apache { process, addr, log };
             if apache.wait_ready() {
                 return apache;
             }
@@ -112,10 +104,8 @@ impl Apache {
     fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + START_TIMEOUT;
         while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return false;
-                }
+            if self.process.has_exited() {
+                return false;
             }
             // ruok answers before the database is loaded; srvr reports a
             // zxid only once the server serves clients.
@@ -128,35 +118,12 @@ impl Apache {
     }
 
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill9();
     }
 
     /// SIGTERM, then wait for the JVM's shutdown; SIGKILL if it hangs.
     fn stop_cleanly(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else { return false };
-        // SAFETY: kill(2) on the PID of a child we spawned and have not reaped.
-        unsafe {
-            libc::kill(child.id() as i32, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        false
-    }
-}
-
-impl Drop for Apache {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.terminate(Duration::from_secs(10))
     }
 }
 
@@ -175,14 +142,7 @@ fn four_letter(addr: SocketAddr, word: &str) -> Option<String> {
 }
 
 fn apache_available() -> bool {
-    if Path::new(APACHE_JAR).exists() {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{APACHE_JAR} is required when CI is set");
-    }
-    eprintln!("skipping: {APACHE_JAR} not found (install Debian's zookeeper package)");
-    false
+    apache_proc::apache_available("the Apache formats test")
 }
 
 // ------------------------------------------------------------- workload

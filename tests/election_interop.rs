@@ -10,14 +10,15 @@
 //! the Apache servers vote for zoocore as sid 3 and it decides Leading; as
 //! sid 1 joining a running Apache pair it decides Following 3.
 
+#[path = "common/apache.rs"]
+mod apache;
 #[path = "common/ports.rs"]
 mod ports;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -29,22 +30,10 @@ use zoocore::zab::election_wire::{
     QuorumServerSpec,
 };
 
-const APACHE_JAR: &str = "/usr/share/java/zookeeper.jar";
-/// slf4j binding so the servers log somewhere (Debian's classpath has none).
-const SLF4J_SIMPLE_JAR: &str = "/usr/share/java/slf4j-simple.jar";
+use apache::ServerProcess;
+
 const DIAL_TIMEOUT: Duration = Duration::from_millis(300);
 const DECISION_TIMEOUT: Duration = Duration::from_secs(20);
-
-fn apache_available() -> bool {
-    if Path::new(APACHE_JAR).exists() {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{APACHE_JAR} is missing and CI is set: the election interop test must run");
-    }
-    println!("skipped: {APACHE_JAR} not found (install Debian's zookeeper package)");
-    false
-}
 
 /// Below the ephemeral range (see tests/common/ports.rs).
 fn free_port() -> u16 {
@@ -102,10 +91,9 @@ impl Ensemble {
         self.root.join(format!("server{sid}.log"))
     }
 
-    fn start_apache(&self, sid: i64) -> Child {
+    fn start_apache(&self, sid: i64) -> ServerProcess {
         let dir = self.root.join(format!("server{sid}"));
-        std::fs::create_dir_all(&dir).expect("data dir");
-        std::fs::write(dir.join("myid"), format!("{sid}\n")).expect("myid");
+        apache::write_myid(&dir, sid as u64);
         let mut cfg = format!(
             "tickTime=500\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
              admin.enableServer=false\n",
@@ -117,25 +105,8 @@ impl Ensemble {
         }
         let cfg_path = dir.join("zoo.cfg");
         std::fs::write(&cfg_path, cfg).expect("zoo.cfg");
-        let log = std::fs::File::create(self.log_path(sid)).expect("log file");
-        let log_err = log.try_clone().expect("log file");
-        Command::new(std::env::var("ZK_JAVA").unwrap_or_else(|_| "java".to_owned()))
-            .args([
-                "-Xmx256m",
-                "-XX:+UseSerialGC",
-                "-Dzookeeper.admin.enableServer=false",
-                "-Dorg.slf4j.simpleLogger.defaultLogLevel=info",
-                "-Dorg.slf4j.simpleLogger.showDateTime=true",
-                "-cp",
-                &format!("{APACHE_JAR}:{SLF4J_SIMPLE_JAR}"),
-                "org.apache.zookeeper.server.quorum.QuorumPeerMain",
-            ])
-            .arg(&cfg_path)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .spawn()
-            .expect("start java")
+        let jvm_args = [apache::LOG_INFO, "-Dorg.slf4j.simpleLogger.showDateTime=true"];
+        ServerProcess::apache(apache::QUORUM_MAIN, &cfg_path, &jvm_args, None, &self.log_path(sid))
     }
 
     fn log(&self, sid: i64) -> String {
@@ -197,18 +168,6 @@ impl Drop for Ensemble {
 fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(60)..].join("\n")
-}
-
-/// Kills every Java process it holds, by PID, even when the test fails.
-struct Processes(Vec<Child>);
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -470,7 +429,7 @@ fn assert_wire_agrees(observed: &Observed, ensemble: &Ensemble, settled_version:
 
 #[test]
 fn zoocore_elects_and_follows_with_apache_zookeeper() {
-    if !apache_available() {
+    if !apache::apache_available("the election interop test") {
         return;
     }
 
@@ -480,11 +439,24 @@ fn zoocore_elects_and_follows_with_apache_zookeeper() {
         let ensemble = Ensemble::new("lead");
         let mut driver = Driver::new(3, &ensemble);
         let (mut election, actions) = start_election(3, &ensemble, now_ms(driver.start));
-        let _apache = Processes(vec![ensemble.start_apache(1), ensemble.start_apache(2)]);
+        let _apache = [ensemble.start_apache(1), ensemble.start_apache(2)];
         driver.run(&mut election, actions, DECISION_TIMEOUT);
         let decision = driver.observed.decision.expect("zoocore decided");
         assert_eq!((decision.leader, decision.role), (3, Role::Leading));
         for sid in [1, 2] {
+            // A quorum (us and one Apache server) may decide before the
+            // other JVM is up: give it time to send its vote.
+            let votes_for_us = |d: &Driver| {
+                d.observed
+                    .notifications
+                    .iter()
+                    .rev()
+                    .find(|(from, _, _)| *from == sid)
+                    .is_some_and(|(_, n, _)| n.leader == 3)
+            };
+            while !votes_for_us(&driver) && driver.start.elapsed() < DECISION_TIMEOUT * 2 {
+                driver.linger(&mut election, 100);
+            }
             let last_vote = driver.observed.notifications.iter().rev().find(|(from, _, _)| *from == sid);
             let Some((_, n, _)) = last_vote else { panic!("nothing from server {sid}") };
             assert_eq!(n.leader, 3, "server {sid}'s latest vote");
@@ -502,7 +474,7 @@ fn zoocore_elects_and_follows_with_apache_zookeeper() {
     // it decides Following 3.
     {
         let ensemble = Ensemble::new("follow");
-        let _apache = Processes(vec![ensemble.start_apache(2), ensemble.start_apache(3)]);
+        let _apache = [ensemble.start_apache(2), ensemble.start_apache(3)];
         assert!(
             ensemble.wait_for_log(3, "Peer state changed: leading", DECISION_TIMEOUT),
             "Apache 2 and 3 did not elect 3"

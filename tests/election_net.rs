@@ -8,14 +8,15 @@
 //! Every executor thread is stopped and joined and every Java process killed
 //! by PID by Drop guards, also when an assertion fails.
 
+#[path = "common/apache.rs"]
+mod apache;
 #[path = "common/ports.rs"]
 mod ports;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
@@ -535,26 +536,11 @@ fn a_busy_election_port_is_a_clear_start_error() {
 // With Apache ZooKeeper 3.8
 // ---------------------------------------------------------------------------
 
-const APACHE_JAR: &str = "/usr/share/java/zookeeper.jar";
-/// slf4j binding so the servers log somewhere (Debian's classpath has none).
-const SLF4J_SIMPLE_JAR: &str = "/usr/share/java/slf4j-simple.jar";
-
-fn apache_available() -> bool {
-    if Path::new(APACHE_JAR).exists() {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{APACHE_JAR} is missing and CI is set: the election interop test must run");
-    }
-    println!("skipped: {APACHE_JAR} not found (install Debian's zookeeper package)");
-    false
-}
-
 /// Apache servers of a 3-server ensemble; each killed by PID when dropped.
 struct ApacheEnsemble {
     ports: BTreeMap<Sid, (u16, u16)>,
     root: PathBuf,
-    children: Vec<Child>,
+    children: Vec<apache::ServerProcess>,
 }
 
 impl ApacheEnsemble {
@@ -575,8 +561,7 @@ impl ApacheEnsemble {
 
     fn start(&mut self, sid: Sid) {
         let dir = self.root.join(format!("server{sid}"));
-        std::fs::create_dir_all(&dir).expect("data dir");
-        std::fs::write(dir.join("myid"), format!("{sid}\n")).expect("myid");
+        apache::write_myid(&dir, sid as u64);
         let mut cfg = format!(
             "tickTime=500\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
              admin.enableServer=false\n",
@@ -588,24 +573,13 @@ impl ApacheEnsemble {
         }
         let cfg_path = dir.join("zoo.cfg");
         std::fs::write(&cfg_path, cfg).expect("zoo.cfg");
-        let log = std::fs::File::create(self.log_path(sid)).expect("log file");
-        let log_err = log.try_clone().expect("log file");
-        let child = Command::new(std::env::var("ZK_JAVA").unwrap_or_else(|_| "java".to_owned()))
-            .args([
-                "-Xmx256m",
-                "-XX:+UseSerialGC",
-                "-Dzookeeper.admin.enableServer=false",
-                "-Dorg.slf4j.simpleLogger.defaultLogLevel=info",
-                "-cp",
-                &format!("{APACHE_JAR}:{SLF4J_SIMPLE_JAR}"),
-                "org.apache.zookeeper.server.quorum.QuorumPeerMain",
-            ])
-            .arg(&cfg_path)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .spawn()
-            .expect("start java");
+        let child = apache::ServerProcess::apache(
+            apache::QUORUM_MAIN,
+            &cfg_path,
+            &[apache::LOG_INFO],
+            None,
+            &self.log_path(sid),
+        );
         self.children.push(child);
     }
 
@@ -624,8 +598,7 @@ impl ApacheEnsemble {
 impl Drop for ApacheEnsemble {
     fn drop(&mut self) {
         for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
+            child.kill9();
         }
         if std::thread::panicking() {
             for sid in self.ports.keys() {
@@ -640,7 +613,7 @@ impl Drop for ApacheEnsemble {
 
 #[test]
 fn zoocore_leads_and_follows_apache_zookeeper_over_election_net() {
-    if !apache_available() {
+    if !apache::apache_available("the election interop test") {
         return;
     }
     // zoocore is sid 3 of a fresh ensemble: Apache 1 and 2 vote for it.

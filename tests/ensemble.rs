@@ -253,3 +253,161 @@ fn observer_serves_reads_and_forwards_writes() {
     v.sync("/obs").expect("sync");
     assert_eq!(v.get_data("/obs", false).expect("get").0.as_deref(), Some(&b"o"[..]));
 }
+
+/// Pipelined writers for the 5-server test: each keeps up to
+/// `WRITE_WINDOW` creates in flight, submits every id exactly once (a lost
+/// answer is never retried, so an id found twice was applied twice by the
+/// ensemble), and moves to the next live server when its connection fails.
+const WRITE_WINDOW: usize = 8;
+
+#[derive(Default)]
+struct WriteLog {
+    acked: BTreeSet<String>,
+    /// Submitted, answer lost (the connection failed first): may or may not
+    /// have been applied, at most once.
+    unknown: BTreeSet<String>,
+}
+
+fn pipelined_writer(
+    t: usize,
+    live: Arc<Mutex<Vec<std::net::SocketAddr>>>,
+    log: Arc<Mutex<WriteLog>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
+    let mut next = 0usize;
+    let mut target = t;
+    let mut last_progress = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let addr = {
+            let live = live.lock().unwrap();
+            target = (target + 1) % live.len();
+            live[target]
+        };
+        let Ok(client) = Client::connect(addr, SESSION) else {
+            assert!(last_progress.elapsed() < Duration::from_secs(20), "writer {t}: no server took writes for 20 s");
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
+        let mut in_flight: std::collections::VecDeque<(String, zoocore::client::Pending)> = Default::default();
+        loop {
+            while in_flight.len() < WRITE_WINDOW && !stop.load(Ordering::Relaxed) {
+                let id = format!("t{t}-{next:05}");
+                next += 1;
+                let req = zoocore::proto::records::Request::Create {
+                    op: zoocore::proto::op::CREATE,
+                    req: zoocore::proto::records::CreateRequest {
+                        path: "/w5/n-".to_owned(),
+                        data: Some(bytes::Bytes::from(id.clone().into_bytes())),
+                        acl: open_acl_unsafe(),
+                        flags: CreateMode::PersistentSequential.flags(),
+                        ttl: None,
+                    },
+                };
+                match client.submit(req) {
+                    Ok(p) => in_flight.push_back((id, p)),
+                    Err(_) => {
+                        let mut log = log.lock().unwrap();
+                        log.unknown.insert(id);
+                        log.unknown.extend(in_flight.drain(..).map(|(id, _)| id));
+                        break;
+                    }
+                }
+            }
+            let Some((id, pending)) = in_flight.pop_front() else { break };
+            match pending.wait_timeout(Duration::from_secs(10)) {
+                Ok((header, _)) if header.err == 0 => {
+                    log.lock().unwrap().acked.insert(id);
+                    last_progress = Instant::now();
+                }
+                Ok((header, _)) => panic!("writer {t}: create {id} failed with {}", header.err),
+                Err(_) => {
+                    let mut log = log.lock().unwrap();
+                    log.unknown.insert(id);
+                    log.unknown.extend(in_flight.drain(..).map(|(id, _)| id));
+                    break;
+                }
+            }
+        }
+        if stop.load(Ordering::Relaxed) && in_flight.is_empty() {
+            break;
+        }
+    }
+}
+
+/// On every running member: every acknowledged id exactly once, no id
+/// twice, the same tree everywhere.
+fn check_five(e: &Ensemble, log: &WriteLog) {
+    let mut first: Option<(u64, common::TreeDump)> = None;
+    for m in e.members.iter().filter(|m| m.pid().is_some()) {
+        let dump = common::tree_dump(&connect(m));
+        let mut count: std::collections::BTreeMap<Vec<u8>, usize> = Default::default();
+        for (path, (data, ..)) in &dump {
+            if path.starts_with("/w5/") {
+                *count.entry(data.clone()).or_default() += 1;
+            }
+        }
+        let twice: Vec<String> =
+            count.iter().filter(|(_, n)| **n > 1).map(|(d, _)| String::from_utf8_lossy(d).into_owned()).collect();
+        assert!(twice.is_empty(), "server {} applied a write twice: {twice:?}", m.sid);
+        let missing: Vec<&String> = log.acked.iter().filter(|id| !count.contains_key(id.as_bytes())).collect();
+        assert!(missing.is_empty(), "server {} lost acknowledged writes: {missing:?}", m.sid);
+        let strangers: Vec<String> = count
+            .keys()
+            .map(|d| String::from_utf8_lossy(d).into_owned())
+            .filter(|id| !log.acked.contains(id) && !log.unknown.contains(id))
+            .collect();
+        assert!(strangers.is_empty(), "server {} has writes nobody submitted: {strangers:?}", m.sid);
+        match &first {
+            None => first = Some((m.sid, dump)),
+            Some((sid, d)) => assert!(d == &dump, "server {} and server {sid} have different trees", m.sid),
+        }
+    }
+}
+
+/// Five servers, kill -9 of the leader under pipelined writes from four
+/// clients, then kill -9 of the new leader (3 of 5 left: still a quorum),
+/// writes continuing throughout.
+#[test]
+fn five_servers_survive_two_leader_kills_under_pipelined_writes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let started = Instant::now();
+    let mut e = Ensemble::start(5, &[], TICK_MS, "zoocore.shards=1\n");
+    let leader = e.wait_for_quorum(SETTLE);
+    connect(e.member(leader)).create("/w5", b"", &open_acl_unsafe(), CreateMode::Persistent).expect("create /w5");
+    let live = Arc::new(Mutex::new(e.members.iter().filter(|m| m.sid != leader).map(|m| m.client).collect::<Vec<_>>()));
+    let log = Arc::new(Mutex::new(WriteLog::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let (live, log, stop) = (live.clone(), log.clone(), stop.clone());
+            std::thread::spawn(move || pipelined_writer(t, live, log, stop))
+        })
+        .collect();
+    let acked = |log: &Arc<Mutex<WriteLog>>| log.lock().unwrap().acked.len();
+    let grows_by = |log: &Arc<Mutex<WriteLog>>, n: usize, why: &str| {
+        let from = acked(log);
+        assert!(wait_until(Duration::from_secs(15), || acked(log) >= from + n), "{why}: {} acked", acked(log));
+    };
+
+    grows_by(&log, 200, "writes flow with five servers");
+    e.member(leader).kill9();
+    grows_by(&log, 200, "writes flow again after the first leader died");
+    let second = e.wait_for_quorum(SETTLE);
+    assert_ne!(second, leader);
+    let second_addr = e.member(second).client;
+    live.lock().unwrap().retain(|a| *a != second_addr);
+    e.member(second).kill9();
+    grows_by(&log, 200, "writes flow with three of five servers");
+    let third = e.wait_for_quorum(SETTLE);
+    assert!(third != leader && third != second);
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().expect("writer");
+    }
+    let log = std::mem::take(&mut *log.lock().unwrap());
+    check_five(&e, &log);
+    let mntr = common::four_letter(e.member(third).client, "mntr").unwrap_or_default();
+    assert!(mntr.contains("zk_synced_followers\t2"), "the two other survivors follow:\n{mntr}");
+    eprintln!("five servers: {} acked, {} unknown, {:?} in all", log.acked.len(), log.unknown.len(), started.elapsed());
+}

@@ -16,13 +16,14 @@
 //! Needs Debian's /usr/share/java/zookeeper.jar: skipped with a message when
 //! it is absent, unless CI is set (then it fails).
 
+#[path = "common/apache.rs"]
+mod apache;
 #[path = "common/ports.rs"]
 mod ports;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -34,18 +35,11 @@ use zoocore::zab::packets::{
 };
 use zoocore::zab::sync_plan::{lookup_sorted, plan_sync, LeaderHistory, Lookup, SyncPlan, SyncPolicy, ZxidWindow};
 
-const APACHE_JAR: &str = "/usr/share/java/zookeeper.jar";
-/// Optional: makes Apache log to stderr (our per-server log file).
-const SLF4J_SIMPLE_JAR: &str = "/usr/share/java/slf4j-simple.jar";
 const TICK_MS: u64 = 500;
 const OUR_SID: i64 = 3;
 /// Apache's txn type for create (OpCode.create).
 const TXN_TYPE_CREATE: i32 = 1;
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn in_ci() -> bool {
-    matches!(std::env::var("CI").map(|v| v.to_lowercase()).as_deref(), Ok("1" | "true" | "yes"))
-}
 
 /// Below the ephemeral range (see tests/common/ports.rs).
 fn free_port() -> u16 {
@@ -54,7 +48,7 @@ fn free_port() -> u16 {
 
 /// The two Apache servers, killed by PID when dropped (also on panic).
 struct Ensemble {
-    children: Vec<Child>,
+    children: Vec<apache::ServerProcess>,
     dir: PathBuf,
     client_ports: [u16; 2],
     quorum_ports: [u16; 3],
@@ -63,8 +57,7 @@ struct Ensemble {
 impl Drop for Ensemble {
     fn drop(&mut self) {
         for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
+            child.kill9();
         }
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
@@ -84,16 +77,10 @@ impl Ensemble {
         let client_ports = [free_port(), free_port()];
         let servers: String =
             (0..3).map(|i| format!("server.{}=127.0.0.1:{}:{}\n", i + 1, quorum_ports[i], election_ports[i])).collect();
-        let mut classpath = APACHE_JAR.to_string();
-        if std::path::Path::new(SLF4J_SIMPLE_JAR).exists() {
-            classpath.push(':');
-            classpath.push_str(SLF4J_SIMPLE_JAR);
-        }
         let mut ensemble = Ensemble { children: Vec::new(), dir: dir.clone(), client_ports, quorum_ports };
         for sid in 1..=2usize {
             let data = dir.join(format!("data{sid}"));
-            std::fs::create_dir_all(&data).unwrap();
-            std::fs::write(data.join("myid"), format!("{sid}\n")).unwrap();
+            apache::write_myid(&data, sid as u64);
             let cfg = dir.join(format!("zoo{sid}.cfg"));
             std::fs::write(
                 &cfg,
@@ -105,20 +92,14 @@ impl Ensemble {
                 ),
             )
             .unwrap();
-            let log = std::fs::File::create(dir.join(format!("server{sid}.log"))).unwrap();
-            let child = Command::new("java")
-                .args(["-Xmx256m", "-XX:+UseSerialGC", "-Dzookeeper.admin.enableServer=false"])
-                .arg("-Dzookeeper.4lw.commands.whitelist=*")
-                .arg("-cp")
-                .arg(&classpath)
-                .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
-                .arg(&cfg)
-                .current_dir(&dir)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("spawn java");
+            let log = dir.join(format!("server{sid}.log"));
+            let child = apache::ServerProcess::apache(
+                apache::QUORUM_MAIN,
+                &cfg,
+                &[apache::FOUR_LETTER_WORDS_ALL],
+                Some(&dir),
+                &log,
+            );
             ensemble.children.push(child);
         }
         ensemble
@@ -263,9 +244,7 @@ fn czxid(client: &Client, path: &str) -> i64 {
 
 #[test]
 fn learner_handshake_against_an_apache_leader() {
-    if !std::path::Path::new(APACHE_JAR).exists() {
-        assert!(!in_ci(), "{APACHE_JAR} is required when CI is set");
-        eprintln!("skipping: {APACHE_JAR} not found (install Debian's zookeeper package)");
+    if !apache::apache_available("the learner interop test") {
         return;
     }
     let started = Instant::now();

@@ -14,19 +14,17 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::apache::{self, ServerProcess};
 use common::{four_letter, wait_until};
 use zoocore::client::Client;
 use zoocore::proto::types::{open_acl_unsafe, CreateMode};
 
-const APACHE_JAR: &str = "/usr/share/java/zookeeper.jar";
-/// Optional: makes Apache log to stderr (the member's log file).
-const SLF4J_SIMPLE_JAR: &str = "/usr/share/java/slf4j-simple.jar";
 /// The top of the brief's range: syncLimit (5 ticks) must outlast the
 /// multi-second fsyncs a shared CI disk sometimes has, since a zoocore
 /// follower does not answer PINGs while its own fsync is in flight.
@@ -38,18 +36,9 @@ const SESSION: Duration = Duration::from_secs(6);
 static SERIAL: Mutex<()> = Mutex::new(());
 static ENSEMBLE_COUNTER: AtomicU32 = AtomicU32::new(0);
 
-fn in_ci() -> bool {
-    matches!(std::env::var("CI").map(|v| v.to_lowercase()).as_deref(), Ok("1" | "true" | "yes"))
-}
-
 /// True when Apache is missing and the test may be skipped (outside CI).
 fn skip_without_apache() -> bool {
-    if Path::new(APACHE_JAR).exists() {
-        return false;
-    }
-    assert!(!in_ci(), "{APACHE_JAR} is missing and CI is set: mixed ensembles must run in CI");
-    eprintln!("skipped: {APACHE_JAR} is absent (install Debian's zookeeper package to run mixed ensembles)");
-    true
+    !apache::apache_available("mixed ensembles")
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,7 +54,7 @@ struct Member {
     jvm_props: Vec<String>,
     client: SocketAddr,
     dir: PathBuf,
-    child: Option<Child>,
+    process: Option<ServerProcess>,
 }
 
 struct Ensemble {
@@ -107,6 +96,12 @@ impl Ensemble {
 
     /// `jvm_props` go to every Apache member (e.g. `-Dzookeeper.x=y`).
     fn start_with(kinds: &[Kind], jvm_props: &[&str]) -> Ensemble {
+        Ensemble::start_configured(kinds, jvm_props, "", Kind::Zoocore)
+    }
+
+    /// As `start_with`, with `extra_config` lines appended to every zoo.cfg;
+    /// the members of kind `first` start (and settle) before the others.
+    fn start_configured(kinds: &[Kind], jvm_props: &[&str], extra_config: &str, first: Kind) -> Ensemble {
         let n = kinds.len();
         let k = ENSEMBLE_COUNTER.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("zoocore-mixed-{}-{}", std::process::id(), k));
@@ -125,7 +120,7 @@ impl Ensemble {
             // Apache ignores zoocore.*.
             let cfg = format!(
                 "tickTime={TICK_MS}\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
-                 4lw.commands.whitelist=*\nadmin.enableServer=false\nmaxClientCnxns=0\nzoocore.shards=2\n{servers}",
+                 4lw.commands.whitelist=*\nadmin.enableServer=false\nmaxClientCnxns=0\nzoocore.shards=2\n{servers}{extra_config}",
                 data.display(),
                 ports[3 * i]
             );
@@ -137,21 +132,21 @@ impl Ensemble {
                 jvm_props: jvm_props.iter().map(|p| p.to_string()).collect(),
                 client,
                 dir: mdir,
-                child: None,
+                process: None,
             };
             members.push(m);
         }
-        // zoocore first, each answering srvr before the Apache servers
-        // start: a JVM starts faster than zoocore sometimes does, and two
-        // Apache servers would elect one of themselves before the zoocore
-        // member the scenario wants as leader is up.
-        let order: Vec<usize> = (0..n)
-            .filter(|i| members[*i].kind == Kind::Zoocore)
-            .chain((0..n).filter(|i| members[*i].kind == Kind::Apache))
-            .collect();
-        for i in order {
+        // Usually zoocore first, each answering srvr before the Apache
+        // servers start: a JVM starts faster than zoocore sometimes does,
+        // and two Apache servers would elect one of themselves before the
+        // zoocore member the scenario wants as leader is up. With Apache
+        // first, the Apache servers (a quorum by themselves) elect their
+        // highest sid before zoocore starts, else zoocore and the first JVM
+        // up could elect each other first.
+        let firsts: Vec<usize> = (0..n).filter(|i| members[*i].kind == first).collect();
+        for &i in &firsts {
             members[i].spawn();
-            if members[i].kind == Kind::Zoocore {
+            if first == Kind::Zoocore {
                 let m = &members[i];
                 assert!(
                     wait_until(Duration::from_secs(20), || !m.srvr().is_empty()),
@@ -161,7 +156,18 @@ impl Ensemble {
                 );
             }
         }
-        Ensemble { members, dir }
+        let mut e = Ensemble { members, dir };
+        if first == Kind::Apache {
+            assert!(
+                wait_until(SETTLE, || firsts.iter().any(|i| e.members[*i].mode() == "leader")),
+                "the Apache servers elected a leader among themselves\n{}",
+                e.logs()
+            );
+        }
+        for m in e.members.iter_mut().filter(|m| m.kind != first) {
+            m.spawn();
+        }
+        e
     }
 
     fn member(&self, sid: u64) -> &Member {
@@ -202,49 +208,38 @@ impl Ensemble {
 
 impl Member {
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("server.log"))
-            .expect("server log");
         let cfg = self.dir.join("zoo.cfg");
-        let mut cmd = match self.kind {
+        let cmd = match self.kind {
             Kind::Zoocore => {
                 let mut c = Command::new(env!("CARGO_BIN_EXE_zoocore"));
                 c.arg("server").arg("--config").arg(&cfg).env("ZOOCORE_LOG", "info,zoocore::server=debug");
                 c
             }
             Kind::Apache => {
-                let mut classpath = APACHE_JAR.to_string();
-                if Path::new(SLF4J_SIMPLE_JAR).exists() {
-                    classpath.push(':');
-                    classpath.push_str(SLF4J_SIMPLE_JAR);
-                }
-                let mut c = Command::new("java");
-                c.args(["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto"])
-                    .arg("-Dzookeeper.admin.enableServer=false")
-                    .arg("-Dzookeeper.4lw.commands.whitelist=*")
-                    .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=info")
-                    .args(&self.jvm_props)
-                    .arg("-cp")
-                    .arg(classpath)
-                    .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
-                    .arg(&cfg)
-                    .current_dir(&self.dir);
+                let mut args =
+                    vec!["-XX:TieredStopAtLevel=1", "-Xshare:auto", apache::FOUR_LETTER_WORDS_ALL, apache::LOG_INFO];
+                args.extend(self.jvm_props.iter().map(String::as_str));
+                let mut c = apache::command(apache::QUORUM_MAIN, &cfg, &args);
+                c.current_dir(&self.dir);
                 c
             }
         };
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn server {} ({:?}): {e}", self.sid, self.kind));
-        self.child = Some(child);
+        self.process = Some(ServerProcess::spawn(cmd, &self.dir.join("server.log")));
     }
 
     fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.process.as_mut().is_some_and(ServerProcess::is_running)
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.process.as_ref().and_then(ServerProcess::pid)
+    }
+
+    /// Sends `sig` (SIGSTOP, SIGCONT) by PID.
+    fn signal(&self, sig: i32) {
+        if let Some(p) = &self.process {
+            p.signal(sig);
+        }
     }
 
     fn srvr(&self) -> String {
@@ -265,9 +260,8 @@ impl Member {
     }
 
     fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(mut p) = self.process.take() {
+            p.kill9();
         }
     }
 
@@ -578,4 +572,175 @@ fn apache_leader_killed_zoocore_takes_over() {
     }
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     leader_kill9(&[Kind::Apache, Kind::Zoocore, Kind::Apache], 3);
+}
+
+/// The old leader's kind starts first, so that it is elected.
+fn kind_of(kinds: &[Kind], old: u64) -> Kind {
+    kinds[(old - 1) as usize]
+}
+
+/// The unacknowledged write of the TRUNC scenarios.
+const UNACKED: &str = "/t/unacked";
+
+/// A leader that logged a write no follower saw is truncated by the new
+/// leader of the other kind when it rejoins (the recipe and why the stopped
+/// followers are killed rather than continued: tests/ensemble_trunc.rs).
+/// The old leader rejoins before the new epoch has a txn, so the new
+/// leader's rule is "learner ahead of my newest committed txn: TRUNC".
+fn old_leader_truncated(kinds: &[Kind], expect_old: u64, expect_new: u64) {
+    // Apache's leader logs the TRUNC it queues at debug level only.
+    let learner_handler_debug = "-Dorg.slf4j.simpleLogger.log.org.apache.zookeeper.server.quorum.LearnerHandler=debug";
+    // The session that sends the unacknowledged write must not expire (a
+    // txn of the new epoch) before the old leader is back.
+    let first = kind_of(kinds, expect_old);
+    let mut e = Ensemble::start_configured(kinds, &[learner_handler_debug], "maxSessionTimeout=60000\n", first);
+    let old = e.wait_for_quorum(SETTLE);
+    assert_eq!(old, expect_old, "\n{}", e.logs());
+    let followers: Vec<u64> = (1..=kinds.len() as u64).filter(|s| *s != old).collect();
+    let c = Client::connect(e.member(old).client, Duration::from_secs(40)).expect("connect to the leader");
+    let mut acked = BTreeSet::new();
+    for path in ["/t".to_owned()].into_iter().chain((0..10).map(|k| format!("/t/before-{k}"))) {
+        c.create(&path, b"b", &open_acl_unsafe(), CreateMode::Persistent).expect("acknowledged write");
+        acked.insert(path);
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || e.members.iter().map(|m| m.zxid()).collect::<BTreeSet<_>>().len() == 1),
+        "every server holds the acknowledged writes"
+    );
+    let committed = e.member(old).zxid();
+
+    for &f in &followers {
+        e.member(f).signal(libc::SIGSTOP);
+    }
+    for &f in &followers {
+        let pid = e.member(f).pid().expect("pid");
+        assert!(wait_until(Duration::from_secs(2), || common::is_stopped(pid)), "follower {f} stopped");
+    }
+    let unacked = c
+        .submit(zoocore::proto::records::Request::Create {
+            op: zoocore::proto::op::CREATE,
+            req: zoocore::proto::records::CreateRequest {
+                path: UNACKED.to_owned(),
+                data: Some(bytes::Bytes::from_static(b"never acknowledged")),
+                acl: open_acl_unsafe(),
+                flags: 0,
+                ttl: None,
+            },
+        })
+        .expect("submit the write");
+    // Logged within milliseconds; the leader steps down only after
+    // syncLimit (2.5 s).
+    std::thread::sleep(Duration::from_millis(500));
+    e.member_mut(old).kill9();
+    assert!(unacked.wait_timeout(Duration::from_secs(5)).is_err(), "the client got no answer");
+    assert!(
+        common::dir_holds_bytes(&e.member(old).dir.join("data"), UNACKED.as_bytes()),
+        "the write reached the old leader's log (else this test proves nothing)\n{}",
+        e.logs()
+    );
+    for &f in &followers {
+        e.member_mut(f).kill9();
+        assert!(!common::dir_holds_bytes(&e.member(f).dir.join("data"), UNACKED.as_bytes()), "{f} never logged it");
+    }
+    for &f in &followers {
+        e.member_mut(f).spawn();
+    }
+    let new = e.wait_for_quorum(SETTLE);
+    assert_eq!(new, expect_new, "\n{}", e.logs());
+    assert_ne!(e.member(new).kind, e.member(old).kind, "the new leader is of the other kind");
+    e.member_mut(old).spawn();
+    e.wait_for_quorum(SETTLE);
+    assert_eq!(e.member(old).mode(), "follower", "\n{}", e.logs());
+
+    // The new leader chose TRUNC to the last committed zxid, and the old
+    // leader truncated.
+    let new_log = common::strip_ansi(&e.member(new).log());
+    let old_log = e.member(old).log();
+    match e.member(new).kind {
+        Kind::Zoocore => {
+            let line = new_log
+                .lines()
+                .find(|l| l.contains("syncing a learner") && l.contains(&format!("sid={old}")))
+                .unwrap_or_else(|| panic!("zoocore logged its sync plan for {old}\n{}", e.logs()));
+            assert!(line.contains(&format!("plan=Trunc {{ to: {committed} }}")), "TRUNC to 0x{committed:x}: {line}");
+            assert!(line.contains("reason=LearnerAhead"), "{line}");
+        }
+        Kind::Apache => {
+            let peer = format!("Synchronizing with Learner sid: {old} maxCommittedLog=0x{committed:x}");
+            assert!(new_log.contains(&peer), "Apache's leader saw the old leader's zxid\n{}", e.logs());
+            let peer_zxid = format!("peerLastZxid=0x{:x}", committed + 1);
+            assert!(new_log.contains(&peer_zxid), "the old leader reported the unacknowledged zxid\n{}", e.logs());
+            let trunc = format!("Sending TRUNC to follower zxidToSend=0x{committed:x} for peer sid:{old}");
+            assert!(new_log.contains(&trunc), "Apache's leader sent TRUNC\n{}", e.logs());
+        }
+    }
+    match e.member(old).kind {
+        Kind::Zoocore => assert!(
+            common::strip_ansi(&old_log)
+                .contains(&format!("the leader truncates this server's log (TRUNC) zxid=0x{committed:x}")),
+            "zoocore truncated\n{}",
+            e.logs()
+        ),
+        Kind::Apache => assert!(
+            old_log.contains(&format!("Truncating log to get in sync with the leader 0x{committed:x}")),
+            "Apache truncated\n{}",
+            e.logs()
+        ),
+    }
+
+    // Writes through every server, then one history everywhere; again
+    // after a kill -9 and restart of the old leader.
+    for m in &e.members {
+        let w = connect(m);
+        for k in 0..5 {
+            let path = format!("/t/after-s{}-{k}", m.sid);
+            w.create(&path, b"a", &open_acl_unsafe(), CreateMode::Persistent)
+                .unwrap_or_else(|err| panic!("write through {} after the rejoin: {err}\n{}", m.sid, e.logs()));
+            acked.insert(path);
+        }
+    }
+    let converged = |e: &Ensemble| {
+        assert!(
+            wait_until(Duration::from_secs(10), || e.members.iter().map(|m| m.zxid()).collect::<BTreeSet<_>>().len()
+                == 1),
+            "one Zxid everywhere: {:?}",
+            e.members.iter().map(|m| m.zxid()).collect::<Vec<_>>()
+        );
+        let dumps: Vec<(u64, common::TreeDump)> =
+            e.members.iter().map(|m| (m.sid, common::tree_dump(&connect(m)))).collect();
+        for (sid, d) in &dumps {
+            assert!(!d.contains_key(UNACKED), "server {sid} has the unacknowledged write\n{}", e.logs());
+            let have: BTreeSet<String> = d.keys().cloned().collect();
+            assert_eq!(have, acked, "server {sid} has exactly the acknowledged writes");
+            assert_eq!(d, &dumps[0].1, "server {sid} has server {}'s tree", dumps[0].0);
+        }
+    };
+    converged(&e);
+    e.member_mut(old).kill9();
+    assert!(
+        !common::dir_holds_bytes(&e.member(old).dir.join("data"), UNACKED.as_bytes()),
+        "the truncated txn is gone from the old leader's disk"
+    );
+    e.member_mut(old).spawn();
+    e.wait_for_quorum(SETTLE);
+    converged(&e);
+    assert_no_divergence(&e);
+}
+
+#[test]
+fn zoocore_old_leader_truncated_by_apache_new_leader() {
+    if skip_without_apache() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    old_leader_truncated(&[Kind::Apache, Kind::Apache, Kind::Zoocore], 3, 2);
+}
+
+#[test]
+fn apache_old_leader_truncated_by_zoocore_new_leader() {
+    if skip_without_apache() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    old_leader_truncated(&[Kind::Apache, Kind::Zoocore, Kind::Apache], 3, 2);
 }

@@ -2,6 +2,7 @@
 //! a fresh data directory, and stops it by PID when dropped.
 #![allow(dead_code)]
 
+pub mod apache;
 pub mod ensemble;
 pub mod ports;
 
@@ -216,4 +217,70 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(10));
     }
     cond()
+}
+
+/// The whole tree below `/` (without `/zookeeper`) as one client sees it
+/// after a sync: path -> (data, czxid, mzxid, version). Equal dumps from
+/// two servers mean they applied the same history.
+pub type TreeDump = std::collections::BTreeMap<String, (Vec<u8>, i64, i64, i32)>;
+
+pub fn tree_dump(c: &zoocore::client::Client) -> TreeDump {
+    c.sync("/").expect("sync");
+    let mut out = TreeDump::new();
+    let mut todo = vec!["/".to_owned()];
+    while let Some(path) = todo.pop() {
+        for child in c.get_children(&path, false).expect("children") {
+            let full = if path == "/" { format!("/{child}") } else { format!("{path}/{child}") };
+            if full == "/zookeeper" {
+                continue;
+            }
+            let (data, stat) = c.get_data(&full, false).expect("get");
+            out.insert(
+                full.clone(),
+                (data.map(|d| d.to_vec()).unwrap_or_default(), stat.czxid, stat.mzxid, stat.version),
+            );
+            todo.push(full);
+        }
+    }
+    out
+}
+
+/// Whether any file under `dir` holds `needle` (a txn's path in a log).
+pub fn dir_holds_bytes(dir: &std::path::Path, needle: &[u8]) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    entries.flatten().any(|e| {
+        let p = e.path();
+        if p.is_dir() {
+            dir_holds_bytes(&p, needle)
+        } else {
+            std::fs::read(&p).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+        }
+    })
+}
+
+/// True once the kernel reports the process stopped (SIGSTOP: state `T`).
+pub fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('T')))
+        .unwrap_or(false)
+}
+
+/// `log` without terminal colour codes (zoocore's log wraps field names in
+/// them), so `field=value` can be matched.
+pub fn strip_ansi(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
