@@ -119,10 +119,7 @@ fn a_member_without_its_quorum_serves_read_only_clients_until_it_rejoins() {
     not_read_only("delete", ro.delete("/ro/child", -1));
     not_read_only("setACL", ro.set_acl("/ro", &open_acl_unsafe(), -1));
     not_read_only("sync", ro.sync("/ro"));
-    not_read_only(
-        "multi",
-        ro.multi(vec![MultiOp::Check(PathVersion { path: "/ro".into(), version: 0 })]),
-    );
+    not_read_only("multi", ro.multi(vec![MultiOp::Check(PathVersion { path: "/ro".into(), version: 0 })]));
     assert_eq!(ro.get_data("/ro", false).expect("still serving").0.as_deref(), Some(&b"before"[..]));
 
     // The read-only session moves to a new connection of the same server.
@@ -172,4 +169,12 @@ fn without_read_only_mode_a_member_without_its_quorum_serves_no_one() {
     assert_eq!(isro(s), "null");
     refused("a read-only client", Client::connect_read_only(s.client, SESSION));
     refused("a client", Client::connect(s.client, SESSION));
+    // Refused connections are gone from the workers (only mntr's own is left).
+    assert!(
+        wait_until(Duration::from_secs(5), || four_letter(s.client, "mntr")
+            .unwrap_or_default()
+            .contains("zk_num_alive_connections\t1\n")),
+        "{}",
+        four_letter(s.client, "mntr").unwrap_or_default()
+    );
 }

@@ -339,7 +339,9 @@ mod tests {
                     ReplyKind::ConnectReadOnly { session_id, valid, .. } => {
                         format!("connect-ro(0x{session_id:x},{valid})")
                     }
-                    ReplyKind::Write { xid, op, result } => format!("write(xid={xid},op={op},{:?})", result.as_ref().err()),
+                    ReplyKind::Write { xid, op, result } => {
+                        format!("write(xid={xid},op={op},{:?})", result.as_ref().err())
+                    }
                     ReplyKind::Sync { xid, .. } => format!("sync({xid})"),
                     ReplyKind::CloseSession { xid } => format!("close({xid})"),
                 },
