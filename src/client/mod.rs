@@ -181,6 +181,13 @@ impl Client {
         Self::handshake(addr, session_id, passwd, timeout, 0)
     }
 
+    /// Opens a new session that accepts a read-only server (the
+    /// ConnectRequest's readOnly=true, Java's `canBeReadOnly`): a member
+    /// in read-only mode serves it; `read_only()` says which it got.
+    pub fn connect_read_only(addr: SocketAddr, session_timeout: Duration) -> ClientResult<Client> {
+        Self::handshake_with(addr, 0, Bytes::from(vec![0u8; 16]), session_timeout, 0, true)
+    }
+
     /// Full control over the ConnectRequest fields a test may care about.
     pub fn handshake(
         addr: SocketAddr,
@@ -188,6 +195,18 @@ impl Client {
         passwd: Bytes,
         timeout: Duration,
         last_zxid_seen: i64,
+    ) -> ClientResult<Client> {
+        Self::handshake_with(addr, session_id, passwd, timeout, last_zxid_seen, false)
+    }
+
+    /// `handshake` with the ConnectRequest's readOnly flag chosen.
+    pub fn handshake_with(
+        addr: SocketAddr,
+        session_id: i64,
+        passwd: Bytes,
+        timeout: Duration,
+        last_zxid_seen: i64,
+        can_be_read_only: bool,
     ) -> ClientResult<Client> {
         let mut stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
@@ -197,7 +216,7 @@ impl Client {
             timeout_ms: timeout.as_millis().min(i32::MAX as u128) as i32,
             session_id,
             passwd,
-            read_only: Some(false),
+            read_only: Some(can_be_read_only),
         };
         let mut out = BytesMut::new();
         encode_record_frame(&mut out, &req);

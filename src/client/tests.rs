@@ -23,7 +23,8 @@ fn fake_server(
             timeout_ms,
             session_id: if timeout_ms > 0 { 0x1234 } else { 0 },
             passwd: Bytes::from(vec![7u8; 16]),
-            read_only: req.read_only.map(|_| false),
+            // Echoes the flag: a test sees what the client asked for.
+            read_only: req.read_only,
         };
         encode_record_frame(&mut out, &resp);
         s.write_all(&out).unwrap();
@@ -43,6 +44,15 @@ fn fake_server(
         }
     });
     (addr, h)
+}
+
+#[test]
+fn connect_read_only_asks_for_a_read_only_session() {
+    let (addr, h) = fake_server(6000, |hdr, _, out| encode_reply(out, hdr.xid, 1, 0, Some(&Response::Empty)));
+    let c = Client::connect_read_only(addr, Duration::from_secs(6)).unwrap();
+    assert_eq!(c.read_only(), Some(true));
+    c.close().unwrap();
+    h.join().unwrap();
 }
 
 #[test]

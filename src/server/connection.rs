@@ -18,6 +18,7 @@ use crate::proto::frame::{four_letter_word, FrameDecoder};
 use crate::proto::records::*;
 use crate::proto::{op, ErrorCode};
 use crate::server::messages::ToCommit;
+use crate::server::stats::ServerMode;
 use crate::server::worker_shard::{Conn, Pending, WorkerShard};
 use crate::session::session_password;
 use crate::tree::WriteOp;
@@ -154,6 +155,13 @@ async fn handshake(shard: &Rc<WorkerShard>, conn: &Rc<Conn>, frame: bytes::Bytes
     let mut r = Reader::new(frame);
     let req = ConnectRequest::decode(&mut r).map_err(|e| format!("bad ConnectRequest: {e}"))?;
     conn.read_only_flag.set(req.read_only);
+    if shard.server_stats.mode() == ServerMode::ReadOnly && req.read_only != Some(true) {
+        // As Apache's read-only server: only clients that accept a
+        // read-only session may connect (the commit shard checks again,
+        // see ReplyKind::ConnectReadOnly).
+        tracing::info!(peer = %conn.peer, "refusing session request for not-read-only client");
+        return Ok(false);
+    }
     if req.last_zxid_seen > shard.server_stats.last_zxid() {
         // The client has seen a newer state than ours: it must try another server.
         tracing::info!(peer = %conn.peer, client_zxid = req.last_zxid_seen, our_zxid = shard.server_stats.last_zxid(), "refusing client that is ahead of this server");
@@ -173,7 +181,7 @@ async fn handshake(shard: &Rc<WorkerShard>, conn: &Rc<Conn>, frame: bytes::Bytes
             timeout_ms: 0,
             session_id: 0,
             passwd: bytes::Bytes::from_static(&[0u8; 16]),
-            read_only: req.read_only.map(|_| false),
+            read_only: req.read_only.map(|_| shard.server_stats.mode() == ServerMode::ReadOnly),
         };
         encode_record_frame(&mut conn.out.borrow_mut(), &resp);
         conn.close_after_flush();

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::server::messages::ShardReport;
+use crate::server::stats::ServerMode;
 use crate::server::worker_shard::Conn;
 use crate::tree::DataTree;
 
@@ -38,10 +39,10 @@ pub struct CommitView<'a> {
 }
 
 /// Answers the words that need no shard state; None for the others.
-pub fn local_answer(cmd: &str, config: &Config) -> Option<String> {
+pub fn local_answer(cmd: &str, config: &Config, mode: ServerMode) -> Option<String> {
     Some(match cmd {
         "ruok" => "imok".to_string(),
-        "isro" => "rw".to_string(),
+        "isro" => mode.isro_answer().to_string(),
         "envi" => envi(),
         "conf" => conf(config),
         "dirs" => {
@@ -248,6 +249,9 @@ pub fn format_report(cmd: &str, parts: &[ShardReport], view: &CommitView<'_>) ->
         }
         "srvr" | "stat" => {
             let _ = writeln!(s, "Zookeeper version: {}", version_string());
+            if view.mode == ServerMode::ReadOnly {
+                s.push_str("READ-ONLY mode; serving only read-only clients\n");
+            }
             if cmd == "stat" {
                 s.push_str("Clients:\n");
                 for p in parts {

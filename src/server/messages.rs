@@ -50,8 +50,12 @@ pub enum ToCommit {
 }
 
 /// What the client is told about its request once the batch is durable.
+/// `ConnectReadOnly` is the answer of a server in read-only mode
+/// (`server::read_only`): the ConnectResponse says readOnly=true, and a
+/// connection whose ConnectRequest did not ask for read-only is closed.
 pub enum ReplyKind {
     Connect { session_id: i64, timeout_ms: i32, passwd: [u8; 16], valid: bool },
+    ConnectReadOnly { session_id: i64, timeout_ms: i32, passwd: [u8; 16], valid: bool },
     Write { xid: i32, op: i32, result: Result<Option<Response>, ErrorCode> },
     Sync { xid: i32, path: String },
     CloseSession { xid: i32 },

@@ -17,6 +17,7 @@ pub mod log_writer;
 pub mod messages;
 pub mod quorum_net;
 pub mod quorum_peer;
+pub mod read_only;
 pub mod recovery;
 pub mod snapshots;
 pub mod stats;

@@ -278,13 +278,8 @@ impl CommitShard {
             let (decision, election) = futures_lite::future::or(
                 async { election_net::elect(&net, election, actions, &now).await.ok() },
                 async {
-                    // Clients that connect while looking are turned away.
-                    while let Some(items) = events.next_batch().await {
-                        self.refuse_all(items).await;
-                        if events.stopping() {
-                            break;
-                        }
-                    }
+                    // Clients are turned away, or served read-only (server::read_only).
+                    self.serve_while_looking(events).await;
                     None
                 },
             )
@@ -293,6 +288,7 @@ impl CommitShard {
                 // Stopping: leave with what we have.
                 std::process::exit(0)
             });
+            self.leave_read_only().await;
             logical_clock = election.logical_clock();
             held_vote = election.settled().map(|s| s.held_vote());
             let Decision { leader, role, .. } = decision;
@@ -342,7 +338,7 @@ impl CommitShard {
 
     /// While not serving: connects and requests are turned away (the
     /// connection closes, as Apache closes it); four-letter words work.
-    async fn refuse_all(&mut self, items: Vec<Event>) {
+    pub(super) async fn refuse_all(&mut self, items: Vec<Event>) {
         let mut batch = BatchBuilder::default();
         for event in items {
             if let Event::Worker(_, msg) = event {

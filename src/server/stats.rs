@@ -12,6 +12,10 @@ pub enum ServerMode {
     Leader = 2,
     Follower = 3,
     Observer = 4,
+    /// An ensemble member with `readonlymode.enabled` that is not in a
+    /// quorum: it serves reads to read-only clients (Apache's
+    /// ReadOnlyZooKeeperServer, whose state name is "read-only").
+    ReadOnly = 5,
 }
 
 impl ServerMode {
@@ -22,6 +26,17 @@ impl ServerMode {
             ServerMode::Leader => "leader",
             ServerMode::Follower => "follower",
             ServerMode::Observer => "observer",
+            ServerMode::ReadOnly => "read-only",
+        }
+    }
+
+    /// What `isro` answers, as Apache's IsroCommand: "null" while no
+    /// server runs (electing, syncing), "ro" in read-only mode, else "rw".
+    pub fn isro_answer(self) -> &'static str {
+        match self {
+            ServerMode::Looking => "null",
+            ServerMode::ReadOnly => "ro",
+            ServerMode::Standalone | ServerMode::Leader | ServerMode::Follower | ServerMode::Observer => "rw",
         }
     }
 
@@ -31,6 +46,7 @@ impl ServerMode {
             2 => ServerMode::Leader,
             3 => ServerMode::Follower,
             4 => ServerMode::Observer,
+            5 => ServerMode::ReadOnly,
             _ => ServerMode::Standalone,
         }
     }

@@ -139,6 +139,9 @@ impl Conn {
     /// Closes without sending what is queued (expired or moved session).
     pub fn drop_now(&self) {
         self.out.borrow_mut().clear();
+        // A handshake waiting for its session ends too (the closed channel
+        // reads as "not bound"), so its reader task and the connection go.
+        self.handshake.borrow_mut().take();
         self.close_after_flush();
     }
 }
@@ -452,25 +455,18 @@ impl WorkerShard {
         let Some(conn) = self.conns.borrow().get(&r.conn.conn_id).cloned() else { return };
         match &r.kind {
             ReplyKind::Connect { session_id, timeout_ms, passwd, valid } => {
-                let resp = ConnectResponse {
-                    protocol_version: 0,
-                    timeout_ms: *timeout_ms,
-                    session_id: *session_id,
-                    passwd: Bytes::copy_from_slice(passwd),
-                    read_only: conn.read_only_flag.get().map(|_| false),
-                };
-                encode_record_frame(&mut conn.out.borrow_mut(), &resp);
-                conn.wake();
-                if *valid {
-                    conn.session_id.set(*session_id);
-                    conn.timeout_ms.set(*timeout_ms);
-                    self.sessions.borrow_mut().insert(*session_id, conn.id);
-                } else {
-                    conn.close_after_flush();
+                let read_only = conn.read_only_flag.get().map(|_| false);
+                self.deliver_connect(&conn, *session_id, *timeout_ms, passwd, *valid, read_only);
+            }
+            ReplyKind::ConnectReadOnly { session_id, timeout_ms, passwd, valid } => {
+                if conn.read_only_flag.get() != Some(true) {
+                    // The server went read-only while this handshake was in
+                    // flight: refused as Apache refuses a not-read-only client.
+                    tracing::info!(peer = %conn.peer, "refusing a not-read-only client in read-only mode");
+                    conn.drop_now();
+                    return;
                 }
-                if let Some(tx) = conn.handshake.borrow_mut().take() {
-                    let _ = tx.try_send(*valid);
-                }
+                self.deliver_connect(&conn, *session_id, *timeout_ms, passwd, *valid, Some(true));
             }
             ReplyKind::Write { xid, op, result } => {
                 let received = self.pop_commit(&conn, *xid);
@@ -498,6 +494,38 @@ impl WorkerShard {
                 self.finish_request(&conn, op::CLOSE_SESSION, received);
                 conn.close_after_flush();
             }
+        }
+    }
+
+    /// The ConnectResponse that settles a handshake (`read_only`: its
+    /// readOnly byte, sent only when the ConnectRequest had one).
+    fn deliver_connect(
+        &self,
+        conn: &Conn,
+        session_id: i64,
+        timeout_ms: i32,
+        passwd: &[u8; 16],
+        valid: bool,
+        read_only: Option<bool>,
+    ) {
+        let resp = ConnectResponse {
+            protocol_version: 0,
+            timeout_ms,
+            session_id,
+            passwd: Bytes::copy_from_slice(passwd),
+            read_only,
+        };
+        encode_record_frame(&mut conn.out.borrow_mut(), &resp);
+        conn.wake();
+        if valid {
+            conn.session_id.set(session_id);
+            conn.timeout_ms.set(timeout_ms);
+            self.sessions.borrow_mut().insert(session_id, conn.id);
+        } else {
+            conn.close_after_flush();
+        }
+        if let Some(tx) = conn.handshake.borrow_mut().take() {
+            let _ = tx.try_send(valid);
         }
     }
 
@@ -824,7 +852,7 @@ impl WorkerShard {
             conn.close_after_flush();
             return;
         }
-        match fourlw::local_answer(cmd, &self.config) {
+        match fourlw::local_answer(cmd, &self.config, self.server_stats.mode()) {
             Some(text) => {
                 conn.out.borrow_mut().extend_from_slice(text.as_bytes());
                 conn.close_after_flush();
