@@ -118,7 +118,7 @@ pub struct Following {
 
 pub enum PeerRole {
     Down,
-    Looking(Election),
+    Looking(Box<Election>),
     Connecting { leader: Sid, give_up_at: u64 },
     Leading(Box<Leading>),
     Following(Box<Following>),
@@ -412,7 +412,7 @@ impl Server {
         let now = self.now(ctx);
         let (election, actions) = Election::start(self.election_config(), basis, self.logical_clock, now);
         ctx.trace(self.sid, format!("LOOKING (round {}, zxid 0x{:x})", election.logical_clock(), self.last_zxid));
-        self.role = PeerRole::Looking(election);
+        self.role = PeerRole::Looking(Box::new(election));
         self.settled = None;
         self.election_actions(ctx, actions);
     }
@@ -477,7 +477,7 @@ impl Server {
         self.logical_clock = election.logical_clock();
         self.held_vote = election.settled().map(|s| s.held_vote());
         ctx.trace(self.sid, format!("decided: leader {} ({:?}, round {})", d.leader, d.role, d.vote.election_epoch));
-        self.settled = Some(election);
+        self.settled = Some(*election);
         match d.role {
             Role::Leading => self.lead(ctx),
             Role::Following | Role::Observing => {
