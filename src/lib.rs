@@ -12,6 +12,7 @@ pub mod jute;
 pub mod proto;
 pub mod server;
 pub mod session;
+pub mod sim;
 pub mod storage;
 pub mod tools;
 pub mod tree;

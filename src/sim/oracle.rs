@@ -1,0 +1,175 @@
+//! The checkers: what every run must uphold, fed by the simulated servers
+//! as they commit, apply, recover, establish and serve.
+//!
+//! * agreement: one txn (by its bytes) and one tree digest per committed zxid;
+//! * one leader established per epoch;
+//! * no acknowledged write lost on a server that starts serving;
+//! * recovery equals live: a state rebuilt from disk (or installed from a
+//!   SNAP) has, at every zxid whose history is the committed one, the
+//!   digest the live servers reached there;
+//! * liveness (decided by the world, which knows when faults healed).
+
+use std::collections::BTreeMap;
+
+use crate::zab::ensemble::Sid;
+use crate::zab::packets::epoch_of;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub checker: &'static str,
+    pub detail: String,
+    pub at_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CommittedTxn {
+    txn_hash: u64,
+    /// The tree digest right after it (None for an error txn's carried
+    /// digest on the leader; a follower's computed digest fills it in).
+    digest: Option<i64>,
+    first_by: Sid,
+}
+
+/// One entry of a server's current history: the txn at a zxid in the state
+/// it holds, and the digest after applying it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryEntry {
+    pub txn_hash: u64,
+    pub digest: i64,
+}
+
+/// A server's state as the checkers see it: a base (an installed snapshot,
+/// or the empty tree at zxid 0) and the txns applied above it.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    pub base_zxid: i64,
+    pub entries: BTreeMap<i64, HistoryEntry>,
+}
+
+#[derive(Debug, Default)]
+pub struct Oracle {
+    committed: BTreeMap<i64, CommittedTxn>,
+    leaders: BTreeMap<i64, Sid>,
+    /// Acknowledged writes: zxid -> txn hash.
+    pub acked: BTreeMap<i64, u64>,
+    pub failure: Option<Failure>,
+    pub commits_checked: u64,
+    pub recoveries_checked: u64,
+    pub serving_checks: u64,
+}
+
+impl Oracle {
+    pub fn fail(&mut self, checker: &'static str, detail: String, at_ms: u64) {
+        if self.failure.is_none() {
+            self.failure = Some(Failure { checker, detail, at_ms });
+        }
+    }
+
+    pub fn committed_count(&self) -> usize {
+        self.committed.len()
+    }
+
+    pub fn committed_digest(&self, zxid: i64) -> Option<i64> {
+        self.committed.get(&zxid).and_then(|c| c.digest)
+    }
+
+    /// `sid` holds txn `txn_hash` at `zxid` as committed (leader: published
+    /// or established; learner: applied on COMMIT).
+    pub fn commit(&mut self, sid: Sid, zxid: i64, txn_hash: u64, digest: Option<i64>, now: u64) {
+        self.commits_checked += 1;
+        match self.committed.get_mut(&zxid) {
+            None => {
+                self.committed.insert(zxid, CommittedTxn { txn_hash, digest, first_by: sid });
+            }
+            Some(c) => {
+                if c.txn_hash != txn_hash {
+                    let detail = format!(
+                        "zxid 0x{zxid:x}: server {sid} committed txn {txn_hash:016x}, server {} committed {:016x}",
+                        c.first_by, c.txn_hash
+                    );
+                    self.fail("agreement", detail, now);
+                    return;
+                }
+                match (c.digest, digest) {
+                    (Some(a), Some(b)) if a != b => {
+                        let detail = format!(
+                            "zxid 0x{zxid:x}: same txn, but server {sid}'s tree digest is {b:x}, server {}'s {a:x}",
+                            c.first_by
+                        );
+                        self.fail("agreement", detail, now);
+                    }
+                    (None, Some(_)) => c.digest = digest,
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    pub fn established(&mut self, sid: Sid, epoch: i64, now: u64) {
+        match self.leaders.get(&epoch) {
+            Some(&other) if other != sid => self.fail(
+                "one-leader-per-epoch",
+                format!("epoch {epoch}: servers {other} and {sid} both established"),
+                now,
+            ),
+            _ => {
+                self.leaders.insert(epoch, sid);
+            }
+        }
+    }
+
+    pub fn leader_of(&self, epoch: i64) -> Option<Sid> {
+        self.leaders.get(&epoch).copied()
+    }
+
+    pub fn epochs_established(&self) -> usize {
+        self.leaders.len()
+    }
+
+    pub fn acknowledge(&mut self, zxid: i64, txn_hash: u64) {
+        self.acked.insert(zxid, txn_hash);
+    }
+
+    /// `sid` starts serving in `epoch` with `history`: every write
+    /// acknowledged in an earlier epoch must be in it.
+    pub fn check_serving(&mut self, sid: Sid, epoch: i64, history: &History, last_zxid: i64, now: u64) {
+        self.serving_checks += 1;
+        for (&zxid, &hash) in self.acked.range(..crate::zab::packets::make_zxid(epoch, 0)) {
+            if zxid <= history.base_zxid {
+                continue; // inside an installed snapshot, checked at install
+            }
+            let held = history.entries.get(&zxid).map(|e| e.txn_hash);
+            if held != Some(hash) || last_zxid < zxid {
+                let detail = format!(
+                    "server {sid} serves epoch {epoch} (last zxid 0x{last_zxid:x}) without acknowledged write 0x{zxid:x} (epoch {}): it holds {held:x?}",
+                    epoch_of(zxid)
+                );
+                self.fail("no-acked-write-lost", detail, now);
+                return;
+            }
+        }
+    }
+
+    /// A state rebuilt from disk or installed from a SNAP: at the highest
+    /// zxid up to which its history is the committed one, its digest must
+    /// be the live digest there.
+    pub fn check_recovered(&mut self, sid: Sid, what: &str, history: &History, now: u64) {
+        self.recoveries_checked += 1;
+        let mut checked_at = None;
+        for (&zxid, entry) in &history.entries {
+            let Some(c) = self.committed.get(&zxid) else { break };
+            if c.txn_hash != entry.txn_hash {
+                break;
+            }
+            checked_at = Some((zxid, entry.digest, c.digest));
+        }
+        if let Some((zxid, mine, Some(live))) = checked_at {
+            if mine != live {
+                let detail = format!(
+                    "server {sid} after {what}: digest {mine:x} at zxid 0x{zxid:x}, the live servers had {live:x} there"
+                );
+                self.fail("recovery-equals-live", detail, now);
+            }
+        }
+    }
+}

@@ -1,0 +1,1233 @@
+//! One simulated ensemble member: the production sans-IO cores
+//! (`zab::election::Election`, `zab::leader::LeaderCore`,
+//! `zab::follower::LearnerCore`, `tree::DataTree`) driven the way
+//! `server::quorum_peer` drives them — elect, lead or follow until the role
+//! ends, rebuild the state from disk, elect again — with the simulated
+//! disk and network in place of glommio's.
+//!
+//! The glue in this file MIRRORS production code that lives only in glommio
+//! code (`quorum_peer.rs`, `commit_shard.rs`, `recovery.rs`); docs/simulation.md
+//! lists each mirrored piece. Where the production loop awaits its own
+//! fdatasync or an epoch-file write inline, this one stops too: the role's
+//! `stage` remembers where the loop is, and the disk completion resumes it.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::{Bytes, BytesMut};
+
+use super::disk::{self, EpochFile, SimDisk};
+use super::net::{ConnId, Dir, Wire};
+use super::oracle::{History, HistoryEntry};
+use super::rng::fnv1a;
+use super::world::{Ctx, Ev};
+use crate::acl::ServerIdentity;
+use crate::storage::epoch_files::{reconcile_epochs, StoredEpochs};
+use crate::storage::log_format::{decode_file_header, zxid_follows, Tail};
+use crate::storage::txn::{encode_txn, LoggedTxn, Txn};
+use crate::tree::{DataTree, TxnContext, WriteOp};
+use crate::zab::election::{Action, Decision, Election, ElectionConfig, Notification, ProposalBasis, Role, Vote};
+use crate::zab::election_wire::LearnerType;
+use crate::zab::ensemble::{Ensemble, Sid};
+use crate::zab::follower::{LearnerAction, LearnerCore, LearnerSettings};
+use crate::zab::leader::{LeaderAction, LeaderCore, LeaderSettings, LeaderStart, LearnerConn, ZXID_COUNTER_MAX};
+use crate::zab::packets::{epoch_of, make_zxid, QuorumPacket, ToLeader, ToLearner};
+use crate::zab::sync_plan::SyncPolicy;
+
+/// Mirrors `quorum_peer::LEADER_CONNECT_RETRY_MS`.
+pub const LEADER_CONNECT_RETRY_MS: u64 = 200;
+
+/// Txn header times are the simulated clock plus this (a fixed "wall
+/// clock" so replays are byte-identical).
+pub const SIM_WALL_CLOCK_BASE_MS: i64 = 1_700_000_000_000;
+
+/// The session the simulated clients write under (the server identity).
+pub const SIM_CLIENT_SESSION: i64 = 0;
+
+/// What reaches a server's loop (production: `commit_shard::Event`).
+#[derive(Debug)]
+pub enum Input {
+    LearnerUp(ConnId),
+    Learner(ConnId, ToLeader),
+    LearnerDown(ConnId, String),
+    LeaderPacket(ConnId, ToLearner),
+    LeaderSnapshot { conn: ConnId, zxid: i64, stream: Bytes },
+    LeaderDown(ConnId, String),
+    ClientWrite { id: u64, write: WriteOp },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeaderStage {
+    Idle,
+    /// The first action list (events + tick) is being carried out.
+    AfterTick,
+    AfterPropose,
+    AwaitFsync,
+    AfterFsync,
+    AfterDurable,
+}
+
+/// A batch the leader logged; published once committed.
+struct PendingBatch {
+    last_zxid: i64,
+    tree: DataTree,
+    txns: Vec<(i64, u64, i64)>,
+    writes: Vec<(u64, i64)>,
+}
+
+#[derive(Default)]
+struct LeaderBatch {
+    logged: Vec<(i64, Bytes)>,
+    /// (zxid, txn hash, digest after).
+    txns: Vec<(i64, u64, i64)>,
+    /// (client write id, zxid).
+    writes: Vec<(u64, i64)>,
+}
+
+pub struct Leading {
+    pub core: LeaderCore,
+    links: BTreeMap<LearnerConn, ConnId>,
+    next_conn: LearnerConn,
+    pending: VecDeque<PendingBatch>,
+    committed_floor: i64,
+    stage: LeaderStage,
+    queue: VecDeque<LeaderAction>,
+    batch: LeaderBatch,
+}
+
+impl Leading {
+    fn conn_of(&self, id: ConnId) -> Option<LearnerConn> {
+        self.links.iter().find(|(_, c)| **c == id).map(|(l, _)| *l)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LearnerStage {
+    Idle,
+    Actions,
+    AwaitFsync { last: i64 },
+}
+
+pub struct Following {
+    pub core: LearnerCore,
+    pub leader: Sid,
+    conn: ConnId,
+    queue: VecDeque<LearnerAction>,
+    to_log: Vec<(i64, Bytes)>,
+    stage: LearnerStage,
+}
+
+pub enum PeerRole {
+    Down,
+    Looking(Box<Election>),
+    Connecting { leader: Sid, give_up_at: u64 },
+    Leading(Box<Leading>),
+    Following(Box<Following>),
+}
+
+/// What the loop is blocked on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Blocked {
+    Fsync(u64),
+    Epoch(u64),
+}
+
+pub struct Server {
+    pub sid: Sid,
+    pub ensemble: Ensemble,
+    pub disk: SimDisk,
+    pub up: bool,
+    pub incarnation: u64,
+    started_at: u64,
+    pub paused_until: u64,
+    pub inbox: VecDeque<Input>,
+    pub run_scheduled: bool,
+    blocked: Option<Blocked>,
+    pub tree: DataTree,
+    pub last_zxid: i64,
+    sessions: BTreeMap<i64, i32>,
+    recent_txns: VecDeque<(i64, Bytes)>,
+    pub history: History,
+    accepted: i64,
+    current: i64,
+    logical_clock: i64,
+    held_vote: Option<Vote>,
+    /// The decided election, answering LOOKING peers while in a role.
+    settled: Option<Election>,
+    pub role: PeerRole,
+    published_tree: DataTree,
+    config_text: Bytes,
+}
+
+enum Flow {
+    Continue,
+    Blocked,
+}
+
+fn hash_txn(bytes: &[u8]) -> u64 {
+    fnv1a(bytes)
+}
+
+impl Server {
+    pub fn new(sid: Sid, ensemble: Ensemble, config_text: Bytes) -> Server {
+        Server {
+            sid,
+            ensemble,
+            disk: SimDisk::default(),
+            up: false,
+            incarnation: 0,
+            started_at: 0,
+            paused_until: 0,
+            inbox: VecDeque::new(),
+            run_scheduled: false,
+            blocked: None,
+            tree: DataTree::new(),
+            last_zxid: 0,
+            sessions: BTreeMap::new(),
+            recent_txns: VecDeque::new(),
+            history: History::default(),
+            accepted: 0,
+            current: 0,
+            logical_clock: 0,
+            held_vote: None,
+            settled: None,
+            role: PeerRole::Down,
+            published_tree: DataTree::new(),
+            config_text,
+        }
+    }
+
+    /// The cores' clock: ms since this process started (production's
+    /// `clock(self.started)`).
+    fn now(&self, ctx: &Ctx) -> u64 {
+        ctx.now.saturating_sub(self.started_at)
+    }
+
+    pub fn is_serving(&self) -> bool {
+        match &self.role {
+            PeerRole::Leading(l) => l.core.is_established(),
+            PeerRole::Following(f) => f.core.is_serving(),
+            _ => false,
+        }
+    }
+
+    pub fn is_established_leader(&self) -> bool {
+        matches!(&self.role, PeerRole::Leading(l) if l.core.is_established())
+    }
+
+    pub fn role_name(&self) -> String {
+        match &self.role {
+            PeerRole::Down => "down".into(),
+            PeerRole::Looking(_) => "looking".into(),
+            PeerRole::Connecting { leader, .. } => format!("connecting to {leader}"),
+            PeerRole::Leading(l) => format!(
+                "leading epoch {:?}{}",
+                l.core.epoch(),
+                if l.core.is_established() { " (established)" } else { "" }
+            ),
+            PeerRole::Following(f) => {
+                format!("following {}{}", f.leader, if f.core.is_serving() { " (serving)" } else { "" })
+            }
+        }
+    }
+
+    pub fn can_run(&self, now: u64) -> bool {
+        self.up && now >= self.paused_until
+    }
+
+    // ------------------------------------------------------------------
+    // Process lifecycle
+
+    /// Starts the process: recovery from disk, then election.
+    pub fn boot(&mut self, ctx: &mut Ctx) {
+        self.up = true;
+        self.incarnation += 1;
+        self.started_at = ctx.now;
+        self.paused_until = 0;
+        self.inbox.clear();
+        self.run_scheduled = false;
+        self.blocked = None;
+        self.logical_clock = 0;
+        self.held_vote = None;
+        self.settled = None;
+        ctx.trace(self.sid, format!("boots (incarnation {})", self.incarnation));
+        if let Err(e) = self.reload_from_disk(ctx, "restart") {
+            self.die(ctx, format!("cannot start: {e}"));
+            return;
+        }
+        self.start_election(ctx);
+        ctx.schedule(ctx.now + ctx.knobs.tick_ms / 2, Ev::Wake(self.sid, self.incarnation));
+    }
+
+    /// kill -9 / power loss: only the disk's durable state survives.
+    pub fn crash(&mut self, ctx: &mut Ctx) {
+        if !self.up {
+            return;
+        }
+        let what = self.disk.crash(&mut ctx.rng, ctx.knobs.writeback_percent);
+        ctx.trace(self.sid, format!("CRASH ({what}) while {}", self.role_name()));
+        self.up = false;
+        self.role = PeerRole::Down;
+        self.settled = None;
+        self.inbox.clear();
+        self.blocked = None;
+        for conn in ctx.net.live_conns_of(self.sid) {
+            // The kernel resets the dead process's sockets; a dead machine
+            // tells nobody.
+            let notify = ctx.rng.chance(ctx.knobs.crash_reset_percent);
+            ctx.break_conn(conn, notify, "peer crashed");
+        }
+        ctx.net.election_outbox.retain(|(from, _), _| *from != self.sid);
+    }
+
+    /// Production exits the process; here the server stays down and the
+    /// run fails (every such exit is a finding).
+    fn die(&mut self, ctx: &mut Ctx, why: String) {
+        ctx.trace(self.sid, format!("EXITS: {why}"));
+        ctx.oracle.fail("server-exits", format!("server {}: {why}", self.sid), ctx.now);
+        self.up = false;
+        self.role = PeerRole::Down;
+        for conn in ctx.net.live_conns_of(self.sid) {
+            ctx.break_conn(conn, true, "peer exited");
+        }
+    }
+
+    /// Mirrors `recovery::recover` (on the simulated disk) followed by
+    /// `quorum_peer::reload_from_disk` and `Epochs::load`.
+    fn reload_from_disk(&mut self, ctx: &mut Ctx, what: &str) -> Result<(), String> {
+        let window = ctx.knobs.recent_window_txns;
+        let (mut tree, mut sessions, snapshot_zxid) = match &self.disk.snapshot {
+            Some((zxid, stream)) => {
+                let (tree, sessions, _) = crate::storage::apache::decode_snap_stream(stream, *zxid)
+                    .map_err(|e| format!("snapshot 0x{zxid:x} does not decode: {e}"))?;
+                (tree, sessions, *zxid)
+            }
+            None => (DataTree::new(), BTreeMap::new(), 0),
+        };
+        let mut history = History { base_zxid: snapshot_zxid, entries: BTreeMap::new() };
+        let mut last_zxid = snapshot_zxid;
+        let mut recent = VecDeque::new();
+        let mut cuts = Vec::new();
+        let mut newest_without_records = None;
+        // As production: from the newest file that begins at or before the
+        // first zxid needed.
+        let first_needed = snapshot_zxid + 1;
+        let start = self.disk.logs.iter().rposition(|f| f.first_zxid <= first_needed).unwrap_or(0);
+        for (index, file) in self.disk.logs.iter().enumerate().skip(start) {
+            let bytes = Bytes::copy_from_slice(&file.bytes);
+            decode_file_header(&bytes).map_err(|e| format!("log {index} header: {e}"))?;
+            let scan = disk::scan(&bytes)?;
+            if let Some(record) = scan.records.first() {
+                if file.first_zxid > last_zxid + 1 && record.zxid > last_zxid && !zxid_follows(last_zxid, record.zxid) {
+                    return Err(format!(
+                        "log {index}: txns after 0x{last_zxid:x} are missing (starts at 0x{:x})",
+                        record.zxid
+                    ));
+                }
+            }
+            for record in &scan.records {
+                let zxid = record.zxid;
+                if zxid <= last_zxid {
+                    continue;
+                }
+                if !zxid_follows(last_zxid, zxid) {
+                    return Err(format!("log {index}: gap: 0x{zxid:x} after 0x{last_zxid:x}"));
+                }
+                let payload = bytes.slice(record.payload.clone());
+                let logged =
+                    LoggedTxn::decode(payload.clone()).map_err(|e| format!("txn 0x{zxid:x} does not decode: {e}"))?;
+                crate::server::recovery::apply(&mut tree, &mut sessions, &logged);
+                history.entries.insert(zxid, HistoryEntry { txn_hash: hash_txn(&payload), digest: tree.digest() });
+                recent.push_back((zxid, payload));
+                while recent.len() > window {
+                    recent.pop_front();
+                }
+                last_zxid = zxid;
+            }
+            newest_without_records = if scan.records.is_empty() { Some(index) } else { None };
+            match scan.tail {
+                Tail::Clean => {}
+                Tail::Torn { offset, .. } => cuts.push((index, offset as usize)),
+                Tail::Corrupt { offset, reason } => return Err(format!("log {index}: corrupt at {offset}: {reason}")),
+            }
+        }
+        for (index, offset) in cuts {
+            ctx.trace(self.sid, format!("recovery cuts a torn tail of log {index} at byte {offset}"));
+            self.disk.cut_log(index, offset);
+        }
+        if let Some(index) = newest_without_records {
+            self.disk.remove_log(index);
+        }
+        self.disk.roll();
+        tree.set_last_zxid(last_zxid);
+        let stored = StoredEpochs {
+            current: self.disk.current_epoch,
+            current_tmp: self.disk.current_epoch_tmp,
+            accepted: self.disk.accepted_epoch,
+        };
+        let epochs = reconcile_epochs(last_zxid, stored).map_err(|e| format!("epoch files refused: {e}"))?;
+        for (name, value) in &epochs.writes {
+            let file = if *name == crate::storage::epoch_files::ACCEPTED_EPOCH_FILE_NAME {
+                EpochFile::Accepted
+            } else {
+                EpochFile::Current
+            };
+            self.disk.write_epoch_now(file, *value);
+        }
+        ctx.trace(
+            self.sid,
+            format!(
+                "{what}: recovered zxid 0x{last_zxid:x} digest {:x} (snapshot 0x{snapshot_zxid:x}), epochs accepted {} current {}",
+                tree.digest(),
+                epochs.accepted_epoch,
+                epochs.current_epoch
+            ),
+        );
+        ctx.oracle.check_recovered(self.sid, what, &history, ctx.now);
+        self.published_tree = tree.clone();
+        self.tree = tree;
+        self.last_zxid = last_zxid;
+        self.sessions = sessions;
+        self.recent_txns = recent;
+        self.history = history;
+        self.accepted = epochs.accepted_epoch;
+        self.current = epochs.current_epoch;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------
+    // Election (mirrors `election_net::elect` and `answer_while_settled`)
+
+    fn election_config(&self) -> ElectionConfig {
+        ElectionConfig {
+            my_sid: self.sid,
+            voters: self.ensemble.voters.iter().map(|s| (*s, 1)).collect(),
+            my_learner_type: LearnerType::Participant,
+            quorum_config_text: self.config_text.clone(),
+        }
+    }
+
+    fn start_election(&mut self, ctx: &mut Ctx) {
+        let basis =
+            ProposalBasis { last_logged_zxid: self.last_zxid, current_epoch: self.current, held_vote: self.held_vote };
+        let now = self.now(ctx);
+        let (election, actions) = Election::start(self.election_config(), basis, self.logical_clock, now);
+        ctx.trace(self.sid, format!("LOOKING (round {}, zxid 0x{:x})", election.logical_clock(), self.last_zxid));
+        self.role = PeerRole::Looking(Box::new(election));
+        self.settled = None;
+        self.election_actions(ctx, actions);
+    }
+
+    fn election_actions(&mut self, ctx: &mut Ctx, actions: Vec<Action>) {
+        let mut decision = None;
+        for action in actions {
+            match action {
+                Action::Send { to, notification } => self.send_notification(ctx, to, &notification),
+                Action::Decided(d) => decision = Some(d),
+            }
+        }
+        if let Some(d) = decision {
+            self.decided(ctx, d);
+        } else if let PeerRole::Looking(e) = &self.role {
+            if let Some(deadline) = e.next_deadline_ms() {
+                ctx.schedule(deadline + self.started_at, Ev::ElectionTimer(self.sid, self.incarnation));
+            }
+        }
+    }
+
+    fn send_notification(&mut self, ctx: &mut Ctx, to: Sid, n: &Notification) {
+        let mut buf = BytesMut::new();
+        match n.encode(&mut buf) {
+            Ok(()) => ctx.send_election(self.sid, to, buf.freeze()),
+            Err(e) => ctx.oracle.fail("codec", format!("notification does not encode: {e}"), ctx.now),
+        }
+    }
+
+    pub fn on_notification(&mut self, ctx: &mut Ctx, from: Sid, bytes: Bytes) {
+        let n = match Notification::decode(bytes) {
+            Ok(n) => n,
+            Err(e) => {
+                ctx.oracle.fail("codec", format!("notification from {from} does not decode: {e}"), ctx.now);
+                return;
+            }
+        };
+        let now = self.now(ctx);
+        if let PeerRole::Looking(e) = &mut self.role {
+            let actions = e.on_notification(from, &n, now);
+            self.election_actions(ctx, actions);
+        } else if let Some(e) = &mut self.settled {
+            let actions = e.on_notification(from, &n, now);
+            for a in actions {
+                if let Action::Send { to, notification } = a {
+                    self.send_notification(ctx, to, &notification);
+                }
+            }
+        }
+    }
+
+    pub fn on_election_timer(&mut self, ctx: &mut Ctx) {
+        let now = self.now(ctx);
+        if let PeerRole::Looking(e) = &mut self.role {
+            let actions = e.on_tick(now);
+            self.election_actions(ctx, actions);
+        }
+    }
+
+    fn decided(&mut self, ctx: &mut Ctx, d: Decision) {
+        let PeerRole::Looking(election) = std::mem::replace(&mut self.role, PeerRole::Down) else { return };
+        self.logical_clock = election.logical_clock();
+        self.held_vote = election.settled().map(|s| s.held_vote());
+        ctx.trace(self.sid, format!("decided: leader {} ({:?}, round {})", d.leader, d.role, d.vote.election_epoch));
+        self.settled = Some(*election);
+        match d.role {
+            Role::Leading => self.lead(ctx),
+            Role::Following | Role::Observing => {
+                let give_up_at = ctx.now + ctx.knobs.tick_ms * ctx.knobs.init_limit_ticks;
+                self.role = PeerRole::Connecting { leader: d.leader, give_up_at };
+                ctx.dial(self.sid, self.incarnation, d.leader);
+            }
+        }
+    }
+
+    /// Whatever ends a role: connections close, the state is rebuilt from
+    /// disk (dropping a leader's speculation), and the election starts again.
+    fn leave_role(&mut self, ctx: &mut Ctx, why: String) {
+        ctx.trace(self.sid, format!("leaves {}: {why}", self.role_name()));
+        match std::mem::replace(&mut self.role, PeerRole::Down) {
+            PeerRole::Leading(l) => {
+                for (_, conn) in l.links {
+                    ctx.break_conn(conn, true, "leader left its role");
+                }
+            }
+            PeerRole::Following(f) => ctx.break_conn(f.conn, true, "learner left its role"),
+            _ => {}
+        }
+        self.blocked = None;
+        self.settled = None;
+        if let Err(e) = self.reload_from_disk(ctx, "leaving a role") {
+            self.die(ctx, format!("cannot reload the state from disk: {e}"));
+            return;
+        }
+        self.start_election(ctx);
+    }
+
+    // ------------------------------------------------------------------
+    // The loop
+
+    pub fn push_input(&mut self, ctx: &mut Ctx, input: Input) {
+        if !self.up {
+            return;
+        }
+        self.inbox.push_back(input);
+        self.schedule_run(ctx);
+    }
+
+    pub fn schedule_run(&mut self, ctx: &mut Ctx) {
+        if !self.run_scheduled {
+            self.run_scheduled = true;
+            ctx.schedule(ctx.now, Ev::Run(self.sid, self.incarnation));
+        }
+    }
+
+    /// One turn of the loop: production's `events.next_batch()` returning.
+    pub fn run(&mut self, ctx: &mut Ctx) {
+        self.run_scheduled = false;
+        if !self.up || self.blocked.is_some() {
+            return;
+        }
+        match &self.role {
+            PeerRole::Leading(l) if l.stage == LeaderStage::Idle => self.leader_turn(ctx),
+            PeerRole::Following(f) if f.stage == LearnerStage::Idle => self.learner_turn(ctx),
+            PeerRole::Leading(_) | PeerRole::Following(_) => {}
+            PeerRole::Looking(_) | PeerRole::Connecting { .. } | PeerRole::Down => {
+                // Clients are turned away while not serving.
+                for input in std::mem::take(&mut self.inbox) {
+                    if let Input::ClientWrite { id, .. } = input {
+                        ctx.trace(self.sid, format!("refuses client write #{id} (not serving)"));
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn on_dial_result(&mut self, ctx: &mut Ctx, conn: Option<ConnId>) {
+        let PeerRole::Connecting { leader, give_up_at } = self.role else {
+            if let Some(c) = conn {
+                ctx.break_conn(c, true, "dialler moved on");
+            }
+            return;
+        };
+        match conn {
+            Some(conn) => {
+                let k = &ctx.knobs;
+                let settings = LearnerSettings {
+                    my_sid: self.sid,
+                    observer: false,
+                    tick_ms: k.tick_ms,
+                    init_limit_ticks: k.init_limit_ticks,
+                    sync_limit_ticks: k.sync_limit_ticks,
+                };
+                let mut actions = Vec::new();
+                let core = LearnerCore::new(
+                    settings,
+                    self.accepted,
+                    self.current,
+                    self.last_zxid,
+                    self.now(ctx),
+                    &mut actions,
+                );
+                ctx.trace(self.sid, format!("connected to leader {leader}"));
+                self.role = PeerRole::Following(Box::new(Following {
+                    core,
+                    leader,
+                    conn,
+                    queue: actions.into(),
+                    to_log: Vec::new(),
+                    stage: LearnerStage::Actions,
+                }));
+                self.continue_learner(ctx);
+            }
+            None if ctx.now < give_up_at => {
+                ctx.schedule(ctx.now + LEADER_CONNECT_RETRY_MS, Ev::DialRetry(self.sid, self.incarnation));
+            }
+            None => self.leave_role(ctx, format!("cannot reach the leader {leader}")),
+        }
+    }
+
+    pub fn on_dial_retry(&mut self, ctx: &mut Ctx) {
+        if let PeerRole::Connecting { leader, .. } = self.role {
+            ctx.dial(self.sid, self.incarnation, leader);
+        }
+    }
+
+    /// Accepting a learner's connection (the leader's listener).
+    pub fn accept(&mut self, conn: ConnId) -> Option<LearnerConn> {
+        let PeerRole::Leading(l) = &mut self.role else { return None };
+        let id = l.next_conn;
+        l.next_conn += 1;
+        l.links.insert(id, conn);
+        self.inbox.push_back(Input::LearnerUp(conn));
+        Some(id)
+    }
+
+    pub fn is_listening(&self) -> bool {
+        self.up && matches!(self.role, PeerRole::Leading(_))
+    }
+
+    pub fn on_disk_done(&mut self, ctx: &mut Ctx, token: u64) {
+        match self.blocked {
+            Some(Blocked::Fsync(t)) if t == token => {
+                self.disk.complete_fsync(token);
+            }
+            Some(Blocked::Epoch(t)) if t == token => {
+                if let Some((file, value)) = self.disk.complete_epoch_write(token) {
+                    match file {
+                        EpochFile::Accepted => self.accepted = value,
+                        EpochFile::Current => self.current = value,
+                    }
+                }
+            }
+            _ => return,
+        }
+        self.blocked = None;
+        match &mut self.role {
+            PeerRole::Leading(l) => {
+                if l.stage == LeaderStage::AwaitFsync {
+                    l.stage = LeaderStage::AfterFsync;
+                }
+                self.continue_leader(ctx);
+            }
+            PeerRole::Following(f) => {
+                if let LearnerStage::AwaitFsync { last } = f.stage {
+                    let mut more = Vec::new();
+                    f.core.durable(last, &mut more);
+                    f.queue.extend(more);
+                    f.stage = LearnerStage::Actions;
+                }
+                self.continue_learner(ctx);
+            }
+            _ => {}
+        }
+        if !self.inbox.is_empty() {
+            self.schedule_run(ctx);
+        }
+    }
+
+    fn start_fsync(&mut self, ctx: &mut Ctx) {
+        let token = ctx.token();
+        self.disk.start_fsync(token);
+        let latency = ctx.fsync_latency();
+        ctx.schedule(ctx.now + latency, Ev::DiskDone(self.sid, self.incarnation, token));
+        self.blocked = Some(Blocked::Fsync(token));
+    }
+
+    fn persist_epoch(&mut self, ctx: &mut Ctx, file: EpochFile, value: i64) {
+        let token = ctx.token();
+        self.disk.start_epoch_write(token, file, value);
+        let latency = ctx.fsync_latency();
+        ctx.schedule(ctx.now + latency, Ev::DiskDone(self.sid, self.incarnation, token));
+        self.blocked = Some(Blocked::Epoch(token));
+    }
+
+    fn send_to_leader(&mut self, ctx: &mut Ctx, conn: ConnId, p: &ToLeader) {
+        ctx.conn_send(conn, Dir::ToLeader, Wire::Packet(p.to_packet().to_bytes()));
+    }
+
+    // ------------------------------------------------------------------
+    // Leading (mirrors `quorum_peer::lead` and `leader_actions`)
+
+    fn lead(&mut self, ctx: &mut Ctx) {
+        let k = &ctx.knobs;
+        let settings = LeaderSettings {
+            tick_ms: k.tick_ms,
+            init_limit_ticks: k.init_limit_ticks,
+            sync_limit_ticks: k.sync_limit_ticks,
+            config_text: self.config_text.clone(),
+            sync_policy: SyncPolicy::with_snapshot_bytes(0),
+        };
+        let start = LeaderStart {
+            accepted_epoch: self.accepted,
+            current_epoch: self.current,
+            last_logged_zxid: self.last_zxid,
+            recent_txns: self.recent_txns.iter().cloned().collect(),
+        };
+        let core = LeaderCore::new(self.ensemble.clone(), settings, start, self.now(ctx));
+        ctx.trace(
+            self.sid,
+            format!("LEADING (accepted {}, current {}, zxid 0x{:x})", self.accepted, self.current, self.last_zxid),
+        );
+        self.role = PeerRole::Leading(Box::new(Leading {
+            core,
+            links: BTreeMap::new(),
+            next_conn: 1,
+            pending: VecDeque::new(),
+            committed_floor: i64::MIN,
+            stage: LeaderStage::Idle,
+            queue: VecDeque::new(),
+            batch: LeaderBatch::default(),
+        }));
+        self.schedule_run(ctx);
+    }
+
+    fn leader_turn(&mut self, ctx: &mut Ctx) {
+        let now = self.now(ctx);
+        let items: Vec<Input> = self.inbox.drain(..).collect();
+        let mut writes = Vec::new();
+        let mut actions = Vec::new();
+        {
+            let PeerRole::Leading(l) = &mut self.role else { return };
+            for input in items {
+                match input {
+                    Input::ClientWrite { id, write } => {
+                        if l.core.is_established() {
+                            writes.push((id, write));
+                        } else {
+                            ctx.trace(self.sid, format!("refuses client write #{id} (not established)"));
+                        }
+                    }
+                    Input::LearnerUp(conn) => {
+                        if let Some(c) = l.conn_of(conn) {
+                            l.core.learner_connected(c, now);
+                        }
+                    }
+                    Input::Learner(conn, p) => {
+                        if let Some(c) = l.conn_of(conn) {
+                            l.core.learner_packet(c, p, now, &mut actions);
+                        }
+                    }
+                    Input::LearnerDown(conn, why) => {
+                        if let Some(c) = l.conn_of(conn) {
+                            ctx.trace(self.sid, format!("learner conn {c} closed: {why}"));
+                            l.core.learner_disconnected(c);
+                            l.links.remove(&c);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            l.core.tick(now, &mut actions);
+        }
+        // Worker writes are prepared in arrival order (`handle_worker_message`).
+        let mut batch = LeaderBatch::default();
+        for (id, write) in writes {
+            self.execute(ctx, id, &write, &mut batch);
+        }
+        if let PeerRole::Leading(l) = &mut self.role {
+            l.batch = batch;
+            l.queue = actions.into();
+            l.stage = LeaderStage::AfterTick;
+        }
+        self.continue_leader(ctx);
+    }
+
+    /// Mirrors `CommitShard::execute` for a local client's write.
+    fn execute(&mut self, ctx: &mut Ctx, id: u64, write: &WriteOp, batch: &mut LeaderBatch) {
+        self.last_zxid += 1;
+        let zxid = self.last_zxid;
+        let tctx = TxnContext {
+            session_id: SIM_CLIENT_SESSION,
+            cxid: (id & 0x7FFF_FFFF) as i32,
+            zxid,
+            time_ms: SIM_WALL_CLOCK_BASE_MS + ctx.now as i64,
+            auth: &ServerIdentity,
+            extended_types_enabled: false,
+        };
+        let executed = self.tree.execute(&tctx, write);
+        let mut buf = BytesMut::with_capacity(128);
+        encode_txn(&mut buf, &executed.header, &executed.txn, executed.digest);
+        let bytes = buf.freeze();
+        let hash = hash_txn(&bytes);
+        let digest = self.tree.digest();
+        self.history.entries.insert(zxid, HistoryEntry { txn_hash: hash, digest });
+        batch.logged.push((zxid, bytes));
+        batch.txns.push((zxid, hash, digest));
+        batch.writes.push((id, zxid));
+    }
+
+    fn continue_leader(&mut self, ctx: &mut Ctx) {
+        loop {
+            // Carry out queued actions, in order, until one blocks.
+            loop {
+                let action = match &mut self.role {
+                    PeerRole::Leading(l) => l.queue.pop_front(),
+                    _ => return,
+                };
+                let Some(action) = action else { break };
+                match self.leader_action(ctx, action) {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Blocked) => return,
+                    Err(why) => {
+                        self.leave_role(ctx, why);
+                        return;
+                    }
+                }
+            }
+            let PeerRole::Leading(l) = &mut self.role else { return };
+            match l.stage {
+                LeaderStage::Idle | LeaderStage::AwaitFsync => return,
+                LeaderStage::AfterTick => {
+                    if l.batch.logged.is_empty() {
+                        l.stage = LeaderStage::Idle;
+                        return;
+                    }
+                    if l.batch.logged.last().is_some_and(|(z, _)| z & ZXID_COUNTER_MAX == ZXID_COUNTER_MAX) {
+                        self.leave_role(ctx, "the zxid counter is exhausted; a new epoch is needed".into());
+                        return;
+                    }
+                    let mut actions = Vec::new();
+                    for (zxid, txn) in &l.batch.logged {
+                        l.core.propose(*zxid, txn.clone(), &mut actions);
+                    }
+                    l.queue.extend(actions);
+                    l.stage = LeaderStage::AfterPropose;
+                }
+                LeaderStage::AfterPropose => {
+                    // The proposals went out first: our own write + fsync now.
+                    let logged = l.batch.logged.clone();
+                    l.stage = LeaderStage::AwaitFsync;
+                    if let Err(e) = self.disk.append(&logged) {
+                        self.die(ctx, format!("log append failed: {e}"));
+                        return;
+                    }
+                    if ctx.knobs.plant == Some(super::world::Plant::AckBeforeFsync) {
+                        // Planted bug: count our own ack before the fsync.
+                        if let (PeerRole::Leading(l), Some((last, _))) = (&mut self.role, logged.last()) {
+                            let mut actions = Vec::new();
+                            l.core.local_durable(*last, &mut actions);
+                            l.queue.extend(actions);
+                        }
+                        let PeerRole::Leading(l) = &mut self.role else { return };
+                        l.stage = LeaderStage::AfterFsync;
+                        continue;
+                    }
+                    self.start_fsync(ctx);
+                    return;
+                }
+                LeaderStage::AfterFsync => {
+                    let batch = std::mem::take(&mut l.batch);
+                    for (zxid, txn) in &batch.logged {
+                        self.recent_txns.push_back((*zxid, txn.clone()));
+                    }
+                    while self.recent_txns.len() > ctx.knobs.recent_window_txns {
+                        self.recent_txns.pop_front();
+                    }
+                    let PeerRole::Leading(l) = &mut self.role else { return };
+                    l.pending.push_back(PendingBatch {
+                        last_zxid: self.last_zxid,
+                        tree: self.tree.clone(),
+                        txns: batch.txns,
+                        writes: batch.writes,
+                    });
+                    let mut actions = Vec::new();
+                    l.core.local_durable(self.last_zxid, &mut actions);
+                    l.queue.extend(actions);
+                    l.stage = LeaderStage::AfterDurable;
+                }
+                LeaderStage::AfterDurable => {
+                    let committed = l.core.last_committed().max(l.committed_floor);
+                    l.stage = LeaderStage::Idle;
+                    self.publish_committed(ctx, committed);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn leader_action(&mut self, ctx: &mut Ctx, action: LeaderAction) -> Result<Flow, String> {
+        match action {
+            LeaderAction::PersistAcceptedEpoch(e) => {
+                self.persist_epoch(ctx, EpochFile::Accepted, e);
+                return Ok(Flow::Blocked);
+            }
+            LeaderAction::PersistCurrentEpoch(e) => {
+                self.persist_epoch(ctx, EpochFile::Current, e);
+                return Ok(Flow::Blocked);
+            }
+            LeaderAction::Send(conn, p) => {
+                if let Some(id) = self.leader_link(conn) {
+                    ctx.conn_send(id, Dir::ToLearner, Wire::Packet(p.to_packet().to_bytes()));
+                }
+            }
+            LeaderAction::SendSnapshot { conn, zxid } => {
+                if let Some(id) = self.leader_link(conn) {
+                    let mut stream = Vec::new();
+                    if let Err(e) =
+                        crate::storage::apache::write_snap_stream(&mut stream, &self.published_tree, &self.sessions)
+                    {
+                        ctx.oracle.fail("codec", format!("SNAP stream does not encode: {e}"), ctx.now);
+                    }
+                    ctx.trace(self.sid, format!("SNAP 0x{zxid:x} to conn {conn} ({} bytes)", stream.len()));
+                    let packet = ToLearner::Snap { zxid }.to_packet().to_bytes();
+                    ctx.conn_send(id, Dir::ToLearner, Wire::Snap { packet, stream: Bytes::from(stream) });
+                }
+            }
+            LeaderAction::SyncChosen { conn, sid, plan, reason } => {
+                ctx.trace(self.sid, format!("syncs {sid} (conn {conn}): {plan:?} because {reason:?}"));
+            }
+            LeaderAction::Established { epoch } => {
+                self.last_zxid = self.last_zxid.max(make_zxid(epoch, 0));
+                if let PeerRole::Leading(l) = &mut self.role {
+                    l.committed_floor = self.last_zxid;
+                }
+                self.published_tree = self.tree.clone();
+                ctx.trace(self.sid, format!("ESTABLISHED epoch {epoch} at zxid 0x{:x}", self.last_zxid));
+                ctx.oracle.established(self.sid, epoch, ctx.now);
+                // Everything this leader logged is committed from now on.
+                for (&zxid, e) in &self.history.entries {
+                    ctx.oracle.commit(self.sid, zxid, e.txn_hash, Some(e.digest), ctx.now);
+                }
+                ctx.oracle.check_serving(self.sid, epoch, &self.history, self.last_zxid, ctx.now);
+            }
+            LeaderAction::Committed { zxid } => {
+                let floor = match &self.role {
+                    PeerRole::Leading(l) => l.committed_floor,
+                    _ => i64::MIN,
+                };
+                self.publish_committed(ctx, zxid.max(floor));
+            }
+            LeaderAction::Forwarded { sid, .. } => {
+                ctx.trace(
+                    self.sid,
+                    format!("forwarded request from {sid} ignored (the sim's clients write to the leader)"),
+                );
+            }
+            LeaderAction::Revalidate { conn, session_id, .. } => {
+                let valid = self.sessions.contains_key(&session_id);
+                let mut more = Vec::new();
+                if let PeerRole::Leading(l) = &mut self.role {
+                    l.core.revalidated(conn, session_id, valid, &mut more);
+                    l.queue.extend(more);
+                }
+            }
+            LeaderAction::SessionsTouched(_) => {}
+            LeaderAction::Close { conn, reason } => {
+                ctx.trace(self.sid, format!("drops learner conn {conn}: {reason}"));
+                if let PeerRole::Leading(l) = &mut self.role {
+                    if let Some(id) = l.links.remove(&conn) {
+                        ctx.break_conn(id, true, "leader dropped the learner");
+                    }
+                    l.core.learner_disconnected(conn);
+                }
+            }
+            LeaderAction::StepDown { reason } => return Err(reason),
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn leader_link(&self, conn: LearnerConn) -> Option<ConnId> {
+        match &self.role {
+            PeerRole::Leading(l) => l.links.get(&conn).copied(),
+            _ => None,
+        }
+    }
+
+    /// Mirrors `publish_committed`: batches a quorum holds go to clients.
+    fn publish_committed(&mut self, ctx: &mut Ctx, committed: i64) {
+        let PeerRole::Leading(l) = &mut self.role else { return };
+        while l.pending.front().is_some_and(|b| b.last_zxid <= committed) {
+            let Some(b) = l.pending.pop_front() else { break };
+            self.published_tree = b.tree;
+            for (zxid, hash, digest) in &b.txns {
+                ctx.oracle.commit(self.sid, *zxid, *hash, Some(*digest), ctx.now);
+            }
+            for (id, zxid) in &b.writes {
+                if let Some((_, hash, _)) = b.txns.iter().find(|(z, _, _)| z == zxid) {
+                    ctx.oracle.acknowledge(*zxid, *hash);
+                }
+                ctx.write_acked(*id, *zxid);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Following (mirrors `quorum_peer::follow` and `learner_actions`)
+
+    fn learner_turn(&mut self, ctx: &mut Ctx) {
+        let now = self.now(ctx);
+        let items: Vec<Input> = self.inbox.drain(..).collect();
+        let mut actions = Vec::new();
+        let mut leader_down = None;
+        let my_conn = match &self.role {
+            PeerRole::Following(f) => f.conn,
+            _ => return,
+        };
+        for input in items {
+            match input {
+                Input::LeaderPacket(conn, p) if conn == my_conn => {
+                    if let PeerRole::Following(f) = &mut self.role {
+                        f.core.packet(p, now, &mut actions);
+                    }
+                }
+                Input::LeaderSnapshot { conn, zxid, stream } if conn == my_conn => {
+                    if let PeerRole::Following(f) = &mut self.role {
+                        f.core.packet(ToLearner::Snap { zxid }, now, &mut actions);
+                    }
+                    if let Err(e) = self.install_snapshot(ctx, zxid, &stream) {
+                        leader_down = Some(format!("cannot install the leader's snapshot: {e}"));
+                        break;
+                    }
+                    if let PeerRole::Following(f) = &mut self.role {
+                        f.core.snapshot_installed(zxid, now);
+                    }
+                }
+                Input::LeaderDown(conn, why) if conn == my_conn => {
+                    leader_down = Some(format!("lost the leader: {why}"));
+                    break;
+                }
+                Input::ClientWrite { id, .. } => {
+                    ctx.trace(self.sid, format!("client write #{id} reached a follower; dropped"));
+                }
+                _ => {}
+            }
+        }
+        if let Some(why) = leader_down {
+            self.leave_role(ctx, why);
+            return;
+        }
+        if let PeerRole::Following(f) = &mut self.role {
+            f.core.tick(now, &mut actions);
+            f.queue.extend(actions);
+            f.stage = LearnerStage::Actions;
+        }
+        self.continue_learner(ctx);
+    }
+
+    fn continue_learner(&mut self, ctx: &mut Ctx) {
+        loop {
+            let action = match &mut self.role {
+                PeerRole::Following(f) if f.stage == LearnerStage::Actions => f.queue.pop_front(),
+                _ => return,
+            };
+            match action {
+                Some(action) => match self.learner_action(ctx, action) {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Blocked) => return,
+                    Err(why) => {
+                        self.leave_role(ctx, why);
+                        return;
+                    }
+                },
+                None => {
+                    let PeerRole::Following(f) = &mut self.role else { return };
+                    let to_log = std::mem::take(&mut f.to_log);
+                    let Some(&(last, _)) = to_log.last() else {
+                        f.stage = LearnerStage::Idle;
+                        return;
+                    };
+                    // Group commit: everything this round brought, one fsync.
+                    f.stage = LearnerStage::AwaitFsync { last };
+                    if let Err(e) = self.disk.append(&to_log) {
+                        self.die(ctx, format!("log append failed: {e}"));
+                        return;
+                    }
+                    if ctx.knobs.plant == Some(super::world::Plant::AckBeforeFsync) {
+                        // Planted bug: ack what only the page cache holds.
+                        let PeerRole::Following(f) = &mut self.role else { return };
+                        let mut more = Vec::new();
+                        f.core.durable(last, &mut more);
+                        f.queue.extend(more);
+                        f.stage = LearnerStage::Actions;
+                        continue;
+                    }
+                    self.start_fsync(ctx);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn learner_action(&mut self, ctx: &mut Ctx, action: LearnerAction) -> Result<Flow, String> {
+        let PeerRole::Following(f) = &mut self.role else { return Ok(Flow::Continue) };
+        let conn = f.conn;
+        match action {
+            LearnerAction::Send(p) => self.send_to_leader(ctx, conn, &p),
+            LearnerAction::PingReply { zxid } => {
+                self.send_to_leader(ctx, conn, &ToLeader::Ping { zxid, sessions: Vec::new() })
+            }
+            LearnerAction::PersistAcceptedEpoch(e) => {
+                self.persist_epoch(ctx, EpochFile::Accepted, e);
+                return Ok(Flow::Blocked);
+            }
+            LearnerAction::PersistCurrentEpoch(e) => {
+                self.persist_epoch(ctx, EpochFile::Current, e);
+                return Ok(Flow::Blocked);
+            }
+            LearnerAction::Truncate { zxid } => {
+                ctx.trace(self.sid, format!("TRUNC to 0x{zxid:x}"));
+                self.disk.truncate_after(zxid)?;
+                self.reload_from_disk(ctx, "TRUNC")?;
+                if self.last_zxid != zxid {
+                    return Err(format!(
+                        "after TRUNC to 0x{zxid:x} the log ends at 0x{:x}; this server lacks history the leader assumes",
+                        self.last_zxid
+                    ));
+                }
+            }
+            LearnerAction::ReadSnapshot { zxid } => ctx.trace(self.sid, format!("reads SNAP 0x{zxid:x}")),
+            LearnerAction::Log(txns) => f.to_log.extend(txns),
+            LearnerAction::Apply(txns) => {
+                for (zxid, txn) in txns {
+                    self.apply_committed(ctx, zxid, txn)?;
+                }
+            }
+            LearnerAction::SyncDone | LearnerAction::Revalidated { .. } => {}
+            LearnerAction::Serving { epoch } => {
+                ctx.trace(self.sid, format!("SERVING epoch {epoch} at zxid 0x{:x}", self.last_zxid));
+                ctx.oracle.check_serving(self.sid, epoch, &self.history, self.last_zxid, ctx.now);
+            }
+            LearnerAction::GiveUp { reason } => return Err(reason),
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Mirrors `quorum_peer::apply_committed` (without client replies).
+    fn apply_committed(&mut self, ctx: &mut Ctx, zxid: i64, payload: Bytes) -> Result<(), String> {
+        let hash = hash_txn(&payload);
+        let logged =
+            LoggedTxn::decode(payload).map_err(|e| format!("the leader's txn 0x{zxid:x} does not decode: {e}"))?;
+        let h = logged.header;
+        let _ = self.tree.apply_txn(&h, &logged.txn);
+        let check = self.tree.check_txn_digest(logged.digest);
+        if check.is_mismatch() {
+            ctx.oracle.fail("agreement", format!("server {} at 0x{zxid:x}: {check}", self.sid), ctx.now);
+        }
+        match &logged.txn {
+            Txn::CreateSession { timeout_ms } => {
+                self.sessions.insert(h.session_id, *timeout_ms);
+            }
+            Txn::CloseSession { .. } => {
+                self.sessions.remove(&h.session_id);
+            }
+            _ => {}
+        }
+        self.last_zxid = zxid;
+        let digest = self.tree.digest();
+        self.history.entries.insert(zxid, HistoryEntry { txn_hash: hash, digest });
+        ctx.oracle.commit(self.sid, zxid, hash, Some(digest), ctx.now);
+        Ok(())
+    }
+
+    /// Mirrors `quorum_peer::install_snapshot`. The snapshot write and the
+    /// currentEpoch raise take no simulated time here.
+    fn install_snapshot(&mut self, ctx: &mut Ctx, zxid: i64, stream: &Bytes) -> Result<(), String> {
+        let (mut tree, sessions, _) = crate::storage::apache::decode_snap_stream(stream, zxid)
+            .map_err(|e| format!("SNAP stream does not decode: {e}"))?;
+        let data_epoch = epoch_of(zxid);
+        if data_epoch > self.current {
+            self.disk.write_epoch_now(EpochFile::Current, data_epoch);
+            self.current = data_epoch;
+        }
+        self.disk.truncate_after(zxid)?;
+        tree.set_last_zxid(zxid);
+        self.disk.snapshot = Some((zxid, stream.clone()));
+        let digest = tree.digest();
+        ctx.trace(self.sid, format!("installed SNAP 0x{zxid:x} digest {digest:x}"));
+        if let Some(live) = ctx.oracle.committed_digest(zxid) {
+            if live != digest {
+                ctx.oracle.fail(
+                    "recovery-equals-live",
+                    format!(
+                        "server {} installed a SNAP labelled 0x{zxid:x} with digest {digest:x}; the committed state there has {live:x}",
+                        self.sid
+                    ),
+                    ctx.now,
+                );
+            }
+        }
+        self.tree = tree;
+        self.last_zxid = zxid;
+        self.sessions = sessions;
+        self.recent_txns.clear();
+        self.history = History { base_zxid: zxid, entries: BTreeMap::new() };
+        Ok(())
+    }
+
+    /// A quorum-port packet arriving for this server (decoded with the
+    /// production codecs).
+    pub fn deliver_wire(&mut self, ctx: &mut Ctx, conn: ConnId, dir: Dir, wire: Wire) {
+        match (dir, wire) {
+            (Dir::ToLeader, Wire::Packet(bytes)) => {
+                match QuorumPacket::decode(bytes)
+                    .map_err(|e| e.to_string())
+                    .and_then(|p| ToLeader::from_packet(&p).map_err(|e| e.to_string()))
+                {
+                    Ok(p) => self.push_input(ctx, Input::Learner(conn, p)),
+                    Err(e) => {
+                        ctx.oracle.fail("codec", format!("packet to leader {} does not decode: {e}", self.sid), ctx.now)
+                    }
+                }
+            }
+            (Dir::ToLearner, Wire::Packet(bytes)) => {
+                match QuorumPacket::decode(bytes)
+                    .map_err(|e| e.to_string())
+                    .and_then(|p| ToLearner::from_packet(&p).map_err(|e| e.to_string()))
+                {
+                    Ok(p) => self.push_input(ctx, Input::LeaderPacket(conn, p)),
+                    Err(e) => ctx.oracle.fail(
+                        "codec",
+                        format!("packet to learner {} does not decode: {e}", self.sid),
+                        ctx.now,
+                    ),
+                }
+            }
+            (Dir::ToLearner, Wire::Snap { packet, stream }) => {
+                let decoded = QuorumPacket::decode(packet)
+                    .map_err(|e| e.to_string())
+                    .and_then(|p| ToLearner::from_packet(&p).map_err(|e| e.to_string()));
+                match decoded {
+                    Ok(ToLearner::Snap { zxid }) => self.push_input(ctx, Input::LeaderSnapshot { conn, zxid, stream }),
+                    other => ctx.oracle.fail("codec", format!("SNAP packet decodes as {other:?}"), ctx.now),
+                }
+            }
+            (Dir::ToLeader, Wire::Snap { .. }) => {}
+        }
+    }
+
+    /// The connection `conn` broke, as this end learns it.
+    pub fn conn_closed(&mut self, ctx: &mut Ctx, conn: ConnId, why: &str) {
+        match &self.role {
+            PeerRole::Leading(_) => self.push_input(ctx, Input::LearnerDown(conn, why.to_owned())),
+            PeerRole::Following(f) if f.conn == conn => self.push_input(ctx, Input::LeaderDown(conn, why.to_owned())),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,780 @@
+//! The simulated world: one thread, one seed, one clock (u64 ms). A
+//! time-ordered event queue drives the servers (`peer`), the network
+//! (`net`), the disks' completions, the clients and the faults, and the
+//! checkers (`oracle`) watch everything. Same seed, same events, same
+//! trace.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+
+use super::net::{ConnId, Dir, SimNet};
+use super::oracle::{Failure, Oracle};
+use super::peer::{Server, SIM_CLIENT_SESSION};
+use super::rng::{fnv1a, SimRng};
+use crate::tree::WriteOp;
+use crate::zab::election_wire::{quorum_config_text, LearnerType, QuorumServerSpec};
+use crate::zab::ensemble::{Ensemble, Sid};
+
+/// How many trace lines a failure report shows.
+pub const TRACE_TAIL_LINES: usize = 60;
+/// How often a held (partitioned) direction is retried, ms.
+const BLOCKED_RETRY_MS: u64 = 50;
+/// Keys the clients write.
+const CLIENT_KEYS: u64 = 6;
+
+/// Everything a run is made of; `SimConfig::from_seed` draws the knobs.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub seed: u64,
+    pub servers: usize,
+    /// The run stops at this simulated time.
+    pub duration_ms: u64,
+    /// Faults are injected before this time; at it everything heals.
+    pub fault_end_ms: u64,
+    /// After healing, a write submitted then must be acknowledged within this.
+    pub liveness_bound_ms: u64,
+    /// Clients stop writing this long before the end (so servers converge).
+    pub quiet_tail_ms: u64,
+    pub faults: bool,
+    pub knobs: Knobs,
+}
+
+/// Seeded parameters of the world.
+#[derive(Debug, Clone)]
+pub struct Knobs {
+    pub tick_ms: u64,
+    pub init_limit_ticks: u64,
+    pub sync_limit_ticks: u64,
+    pub fsync_ms: (u64, u64),
+    /// Chance (percent) that an fsync is slow, and how slow.
+    pub slow_fsync_percent: u64,
+    pub slow_fsync_ms: u64,
+    pub net_latency_ms: (u64, u64),
+    /// The leader's DIFF window as recovery fills it (production: 500).
+    pub recent_window_txns: usize,
+    /// Chance that a crash finds some unsynced log bytes written back.
+    pub writeback_percent: u64,
+    /// Chance that a crashed process's peers see its connections reset.
+    pub crash_reset_percent: u64,
+    pub write_gap_ms: (u64, u64),
+    pub fault_gap_ms: (u64, u64),
+    /// A bug planted in the simulator's glue (never in production code),
+    /// to show the checkers catch it.
+    pub plant: Option<Plant>,
+}
+
+/// Known bugs the simulator can plant in its own glue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plant {
+    /// Leader and learners report their log durable when the batch is
+    /// appended, before its fsync completes.
+    AckBeforeFsync,
+}
+
+impl Plant {
+    pub fn parse(name: &str) -> Option<Plant> {
+        match name {
+            "ack-before-fsync" => Some(Plant::AckBeforeFsync),
+            _ => None,
+        }
+    }
+}
+
+impl SimConfig {
+    pub fn from_seed(seed: u64, servers: usize) -> SimConfig {
+        let mut r = SimRng::new(seed ^ 0x5EED_C0F1_6000_0001);
+        let knobs = Knobs {
+            tick_ms: 200,
+            init_limit_ticks: 10,
+            sync_limit_ticks: 5,
+            fsync_ms: (1, r.range(2, 15)),
+            slow_fsync_percent: r.range(0, 5),
+            slow_fsync_ms: r.range(50, 600),
+            net_latency_ms: (1, r.range(2, 20)),
+            recent_window_txns: *[3usize, 10, 40, 500].get(r.range(0, 3) as usize).unwrap_or(&500),
+            writeback_percent: r.range(0, 60),
+            crash_reset_percent: 70,
+            write_gap_ms: (5, r.range(20, 120)),
+            fault_gap_ms: (r.range(100, 500), r.range(800, 3000)),
+            plant: None,
+        };
+        SimConfig {
+            seed,
+            servers,
+            duration_ms: 45_000,
+            fault_end_ms: 15_000,
+            liveness_bound_ms: 20_000,
+            quiet_tail_ms: 8_000,
+            faults: true,
+            knobs,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Ev {
+    Run(Sid, u64),
+    Wake(Sid, u64),
+    ElectionTimer(Sid, u64),
+    Notify { from: Sid, to: Sid, bytes: Bytes },
+    ConnDeliver(ConnId, Dir),
+    ConnClosed { conn: ConnId, sid: Sid, incarnation: u64, why: &'static str },
+    DialArrive { from: Sid, incarnation: u64, to: Sid },
+    DialResult { sid: Sid, incarnation: u64, conn: Option<ConnId> },
+    DialRetry(Sid, u64),
+    DiskDone(Sid, u64, u64),
+    ClientWrite,
+    FaultTick,
+    Restart(Sid),
+    Resume(Sid),
+    Heal(Vec<(Sid, Sid)>),
+    HealAll,
+}
+
+/// The last lines of what happened, and a hash of all of it.
+#[derive(Debug, Default)]
+pub struct Trace {
+    tail: VecDeque<String>,
+    pub hash: u64,
+    pub lines: u64,
+    /// Keep every line (for `--trace`).
+    pub keep_all: bool,
+    pub all: Vec<String>,
+}
+
+impl Trace {
+    fn push(&mut self, line: String) {
+        self.hash = fnv1a(format!("{:016x}{line}", self.hash).as_bytes());
+        self.lines += 1;
+        if self.keep_all {
+            self.all.push(line.clone());
+        }
+        self.tail.push_back(line);
+        while self.tail.len() > TRACE_TAIL_LINES {
+            self.tail.pop_front();
+        }
+    }
+
+    pub fn tail(&self) -> Vec<String> {
+        self.tail.iter().cloned().collect()
+    }
+}
+
+/// Everything but the servers: what a server's glue may touch.
+pub struct Ctx {
+    pub now: u64,
+    pub rng: SimRng,
+    pub net: SimNet,
+    pub oracle: Oracle,
+    pub trace: Trace,
+    pub knobs: Knobs,
+    events: BTreeMap<(u64, u64), Ev>,
+    seq: u64,
+    next_token: u64,
+    /// Client write id -> submit time, until acknowledged.
+    writes_in_flight: BTreeMap<u64, u64>,
+    pub heal_ms: Option<u64>,
+    pub first_ack_after_heal_ms: Option<u64>,
+    pub writes_submitted: u64,
+    pub writes_acked: u64,
+    pub events_run: u64,
+}
+
+impl Ctx {
+    pub fn schedule(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.events.insert((at.max(self.now), self.seq), ev);
+    }
+
+    pub fn token(&mut self) -> u64 {
+        self.next_token += 1;
+        self.next_token
+    }
+
+    pub fn trace(&mut self, sid: Sid, what: String) {
+        let line = format!("t={:>6} s{sid} {what}", self.now);
+        self.trace.push(line);
+    }
+
+    pub fn fsync_latency(&mut self) -> u64 {
+        let (lo, hi) = self.knobs.fsync_ms;
+        let base = self.rng.range(lo, hi);
+        if self.rng.chance(self.knobs.slow_fsync_percent) {
+            base + self.knobs.slow_fsync_ms
+        } else {
+            base
+        }
+    }
+
+    pub fn send_election(&mut self, from: Sid, to: Sid, bytes: Bytes) {
+        if self.net.is_blocked(from, to) {
+            self.net.election_outbox.insert((from, to), bytes);
+            return;
+        }
+        let at = self.now + self.net.latency(from, to);
+        self.schedule(at, Ev::Notify { from, to, bytes });
+    }
+
+    pub fn conn_send(&mut self, conn: ConnId, dir: Dir, wire: super::net::Wire) {
+        if let Some(at) = self.net.send(conn, dir, wire, self.now) {
+            self.schedule(at, Ev::ConnDeliver(conn, dir));
+        }
+    }
+
+    /// Breaks `conn`; with `notify` each live end learns of it after the
+    /// link's latency (if the link lets the FIN / RST through).
+    pub fn break_conn(&mut self, conn: ConnId, notify: bool, why: &'static str) {
+        let Some((learner, li, leader, lei)) = self.net.break_conn(conn) else { return };
+        if !notify {
+            return;
+        }
+        for (sid, inc, other) in [(learner, li, leader), (leader, lei, learner)] {
+            if !self.net.is_blocked(other, sid) {
+                let at = self.now + self.net.latency(other, sid);
+                self.schedule(at, Ev::ConnClosed { conn, sid, incarnation: inc, why });
+            }
+        }
+    }
+
+    pub fn dial(&mut self, from: Sid, incarnation: u64, to: Sid) {
+        let at = self.now + self.net.latency(from, to);
+        self.schedule(at, Ev::DialArrive { from, incarnation, to });
+    }
+
+    pub fn write_acked(&mut self, id: u64, zxid: i64) {
+        self.writes_acked += 1;
+        if let Some(submitted) = self.writes_in_flight.remove(&id) {
+            self.trace(0, format!("client write #{id} acknowledged at 0x{zxid:x}"));
+            if self.heal_ms.is_some_and(|h| submitted >= h) && self.first_ack_after_heal_ms.is_none() {
+                self.first_ack_after_heal_ms = Some(self.now);
+            }
+        }
+    }
+}
+
+/// What a run found.
+#[derive(Debug, Clone)]
+pub struct SimOutcome {
+    pub seed: u64,
+    pub servers: usize,
+    pub failure: Option<Failure>,
+    pub trace_hash: u64,
+    pub trace_lines: u64,
+    pub trace_tail: Vec<String>,
+    pub full_trace: Vec<String>,
+    pub simulated_ms: u64,
+    pub events: u64,
+    pub writes_submitted: u64,
+    pub writes_acked: u64,
+    pub committed_zxids: usize,
+    pub epochs: usize,
+    pub final_states: Vec<String>,
+}
+
+impl SimOutcome {
+    pub fn passed(&self) -> bool {
+        self.failure.is_none()
+    }
+
+    /// The failure report: seed, checker, and the trace's last lines.
+    pub fn report(&self) -> String {
+        let mut out = String::new();
+        match &self.failure {
+            None => out.push_str(&format!(
+                "seed {} ({} servers): ok — {} events, {} writes submitted, {} acknowledged, {} zxids committed, {} epochs, trace {:016x}\n",
+                self.seed, self.servers, self.events, self.writes_submitted, self.writes_acked, self.committed_zxids, self.epochs, self.trace_hash
+            )),
+            Some(f) => {
+                out.push_str(&format!(
+                    "seed {} ({} servers): FAILED checker `{}` at t={} ms: {}\nreplay: zoocore-sim --seed {} --servers {}\nlast {} trace lines:\n",
+                    self.seed, self.servers, f.checker, f.at_ms, f.detail, self.seed, self.servers, self.trace_tail.len()
+                ));
+                for l in &self.trace_tail {
+                    out.push_str("  ");
+                    out.push_str(l);
+                    out.push('\n');
+                }
+                for s in &self.final_states {
+                    out.push_str("  final: ");
+                    out.push_str(s);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+}
+
+pub struct World {
+    pub ctx: Ctx,
+    pub servers: Vec<Server>,
+    config: SimConfig,
+    next_write: u64,
+}
+
+impl World {
+    pub fn new(config: SimConfig) -> World {
+        let sids: Vec<Sid> = (1..=config.servers as Sid).collect();
+        let specs: Vec<QuorumServerSpec> = sids
+            .iter()
+            .map(|&sid| QuorumServerSpec {
+                sid,
+                addresses: vec![("127.0.0.1".into(), 2888 + sid as u16, 3888 + sid as u16)],
+                learner_type: LearnerType::Participant,
+                client_address: None,
+            })
+            .collect();
+        let config_text = Bytes::from(quorum_config_text(&specs, 0));
+        let mut rng = SimRng::new(config.seed);
+        let mut net = SimNet::default();
+        for &a in &sids {
+            for &b in &sids {
+                if a != b {
+                    let (lo, hi) = config.knobs.net_latency_ms;
+                    net.latency_ms.insert((a, b), rng.range(lo, hi));
+                }
+            }
+        }
+        let servers = sids
+            .iter()
+            .map(|&sid| Server::new(sid, Ensemble::new(sid, sids.clone(), []), config_text.clone()))
+            .collect();
+        let ctx = Ctx {
+            now: 0,
+            rng,
+            net,
+            oracle: Oracle::default(),
+            trace: Trace::default(),
+            knobs: config.knobs.clone(),
+            events: BTreeMap::new(),
+            seq: 0,
+            next_token: 0,
+            writes_in_flight: BTreeMap::new(),
+            heal_ms: None,
+            first_ack_after_heal_ms: None,
+            writes_submitted: 0,
+            writes_acked: 0,
+            events_run: 0,
+        };
+        World { ctx, servers, config, next_write: 0 }
+    }
+
+    fn current(&self, sid: Sid, incarnation: u64) -> bool {
+        self.servers.get((sid - 1) as usize).is_some_and(|s| s.up && s.incarnation == incarnation)
+    }
+
+    fn paused_until(&self, sid: Sid) -> Option<u64> {
+        let s = self.servers.get((sid - 1) as usize)?;
+        (s.up && s.paused_until > self.ctx.now).then_some(s.paused_until)
+    }
+
+    pub fn run(mut self) -> SimOutcome {
+        for i in 0..self.servers.len() {
+            // Staggered starts, as processes never start at once.
+            let at = self.ctx.rng.range(0, 300);
+            self.ctx.schedule(at, Ev::Restart((i + 1) as Sid));
+        }
+        self.ctx.schedule(500, Ev::ClientWrite);
+        if self.config.faults {
+            let first = self.ctx.rng.range(1_000, 3_000);
+            self.ctx.schedule(first, Ev::FaultTick);
+        }
+        self.ctx.schedule(self.config.fault_end_ms, Ev::HealAll);
+        while let Some((&(at, seq), _)) = self.ctx.events.iter().next() {
+            if at > self.config.duration_ms || self.ctx.oracle.failure.is_some() {
+                break;
+            }
+            let Some(ev) = self.ctx.events.remove(&(at, seq)) else { break };
+            self.ctx.now = at;
+            self.ctx.events_run += 1;
+            self.dispatch(ev);
+        }
+        if self.ctx.oracle.failure.is_none() {
+            self.ctx.now = self.config.duration_ms;
+            self.final_checks();
+        }
+        let final_states = self
+            .servers
+            .iter()
+            .map(|s| format!("s{} {} zxid 0x{:x} digest {:x}", s.sid, s.role_name(), s.last_zxid, s.tree.digest()))
+            .collect();
+        SimOutcome {
+            seed: self.config.seed,
+            servers: self.config.servers,
+            failure: self.ctx.oracle.failure.clone(),
+            trace_hash: self.ctx.trace.hash,
+            trace_lines: self.ctx.trace.lines,
+            trace_tail: self.ctx.trace.tail(),
+            full_trace: std::mem::take(&mut self.ctx.trace.all),
+            simulated_ms: self.ctx.now,
+            events: self.ctx.events_run,
+            writes_submitted: self.ctx.writes_submitted,
+            writes_acked: self.ctx.writes_acked,
+            committed_zxids: self.ctx.oracle.committed_count(),
+            epochs: self.ctx.oracle.epochs_established(),
+            final_states,
+        }
+    }
+
+    /// Keeps the trace of every event (slower; for `zoocore-sim --trace`).
+    pub fn keep_full_trace(&mut self) {
+        self.ctx.trace.keep_all = true;
+    }
+
+    fn dispatch(&mut self, ev: Ev) {
+        // A paused (SIGSTOPped) process runs nothing until it resumes;
+        // the kernel still buffers what reaches its sockets.
+        let target = match &ev {
+            Ev::Run(s, _) | Ev::Wake(s, _) | Ev::ElectionTimer(s, _) | Ev::DialRetry(s, _) | Ev::DiskDone(s, _, _) => {
+                Some(*s)
+            }
+            Ev::Notify { to, .. } => Some(*to),
+            Ev::DialResult { sid, .. } => Some(*sid),
+            _ => None,
+        };
+        if let Some(until) = target.and_then(|s| self.paused_until(s)) {
+            self.ctx.schedule(until, ev);
+            return;
+        }
+        match ev {
+            Ev::Run(sid, inc) => {
+                if self.current(sid, inc) {
+                    if let Some(s) = self.servers.get_mut((sid - 1) as usize) {
+                        s.run(&mut self.ctx);
+                    }
+                }
+            }
+            Ev::Wake(sid, inc) => {
+                if self.current(sid, inc) {
+                    let half = (self.ctx.knobs.tick_ms / 2).max(1);
+                    let next = self.ctx.now + half;
+                    self.ctx.schedule(next, Ev::Wake(sid, inc));
+                    if let Some(s) = self.servers.get_mut((sid - 1) as usize) {
+                        s.run(&mut self.ctx);
+                    }
+                }
+            }
+            Ev::ElectionTimer(sid, inc) => {
+                if self.current(sid, inc) {
+                    if let Some(s) = self.servers.get_mut((sid - 1) as usize) {
+                        s.on_election_timer(&mut self.ctx);
+                    }
+                }
+            }
+            Ev::Notify { from, to, bytes } => {
+                let up = self.servers.get((to - 1) as usize).is_some_and(|s| s.up);
+                if !up || self.ctx.net.is_blocked(from, to) {
+                    self.ctx.net.election_outbox.entry((from, to)).or_insert(bytes);
+                } else if let Some(s) = self.servers.get_mut((to - 1) as usize) {
+                    s.on_notification(&mut self.ctx, from, bytes);
+                }
+            }
+            Ev::ConnDeliver(conn, dir) => self.conn_deliver(conn, dir),
+            Ev::ConnClosed { conn, sid, incarnation, why } => {
+                if self.current(sid, incarnation) {
+                    if let Some(s) = self.servers.get_mut((sid - 1) as usize) {
+                        s.conn_closed(&mut self.ctx, conn, why);
+                    }
+                }
+            }
+            Ev::DialArrive { from, incarnation, to } => {
+                let back = self.ctx.net.latency(to, from);
+                let reachable = !self.ctx.net.is_blocked(from, to) && !self.ctx.net.is_blocked(to, from);
+                let leader_inc = self.servers.get((to - 1) as usize).map(|s| s.incarnation).unwrap_or(0);
+                let listening = self.servers.get((to - 1) as usize).is_some_and(|s| s.is_listening());
+                let conn = if reachable && listening {
+                    let conn = self.ctx.net.open(from, incarnation, to, leader_inc, 0);
+                    let accepted = self.servers.get_mut((to - 1) as usize).and_then(|s| s.accept(conn));
+                    if let (Some(id), Some(c)) = (accepted, self.ctx.net.conns.get_mut(&conn)) {
+                        c.leader_side_id = id;
+                    }
+                    if let Some(s) = self.servers.get_mut((to - 1) as usize) {
+                        s.schedule_run(&mut self.ctx);
+                    }
+                    Some(conn)
+                } else {
+                    None
+                };
+                // A refused dial answers fast; an unreachable one times out.
+                let delay = if reachable { back } else { self.ctx.knobs.tick_ms * self.ctx.knobs.sync_limit_ticks };
+                let at = self.ctx.now + delay;
+                self.ctx.schedule(at, Ev::DialResult { sid: from, incarnation, conn });
+            }
+            Ev::DialResult { sid, incarnation, conn } => {
+                if self.current(sid, incarnation) {
+                    if let Some(s) = self.servers.get_mut((sid - 1) as usize) {
+                        s.on_dial_result(&mut self.ctx, conn);
+                    }
+                } else if let Some(c) = conn {
+                    self.ctx.break_conn(c, true, "dialler is gone");
+                }
+            }
+            Ev::DialRetry(sid, inc) => {
+                if self.current(sid, inc) {
+                    if let Some(s) = self.servers.get_mut((sid - 1) as usize) {
+                        s.on_dial_retry(&mut self.ctx);
+                    }
+                }
+            }
+            Ev::DiskDone(sid, inc, token) => {
+                if self.current(sid, inc) {
+                    if let Some(s) = self.servers.get_mut((sid - 1) as usize) {
+                        s.on_disk_done(&mut self.ctx, token);
+                    }
+                }
+            }
+            Ev::ClientWrite => self.client_write(),
+            Ev::FaultTick => self.fault_tick(),
+            Ev::Restart(sid) => {
+                if let Some(s) = self.servers.get_mut((sid - 1) as usize) {
+                    if !s.up {
+                        s.boot(&mut self.ctx);
+                        self.flush_outboxes();
+                    }
+                }
+            }
+            Ev::Resume(sid) => {
+                let now = self.ctx.now;
+                if let Some(s) = self.servers.get_mut((sid - 1) as usize) {
+                    if s.up && s.paused_until <= now && s.paused_until > 0 {
+                        s.paused_until = 0;
+                        self.ctx.trace(sid, "resumes".into());
+                        s.schedule_run(&mut self.ctx);
+                    }
+                }
+            }
+            Ev::Heal(pairs) => {
+                for p in &pairs {
+                    self.ctx.net.blocked.remove(p);
+                }
+                self.ctx.trace(0, format!("heal {pairs:?}"));
+                self.after_heal();
+            }
+            Ev::HealAll => {
+                self.ctx.net.blocked.clear();
+                self.ctx.heal_ms = Some(self.ctx.now);
+                self.ctx.trace(0, "HEAL ALL: partitions healed, every server up and running".into());
+                for s in &mut self.servers {
+                    s.paused_until = 0;
+                    if !s.up {
+                        s.boot(&mut self.ctx);
+                    } else {
+                        s.schedule_run(&mut self.ctx);
+                    }
+                }
+                self.after_heal();
+            }
+        }
+        self.ctx.net.reap();
+    }
+
+    fn conn_deliver(&mut self, conn: ConnId, dir: Dir) {
+        let Some(c) = self.ctx.net.conns.get(&conn) else { return };
+        let (from, to) = c.ends(dir);
+        let inc = match dir {
+            Dir::ToLeader => c.leader_incarnation,
+            Dir::ToLearner => c.learner_incarnation,
+        };
+        if !self.current(to, inc) {
+            return;
+        }
+        while let Some(wire) = self.ctx.net.take_due(conn, dir, self.ctx.now) {
+            let to_conn = conn;
+            if let Some(s) = self.servers.get_mut((to - 1) as usize) {
+                s.deliver_wire(&mut self.ctx, to_conn, dir, wire);
+            }
+        }
+        if let Some(due) = self.ctx.net.head_due(conn, dir) {
+            let at = if self.ctx.net.is_blocked(from, to) { self.ctx.now + BLOCKED_RETRY_MS } else { due };
+            self.ctx.schedule(at, Ev::ConnDeliver(conn, dir));
+        }
+    }
+
+    fn after_heal(&mut self) {
+        self.flush_outboxes();
+        let conns: Vec<ConnId> = self.ctx.net.conns.keys().copied().collect();
+        for c in conns {
+            for dir in [Dir::ToLeader, Dir::ToLearner] {
+                if self.ctx.net.head_due(c, dir).is_some() {
+                    self.ctx.schedule(self.ctx.now, Ev::ConnDeliver(c, dir));
+                }
+            }
+        }
+    }
+
+    fn flush_outboxes(&mut self) {
+        let ready: Vec<(Sid, Sid)> = self
+            .ctx
+            .net
+            .election_outbox
+            .keys()
+            .copied()
+            .filter(|(f, t)| {
+                !self.ctx.net.is_blocked(*f, *t) && self.servers.get((*t - 1) as usize).is_some_and(|s| s.up)
+            })
+            .collect();
+        for pair in ready {
+            if let Some(bytes) = self.ctx.net.election_outbox.remove(&pair) {
+                let at = self.ctx.now + self.ctx.net.latency(pair.0, pair.1);
+                self.ctx.schedule(at, Ev::Notify { from: pair.0, to: pair.1, bytes });
+            }
+        }
+    }
+
+    fn client_write(&mut self) {
+        let now = self.ctx.now;
+        if now + self.config.quiet_tail_ms < self.config.duration_ms {
+            let (lo, hi) = self.ctx.knobs.write_gap_ms;
+            let gap = self.ctx.rng.range(lo, hi);
+            self.ctx.schedule(now + gap, Ev::ClientWrite);
+        }
+        let leaders: Vec<Sid> =
+            self.servers.iter().filter(|s| s.up && s.is_established_leader()).map(|s| s.sid).collect();
+        let Some(target) = self.ctx.rng.pick(&leaders) else { return };
+        self.next_write += 1;
+        let id = self.next_write;
+        let key = self.ctx.rng.range(0, CLIENT_KEYS - 1);
+        let path = format!("/k{key}");
+        let data = Some(Bytes::from(format!("w{id}")));
+        let write = if self.ctx.rng.chance(30) {
+            WriteOp::Create {
+                path: path.clone(),
+                data,
+                acl: open_acl(),
+                flags: 0,
+                ttl: None,
+                op: crate::proto::op::CREATE,
+            }
+        } else {
+            WriteOp::SetData { path: path.clone(), data, version: -1 }
+        };
+        let _ = SIM_CLIENT_SESSION;
+        self.ctx.writes_submitted += 1;
+        self.ctx.writes_in_flight.insert(id, now);
+        self.ctx.trace(target, format!("client write #{id} to {path}"));
+        if let Some(s) = self.servers.get_mut((target - 1) as usize) {
+            s.push_input(&mut self.ctx, super::peer::Input::ClientWrite { id, write });
+        }
+    }
+
+    fn fault_tick(&mut self) {
+        let now = self.ctx.now;
+        if now >= self.config.fault_end_ms {
+            return;
+        }
+        let (lo, hi) = self.ctx.knobs.fault_gap_ms;
+        let gap = self.ctx.rng.range(lo, hi);
+        self.ctx.schedule(now + gap, Ev::FaultTick);
+        let sids: Vec<Sid> = self.servers.iter().map(|s| s.sid).collect();
+        let up: Vec<Sid> = self.servers.iter().filter(|s| s.up).map(|s| s.sid).collect();
+        let heal_after = self.ctx.rng.range(200, 5_000);
+        match self.ctx.rng.range(0, 5) {
+            0 => {
+                // Crash; prefer the leader half of the time (it is where bugs hide).
+                let leaders: Vec<Sid> =
+                    self.servers.iter().filter(|s| s.is_established_leader()).map(|s| s.sid).collect();
+                let victim = if self.ctx.rng.chance(50) { self.ctx.rng.pick(&leaders) } else { None };
+                let Some(victim) = victim.or_else(|| self.ctx.rng.pick(&up)) else { return };
+                if let Some(s) = self.servers.get_mut((victim - 1) as usize) {
+                    s.crash(&mut self.ctx);
+                }
+                let back = self.ctx.rng.range(100, 4_000);
+                self.ctx.schedule(now + back, Ev::Restart(victim));
+            }
+            1 => {
+                let Some(victim) = self.ctx.rng.pick(&sids) else { return };
+                let pairs: Vec<(Sid, Sid)> =
+                    sids.iter().filter(|&&o| o != victim).flat_map(|&o| [(o, victim), (victim, o)]).collect();
+                self.partition(pairs, heal_after, format!("isolates s{victim}"));
+            }
+            2 => {
+                let (Some(a), Some(b)) = (self.ctx.rng.pick(&sids), self.ctx.rng.pick(&sids)) else { return };
+                if a != b {
+                    self.partition(vec![(a, b)], heal_after, format!("one-way partition s{a} -> s{b}"));
+                }
+            }
+            3 => {
+                let Some(victim) = self.ctx.rng.pick(&up) else { return };
+                let pause = self.ctx.rng.range(100, 3_000);
+                if let Some(s) = self.servers.get_mut((victim - 1) as usize) {
+                    s.paused_until = now + pause;
+                }
+                self.ctx.trace(victim, format!("PAUSED for {pause} ms"));
+                self.ctx.schedule(now + pause, Ev::Resume(victim));
+            }
+            4 => {
+                let conns: Vec<ConnId> = self.ctx.net.conns.keys().copied().collect();
+                if let Some(c) = self.ctx.rng.pick(&conns) {
+                    self.ctx.trace(0, format!("breaks connection {c}"));
+                    let notify = self.ctx.rng.chance(80);
+                    self.ctx.break_conn(c, notify, "connection reset");
+                }
+            }
+            _ => {
+                // Split into two groups.
+                let mut a = Vec::new();
+                let mut b = Vec::new();
+                for &s in &sids {
+                    if self.ctx.rng.chance(50) {
+                        a.push(s)
+                    } else {
+                        b.push(s)
+                    }
+                }
+                let pairs: Vec<(Sid, Sid)> =
+                    a.iter().flat_map(|&x| b.iter().flat_map(move |&y| [(x, y), (y, x)])).collect();
+                if !pairs.is_empty() {
+                    self.partition(pairs, heal_after, format!("splits {a:?} | {b:?}"));
+                }
+            }
+        }
+    }
+
+    fn partition(&mut self, pairs: Vec<(Sid, Sid)>, heal_after: u64, what: String) {
+        self.ctx.trace(0, format!("PARTITION {what} for {heal_after} ms"));
+        for p in &pairs {
+            self.ctx.net.blocked.insert(*p);
+        }
+        let at = self.ctx.now + heal_after;
+        self.ctx.schedule(at, Ev::Heal(pairs));
+    }
+
+    fn final_checks(&mut self) {
+        let now = self.ctx.now;
+        if let Some(heal) = self.ctx.heal_ms {
+            match self.ctx.first_ack_after_heal_ms {
+                Some(t) if t - heal <= self.config.liveness_bound_ms => {}
+                other => {
+                    let detail = format!(
+                        "faults healed at t={heal} with every server up; first write submitted after that acknowledged at {other:?} (bound {} ms)",
+                        self.config.liveness_bound_ms
+                    );
+                    self.ctx.oracle.fail("liveness", detail, now);
+                    return;
+                }
+            }
+        }
+        // Quiet tail: every server serves, at one zxid and one digest.
+        let states: Vec<(Sid, bool, i64, i64)> =
+            self.servers.iter().map(|s| (s.sid, s.is_serving(), s.last_zxid, s.tree.digest())).collect();
+        let Some(first) = states.first().copied() else { return };
+        for s in &states {
+            if !s.1 || (s.2, s.3) != (first.2, first.3) {
+                let detail = format!(
+                    "after {} ms without faults or writes the servers differ (sid, serving, zxid, digest): {states:x?}",
+                    self.config.quiet_tail_ms
+                );
+                self.ctx.oracle.fail("convergence", detail, now);
+                return;
+            }
+        }
+    }
+}
+
+fn open_acl() -> Vec<crate::proto::Acl> {
+    vec![crate::proto::Acl {
+        perms: crate::proto::perms::ALL,
+        id: crate::proto::Id { scheme: "world".into(), id: "anyone".into() },
+    }]
+}
