@@ -26,6 +26,17 @@ fn five_servers_fixed_seeds() {
     assert_seeds(5, 0..80);
 }
 
+/// Seeds that once found a bug, kept so it stays fixed.
+/// 435: a follower crashed after logging a DIFF's txns and before writing
+/// currentEpoch, and could not start again (epoch_files::reconcile_epochs).
+#[test]
+fn regression_seeds() {
+    for (servers, seed) in [(3, 435)] {
+        let out = run_seed(seed, servers);
+        assert!(out.passed(), "{}", out.report());
+    }
+}
+
 #[test]
 fn same_seed_same_trace_and_outcome() {
     for seed in [3, 17, 101] {

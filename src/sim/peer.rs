@@ -939,6 +939,9 @@ impl Server {
                 }
             }
             LeaderAction::SessionsTouched(_) => {}
+            LeaderAction::LocalSyncReady { token } => {
+                ctx.trace(self.sid, format!("sync {token} answered (the sim's clients do not sync yet)"));
+            }
             LeaderAction::Close { conn, reason } => {
                 ctx.trace(self.sid, format!("drops learner conn {conn}: {reason}"));
                 if let PeerRole::Leading(l) = &mut self.role {

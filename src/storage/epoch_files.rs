@@ -15,8 +15,10 @@
 //! * Start-up ([`reconcile_epochs`], Apache's `QuorumPeer.loadDataBase`): a
 //!   missing file is created from the epoch of the last processed zxid; a
 //!   `currentEpoch` older than that zxid is repaired from `currentEpoch.tmp`
-//!   if an interrupted write left one, and is fatal otherwise; an
-//!   `acceptedEpoch` below `currentEpoch` is fatal.
+//!   if an interrupted write left one; otherwise, if the zxid's epoch is at
+//!   most `acceptedEpoch`, it is raised to the zxid's epoch (see
+//!   [`reconcile_epochs`]; Apache refuses to start there), and it is fatal
+//!   past `acceptedEpoch`; an `acceptedEpoch` below `currentEpoch` is fatal.
 //!
 //! Plain `std::fs`: this runs at start-up and at an epoch change, not on the
 //! hot path. Parsing, formatting and the start-up rules are pure.
@@ -179,12 +181,24 @@ pub fn reconcile_epochs(last_processed_zxid: i64, stored: StoredEpochs) -> Resul
         }
     };
     if epoch_of_zxid > current_epoch {
-        // A write of currentEpoch interrupted before its rename, after data
-        // of the new epoch reached disk: the tmp holds the new epoch.
         match stored.current_tmp {
+            // A write of currentEpoch interrupted before its rename, after
+            // data of the new epoch reached disk: the tmp holds the new epoch.
             Some(tmp) => {
                 current_epoch = tmp;
                 writes.push((CURRENT_EPOCH_FILE_NAME, tmp));
+            }
+            // A learner that crashed mid-sync: it logs (and fsyncs) the
+            // sync's txns before it writes the new currentEpoch, so that a
+            // crash never leaves a currentEpoch promising history the log
+            // lacks (ZOOKEEPER-4646). The txns came from a leader of an
+            // epoch it accepted, so its history really reaches their epoch;
+            // claiming exactly that (not the leader's newer epoch) keeps its
+            // election vote honest. Found by the simulator (seed 435), where
+            // Apache's rule left the server unable to start.
+            None if stored.accepted.is_some_and(|accepted| epoch_of_zxid <= accepted) => {
+                current_epoch = epoch_of_zxid;
+                writes.push((CURRENT_EPOCH_FILE_NAME, epoch_of_zxid));
             }
             None => return Err(EpochFileError::CurrentEpochBehindData { current_epoch, last_processed_zxid }),
         }
@@ -319,9 +333,20 @@ mod tests {
         let r = reconcile_epochs(make_zxid(3, 1), behind).unwrap();
         assert_eq!(r.current_epoch, 3);
         assert_eq!(r.writes, vec![(CURRENT_EPOCH_FILE_NAME, 3)]);
-        let no_tmp = StoredEpochs { current_tmp: None, ..behind };
-        let err = reconcile_epochs(make_zxid(3, 1), no_tmp).unwrap_err();
+        let past_accepted = StoredEpochs { current_tmp: None, ..behind };
+        let err = reconcile_epochs(make_zxid(4, 1), past_accepted).unwrap_err();
         assert!(matches!(err, EpochFileError::CurrentEpochBehindData { current_epoch: 2, .. }), "{err}");
+    }
+
+    /// A learner crashed after logging a sync's txns (of epoch 3, from the
+    /// leader of epoch 5 it accepted) and before writing currentEpoch.
+    #[test]
+    fn current_epoch_behind_data_of_an_accepted_epoch_is_raised_to_the_data() {
+        let crashed_mid_sync = StoredEpochs { current: Some(1), current_tmp: None, accepted: Some(5) };
+        let r = reconcile_epochs(make_zxid(3, 0x28), crashed_mid_sync).unwrap();
+        assert_eq!(r.current_epoch, 3, "the epoch its history reaches, not the leader's");
+        assert_eq!(r.accepted_epoch, 5);
+        assert_eq!(r.writes, vec![(CURRENT_EPOCH_FILE_NAME, 3)]);
     }
 
     #[test]
