@@ -15,6 +15,7 @@ pub mod election_net;
 pub mod fourlw;
 pub mod log_writer;
 pub mod messages;
+pub mod quorum_metrics;
 pub mod quorum_net;
 pub mod quorum_peer;
 pub mod read_only;

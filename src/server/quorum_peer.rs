@@ -292,6 +292,7 @@ impl CommitShard {
             logical_clock = election.logical_clock();
             held_vote = election.settled().map(|s| s.held_vote());
             let Decision { leader, role, .. } = decision;
+            self.quorum_metrics.election_took(looking_since.elapsed());
             tracing::info!(
                 leader,
                 role = ?role,
@@ -486,6 +487,9 @@ impl CommitShard {
                         Event::Quorum(t, _) if t != term => {}
                         Event::Quorum(_, QuorumEvent::LearnerUp(conn)) => leader.learner_connected(conn, now()),
                         Event::Quorum(_, QuorumEvent::Learner(conn, p)) => {
+                            if let (ToLeader::Ack { zxid }, Some(sid)) = (&p, leader.learner_sid(conn)) {
+                                self.quorum_metrics.acked(sid, *zxid, Instant::now());
+                            }
                             leader.learner_packet(conn, p, now(), &mut actions)
                         }
                         Event::Quorum(_, QuorumEvent::LearnerDown(conn, why)) => {
@@ -520,8 +524,10 @@ impl CommitShard {
                     break "the zxid counter is exhausted; a new epoch is needed".to_owned();
                 }
                 let mut actions = Vec::new();
+                let proposed_at = Instant::now();
                 for (zxid, txn) in &batch.logged {
                     leader.propose(*zxid, txn.clone(), &mut actions);
+                    self.quorum_metrics.proposed(*zxid, proposed_at);
                 }
                 // The proposals go out before our own fsync: it runs in parallel.
                 if let Err(why) = self.leader_actions(&mut leader, actions, &links, None, &mut held, epochs).await {
@@ -542,6 +548,7 @@ impl CommitShard {
             };
         leading.set(false);
         drop(acceptor);
+        self.quorum_metrics.role_ended();
         self.stats.set_leader_view(0, 0, 0);
         self.stats.set_pending_syncs(0);
         for (_, link) in std::mem::take(&mut *links.borrow_mut()) {
@@ -591,6 +598,7 @@ impl CommitShard {
                     self.publish(view).await;
                 }
                 LeaderAction::Committed { zxid } => {
+                    self.quorum_metrics.committed(zxid, Instant::now());
                     self.publish_committed(&mut held.pending, zxid.max(held.committed_floor)).await
                 }
                 LeaderAction::Forwarded { conn, request, .. } if request.op_type == op::SYNC => {
@@ -945,7 +953,17 @@ impl CommitShard {
                             "receiving a snapshot from the leader (SNAP)"
                         );
                     }
-                    LearnerAction::Log(txns) => to_log.extend(txns),
+                    LearnerAction::Log(txns) => {
+                        if learner.is_serving() {
+                            let now_ms = wall_clock_ms();
+                            for (_, txn) in &txns {
+                                if let Some(stamp) = crate::storage::txn::header_time_ms(txn) {
+                                    self.quorum_metrics.follower_received(stamp, now_ms);
+                                }
+                            }
+                        }
+                        to_log.extend(txns)
+                    }
                     LearnerAction::Apply(txns) => {
                         for (zxid, txn) in txns {
                             self.apply_committed(zxid, txn, pend, &mut batch)?;

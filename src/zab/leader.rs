@@ -277,6 +277,11 @@ impl LeaderCore {
         self.learners.len()
     }
 
+    /// The sid a learner connection announced (after its FOLLOWERINFO).
+    pub fn learner_sid(&self, conn: LearnerConn) -> Option<Sid> {
+        self.learners.get(&conn).map(|l| l.sid).filter(|sid| *sid >= 0)
+    }
+
     /// Syncs not yet answered (mntr's zk_pending_syncs).
     pub fn pending_sync_count(&self) -> usize {
         self.pending_syncs.len()
