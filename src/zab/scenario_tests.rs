@@ -834,7 +834,9 @@ fn follower_below_the_window_gets_a_diff_from_the_disk_log_then_the_window() {
     let (mut h, leader_log) = established_with_a_long_history();
     // Two proposals outstanding: follower 2 has not made them durable.
     let c2 = h.conn_of(2);
-    h.learners.get_mut(&c2).map(|n| n.auto_durable = false);
+    if let Some(n) = h.learners.get_mut(&c2) {
+        n.auto_durable = false;
+    }
     let outstanding = h.propose(2);
     assert_eq!(h.leader_committed, make_zxid(1, LONG_HISTORY));
     let window_min = make_zxid(1, LONG_HISTORY - COMMITTED_WINDOW_TXNS as i64 + 1);
