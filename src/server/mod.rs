@@ -11,6 +11,7 @@
 pub mod commit_shard;
 pub mod conn_limit;
 pub mod connection;
+pub mod disk_log;
 pub mod election_net;
 pub mod fourlw;
 pub mod log_writer;

@@ -40,6 +40,7 @@ use crate::server::commit_shard::{
     wall_clock_ms, write_response, BatchBuilder, CommitShard, Event, EventQueue, SessionEntry, SessionHolder,
 };
 use crate::server::connection::into_write;
+use crate::server::disk_log;
 use crate::server::election_net::{self, ElectionNet, ElectionPeers};
 use crate::server::messages::*;
 use crate::server::quorum_net::{FromLeader, LeaderLink, LearnerLink, LearnerListener};
@@ -454,6 +455,7 @@ impl CommitShard {
             current_epoch: epochs.current,
             last_logged_zxid: self.last_zxid,
             recent_txns: self.recent_txns.iter().cloned().collect(),
+            disk_log: disk_log::index_disk_log(&self.config.data_dir, &self.config.data_log_dir),
         };
         let mut leader = LeaderCore::new(members.ensemble.clone(), settings, start, now());
         let mut held = LeaderTerm {
@@ -485,7 +487,13 @@ impl CommitShard {
                             }
                         }
                         Event::Quorum(t, _) if t != term => {}
-                        Event::Quorum(_, QuorumEvent::LearnerUp(conn)) => leader.learner_connected(conn, now()),
+                        Event::Quorum(_, QuorumEvent::LearnerUp(conn)) => {
+                            // Purges and snapshots since: re-checked before each sync.
+                            let (oldest_log, snapshot_bytes) =
+                                disk_log::disk_files(&self.config.data_dir, &self.config.data_log_dir);
+                            leader.disk_files_changed(oldest_log, snapshot_bytes);
+                            leader.learner_connected(conn, now())
+                        }
                         Event::Quorum(_, QuorumEvent::Learner(conn, p)) => {
                             if let (ToLeader::Ack { zxid }, Some(sid)) = (&p, leader.learner_sid(conn)) {
                                 self.quorum_metrics.acked(sid, *zxid, Instant::now());
@@ -535,6 +543,7 @@ impl CommitShard {
                 }
                 let logged_txns = batch.logged.len() as u64;
                 self.append_or_die(&batch).await;
+                leader.disk_logged(batch.logged.iter().map(|(z, t)| (*z, disk_log::record_bytes(t.len()))));
                 self.remember_recent(&batch);
                 let shared = self.seal(batch);
                 held.pending.push_back(shared);
@@ -583,6 +592,26 @@ impl CommitShard {
                     if let Some(link) = links.borrow().get(&conn) {
                         tracing::info!(conn, zxid = format_args!("0x{zxid:x}"), "syncing a learner by SNAP");
                         let _ = link.send_snapshot(zxid, self.published_tree.clone(), sessions);
+                    }
+                }
+                LeaderAction::SendLoggedTxns { conn, after_zxid, through_zxid } => {
+                    if let Some(link) = links.borrow().get(&conn) {
+                        // Opened here, read on the link's helper thread.
+                        match disk_log::LoggedTxnFiles::open(&self.config.data_log_dir, after_zxid, through_zxid) {
+                            Ok(files) => {
+                                tracing::info!(
+                                    conn,
+                                    after = format_args!("0x{after_zxid:x}"),
+                                    through = format_args!("0x{through_zxid:x}"),
+                                    "DIFF: sending logged txns from the on-disk log"
+                                );
+                                let _ = link.send_logged_txns(move |out| files.write_pairs(out));
+                            }
+                            Err(e) => {
+                                tracing::warn!(conn, error = %e, "cannot open the log for a DIFF; dropping the learner");
+                                link.close();
+                            }
+                        }
                     }
                 }
                 LeaderAction::SyncChosen { conn, sid, plan, reason } => {
