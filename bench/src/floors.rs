@@ -142,7 +142,7 @@ mod tests {
     #[test]
     fn disk_floor_runs_in_temp_dir() {
         let f = disk_floor(&std::env::temp_dir(), Duration::from_millis(100)).unwrap();
-        assert!(f.hist.len() > 0);
+        assert!(!f.hist.is_empty());
     }
 
     #[test]
