@@ -288,6 +288,9 @@ measure_ensemble() { # kind label
             --threads "$threads" --value-size 100 --keys 10000 --duration "$duration" --warmup "$warmup" \
             --quiet --json --label "$label:$1" >>"$results" || echo "   (failed: $label $2 ${3}x$4 on $1)" >&2
     }
+    # Not measured: warms both systems (the JVMs' JIT above all) before the first cell.
+    "$bench_bin" run create --server "$all" --sessions 6 --outstanding 16 --threads 3 --duration 3 --warmup 0 \
+        --quiet --json >/dev/null || true
     ens_cell all create 6 8
     ens_cell all create 6 64
     ens_cell all set 6 64
