@@ -353,6 +353,9 @@ def main():
       "and client and server share the two cores, so read the ratios (measured in the same run, cells alternating "
       "between the servers) rather than the absolute figures.")
     w("")
+    w("Standalone servers only; three-server ensembles of each are compared in [ensemble.md](ensemble.md) "
+      "(`scripts/compare-zookeeper.sh --ensemble`).")
+    w("")
     w("## Machine")
     w("")
     w(f"* CPU: {machine.get('model', '?')}, {machine.get('nproc', '?')} cores (nproc)")
@@ -545,8 +548,9 @@ def ensemble_report(results_path, out_dir, run_id=None):
     runs = {ens_key(r): r for r in rows if r["kind"] == "run"}
     cells = list(dict.fromkeys(k[1] for k in runs))
     disks = [r for r in rows if r["kind"] == "disk-floor"]
-    disk = disks[0] if disks else None
+    disk = next((r for r in disks if not r.get("label")), None)
     disk_after = next((r for r in disks if r.get("label") == "after"), None)
+    disk_buffered = next((r for r in disks if r.get("label") == "buffered"), None)
     rtt = next((r for r in rows if r["kind"] == "rtt"), None)
     loads = [r for r in rows if r["kind"] == "load"]
     fail = defaultdict(list)
@@ -617,6 +621,7 @@ def ensemble_report(results_path, out_dir, run_id=None):
     w("|---|---:|---:|---:|")
     for name, r in (("fdatasync floor: 4 KiB O_DIRECT write + fdatasync in the data directory, before the runs", disk),
                     ("the same, after the runs", disk_after),
+                    ("4 KiB buffered write + fdatasync (Apache's log path), before the runs", disk_buffered),
                     ("loopback TCP round trip (16-byte echo)", rtt)):
         if r:
             l = r["latency_us"]
@@ -683,23 +688,27 @@ def ensemble_report(results_path, out_dir, run_id=None):
     w("Floor = the issue's (2 fsyncs + 2 round trips; a follower's client one round trip more), from this run's "
       "floors above.")
     w("")
-    # zoocore's own fsync histogram, where the run read it (mntr of the first server named).
+    # The servers' own log metrics, where the run read them (mntr of the first server named).
     logs = []
     for c in cells:
         if (c[1], c[2]) == (1, 1):
-            after = get("zoocore", c, "server_log_after") or {}
-            if "zk_fsync_us_p50" in after:
-                logs.append((c, after))
+            zc = get("zoocore", c, "server_log_after") or {}
+            zk = get("zookeeper", c, "server_log_after") or {}
+            if zc or zk:
+                logs.append((c, zc, zk))
     if logs:
-        w("zoocore's own log metrics on the member the single client used (`mntr` after the cell; cumulative "
-          "since that member started, so they include the pipelined cells before):")
+        w("The servers' own log metrics on the member the single client used (`mntr` after the cell; cumulative "
+          "since that member started, so they include the pipelined cells before). Apache exports only its fsync "
+          "time summary, in milliseconds.")
         w("")
-        w("| cell | member | fsync us p50 / p99 | txns per batch p50 / p99 | commit queue us p50 / p99 |")
-        w("|---|---|---|---|---|")
-        for c, m in logs:
+        w("| cell | member | zoocore fsync us p50 / p99 | zoocore txns per batch p50 / p99 | "
+          "zoocore commit queue us p50 / p99 | ZooKeeper fsync ms avg / max |")
+        w("|---|---|---|---|---|---|")
+        for c, m, k in logs:
             w(f"| {c[0]} 1×1 | {c[3]} | {m.get('zk_fsync_us_p50', '–')} / {m.get('zk_fsync_us_p99', '–')} | "
               f"{m.get('zk_batch_txns_p50', '–')} / {m.get('zk_batch_txns_p99', '–')} | "
-              f"{m.get('zk_commit_queue_us_p50', '–')} / {m.get('zk_commit_queue_us_p99', '–')} |")
+              f"{m.get('zk_commit_queue_us_p50', '–')} / {m.get('zk_commit_queue_us_p99', '–')} | "
+              f"{k.get('zk_avg_fsynctime', '–')} / {k.get('zk_max_fsynctime', '–')} |")
         w("")
 
     # Fail-over.

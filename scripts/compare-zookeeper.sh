@@ -346,6 +346,8 @@ PY
     load_row "start"
     echo "==> disk floor and loopback RTT"
     "$bench_bin" disk-floor --dir "$work" --duration "$floor_s" --json >>"$results"
+    # Apache's log path: page-cache write, then fdatasync.
+    "$bench_bin" disk-floor --dir "$work" --duration "$floor_s" --buffered --json --label buffered >>"$results"
     "$bench_bin" rtt --duration "$floor_s" --json >>"$results"
     measure_ensemble zoocore zoocore
     measure_ensemble apache zookeeper
