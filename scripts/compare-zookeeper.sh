@@ -7,7 +7,7 @@
 #   options: --repeats N  --duration S  --znodes N (memory test)  --out DIR (default docs/benchmarks)
 #   ensemble options: --failovers N (kill-leader repeats, default 5)  --max-load L (wait until the
 #            1-minute load is below L, default 1.5)  --load-wait S (at most S seconds, default 1200)
-#            --keep-logs DIR (copy the members' server logs there)
+#            --keep-logs DIR (copy the members' server logs there)  --apache-first (order of the systems)
 #
 # Starts both servers on loopback ports it picks, with the same tickTime,
 # snapCount and the same kind of dataDir (one directory on the real disk),
@@ -25,6 +25,7 @@ failovers=5
 max_load=1.5
 load_wait=1200
 keep_logs=""
+apache_first=0
 repeats=""
 duration=""
 out_dir="docs/benchmarks"
@@ -38,6 +39,7 @@ while [ $# -gt 0 ]; do
         --max-load) max_load="$2"; shift ;;
         --load-wait) load_wait="$2"; shift ;;
         --keep-logs) keep_logs="$2"; shift ;;
+        --apache-first) apache_first=1 ;;
         --repeats) repeats="$2"; shift ;;
         --duration) duration="$2"; shift ;;
         --znodes) znodes_opt="$2"; shift ;;
@@ -247,9 +249,19 @@ spawn_member() { # kind sid
     server_pids+=("$pid")
 }
 
+# The disk as each log path sees it at this moment: zoocore's (O_DIRECT
+# rewrites of preallocated blocks) and Apache's (page-cache appends into a
+# sparse padded file, so each fdatasync also commits a block allocation to
+# the journal this filesystem shares with everything else on the machine).
+disk_floors() { # label
+    "$bench_bin" disk-floor --dir "$work" --duration 2 --json --label "$1" >>"$results"
+    "$bench_bin" disk-floor --dir "$work" --duration 2 --sparse-append --json --label "$1" >>"$results"
+}
+
 # Runs every ensemble measurement against one system.
 measure_ensemble() { # kind label
     local kind="$1" label="$2" ports i sid servers_text="" addrs=() pids=()
+    disk_floors "before $label"
     read -r -a ports <<<"$(ensemble_ports 9)"
     for i in 0 1 2; do
         servers_text+="server.$((i + 1))=127.0.0.1:${ports[3 * i + 1]}:${ports[3 * i + 2]}"$'\n'
@@ -346,13 +358,17 @@ PY
     load_row "start"
     echo "==> disk floor and loopback RTT"
     "$bench_bin" disk-floor --dir "$work" --duration "$floor_s" --json >>"$results"
-    # Apache's log path: page-cache write, then fdatasync.
-    "$bench_bin" disk-floor --dir "$work" --duration "$floor_s" --buffered --json --label buffered >>"$results"
+    "$bench_bin" disk-floor --dir "$work" --duration "$floor_s" --buffered --json >>"$results"
     "$bench_bin" rtt --duration "$floor_s" --json >>"$results"
-    measure_ensemble zoocore zoocore
-    measure_ensemble apache zookeeper
-    echo "==> disk floor again (after the runs)"
-    "$bench_bin" disk-floor --dir "$work" --duration "$floor_s" --json --label after >>"$results"
+    if [ "$apache_first" = 1 ]; then
+        measure_ensemble apache zookeeper
+        measure_ensemble zoocore zoocore
+    else
+        measure_ensemble zoocore zoocore
+        measure_ensemble apache zookeeper
+    fi
+    echo "==> disk floors again (after the runs)"
+    disk_floors after
     load_row "end"
 
     mkdir -p "$out_dir"

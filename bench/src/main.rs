@@ -176,6 +176,10 @@ struct FloorArgs {
     /// Buffered writes (page cache) + fdatasync instead of O_DIRECT.
     #[arg(long)]
     buffered: bool,
+    /// Buffered appends into a sparse file + fdatasync (Apache ZooKeeper's
+    /// padded log: each sync also commits a block allocation).
+    #[arg(long, conflicts_with = "buffered")]
+    sparse_append: bool,
     #[arg(long, default_value_t = 3.0)]
     duration: f64,
     #[command(flatten)]
@@ -411,11 +415,19 @@ fn floor_output(kind: &str, out: &CommonOut, l: &LatencySummary, extra: JsonObje
 }
 
 fn cmd_disk_floor(a: FloorArgs) -> Result<(), String> {
-    let f = floors::disk_floor(&a.dir, seconds(a.duration, "--duration")?, a.buffered)?;
-    if !f.direct && !a.buffered {
+    let mode = match (a.buffered, a.sparse_append) {
+        (_, true) => floors::FloorMode::SparseAppend,
+        (true, false) => floors::FloorMode::Buffered,
+        (false, false) => floors::FloorMode::Direct,
+    };
+    let f = floors::disk_floor(&a.dir, seconds(a.duration, "--duration")?, mode)?;
+    if !f.direct && mode == floors::FloorMode::Direct {
         eprintln!("zoocore-bench: O_DIRECT refused in {}; measured buffered writes + fdatasync", a.dir.display());
     }
-    let extra = JsonObject::default().str("dir", &a.dir.display().to_string()).bool("o_direct", f.direct);
+    let extra = JsonObject::default()
+        .str("dir", &a.dir.display().to_string())
+        .bool("o_direct", f.direct)
+        .str("mode", mode.name());
     floor_output("disk-floor", &a.out, &LatencySummary::of(&f.hist), extra);
     Ok(())
 }
