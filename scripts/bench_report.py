@@ -629,9 +629,11 @@ def ensemble_report(results_path, out_dir, run_id=None):
                  "sparse-append": "sparse append + fdatasync"}
     for r in disks + ([rtt] if rtt else []):
         l = r["latency_us"]
-        name = mode_name.get(r.get("mode", "direct"), r.get("mode")) if r["kind"] == "disk-floor" \
-            else "loopback TCP round trip (16-byte echo)"
-        w(f"| {name} | {r.get('label') or 'start'} | {fmt(l['p50'])} | {fmt(l['p99'])} | {fmt(l['p999'])} |")
+        label, mode = r.get("label") or "start", r.get("mode", "direct")
+        if "mode" not in r and label == "buffered":  # rows written before disk-floor had --sparse-append
+            label, mode = "start", "buffered"
+        name = mode_name.get(mode, mode) if r["kind"] == "disk-floor" else "loopback TCP round trip (16-byte echo)"
+        w(f"| {name} | {label} | {fmt(l['p50'])} | {fmt(l['p99'])} | {fmt(l['p999'])} |")
     floor_leader = 2 * fs + 2 * rt if fs is not None and rt is not None else None
     if floor_leader:
         w("")
