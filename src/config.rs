@@ -91,7 +91,7 @@ impl QuorumConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub tick_time_ms: u32,
     pub data_dir: PathBuf,
@@ -110,6 +110,11 @@ pub struct Config {
     pub extended_types_enabled: bool,
     pub global_outstanding_limit: u32,
     pub snap_count: u64,
+    /// `snapshotSizeFactor` (`zookeeper.snapshotSizeFactor`): a leader
+    /// DIFFs a learner from its on-disk log only while the txns to replay
+    /// are smaller than this fraction of its newest snapshot; negative
+    /// turns DIFF from disk off (Apache's rule and default, 0.33).
+    pub snapshot_size_factor: f64,
     pub pre_alloc_size_kb: u64,
     /// `fsync.warningthresholdms`: log a warning when a log sync takes longer.
     pub fsync_warning_threshold_ms: u64,
@@ -188,6 +193,7 @@ impl Config {
             extended_types_enabled: false,
             global_outstanding_limit: 1000,
             snap_count: 100_000,
+            snapshot_size_factor: crate::zab::sync_plan::DEFAULT_SNAPSHOT_SIZE_FACTOR,
             pre_alloc_size_kb: 65536,
             fsync_warning_threshold_ms: 1000,
             log_sync: "fdatasync".to_string(),
@@ -396,6 +402,20 @@ impl Config {
                     cfg.super_digest = if value.is_empty() { None } else { Some(value.to_owned()) }
                 }
                 "extendedTypesEnabled" => cfg.extended_types_enabled = parse_bool(value).ok_or_else(|| bad(""))?,
+                "snapshotSizeFactor" => {
+                    let factor: f64 = value.parse().ok().filter(|f: &f64| f.is_finite()).ok_or_else(|| bad(""))?;
+                    cfg.snapshot_size_factor = if factor > 1.0 {
+                        // Apache's rule: above 1 means the default.
+                        warnings.push(format!(
+                            "{source_name}:{}: {key}={value} is above 1; using the default {}",
+                            entry.line_no,
+                            crate::zab::sync_plan::DEFAULT_SNAPSHOT_SIZE_FACTOR
+                        ));
+                        crate::zab::sync_plan::DEFAULT_SNAPSHOT_SIZE_FACTOR
+                    } else {
+                        factor
+                    };
+                }
                 "globalOutstandingLimit" => {
                     cfg.global_outstanding_limit = parse_num(value).filter(|&n| n > 0).ok_or_else(|| bad(""))?
                 }
@@ -776,6 +796,19 @@ mod tests {
             let (c, _) = Config::load(path).unwrap();
             assert_eq!(c.client_port, 2181);
         }
+    }
+
+    #[test]
+    fn snapshot_size_factor_as_apache_reads_it() {
+        let factor = |line: &str| {
+            Config::parse(&format!("dataDir=/d\n{line}\n"), "zoo.cfg").map(|(c, w)| (c.snapshot_size_factor, w.len()))
+        };
+        assert_eq!(factor("tickTime=2000").unwrap(), (0.33, 0));
+        assert_eq!(factor("zookeeper.snapshotSizeFactor=0.5").unwrap(), (0.5, 0));
+        assert_eq!(factor("snapshotSizeFactor=-1").unwrap(), (-1.0, 0), "negative: no DIFF from disk");
+        assert_eq!(factor("snapshotSizeFactor=2").unwrap(), (0.33, 1), "above 1: the default, with a warning");
+        let err = factor("snapshotSizeFactor=lots").unwrap_err().to_string();
+        assert!(err.contains("zoo.cfg:2") && err.contains("snapshotSizeFactor"), "{err}");
     }
 
     #[test]

@@ -500,7 +500,10 @@ impl CommitShard {
             init_limit_ticks: members.init_limit_ticks,
             sync_limit_ticks: members.sync_limit_ticks,
             config_text: members.config_text.clone(),
-            sync_policy: SyncPolicy::with_snapshot_bytes(0),
+            sync_policy: SyncPolicy {
+                snapshot_size_factor: self.config.snapshot_size_factor,
+                ..SyncPolicy::with_snapshot_bytes(0)
+            },
         };
         let start = LeaderStart {
             accepted_epoch: epochs.accepted,
