@@ -29,9 +29,16 @@ fn five_servers_fixed_seeds() {
 /// Seeds that once found a bug, kept so it stays fixed.
 /// 435: a follower crashed after logging a DIFF's txns and before writing
 /// currentEpoch, and could not start again (epoch_files::reconcile_epochs).
+/// 274, 416, 727, 1296, 1354, 1713, 2274, 2897, 2922 (3 servers), 976 (5):
+/// settled votes kept the peer epoch they were elected with (no
+/// ZOOKEEPER-1732 updateElectionVote), so a follower that joined a
+/// re-elected leader and that leader disagreed on the epoch, and a server
+/// LOOKING after the heal never saw a quorum for the running leader.
 #[test]
 fn regression_seeds() {
-    for (servers, seed) in [(3, 435)] {
+    let convergence_3: [u64; 9] = [274, 416, 727, 1296, 1354, 1713, 2274, 2897, 2922];
+    let seeds = [(3, 435), (5, 976)].into_iter().chain(convergence_3.map(|s| (3, s)));
+    for (servers, seed) in seeds {
         let out = run_seed(seed, servers);
         assert!(out.passed(), "{}", out.report());
     }

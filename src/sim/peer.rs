@@ -163,6 +163,10 @@ enum Flow {
     Blocked,
 }
 
+fn describe(n: &Notification) -> String {
+    format!("{:?} leader {} zxid 0x{:x} round {} epoch {}", n.state, n.leader, n.zxid, n.election_epoch, n.peer_epoch)
+}
+
 fn hash_txn(bytes: &[u8]) -> u64 {
     fnv1a(bytes)
 }
@@ -436,6 +440,7 @@ impl Server {
 
     fn send_notification(&mut self, ctx: &mut Ctx, to: Sid, n: &Notification) {
         let mut buf = BytesMut::new();
+        ctx.trace(self.sid, format!("notify -> s{to}: {}", describe(n)));
         match n.encode(&mut buf) {
             Ok(()) => ctx.send_election(self.sid, to, buf.freeze()),
             Err(e) => ctx.oracle.fail("codec", format!("notification does not encode: {e}"), ctx.now),
@@ -450,6 +455,7 @@ impl Server {
                 return;
             }
         };
+        ctx.trace(self.sid, format!("notify <- s{from}: {} (while {})", describe(&n), self.role_name()));
         let now = self.now(ctx);
         if let PeerRole::Looking(e) = &mut self.role {
             let actions = e.on_notification(from, &n, now);
@@ -485,6 +491,18 @@ impl Server {
                 self.role = PeerRole::Connecting { leader: d.leader, give_up_at };
                 ctx.dial(self.sid, self.incarnation, d.leader);
             }
+        }
+    }
+
+    /// Mirrors Apache's `QuorumPeer.updateElectionVote` (ZOOKEEPER-1732),
+    /// called where Apache calls it (leader established, learner up to
+    /// date): the settled vote advertises the epoch this server now runs,
+    /// not the one it was elected with. Without it a server that joined a
+    /// re-elected leader reports an older epoch than the leader, and a
+    /// LOOKING server never sees a quorum agree on (leader, epoch).
+    fn advertise_epoch(&mut self, epoch: i64) {
+        if let Some(settled) = self.settled.as_mut().and_then(|e| e.settled_mut()) {
+            settled.set_peer_epoch(epoch);
         }
     }
 
@@ -910,6 +928,7 @@ impl Server {
                 }
                 self.published_tree = self.tree.clone();
                 ctx.trace(self.sid, format!("ESTABLISHED epoch {epoch} at zxid 0x{:x}", self.last_zxid));
+                self.advertise_epoch(epoch);
                 ctx.oracle.established(self.sid, epoch, ctx.now);
                 // Everything this leader logged is committed from now on.
                 for (&zxid, e) in &self.history.entries {
@@ -1115,6 +1134,7 @@ impl Server {
             LearnerAction::SyncDone | LearnerAction::Revalidated { .. } => {}
             LearnerAction::Serving { epoch } => {
                 ctx.trace(self.sid, format!("SERVING epoch {epoch} at zxid 0x{:x}", self.last_zxid));
+                self.advertise_epoch(epoch);
                 ctx.oracle.check_serving(self.sid, epoch, &self.history, self.last_zxid, ctx.now);
             }
             LearnerAction::GiveUp { reason } => return Err(reason),
