@@ -3,7 +3,11 @@
 #
 #   scripts/compare-zookeeper.sh            # full run (10 s cells, 3 repeats, 1M-znode memory test)
 #   scripts/compare-zookeeper.sh --quick    # development run (2 s cells, 2 repeats, 100k znodes)
+#   scripts/compare-zookeeper.sh --ensemble # 3 zoocore servers, then 3 Apache servers (docs/benchmarks/ensemble.md)
 #   options: --repeats N  --duration S  --znodes N (memory test)  --out DIR (default docs/benchmarks)
+#   ensemble options: --failovers N (kill-leader repeats, default 5)  --max-load L (wait until the
+#            1-minute load is below L, default 1.5)  --load-wait S (at most S seconds, default 1200)
+#            --keep-logs DIR (copy the members' server logs there)  --apache-first (order of the systems)
 #
 # Starts both servers on loopback ports it picks, with the same tickTime,
 # snapCount and the same kind of dataDir (one directory on the real disk),
@@ -16,6 +20,12 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 
 quick=0
+ensemble=0
+failovers=5
+max_load=1.5
+load_wait=1200
+keep_logs=""
+apache_first=0
 repeats=""
 duration=""
 out_dir="docs/benchmarks"
@@ -24,6 +34,12 @@ command_line="scripts/compare-zookeeper.sh $*"
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1 ;;
+        --ensemble) ensemble=1 ;;
+        --failovers) failovers="$2"; shift ;;
+        --max-load) max_load="$2"; shift ;;
+        --load-wait) load_wait="$2"; shift ;;
+        --keep-logs) keep_logs="$2"; shift ;;
+        --apache-first) apache_first=1 ;;
         --repeats) repeats="$2"; shift ;;
         --duration) duration="$2"; shift ;;
         --znodes) znodes_opt="$2"; shift ;;
@@ -32,7 +48,11 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-if [ "$quick" = 1 ]; then
+if [ "$ensemble" = 1 ]; then
+    # One pass per system (the ratios come from one run); moderate cells.
+    if [ "$quick" = 1 ]; then duration="${duration:-3}"; warmup=0.5; else duration="${duration:-8}"; warmup=1; fi
+    repeats=1; znodes=0; floor_s=3
+elif [ "$quick" = 1 ]; then
     repeats="${repeats:-2}"; duration="${duration:-2}"; warmup=0.5; znodes=100000; floor_s=2
 else
     repeats="${repeats:-3}"; duration="${duration:-10}"; warmup=2; znodes=1000000; floor_s=5
@@ -128,6 +148,247 @@ start_server() { # kind name
     cat "$dir/server.log" >&2
     exit 1
 }
+
+# --- ensemble mode ---------------------------------------------------------------
+# Three zoocore servers, then three Apache ZooKeeper servers (QuorumPeerMain),
+# one system at a time on this 2-core machine, the same workloads and client
+# load against each; writes DIR/ensemble.md + ensemble-*.svg and appends the
+# raw rows (tagged with a run id) to DIR/ensemble-results.jsonl.
+
+# Distinct ports below the ephemeral range: a leader binds its quorum port
+# only once elected, and an ephemeral port can be taken meanwhile by any
+# outgoing connection.
+ensemble_ports() { # count
+    python3 - "$1" <<'PY'
+import random, socket, sys
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+held, ports = [], []
+while len(ports) < int(sys.argv[1]):
+    p = random.randrange(10000, low - 1)
+    if p in ports:
+        continue
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    held.append(s); ports.append(p)
+print(" ".join(map(str, ports)))
+PY
+}
+
+# Removes a PID (killed and reaped) from the cleanup list.
+forget_pid() {
+    local keep=() p
+    for p in "${server_pids[@]}"; do [ "$p" != "$1" ] && keep+=("$p"); done
+    server_pids=("${keep[@]}")
+}
+
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# Appends one {"kind":"load",...} row: the load averages at this point.
+load_row() { # what
+    python3 - "$1" "$(loadavg)" >>"$results" <<'PY'
+import json, sys
+l = [float(x) for x in sys.argv[2].split()]
+print(json.dumps({"kind": "load", "at": sys.argv[1], "load1": l[0], "load5": l[1], "load15": l[2]}))
+PY
+}
+
+# Waits (up to $load_wait s) for the 1-minute load to drop below $max_load.
+wait_for_quiet_machine() {
+    local waited=0
+    while awk -v m="$max_load" '{exit !($1 >= m)}' /proc/loadavg; do
+        if [ "$waited" -ge "$load_wait" ]; then
+            echo "==> load still $(loadavg) after ${waited}s; measuring anyway" >&2
+            return 0
+        fi
+        echo "==> load $(loadavg) >= $max_load; waiting ($waited s so far)"
+        sleep 15
+        waited=$((waited + 15))
+    done
+    echo "==> load $(loadavg): starting"
+}
+
+# Member i (1-based) of system $1: its dir, zoo.cfg and myid.
+write_member() { # kind sid servers_text client_port
+    local kind="$1" sid="$2" dir="$work/$1-s$2"
+    mkdir -p "$dir/data"
+    echo "$sid" >"$dir/data/myid"
+    # One text for both kinds: zoocore ignores admin.*, Apache ignores zoocore.*.
+    {
+        echo "tickTime=2000"
+        echo "initLimit=10"
+        echo "syncLimit=5"
+        echo "dataDir=$dir/data"
+        echo "clientPort=$4"
+        echo "clientPortAddress=127.0.0.1"
+        echo "snapCount=100000"
+        echo "maxClientCnxns=0"
+        echo "4lw.commands.whitelist=*"
+        echo "admin.enableServer=false"
+        echo "forceSync=yes"
+        printf '%s' "$3"
+    } >"$dir/zoo.cfg"
+}
+
+# Starts member sid of system kind (its zoo.cfg written); sets $pid.
+spawn_member() { # kind sid
+    local kind="$1" sid="$2" dir="$work/$1-s$2"
+    if [ "$kind" = apache ]; then
+        # Default JVM options (as the standalone comparison) with the heap
+        # bounded, since three JVMs share the machine.
+        (cd "$dir" && exec java -Xmx1g -Dzookeeper.admin.enableServer=false -Dzookeeper.4lw.commands.whitelist='*' \
+            -Dlog4j.configuration=file:/etc/zookeeper/conf_example/log4j.properties \
+            -cp "$zk_jar:/etc/zookeeper/conf_example" org.apache.zookeeper.server.quorum.QuorumPeerMain \
+            "$dir/zoo.cfg" >>"$dir/server.log" 2>&1) &
+    else
+        "$zoocore_bin" server --config "$dir/zoo.cfg" >>"$dir/server.log" 2>&1 &
+    fi
+    pid=$!
+    server_pids+=("$pid")
+}
+
+# The disk as each log path sees it at this moment: zoocore's (O_DIRECT
+# rewrites of preallocated blocks) and Apache's (page-cache appends into a
+# sparse padded file, so each fdatasync also commits a block allocation to
+# the journal this filesystem shares with everything else on the machine).
+disk_floors() { # label
+    "$bench_bin" disk-floor --dir "$work" --duration 2 --json --label "$1" >>"$results"
+    "$bench_bin" disk-floor --dir "$work" --duration 2 --sparse-append --json --label "$1" >>"$results"
+}
+
+# Runs every ensemble measurement against one system.
+measure_ensemble() { # kind label
+    local kind="$1" label="$2" ports i sid servers_text="" addrs=() pids=()
+    disk_floors "before $label"
+    read -r -a ports <<<"$(ensemble_ports 9)"
+    for i in 0 1 2; do
+        servers_text+="server.$((i + 1))=127.0.0.1:${ports[3 * i + 1]}:${ports[3 * i + 2]}"$'\n'
+    done
+    for i in 0 1 2; do
+        sid=$((i + 1))
+        write_member "$kind" "$sid" "$servers_text" "${ports[3 * i]}"
+        addrs+=("127.0.0.1:${ports[3 * i]}")
+    done
+    for sid in 1 2 3; do
+        spawn_member "$kind" "$sid"
+        pids+=("$pid")
+    done
+    local all; all="$(IFS=,; echo "${addrs[*]}")"
+    local all_pids; all_pids="$(IFS=,; echo "${pids[*]}")"
+    echo "==> $label ensemble: members $all, pids $all_pids"
+    local settled
+    if ! settled="$("$bench_bin" ensemble-wait --server "$all" --timeout 90 --json --label "$label")"; then
+        for sid in 1 2 3; do echo "--- $kind s$sid ---" >&2; tail -30 "$work/$kind-s$sid/server.log" >&2; done
+        exit 1
+    fi
+    echo "$settled" >>"$results"
+    local leader; leader="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["leader_index"])' "$settled")"
+    local follower=$(( (leader + 1) % 3 ))
+    echo "==> $label: leader is server.$((leader + 1)); follower probe on server.$((follower + 1))"
+    sleep 2 # let the JVMs finish starting before the first measured window
+    load_row "$label start"
+
+    ens_cell() { # placement workload sessions outstanding
+        local target="$all"
+        [ "$1" = leader ] && target="${addrs[$leader]}"
+        [ "$1" = follower ] && target="${addrs[$follower]}"
+        local threads=$(( $3 < 3 ? $3 : 3 ))
+        echo "==> $label: $2 ${3}x$4 on $1"
+        "$bench_bin" run "$2" --server "$target" --server-pid "$all_pids" --sessions "$3" --outstanding "$4" \
+            --threads "$threads" --value-size 100 --keys 10000 --duration "$duration" --warmup "$warmup" \
+            --quiet --json --label "$label:$1" >>"$results" || echo "   (failed: $label $2 ${3}x$4 on $1)" >&2
+    }
+    # Not measured: warms both systems (the JVMs' JIT above all) before the first cell.
+    "$bench_bin" run create --server "$all" --sessions 6 --outstanding 16 --threads 3 --duration 3 --warmup 0 \
+        --quiet --json >/dev/null || true
+    ens_cell all create 6 8
+    ens_cell all create 6 64
+    ens_cell all set 6 64
+    ens_cell all get 6 64
+    ens_cell leader create 1 1
+    ens_cell follower create 1 1
+    ens_cell leader set 1 1
+    ens_cell follower set 1 1
+    load_row "$label after workloads"
+
+    # Kill -9 the leader, time the first acknowledged write elsewhere, bring
+    # the killed member back, wait until all three agree, repeat.
+    local rep row killed killed_pid
+    for rep in $(seq "$failovers"); do
+        "$bench_bin" ensemble-wait --server "$all" --same-zxid --timeout 90 --json >/dev/null ||
+            { echo "   ($label did not settle before fail-over $rep)" >&2; break; }
+        if ! row="$("$bench_bin" failover --server "$all" --server-pid "$all_pids" --json --label "$label")"; then
+            echo "   (fail-over $rep failed on $label)" >&2
+            break
+        fi
+        echo "$row" >>"$results"
+        killed="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["killed_index"])' "$row")"
+        killed_pid="${pids[$killed]}"
+        echo "==> $label fail-over $rep/$failovers: server.$((killed + 1)) killed, first write after $(python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["first_write_ms"]))' "$row") ms"
+        wait "$killed_pid" 2>/dev/null || true
+        forget_pid "$killed_pid"
+        spawn_member "$kind" "$((killed + 1))"
+        pids[$killed]="$pid"
+        all_pids="$(IFS=,; echo "${pids[*]}")"
+    done
+    "$bench_bin" ensemble-wait --server "$all" --same-zxid --timeout 90 --json --label "$label:end" >>"$results" || true
+    load_row "$label end"
+    for pid in "${pids[@]}"; do stop_pid "$pid"; forget_pid "$pid"; done
+    if [ -n "$keep_logs" ]; then
+        mkdir -p "$keep_logs"
+        for sid in 1 2 3; do cp "$work/$kind-s$sid/server.log" "$keep_logs/$kind-s$sid.log"; done
+    fi
+}
+
+run_ensemble_comparison() {
+    wait_for_quiet_machine
+    model="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+    mem_kib="$(grep MemTotal /proc/meminfo | awk '{print $2}')"
+    python3 - "$(nproc)" "$model" "$(uname -r)" "$mem_kib" "$command_line" "$zk_version" "$quick" \
+        "$failovers" "$duration" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$max_load" >>"$results" <<'PY'
+import json, sys, time
+a = sys.argv[1:]
+print(json.dumps({"kind": "machine", "mode": "ensemble", "nproc": int(a[0]), "model": a[1], "kernel": a[2],
+                  "mem_gib": round(int(a[3]) / 1048576, 1), "command": a[4], "zk_version": a[5],
+                  "quick": a[6] == "1", "failovers": int(a[7]), "duration": float(a[8]), "commit": a[9],
+                  "max_load": float(a[10]), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
+PY
+    load_row "start"
+    echo "==> disk floor and loopback RTT"
+    "$bench_bin" disk-floor --dir "$work" --duration "$floor_s" --json >>"$results"
+    "$bench_bin" disk-floor --dir "$work" --duration "$floor_s" --buffered --json >>"$results"
+    "$bench_bin" rtt --duration "$floor_s" --json >>"$results"
+    if [ "$apache_first" = 1 ]; then
+        measure_ensemble apache zookeeper
+        measure_ensemble zoocore zoocore
+    else
+        measure_ensemble zoocore zoocore
+        measure_ensemble apache zookeeper
+    fi
+    echo "==> disk floors again (after the runs)"
+    disk_floors after
+    load_row "end"
+
+    mkdir -p "$out_dir"
+    local run_id; run_id="$(date +%Y%m%dT%H%M%S)-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    python3 - "$run_id" "$results" >>"$out_dir/ensemble-results.jsonl" <<'PY'
+import json, sys
+for line in open(sys.argv[2]):
+    if line.strip().startswith("{"):
+        row = json.loads(line)
+        row["run_id"] = sys.argv[1]
+        print(json.dumps(row, separators=(",", ":")))
+PY
+    python3 "$repo_root/scripts/bench_report.py" --ensemble "$out_dir/ensemble-results.jsonl" "$out_dir"
+    echo "==> wrote $out_dir/ensemble.md (run $run_id)"
+}
+
+if [ "$ensemble" = 1 ]; then
+    run_ensemble_comparison
+    exit 0
+fi
 
 # --- machine -------------------------------------------------------------------
 model="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"

@@ -168,7 +168,10 @@ fn leader_kill9_loses_no_acknowledged_write() {
 /// by SNAP when it missed more than the leader keeps in memory.
 #[test]
 fn restarted_follower_catches_up_by_diff_and_by_snap() {
-    let mut e = Ensemble::start(3, &[], TICK_MS, "");
+    // Snapshots while the follower is down: 0.33 x the newest one's size is
+    // far less than the 700 txns a DIFF from the leader's disk would replay,
+    // so the leader sends SNAP (a DIFF from disk: tests/ensemble_disk_diff.rs).
+    let mut e = Ensemble::start(3, &[], TICK_MS, "snapCount=100\n");
     let leader = e.wait_for_quorum(SETTLE);
     let down = if leader == 1 { 2 } else { 1 };
     let c = connect(e.member(leader));

@@ -97,7 +97,7 @@ fn sync_then_read_never_returns_a_value_older_than_an_acknowledged_write_across_
 #[test]
 fn sync_then_read_sees_a_write_acknowledged_on_another_server() {
     let mut e = Ensemble::start(3, &[], TICK_MS, "");
-    e.wait_for_quorum(SETTLE);
+    let leader = e.wait_for_quorum(SETTLE);
     let clients: Vec<Client> = e.members.iter().map(connect).collect();
     clients[0].create("/seen", b"0", &open_acl_unsafe(), CreateMode::Persistent).expect("create");
     for i in 1..=30u32 {
@@ -114,5 +114,21 @@ fn sync_then_read_sees_a_write_acknowledged_on_another_server() {
                 w + 1
             );
         }
+    }
+    // The operator sees the quorum's latencies under Apache's mntr names.
+    let value = |sid: u64, key: &str| -> u64 {
+        let mntr = common::four_letter(e.members[(sid - 1) as usize].client, "mntr").unwrap_or_default();
+        mntr.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}\t")))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("server {sid}'s mntr lacks {key}:\n{mntr}")) as u64
+    };
+    assert!(value(leader, "zk_cnt_quorum_ack_latency") >= 30, "the leader times its proposals' commits");
+    assert_eq!(value(leader, "zk_pending_syncs"), 0, "every sync was answered");
+    for sid in (1..=3).filter(|s| *s != leader) {
+        let acks = value(leader, &format!("zk_cnt_{sid}_ack_latency"));
+        assert!(acks >= 30, "the leader times follower {sid}'s acks: {acks}");
+        assert!(value(sid, "zk_cnt_proposal_latency") >= 30, "follower {sid} times the proposals it receives");
+        assert!(value(sid, "zk_cnt_election_time") >= 1, "follower {sid} timed its election");
     }
 }

@@ -428,10 +428,11 @@ fn two_zoocore_one_apache_both_leaderships() {
 }
 
 /// A follower down while 650 writes happen catches up (by SNAP when
-/// `expect_snap`: beyond the leader's 500-txn window and, for Apache, its
-/// on-disk log sync disabled; otherwise by a DIFF Apache reads from its
-/// log), then after 20 more by DIFF from the in-memory window.
-fn catch_up(kinds: &[Kind], down: u64, jvm_props: &[&str], expect_snap: bool) {
+/// `expect_snap`: beyond the leader's 500-txn window and its on-disk log
+/// sync disabled; otherwise by a DIFF the leader, of either kind, reads
+/// from its log), then after 20 more by DIFF from the in-memory window.
+/// Returns the ensemble, still running, for more checks.
+fn catch_up(kinds: &[Kind], down: u64, jvm_props: &[&str], expect_snap: bool) -> Ensemble {
     let mut e = Ensemble::start_with(kinds, jvm_props);
     let leader = e.wait_for_quorum(SETTLE);
     assert_ne!(leader, down);
@@ -487,16 +488,30 @@ fn catch_up(kinds: &[Kind], down: u64, jvm_props: &[&str], expect_snap: bool) {
         "one zxid everywhere"
     );
     assert_no_divergence(&e);
+    e
 }
 
+/// zoocore's leader DIFFs the 650 txns from its on-disk log (beyond its
+/// 500-txn window; it has no snapshot, so the size rule allows any log),
+/// then 20 from the window: Apache never gets a SNAP.
 #[test]
 fn apache_follower_catches_up_from_zoocore_leader() {
     if skip_without_apache() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    // zoocore's leader DIFFs from its in-memory window only.
-    catch_up(&[Kind::Apache, Kind::Apache, Kind::Zoocore], 1, &[], true);
+    let e = catch_up(&[Kind::Apache, Kind::Apache, Kind::Zoocore], 1, &[], false);
+    let diffs = e.member(1).log().matches("Getting a diff from the leader").count();
+    // The first sync, then one per round.
+    assert!(diffs >= 3, "server 1 synced by DIFF each time ({diffs})\n{}", e.logs());
+    let leader_log = common::strip_ansi(&e.member(3).log());
+    assert!(
+        leader_log
+            .lines()
+            .any(|l| l.contains("syncing a learner") && l.contains("sid=1 ") && l.contains("reason=FromDiskLog")),
+        "zoocore's leader chose a DIFF from its disk for server 1\n{}",
+        e.logs()
+    );
 }
 
 #[test]

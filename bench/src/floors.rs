@@ -49,15 +49,43 @@ pub struct DiskFloor {
     pub direct: bool,
 }
 
+/// The size of the sparse file `FloorMode::SparseAppend` appends into
+/// (the loop wraps to its start when it gets there).
+const SPARSE_FILE_BYTES: u64 = 256 << 20;
+
+/// How the measured 4 KiB writes reach the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloorMode {
+    /// O_DIRECT rewrites of a preallocated, written region (zoocore's log).
+    Direct,
+    /// Page-cache rewrites of a preallocated, written region.
+    Buffered,
+    /// Page-cache appends into a sparse file, as Apache ZooKeeper pads its
+    /// log (one byte written at the padded end): each fdatasync must also
+    /// commit the block allocation to the filesystem's journal.
+    SparseAppend,
+}
+
+impl FloorMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            FloorMode::Direct => "direct",
+            FloorMode::Buffered => "buffered",
+            FloorMode::SparseAppend => "sparse-append",
+        }
+    }
+}
+
 /// Times `pwrite(4 KiB) + fdatasync` on a file in `dir` for `duration`.
-pub fn disk_floor(dir: &Path, duration: Duration) -> Result<DiskFloor, String> {
+pub fn disk_floor(dir: &Path, duration: Duration, mode: FloorMode) -> Result<DiskFloor, String> {
+    let buffered = mode != FloorMode::Direct;
     let path = dir.join(format!("zoocore-bench-disk-floor-{}.tmp", std::process::id()));
     let cpath = CString::new(path.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
     let open =
         |flags: libc::c_int| unsafe { libc::open(cpath.as_ptr(), flags | libc::O_WRONLY | libc::O_CREAT, 0o600) };
-    let mut direct = true;
-    let mut fd = open(libc::O_DIRECT);
-    if fd < 0 {
+    let mut direct = !buffered;
+    let mut fd = if buffered { open(0) } else { open(libc::O_DIRECT) };
+    if fd < 0 && direct {
         direct = false;
         fd = open(0);
     }
@@ -81,17 +109,27 @@ pub fn disk_floor(dir: &Path, duration: Duration) -> Result<DiskFloor, String> {
             }
             Ok(())
         };
-        // Preallocate, so the measured loop does not extend the file (no metadata to sync).
-        for i in 0..REGION_BLOCKS {
-            write_at(i * BLOCK as u64)?;
-        }
+        let region_blocks = if mode == FloorMode::SparseAppend {
+            // A hole: every block the loop writes is allocated as it goes.
+            // SAFETY: fd is open.
+            if unsafe { libc::ftruncate(fd, SPARSE_FILE_BYTES as libc::off_t) } != 0 {
+                return Err(format!("ftruncate: {}", std::io::Error::last_os_error()));
+            }
+            SPARSE_FILE_BYTES / BLOCK as u64
+        } else {
+            // Preallocate, so the measured loop does not extend the file (no metadata to sync).
+            for i in 0..REGION_BLOCKS {
+                write_at(i * BLOCK as u64)?;
+            }
+            REGION_BLOCKS
+        };
         sync()?;
         let mut hist = new_histogram();
         let end = Instant::now() + duration;
         let mut i = 0u64;
         while Instant::now() < end {
             let t = Instant::now();
-            write_at((i % REGION_BLOCKS) * BLOCK as u64)?;
+            write_at((i % region_blocks) * BLOCK as u64)?;
             sync()?;
             hist.saturating_record(t.elapsed().as_micros().max(1) as u64);
             i += 1;
@@ -141,8 +179,13 @@ mod tests {
 
     #[test]
     fn disk_floor_runs_in_temp_dir() {
-        let f = disk_floor(&std::env::temp_dir(), Duration::from_millis(100)).unwrap();
-        assert!(f.hist.len() > 0);
+        for mode in [FloorMode::Direct, FloorMode::Buffered, FloorMode::SparseAppend] {
+            let f = disk_floor(&std::env::temp_dir(), Duration::from_millis(100), mode).unwrap();
+            assert!(!f.hist.is_empty(), "{mode:?}");
+            if mode != FloorMode::Direct {
+                assert!(!f.direct, "{mode:?}");
+            }
+        }
     }
 
     #[test]

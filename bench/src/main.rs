@@ -1,6 +1,7 @@
 //! zoocore-bench: a load generator for any ZooKeeper-protocol server
 //! (zoocore or Apache ZooKeeper), built on zoocore's own client.
 
+mod ensemble;
 mod floors;
 mod memory;
 mod mntr;
@@ -31,10 +32,51 @@ enum Command {
     Run(RunArgs),
     /// Create N znodes and report the server's RSS growth per znode.
     Memory(MemoryArgs),
-    /// Time 4 KiB O_DIRECT write + fdatasync in a directory (the disk's floor).
+    /// Time 4 KiB O_DIRECT (or --buffered) write + fdatasync in a directory (the disk's floor).
     DiskFloor(FloorArgs),
     /// Time a loopback TCP round trip (16-byte echo).
     Rtt(RttArgs),
+    /// Wait until an ensemble has one leader and the rest follow; print each member's Mode and Zxid.
+    EnsembleWait(EnsembleWaitArgs),
+    /// kill -9 an ensemble's leader and time until a write on another member is acknowledged.
+    Failover(FailoverArgs),
+}
+
+#[derive(Args)]
+struct EnsembleWaitArgs {
+    /// The members' client addresses, comma-separated, in sid order.
+    #[arg(long, value_delimiter = ',', required = true)]
+    server: Vec<String>,
+    /// Also wait until every member reports the leader's zxid (caught up).
+    #[arg(long)]
+    same_zxid: bool,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+    #[command(flatten)]
+    out: CommonOut,
+}
+
+#[derive(Args)]
+struct FailoverArgs {
+    /// The members' client addresses, comma-separated, in sid order.
+    #[arg(long, value_delimiter = ',', required = true)]
+    server: Vec<String>,
+    /// The members' PIDs, comma-separated, in the same order.
+    #[arg(long, value_delimiter = ',', required = true)]
+    server_pid: Vec<u32>,
+    /// Milliseconds a member may take to answer the session handshake
+    /// (once it has, the create's reply is awaited until --give-up).
+    #[arg(long, default_value_t = 300)]
+    attempt_timeout_ms: u64,
+    /// Milliseconds to pause after a failed attempt.
+    #[arg(long, default_value_t = 5)]
+    retry_pause_ms: u64,
+    /// Give up after this many seconds without an acknowledged write.
+    #[arg(long, default_value_t = 60.0)]
+    give_up: f64,
+    #[command(flatten)]
+    out: CommonOut,
 }
 
 #[derive(Args, Clone)]
@@ -51,9 +93,10 @@ struct CommonOut {
 struct RunArgs {
     #[arg(value_enum)]
     workload: Workload,
-    /// Server address host:port.
-    #[arg(long, default_value = "127.0.0.1:2181")]
-    server: String,
+    /// Server address host:port; a comma-separated list (an ensemble's
+    /// members) spreads the load sessions round-robin over them.
+    #[arg(long, default_value = "127.0.0.1:2181", value_delimiter = ',')]
+    server: Vec<String>,
     /// Bytes of data per create/setData.
     #[arg(long, default_value_t = 100)]
     value_size: usize,
@@ -84,9 +127,10 @@ struct RunArgs {
     /// Read share of the mixed workload, percent.
     #[arg(long, default_value_t = 90)]
     read_pct: u32,
-    /// The server's PID, to report its CPU time per operation.
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// The server's PID, to report its CPU time per operation; a
+    /// comma-separated list sums the CPU of all of them (an ensemble).
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     /// Session timeout requested, milliseconds.
     #[arg(long, default_value_t = 30_000)]
     session_timeout_ms: u64,
@@ -129,6 +173,13 @@ struct MemoryArgs {
 struct FloorArgs {
     #[arg(long)]
     dir: PathBuf,
+    /// Buffered writes (page cache) + fdatasync instead of O_DIRECT.
+    #[arg(long)]
+    buffered: bool,
+    /// Buffered appends into a sparse file + fdatasync (Apache ZooKeeper's
+    /// padded log: each sync also commits a block allocation).
+    #[arg(long, conflicts_with = "buffered")]
+    sparse_append: bool,
     #[arg(long, default_value_t = 3.0)]
     duration: f64,
     #[command(flatten)]
@@ -162,6 +213,8 @@ fn main() -> ExitCode {
         Command::Memory(a) => cmd_memory(a),
         Command::DiskFloor(a) => cmd_disk_floor(a),
         Command::Rtt(a) => cmd_rtt(a),
+        Command::EnsembleWait(a) => cmd_ensemble_wait(a),
+        Command::Failover(a) => cmd_failover(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -195,8 +248,13 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
         (None, Some(_)) => Duration::from_secs(86_400),
         (None, None) => Duration::from_secs(10),
     };
+    if a.server.is_empty() {
+        return Err("--server needs at least one address".into());
+    }
+    let servers = a.server.iter().map(|s| resolve(s)).collect::<Result<Vec<_>, _>>()?;
+    let server_list = a.server.join(",");
     let cfg = RunConfig {
-        server: resolve(&a.server)?,
+        servers,
         workload: a.workload,
         value_size: a.value_size,
         keys: a.keys.max(1),
@@ -209,16 +267,17 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
         rate: a.rate,
         threads: a.threads.unwrap_or(a.sessions).max(1),
         read_pct: a.read_pct,
-        server_pid: a.server_pid,
+        server_pids: a.server_pid.clone(),
         session_timeout: Duration::from_millis(a.session_timeout_ms),
         read_write_barrier: a.read_write_barrier,
         progress: !a.quiet && (duration + seconds(a.warmup, "--warmup")?) > Duration::from_secs(3),
     };
     // The server's own log histograms (cumulative since it started), read
     // before the warm-up and after the run.
-    let log_before = mntr::read(cfg.server);
+    // The first server's only (in an ensemble: the member named first).
+    let log_before = mntr::read(cfg.servers[0]);
     let r = workload::run(&cfg)?;
-    let log_after = mntr::read(cfg.server);
+    let log_after = mntr::read(cfg.servers[0]);
     let notes = r.saturation_notes(&cfg);
     if a.out.json {
         let errors: Vec<String> = r.errors.iter().map(|(k, v)| format!("{}:{v}", json_str(k))).collect();
@@ -228,7 +287,8 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
             .str("kind", "run")
             .str("label", &a.out.label)
             .str("workload", cfg.workload.name())
-            .str("server", &a.server)
+            .str("server", &server_list)
+            .int("server_processes", cfg.server_pids.len() as u64)
             .int("sessions", cfg.sessions as u64)
             .int("outstanding", cfg.outstanding as u64)
             .int("threads", r.threads_used as u64)
@@ -262,7 +322,7 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
         println!(
             "{} on {}: {} sessions x {} outstanding, {} threads, {} B values{}",
             cfg.workload.name(),
-            a.server,
+            server_list,
             cfg.sessions,
             cfg.outstanding,
             r.threads_used,
@@ -355,11 +415,19 @@ fn floor_output(kind: &str, out: &CommonOut, l: &LatencySummary, extra: JsonObje
 }
 
 fn cmd_disk_floor(a: FloorArgs) -> Result<(), String> {
-    let f = floors::disk_floor(&a.dir, seconds(a.duration, "--duration")?)?;
-    if !f.direct {
+    let mode = match (a.buffered, a.sparse_append) {
+        (_, true) => floors::FloorMode::SparseAppend,
+        (true, false) => floors::FloorMode::Buffered,
+        (false, false) => floors::FloorMode::Direct,
+    };
+    let f = floors::disk_floor(&a.dir, seconds(a.duration, "--duration")?, mode)?;
+    if !f.direct && mode == floors::FloorMode::Direct {
         eprintln!("zoocore-bench: O_DIRECT refused in {}; measured buffered writes + fdatasync", a.dir.display());
     }
-    let extra = JsonObject::default().str("dir", &a.dir.display().to_string()).bool("o_direct", f.direct);
+    let extra = JsonObject::default()
+        .str("dir", &a.dir.display().to_string())
+        .bool("o_direct", f.direct)
+        .str("mode", mode.name());
     floor_output("disk-floor", &a.out, &LatencySummary::of(&f.hist), extra);
     Ok(())
 }
@@ -367,5 +435,73 @@ fn cmd_disk_floor(a: FloorArgs) -> Result<(), String> {
 fn cmd_rtt(a: RttArgs) -> Result<(), String> {
     let h = floors::loopback_rtt(seconds(a.duration, "--duration")?)?;
     floor_output("rtt", &a.out, &LatencySummary::of(&h), JsonObject::default());
+    Ok(())
+}
+
+fn resolve_all(servers: &[String]) -> Result<Vec<SocketAddr>, String> {
+    servers.iter().map(|s| resolve(s)).collect()
+}
+
+fn cmd_ensemble_wait(a: EnsembleWaitArgs) -> Result<(), String> {
+    let servers = resolve_all(&a.server)?;
+    let started = std::time::Instant::now();
+    let (leader, states) = ensemble::wait_settled(&servers, a.same_zxid, seconds(a.timeout, "--timeout")?)?;
+    let modes: Vec<String> = states.iter().map(|s| json_str(&s.mode)).collect();
+    let zxids: Vec<String> = states.iter().map(|s| s.zxid.map_or("null".into(), |z| z.to_string())).collect();
+    if a.out.json {
+        let line = JsonObject::default()
+            .str("kind", "ensemble")
+            .str("label", &a.out.label)
+            .str("server", &a.server.join(","))
+            .int("leader_index", leader as u64)
+            .raw("modes", format!("[{}]", modes.join(",")))
+            .raw("zxids", format!("[{}]", zxids.join(",")))
+            .num("waited_s", Some(started.elapsed().as_secs_f64()))
+            .build();
+        println!("{line}");
+    } else {
+        for (addr, s) in a.server.iter().zip(&states) {
+            println!("{addr}  {}  zxid {}", s.mode, s.zxid.map_or("-".into(), |z| format!("0x{z:x}")));
+        }
+        println!("leader: {} (index {leader})", a.server[leader]);
+    }
+    Ok(())
+}
+
+fn cmd_failover(a: FailoverArgs) -> Result<(), String> {
+    let cfg = ensemble::FailoverConfig {
+        servers: resolve_all(&a.server)?,
+        pids: a.server_pid.clone(),
+        attempt_timeout: Duration::from_millis(a.attempt_timeout_ms.max(1)),
+        retry_pause: Duration::from_millis(a.retry_pause_ms),
+        give_up: seconds(a.give_up, "--give-up")?,
+    };
+    let r = ensemble::run_failover(&cfg)?;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    if a.out.json {
+        let failures: Vec<String> = r.failures.iter().map(|(k, v)| format!("{}:{v}", json_str(k))).collect();
+        let line = JsonObject::default()
+            .str("kind", "failover")
+            .str("label", &a.out.label)
+            .str("server", &a.server.join(","))
+            .int("killed_index", r.killed_index as u64)
+            .int("killed_pid", r.killed_pid)
+            .num("first_write_ms", Some(ms(r.first_write)))
+            .num("first_session_ms", r.first_session.map(ms))
+            .int("attempts", r.attempts)
+            .int("answered_by", r.answered_by as u64)
+            .int("attempt_timeout_ms", a.attempt_timeout_ms)
+            .int("retry_pause_ms", a.retry_pause_ms)
+            .raw("failures", format!("{{{}}}", failures.join(",")))
+            .build();
+        println!("{line}");
+    } else {
+        println!("killed       {} (pid {}, the leader)", a.server[r.killed_index], r.killed_pid);
+        println!("first write  {:.1} ms after the kill, on {}", ms(r.first_write), a.server[r.answered_by]);
+        if let Some(s) = r.first_session {
+            println!("first session {:.1} ms after the kill", ms(s));
+        }
+        println!("attempts     {} (failures: {:?})", r.attempts, r.failures);
+    }
     Ok(())
 }

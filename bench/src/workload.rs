@@ -77,7 +77,9 @@ impl Workload {
 
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    pub server: SocketAddr,
+    /// Load sessions are spread round-robin over these (an ensemble's
+    /// members); the setup session (preload) uses the first.
+    pub servers: Vec<SocketAddr>,
     pub workload: Workload,
     pub value_size: usize,
     pub keys: u64,
@@ -91,7 +93,9 @@ pub struct RunConfig {
     pub rate: Option<f64>,
     pub threads: usize,
     pub read_pct: u32,
-    pub server_pid: Option<u32>,
+    /// Server processes whose CPU time is summed over the measured window
+    /// (all members of an ensemble).
+    pub server_pids: Vec<u32>,
     pub session_timeout: Duration,
     pub progress: bool,
     /// Work around a zoocore bug (reads pipelined behind writes on one
@@ -720,11 +724,21 @@ fn usage_cpu_seconds() -> f64 {
     procfs::process_cpu_seconds(std::process::id()).unwrap_or(0.0)
 }
 
+/// CPU seconds used so far by all of `pids`; None when any cannot be read
+/// (a partial sum would understate the cost).
+fn servers_cpu_seconds(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&p| procfs::process_cpu_seconds(p)).sum()
+}
+
 pub fn run(cfg: &RunConfig) -> Result<RunResult, String> {
-    let connect = |what: &str| {
-        Client::connect(cfg.server, cfg.session_timeout).map_err(|e| format!("{what}: connect {}: {e}", cfg.server))
+    let first = *cfg.servers.first().ok_or("no server address")?;
+    let connect = |what: &str, server: SocketAddr| {
+        Client::connect(server, cfg.session_timeout).map_err(|e| format!("{what}: connect {server}: {e}"))
     };
-    let setup = connect("setup session")?;
+    let setup = connect("setup session", first)?;
     let base = format!("/bench/{}", run_id());
     ensure_node(&setup, "/bench")?;
     ensure_node(&setup, &base)?;
@@ -741,7 +755,13 @@ pub fn run(cfg: &RunConfig) -> Result<RunResult, String> {
     let mut per_thread: Vec<Vec<Session>> = (0..threads).map(|_| Vec::new()).collect();
     if !storm {
         for i in 0..cfg.sessions.max(1) {
-            let client = connect("load session")?;
+            let server = cfg.servers[i % cfg.servers.len()];
+            let client = connect("load session", server)?;
+            // On another ensemble member the preloaded keys may not have
+            // arrived yet: catch up with the leader before the first read.
+            if server != first {
+                client.sync(&base).map_err(|e| format!("sync on {server}: {e}"))?;
+            }
             let events = client.events();
             per_thread[i % threads].push(Session { client: Arc::new(client), events });
         }
@@ -779,7 +799,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunResult, String> {
             .name(format!("bench-{t}"))
             .spawn(move || {
                 if cfg.workload == Workload::ConnectStorm {
-                    connect_storm_worker(cfg.server, cfg.session_timeout, &clock)
+                    connect_storm_worker(first, cfg.session_timeout, &clock)
                 } else if let Some(rate) = cfg.rate {
                     open_loop_worker(sessions, gen, cfg.outstanding, rate / threads as f64, &clock)
                 } else {
@@ -794,7 +814,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunResult, String> {
     while Instant::now() < measure_start && !handles.iter().all(|h| h.is_finished()) {
         std::thread::sleep(Duration::from_millis(5).min(measure_start.saturating_duration_since(Instant::now())));
     }
-    let server_cpu_before = cfg.server_pid.and_then(procfs::process_cpu_seconds);
+    let server_cpu_before = servers_cpu_seconds(&cfg.server_pids);
     let threads_before = procfs::own_thread_cpu_seconds();
     let client_cpu_before = usage_cpu_seconds();
     let window_start = Instant::now();
@@ -817,7 +837,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunResult, String> {
             last_count = done;
         }
     }
-    let server_cpu_after = cfg.server_pid.and_then(procfs::process_cpu_seconds);
+    let server_cpu_after = servers_cpu_seconds(&cfg.server_pids);
     let threads_after = procfs::own_thread_cpu_seconds();
     let client_cpu_after = usage_cpu_seconds();
     let window_wall = window_start.elapsed().as_secs_f64();

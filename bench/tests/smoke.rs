@@ -163,3 +163,157 @@ fn floors_report_json() {
     let line = bench(&["rtt", "--duration", "0.2", "--json"]);
     assert!(field(&line, "p50") > 0.0, "{line}");
 }
+
+/// Three zoocore members on loopback, each killed by PID on drop.
+struct Ensemble {
+    members: Vec<Child>,
+    addrs: Vec<String>,
+    dir: PathBuf,
+}
+
+impl Drop for Ensemble {
+    fn drop(&mut self) {
+        for c in &mut self.members {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("ensemble logs kept in {}", self.dir.display());
+        }
+    }
+}
+
+/// Distinct ports below the ephemeral range (a leader binds its quorum
+/// port only once elected; an ephemeral port could be taken meanwhile).
+fn ports_below_ephemeral(n: usize) -> Vec<u16> {
+    let low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()))
+        .unwrap_or(32768);
+    let mut state = (std::process::id() as u64) << 16 ^ 0x9E37_79B9;
+    let mut held: Vec<(u16, TcpListener)> = Vec::new();
+    while held.len() < n {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let port = (10_000 + ((state >> 33) as u32) % (low.max(10_001) - 10_000)) as u16;
+        if held.iter().any(|(p, _)| *p == port) {
+            continue;
+        }
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            held.push((port, l));
+        }
+    }
+    held.into_iter().map(|(p, _)| p).collect()
+}
+
+fn start_ensemble() -> Ensemble {
+    let bin = zoocore_binary();
+    assert!(bin.exists(), "zoocore binary not found at {} (build the workspace or set ZOOCORE_BIN)", bin.display());
+    let dir = std::env::temp_dir().join(format!("zoocore-bench-smoke-ens-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ports = ports_below_ephemeral(9);
+    let servers: String =
+        (0..3).map(|i| format!("server.{}=127.0.0.1:{}:{}\n", i + 1, ports[3 * i + 1], ports[3 * i + 2])).collect();
+    let mut ens = Ensemble { members: Vec::new(), addrs: Vec::new(), dir: dir.clone() };
+    for i in 0..3 {
+        let mdir = dir.join(format!("s{}", i + 1));
+        std::fs::create_dir_all(mdir.join("data")).unwrap();
+        std::fs::write(mdir.join("data/myid"), format!("{}\n", i + 1)).unwrap();
+        std::fs::write(
+            mdir.join("zoo.cfg"),
+            format!(
+                "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
+                 4lw.commands.whitelist=*\nmaxClientCnxns=0\n{servers}",
+                mdir.join("data").display(),
+                ports[3 * i]
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(mdir.join("server.log")).unwrap();
+        let child = Command::new(&bin)
+            .args(["server", "--config"])
+            .arg(mdir.join("zoo.cfg"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        ens.members.push(child);
+        ens.addrs.push(format!("127.0.0.1:{}", ports[3 * i]));
+    }
+    ens
+}
+
+/// tickTime 2000: a zoocore follower does not answer pings while its own
+/// fsync is in flight (docs/replication.md), so a short syncLimit can drop
+/// it under load and turn a smoke test into an election test.
+#[test]
+fn ensemble_load_spread_over_members() {
+    let ens = start_ensemble();
+    let all = ens.addrs.join(",");
+    let pids: Vec<String> = ens.members.iter().map(|c| c.id().to_string()).collect();
+    let pids = pids.join(",");
+
+    let line = bench(&["ensemble-wait", "--server", &all, "--timeout", "30", "--json"]);
+    assert!(field(&line, "leader_index") < 3.0, "{line}");
+
+    let line = bench(&[
+        "run",
+        "create",
+        "--server",
+        &all,
+        "--server-pid",
+        &pids,
+        "--sessions",
+        "3",
+        "--outstanding",
+        "4",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.3",
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(field(&line, "errors"), 0.0, "{line}");
+    assert_eq!(field(&line, "server_processes"), 3.0, "{line}");
+    assert!(field(&line, "ops") > 10.0, "{line}");
+    assert!(field(&line, "server_cpu_us_per_op") > 0.0, "{line}");
+
+    // Reads spread over all members see the keys preloaded through the first.
+    let line = bench(&[
+        "run",
+        "get",
+        "--server",
+        &all,
+        "--sessions",
+        "3",
+        "--keys",
+        "100",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0",
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(field(&line, "errors"), 0.0, "{line}");
+}
+
+/// Kill -9 of the leader, then the first acknowledged write. (It once
+/// failed about one run in ten: a member that led twice kept its first
+/// term's accept loop on the quorum port, which took and dropped learners;
+/// fixed in quorum_peer::lead, see docs/benchmarks/ensemble.md.)
+#[test]
+fn ensemble_failover() {
+    let ens = start_ensemble();
+    let all = ens.addrs.join(",");
+    let pids: Vec<String> = ens.members.iter().map(|c| c.id().to_string()).collect();
+    let pids = pids.join(",");
+    bench(&["ensemble-wait", "--server", &all, "--timeout", "30", "--json"]);
+    let line = bench(&["failover", "--server", &all, "--server-pid", &pids, "--give-up", "30", "--json"]);
+    let ms = field(&line, "first_write_ms");
+    assert!(ms > 0.0 && ms < 30_000.0, "{line}");
+    assert_ne!(field(&line, "answered_by"), field(&line, "killed_index"), "{line}");
+}

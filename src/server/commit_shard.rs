@@ -100,6 +100,8 @@ pub struct CommitShard {
     pub(super) published_tree: DataTree,
     /// The newest logged txns (for DIFFs when this server leads).
     pub(super) recent_txns: VecDeque<(i64, Bytes)>,
+    /// Election, proposal and ack latencies (ensemble members).
+    pub(super) quorum_metrics: crate::server::quorum_metrics::QuorumMetrics,
 }
 
 /// Milliseconds since the Unix epoch: the txn time (ctime/mtime), as the
@@ -144,6 +146,7 @@ impl CommitShard {
         let seed = (wall_clock_ms() as u64) ^ ((std::process::id() as u64) << 32);
         CommitShard {
             published_tree: recovered.tree.clone(),
+            quorum_metrics: Default::default(),
             recent_txns: recovered.recent_txns.clone(),
             expiry,
             session_ids,
@@ -440,6 +443,7 @@ impl CommitShard {
             ToCommit::Report { conn, request_id, cmd } => {
                 if cmd == "srst" {
                     self.log.metrics.reset();
+                    self.quorum_metrics.reset();
                 }
                 self.reports
                     .insert(request_id, PendingReport { conn, cmd, parts: Vec::new(), awaiting: self.workers.len() });
@@ -480,6 +484,7 @@ impl CommitShard {
             digest_mismatches: self.stats.digest_mismatches(),
             leader_view: self.stats.leader_view(),
             pending_syncs: self.stats.pending_syncs(),
+            quorum_metrics: self.config.quorum.is_some().then_some(&self.quorum_metrics),
             quorum_size: self.stats.quorum_size(),
         }
     }

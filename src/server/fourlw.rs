@@ -36,6 +36,8 @@ pub struct CommitView<'a> {
     pub pending_syncs: u64,
     /// Voting members of the ensemble; 0 standalone.
     pub quorum_size: u64,
+    /// The ensemble's latency figures; None standalone.
+    pub quorum_metrics: Option<&'a crate::server::quorum_metrics::QuorumMetrics>,
 }
 
 /// Answers the words that need no shard state; None for the others.
@@ -231,7 +233,7 @@ fn totals(parts: &[ShardReport]) -> Totals {
 }
 
 /// Java prints doubles with at least one decimal.
-fn java_double(v: f64) -> String {
+pub(crate) fn java_double(v: f64) -> String {
     if v.fract() == 0.0 {
         format!("{v:.1}")
     } else {
@@ -358,6 +360,9 @@ pub fn format_report(cmd: &str, parts: &[ShardReport], view: &CommitView<'_>) ->
             kv(&mut s, "last_proposal_size", &-1);
             kv(&mut s, "auth_failed_count", &0);
             log_metrics(&mut s, view.log);
+            if let Some(q) = view.quorum_metrics {
+                q.write_mntr(&mut s);
+            }
         }
         other => {
             let _ = writeln!(s, "Unknown command: {other}");

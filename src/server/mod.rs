@@ -11,10 +11,12 @@
 pub mod commit_shard;
 pub mod conn_limit;
 pub mod connection;
+pub mod disk_log;
 pub mod election_net;
 pub mod fourlw;
 pub mod log_writer;
 pub mod messages;
+pub mod quorum_metrics;
 pub mod quorum_net;
 pub mod quorum_peer;
 pub mod read_only;

@@ -19,6 +19,7 @@
 //! LearnerListener::bind(addr) -> io::Result<LearnerListener>; .local_addr(); .accept().await -> io::Result<LearnerLink>
 //! link.send(ToLearner) -> Result<(), LinkError>
 //! link.send_snapshot(zxid, tree, sessions) -> Result<(), LinkError>  // SNAP, then the stream, in order with send()
+//! link.send_logged_txns(produce) -> Result<(), LinkError>  // a DIFF's logged txns, made on a thread, in order
 //! link.recv().await  -> Result<ToLeader, LinkError>
 //! link.close(); link.peer(); link.stats()
 //! ```
@@ -44,6 +45,12 @@
 //! the executor only ever copies ready chunks, so a tree of millions of
 //! nodes stalls no other link. The pipe's bound gives back-pressure from the
 //! learner's socket to the serializer and keeps memory at a few MiB.
+//!
+//! `send_logged_txns` uses the same pipe for a DIFF from the leader's
+//! on-disk log: the helper thread reads the log files and writes the
+//! PROPOSAL + COMMIT pairs, so reading many MiB never stalls the commit
+//! shard, and the pairs reach the socket after everything queued before
+//! the call and before everything queued after it (NEWLEADER included).
 //!
 //! Receiving: a reader task decodes packets as bytes arrive and queues them
 //! (at most [`RECV_QUEUE_MAX_MESSAGES`]; when full it stops reading the
@@ -122,6 +129,9 @@ pub enum LinkFailure {
     SendQueueFull { queued_bytes: usize },
     /// The helper thread could not serialize the snapshot.
     SnapshotSerialization(String),
+    /// The helper thread could not read the logged txns of a DIFF from disk
+    /// (the learner must not get a DIFF with a hole, so the link ends).
+    LoggedTxns(String),
     /// `close()` was called (or the link dropped).
     ClosedLocally,
 }
@@ -135,7 +145,10 @@ impl LinkFailure {
     fn is_local(&self) -> bool {
         matches!(
             self,
-            LinkFailure::SendQueueFull { .. } | LinkFailure::SnapshotSerialization(_) | LinkFailure::ClosedLocally
+            LinkFailure::SendQueueFull { .. }
+                | LinkFailure::SnapshotSerialization(_)
+                | LinkFailure::LoggedTxns(_)
+                | LinkFailure::ClosedLocally
         )
     }
 }
@@ -154,6 +167,7 @@ impl std::fmt::Display for LinkFailure {
                 )
             }
             LinkFailure::SnapshotSerialization(e) => write!(f, "cannot serialize the snapshot: {e}"),
+            LinkFailure::LoggedTxns(e) => write!(f, "cannot read the logged txns of a DIFF: {e}"),
             LinkFailure::ClosedLocally => f.write_str("closed by this server"),
         }
     }
@@ -270,20 +284,36 @@ enum SnapItem {
 }
 
 /// The writer task's end of a pipe; dropping it stops the helper thread.
+/// Carries a SNAP stream, or the logged txns of a DIFF from disk: bytes
+/// made on a helper thread and written in order with the link's packets.
 struct SnapSource {
     pipe: Arc<SnapPipe>,
+    /// What a failure of the helper thread ends the link with.
+    failure: fn(String) -> LinkFailure,
 }
 
 impl SnapSource {
     /// Starts serializing `tree` and `sessions` on a helper thread.
     fn spawn(tree: DataTree, sessions: BTreeMap<i64, i32>) -> io::Result<SnapSource> {
+        SnapSource::spawn_producer("zk-snap-send", LinkFailure::SnapshotSerialization, move |out| {
+            write_snap_stream(out, &tree, &sessions).map_err(|e| e.to_string())
+        })
+    }
+
+    /// Starts `produce` on a helper thread; every `write` it makes becomes
+    /// one chunk of the pipe (so it should write in large pieces).
+    fn spawn_producer(
+        thread_name: &str,
+        failure: fn(String) -> LinkFailure,
+        produce: impl FnOnce(&mut PipeWriter) -> Result<u64, String> + Send + 'static,
+    ) -> io::Result<SnapSource> {
         let pipe = SnapPipe::new();
         let producer = pipe.clone();
-        std::thread::Builder::new().name("zk-snap-send".into()).spawn(move || {
-            let result = write_snap_stream(PipeWriter(producer.clone()), &tree, &sessions);
-            producer.finish(result.map_err(|e| e.to_string()));
+        std::thread::Builder::new().name(thread_name.into()).spawn(move || {
+            let result = produce(&mut PipeWriter(producer.clone()));
+            producer.finish(result);
         })?;
-        Ok(SnapSource { pipe })
+        Ok(SnapSource { pipe, failure })
     }
 
     fn next(&self) -> NextSnapItem<'_> {
@@ -496,7 +526,7 @@ async fn write_loop(
                         }
                     }
                     SnapItem::End(Ok(_)) => break,
-                    SnapItem::End(Err(e)) => return Some(LinkFailure::SnapshotSerialization(e)),
+                    SnapItem::End(Err(e)) => return Some((source.failure)(e)),
                 }
             },
             None => {
@@ -780,6 +810,30 @@ impl LearnerLink {
                 Ok(())
             }
             Err(e) => Err(shared.fail(LinkFailure::SnapshotSerialization(format!("cannot start a thread: {e}")))),
+        }
+    }
+
+    /// Queues the bytes `produce` writes (on a helper thread, through the
+    /// same bounded pipe as a snapshot stream) in order with the other
+    /// sends: what is sent after this call arrives after them. For the
+    /// PROPOSAL + COMMIT pairs of a DIFF read from the on-disk log
+    /// (`server::disk_log::LoggedTxnFiles::write_pairs`); an `Err` from
+    /// `produce` ends the link with [`LinkFailure::LoggedTxns`].
+    pub fn send_logged_txns(
+        &self,
+        produce: impl FnOnce(&mut dyn Write) -> Result<u64, String> + Send + 'static,
+    ) -> Result<(), LinkError> {
+        let shared = &self.core.shared;
+        if let Some(e) = shared.failed() {
+            return Err(e);
+        }
+        match SnapSource::spawn_producer("zk-diff-send", LinkFailure::LoggedTxns, move |out| produce(out)) {
+            Ok(source) => {
+                shared.update_stats(|s| s.packets_queued += 1);
+                shared.enqueue_snapshot(source);
+                Ok(())
+            }
+            Err(e) => Err(shared.fail(LinkFailure::LoggedTxns(format!("cannot start a thread: {e}")))),
         }
     }
 

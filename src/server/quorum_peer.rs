@@ -40,6 +40,7 @@ use crate::server::commit_shard::{
     wall_clock_ms, write_response, BatchBuilder, CommitShard, Event, EventQueue, SessionEntry, SessionHolder,
 };
 use crate::server::connection::into_write;
+use crate::server::disk_log;
 use crate::server::election_net::{self, AdvertisedEpoch, ElectionNet, ElectionPeers};
 use crate::server::messages::*;
 use crate::server::quorum_net::{FromLeader, LeaderLink, LearnerLink, LearnerListener};
@@ -300,6 +301,7 @@ impl CommitShard {
             logical_clock = election.logical_clock();
             held_vote = election.settled().map(|s| s.held_vote());
             let Decision { leader, role, .. } = decision;
+            self.quorum_metrics.election_took(looking_since.elapsed());
             tracing::info!(
                 leader,
                 role = ?role,
@@ -470,6 +472,7 @@ impl CommitShard {
             current_epoch: epochs.current,
             last_logged_zxid: self.last_zxid,
             recent_txns: self.recent_txns.iter().cloned().collect(),
+            disk_log: disk_log::index_disk_log(&self.config.data_dir, &self.config.data_log_dir),
         };
         let mut leader = LeaderCore::new(members.ensemble.clone(), settings, start, now());
         let mut held = LeaderTerm {
@@ -501,8 +504,17 @@ impl CommitShard {
                             }
                         }
                         Event::Quorum(t, _) if t != term => {}
-                        Event::Quorum(_, QuorumEvent::LearnerUp(conn)) => leader.learner_connected(conn, now()),
+                        Event::Quorum(_, QuorumEvent::LearnerUp(conn)) => {
+                            // Purges and snapshots since: re-checked before each sync.
+                            let (oldest_log, snapshot_bytes) =
+                                disk_log::disk_files(&self.config.data_dir, &self.config.data_log_dir);
+                            leader.disk_files_changed(oldest_log, snapshot_bytes);
+                            leader.learner_connected(conn, now())
+                        }
                         Event::Quorum(_, QuorumEvent::Learner(conn, p)) => {
+                            if let (ToLeader::Ack { zxid }, Some(sid)) = (&p, leader.learner_sid(conn)) {
+                                self.quorum_metrics.acked(sid, *zxid, Instant::now());
+                            }
                             leader.learner_packet(conn, p, now(), &mut actions)
                         }
                         Event::Quorum(_, QuorumEvent::LearnerDown(conn, why)) => {
@@ -537,8 +549,10 @@ impl CommitShard {
                     break "the zxid counter is exhausted; a new epoch is needed".to_owned();
                 }
                 let mut actions = Vec::new();
+                let proposed_at = Instant::now();
                 for (zxid, txn) in &batch.logged {
                     leader.propose(*zxid, txn.clone(), &mut actions);
+                    self.quorum_metrics.proposed(*zxid, proposed_at);
                 }
                 // The proposals go out before our own fsync: it runs in parallel.
                 if let Err(why) = self.leader_actions(&mut leader, actions, &links, None, &mut held, epochs).await {
@@ -546,6 +560,7 @@ impl CommitShard {
                 }
                 let logged_txns = batch.logged.len() as u64;
                 self.append_or_die(&batch).await;
+                leader.disk_logged(batch.logged.iter().map(|(z, t)| (*z, disk_log::record_bytes(t.len()))));
                 self.remember_recent(&batch);
                 let shared = self.seal(batch);
                 held.pending.push_back(shared);
@@ -559,6 +574,7 @@ impl CommitShard {
             };
         leading.set(false);
         drop(acceptor);
+        self.quorum_metrics.role_ended();
         self.stats.set_leader_view(0, 0, 0);
         self.stats.set_pending_syncs(0);
         for (_, link) in std::mem::take(&mut *links.borrow_mut()) {
@@ -595,6 +611,26 @@ impl CommitShard {
                         let _ = link.send_snapshot(zxid, self.published_tree.clone(), sessions);
                     }
                 }
+                LeaderAction::SendLoggedTxns { conn, after_zxid, through_zxid } => {
+                    if let Some(link) = links.borrow().get(&conn) {
+                        // Opened here, read on the link's helper thread.
+                        match disk_log::LoggedTxnFiles::open(&self.config.data_log_dir, after_zxid, through_zxid) {
+                            Ok(files) => {
+                                tracing::info!(
+                                    conn,
+                                    after = format_args!("0x{after_zxid:x}"),
+                                    through = format_args!("0x{through_zxid:x}"),
+                                    "DIFF: sending logged txns from the on-disk log"
+                                );
+                                let _ = link.send_logged_txns(move |out| files.write_pairs(out));
+                            }
+                            Err(e) => {
+                                tracing::warn!(conn, error = %e, "cannot open the log for a DIFF; dropping the learner");
+                                link.close();
+                            }
+                        }
+                    }
+                }
                 LeaderAction::SyncChosen { conn, sid, plan, reason } => {
                     tracing::info!(conn, sid, ?plan, ?reason, "syncing a learner");
                 }
@@ -609,6 +645,7 @@ impl CommitShard {
                     self.publish(view).await;
                 }
                 LeaderAction::Committed { zxid } => {
+                    self.quorum_metrics.committed(zxid, Instant::now());
                     self.publish_committed(&mut held.pending, zxid.max(held.committed_floor)).await
                 }
                 LeaderAction::Forwarded { conn, request, .. } if request.op_type == op::SYNC => {
@@ -963,7 +1000,17 @@ impl CommitShard {
                             "receiving a snapshot from the leader (SNAP)"
                         );
                     }
-                    LearnerAction::Log(txns) => to_log.extend(txns),
+                    LearnerAction::Log(txns) => {
+                        if learner.is_serving() {
+                            let now_ms = wall_clock_ms();
+                            for (_, txn) in &txns {
+                                if let Some(stamp) = crate::storage::txn::header_time_ms(txn) {
+                                    self.quorum_metrics.follower_received(stamp, now_ms);
+                                }
+                            }
+                        }
+                        to_log.extend(txns)
+                    }
                     LearnerAction::Apply(txns) => {
                         for (zxid, txn) in txns {
                             self.apply_committed(zxid, txn, pend, &mut batch)?;

@@ -767,6 +767,9 @@ impl Server {
             current_epoch: self.current,
             last_logged_zxid: self.last_zxid,
             recent_txns: self.recent_txns.iter().cloned().collect(),
+            // No index yet: the sim's leaders DIFF from their window only
+            // (the SendLoggedTxns arm below serves the log if one is given).
+            disk_log: Default::default(),
         };
         let core = LeaderCore::new(self.ensemble.clone(), settings, start, self.now(ctx));
         ctx.trace(
@@ -1040,6 +1043,44 @@ impl Server {
                     ctx.trace(self.sid, format!("SNAP 0x{zxid:x} to conn {conn} ({} bytes)", stream.len()));
                     let packet = ToLearner::Snap { zxid }.to_packet().to_bytes();
                     ctx.conn_send(id, Dir::ToLearner, Wire::Snap { packet, stream: Bytes::from(stream) });
+                }
+            }
+            LeaderAction::SendLoggedTxns { conn, after_zxid, through_zxid } => {
+                // Served from the simulated log files, as production's
+                // `disk_log::LoggedTxnFiles::write_pairs` reads the real ones.
+                if let Some(id) = self.leader_link(conn) {
+                    let mut cursor = crate::server::disk_log::LoggedTxnCursor::new(after_zxid, through_zxid);
+                    let mut packets = Vec::new();
+                    let mut result = Ok(());
+                    for file in &self.disk.logs {
+                        let bytes = Bytes::from(file.bytes.clone());
+                        result = crate::server::disk_log::pairs_in_file(&bytes, &mut cursor, |zxid, txn| {
+                            packets.push(ToLearner::Proposal { zxid, txn });
+                            packets.push(ToLearner::Commit { zxid });
+                        });
+                        if result.is_err() || cursor.is_done() {
+                            break;
+                        }
+                    }
+                    match result.and_then(|()| cursor.finish()) {
+                        Ok(()) => {
+                            ctx.trace(
+                                self.sid,
+                                format!("DIFF from disk 0x{after_zxid:x}..=0x{through_zxid:x} to conn {conn}"),
+                            );
+                            for p in packets {
+                                ctx.conn_send(id, Dir::ToLearner, Wire::Packet(p.to_packet().to_bytes()));
+                            }
+                        }
+                        Err(e) => {
+                            ctx.trace(self.sid, format!("cannot DIFF conn {conn} from disk: {e}; dropping it"));
+                            if let PeerRole::Leading(l) = &mut self.role {
+                                l.links.remove(&conn);
+                                l.core.learner_disconnected(conn);
+                            }
+                            ctx.break_conn(id, true, "leader could not read its log for a DIFF");
+                        }
+                    }
                 }
             }
             LeaderAction::SyncChosen { conn, sid, plan, reason } => {

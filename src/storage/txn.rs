@@ -35,6 +35,14 @@ pub struct TxnHeader {
     pub op: i32,
 }
 
+/// The time stamp (ms) of an encoded txn, read from its header without
+/// decoding the rest; None if the bytes are too short.
+pub fn header_time_ms(encoded: &[u8]) -> Option<i64> {
+    // session_id (8) + cxid (4) + zxid (8), then time (8).
+    let bytes: [u8; 8] = encoded.get(20..28)?.try_into().ok()?;
+    Some(i64::from_be_bytes(bytes))
+}
+
 impl TxnHeader {
     pub const ENCODED_LEN: usize = 8 + 4 + 8 + 8 + 4;
 }
@@ -251,6 +259,14 @@ mod tests {
     use super::*;
     use crate::proto::Id;
     use proptest::prelude::*;
+
+    #[test]
+    fn header_time_is_read_without_decoding_the_record() {
+        let header = TxnHeader { session_id: 7, cxid: 3, zxid: 0x1_0000_0002, time_ms: 1_700_000_123_456, op: 5 };
+        let bytes = LoggedTxn { header, txn: Txn::CreateSession { timeout_ms: 4000 }, digest: None }.to_bytes();
+        assert_eq!(header_time_ms(&bytes), Some(1_700_000_123_456));
+        assert_eq!(header_time_ms(&bytes[..27]), None);
+    }
 
     fn arb_data() -> impl Strategy<Value = Option<Bytes>> {
         proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40).prop_map(Bytes::from))

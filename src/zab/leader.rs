@@ -33,7 +33,7 @@ use super::ensemble::{Ensemble, Sid};
 use super::packets::{
     epoch_of, make_zxid, ForwardedRequest, SessionTouch, ToLeader, ToLearner, PROTOCOL_VERSION_ZAB_1_0,
 };
-use super::sync_plan::{self, LeaderHistory, Lookup, SyncPlan, SyncPolicy, ZxidWindow};
+use super::sync_plan::{self, DiskLogIndex, LeaderHistory, Lookup, SyncPlan, SyncPolicy, ZxidWindow};
 
 /// A learner connection, numbered by the driver.
 pub type LearnerConn = u64;
@@ -122,6 +122,16 @@ pub enum LeaderAction {
         conn: LearnerConn,
         zxid: i64,
     },
+    /// Send, here among this learner's packets, PROPOSAL + COMMIT for every
+    /// txn of the leader's on-disk log with `after_zxid < zxid <=
+    /// through_zxid`, in zxid order (a DIFF from disk, Apache's txnlog
+    /// replay). `through_zxid` is durable and committed; the driver must
+    /// send every one of them or drop the connection.
+    SendLoggedTxns {
+        conn: LearnerConn,
+        after_zxid: i64,
+        through_zxid: i64,
+    },
     /// How a learner is being synced, and why (for the operator's log).
     SyncChosen {
         conn: LearnerConn,
@@ -187,6 +197,11 @@ pub struct LeaderStart {
     pub last_logged_zxid: i64,
     /// The tail of its log, oldest first (at most COMMITTED_WINDOW_TXNS).
     pub recent_txns: Vec<(i64, Bytes)>,
+    /// What its on-disk log holds (and the newest snapshot's size), for
+    /// DIFFs older than the window; kept current with `disk_logged` and
+    /// `disk_files_changed`. An empty index: learners below the window get
+    /// a snapshot.
+    pub disk_log: DiskLogIndex,
 }
 
 pub struct LeaderCore {
@@ -210,6 +225,8 @@ pub struct LeaderCore {
     last_committed: i64,
     local_durable: i64,
     window: VecDeque<(i64, Bytes)>,
+    /// The on-disk log, as the driver reports it.
+    disk_log: DiskLogIndex,
     /// Syncs in arrival order, waiting for their commits and their round.
     pending_syncs: VecDeque<PendingSync>,
     /// The last PING round sent (0: none yet).
@@ -220,7 +237,8 @@ pub struct LeaderCore {
 }
 
 impl LeaderCore {
-    pub fn new(ensemble: Ensemble, settings: LeaderSettings, start: LeaderStart, now_ms: u64) -> LeaderCore {
+    pub fn new(ensemble: Ensemble, settings: LeaderSettings, mut start: LeaderStart, now_ms: u64) -> LeaderCore {
+        let disk_log = std::mem::take(&mut start.disk_log);
         let mut window: VecDeque<(i64, Bytes)> = start.recent_txns.iter().cloned().collect();
         while window.len() > COMMITTED_WINDOW_TXNS {
             window.pop_front();
@@ -242,6 +260,7 @@ impl LeaderCore {
             last_committed: start.last_logged_zxid,
             local_durable: start.last_logged_zxid,
             window,
+            disk_log,
             pending_syncs: VecDeque::new(),
             ping_round: 0,
             round_wanted: false,
@@ -277,6 +296,11 @@ impl LeaderCore {
         self.learners.len()
     }
 
+    /// The sid a learner connection announced (after its FOLLOWERINFO).
+    pub fn learner_sid(&self, conn: LearnerConn) -> Option<Sid> {
+        self.learners.get(&conn).map(|l| l.sid).filter(|sid| *sid >= 0)
+    }
+
     /// Syncs not yet answered (mntr's zk_pending_syncs).
     pub fn pending_sync_count(&self) -> usize {
         self.pending_syncs.len()
@@ -289,6 +313,26 @@ impl LeaderCore {
         let epoch = self.new_epoch.filter(|_| self.established)?;
         let next = self.last_proposed + 1;
         (epoch_of(next) == epoch && next & ZXID_COUNTER_MAX != ZXID_COUNTER_MAX).then_some(next)
+    }
+
+    /// The driver made these txns (zxid, bytes on disk) durable in its log,
+    /// in zxid order.
+    pub fn disk_logged(&mut self, records: impl IntoIterator<Item = (i64, u64)>) {
+        for (zxid, bytes) in records {
+            self.disk_log.logged(zxid, bytes);
+        }
+    }
+
+    /// The driver's log files now start at `oldest_log_zxid` (older ones
+    /// were purged; `None`: no log files) and the newest snapshot has
+    /// `latest_snapshot_bytes` bytes.
+    pub fn disk_files_changed(&mut self, oldest_log_zxid: Option<i64>, latest_snapshot_bytes: u64) {
+        self.disk_log.forget_below(oldest_log_zxid);
+        self.disk_log.latest_snapshot_bytes = latest_snapshot_bytes;
+    }
+
+    pub fn disk_log(&self) -> &DiskLogIndex {
+        &self.disk_log
     }
 
     pub fn learner_connected(&mut self, conn: LearnerConn, now_ms: u64) {
@@ -525,16 +569,19 @@ impl LeaderCore {
     fn sync_learner(&mut self, conn: LearnerConn, out: &mut Vec<LeaderAction>) {
         let Some(epoch) = self.new_epoch else { return };
         let Some(l) = self.learners.get(&conn) else { return };
-        let decision = sync_plan::plan_sync(l.last_logged_zxid, &WindowHistory(self), &self.settings.sync_policy);
+        // The snapshot size the rule compares with is the newest one on disk.
+        let policy =
+            SyncPolicy { latest_snapshot_bytes: self.disk_log.latest_snapshot_bytes, ..self.settings.sync_policy };
+        let decision = sync_plan::plan_sync(l.last_logged_zxid, &WindowHistory(self), &policy);
         out.push(LeaderAction::SyncChosen { conn, sid: l.sid, plan: decision.plan, reason: decision.reason });
         match decision.plan {
             SyncPlan::Diff { from, through, packet_zxid, .. } => {
                 out.push(LeaderAction::Send(conn, ToLearner::Diff { zxid: packet_zxid }));
-                self.queue_committed(conn, from, through, out);
+                self.queue_history(conn, from, through, out);
             }
             SyncPlan::TruncThenDiff { truncate_to, diff_from, through } => {
                 out.push(LeaderAction::Send(conn, ToLearner::Trunc { zxid: truncate_to }));
-                self.queue_committed(conn, diff_from, through, out);
+                self.queue_history(conn, diff_from, through, out);
             }
             SyncPlan::Trunc { to } => out.push(LeaderAction::Send(conn, ToLearner::Trunc { zxid: to })),
             SyncPlan::Snap { zxid } => out.push(LeaderAction::SendSnapshot { conn, zxid }),
@@ -556,7 +603,20 @@ impl LeaderCore {
         }
     }
 
-    /// PROPOSAL + COMMIT for committed txns in (from, through]; observers
+    /// PROPOSAL + COMMIT for committed txns in (from, through]: from the
+    /// on-disk log up to the window's first txn when `from` is older than
+    /// the window (the plan checked the log reaches it), then the window.
+    fn queue_history(&self, conn: LearnerConn, from: i64, through: i64, out: &mut Vec<LeaderAction>) {
+        match self.window.front() {
+            Some(&(window_min, _)) if from < window_min && window_min <= through => {
+                out.push(LeaderAction::SendLoggedTxns { conn, after_zxid: from, through_zxid: window_min });
+                self.queue_committed(conn, window_min, through, out);
+            }
+            _ => self.queue_committed(conn, from, through, out),
+        }
+    }
+
+    /// PROPOSAL + COMMIT for committed txns of the window in (from, through]; observers
     /// get the same pairs during sync, as Apache sends them (INFORM is for
     /// the broadcast).
     fn queue_committed(&self, conn: LearnerConn, from: i64, through: i64, out: &mut Vec<LeaderAction>) {
@@ -743,8 +803,7 @@ impl LeaderCore {
 }
 
 /// The leader's committed history as `sync_plan` sees it: the in-memory
-/// window only (replay from the on-disk log is not wired in yet, so a
-/// learner below the window gets a snapshot).
+/// window, then the on-disk log as the driver reported it.
 struct WindowHistory<'a>(&'a LeaderCore);
 
 impl LeaderHistory for WindowHistory<'_> {
@@ -762,11 +821,22 @@ impl LeaderHistory for WindowHistory<'_> {
         sync_plan::lookup_sorted(&zxids, zxid)
     }
 
-    fn disk_log_contains(&self, _zxid: i64) -> bool {
-        false
+    fn disk_log_contains(&self, zxid: i64) -> bool {
+        self.0.disk_log.contains(zxid)
     }
 
-    fn disk_log_bytes_from(&self, _zxid: i64) -> u64 {
-        0
+    fn disk_log_reaches_back_to(&self, zxid: i64) -> bool {
+        self.0.disk_log.oldest().is_some_and(|oldest| oldest <= zxid)
+    }
+
+    fn disk_log_neighbours(&self, zxid: i64) -> (Option<i64>, Option<i64>) {
+        match self.0.disk_log.lookup(zxid) {
+            Lookup::Present => (Some(zxid), Some(zxid)),
+            Lookup::Absent { previous, next } => (previous, next),
+        }
+    }
+
+    fn disk_log_bytes_from(&self, zxid: i64) -> u64 {
+        self.0.disk_log.bytes_from(zxid)
     }
 }

@@ -20,9 +20,16 @@
 //!    after it, but only when the window's next zxid is in the learner's
 //!    epoch (a TRUNC never crosses an epoch boundary: Apache sends a
 //!    snapshot instead);
-//! 5. learner below the window: replay from the on-disk log if it holds the
-//!    learner's exact zxid, reaches the window without a gap, and is not
-//!    larger than `snapshot size × snapshotSizeFactor`; otherwise SNAP.
+//! 5. learner below the window: replay from the on-disk log (then the
+//!    window) if the log starts at or before the learner's zxid, what a
+//!    replay reads is not larger than `snapshot size × snapshotSizeFactor`,
+//!    the log holds the learner's zxid (or it is an epoch start; or TRUNC
+//!    then replay, by the window's rule, when it is absent but the log's
+//!    next txn is in its epoch) and the log reaches the window's first txn;
+//!    otherwise SNAP.
+//!
+//! [`DiskLogIndex`] is the leader's view of its on-disk log that the
+//! driver keeps current (segments of consecutive zxids with their bytes).
 
 /// The in-memory committed-proposal window (Apache's committedLog), by zxid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,9 +61,136 @@ pub trait LeaderHistory {
     fn window_lookup(&self, zxid: i64) -> Lookup;
     /// Whether the on-disk txn log holds a txn with exactly this zxid.
     fn disk_log_contains(&self, zxid: i64) -> bool;
+    /// Whether the on-disk log's oldest txn is at or before `zxid` (Apache
+    /// reads the log from the file holding `zxid`, and gives up when that
+    /// file's first txn is after it). Default: it holds `zxid` itself.
+    fn disk_log_reaches_back_to(&self, zxid: i64) -> bool {
+        self.disk_log_contains(zxid)
+    }
+    /// For a zxid the log does not hold, inside its range: its previous
+    /// and next txns on disk. Default: unknown, which plans a snapshot.
+    fn disk_log_neighbours(&self, _zxid: i64) -> (Option<i64>, Option<i64>) {
+        (None, None)
+    }
     /// Bytes of txn log a replay from `zxid` reads (Apache: the sizes of the
-    /// log files from the one holding `zxid` to the newest).
+    /// log files from the one holding `zxid` to the newest; zoocore: the
+    /// records of the index segments from the one holding `zxid`).
     fn disk_log_bytes_from(&self, zxid: i64) -> u64;
+}
+
+/// How coarse [`DiskLogIndex`] is: a segment is closed once its records
+/// reach this size, so `bytes_from` over-counts by at most this much.
+pub const DISK_LOG_SEGMENT_MAX_BYTES: u64 = 1 << 20;
+
+/// Segments the index keeps (64 GiB of log at full segments); past it the
+/// oldest are forgotten, which only makes a learner that far behind get a
+/// snapshot.
+pub const DISK_LOG_INDEX_MAX_SEGMENTS: usize = 65_536;
+
+/// A run of txns on disk with consecutive zxids inside one epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskLogSegment {
+    pub first_zxid: i64,
+    pub last_zxid: i64,
+    /// Bytes of the runs' log records (header + txn).
+    pub bytes: u64,
+}
+
+/// What the leader's on-disk txn log holds, as its driver reports it: the
+/// zxids the log can replay without a gap up to its newest durable txn, how
+/// many bytes a replay from a zxid reads, and the size of the newest
+/// snapshot (for `snapshotSizeFactor`). Sans-IO: the driver scans its log
+/// files when it starts leading, reports each durable append, and reports
+/// files purged and snapshots written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiskLogIndex {
+    /// Oldest first; each segment's first zxid follows the previous one's
+    /// last (`log_format::zxid_follows`), segments never span an epoch.
+    segments: std::collections::VecDeque<DiskLogSegment>,
+    /// Size of the newest snapshot file, in bytes (0: none).
+    pub latest_snapshot_bytes: u64,
+}
+
+impl DiskLogIndex {
+    pub fn new(latest_snapshot_bytes: u64) -> DiskLogIndex {
+        DiskLogIndex { segments: Default::default(), latest_snapshot_bytes }
+    }
+
+    /// One more durable txn of `bytes` bytes. A zxid that does not follow
+    /// the newest one (a gap: the log was cut or files are missing) starts
+    /// the index afresh, as nothing before the gap can be replayed past it.
+    pub fn logged(&mut self, zxid: i64, bytes: u64) {
+        if let Some(last) = self.segments.back_mut() {
+            if zxid <= last.last_zxid {
+                return; // already indexed (a replayed or repeated report)
+            }
+            let same_run = zxid == last.last_zxid + 1
+                && crate::zab::packets::epoch_of(zxid) == crate::zab::packets::epoch_of(last.last_zxid);
+            if same_run && last.bytes < DISK_LOG_SEGMENT_MAX_BYTES {
+                last.last_zxid = zxid;
+                last.bytes += bytes;
+                return;
+            }
+            if !crate::storage::log_format::zxid_follows(last.last_zxid, zxid) {
+                self.segments.clear();
+            }
+        }
+        self.segments.push_back(DiskLogSegment { first_zxid: zxid, last_zxid: zxid, bytes });
+        while self.segments.len() > DISK_LOG_INDEX_MAX_SEGMENTS {
+            self.segments.pop_front();
+        }
+    }
+
+    /// The log files now start at `oldest_zxid` (older ones were purged);
+    /// `None`: there are no log files at all.
+    pub fn forget_below(&mut self, oldest_zxid: Option<i64>) {
+        let Some(oldest) = oldest_zxid else {
+            self.segments.clear();
+            return;
+        };
+        while self.segments.front().is_some_and(|s| s.last_zxid < oldest) {
+            self.segments.pop_front();
+        }
+        if let Some(front) = self.segments.front_mut() {
+            // Its bytes stay as they were: an over-estimate, never an under one.
+            front.first_zxid = front.first_zxid.max(oldest);
+        }
+    }
+
+    pub fn contains(&self, zxid: i64) -> bool {
+        self.lookup(zxid) == Lookup::Present
+    }
+
+    pub fn oldest(&self) -> Option<i64> {
+        self.segments.front().map(|s| s.first_zxid)
+    }
+
+    pub fn newest(&self) -> Option<i64> {
+        self.segments.back().map(|s| s.last_zxid)
+    }
+
+    pub fn segments(&self) -> impl Iterator<Item = &DiskLogSegment> {
+        self.segments.iter()
+    }
+
+    /// Where `zxid` sits among the indexed txns.
+    pub fn lookup(&self, zxid: i64) -> Lookup {
+        // The first segment ending at or after zxid.
+        let i = self.segments.partition_point(|s| s.last_zxid < zxid);
+        match self.segments.get(i) {
+            Some(s) if s.first_zxid <= zxid => Lookup::Present,
+            next => Lookup::Absent {
+                previous: i.checked_sub(1).and_then(|p| self.segments.get(p)).map(|s| s.last_zxid),
+                next: next.map(|s| s.first_zxid),
+            },
+        }
+    }
+
+    /// Bytes of the segments from the one holding (or following) `zxid`.
+    pub fn bytes_from(&self, zxid: i64) -> u64 {
+        let i = self.segments.partition_point(|s| s.last_zxid < zxid);
+        self.segments.iter().skip(i).map(|s| s.bytes).sum()
+    }
 }
 
 /// The leader's sync policy.
@@ -139,9 +273,13 @@ pub enum SyncReason {
     DivergentAcrossEpochs,
     /// An epoch-start zxid above the window: no TRUNC target, no DIFF base.
     EpochStartAboveWindow,
-    /// Below the window; the disk log holds the learner's zxid and reaches
-    /// the window.
+    /// Below the window; the disk log holds the learner's zxid (or, for an
+    /// epoch-start zxid, a txn before it) and reaches the window.
     FromDiskLog,
+    /// Below the window; the learner's zxid is inside the disk log's range
+    /// but not in it, and the log's next txn is in the same epoch: TRUNC to
+    /// the log's previous txn, then the txns after it from disk.
+    DivergentWithinEpochInDiskLog,
     /// Below the window, and `snapshot_size_factor` is negative.
     DiskReplayDisabled,
     /// Below the window, and the log to replay is too large.
@@ -149,9 +287,8 @@ pub enum SyncReason {
         log_bytes: u64,
         limit_bytes: u64,
     },
-    /// Below the window, and the disk log does not hold the learner's zxid
-    /// (it starts later, or the learner diverged, or the zxid is an epoch
-    /// start, which names no txn).
+    /// Below the window, and the disk log starts after the learner's zxid
+    /// (or holds nothing; a fresh learner's zxid 0 is before every log).
     NotInDiskLog,
     /// Below the window; the disk log holds the learner's zxid but not the
     /// window's first one, so replay would leave a hole.
@@ -237,17 +374,39 @@ pub fn plan_sync(peer_last_zxid: i64, leader: &impl LeaderHistory, policy: &Sync
     let Some(limit_bytes) = policy.disk_replay_limit_bytes() else {
         return snap(SyncReason::DiskReplayDisabled);
     };
-    if !leader.disk_log_contains(peer) {
+    // Apache reads the log from the file holding the learner's zxid: a log
+    // whose oldest txn is after it says nothing about the learner's history.
+    if !leader.disk_log_reaches_back_to(peer) {
         return snap(SyncReason::NotInDiskLog);
     }
     let log_bytes = leader.disk_log_bytes_from(peer);
     if limit_bytes > 0 && log_bytes > limit_bytes {
         return snap(SyncReason::DiskLogTooLarge { log_bytes, limit_bytes });
     }
+    // queueCommittedProposals over the log, as over the window above.
+    let decision = if leader.disk_log_contains(peer) || is_epoch_start(peer) {
+        diff(DiffSource::DiskLogThenWindow, SyncReason::FromDiskLog)
+    } else {
+        match leader.disk_log_neighbours(peer) {
+            (Some(previous), Some(next))
+                if crate::zab::packets::epoch_of(next) == crate::zab::packets::epoch_of(peer) =>
+            {
+                SyncDecision {
+                    plan: SyncPlan::TruncThenDiff { truncate_to: previous, diff_from: previous, through: window.max },
+                    reason: SyncReason::DivergentWithinEpochInDiskLog,
+                }
+            }
+            // Apache: "Cannot send TRUNC to peer sid ... different epoch",
+            // then the gap check sends a snapshot.
+            _ => return snap(SyncReason::DivergentAcrossEpochs),
+        }
+    };
+    // The log must reach the window's first txn, or replay leaves a hole
+    // (Apache: "Detected gap between end of txnlog and start of committedLog").
     if !leader.disk_log_contains(window.min) {
         return snap(SyncReason::DiskLogGap);
     }
-    diff(DiffSource::DiskLogThenWindow, SyncReason::FromDiskLog)
+    decision
 }
 
 /// [`LeaderHistory::window_lookup`] over an ascending slice of zxids.
@@ -305,6 +464,16 @@ mod tests {
         }
         fn disk_log_contains(&self, zxid: i64) -> bool {
             self.disk.iter().any(|(zx, _)| *zx == zxid)
+        }
+        fn disk_log_reaches_back_to(&self, zxid: i64) -> bool {
+            self.disk.first().is_some_and(|(oldest, _)| *oldest <= zxid)
+        }
+        fn disk_log_neighbours(&self, zxid: i64) -> (Option<i64>, Option<i64>) {
+            let zxids: Vec<i64> = self.disk.iter().map(|(zx, _)| *zx).collect();
+            match lookup_sorted(&zxids, zxid) {
+                Lookup::Present => panic!("asked for the neighbours of a txn the log holds"),
+                Lookup::Absent { previous, next } => (previous, next),
+            }
         }
         fn disk_log_bytes_from(&self, zxid: i64) -> u64 {
             self.disk.iter().find(|(zx, _)| *zx == zxid).map_or(0, |(_, b)| *b)
@@ -495,6 +664,101 @@ mod tests {
         let leader = Leader::with_log(&epoch1(1..=10), 5);
         let forced = SyncPolicy { force_snap: true, ..policy() };
         assert_eq!(plan_sync(z(1, 10), &leader, &forced).reason, SyncReason::ForcedSnap);
+    }
+
+    #[test]
+    fn epoch_start_below_the_window_gets_a_diff_from_disk() {
+        // The learner was synced to z(2,0) by epoch 2's leader, which then
+        // committed z(2,1..=100); the window holds only the last 10.
+        let mut log = epoch1(1..=50);
+        log.extend((1..=100).map(|c| z(2, c)));
+        let leader = Leader::with_log(&log, 10);
+        let d = plan_sync(z(2, 0), &leader, &SyncPolicy::with_snapshot_bytes(1_000_000));
+        assert_eq!(
+            d.plan,
+            SyncPlan::Diff {
+                from: z(2, 0),
+                through: z(2, 100),
+                packet_zxid: z(2, 100),
+                source: DiffSource::DiskLogThenWindow
+            }
+        );
+        assert_eq!(d.reason, SyncReason::FromDiskLog);
+        // An epoch start before the whole log: Apache finds no txn at or
+        // before it on disk and sends a snapshot.
+        let later = Leader::with_log(&log[50..], 10);
+        assert_eq!(plan_sync(z(2, 0), &later, &policy()).reason, SyncReason::NotInDiskLog);
+    }
+
+    #[test]
+    fn divergent_txn_below_the_window_in_the_same_epoch_truncates_then_diffs_from_disk() {
+        // The leader's history skips z(1,5) (never committed), the learner
+        // logged it; the window holds only the last 3.
+        let mut log = epoch1(1..=4);
+        log.extend(epoch1(6..=20));
+        let leader = Leader::with_log(&log, 3);
+        let d = plan_sync(z(1, 5), &leader, &SyncPolicy::with_snapshot_bytes(1_000_000));
+        assert_eq!(d.plan, SyncPlan::TruncThenDiff { truncate_to: z(1, 4), diff_from: z(1, 4), through: z(1, 20) });
+        assert_eq!(d.reason, SyncReason::DivergentWithinEpochInDiskLog);
+        assert_eq!(d.forward_from(), z(1, 20));
+    }
+
+    #[test]
+    fn divergent_txns_of_an_old_epoch_below_the_window_get_a_snapshot() {
+        // The learner has z(1,5..=7), which epoch 1's leader never got
+        // committed; the leader's log goes z(1,1..=4) then epoch 2.
+        let mut log = epoch1(1..=4);
+        log.extend((1..=30).map(|c| z(2, c)));
+        let leader = Leader::with_log(&log, 5);
+        let d = plan_sync(z(1, 7), &leader, &SyncPolicy::with_snapshot_bytes(1_000_000));
+        assert_eq!(d.plan, SyncPlan::Snap { zxid: z(2, 30) });
+        assert_eq!(d.reason, SyncReason::DivergentAcrossEpochs);
+    }
+
+    #[test]
+    fn disk_log_index_keeps_runs_and_restarts_at_a_gap() {
+        let mut index = DiskLogIndex::new(0);
+        for c in 1..=10 {
+            index.logged(z(1, c), 100);
+        }
+        index.logged(z(3, 1), 100);
+        index.logged(z(3, 2), 100);
+        assert_eq!(index.oldest(), Some(z(1, 1)));
+        assert_eq!(index.newest(), Some(z(3, 2)));
+        assert_eq!(index.segments().count(), 2, "a new epoch opens a segment");
+        assert_eq!(index.lookup(z(1, 4)), Lookup::Present);
+        assert_eq!(index.lookup(z(3, 2)), Lookup::Present);
+        assert_eq!(index.lookup(z(1, 11)), Lookup::Absent { previous: Some(z(1, 10)), next: Some(z(3, 1)) });
+        assert_eq!(index.lookup(z(3, 0)), Lookup::Absent { previous: Some(z(1, 10)), next: Some(z(3, 1)) });
+        assert_eq!(index.lookup(z(3, 3)), Lookup::Absent { previous: Some(z(3, 2)), next: None });
+        assert_eq!(index.bytes_from(z(1, 4)), 1200, "the whole segment holding the zxid counts");
+        assert_eq!(index.bytes_from(z(3, 1)), 200);
+        assert_eq!(index.bytes_from(z(3, 9)), 0);
+        // A repeated report changes nothing; a gap starts afresh.
+        index.logged(z(3, 2), 100);
+        assert_eq!(index.bytes_from(z(1, 1)), 1200);
+        index.logged(z(3, 5), 100);
+        assert_eq!((index.oldest(), index.newest()), (Some(z(3, 5)), Some(z(3, 5))));
+    }
+
+    #[test]
+    fn disk_log_index_closes_full_segments_and_forgets_purged_files() {
+        let mut index = DiskLogIndex::new(0);
+        let txn_bytes = DISK_LOG_SEGMENT_MAX_BYTES / 4;
+        for c in 1..=10 {
+            index.logged(z(1, c), txn_bytes);
+        }
+        // Segments of 4, 4 and 2 txns.
+        assert_eq!(index.segments().count(), 3);
+        assert_eq!(index.bytes_from(z(1, 10)), 2 * txn_bytes);
+        assert_eq!(index.bytes_from(z(1, 5)), 6 * txn_bytes);
+        // Files before z(1,6) were purged: z(1,5) is gone, z(1,6) stays.
+        index.forget_below(Some(z(1, 6)));
+        assert_eq!(index.oldest(), Some(z(1, 6)));
+        assert_eq!(index.lookup(z(1, 6)), Lookup::Present);
+        assert_eq!(index.bytes_from(z(1, 6)), 6 * txn_bytes, "an over-estimate, never an under one");
+        index.forget_below(None);
+        assert_eq!(index.oldest(), None);
     }
 
     #[test]
