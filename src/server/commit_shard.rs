@@ -100,6 +100,9 @@ pub struct CommitShard {
     pub(super) published_tree: DataTree,
     /// The newest logged txns (for DIFFs when this server leads).
     pub(super) recent_txns: VecDeque<(i64, Bytes)>,
+    /// The newest zxid in the log (a learner's tree may lag it: it applies
+    /// on COMMIT what it logged on PROPOSAL).
+    pub(super) logged_through: i64,
     /// Election, proposal and ack latencies (ensemble members).
     pub(super) quorum_metrics: crate::server::quorum_metrics::QuorumMetrics,
 }
@@ -146,6 +149,7 @@ impl CommitShard {
         let seed = (wall_clock_ms() as u64) ^ ((std::process::id() as u64) << 32);
         CommitShard {
             published_tree: recovered.tree.clone(),
+            logged_through: recovered.last_zxid,
             quorum_metrics: Default::default(),
             recent_txns: recovered.recent_txns.clone(),
             expiry,
@@ -259,6 +263,9 @@ impl CommitShard {
         if let Err(e) = self.log.append(&batch.logged, &batch.arrivals).await {
             tracing::error!(error = %e, "transaction log append failed; stopping the server");
             std::process::exit(2);
+        }
+        if let Some((last, _)) = batch.logged.last() {
+            self.logged_through = *last;
         }
     }
 
