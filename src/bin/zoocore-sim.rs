@@ -2,7 +2,7 @@
 //! or a range, prints a report per failing seed, exits 1 if any failed.
 //!
 //! zoocore-sim --seed 42 [--servers 3|5] [--duration-ms N] [--trace]
-//! zoocore-sim --seeds 1..200 [--servers 5]
+//! zoocore-sim --seeds 1..200 [--servers 5] [--no-sync-reads] [--plant sync-without-round]
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -31,7 +31,12 @@ struct Args {
     /// No faults (a baseline run).
     #[arg(long)]
     no_faults: bool,
-    /// Plant a known bug in the simulator's glue: ack-before-fsync.
+    /// No sync + read clients and no paused-leader fault (replays runs
+    /// recorded before they existed).
+    #[arg(long)]
+    no_sync_reads: bool,
+    /// Plant a known bug in the simulator's glue: ack-before-fsync,
+    /// sync-without-round.
     #[arg(long)]
     plant: Option<String>,
 }
@@ -68,11 +73,12 @@ fn main() -> ExitCode {
             config.quiet_tail_ms = config.quiet_tail_ms.min(d / 3);
         }
         config.faults = !args.no_faults;
+        config.sync_reads = !args.no_sync_reads;
         if let Some(name) = &args.plant {
             match zoocore::sim::Plant::parse(name) {
                 Some(p) => config.knobs.plant = Some(p),
                 None => {
-                    eprintln!("unknown --plant {name} (known: ack-before-fsync)");
+                    eprintln!("unknown --plant {name} (known: {})", zoocore::sim::Plant::NAMES);
                     return ExitCode::from(2);
                 }
             }

@@ -26,6 +26,8 @@
 //! net.listen_addr(), net.connected_peers(), net.shutdown()
 //! elect(&net, election, initial_actions, &now_ms).await -> Result<(Decision, Election), ElectionNetClosed>
 //! answer_while_settled(&net, &mut election, &now_ms, stop).await
+//! answer_while_settled_advertising(&net, &mut election, &now_ms, &advertised, stop).await
+//! AdvertisedEpoch::default() / .set(epoch) / .get()        the epoch the settled vote reports
 //! ```
 //! `ElectionNet` is a cheap `Clone` handle (so a spawned task can hold one);
 //! dropping the last handle shuts the network down.
@@ -247,14 +249,50 @@ fn settled_decision(election: &Election) -> Option<Decision> {
     Some(Decision { leader: settled.vote.leader, role, vote: settled.vote })
 }
 
+/// The epoch the settled vote advertises, set by the role once it runs
+/// that epoch (Apache's `QuorumPeer.updateElectionVote`, ZOOKEEPER-1732):
+/// the leader when established, a learner when UPTODATE. Without it a
+/// server that joined a re-elected leader keeps the peer epoch it was
+/// elected with, the leader keeps the one before its new epoch, and a
+/// LOOKING server, which counts FOLLOWING/LEADING votes as agreeing only
+/// on (leader, peer epoch), never sees a quorum and stays LOOKING (found
+/// by the simulator, seeds 274 and others in tests/sim_seeds.rs). A cheap
+/// `Clone` handle: the role sets it, the answering task reads it.
+#[derive(Debug, Clone, Default)]
+pub struct AdvertisedEpoch(Rc<Cell<Option<i64>>>);
+
+impl AdvertisedEpoch {
+    pub fn set(&self, epoch: i64) {
+        self.0.set(Some(epoch));
+    }
+
+    pub fn get(&self) -> Option<i64> {
+        self.0.get()
+    }
+}
+
 /// While leading, following or observing: answers LOOKING peers (and
 /// observers) with the settled vote, through `Election::on_notification`,
 /// until `stop` resolves or the network shuts down. To run it as a task,
 /// move a clone of the `ElectionNet` and the election into the task.
+/// The vote keeps the epoch it was elected with; a member of an ensemble
+/// uses [`answer_while_settled_advertising`].
 pub async fn answer_while_settled(
     net: &ElectionNet,
     election: &mut Election,
     now_ms: &dyn Fn() -> u64,
+    stop: impl Future<Output = ()>,
+) {
+    answer_while_settled_advertising(net, election, now_ms, &AdvertisedEpoch::default(), stop).await
+}
+
+/// [`answer_while_settled`], with the settled vote's peer epoch taken from
+/// `advertised` once the role has set it.
+pub async fn answer_while_settled_advertising(
+    net: &ElectionNet,
+    election: &mut Election,
+    now_ms: &dyn Fn() -> u64,
+    advertised: &AdvertisedEpoch,
     stop: impl Future<Output = ()>,
 ) {
     let stop = async {
@@ -265,6 +303,9 @@ pub async fn answer_while_settled(
     loop {
         let event = futures_lite::future::or(async { Some(net.recv().await) }, &mut stop).await;
         let Some(Ok((from, n))) = event else { return };
+        if let (Some(epoch), Some(settled)) = (advertised.get(), election.settled_mut()) {
+            settled.set_peer_epoch(epoch);
+        }
         for action in election.on_notification(from, &n, now_ms()) {
             if let Action::Send { to, notification } = action {
                 net.send(to, notification);

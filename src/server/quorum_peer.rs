@@ -41,7 +41,7 @@ use crate::server::commit_shard::{
 };
 use crate::server::connection::into_write;
 use crate::server::disk_log;
-use crate::server::election_net::{self, ElectionNet, ElectionPeers};
+use crate::server::election_net::{self, AdvertisedEpoch, ElectionNet, ElectionPeers};
 use crate::server::messages::*;
 use crate::server::quorum_net::{FromLeader, LeaderLink, LearnerLink, LearnerListener};
 use crate::server::recovery;
@@ -171,6 +171,9 @@ struct Epochs {
     dir: std::path::PathBuf,
     accepted: i64,
     current: i64,
+    /// The epoch the settled election vote reports, set once the role runs
+    /// it (ZOOKEEPER-1732; see `election_net::AdvertisedEpoch`).
+    advertised: AdvertisedEpoch,
 }
 
 impl Epochs {
@@ -179,7 +182,12 @@ impl Epochs {
         for (name, value) in &reconciled.writes {
             epoch_files::write_epoch_file(dir, name, *value).map_err(|e| e.to_string())?;
         }
-        Ok(Epochs { dir: dir.to_owned(), accepted: reconciled.accepted_epoch, current: reconciled.current_epoch })
+        Ok(Epochs {
+            dir: dir.to_owned(),
+            accepted: reconciled.accepted_epoch,
+            current: reconciled.current_epoch,
+            advertised: AdvertisedEpoch::default(),
+        })
     }
 
     fn persist_accepted(&mut self, epoch: i64) -> Result<(), String> {
@@ -305,15 +313,24 @@ impl CommitShard {
             );
             // Keep answering LOOKING peers with the settled vote while in the role.
             let (stop_tx, stop_rx) = glommio::channels::local_channel::new_bounded::<()>(1);
+            epochs.advertised = AdvertisedEpoch::default();
             let responder = {
                 let net = net.clone();
                 let started = self.started;
+                let advertised = epochs.advertised.clone();
                 glommio::spawn_local(async move {
                     let mut election = election;
                     let stop = async move {
                         let _ = stop_rx.recv().await;
                     };
-                    election_net::answer_while_settled(&net, &mut election, &clock(started), stop).await;
+                    election_net::answer_while_settled_advertising(
+                        &net,
+                        &mut election,
+                        &clock(started),
+                        &advertised,
+                        stop,
+                    )
+                    .await;
                 })
             };
             term += 1;
@@ -675,6 +692,7 @@ impl CommitShard {
                 LeaderAction::Established { epoch } => {
                     self.last_zxid = self.last_zxid.max(make_zxid(epoch, 0));
                     held.committed_floor = self.last_zxid;
+                    epochs.advertised.set(epoch);
                     self.stats.set_mode(ServerMode::Leader);
                     let synced = leader.synced_learners();
                     tracing::info!(epoch, learners = ?synced, "leading: established with a quorum");
@@ -1090,6 +1108,7 @@ impl CommitShard {
                         }));
                     }
                     LearnerAction::Serving { epoch } => {
+                        epochs.advertised.set(epoch);
                         let mode = if learner.is_observer() { ServerMode::Observer } else { ServerMode::Follower };
                         self.stats.set_mode(mode);
                         tracing::info!(

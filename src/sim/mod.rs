@@ -1,4 +1,4 @@
-//! Deterministic simulation (issue #8), first slice: a 3- or 5-server
+//! Deterministic simulation (issue #8): a 3- or 5-server
 //! ensemble in one thread, from one seed, on the production sans-IO cores
 //! (`zab::election`, `zab::leader::LeaderCore`, `zab::follower::LearnerCore`,
 //! `zab::sync_plan`, the election and quorum codecs, `storage::txn`,

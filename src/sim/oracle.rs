@@ -7,6 +7,8 @@
 //! * recovery equals live: a state rebuilt from disk (or installed from a
 //!   SNAP) has, at every zxid whose history is the committed one, the
 //!   digest the live servers reached there;
+//! * linearizable sync: a read after a sync that began after a write was
+//!   acknowledged sees that write (or a newer one) on the key;
 //! * liveness (decided by the world, which knows when faults healed).
 
 use std::collections::BTreeMap;
@@ -52,6 +54,9 @@ pub struct Oracle {
     leaders: BTreeMap<i64, Sid>,
     /// Acknowledged writes: zxid -> txn hash.
     pub acked: BTreeMap<i64, u64>,
+    /// Per key, the zxid of the newest acknowledged write that changed it.
+    acked_floor: BTreeMap<String, i64>,
+    pub sync_reads_checked: u64,
     pub failure: Option<Failure>,
     pub commits_checked: u64,
     pub recoveries_checked: u64,
@@ -128,6 +133,34 @@ impl Oracle {
 
     pub fn acknowledge(&mut self, zxid: i64, txn_hash: u64) {
         self.acked.insert(zxid, txn_hash);
+    }
+
+    /// An acknowledged write at `zxid` changed `path` (created it or set
+    /// its data; a failed create or setData changes nothing).
+    pub fn acknowledge_change(&mut self, path: &str, zxid: i64) {
+        let floor = self.acked_floor.entry(path.to_owned()).or_insert(zxid);
+        *floor = (*floor).max(zxid);
+    }
+
+    /// What a sync + read of `path` starting now must at least see: the
+    /// zxid of the newest acknowledged change (0: none yet).
+    pub fn sync_floor(&self, path: &str) -> i64 {
+        self.acked_floor.get(path).copied().unwrap_or(0)
+    }
+
+    /// The read after sync `id` on `sid` saw `path` last changed at
+    /// `observed` (None: no such node); when the sync began, the newest
+    /// acknowledged change was at `floor`. Writes only create or set data,
+    /// so a state holding the `floor` write has a node changed at or after it.
+    pub fn check_sync_read(&mut self, sid: Sid, id: u64, path: &str, floor: i64, observed: Option<i64>, now: u64) {
+        self.sync_reads_checked += 1;
+        if floor > 0 && observed.is_none_or(|m| m < floor) {
+            let detail = format!(
+                "server {sid} answered sync #{id} and the read of {path} saw it changed at {}, but a write to it was acknowledged at 0x{floor:x} before the sync began",
+                observed.map_or("never".to_owned(), |m| format!("0x{m:x}"))
+            );
+            self.fail("linearizable-sync", detail, now);
+        }
     }
 
     /// `sid` starts serving in `epoch` with `history`: every write

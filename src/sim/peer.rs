@@ -29,8 +29,10 @@ use crate::zab::election::{Action, Decision, Election, ElectionConfig, Notificat
 use crate::zab::election_wire::LearnerType;
 use crate::zab::ensemble::{Ensemble, Sid};
 use crate::zab::follower::{LearnerAction, LearnerCore, LearnerSettings};
-use crate::zab::leader::{LeaderAction, LeaderCore, LeaderSettings, LeaderStart, LearnerConn, ZXID_COUNTER_MAX};
-use crate::zab::packets::{epoch_of, make_zxid, QuorumPacket, ToLeader, ToLearner};
+use crate::zab::leader::{
+    LeaderAction, LeaderCore, LeaderSettings, LeaderStart, LearnerConn, SyncRequester, ZXID_COUNTER_MAX,
+};
+use crate::zab::packets::{epoch_of, make_zxid, ForwardedRequest, QuorumPacket, ToLeader, ToLearner};
 use crate::zab::sync_plan::SyncPolicy;
 
 /// Mirrors `quorum_peer::LEADER_CONNECT_RETRY_MS`.
@@ -50,9 +52,21 @@ pub enum Input {
     Learner(ConnId, ToLeader),
     LearnerDown(ConnId, String),
     LeaderPacket(ConnId, ToLearner),
-    LeaderSnapshot { conn: ConnId, zxid: i64, stream: Bytes },
+    LeaderSnapshot {
+        conn: ConnId,
+        zxid: i64,
+        stream: Bytes,
+    },
     LeaderDown(ConnId, String),
-    ClientWrite { id: u64, write: WriteOp },
+    ClientWrite {
+        id: u64,
+        write: WriteOp,
+    },
+    /// A client's sync, then a read of `path` once it is answered.
+    ClientSync {
+        id: u64,
+        path: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +85,18 @@ struct PendingBatch {
     last_zxid: i64,
     tree: DataTree,
     txns: Vec<(i64, u64, i64)>,
-    writes: Vec<(u64, i64)>,
+    writes: Vec<ClientWriteDone>,
+    /// Local syncs answered with this batch: (sync id, path read).
+    syncs: Vec<u64>,
+}
+
+/// A client write the leader executed.
+struct ClientWriteDone {
+    id: u64,
+    zxid: i64,
+    /// The key, if the write changed it (a create of an existing node or a
+    /// setData of a missing one does not).
+    changed: Option<String>,
 }
 
 #[derive(Default)]
@@ -79,8 +104,17 @@ struct LeaderBatch {
     logged: Vec<(i64, Bytes)>,
     /// (zxid, txn hash, digest after).
     txns: Vec<(i64, u64, i64)>,
-    /// (client write id, zxid).
-    writes: Vec<(u64, i64)>,
+    writes: Vec<ClientWriteDone>,
+    /// Local syncs whose answer rides on this batch (sync ids).
+    syncs: Vec<u64>,
+}
+
+/// A sync the planted `SyncWithoutRound` glue holds until the commits
+/// before it are in.
+#[derive(Debug, Clone, Copy)]
+enum PlantedSync {
+    Local(u64),
+    Learner(LearnerConn),
 }
 
 pub struct Leading {
@@ -92,6 +126,11 @@ pub struct Leading {
     stage: LeaderStage,
     queue: VecDeque<LeaderAction>,
     batch: LeaderBatch,
+    /// Mirrors `LeaderTerm::local_syncs`: token -> sync id.
+    local_syncs: BTreeMap<u64, u64>,
+    next_sync_token: u64,
+    /// Plant only: syncs waiting for `after_zxid` to be committed.
+    planted_syncs: VecDeque<(PlantedSync, i64)>,
 }
 
 impl Leading {
@@ -114,6 +153,8 @@ pub struct Following {
     queue: VecDeque<LearnerAction>,
     to_log: Vec<(i64, Bytes)>,
     stage: LearnerStage,
+    /// Mirrors `LearnerPending::syncs`: forwarded syncs, answered in order.
+    syncs: VecDeque<u64>,
 }
 
 pub enum PeerRole {
@@ -163,6 +204,10 @@ enum Flow {
     Blocked,
 }
 
+fn describe(n: &Notification) -> String {
+    format!("{:?} leader {} zxid 0x{:x} round {} epoch {}", n.state, n.leader, n.zxid, n.election_epoch, n.peer_epoch)
+}
+
 fn hash_txn(bytes: &[u8]) -> u64 {
     fnv1a(bytes)
 }
@@ -206,6 +251,20 @@ impl Server {
         match &self.role {
             PeerRole::Leading(l) => l.core.is_established(),
             PeerRole::Following(f) => f.core.is_serving(),
+            _ => false,
+        }
+    }
+
+    /// An established leader with nothing proposed that is not committed
+    /// and published (so a sync it gets needs no further commit).
+    pub fn is_quiescent_leader(&self) -> bool {
+        match &self.role {
+            PeerRole::Leading(l) => {
+                l.core.is_established()
+                    && l.stage == LeaderStage::Idle
+                    && l.pending.is_empty()
+                    && l.core.last_committed().max(l.committed_floor) >= self.last_zxid
+            }
             _ => false,
         }
     }
@@ -436,6 +495,7 @@ impl Server {
 
     fn send_notification(&mut self, ctx: &mut Ctx, to: Sid, n: &Notification) {
         let mut buf = BytesMut::new();
+        ctx.trace(self.sid, format!("notify -> s{to}: {}", describe(n)));
         match n.encode(&mut buf) {
             Ok(()) => ctx.send_election(self.sid, to, buf.freeze()),
             Err(e) => ctx.oracle.fail("codec", format!("notification does not encode: {e}"), ctx.now),
@@ -450,6 +510,7 @@ impl Server {
                 return;
             }
         };
+        ctx.trace(self.sid, format!("notify <- s{from}: {} (while {})", describe(&n), self.role_name()));
         let now = self.now(ctx);
         if let PeerRole::Looking(e) = &mut self.role {
             let actions = e.on_notification(from, &n, now);
@@ -485,6 +546,18 @@ impl Server {
                 self.role = PeerRole::Connecting { leader: d.leader, give_up_at };
                 ctx.dial(self.sid, self.incarnation, d.leader);
             }
+        }
+    }
+
+    /// Mirrors Apache's `QuorumPeer.updateElectionVote` (ZOOKEEPER-1732),
+    /// called where Apache calls it (leader established, learner up to
+    /// date): the settled vote advertises the epoch this server now runs,
+    /// not the one it was elected with. Without it a server that joined a
+    /// re-elected leader reports an older epoch than the leader, and a
+    /// LOOKING server never sees a quorum agree on (leader, epoch).
+    fn advertise_epoch(&mut self, epoch: i64) {
+        if let Some(settled) = self.settled.as_mut().and_then(|e| e.settled_mut()) {
+            settled.set_peer_epoch(epoch);
         }
     }
 
@@ -541,8 +614,12 @@ impl Server {
             PeerRole::Looking(_) | PeerRole::Connecting { .. } | PeerRole::Down => {
                 // Clients are turned away while not serving.
                 for input in std::mem::take(&mut self.inbox) {
-                    if let Input::ClientWrite { id, .. } = input {
-                        ctx.trace(self.sid, format!("refuses client write #{id} (not serving)"));
+                    match input {
+                        Input::ClientWrite { id, .. } => {
+                            ctx.trace(self.sid, format!("refuses client write #{id} (not serving)"))
+                        }
+                        Input::ClientSync { id, .. } => ctx.sync_refused(self.sid, id, "not serving"),
+                        _ => {}
                     }
                 }
             }
@@ -583,6 +660,7 @@ impl Server {
                     queue: actions.into(),
                     to_log: Vec::new(),
                     stage: LearnerStage::Actions,
+                    syncs: VecDeque::new(),
                 }));
                 self.continue_learner(ctx);
             }
@@ -707,6 +785,9 @@ impl Server {
             stage: LeaderStage::Idle,
             queue: VecDeque::new(),
             batch: LeaderBatch::default(),
+            local_syncs: BTreeMap::new(),
+            next_sync_token: 0,
+            planted_syncs: VecDeque::new(),
         }));
         self.schedule_run(ctx);
     }
@@ -722,9 +803,18 @@ impl Server {
                 match input {
                     Input::ClientWrite { id, write } => {
                         if l.core.is_established() {
-                            writes.push((id, write));
+                            writes.push(Ok((id, write)));
                         } else {
                             ctx.trace(self.sid, format!("refuses client write #{id} (not established)"));
+                        }
+                    }
+                    Input::ClientSync { id, .. } => {
+                        if l.core.is_established() {
+                            // In arrival order with the writes (production
+                            // handles worker messages one by one).
+                            writes.push(Err(id));
+                        } else {
+                            ctx.sync_refused(self.sid, id, "not established");
                         }
                     }
                     Input::LearnerUp(conn) => {
@@ -747,19 +837,58 @@ impl Server {
                     _ => {}
                 }
             }
-            l.core.tick(now, &mut actions);
         }
-        // Worker writes are prepared in arrival order (`handle_worker_message`).
+        // Worker writes are prepared in arrival order (`handle_worker_message`);
+        // a sync is registered after the writes before it (`last_zxid`).
         let mut batch = LeaderBatch::default();
-        for (id, write) in writes {
-            self.execute(ctx, id, &write, &mut batch);
+        for item in writes {
+            match item {
+                Ok((id, write)) => self.execute(ctx, id, &write, &mut batch),
+                Err(sync_id) => self.local_sync(ctx, sync_id, &mut actions),
+            }
         }
         if let PeerRole::Leading(l) = &mut self.role {
+            l.core.tick(now, &mut actions);
             l.batch = batch;
             l.queue = actions.into();
             l.stage = LeaderStage::AfterTick;
         }
         self.continue_leader(ctx);
+    }
+
+    /// Mirrors `lead()`'s `ToCommit::Sync` arm: a token, and
+    /// `LeaderCore::sync` after everything assigned so far.
+    fn local_sync(&mut self, ctx: &mut Ctx, sync_id: u64, actions: &mut Vec<LeaderAction>) {
+        let last_zxid = self.last_zxid;
+        let PeerRole::Leading(l) = &mut self.role else { return };
+        if ctx.knobs.plant == Some(super::world::Plant::SyncWithoutRound) {
+            l.planted_syncs.push_back((PlantedSync::Local(sync_id), last_zxid));
+            self.flush_planted_syncs(ctx);
+            return;
+        }
+        let token = l.next_sync_token;
+        l.next_sync_token += 1;
+        l.local_syncs.insert(token, sync_id);
+        l.core.sync(SyncRequester::Local(token), last_zxid, actions);
+    }
+
+    /// Planted bug (`Plant::SyncWithoutRound`): syncs answered as soon as
+    /// what came before them is committed, a local one at once from the
+    /// published state, without a quorum round.
+    fn flush_planted_syncs(&mut self, ctx: &mut Ctx) {
+        let PeerRole::Leading(l) = &mut self.role else { return };
+        let committed = l.core.last_committed().max(l.committed_floor);
+        while l.planted_syncs.front().is_some_and(|(_, after)| *after <= committed) {
+            let Some((sync, _)) = l.planted_syncs.pop_front() else { break };
+            match sync {
+                PlantedSync::Local(id) => ctx.sync_answered(self.sid, id, &self.published_tree),
+                PlantedSync::Learner(conn) => {
+                    if let Some(&id) = l.links.get(&conn) {
+                        ctx.conn_send(id, Dir::ToLearner, Wire::Packet(ToLearner::Sync.to_packet().to_bytes()));
+                    }
+                }
+            }
+        }
     }
 
     /// Mirrors `CommitShard::execute` for a local client's write.
@@ -775,6 +904,11 @@ impl Server {
             extended_types_enabled: false,
         };
         let executed = self.tree.execute(&tctx, write);
+        let path = match write {
+            WriteOp::Create { path, .. } | WriteOp::SetData { path, .. } => Some(path),
+            _ => None,
+        };
+        let changed = path.filter(|p| self.tree.get(p).is_some_and(|n| n.mzxid() == zxid)).cloned();
         let mut buf = BytesMut::with_capacity(128);
         encode_txn(&mut buf, &executed.header, &executed.txn, executed.digest);
         let bytes = buf.freeze();
@@ -783,7 +917,7 @@ impl Server {
         self.history.entries.insert(zxid, HistoryEntry { txn_hash: hash, digest });
         batch.logged.push((zxid, bytes));
         batch.txns.push((zxid, hash, digest));
-        batch.writes.push((id, zxid));
+        batch.writes.push(ClientWriteDone { id, zxid, changed });
     }
 
     fn continue_leader(&mut self, ctx: &mut Ctx) {
@@ -809,8 +943,15 @@ impl Server {
                 LeaderStage::Idle | LeaderStage::AwaitFsync => return,
                 LeaderStage::AfterTick => {
                     if l.batch.logged.is_empty() {
-                        l.stage = LeaderStage::Idle;
-                        return;
+                        if l.batch.syncs.is_empty() {
+                            l.stage = LeaderStage::Idle;
+                            return;
+                        }
+                        // Only sync answers: nothing to propose or log; the
+                        // batch queues behind the others (production seals
+                        // it the same way).
+                        l.stage = LeaderStage::AfterFsync;
+                        continue;
                     }
                     if l.batch.logged.last().is_some_and(|(z, _)| z & ZXID_COUNTER_MAX == ZXID_COUNTER_MAX) {
                         self.leave_role(ctx, "the zxid counter is exhausted; a new epoch is needed".into());
@@ -859,6 +1000,7 @@ impl Server {
                         tree: self.tree.clone(),
                         txns: batch.txns,
                         writes: batch.writes,
+                        syncs: batch.syncs,
                     });
                     let mut actions = Vec::new();
                     l.core.local_durable(self.last_zxid, &mut actions);
@@ -951,6 +1093,7 @@ impl Server {
                 }
                 self.published_tree = self.tree.clone();
                 ctx.trace(self.sid, format!("ESTABLISHED epoch {epoch} at zxid 0x{:x}", self.last_zxid));
+                self.advertise_epoch(epoch);
                 ctx.oracle.established(self.sid, epoch, ctx.now);
                 // Everything this leader logged is committed from now on.
                 for (&zxid, e) in &self.history.entries {
@@ -964,6 +1107,24 @@ impl Server {
                     _ => i64::MIN,
                 };
                 self.publish_committed(ctx, zxid.max(floor));
+                self.flush_planted_syncs(ctx);
+            }
+            LeaderAction::Forwarded { conn, request, .. } if request.op_type == crate::proto::op::SYNC => {
+                // In request order: after the writes forwarded before it.
+                let last_zxid = self.last_zxid;
+                let plant = ctx.knobs.plant == Some(super::world::Plant::SyncWithoutRound);
+                if let PeerRole::Leading(l) = &mut self.role {
+                    if plant {
+                        l.planted_syncs.push_back((PlantedSync::Learner(conn), last_zxid));
+                    } else {
+                        let mut more = Vec::new();
+                        l.core.sync(SyncRequester::Learner(conn), last_zxid, &mut more);
+                        l.queue.extend(more);
+                    }
+                }
+                if plant {
+                    self.flush_planted_syncs(ctx);
+                }
             }
             LeaderAction::Forwarded { sid, .. } => {
                 ctx.trace(
@@ -981,7 +1142,25 @@ impl Server {
             }
             LeaderAction::SessionsTouched(_) => {}
             LeaderAction::LocalSyncReady { token } => {
-                ctx.trace(self.sid, format!("sync {token} answered (the sim's clients do not sync yet)"));
+                // Mirrors `leader_actions`: the answer rides on this turn's
+                // batch, published after its commits; once that batch is
+                // sealed, on a batch of its own holding the proposed state.
+                let last_zxid = self.last_zxid;
+                if let PeerRole::Leading(l) = &mut self.role {
+                    if let Some(id) = l.local_syncs.remove(&token) {
+                        if l.stage == LeaderStage::AfterTick {
+                            l.batch.syncs.push(id);
+                        } else {
+                            l.pending.push_back(PendingBatch {
+                                last_zxid,
+                                tree: self.tree.clone(),
+                                txns: Vec::new(),
+                                writes: Vec::new(),
+                                syncs: vec![id],
+                            });
+                        }
+                    }
+                }
             }
             LeaderAction::Close { conn, reason } => {
                 ctx.trace(self.sid, format!("drops learner conn {conn}: {reason}"));
@@ -1013,11 +1192,17 @@ impl Server {
             for (zxid, hash, digest) in &b.txns {
                 ctx.oracle.commit(self.sid, *zxid, *hash, Some(*digest), ctx.now);
             }
-            for (id, zxid) in &b.writes {
-                if let Some((_, hash, _)) = b.txns.iter().find(|(z, _, _)| z == zxid) {
-                    ctx.oracle.acknowledge(*zxid, *hash);
+            for w in &b.writes {
+                if let Some((_, hash, _)) = b.txns.iter().find(|(z, _, _)| *z == w.zxid) {
+                    ctx.oracle.acknowledge(w.zxid, *hash);
                 }
-                ctx.write_acked(*id, *zxid);
+                if let Some(path) = &w.changed {
+                    ctx.oracle.acknowledge_change(path, w.zxid);
+                }
+                ctx.write_acked(w.id, w.zxid);
+            }
+            for id in &b.syncs {
+                ctx.sync_answered(self.sid, *id, &self.published_tree);
             }
         }
     }
@@ -1059,6 +1244,25 @@ impl Server {
                 }
                 Input::ClientWrite { id, .. } => {
                     ctx.trace(self.sid, format!("client write #{id} reached a follower; dropped"));
+                }
+                Input::ClientSync { id, path } => {
+                    // Mirrors `learner_request`'s `ToCommit::Sync` arm.
+                    let PeerRole::Following(f) = &mut self.role else { continue };
+                    if !f.core.is_serving() {
+                        ctx.sync_refused(self.sid, id, "not serving");
+                        continue;
+                    }
+                    f.syncs.push_back(id);
+                    let mut body = BytesMut::new();
+                    crate::jute::Writer::new(&mut body).string(&path);
+                    let request = ForwardedRequest {
+                        session_id: SIM_CLIENT_SESSION,
+                        cxid: (id & 0x7FFF_FFFF) as i32,
+                        op_type: crate::proto::op::SYNC,
+                        body: body.freeze(),
+                        authinfo: Vec::new(),
+                    };
+                    self.send_to_leader(ctx, my_conn, &ToLeader::Request(request));
                 }
                 _ => {}
             }
@@ -1153,9 +1357,17 @@ impl Server {
                     self.apply_committed(ctx, zxid, txn)?;
                 }
             }
-            LearnerAction::SyncDone | LearnerAction::Revalidated { .. } => {}
+            LearnerAction::SyncDone => {
+                // The SYNC came after the COMMITs of everything before it:
+                // the tree holds them (`learner_actions`' SyncDone arm).
+                if let Some(id) = f.syncs.pop_front() {
+                    ctx.sync_answered(self.sid, id, &self.tree);
+                }
+            }
+            LearnerAction::Revalidated { .. } => {}
             LearnerAction::Serving { epoch } => {
                 ctx.trace(self.sid, format!("SERVING epoch {epoch} at zxid 0x{:x}", self.last_zxid));
+                self.advertise_epoch(epoch);
                 ctx.oracle.check_serving(self.sid, epoch, &self.history, self.last_zxid, ctx.now);
             }
             LearnerAction::GiveUp { reason } => return Err(reason),

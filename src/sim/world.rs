@@ -37,6 +37,11 @@ pub struct SimConfig {
     /// Clients stop writing this long before the end (so servers converge).
     pub quiet_tail_ms: u64,
     pub faults: bool,
+    /// Clients also sync + read (on any serving server), and one leader is
+    /// paused long enough to be replaced and gets a sync as it resumes.
+    /// Drawn from a separate random stream, so turning it off replays the
+    /// runs of before it existed.
+    pub sync_reads: bool,
     pub knobs: Knobs,
 }
 
@@ -70,12 +75,20 @@ pub enum Plant {
     /// Leader and learners report their log durable when the batch is
     /// appended, before its fsync completes.
     AckBeforeFsync,
+    /// The leader's glue answers syncs as Apache does (ZOOKEEPER-1675):
+    /// once everything before them is committed, without
+    /// `LeaderCore::sync`'s quorum round, so a leader that was replaced
+    /// without knowing it answers from its stale state.
+    SyncWithoutRound,
 }
 
 impl Plant {
+    pub const NAMES: &'static str = "ack-before-fsync, sync-without-round";
+
     pub fn parse(name: &str) -> Option<Plant> {
         match name {
             "ack-before-fsync" => Some(Plant::AckBeforeFsync),
+            "sync-without-round" => Some(Plant::SyncWithoutRound),
             _ => None,
         }
     }
@@ -107,6 +120,7 @@ impl SimConfig {
             liveness_bound_ms: 20_000,
             quiet_tail_ms: 8_000,
             faults: true,
+            sync_reads: true,
             knobs,
         }
     }
@@ -117,14 +131,40 @@ pub enum Ev {
     Run(Sid, u64),
     Wake(Sid, u64),
     ElectionTimer(Sid, u64),
-    Notify { from: Sid, to: Sid, bytes: Bytes },
+    Notify {
+        from: Sid,
+        to: Sid,
+        bytes: Bytes,
+    },
     ConnDeliver(ConnId, Dir),
-    ConnClosed { conn: ConnId, sid: Sid, incarnation: u64, why: &'static str },
-    DialArrive { from: Sid, incarnation: u64, to: Sid },
-    DialResult { sid: Sid, incarnation: u64, conn: Option<ConnId> },
+    ConnClosed {
+        conn: ConnId,
+        sid: Sid,
+        incarnation: u64,
+        why: &'static str,
+    },
+    DialArrive {
+        from: Sid,
+        incarnation: u64,
+        to: Sid,
+    },
+    DialResult {
+        sid: Sid,
+        incarnation: u64,
+        conn: Option<ConnId>,
+    },
     DialRetry(Sid, u64),
     DiskDone(Sid, u64, u64),
     ClientWrite,
+    /// A client syncs then reads a key on a random serving server.
+    ClientSyncRead,
+    /// Pause the established leader long enough for the others to replace it.
+    PauseLeaderForSync,
+    /// A client syncs then reads `path` on `sid` (the resumed leader).
+    SyncReadAt {
+        sid: Sid,
+        path: String,
+    },
     FaultTick,
     Restart(Sid),
     Resume(Sid),
@@ -179,6 +219,12 @@ pub struct Ctx {
     pub writes_submitted: u64,
     pub writes_acked: u64,
     pub events_run: u64,
+    /// The sync workload's own random stream (see `SimConfig::sync_reads`).
+    pub sync_rng: SimRng,
+    /// Sync + read id -> (server, path, floor zxid, start time).
+    syncs_in_flight: BTreeMap<u64, (Sid, String, i64, u64)>,
+    pub syncs_submitted: u64,
+    pub syncs_answered: u64,
 }
 
 impl Ctx {
@@ -242,6 +288,30 @@ impl Ctx {
         self.schedule(at, Ev::DialArrive { from, incarnation, to });
     }
 
+    /// The read after sync `id`, on `sid`, from `tree` (the state the
+    /// client sees when the sync's answer reaches it).
+    pub fn sync_answered(&mut self, sid: Sid, id: u64, tree: &crate::tree::DataTree) {
+        let Some((target, path, floor, started)) = self.syncs_in_flight.remove(&id) else { return };
+        self.syncs_answered += 1;
+        let observed = tree.get(&path).map(|n| n.mzxid());
+        self.trace(
+            sid,
+            format!(
+                "sync #{id} answered after {} ms; read {path} changed at {observed:x?} (acknowledged floor 0x{floor:x})",
+                self.now - started
+            ),
+        );
+        let now = self.now;
+        self.oracle.check_sync_read(target, id, &path, floor, observed, now);
+    }
+
+    /// The server turned sync `id` away (the client would retry elsewhere).
+    pub fn sync_refused(&mut self, sid: Sid, id: u64, why: &str) {
+        if self.syncs_in_flight.remove(&id).is_some() {
+            self.trace(sid, format!("refuses sync #{id} ({why})"));
+        }
+    }
+
     pub fn write_acked(&mut self, id: u64, zxid: i64) {
         self.writes_acked += 1;
         if let Some(submitted) = self.writes_in_flight.remove(&id) {
@@ -267,6 +337,8 @@ pub struct SimOutcome {
     pub events: u64,
     pub writes_submitted: u64,
     pub writes_acked: u64,
+    pub syncs_submitted: u64,
+    pub syncs_answered: u64,
     pub committed_zxids: usize,
     pub epochs: usize,
     pub final_states: Vec<String>,
@@ -282,8 +354,8 @@ impl SimOutcome {
         let mut out = String::new();
         match &self.failure {
             None => out.push_str(&format!(
-                "seed {} ({} servers): ok — {} events, {} writes submitted, {} acknowledged, {} zxids committed, {} epochs, trace {:016x}\n",
-                self.seed, self.servers, self.events, self.writes_submitted, self.writes_acked, self.committed_zxids, self.epochs, self.trace_hash
+                "seed {} ({} servers): ok — {} events, {} writes submitted, {} acknowledged, {} syncs submitted, {} answered, {} zxids committed, {} epochs, trace {:016x}\n",
+                self.seed, self.servers, self.events, self.writes_submitted, self.writes_acked, self.syncs_submitted, self.syncs_answered, self.committed_zxids, self.epochs, self.trace_hash
             )),
             Some(f) => {
                 out.push_str(&format!(
@@ -311,6 +383,9 @@ pub struct World {
     pub servers: Vec<Server>,
     config: SimConfig,
     next_write: u64,
+    /// The leader `pause_leader_for_sync` paused, until it resumes: clients
+    /// send it no writes, so the sync is what it meets first.
+    paused_for_sync: Option<Sid>,
 }
 
 impl World {
@@ -356,8 +431,12 @@ impl World {
             writes_submitted: 0,
             writes_acked: 0,
             events_run: 0,
+            sync_rng: SimRng::new(config.seed ^ 0x5C_5EAD_0000_0002),
+            syncs_in_flight: BTreeMap::new(),
+            syncs_submitted: 0,
+            syncs_answered: 0,
         };
-        World { ctx, servers, config, next_write: 0 }
+        World { ctx, servers, config, next_write: 0, paused_for_sync: None }
     }
 
     fn current(&self, sid: Sid, incarnation: u64) -> bool {
@@ -381,6 +460,14 @@ impl World {
             self.ctx.schedule(first, Ev::FaultTick);
         }
         self.ctx.schedule(self.config.fault_end_ms, Ev::HealAll);
+        if self.config.sync_reads {
+            let first = self.ctx.sync_rng.range(500, 1_500);
+            self.ctx.schedule(first, Ev::ClientSyncRead);
+            if self.config.faults {
+                let at = self.ctx.sync_rng.range(3_000, self.config.fault_end_ms.saturating_sub(4_000).max(3_001));
+                self.ctx.schedule(at, Ev::PauseLeaderForSync);
+            }
+        }
         while let Some((&(at, seq), _)) = self.ctx.events.iter().next() {
             if at > self.config.duration_ms || self.ctx.oracle.failure.is_some() {
                 break;
@@ -411,6 +498,8 @@ impl World {
             events: self.ctx.events_run,
             writes_submitted: self.ctx.writes_submitted,
             writes_acked: self.ctx.writes_acked,
+            syncs_submitted: self.ctx.syncs_submitted,
+            syncs_answered: self.ctx.syncs_answered,
             committed_zxids: self.ctx.oracle.committed_count(),
             epochs: self.ctx.oracle.epochs_established(),
             final_states,
@@ -525,6 +614,12 @@ impl World {
                 }
             }
             Ev::ClientWrite => self.client_write(),
+            Ev::ClientSyncRead => self.client_sync_read(),
+            Ev::PauseLeaderForSync => self.pause_leader_for_sync(),
+            Ev::SyncReadAt { sid, path } => {
+                self.paused_for_sync = None;
+                self.sync_read(sid, path)
+            }
             Ev::FaultTick => self.fault_tick(),
             Ev::Restart(sid) => {
                 if let Some(s) = self.servers.get_mut((sid - 1) as usize) {
@@ -629,8 +724,12 @@ impl World {
             let gap = self.ctx.rng.range(lo, hi);
             self.ctx.schedule(now + gap, Ev::ClientWrite);
         }
-        let leaders: Vec<Sid> =
-            self.servers.iter().filter(|s| s.up && s.is_established_leader()).map(|s| s.sid).collect();
+        let leaders: Vec<Sid> = self
+            .servers
+            .iter()
+            .filter(|s| s.up && s.is_established_leader() && Some(s.sid) != self.paused_for_sync)
+            .map(|s| s.sid)
+            .collect();
         let Some(target) = self.ctx.rng.pick(&leaders) else { return };
         self.next_write += 1;
         let id = self.next_write;
@@ -656,6 +755,66 @@ impl World {
         if let Some(s) = self.servers.get_mut((target - 1) as usize) {
             s.push_input(&mut self.ctx, super::peer::Input::ClientWrite { id, write });
         }
+    }
+
+    fn client_sync_read(&mut self) {
+        let now = self.ctx.now;
+        if now + self.config.quiet_tail_ms < self.config.duration_ms {
+            let gap = self.ctx.sync_rng.range(30, 300);
+            self.ctx.schedule(now + gap, Ev::ClientSyncRead);
+        }
+        // Any server that thinks it serves, paused or stale ones included.
+        let serving: Vec<Sid> = self.servers.iter().filter(|s| s.up && s.is_serving()).map(|s| s.sid).collect();
+        let Some(target) = self.ctx.sync_rng.pick(&serving) else { return };
+        let key = self.ctx.sync_rng.range(0, CLIENT_KEYS - 1);
+        self.sync_read(target, format!("/k{key}"));
+    }
+
+    /// A client's sync then read of `path` on `target`, starting now.
+    fn sync_read(&mut self, target: Sid, path: String) {
+        let id = self.ctx.token();
+        let floor = self.ctx.oracle.sync_floor(&path);
+        self.ctx.syncs_submitted += 1;
+        self.ctx.syncs_in_flight.insert(id, (target, path.clone(), floor, self.ctx.now));
+        self.ctx.trace(target, format!("client sync #{id} then read {path} (acknowledged floor 0x{floor:x})"));
+        if let Some(s) = self.servers.get_mut((target - 1) as usize) {
+            s.push_input(&mut self.ctx, super::peer::Input::ClientSync { id, path });
+        }
+    }
+
+    /// The fault that makes syncs interesting: the established leader is
+    /// SIGSTOPped for longer than syncLimit, so the others give up on it,
+    /// elect a new leader and commit writes; it resumes believing it still
+    /// leads, and a sync reaches it in the same turn its tick would notice.
+    fn pause_leader_for_sync(&mut self) {
+        let now = self.ctx.now;
+        // A leader with nothing uncommitted: a sync with commits still to
+        // come would wait for them, which a replaced leader never gets.
+        let leaders: Vec<Sid> = self
+            .servers
+            .iter()
+            .filter(|s| s.up && s.paused_until <= now && s.is_quiescent_leader())
+            .map(|s| s.sid)
+            .collect();
+        let Some(victim) = self.ctx.sync_rng.pick(&leaders) else {
+            // None right now: look again in a moment.
+            if now + 4_000 < self.config.fault_end_ms {
+                self.ctx.schedule(now + 1, Ev::PauseLeaderForSync);
+            }
+            return;
+        };
+        self.paused_for_sync = Some(victim);
+        let sync_ms = self.ctx.knobs.tick_ms * self.ctx.knobs.sync_limit_ticks;
+        let pause = sync_ms + self.ctx.sync_rng.range(1_500, 3_000);
+        if let Some(s) = self.servers.get_mut((victim - 1) as usize) {
+            s.paused_until = now + pause;
+        }
+        self.ctx.trace(victim, format!("PAUSED for {pause} ms (leader; a sync will meet it as it resumes)"));
+        self.ctx.schedule(now + pause, Ev::Resume(victim));
+        // Any key: with a write every 5-120 ms over six keys, each one is
+        // changed by the new leader during the pause.
+        let key = self.ctx.sync_rng.range(0, CLIENT_KEYS - 1);
+        self.ctx.schedule(now + pause, Ev::SyncReadAt { sid: victim, path: format!("/k{key}") });
     }
 
     fn fault_tick(&mut self) {

@@ -741,6 +741,28 @@ mod tests {
     }
 
     #[test]
+    fn settled_votes_must_agree_on_the_epoch_so_drivers_advertise_the_running_one() {
+        // ZOOKEEPER-1732, as the simulator found it (seed 274): leader 2 was
+        // elected in round 7 with peer epoch 5 and now runs epoch 6; server 3
+        // joined it from round 6 with peer epoch 4. Answers carrying the
+        // epochs they were elected with never agree, and 1 stays LOOKING.
+        let (mut e, _) = Election::start(config(1, &[1, 2, 3]), basis(0x6_0000_0002, 6), 7, 0);
+        e.on_notification(3, &settled(PeerState::Following, 2, 6, 4), 5);
+        e.on_notification(2, &settled(PeerState::Leading, 2, 7, 5), 6);
+        e.on_tick(60_000);
+        assert!(e.settled().is_none());
+        // With the running epoch advertised (Settled::set_peer_epoch, called
+        // by the driver once established / UPTODATE) they agree.
+        let (mut e, _) = Election::start(config(1, &[1, 2, 3]), basis(0x6_0000_0002, 6), 7, 0);
+        e.on_notification(3, &settled(PeerState::Following, 2, 6, 6), 5);
+        let actions = e.on_notification(2, &settled(PeerState::Leading, 2, 7, 6), 6);
+        assert!(
+            matches!(actions.as_slice(), [Action::Decided(Decision { leader: 2, role: Role::Following, .. })]),
+            "{actions:?}"
+        );
+    }
+
+    #[test]
     fn following_votes_without_the_leader_saying_leading_do_not_decide() {
         // A quorum says "following 1", but 1 itself has not told us it leads
         // (it may have crashed): keep looking.
