@@ -9,7 +9,15 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// Ensemble tests run one at a time (three servers each on a 2-core
+/// machine) and each in its own directory: two of them once shared one
+/// directory (named by the process id alone) and each other's ports.
+static ONE_ENSEMBLE_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ENSEMBLE_COUNTER: AtomicU32 = AtomicU32::new(0);
 
 fn zoocore_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("ZOOCORE_BIN") {
@@ -210,7 +218,8 @@ fn ports_below_ephemeral(n: usize) -> Vec<u16> {
 fn start_ensemble() -> Ensemble {
     let bin = zoocore_binary();
     assert!(bin.exists(), "zoocore binary not found at {} (build the workspace or set ZOOCORE_BIN)", bin.display());
-    let dir = std::env::temp_dir().join(format!("zoocore-bench-smoke-ens-{}", std::process::id()));
+    let k = ENSEMBLE_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("zoocore-bench-smoke-ens-{}-{k}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let ports = ports_below_ephemeral(9);
     let servers: String =
@@ -250,6 +259,7 @@ fn start_ensemble() -> Ensemble {
 /// it under load and turn a smoke test into an election test.
 #[test]
 fn ensemble_load_spread_over_members() {
+    let _serial = ONE_ENSEMBLE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let ens = start_ensemble();
     let all = ens.addrs.join(",");
     let pids: Vec<String> = ens.members.iter().map(|c| c.id().to_string()).collect();
@@ -307,6 +317,7 @@ fn ensemble_load_spread_over_members() {
 /// fixed in quorum_peer::lead, see docs/benchmarks/ensemble.md.)
 #[test]
 fn ensemble_failover() {
+    let _serial = ONE_ENSEMBLE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let ens = start_ensemble();
     let all = ens.addrs.join(",");
     let pids: Vec<String> = ens.members.iter().map(|c| c.id().to_string()).collect();
