@@ -95,6 +95,9 @@ pub struct ApacheState {
     /// Digests compared (snapshot and txns) and how many disagreed.
     pub digests_compared: u64,
     pub digest_mismatches: u64,
+    /// Things the operator should know (no log found, a digest the logs
+    /// never reached), also sent to progress.
+    pub notes: Vec<String>,
 }
 
 /// What [`import`] did.
@@ -131,6 +134,9 @@ impl fmt::Display for ImportSummary {
             s.digest_mismatches
         )?;
         writeln!(f, "copied:           {}", if self.copied.is_empty() { "-".into() } else { self.copied.join(", ") })?;
+        for note in &s.notes {
+            writeln!(f, "note:             {note}")?;
+        }
         writeln!(f, "written:          {}", self.written.display())
     }
 }
@@ -220,6 +226,7 @@ pub fn read_apache_dir(
         torn_tails: Vec::new(),
         digests_compared: 0,
         digest_mismatches: 0,
+        notes: Vec::new(),
     };
     let mut verifier = DigestVerifier::new();
     let candidates = sort_by_zxid(snap_names.iter().map(String::as_str), "snapshot", false);
@@ -331,7 +338,7 @@ pub fn read_apache_dir(
             count_check(&mut state, check, path, zxid, progress);
             state.last_zxid = zxid;
             state.txns_replayed += 1;
-            if state.txns_replayed % PROGRESS_EVERY_TXNS == 0 {
+            if state.txns_replayed.is_multiple_of(PROGRESS_EVERY_TXNS) {
                 progress(&format!("{} txns replayed, at zxid 0x{zxid:x}", state.txns_replayed));
             }
         }
@@ -363,11 +370,19 @@ pub fn read_apache_dir(
             }
         }
     }
-    if let Some(pending) = verifier.pending() {
-        progress(&format!(
-            "note: the snapshot's digest is for zxid 0x{:x}, which the logs never reached",
-            pending.zxid
+    if logs.is_empty() {
+        state.notes.push(format!(
+            "no transaction log in {}: if Apache's dataLogDir is not its dataDir, pass --from-log",
+            log_dir.display()
         ));
+    }
+    if let Some(pending) = verifier.pending() {
+        state
+            .notes
+            .push(format!("the snapshot's digest is for zxid 0x{:x}, which the logs never reached", pending.zxid));
+    }
+    for note in &state.notes {
+        progress(&format!("note: {note}"));
     }
     state.tree.set_last_zxid(state.last_zxid);
     Ok(state)
@@ -738,6 +753,32 @@ mod tests {
     }
 
     #[test]
+    fn reads_gzip_snapshots_and_a_separate_log_dir() {
+        use std::io::Write as _;
+        let scratch = Scratch::new("gz-logdir");
+        let (apache, logs, zoo) = (scratch.0.join("apache"), scratch.0.join("logs"), scratch.0.join("zoo"));
+        let (expected, _) = apache_dir(&apache);
+        let version = apache.join(APACHE_VERSION_DIR);
+        let plain = version.join(snapshot_file_name(5));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&std::fs::read(&plain).unwrap()).unwrap();
+        std::fs::write(version.join(format!("{}.gz", snapshot_file_name(5))), gz.finish().unwrap()).unwrap();
+        std::fs::remove_file(&plain).unwrap();
+        std::fs::create_dir_all(logs.join(APACHE_VERSION_DIR)).unwrap();
+        for name in ["log.1", "log.6"] {
+            std::fs::rename(version.join(name), logs.join(APACHE_VERSION_DIR).join(name)).unwrap();
+        }
+        let summary = import(&apache, Some(&logs), &zoo, &mut quiet()).unwrap();
+        assert_eq!((summary.state.snapshot_zxid, summary.state.last_zxid), (5, 8));
+        same_tree(&summary.state.tree, &expected);
+        // Without the log directory the txns after the snapshot are not found.
+        let zoo2 = scratch.0.join("zoo2");
+        let without = import(&apache, None, &zoo2, &mut quiet()).unwrap();
+        assert_eq!(without.state.last_zxid, 5);
+        assert!(without.to_string().contains("pass --from-log"), "{without}");
+    }
+
+    #[test]
     fn a_corrupt_newest_snapshot_falls_back_to_an_older_one() {
         let scratch = Scratch::new("fallback");
         let (apache, zoo) = (scratch.0.join("apache"), scratch.0.join("zoo"));
@@ -827,7 +868,8 @@ mod tests {
         assert!(err.0.contains("not empty"), "{err}");
         let err = export(&zoo, None, &apache, &mut quiet()).err().expect("export over Apache's data");
         assert!(err.0.contains("not empty"), "{err}");
-        let err = import(&scratch.0.join("apache-typo"), None, &scratch.0.join("t2"), &mut quiet()).err().expect("no source");
+        let err =
+            import(&scratch.0.join("apache-typo"), None, &scratch.0.join("t2"), &mut quiet()).err().expect("no source");
         assert!(err.0.contains("not an Apache data directory"), "{err}");
         assert!(!scratch.0.join("t2").exists(), "nothing is created when the source is wrong");
         let err =
