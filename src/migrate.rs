@@ -838,6 +838,32 @@ mod tests {
     }
 
     #[test]
+    fn a_torn_entry_ending_an_older_log_is_fine_only_if_the_next_log_continues() {
+        let scratch = Scratch::new("torn-older");
+        let (apache, zoo) = (scratch.0.join("apache"), scratch.0.join("zoo"));
+        apache_dir(&apache);
+        let version = apache.join(APACHE_VERSION_DIR);
+        // Apache crashed while writing txn 6 to log.1, restarted and wrote
+        // txn 6 again to a new log.6.
+        let (mut tree, mut sessions) = (DataTree::new(), BTreeMap::new());
+        let payloads = history(&mut tree, &mut sessions, 8);
+        let (mut log1, offsets) = log_file(&payloads[..6]);
+        let torn = offsets[5] as usize;
+        log1[torn + 20..torn + 12 + payloads[5].len() + 1].fill(0);
+        std::fs::write(version.join("log.1"), &log1).unwrap();
+        let summary = import(&apache, None, &zoo, &mut quiet()).unwrap();
+        assert_eq!(summary.state.last_zxid, 8);
+        assert_eq!(summary.state.torn_tails, vec![(version.join("log.1"), offsets[5])]);
+        // Without txn 6 in a later log, the torn entry lost data: an error
+        // naming the torn file and offset.
+        let (log7, _) = log_file(&payloads[6..]);
+        std::fs::remove_file(version.join("log.6")).unwrap();
+        std::fs::write(version.join("log.7"), log7).unwrap();
+        let err = import(&apache, None, &scratch.0.join("zoo2"), &mut quiet()).err().expect("lost txn 6");
+        assert!(err.0.contains("log.1") && err.0.contains(&format!("offset {torn}")), "{err}");
+    }
+
+    #[test]
     fn a_gap_between_logs_is_an_error() {
         let scratch = Scratch::new("gap");
         let (apache, zoo) = (scratch.0.join("apache"), scratch.0.join("zoo"));
