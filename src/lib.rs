@@ -9,6 +9,7 @@ pub mod acl;
 pub mod client;
 pub mod config;
 pub mod jute;
+pub mod migrate;
 pub mod proto;
 pub mod server;
 pub mod session;

@@ -60,6 +60,33 @@ enum Command {
         #[arg(long, short = 'n', default_value_t = 3)]
         count: usize,
     },
+    /// Import an Apache ZooKeeper data directory (newest valid snapshot +
+    /// the txn logs after it, every checksum verified) into a new zoocore
+    /// data directory.
+    Import {
+        /// Apache's dataDir (holding version-2/).
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// Apache's dataLogDir, if it differs from dataDir.
+        #[arg(long, value_name = "DIR")]
+        from_log: Option<PathBuf>,
+        /// The zoocore dataDir to create (must be missing or empty).
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+    },
+    /// Export a zoocore data directory as an Apache ZooKeeper one
+    /// (version-2/snapshot.<zxid>, epoch files, myid), to roll a migration back.
+    Export {
+        /// zoocore's dataDir.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// zoocore's dataLogDir, if it differs from dataDir.
+        #[arg(long, value_name = "DIR")]
+        from_log: Option<PathBuf>,
+        /// The Apache dataDir to create (must be missing or empty).
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+    },
 }
 
 fn load_config(path: Option<PathBuf>) -> Result<zoocore::config::Config, String> {
@@ -80,6 +107,20 @@ fn print_or_fail(result: Result<(), String>, out: String) -> ExitCode {
     print!("{out}");
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("zoocore: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Prints an import/export summary, or the error (exit 1).
+fn migrate_result<S: std::fmt::Display>(result: Result<S, zoocore::migrate::MigrateError>) -> ExitCode {
+    match result {
+        Ok(summary) => {
+            print!("{summary}");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("zoocore: {e}");
             ExitCode::from(1)
@@ -140,6 +181,14 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Import { from, from_log, to } => {
+            let r = zoocore::migrate::import(&from, from_log.as_deref(), &to, &mut |line| eprintln!("import: {line}"));
+            migrate_result(r)
+        }
+        Command::Export { from, from_log, to } => {
+            let r = zoocore::migrate::export(&from, from_log.as_deref(), &to, &mut |line| eprintln!("export: {line}"));
+            migrate_result(r)
+        }
         Command::Server { config, repair } => {
             let config = match load_config(config) {
                 Ok(c) => c,
