@@ -433,7 +433,18 @@ fn two_zoocore_one_apache_both_leaderships() {
 /// from its log), then after 20 more by DIFF from the in-memory window.
 /// Returns the ensemble, still running, for more checks.
 fn catch_up(kinds: &[Kind], down: u64, jvm_props: &[&str], expect_snap: bool) -> Ensemble {
-    let mut e = Ensemble::start_with(kinds, jvm_props);
+    catch_up_configured(kinds, down, jvm_props, "", expect_snap)
+}
+
+/// As `catch_up`, with `extra_config` in every member's zoo.cfg.
+fn catch_up_configured(
+    kinds: &[Kind],
+    down: u64,
+    jvm_props: &[&str],
+    extra_config: &str,
+    expect_snap: bool,
+) -> Ensemble {
+    let mut e = Ensemble::start_configured(kinds, jvm_props, extra_config, Kind::Zoocore);
     let leader = e.wait_for_quorum(SETTLE);
     assert_ne!(leader, down);
     let c = connect(e.member(leader));
@@ -510,6 +521,24 @@ fn apache_follower_catches_up_from_zoocore_leader() {
             .lines()
             .any(|l| l.contains("syncing a learner") && l.contains("sid=1 ") && l.contains("reason=FromDiskLog")),
         "zoocore's leader chose a DIFF from its disk for server 1\n{}",
+        e.logs()
+    );
+}
+
+#[test]
+fn apache_follower_gets_a_snap_from_zoocore_leader() {
+    if skip_without_apache() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    // A negative snapshotSizeFactor (read from zoo.cfg by zoocore, and by
+    // Apache as the zookeeper. property) turns DIFF from disk off: beyond
+    // the 500-txn window the zoocore leader sends its tree as SNAP.
+    let e = catch_up_configured(&[Kind::Apache, Kind::Apache, Kind::Zoocore], 1, &[], "snapshotSizeFactor=-1\n", true);
+    let leader_log = common::strip_ansi(&e.member(3).log());
+    assert!(
+        leader_log.lines().any(|l| l.contains("syncing a learner") && l.contains("sid=1 ") && l.contains("plan=Snap")),
+        "zoocore's leader chose SNAP for server 1\n{}",
         e.logs()
     );
 }
