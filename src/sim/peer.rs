@@ -187,6 +187,10 @@ pub struct Server {
     pub last_zxid: i64,
     sessions: BTreeMap<i64, i32>,
     recent_txns: VecDeque<(i64, Bytes)>,
+    /// The newest zxid in this server's log (a learner's tree lags it).
+    logged_through: i64,
+    /// The learner core gave up on a silent leader (a clean end of the role).
+    gave_up: bool,
     pub history: History,
     accepted: i64,
     current: i64,
@@ -229,6 +233,8 @@ impl Server {
             last_zxid: 0,
             sessions: BTreeMap::new(),
             recent_txns: VecDeque::new(),
+            logged_through: 0,
+            gave_up: false,
             history: History::default(),
             accepted: 0,
             current: 0,
@@ -418,20 +424,7 @@ impl Server {
         }
         self.disk.roll();
         tree.set_last_zxid(last_zxid);
-        let stored = StoredEpochs {
-            current: self.disk.current_epoch,
-            current_tmp: self.disk.current_epoch_tmp,
-            accepted: self.disk.accepted_epoch,
-        };
-        let epochs = reconcile_epochs(last_zxid, stored).map_err(|e| format!("epoch files refused: {e}"))?;
-        for (name, value) in &epochs.writes {
-            let file = if *name == crate::storage::epoch_files::ACCEPTED_EPOCH_FILE_NAME {
-                EpochFile::Accepted
-            } else {
-                EpochFile::Current
-            };
-            self.disk.write_epoch_now(file, *value);
-        }
+        let epochs = self.load_epochs(last_zxid)?;
         ctx.trace(
             self.sid,
             format!(
@@ -447,10 +440,68 @@ impl Server {
         self.last_zxid = last_zxid;
         self.sessions = sessions;
         self.recent_txns = recent;
+        self.logged_through = last_zxid;
         self.history = history;
         self.accepted = epochs.accepted_epoch;
         self.current = epochs.current_epoch;
         Ok(())
+    }
+
+    /// Mirrors `Epochs::load`: the epoch files, reconciled with the data.
+    fn load_epochs(&mut self, last_zxid: i64) -> Result<crate::storage::epoch_files::ReconciledEpochs, String> {
+        let stored = StoredEpochs {
+            current: self.disk.current_epoch,
+            current_tmp: self.disk.current_epoch_tmp,
+            accepted: self.disk.accepted_epoch,
+        };
+        let epochs = reconcile_epochs(last_zxid, stored).map_err(|e| format!("epoch files refused: {e}"))?;
+        for (name, value) in &epochs.writes {
+            let file = if *name == crate::storage::epoch_files::ACCEPTED_EPOCH_FILE_NAME {
+                EpochFile::Accepted
+            } else {
+                EpochFile::Current
+            };
+            self.disk.write_epoch_now(file, *value);
+        }
+        Ok(epochs)
+    }
+
+    /// Mirrors `quorum_peer::catch_up_to_log` + `Epochs::load`: a learner
+    /// that lost its leader cleanly applies the tail it logged but never
+    /// saw committed, from its in-memory log tail, instead of reloading.
+    /// The oracle checks the kept history as it checks a recovered one.
+    fn catch_up_to_log(&mut self, ctx: &mut Ctx) -> bool {
+        let reaches_back = self.recent_txns.front().is_some_and(|(z, _)| *z <= self.last_zxid)
+            || self.logged_through == self.last_zxid;
+        let ends_at_log_end = self.recent_txns.back().map(|(z, _)| *z).unwrap_or(self.last_zxid) == self.logged_through;
+        if !reaches_back || !ends_at_log_end {
+            return false;
+        }
+        let applied = self.last_zxid;
+        let tail: Vec<(i64, Bytes)> = self.recent_txns.iter().filter(|(z, _)| *z > applied).cloned().collect();
+        for (zxid, txn) in tail {
+            if let Err(e) = self.apply_logged(ctx, zxid, txn) {
+                ctx.trace(self.sid, format!("cannot apply the logged tail ({e}); reloading"));
+                return false;
+            }
+        }
+        match self.load_epochs(self.last_zxid) {
+            Ok(epochs) => {
+                self.accepted = epochs.accepted_epoch;
+                self.current = epochs.current_epoch;
+            }
+            Err(e) => {
+                self.die(ctx, e);
+                return true;
+            }
+        }
+        self.published_tree = self.tree.clone();
+        ctx.trace(
+            self.sid,
+            format!("keeps its state: applied 0x{applied:x}..0x{:x}, digest {:x}", self.last_zxid, self.tree.digest()),
+        );
+        ctx.oracle.check_recovered(self.sid, "keeping state", &self.history, ctx.now);
+        true
     }
 
     // ------------------------------------------------------------------
@@ -562,9 +613,16 @@ impl Server {
     }
 
     /// Whatever ends a role: connections close, the state is rebuilt from
-    /// disk (dropping a leader's speculation), and the election starts again.
+    /// disk (dropping a leader's speculation), or, for a learner that lost
+    /// its leader cleanly, caught up to its log, and the election starts
+    /// again.
     fn leave_role(&mut self, ctx: &mut Ctx, why: String) {
+        self.leave_role_as(ctx, why, false);
+    }
+
+    fn leave_role_as(&mut self, ctx: &mut Ctx, why: String, left_cleanly: bool) {
         ctx.trace(self.sid, format!("leaves {}: {why}", self.role_name()));
+        let was_learner = matches!(self.role, PeerRole::Following(_) | PeerRole::Connecting { .. });
         match std::mem::replace(&mut self.role, PeerRole::Down) {
             PeerRole::Leading(l) => {
                 for (_, conn) in l.links {
@@ -576,9 +634,15 @@ impl Server {
         }
         self.blocked = None;
         self.settled = None;
-        if let Err(e) = self.reload_from_disk(ctx, "leaving a role") {
-            self.die(ctx, format!("cannot reload the state from disk: {e}"));
+        let kept = was_learner && left_cleanly && self.catch_up_to_log(ctx);
+        if !self.up {
             return;
+        }
+        if !kept {
+            if let Err(e) = self.reload_from_disk(ctx, "leaving a role") {
+                self.die(ctx, format!("cannot reload the state from disk: {e}"));
+                return;
+            }
         }
         self.start_election(ctx);
     }
@@ -667,7 +731,7 @@ impl Server {
             None if ctx.now < give_up_at => {
                 ctx.schedule(ctx.now + LEADER_CONNECT_RETRY_MS, Ev::DialRetry(self.sid, self.incarnation));
             }
-            None => self.leave_role(ctx, format!("cannot reach the leader {leader}")),
+            None => self.leave_role_as(ctx, format!("cannot reach the leader {leader}"), true),
         }
     }
 
@@ -1215,6 +1279,7 @@ impl Server {
         let items: Vec<Input> = self.inbox.drain(..).collect();
         let mut actions = Vec::new();
         let mut leader_down = None;
+        let mut left_cleanly = false;
         let my_conn = match &self.role {
             PeerRole::Following(f) => f.conn,
             _ => return,
@@ -1240,6 +1305,7 @@ impl Server {
                 }
                 Input::LeaderDown(conn, why) if conn == my_conn => {
                     leader_down = Some(format!("lost the leader: {why}"));
+                    left_cleanly = true;
                     break;
                 }
                 Input::ClientWrite { id, .. } => {
@@ -1268,7 +1334,7 @@ impl Server {
             }
         }
         if let Some(why) = leader_down {
-            self.leave_role(ctx, why);
+            self.leave_role_as(ctx, why, left_cleanly);
             return;
         }
         if let PeerRole::Following(f) = &mut self.role {
@@ -1290,7 +1356,8 @@ impl Server {
                     Ok(Flow::Continue) => {}
                     Ok(Flow::Blocked) => return,
                     Err(why) => {
-                        self.leave_role(ctx, why);
+                        let left_cleanly = std::mem::take(&mut self.gave_up);
+                        self.leave_role_as(ctx, why, left_cleanly);
                         return;
                     }
                 },
@@ -1306,6 +1373,12 @@ impl Server {
                     if let Err(e) = self.disk.append(&to_log) {
                         self.die(ctx, format!("log append failed: {e}"));
                         return;
+                    }
+                    // Mirrors `remember_recent` after a learner's append.
+                    self.logged_through = last;
+                    self.recent_txns.extend(to_log.iter().cloned());
+                    while self.recent_txns.len() > ctx.knobs.recent_window_txns {
+                        self.recent_txns.pop_front();
                     }
                     if ctx.knobs.plant == Some(super::world::Plant::AckBeforeFsync) {
                         // Planted bug: ack what only the page cache holds.
@@ -1370,13 +1443,23 @@ impl Server {
                 self.advertise_epoch(epoch);
                 ctx.oracle.check_serving(self.sid, epoch, &self.history, self.last_zxid, ctx.now);
             }
-            LearnerAction::GiveUp { reason } => return Err(reason),
+            LearnerAction::GiveUp { reason } => {
+                self.gave_up = true;
+                return Err(reason);
+            }
         }
         Ok(Flow::Continue)
     }
 
     /// Mirrors `quorum_peer::apply_committed` (without client replies).
     fn apply_committed(&mut self, ctx: &mut Ctx, zxid: i64, payload: Bytes) -> Result<(), String> {
+        let (hash, digest) = self.apply_logged(ctx, zxid, payload)?;
+        ctx.oracle.commit(self.sid, zxid, hash, Some(digest), ctx.now);
+        Ok(())
+    }
+
+    /// Applies one logged txn to tree, sessions and history: (hash, digest).
+    fn apply_logged(&mut self, ctx: &mut Ctx, zxid: i64, payload: Bytes) -> Result<(u64, i64), String> {
         let hash = hash_txn(&payload);
         let logged =
             LoggedTxn::decode(payload).map_err(|e| format!("the leader's txn 0x{zxid:x} does not decode: {e}"))?;
@@ -1398,8 +1481,7 @@ impl Server {
         self.last_zxid = zxid;
         let digest = self.tree.digest();
         self.history.entries.insert(zxid, HistoryEntry { txn_hash: hash, digest });
-        ctx.oracle.commit(self.sid, zxid, hash, Some(digest), ctx.now);
-        Ok(())
+        Ok((hash, digest))
     }
 
     /// Mirrors `quorum_peer::install_snapshot`. The snapshot write and the
@@ -1433,6 +1515,7 @@ impl Server {
         self.last_zxid = zxid;
         self.sessions = sessions;
         self.recent_txns.clear();
+        self.logged_through = zxid;
         self.history = History { base_zxid: zxid, entries: BTreeMap::new() };
         Ok(())
     }
