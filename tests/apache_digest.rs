@@ -19,10 +19,9 @@
 #[path = "common/apache.rs"]
 mod apache_proc;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use zoocore::client::Client;
@@ -84,31 +83,12 @@ impl Apache {
     }
 
     fn wait_ready(&mut self) -> bool {
-        let deadline = Instant::now() + START_TIMEOUT;
-        while Instant::now() < deadline {
-            if self.process.has_exited() {
-                return false;
-            }
-            if four_letter(self.addr, "srvr").is_some_and(|s| s.contains("Zxid:")) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
+        self.process.wait_serving(self.addr, START_TIMEOUT)
     }
 
     fn kill(&mut self) {
         self.process.kill9();
     }
-}
-
-fn four_letter(addr: SocketAddr, word: &str) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    stream.write_all(word.as_bytes()).ok()?;
-    let mut out = String::new();
-    stream.read_to_string(&mut out).ok()?;
-    Some(out)
 }
 
 fn apache_available() -> bool {

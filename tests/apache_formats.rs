@@ -20,6 +20,7 @@
 
 #[path = "common/apache.rs"]
 mod apache_proc;
+mod common;
 #[path = "common/ports.rs"]
 mod ports;
 
@@ -31,9 +32,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use zoocore::client::Client;
-use zoocore::proto::{
-    op, open_acl_unsafe, perms, Acl, CreateMode, CreateRequest, Id, MultiOp, PathVersion, Request, SetDataRequest, Stat,
-};
+use zoocore::proto::{op, open_acl_unsafe, perms, Acl, CreateMode, CreateRequest, Id, Request, SetDataRequest, Stat};
 use zoocore::storage::apache::{
     self, read_snapshot_file, read_txn_log, snapshot_file_name, tree_digest, write_snapshot_file, SnapshotLayout,
     TxnLogWriter,
@@ -102,19 +101,7 @@ impl Apache {
     }
 
     fn wait_ready(&mut self) -> bool {
-        let deadline = Instant::now() + START_TIMEOUT;
-        while Instant::now() < deadline {
-            if self.process.has_exited() {
-                return false;
-            }
-            // ruok answers before the database is loaded; srvr reports a
-            // zxid only once the server serves clients.
-            if four_letter(self.addr, "srvr").is_some_and(|s| s.contains("Zxid:")) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
+        self.process.wait_serving(self.addr, START_TIMEOUT)
     }
 
     fn kill(&mut self) {
@@ -215,43 +202,7 @@ fn workload(c: &Client) {
     c.create("/gone", b"", &open, CreateMode::Persistent).unwrap();
     c.delete("/gone", 0).unwrap();
 
-    c.create("/multi", b"", &open, CreateMode::Persistent).unwrap();
-    c.create("/multi/old", b"", &open, CreateMode::Persistent).unwrap();
-    let results = c
-        .multi(vec![
-            MultiOp::Create {
-                op: op::CREATE,
-                req: CreateRequest {
-                    path: "/multi/a".into(),
-                    data: Some(Bytes::from_static(b"ma")),
-                    acl: alice.clone(),
-                    flags: 0,
-                    ttl: None,
-                },
-            },
-            MultiOp::SetData(SetDataRequest {
-                path: "/multi".into(),
-                data: Some(Bytes::from_static(b"m")),
-                version: 0,
-            }),
-            MultiOp::Check(PathVersion { path: "/multi".into(), version: 1 }),
-            MultiOp::Delete(PathVersion { path: "/multi/old".into(), version: -1 }),
-        ])
-        .unwrap();
-    assert_eq!(zoocore::client::first_error(&results), None, "{results:?}");
-
-    c.create("/bulk", b"", &open, CreateMode::Persistent).unwrap();
-    for i in 0..60 {
-        let path = format!("/bulk/n{i:02}");
-        let node_acl = if i % 3 == 0 { &alice } else { &open };
-        c.create(&path, format!("value {i}").as_bytes(), node_acl, CreateMode::Persistent).unwrap();
-        if i % 4 == 0 {
-            c.set_data(&path, &[i as u8; 7], 0).unwrap();
-        }
-        if i % 10 == 9 {
-            c.delete(&path, -1).unwrap();
-        }
-    }
+    common::write_multi_and_bulk(c, &alice, &open, 60);
 }
 
 type View = BTreeMap<String, (Option<Bytes>, Stat, Vec<Acl>)>;

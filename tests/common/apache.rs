@@ -117,6 +117,23 @@ impl ServerProcess {
         self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
     }
 
+    /// Waits until the server at `addr` serves clients, false if it exits
+    /// first or `limit` passes. `ruok` answers before the database is
+    /// loaded; `srvr` reports a zxid only once clients are served.
+    pub fn wait_serving(&mut self, addr: std::net::SocketAddr, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.has_exited() {
+                return false;
+            }
+            if srvr(addr).is_some_and(|s| s.contains("Zxid:")) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
     /// SIGKILL and reap; nothing runs after it.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -170,4 +187,16 @@ impl Drop for ServerProcess {
 pub fn tail(log: &str, lines: usize) -> String {
     let all: Vec<&str> = log.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The `srvr` answer of the server at `addr` (this file is included on its
+/// own by some tests, without tests/common/mod.rs).
+fn srvr(addr: std::net::SocketAddr) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream.write_all(b"srvr").ok()?;
+    let mut out = String::new();
+    stream.read_to_string(&mut out).ok()?;
+    Some(out)
 }

@@ -13,6 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use zoocore::proto::types::Acl;
+
 pub struct TestServer {
     pub addr: SocketAddr,
     pub dir: PathBuf,
@@ -283,4 +285,50 @@ pub fn strip_ansi(log: &str) -> String {
         }
     }
     out
+}
+
+/// The part of the Apache-format workloads both tests/apache_formats.rs and
+/// tests/import_export.rs write: a multi (create, setData, check, delete)
+/// under /multi, then `bulk_nodes` nodes under /bulk with every third one
+/// ACL'd to `restricted`, every fourth one rewritten and every tenth deleted.
+pub fn write_multi_and_bulk(c: &zoocore::client::Client, restricted: &[Acl], open: &[Acl], bulk_nodes: usize) {
+    use bytes::Bytes;
+    use zoocore::proto::records::{CreateRequest, MultiOp, PathVersion, SetDataRequest};
+    use zoocore::proto::types::CreateMode;
+    c.create("/multi", b"", open, CreateMode::Persistent).unwrap();
+    c.create("/multi/old", b"", open, CreateMode::Persistent).unwrap();
+    let results = c
+        .multi(vec![
+            MultiOp::Create {
+                op: zoocore::proto::op::CREATE,
+                req: CreateRequest {
+                    path: "/multi/a".into(),
+                    data: Some(Bytes::from_static(b"ma")),
+                    acl: restricted.to_vec(),
+                    flags: 0,
+                    ttl: None,
+                },
+            },
+            MultiOp::SetData(SetDataRequest {
+                path: "/multi".into(),
+                data: Some(Bytes::from_static(b"m")),
+                version: 0,
+            }),
+            MultiOp::Check(PathVersion { path: "/multi".into(), version: 1 }),
+            MultiOp::Delete(PathVersion { path: "/multi/old".into(), version: -1 }),
+        ])
+        .unwrap();
+    assert_eq!(zoocore::client::first_error(&results), None, "{results:?}");
+    c.create("/bulk", b"", open, CreateMode::Persistent).unwrap();
+    for i in 0..bulk_nodes {
+        let path = format!("/bulk/n{i:02}");
+        let node_acl = if i % 3 == 0 { restricted } else { open };
+        c.create(&path, format!("value {i}").as_bytes(), node_acl, CreateMode::Persistent).unwrap();
+        if i % 4 == 0 {
+            c.set_data(&path, &[i as u8; 7], 0).unwrap();
+        }
+        if i % 10 == 9 {
+            c.delete(&path, -1).unwrap();
+        }
+    }
 }
