@@ -636,7 +636,7 @@ proptest! {
 /// `execute` as the leader runs them. Run with
 /// `cargo test --release --lib tree::tests::bench_writes -- --ignored --nocapture`.
 #[test]
-#[ignore]
+#[ignore = "a timing micro-benchmark of the write path, run by hand (timings are benchmarks, not tests); to move into bench/ with issue #9"]
 fn bench_writes() {
     const NODES: usize = 100_000;
     let mut best_create = f64::MAX;
