@@ -3,11 +3,12 @@
 //! It owns the authoritative data tree, the zxid counter, the session table
 //! and its expiry queue, the transaction log and the container/TTL reaper.
 //! Workers send it `ToCommit`; it gathers whatever has arrived into a batch,
-//! executes every write against the tree in arrival order, appends the batch
-//! to the log, and only after the log says the batch is durable sends the
-//! batch (tree version + watch triggers + replies) to every worker.
-//! While one batch is being made durable, new requests queue up and form
-//! the next batch (group commit).
+//! executes every write against the tree in arrival order, hands the
+//! batch's txns to the log thread (`log_writer`), and only after the log
+//! says they are durable sends the batch (tree version + watch triggers +
+//! replies) to every worker. It does not wait for the disk meanwhile: the
+//! next batches are executed and queue behind, and the txns logged while a
+//! write is in flight all go into the next one (`storage::group_commit`).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -24,7 +25,7 @@ use crate::config::Config;
 use crate::proto::records::{MultiResult, Response};
 use crate::proto::{op, ErrorCode, Stat};
 use crate::server::fourlw;
-use crate::server::log_writer::LogWriter;
+use crate::server::log_writer::LogHandle;
 use crate::server::messages::*;
 use crate::server::recovery::Recovered;
 use crate::server::snapshots::{SnapshotPolicy, Snapshotter};
@@ -88,7 +89,7 @@ pub struct CommitShard {
     pub(super) sessions: HashMap<i64, SessionEntry>,
     pub(super) expiry: ExpiryQueue,
     pub(super) session_ids: SessionIdAllocator,
-    pub(super) log: LogWriter,
+    pub(super) log: LogHandle,
     pub(super) snapshots: Snapshotter,
     pub(super) snapshot_policy: SnapshotPolicy,
     pub(super) workers: Vec<ConnectedSender<FromCommit>>,
@@ -100,9 +101,6 @@ pub struct CommitShard {
     pub(super) published_tree: DataTree,
     /// The newest logged txns (for DIFFs when this server leads).
     pub(super) recent_txns: VecDeque<(i64, Bytes)>,
-    /// The newest zxid in the log (a learner's tree may lag it: it applies
-    /// on COMMIT what it logged on PROPOSAL).
-    pub(super) logged_through: i64,
     /// Election, proposal and ack latencies (ensemble members).
     pub(super) quorum_metrics: crate::server::quorum_metrics::QuorumMetrics,
 }
@@ -119,7 +117,7 @@ impl CommitShard {
         workers: Vec<ConnectedSender<FromCommit>>,
         stats: Arc<ServerStats>,
         recovered: Recovered,
-        log: LogWriter,
+        log: LogHandle,
         snapshots: Snapshotter,
     ) -> Self {
         let tick = config.tick_time_ms as i64;
@@ -149,7 +147,6 @@ impl CommitShard {
         let seed = (wall_clock_ms() as u64) ^ ((std::process::id() as u64) << 32);
         CommitShard {
             published_tree: recovered.tree.clone(),
-            logged_through: recovered.last_zxid,
             quorum_metrics: Default::default(),
             recent_txns: recovered.recent_txns.clone(),
             expiry,
@@ -176,8 +173,7 @@ impl CommitShard {
 
     /// Runs the shard until every worker has hung up: standalone, or as an
     /// ensemble member (`quorum_peer`).
-    pub async fn run(mut self, inboxes: Vec<ConnectedReceiver<ToCommit>>) {
-        let events = EventQueue::start(inboxes);
+    pub(super) async fn run(mut self, events: Rc<EventQueue>) {
         // One long-lived ticker wakes the loop for expiry and the reaper; a
         // timer armed per wake-up would cost two io_uring ops per batch. It
         // wakes at the session clock's tick boundaries, when buckets fall due
@@ -209,21 +205,12 @@ impl CommitShard {
         tracing::debug!("commit shard stopped");
     }
 
-    /// A log writer for the configured log directory (at start-up, and
-    /// again after a role change or TRUNC rebuilt the state from disk).
-    pub(super) fn open_log(&self) -> std::io::Result<LogWriter> {
-        let mode = crate::server::log_writer::SyncMode::parse(&self.config.log_sync)
-            .unwrap_or(crate::server::log_writer::SyncMode::Fdatasync);
-        LogWriter::new(
-            &self.config.data_log_dir,
-            self.config.pre_alloc_size_kb * 1024,
-            mode,
-            Duration::from_millis(self.config.fsync_warning_threshold_ms),
-        )
-    }
-
     async fn run_standalone(&mut self, events: &Rc<EventQueue>) {
-        while let Some(items) = events.next_batch().await {
+        // Batches executed and logged, waiting for the log to say durable.
+        let mut pending: VecDeque<Arc<CommitBatch>> = VecDeque::new();
+        loop {
+            self.log.wait_for_room().await;
+            let Some(items) = events.next_batch().await else { break };
             let mut batch = BatchBuilder::default();
             for event in items {
                 if let Event::Worker(arrived, msg) = event {
@@ -232,15 +219,26 @@ impl CommitShard {
             }
             self.expire_sessions(&mut batch);
             self.reap(&mut batch);
-            if batch.entries.is_empty() {
-                continue;
+            if !batch.entries.is_empty() {
+                let logged_txns = batch.logged.len() as u64;
+                self.log_txns(&batch);
+                pending.push_back(self.seal(batch));
+                self.maybe_snapshot(logged_txns);
             }
-            // Durability point: nothing of this batch reaches a client first.
-            self.append_or_die(&batch).await;
-            let logged_txns = batch.logged.len() as u64;
-            let shared = self.seal(batch);
-            self.publish(shared).await;
-            self.maybe_snapshot(logged_txns);
+            // Durability point: nothing of a batch reaches a client first.
+            self.publish_through(&mut pending, self.log.durable_through()).await;
+        }
+        self.log.drain().await;
+        self.publish_through(&mut pending, self.log.durable_through()).await;
+    }
+
+    /// Publishes, in order, every pending batch whose txns are all at or
+    /// below `zxid` (durable, or committed by a quorum).
+    pub(super) async fn publish_through(&mut self, pending: &mut VecDeque<Arc<CommitBatch>>, zxid: i64) {
+        while pending.front().is_some_and(|b| b.last_zxid <= zxid) {
+            if let Some(b) = pending.pop_front() {
+                self.publish(b).await;
+            }
         }
     }
 
@@ -253,20 +251,11 @@ impl CommitShard {
         }
     }
 
-    /// Appends the batch's txns to the log and syncs. A failed append or
-    /// fsync is never retried: the in-memory tree is ahead of the log, and
-    /// serving on would acknowledge writes that are not durable.
-    pub(super) async fn append_or_die(&mut self, batch: &BatchBuilder) {
-        if batch.logged.is_empty() {
-            return;
-        }
-        if let Err(e) = self.log.append(&batch.logged, &batch.arrivals).await {
-            tracing::error!(error = %e, "transaction log append failed; stopping the server");
-            std::process::exit(2);
-        }
-        if let Some((last, _)) = batch.logged.last() {
-            self.logged_through = *last;
-        }
+    /// Hands the batch's txns to the log thread. The caller publishes the
+    /// batch once `log.durable_through()` reaches it; a failed write or
+    /// fsync stops the server (`LogHandle`), never retried.
+    pub(super) fn log_txns(&mut self, batch: &BatchBuilder) {
+        self.log.log(batch.logged.clone(), &batch.arrivals);
     }
 
     /// The batch as every worker will see it: the tree as of its end.
@@ -449,7 +438,7 @@ impl CommitShard {
             }
             ToCommit::Report { conn, request_id, cmd } => {
                 if cmd == "srst" {
-                    self.log.metrics.reset();
+                    self.log.reset_metrics();
                     self.quorum_metrics.reset();
                 }
                 self.reports
@@ -469,7 +458,7 @@ impl CommitShard {
                 };
                 if done {
                     if let Some(r) = self.reports.remove(&request_id) {
-                        let text = fourlw::format_report(r.cmd, &r.parts, &self.report_context());
+                        let text = self.with_report_context(|view| fourlw::format_report(r.cmd, &r.parts, view));
                         if let Some(w) = self.workers.get(r.conn.shard) {
                             let _ = w.send(FromCommit::ReportReady { conn: r.conn, text: Bytes::from(text) }).await;
                         }
@@ -479,21 +468,29 @@ impl CommitShard {
         }
     }
 
-    pub(super) fn report_context(&self) -> fourlw::CommitView<'_> {
-        fourlw::CommitView {
+    pub(super) fn with_report_context<R>(&self, f: impl FnOnce(&fourlw::CommitView<'_>) -> R) -> R {
+        self.log.with_metrics(|log| self.report_context(log, f))
+    }
+
+    fn report_context<R>(
+        &self,
+        log: &crate::server::log_writer::LogMetrics,
+        f: impl FnOnce(&fourlw::CommitView<'_>) -> R,
+    ) -> R {
+        f(&fourlw::CommitView {
             config: &self.config,
             tree: &self.tree,
             last_zxid: self.last_zxid,
             sessions: self.sessions.iter().map(|(id, e)| (*id, e.timeout_ms)).collect(),
             uptime_ms: self.started.elapsed().as_millis() as u64,
-            log: &self.log.metrics,
+            log,
             mode: self.stats.mode(),
             digest_mismatches: self.stats.digest_mismatches(),
             leader_view: self.stats.leader_view(),
             pending_syncs: self.stats.pending_syncs(),
             quorum_metrics: self.config.quorum.is_some().then_some(&self.quorum_metrics),
             quorum_size: self.stats.quorum_size(),
-        }
+        })
     }
 
     /// Writes a closeSession txn: the session's ephemerals go, their watches
@@ -551,6 +548,8 @@ pub(super) enum Event {
     /// From a network task of one role term (see `quorum_peer::RoleTerm`):
     /// events of an earlier term are stale and dropped.
     Quorum(crate::server::quorum_peer::RoleTerm, crate::server::quorum_peer::QuorumEvent),
+    /// A log write became durable (`LogHandle::durable_through` says how far).
+    LogDurable,
 }
 
 /// The commit shard's inbox: one receiving task per worker channel (and
@@ -563,7 +562,7 @@ pub(super) struct EventQueue {
 }
 
 impl EventQueue {
-    fn start(inboxes: Vec<ConnectedReceiver<ToCommit>>) -> Rc<EventQueue> {
+    pub(super) fn start(inboxes: Vec<ConnectedReceiver<ToCommit>>) -> Rc<EventQueue> {
         let (wake_tx, wake_rx) = local_channel::new_bounded::<()>(1);
         let queue = Rc::new(EventQueue {
             items: RefCell::new(VecDeque::new()),

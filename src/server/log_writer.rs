@@ -1,19 +1,31 @@
-//! The commit shard's transaction log writer: O_DIRECT files through
-//! glommio's DMA API, one aligned write per batch, then the sync.
+//! The transaction log, on its own thread.
+//!
+//! The log thread (`zk-log`, a glommio executor of its own) owns the log
+//! files: O_DIRECT through glommio's DMA API, one aligned write per write
+//! request, then fdatasync as a plain syscall. It does nothing else, so a
+//! sync in flight stalls no one: the commit shard, which holds the
+//! [`LogHandle`], goes on ordering requests, proposing and counting ACKs,
+//! and learns through a report which zxid is durable.
 //!
 //! Files live in `<dataLogDir>/zoocore/log.<first zxid in hex>`, are
-//! preallocated (`preAllocSize`) and extended ahead of need. A batch always
+//! preallocated (`preAllocSize`) and extended ahead of need. A write always
 //! starts at a block boundary and is padded to the next one, so a block that
 //! holds acknowledged records is never written again (see docs/storage.md).
+//! Which txns go into the next write is `storage::group_commit`'s policy.
 
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use glommio::channels::local_channel::{self, LocalReceiver};
+use glommio::channels::shared_channel::{self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender};
 use glommio::io::{DmaFile, OpenOptions};
 use hdrhistogram::Histogram;
 
+use crate::storage::group_commit::{GroupCommit, LogWrite};
 use crate::storage::log_format::{batch_encoded_len, encode_batch, encode_file_header, zxid_follows};
 
 /// How a batch is made durable.
@@ -49,8 +61,21 @@ pub struct LogMetrics {
     pub slow_syncs: u64,
 }
 
+/// What the log thread reports about one durable write.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteFigures {
+    pub through_zxid: i64,
+    pub txns: usize,
+    /// Bytes written (padded to the block).
+    pub bytes: usize,
+    /// write + sync.
+    pub took: Duration,
+    /// Over `fsync.warningthresholdms`.
+    pub slow: bool,
+}
+
 impl LogMetrics {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let h = || {
             Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
                 .unwrap_or_else(|_| Histogram::new(3).expect("histogram"))
@@ -65,6 +90,28 @@ impl LogMetrics {
         self.queue_us.reset();
         self.batches = 0;
         self.slow_syncs = 0;
+    }
+
+    /// One durable write; `arrivals` are when its txns' requests reached the
+    /// commit shard.
+    fn record(&mut self, f: &WriteFigures, arrivals: &[Instant]) {
+        self.batches += 1;
+        let _ = self.sync_us.record(f.took.as_micros().max(1) as u64);
+        let _ = self.batch_txns.record(f.txns as u64);
+        let _ = self.batch_bytes.record(f.bytes as u64);
+        let now = Instant::now();
+        for t in arrivals {
+            let _ = self.queue_us.record(now.duration_since(*t).as_micros().max(1) as u64);
+        }
+        if f.slow {
+            self.slow_syncs += 1;
+        }
+    }
+}
+
+impl Default for LogMetrics {
+    fn default() -> Self {
+        LogMetrics::new()
     }
 }
 
@@ -88,7 +135,6 @@ pub struct LogWriter {
     /// it (`zxid_follows`), or the scan would call the file Corrupt.
     last_zxid_in_file: Option<i64>,
     warn_threshold: Duration,
-    pub metrics: LogMetrics,
 }
 
 pub fn log_dir(data_log_dir: &Path) -> PathBuf {
@@ -116,17 +162,12 @@ impl LogWriter {
             roll_pending: false,
             last_zxid_in_file: None,
             warn_threshold,
-            metrics: LogMetrics::new(),
         })
     }
 
     /// The next append starts a new file (at a snapshot, as ZooKeeper rolls).
     pub fn roll(&mut self) {
         self.roll_pending = true;
-    }
-
-    pub fn current_path(&self) -> &Path {
-        &self.path
     }
 
     async fn open_new_file(&mut self, first_zxid: i64) -> io::Result<()> {
@@ -168,11 +209,12 @@ impl LogWriter {
         Ok(())
     }
 
-    /// Appends one batch and returns once it is durable. `records` are
-    /// (zxid, encoded TxnRecord) in zxid order; `arrivals` are the times the
-    /// batch's requests reached the commit shard (for the queueing histogram).
-    pub async fn append(&mut self, records: &[(i64, bytes::Bytes)], arrivals: &[Instant]) -> io::Result<()> {
-        let Some((first_zxid, _)) = records.first() else { return Ok(()) };
+    /// Appends one write and returns once it is durable. `records` are
+    /// (zxid, encoded TxnRecord) in zxid order.
+    async fn append(&mut self, records: &[(i64, bytes::Bytes)]) -> io::Result<WriteFigures> {
+        let Some((first_zxid, _)) = records.first() else {
+            return Ok(WriteFigures { through_zxid: 0, txns: 0, bytes: 0, took: Duration::ZERO, slow: false });
+        };
         if self.file.is_none() || self.roll_pending {
             self.open_new_file(*first_zxid).await?;
         }
@@ -223,11 +265,9 @@ impl LogWriter {
             )));
         }
         if self.mode == SyncMode::Fdatasync {
-            // fdatasync on the commit shard's own thread: io_uring hands a
-            // sync to an io-wq worker thread, which measured ~4x slower per
-            // batch here than the direct syscall. The shard has nothing else
-            // to do meanwhile; requests that arrive wait in the cross-shard
-            // channels and form the next batch.
+            // fdatasync as a plain syscall on this thread, which has nothing
+            // else to do: io_uring hands a sync to an io-wq worker thread,
+            // which measured ~4x slower per batch here.
             // SAFETY: the fd belongs to `file`, which outlives the call.
             if unsafe { libc::fdatasync(file.as_raw_fd()) } != 0 {
                 let e = io::Error::last_os_error();
@@ -236,18 +276,10 @@ impl LogWriter {
         }
         let took = started.elapsed();
         self.write_pos += len as u64;
-        self.last_zxid_in_file = records.last().map(|(z, _)| *z);
-        let m = &mut self.metrics;
-        m.batches += 1;
-        let _ = m.sync_us.record(took.as_micros().max(1) as u64);
-        let _ = m.batch_txns.record(records.len() as u64);
-        let _ = m.batch_bytes.record(len as u64);
-        let now = Instant::now();
-        for t in arrivals {
-            let _ = m.queue_us.record(now.duration_since(*t).as_micros().max(1) as u64);
-        }
-        if took > self.warn_threshold {
-            m.slow_syncs += 1;
+        let through_zxid = records.last().map(|(z, _)| *z).unwrap_or(*first_zxid);
+        self.last_zxid_in_file = Some(through_zxid);
+        let slow = took > self.warn_threshold;
+        if slow {
             tracing::warn!(
                 file = %path.display(),
                 took_ms = took.as_millis() as u64,
@@ -257,7 +289,7 @@ impl LogWriter {
                 "fsync-ing the write ahead log took longer than the threshold"
             );
         }
-        Ok(())
+        Ok(WriteFigures { through_zxid, txns: records.len(), bytes: len, took, slow })
     }
 
     pub async fn close(&mut self) {
@@ -269,4 +301,276 @@ impl LogWriter {
 
 fn io_err(path: &Path, what: &str, e: glommio::GlommioError<()>) -> io::Error {
     io::Error::other(format!("{} {}: {e}", what, path.display()))
+}
+
+// ----------------------------------------------------------------------
+// The log thread and the commit shard's handle on it
+
+/// Requests in flight to the log thread: at most one write (the group
+/// commit policy) and one close, so the channels never fill.
+const LOG_CHANNEL_DEPTH: usize = 4;
+
+/// Txn bytes the commit shard may log ahead of the disk before it stops
+/// taking new requests (they wait in the worker channels meanwhile).
+pub const LOG_WAITING_MAX_BYTES: usize = 64 << 20;
+
+/// io_uring registered buffer memory of the log thread: its DMA buffers
+/// hold whole writes.
+pub const LOG_IO_MEMORY_BYTES: usize = 8 << 20;
+
+/// How the log thread opens and syncs its files.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub data_log_dir: PathBuf,
+    pub prealloc_bytes: u64,
+    pub mode: SyncMode,
+    pub warn_threshold: Duration,
+}
+
+/// Commit shard to log thread.
+pub enum ToLog {
+    Write(LogWrite),
+    /// Close the open file; the next write opens a new one (after a TRUNC,
+    /// a SNAP or a reload rewrote the log directory).
+    Close,
+}
+
+/// Log thread to commit shard, one per request, in order.
+pub enum FromLog {
+    Written(WriteFigures),
+    Closed,
+    /// The write or its sync failed: nothing of it may be taken as durable.
+    Failed(String),
+}
+
+/// The commit shard's ends of the log thread's channels, before connecting.
+pub struct LogEndpoints {
+    to_log: SharedSender<ToLog>,
+    from_log: SharedReceiver<FromLog>,
+}
+
+/// Starts the log thread. It runs until the commit shard drops its handle.
+pub fn spawn_log_thread(
+    settings: LogSettings,
+) -> Result<(glommio::ExecutorJoinHandle<()>, LogEndpoints), glommio::GlommioError<()>> {
+    let (to_log, to_log_rx) = shared_channel::new_bounded::<ToLog>(LOG_CHANNEL_DEPTH);
+    let (from_log_tx, from_log) = shared_channel::new_bounded::<FromLog>(LOG_CHANNEL_DEPTH);
+    // Unbound: it sleeps in fdatasync most of the time, and wakes on
+    // whichever core is free rather than preempting a shard's.
+    let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .name("zk-log")
+        .io_memory(LOG_IO_MEMORY_BYTES)
+        .spawn(move || async move {
+            let requests = super::connect_shared(to_log_rx.connect()).await;
+            let reports = super::connect_shared(from_log_tx.connect()).await;
+            run_log_thread(settings, requests, reports).await;
+        })?;
+    Ok((handle, LogEndpoints { to_log, from_log }))
+}
+
+async fn run_log_thread(settings: LogSettings, requests: ConnectedReceiver<ToLog>, reports: ConnectedSender<FromLog>) {
+    let mut writer =
+        match LogWriter::new(&settings.data_log_dir, settings.prealloc_bytes, settings.mode, settings.warn_threshold) {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = reports.send(FromLog::Failed(format!("cannot open the log directory: {e}"))).await;
+                return;
+            }
+        };
+    while let Some(request) = requests.recv().await {
+        let report = match request {
+            ToLog::Write(w) => {
+                if w.roll_first {
+                    writer.roll();
+                }
+                match writer.append(&w.records).await {
+                    Ok(figures) => FromLog::Written(figures),
+                    Err(e) => FromLog::Failed(e.to_string()),
+                }
+            }
+            ToLog::Close => {
+                writer.close().await;
+                FromLog::Closed
+            }
+        };
+        // After a failure the thread stops: a failed fsync is never retried
+        // as if nothing happened (the commit shard stops the server).
+        let failed = matches!(report, FromLog::Failed(_));
+        if reports.send(report).await.is_err() || failed {
+            break;
+        }
+    }
+    writer.close().await;
+}
+
+/// The group-commit state the handle and its report task share (one
+/// thread, the commit shard's; never borrowed across an await).
+struct LogPipeline {
+    group: GroupCommit,
+    /// When the requests of the waiting txns reached the commit shard.
+    waiting_arrivals: Vec<Instant>,
+    in_flight_arrivals: Vec<Instant>,
+    metrics: LogMetrics,
+    closing: bool,
+}
+
+/// The commit shard's side of the log: logs txns without waiting for the
+/// disk, and says what is durable.
+pub struct LogHandle {
+    pipeline: Rc<RefCell<LogPipeline>>,
+    to_log: Rc<ConnectedSender<ToLog>>,
+    /// Pulsed by the report task after every report.
+    progress: LocalReceiver<()>,
+    stopped: Rc<Cell<bool>>,
+}
+
+impl LogHandle {
+    /// Connects to the log thread (on the commit shard's executor). The log
+    /// is durable through `durable_through`; `on_durable` is called after
+    /// each write becomes durable (it wakes the commit shard's loop).
+    pub async fn connect(endpoints: LogEndpoints, durable_through: i64, on_durable: Rc<dyn Fn()>) -> LogHandle {
+        let to_log = Rc::new(super::connect_shared(endpoints.to_log.connect()).await);
+        let from_log = super::connect_shared(endpoints.from_log.connect()).await;
+        let pipeline = Rc::new(RefCell::new(LogPipeline {
+            group: GroupCommit::new(durable_through),
+            waiting_arrivals: Vec::new(),
+            in_flight_arrivals: Vec::new(),
+            metrics: LogMetrics::new(),
+            closing: false,
+        }));
+        let (progress_tx, progress) = local_channel::new_bounded::<()>(1);
+        let stopped = Rc::new(Cell::new(false));
+        {
+            let (pipeline, to_log, stopped) = (pipeline.clone(), to_log.clone(), stopped.clone());
+            glommio::spawn_local(async move {
+                while let Some(report) = from_log.recv().await {
+                    match report {
+                        FromLog::Written(figures) => {
+                            let next = {
+                                let mut p = pipeline.borrow_mut();
+                                let arrivals = std::mem::take(&mut p.in_flight_arrivals);
+                                p.metrics.record(&figures, &arrivals);
+                                let next = p.group.write_done();
+                                if next.is_some() {
+                                    p.in_flight_arrivals = std::mem::take(&mut p.waiting_arrivals);
+                                }
+                                next
+                            };
+                            if let Some(w) = next {
+                                send_write(&to_log, w);
+                            }
+                            on_durable();
+                        }
+                        FromLog::Closed => pipeline.borrow_mut().closing = false,
+                        FromLog::Failed(e) => {
+                            // The tree is ahead of the log: serving on would
+                            // acknowledge writes that are not durable.
+                            tracing::error!(error = %e, "transaction log write failed; stopping the server");
+                            std::process::exit(2);
+                        }
+                    }
+                    let _ = progress_tx.try_send(());
+                }
+                stopped.set(true);
+                let _ = progress_tx.try_send(());
+            })
+            .detach();
+        }
+        LogHandle { pipeline, to_log, progress, stopped }
+    }
+
+    /// Logs txns (zxid order, after everything logged before); returns at
+    /// once. They are durable when `durable_through` reaches them.
+    pub fn log(&mut self, records: Vec<(i64, bytes::Bytes)>, arrivals: &[Instant]) {
+        if records.is_empty() {
+            return;
+        }
+        let next = {
+            let mut p = self.pipeline.borrow_mut();
+            p.waiting_arrivals.extend_from_slice(arrivals);
+            let next = p.group.log(records);
+            if next.is_some() {
+                p.in_flight_arrivals = std::mem::take(&mut p.waiting_arrivals);
+            }
+            next
+        };
+        if let Some(w) = next {
+            send_write(&self.to_log, w);
+        }
+    }
+
+    /// The next write starts a new file (at a snapshot, as ZooKeeper rolls).
+    pub fn roll(&mut self) {
+        self.pipeline.borrow_mut().group.roll();
+    }
+
+    pub fn durable_through(&self) -> i64 {
+        self.pipeline.borrow().group.durable_through()
+    }
+
+    /// The durable zxid, if a write became durable since the last call.
+    pub fn take_newly_durable(&mut self) -> Option<i64> {
+        self.pipeline.borrow_mut().group.take_newly_durable()
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.pipeline.borrow().group.is_idle()
+    }
+
+    pub fn with_metrics<R>(&self, f: impl FnOnce(&LogMetrics) -> R) -> R {
+        f(&self.pipeline.borrow().metrics)
+    }
+
+    pub fn reset_metrics(&mut self) {
+        self.pipeline.borrow_mut().metrics.reset();
+    }
+
+    async fn await_progress(&self) {
+        if self.stopped.get() || self.progress.recv().await.is_none() {
+            tracing::error!("the log thread stopped; stopping the server");
+            std::process::exit(2);
+        }
+    }
+
+    /// Waits while more than `LOG_WAITING_MAX_BYTES` of txns wait for the
+    /// disk: back-pressure instead of an unbounded queue.
+    pub async fn wait_for_room(&self) {
+        while self.pipeline.borrow().group.waiting_bytes() > LOG_WAITING_MAX_BYTES {
+            self.await_progress().await;
+        }
+    }
+
+    /// Waits until everything logged is durable.
+    pub async fn drain(&self) {
+        while !self.is_idle() {
+            self.await_progress().await;
+        }
+    }
+
+    /// Drains, then closes the open file; the next write opens a new one.
+    pub async fn close(&mut self) {
+        self.drain().await;
+        self.pipeline.borrow_mut().closing = true;
+        if self.to_log.send(ToLog::Close).await.is_err() {
+            tracing::error!("the log thread stopped; stopping the server");
+            std::process::exit(2);
+        }
+        while self.pipeline.borrow().closing {
+            self.await_progress().await;
+        }
+    }
+
+    /// After a close and a rewrite of the log directory (TRUNC, SNAP,
+    /// reload): the log now ends, durably, at `zxid`.
+    pub fn restart_at(&mut self, zxid: i64) {
+        self.pipeline.borrow_mut().group.restart_at(zxid);
+    }
+}
+
+fn send_write(to_log: &ConnectedSender<ToLog>, w: LogWrite) {
+    // Never full: one write in flight at a time (LOG_CHANNEL_DEPTH).
+    if to_log.try_send(ToLog::Write(w)).is_err() {
+        tracing::error!("cannot hand a write to the log thread; stopping the server");
+        std::process::exit(2);
+    }
 }

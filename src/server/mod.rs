@@ -5,7 +5,9 @@
 //!   SO_REUSEPORT listener; they own connections, sessions bound to them,
 //!   watches, and a tree view.
 //! - `commit_shard`: one executor that owns the tree, zxids, sessions and
-//!   the log; it may share a core with a worker.
+//!   the order of the log; it may share a core with a worker.
+//! - `log_writer`: the log thread, which owns the log files and makes each
+//!   write durable while the commit shard goes on.
 //! - `messages`: everything that crosses between them.
 
 pub mod commit_shard;
@@ -48,8 +50,6 @@ const SHARD_CHANNEL_DEPTH: usize = 4096;
 /// io_uring registered buffer memory per executor: glommio's default
 /// (10 MiB) is more than the server needs for sockets.
 const EXECUTOR_IO_MEMORY: usize = 1 << 20;
-/// The commit shard's DMA buffers hold whole log batches.
-const COMMIT_IO_MEMORY: usize = 8 << 20;
 
 /// Milliseconds since the Unix epoch.
 pub fn wall_clock_ms() -> i64 {
@@ -242,13 +242,23 @@ pub fn run(config: Config, repair: bool) -> Result<(), StartError> {
         ))
     };
 
+    // The log thread owns the log files (DMA files belong to the executor
+    // that opens them); the commit shard holds its handle.
+    let (log_thread, log_endpoints) = log_writer::spawn_log_thread(log_writer::LogSettings {
+        data_log_dir: config.data_log_dir.clone(),
+        prealloc_bytes: config.pre_alloc_size_kb * 1024,
+        mode: sync_mode,
+        warn_threshold: Duration::from_millis(config.fsync_warning_threshold_ms),
+    })
+    .map_err(|e| start_error("log thread", e))?;
+
     // The commit shard shares the last core: workers fill cores from 0.
     let commit_core = cores[cores.len() - 1];
     let commit_config = config.clone();
     let commit_stats = stats.clone();
     let commit = LocalExecutorBuilder::new(Placement::Fixed(commit_core))
         .name("zk-commit")
-        .io_memory(COMMIT_IO_MEMORY)
+        .io_memory(EXECUTOR_IO_MEMORY)
         .spawn(move || async move {
             // Same order as the workers (ToCommit first, then FromCommit):
             // each connect waits for the peer's.
@@ -261,21 +271,13 @@ pub fn run(config: Config, repair: bool) -> Result<(), StartError> {
                 outs.push(connect_shared(tx.connect()).await);
             }
             tracing::debug!(workers = outs.len(), "commit shard connected to its workers");
-            // DMA files belong to the executor that opens them: the log is
-            // created here, on the commit shard.
-            let log = match log_writer::LogWriter::new(
-                &commit_config.data_log_dir,
-                commit_config.pre_alloc_size_kb * 1024,
-                sync_mode,
-                Duration::from_millis(commit_config.fsync_warning_threshold_ms),
-            ) {
-                Ok(log) => log,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot open the transaction log directory");
-                    std::process::exit(1);
-                }
+            let events = commit_shard::EventQueue::start(ins);
+            let wake: Rc<dyn Fn()> = {
+                let events = events.clone();
+                Rc::new(move || events.push(commit_shard::Event::LogDurable))
             };
-            CommitShard::new(commit_config, outs, commit_stats, recovered, log, snapshotter).run(ins).await;
+            let log = log_writer::LogHandle::connect(log_endpoints, recovered.last_zxid, wake).await;
+            CommitShard::new(commit_config, outs, commit_stats, recovered, log, snapshotter).run(events).await;
         })
         .map_err(|e| start_error("commit shard", e))?;
 
@@ -329,6 +331,7 @@ pub fn run(config: Config, repair: bool) -> Result<(), StartError> {
     }
     tracing::debug!("worker shards stopped");
     let _ = commit.join();
+    let _ = log_thread.join();
     tracing::info!("zoocore stopped");
     Ok(())
 }

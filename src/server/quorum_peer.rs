@@ -234,6 +234,9 @@ struct LeaderTerm {
     pending: VecDeque<Arc<CommitBatch>>,
     /// Everything logged before this epoch is committed once established.
     committed_floor: i64,
+    /// (zxid, record bytes) handed to the log thread and not yet durable:
+    /// the DIFF-from-disk index learns of them once they are on disk.
+    not_yet_durable: VecDeque<(i64, u64)>,
     /// Syncs of this server's own clients, by the token `LeaderCore` knows.
     local_syncs: HashMap<u64, (ConnRef, i32, String)>,
     next_sync_token: u64,
@@ -341,6 +344,8 @@ impl CommitShard {
             };
             let _ = stop_tx.try_send(());
             responder.await;
+            // What the role logged is durable before the state is judged.
+            self.log.drain().await;
             tracing::warn!(reason = %why, "left the {role:?} role; electing again");
             self.stats.set_mode(ServerMode::Looking);
             self.drop_all_connections().await;
@@ -398,8 +403,9 @@ impl CommitShard {
     /// Saves the snapshot + log replay, most of a fail-over's time.
     fn catch_up_to_log(&mut self) -> bool {
         let reaches_back = self.recent_txns.front().is_some_and(|(z, _)| *z <= self.last_zxid)
-            || self.logged_through == self.last_zxid;
-        let ends_at_log_end = self.recent_txns.back().map(|(z, _)| *z).unwrap_or(self.last_zxid) == self.logged_through;
+            || self.log.durable_through() == self.last_zxid;
+        let ends_at_log_end =
+            self.recent_txns.back().map(|(z, _)| *z).unwrap_or(self.last_zxid) == self.log.durable_through();
         if !reaches_back || !ends_at_log_end {
             return false;
         }
@@ -438,7 +444,7 @@ impl CommitShard {
             recovery::recover(&self.config.data_dir, &self.config.data_log_dir, false).map_err(|e| e.to_string())?;
         self.tree = recovered.tree;
         self.last_zxid = recovered.last_zxid;
-        self.logged_through = recovered.last_zxid;
+        self.log.restart_at(recovered.last_zxid);
         // Between roles no client is served; a leader's first SNAPs (before
         // it is established) must carry exactly this state, its last zxid's.
         self.published_tree = self.tree.clone();
@@ -450,7 +456,6 @@ impl CommitShard {
         }
         self.stats.set_last_zxid(self.last_zxid);
         self.stats.sessions_changed(self.sessions.len() as u64);
-        self.log = self.open_log().map_err(|e| format!("cannot reopen the transaction log: {e}"))?;
         Ok(())
     }
 
@@ -533,71 +538,69 @@ impl CommitShard {
         let mut held = LeaderTerm {
             pending: VecDeque::new(),
             committed_floor: i64::MIN,
+            not_yet_durable: VecDeque::new(),
             local_syncs: HashMap::new(),
             next_sync_token: 0,
         };
-        let result =
-            loop {
-                let Some(items) = events.next_batch().await else { break "stopping".to_owned() };
-                let mut batch = BatchBuilder::default();
-                let mut actions = Vec::new();
-                for event in items {
-                    match event {
-                        Event::Worker(_, ToCommit::Sync { conn, xid, path, .. }) if leader.is_established() => {
-                            // After the requests before it (self.last_zxid
-                            // covers those in this batch), and a quorum round.
-                            let token = held.next_sync_token;
-                            held.next_sync_token += 1;
-                            held.local_syncs.insert(token, (conn, xid, path));
-                            leader.sync(SyncRequester::Local(token), self.last_zxid, &mut actions);
-                        }
-                        Event::Worker(arrived, msg) => {
-                            if leader.is_established() {
-                                self.handle_worker_message(arrived, msg, &mut batch).await;
-                            } else {
-                                self.refuse(msg, &mut batch).await;
-                            }
-                        }
-                        Event::Quorum(t, _) if t != term => {}
-                        Event::Quorum(_, QuorumEvent::LearnerUp(conn)) => {
-                            // Purges and snapshots since: re-checked before each sync.
-                            let (oldest_log, snapshot_bytes) =
-                                disk_log::disk_files(&self.config.data_dir, &self.config.data_log_dir);
-                            leader.disk_files_changed(oldest_log, snapshot_bytes);
-                            leader.learner_connected(conn, now())
-                        }
-                        Event::Quorum(_, QuorumEvent::Learner(conn, p)) => {
-                            if let (ToLeader::Ack { zxid }, Some(sid)) = (&p, leader.learner_sid(conn)) {
-                                self.quorum_metrics.acked(sid, *zxid, Instant::now());
-                            }
-                            leader.learner_packet(conn, p, now(), &mut actions)
-                        }
-                        Event::Quorum(_, QuorumEvent::LearnerDown(conn, why)) => {
-                            tracing::info!(conn, reason = %why, "learner connection closed");
-                            leader.learner_disconnected(conn);
-                            links.borrow_mut().remove(&conn);
-                        }
-                        Event::Quorum(..) => {}
+        let result = loop {
+            let Some(items) = events.next_batch().await else { break "stopping".to_owned() };
+            let mut batch = BatchBuilder::default();
+            let mut actions = Vec::new();
+            for event in items {
+                match event {
+                    Event::Worker(_, ToCommit::Sync { conn, xid, path, .. }) if leader.is_established() => {
+                        // After the requests before it (self.last_zxid
+                        // covers those in this batch), and a quorum round.
+                        let token = held.next_sync_token;
+                        held.next_sync_token += 1;
+                        held.local_syncs.insert(token, (conn, xid, path));
+                        leader.sync(SyncRequester::Local(token), self.last_zxid, &mut actions);
                     }
+                    Event::Worker(arrived, msg) => {
+                        if leader.is_established() {
+                            self.handle_worker_message(arrived, msg, &mut batch).await;
+                        } else {
+                            self.refuse(msg, &mut batch).await;
+                        }
+                    }
+                    Event::Quorum(t, _) if t != term => {}
+                    Event::Quorum(_, QuorumEvent::LearnerUp(conn)) => {
+                        // Purges and snapshots since: re-checked before each sync.
+                        let (oldest_log, snapshot_bytes) =
+                            disk_log::disk_files(&self.config.data_dir, &self.config.data_log_dir);
+                        leader.disk_files_changed(oldest_log, snapshot_bytes);
+                        leader.learner_connected(conn, now())
+                    }
+                    Event::Quorum(_, QuorumEvent::Learner(conn, p)) => {
+                        if let (ToLeader::Ack { zxid }, Some(sid)) = (&p, leader.learner_sid(conn)) {
+                            self.quorum_metrics.acked(sid, *zxid, Instant::now());
+                        }
+                        leader.learner_packet(conn, p, now(), &mut actions)
+                    }
+                    Event::Quorum(_, QuorumEvent::LearnerDown(conn, why)) => {
+                        tracing::info!(conn, reason = %why, "learner connection closed");
+                        leader.learner_disconnected(conn);
+                        links.borrow_mut().remove(&conn);
+                    }
+                    Event::Quorum(..) | Event::LogDurable => {}
                 }
-                leader.tick(now(), &mut actions);
-                let synced = leader.synced_learners();
-                let observers =
-                    synced.iter().filter(|(_, k)| *k == crate::zab::leader::LearnerKind::Observer).count() as u64;
-                self.stats.set_leader_view(leader.learner_count() as u64, synced.len() as u64 - observers, observers);
-                if let Err(why) =
-                    self.leader_actions(&mut leader, actions, &links, Some(&mut batch), &mut held, epochs).await
-                {
-                    break why;
-                }
-                self.stats.set_pending_syncs(leader.pending_sync_count() as u64);
-                if leader.is_established() {
-                    self.expire_sessions(&mut batch);
-                    self.reap(&mut batch);
-                }
-                if batch.entries.is_empty() {
-                    continue;
-                }
+            }
+            leader.tick(now(), &mut actions);
+            let synced = leader.synced_learners();
+            let observers =
+                synced.iter().filter(|(_, k)| *k == crate::zab::leader::LearnerKind::Observer).count() as u64;
+            self.stats.set_leader_view(leader.learner_count() as u64, synced.len() as u64 - observers, observers);
+            if let Err(why) =
+                self.leader_actions(&mut leader, actions, &links, Some(&mut batch), &mut held, epochs).await
+            {
+                break why;
+            }
+            self.stats.set_pending_syncs(leader.pending_sync_count() as u64);
+            if leader.is_established() {
+                self.expire_sessions(&mut batch);
+                self.reap(&mut batch);
+            }
+            if !batch.entries.is_empty() {
                 if batch.logged.last().is_some_and(|(z, _)| {
                     z & crate::zab::leader::ZXID_COUNTER_MAX == crate::zab::leader::ZXID_COUNTER_MAX
                 }) {
@@ -609,24 +612,29 @@ impl CommitShard {
                     leader.propose(*zxid, txn.clone(), &mut actions);
                     self.quorum_metrics.proposed(*zxid, proposed_at);
                 }
-                // The proposals go out before our own fsync: it runs in parallel.
+                // The proposals go out first; our own write + fsync runs
+                // on the log thread meanwhile, and says when it is done.
                 if let Err(why) = self.leader_actions(&mut leader, actions, &links, None, &mut held, epochs).await {
                     break why;
                 }
                 let logged_txns = batch.logged.len() as u64;
-                self.append_or_die(&batch).await;
-                leader.disk_logged(batch.logged.iter().map(|(z, t)| (*z, disk_log::record_bytes(t.len()))));
+                self.log_txns(&batch);
+                held.not_yet_durable.extend(batch.logged.iter().map(|(z, t)| (*z, disk_log::record_bytes(t.len()))));
                 self.remember_recent(&batch);
-                let shared = self.seal(batch);
-                held.pending.push_back(shared);
+                held.pending.push_back(self.seal(batch));
+                self.maybe_snapshot(logged_txns);
+            }
+            if let Some(durable) = self.log.take_newly_durable() {
+                let split = held.not_yet_durable.partition_point(|(z, _)| *z <= durable);
+                leader.disk_logged(held.not_yet_durable.drain(..split));
                 let mut actions = Vec::new();
-                leader.local_durable(self.last_zxid, &mut actions);
+                leader.local_durable(durable, &mut actions);
                 if let Err(why) = self.leader_actions(&mut leader, actions, &links, None, &mut held, epochs).await {
                     break why;
                 }
-                self.publish_committed(&mut held.pending, leader.last_committed().max(held.committed_floor)).await;
-                self.maybe_snapshot(logged_txns);
-            };
+            }
+            self.publish_through(&mut held.pending, leader.last_committed().max(held.committed_floor)).await;
+        };
         leading.set(false);
         drop(acceptor);
         self.quorum_metrics.role_ended();
@@ -701,7 +709,7 @@ impl CommitShard {
                 }
                 LeaderAction::Committed { zxid } => {
                     self.quorum_metrics.committed(zxid, Instant::now());
-                    self.publish_committed(&mut held.pending, zxid.max(held.committed_floor)).await
+                    self.publish_through(&mut held.pending, zxid.max(held.committed_floor)).await
                 }
                 LeaderAction::Forwarded { conn, request, .. } if request.op_type == op::SYNC => {
                     // In request order: after the writes forwarded before it.
@@ -764,15 +772,6 @@ impl CommitShard {
             }
         }
         Ok(())
-    }
-
-    /// Publishes, in order, every pending batch a quorum now holds.
-    async fn publish_committed(&mut self, pending: &mut VecDeque<Arc<CommitBatch>>, committed: i64) {
-        while pending.front().is_some_and(|b| b.last_zxid <= committed) {
-            if let Some(b) = pending.pop_front() {
-                self.publish(b).await;
-            }
-        }
     }
 
     /// A learner's client request, prepared here like a local one; its
@@ -937,7 +936,7 @@ impl CommitShard {
                         leader_down = Some(format!("lost the leader {leader_sid}: {why}"));
                         break;
                     }
-                    Event::Quorum(..) => {}
+                    Event::Quorum(..) | Event::LogDurable => {}
                 }
             }
             if !batch.entries.is_empty() {
@@ -946,6 +945,9 @@ impl CommitShard {
             }
             if let Some(why) = leader_down {
                 break why;
+            }
+            if let Some(durable) = self.log.take_newly_durable() {
+                learner.durable(durable, &mut actions);
             }
             learner.tick(now(), &mut actions);
         };
@@ -1128,16 +1130,15 @@ impl CommitShard {
                 let shared = self.seal(batch);
                 self.publish(shared).await;
             }
-            if let Some(&(last, _)) = to_log.last() {
-                // Group commit: everything this round brought, one write + fsync.
+            if !to_log.is_empty() {
+                // To the log thread; the ACKs go out once `follow` hears
+                // they are durable (group commit: what arrives meanwhile
+                // goes into the next write).
                 let arrivals = vec![Instant::now(); to_log.len()];
                 let logged = BatchBuilder { entries: Vec::new(), logged: to_log, arrivals };
-                self.append_or_die(&logged).await;
+                self.log_txns(&logged);
                 self.remember_recent(&logged);
                 self.maybe_snapshot(logged.logged.len() as u64);
-                let mut more = Vec::new();
-                learner.durable(last, &mut more);
-                queue.extend(more);
             }
         }
         Ok(())
@@ -1241,12 +1242,11 @@ impl CommitShard {
         .map_err(|e| format!("cannot write the snapshot: {e}"))?;
         self.tree = tree;
         self.last_zxid = zxid;
-        self.logged_through = zxid;
+        self.log.restart_at(zxid);
         self.published_tree = self.tree.clone();
         self.sessions = sessions.into_iter().map(|(id, t)| (id, SessionEntry::restored(t))).collect();
         self.recent_txns.clear();
         self.stats.set_last_zxid(zxid);
-        self.log = self.open_log().map_err(|e| format!("cannot reopen the transaction log: {e}"))?;
         Ok(())
     }
 }

@@ -1,11 +1,14 @@
 //! Durable storage formats, sans-IO: pure functions over byte slices and
-//! `std::io::Write`. The glommio O_DIRECT IO, group commit and recovery
-//! driver live in `server/`. docs/storage.md is the long form of this text.
+//! `std::io::Write`. The glommio O_DIRECT IO (on the log thread) and the
+//! recovery driver live in `server/`. docs/storage.md is the long form of this text.
 //!
 //! * [`apache`]: Apache ZooKeeper's own txn log file, snapshot file and SNAP
 //!   stream, and its tree digest (for replication with Apache peers and for
 //!   import/export).
 //! * [`epoch_files`]: `currentEpoch` / `acceptedEpoch`, as Apache stores them.
+//! * [`group_commit`]: which logged txns go into the next write + fdatasync
+//!   (one write in flight; what arrives meanwhile goes next, together), and
+//!   what is durable: the policy both the server and the simulator run.
 //! * [`txn`]: the transaction in Apache ZooKeeper's serialization
 //!   (TxnHeader + txn record + optional TxnDigest): what the log holds,
 //!   what a PROPOSAL carries, what `DataTree::apply_txn` applies.
@@ -29,6 +32,7 @@
 
 pub mod apache;
 pub mod epoch_files;
+pub mod group_commit;
 pub mod log_format;
 pub mod snapshot_format;
 pub mod txn;

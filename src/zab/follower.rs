@@ -104,8 +104,11 @@ pub struct LearnerCore {
     sync_txns: Vec<(i64, Bytes, bool)>,
     /// Logged (or being logged), not yet committed, in zxid order.
     uncommitted: VecDeque<(i64, Bytes)>,
-    /// Highest zxid acked to the leader.
-    acked: i64,
+    /// Proposals logged (or being logged) and not yet acked, in zxid order:
+    /// each is acked once durable, even if its COMMIT came first (the log
+    /// is written while the follower goes on reading the leader; Apache's
+    /// follower acks every logged proposal too).
+    to_ack: VecDeque<i64>,
     last_heard_ms: u64,
     phase_started_ms: u64,
 }
@@ -137,7 +140,7 @@ impl LearnerCore {
             new_epoch: -1,
             sync_txns: Vec::new(),
             uncommitted: VecDeque::new(),
-            acked: last_logged_zxid,
+            to_ack: VecDeque::new(),
             last_heard_ms: now_ms,
             phase_started_ms: now_ms,
         }
@@ -202,7 +205,7 @@ impl LearnerCore {
                 out.push(LearnerAction::Truncate { zxid });
                 self.last_logged = zxid;
                 self.durable = zxid;
-                self.acked = zxid;
+                self.to_ack.clear();
                 self.enter(Phase::Syncing, now_ms);
             }
             (Phase::AwaitSyncMode, ToLearner::Snap { zxid }) => {
@@ -253,6 +256,9 @@ impl LearnerCore {
                         apply.push((z, t));
                     } else {
                         tail_uncommitted = true;
+                        if !self.settings.observer {
+                            self.to_ack.push_back(z);
+                        }
                         self.uncommitted.push_back((z, t));
                     }
                 }
@@ -275,6 +281,9 @@ impl LearnerCore {
                 }
                 self.last_logged = zxid;
                 self.uncommitted.push_back((zxid, txn.clone()));
+                if !self.settings.observer {
+                    self.to_ack.push_back(zxid);
+                }
                 out.push(LearnerAction::Log(vec![(zxid, txn)]));
             }
             (Phase::AwaitNewLeaderDurable | Phase::AwaitUpToDate | Phase::Broadcast, ToLearner::Commit { zxid }) => {
@@ -336,7 +345,7 @@ impl LearnerCore {
         if self.phase == Phase::ReadingSnapshot {
             self.last_logged = zxid;
             self.durable = zxid;
-            self.acked = zxid;
+            self.to_ack.clear();
             self.enter(Phase::Syncing, now_ms);
         }
     }
@@ -367,15 +376,12 @@ impl LearnerCore {
 
     /// One ACK per durable proposal (Apache's leader counts them one by one).
     fn send_acks(&mut self, out: &mut Vec<LearnerAction>) {
-        if self.settings.observer {
-            self.acked = self.durable;
-            return;
-        }
-        for (zxid, _) in &self.uncommitted {
-            if *zxid > self.acked && *zxid <= self.durable {
-                out.push(LearnerAction::Send(ToLeader::Ack { zxid: *zxid }));
-                self.acked = *zxid;
+        while let Some(&zxid) = self.to_ack.front() {
+            if zxid > self.durable {
+                break;
             }
+            self.to_ack.pop_front();
+            out.push(LearnerAction::Send(ToLeader::Ack { zxid }));
         }
     }
 

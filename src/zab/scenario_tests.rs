@@ -532,6 +532,33 @@ fn commit_waits_for_a_durable_quorum() {
     assert_eq!(h.node(2).applied, vec![z], "a commit reaches every follower, durable or not");
 }
 
+/// A follower's log runs beside its reading of the leader: the COMMIT of a
+/// proposal can arrive before the follower's own fsync of it. The follower
+/// still acks it once durable, as Apache's does (the leader ignores acks of
+/// committed proposals, but counts their latency).
+#[test]
+fn a_proposal_committed_before_its_fsync_is_still_acked() {
+    let mut h = Harness::new(3, &[1, 2, 3], &[], BTreeMap::new());
+    h.run();
+    let c2 = h.conn_of(2);
+    if let Some(n) = h.learners.get_mut(&c2) {
+        n.auto_durable = false;
+    }
+    let z = h.propose(1)[0];
+    h.run();
+    assert_eq!(h.leader_committed, z, "committed by the leader and follower 1");
+    assert_eq!(h.node(2).applied, vec![z], "follower 2 applied it before its own fsync");
+    assert!(h.to_leader.is_empty());
+    h.report_durable(c2, z);
+    assert!(
+        h.to_leader.iter().any(|(c, p)| *c == c2 && *p == ToLeader::Ack { zxid: z }),
+        "follower 2 acks its durable proposal: {:?}",
+        h.to_leader
+    );
+    h.run();
+    assert_eq!(h.leader_committed, z, "a late ack changes nothing");
+}
+
 #[test]
 fn leader_steps_down_when_its_quorum_goes_silent() {
     let mut h = Harness::new(3, &[1, 2, 3], &[], BTreeMap::new());
