@@ -22,6 +22,7 @@ use super::rng::fnv1a;
 use super::world::{Ctx, Ev};
 use crate::acl::ServerIdentity;
 use crate::storage::epoch_files::{reconcile_epochs, StoredEpochs};
+use crate::storage::group_commit::{GroupCommit, LogWrite};
 use crate::storage::log_format::{decode_file_header, zxid_follows, Tail};
 use crate::storage::txn::{encode_txn, LoggedTxn, Txn};
 use crate::tree::{DataTree, TxnContext, WriteOp};
@@ -58,6 +59,8 @@ pub enum Input {
         stream: Bytes,
     },
     LeaderDown(ConnId, String),
+    /// A log write became durable (production's `Event::LogDurable`).
+    LogDurable,
     ClientWrite {
         id: u64,
         write: WriteOp,
@@ -75,8 +78,6 @@ enum LeaderStage {
     /// The first action list (events + tick) is being carried out.
     AfterTick,
     AfterPropose,
-    AwaitFsync,
-    AfterFsync,
     AfterDurable,
 }
 
@@ -143,7 +144,6 @@ impl Leading {
 enum LearnerStage {
     Idle,
     Actions,
-    AwaitFsync { last: i64 },
 }
 
 pub struct Following {
@@ -168,8 +168,18 @@ pub enum PeerRole {
 /// What the loop is blocked on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Blocked {
-    Fsync(u64),
     Epoch(u64),
+    /// Mirrors `LogHandle::drain`: until everything logged is durable.
+    LogDrain,
+}
+
+/// What waits for a log drain to finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterDrain {
+    /// The learner action at the head of its queue (a TRUNC).
+    LearnerAction,
+    /// Leaving a role (`run_quorum` drains before judging the state).
+    Leaving { kept_candidate: bool },
 }
 
 pub struct Server {
@@ -187,8 +197,11 @@ pub struct Server {
     pub last_zxid: i64,
     sessions: BTreeMap<i64, i32>,
     recent_txns: VecDeque<(i64, Bytes)>,
-    /// The newest zxid in this server's log (a learner's tree lags it).
-    logged_through: i64,
+    /// The group-commit state (production's `LogHandle`): what is durable.
+    log: GroupCommit,
+    /// The fsync token of the log write in flight.
+    log_write: Option<u64>,
+    after_drain: Option<AfterDrain>,
     /// The learner core gave up on a silent leader (a clean end of the role).
     gave_up: bool,
     pub history: History,
@@ -233,7 +246,9 @@ impl Server {
             last_zxid: 0,
             sessions: BTreeMap::new(),
             recent_txns: VecDeque::new(),
-            logged_through: 0,
+            log: GroupCommit::new(0),
+            log_write: None,
+            after_drain: None,
             gave_up: false,
             history: History::default(),
             accepted: 0,
@@ -270,6 +285,7 @@ impl Server {
                     && l.stage == LeaderStage::Idle
                     && l.pending.is_empty()
                     && l.core.last_committed().max(l.committed_floor) >= self.last_zxid
+                    && self.log.is_idle()
             }
             _ => false,
         }
@@ -311,6 +327,8 @@ impl Server {
         self.inbox.clear();
         self.run_scheduled = false;
         self.blocked = None;
+        self.log_write = None;
+        self.after_drain = None;
         self.logical_clock = 0;
         self.held_vote = None;
         self.settled = None;
@@ -335,6 +353,8 @@ impl Server {
         self.settled = None;
         self.inbox.clear();
         self.blocked = None;
+        self.log_write = None;
+        self.after_drain = None;
         for conn in ctx.net.live_conns_of(self.sid) {
             // The kernel resets the dead process's sockets; a dead machine
             // tells nobody.
@@ -440,7 +460,7 @@ impl Server {
         self.last_zxid = last_zxid;
         self.sessions = sessions;
         self.recent_txns = recent;
-        self.logged_through = last_zxid;
+        self.log.restart_at(last_zxid);
         self.history = history;
         self.accepted = epochs.accepted_epoch;
         self.current = epochs.current_epoch;
@@ -472,8 +492,9 @@ impl Server {
     /// The oracle checks the kept history as it checks a recovered one.
     fn catch_up_to_log(&mut self, ctx: &mut Ctx) -> bool {
         let reaches_back = self.recent_txns.front().is_some_and(|(z, _)| *z <= self.last_zxid)
-            || self.logged_through == self.last_zxid;
-        let ends_at_log_end = self.recent_txns.back().map(|(z, _)| *z).unwrap_or(self.last_zxid) == self.logged_through;
+            || self.log.durable_through() == self.last_zxid;
+        let ends_at_log_end =
+            self.recent_txns.back().map(|(z, _)| *z).unwrap_or(self.last_zxid) == self.log.durable_through();
         if !reaches_back || !ends_at_log_end {
             return false;
         }
@@ -634,7 +655,18 @@ impl Server {
         }
         self.blocked = None;
         self.settled = None;
-        let kept = was_learner && left_cleanly && self.catch_up_to_log(ctx);
+        let kept_candidate = was_learner && left_cleanly;
+        if !self.log.is_idle() {
+            // What the role logged is durable before the state is judged.
+            self.blocked = Some(Blocked::LogDrain);
+            self.after_drain = Some(AfterDrain::Leaving { kept_candidate });
+            return;
+        }
+        self.finish_leaving(ctx, kept_candidate);
+    }
+
+    fn finish_leaving(&mut self, ctx: &mut Ctx, kept_candidate: bool) {
+        let kept = kept_candidate && self.catch_up_to_log(ctx);
         if !self.up {
             return;
         }
@@ -756,10 +788,11 @@ impl Server {
     }
 
     pub fn on_disk_done(&mut self, ctx: &mut Ctx, token: u64) {
+        if self.log_write == Some(token) {
+            self.log_write_done(ctx, token);
+            return;
+        }
         match self.blocked {
-            Some(Blocked::Fsync(t)) if t == token => {
-                self.disk.complete_fsync(token);
-            }
             Some(Blocked::Epoch(t)) if t == token => {
                 if let Some((file, value)) = self.disk.complete_epoch_write(token) {
                     match file {
@@ -771,22 +804,13 @@ impl Server {
             _ => return,
         }
         self.blocked = None;
-        match &mut self.role {
-            PeerRole::Leading(l) => {
-                if l.stage == LeaderStage::AwaitFsync {
-                    l.stage = LeaderStage::AfterFsync;
-                }
-                self.continue_leader(ctx);
-            }
-            PeerRole::Following(f) => {
-                if let LearnerStage::AwaitFsync { last } = f.stage {
-                    let mut more = Vec::new();
-                    f.core.durable(last, &mut more);
-                    f.queue.extend(more);
-                    f.stage = LearnerStage::Actions;
-                }
-                self.continue_learner(ctx);
-            }
+        self.resume_role(ctx);
+    }
+
+    fn resume_role(&mut self, ctx: &mut Ctx) {
+        match &self.role {
+            PeerRole::Leading(_) => self.continue_leader(ctx),
+            PeerRole::Following(_) => self.continue_learner(ctx),
             _ => {}
         }
         if !self.inbox.is_empty() {
@@ -794,12 +818,67 @@ impl Server {
         }
     }
 
-    fn start_fsync(&mut self, ctx: &mut Ctx) {
+    /// Mirrors `LogHandle::log`: to the log, never waiting for the disk.
+    fn log_txns(&mut self, ctx: &mut Ctx, records: Vec<(i64, Bytes)>) {
+        if records.is_empty() {
+            return;
+        }
+        if let Some(w) = self.log.log(records) {
+            self.start_log_write(ctx, w);
+        }
+    }
+
+    /// Mirrors the log thread: one write + fsync, completing after a seeded
+    /// latency while the server goes on.
+    fn start_log_write(&mut self, ctx: &mut Ctx, w: LogWrite) {
+        if w.roll_first {
+            self.disk.roll();
+        }
+        if let Err(e) = self.disk.append(&w.records) {
+            self.die(ctx, format!("log append failed: {e}"));
+            return;
+        }
         let token = ctx.token();
-        self.disk.start_fsync(token);
-        let latency = ctx.fsync_latency();
+        let latency = if ctx.knobs.plant == Some(super::world::Plant::AckBeforeFsync) {
+            // Planted bug: the write is reported durable at once and never
+            // synced (only the page cache's write-back may keep it).
+            0
+        } else {
+            self.disk.start_fsync(token);
+            ctx.fsync_latency()
+        };
         ctx.schedule(ctx.now + latency, Ev::DiskDone(self.sid, self.incarnation, token));
-        self.blocked = Some(Blocked::Fsync(token));
+        self.log_write = Some(token);
+    }
+
+    /// Mirrors `LogHandle`'s report task: the write is durable, the next
+    /// starts at once, and the loop hears of it as an input.
+    fn log_write_done(&mut self, ctx: &mut Ctx, token: u64) {
+        self.disk.complete_fsync(token);
+        self.log_write = None;
+        if let Some(w) = self.log.write_done() {
+            self.start_log_write(ctx, w);
+        }
+        if !self.up {
+            return;
+        }
+        if self.blocked == Some(Blocked::LogDrain) && self.log.is_idle() {
+            self.blocked = None;
+            match self.after_drain.take() {
+                Some(AfterDrain::Leaving { kept_candidate }) => {
+                    self.finish_leaving(ctx, kept_candidate);
+                    return;
+                }
+                Some(AfterDrain::LearnerAction) => {
+                    if let PeerRole::Following(f) = &mut self.role {
+                        f.stage = LearnerStage::Actions;
+                    }
+                    self.resume_role(ctx);
+                }
+                None => {}
+            }
+        }
+        self.push_input(ctx, Input::LogDurable);
     }
 
     fn persist_epoch(&mut self, ctx: &mut Ctx, file: EpochFile, value: i64) {
@@ -1004,70 +1083,49 @@ impl Server {
             }
             let PeerRole::Leading(l) = &mut self.role else { return };
             match l.stage {
-                LeaderStage::Idle | LeaderStage::AwaitFsync => return,
+                LeaderStage::Idle => return,
                 LeaderStage::AfterTick => {
-                    if l.batch.logged.is_empty() {
-                        if l.batch.syncs.is_empty() {
-                            l.stage = LeaderStage::Idle;
+                    if !l.batch.logged.is_empty() {
+                        if l.batch.logged.last().is_some_and(|(z, _)| z & ZXID_COUNTER_MAX == ZXID_COUNTER_MAX) {
+                            self.leave_role(ctx, "the zxid counter is exhausted; a new epoch is needed".into());
                             return;
                         }
-                        // Only sync answers: nothing to propose or log; the
-                        // batch queues behind the others (production seals
-                        // it the same way).
-                        l.stage = LeaderStage::AfterFsync;
-                        continue;
+                        let mut actions = Vec::new();
+                        for (zxid, txn) in &l.batch.logged {
+                            l.core.propose(*zxid, txn.clone(), &mut actions);
+                        }
+                        l.queue.extend(actions);
                     }
-                    if l.batch.logged.last().is_some_and(|(z, _)| z & ZXID_COUNTER_MAX == ZXID_COUNTER_MAX) {
-                        self.leave_role(ctx, "the zxid counter is exhausted; a new epoch is needed".into());
-                        return;
-                    }
-                    let mut actions = Vec::new();
-                    for (zxid, txn) in &l.batch.logged {
-                        l.core.propose(*zxid, txn.clone(), &mut actions);
-                    }
-                    l.queue.extend(actions);
                     l.stage = LeaderStage::AfterPropose;
                 }
                 LeaderStage::AfterPropose => {
-                    // The proposals went out first: our own write + fsync now.
-                    let logged = l.batch.logged.clone();
-                    l.stage = LeaderStage::AwaitFsync;
-                    if let Err(e) = self.disk.append(&logged) {
-                        self.die(ctx, format!("log append failed: {e}"));
-                        return;
-                    }
-                    if ctx.knobs.plant == Some(super::world::Plant::AckBeforeFsync) {
-                        // Planted bug: count our own ack before the fsync.
-                        if let (PeerRole::Leading(l), Some((last, _))) = (&mut self.role, logged.last()) {
-                            let mut actions = Vec::new();
-                            l.core.local_durable(*last, &mut actions);
-                            l.queue.extend(actions);
-                        }
-                        let PeerRole::Leading(l) = &mut self.role else { return };
-                        l.stage = LeaderStage::AfterFsync;
-                        continue;
-                    }
-                    self.start_fsync(ctx);
-                    return;
-                }
-                LeaderStage::AfterFsync => {
+                    // The proposals went out first; our own write + fsync
+                    // runs beside the loop (production's log thread).
                     let batch = std::mem::take(&mut l.batch);
-                    for (zxid, txn) in &batch.logged {
-                        self.recent_txns.push_back((*zxid, txn.clone()));
-                    }
-                    while self.recent_txns.len() > ctx.knobs.recent_window_txns {
-                        self.recent_txns.pop_front();
+                    let has_entries = !batch.logged.is_empty() || !batch.writes.is_empty() || !batch.syncs.is_empty();
+                    if has_entries {
+                        // Mirrors `remember_recent`.
+                        for (zxid, txn) in &batch.logged {
+                            self.recent_txns.push_back((*zxid, txn.clone()));
+                        }
+                        while self.recent_txns.len() > ctx.knobs.recent_window_txns {
+                            self.recent_txns.pop_front();
+                        }
+                        self.log_txns(ctx, batch.logged);
+                        let PeerRole::Leading(l) = &mut self.role else { return };
+                        l.pending.push_back(PendingBatch {
+                            last_zxid: self.last_zxid,
+                            tree: self.tree.clone(),
+                            txns: batch.txns,
+                            writes: batch.writes,
+                            syncs: batch.syncs,
+                        });
                     }
                     let PeerRole::Leading(l) = &mut self.role else { return };
-                    l.pending.push_back(PendingBatch {
-                        last_zxid: self.last_zxid,
-                        tree: self.tree.clone(),
-                        txns: batch.txns,
-                        writes: batch.writes,
-                        syncs: batch.syncs,
-                    });
                     let mut actions = Vec::new();
-                    l.core.local_durable(self.last_zxid, &mut actions);
+                    if let Some(durable) = self.log.take_newly_durable() {
+                        l.core.local_durable(durable, &mut actions);
+                    }
                     l.queue.extend(actions);
                     l.stage = LeaderStage::AfterDurable;
                 }
@@ -1338,6 +1396,9 @@ impl Server {
             return;
         }
         if let PeerRole::Following(f) = &mut self.role {
+            if let Some(durable) = self.log.take_newly_durable() {
+                f.core.durable(durable, &mut actions);
+            }
             f.core.tick(now, &mut actions);
             f.queue.extend(actions);
             f.stage = LearnerStage::Actions;
@@ -1364,33 +1425,18 @@ impl Server {
                 None => {
                     let PeerRole::Following(f) = &mut self.role else { return };
                     let to_log = std::mem::take(&mut f.to_log);
-                    let Some(&(last, _)) = to_log.last() else {
+                    if to_log.is_empty() {
                         f.stage = LearnerStage::Idle;
                         return;
-                    };
-                    // Group commit: everything this round brought, one fsync.
-                    f.stage = LearnerStage::AwaitFsync { last };
-                    if let Err(e) = self.disk.append(&to_log) {
-                        self.die(ctx, format!("log append failed: {e}"));
-                        return;
                     }
+                    // To the log (production's log thread); the ACKs go out
+                    // when it reports them durable (`learner_turn`).
                     // Mirrors `remember_recent` after a learner's append.
-                    self.logged_through = last;
                     self.recent_txns.extend(to_log.iter().cloned());
                     while self.recent_txns.len() > ctx.knobs.recent_window_txns {
                         self.recent_txns.pop_front();
                     }
-                    if ctx.knobs.plant == Some(super::world::Plant::AckBeforeFsync) {
-                        // Planted bug: ack what only the page cache holds.
-                        let PeerRole::Following(f) = &mut self.role else { return };
-                        let mut more = Vec::new();
-                        f.core.durable(last, &mut more);
-                        f.queue.extend(more);
-                        f.stage = LearnerStage::Actions;
-                        continue;
-                    }
-                    self.start_fsync(ctx);
-                    return;
+                    self.log_txns(ctx, to_log);
                 }
             }
         }
@@ -1413,6 +1459,13 @@ impl Server {
                 return Ok(Flow::Blocked);
             }
             LearnerAction::Truncate { zxid } => {
+                if !self.log.is_idle() {
+                    // Production closes the log first, which drains it.
+                    f.queue.push_front(LearnerAction::Truncate { zxid });
+                    self.blocked = Some(Blocked::LogDrain);
+                    self.after_drain = Some(AfterDrain::LearnerAction);
+                    return Ok(Flow::Blocked);
+                }
                 ctx.trace(self.sid, format!("TRUNC to 0x{zxid:x}"));
                 self.disk.truncate_after(zxid)?;
                 self.reload_from_disk(ctx, "TRUNC")?;
@@ -1487,6 +1540,13 @@ impl Server {
     /// Mirrors `quorum_peer::install_snapshot`. The snapshot write and the
     /// currentEpoch raise take no simulated time here.
     fn install_snapshot(&mut self, ctx: &mut Ctx, zxid: i64, stream: &Bytes) -> Result<(), String> {
+        if !self.log.is_idle() {
+            // Production drains the log here (`LogHandle::close`); a SNAP
+            // only ever comes before this role logged anything.
+            return Err(
+                "a SNAP arrived while the log was still writing (the simulator does not model waiting here)".into()
+            );
+        }
         let (mut tree, sessions, _) = crate::storage::apache::decode_snap_stream(stream, zxid)
             .map_err(|e| format!("SNAP stream does not decode: {e}"))?;
         let data_epoch = epoch_of(zxid);
@@ -1515,7 +1575,7 @@ impl Server {
         self.last_zxid = zxid;
         self.sessions = sessions;
         self.recent_txns.clear();
-        self.logged_through = zxid;
+        self.log.restart_at(zxid);
         self.history = History { base_zxid: zxid, entries: BTreeMap::new() };
         Ok(())
     }

@@ -72,8 +72,9 @@ pub struct Knobs {
 /// Known bugs the simulator can plant in its own glue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Plant {
-    /// Leader and learners report their log durable when the batch is
-    /// appended, before its fsync completes.
+    /// The log writer reports each write durable as soon as it is appended,
+    /// and never syncs it: leader and learners ack what only the page cache
+    /// holds.
     AckBeforeFsync,
     /// The leader's glue answers syncs as Apache does (ZOOKEEPER-1675):
     /// once everything before them is committed, without
