@@ -4,7 +4,11 @@
 # kazoo and pytest), build the release binary, run every Rust test, then the
 # third-party-client compatibility tests against that binary: once against a
 # single server, then (for zoocore) again against a 3-member zoocore ensemble
-# (ZK_SERVER=zoocore-ensemble, about a minute more).
+# (ZK_SERVER=zoocore-ensemble, about a minute more). After the Rust tests, as
+# root (CI), the Debian package made from that binary: built, installed, its
+# service started, asked srvr, stopped with SIGTERM, purged
+# (scripts/test-package.sh: about 10 s, plus about a minute the first time to
+# install cargo-deb; skipped with a message when not root).
 #
 #   scripts/test.sh                       # zoocore (default), then zoocore-ensemble
 #   ZK_SERVER=apache scripts/test.sh      # compat tests against Apache ZooKeeper only
@@ -26,6 +30,10 @@ cargo build --release
 
 echo "==> cargo test --release"
 cargo test --release
+
+# Before pytest, so the compat tests' summary stays the run's last word.
+echo "==> the Debian package (scripts/test-package.sh)"
+scripts/test-package.sh
 
 echo "==> pytest tests/compat (ZK_SERVER=${ZK_SERVER:-zoocore})"
 python3 -m pytest -q -p no:cacheprovider tests/compat "$@"

@@ -124,13 +124,19 @@ const DYING_LISTENER_WAIT: Duration = Duration::from_millis(500);
 const DYING_LISTENER_PROBE_INTERVAL: Duration = Duration::from_millis(10);
 
 /// A shard's SO_REUSEPORT client listener (as glommio's `TcpListener::bind`
-/// makes it) and a second handle on the same socket, kept to shut the
-/// listener down at stop: glommio's listener does not expose its fd.
+/// makes it, plus SO_REUSEADDR) and a second handle on the same socket, kept
+/// to shut the listener down at stop: glommio's listener does not expose its fd.
+///
+/// SO_REUSEADDR because accepted connections inherit it, and so do their
+/// TIME-WAIT remains after we close them: without it, a server that binds
+/// with SO_REUSEADDR only (Apache ZooKeeper, most servers) gets "Address
+/// already in use" on this port for up to 60 s after zoocore stops.
 fn bind_client_listener(addr: SocketAddr) -> std::io::Result<(glommio::net::TcpListener, socket2::Socket)> {
     use socket2::{Domain, Protocol, Socket, Type};
     use std::os::fd::{FromRawFd, IntoRawFd};
     const LISTEN_BACKLOG: i32 = 1024;
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;

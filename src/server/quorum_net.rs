@@ -765,8 +765,23 @@ pub struct LearnerListener {
 }
 
 impl LearnerListener {
+    /// SO_REUSEPORT as glommio's own bind, plus SO_REUSEADDR: the learner
+    /// connections we accept inherit it into their TIME-WAIT remains, which
+    /// otherwise keep an Apache server (it binds with SO_REUSEADDR) off this
+    /// port for up to 60 s after a zoocore leader stops.
     pub fn bind(addr: SocketAddr) -> io::Result<LearnerListener> {
-        Ok(LearnerListener { listener: TcpListener::bind(addr)? })
+        use socket2::{Domain, Protocol, Socket, Type};
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        const LISTEN_BACKLOG: i32 = 1024;
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(LISTEN_BACKLOG)?;
+        // SAFETY: `into_raw_fd` hands over a listening socket's fd that
+        // nothing else owns; the glommio listener closes it when dropped.
+        let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
+        Ok(LearnerListener { listener })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
