@@ -147,6 +147,51 @@ pub struct Config {
     pub source_name: String,
     /// Keys zoocore does not interpret, as written (last one wins).
     pub other: BTreeMap<String, String>,
+    /// `admin.*`: the AdminServer (HTTP commands), as Apache's JettyAdminServer.
+    pub admin: AdminConfig,
+    /// `metricsProvider.*`: Some when `metricsProvider.className` names
+    /// Apache's PrometheusMetricsProvider.
+    pub prometheus: Option<PrometheusConfig>,
+    /// The zoo.cfg text as read (the admin command `initial_configuration`);
+    /// empty for the embedded default.
+    pub initial_text: String,
+}
+
+/// Apache's AdminServer defaults (JettyAdminServer).
+pub const ADMIN_DEFAULT_PORT: u16 = 8080;
+pub const ADMIN_DEFAULT_COMMAND_URL: &str = "/commands";
+pub const ADMIN_DEFAULT_IDLE_TIMEOUT_MS: u64 = 30_000;
+/// Apache's PrometheusMetricsProvider default port.
+pub const PROMETHEUS_DEFAULT_PORT: u16 = 7000;
+/// The `metricsProvider.className` that turns the Prometheus endpoint on.
+pub const PROMETHEUS_PROVIDER_CLASS: &str = "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider";
+/// Apache's own default provider (no endpoint): accepted silently.
+const DEFAULT_PROVIDER_CLASSES: &[&str] =
+    &["org.apache.zookeeper.metrics.impl.DefaultMetricsProvider", "org.apache.zookeeper.metrics.impl.NullMetricsProvider"];
+
+/// `admin.enableServer`, `admin.serverAddress`, `admin.serverPort`,
+/// `admin.commandURL`, `admin.idleTimeout` (also with the `zookeeper.`
+/// prefix of their Java system property names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    pub enabled: bool,
+    pub address: IpAddr,
+    pub port: u16,
+    /// Always starts with '/' and has no trailing '/'.
+    pub command_url: String,
+    /// How long one HTTP connection may stay open (Jetty's idle timeout).
+    pub idle_timeout_ms: u64,
+}
+
+/// `metricsProvider.httpHost` / `metricsProvider.httpPort` /
+/// `metricsProvider.exportJvmInfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrometheusConfig {
+    pub host: IpAddr,
+    pub port: u16,
+    /// Apache exports the JVM's figures; zoocore exports the process's
+    /// (`process_*`, as Prometheus clients name them) when this is true.
+    pub export_process_info: bool,
 }
 
 const DEFAULT_JUTE_MAX_BUFFER: usize = 0xFFFFF;
@@ -213,6 +258,17 @@ impl Config {
             client_port_address_set: false,
             source_name: "embedded default".to_owned(),
             other: BTreeMap::new(),
+            admin: AdminConfig {
+                enabled: true,
+                // Like the client port: zoo.cfg listens on all interfaces,
+                // the embedded default on loopback only.
+                address: client_port_address,
+                port: ADMIN_DEFAULT_PORT,
+                command_url: ADMIN_DEFAULT_COMMAND_URL.to_owned(),
+                idle_timeout_ms: ADMIN_DEFAULT_IDLE_TIMEOUT_MS,
+            },
+            prometheus: None,
+            initial_text: String::new(),
         }
     }
 
@@ -368,6 +424,12 @@ impl Config {
         let mut data_log_dir: Option<PathBuf> = None;
         let mut min_timeout: Option<i64> = None;
         let mut max_timeout: Option<i64> = None;
+        let mut provider_class: Option<(String, usize)> = None;
+        let mut prometheus = PrometheusConfig {
+            host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: PROMETHEUS_DEFAULT_PORT,
+            export_process_info: true,
+        };
 
         for entry in logical_lines(text) {
             let line_no = Some(entry.line_no);
@@ -468,6 +530,29 @@ impl Config {
                 }
                 "standaloneEnabled" => cfg.standalone_enabled = parse_bool(value).ok_or_else(|| bad(""))?,
                 "readonlymode.enabled" => cfg.read_only_enabled = parse_bool(value).ok_or_else(|| bad(""))?,
+                "admin.enableServer" => cfg.admin.enabled = parse_bool(value).ok_or_else(|| bad(""))?,
+                "admin.serverAddress" => {
+                    cfg.admin.address = parse_ip(value).ok_or_else(|| bad(" (an IP address)"))?;
+                }
+                "admin.serverPort" => cfg.admin.port = parse_num(value).ok_or_else(|| bad(""))?,
+                "admin.commandURL" => {
+                    let url = value.trim_end_matches('/');
+                    if !url.starts_with('/') {
+                        return Err(bad(" (a path starting with '/')"));
+                    }
+                    cfg.admin.command_url = url.to_owned();
+                }
+                "admin.idleTimeout" => {
+                    cfg.admin.idle_timeout_ms = parse_num(value).filter(|&n| n > 0).ok_or_else(|| bad(""))?
+                }
+                "metricsProvider.className" => provider_class = Some((value.to_owned(), entry.line_no)),
+                "metricsProvider.httpHost" => {
+                    prometheus.host = parse_ip(value).ok_or_else(|| bad(" (an IP address)"))?;
+                }
+                "metricsProvider.httpPort" => prometheus.port = parse_num(value).ok_or_else(|| bad(""))?,
+                "metricsProvider.exportJvmInfo" => {
+                    prometheus.export_process_info = parse_bool(value).ok_or_else(|| bad(""))?
+                }
                 k if k.starts_with("server.") => {
                     let entry = parse_server(k, value, entry.line_no).map_err(|why| {
                         err(
@@ -501,6 +586,15 @@ impl Config {
             }
         }
 
+        match provider_class {
+            Some((class, _)) if class == PROMETHEUS_PROVIDER_CLASS => cfg.prometheus = Some(prometheus),
+            Some((class, _)) if DEFAULT_PROVIDER_CLASSES.contains(&class.as_str()) => {}
+            Some((class, line)) => warnings.push(format!(
+                "{source_name}:{line}: metricsProvider.className={class}: zoocore has only {PROMETHEUS_PROVIDER_CLASS}; no metrics endpoint"
+            )),
+            None => {}
+        }
+        cfg.initial_text = text.to_owned();
         cfg.source_name = source_name.to_owned();
         cfg.data_dir = data_dir.ok_or_else(|| err(None, "dataDir is not set".to_owned()))?;
         cfg.data_log_dir = data_log_dir.unwrap_or_else(|| cfg.data_dir.clone());

@@ -7,7 +7,11 @@
 //! - `commit_shard`: one executor that owns the tree, zxids, sessions and
 //!   the log; it may share a core with a worker.
 //! - `messages`: everything that crosses between them.
+//! - `admin` (+ `admin_report`, `prometheus`): the AdminServer and the
+//!   Prometheus endpoint, as tasks on worker 0.
 
+pub mod admin;
+pub mod admin_report;
 pub mod commit_shard;
 pub mod conn_limit;
 pub mod connection;
@@ -16,6 +20,7 @@ pub mod election_net;
 pub mod fourlw;
 pub mod log_writer;
 pub mod messages;
+pub mod prometheus;
 pub mod quorum_metrics;
 pub mod quorum_net;
 pub mod quorum_peer;
@@ -310,7 +315,10 @@ pub fn run(config: Config, repair: bool) -> Result<(), StartError> {
                 .detach();
                 let shard = WorkerShard::new(index, config, to_commit, limiter, stats);
                 shard.install_view(view, initial_zxid);
+                // The AdminServer and /metrics live on worker 0 (server::admin).
+                let http = if index == 0 { admin::start(&shard) } else { admin::HttpEndpoints::default() };
                 shard.run(listener, from_commit, Rc::new(stop_rx)).await;
+                http.shutdown();
                 // The glommio listener is closed, but the accept still in
                 // flight on io_uring holds the socket until the kernel tears
                 // the ring down, asynchronously, after the process is gone:
