@@ -166,8 +166,10 @@ pub const PROMETHEUS_DEFAULT_PORT: u16 = 7000;
 /// The `metricsProvider.className` that turns the Prometheus endpoint on.
 pub const PROMETHEUS_PROVIDER_CLASS: &str = "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider";
 /// Apache's own default provider (no endpoint): accepted silently.
-const DEFAULT_PROVIDER_CLASSES: &[&str] =
-    &["org.apache.zookeeper.metrics.impl.DefaultMetricsProvider", "org.apache.zookeeper.metrics.impl.NullMetricsProvider"];
+const DEFAULT_PROVIDER_CLASSES: &[&str] = &[
+    "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider",
+    "org.apache.zookeeper.metrics.impl.NullMetricsProvider",
+];
 
 /// `admin.enableServer`, `admin.serverAddress`, `admin.serverPort`,
 /// `admin.commandURL`, `admin.idleTimeout` (also with the `zookeeper.`
@@ -866,6 +868,73 @@ mod tests {
         assert!(c.fourlw_enabled("srvr"));
         assert!(!c.fourlw_enabled("stat"));
         assert_eq!(c.jute_max_buffer, 0xFFFFF);
+    }
+
+    #[test]
+    fn admin_server_defaults_are_apaches_and_the_embedded_default_is_loopback() {
+        let (c, _) = Config::parse("dataDir=/tmp/x\n", "zoo.cfg").unwrap();
+        let admin = &c.admin;
+        assert!(admin.enabled);
+        assert_eq!((admin.address, admin.port), (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080));
+        assert_eq!((admin.command_url.as_str(), admin.idle_timeout_ms), ("/commands", 30_000));
+        assert_eq!(c.prometheus, None, "no metricsProvider.className, no endpoint");
+        assert_eq!(c.initial_text, "dataDir=/tmp/x\n");
+        let e = Config::embedded_default();
+        assert_eq!((e.admin.address, e.admin.port), (IpAddr::V4(Ipv4Addr::LOCALHOST), 8080));
+    }
+
+    #[test]
+    fn admin_and_metrics_keys_with_or_without_the_system_property_prefix() {
+        let text = "dataDir=/tmp/x\nadmin.serverAddress=127.0.0.2\nzookeeper.admin.serverPort=9090\n\
+                    admin.commandURL=/cmds/\nadmin.idleTimeout=500\nzookeeper.admin.enableServer=false\n\
+                    metricsProvider.httpPort=7070\nmetricsProvider.httpHost=127.0.0.3\n\
+                    metricsProvider.exportJvmInfo=false\n\
+                    metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n";
+        let (c, warnings) = Config::parse(text, "zoo.cfg").unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            c.admin,
+            AdminConfig {
+                enabled: false,
+                address: "127.0.0.2".parse().unwrap(),
+                port: 9090,
+                command_url: "/cmds".into(),
+                idle_timeout_ms: 500
+            }
+        );
+        assert_eq!(
+            c.prometheus,
+            Some(PrometheusConfig { host: "127.0.0.3".parse().unwrap(), port: 7070, export_process_info: false })
+        );
+        let (c, _) = Config::parse(
+            "dataDir=/x\nmetricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n",
+            "zoo.cfg",
+        )
+        .unwrap();
+        assert_eq!(c.prometheus.map(|p| (p.host, p.port)), Some((IpAddr::V4(Ipv4Addr::UNSPECIFIED), 7000)));
+    }
+
+    #[test]
+    fn other_metrics_providers_and_bad_admin_values() {
+        let (c, warnings) =
+            Config::parse("dataDir=/x\nmetricsProvider.className=com.example.Other\n", "zoo.cfg").unwrap();
+        assert_eq!(c.prometheus, None);
+        assert!(warnings.iter().any(|w| w.contains("zoo.cfg:2") && w.contains("com.example.Other")), "{warnings:?}");
+        let (_, warnings) = Config::parse(
+            "dataDir=/x\nmetricsProvider.className=org.apache.zookeeper.metrics.impl.DefaultMetricsProvider\n",
+            "zoo.cfg",
+        )
+        .unwrap();
+        assert!(warnings.is_empty(), "Apache's default provider is accepted silently: {warnings:?}");
+        for bad in [
+            "admin.serverPort=http",
+            "admin.commandURL=commands",
+            "admin.serverAddress=nowhere",
+            "admin.enableServer=maybe",
+        ] {
+            let err = Config::parse(&format!("dataDir=/x\n{bad}\n"), "zoo.cfg").unwrap_err();
+            assert_eq!(err.line, Some(2), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -166,7 +166,8 @@ pub fn start(shard: &Rc<WorkerShard>) -> HttpEndpoints {
                 tracing::info!(host = %p.host, port = p.port, "started /metrics HTTP endpoint");
                 endpoints.sockets.push(socket);
                 let shard = shard.clone();
-                glommio::spawn_local(serve_http(listener, idle, move |req| metrics_request(shard.clone(), req))).detach();
+                glommio::spawn_local(serve_http(listener, idle, move |req| metrics_request(shard.clone(), req)))
+                    .detach();
             }
             Err(e) => tracing::error!(
                 host = %p.host,
@@ -378,9 +379,7 @@ fn report_timed_out(primary: &str) -> (StatusCode, Map<String, Value>) {
 async fn dir_sizes(config: &Config) -> (u64, u64) {
     let (data_dir, log_dir) = (config.data_dir.clone(), config.data_log_dir.clone());
     glommio::executor()
-        .spawn_blocking(move || {
-            (crate::server::fourlw::dir_size(&data_dir), crate::server::fourlw::dir_size(&log_dir))
-        })
+        .spawn_blocking(move || (crate::server::fourlw::dir_size(&data_dir), crate::server::fourlw::dir_size(&log_dir)))
         .await
 }
 
@@ -535,10 +534,7 @@ fn system_properties(config: &Config) -> Map<String, Value> {
     props.insert("os.version".to_owned(), read_trimmed("/proc/sys/kernel/osrelease"));
     props.insert("user.name".to_owned(), env("USER"));
     props.insert("user.home".to_owned(), env("HOME"));
-    props.insert(
-        "user.dir".to_owned(),
-        std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default(),
-    );
+    props.insert("user.dir".to_owned(), std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default());
     props.insert("java.io.tmpdir".to_owned(), std::env::temp_dir().display().to_string());
     props.insert("zoocore.version".to_owned(), env!("CARGO_PKG_VERSION").to_owned());
     for (k, v) in &config.other {
@@ -649,7 +645,10 @@ mod tests {
     #[test]
     fn set_trace_mask_checks_its_argument_as_apache() {
         assert_eq!(set_trace_mask("")["error"], json!("setTraceMask requires long traceMask argument"));
-        assert_eq!(set_trace_mask("traceMask=x")["error"], json!("setTraceMask requires long traceMask argument, got x"));
+        assert_eq!(
+            set_trace_mask("traceMask=x")["error"],
+            json!("setTraceMask requires long traceMask argument, got x")
+        );
         assert_eq!(set_trace_mask("a=b&traceMask=306")["tracemask"], json!(306));
     }
 
@@ -660,10 +659,50 @@ mod tests {
         assert!(!links.contains("/commands/conf\""), "short names are not listed");
     }
 
+    fn ensemble_member() -> Config {
+        let text = "dataDir=/tmp/x\ninitLimit=5\nsyncLimit=2\nclientPort=2181\nclientPortAddress=127.0.0.1\n\
+                    server.1=10.0.0.1:2888:3888\nserver.2=10.0.0.2:2888:3888;2181\nserver.3=10.0.0.3:2888:3888:observer\n";
+        let (mut cfg, _) = Config::parse(text, "t").expect("config");
+        cfg.quorum = Some(cfg.resolve_quorum("2", "myid").expect("quorum"));
+        cfg
+    }
+
     #[test]
-    fn zxids_split_into_epoch_and_counter() {
+    fn zabstate_splits_the_zxid_into_epoch_and_counter() {
         let (cfg, _) = Config::parse("dataDir=/tmp/x\n", "t").expect("config");
         let standalone = zabstate(&cfg, ServerMode::Standalone, 0x5_0000_0007);
         assert_eq!(Value::Object(standalone), json!({ "voting": false, "zabstate": "" }));
+        let member = zabstate(&ensemble_member(), ServerMode::Follower, 0x5_0000_0007);
+        assert_eq!(member["zab_epoch"], 5);
+        assert_eq!(member["zab_counter"], 7);
+        assert_eq!(member["last_zxid"], "0x500000007");
+        assert_eq!(member["quorum_address"], "10.0.0.2:2888");
+        assert_eq!(member["voting"], true);
+        assert_eq!(member["zabstate"], "broadcast");
+    }
+
+    #[test]
+    fn voting_view_lists_the_voting_members_as_quorum_server_views() {
+        let view = voting_view(&ensemble_member());
+        let members = view["current_config"].as_object().expect("object");
+        assert_eq!(members.keys().collect::<Vec<_>>(), ["1", "2"], "the observer does not vote");
+        assert_eq!(
+            members["2"],
+            json!({
+                "server_addresses": ["10.0.0.2:2888"],
+                "election_addresses": ["10.0.0.2:3888"],
+                "client_address": "127.0.0.1:2181",
+                "learner_type": "participant",
+            })
+        );
+        assert_eq!(members["1"]["client_address"], "");
+    }
+
+    #[test]
+    fn leader_says_who_leads_when_it_knows() {
+        let (standalone, _) = Config::parse("dataDir=/tmp/x\n", "t").expect("config");
+        assert_eq!(leader(&standalone, ServerMode::Standalone)["error"], "server is not initialized");
+        let lead = leader(&ensemble_member(), ServerMode::Leader);
+        assert_eq!(Value::Object(lead), json!({ "is_leader": true, "leader_id": 2, "leader_ip": "10.0.0.2" }));
     }
 }

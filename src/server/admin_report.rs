@@ -50,8 +50,16 @@ const TREE_DIGEST_VERSION: i64 = 2;
 /// mntr keys that are zoocore's own (not Apache's): the AdminServer's
 /// `monitor` prefixes them with `zoocore_` so that every unprefixed key is
 /// one Apache also has.
-const ZOOCORE_MNTR_KEYS: &[&str] =
-    &["fsync_us_", "batch_txns_", "batch_bytes_", "commit_queue_us_", "log_batches", "fsync_slow_count", "proposal_commit_us_", "ack_us_"];
+const ZOOCORE_MNTR_KEYS: &[&str] = &[
+    "fsync_us_",
+    "batch_txns_",
+    "batch_bytes_",
+    "commit_queue_us_",
+    "log_batches",
+    "fsync_slow_count",
+    "proposal_commit_us_",
+    "ack_us_",
+];
 
 /// A worker's contribution to an `admin.*` report, beyond the totals every
 /// report part carries.
@@ -60,7 +68,7 @@ pub fn fill_shard_part(shard: &WorkerShard, cmd: &str, part: &mut ShardReport) {
         return;
     }
     part.shard = shard.index;
-    part.request_latency = shard.request_latency.borrow().clone();
+    *part.request_latency = shard.request_latency.borrow().clone();
     match cmd {
         report::CONNECTIONS | report::STATS => {
             let now = crate::server::wall_clock_ms();
@@ -400,7 +408,10 @@ mod tests {
     #[test]
     fn merged_watches_are_sorted_and_deduplicated() {
         let a = ShardReport { watches_by_session: vec![(7, vec!["/b".into(), "/a".into()])], ..Default::default() };
-        let b = ShardReport { watches_by_session: vec![(7, vec!["/a".into()]), (3, vec!["/c".into()])], ..Default::default() };
+        let b = ShardReport {
+            watches_by_session: vec![(7, vec!["/a".into()]), (3, vec!["/c".into()])],
+            ..Default::default()
+        };
         let m = watches(&[a, b]);
         assert_eq!(m["session_id_to_watched_paths"], json!({ "3": ["/c"], "7": ["/a", "/b"] }));
     }
@@ -408,13 +419,19 @@ mod tests {
     #[test]
     fn connection_info_has_apaches_fields_brief_and_full() {
         let part = ShardReport {
-            connections_info: vec![ConnectionInfo { remote_socket_address: "127.0.0.1:5".into(), ..Default::default() }],
+            connections_info: vec![ConnectionInfo {
+                remote_socket_address: "127.0.0.1:5".into(),
+                ..Default::default()
+            }],
             ..Default::default()
         };
         let brief = connections(std::slice::from_ref(&part), true);
         let first = &brief["connections"][0];
         let keys: Vec<&String> = first.as_object().map(|o| o.keys().collect()).unwrap_or_default();
-        assert_eq!(keys, ["remote_socket_address", "interest_ops", "outstanding_requests", "packets_received", "packets_sent"]);
+        assert_eq!(
+            keys,
+            ["remote_socket_address", "interest_ops", "outstanding_requests", "packets_received", "packets_sent"]
+        );
         let full = connections(&[part], false);
         assert_eq!(full["connections"][0].as_object().map(|o| o.len()), Some(16));
         assert_eq!(full["secure_connections"], json!([]));

@@ -137,8 +137,9 @@ pub struct ShardReport {
     pub watches_by_session: Vec<(i64, Vec<String>)>,
     /// AdminServer `watches_by_path`: watching sessions by path.
     pub watches_by_path: Vec<(String, Vec<i64>)>,
-    /// Request latency on this shard, since start or `srst`.
-    pub request_latency: LatencyHistogram,
+    /// Request latency on this shard, since start or `srst` (boxed: it
+    /// would make every `ToCommit` as large as its buckets).
+    pub request_latency: Box<LatencyHistogram>,
 }
 
 /// One client connection as Apache's `ServerCnxn.getConnectionInfo` lists
@@ -166,8 +167,8 @@ pub struct ConnectionInfo {
 /// roughly 1-2.5-5 per decade, 50 µs to 10 s, fixed so that shards'
 /// histograms add up and Prometheus sees the same `le` on every scrape.
 pub const LATENCY_BUCKET_BOUNDS_US: [u64; 18] = [
-    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
-    2_500_000, 5_000_000, 7_500_000, 10_000_000,
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    5_000_000, 7_500_000, 10_000_000,
 ];
 
 /// A fixed-bucket latency histogram: O(1) to record on a shard's request

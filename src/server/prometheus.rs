@@ -210,7 +210,12 @@ fn apache_metrics(f: &mut Families, parts: &[ShardReport], view: &CommitView<'_>
     let sync = &view.log.sync_us;
     let p50_ms = if sync.is_empty() { 0.0 } else { sync.value_at_quantile(0.5) as f64 / 1000.0 };
     let sum_ms = if sync.is_empty() { 0.0 } else { sync.mean() * sync.len() as f64 / 1000.0 };
-    f.family("fsynctime", "fsynctime", MetricType::SUMMARY, vec![summary_metric(&[], &[(0.5, p50_ms)], sync.len(), sum_ms)]);
+    f.family(
+        "fsynctime",
+        "fsynctime",
+        MetricType::SUMMARY,
+        vec![summary_metric(&[], &[(0.5, p50_ms)], sync.len(), sum_ms)],
+    );
 
     if let Some(q) = view.quorum_metrics {
         let mut text = String::new();
@@ -239,13 +244,21 @@ fn quorum_summaries(f: &mut Families, m: &BTreeMap<String, f64>) {
         "quorum_ack_latency",
         "quorum_ack_latency",
         MetricType::SUMMARY,
-        vec![summary("quorum_ack_latency", vec![(0.5, commit_ms("p50")), (0.9, commit_ms("p90")), (0.99, commit_ms("p99"))], &[])],
+        vec![summary(
+            "quorum_ack_latency",
+            vec![(0.5, commit_ms("p50")), (0.9, commit_ms("p90")), (0.99, commit_ms("p99"))],
+            &[],
+        )],
     );
     f.family(
         "proposal_latency",
         "proposal_latency",
         MetricType::SUMMARY,
-        vec![summary("proposal_latency", vec![(0.5, get("p50_proposal_latency")), (0.99, get("p99_proposal_latency"))], &[])],
+        vec![summary(
+            "proposal_latency",
+            vec![(0.5, get("p50_proposal_latency")), (0.99, get("p99_proposal_latency"))],
+            &[],
+        )],
     );
     let followers: Vec<String> = m
         .keys()
@@ -304,7 +317,12 @@ fn zoocore_metrics(f: &mut Families, parts: &[ShardReport], view: &CommitView<'_
     let per_shard = |value: &dyn Fn(&ShardReport) -> f64| -> Vec<Metric> {
         sorted.iter().map(|p| gauge_metric(&[("shard", p.shard.to_string())], value(p))).collect()
     };
-    f.family("zoocore_shard_connections", "Client connections on the worker shard", MetricType::GAUGE, per_shard(&|p| p.connections as f64));
+    f.family(
+        "zoocore_shard_connections",
+        "Client connections on the worker shard",
+        MetricType::GAUGE,
+        per_shard(&|p| p.connections as f64),
+    );
     f.family(
         "zoocore_shard_outstanding_requests",
         "Requests in flight on the worker shard's connections",
@@ -323,7 +341,12 @@ fn zoocore_metrics(f: &mut Families, parts: &[ShardReport], view: &CommitView<'_
         MetricType::GAUGE,
         per_shard(&|p| p.packets_sent as f64),
     );
-    f.family("zoocore_shard_watches", "Watches registered on the worker shard", MetricType::GAUGE, per_shard(&|p| p.watch_count as f64));
+    f.family(
+        "zoocore_shard_watches",
+        "Watches registered on the worker shard",
+        MetricType::GAUGE,
+        per_shard(&|p| p.watch_count as f64),
+    );
     let latency: Vec<Metric> = sorted
         .iter()
         .map(|p| {
@@ -346,7 +369,11 @@ fn zoocore_metrics(f: &mut Families, parts: &[ShardReport], view: &CommitView<'_
 fn process_metrics(f: &mut Families) {
     let Some(stat) = ProcessStat::read() else { return };
     f.counter("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", stat.cpu_seconds);
-    f.gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", stat.start_time_seconds);
+    f.gauge(
+        "process_start_time_seconds",
+        "Start time of the process since unix epoch in seconds.",
+        stat.start_time_seconds,
+    );
     f.gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.", stat.virtual_memory_bytes);
     f.gauge("process_resident_memory_bytes", "Resident memory size in bytes.", stat.resident_memory_bytes);
     let (open, max) = fourlw::fd_counts();
@@ -398,7 +425,8 @@ mod tests {
 
     #[test]
     fn proc_stat_fields_are_counted_after_the_command_name() {
-        let stat = "4242 (zoo core) (x) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 9 0 1000 123456789 300 18446744073709551615";
+        let stat =
+            "4242 (zoo core) (x) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 9 0 1000 123456789 300 18446744073709551615";
         let p = ProcessStat::parse(stat, 1_700_000_000.0, 100.0, 4096.0).expect("parsed");
         assert_eq!(p.cpu_seconds, 3.0);
         assert_eq!(p.start_time_seconds, 1_700_000_010.0);
