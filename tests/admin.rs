@@ -631,6 +631,42 @@ fn metrics_scrape_parses_with_the_prometheus_parser_and_has_apaches_names() {
     for name in PROCESS_METRICS {
         assert!(samples.iter().any(|(_, n, _, _)| n == name), "{name}:\n{text}");
     }
+    dashboard_uses_only_exposed_names(&text);
+}
+
+/// Names docs/grafana/zoocore.json may use that a standalone server does
+/// not expose (an ensemble member or a leader does).
+const ENSEMBLE_ONLY_METRICS: &[&str] =
+    &["quorum_size", "synced_followers", "synced_observers", "pending_syncs", "quorum_ack_latency", "election_time"];
+/// PromQL functions, keywords and label names in the dashboard's queries.
+const PROMQL_WORDS: &[&str] =
+    &["rate", "increase", "sum", "by", "histogram_quantile", "le", "instance", "shard", "quantile", "__rate_interval"];
+
+/// Every metric the Grafana dashboard queries is one /metrics exposes.
+fn dashboard_uses_only_exposed_names(text: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/grafana/zoocore.json");
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("dashboard")).expect("dashboard JSON");
+    let mut exprs = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            exprs.extend(target["expr"].as_str().map(str::to_owned));
+        }
+    }
+    assert!(exprs.len() > 10, "the dashboard has queries");
+    let exposed = |name: &str| text.lines().any(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with([' ', '{'])));
+    for expr in &exprs {
+        let tokens = expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'));
+        for token in tokens.filter(|t| t.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')) {
+            if PROMQL_WORDS.contains(&token) || ENSEMBLE_ONLY_METRICS.contains(&token) {
+                continue;
+            }
+            assert!(
+                exposed(token),
+                "docs/grafana/zoocore.json queries {token}, which /metrics does not expose ({expr})"
+            );
+        }
+    }
 }
 
 #[test]

@@ -227,6 +227,9 @@ pub fn run(config: Config, repair: bool) -> Result<(), StartError> {
 
     let stats = Arc::new(ServerStats::default());
     stats.set_last_zxid(recovered.last_zxid);
+    // As the commit shard will set it: the workers (and the AdminServer on
+    // worker 0) may answer before the commit shard has started.
+    stats.set_mode(if config.quorum.is_some() { stats::ServerMode::Looking } else { stats::ServerMode::Standalone });
     let (initial_view, initial_zxid) = (recovered.tree.clone(), recovered.last_zxid);
     let limiter = Arc::new(ConnectionLimiter::default());
     let mut to_commit_rx = Vec::new();
