@@ -119,6 +119,7 @@ clientPortAddress=127.0.0.1
 snapCount=100000
 maxClientCnxns=0
 4lw.commands.whitelist=*
+admin.enableServer=false
 EOF
 }
 
@@ -215,7 +216,8 @@ write_member() { # kind sid servers_text client_port
     local kind="$1" sid="$2" dir="$work/$1-s$2"
     mkdir -p "$dir/data"
     echo "$sid" >"$dir/data/myid"
-    # One text for both kinds: zoocore ignores admin.*, Apache ignores zoocore.*.
+    # One text for both kinds (Apache ignores zoocore.*); both have an
+    # AdminServer on 0.0.0.0:8080 by default, turned off here.
     {
         echo "tickTime=2000"
         echo "initLimit=10"

@@ -21,6 +21,7 @@ clientPortAddress=127.0.0.1
 snapCount=100000
 maxClientCnxns=0
 4lw.commands.whitelist=*
+admin.enableServer=false
 CFG
 "$target_dir/release/zoocore" server --config "$work/zoo.cfg" >"$work/server.log" 2>&1 &
 pid=$!

@@ -3,7 +3,9 @@
 #   Debian packages  zookeeper (server jar, zkCli.sh), zookeeper-bin (cli_mt),
 #                    default-jre-headless (java), netcat-openbsd (nc),
 #                    python3 and python3-pip when python3 or its pip is absent;
-#   Python packages  kazoo==2.11.0, pytest==9.2.0 (exact versions).
+#   Python packages  kazoo==2.11.0, pytest==9.2.0, prometheus-client==0.26.0
+#                    (exact versions; the last is the Prometheus text-format
+#                    parser tests/admin.rs checks /metrics with).
 #
 # Debian packages are installed with apt-get as root, with `sudo -n apt-get`
 # when sudo works without a password, and otherwise the script stops with the
@@ -16,7 +18,7 @@
 # ZK_CLI_MT, ZK_JAVA.
 set -euo pipefail
 
-readonly PYTHON_REQUIREMENTS=("kazoo==2.11.0" "pytest==9.2.0")
+readonly PYTHON_REQUIREMENTS=("kazoo==2.11.0" "pytest==9.2.0" "prometheus-client==0.26.0")
 
 missing_debs=()
 missing_pips=()

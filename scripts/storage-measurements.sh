@@ -17,6 +17,7 @@ dataDir=$WORK/data
 clientPort=$PORT
 clientPortAddress=127.0.0.1
 4lw.commands.whitelist=*
+admin.enableServer=false
 zoocore.logSync=$1
 snapCount=$2
 maxClientCnxns=0

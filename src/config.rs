@@ -147,6 +147,53 @@ pub struct Config {
     pub source_name: String,
     /// Keys zoocore does not interpret, as written (last one wins).
     pub other: BTreeMap<String, String>,
+    /// `admin.*`: the AdminServer (HTTP commands), as Apache's JettyAdminServer.
+    pub admin: AdminConfig,
+    /// `metricsProvider.*`: Some when `metricsProvider.className` names
+    /// Apache's PrometheusMetricsProvider.
+    pub prometheus: Option<PrometheusConfig>,
+    /// The zoo.cfg text as read (the admin command `initial_configuration`);
+    /// empty for the embedded default.
+    pub initial_text: String,
+}
+
+/// Apache's AdminServer defaults (JettyAdminServer).
+pub const ADMIN_DEFAULT_PORT: u16 = 8080;
+pub const ADMIN_DEFAULT_COMMAND_URL: &str = "/commands";
+pub const ADMIN_DEFAULT_IDLE_TIMEOUT_MS: u64 = 30_000;
+/// Apache's PrometheusMetricsProvider default port.
+pub const PROMETHEUS_DEFAULT_PORT: u16 = 7000;
+/// The `metricsProvider.className` that turns the Prometheus endpoint on.
+pub const PROMETHEUS_PROVIDER_CLASS: &str = "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider";
+/// Apache's own default provider (no endpoint): accepted silently.
+const DEFAULT_PROVIDER_CLASSES: &[&str] = &[
+    "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider",
+    "org.apache.zookeeper.metrics.impl.NullMetricsProvider",
+];
+
+/// `admin.enableServer`, `admin.serverAddress`, `admin.serverPort`,
+/// `admin.commandURL`, `admin.idleTimeout` (also with the `zookeeper.`
+/// prefix of their Java system property names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    pub enabled: bool,
+    pub address: IpAddr,
+    pub port: u16,
+    /// Always starts with '/' and has no trailing '/'.
+    pub command_url: String,
+    /// How long one HTTP connection may stay open (Jetty's idle timeout).
+    pub idle_timeout_ms: u64,
+}
+
+/// `metricsProvider.httpHost` / `metricsProvider.httpPort` /
+/// `metricsProvider.exportJvmInfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrometheusConfig {
+    pub host: IpAddr,
+    pub port: u16,
+    /// Apache exports the JVM's figures; zoocore exports the process's
+    /// (`process_*`, as Prometheus clients name them) when this is true.
+    pub export_process_info: bool,
 }
 
 const DEFAULT_JUTE_MAX_BUFFER: usize = 0xFFFFF;
@@ -213,6 +260,17 @@ impl Config {
             client_port_address_set: false,
             source_name: "embedded default".to_owned(),
             other: BTreeMap::new(),
+            admin: AdminConfig {
+                enabled: true,
+                // Like the client port: zoo.cfg listens on all interfaces,
+                // the embedded default on loopback only.
+                address: client_port_address,
+                port: ADMIN_DEFAULT_PORT,
+                command_url: ADMIN_DEFAULT_COMMAND_URL.to_owned(),
+                idle_timeout_ms: ADMIN_DEFAULT_IDLE_TIMEOUT_MS,
+            },
+            prometheus: None,
+            initial_text: String::new(),
         }
     }
 
@@ -368,6 +426,12 @@ impl Config {
         let mut data_log_dir: Option<PathBuf> = None;
         let mut min_timeout: Option<i64> = None;
         let mut max_timeout: Option<i64> = None;
+        let mut provider_class: Option<(String, usize)> = None;
+        let mut prometheus = PrometheusConfig {
+            host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: PROMETHEUS_DEFAULT_PORT,
+            export_process_info: true,
+        };
 
         for entry in logical_lines(text) {
             let line_no = Some(entry.line_no);
@@ -468,6 +532,29 @@ impl Config {
                 }
                 "standaloneEnabled" => cfg.standalone_enabled = parse_bool(value).ok_or_else(|| bad(""))?,
                 "readonlymode.enabled" => cfg.read_only_enabled = parse_bool(value).ok_or_else(|| bad(""))?,
+                "admin.enableServer" => cfg.admin.enabled = parse_bool(value).ok_or_else(|| bad(""))?,
+                "admin.serverAddress" => {
+                    cfg.admin.address = parse_ip(value).ok_or_else(|| bad(" (an IP address)"))?;
+                }
+                "admin.serverPort" => cfg.admin.port = parse_num(value).ok_or_else(|| bad(""))?,
+                "admin.commandURL" => {
+                    let url = value.trim_end_matches('/');
+                    if !url.starts_with('/') {
+                        return Err(bad(" (a path starting with '/')"));
+                    }
+                    cfg.admin.command_url = url.to_owned();
+                }
+                "admin.idleTimeout" => {
+                    cfg.admin.idle_timeout_ms = parse_num(value).filter(|&n| n > 0).ok_or_else(|| bad(""))?
+                }
+                "metricsProvider.className" => provider_class = Some((value.to_owned(), entry.line_no)),
+                "metricsProvider.httpHost" => {
+                    prometheus.host = parse_ip(value).ok_or_else(|| bad(" (an IP address)"))?;
+                }
+                "metricsProvider.httpPort" => prometheus.port = parse_num(value).ok_or_else(|| bad(""))?,
+                "metricsProvider.exportJvmInfo" => {
+                    prometheus.export_process_info = parse_bool(value).ok_or_else(|| bad(""))?
+                }
                 k if k.starts_with("server.") => {
                     let entry = parse_server(k, value, entry.line_no).map_err(|why| {
                         err(
@@ -501,6 +588,15 @@ impl Config {
             }
         }
 
+        match provider_class {
+            Some((class, _)) if class == PROMETHEUS_PROVIDER_CLASS => cfg.prometheus = Some(prometheus),
+            Some((class, _)) if DEFAULT_PROVIDER_CLASSES.contains(&class.as_str()) => {}
+            Some((class, line)) => warnings.push(format!(
+                "{source_name}:{line}: metricsProvider.className={class}: zoocore has only {PROMETHEUS_PROVIDER_CLASS}; no metrics endpoint"
+            )),
+            None => {}
+        }
+        cfg.initial_text = text.to_owned();
         cfg.source_name = source_name.to_owned();
         cfg.data_dir = data_dir.ok_or_else(|| err(None, "dataDir is not set".to_owned()))?;
         cfg.data_log_dir = data_log_dir.unwrap_or_else(|| cfg.data_dir.clone());
@@ -772,6 +868,73 @@ mod tests {
         assert!(c.fourlw_enabled("srvr"));
         assert!(!c.fourlw_enabled("stat"));
         assert_eq!(c.jute_max_buffer, 0xFFFFF);
+    }
+
+    #[test]
+    fn admin_server_defaults_are_apaches_and_the_embedded_default_is_loopback() {
+        let (c, _) = Config::parse("dataDir=/tmp/x\n", "zoo.cfg").unwrap();
+        let admin = &c.admin;
+        assert!(admin.enabled);
+        assert_eq!((admin.address, admin.port), (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080));
+        assert_eq!((admin.command_url.as_str(), admin.idle_timeout_ms), ("/commands", 30_000));
+        assert_eq!(c.prometheus, None, "no metricsProvider.className, no endpoint");
+        assert_eq!(c.initial_text, "dataDir=/tmp/x\n");
+        let e = Config::embedded_default();
+        assert_eq!((e.admin.address, e.admin.port), (IpAddr::V4(Ipv4Addr::LOCALHOST), 8080));
+    }
+
+    #[test]
+    fn admin_and_metrics_keys_with_or_without_the_system_property_prefix() {
+        let text = "dataDir=/tmp/x\nadmin.serverAddress=127.0.0.2\nzookeeper.admin.serverPort=9090\n\
+                    admin.commandURL=/cmds/\nadmin.idleTimeout=500\nzookeeper.admin.enableServer=false\n\
+                    metricsProvider.httpPort=7070\nmetricsProvider.httpHost=127.0.0.3\n\
+                    metricsProvider.exportJvmInfo=false\n\
+                    metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n";
+        let (c, warnings) = Config::parse(text, "zoo.cfg").unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            c.admin,
+            AdminConfig {
+                enabled: false,
+                address: "127.0.0.2".parse().unwrap(),
+                port: 9090,
+                command_url: "/cmds".into(),
+                idle_timeout_ms: 500
+            }
+        );
+        assert_eq!(
+            c.prometheus,
+            Some(PrometheusConfig { host: "127.0.0.3".parse().unwrap(), port: 7070, export_process_info: false })
+        );
+        let (c, _) = Config::parse(
+            "dataDir=/x\nmetricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n",
+            "zoo.cfg",
+        )
+        .unwrap();
+        assert_eq!(c.prometheus.map(|p| (p.host, p.port)), Some((IpAddr::V4(Ipv4Addr::UNSPECIFIED), 7000)));
+    }
+
+    #[test]
+    fn other_metrics_providers_and_bad_admin_values() {
+        let (c, warnings) =
+            Config::parse("dataDir=/x\nmetricsProvider.className=com.example.Other\n", "zoo.cfg").unwrap();
+        assert_eq!(c.prometheus, None);
+        assert!(warnings.iter().any(|w| w.contains("zoo.cfg:2") && w.contains("com.example.Other")), "{warnings:?}");
+        let (_, warnings) = Config::parse(
+            "dataDir=/x\nmetricsProvider.className=org.apache.zookeeper.metrics.impl.DefaultMetricsProvider\n",
+            "zoo.cfg",
+        )
+        .unwrap();
+        assert!(warnings.is_empty(), "Apache's default provider is accepted silently: {warnings:?}");
+        for bad in [
+            "admin.serverPort=http",
+            "admin.commandURL=commands",
+            "admin.serverAddress=nowhere",
+            "admin.enableServer=maybe",
+        ] {
+            let err = Config::parse(&format!("dataDir=/x\n{bad}\n"), "zoo.cfg").unwrap_err();
+            assert_eq!(err.line, Some(2), "{bad}: {err}");
+        }
     }
 
     #[test]

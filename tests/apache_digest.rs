@@ -52,7 +52,7 @@ impl Apache {
             std::fs::write(
                 &cfg,
                 format!(
-                    "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+                    "tickTime=2000\ndataDir={}\nadmin.enableServer=false\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
                      admin.enableServer=false\nextendedTypesEnabled=true\n4lw.commands.whitelist=*\n",
                     data_dir.display()
                 ),

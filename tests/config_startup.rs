@@ -201,7 +201,7 @@ fn lone_ensemble_member_does_not_serve_standalone() {
     let cfg = dir.join("zoo.cfg");
     let text = format!(
         "tickTime=500\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
-         4lw.commands.whitelist=*\nserver.1=127.0.0.1:{q}:{e}\nserver.2=127.0.0.2:{q}:{e}\nserver.3=127.0.0.3:{q}:{e}\n",
+         admin.enableServer=false\n4lw.commands.whitelist=*\nserver.1=127.0.0.1:{q}:{e}\nserver.2=127.0.0.2:{q}:{e}\nserver.3=127.0.0.3:{q}:{e}\n",
         data.display(),
         q = ports[1],
         e = ports[2]

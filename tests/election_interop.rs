@@ -95,7 +95,7 @@ impl Ensemble {
         let dir = self.root.join(format!("server{sid}"));
         apache::write_myid(&dir, sid as u64);
         let mut cfg = format!(
-            "tickTime=500\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
+            "tickTime=500\ninitLimit=10\nsyncLimit=5\ndataDir={}\nadmin.enableServer=false\nclientPort={}\nclientPortAddress=127.0.0.1\n\
              admin.enableServer=false\n",
             dir.display(),
             self.ports[&sid].client

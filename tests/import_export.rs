@@ -63,7 +63,7 @@ impl Server {
             std::fs::write(
                 &cfg,
                 format!(
-                    "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+                    "tickTime=2000\ndataDir={}\nadmin.enableServer=false\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
                      admin.enableServer=false\nextendedTypesEnabled=true\n4lw.commands.whitelist=*\n",
                     data_dir.display()
                 ),
@@ -99,7 +99,7 @@ impl Server {
             std::fs::write(
                 &cfg,
                 format!(
-                    "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+                    "tickTime=2000\ndataDir={}\nadmin.enableServer=false\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
                      4lw.commands.whitelist=*\nzoocore.shards=2\nextendedTypesEnabled=true\n\
                      znode.container.checkIntervalMs=600000\n",
                     data_dir.display()

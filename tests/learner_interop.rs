@@ -85,7 +85,7 @@ impl Ensemble {
             std::fs::write(
                 &cfg,
                 format!(
-                    "tickTime={TICK_MS}\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\n\
+                    "tickTime={TICK_MS}\ninitLimit=10\nsyncLimit=5\ndataDir={}\nadmin.enableServer=false\nclientPort={}\n\
                      clientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=*\n{servers}",
                     data.display(),
                     client_ports[sid - 1]

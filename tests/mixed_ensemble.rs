@@ -119,7 +119,7 @@ impl Ensemble {
             // One text for both kinds: zoocore ignores admin.* and
             // Apache ignores zoocore.*.
             let cfg = format!(
-                "tickTime={TICK_MS}\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
+                "tickTime={TICK_MS}\ninitLimit=10\nsyncLimit=5\ndataDir={}\nadmin.enableServer=false\nclientPort={}\nclientPortAddress=127.0.0.1\n\
                  4lw.commands.whitelist=*\nadmin.enableServer=false\nmaxClientCnxns=0\nzoocore.shards=2\n{servers}{extra_config}",
                 data.display(),
                 ports[3 * i]

@@ -72,7 +72,7 @@ fn start_server() -> Server {
         std::fs::write(
             &cfg,
             format!(
-                "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\n",
+                "tickTime=2000\ndataDir={}\nadmin.enableServer=false\nclientPort={port}\nclientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\n",
                 dir.join("data").display()
             ),
         )
@@ -232,7 +232,7 @@ fn start_ensemble() -> Ensemble {
         std::fs::write(
             mdir.join("zoo.cfg"),
             format!(
-                "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
+                "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nadmin.enableServer=false\nclientPort={}\nclientPortAddress=127.0.0.1\n\
                  4lw.commands.whitelist=*\nmaxClientCnxns=0\n{servers}",
                 mdir.join("data").display(),
                 ports[3 * i]

@@ -109,7 +109,7 @@ fn conf(c: &Config) -> String {
     s
 }
 
-fn dir_size(path: &std::path::Path) -> u64 {
+pub(crate) fn dir_size(path: &std::path::Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else { return 0 };
     entries
         .flatten()
@@ -155,7 +155,7 @@ pub fn connection_line(c: &Conn, long: bool, _shard_started: Instant) -> String 
     line
 }
 
-fn op_name(op: i32) -> &'static str {
+pub(crate) fn op_name(op: i32) -> &'static str {
     use crate::proto::op::*;
     match op {
         CREATE => "CREA",
@@ -179,21 +179,21 @@ fn op_name(op: i32) -> &'static str {
     }
 }
 
-struct Totals {
-    connections: u64,
-    received: u64,
-    sent: u64,
-    outstanding: u64,
-    lat_min: u64,
-    lat_max: u64,
-    lat_avg: f64,
-    watches: u64,
-    data_watches: u64,
-    watched_paths: u64,
-    watching_sessions: u64,
+pub(crate) struct Totals {
+    pub(crate) connections: u64,
+    pub(crate) received: u64,
+    pub(crate) sent: u64,
+    pub(crate) outstanding: u64,
+    pub(crate) lat_min: u64,
+    pub(crate) lat_max: u64,
+    pub(crate) lat_avg: f64,
+    pub(crate) watches: u64,
+    pub(crate) data_watches: u64,
+    pub(crate) watched_paths: u64,
+    pub(crate) watching_sessions: u64,
 }
 
-fn totals(parts: &[ShardReport]) -> Totals {
+pub(crate) fn totals(parts: &[ShardReport]) -> Totals {
     let mut t = Totals {
         connections: 0,
         received: 0,
@@ -242,6 +242,10 @@ pub(crate) fn java_double(v: f64) -> String {
 }
 
 pub fn format_report(cmd: &str, parts: &[ShardReport], view: &CommitView<'_>) -> String {
+    // The AdminServer's and Prometheus' reports (JSON, metrics text).
+    if let Some(text) = crate::server::admin_report::render(cmd, parts, view) {
+        return text;
+    }
     let t = totals(parts);
     let mut s = String::new();
     match cmd {
@@ -357,7 +361,10 @@ pub fn format_report(cmd: &str, parts: &[ShardReport], view: &CommitView<'_>) ->
             kv(&mut s, "uptime", &view.uptime_ms);
             kv(&mut s, "global_sessions", &view.sessions.len());
             kv(&mut s, "local_sessions", &0);
-            kv(&mut s, "last_proposal_size", &-1);
+            if view.mode == crate::server::stats::ServerMode::Leader {
+                // A leader-only gauge in Apache; zoocore does not measure it.
+                kv(&mut s, "last_proposal_size", &-1);
+            }
             kv(&mut s, "auth_failed_count", &0);
             log_metrics(&mut s, view.log);
             if let Some(q) = view.quorum_metrics {
@@ -371,7 +378,7 @@ pub fn format_report(cmd: &str, parts: &[ShardReport], view: &CommitView<'_>) ->
     s
 }
 
-fn fd_counts() -> (u64, u64) {
+pub(crate) fn fd_counts() -> (u64, u64) {
     let open = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64).unwrap_or(0);
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct we pass.
@@ -381,7 +388,7 @@ fn fd_counts() -> (u64, u64) {
 
 /// ZooKeeper's node count includes the root twice (it is stored under both
 /// "" and "/"); tools compare against that figure.
-fn java_node_count(tree: &DataTree) -> usize {
+pub(crate) fn java_node_count(tree: &DataTree) -> usize {
     tree.node_count() + 1
 }
 

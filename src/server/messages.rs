@@ -129,4 +129,120 @@ pub struct ShardReport {
     pub watching_sessions: u64,
     /// Pre-formatted lines (cons/stat connection lines, wchc/wchp entries).
     pub lines: String,
+    /// Which worker shard this part is from.
+    pub shard: usize,
+    /// AdminServer `connections` / `stats`: one entry per connection.
+    pub connections_info: Vec<ConnectionInfo>,
+    /// AdminServer `watches`: data-watch paths by session.
+    pub watches_by_session: Vec<(i64, Vec<String>)>,
+    /// AdminServer `watches_by_path`: watching sessions by path.
+    pub watches_by_path: Vec<(String, Vec<i64>)>,
+    /// Request latency on this shard, since start or `srst` (boxed: it
+    /// would make every `ToCommit` as large as its buckets).
+    pub request_latency: Box<LatencyHistogram>,
+}
+
+/// One client connection as Apache's `ServerCnxn.getConnectionInfo` lists
+/// it (the AdminServer's `connections` and `stats`).
+#[derive(Debug, Default, Clone)]
+pub struct ConnectionInfo {
+    pub remote_socket_address: String,
+    pub outstanding_requests: u64,
+    pub packets_received: u64,
+    pub packets_sent: u64,
+    pub session_id: i64,
+    pub last_operation: &'static str,
+    pub established_ms: i64,
+    pub session_timeout_ms: i32,
+    pub last_cxid: i32,
+    pub last_zxid: i64,
+    pub last_response_time_ms: i64,
+    pub last_latency_ms: u64,
+    pub min_latency_ms: u64,
+    pub avg_latency_ms: u64,
+    pub max_latency_ms: u64,
+}
+
+/// Upper bounds (µs) of the request-latency buckets each worker keeps:
+/// roughly 1-2.5-5 per decade, 50 µs to 10 s, fixed so that shards'
+/// histograms add up and Prometheus sees the same `le` on every scrape.
+pub const LATENCY_BUCKET_BOUNDS_US: [u64; 18] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    5_000_000, 7_500_000, 10_000_000,
+];
+
+/// A fixed-bucket latency histogram: O(1) to record on a shard's request
+/// path, and mergeable across shards (the buckets are the same everywhere).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LatencyHistogram {
+    /// Non-cumulative counts per `LATENCY_BUCKET_BOUNDS_US` bucket; the
+    /// last slot counts what lies above the largest bound.
+    pub counts: [u64; LATENCY_BUCKET_BOUNDS_US.len() + 1],
+    pub count: u64,
+    pub sum_us: u64,
+}
+
+impl LatencyHistogram {
+    pub fn record_us(&mut self, us: u64) {
+        let slot = LATENCY_BUCKET_BOUNDS_US.partition_point(|&bound| bound < us);
+        if let Some(c) = self.counts.get_mut(slot) {
+            *c += 1;
+        }
+        self.count += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
+    }
+
+    pub fn merge(&mut self, other: &LatencyHistogram) {
+        for (mine, theirs) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *mine += theirs;
+        }
+        self.count += other.count;
+        self.sum_us = self.sum_us.saturating_add(other.sum_us);
+    }
+
+    /// (upper bound µs, cumulative count) per bound, as Prometheus wants.
+    pub fn cumulative(&self) -> Vec<(u64, u64)> {
+        let mut running = 0;
+        LATENCY_BUCKET_BOUNDS_US
+            .iter()
+            .zip(self.counts.iter())
+            .map(|(&bound, &c)| {
+                running += c;
+                (bound, running)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_buckets_take_values_at_or_below_their_bound() {
+        let mut h = LatencyHistogram::default();
+        for us in [0, 50, 51, 100, 9_999_999, 10_000_000, 10_000_001, u64::MAX] {
+            h.record_us(us);
+        }
+        let cumulative = h.cumulative();
+        assert_eq!(cumulative[0], (50, 2), "0 and 50 are at or below 50");
+        assert_eq!(cumulative[1], (100, 4));
+        assert_eq!(cumulative.last(), Some(&(10_000_000, 6)));
+        assert_eq!(h.counts[LATENCY_BUCKET_BOUNDS_US.len()], 2, "above the largest bound");
+        assert_eq!(h.count, 8);
+        assert_eq!(h.sum_us, u64::MAX, "the sum saturates");
+    }
+
+    #[test]
+    fn merged_histograms_add_bucket_by_bucket() {
+        let (mut a, mut b) = (LatencyHistogram::default(), LatencyHistogram::default());
+        a.record_us(70);
+        b.record_us(70);
+        b.record_us(3_000);
+        a.merge(&b);
+        assert_eq!(a.count, 3);
+        assert_eq!(a.sum_us, 3_140);
+        assert_eq!(a.cumulative()[1], (100, 2));
+        assert_eq!(a.cumulative()[6], (5_000, 3));
+    }
 }

@@ -9,7 +9,11 @@
 //! - `log_writer`: the log thread, which owns the log files and makes each
 //!   write durable while the commit shard goes on.
 //! - `messages`: everything that crosses between them.
+//! - `admin` (+ `admin_report`, `prometheus`): the AdminServer and the
+//!   Prometheus endpoint, as tasks on worker 0.
 
+pub mod admin;
+pub mod admin_report;
 pub mod commit_shard;
 pub mod conn_limit;
 pub mod connection;
@@ -18,6 +22,7 @@ pub mod election_net;
 pub mod fourlw;
 pub mod log_writer;
 pub mod messages;
+pub mod prometheus;
 pub mod quorum_metrics;
 pub mod quorum_net;
 pub mod quorum_peer;
@@ -228,6 +233,9 @@ pub fn run(config: Config, repair: bool) -> Result<(), StartError> {
 
     let stats = Arc::new(ServerStats::default());
     stats.set_last_zxid(recovered.last_zxid);
+    // As the commit shard will set it: the workers (and the AdminServer on
+    // worker 0) may answer before the commit shard has started.
+    stats.set_mode(if config.quorum.is_some() { stats::ServerMode::Looking } else { stats::ServerMode::Standalone });
     let (initial_view, initial_zxid) = (recovered.tree.clone(), recovered.last_zxid);
     let limiter = Arc::new(ConnectionLimiter::default());
     let mut to_commit_rx = Vec::new();
@@ -318,7 +326,10 @@ pub fn run(config: Config, repair: bool) -> Result<(), StartError> {
                 .detach();
                 let shard = WorkerShard::new(index, config, to_commit, limiter, stats);
                 shard.install_view(view, initial_zxid);
+                // The AdminServer and /metrics live on worker 0 (server::admin).
+                let http = if index == 0 { admin::start(&shard) } else { admin::HttpEndpoints::default() };
                 shard.run(listener, from_commit, Rc::new(stop_rx)).await;
+                http.shutdown();
                 // The glommio listener is closed, but the accept still in
                 // flight on io_uring holds the socket until the kernel tears
                 // the ring down, asynchronously, after the process is gone:

@@ -38,6 +38,12 @@ use crate::watch::WatchRegistry;
 /// reading its socket (back-pressure instead of unbounded queues).
 pub const MAX_OUTSTANDING_PER_CONNECTION: u64 = 1000;
 
+/// Set in the `conn_id` of a report requested by the AdminServer or the
+/// Prometheus endpoint (`server::admin`) rather than by a client
+/// connection: the finished report goes to the waiting HTTP task.
+/// Client connection ids count up from 1 and never reach it.
+pub const ADMIN_REQUESTER_BIT: u64 = 1 << 63;
+
 /// A request waiting in a connection's FIFO for its turn to be answered.
 pub enum Pending {
     /// Sent to the commit shard; answered from a batch.
@@ -172,6 +178,11 @@ pub struct WorkerShard {
     /// Held writes released while applying a batch, sent right after it.
     released: RefCell<Vec<ToCommit>>,
     pub started: Instant,
+    /// HTTP tasks waiting for a report, by their reserved requester id.
+    admin_waiters: RefCell<HashMap<u64, LocalSender<Bytes>>>,
+    next_admin_requester: Cell<u64>,
+    /// Latency of every request answered on this shard (Prometheus).
+    pub request_latency: RefCell<LatencyHistogram>,
 }
 
 impl WorkerShard {
@@ -199,6 +210,9 @@ impl WorkerShard {
             lagging: RefCell::new(Vec::new()),
             released: RefCell::new(Vec::new()),
             started: Instant::now(),
+            admin_waiters: RefCell::new(HashMap::new()),
+            next_admin_requester: Cell::new(1),
+            request_latency: RefCell::new(LatencyHistogram::default()),
         })
     }
 
@@ -369,6 +383,11 @@ impl WorkerShard {
             FromCommit::CollectReport { request_id, cmd } => {
                 let part = self.report_part(cmd);
                 let _ = self.to_commit.send(ToCommit::ReportPart { request_id, part }).await;
+            }
+            FromCommit::ReportReady { conn, text } if conn.conn_id & ADMIN_REQUESTER_BIT != 0 => {
+                if let Some(tx) = self.admin_waiters.borrow_mut().remove(&conn.conn_id) {
+                    let _ = tx.try_send(text);
+                }
             }
             FromCommit::ReportReady { conn, text } => {
                 if let Some(c) = self.conns.borrow().get(&conn.conn_id) {
@@ -549,6 +568,7 @@ impl WorkerShard {
         conn.stats.last_op.set(op);
         if let Some(t) = received {
             conn.stats.record_latency(t);
+            self.request_latency.borrow_mut().record_us(t.elapsed().as_micros() as u64);
         }
         conn.permits.signal(1);
     }
@@ -840,7 +860,36 @@ impl WorkerShard {
             }
             _ => {}
         }
+        if cmd == "srst" {
+            *self.request_latency.borrow_mut() = LatencyHistogram::default();
+        }
+        crate::server::admin_report::fill_shard_part(self, cmd, &mut part);
         part
+    }
+
+    /// Asks the commit shard for report `cmd` on behalf of an HTTP task
+    /// (`server::admin`), as a four-letter word does for a connection.
+    /// None if no answer came within `limit`.
+    pub async fn admin_report(&self, cmd: &'static str, limit: Duration) -> Option<Bytes> {
+        let requester = ADMIN_REQUESTER_BIT | self.next_admin_requester.get();
+        self.next_admin_requester.set(self.next_admin_requester.get().wrapping_add(1) & !ADMIN_REQUESTER_BIT);
+        let (tx, rx) = local_channel::new_bounded::<Bytes>(1);
+        self.admin_waiters.borrow_mut().insert(requester, tx);
+        let conn = ConnRef { shard: self.index, conn_id: requester };
+        let request_id = self.next_report_id();
+        let answer = futures_lite::future::or(
+            async {
+                let _ = self.to_commit.send(ToCommit::Report { conn, request_id, cmd }).await;
+                rx.recv().await
+            },
+            async {
+                glommio::timer::sleep(limit).await;
+                None
+            },
+        )
+        .await;
+        self.admin_waiters.borrow_mut().remove(&requester);
+        answer
     }
 
     /// Answers a four-letter word on a fresh connection.

@@ -52,7 +52,7 @@ impl Ensemble {
             std::fs::write(data.join("myid"), format!("{sid}\n")).expect("myid");
             let peer_type = if observers.contains(&sid) { "peerType=observer\n" } else { "" };
             let cfg = format!(
-                "tickTime={tick_ms}\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
+                "tickTime={tick_ms}\ninitLimit=10\nsyncLimit=5\ndataDir={}\nadmin.enableServer=false\nclientPort={}\nclientPortAddress=127.0.0.1\n\
                  4lw.commands.whitelist=*\nzoocore.shards=2\nmaxClientCnxns=0\n{peer_type}{servers}{extra_config}\n",
                 data.display(),
                 ports[3 * i]

@@ -54,7 +54,7 @@ impl TestServer {
         for _attempt in 0..5 {
             let port = free_port();
             let cfg = format!(
-                "tickTime={}\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\nzoocore.shards={}\nextendedTypesEnabled=true\nDigestAuthenticationProvider.superDigest=super:xQJmxLMiHGwaqBvst5y6rkB6HQs=\nznode.container.checkIntervalMs=500\n{}\n",
+                "tickTime={}\ndataDir={}\nadmin.enableServer=false\nclientPort={}\nclientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\nzoocore.shards={}\nextendedTypesEnabled=true\nDigestAuthenticationProvider.superDigest=super:xQJmxLMiHGwaqBvst5y6rkB6HQs=\nznode.container.checkIntervalMs=500\n{}\n",
                 opts.tick_ms,
                 dir.join("data").display(),
                 port,

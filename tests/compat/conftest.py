@@ -166,7 +166,8 @@ def write_zoo_cfg(path, data_dir, port, extra_lines=()):
         "extendedTypesEnabled=true",
         "DigestAuthenticationProvider.superDigest=%s" % SUPER_DIGEST,
         "znode.container.checkIntervalMs=%d" % CONTAINER_CHECK_INTERVAL_MS,
-        # Apache's Jetty admin server would otherwise grab port 8080.
+        # The AdminServer (Apache's Jetty, and zoocore's, both on by default)
+        # would otherwise listen on 0.0.0.0:8080.
         "admin.enableServer=false",
     ]
     lines.extend(extra_lines)

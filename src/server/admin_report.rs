@@ -1,0 +1,439 @@
+//! The AdminServer's and the Prometheus endpoint's reports: what the HTTP
+//! tasks of `server::admin` ask the commit shard for, through the same
+//! report path as the four-letter words (ToCommit::Report → every worker's
+//! ShardReport → `fourlw::format_report` on the commit shard).
+//!
+//! Two halves:
+//! - `fill_shard_part` runs on each worker shard when it collects its part
+//!   of an `admin.*` report: the connections, watches and latency figures
+//!   that only that shard has.
+//! - `render` runs on the commit shard, with every part and the commit
+//!   shard's `CommitView`: it returns the JSON object of a command's data,
+//!   with Apache's field names (Commands.java, ServerCnxn.getConnectionInfo,
+//!   ServerStats as Jackson writes it), or the Prometheus text.
+//!
+//! Nothing here blocks: directory sizes (a directory walk) are added by the
+//! HTTP task on worker 0, off the commit shard.
+
+use serde_json::{json, Map, Value};
+
+use crate::server::fourlw::{self, CommitView};
+use crate::server::messages::{ConnectionInfo, ShardReport};
+use crate::server::stats::ServerMode;
+use crate::server::worker_shard::WorkerShard;
+
+/// Every report name this module answers starts with it.
+pub const ADMIN_REPORT_PREFIX: &str = "admin.";
+
+/// The report names (`ToCommit::Report.cmd`) the HTTP tasks send.
+pub mod report {
+    pub const CONNECTIONS: &str = "admin.connections";
+    pub const SERVER_STATS: &str = "admin.server_stats";
+    pub const STATS: &str = "admin.stats";
+    pub const DUMP: &str = "admin.dump";
+    pub const HASH: &str = "admin.hash";
+    pub const MONITOR: &str = "admin.monitor";
+    pub const OBSERVERS: &str = "admin.observers";
+    pub const WATCHES: &str = "admin.watches";
+    pub const WATCHES_BY_PATH: &str = "admin.watches_by_path";
+    pub const WATCH_SUMMARY: &str = "admin.watch_summary";
+    pub const ZOOCORE_LOG: &str = "admin.zoocore_log";
+    pub const ZOOCORE_SHARDS: &str = "admin.zoocore_shards";
+    /// The Prometheus text of `/metrics` (not JSON).
+    pub const METRICS: &str = "admin.metrics";
+}
+
+/// Apache's tree digest version (DigestCalculator.DIGEST_VERSION), the one
+/// zoocore's digest implements.
+const TREE_DIGEST_VERSION: i64 = 2;
+
+/// mntr keys that are zoocore's own (not Apache's): the AdminServer's
+/// `monitor` prefixes them with `zoocore_` so that every unprefixed key is
+/// one Apache also has.
+const ZOOCORE_MNTR_KEYS: &[&str] = &[
+    "fsync_us_",
+    "batch_txns_",
+    "batch_bytes_",
+    "commit_queue_us_",
+    "log_batches",
+    "fsync_slow_count",
+    "proposal_commit_us_",
+    "ack_us_",
+];
+
+/// A worker's contribution to an `admin.*` report, beyond the totals every
+/// report part carries.
+pub fn fill_shard_part(shard: &WorkerShard, cmd: &str, part: &mut ShardReport) {
+    if !cmd.starts_with(ADMIN_REPORT_PREFIX) {
+        return;
+    }
+    part.shard = shard.index;
+    *part.request_latency = shard.request_latency.borrow().clone();
+    match cmd {
+        report::CONNECTIONS | report::STATS => {
+            let now = crate::server::wall_clock_ms();
+            for c in shard.conns.borrow().values() {
+                let s = &c.stats;
+                let count = s.count_latency.get();
+                part.connections_info.push(ConnectionInfo {
+                    remote_socket_address: c.peer.to_string(),
+                    outstanding_requests: c.pending.borrow().len() as u64,
+                    packets_received: s.received.get(),
+                    packets_sent: s.sent.get(),
+                    session_id: c.session_id.get(),
+                    last_operation: fourlw::op_name(s.last_op.get()),
+                    established_ms: c.established_ms,
+                    session_timeout_ms: c.timeout_ms.get(),
+                    last_cxid: s.last_cxid.get(),
+                    last_zxid: s.last_zxid.get(),
+                    // As `cons` answers: zoocore keeps no per-connection
+                    // response time; a connection with requests answered
+                    // reports now, one without 0 (Apache's initial value).
+                    last_response_time_ms: if count > 0 { now } else { 0 },
+                    last_latency_ms: s.last_latency_ms.get(),
+                    min_latency_ms: s.min_latency_ms.get(),
+                    avg_latency_ms: s.sum_latency_ms.get().checked_div(count).unwrap_or(0),
+                    max_latency_ms: s.max_latency_ms.get(),
+                });
+            }
+        }
+        report::WATCHES | report::WATCH_SUMMARY => {
+            let w = shard.watches.borrow();
+            part.watches_by_session = w.by_session().into_iter().collect();
+            part.watched_paths = w.by_path().len() as u64;
+            part.watching_sessions = part.watches_by_session.len() as u64;
+        }
+        report::WATCHES_BY_PATH => {
+            part.watches_by_path = shard.watches.borrow().by_path().into_iter().collect();
+        }
+        _ => {}
+    }
+}
+
+/// The commit shard's half: None for a report that is not an `admin.*` one.
+pub fn render(cmd: &str, parts: &[ShardReport], view: &CommitView<'_>) -> Option<String> {
+    let data = match cmd {
+        report::CONNECTIONS => connections(parts, false),
+        report::SERVER_STATS => server_stats(parts, view),
+        report::STATS => {
+            let mut m = server_stats(parts, view);
+            m.extend(connections(parts, true));
+            m
+        }
+        report::DUMP => dump(view),
+        report::HASH => hash(view),
+        report::MONITOR => monitor(parts, view),
+        report::OBSERVERS => observers(view),
+        report::WATCHES => watches(parts),
+        report::WATCHES_BY_PATH => watches_by_path(parts),
+        report::WATCH_SUMMARY => watch_summary(parts),
+        report::ZOOCORE_LOG => zoocore_log(view),
+        report::ZOOCORE_SHARDS => zoocore_shards(parts),
+        report::METRICS => return Some(crate::server::prometheus::render(parts, view)),
+        _ => return None,
+    };
+    Some(Value::Object(data).to_string())
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// ServerCnxn.getConnectionInfo(brief): `stats` lists the brief form,
+/// `connections` the full one. zoocore has no TLS client port, so
+/// `secure_connections` is always empty.
+fn connections(parts: &[ShardReport], brief: bool) -> Map<String, Value> {
+    let mut list = Vec::new();
+    for c in parts.iter().flat_map(|p| p.connections_info.iter()) {
+        let mut m = object(json!({
+            "remote_socket_address": c.remote_socket_address,
+            // Apache's NIO interest set: 1 = reading (zoocore always reads,
+            // but for back-pressure on one connection).
+            "interest_ops": 1,
+            "outstanding_requests": c.outstanding_requests,
+            "packets_received": c.packets_received,
+            "packets_sent": c.packets_sent,
+        }));
+        if !brief {
+            m.extend(object(json!({
+                "session_id": c.session_id,
+                "last_operation": c.last_operation,
+                "established": c.established_ms,
+                "session_timeout": c.session_timeout_ms,
+                "last_cxid": c.last_cxid,
+                "last_zxid": c.last_zxid,
+                "last_response_time": c.last_response_time_ms,
+                "last_latency": c.last_latency_ms,
+                "min_latency": c.min_latency_ms,
+                "avg_latency": c.avg_latency_ms,
+                "max_latency": c.max_latency_ms,
+            })));
+        }
+        list.push(Value::Object(m));
+    }
+    object(json!({ "connections": list, "secure_connections": [] }))
+}
+
+/// Apache's BufferStats before any value: zoocore does not measure client
+/// response or proposal sizes.
+fn unmeasured_buffer_stats() -> Value {
+    json!({ "last_buffer_size": -1, "min_buffer_size": -1, "max_buffer_size": -1 })
+}
+
+/// SrvrCommand: `server_stats` is Apache's ServerStats bean as Jackson
+/// writes it (snake_case getters). `data_dir_size` / `log_dir_size` are 0
+/// here: the HTTP task fills them in off the commit shard.
+fn server_stats(parts: &[ShardReport], view: &CommitView<'_>) -> Map<String, Value> {
+    let t = fourlw::totals(parts);
+    let mut m = object(json!({
+        "version": fourlw::version_string(),
+        "read_only": view.mode == ServerMode::ReadOnly,
+        "server_stats": {
+            "packets_sent": t.sent,
+            "packets_received": t.received,
+            "fsync_threshold_exceed_count": view.log.slow_syncs,
+            "client_response_stats": unmeasured_buffer_stats(),
+            "data_dir_size": 0,
+            "log_dir_size": 0,
+            "provider_null": false,
+            "server_state": view.mode.name(),
+            "last_processed_zxid": view.last_zxid,
+            "outstanding_requests": t.outstanding,
+            "avg_latency": t.lat_avg,
+            "max_latency": t.lat_max,
+            "min_latency": t.lat_min,
+            "num_alive_client_connections": t.connections,
+            "uptime": view.uptime_ms,
+            "auth_failed_count": 0,
+            "non_mtlsremote_conn_count": 0,
+            "non_mtlslocal_conn_count": 0,
+        },
+        "client_response": unmeasured_buffer_stats(),
+    }));
+    if view.mode == ServerMode::Leader {
+        m.insert("proposal_stats".into(), unmeasured_buffer_stats());
+    }
+    m.insert("node_count".into(), json!(fourlw::java_node_count(view.tree)));
+    m
+}
+
+/// DumpCommand. `expiry_time_to_session_ids` is keyed, as Apache's
+/// ExpiryQueue, by tick-rounded deadlines; the commit shard's report does
+/// not carry each session's deadline yet, so a session is listed at the
+/// latest it can expire if it stays silent from now (now + timeout,
+/// rounded up to the tick).
+fn dump(view: &CommitView<'_>) -> Map<String, Value> {
+    let now = crate::server::wall_clock_ms();
+    let tick = i64::from(view.config.tick_time_ms).max(1);
+    let mut sessions = view.sessions.clone();
+    sessions.sort();
+    let mut by_deadline: std::collections::BTreeMap<i64, Vec<i64>> = std::collections::BTreeMap::new();
+    let mut ephemerals = Map::new();
+    for (sid, timeout_ms) in &sessions {
+        let deadline = (now + i64::from(*timeout_ms)).div_euclid(tick).saturating_add(1).saturating_mul(tick);
+        by_deadline.entry(deadline).or_default().push(*sid);
+        let mut paths = view.tree.ephemerals_of(*sid);
+        if !paths.is_empty() {
+            paths.sort();
+            ephemerals.insert(sid.to_string(), json!(paths));
+        }
+    }
+    let expiry: Map<String, Value> = by_deadline.into_iter().map(|(t, sids)| (t.to_string(), json!(sids))).collect();
+    object(json!({ "expiry_time_to_session_ids": expiry, "session_id_to_ephemeral_paths": ephemerals }))
+}
+
+/// DigestCommand: Apache keeps a history (every 128th zxid); zoocore has
+/// the digest of the tree as it is now, which it lists at its zxid.
+fn hash(view: &CommitView<'_>) -> Map<String, Value> {
+    let digests = if view.last_zxid > 0 {
+        json!([{ "zxid": view.last_zxid, "digest_version": TREE_DIGEST_VERSION, "digest": view.tree.digest() }])
+    } else {
+        json!([])
+    };
+    object(json!({ "digests": digests }))
+}
+
+/// MonitorCommand: the mntr figures under their Apache names (without the
+/// `zk_` prefix), numbers as numbers; zoocore's own keys get `zoocore_`.
+fn monitor(parts: &[ShardReport], view: &CommitView<'_>) -> Map<String, Value> {
+    let text = fourlw::format_report("mntr", parts, view);
+    let mut m = Map::new();
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once('\t') else { continue };
+        let key = key.strip_prefix("zk_").unwrap_or(key);
+        let key = if ZOOCORE_MNTR_KEYS.iter().any(|own| key.starts_with(own)) {
+            format!("zoocore_{key}")
+        } else {
+            key.to_owned()
+        };
+        m.insert(key, mntr_value(value));
+    }
+    m
+}
+
+fn mntr_value(value: &str) -> Value {
+    if let Ok(n) = value.parse::<i64>() {
+        return json!(n);
+    }
+    match value.parse::<f64>() {
+        Ok(f) if f.is_finite() => json!(f),
+        _ => json!(value),
+    }
+}
+
+/// SyncedObserverConsCommand. The per-observer handler info is not in the
+/// commit shard's report yet: the count is.
+fn observers(view: &CommitView<'_>) -> Map<String, Value> {
+    let synced = if view.mode == ServerMode::Leader { view.leader_view.2 } else { 0 };
+    object(json!({ "synced_observers": synced, "observers": [] }))
+}
+
+fn watches(parts: &[ShardReport]) -> Map<String, Value> {
+    let mut by_session: std::collections::BTreeMap<i64, Vec<String>> = std::collections::BTreeMap::new();
+    for (sid, paths) in parts.iter().flat_map(|p| p.watches_by_session.iter()) {
+        by_session.entry(*sid).or_default().extend(paths.iter().cloned());
+    }
+    let m: Map<String, Value> = by_session
+        .into_iter()
+        .map(|(sid, mut paths)| {
+            paths.sort();
+            paths.dedup();
+            (sid.to_string(), json!(paths))
+        })
+        .collect();
+    object(json!({ "session_id_to_watched_paths": m }))
+}
+
+fn watches_by_path(parts: &[ShardReport]) -> Map<String, Value> {
+    let mut by_path: std::collections::BTreeMap<&str, Vec<i64>> = std::collections::BTreeMap::new();
+    for (path, sids) in parts.iter().flat_map(|p| p.watches_by_path.iter()) {
+        by_path.entry(path.as_str()).or_default().extend(sids.iter().copied());
+    }
+    let m: Map<String, Value> = by_path
+        .into_iter()
+        .map(|(path, mut sids)| {
+            sids.sort_unstable();
+            sids.dedup();
+            (path.to_owned(), json!(sids))
+        })
+        .collect();
+    object(json!({ "path_to_session_ids": m }))
+}
+
+/// WatchesSummary.toMap: data watches, as Apache's DataTree counts them.
+fn watch_summary(parts: &[ShardReport]) -> Map<String, Value> {
+    let mut paths: Vec<&str> = Vec::new();
+    let mut sessions = 0u64;
+    let mut total = 0u64;
+    for p in parts {
+        sessions += p.watching_sessions;
+        total += p.data_watch_count;
+        paths.extend(p.watches_by_session.iter().flat_map(|(_, ps)| ps.iter().map(String::as_str)));
+    }
+    paths.sort_unstable();
+    paths.dedup();
+    object(json!({ "num_connections": sessions, "num_paths": paths.len(), "num_total_watches": total }))
+}
+
+fn histogram_summary(h: &hdrhistogram::Histogram<u64>) -> Value {
+    let q = |q: f64| if h.is_empty() { 0 } else { h.value_at_quantile(q) };
+    json!({
+        "count": h.len(),
+        "min": if h.is_empty() { 0 } else { h.min() },
+        "mean": if h.is_empty() { 0.0 } else { h.mean() },
+        "p50": q(0.5),
+        "p90": q(0.9),
+        "p99": q(0.99),
+        "p999": q(0.999),
+        "max": h.max(),
+    })
+}
+
+/// zoocore's own: the transaction log's histograms (fsync, batch sizes,
+/// time from a request reaching the commit shard to its batch being durable).
+fn zoocore_log(view: &CommitView<'_>) -> Map<String, Value> {
+    let m = view.log;
+    object(json!({
+        "fsync_us": histogram_summary(&m.sync_us),
+        "batch_txns": histogram_summary(&m.batch_txns),
+        "batch_bytes": histogram_summary(&m.batch_bytes),
+        "commit_queue_us": histogram_summary(&m.queue_us),
+        "batches": m.batches,
+        "slow_fsyncs": m.slow_syncs,
+        "fsync_warning_threshold_ms": view.config.fsync_warning_threshold_ms,
+        "log_sync": view.config.log_sync,
+    }))
+}
+
+/// zoocore's own: one entry per worker shard.
+fn zoocore_shards(parts: &[ShardReport]) -> Map<String, Value> {
+    let mut sorted: Vec<&ShardReport> = parts.iter().collect();
+    sorted.sort_by_key(|p| p.shard);
+    let shards: Vec<Value> = sorted
+        .into_iter()
+        .map(|p| {
+            let h = &p.request_latency;
+            let buckets: Vec<Value> =
+                h.cumulative().into_iter().map(|(le, count)| json!({ "le_us": le, "count": count })).collect();
+            json!({
+                "shard": p.shard,
+                "connections": p.connections,
+                "outstanding_requests": p.outstanding,
+                "packets_received": p.packets_received,
+                "packets_sent": p.packets_sent,
+                "watches": p.watch_count,
+                "request_latency": { "count": h.count, "sum_us": h.sum_us, "buckets": buckets },
+            })
+        })
+        .collect();
+    object(json!({ "shards": shards }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mntr_values_keep_their_json_types() {
+        assert_eq!(mntr_value("42"), json!(42));
+        assert_eq!(mntr_value("-1"), json!(-1));
+        assert_eq!(mntr_value("2.5"), json!(2.5));
+        assert_eq!(mntr_value("standalone"), json!("standalone"));
+        assert_eq!(mntr_value("NaN"), json!("NaN"), "JSON has no NaN");
+    }
+
+    #[test]
+    fn merged_watches_are_sorted_and_deduplicated() {
+        let a = ShardReport { watches_by_session: vec![(7, vec!["/b".into(), "/a".into()])], ..Default::default() };
+        let b = ShardReport {
+            watches_by_session: vec![(7, vec!["/a".into()]), (3, vec!["/c".into()])],
+            ..Default::default()
+        };
+        let m = watches(&[a, b]);
+        assert_eq!(m["session_id_to_watched_paths"], json!({ "3": ["/c"], "7": ["/a", "/b"] }));
+    }
+
+    #[test]
+    fn connection_info_has_apaches_fields_brief_and_full() {
+        let part = ShardReport {
+            connections_info: vec![ConnectionInfo {
+                remote_socket_address: "127.0.0.1:5".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let brief = connections(std::slice::from_ref(&part), true);
+        let first = &brief["connections"][0];
+        let keys: Vec<&String> = first.as_object().map(|o| o.keys().collect()).unwrap_or_default();
+        assert_eq!(
+            keys,
+            ["remote_socket_address", "interest_ops", "outstanding_requests", "packets_received", "packets_sent"]
+        );
+        let full = connections(&[part], false);
+        assert_eq!(full["connections"][0].as_object().map(|o| o.len()), Some(16));
+        assert_eq!(full["secure_connections"], json!([]));
+    }
+}
