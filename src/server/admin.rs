@@ -408,10 +408,10 @@ async fn local_command(shard: &Rc<WorkerShard>, primary: &str, query: &str) -> M
             let data_dir = config.data_dir.clone();
             glommio::executor().spawn_blocking(move || last_snapshot(&data_dir)).await
         }
-        "leader" => leader(config, mode),
+        "leader" => leader(config, mode, shard.server_stats.leader_sid()),
         "system_properties" => system_properties(config),
         "voting_view" => voting_view(config),
-        "zabstate" => zabstate(config, mode, shard.server_stats.last_zxid()),
+        "zabstate" => zabstate(config, mode, shard.server_stats.zab_phase(), shard.server_stats.last_zxid()),
         // ruok, and observer_connection_stat_reset: zoocore keeps no
         // per-observer connection figures, so there is nothing to reset.
         _ => Map::new(),
@@ -505,16 +505,17 @@ fn last_snapshot(data_dir: &std::path::Path) -> Map<String, Value> {
     object(json!({ "zxid": format!("{zxid:x}"), "timestamp": timestamp }))
 }
 
-/// LeaderCommand. A follower does not know its leader's id here yet (the
-/// commit shard's report does not carry it): it says -1 and "".
-fn leader(config: &Config, mode: ServerMode) -> Map<String, Value> {
+/// LeaderCommand: the leader this member serves under (-1 and "" while
+/// electing, as Apache's when it has no leader).
+fn leader(config: &Config, mode: ServerMode, leader_sid: Option<u64>) -> Map<String, Value> {
     let Some(q) = &config.quorum else {
         return object(json!({ "error": "server is not initialized" }));
     };
     let is_leader = mode == ServerMode::Leader;
-    let (id, ip) = match (is_leader, q.me()) {
-        (true, Some(me)) => (q.my_id as i64, me.host.clone()),
-        _ => (-1, String::new()),
+    let server = leader_sid.and_then(|sid| q.servers.iter().find(|s| s.id == sid));
+    let (id, ip) = match server {
+        Some(s) => (s.id as i64, s.host.clone()),
+        None => (-1, String::new()),
     };
     object(json!({ "is_leader": is_leader, "leader_id": id, "leader_ip": ip }))
 }
@@ -566,19 +567,14 @@ fn voting_view(config: &Config) -> Map<String, Value> {
     object(json!({ "current_config": view }))
 }
 
-/// ZabStateCommand. zoocore's ZAB phases are not published: electing is
-/// `election`, serving is `broadcast` (discovery and synchronization are
-/// brief and not told apart here).
-fn zabstate(config: &Config, mode: ServerMode, last_zxid: i64) -> Map<String, Value> {
+/// ZabStateCommand, with the phase the commit shard publishes.
+fn zabstate(config: &Config, mode: ServerMode, phase: crate::zab::ZabPhase, last_zxid: i64) -> Map<String, Value> {
     let Some(q) = &config.quorum else {
         return object(json!({ "voting": false, "zabstate": "" }));
     };
     let me = q.me();
     let addr = |port: Option<u16>| me.zip(port).map_or(String::new(), |(m, p)| format!("{}:{p}", m.host));
-    let phase = match mode {
-        ServerMode::Looking | ServerMode::ReadOnly => "election",
-        _ => "broadcast",
-    };
+    let phase = phase.as_str();
     object(json!({
         "myid": q.my_id,
         "is_leader": mode == ServerMode::Leader,
@@ -667,18 +663,22 @@ mod tests {
         cfg
     }
 
+    use crate::zab::ZabPhase;
+
     #[test]
     fn zabstate_splits_the_zxid_into_epoch_and_counter() {
         let (cfg, _) = Config::parse("dataDir=/tmp/x\n", "t").expect("config");
-        let standalone = zabstate(&cfg, ServerMode::Standalone, 0x5_0000_0007);
+        let standalone = zabstate(&cfg, ServerMode::Standalone, ZabPhase::Election, 0x5_0000_0007);
         assert_eq!(Value::Object(standalone), json!({ "voting": false, "zabstate": "" }));
-        let member = zabstate(&ensemble_member(), ServerMode::Follower, 0x5_0000_0007);
+        let member = zabstate(&ensemble_member(), ServerMode::Follower, ZabPhase::Broadcast, 0x5_0000_0007);
         assert_eq!(member["zab_epoch"], 5);
         assert_eq!(member["zab_counter"], 7);
         assert_eq!(member["last_zxid"], "0x500000007");
         assert_eq!(member["quorum_address"], "10.0.0.2:2888");
         assert_eq!(member["voting"], true);
         assert_eq!(member["zabstate"], "broadcast");
+        let syncing = zabstate(&ensemble_member(), ServerMode::Follower, ZabPhase::Synchronization, 0);
+        assert_eq!(syncing["zabstate"], "synchronization");
     }
 
     #[test]
@@ -701,8 +701,13 @@ mod tests {
     #[test]
     fn leader_says_who_leads_when_it_knows() {
         let (standalone, _) = Config::parse("dataDir=/tmp/x\n", "t").expect("config");
-        assert_eq!(leader(&standalone, ServerMode::Standalone)["error"], "server is not initialized");
-        let lead = leader(&ensemble_member(), ServerMode::Leader);
+        assert_eq!(leader(&standalone, ServerMode::Standalone, None)["error"], "server is not initialized");
+        let lead = leader(&ensemble_member(), ServerMode::Leader, Some(2));
         assert_eq!(Value::Object(lead), json!({ "is_leader": true, "leader_id": 2, "leader_ip": "10.0.0.2" }));
+        let follow = leader(&ensemble_member(), ServerMode::Follower, Some(1));
+        assert_eq!(follow["is_leader"], false);
+        assert_eq!(follow["leader_id"], 1, "a follower names its leader");
+        let electing = leader(&ensemble_member(), ServerMode::Looking, None);
+        assert_eq!(electing["leader_id"], -1);
     }
 }

@@ -287,6 +287,7 @@ impl CommitShard {
         let mut term: RoleTerm = 0;
         while !events.stopping() {
             self.stats.set_mode(ServerMode::Looking);
+            self.stats.set_zab_view(None, crate::zab::ZabPhase::Election);
             let looking_since = Instant::now();
             let basis = ProposalBasis { last_logged_zxid: self.last_zxid, current_epoch: epochs.current, held_vote };
             let (election, actions) = Election::start(members.election_config(), basis, logical_clock, now());
@@ -586,6 +587,7 @@ impl CommitShard {
                 }
             }
             leader.tick(now(), &mut actions);
+            self.stats.set_zab_view(Some(members.ensemble.my_sid as u64), leader.zab_phase());
             let synced = leader.synced_learners();
             let observers =
                 synced.iter().filter(|(_, k)| *k == crate::zab::leader::LearnerKind::Observer).count() as u64;
@@ -950,6 +952,7 @@ impl CommitShard {
                 learner.durable(durable, &mut actions);
             }
             learner.tick(now(), &mut actions);
+            self.stats.set_zab_view(Some(leader_sid as u64), learner.zab_phase());
         };
         following.set(false);
         link.close();

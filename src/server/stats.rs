@@ -65,6 +65,9 @@ pub struct ServerStats {
     synced_observers: AtomicU64,
     pending_syncs: AtomicU64,
     quorum_size: AtomicU64,
+    /// The elected leader's sid, or 0 (no member has sid 0) while electing.
+    leader_sid: AtomicU64,
+    zab_phase: AtomicU8,
 }
 
 impl ServerStats {
@@ -118,6 +121,24 @@ impl ServerStats {
     }
     pub fn quorum_size(&self) -> u64 {
         self.quorum_size.load(Ordering::Relaxed)
+    }
+    /// An ensemble member's view of ZAB: the leader it serves under (None
+    /// while electing) and its phase.
+    pub fn set_zab_view(&self, leader_sid: Option<u64>, phase: crate::zab::ZabPhase) {
+        self.leader_sid.store(leader_sid.unwrap_or(0), Ordering::Relaxed);
+        self.zab_phase.store(phase as u8, Ordering::Relaxed);
+    }
+    pub fn leader_sid(&self) -> Option<u64> {
+        Some(self.leader_sid.load(Ordering::Relaxed)).filter(|s| *s != 0)
+    }
+    pub fn zab_phase(&self) -> crate::zab::ZabPhase {
+        use crate::zab::ZabPhase;
+        match self.zab_phase.load(Ordering::Relaxed) {
+            x if x == ZabPhase::Discovery as u8 => ZabPhase::Discovery,
+            x if x == ZabPhase::Synchronization as u8 => ZabPhase::Synchronization,
+            x if x == ZabPhase::Broadcast as u8 => ZabPhase::Broadcast,
+            _ => ZabPhase::Election,
+        }
     }
     pub fn set_mode(&self, mode: ServerMode) {
         self.mode.store(mode as u8, Ordering::Relaxed);

@@ -385,6 +385,18 @@ impl LearnerCore {
         }
     }
 
+    /// The ZAB phase this learner is in.
+    pub fn zab_phase(&self) -> crate::zab::ZabPhase {
+        use crate::zab::ZabPhase;
+        match self.phase {
+            Phase::AwaitLeaderInfo | Phase::AwaitSyncMode | Phase::GaveUp => ZabPhase::Discovery,
+            Phase::ReadingSnapshot | Phase::Syncing | Phase::AwaitNewLeaderDurable | Phase::AwaitUpToDate => {
+                ZabPhase::Synchronization
+            }
+            Phase::Broadcast => ZabPhase::Broadcast,
+        }
+    }
+
     /// Gives up on a silent leader: initLimit while syncing, syncLimit in
     /// the broadcast.
     pub fn tick(&mut self, now_ms: u64, out: &mut Vec<LearnerAction>) {

@@ -271,6 +271,17 @@ impl LeaderCore {
         }
     }
 
+    /// Discovery until the new epoch is chosen, then synchronization until
+    /// a quorum has acked NEWLEADER.
+    pub fn zab_phase(&self) -> crate::zab::ZabPhase {
+        use crate::zab::ZabPhase;
+        match (self.established, self.new_epoch) {
+            (true, _) => ZabPhase::Broadcast,
+            (false, Some(_)) => ZabPhase::Synchronization,
+            (false, None) => ZabPhase::Discovery,
+        }
+    }
+
     pub fn is_established(&self) -> bool {
         self.established
     }

@@ -12,3 +12,25 @@ pub mod packets;
 #[cfg(test)]
 mod scenario_tests;
 pub mod sync_plan;
+
+/// Where a member is in ZAB, as Apache's ZabStateCommand names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZabPhase {
+    Election,
+    /// Leader: gathering FOLLOWERINFO and choosing the epoch; learner:
+    /// until its ACKEPOCH is answered with a sync mode.
+    Discovery,
+    Synchronization,
+    Broadcast,
+}
+
+impl ZabPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ZabPhase::Election => "election",
+            ZabPhase::Discovery => "discovery",
+            ZabPhase::Synchronization => "synchronization",
+            ZabPhase::Broadcast => "broadcast",
+        }
+    }
+}
