@@ -201,7 +201,7 @@ impl CommitShard {
             self.run_standalone(&events).await;
         }
         ticker.cancel();
-        self.log.close().await;
+        self.log.stop().await;
         tracing::debug!("commit shard stopped");
     }
 

@@ -333,6 +333,8 @@ pub enum ToLog {
     /// Close the open file; the next write opens a new one (after a TRUNC,
     /// a SNAP or a reload rewrote the log directory).
     Close,
+    /// The server stops: close the file and end the thread.
+    Stop,
 }
 
 /// Log thread to commit shard, one per request, in order.
@@ -392,6 +394,7 @@ async fn run_log_thread(settings: LogSettings, requests: ConnectedReceiver<ToLog
                 writer.close().await;
                 FromLog::Closed
             }
+            ToLog::Stop => break,
         };
         // After a failure the thread stops: a failed fsync is never retried
         // as if nothing happened (the commit shard stops the server).
@@ -558,6 +561,13 @@ impl LogHandle {
         while self.pipeline.borrow().closing {
             self.await_progress().await;
         }
+    }
+
+    /// At shutdown: drains, then ends the log thread (its report task ends
+    /// with it).
+    pub async fn stop(self) {
+        self.drain().await;
+        let _ = self.to_log.send(ToLog::Stop).await;
     }
 
     /// After a close and a rewrite of the log directory (TRUNC, SNAP,
