@@ -38,6 +38,9 @@ use crate::watch::WatchRegistry;
 /// reading its socket (back-pressure instead of unbounded queues).
 pub const MAX_OUTSTANDING_PER_CONNECTION: u64 = 1000;
 
+/// Sessions (wchc) or paths (wchp) formatted between two yields.
+const WATCH_DUMP_CHUNK_ENTRIES: usize = 4096;
+
 /// A request waiting in a connection's FIFO for its turn to be answered.
 pub enum Pending {
     /// Sent to the commit shard; answered from a batch.
@@ -367,7 +370,10 @@ impl WorkerShard {
                 }
             }
             FromCommit::CollectReport { request_id, cmd } => {
-                let part = self.report_part(cmd);
+                let mut part = self.report_part(cmd);
+                if cmd == "wchc" || cmd == "wchp" {
+                    self.append_watch_dump(cmd, &mut part.lines).await;
+                }
                 let _ = self.to_commit.send(ToCommit::ReportPart { request_id, part }).await;
             }
             FromCommit::ReportReady { conn, text } => {
@@ -818,29 +824,33 @@ impl WorkerShard {
         part.watch_count = w.total_watch_count() as u64;
         part.data_watch_count = w.data_watch_count() as u64;
         match cmd {
-            "wchc" => {
-                for (sid, paths) in w.by_session() {
-                    part.lines.push_str(&format!("0x{sid:x}\n"));
-                    for p in paths {
-                        part.lines.push_str(&format!("\t{p}\n"));
-                    }
-                }
-            }
-            "wchp" => {
-                for (path, sids) in w.by_path() {
-                    part.lines.push_str(&format!("{path}\n"));
-                    for sid in sids {
-                        part.lines.push_str(&format!("\t0x{sid:x}\n"));
-                    }
-                }
-            }
+            // wchc / wchp text is written by `append_watch_dump`, in chunks.
             "wchs" => {
-                part.watched_paths = w.by_path().len() as u64;
-                part.watching_sessions = w.by_session().len() as u64;
+                part.watched_paths = w.watched_path_count() as u64;
+                part.watching_sessions = w.watching_session_count() as u64;
             }
             _ => {}
         }
         part
+    }
+
+    /// wchc / wchp text, a chunk of the registry at a time with a yield
+    /// between chunks, so a dump of millions of watches does not hold the
+    /// shard (the dump is not one atomic view; ZooKeeper's is not either
+    /// across its two tables).
+    async fn append_watch_dump(&self, cmd: &str, out: &mut String) {
+        let mut cursor = Some(0);
+        while let Some(at) = cursor {
+            {
+                let w = self.watches.borrow();
+                cursor = if cmd == "wchc" {
+                    w.write_watches_by_session(at, WATCH_DUMP_CHUNK_ENTRIES, out)
+                } else {
+                    w.write_watches_by_path(at, WATCH_DUMP_CHUNK_ENTRIES, out)
+                };
+            }
+            glommio::yield_if_needed().await;
+        }
     }
 
     /// Answers a four-letter word on a fresh connection.
