@@ -823,13 +823,10 @@ impl WorkerShard {
         let w = self.watches.borrow();
         part.watch_count = w.total_watch_count() as u64;
         part.data_watch_count = w.data_watch_count() as u64;
-        match cmd {
-            // wchc / wchp text is written by `append_watch_dump`, in chunks.
-            "wchs" => {
-                part.watched_paths = w.watched_path_count() as u64;
-                part.watching_sessions = w.watching_session_count() as u64;
-            }
-            _ => {}
+        // wchc / wchp text is written by `append_watch_dump`, in chunks.
+        if cmd == "wchs" {
+            part.watched_paths = w.watched_path_count() as u64;
+            part.watching_sessions = w.watching_session_count() as u64;
         }
         part
     }
