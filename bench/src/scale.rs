@@ -21,6 +21,8 @@ const SESSION_TIMEOUT: Duration = Duration::from_secs(30);
 const FOUR_LETTER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Requests in flight per session while registering watches or writing.
 const WINDOW_REQUESTS: usize = 256;
+/// How long one "serving again?" attempt may take before the next.
+const PROBE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub fn four_letter(addr: SocketAddr, word: &str) -> Option<String> {
     let mut s = TcpStream::connect_timeout(&addr, FOUR_LETTER_TIMEOUT).ok()?;
@@ -301,14 +303,21 @@ pub fn run_restart(cfg: &RestartConfig) -> Result<RestartResult, String> {
         if t0.elapsed() > cfg.give_up {
             return Err(format!("server (pid {new_pid}) not serving after {:?}", cfg.give_up));
         }
-        if let Ok(c) = Client::connect(cfg.server, SESSION_TIMEOUT) {
-            let read = c.get_data(&probe, false);
-            let _ = c.close();
-            if matches!(&read, Ok((Some(data), _)) if data.len() == cfg.value_size)
-                && srvr_zxid(cfg.server).is_some_and(|z| z >= zxid)
-            {
-                break;
-            }
+        // Apache accepts connections while it still loads its data and
+        // leaves an early handshake unanswered: each attempt runs on its own
+        // thread and is abandoned (the thread left blocked) after a second.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (server, probe_path, value_size) = (cfg.server, probe.clone(), cfg.value_size);
+        std::thread::spawn(move || {
+            let served = Client::connect(server, SESSION_TIMEOUT).is_ok_and(|c| {
+                let read = c.get_data(&probe_path, false);
+                let _ = c.close();
+                matches!(&read, Ok((Some(data), _)) if data.len() == value_size)
+            });
+            let _ = tx.send(served);
+        });
+        if rx.recv_timeout(PROBE_ATTEMPT_TIMEOUT).unwrap_or(false) && srvr_zxid(cfg.server).is_some_and(|z| z >= zxid) {
+            break;
         }
         std::thread::sleep(Duration::from_millis(2));
     }
