@@ -74,15 +74,18 @@ def main():
     w("`zoocore-bench restart`: creates the znodes, writes setData until the log holds 100k-110k txns after the "
       "newest snapshot, kill -9, starts the same command line again and times until a new session reads the "
       "last-created znode back and `srvr` reports the pre-kill zxid.\n")
-    w("| server | snapshot zxid | txns after it | kill -9 to serving |")
-    w("|---|---|---|---|")
+    w("| server | snapshot zxid | txns after it | kill -9 to serving | note |")
+    w("|---|---|---|---|---|")
     restart = {}
     for label in ("zoocore", "zookeeper"):
-        r = one("restart", label)
-        if not r:
-            continue
-        restart[label] = r
-        w(f"| {label} | 0x{r['snapshot_zxid']:x} | {r['tail_txns']} | {r['restart_ms']:.0f} ms |")
+        for r in run:
+            if r["kind"] != "restart" or r.get("label") != label:
+                continue
+            # The slowest sample decides the target.
+            if label not in restart or r["restart_ms"] > restart[label]["restart_ms"]:
+                restart[label] = r
+            w(f"| {label} | 0x{r['snapshot_zxid']:x} | {r['tail_txns']} | {r['restart_ms']:.0f} ms | "
+              f"{r.get('rerun', '')} |")
     w("")
 
     w("## Targets\n")
