@@ -3,6 +3,9 @@
 #
 #   scripts/compare-zookeeper.sh            # full run (10 s cells, 3 repeats, 1M-znode memory test)
 #   scripts/compare-zookeeper.sh --quick    # development run (2 s cells, 2 repeats, 100k znodes)
+#   scripts/compare-zookeeper.sh --scale    # issue #9 at scale: RSS per znode (1M), bytes per watch
+#                                           # (1M, shared and distinct paths), kill -9 restart (1M znodes
+#                                           # + 100k-txn log tail) -> DIR/scale-results.jsonl
 #   scripts/compare-zookeeper.sh --ensemble # 3 zoocore servers, then 3 Apache servers (docs/benchmarks/ensemble.md)
 #   options: --repeats N  --duration S  --znodes N (memory test)  --out DIR (default docs/benchmarks)
 #   ensemble options: --failovers N (kill-leader repeats, default 5)  --max-load L (wait until the
@@ -21,6 +24,8 @@ cd "$repo_root"
 
 quick=0
 ensemble=0
+scale=0
+snap_count=100000
 failovers=5
 max_load=1.5
 load_wait=1200
@@ -35,6 +40,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1 ;;
         --ensemble) ensemble=1 ;;
+        --scale) scale=1 ;;
         --failovers) failovers="$2"; shift ;;
         --max-load) max_load="$2"; shift ;;
         --load-wait) load_wait="$2"; shift ;;
@@ -116,11 +122,23 @@ tickTime=2000
 dataDir=$1
 clientPort=$2
 clientPortAddress=127.0.0.1
-snapCount=100000
+snapCount=$snap_count
 maxClientCnxns=0
 4lw.commands.whitelist=*
 admin.enableServer=false
 EOF
+}
+
+# The command line that starts a standalone server of this kind on DIR/zoo.cfg
+# (also what `zoocore-bench restart` runs after its kill -9).
+server_cmd() { # kind dir
+    if [ "$1" = apache ]; then
+        echo "java -Dzookeeper.admin.enableServer=false -Dzookeeper.4lw.commands.whitelist='*'" \
+            "-Dlog4j.configuration=file:/etc/zookeeper/conf_example/log4j.properties" \
+            "-cp $zk_jar:/etc/zookeeper/conf_example org.apache.zookeeper.server.ZooKeeperServerMain $2/zoo.cfg"
+    else
+        echo "$zoocore_bin server --config $2/zoo.cfg"
+    fi
 }
 
 # Starts a server; sets $port and $pid.
@@ -129,15 +147,8 @@ start_server() { # kind name
     mkdir -p "$dir/data"
     port="$(free_port)"
     common_cfg "$dir/data" "$port" >"$dir/zoo.cfg"
-    if [ "$kind" = apache ]; then
-        echo "forceSync=yes" >>"$dir/zoo.cfg"
-        java -Dzookeeper.admin.enableServer=false -Dzookeeper.4lw.commands.whitelist='*' \
-            -Dlog4j.configuration=file:/etc/zookeeper/conf_example/log4j.properties \
-            -cp "$zk_jar:/etc/zookeeper/conf_example" org.apache.zookeeper.server.ZooKeeperServerMain \
-            "$dir/zoo.cfg" >"$dir/server.log" 2>&1 &
-    else
-        "$zoocore_bin" server --config "$dir/zoo.cfg" >"$dir/server.log" 2>&1 &
-    fi
+    if [ "$kind" = apache ]; then echo "forceSync=yes" >>"$dir/zoo.cfg"; fi
+    sh -c "exec $(server_cmd "$kind" "$dir")" >"$dir/server.log" 2>&1 &
     pid=$!
     server_pids+=("$pid")
     for _ in $(seq 300); do
@@ -392,6 +403,61 @@ if [ "$ensemble" = 1 ]; then
     exit 0
 fi
 
+# --- scale mode (issue #9) ---------------------------------------------------------
+# Fresh servers per measurement, zoocore then Apache: RSS per znode at 1M,
+# RSS per watch at 1M watches over 1,000 sessions (every session on the same
+# 1,000 paths; then every watch on a path of its own), and kill -9 restart
+# with 1M znodes and a 100k-txn log tail (snapCount 250000: a snapshot every
+# 125k-250k txns, so the tail can be topped up to 100k).
+run_scale() {
+    local scale_znodes="${znodes_opt:-1000000}" kind label name snapdir row shape
+    snap_count=250000
+    for kind in zoocore apache; do
+        label=zoocore; [ "$kind" = apache ] && label=zookeeper
+        name="scale-mem-$kind"; start_server "$kind" "$name"; sleep 2
+        echo "==> scale: memory, $scale_znodes znodes on $label"
+        "$bench_bin" memory --server "127.0.0.1:$port" --server-pid "$pid" --znodes "$scale_znodes" --value-size 100 \
+            --settle 2 --json --label "$label" >>"$results" || echo "   (memory failed on $label)" >&2
+        stop_pid "$pid"
+        for shape in shared distinct; do
+            name="scale-watch-$shape-$kind"; start_server "$kind" "$name"; sleep 2
+            echo "==> scale: 1M watches ($shape paths) on $label"
+            local extra=(); [ "$shape" = distinct ] && extra=(--distinct)
+            "$bench_bin" watches --server "127.0.0.1:$port" --server-pid "$pid" --sessions 1000 --paths 1000 \
+                "${extra[@]}" --json --label "$label" >>"$results" || echo "   (watches failed on $label)" >&2
+            stop_pid "$pid"
+        done
+        name="scale-restart-$kind"; start_server "$kind" "$name"; sleep 2
+        snapdir="$work/$name/data/zoocore"; [ "$kind" = apache ] && snapdir="$work/$name/data/version-2"
+        echo "==> scale: kill -9 restart, $scale_znodes znodes + 100k-txn tail on $label"
+        if row="$("$bench_bin" restart --server "127.0.0.1:$port" --server-pid "$pid" --snapshot-dir "$snapdir" \
+            --znodes "$scale_znodes" --tail 100000 --start-cmd "$(server_cmd "$kind" "$work/$name")" \
+            --log "$work/$name/server.log" --json --label "$label")"; then
+            echo "$row" >>"$results"
+            pid="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["new_pid"])' "$row")"
+            server_pids+=("$pid")
+            echo "   $row"
+            if [ "$kind" = zoocore ]; then
+                grep -E 'loaded snapshot|recovered' "$work/$name/server.log" | tail -2 | sed 's/\x1b\[[0-9;]*m//g'
+            fi
+        else
+            echo "   (restart failed on $label)" >&2
+        fi
+        stop_pid "$pid"
+    done
+    mkdir -p "$out_dir"
+    local run_id; run_id="$(date +%Y%m%dT%H%M%S)-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    python3 - "$run_id" "$results" >>"$out_dir/scale-results.jsonl" <<'PY'
+import json, sys
+for line in open(sys.argv[2]):
+    if line.strip().startswith("{"):
+        row = json.loads(line)
+        row["run_id"] = sys.argv[1]
+        print(json.dumps(row, separators=(",", ":")))
+PY
+    python3 "$repo_root/scripts/scale_report.py" "$out_dir/scale-results.jsonl" "$out_dir"
+}
+
 # --- machine -------------------------------------------------------------------
 model="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 mem_kib="$(grep MemTotal /proc/meminfo | awk '{print $2}')"
@@ -403,6 +469,12 @@ print(json.dumps({"kind": "machine", "nproc": int(a[0]), "model": a[1], "kernel"
                   "mem_gib": round(int(a[3]) / 1048576, 1), "command": a[4], "zk_version": a[5],
                   "quick": a[6] == "1", "repeats": int(a[7]), "duration": float(a[8]), "commit": a[9]}))
 EOF
+
+if [ "$scale" = 1 ]; then
+    python3 -c 'import json; print(json.dumps({"kind": "load", "at": "start", "load1": float(open("/proc/loadavg").read().split()[0])}))' >>"$results"
+    run_scale
+    exit 0
+fi
 
 # --- floors ----------------------------------------------------------------------
 echo "==> disk floor and loopback RTT"

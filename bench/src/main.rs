@@ -7,6 +7,7 @@ mod memory;
 mod mntr;
 mod procfs;
 mod report;
+mod scale;
 mod workload;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -32,6 +33,10 @@ enum Command {
     Run(RunArgs),
     /// Create N znodes and report the server's RSS growth per znode.
     Memory(MemoryArgs),
+    /// Connect sessions, set exists watches, report the server's RSS growth per watch.
+    Watches(WatchesArgs),
+    /// Fill the server, kill -9 it with a log tail after the last snapshot, time the restart.
+    Restart(RestartArgs),
     /// Time 4 KiB O_DIRECT (or --buffered) write + fdatasync in a directory (the disk's floor).
     DiskFloor(FloorArgs),
     /// Time a loopback TCP round trip (16-byte echo).
@@ -170,6 +175,58 @@ struct MemoryArgs {
 }
 
 #[derive(Args)]
+struct WatchesArgs {
+    #[arg(long, default_value = "127.0.0.1:2181")]
+    server: String,
+    #[arg(long)]
+    server_pid: u32,
+    #[arg(long, default_value_t = 1000)]
+    sessions: usize,
+    /// Paths each session watches.
+    #[arg(long, default_value_t = 1000)]
+    paths: u64,
+    /// Every (session, path) on a path of its own (default: all sessions
+    /// watch the same paths).
+    #[arg(long)]
+    distinct: bool,
+    /// Client threads registering the watches.
+    #[arg(long, default_value_t = 4)]
+    threads: usize,
+    #[arg(long, default_value_t = 2.0)]
+    settle: f64,
+    #[command(flatten)]
+    out: CommonOut,
+}
+
+#[derive(Args)]
+struct RestartArgs {
+    #[arg(long, default_value = "127.0.0.1:2181")]
+    server: String,
+    #[arg(long)]
+    server_pid: u32,
+    /// The server's snapshot directory (zoocore: <dataDir>/zoocore, Apache: <dataDir>/version-2).
+    #[arg(long)]
+    snapshot_dir: PathBuf,
+    #[arg(long, default_value_t = 1_000_000)]
+    znodes: u64,
+    /// Transactions in the log after the newest snapshot at the kill (+10 %).
+    #[arg(long, default_value_t = 100_000)]
+    tail: u64,
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    /// Starts the server again (run as `sh -c "exec CMD"`; its PID is printed).
+    #[arg(long)]
+    start_cmd: String,
+    /// The restarted server's stdout and stderr are appended here.
+    #[arg(long)]
+    log: PathBuf,
+    #[arg(long, default_value_t = 600.0)]
+    give_up: f64,
+    #[command(flatten)]
+    out: CommonOut,
+}
+
+#[derive(Args)]
 struct FloorArgs {
     #[arg(long)]
     dir: PathBuf,
@@ -211,6 +268,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => cmd_run(a),
         Command::Memory(a) => cmd_memory(a),
+        Command::Watches(a) => cmd_watches(a),
+        Command::Restart(a) => cmd_restart(a),
         Command::DiskFloor(a) => cmd_disk_floor(a),
         Command::Rtt(a) => cmd_rtt(a),
         Command::EnsembleWait(a) => cmd_ensemble_wait(a),
@@ -402,6 +461,82 @@ fn cmd_memory(a: MemoryArgs) -> Result<(), String> {
         println!("server RSS   {:.1} MiB before, {:.1} MiB after", mib(r.rss_before), mib(r.rss_after));
         println!("per znode    {per:.1} B, of which path {:.1} B + data {} B", r.mean_path_len, cfg.value_size);
         println!("overhead     {over:.1} B per znode beyond path and data");
+    }
+    Ok(())
+}
+
+fn cmd_watches(a: WatchesArgs) -> Result<(), String> {
+    let cfg = scale::WatchConfig {
+        server: resolve(&a.server)?,
+        server_pid: a.server_pid,
+        sessions: a.sessions,
+        paths: a.paths,
+        distinct: a.distinct,
+        settle: seconds(a.settle, "--settle")?,
+        threads: a.threads,
+    };
+    let r = scale::run_watches(&cfg)?;
+    if a.out.json {
+        let line = JsonObject::default()
+            .str("kind", "watches")
+            .str("label", &a.out.label)
+            .str("server", &a.server)
+            .str("shape", if a.distinct { "distinct" } else { "shared" })
+            .int("sessions", a.sessions as u64)
+            .int("watches", r.watches)
+            .int("distinct_paths", r.distinct_paths)
+            .num("mean_path_len", Some(r.mean_path_len))
+            .int("rss_before", r.rss_before)
+            .int("rss_after", r.rss_after)
+            .num("bytes_per_watch", Some(r.bytes_per_watch()))
+            .raw("server_reported", r.server_reported.map_or("null".into(), |n| n.to_string()))
+            .num("register_s", Some(r.elapsed.as_secs_f64()))
+            .build();
+        println!("{line}");
+    } else {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        println!(
+            "{} watches ({} sessions, {} distinct paths) on {}",
+            r.watches, a.sessions, r.distinct_paths, a.server
+        );
+        println!("registered in {:.2} s; wchs reports {:?}", r.elapsed.as_secs_f64(), r.server_reported);
+        println!("server RSS   {:.1} MiB before, {:.1} MiB after", mib(r.rss_before), mib(r.rss_after));
+        println!("per watch    {:.1} B (mean path {:.1} B)", r.bytes_per_watch(), r.mean_path_len);
+    }
+    Ok(())
+}
+
+fn cmd_restart(a: RestartArgs) -> Result<(), String> {
+    let cfg = scale::RestartConfig {
+        server: resolve(&a.server)?,
+        server_pid: a.server_pid,
+        snapshot_dir: a.snapshot_dir.clone(),
+        znodes: a.znodes,
+        tail_txns: a.tail,
+        value_size: a.value_size,
+        start_cmd: a.start_cmd.clone(),
+        log: a.log.clone(),
+        give_up: seconds(a.give_up, "--give-up")?,
+    };
+    let r = scale::run_restart(&cfg)?;
+    if a.out.json {
+        let line = JsonObject::default()
+            .str("kind", "restart")
+            .str("label", &a.out.label)
+            .str("server", &a.server)
+            .int("znodes", a.znodes)
+            .int("value_size", a.value_size as u64)
+            .int("snapshot_zxid", r.snapshot_zxid)
+            .int("zxid", r.zxid)
+            .int("tail_txns", r.tail_txns)
+            .num("restart_ms", Some(r.restart.as_secs_f64() * 1000.0))
+            .int("new_pid", r.new_pid)
+            .num("create_s", Some(r.create_s))
+            .build();
+        println!("{line}");
+    } else {
+        println!("{} znodes, snapshot at 0x{:x}, {} txns after it", a.znodes, r.snapshot_zxid, r.tail_txns);
+        println!("kill -9 to serving again: {:.0} ms (new pid {})", r.restart.as_secs_f64() * 1000.0, r.new_pid);
     }
     Ok(())
 }

@@ -43,6 +43,8 @@ pub const MAX_OUTSTANDING_PER_CONNECTION: u64 = 1000;
 /// connection: the finished report goes to the waiting HTTP task.
 /// Client connection ids count up from 1 and never reach it.
 pub const ADMIN_REQUESTER_BIT: u64 = 1 << 63;
+/// Sessions (wchc) or paths (wchp) formatted between two yields.
+const WATCH_DUMP_CHUNK_ENTRIES: usize = 4096;
 
 /// A request waiting in a connection's FIFO for its turn to be answered.
 pub enum Pending {
@@ -193,12 +195,20 @@ impl WorkerShard {
         limiter: Arc<ConnectionLimiter>,
         server_stats: Arc<ServerStats>,
     ) -> Rc<Self> {
+        // Clients choose the watched paths: the registry's hash is keyed
+        // per process and shard so they cannot aim collisions at it.
+        let watch_hash_seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+            ^ ((std::process::id() as u64) << 32)
+            ^ ((index as u64) << 56);
         Rc::new(WorkerShard {
             index,
             config,
             view: RefCell::new(DataTree::new()),
             view_zxid: Cell::new(0),
-            watches: RefCell::new(WatchRegistry::new()),
+            watches: RefCell::new(WatchRegistry::with_hash_seed(watch_hash_seed)),
             conns: RefCell::new(HashMap::new()),
             sessions: RefCell::new(HashMap::new()),
             touched: RefCell::new(HashMap::new()),
@@ -381,7 +391,10 @@ impl WorkerShard {
                 }
             }
             FromCommit::CollectReport { request_id, cmd } => {
-                let part = self.report_part(cmd);
+                let mut part = self.report_part(cmd);
+                if cmd == "wchc" || cmd == "wchp" {
+                    self.append_watch_dump(cmd, &mut part.lines).await;
+                }
                 let _ = self.to_commit.send(ToCommit::ReportPart { request_id, part }).await;
             }
             FromCommit::ReportReady { conn, text } if conn.conn_id & ADMIN_REQUESTER_BIT != 0 => {
@@ -837,28 +850,10 @@ impl WorkerShard {
         let w = self.watches.borrow();
         part.watch_count = w.total_watch_count() as u64;
         part.data_watch_count = w.data_watch_count() as u64;
-        match cmd {
-            "wchc" => {
-                for (sid, paths) in w.by_session() {
-                    part.lines.push_str(&format!("0x{sid:x}\n"));
-                    for p in paths {
-                        part.lines.push_str(&format!("\t{p}\n"));
-                    }
-                }
-            }
-            "wchp" => {
-                for (path, sids) in w.by_path() {
-                    part.lines.push_str(&format!("{path}\n"));
-                    for sid in sids {
-                        part.lines.push_str(&format!("\t0x{sid:x}\n"));
-                    }
-                }
-            }
-            "wchs" => {
-                part.watched_paths = w.by_path().len() as u64;
-                part.watching_sessions = w.by_session().len() as u64;
-            }
-            _ => {}
+        // wchc / wchp text is written by `append_watch_dump`, in chunks.
+        if cmd == "wchs" {
+            part.watched_paths = w.watched_path_count() as u64;
+            part.watching_sessions = w.watching_session_count() as u64;
         }
         if cmd == "srst" {
             *self.request_latency.borrow_mut() = LatencyHistogram::default();
@@ -890,6 +885,25 @@ impl WorkerShard {
         .await;
         self.admin_waiters.borrow_mut().remove(&requester);
         answer
+    }
+
+    /// wchc / wchp text, a chunk of the registry at a time with a yield
+    /// between chunks, so a dump of millions of watches does not hold the
+    /// shard (the dump is not one atomic view; ZooKeeper's is not either
+    /// across its two tables).
+    async fn append_watch_dump(&self, cmd: &str, out: &mut String) {
+        let mut cursor = Some(0);
+        while let Some(at) = cursor {
+            {
+                let w = self.watches.borrow();
+                cursor = if cmd == "wchc" {
+                    w.write_watches_by_session(at, WATCH_DUMP_CHUNK_ENTRIES, out)
+                } else {
+                    w.write_watches_by_path(at, WATCH_DUMP_CHUNK_ENTRIES, out)
+                };
+            }
+            glommio::yield_if_needed().await;
+        }
     }
 
     /// Answers a four-letter word on a fresh connection.

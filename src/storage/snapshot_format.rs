@@ -27,8 +27,6 @@ use std::collections::HashMap;
 use std::io::{self, BufWriter, Write};
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use crate::proto::{Acl, Id};
 use crate::tree::{DataTree, LoadError, StoredStat, TreeLoader};
 
@@ -314,7 +312,7 @@ pub fn read_snapshot(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
         let data_len = c.i32()?;
         let data = match data_len {
             -1 => None,
-            n if n >= 0 => Some(Bytes::copy_from_slice(c.take(n as usize)?)),
+            n if n >= 0 => Some(c.take(n as usize)?),
             n => return Err(c.malformed(format!("data length {n}"))),
         };
         let index = c.u32()? as usize;
@@ -332,7 +330,9 @@ pub fn read_snapshot(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
             ephemeral_owner: c.i64()?,
             pzxid: c.i64()?,
         };
-        loader.push(path, data, acl.clone(), stat).map_err(|error| SnapshotError::Tree { offset: node_at, error })?;
+        loader
+            .push_slice(path, data, acl.clone(), stat)
+            .map_err(|error| SnapshotError::Tree { offset: node_at, error })?;
     }
     if c.pos != body.len() {
         return Err(c.malformed("bytes after the last node"));
@@ -347,6 +347,7 @@ mod tests {
     use crate::acl::AuthContext;
     use crate::proto::{op, open_acl_unsafe, perms, CreateMode, ErrorCode};
     use crate::tree::{TxnContext, WriteOp};
+    use bytes::Bytes;
 
     struct AllowAll;
 

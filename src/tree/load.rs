@@ -70,7 +70,25 @@ impl TreeLoader {
         acl: Arc<[Acl]>,
         stat: StoredStat,
     ) -> Result<(), LoadError> {
-        let node = Node::new(data, acl, stat);
+        self.push_node(path, Node::new(data, acl, stat))
+    }
+
+    /// `push` for data borrowed from a snapshot buffer: copied once, into
+    /// an allocation of the node's own (`push` with a `Bytes` slice of the
+    /// buffer would copy it, and the decoder's copy, again).
+    pub fn push_slice(
+        &mut self,
+        path: &str,
+        data: Option<&[u8]>,
+        acl: Arc<[Acl]>,
+        stat: StoredStat,
+    ) -> Result<(), LoadError> {
+        let mut node = Node::new(None, acl, stat);
+        node.data = data.map(|d| if d.is_empty() { Bytes::new() } else { Bytes::copy_from_slice(d) });
+        self.push_node(path, node)
+    }
+
+    fn push_node(&mut self, path: &str, node: Node) -> Result<(), LoadError> {
         let Some(last) = &self.last_key else {
             if path != "/" {
                 return Err(LoadError::RootNotFirst(path.to_owned()));

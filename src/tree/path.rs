@@ -104,18 +104,38 @@ impl Ord for TreePath {
         if a.first() != Some(&b'/') || b.first() != Some(&b'/') {
             return self.cmp_by_parts(other);
         }
-        let i = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-        let (rest_a, rest_b) = (&a[i..], &b[i..]);
+        let i = common_prefix_len(a, b);
+        let (rest_a, rest_b) = (a.get(i..).unwrap_or_default(), b.get(i..).unwrap_or_default());
         let last_slash = |rest: &[u8]| rest.iter().rposition(|&c| c == b'/');
+        // The rests differ in their first byte (or one is empty), so that
+        // byte alone orders them: no memcmp call.
+        let first = || rest_a.first().cmp(&rest_b.first());
         match (last_slash(rest_a), last_slash(rest_b)) {
-            (None, None) => rest_a.cmp(rest_b),
+            (None, None) => first(),
             (Some(_), None) => Ordering::Greater,
             (None, Some(_)) => Ordering::Less,
             (Some(0), Some(_)) => Ordering::Less,
             (Some(_), Some(0)) => Ordering::Greater,
-            (Some(_), Some(_)) => rest_a[0].cmp(&rest_b[0]),
+            (Some(_), Some(_)) => first(),
         }
     }
+}
+
+/// Length of the common prefix of `a` and `b`, eight bytes at a time (the
+/// tree compares keys ~25 times per insert or lookup, and keys under one
+/// parent share their whole parent path).
+fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
+    let mut i = 0;
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let word = |c: &[u8]| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+        let diff = word(x) ^ word(y);
+        if diff != 0 {
+            return i + (diff.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    let (tail_a, tail_b) = (a.get(i..).unwrap_or_default(), b.get(i..).unwrap_or_default());
+    i + tail_a.iter().zip(tail_b).take_while(|(x, y)| x == y).count()
 }
 
 impl PartialOrd for TreePath {

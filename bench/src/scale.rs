@@ -1,0 +1,326 @@
+//! The scale benchmarks of issue #9, for zoocore and Apache ZooKeeper alike:
+//! server RSS per watch (`watches`) and the time from kill -9 to serving a
+//! large tree again (`restart`).
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use zoocore::client::{Client, Pending};
+use zoocore::proto::records::{PathWatch, Request, SetDataRequest};
+
+use crate::procfs;
+use crate::workload::{ensure_node, pipelined_create};
+
+const SESSION_TIMEOUT: Duration = Duration::from_secs(30);
+const FOUR_LETTER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Requests in flight per session while registering watches or writing.
+const WINDOW_REQUESTS: usize = 256;
+/// How long one "serving again?" attempt may take before the next.
+const PROBE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub fn four_letter(addr: SocketAddr, word: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, FOUR_LETTER_TIMEOUT).ok()?;
+    s.set_read_timeout(Some(FOUR_LETTER_TIMEOUT)).ok()?;
+    s.write_all(word.as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+/// "Total watches:N" from wchs.
+fn wchs_total(addr: SocketAddr) -> Option<u64> {
+    let text = four_letter(addr, "wchs")?;
+    text.lines().find_map(|l| l.strip_prefix("Total watches:")).and_then(|n| n.trim().parse().ok())
+}
+
+fn srvr_zxid(addr: SocketAddr) -> Option<i64> {
+    let text = four_letter(addr, "srvr")?;
+    text.lines().find_map(|l| l.strip_prefix("Zxid: 0x")).and_then(|h| i64::from_str_radix(h.trim(), 16).ok())
+}
+
+/// Keeps `window` requests in flight on `client`, made by `make(i)`.
+fn pipelined(client: &Client, count: u64, window: usize, make: impl Fn(u64) -> Request) -> Result<(), String> {
+    let mut inflight: VecDeque<Pending> = VecDeque::with_capacity(window);
+    for i in 0..count {
+        if inflight.len() >= window {
+            if let Some(p) = inflight.pop_front() {
+                p.wait().map_err(|e| e.to_string())?;
+            }
+        }
+        inflight.push_back(client.submit(make(i)).map_err(|e| e.to_string())?);
+    }
+    for p in inflight {
+        p.wait().map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+pub struct WatchConfig {
+    pub server: SocketAddr,
+    pub server_pid: u32,
+    pub sessions: usize,
+    pub paths: u64,
+    /// Each session watches paths of its own instead of the shared set.
+    pub distinct: bool,
+    pub settle: Duration,
+    pub threads: usize,
+}
+
+pub struct WatchResult {
+    pub watches: u64,
+    pub distinct_paths: u64,
+    pub mean_path_len: f64,
+    pub rss_before: u64,
+    pub rss_after: u64,
+    pub server_reported: Option<u64>,
+    pub elapsed: Duration,
+}
+
+impl WatchResult {
+    pub fn bytes_per_watch(&self) -> f64 {
+        (self.rss_after as f64 - self.rss_before as f64) / self.watches.max(1) as f64
+    }
+}
+
+/// Connects `sessions` sessions, reads the server's RSS, has each set an
+/// exists watch on `paths` paths that do not exist (so no znode memory is
+/// added), reads the RSS again. Shared: every session watches the same
+/// paths (many watchers per path, ZooKeeper's ZOOKEEPER-1177 shape);
+/// distinct: every (session, path) pair has a path of its own.
+pub fn run_watches(cfg: &WatchConfig) -> Result<WatchResult, String> {
+    let setup = Client::connect(cfg.server, SESSION_TIMEOUT).map_err(|e| format!("connect {}: {e}", cfg.server))?;
+    let parent = format!("/watch-{}", crate::workload::run_id());
+    let mut sessions = Vec::with_capacity(cfg.sessions);
+    for _ in 0..cfg.sessions.max(1) {
+        sessions.push(Arc::new(Client::connect(cfg.server, SESSION_TIMEOUT).map_err(|e| format!("connect: {e}"))?));
+    }
+    std::thread::sleep(cfg.settle);
+    let rss_before = procfs::process_rss_bytes(cfg.server_pid).ok_or("cannot read the server's VmRSS")?;
+    let started = Instant::now();
+    let threads = cfg.threads.clamp(1, sessions.len());
+    let path_of = |session: usize, i: u64| {
+        if cfg.distinct {
+            format!("{parent}/s{session}/p{i}")
+        } else {
+            format!("{parent}/p{i}")
+        }
+    };
+    std::thread::scope(|scope| -> Result<(), String> {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let sessions = &sessions;
+                let path_of = &path_of;
+                scope.spawn(move || -> Result<(), String> {
+                    for (s, client) in sessions.iter().enumerate().skip(t).step_by(threads) {
+                        pipelined(client, cfg.paths, WINDOW_REQUESTS, |i| {
+                            Request::Exists(PathWatch { path: path_of(s, i), watch: true })
+                        })?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().map_err(|_| "watch thread panicked".to_string())??;
+        }
+        Ok(())
+    })?;
+    let elapsed = started.elapsed();
+    std::thread::sleep(cfg.settle);
+    let rss_after = procfs::process_rss_bytes(cfg.server_pid).ok_or("cannot read the server's VmRSS")?;
+    let server_reported = wchs_total(cfg.server);
+    let watches = cfg.paths * sessions.len() as u64;
+    let distinct_paths = if cfg.distinct { watches } else { cfg.paths };
+    let sample: Vec<usize> = (0..distinct_paths.min(1000))
+        .map(|i| if cfg.distinct { path_of((i % 7) as usize, i).len() } else { path_of(0, i).len() })
+        .collect();
+    let mean_path_len = sample.iter().sum::<usize>() as f64 / sample.len().max(1) as f64;
+    for c in sessions {
+        if let Ok(c) = Arc::try_unwrap(c) {
+            let _ = c.close();
+        }
+    }
+    let _ = setup.close();
+    Ok(WatchResult { watches, distinct_paths, mean_path_len, rss_before, rss_after, server_reported, elapsed })
+}
+
+pub struct RestartConfig {
+    pub server: SocketAddr,
+    pub server_pid: u32,
+    /// Where the server writes its snapshots (zoocore: <dataDir>/zoocore,
+    /// Apache: <dataDir>/version-2).
+    pub snapshot_dir: PathBuf,
+    pub znodes: u64,
+    pub tail_txns: u64,
+    pub value_size: usize,
+    /// Shell command that starts the server again (run with `sh -c exec`).
+    pub start_cmd: String,
+    pub log: PathBuf,
+    pub give_up: Duration,
+}
+
+pub struct RestartResult {
+    pub snapshot_zxid: i64,
+    pub zxid: i64,
+    pub tail_txns: u64,
+    pub restart: Duration,
+    pub new_pid: u32,
+    pub create_s: f64,
+}
+
+/// Newest `snapshot.<hex>` in `dir` by zxid (ignores `.tmp` and others).
+fn newest_snapshot(dir: &Path) -> Option<(i64, PathBuf)> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let zxid = i64::from_str_radix(name.strip_prefix("snapshot.")?, 16).ok()?;
+            Some((zxid, e.path()))
+        })
+        .max()
+}
+
+fn process_gone(pid: u32) -> bool {
+    // A killed child of another process stays a zombie until reaped.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// Fills the server with `znodes` znodes, then writes until the log holds
+/// `tail_txns` (to +10 %) after the newest snapshot, kill -9s it, starts it
+/// again and times until the last znode written reads back with its data.
+pub fn run_restart(cfg: &RestartConfig) -> Result<RestartResult, String> {
+    let parent = "/restart";
+    let setup = Client::connect(cfg.server, SESSION_TIMEOUT).map_err(|e| format!("connect {}: {e}", cfg.server))?;
+    ensure_node(&setup, parent)?;
+    let value = Bytes::from(vec![b'v'; cfg.value_size]);
+    let started = Instant::now();
+    let writers: Vec<Client> = (0..4)
+        .map(|_| Client::connect(cfg.server, SESSION_TIMEOUT).map_err(|e| format!("connect: {e}")))
+        .collect::<Result<_, _>>()?;
+    let k = writers.len() as u64;
+    std::thread::scope(|scope| -> Result<(), String> {
+        let handles: Vec<_> = writers
+            .iter()
+            .enumerate()
+            .map(|(s, client)| {
+                let value = &value;
+                let count = (cfg.znodes + k - 1 - s as u64) / k;
+                scope.spawn(move || {
+                    pipelined_create(client, count, WINDOW_REQUESTS, value, |i| {
+                        format!("{parent}/{}", i * k + s as u64)
+                    })
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().map_err(|_| "create thread panicked".to_string())??;
+        }
+        Ok(())
+    })?;
+    let create_s = started.elapsed().as_secs_f64();
+
+    // Top the log tail up to the target; past it, write until a snapshot
+    // starts, then top up from there.
+    let mut writes = 0u64;
+    let set = |client: &Client, n: u64, from: u64| {
+        pipelined(client, n, WINDOW_REQUESTS, |i| {
+            Request::SetData(SetDataRequest {
+                path: format!("{parent}/{}", (from + i) % cfg.znodes.max(1)),
+                data: Some(value.clone()),
+                version: -1,
+            })
+        })
+    };
+    let deadline = Instant::now() + cfg.give_up;
+    let (snapshot_zxid, zxid) = loop {
+        if Instant::now() > deadline {
+            return Err("gave up waiting for a snapshot and the wanted log tail".into());
+        }
+        let zxid = srvr_zxid(cfg.server).ok_or("srvr gave no Zxid")?;
+        let snap = newest_snapshot(&cfg.snapshot_dir).map_or(0, |(z, _)| z);
+        let tail = (zxid - snap).max(0) as u64;
+        if snap > 0 && tail >= cfg.tail_txns && tail <= cfg.tail_txns + cfg.tail_txns / 10 {
+            break (snap, zxid);
+        }
+        let n = if snap > 0 && tail < cfg.tail_txns { cfg.tail_txns - tail } else { 10_000 };
+        set(&writers[(writes % k) as usize], n, writes)?;
+        writes += n;
+        // A snapshot file appears when its write starts (Apache) or ends
+        // (zoocore): let a started one finish before reading the tail.
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // The snapshot being written at this zxid must be complete on disk.
+    std::thread::sleep(Duration::from_secs(3));
+    if newest_snapshot(&cfg.snapshot_dir).map(|(z, _)| z) != Some(snapshot_zxid) {
+        return Err("a new snapshot started while settling; run again".into());
+    }
+    let probe = format!("{parent}/{}", cfg.znodes.saturating_sub(1));
+    drop(writers);
+    let _ = setup.close();
+
+    // kill -9, wait until the process and its listener are gone.
+    // SAFETY: kill(2) with a PID the caller gave us; no memory is touched.
+    if unsafe { libc::kill(cfg.server_pid as i32, libc::SIGKILL) } != 0 {
+        return Err(format!("kill -9 {}: {}", cfg.server_pid, std::io::Error::last_os_error()));
+    }
+    let gone_by = Instant::now() + Duration::from_secs(30);
+    while !process_gone(cfg.server_pid) || TcpStream::connect_timeout(&cfg.server, Duration::from_millis(100)).is_ok() {
+        if Instant::now() > gone_by {
+            return Err("the killed server did not go away".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&cfg.log)
+        .map_err(|e| format!("{}: {e}", cfg.log.display()))?;
+    let log2 = log.try_clone().map_err(|e| e.to_string())?;
+    let t0 = Instant::now();
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec {}", cfg.start_cmd))
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .spawn()
+        .map_err(|e| format!("start: {e}"))?;
+    let new_pid = child.id();
+    // Serving again: a new session reads the last-created znode back, and
+    // the server reports the zxid it had before the kill.
+    loop {
+        if t0.elapsed() > cfg.give_up {
+            return Err(format!("server (pid {new_pid}) not serving after {:?}", cfg.give_up));
+        }
+        // Apache accepts connections while it still loads its data and
+        // leaves an early handshake unanswered: each attempt runs on its own
+        // thread and is abandoned (the thread left blocked) after a second.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (server, probe_path, value_size) = (cfg.server, probe.clone(), cfg.value_size);
+        std::thread::spawn(move || {
+            let served = Client::connect(server, SESSION_TIMEOUT).is_ok_and(|c| {
+                let read = c.get_data(&probe_path, false);
+                let _ = c.close();
+                matches!(&read, Ok((Some(data), _)) if data.len() == value_size)
+            });
+            let _ = tx.send(served);
+        });
+        if rx.recv_timeout(PROBE_ATTEMPT_TIMEOUT).unwrap_or(false) && srvr_zxid(cfg.server).is_some_and(|z| z >= zxid) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let restart = t0.elapsed();
+    Ok(RestartResult { snapshot_zxid, zxid, tail_txns: (zxid - snapshot_zxid) as u64, restart, new_pid, create_s })
+}
