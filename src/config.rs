@@ -115,6 +115,9 @@ pub struct Config {
     /// are smaller than this fraction of its newest snapshot; negative
     /// turns DIFF from disk off (Apache's rule and default, 0.33).
     pub snapshot_size_factor: f64,
+    /// `zookeeper.commitLogCount`: committed txns a leader keeps in memory
+    /// to DIFF learners from (at least 500, as Apache).
+    pub commit_log_count: usize,
     pub pre_alloc_size_kb: u64,
     /// `fsync.warningthresholdms`: log a warning when a log sync takes longer.
     pub fsync_warning_threshold_ms: u64,
@@ -241,6 +244,7 @@ impl Config {
             global_outstanding_limit: 1000,
             snap_count: 100_000,
             snapshot_size_factor: crate::zab::sync_plan::DEFAULT_SNAPSHOT_SIZE_FACTOR,
+            commit_log_count: crate::zab::leader::COMMITTED_WINDOW_TXNS,
             pre_alloc_size_kb: 65536,
             fsync_warning_threshold_ms: 1000,
             log_sync: "fdatasync".to_string(),
@@ -478,6 +482,30 @@ impl Config {
                         crate::zab::sync_plan::DEFAULT_SNAPSHOT_SIZE_FACTOR
                     } else {
                         factor
+                    };
+                }
+                "commitLogCount" => {
+                    use crate::zab::leader::{COMMITTED_WINDOW_MAX_TXNS, COMMITTED_WINDOW_TXNS};
+                    let here = format!("{source_name}:{}: {key}={value}", entry.line_no);
+                    cfg.commit_log_count = match value.parse::<i64>() {
+                        Ok(n) if n < COMMITTED_WINDOW_TXNS as i64 => {
+                            // Apache's rule: below the default means the default.
+                            warnings.push(format!(
+                                "{here} is below {COMMITTED_WINDOW_TXNS}; using {COMMITTED_WINDOW_TXNS}"
+                            ));
+                            COMMITTED_WINDOW_TXNS
+                        }
+                        Ok(n) if n > COMMITTED_WINDOW_MAX_TXNS as i64 => {
+                            warnings.push(format!(
+                                "{here} is above {COMMITTED_WINDOW_MAX_TXNS}; using {COMMITTED_WINDOW_MAX_TXNS}"
+                            ));
+                            COMMITTED_WINDOW_MAX_TXNS
+                        }
+                        Ok(n) => n as usize,
+                        Err(_) => {
+                            warnings.push(format!("{here} is not a number; using {COMMITTED_WINDOW_TXNS}"));
+                            COMMITTED_WINDOW_TXNS
+                        }
                     };
                 }
                 "globalOutstandingLimit" => {
@@ -959,6 +987,18 @@ mod tests {
             let (c, _) = Config::load(path).unwrap();
             assert_eq!(c.client_port, 2181);
         }
+    }
+
+    #[test]
+    fn commit_log_count_as_apache_reads_it() {
+        let count = |line: &str| {
+            Config::parse(&format!("dataDir=/d\n{line}\n"), "zoo.cfg").map(|(c, w)| (c.commit_log_count, w.len()))
+        };
+        assert_eq!(count("").unwrap(), (500, 0), "Apache's default");
+        assert_eq!(count("zookeeper.commitLogCount=2000").unwrap(), (2000, 0));
+        assert_eq!(count("commitLogCount=100").unwrap(), (500, 1), "below 500: 500, with a warning");
+        assert_eq!(count("commitLogCount=x").unwrap(), (500, 1), "not a number: the default, with a warning");
+        assert_eq!(count("commitLogCount=999999999999").unwrap(), (1_000_000, 1), "bounded");
     }
 
     #[test]

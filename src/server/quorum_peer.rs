@@ -54,9 +54,7 @@ use crate::zab::election::{Decision, Election, ElectionConfig, ProposalBasis, Ro
 use crate::zab::election_wire::{quorum_config_text, HostPort, LearnerType, QuorumServerSpec};
 use crate::zab::ensemble::{Ensemble, Sid};
 use crate::zab::follower::{LearnerAction, LearnerCore, LearnerSettings};
-use crate::zab::leader::{
-    LeaderAction, LeaderCore, LeaderSettings, LeaderStart, LearnerConn, SyncRequester, COMMITTED_WINDOW_TXNS,
-};
+use crate::zab::leader::{LeaderAction, LeaderCore, LeaderSettings, LeaderStart, LearnerConn, SyncRequester};
 use crate::zab::packets::{make_zxid, ForwardedRequest, SessionTouch, ToLeader};
 use crate::zab::sync_plan::SyncPolicy;
 
@@ -527,6 +525,7 @@ impl CommitShard {
                 snapshot_size_factor: self.config.snapshot_size_factor,
                 ..SyncPolicy::with_snapshot_bytes(0)
             },
+            committed_window_txns: self.config.commit_log_count,
         };
         let start = LeaderStart {
             accepted_epoch: epochs.accepted,
@@ -842,7 +841,7 @@ impl CommitShard {
         for (zxid, txn) in &batch.logged {
             self.recent_txns.push_back((*zxid, txn.clone()));
         }
-        while self.recent_txns.len() > COMMITTED_WINDOW_TXNS {
+        while self.recent_txns.len() > self.config.commit_log_count {
             self.recent_txns.pop_front();
         }
     }

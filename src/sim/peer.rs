@@ -904,6 +904,7 @@ impl Server {
             sync_limit_ticks: k.sync_limit_ticks,
             config_text: self.config_text.clone(),
             sync_policy: SyncPolicy::with_snapshot_bytes(0),
+            committed_window_txns: crate::zab::leader::COMMITTED_WINDOW_TXNS,
         };
         let start = LeaderStart {
             accepted_epoch: self.accepted,

@@ -39,8 +39,12 @@ use super::sync_plan::{self, DiskLogIndex, LeaderHistory, Lookup, SyncPlan, Sync
 pub type LearnerConn = u64;
 
 /// How many recently committed txns the leader keeps to DIFF learners
-/// from (Apache's `zookeeper.commitLogCount` default).
+/// from: Apache's `zookeeper.commitLogCount` default, and its minimum.
 pub const COMMITTED_WINDOW_TXNS: usize = 500;
+
+/// The most `zookeeper.commitLogCount` may ask for (Apache sets no bound;
+/// each txn in the window stays in memory).
+pub const COMMITTED_WINDOW_MAX_TXNS: usize = 1_000_000;
 
 /// The counter half of a zxid may not reach this: a new epoch is forced
 /// first (Apache's rollover rule).
@@ -186,6 +190,8 @@ pub struct LeaderSettings {
     /// Sent in NEWLEADER (the ensemble's config text).
     pub config_text: Bytes,
     pub sync_policy: SyncPolicy,
+    /// Committed txns kept in memory for DIFFs (`zookeeper.commitLogCount`).
+    pub committed_window_txns: usize,
 }
 
 /// The leader's own history when it starts leading.
@@ -240,7 +246,7 @@ impl LeaderCore {
     pub fn new(ensemble: Ensemble, settings: LeaderSettings, mut start: LeaderStart, now_ms: u64) -> LeaderCore {
         let disk_log = std::mem::take(&mut start.disk_log);
         let mut window: VecDeque<(i64, Bytes)> = start.recent_txns.iter().cloned().collect();
-        while window.len() > COMMITTED_WINDOW_TXNS {
+        while window.len() > settings.committed_window_txns {
             window.pop_front();
         }
         let mut epoch_candidates = BTreeMap::new();
@@ -724,7 +730,7 @@ impl LeaderCore {
                 }
             }
             self.window.push_back((zxid, txn));
-            if self.window.len() > COMMITTED_WINDOW_TXNS {
+            if self.window.len() > self.settings.committed_window_txns {
                 self.window.pop_front();
             }
         }

@@ -100,6 +100,7 @@ impl Harness {
             sync_limit_ticks: 5,
             config_text: Bytes::from_static(b"version=0"),
             sync_policy: SyncPolicy::with_snapshot_bytes(0),
+            committed_window_txns: COMMITTED_WINDOW_TXNS,
         };
         let mut h = Harness {
             leader_committed: leader_disk.last(),
