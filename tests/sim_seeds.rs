@@ -17,7 +17,8 @@ fn assert_seeds(servers: usize, seeds: std::ops::Range<u64>) {
 }
 
 // Widened from 0..200 / 0..80 once the ZOOKEEPER-1732 fix made 0..3000 /
-// 0..1500 pass; about 15 s each on the shared 2-core box.
+// 0..1500 pass. Since disk faults, clock jumps and observers joined the
+// swarm, about 20 s each on the shared 2-core box.
 #[test]
 fn three_servers_fixed_seeds() {
     assert_seeds(3, 0..800);
@@ -41,14 +42,118 @@ fn regression_seeds() {
     let convergence_3: [u64; 9] = [274, 416, 727, 1296, 1354, 1713, 2274, 2897, 2922];
     let seeds = [(3, 435), (5, 976)].into_iter().chain(convergence_3.map(|s| (3, s)));
     for (servers, seed) in seeds {
-        // As found (before the sync workload existed), and with it.
-        for sync_reads in [false, true] {
+        // As found (before the sync workload, disk faults, clock jumps and
+        // observers existed), with the syncs, and in today's swarm.
+        for (sync_reads, later_faults) in [(false, false), (true, false), (true, true)] {
             let mut config = SimConfig::from_seed(seed, servers);
             config.sync_reads = sync_reads;
+            if !later_faults {
+                config.disk_faults = false;
+                config.clock_jumps = false;
+                config.observers = 0;
+            }
             let out = run(config);
-            assert!(out.passed(), "sync_reads {sync_reads}: {}", out.report());
+            assert!(out.passed(), "sync_reads {sync_reads}, later faults {later_faults}: {}", out.report());
         }
     }
+}
+
+/// Seeds where recovery rebuilt a wrong state: history was lost at a point
+/// (an unreadable snapshot it fell back past; a damaged batch in an older
+/// log file, classified Torn and cut) and the next record was counter 1 of
+/// a later epoch, which `zxid_follows` accepts as a continuation. 247, 252,
+/// 336 (3 servers, snapshot damage on): caught by recovery-equals-live,
+/// agreement and no-acked-write-lost (the server then served, DIFF-synced,
+/// without the snapshot's writes). 1004 (5 servers, the default swarm): a
+/// misdirected sector in an older log, cut as Torn, epoch 2 skipped.
+/// (servers, seed, snapshot damage)
+const RECOVERY_GAP_SEEDS: [(usize, u64, bool); 4] = [(3, 247, true), (3, 252, true), (3, 336, true), (5, 1004, false)];
+
+fn recovery_gap_run(
+    servers: usize,
+    seed: u64,
+    snapshot_damage: bool,
+    checks_digests: bool,
+) -> zoocore::sim::SimOutcome {
+    let mut config = SimConfig::from_seed(seed, servers);
+    config.knobs.snapshot_damage = snapshot_damage;
+    config.knobs.recovery_checks_digests = checks_digests;
+    run(config)
+}
+
+/// The proposed fix (recovery checks each replayed txn's carried digest,
+/// and refuses a log that does not continue the state), modelled in the
+/// simulator's mirror of recovery: the seeds pass.
+#[test]
+fn recovery_gap_seeds_pass_with_the_proposed_recovery_fix() {
+    for (servers, seed, snapshot_damage) in RECOVERY_GAP_SEEDS {
+        let out = recovery_gap_run(servers, seed, snapshot_damage, true);
+        assert!(out.passed(), "{}", out.report());
+        assert!(out.read_faults > 0, "{}", out.report());
+    }
+}
+
+/// Open finding (src/server/recovery.rs, not fixed here): the same seeds
+/// with production's recovery as it is. Un-ignore once recovery refuses a
+/// log that does not continue the state it rebuilt, and make the sim's
+/// mirror always check (`recovery_checks_digests`).
+#[test]
+#[ignore = "open production bug: recovery accepts an epoch jump where history was lost (docs/simulation.md, Findings (open))"]
+fn recovery_gap_seeds_pass_with_production_recovery() {
+    for (servers, seed, snapshot_damage) in RECOVERY_GAP_SEEDS {
+        let out = recovery_gap_run(servers, seed, snapshot_damage, false);
+        assert!(out.passed(), "{}", out.report());
+    }
+}
+
+/// The simulator finds it: without the fix every one of these seeds fails.
+#[test]
+fn recovery_gap_bug_is_found() {
+    for (servers, seed, snapshot_damage) in RECOVERY_GAP_SEEDS {
+        let out = recovery_gap_run(servers, seed, snapshot_damage, false);
+        let checker = out.failure.as_ref().map(|f| f.checker);
+        assert!(
+            matches!(checker, Some("recovery-equals-live" | "agreement" | "no-acked-write-lost")),
+            "seed {seed}: {}",
+            out.report()
+        );
+    }
+}
+
+#[test]
+fn disk_faults_clock_jumps_and_observers_happen_and_hold() {
+    // Guard against a swarm in which the new faults never fire.
+    let (mut exits, mut damaged, mut wipes, mut jumps, mut observer_runs) = (0, 0, 0, 0, 0);
+    for seed in 0..40u64 {
+        let mut w = zoocore::sim::World::new(SimConfig::from_seed(seed, 3));
+        w.keep_full_trace();
+        let out = w.run();
+        assert!(out.passed(), "{}", out.report());
+        exits += out.expected_exits;
+        damaged += out.read_faults;
+        wipes += out.wipes;
+        jumps += out.clock_jumps;
+        if out.observers > 0 {
+            // An observer (sid 4 or 5 with 3 voters) served and answered syncs.
+            let observer_served =
+                out.full_trace.iter().any(|l| (l.contains(" s4 ") || l.contains(" s5 ")) && l.contains("SERVING"));
+            assert!(observer_served, "seed {seed}: no observer served\n{}", out.report());
+            observer_runs += 1;
+        }
+    }
+    assert!(exits > 20 && damaged > 5 && wipes > 2 && jumps > 20 && observer_runs > 10, "{exits} exits, {damaged} damaged reads, {wipes} wipes, {jumps} clock jumps, {observer_runs} runs with observers");
+}
+
+/// A log that takes a failed fdatasync as done ("fsyncgate") acknowledges
+/// writes that never reach the device.
+#[test]
+fn planted_ignore_fsync_error_is_caught() {
+    let caught = (0..100u64).find(|&seed| {
+        let mut config = SimConfig::from_seed(seed, 3);
+        config.knobs.plant = Some(Plant::IgnoreFsyncError);
+        !run(config).passed()
+    });
+    assert!(caught.is_some(), "ignore-fsync-error survived 100 seeds");
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //!
 //! zoocore-sim --seed 42 [--servers 3|5] [--duration-ms N] [--trace]
 //! zoocore-sim --seeds 1..200 [--servers 5] [--no-sync-reads] [--plant sync-without-round]
+//! zoocore-sim --seeds 1..200 [--observers 0|1|2] [--no-disk-faults] [--no-clock-jumps]
+//! zoocore-sim --seeds 1..200 --snapshot-damage [--recovery-checks-digests]
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -36,9 +38,31 @@ struct Args {
     #[arg(long)]
     no_sync_reads: bool,
     /// Plant a known bug in the simulator's glue: ack-before-fsync,
-    /// sync-without-round.
+    /// sync-without-round, ignore-fsync-error.
     #[arg(long)]
     plant: Option<String>,
+    /// Observers beside the voters (default: drawn from the seed, 0-2).
+    #[arg(long)]
+    observers: Option<usize>,
+    /// No failed log writes / fsyncs and no damaged reads.
+    #[arg(long)]
+    no_disk_faults: bool,
+    /// No clock jumps.
+    #[arg(long)]
+    no_clock_jumps: bool,
+    /// The world before disk faults, clock jumps and observers (replays
+    /// seeds recorded before they existed): --no-disk-faults
+    /// --no-clock-jumps --observers 0.
+    #[arg(long)]
+    classic: bool,
+    /// Damaged reads may hit the snapshot too (finds the open recovery bug
+    /// of docs/simulation.md unless --recovery-checks-digests).
+    #[arg(long)]
+    snapshot_damage: bool,
+    /// The proposed recovery fix, in the simulator's mirror only: replay
+    /// checks every txn's carried digest.
+    #[arg(long)]
+    recovery_checks_digests: bool,
 }
 
 fn parse_range(text: &str) -> Option<(u64, u64)> {
@@ -74,6 +98,16 @@ fn main() -> ExitCode {
         }
         config.faults = !args.no_faults;
         config.sync_reads = !args.no_sync_reads;
+        config.disk_faults = !args.no_disk_faults && !args.classic;
+        config.clock_jumps = !args.no_clock_jumps && !args.classic;
+        if args.classic {
+            config.observers = 0;
+        }
+        if let Some(n) = args.observers {
+            config.observers = n;
+        }
+        config.knobs.snapshot_damage = args.snapshot_damage;
+        config.knobs.recovery_checks_digests = args.recovery_checks_digests;
         if let Some(name) = &args.plant {
             match zoocore::sim::Plant::parse(name) {
                 Some(p) => config.knobs.plant = Some(p),

@@ -9,6 +9,12 @@
 //! is durable only once it completes. A crash keeps the durable prefix and,
 //! as a real page cache may have written some of the rest back, possibly a
 //! seeded prefix of the unsynced bytes, cut at any byte (a torn batch).
+//!
+//! Faults: a log write or its fsync may fail ([`LogFault`]: the server
+//! exits, as production does, and nothing of the failed write is durable);
+//! what a restart reads may be damaged ([`SimDisk::damage`]: a flipped bit
+//! or a misdirected sector in a log file, or a snapshot whose seal does
+//! not verify).
 
 use bytes::Bytes;
 
@@ -29,6 +35,62 @@ struct PendingEpochWrite {
     token: u64,
     file: EpochFile,
     value: i64,
+}
+
+/// A failed log write (production's `FromLog::Failed`: the server exits
+/// with code 2 and never retries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFault {
+    /// The write itself failed with EIO: some of its bytes may be on the device.
+    WriteEio,
+    /// The write failed with ENOSPC (preallocation could not extend the
+    /// file): none of its bytes were written.
+    WriteEnospc,
+    /// The write went through, its fdatasync failed with EIO: the bytes may
+    /// or may not be on the device, and must not be taken as durable.
+    FsyncEio,
+    /// fdatasync failed with ENOSPC (thin provisioning, NFS).
+    FsyncEnospc,
+}
+
+impl LogFault {
+    pub const ALL: [LogFault; 4] =
+        [LogFault::WriteEio, LogFault::WriteEnospc, LogFault::FsyncEio, LogFault::FsyncEnospc];
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            LogFault::WriteEio => "EIO on the log write",
+            LogFault::WriteEnospc => "ENOSPC on the log write",
+            LogFault::FsyncEio => "EIO on the log's fdatasync",
+            LogFault::FsyncEnospc => "ENOSPC on the log's fdatasync",
+        }
+    }
+
+    /// Fails on the write (quickly), not on the sync (after its latency).
+    pub fn on_write(self) -> bool {
+        matches!(self, LogFault::WriteEio | LogFault::WriteEnospc)
+    }
+
+    /// Some of the failed write's bytes may have reached the device.
+    pub fn may_leave_bytes(self) -> bool {
+        self != LogFault::WriteEnospc
+    }
+}
+
+/// What a server's disk durably holds, as another server's recovery would
+/// find it: the readable snapshot's zxid and the (zxid, txn hash) of every
+/// log record before any damage.
+#[derive(Debug, Clone, Default)]
+pub struct DurableHoldings {
+    pub snapshot_zxid: i64,
+    pub txns: std::collections::BTreeMap<i64, u64>,
+    pub accepted_epoch: i64,
+}
+
+impl DurableHoldings {
+    pub fn holds(&self, zxid: i64, txn_hash: u64) -> bool {
+        zxid <= self.snapshot_zxid || self.txns.get(&zxid) == Some(&txn_hash)
+    }
 }
 
 /// One log file: zoocore's format, named (in production) by its first zxid.
@@ -58,6 +120,9 @@ pub struct SimDisk {
     epoch_writes: Vec<PendingEpochWrite>,
     /// Durable snapshot: (zxid, SNAP stream bytes).
     pub snapshot: Option<(i64, Bytes)>,
+    /// The snapshot's seal no longer verifies (damaged on the device):
+    /// recovery skips it, as production's does.
+    pub snapshot_unreadable: bool,
 }
 
 impl SimDisk {
@@ -162,6 +227,16 @@ impl SimDisk {
         format!("disk: {unsynced} unsynced log bytes, {kept} written back{tmp}")
     }
 
+    /// The unsynced bytes of the newest file never reach the device (a
+    /// failed fsync whose pages the kernel then marked clean): the device
+    /// holds zeros there, durably, whatever is written after them.
+    pub fn lose_unsynced(&mut self) {
+        let durable = self.durable_len;
+        if let Some(tail) = self.logs.last_mut().and_then(|f| f.bytes.get_mut(durable..)) {
+            tail.fill(0);
+        }
+    }
+
     /// Recovery cut a torn tail of file `index` at `offset` (durably).
     pub fn cut_log(&mut self, index: usize, offset: usize) {
         if let Some(f) = self.logs.get_mut(index) {
@@ -199,8 +274,72 @@ impl SimDisk {
         self.roll_pending = true;
         if self.snapshot.as_ref().is_some_and(|(z, _)| *z > zxid) {
             self.snapshot = None;
+            self.snapshot_unreadable = false;
         }
         Ok(())
+    }
+}
+
+impl SimDisk {
+    /// Damage that a restart's read finds (on the device: it stays): with a
+    /// snapshot (and `snapshot_too`), a quarter of the time its seal stops
+    /// verifying; otherwise a
+    /// flipped bit, or a misdirected sector (the read of one block returns
+    /// another block of the file), in a random log file. None when there is
+    /// nothing to damage.
+    pub fn damage(&mut self, rng: &mut SimRng, snapshot_too: bool) -> Option<String> {
+        if snapshot_too && self.snapshot.is_some() && !self.snapshot_unreadable && rng.chance(25) {
+            self.snapshot_unreadable = true;
+            let zxid = self.snapshot.as_ref().map_or(0, |(z, _)| *z);
+            return Some(format!("the snapshot 0x{zxid:x} no longer verifies"));
+        }
+        let index = rng.range(0, self.logs.len().checked_sub(1)? as u64) as usize;
+        let file = self.logs.get_mut(index)?;
+        let blocks = file.bytes.len() / SIM_LOG_BLOCK_BYTES;
+        if blocks < 2 {
+            return None;
+        }
+        if rng.chance(60) {
+            let offset = rng.range(0, file.bytes.len() as u64 - 1) as usize;
+            let bit = rng.range(0, 7);
+            let byte = file.bytes.get_mut(offset)?;
+            *byte ^= 1 << bit;
+            Some(format!("bit {bit} of byte {offset} of log {index} flipped"))
+        } else {
+            let to = rng.range(0, blocks as u64 - 1) as usize;
+            let mut from = rng.range(0, blocks as u64 - 2) as usize;
+            if from >= to {
+                from += 1;
+            }
+            let source = file.bytes.get(from * SIM_LOG_BLOCK_BYTES..(from + 1) * SIM_LOG_BLOCK_BYTES)?.to_vec();
+            file.bytes.get_mut(to * SIM_LOG_BLOCK_BYTES..(to + 1) * SIM_LOG_BLOCK_BYTES)?.copy_from_slice(&source);
+            Some(format!("misdirected sector: block {to} of log {index} reads as block {from}"))
+        }
+    }
+
+    /// What this disk durably holds (for the world's "may this disk be
+    /// lost" judgement; see `World::disk_loss_tolerable`).
+    pub fn durable_holdings(&self) -> DurableHoldings {
+        let mut held = DurableHoldings {
+            snapshot_zxid: match &self.snapshot {
+                Some((zxid, _)) if !self.snapshot_unreadable => *zxid,
+                _ => 0,
+            },
+            txns: Default::default(),
+            accepted_epoch: self.accepted_epoch.unwrap_or(0),
+        };
+        let newest = self.logs.len().saturating_sub(1);
+        for (index, file) in self.logs.iter().enumerate() {
+            let len = if index == newest { self.durable_len.min(file.bytes.len()) } else { file.bytes.len() };
+            let Some(bytes) = file.bytes.get(..len) else { continue };
+            let Ok(scan) = scan_log(bytes, SIM_LOG_BLOCK_BYTES) else { continue };
+            for r in &scan.records {
+                if let Some(payload) = bytes.get(r.payload.clone()) {
+                    held.txns.insert(r.zxid, super::rng::fnv1a(payload));
+                }
+            }
+        }
+        held
     }
 }
 
@@ -246,6 +385,50 @@ mod tests {
             assert!(matches!(s.tail, Tail::Clean | Tail::Torn { .. }), "seed {seed}: {:?}", s.tail);
             assert_eq!(s.records.first().map(|r| r.zxid), Some(1));
         }
+    }
+
+    #[test]
+    fn damage_is_found_by_the_scanner_or_harmless_and_holdings_see_only_durable_records() {
+        let mut found = 0;
+        for seed in 0..60 {
+            let mut d = SimDisk::default();
+            for z in 1..=6 {
+                d.append(&[rec(z)]).unwrap();
+                d.start_fsync(z as u64);
+                d.complete_fsync(z as u64);
+            }
+            d.append(&[rec(7)]).unwrap(); // not synced
+            assert_eq!(d.durable_holdings().txns.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3, 4, 5, 6]);
+            let before = d.logs[0].bytes.clone();
+            let what = d.damage(&mut SimRng::new(seed), false).expect("a file to damage");
+            let after = &d.logs[0].bytes;
+            match scan(after) {
+                Ok(s) if s.tail == Tail::Clean && s.records.len() == 7 => {
+                    // Unseen by the scanner (padding): then harmless, every
+                    // record reads as written.
+                    for r in &s.records {
+                        assert_eq!(after.get(r.payload.clone()), before.get(r.payload.clone()), "seed {seed}: {what}");
+                    }
+                }
+                _ => found += 1,
+            }
+        }
+        assert!(found > 20, "{found} of 60 damages visible to the scanner");
+    }
+
+    #[test]
+    fn lose_unsynced_leaves_zeros_that_a_later_sync_does_not_fill() {
+        let mut d = SimDisk::default();
+        d.append(&[rec(1)]).unwrap();
+        d.start_fsync(1);
+        d.complete_fsync(1);
+        d.append(&[rec(2)]).unwrap();
+        d.lose_unsynced();
+        d.append(&[rec(3)]).unwrap();
+        d.start_fsync(2);
+        d.complete_fsync(2);
+        let s = scan(&d.logs[0].bytes).unwrap();
+        assert!(matches!(s.tail, Tail::Corrupt { .. }), "{:?}", s.tail);
     }
 
     #[test]

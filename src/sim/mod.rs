@@ -1,9 +1,11 @@
 //! Deterministic simulation (issue #8): a 3- or 5-server
-//! ensemble in one thread, from one seed, on the production sans-IO cores
+//! ensemble (plus 0-2 observers) in one thread, from one seed, on the production sans-IO cores
 //! (`zab::election`, `zab::leader::LeaderCore`, `zab::follower::LearnerCore`,
 //! `zab::sync_plan`, the election and quorum codecs, `storage::txn`,
 //! `storage::log_format`, the SNAP stream, `tree::DataTree`), with a
-//! simulated clock, disk and network, seeded faults and the checkers of
+//! simulated clock, disk and network, seeded faults (crashes, pauses,
+//! partitions, broken connections, torn tails, failed log writes and
+//! fsyncs, damaged reads at restart, clock jumps) and the checkers of
 //! `oracle`. docs/simulation.md says what is simulated and what is not.
 //!
 //! ```text

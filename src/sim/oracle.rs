@@ -30,6 +30,9 @@ struct CommittedTxn {
     /// digest on the leader; a follower's computed digest fills it in).
     digest: Option<i64>,
     first_by: Sid,
+    /// A voter (leader or follower) holds it as committed; an observer's
+    /// apply alone does not make a txn committed.
+    by_voter: bool,
 }
 
 /// One entry of a server's current history: the txn at a zxid in the state
@@ -61,6 +64,11 @@ pub struct Oracle {
     pub commits_checked: u64,
     pub recoveries_checked: u64,
     pub serving_checks: u64,
+    /// Exits production makes on purpose (a failed log write, a refused
+    /// start on a damaged disk): counted, never a finding. `server-exits`
+    /// is for the others.
+    pub expected_exits: u64,
+    pub observer_checks: u64,
 }
 
 impl Oracle {
@@ -79,14 +87,16 @@ impl Oracle {
     }
 
     /// `sid` holds txn `txn_hash` at `zxid` as committed (leader: published
-    /// or established; learner: applied on COMMIT).
-    pub fn commit(&mut self, sid: Sid, zxid: i64, txn_hash: u64, digest: Option<i64>, now: u64) {
+    /// or established; learner: applied on COMMIT or INFORM). `voter`:
+    /// `sid` is a voting member.
+    pub fn commit(&mut self, sid: Sid, voter: bool, zxid: i64, txn_hash: u64, digest: Option<i64>, now: u64) {
         self.commits_checked += 1;
         match self.committed.get_mut(&zxid) {
             None => {
-                self.committed.insert(zxid, CommittedTxn { txn_hash, digest, first_by: sid });
+                self.committed.insert(zxid, CommittedTxn { txn_hash, digest, first_by: sid, by_voter: voter });
             }
             Some(c) => {
+                c.by_voter |= voter && c.txn_hash == txn_hash;
                 if c.txn_hash != txn_hash {
                     let detail = format!(
                         "zxid 0x{zxid:x}: server {sid} committed txn {txn_hash:016x}, server {} committed {:016x}",
@@ -106,6 +116,32 @@ impl Oracle {
                     (None, Some(_)) => c.digest = digest,
                     _ => {}
                 }
+            }
+        }
+    }
+
+    /// A production exit on purpose (`Server::exit_expected`).
+    pub fn expected_exit(&mut self) {
+        self.expected_exits += 1;
+    }
+
+    /// An observer serves (starts to, or answers a sync) at `last_zxid`:
+    /// what it applied must be committed by the voters, not just by it.
+    pub fn check_observer_state(&mut self, sid: Sid, history: &History, now: u64) {
+        self.observer_checks += 1;
+        let Some((&zxid, entry)) = history.entries.iter().next_back() else { return };
+        match self.committed.get(&zxid) {
+            Some(c) if c.by_voter && c.txn_hash == entry.txn_hash => {}
+            other => {
+                let detail = format!(
+                    "observer {sid} serves state through 0x{zxid:x}, which no voter holds as committed ({})",
+                    if other.is_some() {
+                        "the txn differs or only observers applied it"
+                    } else {
+                        "nobody committed it"
+                    }
+                );
+                self.fail("observer-serves-committed", detail, now);
             }
         }
     }
@@ -204,5 +240,40 @@ impl Oracle {
                 self.fail("recovery-equals-live", detail, now);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history(entries: &[(i64, u64)]) -> History {
+        History {
+            base_zxid: 0,
+            entries: entries.iter().map(|&(z, h)| (z, HistoryEntry { txn_hash: h, digest: 0 })).collect(),
+        }
+    }
+
+    #[test]
+    fn an_observer_may_serve_only_what_a_voter_committed() {
+        let mut o = Oracle::default();
+        o.commit(1, true, 10, 0xA, None, 0);
+        o.check_observer_state(4, &history(&[(10, 0xA)]), 1);
+        assert!(o.failure.is_none());
+        // Applied by the observer alone: not committed.
+        o.commit(4, false, 11, 0xB, None, 2);
+        o.check_observer_state(4, &history(&[(10, 0xA), (11, 0xB)]), 3);
+        assert_eq!(o.failure.as_ref().map(|f| f.checker), Some("observer-serves-committed"));
+    }
+
+    #[test]
+    fn a_voter_commit_later_counts() {
+        let mut o = Oracle::default();
+        o.commit(4, false, 11, 0xB, None, 0);
+        o.commit(2, true, 11, 0xB, None, 1);
+        o.check_observer_state(4, &history(&[(11, 0xB)]), 2);
+        assert!(o.failure.is_none());
+        o.expected_exit();
+        assert_eq!(o.expected_exits, 1);
     }
 }

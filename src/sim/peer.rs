@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 
-use super::disk::{self, EpochFile, SimDisk};
+use super::disk::{self, EpochFile, LogFault, SimDisk};
 use super::net::{ConnId, Dir, Wire};
 use super::oracle::{History, HistoryEntry};
 use super::rng::fnv1a;
@@ -214,6 +214,15 @@ pub struct Server {
     pub role: PeerRole,
     published_tree: DataTree,
     config_text: Bytes,
+    /// The log write in flight is to fail this way (a seeded disk fault).
+    log_fault: Option<LogFault>,
+    /// A restart read damaged bytes from this disk: a refused start is
+    /// expected (production's Corrupt log), until the operator wipes it.
+    pub disk_damaged: bool,
+    /// Refused to start on a damaged disk; down until the operator wipes it.
+    pub awaiting_wipe: bool,
+    /// How far this process's clock has jumped ahead of the world's.
+    clock_offset_ms: u64,
 }
 
 enum Flow {
@@ -259,13 +268,39 @@ impl Server {
             role: PeerRole::Down,
             published_tree: DataTree::new(),
             config_text,
+            log_fault: None,
+            disk_damaged: false,
+            awaiting_wipe: false,
+            clock_offset_ms: 0,
         }
     }
 
     /// The cores' clock: ms since this process started (production's
-    /// `clock(self.started)`).
+    /// `clock(self.started)`), plus any jump its clock made.
     fn now(&self, ctx: &Ctx) -> u64 {
-        ctx.now.saturating_sub(self.started_at)
+        ctx.now.saturating_sub(self.started_at) + self.clock_offset_ms
+    }
+
+    /// The world time at which this process's clock reads `local_ms`.
+    fn world_time(&self, local_ms: u64) -> u64 {
+        (local_ms + self.started_at).saturating_sub(self.clock_offset_ms)
+    }
+
+    /// A voting member (not an observer).
+    pub fn is_voter(&self) -> bool {
+        !self.ensemble.is_observer(self.sid)
+    }
+
+    /// This process's clock leaps `jump_ms` ahead (a VM pause whose guest
+    /// clock catches up at once). Timers set on the old reading fire on the
+    /// new one: the election's is re-armed now, the role's tick runs at its
+    /// next wake.
+    pub fn jump_clock(&mut self, ctx: &mut Ctx, jump_ms: u64) {
+        self.clock_offset_ms += jump_ms;
+        ctx.trace(self.sid, format!("CLOCK JUMPS {jump_ms} ms ahead while {}", self.role_name()));
+        if matches!(self.role, PeerRole::Looking(_)) {
+            ctx.schedule(ctx.now, Ev::ElectionTimer(self.sid, self.incarnation));
+        }
     }
 
     pub fn is_serving(&self) -> bool {
@@ -332,9 +367,11 @@ impl Server {
         self.logical_clock = 0;
         self.held_vote = None;
         self.settled = None;
+        self.log_fault = None;
+        self.clock_offset_ms = 0;
         ctx.trace(self.sid, format!("boots (incarnation {})", self.incarnation));
         if let Err(e) = self.reload_from_disk(ctx, "restart") {
-            self.die(ctx, format!("cannot start: {e}"));
+            self.cannot_load(ctx, format!("cannot start: {e}"));
             return;
         }
         self.start_election(ctx);
@@ -348,13 +385,7 @@ impl Server {
         }
         let what = self.disk.crash(&mut ctx.rng, ctx.knobs.writeback_percent);
         ctx.trace(self.sid, format!("CRASH ({what}) while {}", self.role_name()));
-        self.up = false;
-        self.role = PeerRole::Down;
-        self.settled = None;
-        self.inbox.clear();
-        self.blocked = None;
-        self.log_write = None;
-        self.after_drain = None;
+        self.stop_process();
         for conn in ctx.net.live_conns_of(self.sid) {
             // The kernel resets the dead process's sockets; a dead machine
             // tells nobody.
@@ -364,8 +395,21 @@ impl Server {
         ctx.net.election_outbox.retain(|(from, _), _| *from != self.sid);
     }
 
-    /// Production exits the process; here the server stays down and the
-    /// run fails (every such exit is a finding).
+    /// Whatever the process held in memory is gone.
+    fn stop_process(&mut self) {
+        self.up = false;
+        self.role = PeerRole::Down;
+        self.settled = None;
+        self.inbox.clear();
+        self.blocked = None;
+        self.log_write = None;
+        self.log_fault = None;
+        self.after_drain = None;
+    }
+
+    /// Production exits where this is called; an exit it makes on purpose
+    /// is `exit_expected`. Here the server stays down and the run fails
+    /// (every unexpected exit is a finding).
     fn die(&mut self, ctx: &mut Ctx, why: String) {
         ctx.trace(self.sid, format!("EXITS: {why}"));
         ctx.oracle.fail("server-exits", format!("server {}: {why}", self.sid), ctx.now);
@@ -376,11 +420,50 @@ impl Server {
         }
     }
 
+    /// An exit production makes on purpose (a failed log write: code 2;
+    /// a refused start on a corrupt disk). The process is gone; the kernel
+    /// closes its sockets. The world restarts it (or the operator wipes it).
+    fn exit_expected(&mut self, ctx: &mut Ctx, why: String) {
+        ctx.trace(self.sid, format!("EXITS (expected): {why}"));
+        ctx.oracle.expected_exit();
+        self.stop_process();
+        for conn in ctx.net.live_conns_of(self.sid) {
+            ctx.break_conn(conn, true, "peer exited");
+        }
+        ctx.net.election_outbox.retain(|(from, _), _| *from != self.sid);
+    }
+
+    /// The state cannot be loaded from disk. Expected when a restart read
+    /// damaged bytes (production refuses a Corrupt log and the operator
+    /// must step in); a finding otherwise.
+    fn cannot_load(&mut self, ctx: &mut Ctx, why: String) {
+        if self.disk_damaged {
+            self.awaiting_wipe = true;
+            self.exit_expected(ctx, format!("{why} (the disk was damaged; waiting for the operator)"));
+        } else {
+            self.die(ctx, why);
+        }
+    }
+
+    /// The operator wipes the data directories (log, snapshots, epoch files).
+    pub fn wipe(&mut self, ctx: &mut Ctx) {
+        ctx.trace(self.sid, "OPERATOR WIPES the data directory".into());
+        self.disk = SimDisk::default();
+        self.disk_damaged = false;
+        self.awaiting_wipe = false;
+    }
+
     /// Mirrors `recovery::recover` (on the simulated disk) followed by
     /// `quorum_peer::reload_from_disk` and `Epochs::load`.
     fn reload_from_disk(&mut self, ctx: &mut Ctx, what: &str) -> Result<(), String> {
         let window = ctx.knobs.recent_window_txns;
-        let (mut tree, mut sessions, snapshot_zxid) = match &self.disk.snapshot {
+        if self.disk.snapshot_unreadable {
+            // Production: "snapshot does not verify; trying an older one".
+            let zxid = self.disk.snapshot.as_ref().map_or(0, |(z, _)| *z);
+            ctx.trace(self.sid, format!("snapshot 0x{zxid:x} does not verify; no older one"));
+        }
+        let snapshot = self.disk.snapshot.as_ref().filter(|_| !self.disk.snapshot_unreadable);
+        let (mut tree, mut sessions, snapshot_zxid) = match snapshot {
             Some((zxid, stream)) => {
                 let (tree, sessions, _) = crate::storage::apache::decode_snap_stream(stream, *zxid)
                     .map_err(|e| format!("snapshot 0x{zxid:x} does not decode: {e}"))?;
@@ -421,6 +504,17 @@ impl Server {
                 let logged =
                     LoggedTxn::decode(payload.clone()).map_err(|e| format!("txn 0x{zxid:x} does not decode: {e}"))?;
                 crate::server::recovery::apply(&mut tree, &mut sessions, &logged);
+                if ctx.knobs.recovery_checks_digests {
+                    // The proposed fix (not production yet): a txn whose
+                    // carried digest disagrees with the tree replayed so far
+                    // does not continue that state.
+                    let check = tree.check_txn_digest(logged.digest);
+                    if check.is_mismatch() {
+                        return Err(format!(
+                            "log {index}: txn 0x{zxid:x} does not continue the state replayed so far ({check})"
+                        ));
+                    }
+                }
                 history.entries.insert(zxid, HistoryEntry { txn_hash: hash_txn(&payload), digest: tree.digest() });
                 recent.push_back((zxid, payload));
                 while recent.len() > window {
@@ -512,7 +606,7 @@ impl Server {
                 self.current = epochs.current_epoch;
             }
             Err(e) => {
-                self.die(ctx, e);
+                self.cannot_load(ctx, e);
                 return true;
             }
         }
@@ -532,7 +626,7 @@ impl Server {
         ElectionConfig {
             my_sid: self.sid,
             voters: self.ensemble.voters.iter().map(|s| (*s, 1)).collect(),
-            my_learner_type: LearnerType::Participant,
+            my_learner_type: if self.is_voter() { LearnerType::Participant } else { LearnerType::Observer },
             quorum_config_text: self.config_text.clone(),
         }
     }
@@ -560,7 +654,7 @@ impl Server {
             self.decided(ctx, d);
         } else if let PeerRole::Looking(e) = &self.role {
             if let Some(deadline) = e.next_deadline_ms() {
-                ctx.schedule(deadline + self.started_at, Ev::ElectionTimer(self.sid, self.incarnation));
+                ctx.schedule(self.world_time(deadline), Ev::ElectionTimer(self.sid, self.incarnation));
             }
         }
     }
@@ -672,7 +766,7 @@ impl Server {
         }
         if !kept {
             if let Err(e) = self.reload_from_disk(ctx, "leaving a role") {
-                self.die(ctx, format!("cannot reload the state from disk: {e}"));
+                self.cannot_load(ctx, format!("cannot reload the state from disk: {e}"));
                 return;
             }
         }
@@ -734,7 +828,7 @@ impl Server {
                 let k = &ctx.knobs;
                 let settings = LearnerSettings {
                     my_sid: self.sid,
-                    observer: false,
+                    observer: !self.is_voter(),
                     tick_ms: k.tick_ms,
                     init_limit_ticks: k.init_limit_ticks,
                     sync_limit_ticks: k.sync_limit_ticks,
@@ -789,6 +883,10 @@ impl Server {
 
     pub fn on_disk_done(&mut self, ctx: &mut Ctx, token: u64) {
         if self.log_write == Some(token) {
+            if let Some(fault) = self.log_fault.take() {
+                self.log_write_failed(ctx, fault, token);
+                return;
+            }
             self.log_write_done(ctx, token);
             return;
         }
@@ -839,16 +937,49 @@ impl Server {
             return;
         }
         let token = ctx.token();
+        let fault = ctx.draw_log_fault();
         let latency = if ctx.knobs.plant == Some(super::world::Plant::AckBeforeFsync) {
             // Planted bug: the write is reported durable at once and never
             // synced (only the page cache's write-back may keep it).
             0
         } else {
-            self.disk.start_fsync(token);
-            ctx.fsync_latency()
+            let latency = ctx.fsync_latency();
+            if fault.is_none() {
+                // A failing write or fsync makes nothing durable.
+                self.disk.start_fsync(token);
+            }
+            latency
         };
+        let latency = match fault {
+            Some(f) if f.on_write() => ctx.fault_rng.range(0, latency),
+            _ => latency,
+        };
+        self.log_fault = fault;
         ctx.schedule(ctx.now + latency, Ev::DiskDone(self.sid, self.incarnation, token));
         self.log_write = Some(token);
+    }
+
+    /// Mirrors `LogHandle`'s report task on `FromLog::Failed`: the tree is
+    /// ahead of the log, so the process exits (code 2) and never retries.
+    /// What reached the device of the failed write is whatever did: as at
+    /// a crash, the durable prefix and perhaps some of the rest (none of it
+    /// for ENOSPC on the write).
+    fn log_write_failed(&mut self, ctx: &mut Ctx, fault: LogFault, token: u64) {
+        if ctx.knobs.plant == Some(super::world::Plant::IgnoreFsyncError) && !fault.on_write() {
+            // Planted bug: the failed sync is taken as done. As on Linux
+            // after a failed fsync, the pages are marked clean without
+            // reaching the device: what is there is the preallocated zeros,
+            // and a later sync will not write them again.
+            ctx.trace(self.sid, format!("{} ignored (planted bug)", fault.describe()));
+            self.disk.lose_unsynced();
+            self.log_write_done(ctx, token);
+            return;
+        }
+        let writeback = if fault.may_leave_bytes() { ctx.knobs.writeback_percent } else { 0 };
+        let what = self.disk.crash(&mut ctx.fault_rng, writeback);
+        self.exit_expected(ctx, format!("{}; the log stops the server with exit code 2 ({what})", fault.describe()));
+        let back = ctx.fault_rng.range(100, 4_000);
+        ctx.schedule(ctx.now + back, Ev::Restart(self.sid));
     }
 
     /// Mirrors `LogHandle`'s report task: the write is durable, the next
@@ -1220,7 +1351,7 @@ impl Server {
                 ctx.oracle.established(self.sid, epoch, ctx.now);
                 // Everything this leader logged is committed from now on.
                 for (&zxid, e) in &self.history.entries {
-                    ctx.oracle.commit(self.sid, zxid, e.txn_hash, Some(e.digest), ctx.now);
+                    ctx.oracle.commit(self.sid, true, zxid, e.txn_hash, Some(e.digest), ctx.now);
                 }
                 ctx.oracle.check_serving(self.sid, epoch, &self.history, self.last_zxid, ctx.now);
             }
@@ -1313,7 +1444,7 @@ impl Server {
             let Some(b) = l.pending.pop_front() else { break };
             self.published_tree = b.tree;
             for (zxid, hash, digest) in &b.txns {
-                ctx.oracle.commit(self.sid, *zxid, *hash, Some(*digest), ctx.now);
+                ctx.oracle.commit(self.sid, true, *zxid, *hash, Some(*digest), ctx.now);
             }
             for w in &b.writes {
                 if let Some((_, hash, _)) = b.txns.iter().find(|(z, _, _)| *z == w.zxid) {
@@ -1488,6 +1619,9 @@ impl Server {
                 // The SYNC came after the COMMITs of everything before it:
                 // the tree holds them (`learner_actions`' SyncDone arm).
                 if let Some(id) = f.syncs.pop_front() {
+                    if !self.is_voter() {
+                        ctx.oracle.check_observer_state(self.sid, &self.history, ctx.now);
+                    }
                     ctx.sync_answered(self.sid, id, &self.tree);
                 }
             }
@@ -1496,6 +1630,9 @@ impl Server {
                 ctx.trace(self.sid, format!("SERVING epoch {epoch} at zxid 0x{:x}", self.last_zxid));
                 self.advertise_epoch(epoch);
                 ctx.oracle.check_serving(self.sid, epoch, &self.history, self.last_zxid, ctx.now);
+                if !self.is_voter() {
+                    ctx.oracle.check_observer_state(self.sid, &self.history, ctx.now);
+                }
             }
             LearnerAction::GiveUp { reason } => {
                 self.gave_up = true;
@@ -1508,7 +1645,7 @@ impl Server {
     /// Mirrors `quorum_peer::apply_committed` (without client replies).
     fn apply_committed(&mut self, ctx: &mut Ctx, zxid: i64, payload: Bytes) -> Result<(), String> {
         let (hash, digest) = self.apply_logged(ctx, zxid, payload)?;
-        ctx.oracle.commit(self.sid, zxid, hash, Some(digest), ctx.now);
+        ctx.oracle.commit(self.sid, self.is_voter(), zxid, hash, Some(digest), ctx.now);
         Ok(())
     }
 
@@ -1558,6 +1695,7 @@ impl Server {
         self.disk.truncate_after(zxid)?;
         tree.set_last_zxid(zxid);
         self.disk.snapshot = Some((zxid, stream.clone()));
+        self.disk.snapshot_unreadable = false;
         let digest = tree.digest();
         ctx.trace(self.sid, format!("installed SNAP 0x{zxid:x} digest {digest:x}"));
         if let Some(live) = ctx.oracle.committed_digest(zxid) {

@@ -42,6 +42,15 @@ pub struct SimConfig {
     /// Drawn from a separate random stream, so turning it off replays the
     /// runs of before it existed.
     pub sync_reads: bool,
+    /// Log writes and fsyncs fail (the server exits), restarts read damaged
+    /// logs and snapshots (a refused start is wiped by the operator).
+    /// Drawn from their own stream, so turning them off (with
+    /// `clock_jumps` off and no observers) replays the runs from before.
+    pub disk_faults: bool,
+    /// A server's clock jumps forward now and then.
+    pub clock_jumps: bool,
+    /// Observers beside the `servers` voters (sids after the voters').
+    pub observers: usize,
     pub knobs: Knobs,
 }
 
@@ -64,6 +73,27 @@ pub struct Knobs {
     pub crash_reset_percent: u64,
     pub write_gap_ms: (u64, u64),
     pub fault_gap_ms: (u64, u64),
+    /// Per mille of log writes that fail (EIO / ENOSPC, on the write or
+    /// its fsync) while faults are on.
+    pub log_fault_permille: u64,
+    /// Chance (percent) that a restart while faults are on reads a damaged
+    /// log or snapshot (only when losing that disk is tolerable).
+    pub read_fault_percent: u64,
+    /// Gap between clock jumps (0: none) and the largest jump, ms.
+    pub clock_jump_gap_ms: (u64, u64),
+    pub clock_jump_max_ms: u64,
+    /// How long the operator takes to wipe a server that refused to start.
+    pub operator_wipe_ms: (u64, u64),
+    /// A damaged read may hit the snapshot (its seal stops verifying).
+    /// Off by default: production's recovery then falls back and replays a
+    /// log that does not continue from the state it falls back to (see
+    /// docs/simulation.md, "Findings (open)"); on with
+    /// `recovery_checks_digests`, which models the proposed fix.
+    pub snapshot_damage: bool,
+    /// The proposed recovery fix, in the simulator's mirror of
+    /// `recovery::recover` only: every replayed txn's carried digest must
+    /// match the tree it was applied to, or start-up refuses.
+    pub recovery_checks_digests: bool,
     /// A bug planted in the simulator's glue (never in production code),
     /// to show the checkers catch it.
     pub plant: Option<Plant>,
@@ -81,15 +111,20 @@ pub enum Plant {
     /// `LeaderCore::sync`'s quorum round, so a leader that was replaced
     /// without knowing it answers from its stale state.
     SyncWithoutRound,
+    /// The log treats a failed fdatasync as done (PostgreSQL's
+    /// "fsyncgate"): it reports the write durable and goes on; the bytes
+    /// never reach the device.
+    IgnoreFsyncError,
 }
 
 impl Plant {
-    pub const NAMES: &'static str = "ack-before-fsync, sync-without-round";
+    pub const NAMES: &'static str = "ack-before-fsync, sync-without-round, ignore-fsync-error";
 
     pub fn parse(name: &str) -> Option<Plant> {
         match name {
             "ack-before-fsync" => Some(Plant::AckBeforeFsync),
             "sync-without-round" => Some(Plant::SyncWithoutRound),
+            "ignore-fsync-error" => Some(Plant::IgnoreFsyncError),
             _ => None,
         }
     }
@@ -111,8 +146,26 @@ impl SimConfig {
             crash_reset_percent: 70,
             write_gap_ms: (5, r.range(20, 120)),
             fault_gap_ms: (r.range(100, 500), r.range(800, 3000)),
+            log_fault_permille: 0,
+            read_fault_percent: 0,
+            clock_jump_gap_ms: (0, 0),
+            clock_jump_max_ms: 0,
+            operator_wipe_ms: (500, 3_000),
+            snapshot_damage: false,
+            recovery_checks_digests: false,
             plant: None,
         };
+        // The faults added later draw from their own stream, so the knobs
+        // above (and the runs without these faults) stay as they were.
+        let mut r = SimRng::new(seed ^ 0xD15C_FA17_0000_0003);
+        let observers = r.range(0, 2) as usize;
+        let mut knobs = knobs;
+        knobs.log_fault_permille = if r.chance(60) { r.range(1, 8) } else { 0 };
+        knobs.read_fault_percent = if r.chance(60) { r.range(10, 60) } else { 0 };
+        if r.chance(50) {
+            knobs.clock_jump_gap_ms = (r.range(1_000, 3_000), r.range(3_000, 8_000));
+            knobs.clock_jump_max_ms = r.range(500, 10_000);
+        }
         SimConfig {
             seed,
             servers,
@@ -122,6 +175,9 @@ impl SimConfig {
             quiet_tail_ms: 8_000,
             faults: true,
             sync_reads: true,
+            disk_faults: true,
+            clock_jumps: true,
+            observers,
             knobs,
         }
     }
@@ -156,6 +212,11 @@ pub enum Ev {
     },
     DialRetry(Sid, u64),
     DiskDone(Sid, u64, u64),
+    /// The operator looks at a server that refused to start, and wipes its
+    /// data directory once the rest of the ensemble can spare it.
+    OperatorWipe(Sid),
+    /// Some server's clock jumps forward.
+    ClockJump,
     ClientWrite,
     /// A client syncs then reads a key on a random serving server.
     ClientSyncRead,
@@ -226,6 +287,13 @@ pub struct Ctx {
     syncs_in_flight: BTreeMap<u64, (Sid, String, i64, u64)>,
     pub syncs_submitted: u64,
     pub syncs_answered: u64,
+    /// The later faults' own random stream (disk faults, clock jumps).
+    pub fault_rng: SimRng,
+    /// Disk faults happen before this time (0: never).
+    pub disk_faults_until_ms: u64,
+    pub read_faults: u64,
+    pub wipes: u64,
+    pub clock_jumps: u64,
 }
 
 impl Ctx {
@@ -252,6 +320,17 @@ impl Ctx {
         } else {
             base
         }
+    }
+
+    /// Whether this log write is to fail, and how.
+    pub fn draw_log_fault(&mut self) -> Option<super::disk::LogFault> {
+        if self.now >= self.disk_faults_until_ms || self.knobs.log_fault_permille == 0 {
+            return None;
+        }
+        if self.fault_rng.range(0, 999) >= self.knobs.log_fault_permille {
+            return None;
+        }
+        self.fault_rng.pick(&super::disk::LogFault::ALL)
     }
 
     pub fn send_election(&mut self, from: Sid, to: Sid, bytes: Bytes) {
@@ -343,6 +422,11 @@ pub struct SimOutcome {
     pub committed_zxids: usize,
     pub epochs: usize,
     pub final_states: Vec<String>,
+    pub observers: usize,
+    pub expected_exits: u64,
+    pub read_faults: u64,
+    pub wipes: u64,
+    pub clock_jumps: u64,
 }
 
 impl SimOutcome {
@@ -355,13 +439,13 @@ impl SimOutcome {
         let mut out = String::new();
         match &self.failure {
             None => out.push_str(&format!(
-                "seed {} ({} servers): ok — {} events, {} writes submitted, {} acknowledged, {} syncs submitted, {} answered, {} zxids committed, {} epochs, trace {:016x}\n",
-                self.seed, self.servers, self.events, self.writes_submitted, self.writes_acked, self.syncs_submitted, self.syncs_answered, self.committed_zxids, self.epochs, self.trace_hash
+                "seed {} ({} servers, {} observers): ok — {} events, {} writes submitted, {} acknowledged, {} syncs submitted, {} answered, {} zxids committed, {} epochs, {} expected exits, {} damaged reads, {} wipes, {} clock jumps, trace {:016x}\n",
+                self.seed, self.servers, self.observers, self.events, self.writes_submitted, self.writes_acked, self.syncs_submitted, self.syncs_answered, self.committed_zxids, self.epochs, self.expected_exits, self.read_faults, self.wipes, self.clock_jumps, self.trace_hash
             )),
             Some(f) => {
                 out.push_str(&format!(
-                    "seed {} ({} servers): FAILED checker `{}` at t={} ms: {}\nreplay: zoocore-sim --seed {} --servers {}\nlast {} trace lines:\n",
-                    self.seed, self.servers, f.checker, f.at_ms, f.detail, self.seed, self.servers, self.trace_tail.len()
+                    "seed {} ({} servers, {} observers): FAILED checker `{}` at t={} ms: {}\nreplay: zoocore-sim --seed {} --servers {}\nlast {} trace lines:\n",
+                    self.seed, self.servers, self.observers, f.checker, f.at_ms, f.detail, self.seed, self.servers, self.trace_tail.len()
                 ));
                 for l in &self.trace_tail {
                     out.push_str("  ");
@@ -390,14 +474,23 @@ pub struct World {
 }
 
 impl World {
-    pub fn new(config: SimConfig) -> World {
-        let sids: Vec<Sid> = (1..=config.servers as Sid).collect();
+    pub fn new(mut config: SimConfig) -> World {
+        if !config.faults || !config.disk_faults {
+            config.knobs.log_fault_permille = 0;
+            config.knobs.read_fault_percent = 0;
+        }
+        if !config.faults || !config.clock_jumps {
+            config.knobs.clock_jump_gap_ms = (0, 0);
+        }
+        let voters: Vec<Sid> = (1..=config.servers as Sid).collect();
+        let observers: Vec<Sid> = (1..=config.observers as Sid).map(|i| config.servers as Sid + i).collect();
+        let sids: Vec<Sid> = voters.iter().chain(&observers).copied().collect();
         let specs: Vec<QuorumServerSpec> = sids
             .iter()
             .map(|&sid| QuorumServerSpec {
                 sid,
                 addresses: vec![("127.0.0.1".into(), 2888 + sid as u16, 3888 + sid as u16)],
-                learner_type: LearnerType::Participant,
+                learner_type: if observers.contains(&sid) { LearnerType::Observer } else { LearnerType::Participant },
                 client_address: None,
             })
             .collect();
@@ -414,7 +507,7 @@ impl World {
         }
         let servers = sids
             .iter()
-            .map(|&sid| Server::new(sid, Ensemble::new(sid, sids.clone(), []), config_text.clone()))
+            .map(|&sid| Server::new(sid, Ensemble::new(sid, voters.clone(), observers.clone()), config_text.clone()))
             .collect();
         let ctx = Ctx {
             now: 0,
@@ -436,6 +529,11 @@ impl World {
             syncs_in_flight: BTreeMap::new(),
             syncs_submitted: 0,
             syncs_answered: 0,
+            fault_rng: SimRng::new(config.seed ^ 0xFA_17ED_0000_0004),
+            disk_faults_until_ms: if config.faults { config.fault_end_ms } else { 0 },
+            read_faults: 0,
+            wipes: 0,
+            clock_jumps: 0,
         };
         World { ctx, servers, config, next_write: 0, paused_for_sync: None }
     }
@@ -461,6 +559,11 @@ impl World {
             self.ctx.schedule(first, Ev::FaultTick);
         }
         self.ctx.schedule(self.config.fault_end_ms, Ev::HealAll);
+        if self.ctx.knobs.clock_jump_gap_ms.0 > 0 {
+            let (lo, hi) = self.ctx.knobs.clock_jump_gap_ms;
+            let first = self.ctx.fault_rng.range(lo, hi);
+            self.ctx.schedule(first, Ev::ClockJump);
+        }
         if self.config.sync_reads {
             let first = self.ctx.sync_rng.range(500, 1_500);
             self.ctx.schedule(first, Ev::ClientSyncRead);
@@ -504,6 +607,11 @@ impl World {
             committed_zxids: self.ctx.oracle.committed_count(),
             epochs: self.ctx.oracle.epochs_established(),
             final_states,
+            observers: self.config.observers,
+            expected_exits: self.ctx.oracle.expected_exits,
+            read_faults: self.ctx.read_faults,
+            wipes: self.ctx.wipes,
+            clock_jumps: self.ctx.clock_jumps,
         }
     }
 
@@ -622,14 +730,9 @@ impl World {
                 self.sync_read(sid, path)
             }
             Ev::FaultTick => self.fault_tick(),
-            Ev::Restart(sid) => {
-                if let Some(s) = self.servers.get_mut((sid - 1) as usize) {
-                    if !s.up {
-                        s.boot(&mut self.ctx);
-                        self.flush_outboxes();
-                    }
-                }
-            }
+            Ev::Restart(sid) => self.restart(sid),
+            Ev::OperatorWipe(sid) => self.operator_wipe(sid),
+            Ev::ClockJump => self.clock_jump(),
             Ev::Resume(sid) => {
                 let now = self.ctx.now;
                 if let Some(s) = self.servers.get_mut((sid - 1) as usize) {
@@ -653,7 +756,7 @@ impl World {
                 self.ctx.trace(0, "HEAL ALL: partitions healed, every server up and running".into());
                 for s in &mut self.servers {
                     s.paused_until = 0;
-                    if !s.up {
+                    if !s.up && !s.awaiting_wipe {
                         s.boot(&mut self.ctx);
                     } else {
                         s.schedule_run(&mut self.ctx);
@@ -663,6 +766,101 @@ impl World {
             }
         }
         self.ctx.net.reap();
+    }
+
+    /// A process (re)starts. While disk faults are on, what its recovery
+    /// reads may be damaged, but only when losing this disk's contents is
+    /// tolerable (`disk_loss_tolerable`): ZAB survives the loss of a copy
+    /// only while a quorum of other disks holds every acknowledged write.
+    fn restart(&mut self, sid: Sid) {
+        let Some(s) = self.servers.get((sid - 1) as usize) else { return };
+        if s.up || s.awaiting_wipe {
+            return;
+        }
+        let now = self.ctx.now;
+        if now < self.ctx.disk_faults_until_ms
+            && self.ctx.knobs.read_fault_percent > 0
+            && self.ctx.fault_rng.chance(self.ctx.knobs.read_fault_percent)
+            && self.disk_loss_tolerable(sid)
+        {
+            if let Some(s) = self.servers.get_mut((sid - 1) as usize) {
+                let snapshot_too = self.ctx.knobs.snapshot_damage;
+                if let Some(what) = s.disk.damage(&mut self.ctx.fault_rng, snapshot_too) {
+                    s.disk_damaged = true;
+                    self.ctx.read_faults += 1;
+                    self.ctx.trace(sid, format!("DISK DAMAGE read at restart: {what}"));
+                }
+            }
+        }
+        if let Some(s) = self.servers.get_mut((sid - 1) as usize) {
+            s.boot(&mut self.ctx);
+            if s.awaiting_wipe {
+                let (lo, hi) = self.ctx.knobs.operator_wipe_ms;
+                let at = now + self.ctx.fault_rng.range(lo, hi);
+                self.ctx.schedule(at, Ev::OperatorWipe(sid));
+            }
+        }
+        self.flush_outboxes();
+    }
+
+    /// The operator of a server that refused to start (a corrupt log)
+    /// wipes its data directory so it syncs from the leader, once the rest
+    /// of the ensemble can spare that disk; until then they look again.
+    fn operator_wipe(&mut self, sid: Sid) {
+        let Some(s) = self.servers.get((sid - 1) as usize) else { return };
+        if s.up || !s.awaiting_wipe {
+            return;
+        }
+        if !self.disk_loss_tolerable(sid) {
+            let at = self.ctx.now + 500;
+            self.ctx.schedule(at, Ev::OperatorWipe(sid));
+            return;
+        }
+        self.ctx.wipes += 1;
+        if let Some(s) = self.servers.get_mut((sid - 1) as usize) {
+            s.wipe(&mut self.ctx);
+            s.boot(&mut self.ctx);
+        }
+        self.flush_outboxes();
+    }
+
+    /// May `victim`'s disk lose what it holds, with ZAB's guarantees
+    /// intact? Only if every acknowledged write is durably held by a quorum
+    /// of the *other* voters (so any quorum still meets a copy), and a
+    /// quorum of them has promised the newest epoch any disk has accepted
+    /// (so no second leader can be elected in it). An observer's disk
+    /// always may.
+    pub fn disk_loss_tolerable(&self, victim: Sid) -> bool {
+        let voters: Vec<&Server> = self.servers.iter().filter(|s| s.is_voter()).collect();
+        let quorum = voters.len() / 2 + 1;
+        let others: Vec<super::disk::DurableHoldings> =
+            voters.iter().filter(|s| s.sid != victim).map(|s| s.disk.durable_holdings()).collect();
+        for (&zxid, &hash) in &self.ctx.oracle.acked {
+            if others.iter().filter(|h| h.holds(zxid, hash)).count() < quorum {
+                return false;
+            }
+        }
+        let newest_promise = voters.iter().map(|s| s.disk.accepted_epoch.unwrap_or(0)).max().unwrap_or(0);
+        others.iter().filter(|h| h.accepted_epoch >= newest_promise).count() >= quorum
+    }
+
+    /// A server's clock jumps forward (a VM paused and resumed, its clock
+    /// catching up at once): the cores see the time leap, the world does not.
+    fn clock_jump(&mut self) {
+        let now = self.ctx.now;
+        if now >= self.config.fault_end_ms {
+            return;
+        }
+        let (lo, hi) = self.ctx.knobs.clock_jump_gap_ms;
+        let gap = self.ctx.fault_rng.range(lo, hi);
+        self.ctx.schedule(now + gap, Ev::ClockJump);
+        let up: Vec<Sid> = self.servers.iter().filter(|s| s.up).map(|s| s.sid).collect();
+        let Some(victim) = self.ctx.fault_rng.pick(&up) else { return };
+        let jump = self.ctx.fault_rng.range(100, self.ctx.knobs.clock_jump_max_ms.max(100));
+        self.ctx.clock_jumps += 1;
+        if let Some(s) = self.servers.get_mut((victim - 1) as usize) {
+            s.jump_clock(&mut self.ctx, jump);
+        }
     }
 
     fn conn_deliver(&mut self, conn: ConnId, dir: Dir) {
