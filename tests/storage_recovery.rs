@@ -44,7 +44,7 @@ fn newest_log(s: &TestServer) -> PathBuf {
 }
 
 /// One batch of a log file: where it is and the paths its writes touch.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct BatchInfo {
     start: usize,
     /// Padded end (block-aligned).
@@ -913,4 +913,40 @@ fn server_finishes_an_interrupted_truncation() {
             assert_absent(&c, "/t21");
         }
     }
+}
+
+/// A newer log file is only started once every write to the older ones is
+/// durable, so a damaged tail in an older file is lost acknowledged data,
+/// not a torn write: start-up refuses (before, it cut the file and carried
+/// on into the next, skipping what was lost; found by the simulator,
+/// docs/simulation.md).
+#[test]
+fn damaged_tail_of_an_older_log_refuses_to_start() {
+    let mut s = start("");
+    let c = connect(&s);
+    create(&c, "/o", b"");
+    for i in 0..10 {
+        create(&c, &format!("/o/a{i}"), &vec![b'a'; 6_000]);
+    }
+    s.kill9();
+    drop(c);
+    s.restart();
+    let c = connect(&s);
+    for i in 0..5 {
+        create(&c, &format!("/o/b{i}"), b"b");
+    }
+    s.kill9();
+    drop(c);
+    let files = logs(&s);
+    assert!(files.len() >= 2, "a restart starts a new log file: {files:?}");
+    let older = &files[files.len() - 2].1;
+    let bytes = std::fs::read(older).expect("read the older log");
+    let last = batches(&bytes).last().cloned().expect("batches");
+    let f = std::fs::OpenOptions::new().write(true).open(older).expect("open");
+    f.set_len(((last.start + last.used_end) / 2) as u64).expect("truncate");
+
+    let (status, stderr) = run_expecting_exit(&s, &[]);
+    assert!(!status.success(), "start-up must refuse a damaged older log");
+    assert!(stderr.contains(&older.display().to_string()), "the message names the file:\n{stderr}");
+    assert!(stderr.contains("not the newest"), "the message says why it is not a torn write:\n{stderr}");
 }

@@ -4,7 +4,7 @@
 //! zoocore-sim --seed 42 [--servers 3|5] [--duration-ms N] [--trace]
 //! zoocore-sim --seeds 1..200 [--servers 5] [--no-sync-reads] [--plant sync-without-round]
 //! zoocore-sim --seeds 1..200 [--observers 0|1|2] [--no-disk-faults] [--no-clock-jumps]
-//! zoocore-sim --seeds 1..200 --snapshot-damage [--recovery-checks-digests]
+//! zoocore-sim --seeds 1..200 [--no-snapshot-damage] [--no-recovery-digest-check]
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -55,14 +55,13 @@ struct Args {
     /// --no-clock-jumps --observers 0.
     #[arg(long)]
     classic: bool,
-    /// Damaged reads may hit the snapshot too (finds the open recovery bug
-    /// of docs/simulation.md unless --recovery-checks-digests).
+    /// Damaged reads never hit the snapshot.
     #[arg(long)]
-    snapshot_damage: bool,
-    /// The proposed recovery fix, in the simulator's mirror only: replay
-    /// checks every txn's carried digest.
+    no_snapshot_damage: bool,
+    /// Recovery's mirror does not check each replayed txn's carried digest
+    /// (as production did before the fix): shows the recovery-gap finding.
     #[arg(long)]
-    recovery_checks_digests: bool,
+    no_recovery_digest_check: bool,
 }
 
 fn parse_range(text: &str) -> Option<(u64, u64)> {
@@ -106,8 +105,12 @@ fn main() -> ExitCode {
         if let Some(n) = args.observers {
             config.observers = n;
         }
-        config.knobs.snapshot_damage = args.snapshot_damage;
-        config.knobs.recovery_checks_digests = args.recovery_checks_digests;
+        if args.no_snapshot_damage {
+            config.knobs.snapshot_damage = false;
+        }
+        if args.no_recovery_digest_check {
+            config.knobs.recovery_checks_digests = false;
+        }
         if let Some(name) = &args.plant {
             match zoocore::sim::Plant::parse(name) {
                 Some(p) => config.knobs.plant = Some(p),

@@ -237,6 +237,20 @@ pub fn recover(data_dir: &Path, data_log_dir: &Path, repair: bool) -> Result<Rec
                 RecoveryError(format!("{}: transaction 0x{zxid:x} does not decode: {e}", path.display()))
             })?;
             apply(&mut tree, &mut sessions, &rec);
+            // Each txn carries the tree digest its leader (or this server)
+            // had after it. A replay that disagrees does not continue the
+            // history the txn was written on: txns before it are missing
+            // (a snapshot or older log that could not be read, an epoch's
+            // txns lost), and serving this state would diverge silently.
+            // Found by the simulator (seeds 247 and 1004, docs/simulation.md).
+            let check = tree.check_txn_digest(rec.digest);
+            if check.is_mismatch() {
+                return Err(RecoveryError(format!(
+                    "{}: offset {}: replaying transaction 0x{zxid:x} gives another tree than the one it was                      written on ({check}): the history before it is incomplete. Refusing to start; restore this                      server's data, or (in an ensemble) remove it and let the server sync from the leader",
+                    path.display(),
+                    record.offset()
+                )));
+            }
             // A copy: a slice would keep the whole log file's buffer alive.
             recent_txns.push_back((*zxid, bytes::Bytes::copy_from_slice(&bytes[record.payload.clone()])));
             if recent_txns.len() > crate::zab::leader::COMMITTED_WINDOW_TXNS {
@@ -253,14 +267,18 @@ pub fn recover(data_dir: &Path, data_log_dir: &Path, repair: bool) -> Result<Rec
         drop(bytes);
         match &scan.tail {
             Tail::Clean => {}
-            Tail::Torn { offset, reason } => {
+            Tail::Torn { offset, reason } if is_last => {
                 tracing::warn!(file = %path.display(), offset, %reason, "cutting a torn tail off the transaction log");
                 cut(path, *offset)?;
-                if !is_last {
-                    tracing::warn!(file = %path.display(), "the torn log is not the newest one; later logs must continue its zxids");
-                }
             }
-            Tail::Corrupt { offset, reason } => {
+            // A newer file is only started once every write to this one is
+            // durable (one write in flight, `storage::group_commit`), so a
+            // damaged tail here is not a torn write: acknowledged data was
+            // lost. Treated as corruption.
+            Tail::Torn { offset, reason } | Tail::Corrupt { offset, reason } => {
+                let reason =
+                    if is_last { reason.clone() } else { format!("{reason} (in a log that is not the newest)") };
+                let reason = &reason;
                 if repair {
                     tracing::error!(file = %path.display(), offset, %reason, "repair: cutting the log at a corrupt batch; later transactions in it are discarded");
                     cut(path, *offset)?;

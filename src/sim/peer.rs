@@ -505,9 +505,10 @@ impl Server {
                     LoggedTxn::decode(payload.clone()).map_err(|e| format!("txn 0x{zxid:x} does not decode: {e}"))?;
                 crate::server::recovery::apply(&mut tree, &mut sessions, &logged);
                 if ctx.knobs.recovery_checks_digests {
-                    // The proposed fix (not production yet): a txn whose
-                    // carried digest disagrees with the tree replayed so far
-                    // does not continue that state.
+                    // As production's recovery: a txn whose carried digest
+                    // disagrees with the tree replayed so far does not
+                    // continue that state (the knob exists to show the
+                    // finding without the check: `recovery_gap_bug_is_found`).
                     let check = tree.check_txn_digest(logged.digest);
                     if check.is_mismatch() {
                         return Err(format!(
@@ -525,7 +526,11 @@ impl Server {
             newest_without_records = if scan.records.is_empty() { Some(index) } else { None };
             match scan.tail {
                 Tail::Clean => {}
-                Tail::Torn { offset, .. } => cuts.push((index, offset as usize)),
+                Tail::Torn { offset, .. } if index + 1 == self.disk.logs.len() => cuts.push((index, offset as usize)),
+                // As production: only the newest file can hold a torn write.
+                Tail::Torn { offset, reason } => {
+                    return Err(format!("log {index}: damaged at {offset} in a log that is not the newest: {reason}"))
+                }
                 Tail::Corrupt { offset, reason } => return Err(format!("log {index}: corrupt at {offset}: {reason}")),
             }
         }

@@ -85,14 +85,10 @@ pub struct Knobs {
     /// How long the operator takes to wipe a server that refused to start.
     pub operator_wipe_ms: (u64, u64),
     /// A damaged read may hit the snapshot (its seal stops verifying).
-    /// Off by default: production's recovery then falls back and replays a
-    /// log that does not continue from the state it falls back to (see
-    /// docs/simulation.md, "Findings (open)"); on with
-    /// `recovery_checks_digests`, which models the proposed fix.
     pub snapshot_damage: bool,
-    /// The proposed recovery fix, in the simulator's mirror of
-    /// `recovery::recover` only: every replayed txn's carried digest must
-    /// match the tree it was applied to, or start-up refuses.
+    /// Recovery checks every replayed txn's carried digest against the
+    /// tree it was applied to, or refuses to start, as production's
+    /// `recovery::recover` does. Off only to show the finding it fixed.
     pub recovery_checks_digests: bool,
     /// A bug planted in the simulator's glue (never in production code),
     /// to show the checkers catch it.
@@ -151,8 +147,8 @@ impl SimConfig {
             clock_jump_gap_ms: (0, 0),
             clock_jump_max_ms: 0,
             operator_wipe_ms: (500, 3_000),
-            snapshot_damage: false,
-            recovery_checks_digests: false,
+            snapshot_damage: true,
+            recovery_checks_digests: true,
             plant: None,
         };
         // The faults added later draw from their own stream, so the knobs
