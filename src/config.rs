@@ -1066,6 +1066,56 @@ mod tests {
     }
 
     #[test]
+    fn client_tls_keys_with_apaches_names_and_defaults() {
+        let (c, warnings) = Config::parse("dataDir=/tmp/x\n", "zoo.cfg").unwrap();
+        assert!(!c.client_tls.enabled() && warnings.is_empty());
+        assert_eq!(c.client_tls.client_auth, ClientAuth::Need, "Apache's default");
+        let text = "dataDir=/tmp/x\nclientPort=2181\nsecureClientPort=2281\nsecureClientPortAddress=127.0.0.1\n\
+            serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n\
+            authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider\n\
+            ssl.keyStore.location=/k.p12\nssl.keyStore.password=pw\nssl.keyStore.type=PKCS12\n\
+            zookeeper.ssl.trustStore.location=/t.pem\nssl.clientAuth=WANT\nssl.protocol=TLSv1.2\n\
+            ssl.enabledProtocols=TLSv1.2, TLSv1.3\nssl.ciphersuites=TLS_AES_128_GCM_SHA256,TLS_AES_256_GCM_SHA384\n\
+            ssl.hostnameVerification=false\nzookeeper.X509AuthenticationProvider.superUser=CN=admin,O=x\n\
+            client.portUnification=true\nssl.quorum.keyStore.location=/q.p12\n";
+        let (c, warnings) = Config::parse(text, "zoo.cfg").unwrap();
+        let t = &c.client_tls;
+        assert!(t.enabled() && t.port_unification);
+        assert_eq!(t.secure_client_port, Some(2281));
+        assert_eq!(t.secure_client_port_address, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert_eq!(t.key_store.location.as_deref(), Some("/k.p12"));
+        assert_eq!(t.key_store.password, Secret("pw".into()));
+        assert_eq!(format!("{:?}", t.key_store.password), "Secret(..)", "passwords are never printed");
+        assert_eq!(t.trust_store.location.as_deref(), Some("/t.pem"));
+        assert_eq!(t.client_auth, ClientAuth::Want);
+        assert_eq!(t.enabled_protocols, Some(vec!["TLSv1.2".to_owned(), "TLSv1.3".to_owned()]));
+        assert_eq!(t.cipher_suites.as_ref().map(Vec::len), Some(2));
+        assert!(!t.hostname_verification);
+        assert_eq!(t.x509_super_user.as_deref(), Some("CN=admin,O=x"));
+        // Quorum TLS is not the client port's: still reported as ignored.
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("ssl.quorum.keyStore.location"));
+    }
+
+    #[test]
+    fn client_tls_bad_values_name_the_key() {
+        let bad = |line: &str| {
+            let e = Config::parse(&format!("dataDir=/tmp/x\n{line}\n"), "zoo.cfg").unwrap_err();
+            assert_eq!(e.line, Some(2), "{e}");
+            e.message
+        };
+        assert!(bad("ssl.clientAuth=sometimes").starts_with("bad value for ssl.clientAuth"));
+        assert!(bad("ssl.protocol=TLSv1.1").starts_with("bad value for ssl.protocol"));
+        assert!(bad("ssl.enabledProtocols=TLSv1.2,SSLv3").contains("SSLv3 is not one zoocore speaks"));
+        assert!(bad("secureClientPort=http").starts_with("bad value for secureClientPort"));
+        assert!(bad("client.portUnification=maybe").starts_with("bad value for client.portUnification"));
+        let e = Config::parse("dataDir=/tmp/x\nsecureClientPortAddress=127.0.0.1\n", "zoo.cfg").unwrap_err();
+        assert!(e.message.contains("secureClientPort is not set"), "{e}");
+        let e = Config::parse("dataDir=/tmp/x\nclientPort=2181\nsecureClientPort=2181\n", "zoo.cfg").unwrap_err();
+        assert!(e.message.contains("client.portUnification"), "{e}");
+    }
+
+    #[test]
     fn admin_server_defaults_are_apaches_and_the_embedded_default_is_loopback() {
         let (c, _) = Config::parse("dataDir=/tmp/x\n", "zoo.cfg").unwrap();
         let admin = &c.admin;

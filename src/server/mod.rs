@@ -206,7 +206,8 @@ pub fn run(config: Config, repair: bool) -> Result<(), StartError> {
         (Some(tls), Some(port)) => {
             let ip = config.client_tls.secure_client_port_address.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
             let secure = SocketAddr::new(ip, port);
-            port_is_free(secure).map_err(|e| StartError(format!("cannot listen on {secure} (secureClientPort): {e}")))?;
+            port_is_free(secure)
+                .map_err(|e| StartError(format!("cannot listen on {secure} (secureClientPort): {e}")))?;
             Some((secure, tls.clone()))
         }
         _ => None,

@@ -131,12 +131,22 @@ fn display(location: &Option<String>) -> &str {
     location.as_deref().unwrap_or("(not set)")
 }
 
-/// ring's suites, narrowed to `ssl.ciphersuites` (Java and rustls both use
-/// the IANA names, e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256).
+/// A suite's Java (IANA) name: rustls writes TLS 1.3 suites `TLS13_...`
+/// where Java and IANA write `TLS_AES_128_GCM_SHA256`.
+fn java_suite_name(suite: &rustls::SupportedCipherSuite) -> String {
+    let name = suite.suite().as_str().unwrap_or("");
+    match name.strip_prefix("TLS13_") {
+        Some(rest) => format!("TLS_{rest}"),
+        None => name.to_owned(),
+    }
+}
+
+/// ring's suites, narrowed to `ssl.ciphersuites` by their Java names
+/// (e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384).
 fn crypto_provider(cfg: &ClientTlsConfig) -> Result<rustls::crypto::CryptoProvider, String> {
     let mut provider = rustls::crypto::ring::default_provider();
     if let Some(wanted) = &cfg.cipher_suites {
-        let name = |s: &rustls::SupportedCipherSuite| s.suite().as_str().unwrap_or("").to_owned();
+        let name = java_suite_name;
         let known: Vec<String> = provider.cipher_suites.iter().map(name).collect();
         if let Some(unknown) = wanted.iter().find(|w| !known.contains(w)) {
             return Err(format!(
@@ -148,10 +158,8 @@ fn crypto_provider(cfg: &ClientTlsConfig) -> Result<rustls::crypto::CryptoProvid
             return Err("ssl.ciphersuites is empty".into());
         }
         // In the order written: Java lets the list's order be the preference.
-        provider.cipher_suites = wanted
-            .iter()
-            .filter_map(|w| provider.cipher_suites.iter().find(|s| name(s) == *w).copied())
-            .collect();
+        provider.cipher_suites =
+            wanted.iter().filter_map(|w| provider.cipher_suites.iter().find(|s| name(s) == *w).copied()).collect();
     }
     Ok(provider)
 }
@@ -215,8 +223,7 @@ fn store_password(prefix: &str, settings: &StoreSettings) -> Result<String, Stri
     let Some(path) = &settings.password_path else {
         return Ok(settings.password.0.clone());
     };
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("{prefix}.passwordPath {path}: cannot read: {e}"))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{prefix}.passwordPath {path}: cannot read: {e}"))?;
     Ok(text.strip_suffix('\n').unwrap_or(&text).to_owned())
 }
 
@@ -255,16 +262,16 @@ fn load_key_store(settings: &StoreSettings) -> Result<(Vec<CertificateDer<'stati
             if chain.is_empty() {
                 return Err(fail("no certificate in the file (PEM type: the key and its certificate chain)".into()));
             }
-            let key_block = blocks
-                .iter()
-                .find(|b| b.label.ends_with("PRIVATE KEY"))
-                .ok_or_else(|| fail("no private key in the file (PEM type: the key and its certificate chain)".into()))?;
+            let key_block = blocks.iter().find(|b| b.label.ends_with("PRIVATE KEY")).ok_or_else(|| {
+                fail("no private key in the file (PEM type: the key and its certificate chain)".into())
+            })?;
             let key = pem_private_key(&key_block.label, &key_block.der, &password).map_err(fail)?;
             Ok((chain, key))
         }
         StoreType::Pkcs12 => {
-            let store = p12_keystore::KeyStore::from_pkcs12(&data, &password, p12_keystore::Pkcs12ImportPolicy::Relaxed)
-                .map_err(|e| fail(p12_error(e)))?;
+            let store =
+                p12_keystore::KeyStore::from_pkcs12(&data, &password, p12_keystore::Pkcs12ImportPolicy::Relaxed)
+                    .map_err(|e| fail(p12_error(e)))?;
             let (_alias, chain) =
                 store.private_key_chain().ok_or_else(|| fail("holds no private key with its certificate".into()))?;
             let certs: Vec<CertificateDer<'static>> =
@@ -295,8 +302,9 @@ fn pem_private_key(label: &str, der: &[u8], password: &str) -> Result<PrivateKey
         }
         let info = pkcs8::EncryptedPrivateKeyInfoRef::try_from(der)
             .map_err(|e| format!("unreadable encrypted private key: {e}"))?;
-        let plain =
-            info.decrypt(password.as_bytes()).map_err(|_| "wrong password (the private key does not decrypt)".to_owned())?;
+        let plain = info
+            .decrypt(password.as_bytes())
+            .map_err(|_| "wrong password (the private key does not decrypt)".to_owned())?;
         return PrivateKeyDer::try_from(plain.as_bytes().to_vec()).map_err(|e| format!("unusable private key: {e}"));
     }
     PrivateKeyDer::try_from(der.to_vec()).map_err(|e| format!("unusable private key: {e}"))
@@ -327,8 +335,9 @@ fn load_trust_store(settings: &StoreSettings, auth: ClientAuth) -> Result<RootCe
         }
         StoreType::Pkcs12 => {
             let password = store_password(KEY, settings)?;
-            let store = p12_keystore::KeyStore::from_pkcs12(&data, &password, p12_keystore::Pkcs12ImportPolicy::Relaxed)
-                .map_err(|e| fail(p12_error(e)))?;
+            let store =
+                p12_keystore::KeyStore::from_pkcs12(&data, &password, p12_keystore::Pkcs12ImportPolicy::Relaxed)
+                    .map_err(|e| fail(p12_error(e)))?;
             store
                 .entries()
                 .filter_map(|(_, entry)| match entry {
@@ -369,8 +378,10 @@ pub fn pem_blocks(text: &str) -> Result<Vec<PemBlock>, String> {
         let body_and_rest = &after_begin[label_end + 5..];
         let end_marker = format!("-----END {label}-----");
         let body_end = body_and_rest.find(&end_marker).ok_or_else(|| format!("{label} block without its END line"))?;
-        let body: String =
-            body_and_rest[..body_end].chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=')).collect();
+        let body: String = body_and_rest[..body_end]
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='))
+            .collect();
         let der = base64::engine::general_purpose::STANDARD
             .decode(body.as_bytes())
             .map_err(|e| format!("{label} block is not valid base64: {e}"))?;
@@ -689,7 +700,10 @@ mod tests {
     #[test]
     fn subject_escapes_and_unknown_attributes() {
         let der = cert_with_subject(|dn| {
-            dn.push(rcgen::DnType::CustomDnType(vec![1, 2, 840, 113549, 1, 9, 1]), rcgen::DnValue::Ia5String("a@b".try_into().unwrap()));
+            dn.push(
+                rcgen::DnType::CustomDnType(vec![1, 2, 840, 113549, 1, 9, 1]),
+                rcgen::DnValue::Ia5String("a@b".try_into().unwrap()),
+            );
             dn.push(rcgen::DnType::CommonName, " #x+y<z>;\"q\"\\ ");
         });
         assert_eq!(
@@ -741,7 +755,8 @@ mod tests {
         };
         let p = crypto_provider(&cfg).unwrap();
         assert_eq!(p.cipher_suites.len(), 2);
-        assert_eq!(p.cipher_suites[0].suite().as_str(), Some("TLS_AES_128_GCM_SHA256"));
+        assert_eq!(java_suite_name(&p.cipher_suites[0]), "TLS_AES_128_GCM_SHA256");
+        assert_eq!(java_suite_name(&p.cipher_suites[1]), "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384");
         cfg.cipher_suites = Some(vec!["TLS_RSA_WITH_AES_128_CBC_SHA".into()]);
         let e = crypto_provider(&cfg).unwrap_err();
         assert!(e.starts_with("ssl.ciphersuites: TLS_RSA_WITH_AES_128_CBC_SHA"), "{e}");
