@@ -2,6 +2,7 @@
 # Installs what scripts/test.sh needs besides Rust, and only what is missing:
 #   Debian packages  zookeeper (server jar, zkCli.sh), zookeeper-bin (cli_mt),
 #                    default-jre-headless (java), netcat-openbsd (nc),
+#                    openssl (the TLS compat test's certificates),
 #                    python3 and python3-pip when python3 or its pip is absent;
 #   Python packages  kazoo==2.11.0, pytest==9.2.0, prometheus-client==0.26.0
 #                    (exact versions; the last is the Prometheus text-format
@@ -43,6 +44,8 @@ else
     command -v java >/dev/null 2>&1 || need_deb default-jre-headless
 fi
 command -v nc >/dev/null 2>&1 || need_deb netcat-openbsd
+# tests/compat/test_tls.py makes its certificates with openssl.
+command -v openssl >/dev/null 2>&1 || need_deb openssl
 
 # Python: the interpreter, its pip, and the pinned packages.
 python_note=""

@@ -179,6 +179,16 @@ impl Authz {
         }
     }
 
+    /// A TLS client's certificate identity: `x509:<subject DN>` (Apache's
+    /// X509AuthenticationProvider), and `super` first when the DN is
+    /// `X509AuthenticationProvider.superUser`.
+    pub fn add_x509(&mut self, subject_dn: &str, is_super: bool) {
+        if is_super {
+            self.add_id(Id::new("super", subject_dn));
+        }
+        self.add_id(Id::new("x509", subject_dn));
+    }
+
     pub fn is_super(&self) -> bool {
         self.ids.iter().any(|id| id.scheme == "super")
     }
@@ -345,6 +355,22 @@ mod tests {
                 ("digest".to_owned(), "super".to_owned()),
             ]
         );
+    }
+
+    #[test]
+    fn x509_ids_match_exactly_and_super_passes() {
+        let dn = "CN=alice,O=Acme";
+        let mut a = local();
+        a.add_x509(dn, false);
+        assert!(!a.is_super());
+        assert!(a.allowed(&[acl(perms::READ, "x509", dn)], perms::READ));
+        assert!(!a.allowed(&[acl(perms::READ, "x509", "CN=bob,O=Acme")], perms::READ));
+        // x509 counts as authenticated for `auth` ACLs
+        assert_eq!(a.fixup_acl(&[acl(31, "auth", "")]), Ok(vec![acl(31, "x509", dn)]));
+        let mut s = local();
+        s.add_x509("CN=admin", true);
+        assert!(s.is_super());
+        assert!(s.allowed(&[acl(perms::READ, "x509", dn)], perms::ADMIN));
     }
 
     #[test]

@@ -158,6 +158,179 @@ pub struct Config {
     /// The zoo.cfg text as read (the admin command `initial_configuration`);
     /// empty for the embedded default.
     pub initial_text: String,
+    /// TLS on the client port and x509 auth (`secureClientPort`, `ssl.*`,
+    /// `client.portUnification`); server::tls loads the stores.
+    pub client_tls: ClientTlsConfig,
+}
+
+/// `ssl.clientAuth`, as Apache's X509Util.ClientAuth: whether a TLS client
+/// must (`need`, Apache's default), may (`want`) or may not (`none`) show a
+/// certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    None,
+    Want,
+    Need,
+}
+
+/// A password from zoo.cfg: compared and passed on, never printed.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "Secret(empty)" } else { "Secret(..)" })
+    }
+}
+
+/// `ssl.keyStore.*` or `ssl.trustStore.*` as written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreSettings {
+    pub location: Option<String>,
+    pub password: Secret,
+    /// `*.passwordPath`: a file holding the password (wins over `password`).
+    pub password_path: Option<String>,
+    /// `*.type` (PEM, PKCS12; JKS and BCFKS are refused when loaded);
+    /// None = from the file's extension, as Apache does.
+    pub store_type: Option<String>,
+}
+
+/// The TLS protocol versions zoocore speaks (rustls has nothing older).
+pub const TLS_PROTOCOLS: &[&str] = &["TLSv1.2", "TLSv1.3"];
+/// Apache's x509 provider class (`authProvider.N=` this).
+pub const X509_PROVIDER_CLASS: &str = "org.apache.zookeeper.server.auth.X509AuthenticationProvider";
+
+/// The client-port TLS keys, with Apache's names and defaults
+/// (ClientX509Util, X509Util, NettyServerCnxnFactory). docs/security.md
+/// says what each does in zoocore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTlsConfig {
+    /// `secureClientPort`: a second, TLS-only client listener.
+    pub secure_client_port: Option<u16>,
+    /// `secureClientPortAddress` (default: all interfaces, as Apache).
+    pub secure_client_port_address: Option<IpAddr>,
+    /// `client.portUnification`: the plain client port takes TLS too.
+    pub port_unification: bool,
+    pub key_store: StoreSettings,
+    pub trust_store: StoreSettings,
+    pub client_auth: ClientAuth,
+    /// `ssl.protocol`: TLSv1.2 alone, or TLSv1.3 (and TLS) for 1.3 + 1.2.
+    pub protocol: Option<String>,
+    /// `ssl.enabledProtocols`, split at ','; wins over `protocol`.
+    pub enabled_protocols: Option<Vec<String>>,
+    /// `ssl.ciphersuites`, Java (IANA) names split at ','.
+    pub cipher_suites: Option<Vec<String>>,
+    /// `ssl.hostnameVerification` (default true): Apache checks server names
+    /// only on the client side; the server side accepts it.
+    pub hostname_verification: bool,
+    /// `ssl.clientHostnameVerification` (default false).
+    pub client_hostname_verification: bool,
+    /// `ssl.crl` / `ssl.ocsp`: revocation checks (refused when true).
+    pub crl: bool,
+    pub ocsp: bool,
+    /// `ssl.authProvider` (default x509): the scheme TLS clients get.
+    pub ssl_auth_provider: Option<String>,
+    /// `ssl.context.supplier.class`: a Java class; refused when set.
+    pub context_supplier_class: Option<String>,
+    /// `X509AuthenticationProvider.superUser`: this subject DN is super.
+    pub x509_super_user: Option<String>,
+    /// `serverCnxnFactory` as written (zoocore has one connection layer).
+    pub server_cnxn_factory: Option<String>,
+}
+
+impl Default for ClientTlsConfig {
+    fn default() -> Self {
+        ClientTlsConfig {
+            secure_client_port: None,
+            secure_client_port_address: None,
+            port_unification: false,
+            key_store: StoreSettings::default(),
+            trust_store: StoreSettings::default(),
+            client_auth: ClientAuth::Need,
+            protocol: None,
+            enabled_protocols: None,
+            cipher_suites: None,
+            hostname_verification: true,
+            client_hostname_verification: false,
+            crl: false,
+            ocsp: false,
+            ssl_auth_provider: None,
+            context_supplier_class: None,
+            x509_super_user: None,
+            server_cnxn_factory: None,
+        }
+    }
+}
+
+impl ClientTlsConfig {
+    /// Whether any client listener speaks TLS.
+    pub fn enabled(&self) -> bool {
+        self.secure_client_port.is_some() || self.port_unification
+    }
+
+    /// Applies one `ssl.*` / TLS key: Ok(false) when `key` is not one of
+    /// them, Err with the reason when the value is bad (the caller names
+    /// key and line).
+    fn apply(&mut self, key: &str, value: &str) -> Result<bool, String> {
+        let flag = || parse_bool(value).ok_or_else(|| "expected true or false".to_owned());
+        let text = || (!value.is_empty()).then(|| value.to_owned());
+        let list = || value.split(',').map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned).collect::<Vec<_>>();
+        match key {
+            "secureClientPort" => {
+                self.secure_client_port = Some(parse_num(value).ok_or_else(|| "expected a port number".to_owned())?)
+            }
+            "secureClientPortAddress" => {
+                self.secure_client_port_address =
+                    Some(parse_ip(value).ok_or_else(|| "expected an IP address".to_owned())?)
+            }
+            "client.portUnification" => self.port_unification = flag()?,
+            "serverCnxnFactory" => self.server_cnxn_factory = text(),
+            "ssl.keyStore.location" => self.key_store.location = text(),
+            "ssl.keyStore.password" => self.key_store.password = Secret(value.to_owned()),
+            "ssl.keyStore.passwordPath" => self.key_store.password_path = text(),
+            "ssl.keyStore.type" => self.key_store.store_type = text(),
+            "ssl.trustStore.location" => self.trust_store.location = text(),
+            "ssl.trustStore.password" => self.trust_store.password = Secret(value.to_owned()),
+            "ssl.trustStore.passwordPath" => self.trust_store.password_path = text(),
+            "ssl.trustStore.type" => self.trust_store.store_type = text(),
+            "ssl.clientAuth" => {
+                self.client_auth = match value.to_ascii_lowercase().as_str() {
+                    // Apache: unset or empty means NEED.
+                    "" | "need" => ClientAuth::Need,
+                    "want" => ClientAuth::Want,
+                    "none" => ClientAuth::None,
+                    _ => return Err("expected none, want or need".to_owned()),
+                }
+            }
+            "ssl.protocol" => {
+                if !matches!(value, "TLSv1.2" | "TLSv1.3" | "TLS") {
+                    return Err("zoocore speaks TLSv1.2 and TLSv1.3 (TLS means both)".to_owned());
+                }
+                self.protocol = Some(value.to_owned());
+            }
+            "ssl.enabledProtocols" => {
+                let protocols = list();
+                if let Some(p) = protocols.iter().find(|p| !TLS_PROTOCOLS.contains(&p.as_str())) {
+                    return Err(format!("{p} is not one zoocore speaks (TLSv1.2, TLSv1.3)"));
+                }
+                if protocols.is_empty() {
+                    return Err("expected a comma list of TLSv1.2, TLSv1.3".to_owned());
+                }
+                self.enabled_protocols = Some(protocols);
+            }
+            // Checked against rustls's suites when the stores load (server::tls).
+            "ssl.ciphersuites" => self.cipher_suites = Some(list()),
+            "ssl.hostnameVerification" => self.hostname_verification = flag()?,
+            "ssl.clientHostnameVerification" => self.client_hostname_verification = flag()?,
+            "ssl.crl" => self.crl = flag()?,
+            "ssl.ocsp" => self.ocsp = flag()?,
+            "ssl.authProvider" => self.ssl_auth_provider = text(),
+            "ssl.context.supplier.class" => self.context_supplier_class = text(),
+            "X509AuthenticationProvider.superUser" => self.x509_super_user = text(),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
 }
 
 /// Apache's AdminServer defaults (JettyAdminServer).
@@ -212,8 +385,6 @@ const KNOWN_UNUSED_KEYS: &[&str] = &[
     "quorumListenOnAllIPs",
     "syncEnabled",
     "maxCnxns",
-    "secureClientPort",
-    "secureClientPortAddress",
     "dynamicConfigFile",
     "connectToLearnerMasterLimit",
     "multiAddress.enabled",
@@ -275,6 +446,7 @@ impl Config {
             },
             prometheus: None,
             initial_text: String::new(),
+            client_tls: ClientTlsConfig::default(),
         }
     }
 
@@ -444,6 +616,13 @@ impl Config {
             let value = value.trim();
             let bad = |what: &str| err(line_no, format!("bad value for {key}: {value:?}{what}"));
             let normalized = key.strip_prefix("zookeeper.").unwrap_or(&key);
+            let is_tls_key = cfg
+                .client_tls
+                .apply(normalized, value)
+                .map_err(|why| err(line_no, format!("bad value for {key}: {value:?} ({why})")))?;
+            if is_tls_key {
+                continue;
+            }
             match normalized {
                 "tickTime" => cfg.tick_time_ms = parse_num::<u32>(value).filter(|&t| t > 0).ok_or_else(|| bad(""))?,
                 "dataDir" => data_dir = Some(non_empty_path(value).ok_or_else(|| bad(""))?),
@@ -583,6 +762,9 @@ impl Config {
                 "metricsProvider.exportJvmInfo" => {
                     prometheus.export_process_info = parse_bool(value).ok_or_else(|| bad(""))?
                 }
+                k if k.starts_with("authProvider.") && value == X509_PROVIDER_CLASS => {
+                    // zoocore's x509 provider is built in: it serves every TLS client.
+                }
                 k if k.starts_with("server.") => {
                     let entry = parse_server(k, value, entry.line_no).map_err(|why| {
                         err(
@@ -623,6 +805,19 @@ impl Config {
                 "{source_name}:{line}: metricsProvider.className={class}: zoocore has only {PROMETHEUS_PROVIDER_CLASS}; no metrics endpoint"
             )),
             None => {}
+        }
+        let tls = &cfg.client_tls;
+        if tls.secure_client_port_address.is_some() && tls.secure_client_port.is_none() {
+            return Err(err(None, "secureClientPortAddress is set but secureClientPort is not set".to_owned()));
+        }
+        if tls.secure_client_port.is_some_and(|p| p == cfg.client_port) && cfg.client_port_set {
+            return Err(err(
+                None,
+                format!(
+                    "secureClientPort and clientPort are both {}: use client.portUnification=true to serve TLS and plaintext on one port",
+                    cfg.client_port
+                ),
+            ));
         }
         cfg.initial_text = text.to_owned();
         cfg.source_name = source_name.to_owned();
@@ -896,6 +1091,56 @@ mod tests {
         assert!(c.fourlw_enabled("srvr"));
         assert!(!c.fourlw_enabled("stat"));
         assert_eq!(c.jute_max_buffer, 0xFFFFF);
+    }
+
+    #[test]
+    fn client_tls_keys_with_apaches_names_and_defaults() {
+        let (c, warnings) = Config::parse("dataDir=/tmp/x\n", "zoo.cfg").unwrap();
+        assert!(!c.client_tls.enabled() && warnings.is_empty());
+        assert_eq!(c.client_tls.client_auth, ClientAuth::Need, "Apache's default");
+        let text = "dataDir=/tmp/x\nclientPort=2181\nsecureClientPort=2281\nsecureClientPortAddress=127.0.0.1\n\
+            serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n\
+            authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider\n\
+            ssl.keyStore.location=/k.p12\nssl.keyStore.password=pw\nssl.keyStore.type=PKCS12\n\
+            zookeeper.ssl.trustStore.location=/t.pem\nssl.clientAuth=WANT\nssl.protocol=TLSv1.2\n\
+            ssl.enabledProtocols=TLSv1.2, TLSv1.3\nssl.ciphersuites=TLS_AES_128_GCM_SHA256,TLS_AES_256_GCM_SHA384\n\
+            ssl.hostnameVerification=false\nzookeeper.X509AuthenticationProvider.superUser=CN=admin,O=x\n\
+            client.portUnification=true\nssl.quorum.keyStore.location=/q.p12\n";
+        let (c, warnings) = Config::parse(text, "zoo.cfg").unwrap();
+        let t = &c.client_tls;
+        assert!(t.enabled() && t.port_unification);
+        assert_eq!(t.secure_client_port, Some(2281));
+        assert_eq!(t.secure_client_port_address, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert_eq!(t.key_store.location.as_deref(), Some("/k.p12"));
+        assert_eq!(t.key_store.password, Secret("pw".into()));
+        assert_eq!(format!("{:?}", t.key_store.password), "Secret(..)", "passwords are never printed");
+        assert_eq!(t.trust_store.location.as_deref(), Some("/t.pem"));
+        assert_eq!(t.client_auth, ClientAuth::Want);
+        assert_eq!(t.enabled_protocols, Some(vec!["TLSv1.2".to_owned(), "TLSv1.3".to_owned()]));
+        assert_eq!(t.cipher_suites.as_ref().map(Vec::len), Some(2));
+        assert!(!t.hostname_verification);
+        assert_eq!(t.x509_super_user.as_deref(), Some("CN=admin,O=x"));
+        // Quorum TLS is not the client port's: still reported as ignored.
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("ssl.quorum.keyStore.location"));
+    }
+
+    #[test]
+    fn client_tls_bad_values_name_the_key() {
+        let bad = |line: &str| {
+            let e = Config::parse(&format!("dataDir=/tmp/x\n{line}\n"), "zoo.cfg").unwrap_err();
+            assert_eq!(e.line, Some(2), "{e}");
+            e.message
+        };
+        assert!(bad("ssl.clientAuth=sometimes").starts_with("bad value for ssl.clientAuth"));
+        assert!(bad("ssl.protocol=TLSv1.1").starts_with("bad value for ssl.protocol"));
+        assert!(bad("ssl.enabledProtocols=TLSv1.2,SSLv3").contains("SSLv3 is not one zoocore speaks"));
+        assert!(bad("secureClientPort=http").starts_with("bad value for secureClientPort"));
+        assert!(bad("client.portUnification=maybe").starts_with("bad value for client.portUnification"));
+        let e = Config::parse("dataDir=/tmp/x\nsecureClientPortAddress=127.0.0.1\n", "zoo.cfg").unwrap_err();
+        assert!(e.message.contains("secureClientPort is not set"), "{e}");
+        let e = Config::parse("dataDir=/tmp/x\nclientPort=2181\nsecureClientPort=2181\n", "zoo.cfg").unwrap_err();
+        assert!(e.message.contains("client.portUnification"), "{e}");
     }
 
     #[test]

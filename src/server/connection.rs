@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 
@@ -19,13 +19,14 @@ use crate::proto::records::*;
 use crate::proto::{op, ErrorCode};
 use crate::server::messages::ToCommit;
 use crate::server::stats::ServerMode;
+use crate::server::tls;
 use crate::server::worker_shard::{Conn, Pending, WorkerShard};
 use crate::session::session_password;
 use crate::tree::WriteOp;
 
 const READ_CHUNK: usize = 64 * 1024;
 
-pub async fn serve(shard: Rc<WorkerShard>, stream: TcpStream) {
+pub async fn serve(shard: Rc<WorkerShard>, stream: TcpStream, transport: tls::Transport) {
     let peer = match stream.peer_addr() {
         Ok(p) => p,
         Err(_) => return,
@@ -36,8 +37,35 @@ pub async fn serve(shard: Rc<WorkerShard>, stream: TcpStream) {
     };
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
+    let accepted = match tls::accept(stream, &transport).await {
+        Ok(accepted) => accepted,
+        Err(e) => {
+            tracing::info!(%peer, error = %e, "TLS handshake failed; closing");
+            return;
+        }
+    };
     let (wake_tx, wake_rx) = local_channel::new_bounded::<()>(1);
     let conn = shard.new_conn(peer, wake_tx);
+    match accepted {
+        tls::Accepted::Plain(stream) => serve_stream(shard, conn, fd, wake_rx, stream).await,
+        tls::Accepted::Tls(stream, identity) => {
+            if let Some(identity) = identity {
+                tls::grant_x509(&conn, &identity);
+            }
+            serve_stream(shard, conn, fd, wake_rx, *stream).await
+        }
+    }
+}
+
+/// The connection's reader and writer over `stream` (the bare socket, or
+/// the socket under TLS).
+async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin + 'static>(
+    shard: Rc<WorkerShard>,
+    conn: Rc<Conn>,
+    fd: std::os::fd::RawFd,
+    wake_rx: local_channel::LocalReceiver<()>,
+    stream: S,
+) {
     let (reader, writer) = futures_lite::io::split(stream);
 
     let writer_task = {
@@ -79,7 +107,7 @@ pub async fn serve(shard: Rc<WorkerShard>, stream: TcpStream) {
     };
 
     if let Err(reason) = read_loop(&shard, &conn, reader).await {
-        tracing::debug!(%peer, conn = conn.id, %reason, "closing connection");
+        tracing::debug!(peer = %conn.peer, conn = conn.id, %reason, "closing connection");
     }
     conn.close_after_flush();
     let _ = writer_task.await;

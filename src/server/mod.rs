@@ -31,6 +31,7 @@ pub mod recovery;
 pub mod snapshots;
 pub mod stats;
 pub mod sync_bench;
+pub mod tls;
 pub mod truncate;
 pub mod worker_shard;
 
@@ -199,6 +200,22 @@ pub fn run(config: Config, repair: bool) -> Result<(), StartError> {
     // Bind once up front so a busy port fails start-up with a clear message
     // (the shards bind their own SO_REUSEPORT listeners).
     port_is_free(addr).map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))?;
+    // TLS (server::tls): the stores are read now, so a bad one stops start-up.
+    let client_tls = tls::ClientTls::load(&config.client_tls).map_err(StartError)?;
+    let secure_addr = match (&client_tls, config.client_tls.secure_client_port) {
+        (Some(tls), Some(port)) => {
+            let ip = config.client_tls.secure_client_port_address.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+            let secure = SocketAddr::new(ip, port);
+            port_is_free(secure)
+                .map_err(|e| StartError(format!("cannot listen on {secure} (secureClientPort): {e}")))?;
+            Some((secure, tls.clone()))
+        }
+        _ => None,
+    };
+    let plain_transport = match (&client_tls, config.client_tls.port_unification) {
+        (Some(tls), true) => tls::Transport::Unified(tls.clone()),
+        _ => tls::Transport::Plain,
+    };
 
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| StartError(format!("cannot create dataDir {}: {e}", config.data_dir.display())))?;
@@ -302,6 +319,8 @@ pub fn run(config: Config, repair: bool) -> Result<(), StartError> {
         let limiter = limiter.clone();
         let stats = stats.clone();
         let view = initial_view.clone();
+        let plain_transport = plain_transport.clone();
+        let secure_addr = secure_addr.clone();
         let handle = LocalExecutorBuilder::new(Placement::Fixed(core))
             .name(&format!("zk-worker-{index}"))
             .io_memory(EXECUTOR_IO_MEMORY)
@@ -314,6 +333,20 @@ pub fn run(config: Config, repair: bool) -> Result<(), StartError> {
                         std::process::exit(1);
                     }
                 };
+                let mut listeners = vec![(listener, plain_transport)];
+                let mut listening_sockets = vec![listening_socket];
+                if let Some((secure, tls)) = secure_addr {
+                    match bind_client_listener(secure) {
+                        Ok((listener, socket)) => {
+                            listeners.push((listener, tls::Transport::Tls(tls)));
+                            listening_sockets.push(socket);
+                        }
+                        Err(e) => {
+                            tracing::error!(addr = %secure, error = %e, shard = index, "cannot listen on secureClientPort; stopping");
+                            std::process::exit(1);
+                        }
+                    }
+                }
                 let to_commit = connect_shared(tx.connect()).await;
                 let from_commit = connect_shared(frx.connect()).await;
                 let (stop_tx, stop_rx) = local_channel::new_bounded::<()>(1);
@@ -328,7 +361,7 @@ pub fn run(config: Config, repair: bool) -> Result<(), StartError> {
                 shard.install_view(view, initial_zxid);
                 // The AdminServer and /metrics live on worker 0 (server::admin).
                 let http = if index == 0 { admin::start(&shard) } else { admin::HttpEndpoints::default() };
-                shard.run(listener, from_commit, Rc::new(stop_rx)).await;
+                shard.run(listeners, from_commit, Rc::new(stop_rx)).await;
                 http.shutdown();
                 // The glommio listener is closed, but the accept still in
                 // flight on io_uring holds the socket until the kernel tears
@@ -336,12 +369,17 @@ pub fn run(config: Config, repair: bool) -> Result<(), StartError> {
                 // for milliseconds the port would still take connections
                 // (and a restart's probe would see "another server").
                 // shutdown(2) takes it out of LISTEN now.
-                let _ = listening_socket.shutdown(std::net::Shutdown::Both);
+                for socket in listening_sockets {
+                    let _ = socket.shutdown(std::net::Shutdown::Both);
+                }
             })
             .map_err(|e| start_error("worker shard", e))?;
         workers.push(handle);
     }
-    tracing::info!(%addr, "serving clients");
+    match &secure_addr {
+        Some((secure, _)) => tracing::info!(%addr, secure_addr = %secure, "serving clients (TLS on secureClientPort)"),
+        None => tracing::info!(%addr, "serving clients"),
+    }
 
     for w in workers {
         let _ = w.join();

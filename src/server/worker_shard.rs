@@ -31,6 +31,7 @@ use crate::server::connection;
 use crate::server::fourlw;
 use crate::server::messages::*;
 use crate::server::stats::ServerStats;
+use crate::server::tls;
 use crate::tree::DataTree;
 use crate::watch::WatchRegistry;
 
@@ -226,11 +227,12 @@ impl WorkerShard {
         })
     }
 
-    /// Runs the accept loop, the commit-stream consumer and the liveness
-    /// flusher until the commit shard hangs up or `stop` fires.
+    /// Runs the accept loops (one per client listener: the client port and,
+    /// with TLS, `secureClientPort`), the commit-stream consumer and the
+    /// liveness flusher until the commit shard hangs up or `stop` fires.
     pub async fn run(
         self: Rc<Self>,
-        listener: TcpListener,
+        listeners: Vec<(TcpListener, tls::Transport)>,
         from_commit: ConnectedReceiver<FromCommit>,
         stop: Rc<local_channel::LocalReceiver<()>>,
     ) {
@@ -255,19 +257,14 @@ impl WorkerShard {
             .detach()
         };
         let accept = {
-            let shard = self.clone();
+            // Dropping these tasks (at stop) cancels them and closes the listeners.
+            let loops: Vec<_> = listeners
+                .into_iter()
+                .map(|(listener, transport)| glommio::spawn_local(accept_clients(self.clone(), listener, transport)))
+                .collect();
             async move {
-                loop {
-                    match listener.accept().await {
-                        Ok(stream) => {
-                            let shard = shard.clone();
-                            glommio::spawn_local(async move { connection::serve(shard, stream).await }).detach();
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "accept failed");
-                            glommio::timer::sleep(Duration::from_millis(10)).await;
-                        }
-                    }
+                for accept_loop in loops {
+                    accept_loop.await;
                 }
             }
         };
@@ -930,6 +927,23 @@ impl WorkerShard {
                     conn.out.borrow_mut().extend_from_slice(&text);
                 }
                 conn.close_after_flush();
+            }
+        }
+    }
+}
+
+/// Accepts connections on one client listener for ever.
+async fn accept_clients(shard: Rc<WorkerShard>, listener: TcpListener, transport: tls::Transport) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let shard = shard.clone();
+                let transport = transport.clone();
+                glommio::spawn_local(async move { connection::serve(shard, stream, transport).await }).detach();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
             }
         }
     }

@@ -187,6 +187,8 @@ class ServerProcess:
         self.log_path = os.path.join(self.workdir, "server.log")
         self.port = None
         self.proc = None
+        # More zoo.cfg lines (test_tls.py: secureClientPort and ssl.*).
+        self.extra_lines = []
 
     @property
     def hostport(self):
@@ -230,7 +232,7 @@ class ServerProcess:
         # The free port can be taken between probing and binding; retry then.
         for _attempt in range(3):
             self.port = free_port()
-            write_zoo_cfg(self.cfg_path, self.data_dir, self.port)
+            write_zoo_cfg(self.cfg_path, self.data_dir, self.port, self.extra_lines)
             log = open(self.log_path, "ab")
             env = dict(os.environ)
             env.setdefault("RUST_BACKTRACE", "1")
