@@ -25,6 +25,13 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Validate a zoo.cfg without starting: every line, the myid of an
+    /// ensemble member, the TLS key and trust stores. Exit 1 naming the
+    /// first problem; warnings (ignored keys, values replaced) are printed.
+    CheckConfig {
+        /// The zoo.cfg file.
+        file: PathBuf,
+    },
     /// Print the transactions of a log file (verifying every checksum).
     LogDump {
         /// A `log.<zxid>` file from <dataLogDir>/zoocore.
@@ -188,6 +195,28 @@ fn main() -> ExitCode {
         Command::Export { from, from_log, to } => {
             let r = zoocore::migrate::export(&from, from_log.as_deref(), &to, &mut |line| eprintln!("export: {line}"));
             migrate_result(r)
+        }
+        Command::CheckConfig { file } => {
+            let (config, warnings) = match zoocore::config::Config::load(&file) {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    eprintln!("zoocore: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            for w in &warnings {
+                println!("warning: {w}");
+            }
+            if let Err(e) = zoocore::server::tls::ClientTls::load(&config.client_tls) {
+                eprintln!("zoocore: {e}");
+                return ExitCode::from(1);
+            }
+            let role = match &config.quorum {
+                Some(q) => format!("ensemble member server.{} of {} servers", q.my_id, q.servers.len()),
+                None => format!("standalone on {}:{}", config.client_port_address, config.client_port),
+            };
+            println!("{}: valid ({role}; {} warning(s))", file.display(), warnings.len());
+            ExitCode::SUCCESS
         }
         Command::Server { config, repair } => {
             let config = match load_config(config) {

@@ -260,3 +260,72 @@ fn single_server_line_runs_standalone() {
     let c = Client::connect(s.addr, Duration::from_secs(10)).unwrap();
     c.ping().unwrap();
 }
+
+/// `zoocore check-config` validates without starting: a good file passes
+/// with its warnings printed, a bad line fails naming the file and line.
+#[test]
+fn check_config_validates_without_starting() {
+    let dir = std::env::temp_dir().join(format!("zoocore-checkcfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |text: &str| {
+        let cfg = dir.join("zoo.cfg");
+        std::fs::write(&cfg, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_zoocore"))
+            .args(["check-config"])
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let data = dir.join("data");
+    let (status, stdout, _) = run(&format!("dataDir={}\nclientPort=2181\nnoSuchKey=1\n", data.display()));
+    assert!(status.success(), "{stdout}");
+    assert!(stdout.contains("valid (standalone"), "{stdout}");
+    assert!(stdout.contains("warning:") && stdout.contains("noSuchKey"), "unknown keys are warned about: {stdout}");
+    assert!(!data.exists(), "nothing is created: it does not start");
+    let (status, _, stderr) = run(&format!("dataDir={}\ntickTime=soon\n", data.display()));
+    assert!(!status.success());
+    assert!(stderr.contains("zoo.cfg:2") && stderr.contains("tickTime"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// globalOutstandingLimit is honoured without stalling: with a limit of 2
+/// on one shard, six clients writing at once all finish (each shard stops
+/// reading requests while its share is in flight, and resumes), and the
+/// permits of a client that disconnects with requests in flight come back.
+#[test]
+fn global_outstanding_limit_throttles_without_stalling() {
+    let s = TestServer::start_with(ServerOptions {
+        shards: 1,
+        extra_config: "globalOutstandingLimit=2\n".into(),
+        ..Default::default()
+    });
+    let setup = Client::connect(s.addr, Duration::from_secs(10)).unwrap();
+    setup.create("/g", b"", &open_acl_unsafe(), CreateMode::Persistent).unwrap();
+    let addr = s.addr;
+    // One client that vanishes mid-stream (its socket closes with requests queued).
+    {
+        let mut raw = std::net::TcpStream::connect(addr).unwrap();
+        use std::io::Write;
+        let _ = raw.write_all(&[0u8; 64]);
+    }
+    let writers: Vec<_> = (0..6)
+        .map(|w| {
+            std::thread::spawn(move || {
+                let c = Client::connect(addr, Duration::from_secs(10)).unwrap();
+                for i in 0..40 {
+                    c.create(&format!("/g/w{w}-{i}"), b"x", &open_acl_unsafe(), CreateMode::Persistent).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().expect("writer finished");
+    }
+    assert_eq!(setup.get_children("/g", false).unwrap().len(), 240);
+}

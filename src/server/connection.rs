@@ -170,6 +170,11 @@ async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
             if conn.permits.acquire(1).await.is_err() {
                 return Err("connection closed".into());
             }
+            // globalOutstandingLimit: this shard's share of requests in flight.
+            if shard.shard_permits.acquire(1).await.is_err() {
+                return Err("shard stopping".into());
+            }
+            conn.shard_permits_held.set(conn.shard_permits_held.get() + 1);
             dispatch(shard, conn, frame).await?;
             if conn.closing.get() {
                 return Ok(());

@@ -357,7 +357,7 @@ pub fn run(config: Config, repair: bool) -> Result<(), StartError> {
                     let _ = stop_tx.try_send(());
                 })
                 .detach();
-                let shard = WorkerShard::new(index, config, to_commit, limiter, stats);
+                let shard = WorkerShard::new(index, config, to_commit, limiter, stats, shard_count);
                 shard.install_view(view, initial_zxid);
                 // The AdminServer and /metrics live on worker 0 (server::admin).
                 let http = if index == 0 { admin::start(&shard) } else { admin::HttpEndpoints::default() };

@@ -112,6 +112,9 @@ pub struct Conn {
     /// Set when the connection should close once `out` is flushed.
     pub closing: Cell<bool>,
     pub permits: Semaphore,
+    /// Of the shard's `shard_permits`, how many this connection holds
+    /// (given back as its requests finish, the rest when it goes).
+    pub shard_permits_held: Cell<u64>,
     /// Signalled when the handshake is settled (true = session bound).
     pub handshake: RefCell<Option<LocalSender<bool>>>,
     /// Signalled with the text of a four-letter word gathered from all shards.
@@ -171,6 +174,10 @@ pub struct WorkerShard {
     next_report_id: Cell<u64>,
     pub to_commit: ConnectedSender<ToCommit>,
     pub limiter: Arc<ConnectionLimiter>,
+    /// This shard's share of `globalOutstandingLimit`: requests in flight
+    /// on all its connections together. Split evenly across the shards,
+    /// so no counter is shared between them.
+    pub shard_permits: Semaphore,
     /// The commit shard's published last zxid: a read on a shard whose view
     /// is older waits for the batch in flight, so a client never reads a
     /// state older than one another client was already told about.
@@ -195,7 +202,9 @@ impl WorkerShard {
         to_commit: ConnectedSender<ToCommit>,
         limiter: Arc<ConnectionLimiter>,
         server_stats: Arc<ServerStats>,
+        shard_count: usize,
     ) -> Rc<Self> {
+        let shard_share = (config.global_outstanding_limit as u64 / shard_count.max(1) as u64).max(1);
         // Clients choose the watched paths: the registry's hash is keyed
         // per process and shard so they cannot aim collisions at it.
         let watch_hash_seed = std::time::SystemTime::now()
@@ -217,6 +226,7 @@ impl WorkerShard {
             next_report_id: Cell::new(1),
             to_commit,
             limiter,
+            shard_permits: Semaphore::new(shard_share),
             server_stats,
             lagging: RefCell::new(Vec::new()),
             released: RefCell::new(Vec::new()),
@@ -298,6 +308,7 @@ impl WorkerShard {
             pending: RefCell::new(VecDeque::new()),
             closing: Cell::new(false),
             permits: Semaphore::new(MAX_OUTSTANDING_PER_CONNECTION),
+            shard_permits_held: Cell::new(0),
             handshake: RefCell::new(None),
             report: RefCell::new(None),
             stats: ConnStats::default(),
@@ -314,6 +325,8 @@ impl WorkerShard {
     /// on until it expires or the client reconnects.
     pub async fn forget_conn(&self, conn: &Conn) {
         self.conns.borrow_mut().remove(&conn.id);
+        // Its unanswered requests no longer count against the shard.
+        self.release_shard_permits(conn, u64::MAX);
         let sid = conn.session_id.get();
         if sid != 0 {
             let bound_here = self.sessions.borrow().get(&sid) == Some(&conn.id);
@@ -581,6 +594,14 @@ impl WorkerShard {
             self.request_latency.borrow_mut().record_us(t.elapsed().as_micros() as u64);
         }
         conn.permits.signal(1);
+        self.release_shard_permits(conn, 1);
+    }
+
+    /// Gives back up to `n` of the shard permits `conn` holds.
+    fn release_shard_permits(&self, conn: &Conn, n: u64) {
+        let n = n.min(conn.shard_permits_held.get());
+        conn.shard_permits_held.set(conn.shard_permits_held.get() - n);
+        self.shard_permits.signal(n);
     }
 
     fn session_closed(&self, session_id: i64, reply: Option<&Reply>) {
