@@ -160,6 +160,12 @@ fn acl_ops_and_digest_auth() {
 
     let other = connect(&s);
     assert_eq!(code(other.get_data("/secret", false).unwrap_err()), ErrorCode::NoAuth);
+    // exists checks READ too (Apache 3.9.2+, ZOOKEEPER-2590), and a refused
+    // request leaves no watch behind.
+    assert_eq!(code(other.exists("/secret", true).unwrap_err()), ErrorCode::NoAuth);
+    assert_eq!(code(other.get_data("/secret", true).unwrap_err()), ErrorCode::NoAuth);
+    let wchs = s.four_letter("wchs");
+    assert!(wchs.contains("Total watches:0"), "no watch left by refused requests: {wchs}");
     // A wrong password authenticates as a different digest.
     other.add_auth("digest", b"alice:wrong").unwrap();
     assert_eq!(code(other.get_data("/secret", false).unwrap_err()), ErrorCode::NoAuth);

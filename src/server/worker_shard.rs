@@ -677,12 +677,17 @@ impl WorkerShard {
                 if r.path.contains('\0') {
                     return Err(ErrorCode::BadArguments);
                 }
+                // As Apache 3.9.2+ (ZOOKEEPER-2590): an existing node the
+                // caller may not READ answers NoAuth, and leaves no watch.
+                let node = tree.get(&r.path);
+                if let Some(n) = &node {
+                    read_check(n.acl())?;
+                }
                 if r.watch {
-                    // Set before the lookup: an exists watch also waits for creation.
+                    // Also on a missing node: an exists watch waits for creation.
                     self.watches.borrow_mut().add_data_watch(sid, &r.path);
                 }
-                let node = tree.get(&r.path).ok_or(ErrorCode::NoNode)?;
-                read_check(node.acl())?;
+                let node = node.ok_or(ErrorCode::NoNode)?;
                 Ok(Some(Response::Stat(node.stat())))
             }
             Request::GetData(r) => {
