@@ -251,8 +251,22 @@ fn every_apache_txn_digest_matches_zoocores_tree() {
     let snapshots = apache::sort_by_zxid(names.iter().map(String::as_str), "snapshot", true);
     assert!(snapshots.len() >= 3, "expected several snapshots: {names:?}");
     let mut fuzzy = 0;
+    let newest_snapshot = snapshots.last().map(|(z, _)| *z);
     for (snap_zxid, name) in snapshots {
-        let snap = read_snapshot_file(&std::fs::read(version_dir.join(name)).unwrap(), snap_zxid).unwrap();
+        let bytes = std::fs::read(version_dir.join(name)).unwrap();
+        let snap = match read_snapshot_file(&bytes, snap_zxid) {
+            Ok(snap) => snap,
+            // Apache writes a snapshot in the background, straight to its
+            // final name, and the kill -9 above can land mid-write: the
+            // newest one may be cut short. Apache's own restore skips such
+            // a file for the one before it; so does this check. (Seen once
+            // in CI: Truncated at offset 57146.) Only the newest can be.
+            Err(e) if Some(snap_zxid) == newest_snapshot => {
+                eprintln!("{name}: cut short by the kill ({e}); skipped, as Apache's restore skips it");
+                continue;
+            }
+            Err(e) => panic!("{name}: {e}"),
+        };
         let mut tree = snap.tree;
         let (mut verifier, check) = DigestVerifier::after_snapshot(&tree, snap.digest);
         // Apache serializes a snapshot while txns apply and reads the digest
