@@ -9,8 +9,7 @@
 //! electing may accept a connection and never answer it.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -45,12 +44,7 @@ pub fn parse_srvr(text: &str) -> MemberState {
 }
 
 fn four_letter(addr: SocketAddr, word: &str) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr, FOUR_LETTER_TIMEOUT).ok()?;
-    s.set_read_timeout(Some(FOUR_LETTER_TIMEOUT)).ok()?;
-    s.write_all(word.as_bytes()).ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
+    crate::mntr::four_letter(addr, word, FOUR_LETTER_TIMEOUT)
 }
 
 pub fn member_state(addr: SocketAddr) -> MemberState {

@@ -89,13 +89,18 @@ pub fn parse(text: &str) -> LogMetrics {
 /// Sends `mntr` and parses the reply; None if the server does not answer
 /// (the run goes on without server-side metrics).
 pub fn read(server: SocketAddr) -> Option<LogMetrics> {
-    let timeout = Duration::from_secs(2);
-    let mut s = TcpStream::connect_timeout(&server, timeout).ok()?;
+    four_letter(server, "mntr", Duration::from_secs(2)).map(|text| parse(&text))
+}
+
+/// Sends a four-letter word and reads the reply to the end; None if the
+/// server does not answer within `timeout`.
+pub fn four_letter(addr: SocketAddr, word: &str, timeout: Duration) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, timeout).ok()?;
     s.set_read_timeout(Some(timeout)).ok()?;
-    s.write_all(b"mntr").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    Some(parse(&text))
+    s.write_all(word.as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 //! large tree again (`restart`).
 
 use std::collections::VecDeque;
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -24,13 +23,8 @@ const WINDOW_REQUESTS: usize = 256;
 /// How long one "serving again?" attempt may take before the next.
 const PROBE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 
-pub fn four_letter(addr: SocketAddr, word: &str) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr, FOUR_LETTER_TIMEOUT).ok()?;
-    s.set_read_timeout(Some(FOUR_LETTER_TIMEOUT)).ok()?;
-    s.write_all(word.as_bytes()).ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
+fn four_letter(addr: SocketAddr, word: &str) -> Option<String> {
+    crate::mntr::four_letter(addr, word, FOUR_LETTER_TIMEOUT)
 }
 
 /// "Total watches:N" from wchs.

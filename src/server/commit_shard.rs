@@ -221,7 +221,7 @@ impl CommitShard {
             self.reap(&mut batch);
             if !batch.entries.is_empty() {
                 let logged_txns = batch.logged.len() as u64;
-                self.log_txns(&batch);
+                self.log_txns(&mut batch);
                 pending.push_back(self.seal(batch));
                 self.maybe_snapshot(logged_txns);
             }
@@ -251,11 +251,12 @@ impl CommitShard {
         }
     }
 
-    /// Hands the batch's txns to the log thread. The caller publishes the
-    /// batch once `log.durable_through()` reaches it; a failed write or
-    /// fsync stops the server (`LogHandle`), never retried.
-    pub(super) fn log_txns(&mut self, batch: &BatchBuilder) {
-        self.log.log(batch.logged.clone(), &batch.arrivals);
+    /// Hands the batch's txns to the log thread (moved out: whatever else
+    /// reads them runs first). The caller publishes the batch once
+    /// `log.durable_through()` reaches it; a failed write or fsync stops
+    /// the server (`LogHandle`), never retried.
+    pub(super) fn log_txns(&mut self, batch: &mut BatchBuilder) {
+        self.log.log(std::mem::take(&mut batch.logged), &batch.arrivals);
     }
 
     /// The batch as every worker will see it: the tree as of its end.

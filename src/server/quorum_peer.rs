@@ -619,9 +619,9 @@ impl CommitShard {
                     break why;
                 }
                 let logged_txns = batch.logged.len() as u64;
-                self.log_txns(&batch);
                 held.not_yet_durable.extend(batch.logged.iter().map(|(z, t)| (*z, disk_log::record_bytes(t.len()))));
                 self.remember_recent(&batch);
+                self.log_txns(&mut batch);
                 held.pending.push_back(self.seal(batch));
                 self.maybe_snapshot(logged_txns);
             }
@@ -1137,10 +1137,11 @@ impl CommitShard {
                 // they are durable (group commit: what arrives meanwhile
                 // goes into the next write).
                 let arrivals = vec![Instant::now(); to_log.len()];
-                let logged = BatchBuilder { entries: Vec::new(), logged: to_log, arrivals };
-                self.log_txns(&logged);
+                let mut logged = BatchBuilder { entries: Vec::new(), logged: to_log, arrivals };
+                let logged_txns = logged.logged.len() as u64;
                 self.remember_recent(&logged);
-                self.maybe_snapshot(logged.logged.len() as u64);
+                self.log_txns(&mut logged);
+                self.maybe_snapshot(logged_txns);
             }
         }
         Ok(())
