@@ -423,19 +423,31 @@ fn mid_log_corruption_refuses_to_start_and_repair_cuts() {
 
 // ------------------------------------------------------ snapshot fallback
 
-/// Waits until at least `n` snapshots exist and none is being written.
-fn wait_for_snapshots(s: &TestServer, n: usize) {
-    let deadline = Instant::now() + TIMEOUT;
+/// Waits until at least `n` snapshots exist and none is being written,
+/// writing `/fill<k>` nodes meanwhile if the test's own writes were not
+/// enough. How many snapshots a run of writes starts depends on timing: a
+/// snapshot is skipped while the previous one is still being written (as
+/// ZooKeeper's "too busy to snap"), and with writes faster than snapshots
+/// (a fast log, a slow disk) a fixed number of writes can fall short.
+fn wait_for_snapshots(s: &TestServer, c: &Client, n: usize) {
+    let deadline = Instant::now() + TIMEOUT * 3;
+    let mut fill = 0;
     loop {
         let writing = std::fs::read_dir(store_dir(s))
             .unwrap()
             .flatten()
             .any(|e| e.file_name().to_string_lossy().ends_with(".tmp"));
-        if snapshots(s).len() >= n && !writing {
+        let have = snapshots(s).len();
+        if have >= n && !writing {
             return;
         }
         assert!(Instant::now() < deadline, "expected {n} snapshots, have {:?}", snapshots(s));
-        std::thread::sleep(Duration::from_millis(20));
+        if writing {
+            std::thread::sleep(Duration::from_millis(5));
+        } else {
+            create(c, &format!("/fill{fill}"), b"");
+            fill += 1;
+        }
     }
 }
 
@@ -450,7 +462,7 @@ fn corrupt_newest_snapshots_fall_back_to_older_one() {
     for i in (0..300).step_by(3) {
         c.set_data(&format!("/s/n{i}"), format!("w{i}").as_bytes(), -1).unwrap();
     }
-    wait_for_snapshots(&s, 5);
+    wait_for_snapshots(&s, &c, 5);
     s.kill9();
     drop(c);
     let snaps = snapshots(&s);
@@ -582,7 +594,7 @@ fn snapshot_dump_verifies_the_seal() {
     for i in 0..60 {
         create(&c, &format!("/p{i}"), format!("v{i}").as_bytes());
     }
-    wait_for_snapshots(&s, 1);
+    wait_for_snapshots(&s, &c, 1);
     s.kill9();
     drop(c);
     let snaps = snapshots(&s);
@@ -609,7 +621,7 @@ fn purge_keeps_newest_snapshots_and_the_logs_they_need() {
     for i in 0..300 {
         create(&c, &format!("/q{i}"), format!("v{i}").as_bytes());
     }
-    wait_for_snapshots(&s, 7);
+    wait_for_snapshots(&s, &c, 7);
     assert!(s.terminate(TIMEOUT).is_some_and(|st| st.success()));
     drop(c);
     let snaps_before = snapshots(&s);
@@ -831,7 +843,7 @@ fn truncate_after_keeps_exactly_the_txns_up_to_the_zxid() {
     for i in 0..80 {
         create(&c, &format!("/t{i}"), format!("v{i}").as_bytes());
     }
-    wait_for_snapshots(&s, 3);
+    wait_for_snapshots(&s, &c, 3);
     s.kill9();
     drop(c);
     assert!(logs(&s).len() >= 3, "snapshots rolled the log: {:?}", logs(&s));
@@ -882,7 +894,7 @@ fn server_finishes_an_interrupted_truncation() {
         for i in 0..50 {
             create(&c, &format!("/t{i}"), b"x");
         }
-        wait_for_snapshots(&s, 2);
+        wait_for_snapshots(&s, &c, 2);
         s.kill9();
         drop(c);
         let zxid = create_zxid(&s, "/t20");

@@ -20,7 +20,7 @@ use crate::proto::{op, ErrorCode};
 use crate::server::messages::ToCommit;
 use crate::server::stats::ServerMode;
 use crate::server::tls;
-use crate::server::worker_shard::{Conn, Pending, WorkerShard};
+use crate::server::worker_shard::{Conn, WorkerShard};
 use crate::session::session_password;
 use crate::tree::WriteOp;
 
@@ -303,8 +303,7 @@ async fn dispatch(shard: &Rc<WorkerShard>, conn: &Rc<Conn>, frame: bytes::Bytes)
                 let behind_own_write = !conn.pending.borrow().is_empty();
                 let view_behind = !behind_own_write && shard.view_is_behind();
                 if behind_own_write || view_behind {
-                    let local = Pending::Local { xid: header.xid, op: header.op, request: read, received };
-                    conn.pending.borrow_mut().push_back(local);
+                    conn.pending.borrow_mut().push_read(header.xid, header.op, read, received);
                     if view_behind {
                         shard.wait_for_view(conn);
                     }
@@ -319,7 +318,7 @@ async fn dispatch(shard: &Rc<WorkerShard>, conn: &Rc<Conn>, frame: bytes::Bytes)
 }
 
 /// Sends a commit-bound request, or holds it behind a queued read of the
-/// same connection (see `Pending::Held`).
+/// same connection (see `pending_requests::Pending::Held`).
 async fn send_or_hold(
     shard: &Rc<WorkerShard>,
     conn: &Rc<Conn>,
@@ -328,12 +327,11 @@ async fn send_or_hold(
     received: Instant,
     msg: ToCommit,
 ) -> Result<(), String> {
-    let read_queued = conn.pending.borrow().iter().any(|p| matches!(p, Pending::Local { .. }));
-    if read_queued {
-        conn.pending.borrow_mut().push_back(Pending::Held { xid, op, received, message: Box::new(msg) });
+    if conn.pending.borrow().read_queued() {
+        conn.pending.borrow_mut().push_held(xid, op, received, msg);
         return Ok(());
     }
-    conn.pending.borrow_mut().push_back(Pending::Commit { xid, op, received });
+    conn.pending.borrow_mut().push_sent(xid, op, received);
     shard.to_commit.send(msg).await.map_err(|_| "commit shard gone".to_string())
 }
 

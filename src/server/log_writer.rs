@@ -1,11 +1,19 @@
 //! The transaction log, on its own thread.
 //!
-//! The log thread (`zk-log`, a glommio executor of its own) owns the log
-//! files: O_DIRECT through glommio's DMA API, one aligned write per write
-//! request, then fdatasync as a plain syscall. It does nothing else, so a
-//! sync in flight stalls no one: the commit shard, which holds the
-//! [`LogHandle`], goes on ordering requests, proposing and counting ACKs,
-//! and learns through a report which zxid is durable.
+//! The log thread (`zk-log`, a plain OS thread) owns the log files: O_DIRECT,
+//! one aligned pwrite(2) per write request, then fdatasync(2), all blocking
+//! syscalls on a thread that does nothing else, so a sync in flight stalls
+//! no one: the commit shard, which holds the [`LogHandle`], goes on ordering
+//! requests, proposing and counting ACKs, and learns through a report which
+//! zxid is durable.
+//!
+//! Not a glommio executor: an executor that parks between writes pays for
+//! each sleep (a membarrier(2) IPI to every core, timer re-arming, three
+//! ring flushes), and at one outstanding write that cost the log thread
+//! ~600 µs of CPU per write on the 2-core VM (most of the server's CPU). A
+//! plain thread sleeps in a futex. Requests come over a bounded std channel;
+//! reports go back over another, with a byte on a socketpair as the doorbell
+//! the commit shard's reactor waits on.
 //!
 //! Files live in `<dataLogDir>/zoocore/log.<first zxid in hex>`, are
 //! preallocated (`preAllocSize`) and extended ahead of need. A write always
@@ -14,15 +22,18 @@
 //! Which txns go into the next write is `storage::group_commit`'s policy.
 
 use std::cell::{Cell, RefCell};
-use std::io;
-use std::os::fd::AsRawFd;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write as _};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::time::{Duration, Instant};
 
+use futures_lite::AsyncReadExt as _;
 use glommio::channels::local_channel::{self, LocalReceiver};
-use glommio::channels::shared_channel::{self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender};
-use glommio::io::{DmaFile, OpenOptions};
 use hdrhistogram::Histogram;
 
 use crate::storage::group_commit::{GroupCommit, LogWrite};
@@ -119,11 +130,55 @@ impl Default for LogMetrics {
 /// two blocks); a fresh buffer per batch cost an allocation and a zero-fill.
 const REUSED_BUFFER_MAX: usize = 64 * 1024;
 
+/// A zeroed heap buffer aligned for O_DIRECT (to `LOG_BLOCK_ALIGN`).
+struct AlignedBuf {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+/// O_DIRECT needs buffers, offsets and lengths aligned to the device's
+/// logical block; 4 KiB covers every device we write to (and writes start at
+/// 4 KiB boundaries anyway, see `LogWriter::block`).
+const LOG_BLOCK_ALIGN: usize = 4096;
+
+impl AlignedBuf {
+    fn zeroed(len: usize) -> io::Result<AlignedBuf> {
+        let layout = std::alloc::Layout::from_size_align(len.max(LOG_BLOCK_ALIGN), LOG_BLOCK_ALIGN)
+            .map_err(|e| io::Error::other(format!("log buffer of {len} bytes: {e}")))?;
+        // SAFETY: the layout has a non-zero size.
+        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr = std::ptr::NonNull::new(raw).ok_or_else(|| io::Error::other(format!("cannot allocate {len} bytes")))?;
+        Ok(AlignedBuf { ptr, len })
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: `ptr` holds `len` initialised (zeroed, then written) bytes we own.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        // SAFETY: as above.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        if let Ok(layout) = std::alloc::Layout::from_size_align(self.len.max(LOG_BLOCK_ALIGN), LOG_BLOCK_ALIGN) {
+            // SAFETY: allocated in `zeroed` with this layout.
+            unsafe { std::alloc::dealloc(self.ptr.as_ptr(), layout) }
+        }
+    }
+}
+
+// SAFETY: the buffer is owned memory, moved between threads as a whole.
+unsafe impl Send for AlignedBuf {}
+
 pub struct LogWriter {
     /// Spare DMA buffers by length, for small batches.
-    spare_buffers: Vec<glommio::io::DmaBuffer>,
+    spare_buffers: Vec<AlignedBuf>,
     dir: PathBuf,
-    file: Option<DmaFile>,
+    file: Option<File>,
     path: PathBuf,
     block: u64,
     write_pos: u64,
@@ -145,6 +200,41 @@ pub fn log_file_name(first_zxid: i64) -> String {
     format!("log.{:x}", first_zxid)
 }
 
+fn os_err(path: &Path, what: &str) -> io::Error {
+    let e = io::Error::last_os_error();
+    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+/// fallocate(2) without KEEP_SIZE: the file's size becomes `size`, its
+/// blocks allocated, so later writes into it need no allocation to be
+/// committed by fdatasync.
+fn pre_allocate(file: &File, path: &Path, size: u64) -> io::Result<()> {
+    // SAFETY: plain syscall on an fd we own.
+    if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, size as libc::off_t) } != 0 {
+        return Err(os_err(path, "preallocate"));
+    }
+    Ok(())
+}
+
+/// pwrite(2) of a whole aligned buffer at `offset`; the bytes written.
+fn pwrite_all(file: &File, path: &Path, buf: &AlignedBuf, offset: u64) -> io::Result<usize> {
+    let bytes = buf.as_slice();
+    // SAFETY: `bytes` is valid for its length for the duration of the call.
+    let n = unsafe { libc::pwrite(file.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), offset as libc::off_t) };
+    if n < 0 {
+        return Err(os_err(path, "write"));
+    }
+    Ok(n as usize)
+}
+
+fn fdatasync(file: &File, path: &Path) -> io::Result<()> {
+    // SAFETY: plain syscall on an fd we own.
+    if unsafe { libc::fdatasync(file.as_raw_fd()) } != 0 {
+        return Err(os_err(path, "fdatasync"));
+    }
+    Ok(())
+}
+
 impl LogWriter {
     pub fn new(data_log_dir: &Path, prealloc_bytes: u64, mode: SyncMode, warn_threshold: Duration) -> io::Result<Self> {
         let dir = log_dir(data_log_dir);
@@ -154,7 +244,7 @@ impl LogWriter {
             dir,
             file: None,
             path: PathBuf::new(),
-            block: 4096,
+            block: LOG_BLOCK_ALIGN as u64,
             write_pos: 0,
             allocated: 0,
             prealloc_bytes: prealloc_bytes.max(1 << 20),
@@ -170,10 +260,8 @@ impl LogWriter {
         self.roll_pending = true;
     }
 
-    async fn open_new_file(&mut self, first_zxid: i64) -> io::Result<()> {
-        if let Some(old) = self.file.take() {
-            let _ = old.close().await;
-        }
+    fn open_new_file(&mut self, first_zxid: i64) -> io::Result<()> {
+        self.file = None;
         let path = self.dir.join(log_file_name(first_zxid));
         if path.exists() {
             // Recovery replayed every valid record, and the last one is below
@@ -182,23 +270,31 @@ impl LogWriter {
             tracing::warn!(file = %path.display(), "replacing a log file that holds no durable transaction");
             std::fs::remove_file(&path)?;
         }
-        let mut opts = OpenOptions::new();
-        opts.read(true).write(true).create_new(true);
+        let mut flags = libc::O_DIRECT;
         if self.mode == SyncMode::ODsync {
-            opts.custom_flags(libc::O_DSYNC);
+            flags |= libc::O_DSYNC;
         }
-        let file = opts.dma_open(&path).await.map_err(|e| io_err(&path, "open", e))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .custom_flags(flags)
+            .open(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", path.display())))?;
         // At least 4 KiB: a smaller logical block can share a physical sector with
         // acknowledged records, and a torn sector write would take them along.
-        self.block = file.alignment().max(4096);
+        self.block = LOG_BLOCK_ALIGN as u64;
         let header = encode_file_header(self.block as usize, first_zxid);
-        let mut buf = file.alloc_dma_buffer(header.len());
-        buf.as_bytes_mut().copy_from_slice(&header);
-        file.pre_allocate(self.prealloc_bytes, false).await.map_err(|e| io_err(&path, "preallocate", e))?;
-        file.write_at(buf, 0).await.map_err(|e| io_err(&path, "write header", e))?;
-        file.fdatasync().await.map_err(|e| io_err(&path, "fdatasync", e))?;
+        let mut buf = AlignedBuf::zeroed(header.len())?;
+        buf.as_mut_slice().copy_from_slice(&header);
+        pre_allocate(&file, &path, self.prealloc_bytes)?;
+        let n = pwrite_all(&file, &path, &buf, 0)?;
+        if n != header.len() {
+            return Err(io::Error::other(format!("{}: short header write: {n} of {} bytes", path.display(), header.len())));
+        }
+        fdatasync(&file, &path)?;
         // The new name must survive a crash too.
-        std::fs::File::open(&self.dir).and_then(|d| d.sync_all())?;
+        File::open(&self.dir).and_then(|d| d.sync_all())?;
         self.allocated = self.prealloc_bytes;
         self.write_pos = header.len() as u64;
         self.path = path;
@@ -211,12 +307,12 @@ impl LogWriter {
 
     /// Appends one write and returns once it is durable. `records` are
     /// (zxid, encoded TxnRecord) in zxid order.
-    async fn append(&mut self, records: &[(i64, bytes::Bytes)]) -> io::Result<WriteFigures> {
+    fn append(&mut self, records: &[(i64, bytes::Bytes)]) -> io::Result<WriteFigures> {
         let Some((first_zxid, _)) = records.first() else {
             return Ok(WriteFigures { through_zxid: 0, txns: 0, bytes: 0, took: Duration::ZERO, slow: false });
         };
         if self.file.is_none() || self.roll_pending {
-            self.open_new_file(*first_zxid).await?;
+            self.open_new_file(*first_zxid)?;
         }
         if let Some(last) = self.last_zxid_in_file {
             if !zxid_follows(last, *first_zxid) {
@@ -230,30 +326,32 @@ impl LogWriter {
         let block = self.block as usize;
         let refs: Vec<(i64, &[u8])> = records.iter().map(|(z, b)| (*z, b.as_ref())).collect();
         let len = batch_encoded_len(refs.iter().map(|(_, b)| b.len()), block);
-        let path = self.path.clone();
         let file = self.file.as_ref().ok_or_else(|| io::Error::other("log file not open"))?;
+        let path = &self.path;
         if self.write_pos + len as u64 + self.block > self.allocated {
             // Extend ahead of need, a whole preallocation step at a time.
             let new_size =
                 (self.write_pos + len as u64).div_ceil(self.prealloc_bytes) * self.prealloc_bytes + self.prealloc_bytes;
-            file.pre_allocate(new_size, false).await.map_err(|e| io_err(&path, "preallocate", e))?;
+            pre_allocate(file, path, new_size)?;
             self.allocated = new_size;
         }
-        let mut buf = match self.spare_buffers.iter().position(|b| b.len() == len) {
+        let mut buf = match self.spare_buffers.iter().position(|b| b.len == len) {
             Some(i) => self.spare_buffers.swap_remove(i),
-            None => file.alloc_dma_buffer(len),
+            None => AlignedBuf::zeroed(len)?,
         };
         // encode_batch overwrites every byte of `buf` (records, then zeros).
-        let written_len = encode_batch(&refs, block, buf.as_bytes_mut())
+        let written_len = encode_batch(&refs, block, buf.as_mut_slice())
             .map_err(|e| io::Error::other(format!("{}: cannot encode a batch: {e}", path.display())))?;
-        assert_eq!(written_len, len, "batch length disagrees with batch_encoded_len");
+        if written_len != len {
+            return Err(io::Error::other(format!(
+                "{}: batch encoded to {written_len} bytes, expected {len}",
+                path.display()
+            )));
+        }
         let started = Instant::now();
-        let buf = std::rc::Rc::new(buf);
-        let n = file.write_rc_at(buf.clone(), self.write_pos).await.map_err(|e| io_err(&path, "write", e))?;
+        let n = pwrite_all(file, path, &buf, self.write_pos)?;
         if len <= REUSED_BUFFER_MAX && self.spare_buffers.len() < 8 {
-            if let Ok(buf) = std::rc::Rc::try_unwrap(buf) {
-                self.spare_buffers.push(buf);
-            }
+            self.spare_buffers.push(buf);
         }
         if n != len {
             return Err(io::Error::other(format!(
@@ -265,14 +363,7 @@ impl LogWriter {
             )));
         }
         if self.mode == SyncMode::Fdatasync {
-            // fdatasync as a plain syscall on this thread, which has nothing
-            // else to do: io_uring hands a sync to an io-wq worker thread,
-            // which measured ~4x slower per batch here.
-            // SAFETY: the fd belongs to `file`, which outlives the call.
-            if unsafe { libc::fdatasync(file.as_raw_fd()) } != 0 {
-                let e = io::Error::last_os_error();
-                return Err(io::Error::other(format!("fdatasync {}: {e}", path.display())));
-            }
+            fdatasync(file, path)?;
         }
         let took = started.elapsed();
         self.write_pos += len as u64;
@@ -292,15 +383,9 @@ impl LogWriter {
         Ok(WriteFigures { through_zxid, txns: records.len(), bytes: len, took, slow })
     }
 
-    pub async fn close(&mut self) {
-        if let Some(f) = self.file.take() {
-            let _ = f.close().await;
-        }
+    pub fn close(&mut self) {
+        self.file = None;
     }
-}
-
-fn io_err(path: &Path, what: &str, e: glommio::GlommioError<()>) -> io::Error {
-    io::Error::other(format!("{} {}: {e}", what, path.display()))
 }
 
 // ----------------------------------------------------------------------
@@ -313,10 +398,6 @@ const LOG_CHANNEL_DEPTH: usize = 4;
 /// Txn bytes the commit shard may log ahead of the disk before it stops
 /// taking new requests (they wait in the worker channels meanwhile).
 pub const LOG_WAITING_MAX_BYTES: usize = 64 << 20;
-
-/// io_uring registered buffer memory of the log thread: its DMA buffers
-/// hold whole writes.
-pub const LOG_IO_MEMORY_BYTES: usize = 8 << 20;
 
 /// How the log thread opens and syncs its files.
 #[derive(Debug, Clone)]
@@ -345,65 +426,65 @@ pub enum FromLog {
     Failed(String),
 }
 
-/// The commit shard's ends of the log thread's channels, before connecting.
+/// The commit shard's ends of the log thread's channels.
 pub struct LogEndpoints {
-    to_log: SharedSender<ToLog>,
-    from_log: SharedReceiver<FromLog>,
+    to_log: SyncSender<ToLog>,
+    from_log: Receiver<FromLog>,
+    /// One byte per report: what the commit shard's reactor waits on.
+    doorbell: StdUnixStream,
 }
 
-/// Starts the log thread. It runs until the commit shard drops its handle.
-pub fn spawn_log_thread(
-    settings: LogSettings,
-) -> Result<(glommio::ExecutorJoinHandle<()>, LogEndpoints), glommio::GlommioError<()>> {
-    let (to_log, to_log_rx) = shared_channel::new_bounded::<ToLog>(LOG_CHANNEL_DEPTH);
-    let (from_log_tx, from_log) = shared_channel::new_bounded::<FromLog>(LOG_CHANNEL_DEPTH);
-    // Unbound: it sleeps in fdatasync most of the time, and wakes on
+/// Starts the log thread. It runs until `ToLog::Stop`, or until the commit
+/// shard's end of the channels is gone.
+pub fn spawn_log_thread(settings: LogSettings) -> io::Result<(std::thread::JoinHandle<()>, LogEndpoints)> {
+    let (to_log, requests) = mpsc::sync_channel::<ToLog>(LOG_CHANNEL_DEPTH);
+    let (reports, from_log) = mpsc::sync_channel::<FromLog>(LOG_CHANNEL_DEPTH);
+    let (doorbell, ring) = StdUnixStream::pair()?;
+    // Unpinned: it sleeps in fdatasync most of the time, and wakes on
     // whichever core is free rather than preempting a shard's.
-    let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .name("zk-log")
-        .io_memory(LOG_IO_MEMORY_BYTES)
-        .spawn(move || async move {
-            let requests = super::connect_shared(to_log_rx.connect()).await;
-            let reports = super::connect_shared(from_log_tx.connect()).await;
-            run_log_thread(settings, requests, reports).await;
-        })?;
-    Ok((handle, LogEndpoints { to_log, from_log }))
+    let handle = std::thread::Builder::new()
+        .name("zk-log".into())
+        .spawn(move || run_log_thread(settings, requests, reports, ring))?;
+    Ok((handle, LogEndpoints { to_log, from_log, doorbell }))
 }
 
-async fn run_log_thread(settings: LogSettings, requests: ConnectedReceiver<ToLog>, reports: ConnectedSender<FromLog>) {
+fn run_log_thread(settings: LogSettings, requests: Receiver<ToLog>, reports: SyncSender<FromLog>, mut ring: StdUnixStream) {
+    // Reports never exceed LOG_CHANNEL_DEPTH (one per request, and at most
+    // one write and one close are in flight), so `send` never waits.
+    let mut report = |r: FromLog| -> bool { reports.send(r).is_ok() && ring.write_all(&[1]).is_ok() };
     let mut writer =
         match LogWriter::new(&settings.data_log_dir, settings.prealloc_bytes, settings.mode, settings.warn_threshold) {
             Ok(w) => w,
             Err(e) => {
-                let _ = reports.send(FromLog::Failed(format!("cannot open the log directory: {e}"))).await;
+                report(FromLog::Failed(format!("cannot open the log directory: {e}")));
                 return;
             }
         };
-    while let Some(request) = requests.recv().await {
-        let report = match request {
+    while let Ok(request) = requests.recv() {
+        let r = match request {
             ToLog::Write(w) => {
                 if w.roll_first {
                     writer.roll();
                 }
-                match writer.append(&w.records).await {
+                match writer.append(&w.records) {
                     Ok(figures) => FromLog::Written(figures),
                     Err(e) => FromLog::Failed(e.to_string()),
                 }
             }
             ToLog::Close => {
-                writer.close().await;
+                writer.close();
                 FromLog::Closed
             }
             ToLog::Stop => break,
         };
         // After a failure the thread stops: a failed fsync is never retried
         // as if nothing happened (the commit shard stops the server).
-        let failed = matches!(report, FromLog::Failed(_));
-        if reports.send(report).await.is_err() || failed {
+        let failed = matches!(r, FromLog::Failed(_));
+        if !report(r) || failed {
             break;
         }
     }
-    writer.close().await;
+    writer.close();
 }
 
 /// The group-commit state the handle and its report task share (one
@@ -421,7 +502,7 @@ struct LogPipeline {
 /// disk, and says what is durable.
 pub struct LogHandle {
     pipeline: Rc<RefCell<LogPipeline>>,
-    to_log: Rc<ConnectedSender<ToLog>>,
+    to_log: Rc<SyncSender<ToLog>>,
     /// Pulsed by the report task after every report.
     progress: LocalReceiver<()>,
     stopped: Rc<Cell<bool>>,
@@ -432,8 +513,8 @@ impl LogHandle {
     /// is durable through `durable_through`; `on_durable` is called after
     /// each write becomes durable (it wakes the commit shard's loop).
     pub async fn connect(endpoints: LogEndpoints, durable_through: i64, on_durable: Rc<dyn Fn()>) -> LogHandle {
-        let to_log = Rc::new(super::connect_shared(endpoints.to_log.connect()).await);
-        let from_log = super::connect_shared(endpoints.from_log.connect()).await;
+        let LogEndpoints { to_log, from_log, doorbell } = endpoints;
+        let to_log = Rc::new(to_log);
         let pipeline = Rc::new(RefCell::new(LogPipeline {
             group: GroupCommit::new(durable_through),
             waiting_arrivals: Vec::new(),
@@ -443,36 +524,51 @@ impl LogHandle {
         }));
         let (progress_tx, progress) = local_channel::new_bounded::<()>(1);
         let stopped = Rc::new(Cell::new(false));
+        // SAFETY: the fd comes from a std UnixStream we own and give up here.
+        let mut doorbell = unsafe { glommio::net::UnixStream::from_raw_fd(doorbell.into_raw_fd()) };
         {
             let (pipeline, to_log, stopped) = (pipeline.clone(), to_log.clone(), stopped.clone());
             glommio::spawn_local(async move {
-                while let Some(report) = from_log.recv().await {
-                    match report {
-                        FromLog::Written(figures) => {
-                            let next = {
-                                let mut p = pipeline.borrow_mut();
-                                let arrivals = std::mem::take(&mut p.in_flight_arrivals);
-                                p.metrics.record(&figures, &arrivals);
-                                let next = p.group.write_done();
-                                if next.is_some() {
-                                    p.in_flight_arrivals = std::mem::take(&mut p.waiting_arrivals);
-                                }
-                                next
-                            };
-                            if let Some(w) = next {
-                                send_write(&to_log, w);
-                            }
-                            on_durable();
-                        }
-                        FromLog::Closed => pipeline.borrow_mut().closing = false,
-                        FromLog::Failed(e) => {
-                            // The tree is ahead of the log: serving on would
-                            // acknowledge writes that are not durable.
-                            tracing::error!(error = %e, "transaction log write failed; stopping the server");
-                            std::process::exit(2);
-                        }
+                let mut rings = [0u8; 64];
+                'reports: loop {
+                    // 0 bytes: the log thread ended (its end of the socket closed).
+                    match doorbell.read(&mut rings).await {
+                        Ok(0) | Err(_) => break 'reports,
+                        Ok(_) => {}
                     }
-                    let _ = progress_tx.try_send(());
+                    loop {
+                        let report = match from_log.try_recv() {
+                            Ok(r) => r,
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Disconnected) => break 'reports,
+                        };
+                        match report {
+                            FromLog::Written(figures) => {
+                                let next = {
+                                    let mut p = pipeline.borrow_mut();
+                                    let arrivals = std::mem::take(&mut p.in_flight_arrivals);
+                                    p.metrics.record(&figures, &arrivals);
+                                    let next = p.group.write_done();
+                                    if next.is_some() {
+                                        p.in_flight_arrivals = std::mem::take(&mut p.waiting_arrivals);
+                                    }
+                                    next
+                                };
+                                if let Some(w) = next {
+                                    send_write(&to_log, w);
+                                }
+                                on_durable();
+                            }
+                            FromLog::Closed => pipeline.borrow_mut().closing = false,
+                            FromLog::Failed(e) => {
+                                // The tree is ahead of the log: serving on would
+                                // acknowledge writes that are not durable.
+                                tracing::error!(error = %e, "transaction log write failed; stopping the server");
+                                std::process::exit(2);
+                            }
+                        }
+                        let _ = progress_tx.try_send(());
+                    }
                 }
                 stopped.set(true);
                 let _ = progress_tx.try_send(());
@@ -554,7 +650,8 @@ impl LogHandle {
     pub async fn close(&mut self) {
         self.drain().await;
         self.pipeline.borrow_mut().closing = true;
-        if self.to_log.send(ToLog::Close).await.is_err() {
+        // Never full: the drain above left no write in flight.
+        if self.to_log.try_send(ToLog::Close).is_err() {
             tracing::error!("the log thread stopped; stopping the server");
             std::process::exit(2);
         }
@@ -567,7 +664,7 @@ impl LogHandle {
     /// with it).
     pub async fn stop(self) {
         self.drain().await;
-        let _ = self.to_log.send(ToLog::Stop).await;
+        let _ = self.to_log.try_send(ToLog::Stop);
     }
 
     /// After a close and a rewrite of the log directory (TRUNC, SNAP,
@@ -577,7 +674,7 @@ impl LogHandle {
     }
 }
 
-fn send_write(to_log: &ConnectedSender<ToLog>, w: LogWrite) {
+fn send_write(to_log: &SyncSender<ToLog>, w: LogWrite) {
     // Never full: one write in flight at a time (LOG_CHANNEL_DEPTH).
     if to_log.try_send(ToLog::Write(w)).is_err() {
         tracing::error!("cannot hand a write to the log thread; stopping the server");

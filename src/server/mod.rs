@@ -22,6 +22,7 @@ pub mod election_net;
 pub mod fourlw;
 pub mod log_writer;
 pub mod messages;
+pub mod pending_requests;
 pub mod prometheus;
 pub mod quorum_metrics;
 pub mod quorum_net;
@@ -273,15 +274,14 @@ pub fn run(config: Config, repair: bool) -> Result<(), StartError> {
         ))
     };
 
-    // The log thread owns the log files (DMA files belong to the executor
-    // that opens them); the commit shard holds its handle.
+    // The log thread owns the log files; the commit shard holds its handle.
     let (log_thread, log_endpoints) = log_writer::spawn_log_thread(log_writer::LogSettings {
         data_log_dir: config.data_log_dir.clone(),
         prealloc_bytes: config.pre_alloc_size_kb * 1024,
         mode: sync_mode,
         warn_threshold: Duration::from_millis(config.fsync_warning_threshold_ms),
     })
-    .map_err(|e| start_error("log thread", e))?;
+    .map_err(|e| StartError(format!("cannot start the log thread: {e}")))?;
 
     // The commit shard shares the last core: workers fill cores from 0.
     let commit_core = cores[cores.len() - 1];

@@ -10,7 +10,7 @@
 //! change before the event for it has been queued on the same connection.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -31,6 +31,7 @@ use crate::server::connection;
 use crate::server::fourlw;
 use crate::server::messages::*;
 use crate::server::stats::ServerStats;
+use crate::server::pending_requests::PendingRequests;
 use crate::server::tls;
 use crate::tree::DataTree;
 use crate::watch::WatchRegistry;
@@ -47,17 +48,8 @@ pub const ADMIN_REQUESTER_BIT: u64 = 1 << 63;
 /// Sessions (wchc) or paths (wchp) formatted between two yields.
 const WATCH_DUMP_CHUNK_ENTRIES: usize = 4096;
 
-/// A request waiting in a connection's FIFO for its turn to be answered.
-pub enum Pending {
-    /// Sent to the commit shard; answered from a batch.
-    Commit { xid: i32, op: i32, received: Instant },
-    /// A read (or watch/session op) queued behind a pending commit.
-    Local { xid: i32, op: i32, request: Request, received: Instant },
-    /// A write that follows a queued read: it is sent to the commit shard
-    /// only once that read is answered, so the read cannot observe it (the
-    /// view a read runs on is the state after a whole batch).
-    Held { xid: i32, op: i32, received: Instant, message: Box<ToCommit> },
-}
+/// This connection's requests in flight (see `server::pending_requests`).
+pub type ConnPending = PendingRequests<Request, ToCommit>;
 
 #[derive(Default)]
 pub struct ConnStats {
@@ -108,7 +100,7 @@ pub struct Conn {
     /// Bytes queued for the socket, in the order the client must see them.
     pub out: RefCell<BytesMut>,
     wake_writer: LocalSender<()>,
-    pub pending: RefCell<VecDeque<Pending>>,
+    pub pending: RefCell<ConnPending>,
     /// Set when the connection should close once `out` is flushed.
     pub closing: Cell<bool>,
     pub permits: Semaphore,
@@ -305,7 +297,7 @@ impl WorkerShard {
             authz: RefCell::new(Arc::new(Authz::new(peer.ip()))),
             out: RefCell::new(BytesMut::with_capacity(4096)),
             wake_writer,
-            pending: RefCell::new(VecDeque::new()),
+            pending: RefCell::new(ConnPending::default()),
             closing: Cell::new(false),
             permits: Semaphore::new(MAX_OUTSTANDING_PER_CONNECTION),
             shard_permits_held: Cell::new(0),
@@ -572,14 +564,9 @@ impl WorkerShard {
     }
 
     fn pop_commit(&self, conn: &Conn, reply_xid: i32) -> Option<Instant> {
-        let mut pending = conn.pending.borrow_mut();
-        match pending.front() {
-            Some(Pending::Commit { xid, received, .. }) if *xid == reply_xid => {
-                let r = *received;
-                pending.pop_front();
-                Some(r)
-            }
-            _ => {
+        match conn.pending.borrow_mut().pop_sent(reply_xid) {
+            Ok(received) => Some(received),
+            Err(()) => {
                 tracing::error!(conn = conn.id, xid = reply_xid, "commit reply out of order; closing connection");
                 conn.close_after_flush();
                 None
@@ -619,35 +606,14 @@ impl WorkerShard {
     /// Runs the reads queued behind commits that have now completed.
     fn drain_local(&self, conn: &Rc<Conn>) {
         loop {
-            let next = {
-                let mut pending = conn.pending.borrow_mut();
-                match pending.front() {
-                    Some(Pending::Local { .. }) => pending.pop_front(),
-                    _ => None,
-                }
-            };
-            match next {
-                Some(Pending::Local { xid, op, request, received }) => {
-                    self.answer_local(conn, xid, op, request);
-                    self.finish_request(conn, op, Some(received));
-                }
-                _ => break,
-            }
+            // Not borrowed while answering: the answer may look at the queue.
+            let Some(read) = conn.pending.borrow_mut().pop_ready_read() else { break };
+            self.answer_local(conn, read.xid, read.op, read.request);
+            self.finish_request(conn, read.op, Some(read.received));
         }
         // Writes held behind those reads may go now, up to the next read.
-        let mut pending = conn.pending.borrow_mut();
-        for item in pending.iter_mut() {
-            match item {
-                Pending::Commit { .. } => continue,
-                Pending::Local { .. } => break,
-                Pending::Held { xid, op, received, .. } => {
-                    let commit = Pending::Commit { xid: *xid, op: *op, received: *received };
-                    if let Pending::Held { message, .. } = std::mem::replace(item, commit) {
-                        self.released.borrow_mut().push(*message);
-                    }
-                }
-            }
-        }
+        let released = conn.pending.borrow_mut().release_held();
+        self.released.borrow_mut().extend(released);
     }
 
     /// Answers a request served on this shard (reads, watch and auth ops).
