@@ -294,6 +294,10 @@ fn workload(addr: SocketAddr) -> Client {
     let open = open_acl_unsafe();
     c.create("/e", b"x", &open, CreateMode::Ephemeral).expect("create /e");
     c.create("/p", b"y", &open, CreateMode::Persistent).expect("create /p");
+    // Past zxid 128, where the digest history (`hash`) keeps its first entry.
+    for i in 0..130 {
+        c.set_data("/p", format!("y{i}").as_bytes(), -1).expect("set /p");
+    }
     c.get_data("/p", true).expect("get /p");
     assert!(c.exists("/q", true).expect("exists /q").is_none());
     c.get_children("/", true).expect("children /");
@@ -393,6 +397,13 @@ fn every_admin_command_answers_with_apaches_fields() {
     assert_eq!(zoocore["watch_summary"]["num_paths"], 2);
     assert_eq!(zoocore["watch_summary"]["num_connections"], 1);
     assert_eq!(zoocore["hash"]["digests"][0]["digest_version"], 2, "{:?}", zoocore["hash"]);
+    // One entry: zxid 128 (every 128th zxid is kept, and the workload
+    // stops before 256).
+    assert_eq!(zoocore["hash"]["digests"].as_array().map(|d| d.len()), Some(1), "{:?}", zoocore["hash"]);
+    assert_eq!(zoocore["hash"]["digests"][0]["zxid"], 128, "{:?}", zoocore["hash"]);
+    let expiry_times: Vec<i64> = expiry.as_object().unwrap().keys().map(|k| k.parse().unwrap()).collect();
+    let tick_ms = i64::from(ServerOptions::default().tick_ms);
+    assert!(expiry_times.iter().all(|t| t % tick_ms == 0), "deadlines are tick buckets: {expiry_times:?}");
     assert!(zoocore["initial_configuration"]["initial_configuration"]
         .as_str()
         .is_some_and(|t| t.contains(&format!("admin.serverPort={admin_port}"))));

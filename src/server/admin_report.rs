@@ -221,19 +221,21 @@ fn server_stats(parts: &[ShardReport], view: &CommitView<'_>) -> Map<String, Val
 }
 
 /// DumpCommand. `expiry_time_to_session_ids` is keyed, as Apache's
-/// ExpiryQueue, by tick-rounded deadlines; the commit shard's report does
-/// not carry each session's deadline yet, so a session is listed at the
-/// latest it can expire if it stays silent from now (now + timeout,
-/// rounded up to the tick).
+/// ExpiryQueue, by tick-rounded deadlines on a monotonic clock of arbitrary
+/// origin (Apache's `Time.currentElapsedTime()`, zoocore's session clock):
+/// the buckets of the commit shard's expiry queue. A session the queue does
+/// not hold (a learner lists the leader's sessions) is listed at the latest
+/// it can expire if it stays silent from now.
 fn dump(view: &CommitView<'_>) -> Map<String, Value> {
-    let now = crate::server::wall_clock_ms();
     let tick = i64::from(view.config.tick_time_ms).max(1);
     let mut sessions = view.sessions.clone();
     sessions.sort();
     let mut by_deadline: std::collections::BTreeMap<i64, Vec<i64>> = std::collections::BTreeMap::new();
     let mut ephemerals = Map::new();
     for (sid, timeout_ms) in &sessions {
-        let deadline = (now + i64::from(*timeout_ms)).div_euclid(tick).saturating_add(1).saturating_mul(tick);
+        let deadline = view.session_deadlines_ms.get(sid).copied().unwrap_or_else(|| {
+            (view.session_clock_ms + i64::from(*timeout_ms)).div_euclid(tick).saturating_add(1).saturating_mul(tick)
+        });
         by_deadline.entry(deadline).or_default().push(*sid);
         let mut paths = view.tree.ephemerals_of(*sid);
         if !paths.is_empty() {
@@ -245,14 +247,14 @@ fn dump(view: &CommitView<'_>) -> Map<String, Value> {
     object(json!({ "expiry_time_to_session_ids": expiry, "session_id_to_ephemeral_paths": ephemerals }))
 }
 
-/// DigestCommand: Apache keeps a history (every 128th zxid); zoocore has
-/// the digest of the tree as it is now, which it lists at its zxid.
+/// DigestCommand: the digest history (`DigestLog`: every 128th zxid, the
+/// newest 1,024), oldest first, as Apache lists its DataTree digestLog.
 fn hash(view: &CommitView<'_>) -> Map<String, Value> {
-    let digests = if view.last_zxid > 0 {
-        json!([{ "zxid": view.last_zxid, "digest_version": TREE_DIGEST_VERSION, "digest": view.tree.digest() }])
-    } else {
-        json!([])
-    };
+    let digests: Vec<Value> = view
+        .digest_log
+        .entries()
+        .map(|(zxid, digest)| json!({ "zxid": zxid, "digest_version": TREE_DIGEST_VERSION, "digest": digest }))
+        .collect();
     object(json!({ "digests": digests }))
 }
 

@@ -88,6 +88,7 @@ pub struct CommitShard {
     pub(super) last_zxid: i64,
     pub(super) sessions: HashMap<i64, SessionEntry>,
     pub(super) expiry: ExpiryQueue,
+    pub(super) digest_log: DigestLog,
     pub(super) session_ids: SessionIdAllocator,
     pub(super) log: LogHandle,
     pub(super) snapshots: Snapshotter,
@@ -150,6 +151,7 @@ impl CommitShard {
             quorum_metrics: Default::default(),
             recent_txns: recovered.recent_txns.clone(),
             expiry,
+            digest_log: DigestLog::default(),
             session_ids,
             tree: recovered.tree,
             last_zxid: recovered.last_zxid,
@@ -256,6 +258,9 @@ impl CommitShard {
     /// `log.durable_through()` reaches it; a failed write or fsync stops
     /// the server (`LogHandle`), never retried.
     pub(super) fn log_txns(&mut self, batch: &mut BatchBuilder) {
+        for (zxid, digest) in batch.digest_marks.drain(..) {
+            self.digest_log.note(zxid, digest);
+        }
         self.log.log(std::mem::take(&mut batch.logged), &batch.arrivals);
     }
 
@@ -268,8 +273,19 @@ impl CommitShard {
         self.published_tree = shared.tree.clone();
         self.stats.set_last_zxid(shared.last_zxid);
         self.stats.set_node_count(shared.tree.node_count() as u64);
-        for w in &self.workers {
-            let _ = w.send(FromCommit::Batch(shared.clone())).await;
+        // Every worker with room gets the batch at once; only then wait for
+        // the ones whose channel is full, so one slow worker does not hold
+        // the batch back from the others.
+        let mut full = Vec::new();
+        for (i, w) in self.workers.iter().enumerate() {
+            if let Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(msg))) =
+                w.try_send(FromCommit::Batch(shared.clone()))
+            {
+                full.push((i, msg));
+            }
+        }
+        for (i, msg) in full {
+            let _ = self.workers[i].send(msg).await;
         }
     }
 
@@ -483,6 +499,9 @@ impl CommitShard {
             tree: &self.tree,
             last_zxid: self.last_zxid,
             sessions: self.sessions.iter().map(|(id, e)| (*id, e.timeout_ms)).collect(),
+            session_deadlines_ms: self.sessions.keys().filter_map(|id| Some((*id, self.expiry.deadline_of(*id)?))).collect(),
+            session_clock_ms: self.now_ms(),
+            digest_log: &self.digest_log,
             uptime_ms: self.started.elapsed().as_millis() as u64,
             log,
             mode: self.stats.mode(),
@@ -618,15 +637,97 @@ pub(super) struct BatchBuilder {
     pub(super) logged: Vec<(i64, Bytes)>,
     /// When the requests behind `logged` reached the commit shard.
     pub(super) arrivals: Vec<Instant>,
+    /// (zxid, tree digest after it) of this batch's txns that belong in the
+    /// digest history (`DigestLog`).
+    pub(super) digest_marks: Vec<(i64, i64)>,
+    /// Where txns are encoded: each logged payload is a slice of it, so a
+    /// batch of small txns costs one allocation, not one per txn.
+    pub(super) encode_buf: bytes::BytesMut,
+    /// The size of the next chunk `encode_buf` reserves: doubling from
+    /// `TXN_ENCODE_FIRST_CHUNK_BYTES` to `TXN_ENCODE_MAX_CHUNK_BYTES`, so a
+    /// one-txn batch keeps no more than a small chunk alive (the leader's
+    /// recent-txn window holds payloads for DIFFs).
+    pub(super) next_chunk_bytes: usize,
 }
+
+const TXN_ENCODE_FIRST_CHUNK_BYTES: usize = 1024;
+const TXN_ENCODE_MAX_CHUNK_BYTES: usize = 64 * 1024;
+/// A txn's encoding beyond its data is well under this.
+const TXN_ENCODE_HEADROOM_BYTES: usize = 512;
 
 impl BatchBuilder {
     /// Logs a txn with Apache's tree digest after it (None for an error
     /// txn, as Apache's leader leaves it out there).
     pub(super) fn log(&mut self, header: &TxnHeader, txn: &Txn, digest: Option<crate::storage::txn::TxnDigest>) {
-        let mut buf = bytes::BytesMut::with_capacity(128);
-        encode_txn(&mut buf, header, txn, digest);
-        self.logged.push((header.zxid, buf.freeze()));
+        let needed = TXN_ENCODE_HEADROOM_BYTES + txn_data_len(txn);
+        if self.encode_buf.capacity() < needed {
+            let chunk = self.next_chunk_bytes.clamp(TXN_ENCODE_FIRST_CHUNK_BYTES, TXN_ENCODE_MAX_CHUNK_BYTES);
+            self.next_chunk_bytes = chunk * 2;
+            self.encode_buf.reserve(chunk.max(needed));
+        }
+        encode_txn(&mut self.encode_buf, header, txn, digest);
+        self.logged.push((header.zxid, self.encode_buf.split().freeze()));
+        if let Some(d) = digest {
+            if DigestLog::keeps(header.zxid) {
+                self.digest_marks.push((header.zxid, d.tree_digest));
+            }
+        }
+    }
+
+    /// A batch of txns already encoded (a learner logs the leader's bytes).
+    pub(super) fn of_logged(logged: Vec<(i64, Bytes)>, arrivals: Vec<Instant>) -> BatchBuilder {
+        BatchBuilder { logged, arrivals, ..Default::default() }
+    }
+}
+
+/// The bytes of path and znode data a txn carries (the bulk of a large
+/// one); encoding grows the buffer anyway when this falls short.
+fn txn_data_len(txn: &Txn) -> usize {
+    match txn {
+        Txn::Create { data, path, .. }
+        | Txn::CreateContainer { data, path, .. }
+        | Txn::CreateTtl { data, path, .. }
+        | Txn::SetData { data, path, .. } => path.len() + data.as_ref().map_or(0, |d| d.len()),
+        Txn::Multi(txns) => txns.iter().map(|(_, t)| txn_data_len(t)).sum(),
+        _ => 0,
+    }
+}
+
+/// The tree's digest at every 128th zxid, the newest 1,024 (Apache's
+/// DataTree digestLog, which the AdminServer's `hash` command lists): a
+/// replica's history can be compared with another's after the fact.
+/// Owned by the commit shard; started empty at each start-up and reload.
+#[derive(Default)]
+pub struct DigestLog {
+    entries: std::collections::VecDeque<(i64, i64)>,
+}
+
+impl DigestLog {
+    pub const INTERVAL_ZXIDS: i64 = 128;
+    pub const LIMIT_ENTRIES: usize = 1024;
+
+    pub fn keeps(zxid: i64) -> bool {
+        zxid % Self::INTERVAL_ZXIDS == 0
+    }
+
+    /// The digest after `zxid` was applied (kept only for every 128th).
+    pub fn note(&mut self, zxid: i64, digest: i64) {
+        if !Self::keeps(zxid) {
+            return;
+        }
+        self.entries.push_back((zxid, digest));
+        while self.entries.len() > Self::LIMIT_ENTRIES {
+            self.entries.pop_front();
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// (zxid, digest), oldest first.
+    pub fn entries(&self) -> impl Iterator<Item = &(i64, i64)> {
+        self.entries.iter()
     }
 }
 

@@ -3,6 +3,7 @@
 //! one `ShardReport` from every worker through the commit shard, which adds
 //! its own figures and formats the text (`format_report`).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Instant;
 
@@ -27,6 +28,16 @@ pub struct CommitView<'a> {
     pub tree: &'a DataTree,
     pub last_zxid: i64,
     pub sessions: Vec<(i64, i32)>,
+    /// When each session (of `sessions`) expires unless heard from, on the
+    /// commit shard's monotonic session clock (ms since it started): the
+    /// tick-rounded buckets of its expiry queue, as Apache's dump lists
+    /// its ExpiryQueue on `Time.currentElapsedTime()`. Absent for a session
+    /// the queue does not hold (a learner's view of the leader's sessions).
+    pub session_deadlines_ms: HashMap<i64, i64>,
+    /// The session clock now.
+    pub session_clock_ms: i64,
+    /// The digest history (the AdminServer's `hash`).
+    pub digest_log: &'a crate::server::commit_shard::DigestLog,
     pub uptime_ms: u64,
     pub log: &'a crate::server::log_writer::LogMetrics,
     pub mode: crate::server::stats::ServerMode,

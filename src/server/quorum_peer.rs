@@ -449,6 +449,8 @@ impl CommitShard {
         self.published_tree = self.tree.clone();
         self.sessions = recovered.sessions.iter().map(|(id, t)| (*id, SessionEntry::restored(*t))).collect();
         self.recent_txns = recovered.recent_txns;
+        // What it held may include txns the reload dropped (TRUNC).
+        self.digest_log.clear();
         let now = self.now_ms();
         for (&id, e) in &self.sessions {
             self.expiry.touch(id, e.timeout_ms as i64, now);
@@ -1137,7 +1139,7 @@ impl CommitShard {
                 // they are durable (group commit: what arrives meanwhile
                 // goes into the next write).
                 let arrivals = vec![Instant::now(); to_log.len()];
-                let mut logged = BatchBuilder { entries: Vec::new(), logged: to_log, arrivals };
+                let mut logged = BatchBuilder::of_logged(to_log, arrivals);
                 let logged_txns = logged.logged.len() as u64;
                 self.remember_recent(&logged);
                 self.log_txns(&mut logged);
@@ -1160,6 +1162,7 @@ impl CommitShard {
             LoggedTxn::decode(payload).map_err(|e| format!("the leader's txn 0x{zxid:x} does not decode: {e}"))?;
         let h = logged.header;
         let (result, triggers) = self.tree.apply_txn(&h, &logged.txn);
+        self.digest_log.note(zxid, self.tree.digest());
         let check = self.tree.check_txn_digest(logged.digest);
         if check.is_mismatch() {
             // Apache only counts this; a replica that differs from its
