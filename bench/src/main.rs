@@ -41,6 +41,13 @@ enum Command {
     DiskFloor(FloorArgs),
     /// Time a loopback TCP round trip (16-byte echo).
     Rtt(RttArgs),
+    /// Time large setData (default 10 MiB, one outstanding) against the
+    /// disk's floor for the same bytes (buffered write + fdatasync in --dir).
+    LargeSet(LargeSetArgs),
+    /// Write p99 while a snapshot is being written vs without: preloads
+    /// znodes, runs a fixed-rate setData load, watches the snapshot
+    /// directory for `snapshot.*.tmp` and splits the samples by it.
+    SnapshotTail(SnapshotTailArgs),
     /// Wait until an ensemble has one leader and the rest follow; print each member's Mode and Zxid.
     EnsembleWait(EnsembleWaitArgs),
     /// kill -9 an ensemble's leader and time until a write on another member is acknowledged.
@@ -244,6 +251,40 @@ struct FloorArgs {
 }
 
 #[derive(Args)]
+struct LargeSetArgs {
+    #[arg(long)]
+    server: String,
+    /// A directory on the server's data disk for the floor's file.
+    #[arg(long)]
+    dir: PathBuf,
+    #[arg(long, default_value_t = 10 << 20)]
+    size: usize,
+    #[arg(long, default_value_t = 20)]
+    count: usize,
+    #[command(flatten)]
+    out: CommonOut,
+}
+
+#[derive(Args)]
+struct SnapshotTailArgs {
+    #[arg(long)]
+    server: String,
+    /// The server's snapshot directory (zoocore: <dataDir>/zoocore).
+    #[arg(long)]
+    snapshot_dir: PathBuf,
+    #[arg(long, default_value_t = 1_000_000)]
+    znodes: u64,
+    /// setData per second, one outstanding.
+    #[arg(long, default_value_t = 500)]
+    rate: u64,
+    /// Seconds of fixed-rate load after the preload.
+    #[arg(long, default_value_t = 60.0)]
+    duration: f64,
+    #[command(flatten)]
+    out: CommonOut,
+}
+
+#[derive(Args)]
 struct RttArgs {
     #[arg(long, default_value_t = 2.0)]
     duration: f64,
@@ -272,6 +313,8 @@ fn main() -> ExitCode {
         Command::Restart(a) => cmd_restart(a),
         Command::DiskFloor(a) => cmd_disk_floor(a),
         Command::Rtt(a) => cmd_rtt(a),
+        Command::LargeSet(a) => cmd_large_set(a),
+        Command::SnapshotTail(a) => cmd_snapshot_tail(a),
         Command::EnsembleWait(a) => cmd_ensemble_wait(a),
         Command::Failover(a) => cmd_failover(a),
     };
@@ -570,6 +613,191 @@ fn cmd_disk_floor(a: FloorArgs) -> Result<(), String> {
 fn cmd_rtt(a: RttArgs) -> Result<(), String> {
     let h = floors::loopback_rtt(seconds(a.duration, "--duration")?)?;
     floor_output("rtt", &a.out, &LatencySummary::of(&h), JsonObject::default());
+    Ok(())
+}
+
+/// Median and max of a set of durations, in ms.
+fn median_max_ms(mut samples: Vec<f64>) -> (f64, f64) {
+    samples.sort_by(f64::total_cmp);
+    let median = samples.get(samples.len() / 2).copied().unwrap_or(0.0);
+    (median, samples.last().copied().unwrap_or(0.0))
+}
+
+fn cmd_large_set(a: LargeSetArgs) -> Result<(), String> {
+    use std::io::Write as _;
+    let server = resolve(&a.server)?;
+    let client = zoocore::client::Client::connect(server, std::time::Duration::from_secs(30))
+        .map_err(|e| format!("connect {server}: {e}"))?;
+    let path = format!("/large-set-{}", workload::run_id());
+    let values: Vec<Vec<u8>> = (0..2u8).map(|seed| (0..a.size).map(|i| (i as u8) ^ seed).collect()).collect();
+    let acl = zoocore::proto::types::open_acl_unsafe();
+    client
+        .create(&path, b"", &acl, zoocore::proto::types::CreateMode::Persistent)
+        .map_err(|e| format!("create {path}: {e}"))?;
+    let mut set_ms = Vec::with_capacity(a.count);
+    for i in 0..a.count.max(1) {
+        let started = std::time::Instant::now();
+        client.set_data(&path, &values[i % 2], -1).map_err(|e| format!("setData {} bytes: {e}", a.size))?;
+        set_ms.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    let _ = client.delete(&path, -1);
+    let _ = client.close();
+    // The floor: the same bytes appended to a file on that disk, fdatasync'd.
+    let floor_path = a.dir.join(format!("large-set-floor-{}", std::process::id()));
+    let mut file = std::fs::File::create(&floor_path).map_err(|e| format!("{}: {e}", floor_path.display()))?;
+    let mut floor_ms = Vec::with_capacity(a.count);
+    for i in 0..a.count.max(1) {
+        let started = std::time::Instant::now();
+        file.write_all(&values[i % 2]).and_then(|_| file.sync_data()).map_err(|e| format!("floor write: {e}"))?;
+        floor_ms.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    drop(file);
+    let _ = std::fs::remove_file(&floor_path);
+    let (set_p50, set_max) = median_max_ms(set_ms);
+    let (floor_p50, floor_max) = median_max_ms(floor_ms);
+    if a.out.json {
+        let line = JsonObject::default()
+            .str("kind", "large_set")
+            .str("label", &a.out.label)
+            .str("server", &a.server)
+            .int("size", a.size as u64)
+            .int("count", a.count as u64)
+            .num("set_p50_ms", Some(set_p50))
+            .num("set_max_ms", Some(set_max))
+            .num("floor_p50_ms", Some(floor_p50))
+            .num("floor_max_ms", Some(floor_max))
+            .build();
+        println!("{line}");
+    } else {
+        println!(
+            "setData {} bytes x {}: p50 {set_p50:.1} ms, max {set_max:.1} ms; floor (write + fdatasync): p50 {floor_p50:.1} ms, max {floor_max:.1} ms; ratio {:.2}",
+            a.size,
+            a.count,
+            set_p50 / floor_p50.max(1e-9)
+        );
+    }
+    Ok(())
+}
+
+/// p50 / p99 / max of latencies in microseconds.
+fn percentiles_us(mut samples: Vec<u64>) -> (u64, u64, u64, usize) {
+    samples.sort_unstable();
+    let at = |q: f64| samples.get(((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1))).copied();
+    (at(0.5).unwrap_or(0), at(0.99).unwrap_or(0), samples.last().copied().unwrap_or(0), samples.len())
+}
+
+fn snapshot_in_progress(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("snapshot.") && name.ends_with(".tmp")
+        })
+    })
+}
+
+fn cmd_snapshot_tail(a: SnapshotTailArgs) -> Result<(), String> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::Instant;
+    let server = resolve(&a.server)?;
+    let timeout = Duration::from_secs(30);
+    let loader = zoocore::client::Client::connect(server, timeout).map_err(|e| format!("connect {server}: {e}"))?;
+    let parent = format!("/snaptail-{}", workload::run_id());
+    workload::ensure_node(&loader, &parent)?;
+    let value = bytes::Bytes::from(vec![b'v'; 100]);
+    let started = Instant::now();
+    let failures = workload::pipelined_create(&loader, a.znodes, 256, &value, |i| format!("{parent}/n{i}"))?;
+    let preload_s = started.elapsed().as_secs_f64();
+    if failures > 0 {
+        return Err(format!("{failures} creates of the preload failed"));
+    }
+    // A poller marks the moments a snapshot file is being written; a
+    // sample is "during" if a snapshot was in progress when it was sent
+    // or when it completed (or any poll between).
+    let epoch = Instant::now();
+    let snap_epoch = AtomicU64::new(0); // bumped at every poll that sees a .tmp
+    let snapshotting = AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
+    let snapshots_seen = AtomicU64::new(0);
+    let mut during = Vec::new();
+    let mut without = Vec::new();
+    std::thread::scope(|scope| -> Result<(), String> {
+        scope.spawn(|| {
+            let mut was = false;
+            while !stop.load(Ordering::Relaxed) {
+                let now = snapshot_in_progress(&a.snapshot_dir);
+                if now {
+                    snap_epoch.fetch_add(1, Ordering::Relaxed);
+                }
+                if now && !was {
+                    snapshots_seen.fetch_add(1, Ordering::Relaxed);
+                }
+                snapshotting.store(now, Ordering::Relaxed);
+                was = now;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        let writer = zoocore::client::Client::connect(server, timeout).map_err(|e| format!("connect: {e}"))?;
+        let interval = Duration::from_secs_f64(1.0 / a.rate.max(1) as f64);
+        let end = Duration::from_secs_f64(a.duration.max(1.0));
+        let mut next = Duration::ZERO;
+        let mut i = 0u64;
+        let result = loop {
+            let now = epoch.elapsed();
+            if now >= end {
+                break Ok(());
+            }
+            if next > now {
+                std::thread::sleep(next - now);
+            }
+            let (busy_before, epoch_before) =
+                (snapshotting.load(Ordering::Relaxed), snap_epoch.load(Ordering::Relaxed));
+            let sent = Instant::now();
+            if let Err(e) = writer.set_data(&format!("{parent}/n{}", i % 1000), &value, -1) {
+                break Err(format!("setData: {e}"));
+            }
+            let us = sent.elapsed().as_micros() as u64;
+            let busy = busy_before
+                || snapshotting.load(Ordering::Relaxed)
+                || snap_epoch.load(Ordering::Relaxed) != epoch_before;
+            if busy {
+                during.push(us);
+            } else {
+                without.push(us);
+            }
+            i += 1;
+            next += interval;
+        };
+        stop.store(true, Ordering::Relaxed);
+        result
+    })?;
+    let (d50, d99, dmax, dn) = percentiles_us(during);
+    let (w50, w99, wmax, wn) = percentiles_us(without);
+    let seen = snapshots_seen.load(Ordering::Relaxed);
+    if a.out.json {
+        let line = JsonObject::default()
+            .str("kind", "snapshot_tail")
+            .str("label", &a.out.label)
+            .str("server", &a.server)
+            .int("znodes", a.znodes)
+            .int("rate", a.rate)
+            .num("preload_s", Some(preload_s))
+            .int("snapshots_seen", seen)
+            .int("during_n", dn as u64)
+            .int("during_p50_us", d50)
+            .int("during_p99_us", d99)
+            .int("during_max_us", dmax)
+            .int("without_n", wn as u64)
+            .int("without_p50_us", w50)
+            .int("without_p99_us", w99)
+            .int("without_max_us", wmax)
+            .build();
+        println!("{line}");
+    } else {
+        println!("preload {} znodes in {preload_s:.1} s; {seen} snapshot(s) seen during the load", a.znodes);
+        println!("without a snapshot: n {wn}  p50 {w50} us  p99 {w99} us  max {wmax} us");
+        println!("during a snapshot:  n {dn}  p50 {d50} us  p99 {d99} us  max {dmax} us");
+    }
     Ok(())
 }
 

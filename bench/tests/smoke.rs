@@ -164,6 +164,37 @@ fn mixed_load_and_memory_run_cleanly() {
 }
 
 #[test]
+fn large_set_and_snapshot_tail_run_cleanly() {
+    let server = start_server();
+    let addr = server.addr.to_string();
+    let data = server.dir.join("data");
+    let line =
+        bench(&["large-set", "--server", &addr, "--dir", data.to_str().unwrap(), "--size", "65536", "--count", "3", "--json"]);
+    assert_eq!(field(&line, "size"), 65536.0, "{line}");
+    assert!(field(&line, "set_p50_ms") > 0.0 && field(&line, "floor_p50_ms") > 0.0, "{line}");
+    assert!(field(&line, "set_max_ms") >= field(&line, "set_p50_ms"), "{line}");
+
+    let snapshots = data.join("zoocore");
+    let line = bench(&[
+        "snapshot-tail",
+        "--server",
+        &addr,
+        "--snapshot-dir",
+        snapshots.to_str().unwrap(),
+        "--znodes",
+        "2000",
+        "--rate",
+        "200",
+        "--duration",
+        "1",
+        "--json",
+    ]);
+    // Every write lands in one of the two windows.
+    assert!(field(&line, "during_n") + field(&line, "without_n") > 50.0, "{line}");
+    assert_eq!(field(&line, "znodes"), 2000.0, "{line}");
+}
+
+#[test]
 fn floors_report_json() {
     let dir = std::env::temp_dir();
     let line = bench(&["disk-floor", "--dir", dir.to_str().unwrap(), "--duration", "0.2", "--json"]);

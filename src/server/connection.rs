@@ -24,7 +24,14 @@ use crate::server::worker_shard::{Conn, WorkerShard};
 use crate::session::session_password;
 use crate::tree::WriteOp;
 
+/// Largest socket read. Reads land in a per-connection scratch buffer
+/// zeroed once (not a fresh 64 KiB zero-fill of the frame buffer per read),
+/// and are copied into the frame buffer: a read costs its own bytes.
 const READ_CHUNK: usize = 64 * 1024;
+/// Room left in the frame buffer below which a read may grow it; above it
+/// a read takes at most the room, so a large frame the decoder reserved
+/// exactly is filled in place and never regrown (copied) at its end.
+const READ_MIN_ROOM: usize = 4 * 1024;
 
 pub async fn serve(shard: Rc<WorkerShard>, stream: TcpStream, transport: tls::Transport) {
     let peer = match stream.peer_addr() {
@@ -122,25 +129,20 @@ async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
     let max = shard.config.jute_max_buffer;
     let mut decoder = FrameDecoder::new(max);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut scratch = vec![0u8; READ_CHUNK];
     let mut handshaken = false;
     loop {
         if conn.closing.get() {
             return Ok(());
         }
-        let start = buf.len();
-        buf.resize(start + READ_CHUNK, 0);
-        let n = match reader.read(&mut buf[start..]).await {
-            Ok(0) => {
-                buf.truncate(start);
-                return Err("end of stream".into());
-            }
+        let room = buf.capacity() - buf.len();
+        let want = if room >= READ_MIN_ROOM { room.min(READ_CHUNK) } else { READ_CHUNK };
+        let n = match reader.read(&mut scratch[..want]).await {
+            Ok(0) => return Err("end of stream".into()),
             Ok(n) => n,
-            Err(e) => {
-                buf.truncate(start);
-                return Err(format!("read error: {e}"));
-            }
+            Err(e) => return Err(format!("read error: {e}")),
         };
-        buf.truncate(start + n);
+        buf.extend_from_slice(scratch.get(..n).unwrap_or_default());
 
         if !handshaken && buf.len() >= 4 {
             let first = [buf[0], buf[1], buf[2], buf[3]];
