@@ -26,8 +26,9 @@ use crate::tree::WriteOp;
 
 /// Largest socket read. Reads land in a per-connection scratch buffer
 /// zeroed once (not a fresh 64 KiB zero-fill of the frame buffer per read),
-/// and are copied into the frame buffer: a read costs its own bytes.
-const READ_CHUNK: usize = 64 * 1024;
+/// and are copied into the frame buffer: a read costs its own bytes. 16 KiB:
+/// the scratch is per connection, and a server holds tens of thousands.
+const READ_CHUNK: usize = 16 * 1024;
 /// Room left in the frame buffer below which a read may grow it; above it
 /// a read takes at most the room, so a large frame the decoder reserved
 /// exactly is filled in place and never regrown (copied) at its end.
