@@ -1,7 +1,7 @@
 //! `zoocore-sim`: runs the deterministic simulator (src/sim) for one seed
 //! or a range, prints a report per failing seed, exits 1 if any failed.
 //!
-//! zoocore-sim --seed 42 [--servers 3|5] [--duration-ms N] [--trace]
+//! zoocore-sim --seed 42 [--servers 1|3|5] [--swarm] [--duration-ms N] [--trace]
 //! zoocore-sim --seeds 1..200 [--servers 5] [--no-sync-reads] [--plant sync-without-round]
 //! zoocore-sim --seeds 1..200 [--observers 0|1|2] [--no-disk-faults] [--no-clock-jumps]
 //! zoocore-sim --seeds 1..200 [--no-snapshot-damage] [--no-recovery-digest-check]
@@ -21,9 +21,13 @@ struct Args {
     /// A range of seeds, `A..B` (B excluded).
     #[arg(long)]
     seeds: Option<String>,
-    /// Ensemble size: 3 or 5.
+    /// Ensemble size: 1 (a standalone server), 3 or 5.
     #[arg(long, default_value_t = 3)]
     servers: usize,
+    /// Swarm mode: draw the server count (1, 3 or 5) from each seed too
+    /// (overrides --servers).
+    #[arg(long)]
+    swarm: bool,
     /// Simulated run length (ms); faults stop a third of the way in.
     #[arg(long)]
     duration_ms: Option<u64>,
@@ -71,8 +75,8 @@ fn parse_range(text: &str) -> Option<(u64, u64)> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if args.servers != 3 && args.servers != 5 {
-        eprintln!("--servers must be 3 or 5");
+    if ![1, 3, 5].contains(&args.servers) {
+        eprintln!("--servers must be 1, 3 or 5");
         return ExitCode::from(2);
     }
     let (from, to) = match (&args.seed, &args.seeds) {
@@ -89,7 +93,7 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let (mut failed, mut simulated_ms, mut events) = (0u64, 0u64, 0u64);
     for seed in from..to {
-        let mut config = SimConfig::from_seed(seed, args.servers);
+        let mut config = if args.swarm { SimConfig::swarm(seed) } else { SimConfig::from_seed(seed, args.servers) };
         if let Some(d) = args.duration_ms {
             config.duration_ms = d;
             config.fault_end_ms = d / 3;

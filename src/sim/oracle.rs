@@ -202,15 +202,26 @@ impl Oracle {
     /// `sid` starts serving in `epoch` with `history`: every write
     /// acknowledged in an earlier epoch must be in it.
     pub fn check_serving(&mut self, sid: Sid, epoch: i64, history: &History, last_zxid: i64, now: u64) {
+        let below = crate::zab::packets::make_zxid(epoch, 0);
+        self.check_holds_acked(sid, below, &format!("serves epoch {epoch}"), history, last_zxid, now);
+    }
+
+    /// A standalone server starts serving with `history`: every write it
+    /// ever acknowledged must be in it (no epochs to exempt newer ones).
+    pub fn check_serving_all(&mut self, sid: Sid, history: &History, last_zxid: i64, now: u64) {
+        self.check_holds_acked(sid, i64::MAX, "serves standalone", history, last_zxid, now);
+    }
+
+    fn check_holds_acked(&mut self, sid: Sid, below: i64, what: &str, history: &History, last_zxid: i64, now: u64) {
         self.serving_checks += 1;
-        for (&zxid, &hash) in self.acked.range(..crate::zab::packets::make_zxid(epoch, 0)) {
+        for (&zxid, &hash) in self.acked.range(..below) {
             if zxid <= history.base_zxid {
                 continue; // inside an installed snapshot, checked at install
             }
             let held = history.entries.get(&zxid).map(|e| e.txn_hash);
             if held != Some(hash) || last_zxid < zxid {
                 let detail = format!(
-                    "server {sid} serves epoch {epoch} (last zxid 0x{last_zxid:x}) without acknowledged write 0x{zxid:x} (epoch {}): it holds {held:x?}",
+                    "server {sid} {what} (last zxid 0x{last_zxid:x}) without acknowledged write 0x{zxid:x} (epoch {}): it holds {held:x?}",
                     epoch_of(zxid)
                 );
                 self.fail("no-acked-write-lost", detail, now);

@@ -157,8 +157,16 @@ pub struct Following {
     syncs: VecDeque<u64>,
 }
 
+/// Mirrors `CommitShard::run_standalone`: no election, no quorum; a batch
+/// is executed, handed to the log and published once the log says durable.
+pub struct Standalone {
+    /// Batches logged, waiting for the log to report them durable.
+    pending: VecDeque<PendingBatch>,
+}
+
 pub enum PeerRole {
     Down,
+    Standalone(Box<Standalone>),
     Looking(Box<Election>),
     Connecting { leader: Sid, give_up_at: u64 },
     Leading(Box<Leading>),
@@ -305,6 +313,7 @@ impl Server {
 
     pub fn is_serving(&self) -> bool {
         match &self.role {
+            PeerRole::Standalone(_) => true,
             PeerRole::Leading(l) => l.core.is_established(),
             PeerRole::Following(f) => f.core.is_serving(),
             _ => false,
@@ -326,13 +335,24 @@ impl Server {
         }
     }
 
+    /// Takes client writes: an established leader, or a standalone server.
     pub fn is_established_leader(&self) -> bool {
-        matches!(&self.role, PeerRole::Leading(l) if l.core.is_established())
+        match &self.role {
+            PeerRole::Leading(l) => l.core.is_established(),
+            PeerRole::Standalone(_) => true,
+            _ => false,
+        }
+    }
+
+    /// A lone server with no quorum configuration (`--servers 1`).
+    pub fn is_standalone_member(&self) -> bool {
+        self.ensemble.voters.len() == 1 && self.ensemble.observers.is_empty()
     }
 
     pub fn role_name(&self) -> String {
         match &self.role {
             PeerRole::Down => "down".into(),
+            PeerRole::Standalone(_) => "standalone".into(),
             PeerRole::Looking(_) => "looking".into(),
             PeerRole::Connecting { leader, .. } => format!("connecting to {leader}"),
             PeerRole::Leading(l) => format!(
@@ -374,7 +394,11 @@ impl Server {
             self.cannot_load(ctx, format!("cannot start: {e}"));
             return;
         }
-        self.start_election(ctx);
+        if self.is_standalone_member() {
+            self.start_standalone(ctx);
+        } else {
+            self.start_election(ctx);
+        }
         ctx.schedule(ctx.now + ctx.knobs.tick_ms / 2, Ev::Wake(self.sid, self.incarnation));
     }
 
@@ -543,7 +567,12 @@ impl Server {
         }
         self.disk.roll();
         tree.set_last_zxid(last_zxid);
-        let epochs = self.load_epochs(last_zxid)?;
+        // A standalone server keeps no epoch files (they are the quorum's).
+        let epochs = if self.is_standalone_member() {
+            crate::storage::epoch_files::ReconciledEpochs { accepted_epoch: 0, current_epoch: 0, writes: Vec::new() }
+        } else {
+            self.load_epochs(last_zxid)?
+        };
         ctx.trace(
             self.sid,
             format!(
@@ -803,6 +832,7 @@ impl Server {
             return;
         }
         match &self.role {
+            PeerRole::Standalone(_) => self.standalone_turn(ctx),
             PeerRole::Leading(l) if l.stage == LeaderStage::Idle => self.leader_turn(ctx),
             PeerRole::Following(f) if f.stage == LearnerStage::Idle => self.learner_turn(ctx),
             PeerRole::Leading(_) | PeerRole::Following(_) => {}
@@ -1445,24 +1475,87 @@ impl Server {
     /// Mirrors `publish_committed`: batches a quorum holds go to clients.
     fn publish_committed(&mut self, ctx: &mut Ctx, committed: i64) {
         let PeerRole::Leading(l) = &mut self.role else { return };
+        let mut due = Vec::new();
         while l.pending.front().is_some_and(|b| b.last_zxid <= committed) {
             let Some(b) = l.pending.pop_front() else { break };
-            self.published_tree = b.tree;
-            for (zxid, hash, digest) in &b.txns {
-                ctx.oracle.commit(self.sid, true, *zxid, *hash, Some(*digest), ctx.now);
+            due.push(b);
+        }
+        for b in due {
+            self.publish(ctx, b);
+        }
+    }
+
+    /// Mirrors `CommitShard::publish`: the batch's tree becomes what
+    /// clients read; its writes and syncs are answered.
+    fn publish(&mut self, ctx: &mut Ctx, b: PendingBatch) {
+        self.published_tree = b.tree;
+        for (zxid, hash, digest) in &b.txns {
+            ctx.oracle.commit(self.sid, true, *zxid, *hash, Some(*digest), ctx.now);
+        }
+        for w in &b.writes {
+            if let Some((_, hash, _)) = b.txns.iter().find(|(z, _, _)| *z == w.zxid) {
+                ctx.oracle.acknowledge(w.zxid, *hash);
             }
-            for w in &b.writes {
-                if let Some((_, hash, _)) = b.txns.iter().find(|(z, _, _)| *z == w.zxid) {
-                    ctx.oracle.acknowledge(w.zxid, *hash);
-                }
-                if let Some(path) = &w.changed {
-                    ctx.oracle.acknowledge_change(path, w.zxid);
-                }
-                ctx.write_acked(w.id, w.zxid);
+            if let Some(path) = &w.changed {
+                ctx.oracle.acknowledge_change(path, w.zxid);
             }
-            for id in &b.syncs {
-                ctx.sync_answered(self.sid, *id, &self.published_tree);
+            ctx.write_acked(w.id, w.zxid);
+        }
+        for id in &b.syncs {
+            ctx.sync_answered(self.sid, *id, &self.published_tree);
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Standalone (mirrors `CommitShard::run_standalone`)
+
+    /// A lone server serves as soon as recovery is done: everything it
+    /// recovered is its committed state, and must hold every write it
+    /// acknowledged before.
+    fn start_standalone(&mut self, ctx: &mut Ctx) {
+        ctx.trace(self.sid, format!("STANDALONE serving at zxid 0x{:x}", self.last_zxid));
+        for (&zxid, e) in &self.history.entries {
+            ctx.oracle.commit(self.sid, true, zxid, e.txn_hash, Some(e.digest), ctx.now);
+        }
+        ctx.oracle.check_serving_all(self.sid, &self.history, self.last_zxid, ctx.now);
+        self.role = PeerRole::Standalone(Box::new(Standalone { pending: VecDeque::new() }));
+    }
+
+    /// One turn of `run_standalone`: the turn's writes and syncs, in
+    /// arrival order, into one batch; the batch to the log; then every
+    /// batch the log reports durable is published (the durability point:
+    /// nothing of a batch reaches a client first).
+    fn standalone_turn(&mut self, ctx: &mut Ctx) {
+        let items: Vec<Input> = self.inbox.drain(..).collect();
+        let mut batch = LeaderBatch::default();
+        for input in items {
+            match input {
+                Input::ClientWrite { id, write } => self.execute(ctx, id, &write, &mut batch),
+                // `ToCommit::Sync`: a reply entry in the batch, after the
+                // writes before it.
+                Input::ClientSync { id, .. } => batch.syncs.push(id),
+                _ => {}
             }
+        }
+        if !batch.logged.is_empty() || !batch.writes.is_empty() || !batch.syncs.is_empty() {
+            let last_zxid = self.last_zxid;
+            let tree = self.tree.clone();
+            let (logged, txns, writes, syncs) = (batch.logged, batch.txns, batch.writes, batch.syncs);
+            self.log_txns(ctx, logged);
+            if let PeerRole::Standalone(s) = &mut self.role {
+                s.pending.push_back(PendingBatch { last_zxid, tree, txns, writes, syncs });
+            }
+        }
+        let durable = self.log.durable_through();
+        let mut due = Vec::new();
+        if let PeerRole::Standalone(s) = &mut self.role {
+            while s.pending.front().is_some_and(|b| b.last_zxid <= durable) {
+                let Some(b) = s.pending.pop_front() else { break };
+                due.push(b);
+            }
+        }
+        for b in due {
+            self.publish(ctx, b);
         }
     }
 

@@ -127,6 +127,14 @@ impl Plant {
 }
 
 impl SimConfig {
+    /// Swarm mode: the server count too is drawn from the seed (from its
+    /// own stream: 1, 3 or 5 voters), then `from_seed`.
+    pub fn swarm(seed: u64) -> SimConfig {
+        let mut r = SimRng::new(seed ^ 0x5A_4A53_0000_0005);
+        let servers = *[1usize, 3, 3, 5].get(r.range(0, 3) as usize).unwrap_or(&3);
+        SimConfig::from_seed(seed, servers)
+    }
+
     pub fn from_seed(seed: u64, servers: usize) -> SimConfig {
         let mut r = SimRng::new(seed ^ 0x5EED_C0F1_6000_0001);
         let knobs = Knobs {
@@ -155,6 +163,8 @@ impl SimConfig {
         // above (and the runs without these faults) stay as they were.
         let mut r = SimRng::new(seed ^ 0xD15C_FA17_0000_0003);
         let observers = r.range(0, 2) as usize;
+        // A standalone server has no quorum to observe.
+        let observers = if servers == 1 { 0 } else { observers };
         let mut knobs = knobs;
         knobs.log_fault_permille = if r.chance(60) { r.range(1, 8) } else { 0 };
         knobs.read_fault_percent = if r.chance(60) { r.range(10, 60) } else { 0 };
@@ -563,7 +573,8 @@ impl World {
         if self.config.sync_reads {
             let first = self.ctx.sync_rng.range(500, 1_500);
             self.ctx.schedule(first, Ev::ClientSyncRead);
-            if self.config.faults {
+            // (A lone server has nobody to replace it while paused.)
+            if self.config.faults && self.config.servers > 1 {
                 let at = self.ctx.sync_rng.range(3_000, self.config.fault_end_ms.saturating_sub(4_000).max(3_001));
                 self.ctx.schedule(at, Ev::PauseLeaderForSync);
             }
