@@ -42,7 +42,8 @@ struct Args {
     #[arg(long)]
     no_sync_reads: bool,
     /// Plant a known bug in the simulator's glue: ack-before-fsync,
-    /// sync-without-round, ignore-fsync-error.
+    /// sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc,
+    /// replay-skips-record.
     #[arg(long)]
     plant: Option<String>,
     /// Observers beside the voters (default: drawn from the seed, 0-2).

@@ -132,6 +132,9 @@ pub struct Leading {
     next_sync_token: u64,
     /// Plant only: syncs waiting for `after_zxid` to be committed.
     planted_syncs: VecDeque<(PlantedSync, i64)>,
+    /// Plant only (`CommitOnMinority`): the newest zxid each learner
+    /// connection ACKed.
+    planted_acks: BTreeMap<ConnId, i64>,
 }
 
 impl Leading {
@@ -516,7 +519,7 @@ impl Server {
                     ));
                 }
             }
-            for record in &scan.records {
+            for (position, record) in scan.records.iter().enumerate() {
                 let zxid = record.zxid;
                 if zxid <= last_zxid {
                     continue;
@@ -525,6 +528,14 @@ impl Server {
                     return Err(format!("log {index}: gap: 0x{zxid:x} after 0x{last_zxid:x}"));
                 }
                 let payload = bytes.slice(record.payload.clone());
+                if position == 0 && index > start && ctx.knobs.plant == Some(super::world::Plant::ReplaySkipsRecord) {
+                    // Planted bug: the record is counted, never applied.
+                    ctx.trace(self.sid, format!("replay skips txn 0x{zxid:x} (planted bug)"));
+                    history.entries.insert(zxid, HistoryEntry { txn_hash: hash_txn(&payload), digest: tree.digest() });
+                    recent.push_back((zxid, payload));
+                    last_zxid = zxid;
+                    continue;
+                }
                 let logged =
                     LoggedTxn::decode(payload.clone()).map_err(|e| format!("txn 0x{zxid:x} does not decode: {e}"))?;
                 crate::server::recovery::apply(&mut tree, &mut sessions, &logged);
@@ -1098,6 +1109,7 @@ impl Server {
             local_syncs: BTreeMap::new(),
             next_sync_token: 0,
             planted_syncs: VecDeque::new(),
+            planted_acks: BTreeMap::new(),
         }));
         self.schedule_run(ctx);
     }
@@ -1133,6 +1145,12 @@ impl Server {
                         }
                     }
                     Input::Learner(conn, p) => {
+                        if let (ToLeader::Ack { zxid }, true) =
+                            (&p, ctx.knobs.plant == Some(super::world::Plant::CommitOnMinority))
+                        {
+                            let acked = l.planted_acks.entry(conn).or_insert(*zxid);
+                            *acked = (*acked).max(*zxid);
+                        }
                         if let Some(c) = l.conn_of(conn) {
                             l.core.learner_packet(c, p, now, &mut actions);
                         }
@@ -1248,6 +1266,7 @@ impl Server {
                     }
                 }
             }
+            let minority_point = self.planted_minority_point(ctx);
             let PeerRole::Leading(l) = &mut self.role else { return };
             match l.stage {
                 LeaderStage::Idle => return,
@@ -1298,6 +1317,7 @@ impl Server {
                 }
                 LeaderStage::AfterDurable => {
                     let committed = l.core.last_committed().max(l.committed_floor);
+                    let committed = committed.max(minority_point);
                     l.stage = LeaderStage::Idle;
                     self.publish_committed(ctx, committed);
                     return;
@@ -1395,6 +1415,7 @@ impl Server {
                     PeerRole::Leading(l) => l.committed_floor,
                     _ => i64::MIN,
                 };
+                let floor = floor.max(self.planted_minority_point(ctx));
                 self.publish_committed(ctx, zxid.max(floor));
                 self.flush_planted_syncs(ctx);
             }
@@ -1463,6 +1484,25 @@ impl Server {
             LeaderAction::StepDown { reason } => return Err(reason),
         }
         Ok(Flow::Continue)
+    }
+
+    /// Planted bug (`Plant::CommitOnMinority`): the zxid a minority of the
+    /// voters (`voters / 2`: the leader's durable log and the newest ACKs
+    /// of its learners) hold. `i64::MIN` without the plant.
+    fn planted_minority_point(&self, ctx: &Ctx) -> i64 {
+        let PeerRole::Leading(l) = &self.role else { return i64::MIN };
+        if ctx.knobs.plant != Some(super::world::Plant::CommitOnMinority) || !l.core.is_established() {
+            return i64::MIN;
+        }
+        let mut held: Vec<i64> = l
+            .links
+            .values()
+            .filter_map(|c| l.planted_acks.get(c).copied())
+            .chain(std::iter::once(self.log.durable_through()))
+            .collect();
+        held.sort_unstable_by(|a, b| b.cmp(a));
+        let minority = (self.ensemble.voters.len() / 2).max(1);
+        held.get(minority - 1).copied().unwrap_or(i64::MIN)
     }
 
     fn leader_link(&self, conn: LearnerConn) -> Option<ConnId> {
@@ -1695,6 +1735,12 @@ impl Server {
                     self.blocked = Some(Blocked::LogDrain);
                     self.after_drain = Some(AfterDrain::LearnerAction);
                     return Ok(Flow::Blocked);
+                }
+                if ctx.knobs.plant == Some(super::world::Plant::SkipTrunc) {
+                    // Planted bug: the TRUNC is taken as done; the log and
+                    // the tree keep what the leader's history lacks.
+                    ctx.trace(self.sid, format!("TRUNC to 0x{zxid:x} skipped (planted bug)"));
+                    return Ok(Flow::Continue);
                 }
                 ctx.trace(self.sid, format!("TRUNC to 0x{zxid:x}"));
                 self.disk.truncate_after(zxid)?;

@@ -111,16 +111,32 @@ pub enum Plant {
     /// "fsyncgate"): it reports the write durable and goes on; the bytes
     /// never reach the device.
     IgnoreFsyncError,
+    /// The leader's glue publishes (acknowledges) a batch once a minority
+    /// of the voters hold it durably (itself and the learners whose ACKs
+    /// reached it: `voters / 2` in all, so the leader alone of 3), ahead of
+    /// `LeaderCore`'s quorum count.
+    CommitOnMinority,
+    /// A learner takes the leader's TRUNC as done without truncating: it
+    /// keeps the txns the new leader's history does not have.
+    SkipTrunc,
+    /// Recovery's replay reads the first record of each log file after the
+    /// first without applying it (an off-by-one at the file boundary): the
+    /// zxid advances, the tree does not.
+    ReplaySkipsRecord,
 }
 
 impl Plant {
-    pub const NAMES: &'static str = "ack-before-fsync, sync-without-round, ignore-fsync-error";
+    pub const NAMES: &'static str =
+        "ack-before-fsync, sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc, replay-skips-record";
 
     pub fn parse(name: &str) -> Option<Plant> {
         match name {
             "ack-before-fsync" => Some(Plant::AckBeforeFsync),
             "sync-without-round" => Some(Plant::SyncWithoutRound),
             "ignore-fsync-error" => Some(Plant::IgnoreFsyncError),
+            "commit-on-minority" => Some(Plant::CommitOnMinority),
+            "skip-trunc" => Some(Plant::SkipTrunc),
+            "replay-skips-record" => Some(Plant::ReplaySkipsRecord),
             _ => None,
         }
     }
