@@ -307,3 +307,22 @@ fn planted_replay_skips_record_is_caught() {
     let one = plant_catches(Plant::ReplaySkipsRecord, 1, 0..30, &checkers);
     assert!(three >= 10 && one >= 8, "replay-skips-record caught on {three} (3 servers) and {one} (standalone) of 30 seeds");
 }
+
+/// A follower answering plain reads from its logged state (proposals not
+/// yet committed) is caught by read-committed: 49 of seeds 0..50 (3
+/// servers), 50 of 50 (5). Unplanted, the reads of the fixed ranges pass.
+#[test]
+fn planted_read_past_commit_is_caught() {
+    let three = plant_catches(Plant::ReadPastCommit, 3, 0..10, &["read-committed"]);
+    let five = plant_catches(Plant::ReadPastCommit, 5, 0..5, &["read-committed"]);
+    assert!(three >= 8 && five >= 4, "read-past-commit caught on {three} of 10 (3 servers), {five} of 5 (5)");
+}
+
+#[test]
+fn plain_reads_happen_everywhere() {
+    for servers in [1, 3, 5] {
+        let out = run_seed(2, servers);
+        assert!(out.passed(), "{}", out.report());
+        assert!(out.plain_reads > 100, "{}", out.report());
+    }
+}

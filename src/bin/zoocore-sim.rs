@@ -41,9 +41,12 @@ struct Args {
     /// recorded before they existed).
     #[arg(long)]
     no_sync_reads: bool,
+    /// No plain (sync-less) reads (replays runs recorded before they existed).
+    #[arg(long)]
+    no_plain_reads: bool,
     /// Plant a known bug in the simulator's glue: ack-before-fsync,
     /// sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc,
-    /// replay-skips-record.
+    /// replay-skips-record, read-past-commit.
     #[arg(long)]
     plant: Option<String>,
     /// Observers beside the voters (default: drawn from the seed, 0-2).
@@ -102,6 +105,7 @@ fn main() -> ExitCode {
         }
         config.faults = !args.no_faults;
         config.sync_reads = !args.no_sync_reads;
+        config.plain_reads = !args.no_plain_reads && !args.classic;
         config.disk_faults = !args.no_disk_faults && !args.classic;
         config.clock_jumps = !args.no_clock_jumps && !args.classic;
         if args.classic {

@@ -1404,6 +1404,7 @@ impl Server {
                 ctx.trace(self.sid, format!("ESTABLISHED epoch {epoch} at zxid 0x{:x}", self.last_zxid));
                 self.advertise_epoch(epoch);
                 ctx.oracle.established(self.sid, epoch, ctx.now);
+                ctx.oracle.established_with_base(self.history.base_zxid);
                 // Everything this leader logged is committed from now on.
                 for (&zxid, e) in &self.history.entries {
                     ctx.oracle.commit(self.sid, true, zxid, e.txn_hash, Some(e.digest), ctx.now);
@@ -1544,6 +1545,45 @@ impl Server {
         for id in &b.syncs {
             ctx.sync_answered(self.sid, *id, &self.published_tree);
         }
+    }
+
+    /// A client's plain read of `path` (no sync), answered at once from
+    /// what this server serves reads from (production's workers read the
+    /// published batch's tree: the leader's or standalone's published
+    /// state, a learner's applied one); the oracle checks that the node's
+    /// version is a committed txn.
+    pub fn plain_read(&self, ctx: &mut Ctx, path: &str) {
+        let planted = ctx.knobs.plant == Some(super::world::Plant::ReadPastCommit);
+        let (node_zxid, txn_hash) = match &self.role {
+            PeerRole::Following(_) if planted => {
+                // Planted bug: the read sees the logged tail too.
+                let mut view = self.tree.clone();
+                let mut hashes = BTreeMap::new();
+                for (zxid, payload) in self.recent_txns.iter().filter(|(z, _)| *z > self.last_zxid) {
+                    if let Ok(logged) = LoggedTxn::decode(payload.clone()) {
+                        let _ = view.apply_txn(&logged.header, &logged.txn);
+                        hashes.insert(*zxid, hash_txn(payload));
+                    }
+                }
+                let Some(zxid) = view.get(path).map(|n| n.mzxid()) else { return };
+                (zxid, hashes.get(&zxid).copied().or_else(|| self.history.entries.get(&zxid).map(|e| e.txn_hash)))
+            }
+            PeerRole::Following(_) => {
+                let Some(zxid) = self.tree.get(path).map(|n| n.mzxid()) else { return };
+                (zxid, self.history.entries.get(&zxid).map(|e| e.txn_hash))
+            }
+            PeerRole::Leading(_) | PeerRole::Standalone(_) => {
+                let Some(zxid) = self.published_tree.get(path).map(|n| n.mzxid()) else { return };
+                (zxid, self.history.entries.get(&zxid).map(|e| e.txn_hash))
+            }
+            _ => return,
+        };
+        if node_zxid <= self.history.base_zxid {
+            return; // from an installed snapshot: checked when installed
+        }
+        ctx.trace(self.sid, format!("client read {path}: changed at 0x{node_zxid:x}"));
+        let now = ctx.now;
+        ctx.oracle.check_read(self.sid, path, node_zxid, txn_hash, now);
     }
 
     // ------------------------------------------------------------------

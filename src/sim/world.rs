@@ -42,6 +42,9 @@ pub struct SimConfig {
     /// Drawn from a separate random stream, so turning it off replays the
     /// runs of before it existed.
     pub sync_reads: bool,
+    /// Clients also read without a sync (on any serving, running server),
+    /// from their own random stream; off replays the runs from before.
+    pub plain_reads: bool,
     /// Log writes and fsyncs fail (the server exits), restarts read damaged
     /// logs and snapshots (a refused start is wiped by the operator).
     /// Drawn from their own stream, so turning them off (with
@@ -123,11 +126,14 @@ pub enum Plant {
     /// first without applying it (an off-by-one at the file boundary): the
     /// zxid advances, the tree does not.
     ReplaySkipsRecord,
+    /// A follower answers plain reads from the state it has logged, proposals
+    /// it has not seen committed included.
+    ReadPastCommit,
 }
 
 impl Plant {
     pub const NAMES: &'static str =
-        "ack-before-fsync, sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc, replay-skips-record";
+        "ack-before-fsync, sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc, replay-skips-record, read-past-commit";
 
     pub fn parse(name: &str) -> Option<Plant> {
         match name {
@@ -137,6 +143,7 @@ impl Plant {
             "commit-on-minority" => Some(Plant::CommitOnMinority),
             "skip-trunc" => Some(Plant::SkipTrunc),
             "replay-skips-record" => Some(Plant::ReplaySkipsRecord),
+            "read-past-commit" => Some(Plant::ReadPastCommit),
             _ => None,
         }
     }
@@ -197,6 +204,7 @@ impl SimConfig {
             quiet_tail_ms: 8_000,
             faults: true,
             sync_reads: true,
+            plain_reads: true,
             disk_faults: true,
             clock_jumps: true,
             observers,
@@ -242,6 +250,8 @@ pub enum Ev {
     ClientWrite,
     /// A client syncs then reads a key on a random serving server.
     ClientSyncRead,
+    /// A client reads a key, without a sync, on a random serving server.
+    ClientRead,
     /// Pause the established leader long enough for the others to replace it.
     PauseLeaderForSync,
     /// A client syncs then reads `path` on `sid` (the resumed leader).
@@ -309,6 +319,9 @@ pub struct Ctx {
     syncs_in_flight: BTreeMap<u64, (Sid, String, i64, u64)>,
     pub syncs_submitted: u64,
     pub syncs_answered: u64,
+    /// The plain-read workload's own random stream.
+    pub read_rng: SimRng,
+    pub plain_reads: u64,
     /// The later faults' own random stream (disk faults, clock jumps).
     pub fault_rng: SimRng,
     /// Disk faults happen before this time (0: never).
@@ -441,6 +454,7 @@ pub struct SimOutcome {
     pub writes_acked: u64,
     pub syncs_submitted: u64,
     pub syncs_answered: u64,
+    pub plain_reads: u64,
     pub committed_zxids: usize,
     pub epochs: usize,
     pub final_states: Vec<String>,
@@ -461,8 +475,8 @@ impl SimOutcome {
         let mut out = String::new();
         match &self.failure {
             None => out.push_str(&format!(
-                "seed {} ({} servers, {} observers): ok — {} events, {} writes submitted, {} acknowledged, {} syncs submitted, {} answered, {} zxids committed, {} epochs, {} expected exits, {} damaged reads, {} wipes, {} clock jumps, trace {:016x}\n",
-                self.seed, self.servers, self.observers, self.events, self.writes_submitted, self.writes_acked, self.syncs_submitted, self.syncs_answered, self.committed_zxids, self.epochs, self.expected_exits, self.read_faults, self.wipes, self.clock_jumps, self.trace_hash
+                "seed {} ({} servers, {} observers): ok — {} events, {} writes submitted, {} acknowledged, {} syncs submitted, {} answered, {} plain reads, {} zxids committed, {} epochs, {} expected exits, {} damaged reads, {} wipes, {} clock jumps, trace {:016x}\n",
+                self.seed, self.servers, self.observers, self.events, self.writes_submitted, self.writes_acked, self.syncs_submitted, self.syncs_answered, self.plain_reads, self.committed_zxids, self.epochs, self.expected_exits, self.read_faults, self.wipes, self.clock_jumps, self.trace_hash
             )),
             Some(f) => {
                 out.push_str(&format!(
@@ -551,6 +565,8 @@ impl World {
             syncs_in_flight: BTreeMap::new(),
             syncs_submitted: 0,
             syncs_answered: 0,
+            read_rng: SimRng::new(config.seed ^ 0x2EAD_0000_0000_0006),
+            plain_reads: 0,
             fault_rng: SimRng::new(config.seed ^ 0xFA_17ED_0000_0004),
             disk_faults_until_ms: if config.faults { config.fault_end_ms } else { 0 },
             read_faults: 0,
@@ -585,6 +601,10 @@ impl World {
             let (lo, hi) = self.ctx.knobs.clock_jump_gap_ms;
             let first = self.ctx.fault_rng.range(lo, hi);
             self.ctx.schedule(first, Ev::ClockJump);
+        }
+        if self.config.plain_reads {
+            let first = self.ctx.read_rng.range(500, 1_500);
+            self.ctx.schedule(first, Ev::ClientRead);
         }
         if self.config.sync_reads {
             let first = self.ctx.sync_rng.range(500, 1_500);
@@ -627,6 +647,7 @@ impl World {
             writes_acked: self.ctx.writes_acked,
             syncs_submitted: self.ctx.syncs_submitted,
             syncs_answered: self.ctx.syncs_answered,
+            plain_reads: self.ctx.plain_reads,
             committed_zxids: self.ctx.oracle.committed_count(),
             epochs: self.ctx.oracle.epochs_established(),
             final_states,
@@ -747,6 +768,7 @@ impl World {
             }
             Ev::ClientWrite => self.client_write(),
             Ev::ClientSyncRead => self.client_sync_read(),
+            Ev::ClientRead => self.client_read(),
             Ev::PauseLeaderForSync => self.pause_leader_for_sync(),
             Ev::SyncReadAt { sid, path } => {
                 self.paused_for_sync = None;
@@ -990,6 +1012,25 @@ impl World {
         let Some(target) = self.ctx.sync_rng.pick(&serving) else { return };
         let key = self.ctx.sync_rng.range(0, CLIENT_KEYS - 1);
         self.sync_read(target, format!("/k{key}"));
+    }
+
+    /// A plain read (no sync) of a key on a serving server that is running:
+    /// what it sees must be committed (`Oracle::check_read`).
+    fn client_read(&mut self) {
+        let now = self.ctx.now;
+        if now + self.config.quiet_tail_ms < self.config.duration_ms {
+            let gap = self.ctx.read_rng.range(20, 200);
+            self.ctx.schedule(now + gap, Ev::ClientRead);
+        }
+        let serving: Vec<Sid> =
+            self.servers.iter().filter(|s| s.can_run(now) && s.is_serving()).map(|s| s.sid).collect();
+        let Some(target) = self.ctx.read_rng.pick(&serving) else { return };
+        let key = self.ctx.read_rng.range(0, CLIENT_KEYS - 1);
+        let path = format!("/k{key}");
+        self.ctx.plain_reads += 1;
+        if let Some(s) = self.servers.get((target - 1) as usize) {
+            s.plain_read(&mut self.ctx, &path);
+        }
     }
 
     /// A client's sync then read of `path` on `target`, starting now.
