@@ -326,3 +326,26 @@ fn plain_reads_happen_everywhere() {
         assert!(out.plain_reads > 100, "{}", out.report());
     }
 }
+
+/// A server that fires a change's watch events only with its next change
+/// lets a watching client read the new data first: caught by watch-order
+/// on every one of seeds 0..30 (1, 3 and 5 servers).
+#[test]
+fn planted_event_after_data_is_caught() {
+    for servers in [1, 3] {
+        let caught = plant_catches(Plant::EventAfterData, servers, 0..5, &["watch-order"]);
+        assert!(caught >= 4, "event-after-data caught on {caught} of 5 seeds ({servers} servers)");
+    }
+}
+
+#[test]
+fn watch_events_fire_and_keep_the_rules() {
+    for servers in [1, 3, 5] {
+        let mut w = zoocore::sim::World::new(SimConfig::from_seed(2, servers));
+        w.keep_full_trace();
+        let out = w.run();
+        assert!(out.passed(), "{}", out.report());
+        let events = out.full_trace.iter().filter(|l| l.contains("watch event for")).count();
+        assert!(events > 30, "{servers} servers: {events} watch events\n{}", out.report());
+    }
+}

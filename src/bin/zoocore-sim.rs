@@ -44,9 +44,12 @@ struct Args {
     /// No plain (sync-less) reads (replays runs recorded before they existed).
     #[arg(long)]
     no_plain_reads: bool,
+    /// No watching clients (replays runs recorded before they existed).
+    #[arg(long)]
+    no_watches: bool,
     /// Plant a known bug in the simulator's glue: ack-before-fsync,
     /// sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc,
-    /// replay-skips-record, read-past-commit.
+    /// replay-skips-record, read-past-commit, event-after-data.
     #[arg(long)]
     plant: Option<String>,
     /// Observers beside the voters (default: drawn from the seed, 0-2).
@@ -106,6 +109,7 @@ fn main() -> ExitCode {
         config.faults = !args.no_faults;
         config.sync_reads = !args.no_sync_reads;
         config.plain_reads = !args.no_plain_reads && !args.classic;
+        config.watches = !args.no_watches && !args.classic;
         config.disk_faults = !args.no_disk_faults && !args.classic;
         config.clock_jumps = !args.no_clock_jumps && !args.classic;
         if args.classic {

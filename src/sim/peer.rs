@@ -98,6 +98,8 @@ struct ClientWriteDone {
     /// The key, if the write changed it (a create of an existing node or a
     /// setData of a missing one does not).
     changed: Option<String>,
+    /// The watch events the write fires (`Executed::triggers`).
+    triggers: Vec<crate::tree::WatchTrigger>,
 }
 
 #[derive(Default)]
@@ -234,6 +236,14 @@ pub struct Server {
     pub awaiting_wipe: bool,
     /// How far this process's clock has jumped ahead of the world's.
     clock_offset_ms: u64,
+    /// Client watches on this server (production's `WatchRegistry`, one per
+    /// worker): cleared whenever its clients are dropped.
+    watches: crate::watch::WatchRegistry,
+    /// Bumped whenever this server drops its clients (restart, a role
+    /// ends): a client's watch lives only while this is unchanged.
+    pub client_generation: u64,
+    /// Plant only (`EventAfterData`): events held back to the next change.
+    planted_events: Vec<(i64, crate::tree::WatchTrigger)>,
 }
 
 enum Flow {
@@ -283,6 +293,47 @@ impl Server {
             disk_damaged: false,
             awaiting_wipe: false,
             clock_offset_ms: 0,
+            watches: crate::watch::WatchRegistry::new(),
+            client_generation: 0,
+            planted_events: Vec::new(),
+        }
+    }
+
+    /// The connections are gone, and with them their watches.
+    fn drop_clients(&mut self) {
+        self.client_generation += 1;
+        self.watches = crate::watch::WatchRegistry::new();
+        self.planted_events.clear();
+    }
+
+    /// The version (mzxid) of `path` in what this server serves reads
+    /// from: the published tree (leader, standalone) or the applied one.
+    pub fn read_view_mzxid(&self, path: &str) -> Option<i64> {
+        match &self.role {
+            PeerRole::Following(_) => self.tree.get(path).map(|n| n.mzxid()),
+            PeerRole::Leading(_) | PeerRole::Standalone(_) => self.published_tree.get(path).map(|n| n.mzxid()),
+            _ => None,
+        }
+    }
+
+    /// exists(path, watch=true) from a client on this server.
+    pub fn set_watch(&mut self, session: i64, path: &str) {
+        self.watches.add_data_watch(session, path);
+    }
+
+    /// Fires the watch events of changes now visible to this server's
+    /// readers, as the worker does before the batch's replies (production:
+    /// `WatchRegistry::trigger` per `WatchTrigger`).
+    fn fire_watches(&mut self, ctx: &mut Ctx, mut fired: Vec<(i64, crate::tree::WatchTrigger)>) {
+        if ctx.knobs.plant == Some(super::world::Plant::EventAfterData) {
+            // Planted bug: a change's events go out with the next change,
+            // after its data was readable.
+            std::mem::swap(&mut fired, &mut self.planted_events);
+        }
+        for (zxid, t) in fired {
+            for session in self.watches.trigger(&t.path, t.event) {
+                ctx.watch_fired(session, self.sid, zxid, &t.path);
+            }
         }
     }
 
@@ -392,6 +443,7 @@ impl Server {
         self.settled = None;
         self.log_fault = None;
         self.clock_offset_ms = 0;
+        self.drop_clients();
         ctx.trace(self.sid, format!("boots (incarnation {})", self.incarnation));
         if let Err(e) = self.reload_from_disk(ctx, "restart") {
             self.cannot_load(ctx, format!("cannot start: {e}"));
@@ -782,6 +834,7 @@ impl Server {
 
     fn leave_role_as(&mut self, ctx: &mut Ctx, why: String, left_cleanly: bool) {
         ctx.trace(self.sid, format!("leaves {}: {why}", self.role_name()));
+        self.drop_clients();
         let was_learner = matches!(self.role, PeerRole::Following(_) | PeerRole::Connecting { .. });
         match std::mem::replace(&mut self.role, PeerRole::Down) {
             PeerRole::Leading(l) => {
@@ -1245,7 +1298,7 @@ impl Server {
         self.history.entries.insert(zxid, HistoryEntry { txn_hash: hash, digest });
         batch.logged.push((zxid, bytes));
         batch.txns.push((zxid, hash, digest));
-        batch.writes.push(ClientWriteDone { id, zxid, changed });
+        batch.writes.push(ClientWriteDone { id, zxid, changed, triggers: executed.triggers });
     }
 
     fn continue_leader(&mut self, ctx: &mut Ctx) {
@@ -1528,7 +1581,10 @@ impl Server {
 
     /// Mirrors `CommitShard::publish`: the batch's tree becomes what
     /// clients read; its writes and syncs are answered.
-    fn publish(&mut self, ctx: &mut Ctx, b: PendingBatch) {
+    fn publish(&mut self, ctx: &mut Ctx, mut b: PendingBatch) {
+        let fired: Vec<(i64, crate::tree::WatchTrigger)> =
+            b.writes.iter_mut().flat_map(|w| std::mem::take(&mut w.triggers).into_iter().map(|t| (w.zxid, t))).collect();
+        self.fire_watches(ctx, fired);
         self.published_tree = b.tree;
         for (zxid, hash, digest) in &b.txns {
             ctx.oracle.commit(self.sid, true, *zxid, *hash, Some(*digest), ctx.now);
@@ -1839,7 +1895,10 @@ impl Server {
         let logged =
             LoggedTxn::decode(payload).map_err(|e| format!("the leader's txn 0x{zxid:x} does not decode: {e}"))?;
         let h = logged.header;
-        let _ = self.tree.apply_txn(&h, &logged.txn);
+        let (_, triggers) = self.tree.apply_txn(&h, &logged.txn);
+        if !triggers.is_empty() {
+            self.fire_watches(ctx, triggers.into_iter().map(|t| (zxid, t)).collect());
+        }
         let check = self.tree.check_txn_digest(logged.digest);
         if check.is_mismatch() {
             ctx.oracle.fail("agreement", format!("server {} at 0x{zxid:x}: {check}", self.sid), ctx.now);

@@ -45,6 +45,9 @@ pub struct SimConfig {
     /// Clients also read without a sync (on any serving, running server),
     /// from their own random stream; off replays the runs from before.
     pub plain_reads: bool,
+    /// Clients also set watches (exists with watch) and re-read the key,
+    /// from their own random stream; off replays the runs from before.
+    pub watches: bool,
     /// Log writes and fsyncs fail (the server exits), restarts read damaged
     /// logs and snapshots (a refused start is wiped by the operator).
     /// Drawn from their own stream, so turning them off (with
@@ -129,11 +132,14 @@ pub enum Plant {
     /// A follower answers plain reads from the state it has logged, proposals
     /// it has not seen committed included.
     ReadPastCommit,
+    /// A server fires a change's watch events only with the next change it
+    /// makes visible: a reader can see the data before the event.
+    EventAfterData,
 }
 
 impl Plant {
     pub const NAMES: &'static str =
-        "ack-before-fsync, sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc, replay-skips-record, read-past-commit";
+        "ack-before-fsync, sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc, replay-skips-record, read-past-commit, event-after-data";
 
     pub fn parse(name: &str) -> Option<Plant> {
         match name {
@@ -144,6 +150,7 @@ impl Plant {
             "skip-trunc" => Some(Plant::SkipTrunc),
             "replay-skips-record" => Some(Plant::ReplaySkipsRecord),
             "read-past-commit" => Some(Plant::ReadPastCommit),
+            "event-after-data" => Some(Plant::EventAfterData),
             _ => None,
         }
     }
@@ -205,6 +212,7 @@ impl SimConfig {
             faults: true,
             sync_reads: true,
             plain_reads: true,
+            watches: true,
             disk_faults: true,
             clock_jumps: true,
             observers,
@@ -252,6 +260,13 @@ pub enum Ev {
     ClientSyncRead,
     /// A client reads a key, without a sync, on a random serving server.
     ClientRead,
+    /// A client sets a watch (exists, watch=true) on a random serving server.
+    ClientWatch,
+    /// The watching client re-reads its key (`left` more times).
+    WatchReread {
+        session: i64,
+        left: u32,
+    },
     /// Pause the established leader long enough for the others to replace it.
     PauseLeaderForSync,
     /// A client syncs then reads `path` on `sid` (the resumed leader).
@@ -295,6 +310,19 @@ impl Trace {
     }
 }
 
+/// A client that set a one-shot data watch on `sid`.
+#[derive(Debug, Clone)]
+pub struct Watcher {
+    pub sid: Sid,
+    /// The server's `client_generation` when it was set.
+    pub generation: u64,
+    pub path: String,
+    /// The key's version (mzxid, 0: absent) the client saw when setting it.
+    pub set_at: i64,
+    /// The zxid of the change its event announced.
+    pub fired: Option<i64>,
+}
+
 /// Everything but the servers: what a server's glue may touch.
 pub struct Ctx {
     pub now: u64,
@@ -322,6 +350,13 @@ pub struct Ctx {
     /// The plain-read workload's own random stream.
     pub read_rng: SimRng,
     pub plain_reads: u64,
+    /// The watch workload's own random stream.
+    pub watch_rng: SimRng,
+    /// Watching clients: session -> what they set and saw.
+    pub watchers: BTreeMap<i64, Watcher>,
+    /// Per key, every (set at, event zxid) a client saw: one order for all.
+    watch_events: BTreeMap<String, Vec<(i64, i64)>>,
+    pub watch_events_seen: u64,
     /// The later faults' own random stream (disk faults, clock jumps).
     pub fault_rng: SimRng,
     /// Disk faults happen before this time (0: never).
@@ -424,6 +459,51 @@ impl Ctx {
     pub fn sync_refused(&mut self, sid: Sid, id: u64, why: &str) {
         if self.syncs_in_flight.remove(&id).is_some() {
             self.trace(sid, format!("refuses sync #{id} ({why})"));
+        }
+    }
+
+    /// A watch event for the change at `zxid` of `path` reaches the client
+    /// of `session` on `sid`. Checks the watch rules: one event per
+    /// one-shot watch, for a change the client had not seen, and all
+    /// clients see one order (two watches whose set points both precede a
+    /// change announce, as their first, the same change).
+    pub fn watch_fired(&mut self, session: i64, sid: Sid, zxid: i64, path: &str) {
+        let Some(w) = self.watchers.get_mut(&session) else { return };
+        if w.sid != sid || w.path != path {
+            return;
+        }
+        let set_at = w.set_at;
+        let already = w.fired.replace(zxid);
+        self.watch_events_seen += 1;
+        let line = format!("t={:>6} s{sid} watch event for {path} changed at 0x{zxid:x} (watch set at 0x{set_at:x})", self.now);
+        self.trace.push(line);
+        let now = self.now;
+        if let Some(first) = already {
+            let detail = format!("server {sid}: a one-shot watch on {path} fired twice (0x{first:x}, 0x{zxid:x})");
+            self.oracle.fail("watch-order", detail, now);
+            return;
+        }
+        if zxid <= set_at {
+            let detail = format!(
+                "server {sid}: a watch set on {path} at version 0x{set_at:x} announced the older change 0x{zxid:x}"
+            );
+            self.oracle.fail("watch-order", detail, now);
+            return;
+        }
+        let seen = self.watch_events.entry(path.to_owned()).or_default();
+        for &(other_set, other_event) in seen.iter() {
+            let both_before_mine = other_set <= set_at && set_at < other_event;
+            let both_before_theirs = set_at <= other_set && other_set < zxid;
+            if (both_before_mine || both_before_theirs) && other_event != zxid {
+                let detail = format!(
+                    "clients disagree on the order of changes to {path}: a watch set at 0x{set_at:x} announced 0x{zxid:x}, one set at 0x{other_set:x} announced 0x{other_event:x}"
+                );
+                self.oracle.fail("watch-order", detail, now);
+                return;
+            }
+        }
+        if seen.len() < 256 {
+            seen.push((set_at, zxid));
         }
     }
 
@@ -567,6 +647,10 @@ impl World {
             syncs_answered: 0,
             read_rng: SimRng::new(config.seed ^ 0x2EAD_0000_0000_0006),
             plain_reads: 0,
+            watch_rng: SimRng::new(config.seed ^ 0x3A7C_0000_0000_0007),
+            watchers: BTreeMap::new(),
+            watch_events: BTreeMap::new(),
+            watch_events_seen: 0,
             fault_rng: SimRng::new(config.seed ^ 0xFA_17ED_0000_0004),
             disk_faults_until_ms: if config.faults { config.fault_end_ms } else { 0 },
             read_faults: 0,
@@ -605,6 +689,10 @@ impl World {
         if self.config.plain_reads {
             let first = self.ctx.read_rng.range(500, 1_500);
             self.ctx.schedule(first, Ev::ClientRead);
+        }
+        if self.config.watches {
+            let first = self.ctx.watch_rng.range(500, 1_500);
+            self.ctx.schedule(first, Ev::ClientWatch);
         }
         if self.config.sync_reads {
             let first = self.ctx.sync_rng.range(500, 1_500);
@@ -769,6 +857,8 @@ impl World {
             Ev::ClientWrite => self.client_write(),
             Ev::ClientSyncRead => self.client_sync_read(),
             Ev::ClientRead => self.client_read(),
+            Ev::ClientWatch => self.client_watch(),
+            Ev::WatchReread { session, left } => self.watch_reread(session, left),
             Ev::PauseLeaderForSync => self.pause_leader_for_sync(),
             Ev::SyncReadAt { sid, path } => {
                 self.paused_for_sync = None;
@@ -1031,6 +1121,62 @@ impl World {
         if let Some(s) = self.servers.get((target - 1) as usize) {
             s.plain_read(&mut self.ctx, &path);
         }
+    }
+
+    /// A client sets a one-shot watch (exists, watch=true) on a key at a
+    /// serving, running server, then re-reads the key there a few times.
+    fn client_watch(&mut self) {
+        let now = self.ctx.now;
+        if now + self.config.quiet_tail_ms < self.config.duration_ms {
+            let gap = self.ctx.watch_rng.range(50, 400);
+            self.ctx.schedule(now + gap, Ev::ClientWatch);
+        }
+        let serving: Vec<Sid> =
+            self.servers.iter().filter(|s| s.can_run(now) && s.is_serving()).map(|s| s.sid).collect();
+        let Some(target) = self.ctx.watch_rng.pick(&serving) else { return };
+        let key = self.ctx.watch_rng.range(0, CLIENT_KEYS - 1);
+        let path = format!("/k{key}");
+        let session = 0x5700_0000_0000_0000 + self.ctx.token() as i64;
+        let Some(s) = self.servers.get_mut((target - 1) as usize) else { return };
+        let set_at = s.read_view_mzxid(&path).unwrap_or(0);
+        s.set_watch(session, &path);
+        let generation = s.client_generation;
+        self.ctx.trace(target, format!("client watches {path} (version 0x{set_at:x})"));
+        self.ctx.watchers.insert(session, Watcher { sid: target, generation, path, set_at, fired: None });
+        let at = now + self.ctx.watch_rng.range(5, 100);
+        self.ctx.schedule(at, Ev::WatchReread { session, left: 5 });
+    }
+
+    /// The watching client reads its key again: if the data shows a change
+    /// after the version it watched, its event must have come first.
+    fn watch_reread(&mut self, session: i64, left: u32) {
+        let now = self.ctx.now;
+        let Some(w) = self.ctx.watchers.get(&session).cloned() else { return };
+        let Some(s) = self.servers.get((w.sid - 1) as usize) else { return };
+        if !s.up || s.client_generation != w.generation || w.fired.is_some() {
+            // Disconnected (its watch went with the connection), or done.
+            self.ctx.watchers.remove(&session);
+            return;
+        }
+        if !s.can_run(now) {
+            self.ctx.schedule(s.paused_until, Ev::WatchReread { session, left });
+            return;
+        }
+        let seen = s.read_view_mzxid(&w.path).unwrap_or(0);
+        if seen > w.set_at {
+            let detail = format!(
+                "server {}: a client watching {} (set at version 0x{:x}) read it changed at 0x{seen:x} before any watch event",
+                w.sid, w.path, w.set_at
+            );
+            self.ctx.oracle.fail("watch-order", detail, now);
+            return;
+        }
+        if left == 0 {
+            // Stops looking; a later event still counts for the order check.
+            return;
+        }
+        let at = now + self.ctx.watch_rng.range(5, 100);
+        self.ctx.schedule(at, Ev::WatchReread { session, left: left - 1 });
     }
 
     /// A client's sync then read of `path` on `target`, starting now.
