@@ -29,6 +29,43 @@ fn five_servers_fixed_seeds() {
     assert_seeds(5, 0..400);
 }
 
+/// A standalone server (`--servers 1`), driven as `run_standalone`:
+/// execute, group-commit log, publish once durable, recover at restart,
+/// under crashes (torn unsynced bytes), failed writes and fsyncs, pauses
+/// and clock jumps. About 1 s.
+#[test]
+fn standalone_fixed_seeds() {
+    assert_seeds(1, 0..300);
+}
+
+#[test]
+fn standalone_runs_crash_exit_and_recover() {
+    let (mut exits, mut restarts, mut crashes, mut acked) = (0, 0, 0, 0);
+    for seed in 0..20u64 {
+        let mut w = zoocore::sim::World::new(SimConfig::from_seed(seed, 1));
+        w.keep_full_trace();
+        let out = w.run();
+        assert!(out.passed(), "{}", out.report());
+        exits += out.expected_exits;
+        acked += out.writes_acked;
+        crashes += out.full_trace.iter().filter(|l| l.contains("CRASH")).count();
+        restarts += out.full_trace.iter().filter(|l| l.contains("STANDALONE serving at zxid 0x") && !l.contains("zxid 0x0")).count();
+    }
+    assert!(exits > 5 && crashes > 5 && restarts > 10 && acked > 5_000, "{exits} exits, {crashes} crashes, {restarts} restarts with data, {acked} acked");
+}
+
+/// A lone server that acknowledges before fsync loses the writes a crash
+/// takes with the page cache.
+#[test]
+fn planted_ack_before_fsync_is_caught_standalone() {
+    let caught = (0..20u64).filter(|&seed| {
+        let mut config = SimConfig::from_seed(seed, 1);
+        config.knobs.plant = Some(Plant::AckBeforeFsync);
+        run(config).failure.as_ref().is_some_and(|f| f.checker == "no-acked-write-lost")
+    });
+    assert!(caught.count() >= 10, "ack-before-fsync (standalone) caught on fewer than 10 of 20 seeds");
+}
+
 /// Seeds that once found a bug, kept so it stays fixed.
 /// 435: a follower crashed after logging a DIFF's txns and before writing
 /// currentEpoch, and could not start again (epoch_files::reconcile_epochs).
@@ -218,4 +255,97 @@ fn planted_ack_before_fsync_is_caught() {
         out.failure.as_ref().is_some_and(|f| f.checker == "no-acked-write-lost" || f.checker == "agreement")
     });
     assert!(caught.is_some(), "ack-before-fsync survived 100 seeds");
+}
+
+/// How many of `seeds` fail with `plant` on `servers` servers, each by one
+/// of `checkers` (a failure by another checker fails the test: the plant
+/// must be caught for the reason it is planted).
+fn plant_catches(plant: Plant, servers: usize, seeds: std::ops::Range<u64>, checkers: &[&str]) -> usize {
+    let mut caught = 0;
+    for seed in seeds {
+        let mut config = SimConfig::from_seed(seed, servers);
+        config.knobs.plant = Some(plant);
+        let out = run(config);
+        if let Some(f) = &out.failure {
+            assert!(checkers.contains(&f.checker), "{plant:?} seed {seed}: unexpected checker\n{}", out.report());
+            caught += 1;
+        }
+    }
+    caught
+}
+
+/// A leader that publishes once a minority (itself, of 3) holds a batch
+/// acknowledges writes a new leader never had: 59 of seeds 0..100 (3
+/// servers), 39 (5). The same seeds pass unplanted (the fixed ranges).
+#[test]
+fn planted_commit_on_minority_is_caught() {
+    let checkers = ["no-acked-write-lost", "recovery-equals-live", "agreement"];
+    let three = plant_catches(Plant::CommitOnMinority, 3, 0..30, &checkers);
+    let five = plant_catches(Plant::CommitOnMinority, 5, 0..30, &checkers);
+    assert!(three >= 8 && five >= 5, "commit-on-minority caught on {three} (3 servers) and {five} (5) of 30 seeds");
+}
+
+/// A learner that ignores TRUNC keeps txns the leader's history lacks:
+/// its tree digest disagrees at the next commit, or its log no longer
+/// scans (zxids out of order) at the next restart, or a plain read sees a
+/// txn nobody committed. 14 of seeds 0..100 (3 servers), 8 (5).
+#[test]
+fn planted_skip_trunc_is_caught() {
+    let checkers = ["agreement", "server-exits", "recovery-equals-live", "no-acked-write-lost", "read-committed"];
+    let caught = plant_catches(Plant::SkipTrunc, 3, 0..60, &checkers);
+    assert!(caught >= 4, "skip-trunc caught on {caught} of seeds 0..60");
+}
+
+/// A replay that counts a record without applying it: production's digest
+/// check refuses the state (server-exits), or the wrong state is served
+/// (agreement, recovery-equals-live). 72 of seeds 0..100 (3 servers), 65
+/// (5), 51 (standalone).
+#[test]
+fn planted_replay_skips_record_is_caught() {
+    let checkers = ["server-exits", "agreement", "recovery-equals-live", "no-acked-write-lost"];
+    let three = plant_catches(Plant::ReplaySkipsRecord, 3, 0..30, &checkers);
+    let one = plant_catches(Plant::ReplaySkipsRecord, 1, 0..30, &checkers);
+    assert!(three >= 10 && one >= 8, "replay-skips-record caught on {three} (3 servers) and {one} (standalone) of 30 seeds");
+}
+
+/// A follower answering plain reads from its logged state (proposals not
+/// yet committed) is caught by read-committed: 49 of seeds 0..50 (3
+/// servers), 50 of 50 (5). Unplanted, the reads of the fixed ranges pass.
+#[test]
+fn planted_read_past_commit_is_caught() {
+    let three = plant_catches(Plant::ReadPastCommit, 3, 0..10, &["read-committed"]);
+    let five = plant_catches(Plant::ReadPastCommit, 5, 0..5, &["read-committed"]);
+    assert!(three >= 8 && five >= 4, "read-past-commit caught on {three} of 10 (3 servers), {five} of 5 (5)");
+}
+
+#[test]
+fn plain_reads_happen_everywhere() {
+    for servers in [1, 3, 5] {
+        let out = run_seed(2, servers);
+        assert!(out.passed(), "{}", out.report());
+        assert!(out.plain_reads > 100, "{}", out.report());
+    }
+}
+
+/// A server that fires a change's watch events only with its next change
+/// lets a watching client read the new data first: caught by watch-order
+/// on every one of seeds 0..30 (1, 3 and 5 servers).
+#[test]
+fn planted_event_after_data_is_caught() {
+    for servers in [1, 3] {
+        let caught = plant_catches(Plant::EventAfterData, servers, 0..5, &["watch-order"]);
+        assert!(caught >= 4, "event-after-data caught on {caught} of 5 seeds ({servers} servers)");
+    }
+}
+
+#[test]
+fn watch_events_fire_and_keep_the_rules() {
+    for servers in [1, 3, 5] {
+        let mut w = zoocore::sim::World::new(SimConfig::from_seed(2, servers));
+        w.keep_full_trace();
+        let out = w.run();
+        assert!(out.passed(), "{}", out.report());
+        let events = out.full_trace.iter().filter(|l| l.contains("watch event for")).count();
+        assert!(events > 30, "{servers} servers: {events} watch events\n{}", out.report());
+    }
 }

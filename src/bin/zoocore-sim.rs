@@ -1,7 +1,7 @@
 //! `zoocore-sim`: runs the deterministic simulator (src/sim) for one seed
 //! or a range, prints a report per failing seed, exits 1 if any failed.
 //!
-//! zoocore-sim --seed 42 [--servers 3|5] [--duration-ms N] [--trace]
+//! zoocore-sim --seed 42 [--servers 1|3|5] [--swarm] [--duration-ms N] [--trace]
 //! zoocore-sim --seeds 1..200 [--servers 5] [--no-sync-reads] [--plant sync-without-round]
 //! zoocore-sim --seeds 1..200 [--observers 0|1|2] [--no-disk-faults] [--no-clock-jumps]
 //! zoocore-sim --seeds 1..200 [--no-snapshot-damage] [--no-recovery-digest-check]
@@ -21,9 +21,13 @@ struct Args {
     /// A range of seeds, `A..B` (B excluded).
     #[arg(long)]
     seeds: Option<String>,
-    /// Ensemble size: 3 or 5.
+    /// Ensemble size: 1 (a standalone server), 3 or 5.
     #[arg(long, default_value_t = 3)]
     servers: usize,
+    /// Swarm mode: draw the server count (1, 3 or 5) from each seed too
+    /// (overrides --servers).
+    #[arg(long)]
+    swarm: bool,
     /// Simulated run length (ms); faults stop a third of the way in.
     #[arg(long)]
     duration_ms: Option<u64>,
@@ -37,8 +41,15 @@ struct Args {
     /// recorded before they existed).
     #[arg(long)]
     no_sync_reads: bool,
+    /// No plain (sync-less) reads (replays runs recorded before they existed).
+    #[arg(long)]
+    no_plain_reads: bool,
+    /// No watching clients (replays runs recorded before they existed).
+    #[arg(long)]
+    no_watches: bool,
     /// Plant a known bug in the simulator's glue: ack-before-fsync,
-    /// sync-without-round, ignore-fsync-error.
+    /// sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc,
+    /// replay-skips-record, read-past-commit, event-after-data.
     #[arg(long)]
     plant: Option<String>,
     /// Observers beside the voters (default: drawn from the seed, 0-2).
@@ -71,8 +82,8 @@ fn parse_range(text: &str) -> Option<(u64, u64)> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if args.servers != 3 && args.servers != 5 {
-        eprintln!("--servers must be 3 or 5");
+    if ![1, 3, 5].contains(&args.servers) {
+        eprintln!("--servers must be 1, 3 or 5");
         return ExitCode::from(2);
     }
     let (from, to) = match (&args.seed, &args.seeds) {
@@ -89,7 +100,7 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let (mut failed, mut simulated_ms, mut events) = (0u64, 0u64, 0u64);
     for seed in from..to {
-        let mut config = SimConfig::from_seed(seed, args.servers);
+        let mut config = if args.swarm { SimConfig::swarm(seed) } else { SimConfig::from_seed(seed, args.servers) };
         if let Some(d) = args.duration_ms {
             config.duration_ms = d;
             config.fault_end_ms = d / 3;
@@ -97,6 +108,8 @@ fn main() -> ExitCode {
         }
         config.faults = !args.no_faults;
         config.sync_reads = !args.no_sync_reads;
+        config.plain_reads = !args.no_plain_reads && !args.classic;
+        config.watches = !args.no_watches && !args.classic;
         config.disk_faults = !args.no_disk_faults && !args.classic;
         config.clock_jumps = !args.no_clock_jumps && !args.classic;
         if args.classic {

@@ -1,12 +1,13 @@
-//! Deterministic simulation (issue #8): a 3- or 5-server
-//! ensemble (plus 0-2 observers) in one thread, from one seed, on the production sans-IO cores
+//! Deterministic simulation (issue #8): a standalone server or a 3- or
+//! 5-server ensemble (plus 0-2 observers) in one thread, from one seed, on the production sans-IO cores
 //! (`zab::election`, `zab::leader::LeaderCore`, `zab::follower::LearnerCore`,
 //! `zab::sync_plan`, the election and quorum codecs, `storage::txn`,
 //! `storage::log_format`, the SNAP stream, `tree::DataTree`), with a
 //! simulated clock, disk and network, seeded faults (crashes, pauses,
 //! partitions, broken connections, torn tails, failed log writes and
-//! fsyncs, damaged reads at restart, clock jumps) and the checkers of
-//! `oracle`. docs/simulation.md says what is simulated and what is not.
+//! fsyncs, damaged reads at restart, clock jumps), clients that write,
+//! sync + read, read plainly and set watches, and the checkers of
+//! `oracle` (and `world::Ctx::watch_fired`). docs/simulation.md says what is simulated and what is not.
 //!
 //! ```text
 //! let outcome = zoocore::sim::run_seed(42, 3);   // SimConfig::from_seed + run

@@ -9,6 +9,8 @@
 //!   digest the live servers reached there;
 //! * linearizable sync: a read after a sync that began after a write was
 //!   acknowledged sees that write (or a newer one) on the key;
+//! * read committed: a plain read sees each node at a version whose txn a
+//!   voter already holds as committed;
 //! * liveness (decided by the world, which knows when faults healed).
 
 use std::collections::BTreeMap;
@@ -69,6 +71,10 @@ pub struct Oracle {
     /// is for the others.
     pub expected_exits: u64,
     pub observer_checks: u64,
+    pub plain_reads_checked: u64,
+    /// The highest snapshot base an established leader held (see
+    /// `established_with_base`).
+    established_base: i64,
 }
 
 impl Oracle {
@@ -146,6 +152,13 @@ impl Oracle {
         }
     }
 
+    /// A leader established `epoch` holding a state whose base (an
+    /// installed snapshot) reaches `base_zxid`: everything in it is
+    /// committed, though the oracle never saw those txns one by one.
+    pub fn established_with_base(&mut self, base_zxid: i64) {
+        self.established_base = self.established_base.max(base_zxid);
+    }
+
     pub fn established(&mut self, sid: Sid, epoch: i64, now: u64) {
         match self.leaders.get(&epoch) {
             Some(&other) if other != sid => self.fail(
@@ -199,18 +212,51 @@ impl Oracle {
         }
     }
 
+    /// A plain read on `sid` saw `path` last changed by the txn `txn_hash`
+    /// at `zxid`: a voter must hold that very txn as committed already (a
+    /// server serves reads only from committed state).
+    pub fn check_read(&mut self, sid: Sid, path: &str, zxid: i64, txn_hash: Option<u64>, now: u64) {
+        self.plain_reads_checked += 1;
+        let committed = self.committed.get(&zxid);
+        // Inside a snapshot an established leader held: committed, and its
+        // txns were never seen one by one.
+        let in_established_snapshot = committed.is_none() && zxid <= self.established_base;
+        let ok = in_established_snapshot || committed.is_some_and(|c| c.by_voter && Some(c.txn_hash) == txn_hash);
+        if !ok {
+            let detail = format!(
+                "server {sid} answered a read of {path} with its version changed at 0x{zxid:x} (txn {txn_hash:x?}), which no voter holds as committed ({})",
+                match committed {
+                    Some(c) => format!("committed there: txn {:x}, by a voter: {}", c.txn_hash, c.by_voter),
+                    None => "nothing committed there yet".to_owned(),
+                }
+            );
+            self.fail("read-committed", detail, now);
+        }
+    }
+
     /// `sid` starts serving in `epoch` with `history`: every write
     /// acknowledged in an earlier epoch must be in it.
     pub fn check_serving(&mut self, sid: Sid, epoch: i64, history: &History, last_zxid: i64, now: u64) {
+        let below = crate::zab::packets::make_zxid(epoch, 0);
+        self.check_holds_acked(sid, below, &format!("serves epoch {epoch}"), history, last_zxid, now);
+    }
+
+    /// A standalone server starts serving with `history`: every write it
+    /// ever acknowledged must be in it (no epochs to exempt newer ones).
+    pub fn check_serving_all(&mut self, sid: Sid, history: &History, last_zxid: i64, now: u64) {
+        self.check_holds_acked(sid, i64::MAX, "serves standalone", history, last_zxid, now);
+    }
+
+    fn check_holds_acked(&mut self, sid: Sid, below: i64, what: &str, history: &History, last_zxid: i64, now: u64) {
         self.serving_checks += 1;
-        for (&zxid, &hash) in self.acked.range(..crate::zab::packets::make_zxid(epoch, 0)) {
+        for (&zxid, &hash) in self.acked.range(..below) {
             if zxid <= history.base_zxid {
                 continue; // inside an installed snapshot, checked at install
             }
             let held = history.entries.get(&zxid).map(|e| e.txn_hash);
             if held != Some(hash) || last_zxid < zxid {
                 let detail = format!(
-                    "server {sid} serves epoch {epoch} (last zxid 0x{last_zxid:x}) without acknowledged write 0x{zxid:x} (epoch {}): it holds {held:x?}",
+                    "server {sid} {what} (last zxid 0x{last_zxid:x}) without acknowledged write 0x{zxid:x} (epoch {}): it holds {held:x?}",
                     epoch_of(zxid)
                 );
                 self.fail("no-acked-write-lost", detail, now);

@@ -98,6 +98,8 @@ struct ClientWriteDone {
     /// The key, if the write changed it (a create of an existing node or a
     /// setData of a missing one does not).
     changed: Option<String>,
+    /// The watch events the write fires (`Executed::triggers`).
+    triggers: Vec<crate::tree::WatchTrigger>,
 }
 
 #[derive(Default)]
@@ -132,6 +134,9 @@ pub struct Leading {
     next_sync_token: u64,
     /// Plant only: syncs waiting for `after_zxid` to be committed.
     planted_syncs: VecDeque<(PlantedSync, i64)>,
+    /// Plant only (`CommitOnMinority`): the newest zxid each learner
+    /// connection ACKed.
+    planted_acks: BTreeMap<ConnId, i64>,
 }
 
 impl Leading {
@@ -157,8 +162,16 @@ pub struct Following {
     syncs: VecDeque<u64>,
 }
 
+/// Mirrors `CommitShard::run_standalone`: no election, no quorum; a batch
+/// is executed, handed to the log and published once the log says durable.
+pub struct Standalone {
+    /// Batches logged, waiting for the log to report them durable.
+    pending: VecDeque<PendingBatch>,
+}
+
 pub enum PeerRole {
     Down,
+    Standalone(Box<Standalone>),
     Looking(Box<Election>),
     Connecting { leader: Sid, give_up_at: u64 },
     Leading(Box<Leading>),
@@ -223,6 +236,14 @@ pub struct Server {
     pub awaiting_wipe: bool,
     /// How far this process's clock has jumped ahead of the world's.
     clock_offset_ms: u64,
+    /// Client watches on this server (production's `WatchRegistry`, one per
+    /// worker): cleared whenever its clients are dropped.
+    watches: crate::watch::WatchRegistry,
+    /// Bumped whenever this server drops its clients (restart, a role
+    /// ends): a client's watch lives only while this is unchanged.
+    pub client_generation: u64,
+    /// Plant only (`EventAfterData`): events held back to the next change.
+    planted_events: Vec<(i64, crate::tree::WatchTrigger)>,
 }
 
 enum Flow {
@@ -272,6 +293,47 @@ impl Server {
             disk_damaged: false,
             awaiting_wipe: false,
             clock_offset_ms: 0,
+            watches: crate::watch::WatchRegistry::new(),
+            client_generation: 0,
+            planted_events: Vec::new(),
+        }
+    }
+
+    /// The connections are gone, and with them their watches.
+    fn drop_clients(&mut self) {
+        self.client_generation += 1;
+        self.watches = crate::watch::WatchRegistry::new();
+        self.planted_events.clear();
+    }
+
+    /// The version (mzxid) of `path` in what this server serves reads
+    /// from: the published tree (leader, standalone) or the applied one.
+    pub fn read_view_mzxid(&self, path: &str) -> Option<i64> {
+        match &self.role {
+            PeerRole::Following(_) => self.tree.get(path).map(|n| n.mzxid()),
+            PeerRole::Leading(_) | PeerRole::Standalone(_) => self.published_tree.get(path).map(|n| n.mzxid()),
+            _ => None,
+        }
+    }
+
+    /// exists(path, watch=true) from a client on this server.
+    pub fn set_watch(&mut self, session: i64, path: &str) {
+        self.watches.add_data_watch(session, path);
+    }
+
+    /// Fires the watch events of changes now visible to this server's
+    /// readers, as the worker does before the batch's replies (production:
+    /// `WatchRegistry::trigger` per `WatchTrigger`).
+    fn fire_watches(&mut self, ctx: &mut Ctx, mut fired: Vec<(i64, crate::tree::WatchTrigger)>) {
+        if ctx.knobs.plant == Some(super::world::Plant::EventAfterData) {
+            // Planted bug: a change's events go out with the next change,
+            // after its data was readable.
+            std::mem::swap(&mut fired, &mut self.planted_events);
+        }
+        for (zxid, t) in fired {
+            for session in self.watches.trigger(&t.path, t.event) {
+                ctx.watch_fired(session, self.sid, zxid, &t.path);
+            }
         }
     }
 
@@ -305,6 +367,7 @@ impl Server {
 
     pub fn is_serving(&self) -> bool {
         match &self.role {
+            PeerRole::Standalone(_) => true,
             PeerRole::Leading(l) => l.core.is_established(),
             PeerRole::Following(f) => f.core.is_serving(),
             _ => false,
@@ -326,13 +389,24 @@ impl Server {
         }
     }
 
+    /// Takes client writes: an established leader, or a standalone server.
     pub fn is_established_leader(&self) -> bool {
-        matches!(&self.role, PeerRole::Leading(l) if l.core.is_established())
+        match &self.role {
+            PeerRole::Leading(l) => l.core.is_established(),
+            PeerRole::Standalone(_) => true,
+            _ => false,
+        }
+    }
+
+    /// A lone server with no quorum configuration (`--servers 1`).
+    pub fn is_standalone_member(&self) -> bool {
+        self.ensemble.voters.len() == 1 && self.ensemble.observers.is_empty()
     }
 
     pub fn role_name(&self) -> String {
         match &self.role {
             PeerRole::Down => "down".into(),
+            PeerRole::Standalone(_) => "standalone".into(),
             PeerRole::Looking(_) => "looking".into(),
             PeerRole::Connecting { leader, .. } => format!("connecting to {leader}"),
             PeerRole::Leading(l) => format!(
@@ -369,12 +443,17 @@ impl Server {
         self.settled = None;
         self.log_fault = None;
         self.clock_offset_ms = 0;
+        self.drop_clients();
         ctx.trace(self.sid, format!("boots (incarnation {})", self.incarnation));
         if let Err(e) = self.reload_from_disk(ctx, "restart") {
             self.cannot_load(ctx, format!("cannot start: {e}"));
             return;
         }
-        self.start_election(ctx);
+        if self.is_standalone_member() {
+            self.start_standalone(ctx);
+        } else {
+            self.start_election(ctx);
+        }
         ctx.schedule(ctx.now + ctx.knobs.tick_ms / 2, Ev::Wake(self.sid, self.incarnation));
     }
 
@@ -492,7 +571,7 @@ impl Server {
                     ));
                 }
             }
-            for record in &scan.records {
+            for (position, record) in scan.records.iter().enumerate() {
                 let zxid = record.zxid;
                 if zxid <= last_zxid {
                     continue;
@@ -501,6 +580,14 @@ impl Server {
                     return Err(format!("log {index}: gap: 0x{zxid:x} after 0x{last_zxid:x}"));
                 }
                 let payload = bytes.slice(record.payload.clone());
+                if position == 0 && index > start && ctx.knobs.plant == Some(super::world::Plant::ReplaySkipsRecord) {
+                    // Planted bug: the record is counted, never applied.
+                    ctx.trace(self.sid, format!("replay skips txn 0x{zxid:x} (planted bug)"));
+                    history.entries.insert(zxid, HistoryEntry { txn_hash: hash_txn(&payload), digest: tree.digest() });
+                    recent.push_back((zxid, payload));
+                    last_zxid = zxid;
+                    continue;
+                }
                 let logged =
                     LoggedTxn::decode(payload.clone()).map_err(|e| format!("txn 0x{zxid:x} does not decode: {e}"))?;
                 crate::server::recovery::apply(&mut tree, &mut sessions, &logged);
@@ -543,7 +630,12 @@ impl Server {
         }
         self.disk.roll();
         tree.set_last_zxid(last_zxid);
-        let epochs = self.load_epochs(last_zxid)?;
+        // A standalone server keeps no epoch files (they are the quorum's).
+        let epochs = if self.is_standalone_member() {
+            crate::storage::epoch_files::ReconciledEpochs { accepted_epoch: 0, current_epoch: 0, writes: Vec::new() }
+        } else {
+            self.load_epochs(last_zxid)?
+        };
         ctx.trace(
             self.sid,
             format!(
@@ -742,6 +834,7 @@ impl Server {
 
     fn leave_role_as(&mut self, ctx: &mut Ctx, why: String, left_cleanly: bool) {
         ctx.trace(self.sid, format!("leaves {}: {why}", self.role_name()));
+        self.drop_clients();
         let was_learner = matches!(self.role, PeerRole::Following(_) | PeerRole::Connecting { .. });
         match std::mem::replace(&mut self.role, PeerRole::Down) {
             PeerRole::Leading(l) => {
@@ -803,6 +896,7 @@ impl Server {
             return;
         }
         match &self.role {
+            PeerRole::Standalone(_) => self.standalone_turn(ctx),
             PeerRole::Leading(l) if l.stage == LeaderStage::Idle => self.leader_turn(ctx),
             PeerRole::Following(f) if f.stage == LearnerStage::Idle => self.learner_turn(ctx),
             PeerRole::Leading(_) | PeerRole::Following(_) => {}
@@ -1068,6 +1162,7 @@ impl Server {
             local_syncs: BTreeMap::new(),
             next_sync_token: 0,
             planted_syncs: VecDeque::new(),
+            planted_acks: BTreeMap::new(),
         }));
         self.schedule_run(ctx);
     }
@@ -1103,6 +1198,12 @@ impl Server {
                         }
                     }
                     Input::Learner(conn, p) => {
+                        if let (ToLeader::Ack { zxid }, true) =
+                            (&p, ctx.knobs.plant == Some(super::world::Plant::CommitOnMinority))
+                        {
+                            let acked = l.planted_acks.entry(conn).or_insert(*zxid);
+                            *acked = (*acked).max(*zxid);
+                        }
                         if let Some(c) = l.conn_of(conn) {
                             l.core.learner_packet(c, p, now, &mut actions);
                         }
@@ -1197,7 +1298,7 @@ impl Server {
         self.history.entries.insert(zxid, HistoryEntry { txn_hash: hash, digest });
         batch.logged.push((zxid, bytes));
         batch.txns.push((zxid, hash, digest));
-        batch.writes.push(ClientWriteDone { id, zxid, changed });
+        batch.writes.push(ClientWriteDone { id, zxid, changed, triggers: executed.triggers });
     }
 
     fn continue_leader(&mut self, ctx: &mut Ctx) {
@@ -1218,6 +1319,7 @@ impl Server {
                     }
                 }
             }
+            let minority_point = self.planted_minority_point(ctx);
             let PeerRole::Leading(l) = &mut self.role else { return };
             match l.stage {
                 LeaderStage::Idle => return,
@@ -1268,6 +1370,7 @@ impl Server {
                 }
                 LeaderStage::AfterDurable => {
                     let committed = l.core.last_committed().max(l.committed_floor);
+                    let committed = committed.max(minority_point);
                     l.stage = LeaderStage::Idle;
                     self.publish_committed(ctx, committed);
                     return;
@@ -1354,6 +1457,7 @@ impl Server {
                 ctx.trace(self.sid, format!("ESTABLISHED epoch {epoch} at zxid 0x{:x}", self.last_zxid));
                 self.advertise_epoch(epoch);
                 ctx.oracle.established(self.sid, epoch, ctx.now);
+                ctx.oracle.established_with_base(self.history.base_zxid);
                 // Everything this leader logged is committed from now on.
                 for (&zxid, e) in &self.history.entries {
                     ctx.oracle.commit(self.sid, true, zxid, e.txn_hash, Some(e.digest), ctx.now);
@@ -1365,6 +1469,7 @@ impl Server {
                     PeerRole::Leading(l) => l.committed_floor,
                     _ => i64::MIN,
                 };
+                let floor = floor.max(self.planted_minority_point(ctx));
                 self.publish_committed(ctx, zxid.max(floor));
                 self.flush_planted_syncs(ctx);
             }
@@ -1435,6 +1540,25 @@ impl Server {
         Ok(Flow::Continue)
     }
 
+    /// Planted bug (`Plant::CommitOnMinority`): the zxid a minority of the
+    /// voters (`voters / 2`: the leader's durable log and the newest ACKs
+    /// of its learners) hold. `i64::MIN` without the plant.
+    fn planted_minority_point(&self, ctx: &Ctx) -> i64 {
+        let PeerRole::Leading(l) = &self.role else { return i64::MIN };
+        if ctx.knobs.plant != Some(super::world::Plant::CommitOnMinority) || !l.core.is_established() {
+            return i64::MIN;
+        }
+        let mut held: Vec<i64> = l
+            .links
+            .values()
+            .filter_map(|c| l.planted_acks.get(c).copied())
+            .chain(std::iter::once(self.log.durable_through()))
+            .collect();
+        held.sort_unstable_by(|a, b| b.cmp(a));
+        let minority = (self.ensemble.voters.len() / 2).max(1);
+        held.get(minority - 1).copied().unwrap_or(i64::MIN)
+    }
+
     fn leader_link(&self, conn: LearnerConn) -> Option<ConnId> {
         match &self.role {
             PeerRole::Leading(l) => l.links.get(&conn).copied(),
@@ -1445,24 +1569,129 @@ impl Server {
     /// Mirrors `publish_committed`: batches a quorum holds go to clients.
     fn publish_committed(&mut self, ctx: &mut Ctx, committed: i64) {
         let PeerRole::Leading(l) = &mut self.role else { return };
+        let mut due = Vec::new();
         while l.pending.front().is_some_and(|b| b.last_zxid <= committed) {
             let Some(b) = l.pending.pop_front() else { break };
-            self.published_tree = b.tree;
-            for (zxid, hash, digest) in &b.txns {
-                ctx.oracle.commit(self.sid, true, *zxid, *hash, Some(*digest), ctx.now);
+            due.push(b);
+        }
+        for b in due {
+            self.publish(ctx, b);
+        }
+    }
+
+    /// Mirrors `CommitShard::publish`: the batch's tree becomes what
+    /// clients read; its writes and syncs are answered.
+    fn publish(&mut self, ctx: &mut Ctx, mut b: PendingBatch) {
+        let fired: Vec<(i64, crate::tree::WatchTrigger)> =
+            b.writes.iter_mut().flat_map(|w| std::mem::take(&mut w.triggers).into_iter().map(|t| (w.zxid, t))).collect();
+        self.fire_watches(ctx, fired);
+        self.published_tree = b.tree;
+        for (zxid, hash, digest) in &b.txns {
+            ctx.oracle.commit(self.sid, true, *zxid, *hash, Some(*digest), ctx.now);
+        }
+        for w in &b.writes {
+            if let Some((_, hash, _)) = b.txns.iter().find(|(z, _, _)| *z == w.zxid) {
+                ctx.oracle.acknowledge(w.zxid, *hash);
             }
-            for w in &b.writes {
-                if let Some((_, hash, _)) = b.txns.iter().find(|(z, _, _)| *z == w.zxid) {
-                    ctx.oracle.acknowledge(w.zxid, *hash);
+            if let Some(path) = &w.changed {
+                ctx.oracle.acknowledge_change(path, w.zxid);
+            }
+            ctx.write_acked(w.id, w.zxid);
+        }
+        for id in &b.syncs {
+            ctx.sync_answered(self.sid, *id, &self.published_tree);
+        }
+    }
+
+    /// A client's plain read of `path` (no sync), answered at once from
+    /// what this server serves reads from (production's workers read the
+    /// published batch's tree: the leader's or standalone's published
+    /// state, a learner's applied one); the oracle checks that the node's
+    /// version is a committed txn.
+    pub fn plain_read(&self, ctx: &mut Ctx, path: &str) {
+        let planted = ctx.knobs.plant == Some(super::world::Plant::ReadPastCommit);
+        let (node_zxid, txn_hash) = match &self.role {
+            PeerRole::Following(_) if planted => {
+                // Planted bug: the read sees the logged tail too.
+                let mut view = self.tree.clone();
+                let mut hashes = BTreeMap::new();
+                for (zxid, payload) in self.recent_txns.iter().filter(|(z, _)| *z > self.last_zxid) {
+                    if let Ok(logged) = LoggedTxn::decode(payload.clone()) {
+                        let _ = view.apply_txn(&logged.header, &logged.txn);
+                        hashes.insert(*zxid, hash_txn(payload));
+                    }
                 }
-                if let Some(path) = &w.changed {
-                    ctx.oracle.acknowledge_change(path, w.zxid);
-                }
-                ctx.write_acked(w.id, w.zxid);
+                let Some(zxid) = view.get(path).map(|n| n.mzxid()) else { return };
+                (zxid, hashes.get(&zxid).copied().or_else(|| self.history.entries.get(&zxid).map(|e| e.txn_hash)))
             }
-            for id in &b.syncs {
-                ctx.sync_answered(self.sid, *id, &self.published_tree);
+            PeerRole::Following(_) => {
+                let Some(zxid) = self.tree.get(path).map(|n| n.mzxid()) else { return };
+                (zxid, self.history.entries.get(&zxid).map(|e| e.txn_hash))
             }
+            PeerRole::Leading(_) | PeerRole::Standalone(_) => {
+                let Some(zxid) = self.published_tree.get(path).map(|n| n.mzxid()) else { return };
+                (zxid, self.history.entries.get(&zxid).map(|e| e.txn_hash))
+            }
+            _ => return,
+        };
+        if node_zxid <= self.history.base_zxid {
+            return; // from an installed snapshot: checked when installed
+        }
+        ctx.trace(self.sid, format!("client read {path}: changed at 0x{node_zxid:x}"));
+        let now = ctx.now;
+        ctx.oracle.check_read(self.sid, path, node_zxid, txn_hash, now);
+    }
+
+    // ------------------------------------------------------------------
+    // Standalone (mirrors `CommitShard::run_standalone`)
+
+    /// A lone server serves as soon as recovery is done: everything it
+    /// recovered is its committed state, and must hold every write it
+    /// acknowledged before.
+    fn start_standalone(&mut self, ctx: &mut Ctx) {
+        ctx.trace(self.sid, format!("STANDALONE serving at zxid 0x{:x}", self.last_zxid));
+        for (&zxid, e) in &self.history.entries {
+            ctx.oracle.commit(self.sid, true, zxid, e.txn_hash, Some(e.digest), ctx.now);
+        }
+        ctx.oracle.check_serving_all(self.sid, &self.history, self.last_zxid, ctx.now);
+        self.role = PeerRole::Standalone(Box::new(Standalone { pending: VecDeque::new() }));
+    }
+
+    /// One turn of `run_standalone`: the turn's writes and syncs, in
+    /// arrival order, into one batch; the batch to the log; then every
+    /// batch the log reports durable is published (the durability point:
+    /// nothing of a batch reaches a client first).
+    fn standalone_turn(&mut self, ctx: &mut Ctx) {
+        let items: Vec<Input> = self.inbox.drain(..).collect();
+        let mut batch = LeaderBatch::default();
+        for input in items {
+            match input {
+                Input::ClientWrite { id, write } => self.execute(ctx, id, &write, &mut batch),
+                // `ToCommit::Sync`: a reply entry in the batch, after the
+                // writes before it.
+                Input::ClientSync { id, .. } => batch.syncs.push(id),
+                _ => {}
+            }
+        }
+        if !batch.logged.is_empty() || !batch.writes.is_empty() || !batch.syncs.is_empty() {
+            let last_zxid = self.last_zxid;
+            let tree = self.tree.clone();
+            let (logged, txns, writes, syncs) = (batch.logged, batch.txns, batch.writes, batch.syncs);
+            self.log_txns(ctx, logged);
+            if let PeerRole::Standalone(s) = &mut self.role {
+                s.pending.push_back(PendingBatch { last_zxid, tree, txns, writes, syncs });
+            }
+        }
+        let durable = self.log.durable_through();
+        let mut due = Vec::new();
+        if let PeerRole::Standalone(s) = &mut self.role {
+            while s.pending.front().is_some_and(|b| b.last_zxid <= durable) {
+                let Some(b) = s.pending.pop_front() else { break };
+                due.push(b);
+            }
+        }
+        for b in due {
+            self.publish(ctx, b);
         }
     }
 
@@ -1603,6 +1832,12 @@ impl Server {
                     self.after_drain = Some(AfterDrain::LearnerAction);
                     return Ok(Flow::Blocked);
                 }
+                if ctx.knobs.plant == Some(super::world::Plant::SkipTrunc) {
+                    // Planted bug: the TRUNC is taken as done; the log and
+                    // the tree keep what the leader's history lacks.
+                    ctx.trace(self.sid, format!("TRUNC to 0x{zxid:x} skipped (planted bug)"));
+                    return Ok(Flow::Continue);
+                }
                 ctx.trace(self.sid, format!("TRUNC to 0x{zxid:x}"));
                 self.disk.truncate_after(zxid)?;
                 self.reload_from_disk(ctx, "TRUNC")?;
@@ -1660,7 +1895,10 @@ impl Server {
         let logged =
             LoggedTxn::decode(payload).map_err(|e| format!("the leader's txn 0x{zxid:x} does not decode: {e}"))?;
         let h = logged.header;
-        let _ = self.tree.apply_txn(&h, &logged.txn);
+        let (_, triggers) = self.tree.apply_txn(&h, &logged.txn);
+        if !triggers.is_empty() {
+            self.fire_watches(ctx, triggers.into_iter().map(|t| (zxid, t)).collect());
+        }
         let check = self.tree.check_txn_digest(logged.digest);
         if check.is_mismatch() {
             ctx.oracle.fail("agreement", format!("server {} at 0x{zxid:x}: {check}", self.sid), ctx.now);

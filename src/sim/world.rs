@@ -42,6 +42,12 @@ pub struct SimConfig {
     /// Drawn from a separate random stream, so turning it off replays the
     /// runs of before it existed.
     pub sync_reads: bool,
+    /// Clients also read without a sync (on any serving, running server),
+    /// from their own random stream; off replays the runs from before.
+    pub plain_reads: bool,
+    /// Clients also set watches (exists with watch) and re-read the key,
+    /// from their own random stream; off replays the runs from before.
+    pub watches: bool,
     /// Log writes and fsyncs fail (the server exits), restarts read damaged
     /// logs and snapshots (a refused start is wiped by the operator).
     /// Drawn from their own stream, so turning them off (with
@@ -111,22 +117,54 @@ pub enum Plant {
     /// "fsyncgate"): it reports the write durable and goes on; the bytes
     /// never reach the device.
     IgnoreFsyncError,
+    /// The leader's glue publishes (acknowledges) a batch once a minority
+    /// of the voters hold it durably (itself and the learners whose ACKs
+    /// reached it: `voters / 2` in all, so the leader alone of 3), ahead of
+    /// `LeaderCore`'s quorum count.
+    CommitOnMinority,
+    /// A learner takes the leader's TRUNC as done without truncating: it
+    /// keeps the txns the new leader's history does not have.
+    SkipTrunc,
+    /// Recovery's replay reads the first record of each log file after the
+    /// first without applying it (an off-by-one at the file boundary): the
+    /// zxid advances, the tree does not.
+    ReplaySkipsRecord,
+    /// A follower answers plain reads from the state it has logged, proposals
+    /// it has not seen committed included.
+    ReadPastCommit,
+    /// A server fires a change's watch events only with the next change it
+    /// makes visible: a reader can see the data before the event.
+    EventAfterData,
 }
 
 impl Plant {
-    pub const NAMES: &'static str = "ack-before-fsync, sync-without-round, ignore-fsync-error";
+    pub const NAMES: &'static str =
+        "ack-before-fsync, sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc, replay-skips-record, read-past-commit, event-after-data";
 
     pub fn parse(name: &str) -> Option<Plant> {
         match name {
             "ack-before-fsync" => Some(Plant::AckBeforeFsync),
             "sync-without-round" => Some(Plant::SyncWithoutRound),
             "ignore-fsync-error" => Some(Plant::IgnoreFsyncError),
+            "commit-on-minority" => Some(Plant::CommitOnMinority),
+            "skip-trunc" => Some(Plant::SkipTrunc),
+            "replay-skips-record" => Some(Plant::ReplaySkipsRecord),
+            "read-past-commit" => Some(Plant::ReadPastCommit),
+            "event-after-data" => Some(Plant::EventAfterData),
             _ => None,
         }
     }
 }
 
 impl SimConfig {
+    /// Swarm mode: the server count too is drawn from the seed (from its
+    /// own stream: 1, 3 or 5 voters), then `from_seed`.
+    pub fn swarm(seed: u64) -> SimConfig {
+        let mut r = SimRng::new(seed ^ 0x5A_4A53_0000_0005);
+        let servers = *[1usize, 3, 3, 5].get(r.range(0, 3) as usize).unwrap_or(&3);
+        SimConfig::from_seed(seed, servers)
+    }
+
     pub fn from_seed(seed: u64, servers: usize) -> SimConfig {
         let mut r = SimRng::new(seed ^ 0x5EED_C0F1_6000_0001);
         let knobs = Knobs {
@@ -155,6 +193,8 @@ impl SimConfig {
         // above (and the runs without these faults) stay as they were.
         let mut r = SimRng::new(seed ^ 0xD15C_FA17_0000_0003);
         let observers = r.range(0, 2) as usize;
+        // A standalone server has no quorum to observe.
+        let observers = if servers == 1 { 0 } else { observers };
         let mut knobs = knobs;
         knobs.log_fault_permille = if r.chance(60) { r.range(1, 8) } else { 0 };
         knobs.read_fault_percent = if r.chance(60) { r.range(10, 60) } else { 0 };
@@ -171,6 +211,8 @@ impl SimConfig {
             quiet_tail_ms: 8_000,
             faults: true,
             sync_reads: true,
+            plain_reads: true,
+            watches: true,
             disk_faults: true,
             clock_jumps: true,
             observers,
@@ -216,6 +258,15 @@ pub enum Ev {
     ClientWrite,
     /// A client syncs then reads a key on a random serving server.
     ClientSyncRead,
+    /// A client reads a key, without a sync, on a random serving server.
+    ClientRead,
+    /// A client sets a watch (exists, watch=true) on a random serving server.
+    ClientWatch,
+    /// The watching client re-reads its key (`left` more times).
+    WatchReread {
+        session: i64,
+        left: u32,
+    },
     /// Pause the established leader long enough for the others to replace it.
     PauseLeaderForSync,
     /// A client syncs then reads `path` on `sid` (the resumed leader).
@@ -259,6 +310,19 @@ impl Trace {
     }
 }
 
+/// A client that set a one-shot data watch on `sid`.
+#[derive(Debug, Clone)]
+pub struct Watcher {
+    pub sid: Sid,
+    /// The server's `client_generation` when it was set.
+    pub generation: u64,
+    pub path: String,
+    /// The key's version (mzxid, 0: absent) the client saw when setting it.
+    pub set_at: i64,
+    /// The zxid of the change its event announced.
+    pub fired: Option<i64>,
+}
+
 /// Everything but the servers: what a server's glue may touch.
 pub struct Ctx {
     pub now: u64,
@@ -283,6 +347,16 @@ pub struct Ctx {
     syncs_in_flight: BTreeMap<u64, (Sid, String, i64, u64)>,
     pub syncs_submitted: u64,
     pub syncs_answered: u64,
+    /// The plain-read workload's own random stream.
+    pub read_rng: SimRng,
+    pub plain_reads: u64,
+    /// The watch workload's own random stream.
+    pub watch_rng: SimRng,
+    /// Watching clients: session -> what they set and saw.
+    pub watchers: BTreeMap<i64, Watcher>,
+    /// Per key, every (set at, event zxid) a client saw: one order for all.
+    watch_events: BTreeMap<String, Vec<(i64, i64)>>,
+    pub watch_events_seen: u64,
     /// The later faults' own random stream (disk faults, clock jumps).
     pub fault_rng: SimRng,
     /// Disk faults happen before this time (0: never).
@@ -388,6 +462,51 @@ impl Ctx {
         }
     }
 
+    /// A watch event for the change at `zxid` of `path` reaches the client
+    /// of `session` on `sid`. Checks the watch rules: one event per
+    /// one-shot watch, for a change the client had not seen, and all
+    /// clients see one order (two watches whose set points both precede a
+    /// change announce, as their first, the same change).
+    pub fn watch_fired(&mut self, session: i64, sid: Sid, zxid: i64, path: &str) {
+        let Some(w) = self.watchers.get_mut(&session) else { return };
+        if w.sid != sid || w.path != path {
+            return;
+        }
+        let set_at = w.set_at;
+        let already = w.fired.replace(zxid);
+        self.watch_events_seen += 1;
+        let line = format!("t={:>6} s{sid} watch event for {path} changed at 0x{zxid:x} (watch set at 0x{set_at:x})", self.now);
+        self.trace.push(line);
+        let now = self.now;
+        if let Some(first) = already {
+            let detail = format!("server {sid}: a one-shot watch on {path} fired twice (0x{first:x}, 0x{zxid:x})");
+            self.oracle.fail("watch-order", detail, now);
+            return;
+        }
+        if zxid <= set_at {
+            let detail = format!(
+                "server {sid}: a watch set on {path} at version 0x{set_at:x} announced the older change 0x{zxid:x}"
+            );
+            self.oracle.fail("watch-order", detail, now);
+            return;
+        }
+        let seen = self.watch_events.entry(path.to_owned()).or_default();
+        for &(other_set, other_event) in seen.iter() {
+            let both_before_mine = other_set <= set_at && set_at < other_event;
+            let both_before_theirs = set_at <= other_set && other_set < zxid;
+            if (both_before_mine || both_before_theirs) && other_event != zxid {
+                let detail = format!(
+                    "clients disagree on the order of changes to {path}: a watch set at 0x{set_at:x} announced 0x{zxid:x}, one set at 0x{other_set:x} announced 0x{other_event:x}"
+                );
+                self.oracle.fail("watch-order", detail, now);
+                return;
+            }
+        }
+        if seen.len() < 256 {
+            seen.push((set_at, zxid));
+        }
+    }
+
     pub fn write_acked(&mut self, id: u64, zxid: i64) {
         self.writes_acked += 1;
         if let Some(submitted) = self.writes_in_flight.remove(&id) {
@@ -415,6 +534,7 @@ pub struct SimOutcome {
     pub writes_acked: u64,
     pub syncs_submitted: u64,
     pub syncs_answered: u64,
+    pub plain_reads: u64,
     pub committed_zxids: usize,
     pub epochs: usize,
     pub final_states: Vec<String>,
@@ -435,8 +555,8 @@ impl SimOutcome {
         let mut out = String::new();
         match &self.failure {
             None => out.push_str(&format!(
-                "seed {} ({} servers, {} observers): ok — {} events, {} writes submitted, {} acknowledged, {} syncs submitted, {} answered, {} zxids committed, {} epochs, {} expected exits, {} damaged reads, {} wipes, {} clock jumps, trace {:016x}\n",
-                self.seed, self.servers, self.observers, self.events, self.writes_submitted, self.writes_acked, self.syncs_submitted, self.syncs_answered, self.committed_zxids, self.epochs, self.expected_exits, self.read_faults, self.wipes, self.clock_jumps, self.trace_hash
+                "seed {} ({} servers, {} observers): ok — {} events, {} writes submitted, {} acknowledged, {} syncs submitted, {} answered, {} plain reads, {} zxids committed, {} epochs, {} expected exits, {} damaged reads, {} wipes, {} clock jumps, trace {:016x}\n",
+                self.seed, self.servers, self.observers, self.events, self.writes_submitted, self.writes_acked, self.syncs_submitted, self.syncs_answered, self.plain_reads, self.committed_zxids, self.epochs, self.expected_exits, self.read_faults, self.wipes, self.clock_jumps, self.trace_hash
             )),
             Some(f) => {
                 out.push_str(&format!(
@@ -525,6 +645,12 @@ impl World {
             syncs_in_flight: BTreeMap::new(),
             syncs_submitted: 0,
             syncs_answered: 0,
+            read_rng: SimRng::new(config.seed ^ 0x2EAD_0000_0000_0006),
+            plain_reads: 0,
+            watch_rng: SimRng::new(config.seed ^ 0x3A7C_0000_0000_0007),
+            watchers: BTreeMap::new(),
+            watch_events: BTreeMap::new(),
+            watch_events_seen: 0,
             fault_rng: SimRng::new(config.seed ^ 0xFA_17ED_0000_0004),
             disk_faults_until_ms: if config.faults { config.fault_end_ms } else { 0 },
             read_faults: 0,
@@ -560,10 +686,19 @@ impl World {
             let first = self.ctx.fault_rng.range(lo, hi);
             self.ctx.schedule(first, Ev::ClockJump);
         }
+        if self.config.plain_reads {
+            let first = self.ctx.read_rng.range(500, 1_500);
+            self.ctx.schedule(first, Ev::ClientRead);
+        }
+        if self.config.watches {
+            let first = self.ctx.watch_rng.range(500, 1_500);
+            self.ctx.schedule(first, Ev::ClientWatch);
+        }
         if self.config.sync_reads {
             let first = self.ctx.sync_rng.range(500, 1_500);
             self.ctx.schedule(first, Ev::ClientSyncRead);
-            if self.config.faults {
+            // (A lone server has nobody to replace it while paused.)
+            if self.config.faults && self.config.servers > 1 {
                 let at = self.ctx.sync_rng.range(3_000, self.config.fault_end_ms.saturating_sub(4_000).max(3_001));
                 self.ctx.schedule(at, Ev::PauseLeaderForSync);
             }
@@ -600,6 +735,7 @@ impl World {
             writes_acked: self.ctx.writes_acked,
             syncs_submitted: self.ctx.syncs_submitted,
             syncs_answered: self.ctx.syncs_answered,
+            plain_reads: self.ctx.plain_reads,
             committed_zxids: self.ctx.oracle.committed_count(),
             epochs: self.ctx.oracle.epochs_established(),
             final_states,
@@ -720,6 +856,9 @@ impl World {
             }
             Ev::ClientWrite => self.client_write(),
             Ev::ClientSyncRead => self.client_sync_read(),
+            Ev::ClientRead => self.client_read(),
+            Ev::ClientWatch => self.client_watch(),
+            Ev::WatchReread { session, left } => self.watch_reread(session, left),
             Ev::PauseLeaderForSync => self.pause_leader_for_sync(),
             Ev::SyncReadAt { sid, path } => {
                 self.paused_for_sync = None;
@@ -963,6 +1102,81 @@ impl World {
         let Some(target) = self.ctx.sync_rng.pick(&serving) else { return };
         let key = self.ctx.sync_rng.range(0, CLIENT_KEYS - 1);
         self.sync_read(target, format!("/k{key}"));
+    }
+
+    /// A plain read (no sync) of a key on a serving server that is running:
+    /// what it sees must be committed (`Oracle::check_read`).
+    fn client_read(&mut self) {
+        let now = self.ctx.now;
+        if now + self.config.quiet_tail_ms < self.config.duration_ms {
+            let gap = self.ctx.read_rng.range(20, 200);
+            self.ctx.schedule(now + gap, Ev::ClientRead);
+        }
+        let serving: Vec<Sid> =
+            self.servers.iter().filter(|s| s.can_run(now) && s.is_serving()).map(|s| s.sid).collect();
+        let Some(target) = self.ctx.read_rng.pick(&serving) else { return };
+        let key = self.ctx.read_rng.range(0, CLIENT_KEYS - 1);
+        let path = format!("/k{key}");
+        self.ctx.plain_reads += 1;
+        if let Some(s) = self.servers.get((target - 1) as usize) {
+            s.plain_read(&mut self.ctx, &path);
+        }
+    }
+
+    /// A client sets a one-shot watch (exists, watch=true) on a key at a
+    /// serving, running server, then re-reads the key there a few times.
+    fn client_watch(&mut self) {
+        let now = self.ctx.now;
+        if now + self.config.quiet_tail_ms < self.config.duration_ms {
+            let gap = self.ctx.watch_rng.range(50, 400);
+            self.ctx.schedule(now + gap, Ev::ClientWatch);
+        }
+        let serving: Vec<Sid> =
+            self.servers.iter().filter(|s| s.can_run(now) && s.is_serving()).map(|s| s.sid).collect();
+        let Some(target) = self.ctx.watch_rng.pick(&serving) else { return };
+        let key = self.ctx.watch_rng.range(0, CLIENT_KEYS - 1);
+        let path = format!("/k{key}");
+        let session = 0x5700_0000_0000_0000 + self.ctx.token() as i64;
+        let Some(s) = self.servers.get_mut((target - 1) as usize) else { return };
+        let set_at = s.read_view_mzxid(&path).unwrap_or(0);
+        s.set_watch(session, &path);
+        let generation = s.client_generation;
+        self.ctx.trace(target, format!("client watches {path} (version 0x{set_at:x})"));
+        self.ctx.watchers.insert(session, Watcher { sid: target, generation, path, set_at, fired: None });
+        let at = now + self.ctx.watch_rng.range(5, 100);
+        self.ctx.schedule(at, Ev::WatchReread { session, left: 5 });
+    }
+
+    /// The watching client reads its key again: if the data shows a change
+    /// after the version it watched, its event must have come first.
+    fn watch_reread(&mut self, session: i64, left: u32) {
+        let now = self.ctx.now;
+        let Some(w) = self.ctx.watchers.get(&session).cloned() else { return };
+        let Some(s) = self.servers.get((w.sid - 1) as usize) else { return };
+        if !s.up || s.client_generation != w.generation || w.fired.is_some() {
+            // Disconnected (its watch went with the connection), or done.
+            self.ctx.watchers.remove(&session);
+            return;
+        }
+        if !s.can_run(now) {
+            self.ctx.schedule(s.paused_until, Ev::WatchReread { session, left });
+            return;
+        }
+        let seen = s.read_view_mzxid(&w.path).unwrap_or(0);
+        if seen > w.set_at {
+            let detail = format!(
+                "server {}: a client watching {} (set at version 0x{:x}) read it changed at 0x{seen:x} before any watch event",
+                w.sid, w.path, w.set_at
+            );
+            self.ctx.oracle.fail("watch-order", detail, now);
+            return;
+        }
+        if left == 0 {
+            // Stops looking; a later event still counts for the order check.
+            return;
+        }
+        let at = now + self.ctx.watch_rng.range(5, 100);
+        self.ctx.schedule(at, Ev::WatchReread { session, left: left - 1 });
     }
 
     /// A client's sync then read of `path` on `target`, starting now.
