@@ -15,8 +15,8 @@
 //! same pointers (replaced together with the node). Per znode, 64-bit, for
 //! a fresh 100-byte leaf such as `zoocore-bench memory` makes:
 //! * the set slot: the 8-byte pointer in a B-tree leaf of 16 slots (a leaf
-//!   is 168 bytes with its chunk indices, Arc and malloc headers), ~12-16 B
-//!   at the fill that inserts leave, plus ~1 B of inner nodes;
+//!   is 168 bytes with its chunk indices, Arc and malloc headers); `imbl`
+//!   splits leaves at the median, so ~25 B with the inner nodes;
 //! * the allocation's fixed part, 32 B: reference count 8, the shared part
 //!   pointer 8 (an interned ACL list; see `NodeShared`), the node's digest
 //!   4, the path length 4, the slice length 8;
@@ -28,8 +28,9 @@
 //!   when not 0 — 14 B for a fresh leaf, ~20 B after a few setData;
 //! * malloc's 8-byte header and rounding to 16 (0-15 B, ~8 B on average).
 //!
-//! So about **70-80 B + path + data** (measured: see docs/architecture.md;
-//! the raw stat alone would be 68 B). The price: a write copies the node
+//! So about **90 B + path + data** on the heap, measured by
+//! `tests::measure_heap_per_znode` (per field: docs/architecture.md; the
+//! raw stat alone would be 68 B, the previous layout cost ~250 B). The price: a write copies the node
 //! (path, stat and inline value) instead of patching it in place, and a
 //! change to a node looks it up twice (once to read it, once to replace it
 //! in the set). One more: the B-tree's branch separators are clones of keys,
