@@ -227,7 +227,7 @@ fn assert_tree_matches(tree: &DataTree, view: &View) {
     assert_eq!(tree.node_count(), view.len(), "node count");
     for (path, (data, stat, acl)) in view {
         let node = tree.get(path).unwrap_or_else(|| panic!("{path} missing from the restored tree"));
-        assert_eq!(node.data(), data.as_ref(), "data of {path}");
+        assert_eq!(node.data(), data.as_deref(), "data of {path}");
         assert_eq!(&node.stat(), stat, "Stat of {path}");
         assert_eq!(&node.acl()[..], &acl[..], "ACL of {path}");
     }
@@ -323,7 +323,7 @@ fn apache_formats_against_apache_zookeeper() {
     assert_eq!(kind("/ttl"), Some(NodeKind::Ttl(3_600_000)));
     assert_eq!(kind("/app/eph"), Some(NodeKind::Ephemeral(session_id)));
     assert_eq!(snap.tree.get("/app/was-data").and_then(|n| n.data()), None, "null data kept");
-    assert_eq!(snap.tree.get("/app/null").and_then(|n| n.data()), Some(&Bytes::new()), "empty data kept");
+    assert_eq!(snap.tree.get("/app/null").and_then(|n| n.data()), Some(&b""[..]), "empty data kept");
     eprintln!(
         "{} nodes, last zxid {last_zxid:#x}, {} snapshots, {} log files",
         view.len(),

@@ -662,7 +662,7 @@ impl WorkerShard {
                 if r.watch {
                     self.watches.borrow_mut().add_data_watch(sid, &r.path);
                 }
-                Ok(Some(Response::GetData { data: node.data().cloned(), stat: node.stat() }))
+                Ok(Some(Response::GetData { data: node.data_bytes(), stat: node.stat() }))
             }
             Request::GetChildren(r) => {
                 let node = tree.get(&r.path).ok_or(ErrorCode::NoNode)?;
@@ -716,7 +716,7 @@ impl WorkerShard {
                             Some(n) if !authz.allowed(n.acl(), perms::READ) => {
                                 MultiResult::Error(ErrorCode::NoAuth.code())
                             }
-                            Some(n) => MultiResult::GetData { data: n.data().cloned(), stat: n.stat() },
+                            Some(n) => MultiResult::GetData { data: n.data_bytes(), stat: n.stat() },
                         },
                         ReadOp::GetChildren(p) => match tree.get(&p.path) {
                             None => MultiResult::Error(ErrorCode::NoNode.code()),

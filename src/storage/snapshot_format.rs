@@ -287,7 +287,7 @@ pub fn read_snapshot(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
 
     let mut loader = TreeLoader::new();
     let acl_count = c.count(acl_count as u64, 4)?;
-    let mut acls: Vec<Arc<[Acl]>> = Vec::with_capacity(acl_count);
+    let mut acls: Vec<crate::tree::InternedAcl> = Vec::with_capacity(acl_count);
     for _ in 0..acl_count {
         let raw = c.u32()?;
         let entries = c.count(raw as u64, 12)?;
@@ -463,7 +463,7 @@ mod tests {
         assert_eq!(loaded.ephemerals_of(0x11), vec!["/app/e1"]);
         assert_eq!(loaded.ephemerals_of(0x22).len(), 2);
         assert_eq!(loaded.get("/app/null").unwrap().data(), None);
-        assert_eq!(loaded.get("/app/empty").unwrap().data(), Some(&Bytes::new()));
+        assert_eq!(loaded.get("/app/empty").unwrap().data(), Some(&b""[..]));
         assert!(loaded.get("/app/q-0000000004").is_some() && loaded.get("/app/q-0000000005").is_some());
         assert_eq!(loaded.reapable(10_000, 0, 10), vec!["/c", "/t"]);
         // The loaded tree keeps working: a write, then the session closes.

@@ -1,5 +1,6 @@
-//! ACL interning: nodes with equal ACL lists share one `Arc<[Acl]>`, the way
-//! ZooKeeper's ACL cache shares one list per distinct ACL.
+//! ACL interning: nodes with equal ACL lists share one `NodeShared` (the
+//! list and no large value), the way ZooKeeper's ACL cache shares one list
+//! per distinct ACL.
 //!
 //! The cache holds `Weak` references, so it never keeps an ACL alive: once
 //! no node in any published tree version uses a list, its entry is dead and
@@ -9,26 +10,27 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Weak};
 
+use super::node::NodeShared;
 use crate::proto::Acl;
 
 #[derive(Clone, Default)]
 pub(crate) struct AclCache {
     /// hash of the ACL list -> the live lists with that hash.
-    by_hash: imbl::HashMap<u64, Vec<Weak<[Acl]>>>,
+    by_hash: imbl::HashMap<u64, Vec<Weak<NodeShared>>>,
     /// Entry count at which to sweep every bucket for dead lists.
     sweep_at: usize,
 }
 
 impl AclCache {
     /// The shared list equal to `acl`, creating it if none is live.
-    pub(crate) fn intern(&mut self, acl: &[Acl]) -> Arc<[Acl]> {
+    pub(crate) fn intern(&mut self, acl: &[Acl]) -> Arc<NodeShared> {
         let hash = hash_of(acl);
         if let Some(bucket) = self.by_hash.get(&hash) {
-            if let Some(found) = bucket.iter().filter_map(Weak::upgrade).find(|a| **a == *acl) {
+            if let Some(found) = bucket.iter().filter_map(Weak::upgrade).find(|a| *a.acl == *acl) {
                 return found;
             }
         }
-        let shared: Arc<[Acl]> = Arc::from(acl);
+        let shared = Arc::new(NodeShared { acl: Arc::from(acl), large_data: None });
         let bucket = self.by_hash.entry(hash).or_default();
         bucket.retain(|w| w.strong_count() > 0);
         bucket.push(Arc::downgrade(&shared));
@@ -81,6 +83,6 @@ mod tests {
         assert_eq!(cache.len(), 1);
         // A dropped list is recreated on demand.
         let d = cache.intern(&read_acl_unsafe());
-        assert_eq!(&*d, &read_acl_unsafe()[..]);
+        assert_eq!(&*d.acl, &read_acl_unsafe()[..]);
     }
 }

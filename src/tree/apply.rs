@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::path::{self, PathKey};
-use super::{DataTree, MultiOpResult, Node, StoredStat, WatchTrigger, WriteResult};
+use super::node::{NewData, NodeStat};
+use super::path;
+use super::{DataTree, MultiOpResult, StoredStat, WatchTrigger, WriteResult};
 use crate::proto::{op, Acl, ErrorCode, EventType, CONTAINER_EPHEMERAL_OWNER, TTL_MASK};
 use crate::storage::txn::{Txn, TxnHeader};
 
@@ -75,8 +76,8 @@ impl DataTree {
                 let acl = self.acl_cache.intern(acl);
                 let node = self
                     .update_node(path, |n| {
-                        n.acl = acl;
-                        n.aversion = *version;
+                        n.acl = Some(acl);
+                        n.stat.aversion = *version;
                     })
                     .ok_or(ErrorCode::NoNode)?;
                 Ok(WriteResult::Stat(node.stat()))
@@ -155,12 +156,9 @@ impl DataTree {
         triggers: &mut Triggers,
     ) -> Result<WriteResult, ErrorCode> {
         let parent_path = path::parent_of(path).ok_or(ErrorCode::BadArguments)?;
-        let parent = self.get(parent_path).ok_or(ErrorCode::NoNode)?;
-        if self.get(path).is_some() {
-            return Err(ErrorCode::NodeExists);
-        }
+        let parent = self.get(parent_path).ok_or(ErrorCode::NoNode)?.clone();
         // -1 (a pre-3.3 txn) means "one more than now".
-        let parent_cversion = if parent_cversion == -1 { parent.cversion.wrapping_add(1) } else { parent_cversion };
+        let parent_cversion = if parent_cversion == -1 { parent.cversion().wrapping_add(1) } else { parent_cversion };
         let stat = StoredStat {
             czxid: header.zxid,
             mzxid: header.zxid,
@@ -173,36 +171,38 @@ impl DataTree {
             pzxid: header.zxid,
         };
         let acl = self.acl_cache.intern(acl);
-        let node = Node::new(data.clone(), acl.clone(), stat);
+        let new_data = match data {
+            Some(d) => NewData::Copy(d),
+            None => NewData::Null,
+        };
+        let node = self
+            .insert_node_entry(path, new_data, &acl, NodeStat { stat, num_children: 0 })
+            .ok_or(ErrorCode::NodeExists)?;
         let wire_stat = node.stat();
-        let key = PathKey(Arc::from(path));
-        self.insert_node_entry(key.clone(), node);
         let zxid = header.zxid;
-        let parent = self
-            .update_node(parent_path, |p| {
-                p.num_children += 1;
-                // Only ever raised: replay over a newer snapshot must not
-                // move it back (Apache's createNode rule).
-                if parent_cversion > p.cversion {
-                    p.cversion = parent_cversion;
-                    p.pzxid = zxid;
-                }
-            })
-            .ok_or(ErrorCode::SystemError)?;
-        triggers.push(WatchTrigger { event: EventType::NodeCreated, path: key.0, acl });
+        let parent = self.restat_node(&parent, |p| {
+            p.num_children += 1;
+            // Only ever raised: replay over a newer snapshot must not
+            // move it back (Apache's createNode rule).
+            if parent_cversion > p.stat.cversion {
+                p.stat.cversion = parent_cversion;
+                p.stat.pzxid = zxid;
+            }
+        });
+        triggers.push(WatchTrigger { event: EventType::NodeCreated, path: Arc::from(path), acl: node.acl().clone() });
         triggers.push(WatchTrigger {
             event: EventType::NodeChildrenChanged,
             path: Arc::from(parent_path),
-            acl: parent.acl.clone(),
+            acl: parent.acl().clone(),
         });
         Ok(WriteResult::Created { path: path.to_owned(), stat: wire_stat })
     }
 
     fn raise_parent_cversion(&mut self, parent_path: &str, parent_cversion: i32, zxid: i64) {
         self.update_node(parent_path, |p| {
-            if parent_cversion > p.cversion {
-                p.cversion = parent_cversion;
-                p.pzxid = zxid;
+            if parent_cversion > p.stat.cversion {
+                p.stat.cversion = parent_cversion;
+                p.stat.pzxid = zxid;
             }
         });
     }
@@ -211,25 +211,24 @@ impl DataTree {
     /// (never lowered); NodeDeleted then the parent's NodeChildrenChanged.
     pub(super) fn delete_node(&mut self, zxid: i64, path: &str, triggers: &mut Triggers) -> Result<(), ErrorCode> {
         let parent_path = path::parent_of(path).ok_or(ErrorCode::BadArguments)?;
-        let key = PathKey(Arc::from(path));
-        match self.nodes.get(&key) {
+        match self.get(path) {
             None => return Err(ErrorCode::NoNode),
             // The flat map would orphan the children; a valid txn never asks.
-            Some(node) if node.num_children > 0 => return Err(ErrorCode::NotEmpty),
+            Some(node) if node.num_children() > 0 => return Err(ErrorCode::NotEmpty),
             Some(_) => {}
         }
-        let node = self.remove_node_entry(&key).ok_or(ErrorCode::NoNode)?;
+        let node = self.remove_node_entry(path).ok_or(ErrorCode::NoNode)?;
         let parent = self
             .update_node(parent_path, |p| {
                 p.num_children -= 1;
-                p.pzxid = p.pzxid.max(zxid);
+                p.stat.pzxid = p.stat.pzxid.max(zxid);
             })
             .ok_or(ErrorCode::SystemError)?;
-        triggers.push(WatchTrigger { event: EventType::NodeDeleted, path: key.0, acl: node.acl.clone() });
+        triggers.push(WatchTrigger { event: EventType::NodeDeleted, path: Arc::from(path), acl: node.acl().clone() });
         triggers.push(WatchTrigger {
             event: EventType::NodeChildrenChanged,
             path: Arc::from(parent_path),
-            acl: parent.acl.clone(),
+            acl: parent.acl().clone(),
         });
         Ok(())
     }
@@ -244,12 +243,16 @@ impl DataTree {
     ) -> Result<WriteResult, ErrorCode> {
         let node = self
             .update_node_data(path, data, |n| {
-                n.version = version;
-                n.mtime = header.time_ms;
-                n.mzxid = header.zxid;
+                n.stat.version = version;
+                n.stat.mtime = header.time_ms;
+                n.stat.mzxid = header.zxid;
             })
             .ok_or(ErrorCode::NoNode)?;
-        triggers.push(WatchTrigger { event: EventType::NodeDataChanged, path: Arc::from(path), acl: node.acl.clone() });
+        triggers.push(WatchTrigger {
+            event: EventType::NodeDataChanged,
+            path: Arc::from(path),
+            acl: node.acl().clone(),
+        });
         Ok(WriteResult::Stat(node.stat()))
     }
 }

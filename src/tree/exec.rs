@@ -270,7 +270,7 @@ impl DataTree {
         }
         let path = if mode.is_sequential() {
             // Rust's `{:010}` pads after the sign exactly like `%010d`.
-            format!("{requested_path}{:010}", parent.cversion)
+            format!("{requested_path}{:010}", parent.cversion())
         } else {
             requested_path.to_owned()
         };
@@ -281,7 +281,7 @@ impl DataTree {
         if matches!(parent.kind(), NodeKind::Ephemeral(_)) {
             return Err(ErrorCode::NoChildrenForEphemerals);
         }
-        let parent_cversion = parent.cversion.wrapping_add(1);
+        let parent_cversion = parent.cversion().wrapping_add(1);
         let data = data.clone();
         // The opcode decides the node type (CreateContainerTxn,
         // CreateTTLTxn); for ops 1 and 15 only the ephemeral flag matters.
@@ -303,8 +303,8 @@ impl DataTree {
             return Err(ErrorCode::NoAuth);
         }
         let node = self.get(path).ok_or(ErrorCode::NoNode)?;
-        check_and_inc_version(node.version, version)?;
-        if node.num_children > 0 {
+        check_and_inc_version(node.version(), version)?;
+        if node.num_children() > 0 {
             return Err(ErrorCode::NotEmpty);
         }
         Ok(Txn::Delete { path: path.to_owned() })
@@ -316,7 +316,7 @@ impl DataTree {
             return Err(ErrorCode::BadArguments);
         }
         let node = self.get(path).ok_or(ErrorCode::NoNode)?;
-        if node.num_children > 0 {
+        if node.num_children() > 0 {
             return Err(ErrorCode::NotEmpty);
         }
         if matches!(node.kind(), NodeKind::Ephemeral(_)) {
@@ -339,7 +339,7 @@ impl DataTree {
             return Err(ErrorCode::NoAuth);
         }
         // (-125 quota is not enforced here.)
-        let new_version = check_and_inc_version(node.version, version)?;
+        let new_version = check_and_inc_version(node.version(), version)?;
         Ok(Txn::SetData { path: path.to_owned(), data: data.clone(), version: new_version })
     }
 
@@ -350,7 +350,7 @@ impl DataTree {
         if !ctx.auth.allowed(node.acl(), perms::ADMIN) {
             return Err(ErrorCode::NoAuth);
         }
-        let new_version = check_and_inc_version(node.aversion, version)?;
+        let new_version = check_and_inc_version(node.aversion(), version)?;
         Ok(Txn::SetAcl { path: path.to_owned(), acl, version: new_version })
     }
 
@@ -360,6 +360,6 @@ impl DataTree {
         if !ctx.auth.allowed(node.acl(), perms::READ) {
             return Err(ErrorCode::NoAuth);
         }
-        Ok(Txn::Check { path: path.to_owned(), version: check_and_inc_version(node.version, version)? })
+        Ok(Txn::Check { path: path.to_owned(), version: check_and_inc_version(node.version(), version)? })
     }
 }

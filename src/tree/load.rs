@@ -4,12 +4,11 @@
 //! add each parent's numChildren once per run of children instead of once
 //! per child.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 
-use super::path::{self, PathKey, TreePath};
-use super::{DataTree, Node, StoredStat, SPECIAL_PATHS};
+use super::node::{InternedAcl, NewData, NodeStat};
+use super::path::{self, TreePath};
+use super::{DataTree, StoredStat, SPECIAL_PATHS};
 use crate::proto::Acl;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,9 +39,11 @@ impl std::error::Error for LoadError {}
 /// Builds a `DataTree` from nodes in snapshot order.
 pub struct TreeLoader {
     tree: DataTree,
-    last_key: Option<PathKey>,
+    /// The previous node's path (reused buffer; empty before the root).
+    last_path: String,
     /// The parent of the current run of siblings and how many were loaded.
-    run_parent: Option<(PathKey, i32)>,
+    run_parent: String,
+    run_count: i32,
 }
 
 impl Default for TreeLoader {
@@ -53,12 +54,12 @@ impl Default for TreeLoader {
 
 impl TreeLoader {
     pub fn new() -> TreeLoader {
-        TreeLoader { tree: DataTree::empty(), last_key: None, run_parent: None }
+        TreeLoader { tree: DataTree::empty(), last_path: String::new(), run_parent: String::new(), run_count: 0 }
     }
 
     /// The tree's shared copy of an ACL list; intern each distinct list once
     /// and pass clones of the result to `push`.
-    pub fn intern_acl(&mut self, acl: &[Acl]) -> Arc<[Acl]> {
+    pub fn intern_acl(&mut self, acl: &[Acl]) -> InternedAcl {
         self.tree.acl_cache.intern(acl)
     }
 
@@ -67,38 +68,44 @@ impl TreeLoader {
         &mut self,
         path: &str,
         data: Option<Bytes>,
-        acl: Arc<[Acl]>,
+        acl: InternedAcl,
         stat: StoredStat,
     ) -> Result<(), LoadError> {
-        self.push_node(path, Node::new(data, acl, stat))
+        self.push_slice(path, data.as_deref(), acl, stat)
     }
 
     /// `push` for data borrowed from a snapshot buffer: copied once, into
-    /// an allocation of the node's own (`push` with a `Bytes` slice of the
-    /// buffer would copy it, and the decoder's copy, again).
+    /// the node's own allocation.
     pub fn push_slice(
         &mut self,
         path: &str,
         data: Option<&[u8]>,
-        acl: Arc<[Acl]>,
+        acl: InternedAcl,
         stat: StoredStat,
     ) -> Result<(), LoadError> {
-        let mut node = Node::new(None, acl, stat);
-        node.data = data.map(|d| if d.is_empty() { Bytes::new() } else { Bytes::copy_from_slice(d) });
-        self.push_node(path, node)
+        self.check_order(path)?;
+        let data = match data {
+            Some(d) => NewData::Copy(d),
+            None => NewData::Null,
+        };
+        if self.tree.insert_node_entry(path, data, &acl, NodeStat { stat, num_children: 0 }).is_none() {
+            return Err(LoadError::OutOfOrder(path.to_owned()));
+        }
+        self.last_path.clear();
+        self.last_path.push_str(path);
+        Ok(())
     }
 
-    fn push_node(&mut self, path: &str, node: Node) -> Result<(), LoadError> {
-        let Some(last) = &self.last_key else {
+    /// Checks that `path` comes next (the root first, then strictly
+    /// ascending, its parent loaded) and counts it in its parent's run.
+    fn check_order(&mut self, path: &str) -> Result<(), LoadError> {
+        if self.last_path.is_empty() {
             if path != "/" {
                 return Err(LoadError::RootNotFirst(path.to_owned()));
             }
-            let key = PathKey(Arc::from(path));
-            self.last_key = Some(key.clone());
-            self.tree.insert_node_entry(key, node);
             return Ok(());
-        };
-        if TreePath::new(path) <= TreePath::new(last.as_str()) {
+        }
+        if TreePath::new(path) <= TreePath::new(&self.last_path) {
             return Err(LoadError::OutOfOrder(path.to_owned()));
         }
         let Some((parent, name)) = path::split_last(path) else {
@@ -108,25 +115,25 @@ impl TreeLoader {
             return Err(LoadError::MissingParent(path.to_owned()));
         }
         let parent = if parent.is_empty() { "/" } else { parent };
-        match &mut self.run_parent {
-            Some((run, count)) if run.as_str() == parent => *count += 1,
-            _ => {
-                self.flush_run();
-                let Some((parent_key, _)) = self.tree.nodes.get_key_value(TreePath::new(parent)) else {
-                    return Err(LoadError::MissingParent(path.to_owned()));
-                };
-                self.run_parent = Some((parent_key.clone(), 1));
-            }
+        if self.run_count > 0 && self.run_parent == parent {
+            self.run_count += 1;
+            return Ok(());
         }
-        let key = PathKey(Arc::from(path));
-        self.last_key = Some(key.clone());
-        self.tree.insert_node_entry(key, node);
+        self.flush_run();
+        if self.tree.get(parent).is_none() {
+            return Err(LoadError::MissingParent(path.to_owned()));
+        }
+        self.run_parent.clear();
+        self.run_parent.push_str(parent);
+        self.run_count = 1;
         Ok(())
     }
 
     fn flush_run(&mut self) {
-        if let Some((parent, count)) = self.run_parent.take() {
-            self.tree.update_node(parent.as_str(), |p| p.num_children += count);
+        if self.run_count > 0 {
+            let count = self.run_count;
+            self.tree.update_node(&self.run_parent, |p| p.num_children += count);
+            self.run_count = 0;
         }
     }
 

@@ -4,28 +4,38 @@
 //! Only the commit shard mutates a `DataTree`; after each durable batch it
 //! publishes a clone to the worker shards, which read it without locks. So
 //! the tree is persistent (`imbl`): `Clone` is O(1), a clone never sees later
-//! writes, and unshared structure is freed when the last version drops.
+//! writes, a write copies only the B-tree path to the node and the node, and
+//! unshared structure is freed when the last version drops.
 //!
-//! **Layout and memory per znode.** One ordered map `path -> Arc<Node>`,
+//! **Layout and memory per znode** (`node.rs`). One ordered set of nodes,
 //! ordered by (parent, name) so that a node's children are one contiguous
-//! key range; there is no per-node child set at all, and each path is
-//! stored once (its `Arc<str>` is shared with the ephemeral and
-//! container/TTL indexes). Per znode, on 64-bit:
-//! * `Node` 120 B inline (data `Option<Bytes>` 32, ACL `Arc<[Acl]>` 16, six
-//!   i64 stat fields 48, version/cversion/aversion/numChildren 16, its
-//!   digest 4 + 4 padding) plus 16 B Arc header = 136 B;
-//! * the map slot (key 16 B + value pointer 8 B) in a B-tree leaf of 16
-//!   slots; at the typical ~70 % fill that is ~35 B, plus ~3 B of inner
-//!   nodes;
-//! * the path string: 16 B Arc header + its bytes;
-//! * the data: its bytes (plus the `Bytes` shared header, ~32 B, only when
-//!   the buffer was shared rather than an exclusively owned Vec);
-//! * the ACL: nothing per node beyond the 16 B pointer, lists are interned.
+//! range; there is no per-node child set, and each path is stored once.
+//! Each node is one heap allocation behind an 8-byte pointer
+//! (`triomphe::ThinArc`); the ephemeral and container/TTL indexes hold the
+//! same pointers (replaced together with the node). Per znode, 64-bit, for
+//! a fresh 100-byte leaf such as `zoocore-bench memory` makes:
+//! * the set slot: the 8-byte pointer in a B-tree leaf of 16 slots (a leaf
+//!   is 168 bytes with its chunk indices, Arc and malloc headers); `imbl`
+//!   splits leaves at the median, so ~25 B with the inner nodes;
+//! * the allocation's fixed part, 32 B: reference count 8, the shared part
+//!   pointer 8 (an interned ACL list; see `NodeShared`), the node's digest
+//!   4, the path length 4, the slice length 8;
+//! * the path's bytes and the value's bytes (up to `INLINE_DATA_MAX_BYTES`
+//!   inline; a larger value is a `Bytes` of its own in the shared part);
+//! * the stat, packed: 3 control bytes (flags, stat length), then varints:
+//!   czxid (5 B for epoch 1) and ctime (6 B); mzxid/pzxid as deltas from
+//!   czxid and mtime from ctime, versions, the owner and numChildren only
+//!   when not 0 — 14 B for a fresh leaf, ~20 B after a few setData;
+//! * malloc's 8-byte header and rounding to 16 (0-15 B, ~8 B on average).
 //!
-//! So about **190 B + path + data** per znode (ZooKeeper's Java DataNode
-//! costs roughly 250–300 B + path + data). The price is O(log n) string
-//! comparisons per lookup instead of a hash, and a write copies one B-tree
-//! path (a few hundred bytes) plus one Node.
+//! So about **90 B + path + data** on the heap, measured by
+//! `tests::measure_heap_per_znode` (per field: docs/architecture.md; the
+//! raw stat alone would be 68 B, the previous layout cost ~250 B). The price: a write copies the node
+//! (path, stat and inline value) instead of patching it in place, and a
+//! change to a node looks it up twice (once to read it, once to replace it
+//! in the set). One more: the B-tree's branch separators are clones of keys,
+//! so a separator keeps the node version it was cut from alive (at most one
+//! old version per separator, ~1 node in 12) until that branch changes.
 //!
 //! **Digest.** The tree keeps Apache's tree digest (see
 //! `storage::apache::digest`) as it changes: each node caches its own
@@ -38,6 +48,9 @@ mod acl_cache;
 mod apply;
 mod exec;
 mod load;
+#[cfg(test)]
+mod model_tests;
+mod node;
 mod path;
 #[cfg(test)]
 mod tests;
@@ -47,15 +60,17 @@ use std::sync::Arc;
 use bytes::Bytes;
 use imbl::{OrdMap, OrdSet};
 
-use crate::proto::{read_acl_unsafe, Acl, Stat, CONTAINER_EPHEMERAL_OWNER, MAX_TTL_MS, TTL_MASK};
+use crate::proto::{read_acl_unsafe, Acl, CONTAINER_EPHEMERAL_OWNER, MAX_TTL_MS, TTL_MASK};
 use crate::storage::apache::digest::{self, DigestCheck, DIGEST_VERSION};
 use crate::storage::txn::TxnDigest;
 
 use acl_cache::AclCache;
-use path::{as_bounds, child_range_bounds, PathKey, TreePath};
+use node::{NewData, NodeStat};
+use path::{as_bounds, child_range_bounds, TreePath};
 
 pub use exec::{Executed, MultiOpResult, TxnContext, WatchTrigger, WriteOp, WriteResult};
 pub use load::{LoadError, TreeLoader};
+pub use node::{InternedAcl, Node, NodeShared};
 pub use path::validate_path;
 
 /// The special nodes that always exist and cannot be deleted.
@@ -101,143 +116,26 @@ pub struct StoredStat {
     pub pzxid: i64,
 }
 
-/// One znode. Immutable once published; the tree replaces it on change.
-#[derive(Debug, Clone)]
-pub struct Node {
-    /// None = null data (distinct from empty on the wire).
-    data: Option<Bytes>,
-    acl: Arc<[Acl]>,
-    czxid: i64,
-    mzxid: i64,
-    ctime: i64,
-    mtime: i64,
-    ephemeral_owner: i64,
-    pzxid: i64,
-    version: i32,
-    /// Stored counter: number of child creates (wraps).
-    cversion: i32,
-    aversion: i32,
-    num_children: i32,
-    /// This node's digest (a CRC32; 0 under /zookeeper/), set and kept by
-    /// the tree's low-level helpers; meaningless until inserted.
-    digest: u32,
-}
-
-/// Data kept in the tree gets an allocation of its own: the `Bytes` that
-/// arrive are usually zero-copy slices of a whole socket read buffer or log
-/// file, and keeping one would keep all of that alive for the node's life.
-pub(crate) fn owned_data(data: &Option<Bytes>) -> Option<Bytes> {
-    data.as_ref().map(|d| if d.is_empty() { Bytes::new() } else { Bytes::copy_from_slice(d) })
-}
-
-impl Node {
-    fn new(data: Option<Bytes>, acl: Arc<[Acl]>, stat: StoredStat) -> Node {
-        Node {
-            data: owned_data(&data),
-            acl,
-            czxid: stat.czxid,
-            mzxid: stat.mzxid,
-            ctime: stat.ctime,
-            mtime: stat.mtime,
-            ephemeral_owner: stat.ephemeral_owner,
-            pzxid: stat.pzxid,
-            version: stat.version,
-            cversion: stat.cversion,
-            aversion: stat.aversion,
-            num_children: 0,
-            digest: 0,
-        }
-    }
-
-    /// The data; None if it was set as null.
-    pub fn data(&self) -> Option<&Bytes> {
-        self.data.as_ref()
-    }
-
-    pub fn data_len(&self) -> usize {
-        self.data.as_ref().map_or(0, Bytes::len)
-    }
-
-    pub fn acl(&self) -> &Arc<[Acl]> {
-        &self.acl
-    }
-
-    pub fn kind(&self) -> NodeKind {
-        NodeKind::from_owner(self.ephemeral_owner)
-    }
-
-    pub fn num_children(&self) -> i32 {
-        self.num_children
-    }
-
-    pub fn version(&self) -> i32 {
-        self.version
-    }
-
-    pub fn mzxid(&self) -> i64 {
-        self.mzxid
-    }
-
-    pub fn mtime(&self) -> i64 {
-        self.mtime
-    }
-
-    pub fn pzxid(&self) -> i64 {
-        self.pzxid
-    }
-
-    /// The Stat as sent to clients: cversion = 2·stored − numChildren
-    /// (creates + deletes), ephemeralOwner 0 for containers and TTL nodes.
-    pub fn stat(&self) -> Stat {
-        let ephemeral_owner = match self.kind() {
-            NodeKind::Ephemeral(session) => session,
-            _ => 0,
-        };
-        Stat {
-            czxid: self.czxid,
-            mzxid: self.mzxid,
-            ctime: self.ctime,
-            mtime: self.mtime,
-            version: self.version,
-            cversion: self.cversion.wrapping_mul(2).wrapping_sub(self.num_children),
-            aversion: self.aversion,
-            ephemeral_owner,
-            data_length: self.data_len() as i32,
-            num_children: self.num_children,
-            pzxid: self.pzxid,
-        }
-    }
-
-    /// This node's contribution to the tree digest (Apache's nodeDigest).
-    pub fn digest(&self) -> i64 {
-        self.digest as i64
-    }
-
-    /// The fields a snapshot stores (raw ephemeralOwner, stored cversion).
-    pub fn stored_stat(&self) -> StoredStat {
-        StoredStat {
-            czxid: self.czxid,
-            mzxid: self.mzxid,
-            ctime: self.ctime,
-            mtime: self.mtime,
-            version: self.version,
-            cversion: self.cversion,
-            aversion: self.aversion,
-            ephemeral_owner: self.ephemeral_owner,
-            pzxid: self.pzxid,
-        }
-    }
+/// A node's stat fields and ACL as `update_node` lets them be changed.
+pub(crate) struct NodeFields {
+    /// Some: the node gets this (interned) ACL.
+    pub acl: Option<Arc<NodeShared>>,
+    pub stat: StoredStat,
+    pub num_children: i32,
 }
 
 /// The znode tree. See the module doc for the layout.
 #[derive(Clone)]
 pub struct DataTree {
-    nodes: OrdMap<PathKey, Arc<Node>>,
-    /// session id -> its ephemeral paths.
-    ephemerals: OrdMap<i64, OrdSet<PathKey>>,
-    /// Container and TTL nodes, the reaper's candidates.
-    containers: OrdSet<PathKey>,
-    ttls: OrdSet<PathKey>,
+    /// Every node, ordered by path in (parent, name) order.
+    nodes: OrdSet<Node>,
+    /// session id -> its ephemerals. The index holds the same node
+    /// allocations as `nodes` (replaced with them on every change), so it
+    /// costs a set slot per entry and keeps no old version alive.
+    ephemerals: OrdMap<i64, OrdSet<Node>>,
+    /// Container and TTL nodes, the reaper's candidates (same sharing).
+    containers: OrdSet<Node>,
+    ttls: OrdSet<Node>,
     acl_cache: AclCache,
     /// Sum of path lengths and data lengths, as Java's approximateDataSize.
     data_size: u64,
@@ -268,7 +166,7 @@ impl DataTree {
     /// No nodes at all, not even the root (for loaders).
     pub(super) fn empty() -> DataTree {
         DataTree {
-            nodes: OrdMap::new(),
+            nodes: OrdSet::new(),
             ephemerals: OrdMap::new(),
             containers: OrdSet::new(),
             ttls: OrdSet::new(),
@@ -280,36 +178,29 @@ impl DataTree {
     }
 
     pub fn get(&self, path: &str) -> Option<&Node> {
-        self.nodes.get(TreePath::new(path)).map(|node| &**node)
+        self.nodes.get(TreePath::new(path))
     }
 
     /// Names of the children of `path`, sorted; None if no such node.
     pub fn children(&self, path: &str) -> Option<Vec<String>> {
         self.get(path)?;
         let mut names = Vec::new();
-        self.for_each_child(path, |name| names.push(name.to_owned()));
+        self.for_each_child(path, |child| {
+            if let Some((_, name)) = path::split_last(child.path()) {
+                names.push(name.to_owned());
+            }
+        });
         Some(names)
     }
 
-    fn for_each_child(&self, path: &str, mut f: impl FnMut(&str)) {
+    /// The children of `path` in name order (the root is never its own child).
+    fn for_each_child<'a>(&'a self, path: &str, mut f: impl FnMut(&'a Node)) {
         let bounds = child_range_bounds(path);
-        for (key, _) in self.nodes.range::<_, TreePath>(as_bounds(&bounds)) {
-            if let Some((_, name)) = path::split_last(key.as_str()) {
-                if !name.is_empty() {
-                    f(name);
-                }
+        for node in self.nodes.range::<_, TreePath>(as_bounds(&bounds)) {
+            if node.path() != "/" {
+                f(node);
             }
         }
-    }
-
-    /// Full paths of the children of `path` (empty if none or no node).
-    fn child_paths(&self, path: &str) -> Vec<PathKey> {
-        let bounds = child_range_bounds(path);
-        self.nodes
-            .range::<_, TreePath>(as_bounds(&bounds))
-            .filter(|(key, _)| key.as_str() != "/")
-            .map(|(key, _)| key.clone())
-            .collect()
     }
 
     /// Number of all descendants of `path` (not counting itself), as
@@ -320,11 +211,13 @@ impl DataTree {
             return Some(self.nodes.len().saturating_sub(1) as i32);
         }
         let mut count: i64 = 0;
-        let mut pending = vec![PathKey(Arc::from(path))];
+        let mut pending: Vec<&Node> = Vec::new();
+        self.for_each_child(path, |child| pending.push(child));
         while let Some(current) = pending.pop() {
-            let kids = self.child_paths(current.as_str());
-            count += kids.len() as i64;
-            pending.extend(kids);
+            count += 1;
+            if current.num_children() > 0 {
+                self.for_each_child(current.path(), |child| pending.push(child));
+            }
         }
         Some(count.min(i32::MAX as i64) as i32)
     }
@@ -377,7 +270,7 @@ impl DataTree {
     pub fn ephemerals_of(&self, session_id: i64) -> Vec<String> {
         self.ephemerals
             .get(&session_id)
-            .map(|set| set.iter().map(|key| key.as_str().to_owned()).collect())
+            .map(|set| set.iter().map(|node| node.path().to_owned()).collect())
             .unwrap_or_default()
     }
 
@@ -385,14 +278,14 @@ impl DataTree {
     pub fn ephemerals_by_session(&self) -> Vec<(i64, Vec<String>)> {
         self.ephemerals
             .iter()
-            .map(|(session, set)| (*session, set.iter().map(|k| k.as_str().to_owned()).collect()))
+            .map(|(session, set)| (*session, set.iter().map(|n| n.path().to_owned()).collect()))
             .collect()
     }
 
     /// Every (path, node), each parent before its children (the order a
     /// snapshot must be written in).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Node)> {
-        self.nodes.iter().map(|(key, node)| (key.as_str(), &**node))
+        self.nodes.iter().map(|node| (node.path(), node))
     }
 
     /// Containers and TTL nodes the reaper should delete now, at most
@@ -402,32 +295,28 @@ impl DataTree {
     /// whose mtime is more than ttl ms ago.
     pub fn reapable(&self, now_ms: i64, max_never_used_ms: i64, limit: usize) -> Vec<String> {
         let mut out = Vec::new();
-        for key in self.containers.iter() {
+        for node in self.containers.iter() {
             if out.len() >= limit {
                 return out;
             }
-            let Some(node) = self.nodes.get(key) else {
-                continue;
-            };
-            if node.num_children != 0 {
+            let NodeStat { stat, num_children } = node.node_stat();
+            if num_children != 0 {
                 continue;
             }
-            let used = node.cversion > 0;
-            let stale = max_never_used_ms > 0 && now_ms.saturating_sub(node.mtime) > max_never_used_ms;
+            let used = stat.cversion > 0;
+            let stale = max_never_used_ms > 0 && now_ms.saturating_sub(stat.mtime) > max_never_used_ms;
             if used || stale {
-                out.push(key.as_str().to_owned());
+                out.push(node.path().to_owned());
             }
         }
-        for key in self.ttls.iter() {
+        for node in self.ttls.iter() {
             if out.len() >= limit {
                 return out;
             }
-            let Some(node) = self.nodes.get(key) else {
-                continue;
-            };
-            if let NodeKind::Ttl(ttl) = node.kind() {
-                if node.num_children == 0 && now_ms.saturating_sub(node.mtime) > ttl {
-                    out.push(key.as_str().to_owned());
+            let NodeStat { stat, num_children } = node.node_stat();
+            if let NodeKind::Ttl(ttl) = NodeKind::from_owner(stat.ephemeral_owner) {
+                if num_children == 0 && now_ms.saturating_sub(stat.mtime) > ttl {
+                    out.push(node.path().to_owned());
                 }
             }
         }
@@ -447,41 +336,73 @@ impl DataTree {
             return false;
         }
         let acl = self.acl_cache.intern(acl);
-        let mut node = Node::new(data, acl, stat);
-        let key = PathKey(Arc::from(path));
-        if let Some(old) = self.remove_node_entry(&key) {
-            node.num_children = old.num_children;
-        } else if !is_root {
-            self.update_node(parent, |p| p.num_children += 1);
-        }
-        self.insert_node_entry(key, node);
+        let num_children = match self.remove_node_entry(path) {
+            Some(old) => old.num_children(),
+            None => {
+                if !is_root {
+                    self.update_node(parent, |p| p.num_children += 1);
+                }
+                0
+            }
+        };
+        let data = match &data {
+            Some(d) => NewData::Copy(d),
+            None => NewData::Null,
+        };
+        self.insert_node_entry(path, data, &acl, NodeStat { stat, num_children });
         true
     }
 
     // ----- low-level mutation helpers, keeping the indexes in step -----
 
-    fn insert_node_entry(&mut self, key: PathKey, mut node: Node) {
-        self.data_size += (key.as_str().len() + node.data_len()) as u64;
-        node.digest = digest::digest_of(key.as_str(), node.data.as_deref(), &node.stored_stat()) as u32;
+    /// Adds a node (its data copied in) unless one is at `path` already:
+    /// then None and nothing changes. One descent of the set either way.
+    fn insert_node_entry(&mut self, path: &str, data: NewData, acl: &Arc<NodeShared>, stat: NodeStat) -> Option<Node> {
+        let data_slice = match &data {
+            NewData::Null => None,
+            NewData::Copy(d) => Some(*d),
+            NewData::Shared(d) => Some(&d[..]),
+        };
+        let data_len = data_slice.map_or(0, <[u8]>::len);
+        let node_digest = digest::digest_of(path, data_slice, &stat.stat) as u32;
+        let node = Node::build(path, data, acl, &stat, node_digest);
+        if let Some(existing) = self.nodes.insert(node.clone()) {
+            self.nodes.insert(existing);
+            return None;
+        }
+        self.data_size += (path.len() + data_len) as u64;
         self.digest = self.digest.wrapping_add(node.digest());
+        self.index(&node);
+        Some(node)
+    }
+
+    /// Puts `node` into the node set and its kind's index, replacing the
+    /// node with the same path.
+    fn store(&mut self, node: Node) {
+        self.index(&node);
+        self.nodes.insert(node);
+    }
+
+    /// Puts `node` into its kind's index (replacing its older version).
+    fn index(&mut self, node: &Node) {
         match node.kind() {
             NodeKind::Ephemeral(session) => {
-                self.ephemerals.entry(session).or_default().insert(key.clone());
+                self.ephemerals.entry(session).or_default().insert(node.clone());
             }
             NodeKind::Container => {
-                self.containers.insert(key.clone());
+                self.containers.insert(node.clone());
             }
             NodeKind::Ttl(_) => {
-                self.ttls.insert(key.clone());
+                self.ttls.insert(node.clone());
             }
             NodeKind::Persistent => {}
         }
-        self.nodes.insert(key, Arc::new(node));
     }
 
-    fn remove_node_entry(&mut self, key: &PathKey) -> Option<Arc<Node>> {
+    fn remove_node_entry(&mut self, path: &str) -> Option<Node> {
+        let key = TreePath::new(path);
         let node = self.nodes.remove(key)?;
-        self.data_size = self.data_size.saturating_sub((key.as_str().len() + node.data_len()) as u64);
+        self.data_size = self.data_size.saturating_sub((path.len() + node.data_len()) as u64);
         self.digest = self.digest.wrapping_sub(node.digest());
         match node.kind() {
             NodeKind::Ephemeral(session) => {
@@ -503,39 +424,56 @@ impl DataTree {
         Some(node)
     }
 
-    /// Applies `f` to a copy of the node at `path` and stores the copy.
-    /// Must not change the data (see `update_node_data`) or the
-    /// ephemeralOwner (the indexes would go stale).
-    fn update_node(&mut self, path: &str, f: impl FnOnce(&mut Node)) -> Option<Arc<Node>> {
-        let slot = self.nodes.get_mut(TreePath::new(path))?;
-        let node = Arc::make_mut(slot);
-        let before = node.stored_stat();
-        let data_id = |n: &Node| n.data.as_ref().map(|d| (d.as_ptr(), d.len()));
-        let data_before = cfg!(debug_assertions).then(|| data_id(node));
-        f(node);
-        debug_assert!(data_before.is_none_or(|before| before == data_id(node)), "update_node changed data");
-        let old_digest = node.digest();
-        let new_digest = digest::restat_digest(path, old_digest, &before, &node.stored_stat());
-        node.digest = new_digest as u32;
+    /// The node at `path` with `f` applied to its stat fields and ACL (the
+    /// data is kept), stored in its place and returned. `f` must not change
+    /// the ephemeralOwner (the indexes would go stale).
+    fn update_node(&mut self, path: &str, f: impl FnOnce(&mut NodeFields)) -> Option<Node> {
+        let old = self.get(path)?.clone();
+        Some(self.restat_node(&old, f))
+    }
+
+    /// `update_node` of a node the caller has already looked up.
+    fn restat_node(&mut self, old: &Node, f: impl FnOnce(&mut NodeFields)) -> Node {
+        let path = old.path();
+        let before = old.node_stat();
+        let mut fields = NodeFields { acl: None, stat: before.stat, num_children: before.num_children };
+        f(&mut fields);
+        debug_assert_eq!(fields.stat.ephemeral_owner, before.stat.ephemeral_owner, "update_node changed the owner");
+        let old_digest = old.digest();
+        let new_digest = digest::restat_digest(path, old_digest, &before.stat, &fields.stat);
+        let after = NodeStat { stat: fields.stat, num_children: fields.num_children };
+        let node = old.restat(fields.acl.as_ref(), &after, new_digest as u32);
         self.digest = self.digest.wrapping_sub(old_digest).wrapping_add(new_digest);
-        Some(slot.clone())
+        self.store(node.clone());
+        node
     }
 
     /// Replaces the data of the node at `path` with (an owned copy of)
     /// `data`, then applies `f` as `update_node` does; keeps the data size
     /// and the digest (path and data re-hashed) in step.
-    fn update_node_data(&mut self, path: &str, data: &Option<Bytes>, f: impl FnOnce(&mut Node)) -> Option<Arc<Node>> {
-        let slot = self.nodes.get_mut(TreePath::new(path))?;
-        let node = Arc::make_mut(slot);
-        let old_len = node.data_len() as u64;
-        node.data = owned_data(data);
-        f(node);
-        let old_digest = node.digest();
-        let new_digest = digest::digest_of(path, node.data.as_deref(), &node.stored_stat());
-        node.digest = new_digest as u32;
+    fn update_node_data(&mut self, path: &str, data: &Option<Bytes>, f: impl FnOnce(&mut NodeFields)) -> Option<Node> {
+        let old = self.get(path)?;
+        let before = old.node_stat();
+        let old_len = old.data_len() as u64;
+        let old_digest = old.digest();
+        let mut fields = NodeFields { acl: None, stat: before.stat, num_children: before.num_children };
+        f(&mut fields);
+        debug_assert_eq!(
+            fields.stat.ephemeral_owner, before.stat.ephemeral_owner,
+            "update_node_data changed the owner"
+        );
+        let acl = fields.acl.unwrap_or_else(|| old.shared().clone());
+        let new_digest = digest::digest_of(path, data.as_deref(), &fields.stat);
+        let new_data = match data {
+            Some(d) => NewData::Copy(d),
+            None => NewData::Null,
+        };
+        let after = NodeStat { stat: fields.stat, num_children: fields.num_children };
+        let node = Node::build(path, new_data, &acl, &after, new_digest as u32);
         let new_len = node.data_len() as u64;
         self.digest = self.digest.wrapping_sub(old_digest).wrapping_add(new_digest);
         self.data_size = self.data_size.saturating_sub(old_len) + new_len;
-        Some(slot.clone())
+        self.store(node.clone());
+        Some(node)
     }
 }

@@ -1,14 +1,12 @@
 //! Znode paths: ZooKeeper's `validatePath`, parent/name splitting, and the
-//! key type of the tree's ordered map.
+//! order of the tree's ordered set.
 //!
-//! The map orders paths by (parent, name) instead of plain string order, so
+//! The set orders paths by (parent, name) instead of plain string order, so
 //! the children of one node form a single contiguous key range. That lets the
 //! tree answer getChildren with a range scan and keep no per-node child set.
 
-use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::ops::Bound;
-use std::sync::Arc;
 
 use crate::proto::ErrorCode;
 
@@ -139,35 +137,6 @@ fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
 }
 
 impl PartialOrd for TreePath {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// An owned, shared path: the key of the node map (and of the ephemeral and
-/// container/TTL indexes, which share the same allocation).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct PathKey(pub(crate) Arc<str>);
-
-impl PathKey {
-    pub(crate) fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Borrow<TreePath> for PathKey {
-    fn borrow(&self) -> &TreePath {
-        TreePath::new(&self.0)
-    }
-}
-
-impl Ord for PathKey {
-    fn cmp(&self, other: &Self) -> Ordering {
-        TreePath::new(&self.0).cmp(TreePath::new(&other.0))
-    }
-}
-
-impl PartialOrd for PathKey {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
