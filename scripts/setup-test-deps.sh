@@ -6,7 +6,10 @@
 #                    python3 and python3-pip when python3 or its pip is absent;
 #   Python packages  kazoo==2.11.0, pytest==9.2.0, prometheus-client==0.26.0
 #                    (exact versions; the last is the Prometheus text-format
-#                    parser tests/admin.rs checks /metrics with).
+#                    parser tests/admin.rs checks /metrics with);
+#   cargo-fuzz       (scripts/fuzz.sh, the fuzz step of scripts/test.sh):
+#                    `cargo install --locked cargo-fuzz`, about a minute on
+#                    2 cores; it works on stable Rust (docs/fuzzing.md).
 #
 # Debian packages are installed with apt-get as root, with `sudo -n apt-get`
 # when sudo works without a password, and otherwise the script stops with the
@@ -80,6 +83,19 @@ EOF
             python_note="$(command -v python3) has no pip: run 'python3 -m ensurepip' (or use a Python that has one)"
         fi
     fi
+fi
+
+# cargo-fuzz, from crates.io through cargo itself (no root needed). Quiet
+# unless it fails; measured at about 60 s on a 2-core machine.
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "==> installing cargo-fuzz (cargo install --locked cargo-fuzz)"
+    fuzz_log="$(mktemp -t zoocore-cargo-fuzz.XXXXXX.log)"
+    if ! cargo install --locked cargo-fuzz >"$fuzz_log" 2>&1; then
+        echo "FAILED: cargo install --locked cargo-fuzz" >&2
+        cat "$fuzz_log" >&2
+        exit 1
+    fi
+    rm -f "$fuzz_log"
 fi
 
 if [ "${#missing_debs[@]}" -eq 0 ] && [ "${#missing_pips[@]}" -eq 0 ]; then

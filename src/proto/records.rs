@@ -386,6 +386,19 @@ fn multi_create_op(flags: i32) -> i32 {
     }
 }
 
+/// The sub-op written before a multi entry. For a create it must say
+/// whether a ttl follows (21 exactly when `req.ttl` is set): `MultiOp::op`
+/// comes from the flags, and a client may pair TTL flags with sub-op 1 or
+/// sub-op 21 with other flags; writing that op would shift every field
+/// after it (found by the `request` fuzz target).
+fn multi_header_op(o: &MultiOp) -> i32 {
+    match o {
+        MultiOp::Create { req, .. } if req.ttl.is_some() => op::CREATE_TTL,
+        MultiOp::Create { op: op::CREATE_TTL, .. } => op::CREATE,
+        other => other.op(),
+    }
+}
+
 fn decode_multi(r: &mut Reader) -> DecodeResult<Vec<MultiOp>> {
     let mut ops = Vec::new();
     loop {
@@ -624,7 +637,7 @@ impl Request {
             Request::Ping | Request::WhoAmI | Request::CloseSession => {}
             Request::Multi(ops) => {
                 for o in ops {
-                    MultiHeader { op: o.op(), done: false, err: -1 }.encode(w);
+                    MultiHeader { op: multi_header_op(o), done: false, err: -1 }.encode(w);
                     match o {
                         MultiOp::Create { req, .. } => req.encode_body(w),
                         MultiOp::Delete(p) | MultiOp::Check(p) => p.encode(w),

@@ -177,6 +177,26 @@ fn multi_rules() {
     assert_eq!(decode_request(14, &mut Reader::new(multi_bytes(&[]))).unwrap(), Request::Multi(vec![]));
 }
 
+/// Found by the `request` fuzz target: sub-op 1 with TTL flags (or 21 with
+/// other flags) decodes to a create whose op comes from the flags and whose
+/// ttl from the sub-op; re-encoding it must not announce a ttl it lacks.
+#[test]
+fn multi_create_with_mismatched_sub_op_re_encodes() {
+    let ttl_flags_no_ttl = create_body(5);
+    let plain_flags_with_ttl = |w: &mut Writer<'_>| {
+        create_body(0)(w);
+        w.i64(60_000);
+    };
+    for bytes in [multi_bytes(&[(1, &ttl_flags_no_ttl)]), multi_bytes(&[(21, &plain_flags_with_ttl)])] {
+        let req = decode_request(14, &mut Reader::new(bytes)).unwrap();
+        let mut out = BytesMut::new();
+        req.encode_body(&mut Writer::new(&mut out));
+        let mut r = Reader::new(out.freeze());
+        assert_eq!(decode_request(14, &mut r).unwrap(), req);
+        assert!(r.is_empty());
+    }
+}
+
 #[test]
 fn multi_error_results_carry_the_code_twice() {
     let resp = Response::Multi(vec![MultiResult::Error(0), MultiResult::Error(-101), MultiResult::Error(-2)]);

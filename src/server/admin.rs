@@ -112,6 +112,11 @@ fn lookup(name: &str) -> Option<&'static Command> {
     COMMANDS.iter().find(|c| c.names.contains(&name))
 }
 
+/// The primary name of the command `name` (primary or short) means.
+pub fn command_primary_name(name: &str) -> Option<&'static str> {
+    lookup(name).and_then(|c| c.names.first().copied())
+}
+
 /// Every name a command answers to (primary and short), for tests and docs.
 pub fn command_names() -> Vec<(&'static str, &'static [&'static str])> {
     COMMANDS.iter().filter_map(|c| Some((*c.names.first()?, c.names))).collect()
@@ -302,24 +307,50 @@ async fn metrics_request(shard: Rc<WorkerShard>, req: Request<Incoming>) -> Http
     }
 }
 
-async fn admin_request(shard: Rc<WorkerShard>, req: Request<Incoming>) -> HttpResponse {
-    let base = shard.config.admin.command_url.as_str();
-    let Some(rest) = req.uri().path().strip_prefix(base) else {
-        return response(StatusCode::NOT_FOUND, "text/plain", format!("not found: the commands are at {base}\n"));
-    };
-    if req.method() != Method::GET {
-        return method_not_allowed();
+/// What an AdminServer request asks for, decided from its method and URL
+/// alone: sans-IO, so the fuzz target `admin_request` drives it without a
+/// server (hyper has parsed the request line by then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminRoute<'a> {
+    /// The path is not under `admin.commandURL`.
+    NotFound,
+    /// Under it, but not GET.
+    MethodNotAllowed,
+    /// `admin.commandURL` itself (or with a trailing `/`): the list of links.
+    CommandLinks,
+    /// `<commandURL>/<name>`; the name may be unknown (answered 200 with an
+    /// error, as Apache does) and the query is the raw one, or "".
+    Command { name: &'a str, query: &'a str },
+}
+
+pub fn route_admin_request<'a>(base: &str, is_get: bool, path: &'a str, query: Option<&'a str>) -> AdminRoute<'a> {
+    let Some(rest) = path.strip_prefix(base) else { return AdminRoute::NotFound };
+    if !is_get {
+        return AdminRoute::MethodNotAllowed;
     }
     if rest.is_empty() || rest == "/" {
-        return response(StatusCode::OK, "text/html", command_links(base));
+        return AdminRoute::CommandLinks;
     }
-    let Some(name) = rest.strip_prefix('/') else {
-        return response(StatusCode::NOT_FOUND, "text/plain", format!("not found: the commands are at {base}\n"));
-    };
-    let query = req.uri().query().unwrap_or("");
-    let (status, body) = run_command(&shard, name, query).await;
-    let text = serde_json::to_string_pretty(&Value::Object(body)).unwrap_or_default();
-    response(status, "application/json", text)
+    match rest.strip_prefix('/') {
+        Some(name) => AdminRoute::Command { name, query: query.unwrap_or("") },
+        None => AdminRoute::NotFound,
+    }
+}
+
+async fn admin_request(shard: Rc<WorkerShard>, req: Request<Incoming>) -> HttpResponse {
+    let base = shard.config.admin.command_url.as_str();
+    let not_found =
+        || response(StatusCode::NOT_FOUND, "text/plain", format!("not found: the commands are at {base}\n"));
+    match route_admin_request(base, req.method() == Method::GET, req.uri().path(), req.uri().query()) {
+        AdminRoute::NotFound => not_found(),
+        AdminRoute::MethodNotAllowed => method_not_allowed(),
+        AdminRoute::CommandLinks => response(StatusCode::OK, "text/html", command_links(base)),
+        AdminRoute::Command { name, query } => {
+            let (status, body) = run_command(&shard, name, query).await;
+            let text = serde_json::to_string_pretty(&Value::Object(body)).unwrap_or_default();
+            response(status, "application/json", text)
+        }
+    }
 }
 
 /// As Apache's command servlet lists them: one link per primary name, sorted.
@@ -478,7 +509,7 @@ fn environment() -> Map<String, Value> {
 
 /// SetTraceMaskCommand's argument checks. zoocore has no trace levels: the
 /// mask is echoed, as its `stmk` accepts and ignores it.
-fn set_trace_mask(query: &str) -> Map<String, Value> {
+pub fn set_trace_mask(query: &str) -> Map<String, Value> {
     let arg = query.split('&').find_map(|pair| pair.strip_prefix("traceMask="));
     match arg {
         None => object(json!({ "error": "setTraceMask requires long traceMask argument" })),
@@ -636,6 +667,23 @@ mod tests {
         assert_eq!(leader["error"], json!("server is not initialized"), "the data's error stands");
         let keys: Vec<String> = envelope("dirs", None, object(json!({ "datadir_size": 1 }))).keys().cloned().collect();
         assert_eq!(keys, ["datadir_size", "command", "error"]);
+    }
+
+    #[test]
+    fn routes_by_path_then_method_as_the_servlet() {
+        let route = |get, path, query| route_admin_request("/commands", get, path, query);
+        assert_eq!(route(true, "/metrics", None), AdminRoute::NotFound);
+        assert_eq!(route(true, "/commandsx", None), AdminRoute::NotFound);
+        assert_eq!(route(false, "/commands/ruok", None), AdminRoute::MethodNotAllowed);
+        assert_eq!(route(true, "/commands", None), AdminRoute::CommandLinks);
+        assert_eq!(route(true, "/commands/", None), AdminRoute::CommandLinks);
+        assert_eq!(
+            route(true, "/commands/stmk", Some("traceMask=3")),
+            AdminRoute::Command { name: "stmk", query: "traceMask=3" }
+        );
+        assert_eq!(route(true, "/commands/no/such", None), AdminRoute::Command { name: "no/such", query: "" });
+        assert_eq!(command_primary_name("stmk"), Some("set_trace_mask"));
+        assert_eq!(command_primary_name("no/such"), None);
     }
 
     #[test]
