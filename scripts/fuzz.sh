@@ -8,6 +8,8 @@
 #   scripts/fuzz.sh 600         # the long run (docs/fuzzing.md)
 #   FUZZ_TARGETS="request txn" scripts/fuzz.sh 60
 #   FUZZ_RUNS=10000000 scripts/fuzz.sh 36000   # stop each at 10M inputs (or SECONDS)
+#   FUZZ_DEV=1 scripts/fuzz.sh 5                # unoptimised build: compiles in far less
+#                                               # time, runs slower (the CI smoke run)
 #
 # Stable Rust only: cargo-fuzz with `--sanitizer none` passes no -Z flag
 # (only -Cpasses=sancov-module and -Cllvm-args=-sanitizer-coverage-*, which
@@ -31,6 +33,9 @@ timeout_s="${FUZZ_TIMEOUT_S:-10}"
 # Inputs up to 64 KiB: room for a few files' worth of records and nodes.
 max_len="${FUZZ_MAX_LEN:-65536}"
 runs="${FUZZ_RUNS:--1}"
+# cargo-fuzz builds release by default; --dev is the quick-to-build choice.
+profile=()
+[ -n "${FUZZ_DEV:-}" ] && profile=(--dev)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "cargo-fuzz is missing: run scripts/setup-test-deps.sh (or cargo install --locked cargo-fuzz)" >&2
@@ -39,8 +44,8 @@ fi
 
 targets="${FUZZ_TARGETS:-$(cargo fuzz list)}"
 
-echo "==> cargo fuzz build --sanitizer none"
-cargo fuzz build --sanitizer none
+echo "==> cargo fuzz build --sanitizer none ${profile[*]}"
+cargo fuzz build --sanitizer none "${profile[@]}"
 
 failed=()
 for target in $targets; do
@@ -50,7 +55,7 @@ for target in $targets; do
     log="fuzz/target/$target.log"
     # The scratch corpus comes first: libFuzzer writes new inputs there.
     rc=0
-    cargo fuzz run --sanitizer none "$target" "$scratch" "fuzz/corpus/$target" -- \
+    cargo fuzz run --sanitizer none "${profile[@]}" "$target" "$scratch" "fuzz/corpus/$target" -- \
         -max_total_time="$seconds" -runs="$runs" -rss_limit_mb="$rss_limit_mb" -timeout="$timeout_s" \
         -max_len="$max_len" -print_final_stats=1 >"$log" 2>&1 || rc=$?
     # The start and end lines (inputs, coverage, exec/s) and any finding.
