@@ -345,6 +345,17 @@ fn every_admin_command_answers_with_apaches_fields() {
     let log = get_json(&format!("{base}/zoocore_log"));
     assert!(log["fsync_us"]["count"].as_u64().is_some_and(|n| n >= 1), "{log:?}");
 
+    // Before `connection_stat_reset` (asked below, before `connections`)
+    // zeroes them: the workload's connection answered requests, its last
+    // response after it was established, and not in the future.
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let cons = get_json(&format!("{base}/connections"));
+    let answered =
+        cons["connections"].as_array().and_then(|a| a.iter().find(|c| c["packets_sent"].as_u64() > Some(100)));
+    let answered = answered.unwrap_or_else(|| panic!("the workload's connection: {cons:?}"));
+    let (established, last) =
+        (answered["established"].as_i64().unwrap(), answered["last_response_time"].as_i64().unwrap());
+    assert!(established <= last && last <= now_ms, "{answered}");
     let zoocore = answers(&base);
     for (primary, shorts, fields) in APACHE_COMMANDS {
         let answer = &zoocore[primary];
@@ -369,6 +380,7 @@ fn every_admin_command_answers_with_apaches_fields() {
     let cons = &zoocore["connections"]["connections"];
     assert!(cons.as_array().is_some_and(|a| !a.is_empty()), "{cons}");
     assert_eq!(keys(&cons[0]), set(CONNECTION_INFO_KEYS), "{cons}");
+
     let brief = &zoocore["stats"]["connections"][0];
     assert_eq!(keys(brief), set(&CONNECTION_INFO_KEYS[..5]), "{brief}");
     for cmd in ["server_stats", "stats"] {
@@ -376,6 +388,16 @@ fn every_admin_command_answers_with_apaches_fields() {
         assert_eq!(keys(stats), set(SERVER_STATS_KEYS), "{cmd}: {stats}");
         assert_eq!(keys(&stats["client_response_stats"]), set(BUFFER_STATS_KEYS));
         assert_eq!(keys(&zoocore[cmd]["client_response"]), set(BUFFER_STATS_KEYS));
+        // The workload's replies were measured (`stats` is asked after
+        // `stat_reset`, which starts them afresh): a getData reply carries
+        // its data, so the largest is larger than the smallest (a bare header).
+        let sizes = &stats["client_response_stats"];
+        let (min, max) = (sizes["min_buffer_size"].as_i64(), sizes["max_buffer_size"].as_i64());
+        if cmd == "server_stats" {
+            assert!(min.is_some_and(|m| m >= 16) && max > min, "{cmd}: {sizes}");
+        } else {
+            assert_eq!((min, max), (Some(-1), Some(-1)), "{cmd}: {sizes}");
+        }
         assert!(stats["data_dir_size"].as_u64().is_some_and(|n| n > 0), "{cmd}: the data dir holds a log: {stats}");
         assert_eq!(stats["server_state"], "standalone");
     }
@@ -738,4 +760,76 @@ fn an_electing_server_says_it_is_not_serving() {
     assert_eq!(view.get("error"), stats.get("error"), "voting_view needs a running server, as Apache's");
     drop(_server);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `observers` on a leader lists each observer as Apache's LearnerHandler
+/// info; `observer_connection_stat_reset` zeroes its counters; a follower
+/// lists none; the leader reports its proposal sizes.
+#[test]
+fn a_leader_lists_its_observers_and_proposal_sizes() {
+    use common::ensemble::Ensemble;
+    let admin_ports: Vec<u16> = (0..4).map(|_| unused_port()).collect();
+    let mut e = Ensemble::start_with(4, &[4], 200, "", |sid| {
+        format!(
+            "admin.enableServer=true\nadmin.serverAddress=127.0.0.1\nadmin.serverPort={}\n",
+            admin_ports[(sid - 1) as usize]
+        )
+    });
+    let leader = e.wait_for_quorum(Duration::from_secs(30));
+    let base = |sid: u64| format!("http://127.0.0.1:{}/commands", admin_ports[(sid - 1) as usize]);
+
+    let c = Client::connect(e.member(4).client, Duration::from_secs(10)).expect("connect to the observer");
+    for i in 0..5 {
+        c.create(&format!("/o{i}"), &[7u8; 300], &open_acl_unsafe(), CreateMode::Persistent).expect("create");
+    }
+    c.sync("/").expect("sync");
+    let last_zxid = c.exists("/o4", false).expect("exists").expect("/o4").mzxid;
+
+    // The leader refreshes the list each turn; its pings make turns.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let info = loop {
+        let obs = get_json(&format!("{}/observers", base(leader)));
+        let list = obs["observers"].as_array().cloned().unwrap_or_default();
+        if obs["synced_observers"] == 1 && list.len() == 1 && list[0]["last_zxid"].as_i64() >= Some(last_zxid) {
+            break list[0].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "observer not listed: {obs:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        keys(&info),
+        set(&[
+            "remote_socket_address",
+            "sid",
+            "established",
+            "queued_packets",
+            "queued_packets_size",
+            "packets_received",
+            "packets_sent",
+            "requests",
+            "last_zxid",
+        ]),
+        "{info}"
+    );
+    assert_eq!(info["sid"], 4, "{info}");
+    assert!(info["requests"].as_u64() >= Some(5), "five creates and a sync forwarded: {info}");
+    assert!(info["packets_sent"].as_u64() >= Some(5), "{info}");
+    assert!(info["remote_socket_address"].as_str().is_some_and(|a| a.starts_with("127.0.0.1:")), "{info}");
+
+    get_json(&format!("{}/orst", base(leader)));
+    let after = get_json(&format!("{}/observers", base(leader)));
+    assert_eq!(after["observers"][0]["requests"], 0, "reset: {after:?}");
+
+    let follower = (1..=3).find(|s| *s != leader).unwrap();
+    let none = get_json(&format!("{}/observers", base(follower)));
+    assert_eq!((none["synced_observers"].clone(), none["observers"].clone()), (Value::from(0), serde_json::json!([])));
+
+    // The creates' proposals (300 bytes of data each) were measured.
+    let stats = get_json(&format!("{}/server_stats", base(leader)));
+    let max = stats["proposal_stats"]["max_buffer_size"].as_i64();
+    assert!(max.is_some_and(|m| m > 300), "{stats:?}");
+    let mntr = get_json(&format!("{}/monitor", base(leader)));
+    assert!(mntr["max_proposal_size"].as_i64() == max, "{mntr:?}");
+    let stat = common::four_letter(e.member(leader).client, "stat").expect("stat");
+    assert!(stat.contains("Proposal sizes last/min/max: "), "{stat}");
 }

@@ -91,7 +91,7 @@ const COMMANDS: &[Command] = &[
     cmd(&["last_snapshot", "lsnp"], true, Source::Local),
     cmd(&["leader", "lead"], true, Source::Local),
     cmd(&["monitor", "mntr"], false, Source::Report(report::MONITOR)),
-    cmd(&["observer_connection_stat_reset", "orst"], true, Source::Local),
+    cmd(&["observer_connection_stat_reset", "orst"], true, Source::Reset("orst")),
     cmd(&["observers", "obsr"], true, Source::Report(report::OBSERVERS)),
     cmd(&["ruok"], true, Source::Local),
     cmd(&["server_stats", "srvr"], true, Source::Report(report::SERVER_STATS)),
@@ -443,8 +443,7 @@ async fn local_command(shard: &Rc<WorkerShard>, primary: &str, query: &str) -> M
         "system_properties" => system_properties(config),
         "voting_view" => voting_view(config),
         "zabstate" => zabstate(config, mode, shard.server_stats.zab_phase(), shard.server_stats.last_zxid()),
-        // ruok, and observer_connection_stat_reset: zoocore keeps no
-        // per-observer connection figures, so there is nothing to reset.
+        // ruok: an empty answer.
         _ => Map::new(),
     }
 }

@@ -18,7 +18,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::server::fourlw::{self, CommitView};
-use crate::server::messages::{ConnectionInfo, ShardReport};
+use crate::server::messages::{BufferSizes, ConnectionInfo, ShardReport};
 use crate::server::stats::ServerMode;
 use crate::server::worker_shard::WorkerShard;
 
@@ -71,7 +71,6 @@ pub fn fill_shard_part(shard: &WorkerShard, cmd: &str, part: &mut ShardReport) {
     *part.request_latency = shard.request_latency.borrow().clone();
     match cmd {
         report::CONNECTIONS | report::STATS => {
-            let now = crate::server::wall_clock_ms();
             for c in shard.conns.borrow().values() {
                 let s = &c.stats;
                 let count = s.count_latency.get();
@@ -86,10 +85,8 @@ pub fn fill_shard_part(shard: &WorkerShard, cmd: &str, part: &mut ShardReport) {
                     session_timeout_ms: c.timeout_ms.get(),
                     last_cxid: s.last_cxid.get(),
                     last_zxid: s.last_zxid.get(),
-                    // As `cons` answers: zoocore keeps no per-connection
-                    // response time; a connection with requests answered
-                    // reports now, one without 0 (Apache's initial value).
-                    last_response_time_ms: if count > 0 { now } else { 0 },
+                    last_response_time_ms: s.last_response_ms.get(),
+                    secure: c.secure.get(),
                     last_latency_ms: s.last_latency_ms.get(),
                     min_latency_ms: s.min_latency_ms.get(),
                     avg_latency_ms: s.sum_latency_ms.get().checked_div(count).unwrap_or(0),
@@ -143,10 +140,11 @@ fn object(value: Value) -> Map<String, Value> {
 }
 
 /// ServerCnxn.getConnectionInfo(brief): `stats` lists the brief form,
-/// `connections` the full one. zoocore has no TLS client port, so
-/// `secure_connections` is always empty.
+/// `connections` the full one; TLS connections (the secure client port, or
+/// TLS on a unified port) go under `secure_connections`, as Apache lists
+/// its secure connection factory's.
 fn connections(parts: &[ShardReport], brief: bool) -> Map<String, Value> {
-    let mut list = Vec::new();
+    let (mut list, mut secure) = (Vec::new(), Vec::new());
     for c in parts.iter().flat_map(|p| p.connections_info.iter()) {
         let mut m = object(json!({
             "remote_socket_address": c.remote_socket_address,
@@ -172,15 +170,18 @@ fn connections(parts: &[ShardReport], brief: bool) -> Map<String, Value> {
                 "max_latency": c.max_latency_ms,
             })));
         }
-        list.push(Value::Object(m));
+        if c.secure {
+            secure.push(Value::Object(m));
+        } else {
+            list.push(Value::Object(m));
+        }
     }
-    object(json!({ "connections": list, "secure_connections": [] }))
+    object(json!({ "connections": list, "secure_connections": secure }))
 }
 
-/// Apache's BufferStats before any value: zoocore does not measure client
-/// response or proposal sizes.
-fn unmeasured_buffer_stats() -> Value {
-    json!({ "last_buffer_size": -1, "min_buffer_size": -1, "max_buffer_size": -1 })
+/// Apache's BufferStats as Jackson writes it.
+fn buffer_stats(sizes: &BufferSizes) -> Value {
+    json!({ "last_buffer_size": sizes.last, "min_buffer_size": sizes.min, "max_buffer_size": sizes.max })
 }
 
 /// SrvrCommand: `server_stats` is Apache's ServerStats bean as Jackson
@@ -195,7 +196,7 @@ fn server_stats(parts: &[ShardReport], view: &CommitView<'_>) -> Map<String, Val
             "packets_sent": t.sent,
             "packets_received": t.received,
             "fsync_threshold_exceed_count": view.log.slow_syncs,
-            "client_response_stats": unmeasured_buffer_stats(),
+            "client_response_stats": buffer_stats(&t.response_sizes),
             "data_dir_size": 0,
             "log_dir_size": 0,
             "provider_null": false,
@@ -211,10 +212,10 @@ fn server_stats(parts: &[ShardReport], view: &CommitView<'_>) -> Map<String, Val
             "non_mtlsremote_conn_count": 0,
             "non_mtlslocal_conn_count": 0,
         },
-        "client_response": unmeasured_buffer_stats(),
+        "client_response": buffer_stats(&t.response_sizes),
     }));
     if view.mode == ServerMode::Leader {
-        m.insert("proposal_stats".into(), unmeasured_buffer_stats());
+        m.insert("proposal_stats".into(), buffer_stats(&view.proposal_sizes));
     }
     m.insert("node_count".into(), json!(fourlw::java_node_count(view.tree)));
     m
@@ -286,11 +287,31 @@ fn mntr_value(value: &str) -> Value {
     }
 }
 
-/// SyncedObserverConsCommand. The per-observer handler info is not in the
-/// commit shard's report yet: the count is.
+/// SyncedObserverConsCommand: a leader lists its observers as Apache's
+/// `LearnerHandler.getLearnerHandlerInfo`. A follower lists none (zoocore
+/// followers are never an observer master), as Apache's without one.
 fn observers(view: &CommitView<'_>) -> Map<String, Value> {
-    let synced = if view.mode == ServerMode::Leader { view.leader_view.2 } else { 0 };
-    object(json!({ "synced_observers": synced, "observers": [] }))
+    if view.mode != ServerMode::Leader {
+        return object(json!({ "synced_observers": 0, "observers": [] }));
+    }
+    let list: Vec<Value> = view
+        .observers
+        .iter()
+        .map(|o| {
+            json!({
+                "remote_socket_address": o.remote_socket_address.to_string(),
+                "sid": o.sid,
+                "established": o.established_ms,
+                "queued_packets": o.queued_packets,
+                "queued_packets_size": o.queued_packets_bytes,
+                "packets_received": o.packets_received,
+                "packets_sent": o.packets_sent,
+                "requests": o.requests,
+                "last_zxid": o.last_zxid,
+            })
+        })
+        .collect();
+    object(json!({ "synced_observers": view.leader_view.2, "observers": list }))
 }
 
 fn watches(parts: &[ShardReport]) -> Map<String, Value> {

@@ -104,6 +104,8 @@ pub struct CommitShard {
     pub(super) recent_txns: VecDeque<(i64, Bytes)>,
     /// Election, proposal and ack latencies (ensemble members).
     pub(super) quorum_metrics: crate::server::quorum_metrics::QuorumMetrics,
+    /// What the leader reports of its proposals and observers.
+    pub(super) leader_report: crate::server::quorum_peer::LeaderReport,
 }
 
 /// Milliseconds since the Unix epoch: the txn time (ctime/mtime), as the
@@ -149,6 +151,7 @@ impl CommitShard {
         CommitShard {
             published_tree: recovered.tree.clone(),
             quorum_metrics: Default::default(),
+            leader_report: Default::default(),
             recent_txns: recovered.recent_txns.clone(),
             expiry,
             digest_log: DigestLog::default(),
@@ -457,6 +460,10 @@ impl CommitShard {
                 if cmd == "srst" {
                     self.log.reset_metrics();
                     self.quorum_metrics.reset();
+                    self.leader_report.proposal_sizes = Default::default();
+                }
+                if cmd == "orst" {
+                    self.leader_report.reset_observer_stats = true;
                 }
                 self.reports
                     .insert(request_id, PendingReport { conn, cmd, parts: Vec::new(), awaiting: self.workers.len() });
@@ -499,7 +506,11 @@ impl CommitShard {
             tree: &self.tree,
             last_zxid: self.last_zxid,
             sessions: self.sessions.iter().map(|(id, e)| (*id, e.timeout_ms)).collect(),
-            session_deadlines_ms: self.sessions.keys().filter_map(|id| Some((*id, self.expiry.deadline_of(*id)?))).collect(),
+            session_deadlines_ms: self
+                .sessions
+                .keys()
+                .filter_map(|id| Some((*id, self.expiry.deadline_of(*id)?)))
+                .collect(),
             session_clock_ms: self.now_ms(),
             digest_log: &self.digest_log,
             uptime_ms: self.started.elapsed().as_millis() as u64,
@@ -510,6 +521,8 @@ impl CommitShard {
             pending_syncs: self.stats.pending_syncs(),
             quorum_metrics: self.config.quorum.is_some().then_some(&self.quorum_metrics),
             quorum_size: self.stats.quorum_size(),
+            proposal_sizes: self.leader_report.proposal_sizes,
+            observers: &self.leader_report.observers,
         })
     }
 

@@ -57,6 +57,7 @@ pub async fn serve(shard: Rc<WorkerShard>, stream: TcpStream, transport: tls::Tr
     match accepted {
         tls::Accepted::Plain(stream) => serve_stream(shard, conn, fd, wake_rx, stream).await,
         tls::Accepted::Tls(stream, identity) => {
+            conn.secure.set(true);
             if let Some(identity) = identity {
                 tls::grant_x509(&conn, &identity);
             }

@@ -49,6 +49,10 @@ pub struct CommitView<'a> {
     pub quorum_size: u64,
     /// The ensemble's latency figures; None standalone.
     pub quorum_metrics: Option<&'a crate::server::quorum_metrics::QuorumMetrics>,
+    /// Leader only: sizes of the proposals sent (Apache's proposalStats).
+    pub proposal_sizes: crate::server::messages::BufferSizes,
+    /// Leader only: the observers in the broadcast.
+    pub observers: &'a [crate::server::messages::ObserverInfo],
 }
 
 /// Answers the words that need no shard state; None for the others.
@@ -155,7 +159,7 @@ pub fn connection_line(c: &Conn, long: bool, _shard_started: Instant) -> String 
             c.timeout_ms.get(),
             s.last_cxid.get(),
             s.last_zxid.get(),
-            crate::server::wall_clock_ms(),
+            s.last_response_ms.get(),
             s.last_latency_ms.get(),
             s.min_latency_ms.get(),
             avg,
@@ -202,6 +206,8 @@ pub(crate) struct Totals {
     pub(crate) data_watches: u64,
     pub(crate) watched_paths: u64,
     pub(crate) watching_sessions: u64,
+    /// Apache's clientResponseStats, over every shard.
+    pub(crate) response_sizes: crate::server::messages::BufferSizes,
 }
 
 pub(crate) fn totals(parts: &[ShardReport]) -> Totals {
@@ -217,10 +223,12 @@ pub(crate) fn totals(parts: &[ShardReport]) -> Totals {
         data_watches: 0,
         watched_paths: 0,
         watching_sessions: 0,
+        response_sizes: Default::default(),
     };
     let (mut sum, mut count) = (0u64, 0u64);
     for p in parts {
         t.connections += p.connections;
+        t.response_sizes.merge(&p.response_sizes);
         t.received += p.packets_received;
         t.sent += p.packets_sent;
         t.outstanding += p.outstanding;
@@ -284,6 +292,9 @@ pub fn format_report(cmd: &str, parts: &[ShardReport], view: &CommitView<'_>) ->
             let _ = writeln!(s, "Zxid: 0x{:x}", view.last_zxid);
             let _ = writeln!(s, "Mode: {}", view.mode.name());
             let _ = writeln!(s, "Node count: {}", java_node_count(view.tree));
+            if cmd == "stat" && view.mode == ServerMode::Leader {
+                let _ = writeln!(s, "Proposal sizes last/min/max: {}", view.proposal_sizes.display());
+            }
         }
         "cons" => {
             for p in parts {
@@ -293,6 +304,8 @@ pub fn format_report(cmd: &str, parts: &[ShardReport], view: &CommitView<'_>) ->
         }
         "crst" => s.push_str("Connection stats reset.\n"),
         "srst" => s.push_str("Server stats reset.\n"),
+        // The AdminServer's observer_connection_stat_reset (no word of its own).
+        "orst" => s.push_str("Observer connection stats reset.\n"),
         "wchs" => {
             let _ = writeln!(s, "{} connections watching {} paths", t.watching_sessions, t.watched_paths);
             let _ = writeln!(s, "Total watches:{}", t.data_watches);
@@ -369,12 +382,16 @@ pub fn format_report(cmd: &str, parts: &[ShardReport], view: &CommitView<'_>) ->
             let (open, max) = fd_counts();
             kv(&mut s, "open_file_descriptor_count", &open);
             kv(&mut s, "max_file_descriptor_count", &max);
+            kv(&mut s, "last_client_response_size", &t.response_sizes.last);
+            kv(&mut s, "max_client_response_size", &t.response_sizes.max);
+            kv(&mut s, "min_client_response_size", &t.response_sizes.min);
             kv(&mut s, "uptime", &view.uptime_ms);
             kv(&mut s, "global_sessions", &view.sessions.len());
             kv(&mut s, "local_sessions", &0);
             if view.mode == crate::server::stats::ServerMode::Leader {
-                // A leader-only gauge in Apache; zoocore does not measure it.
-                kv(&mut s, "last_proposal_size", &-1);
+                kv(&mut s, "last_proposal_size", &view.proposal_sizes.last);
+                kv(&mut s, "max_proposal_size", &view.proposal_sizes.max);
+                kv(&mut s, "min_proposal_size", &view.proposal_sizes.min);
             }
             kv(&mut s, "auth_failed_count", &0);
             log_metrics(&mut s, view.log);

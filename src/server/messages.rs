@@ -140,6 +140,77 @@ pub struct ShardReport {
     /// Request latency on this shard, since start or `srst` (boxed: it
     /// would make every `ToCommit` as large as its buckets).
     pub request_latency: Box<LatencyHistogram>,
+    /// Sizes of the responses this shard sent, since start or `srst`.
+    pub response_sizes: BufferSizes,
+}
+
+/// One observer in a leader's broadcast, as Apache's
+/// `LearnerHandler.getLearnerHandlerInfo` lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObserverInfo {
+    pub remote_socket_address: std::net::SocketAddr,
+    pub sid: i64,
+    /// Wall-clock ms the connection was accepted.
+    pub established_ms: i64,
+    pub queued_packets: u64,
+    pub queued_packets_bytes: u64,
+    pub packets_received: u64,
+    pub packets_sent: u64,
+    /// Forwarded client requests received.
+    pub requests: u64,
+    /// The newest zxid sent; -1 before any.
+    pub last_zxid: i64,
+}
+
+/// Apache's BufferStats: the last, smallest and largest size (bytes) of
+/// something sent, -1 before the first. `last_at` orders the parts of
+/// several shards, so that their merge keeps the newest `last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferSizes {
+    pub last: i64,
+    pub min: i64,
+    pub max: i64,
+    pub last_at: Option<Instant>,
+}
+
+impl Default for BufferSizes {
+    fn default() -> Self {
+        BufferSizes { last: -1, min: -1, max: -1, last_at: None }
+    }
+}
+
+impl BufferSizes {
+    pub fn record(&mut self, bytes: usize, at: Instant) {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        self.last = bytes;
+        if self.min < 0 || bytes < self.min {
+            self.min = bytes;
+        }
+        self.max = self.max.max(bytes);
+        self.last_at = Some(at);
+    }
+
+    /// The figures of both, as one BufferStats would hold them.
+    pub fn merge(&mut self, other: &BufferSizes) {
+        if other.last_at.is_none() {
+            return;
+        }
+        if self.last_at.is_none() {
+            *self = *other;
+            return;
+        }
+        if other.last_at > self.last_at {
+            self.last = other.last;
+            self.last_at = other.last_at;
+        }
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+    }
+
+    /// Apache's `BufferStats.toString`: last/min/max.
+    pub fn display(&self) -> String {
+        format!("{}/{}/{}", self.last, self.min, self.max)
+    }
 }
 
 /// One client connection as Apache's `ServerCnxn.getConnectionInfo` lists
@@ -157,6 +228,8 @@ pub struct ConnectionInfo {
     pub last_cxid: i32,
     pub last_zxid: i64,
     pub last_response_time_ms: i64,
+    /// Over TLS.
+    pub secure: bool,
     pub last_latency_ms: u64,
     pub min_latency_ms: u64,
     pub avg_latency_ms: u64,

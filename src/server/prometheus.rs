@@ -192,6 +192,10 @@ fn apache_metrics(f: &mut Families, parts: &[ShardReport], view: &CommitView<'_>
     f.apache_gauge("local_sessions", 0.0);
     f.apache_gauge("open_file_descriptor_count", open_fds as f64);
     f.apache_gauge("max_file_descriptor_count", max_fds as f64);
+    let responses = crate::server::fourlw::totals(parts).response_sizes;
+    f.apache_gauge("last_client_response_size", responses.last as f64);
+    f.apache_gauge("max_client_response_size", responses.max as f64);
+    f.apache_gauge("min_client_response_size", responses.min as f64);
     f.apache_gauge("auth_failed_count", 0.0);
     if view.quorum_size > 0 {
         f.apache_gauge("quorum_size", view.quorum_size as f64);
@@ -203,6 +207,9 @@ fn apache_metrics(f: &mut Families, parts: &[ShardReport], view: &CommitView<'_>
         f.apache_gauge("synced_non_voting_followers", 0.0);
         f.apache_gauge("synced_observers", observers as f64);
         f.apache_gauge("pending_syncs", view.pending_syncs as f64);
+        f.apache_gauge("last_proposal_size", view.proposal_sizes.last as f64);
+        f.apache_gauge("max_proposal_size", view.proposal_sizes.max as f64);
+        f.apache_gauge("min_proposal_size", view.proposal_sizes.min as f64);
     }
     f.counter("digest_mismatches_count", "digest_mismatches_count", view.digest_mismatches as f64);
 

@@ -200,6 +200,15 @@ pub struct LinkStats {
     pub bytes_written: u64,
     /// Messages the reader decoded (a snapshot counts once).
     pub messages_received: u64,
+    /// Of those, forwarded client requests (REQUEST packets).
+    pub requests_received: u64,
+    /// Packets queued and not yet handed to the socket (a snapshot or a
+    /// DIFF stream counts once).
+    pub packets_waiting: u64,
+    /// Packet bytes queued and not yet handed to the socket.
+    pub bytes_waiting: u64,
+    /// The zxid of the newest packet queued with one (> 0); -1 before any.
+    pub last_zxid_queued: i64,
 }
 
 // ---------------------------------------------------------------- the snapshot pipe
@@ -356,8 +365,8 @@ impl Future for NextSnapItem<'_> {
 // ---------------------------------------------------------------- the shared link core
 
 enum Segment {
-    /// Encoded packets, written with one `write_all`.
-    Packets(BytesMut),
+    /// Encoded packets (this many), written with one `write_all`.
+    Packets(BytesMut, u64),
     /// A SNAP stream being serialized.
     Snapshot(SnapSource),
 }
@@ -368,6 +377,10 @@ struct SendQueue {
     segments: VecDeque<Segment>,
     /// Packets queued after the last snapshot: the next write's bytes.
     tail: BytesMut,
+    /// How many packets `tail` holds.
+    tail_packets: u64,
+    /// Packets in `segments` and `tail` (a snapshot segment counts once).
+    queued_packets: u64,
     /// Packet bytes not yet handed to the socket (snapshot bytes are
     /// bounded by the pipe instead).
     queued_bytes: usize,
@@ -378,11 +391,16 @@ impl SendQueue {
         let next = match self.segments.pop_front() {
             Some(segment) => segment,
             None if self.tail.is_empty() => return None,
-            None => Segment::Packets(self.tail.split()),
+            None => Segment::Packets(self.tail.split(), std::mem::take(&mut self.tail_packets)),
         };
-        if let Segment::Packets(buf) = &next {
-            self.queued_bytes = self.queued_bytes.saturating_sub(buf.len());
-        }
+        let packets = match &next {
+            Segment::Packets(buf, packets) => {
+                self.queued_bytes = self.queued_bytes.saturating_sub(buf.len());
+                *packets
+            }
+            Segment::Snapshot(_) => 1,
+        };
+        self.queued_packets = self.queued_packets.saturating_sub(packets);
         Some(next)
     }
 }
@@ -403,6 +421,12 @@ struct Shared {
 impl Shared {
     fn failed(&self) -> Option<LinkError> {
         self.failure.borrow().clone()
+    }
+
+    /// The counters, with the queue's present depth.
+    fn stats(&self) -> LinkStats {
+        let out = self.out.borrow();
+        LinkStats { packets_waiting: out.queued_packets, bytes_waiting: out.queued_bytes as u64, ..self.stats.get() }
     }
 
     fn update_stats(&self, f: impl FnOnce(&mut LinkStats)) {
@@ -457,6 +481,8 @@ impl Shared {
             let before = out.tail.len();
             encode(&mut out.tail);
             out.queued_bytes += out.tail.len() - before;
+            out.tail_packets += 1;
+            out.queued_packets += 1;
             out.queued_bytes
         };
         self.update_stats(|s| s.packets_queued += 1);
@@ -471,9 +497,11 @@ impl Shared {
         let mut out = self.out.borrow_mut();
         if !out.tail.is_empty() {
             let before = out.tail.split();
-            out.segments.push_back(Segment::Packets(before));
+            let packets = std::mem::take(&mut out.tail_packets);
+            out.segments.push_back(Segment::Packets(before, packets));
         }
         out.segments.push_back(Segment::Snapshot(source));
+        out.queued_packets += 1;
         drop(out);
         let _ = self.writer_wake.try_send(());
     }
@@ -510,7 +538,7 @@ async fn write_loop(
         }
         let next = shared.out.borrow_mut().pop();
         match next {
-            Some(Segment::Packets(buf)) => {
+            Some(Segment::Packets(buf, _)) => {
                 if let Err(f) = write_all(shared, writer, &buf).await {
                     return Some(f);
                 }
@@ -588,7 +616,7 @@ impl<M> LinkCore<M> {
             out: RefCell::new(SendQueue::default()),
             writer_wake: wake_tx,
             failure: RefCell::new(None),
-            stats: Cell::new(LinkStats::default()),
+            stats: Cell::new(LinkStats { last_zxid_queued: -1, ..LinkStats::default() }),
         });
         let (read_half, write_half) = futures_lite::io::split(stream);
         glommio::spawn_local(writer_task(shared.clone(), write_half, wake_rx)).detach();
@@ -684,7 +712,7 @@ impl LeaderLink {
     }
 
     pub fn stats(&self) -> LinkStats {
-        self.core.shared.stats.get()
+        self.core.shared.stats()
     }
 }
 
@@ -794,13 +822,15 @@ impl LearnerListener {
     pub async fn accept(&self) -> io::Result<LearnerLink> {
         let stream = self.listener.accept().await?;
         let core = LinkCore::start(stream, leader_reader)?;
-        Ok(LearnerLink { core })
+        Ok(LearnerLink { core, established_ms: crate::server::wall_clock_ms() })
     }
 }
 
 /// The leader's connection to one learner. `!Send`.
 pub struct LearnerLink {
     core: LinkCore<ToLeader>,
+    /// Wall-clock ms the connection was accepted.
+    established_ms: i64,
 }
 
 impl LearnerLink {
@@ -808,9 +838,20 @@ impl LearnerLink {
         self.core.shared.peer
     }
 
+    pub fn established_ms(&self) -> i64 {
+        self.established_ms
+    }
+
     /// Queues a packet (see [`LeaderLink::send`]).
     pub fn send(&self, p: ToLearner) -> Result<(), LinkError> {
-        self.core.shared.enqueue(|buf| p.encode(buf))
+        let packet = p.to_packet();
+        let shared = &self.core.shared;
+        shared.enqueue(|buf| packet.encode(buf))?;
+        // A PING's zxid field carries zoocore's ping round, not a zxid.
+        if packet.zxid > 0 && !matches!(p, ToLearner::Ping { .. }) {
+            shared.update_stats(|s| s.last_zxid_queued = packet.zxid);
+        }
+        Ok(())
     }
 
     /// Queues SNAP with `zxid`, then the snapshot stream of `tree` and
@@ -863,7 +904,7 @@ impl LearnerLink {
     }
 
     pub fn stats(&self) -> LinkStats {
-        self.core.shared.stats.get()
+        self.core.shared.stats()
     }
 }
 
@@ -890,6 +931,9 @@ async fn leader_read_loop(
                 Ok(m) => m,
                 Err(e) => return LinkFailure::Malformed(e),
             };
+            if matches!(message, ToLeader::Request(_)) {
+                shared.update_stats(|s| s.requests_received += 1);
+            }
             if let Err(f) = deliver(shared, incoming, message).await {
                 return f;
             }

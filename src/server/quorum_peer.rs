@@ -43,7 +43,7 @@ use crate::server::connection::into_write;
 use crate::server::disk_log;
 use crate::server::election_net::{self, AdvertisedEpoch, ElectionNet, ElectionPeers};
 use crate::server::messages::*;
-use crate::server::quorum_net::{FromLeader, LeaderLink, LearnerLink, LearnerListener};
+use crate::server::quorum_net::{FromLeader, LeaderLink, LearnerLink, LearnerListener, LinkStats};
 use crate::server::recovery;
 use crate::server::stats::ServerMode;
 use crate::session::session_password;
@@ -593,6 +593,7 @@ impl CommitShard {
             let observers =
                 synced.iter().filter(|(_, k)| *k == crate::zab::leader::LearnerKind::Observer).count() as u64;
             self.stats.set_leader_view(leader.learner_count() as u64, synced.len() as u64 - observers, observers);
+            self.leader_report.refresh_observers(&leader, &links.borrow());
             if let Err(why) =
                 self.leader_actions(&mut leader, actions, &links, Some(&mut batch), &mut held, epochs).await
             {
@@ -612,6 +613,7 @@ impl CommitShard {
                 let mut actions = Vec::new();
                 let proposed_at = Instant::now();
                 for (zxid, txn) in &batch.logged {
+                    self.leader_report.proposal_sizes.record(txn.len(), proposed_at);
                     leader.propose(*zxid, txn.clone(), &mut actions);
                     self.quorum_metrics.proposed(*zxid, proposed_at);
                 }
@@ -642,6 +644,7 @@ impl CommitShard {
         drop(acceptor);
         self.quorum_metrics.role_ended();
         self.stats.set_leader_view(0, 0, 0);
+        self.leader_report = LeaderReport::default();
         self.stats.set_pending_syncs(0);
         for (_, link) in std::mem::take(&mut *links.borrow_mut()) {
             link.close();
@@ -1304,4 +1307,53 @@ fn encode_write_request(opcode: i32, write: &WriteOp) -> Bytes {
         r.encode_body(&mut Writer::new(&mut out));
     }
     out.freeze()
+}
+
+/// What a leader keeps for the AdminServer's `observers` and the proposal
+/// sizes of `mntr` / `stat` (Apache's proposalStats); owned by the commit
+/// shard, emptied when the role ends.
+#[derive(Default)]
+pub struct LeaderReport {
+    pub proposal_sizes: crate::server::messages::BufferSizes,
+    /// The observers in the broadcast, refreshed each turn while there are any.
+    pub observers: Vec<crate::server::messages::ObserverInfo>,
+    /// Each observer link's counters at the last `orst`, subtracted from
+    /// what it reports.
+    observer_baselines: std::collections::HashMap<crate::zab::leader::LearnerConn, LinkStats>,
+    /// Set by `orst`; the next refresh takes new baselines.
+    pub reset_observer_stats: bool,
+}
+
+impl LeaderReport {
+    fn refresh_observers(
+        &mut self,
+        leader: &crate::zab::leader::LeaderCore,
+        links: &BTreeMap<crate::zab::leader::LearnerConn, Rc<LearnerLink>>,
+    ) {
+        self.observers.clear();
+        let reset = std::mem::take(&mut self.reset_observer_stats);
+        for (conn, sid) in leader.synced_observers() {
+            let Some(link) = links.get(&conn) else { continue };
+            let now = link.stats();
+            if reset {
+                self.observer_baselines.insert(conn, now);
+            }
+            let base = self.observer_baselines.get(&conn).copied().unwrap_or_default();
+            self.observers.push(crate::server::messages::ObserverInfo {
+                remote_socket_address: link.peer(),
+                sid,
+                established_ms: link.established_ms(),
+                queued_packets: now.packets_waiting,
+                queued_packets_bytes: now.bytes_waiting,
+                packets_received: now.messages_received.saturating_sub(base.messages_received),
+                packets_sent: now.packets_queued.saturating_sub(base.packets_queued),
+                requests: now.requests_received.saturating_sub(base.requests_received),
+                last_zxid: now.last_zxid_queued,
+            });
+        }
+        if self.observer_baselines.len() > self.observers.len() {
+            let live: std::collections::HashSet<_> = leader.synced_observers().map(|(c, _)| c).collect();
+            self.observer_baselines.retain(|c, _| live.contains(c));
+        }
+    }
 }

@@ -30,8 +30,8 @@ use crate::server::conn_limit::ConnectionLimiter;
 use crate::server::connection;
 use crate::server::fourlw;
 use crate::server::messages::*;
-use crate::server::stats::ServerStats;
 use crate::server::pending_requests::PendingRequests;
+use crate::server::stats::ServerStats;
 use crate::server::tls;
 use crate::tree::DataTree;
 use crate::watch::WatchRegistry;
@@ -63,6 +63,9 @@ pub struct ConnStats {
     pub max_latency_ms: Cell<u64>,
     pub sum_latency_ms: Cell<u64>,
     pub count_latency: Cell<u64>,
+    /// Wall-clock ms of the last request answered; 0 before one (Apache's
+    /// lastResponseTime).
+    pub last_response_ms: Cell<i64>,
 }
 
 impl ConnStats {
@@ -75,6 +78,7 @@ impl ConnStats {
         self.max_latency_ms.set(self.max_latency_ms.get().max(ms));
         self.sum_latency_ms.set(self.sum_latency_ms.get() + ms);
         self.count_latency.set(self.count_latency.get() + 1);
+        self.last_response_ms.set(crate::server::wall_clock_ms());
     }
     fn reset(&self) {
         self.received.set(0);
@@ -83,6 +87,7 @@ impl ConnStats {
         self.max_latency_ms.set(0);
         self.sum_latency_ms.set(0);
         self.count_latency.set(0);
+        self.last_response_ms.set(0);
     }
 }
 
@@ -91,6 +96,8 @@ pub struct Conn {
     pub id: u64,
     pub peer: SocketAddr,
     pub established_ms: i64,
+    /// Over TLS (set once the handshake is done).
+    pub secure: Cell<bool>,
     pub session_id: Cell<i64>,
     pub timeout_ms: Cell<i32>,
     /// Whether the ConnectRequest carried the readOnly byte (3.4+ client);
@@ -112,6 +119,9 @@ pub struct Conn {
     /// Signalled with the text of a four-letter word gathered from all shards.
     pub report: RefCell<Option<LocalSender<Bytes>>>,
     pub stats: ConnStats,
+    /// The shard's response sizes (Apache's server-wide clientResponseStats),
+    /// which every reply and event this connection sends adds to.
+    response_sizes: Rc<Cell<BufferSizes>>,
 }
 
 impl Conn {
@@ -121,7 +131,11 @@ impl Conn {
 
     /// Queues a whole reply frame.
     pub fn push_reply(&self, xid: i32, zxid: i64, err: ErrorCode, body: Option<&Response>) {
-        encode_reply(&mut self.out.borrow_mut(), xid, zxid, err.code(), body);
+        let mut out = self.out.borrow_mut();
+        let before = out.len();
+        encode_reply(&mut out, xid, zxid, err.code(), body);
+        self.record_response_size(out.len() - before);
+        drop(out);
         self.stats.sent.set(self.stats.sent.get() + 1);
         if zxid > 0 {
             self.stats.last_zxid.set(zxid);
@@ -130,9 +144,20 @@ impl Conn {
     }
 
     pub fn push_event(&self, zxid: i64, event: EventType, path: &str) {
-        encode_notification(zxid, event as i32, path, &mut self.out.borrow_mut());
+        let mut out = self.out.borrow_mut();
+        let before = out.len();
+        encode_notification(zxid, event as i32, path, &mut out);
+        self.record_response_size(out.len() - before);
+        drop(out);
         self.stats.sent.set(self.stats.sent.get() + 1);
         self.wake();
+    }
+
+    /// Apache counts the packet without its 4-byte length prefix.
+    fn record_response_size(&self, frame_bytes: usize) {
+        let mut sizes = self.response_sizes.get();
+        sizes.record(frame_bytes.saturating_sub(4), Instant::now());
+        self.response_sizes.set(sizes);
     }
 
     pub fn close_after_flush(&self) {
@@ -185,6 +210,8 @@ pub struct WorkerShard {
     next_admin_requester: Cell<u64>,
     /// Latency of every request answered on this shard (Prometheus).
     pub request_latency: RefCell<LatencyHistogram>,
+    /// Sizes of every response and event sent (see `Conn::response_sizes`).
+    pub response_sizes: Rc<Cell<BufferSizes>>,
 }
 
 impl WorkerShard {
@@ -226,6 +253,7 @@ impl WorkerShard {
             admin_waiters: RefCell::new(HashMap::new()),
             next_admin_requester: Cell::new(1),
             request_latency: RefCell::new(LatencyHistogram::default()),
+            response_sizes: Rc::new(Cell::new(BufferSizes::default())),
         })
     }
 
@@ -291,6 +319,7 @@ impl WorkerShard {
             id,
             peer,
             established_ms: crate::server::wall_clock_ms(),
+            secure: Cell::new(false),
             session_id: Cell::new(0),
             timeout_ms: Cell::new(0),
             read_only_flag: Cell::new(None),
@@ -304,6 +333,7 @@ impl WorkerShard {
             handshake: RefCell::new(None),
             report: RefCell::new(None),
             stats: ConnStats::default(),
+            response_sizes: self.response_sizes.clone(),
         });
         self.conns.borrow_mut().insert(id, conn.clone());
         conn
@@ -844,8 +874,10 @@ impl WorkerShard {
             part.watched_paths = w.watched_path_count() as u64;
             part.watching_sessions = w.watching_session_count() as u64;
         }
+        part.response_sizes = self.response_sizes.get();
         if cmd == "srst" {
             *self.request_latency.borrow_mut() = LatencyHistogram::default();
+            self.response_sizes.set(BufferSizes::default());
         }
         crate::server::admin_report::fill_shard_part(self, cmd, &mut part);
         part

@@ -309,6 +309,15 @@ impl LeaderCore {
         self.learners.values().filter(|l| l.phase == LearnerPhase::Synced).map(|l| (l.sid, l.kind)).collect()
     }
 
+    /// The connections of the observers in the broadcast, with their sids
+    /// (the AdminServer's `observers`).
+    pub fn synced_observers(&self) -> impl Iterator<Item = (LearnerConn, Sid)> + '_ {
+        self.learners
+            .iter()
+            .filter(|(_, l)| l.phase == LearnerPhase::Synced && l.kind == LearnerKind::Observer)
+            .map(|(conn, l)| (*conn, l.sid))
+    }
+
     pub fn learner_count(&self) -> usize {
         self.learners.len()
     }

@@ -33,6 +33,18 @@ fn free_ports(n: usize) -> Vec<u16> {
 impl Ensemble {
     /// `observers` are sids (1-based) that join as observers.
     pub fn start(n: usize, observers: &[u64], tick_ms: u32, extra_config: &str) -> Ensemble {
+        Ensemble::start_with(n, observers, tick_ms, extra_config, |_| String::new())
+    }
+
+    /// As `start`, with `member_config(sid)` appended to that member's zoo.cfg
+    /// (after `extra_config`, so its keys win).
+    pub fn start_with(
+        n: usize,
+        observers: &[u64],
+        tick_ms: u32,
+        extra_config: &str,
+        member_config: impl Fn(u64) -> String,
+    ) -> Ensemble {
         let k = ENSEMBLE_COUNTER.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("zoocore-ensemble-{}-{}", std::process::id(), k));
         let _ = std::fs::remove_dir_all(&dir);
@@ -53,9 +65,10 @@ impl Ensemble {
             let peer_type = if observers.contains(&sid) { "peerType=observer\n" } else { "" };
             let cfg = format!(
                 "tickTime={tick_ms}\ninitLimit=10\nsyncLimit=5\ndataDir={}\nadmin.enableServer=false\nclientPort={}\nclientPortAddress=127.0.0.1\n\
-                 4lw.commands.whitelist=*\nzoocore.shards=2\nmaxClientCnxns=0\n{peer_type}{servers}{extra_config}\n",
+                 4lw.commands.whitelist=*\nzoocore.shards=2\nmaxClientCnxns=0\n{peer_type}{servers}{extra_config}\n{}\n",
                 data.display(),
-                ports[3 * i]
+                ports[3 * i],
+                member_config(sid)
             );
             std::fs::write(mdir.join("zoo.cfg"), cfg).expect("zoo.cfg");
             let client: SocketAddr = format!("127.0.0.1:{}", ports[3 * i]).parse().expect("addr");
