@@ -3,6 +3,8 @@
 #   Debian packages  zookeeper (server jar, zkCli.sh), zookeeper-bin (cli_mt),
 #                    default-jre-headless (java), netcat-openbsd (nc),
 #                    openssl (the TLS compat test's certificates),
+#                    systemd-container (as root, where systemd is not PID 1:
+#                    the package test's systemd container),
 #                    python3 and python3-pip when python3 or its pip is absent;
 #   Python packages  kazoo==2.11.0, pytest==9.2.0, prometheus-client==0.26.0
 #                    (exact versions; the last is the Prometheus text-format
@@ -49,6 +51,12 @@ fi
 command -v nc >/dev/null 2>&1 || need_deb netcat-openbsd
 # tests/compat/test_tls.py makes its certificates with openssl.
 command -v openssl >/dev/null 2>&1 || need_deb openssl
+# scripts/test-package.sh boots a systemd container (systemd-nspawn) to run
+# the package's service under systemd where systemd is not this machine's
+# PID 1; only as root, the only user that test runs as.
+if [ "$(id -u)" -eq 0 ] && [ ! -d /run/systemd/system ]; then
+    command -v systemd-nspawn >/dev/null 2>&1 || need_deb systemd-container
+fi
 
 # Python: the interpreter, its pip, and the pinned packages.
 python_note=""

@@ -6,14 +6,20 @@
 # answer on 127.0.0.1:2181, stop it with SIGTERM, check it exited 0 and left
 # the port free (a SO_REUSEADDR bind succeeds at once), then purge it.
 #
-# The service is started one of two ways, and the script says which:
+# The service is started one of three ways, and the script says which:
 #   systemctl  when systemd runs this machine (/run/systemd/system exists):
 #              systemctl start / stop, exit status from systemd;
-#   fallback   otherwise (a container, where systemd is not PID 1): the
-#              installed unit's ExecStart, run as its User=/Group= in its
-#              WorkingDirectory= with its Environment= and its LimitMEMLOCK=
-#              and LimitNOFILE= (prlimit + setpriv), all read from the
-#              installed unit file, so the test runs what the unit says.
+#   nspawn     when systemd is not PID 1 here but systemd-nspawn is installed
+#              (scripts/setup-test-deps.sh installs it): this machine's own
+#              root file system, under a throw-away overlay, is booted as a
+#              systemd container with a private network, and this script runs
+#              again inside it, where it takes the systemctl way: the real
+#              unit, started and stopped by a real systemd (under nspawn's
+#              seccomp filter and cgroups). Required when CI is set;
+#   fallback   otherwise: the installed unit's ExecStart, run as its
+#              User=/Group= in its WorkingDirectory= with its Environment= and
+#              its LimitMEMLOCK= and LimitNOFILE= (prlimit + setpriv), all read
+#              from the installed unit file, so the test runs what the unit says.
 #
 # Needs root (dpkg -i). Not root: skipped with a message, unless CI is set
 # (then it fails). It refuses to run when a zoocore package is already
@@ -41,6 +47,112 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "test-package: skipped: needs root (dpkg -i, a system user); run scripts/test-package.sh as root"
     exit 0
 fi
+
+build_package() {
+    step "building the package (scripts/build-deb.sh --no-build)"
+    deb_path="$(scripts/build-deb.sh --no-build | tail -n 1)"
+    echo "    $deb_path ($(du -k "$deb_path" | cut -f1) KiB)"
+}
+
+# ---------------------------------------------------------------- nspawn
+# Boots this machine's root file system as a systemd container and runs this
+# script inside it. Everything the container writes goes to a tmpfs overlay,
+# dropped at the end; the repository is bound in (writable: build-deb.sh
+# writes target/debian) at the same path.
+readonly CONTAINER_BOOT_TIMEOUT_S=60
+run_in_systemd_container() {
+    local scratch merged nspawn_pid="" leader="" rc=0
+    scratch="$(mktemp -d -t zoocore-nspawn.XXXXXX)"
+    merged="$scratch/merged"
+    container_cleanup() {
+        if [ -n "$leader" ] && kill -0 "$leader" 2>/dev/null; then
+            # SIGRTMIN+4 asks systemd to power off.
+            kill -s SIGRTMIN+4 "$leader" 2>/dev/null || true
+            local deadline=$((SECONDS + 20))
+            while [ "$SECONDS" -lt "$deadline" ] && kill -0 "$nspawn_pid" 2>/dev/null; do sleep 0.2; done
+        fi
+        if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
+            # Killing the container's PID 1 ends every process in it.
+            [ -n "$leader" ] && kill -KILL "$leader" 2>/dev/null || true
+            kill -KILL "$nspawn_pid" 2>/dev/null || true
+            wait "$nspawn_pid" 2>/dev/null || true
+        fi
+        umount "$merged" 2>/dev/null || umount -l "$merged" 2>/dev/null || true
+        umount "$scratch" 2>/dev/null || umount -l "$scratch" 2>/dev/null || true
+        rmdir "$scratch" 2>/dev/null || true
+    }
+    trap container_cleanup EXIT
+    mount -t tmpfs -o mode=0700 zoocore-nspawn "$scratch"
+    mkdir -p "$scratch/upper" "$scratch/work" "$merged"
+    mount -t overlay zoocore-nspawn -o "lowerdir=/,upperdir=$scratch/upper,workdir=$scratch/work" "$merged"
+    step "booting a systemd container from this machine's root (systemd-nspawn, overlay on tmpfs, private network)"
+    # The container's own limits bound what its systemd can give the unit
+    # (it has no CAP_SYS_RESOURCE): those the unit asks for.
+    local unit_src="$repo_root/packaging/debian/$UNIT" memlock nofile
+    memlock="$(sed -n 's/^LimitMEMLOCK=//p' "$unit_src" | tail -n 1)"
+    nofile="$(sed -n 's/^LimitNOFILE=//p' "$unit_src" | tail -n 1)"
+    # --keep-unit --register=no: no host systemd or machined to ask.
+    systemd-nspawn --quiet --directory="$merged" --keep-unit --register=no --private-network \
+        --rlimit="MEMLOCK=${memlock:-infinity}" --rlimit="NOFILE=${nofile:-1048576}" \
+        --bind="$repo_root" --machine="zoocore-pkg-$$" --boot >"$scratch/console.log" 2>&1 </dev/null &
+    nspawn_pid=$!
+    local deadline=$((SECONDS + CONTAINER_BOOT_TIMEOUT_S)) p
+    while [ "$SECONDS" -lt "$deadline" ] && [ -z "$leader" ]; do
+        kill -0 "$nspawn_pid" 2>/dev/null || break
+        # The container's PID 1: nspawn's child, once it is systemd.
+        leader="$(pgrep -P "$nspawn_pid" -x systemd || true)"
+        [ -n "$leader" ] || sleep 0.2
+    done
+    if [ -n "$leader" ]; then
+        local state=""
+        # Until its manager answers (its socket appears a moment after
+        # PID 1 starts) and the boot is over.
+        while [ "$SECONDS" -lt "$deadline" ]; do
+            state="$(nsenter -t "$leader" -a systemctl is-system-running 2>/dev/null || true)"
+            case "$state" in
+                running|degraded|maintenance|stopping|offline) break ;;
+            esac
+            sleep 0.3
+        done
+        echo "    container PID 1 is $leader; its system is $state"
+        # Degraded (a unit of this machine's own image that failed in a
+        # container) still runs units; starting or stopping would not.
+        case "$state" in
+            running|degraded) ;;
+            *) leader_state_bad=1 ;;
+        esac
+    fi
+    if [ -z "$leader" ] || [ -n "${leader_state_bad:-}" ]; then
+        tail -n 30 "$scratch/console.log" >&2 || true
+        rc=1
+        echo "test-package: the systemd container did not boot" >&2
+    else
+        nsenter -t "$leader" -a env -i PATH="$PATH" HOME="${HOME:-/root}" CI="${CI:-}" \
+            CARGO_HOME="${CARGO_HOME:-}" RUSTUP_HOME="${RUSTUP_HOME:-}" \
+            ZOOCORE_PACKAGE_TEST_IN_CONTAINER=1 ZOOCORE_PACKAGE_DEB="$deb_path" \
+            "$repo_root/scripts/test-package.sh" || rc=$?
+    fi
+    container_cleanup
+    trap - EXIT
+    return "$rc"
+}
+
+if [ ! -d /run/systemd/system ] && [ -z "${ZOOCORE_PACKAGE_TEST_IN_CONTAINER:-}" ] \
+    && [ -z "${ZOOCORE_PACKAGE_TEST_NO_CONTAINER:-}" ]; then
+    if command -v systemd-nspawn >/dev/null 2>&1; then
+        # Here: the container's network is private (no crates.io for cargo-deb).
+        build_package
+        if run_in_systemd_container; then
+            step "passed (nspawn): the package's service ran under systemd in a systemd container"
+            exit 0
+        fi
+        fail "the package test in the systemd container failed (above)"
+    fi
+    [ -n "${CI:-}" ] && fail "CI is set but systemd-nspawn is missing (scripts/setup-test-deps.sh installs systemd-container)"
+    echo "test-package: NOTE: systemd is not PID 1 and systemd-nspawn is missing: using the fallback (no systemd)"
+fi
+[ -n "${ZOOCORE_PACKAGE_TEST_IN_CONTAINER:-}" ] && [ ! -d /run/systemd/system ] \
+    && fail "inside the container, but systemd does not run it"
 
 if dpkg-query -W -f='${Status}' "$PACKAGE" 2>/dev/null | grep -q "installed"; then
     if [ -z "${CI:-}" ]; then
@@ -78,9 +190,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "building the package (scripts/build-deb.sh --no-build)"
-deb_path="$(scripts/build-deb.sh --no-build | tail -n 1)"
-echo "    $deb_path ($(du -k "$deb_path" | cut -f1) KiB)"
+if [ -n "${ZOOCORE_PACKAGE_DEB:-}" ]; then
+    deb_path="$ZOOCORE_PACKAGE_DEB"
+    step "the package built outside the container: $deb_path"
+else
+    build_package
+fi
 
 step "installing it (dpkg -i)"
 installed_by_us=1
@@ -222,8 +337,11 @@ four_letter mntr | grep -q "^zk_server_state" || fail "mntr does not answer (4lw
 [ "$(stat -c %U "/proc/$server_pid")" = "$unit_user" ] || fail "pid $server_pid does not run as $unit_user"
 limits="$(cat "/proc/$server_pid/limits")"
 if [ "$way" = systemctl ]; then
-    memlock_want="$(prlimit_value "$unit_memlock")"
-    nofile_want="$(prlimit_value "$unit_nofile")"
+    # systemd, too, cannot raise a limit above the hard limit of a root
+    # without CAP_SYS_RESOURCE (the systemd container here): it starts the
+    # unit with that hard limit.
+    memlock_want="$(capped_limit "$(prlimit_value "$unit_memlock")" "$(ulimit -H -l)" 1024 LimitMEMLOCK)"
+    nofile_want="$(capped_limit "$(prlimit_value "$unit_nofile")" "$(ulimit -H -n)" 1 LimitNOFILE)"
 else
     memlock_want="$memlock"
     nofile_want="$nofile"

@@ -9,7 +9,8 @@
 # (ZK_SERVER=zoocore-ensemble, about a minute more). After the Rust tests, as
 # root (CI), the Debian package made from that binary: built, installed, its
 # service started, asked srvr, stopped with SIGTERM, purged
-# (scripts/test-package.sh: about 10 s, plus about a minute the first time to
+# (scripts/test-package.sh: about 40 s, in a systemd container where systemd is
+# not PID 1, plus about a minute the first time to
 # install cargo-deb; skipped with a message when not root).
 #
 #   scripts/test.sh                       # zoocore (default), then zoocore-ensemble
