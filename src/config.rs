@@ -377,19 +377,150 @@ const DEFAULT_JUTE_MAX_BUFFER: usize = 0xFFFFF;
 const ZOO_CFG_DEFAULT_TICK_MS: u32 = 3000;
 const MIN_SNAP_RETAIN_COUNT: u32 = 3;
 
-/// ZooKeeper keys that are recognised but have no effect in zoocore.
-const KNOWN_UNUSED_KEYS: &[&str] = &[
-    "reconfigEnabled",
-    "localSessionsEnabled",
-    "localSessionsUpgradingEnabled",
-    "quorumListenOnAllIPs",
-    "syncEnabled",
-    "maxCnxns",
-    "dynamicConfigFile",
-    "connectToLearnerMasterLimit",
-    "multiAddress.enabled",
-    "skipACL",
+/// Keys Apache ZooKeeper 3.9's administrator guide documents that zoocore
+/// accepts and ignores, each with the reason logged at start-up (the key as
+/// written, or under its `zookeeper.` system-property name). Keys zoocore
+/// honours are matched in `Config::parse` before this table is consulted;
+/// keys whose silent loss would weaken safety or security (`sslQuorum`,
+/// `group.x`, `weight.x`) are refused there instead.
+const IGNORED_APACHE_KEYS: &[(&str, &str)] = &[
+    // Disk and log.
+    ("forceSync", "zoocore always fdatasyncs a txn before acknowledging it"),
+    ("syncEnabled", "observers log and fsync what they apply, always"),
+    ("observer.syncEnabled", "observers log and fsync what they apply, always"),
+    ("snapSizeLimitInKb", "snapshots are taken by txn count (snapCount) alone"),
+    ("txnLogSizeLimitInKb", "log files roll by preAllocSize, not by a size limit"),
+    ("snapshot.trust.empty", "zoocore's own store never lacks a snapshot; `zoocore import` reads Apache data dirs"),
+    ("datadir.autocreate", "zoocore always creates its data dir"),
+    ("db.autocreate", "zoocore always creates its store"),
+    ("digest.enabled", "zoocore always keeps the tree digest"),
+    // Request pipeline and threads (thread-per-core shards instead).
+    ("flushDelay", "the commit shard group-commits each turn; no flush delay"),
+    ("maxWriteQueuePollTime", "the commit shard group-commits each turn; no write queue poll"),
+    ("maxBatchSize", "a log batch takes what is ready, bounded in bytes"),
+    ("nio.numSelectorThreads", "connections run on the worker shards (zoocore.shards)"),
+    ("nio.numWorkerThreads", "requests run on the worker shards (zoocore.shards)"),
+    ("commitProcessor.numWorkerThreads", "reads run on the worker shards (zoocore.shards)"),
+    ("commitProcessor.maxReadBatchSize", "reads never wait behind commits on a worker shard"),
+    ("commitProcessor.maxCommitBatchSize", "commits are published to shards a batch at a time"),
+    ("advancedFlowControlEnabled", "a Netty setting; zoocore reads a connection only while it has permits"),
+    ("netty.advancedFlowControl.enabled", "a Netty setting; zoocore reads a connection only while it has permits"),
+    ("outstandingHandshake.limit", "a Netty setting; TLS handshakes run on the worker shards"),
+    ("netty.server.outstandingHandshake.limit", "a Netty setting; TLS handshakes run on the worker shards"),
+    ("serverCnxnFactory", "zoocore has one connection layer (io_uring)"),
+    ("enableEagerACLCheck", "ACLs are checked when a request is prepared, as Apache's default"),
+    ("maxResponseCacheSize", "replies are encoded from the shared tree without a cache"),
+    ("maxGetChildrenResponseCacheSize", "replies are encoded from the shared tree without a cache"),
+    ("largeRequestMaxBytes", "requests are bounded by jute.maxbuffer and globalOutstandingLimit"),
+    ("largeRequestThreshold", "requests are bounded by jute.maxbuffer and globalOutstandingLimit"),
+    ("jute.maxbuffer.extrasize", "a txn may carry jute.maxbuffer of data plus its metadata"),
+    ("requestThrottleLimit", "throttled by globalOutstandingLimit per shard"),
+    ("request_throttle_max_requests", "throttled by globalOutstandingLimit per shard"),
+    ("requestThrottleStallTime", "throttled by globalOutstandingLimit per shard"),
+    ("request_throttle_stall_time", "throttled by globalOutstandingLimit per shard"),
+    ("requestThrottleDropStale", "throttled by globalOutstandingLimit per shard"),
+    ("request_throttle_drop_stale", "throttled by globalOutstandingLimit per shard"),
+    ("requestStaleLatencyCheck", "no stale-request dropping"),
+    ("request_stale_latency_check", "no stale-request dropping"),
+    ("requestStaleConnectionCheck", "a closed connection's requests are dropped always"),
+    ("request_stale_connection_check", "a closed connection's requests are dropped always"),
+    ("request_throttler.shutdownTimeout", "no request throttler thread"),
+    ("throttledOpWaitTime", "no per-op throttling"),
+    ("throttled_op_wait_time", "no per-op throttling"),
+    // Connections.
+    ("maxCnxns", "not enforced: connections are limited per address (maxClientCnxns)"),
+    ("clientPortListenBacklog", "the listen backlog is the kernel's"),
+    ("clientTcpKeepAlive", "client sessions are kept by their pings"),
+    ("connectionMaxTokens", "no connection-rate throttling"),
+    ("connection_throttle_tokens", "no connection-rate throttling"),
+    ("connectionTokenFillTime", "no connection-rate throttling"),
+    ("connection_throttle_fill_time", "no connection-rate throttling"),
+    ("connectionTokenFillCount", "no connection-rate throttling"),
+    ("connection_throttle_fill_count", "no connection-rate throttling"),
+    ("connectionFreezeTime", "no connection-rate throttling"),
+    ("connection_throttle_freeze_time", "no connection-rate throttling"),
+    ("connectionDropIncrease", "no connection-rate throttling"),
+    ("connection_throttle_drop_increase", "no connection-rate throttling"),
+    ("connectionDropDecrease", "no connection-rate throttling"),
+    ("connection_throttle_drop_decrease", "no connection-rate throttling"),
+    ("connectionDecreaseRatio", "no connection-rate throttling"),
+    ("connection_throttle_decrease_ratio", "no connection-rate throttling"),
+    ("connection_throttle_weight_enabled", "no connection-rate throttling"),
+    ("connection_throttle_global_session_weight", "no connection-rate throttling"),
+    ("connection_throttle_local_session_weight", "no connection-rate throttling"),
+    ("connection_throttle_renew_session_weight", "no connection-rate throttling"),
+    // Watches.
+    ("watchManaggerName", "zoocore has one watch registry"),
+    ("watchManagerName", "zoocore has one watch registry"),
+    ("watcherCleanThreadsNum", "a session's watches are removed at once, in O(its watches)"),
+    ("watcherCleanThreshold", "a session's watches are removed at once, in O(its watches)"),
+    ("watcherCleanIntervalInSeconds", "a session's watches are removed at once, in O(its watches)"),
+    ("maxInProcessingDeadWatchers", "a session's watches are removed at once, in O(its watches)"),
+    ("bitHashCacheSize", "zoocore has one watch registry"),
+    // Nodes and sessions.
+    ("emulate353TTLNodes", "TTL nodes use the 3.5.4+ encoding (extendedTypesEnabled)"),
+    ("localSessionsEnabled", "every session is global"),
+    ("localSessionsUpgradingEnabled", "every session is global"),
+    ("skipACL", "ACLs are always checked"),
+    // Ensemble.
+    ("observerMasterPort", "zoocore followers serve no observers; observers sync from the leader"),
+    ("fastleader.minNotificationInterval", "zoocore's election resends on its own fixed schedule"),
+    ("fastleader.maxNotificationInterval", "zoocore's election resends on its own fixed schedule"),
+    ("maxTimeToWaitForEpoch", "a leader waits for a quorum's epochs for initLimit ticks"),
+    ("leader.maxTimeToWaitForEpoch", "a leader waits for a quorum's epochs for initLimit ticks"),
+    ("connectToLearnerMasterLimit", "a learner retries its leader until initLimit"),
+    ("leaderServes", "the leader always serves clients"),
+    ("maxConcurrentSnapSyncs", "a leader sends each learner's SNAP on its own thread, unbounded in number"),
+    ("leader.maxConcurrentSnapSyncs", "a leader sends each learner's SNAP on its own thread, unbounded in number"),
+    ("maxConcurrentDiffSyncs", "DIFFs are not limited in number"),
+    ("leader.maxConcurrentDiffSyncs", "DIFFs are not limited in number"),
+    ("cnxTimeout", "election connections use zoocore's own connect timeout"),
+    ("quorumCnxnTimeoutMs", "election connections use zoocore's own read timeout"),
+    ("tcpKeepAlive", "quorum links are kept by PINGs within syncLimit"),
+    ("electionPortBindRetry", "a failed election-port bind stops start-up, naming the port"),
+    ("observer.reconnectDelayMs", "an observer reconnects at once"),
+    ("observer.election.DelayMs", "an observer looks for the leader at once"),
+    ("learner.closeSocketAsync", "quorum sockets are closed on their shard, without blocking"),
+    ("leader.closeSocketAsync", "quorum sockets are closed on their shard, without blocking"),
+    ("reconfigEnabled", "dynamic reconfiguration is not supported; reconfig requests get ReconfigDisabled"),
+    ("dynamicConfigFile", "dynamic reconfiguration is not supported; the server.N lines of zoo.cfg are the ensemble"),
+    ("multiAddress.enabled", "one address per server"),
+    ("multiAddress.reachabilityCheckTimeoutMs", "one address per server"),
+    ("multiAddress.reachabilityCheckEnabled", "one address per server"),
+    ("quorumListenOnAllIPs", "quorum and election ports bind the address their server.N line names"),
+    ("messageTracker.BufferSize", "no quorum message tracker"),
+    ("messageTracker.Enabled", "no quorum message tracker"),
+    // Security.
+    ("sslQuorum", "quorum TLS is off; sslQuorum=true is refused"),
+    ("ssl.handshakeDetectionTimeoutMillis", "a unified port tells TLS from its first bytes, as they arrive"),
+    ("authProvider", "the digest, ip and x509 providers are built in; other providers are not supported"),
+    ("superUser", "SASL is not supported, so there is no SASL super user"),
+    ("ensembleAuthName", "no ensemble authentication provider"),
+    ("kerberos.removeHostFromPrincipal", "Kerberos (GSSAPI) is not supported"),
+    ("kerberos.removeRealmFromPrincipal", "Kerberos (GSSAPI) is not supported"),
+    // Audit and admin.
+    ("audit.enable", "no audit log"),
+    ("audit.impl.class", "no audit log"),
+    ("admin.portUnification", "the AdminServer speaks plain HTTP only"),
 ];
+
+/// The reason `key` (without its `zookeeper.` prefix) is accepted and
+/// ignored, or None for a key ZooKeeper does not document.
+fn ignored_key_reason(key: &str) -> Option<&'static str> {
+    if let Some((_, why)) = IGNORED_APACHE_KEYS.iter().find(|(k, _)| *k == key) {
+        return Some(why);
+    }
+    if key.starts_with("ssl.quorum.") {
+        return Some("quorum TLS is not supported (sslQuorum=true refuses to start)");
+    }
+    if key.starts_with("authProvider.") {
+        return Some("the digest, ip and x509 providers are built in; other providers are not supported");
+    }
+    if key.starts_with("ssl.") || key.starts_with("admin.") || key.starts_with("metricsProvider.") {
+        return Some("not supported by zoocore");
+    }
+    None
+}
 
 impl Config {
     /// zoocore's settings when started without a zoo.cfg.
@@ -782,15 +913,38 @@ impl Config {
                     }
                     cfg.servers.push(entry);
                 }
+                "sessionRequireClientSASLAuth" if parse_bool(value) == Some(true) => {
+                    return Err(err(
+                        line_no,
+                        format!(
+                            "{key}=true: SASL is not supported by zoocore; refusing to start rather than serve \
+                             sessions that have not authenticated"
+                        ),
+                    ));
+                }
+                "sessionRequireClientSASLAuth" => {}
+                "sslQuorum" if parse_bool(value) == Some(true) => {
+                    return Err(err(
+                        line_no,
+                        format!(
+                            "{key}=true: quorum TLS is not supported by zoocore; refusing to start rather than \
+                             talk to the ensemble in plaintext"
+                        ),
+                    ));
+                }
+                k if k.starts_with("group.") || k.starts_with("weight.") => {
+                    return Err(err(
+                        line_no,
+                        format!(
+                            "{key}: hierarchical quorums (group.x / weight.x) are not supported by zoocore; \
+                             refusing to start with a different quorum rule"
+                        ),
+                    ));
+                }
                 k => {
-                    let why = if KNOWN_UNUSED_KEYS.contains(&k)
-                        || k.starts_with("metricsProvider.")
-                        || k.starts_with("admin.")
-                        || k.starts_with("ssl.")
-                    {
-                        "not supported by zoocore, ignored"
-                    } else {
-                        "unknown key, ignored"
+                    let why = match ignored_key_reason(k) {
+                        Some(reason) => format!("accepted and ignored: {reason}"),
+                        None => "unknown key, ignored".to_owned(),
                     };
                     warnings.push(format!("{source_name}:{}: {key}: {why}", entry.line_no));
                     cfg.other.insert(key.clone(), value.to_owned());
@@ -1420,5 +1574,241 @@ mod tests {
         let ro = format!("{ENSEMBLE}zookeeper.readonlymode.enabled=true\n");
         let (c, _) = Config::parse(&ro, "z").unwrap();
         assert!(c.resolve_quorum("1", "m").unwrap().read_only_enabled);
+    }
+
+    /// Every key Apache ZooKeeper 3.9's administrator guide documents (as
+    /// the guide spells it; `server.x`, `group.x`, `weight.x` as `.1`) is
+    /// honoured, accepted and ignored with a reason, or refused naming the
+    /// line: none is "unknown".
+    const APACHE_DOCUMENTED_KEYS: &[&str] = &[
+        "clientPort",
+        "secureClientPort",
+        "observerMasterPort",
+        "dataDir",
+        "tickTime",
+        "dataLogDir",
+        "globalOutstandingLimit",
+        "preAllocSize",
+        "snapCount",
+        "commitLogCount",
+        "snapSizeLimitInKb",
+        "txnLogSizeLimitInKb",
+        "maxCnxns",
+        "maxClientCnxns",
+        "clientPortAddress",
+        "minSessionTimeout",
+        "maxSessionTimeout",
+        "fsync.warningthresholdms",
+        "maxResponseCacheSize",
+        "maxGetChildrenResponseCacheSize",
+        "autopurge.snapRetainCount",
+        "autopurge.purgeInterval",
+        "syncEnabled",
+        "extendedTypesEnabled",
+        "emulate353TTLNodes",
+        "watchManaggerName",
+        "watcherCleanThreadsNum",
+        "watcherCleanThreshold",
+        "watcherCleanIntervalInSeconds",
+        "maxInProcessingDeadWatchers",
+        "bitHashCacheSize",
+        "fastleader.minNotificationInterval",
+        "fastleader.maxNotificationInterval",
+        "connectionMaxTokens",
+        "connectionTokenFillTime",
+        "connectionTokenFillCount",
+        "connectionFreezeTime",
+        "connectionDropIncrease",
+        "connectionDropDecrease",
+        "connectionDecreaseRatio",
+        "zookeeper.connection_throttle_weight_enabled",
+        "zookeeper.connection_throttle_global_session_weight",
+        "zookeeper.connection_throttle_local_session_weight",
+        "zookeeper.connection_throttle_renew_session_weight",
+        "clientPortListenBacklog",
+        "serverCnxnFactory",
+        "flushDelay",
+        "maxWriteQueuePollTime",
+        "maxBatchSize",
+        "requestThrottleLimit",
+        "requestThrottleStallTime",
+        "requestThrottleDropStale",
+        "requestStaleLatencyCheck",
+        "requestStaleConnectionCheck",
+        "zookeeper.request_throttler.shutdownTimeout",
+        "advancedFlowControlEnabled",
+        "enableEagerACLCheck",
+        "maxConcurrentSnapSyncs",
+        "maxConcurrentDiffSyncs",
+        "digest.enabled",
+        "snapshot.trust.empty",
+        "audit.enable",
+        "audit.impl.class",
+        "largeRequestMaxBytes",
+        "largeRequestThreshold",
+        "outstandingHandshake.limit",
+        "throttledOpWaitTime",
+        "learner.closeSocketAsync",
+        "electionAlg",
+        "maxTimeToWaitForEpoch",
+        "initLimit",
+        "connectToLearnerMasterLimit",
+        "leaderServes",
+        "server.x",
+        "syncLimit",
+        "group.x",
+        "weight.x",
+        "cnxTimeout",
+        "quorumCnxnTimeoutMs",
+        "standaloneEnabled",
+        "reconfigEnabled",
+        "4lw.commands.whitelist",
+        "tcpKeepAlive",
+        "clientTcpKeepAlive",
+        "electionPortBindRetry",
+        "observer.reconnectDelayMs",
+        "observer.election.DelayMs",
+        "localSessionsEnabled",
+        "localSessionsUpgradingEnabled",
+        "DigestAuthenticationProvider.superDigest",
+        "X509AuthenticationProvider.superUser",
+        "zookeeper.superUser",
+        "ssl.authProvider",
+        "zookeeper.ensembleAuthName",
+        "zookeeper.sessionRequireClientSASLAuth",
+        "sslQuorum",
+        "ssl.keyStore.location",
+        "ssl.quorum.keyStore.location",
+        "ssl.keyStore.password",
+        "ssl.quorum.keyStore.password",
+        "ssl.keyStore.type",
+        "ssl.quorum.keyStore.type",
+        "ssl.trustStore.location",
+        "ssl.quorum.trustStore.location",
+        "ssl.trustStore.password",
+        "ssl.quorum.trustStore.password",
+        "ssl.trustStore.type",
+        "ssl.quorum.trustStore.type",
+        "ssl.protocol",
+        "ssl.quorum.protocol",
+        "ssl.enabledProtocols",
+        "ssl.quorum.enabledProtocols",
+        "ssl.ciphersuites",
+        "ssl.quorum.ciphersuites",
+        "ssl.context.supplier.class",
+        "ssl.quorum.context.supplier.class",
+        "ssl.hostnameVerification",
+        "ssl.quorum.hostnameVerification",
+        "ssl.crl",
+        "ssl.quorum.crl",
+        "ssl.ocsp",
+        "ssl.quorum.ocsp",
+        "ssl.clientAuth",
+        "ssl.quorum.clientAuth",
+        "ssl.handshakeDetectionTimeoutMillis",
+        "ssl.quorum.handshakeDetectionTimeoutMillis",
+        "client.portUnification",
+        "authProvider",
+        "kerberos.removeHostFromPrincipal",
+        "kerberos.removeRealmFromPrincipal",
+        "multiAddress.enabled",
+        "multiAddress.reachabilityCheckTimeoutMs",
+        "readonlymode.enabled",
+        "forceSync",
+        "jute.maxbuffer",
+        "jute.maxbuffer.extrasize",
+        "skipACL",
+        "quorumListenOnAllIPs",
+        "multiAddress.reachabilityCheckEnabled",
+        "zookeeper.datadir.autocreate",
+        "zookeeper.db.autocreate",
+        "zookeeper.nio.numSelectorThreads",
+        "zookeeper.nio.numWorkerThreads",
+        "zookeeper.commitProcessor.numWorkerThreads",
+        "zookeeper.commitProcessor.maxReadBatchSize",
+        "zookeeper.commitProcessor.maxCommitBatchSize",
+        "znode.container.checkIntervalMs",
+        "znode.container.maxPerMinute",
+        "znode.container.maxNeverUsedIntervalMs",
+        "zookeeper.messageTracker.BufferSize",
+        "zookeeper.messageTracker.Enabled",
+        "admin.portUnification",
+        "admin.enableServer",
+        "admin.serverAddress",
+        "admin.serverPort",
+        "admin.idleTimeout",
+        "admin.commandURL",
+        "metricsProvider.className",
+        "metricsProvider.httpPort",
+        "metricsProvider.exportJvmInfo",
+    ];
+
+    /// A value each honoured key accepts (the ignored ones take anything).
+    fn sample_value(key: &str) -> &'static str {
+        match key.strip_prefix("zookeeper.").unwrap_or(key) {
+            "dataDir" | "dataLogDir" => "/var/lib/zk",
+            "clientPortAddress" | "admin.serverAddress" => "127.0.0.1",
+            "standaloneEnabled"
+            | "readonlymode.enabled"
+            | "admin.enableServer"
+            | "extendedTypesEnabled"
+            | "client.portUnification"
+            | "ssl.hostnameVerification"
+            | "ssl.crl"
+            | "ssl.ocsp"
+            | "metricsProvider.exportJvmInfo"
+            | "sslQuorum"
+            | "sessionRequireClientSASLAuth" => "false",
+            "4lw.commands.whitelist" => "srvr",
+            "ssl.protocol" => "TLSv1.3",
+            "ssl.enabledProtocols" => "TLSv1.2,TLSv1.3",
+            "ssl.clientAuth" => "want",
+            "ssl.keyStore.type" | "ssl.trustStore.type" => "PEM",
+            "admin.commandURL" => "/commands",
+            "metricsProvider.className" => PROMETHEUS_PROVIDER_CLASS,
+            "metricsProvider.httpHost" => "127.0.0.1",
+            "electionAlg" => "3",
+            "server.1" => "127.0.0.1:2888:3888",
+            "DigestAuthenticationProvider.superDigest" => "super:D/InIHSb7yEEbrWz8b9l71RjZJU=",
+            "autopurge.purgeInterval" => "0",
+            "maxSessionTimeout" => "60000",
+            "snapshotSizeFactor" => "0.33",
+            _ => "10",
+        }
+    }
+
+    #[test]
+    fn every_key_apache_documents_is_honoured_ignored_with_a_reason_or_refused() {
+        const REFUSED: &[&str] = &["group.1", "weight.1"];
+        for documented in APACHE_DOCUMENTED_KEYS {
+            let key = match *documented {
+                "server.x" => "server.1",
+                "group.x" => "group.1",
+                "weight.x" => "weight.1",
+                k => k,
+            };
+            let text = format!("dataDir=/var/lib/zk\nclientPort=2181\n{key}={}\n", sample_value(key));
+            match Config::parse(&text, "zoo.cfg") {
+                Ok((_, warnings)) => {
+                    assert!(!REFUSED.contains(&key), "{key} should be refused: {warnings:?}");
+                    assert!(!warnings.iter().any(|w| w.contains("unknown key")), "{key}: {warnings:?}");
+                    for w in warnings.iter().filter(|w| w.contains(key)) {
+                        assert!(w.contains("zoo.cfg:3"), "names the line: {w}");
+                    }
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    assert!(REFUSED.contains(&key), "{key}={}: {message}", sample_value(key));
+                    assert!(message.contains("zoo.cfg") && message.contains(key), "{message}");
+                }
+            }
+        }
+        // Refused only when turned on: silently dropping these would weaken the
+        // ensemble's or the sessions' security.
+        for key in ["sslQuorum", "zookeeper.sessionRequireClientSASLAuth"] {
+            let text = format!("dataDir=/var/lib/zk\n{key}=true\n");
+            let message = Config::parse(&text, "zoo.cfg").map(|_| ()).expect_err(key).to_string();
+            assert!(message.contains("zoo.cfg:2") && message.contains(key), "{message}");
+        }
     }
 }
