@@ -108,6 +108,9 @@ pub struct Config {
     pub shards: Option<usize>,
     pub super_digest: Option<String>,
     pub extended_types_enabled: bool,
+    /// `enforceQuota` (`zookeeper.enforceQuota`): hard quota limits refuse
+    /// creates and setData with QuotaExceeded.
+    pub enforce_quota: bool,
     pub global_outstanding_limit: u32,
     pub snap_count: u64,
     /// `snapshotSizeFactor` (`zookeeper.snapshotSizeFactor`): a leader
@@ -412,6 +415,7 @@ impl Config {
             shards: None,
             super_digest: None,
             extended_types_enabled: false,
+            enforce_quota: false,
             global_outstanding_limit: 1000,
             snap_count: 100_000,
             snapshot_size_factor: crate::zab::sync_plan::DEFAULT_SNAPSHOT_SIZE_FACTOR,
@@ -649,6 +653,7 @@ impl Config {
                     cfg.super_digest = if value.is_empty() { None } else { Some(value.to_owned()) }
                 }
                 "extendedTypesEnabled" => cfg.extended_types_enabled = parse_bool(value).ok_or_else(|| bad(""))?,
+                "enforceQuota" => cfg.enforce_quota = parse_bool(value).ok_or_else(|| bad(""))?,
                 "snapshotSizeFactor" => {
                     let factor: f64 = value.parse().ok().filter(|f: &f64| f.is_finite()).ok_or_else(|| bad(""))?;
                     cfg.snapshot_size_factor = if factor > 1.0 {

@@ -49,6 +49,8 @@ pub struct CommitView<'a> {
     pub quorum_size: u64,
     /// The ensemble's latency figures; None standalone.
     pub quorum_metrics: Option<&'a crate::server::quorum_metrics::QuorumMetrics>,
+    /// Writes refused for a hard quota, per top namespace.
+    pub quota_exceeded: &'a std::collections::BTreeMap<String, u64>,
 }
 
 /// Answers the words that need no shard state; None for the others.
@@ -377,6 +379,7 @@ pub fn format_report(cmd: &str, parts: &[ShardReport], view: &CommitView<'_>) ->
                 kv(&mut s, "last_proposal_size", &-1);
             }
             kv(&mut s, "auth_failed_count", &0);
+            quota_mntr(&mut s, view);
             log_metrics(&mut s, view.log);
             if let Some(q) = view.quorum_metrics {
                 q.write_mntr(&mut s);
@@ -387,6 +390,25 @@ pub fn format_report(cmd: &str, parts: &[ShardReport], view: &CommitView<'_>) ->
         }
     }
     s
+}
+
+/// Apache's quota gauge sets and counter set as its DefaultMetricsProvider
+/// dumps them: `zk_<namespace>_<metric>`.
+fn quota_mntr(s: &mut String, view: &CommitView<'_>) {
+    let m = view.tree.quota_metrics();
+    for (name, map) in [
+        ("quota_count_limit_per_namespace", &m.count_limit),
+        ("quota_bytes_limit_per_namespace", &m.bytes_limit),
+        ("quota_count_usage_per_namespace", &m.count_usage),
+        ("quota_bytes_usage_per_namespace", &m.bytes_usage),
+    ] {
+        for (namespace, value) in map {
+            let _ = writeln!(s, "zk_{namespace}_{name}\t{value}");
+        }
+    }
+    for (namespace, count) in view.quota_exceeded {
+        let _ = writeln!(s, "zk_{namespace}_quota_exceeded_error_per_namespace\t{count}");
+    }
 }
 
 pub(crate) fn fd_counts() -> (u64, u64) {

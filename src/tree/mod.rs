@@ -52,6 +52,7 @@ mod load;
 mod model_tests;
 mod node;
 mod path;
+mod quota;
 #[cfg(test)]
 mod tests;
 
@@ -72,6 +73,7 @@ pub use exec::{Executed, MultiOpResult, TxnContext, WatchTrigger, WriteOp, Write
 pub use load::{LoadError, TreeLoader};
 pub use node::{InternedAcl, Node, NodeShared};
 pub use path::validate_path;
+pub use quota::{QuotaMetrics, QuotaNote, StatsTrack};
 
 /// The special nodes that always exist and cannot be deleted.
 pub const SPECIAL_PATHS: [&str; 4] = ["/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"];
@@ -137,6 +139,8 @@ pub struct DataTree {
     containers: OrdSet<Node>,
     ttls: OrdSet<Node>,
     acl_cache: AclCache,
+    /// The quota roots (`quota.rs`), kept in step in apply.
+    quotas: quota::QuotaRoots,
     /// Sum of path lengths and data lengths, as Java's approximateDataSize.
     data_size: u64,
     /// Apache's tree digest: the wrapping sum of every node's `digest`.
@@ -171,6 +175,7 @@ impl DataTree {
             containers: OrdSet::new(),
             ttls: OrdSet::new(),
             acl_cache: AclCache::default(),
+            quotas: quota::QuotaRoots::default(),
             data_size: 0,
             digest: 0,
             last_zxid: 0,

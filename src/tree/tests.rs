@@ -75,7 +75,15 @@ pub(super) fn assert_same_tree(a: &DataTree, b: &DataTree) {
 const SESSION: i64 = 0x1234;
 
 fn ctx(auth: &TestAuth, zxid: i64) -> TxnContext<'_> {
-    TxnContext { session_id: SESSION, cxid: 7, zxid, time_ms: 1000 + zxid, auth, extended_types_enabled: true }
+    TxnContext {
+        session_id: SESSION,
+        cxid: 7,
+        zxid,
+        time_ms: 1000 + zxid,
+        auth,
+        extended_types_enabled: true,
+        enforce_quota: true,
+    }
 }
 
 fn create_op(path: &str, flags: i32) -> WriteOp {
