@@ -1085,6 +1085,16 @@ mod tests {
         ## Metrics Providers\n#metricsProvider.httpHost=0.0.0.0\n";
 
     #[test]
+    fn enforce_quota_with_or_without_the_prefix() {
+        let parse = |line: &str| Config::parse(&format!("dataDir=/tmp/x\n{line}\n"), "zoo.cfg");
+        for line in ["enforceQuota=true", "zookeeper.enforceQuota=TRUE"] {
+            assert!(parse(line).unwrap().0.enforce_quota, "{line}");
+        }
+        assert!(!parse("enforceQuota=false").unwrap().0.enforce_quota);
+        assert!(parse("enforceQuota=maybe").is_err());
+    }
+
+    #[test]
     fn embedded_default() {
         let c = Config::embedded_default();
         assert_eq!(c.tick_time_ms, 2000);
@@ -1283,6 +1293,7 @@ mod tests {
         assert_eq!(c.autopurge_purge_interval_ms, 3_600_000);
         assert_eq!(c.super_digest.as_deref(), Some("super:xQJmxLMiHGwaqBvst5y6rkB6HQs="));
         assert!(c.extended_types_enabled);
+        assert!(!c.enforce_quota, "off unless set");
         assert_eq!(c.jute_max_buffer, 0x400000);
         assert_eq!(c.shards, Some(2));
         assert_eq!(c.container_check_interval_ms, 100);

@@ -21,6 +21,21 @@ fn start(extra: &str) -> TestServer {
     TestServer::start_with(ServerOptions { extra_config: extra.to_owned(), ..ServerOptions::default() })
 }
 
+fn unused_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// GET /metrics from the Prometheus listener on `port`: the body.
+fn metrics(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default()
+}
+
 fn create(c: &Client, path: &str, data: &[u8]) -> Result<String, ClientError> {
     c.create(path, data, &open_acl_unsafe(), CreateMode::Persistent)
 }
@@ -68,7 +83,12 @@ fn create_op(path: &str, data: &'static [u8]) -> MultiOp {
 
 #[test]
 fn hard_limits_refuse_and_change_nothing() {
-    let s = start("enforceQuota=true");
+    let metrics_port = unused_port();
+    let s = start(&format!(
+        "enforceQuota=true\n\
+         metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n\
+         metricsProvider.httpHost=127.0.0.1\nmetricsProvider.httpPort={metrics_port}"
+    ));
     let c = Client::connect(s.addr, T).unwrap();
     create(&c, "/q", b"ab").unwrap();
     create(&c, "/q/a", b"cd").unwrap();
@@ -117,6 +137,14 @@ fn hard_limits_refuse_and_change_nothing() {
     assert_eq!(mntr_value(&s, "zk_q_quota_bytes_usage_per_namespace").as_deref(), Some("10"));
     // Refused: the create, the setData and the multi's create.
     assert_eq!(mntr_value(&s, "zk_q_quota_exceeded_error_per_namespace").as_deref(), Some("3"));
+    let body = metrics(metrics_port);
+    for line in [
+        "quota_count_limit_per_namespace{key=\"q\"} 4",
+        "quota_bytes_usage_per_namespace{key=\"q\"} 10",
+        "quota_exceeded_error_per_namespace{key=\"q\"} 3",
+    ] {
+        assert!(body.lines().any(|l| l == line), "{line} not in:\n{body}");
+    }
 
     // Deleting the limits node lifts the quota.
     c.delete("/zookeeper/quota/q/zookeeper_limits", -1).unwrap();

@@ -43,6 +43,10 @@
 //! code that changes `nodes`, subtract a node's old digest and add its new
 //! one. A stat-only change re-hashes 60 bytes, not the path and data, so
 //! `digest()` is O(1) and a write pays well under a microsecond for it.
+//!
+//! **Quotas** (`quota.rs`): the tree keeps Apache's quota roots and rewrites
+//! each root's `zookeeper_stats` node in apply; `execute` checks hard limits
+//! when `TxnContext::enforce_quota` is set.
 
 mod acl_cache;
 mod apply;
