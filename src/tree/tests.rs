@@ -1161,3 +1161,67 @@ fn quota_usage_is_rebuilt_after_a_snapshot_load() {
     run(&mut loaded, zxid + 2, create_data("/q/deep/b", b"")).unwrap();
     assert_eq!(stats_text(&loaded, "/q/deep"), "count=3,bytes=3");
 }
+
+/// A random write under a quota root, by index into a small path space.
+#[derive(Debug, Clone)]
+enum QuotaStep {
+    Create(usize, usize),
+    Delete(usize),
+    Set(usize, usize),
+}
+
+const QUOTA_PATHS: [&str; 6] = ["/q/a", "/q/b", "/q/a/x", "/q/a/y", "/q/b/z", "/elsewhere"];
+
+proptest! {
+    /// The usage kept write by write equals the usage recomputed from the
+    /// subtree (what a snapshot load gives), whatever the writes; with
+    /// enforcement the hard limit is never passed.
+    #[test]
+    fn quota_usage_kept_in_apply_equals_recomputed(
+        steps in proptest::collection::vec(
+            prop_oneof![
+                (0..QUOTA_PATHS.len(), 0usize..6).prop_map(|(p, n)| QuotaStep::Create(p, n)),
+                (0..QUOTA_PATHS.len()).prop_map(QuotaStep::Delete),
+                (0..QUOTA_PATHS.len(), 0usize..6).prop_map(|(p, n)| QuotaStep::Set(p, n)),
+            ],
+            1..40,
+        )
+    ) {
+        let mut tree = DataTree::new();
+        run(&mut tree, 1, create_data("/q", b"")).unwrap();
+        run(&mut tree, 2, create_data("/elsewhere", b"")).unwrap();
+        let mut zxid = set_quota(&mut tree, 3, "/q", b"count=-1,bytes=-1=;byteHardLimit=9;countHardLimit=4");
+        const DATA: [&[u8]; 6] = [b"", b"1", b"22", b"333", b"4444", b"55555"];
+        for step in steps {
+            let op = match step {
+                QuotaStep::Create(p, n) => create_data(QUOTA_PATHS[p], DATA[n]),
+                QuotaStep::Delete(p) => WriteOp::Delete { path: QUOTA_PATHS[p].into(), version: -1 },
+                QuotaStep::Set(p, n) => {
+                    WriteOp::SetData { path: QUOTA_PATHS[p].into(), data: Some(Bytes::from_static(DATA[n])), version: -1 }
+                }
+            };
+            let _ = run(&mut tree, zxid, op);
+            zxid += 1;
+            let kept = tree.quota_usage("/q").unwrap();
+            let mut reloaded = tree.clone();
+            reloaded.rebuild_quotas();
+            prop_assert_eq!(&kept, &reloaded.quota_usage("/q").unwrap());
+            prop_assert!(kept.count() <= 4 && kept.bytes() <= 9, "{}", kept);
+        }
+    }
+
+    /// Apache's text is a fixed point of parse-then-print, and every key
+    /// written reads back.
+    #[test]
+    fn stats_track_text_round_trips(values in proptest::collection::btree_map("[a-zA-Z]{1,12}", any::<i64>(), 0..5)) {
+        let text: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let stats = StatsTrack::parse(text.join(";").as_bytes());
+        let printed = stats.to_string();
+        let again = StatsTrack::parse(printed.as_bytes());
+        prop_assert_eq!(again.to_string(), printed.clone());
+        for (k, v) in &values {
+            prop_assert!(printed.contains(&format!("{k}={v}")), "{} missing from {}", k, printed);
+        }
+        prop_assert_eq!((again.count(), again.bytes()), (stats.count(), stats.bytes()));
+    }
+}
