@@ -108,6 +108,9 @@ pub struct Config {
     pub shards: Option<usize>,
     pub super_digest: Option<String>,
     pub extended_types_enabled: bool,
+    /// `enforceQuota` (`zookeeper.enforceQuota`): hard quota limits refuse
+    /// creates and setData with QuotaExceeded.
+    pub enforce_quota: bool,
     pub global_outstanding_limit: u32,
     pub snap_count: u64,
     /// `snapshotSizeFactor` (`zookeeper.snapshotSizeFactor`): a leader
@@ -543,6 +546,7 @@ impl Config {
             shards: None,
             super_digest: None,
             extended_types_enabled: false,
+            enforce_quota: false,
             global_outstanding_limit: 1000,
             snap_count: 100_000,
             snapshot_size_factor: crate::zab::sync_plan::DEFAULT_SNAPSHOT_SIZE_FACTOR,
@@ -780,6 +784,7 @@ impl Config {
                     cfg.super_digest = if value.is_empty() { None } else { Some(value.to_owned()) }
                 }
                 "extendedTypesEnabled" => cfg.extended_types_enabled = parse_bool(value).ok_or_else(|| bad(""))?,
+                "enforceQuota" => cfg.enforce_quota = parse_bool(value).ok_or_else(|| bad(""))?,
                 "snapshotSizeFactor" => {
                     let factor: f64 = value.parse().ok().filter(|f: &f64| f.is_finite()).ok_or_else(|| bad(""))?;
                     cfg.snapshot_size_factor = if factor > 1.0 {
@@ -1234,6 +1239,16 @@ mod tests {
         ## Metrics Providers\n#metricsProvider.httpHost=0.0.0.0\n";
 
     #[test]
+    fn enforce_quota_with_or_without_the_prefix() {
+        let parse = |line: &str| Config::parse(&format!("dataDir=/tmp/x\n{line}\n"), "zoo.cfg");
+        for line in ["enforceQuota=true", "zookeeper.enforceQuota=TRUE"] {
+            assert!(parse(line).unwrap().0.enforce_quota, "{line}");
+        }
+        assert!(!parse("enforceQuota=false").unwrap().0.enforce_quota);
+        assert!(parse("enforceQuota=maybe").is_err());
+    }
+
+    #[test]
     fn embedded_default() {
         let c = Config::embedded_default();
         assert_eq!(c.tick_time_ms, 2000);
@@ -1432,6 +1447,7 @@ mod tests {
         assert_eq!(c.autopurge_purge_interval_ms, 3_600_000);
         assert_eq!(c.super_digest.as_deref(), Some("super:xQJmxLMiHGwaqBvst5y6rkB6HQs="));
         assert!(c.extended_types_enabled);
+        assert!(!c.enforce_quota, "off unless set");
         assert_eq!(c.jute_max_buffer, 0x400000);
         assert_eq!(c.shards, Some(2));
         assert_eq!(c.container_check_interval_ms, 100);

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use common::{ServerOptions, TestServer};
 use zoocore::client::Client;
 use zoocore::proto::records::{CreateRequest, MultiOp, SetDataRequest};
-use zoocore::proto::types::{open_acl_unsafe, op, CreateMode};
+use zoocore::proto::types::{op, open_acl_unsafe, CreateMode};
 
 const T: Duration = Duration::from_secs(30);
 const MAX_BUFFER: usize = 16 << 20;

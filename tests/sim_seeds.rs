@@ -49,9 +49,16 @@ fn standalone_runs_crash_exit_and_recover() {
         exits += out.expected_exits;
         acked += out.writes_acked;
         crashes += out.full_trace.iter().filter(|l| l.contains("CRASH")).count();
-        restarts += out.full_trace.iter().filter(|l| l.contains("STANDALONE serving at zxid 0x") && !l.contains("zxid 0x0")).count();
+        restarts += out
+            .full_trace
+            .iter()
+            .filter(|l| l.contains("STANDALONE serving at zxid 0x") && !l.contains("zxid 0x0"))
+            .count();
     }
-    assert!(exits > 5 && crashes > 5 && restarts > 10 && acked > 5_000, "{exits} exits, {crashes} crashes, {restarts} restarts with data, {acked} acked");
+    assert!(
+        exits > 5 && crashes > 5 && restarts > 10 && acked > 5_000,
+        "{exits} exits, {crashes} crashes, {restarts} restarts with data, {acked} acked"
+    );
 }
 
 /// A lone server that acknowledges before fsync loses the writes a crash
@@ -305,7 +312,10 @@ fn planted_replay_skips_record_is_caught() {
     let checkers = ["server-exits", "agreement", "recovery-equals-live", "no-acked-write-lost"];
     let three = plant_catches(Plant::ReplaySkipsRecord, 3, 0..30, &checkers);
     let one = plant_catches(Plant::ReplaySkipsRecord, 1, 0..30, &checkers);
-    assert!(three >= 10 && one >= 8, "replay-skips-record caught on {three} (3 servers) and {one} (standalone) of 30 seeds");
+    assert!(
+        three >= 10 && one >= 8,
+        "replay-skips-record caught on {three} (3 servers) and {one} (standalone) of 30 seeds"
+    );
 }
 
 /// A follower answering plain reads from its logged state (proposals not

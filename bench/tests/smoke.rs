@@ -168,8 +168,18 @@ fn large_set_and_snapshot_tail_run_cleanly() {
     let server = start_server();
     let addr = server.addr.to_string();
     let data = server.dir.join("data");
-    let line =
-        bench(&["large-set", "--server", &addr, "--dir", data.to_str().unwrap(), "--size", "65536", "--count", "3", "--json"]);
+    let line = bench(&[
+        "large-set",
+        "--server",
+        &addr,
+        "--dir",
+        data.to_str().unwrap(),
+        "--size",
+        "65536",
+        "--count",
+        "3",
+        "--json",
+    ]);
     assert_eq!(field(&line, "size"), 65536.0, "{line}");
     assert!(field(&line, "set_p50_ms") > 0.0 && field(&line, "floor_p50_ms") > 0.0, "{line}");
     assert!(field(&line, "set_max_ms") >= field(&line, "set_p50_ms"), "{line}");

@@ -11,7 +11,7 @@
 //! write is in flight all go into the next one (`storage::group_commit`).
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -106,6 +106,12 @@ pub struct CommitShard {
     pub(super) quorum_metrics: crate::server::quorum_metrics::QuorumMetrics,
     /// What the leader reports of its proposals and observers.
     pub(super) leader_report: crate::server::quorum_peer::LeaderReport,
+    /// Writes refused for a hard quota, per top namespace (Apache's
+    /// `quota_exceeded_error_per_namespace`).
+    pub(super) quota_exceeded: BTreeMap<String, u64>,
+    /// When a "Quota exceeded" line was last logged, and how many were
+    /// held back since (Apache rate-limits the line).
+    quota_log: (Option<Instant>, u64),
 }
 
 /// Milliseconds since the Unix epoch: the txn time (ctime/mtime), as the
@@ -152,6 +158,8 @@ impl CommitShard {
             published_tree: recovered.tree.clone(),
             quorum_metrics: Default::default(),
             leader_report: Default::default(),
+            quota_exceeded: BTreeMap::new(),
+            quota_log: (None, 0),
             recent_txns: recovered.recent_txns.clone(),
             expiry,
             digest_log: DigestLog::default(),
@@ -332,8 +340,12 @@ impl CommitShard {
             time_ms: wall_clock_ms(),
             auth,
             extended_types_enabled: self.config.extended_types_enabled,
+            enforce_quota: self.config.enforce_quota,
         };
         let executed = self.tree.execute(&ctx, write);
+        if !executed.quota_notes.is_empty() {
+            self.note_quota(&executed.quota_notes);
+        }
         batch.log(&executed.header, &executed.txn, executed.digest);
         (zxid, executed.result, executed.triggers)
     }
@@ -492,6 +504,27 @@ impl CommitShard {
         }
     }
 
+    /// Counts the hard quota refusals and logs the notes, at most one line
+    /// a second (with how many were held back), as Apache's RateLogger.
+    fn note_quota(&mut self, notes: &[crate::tree::QuotaNote]) {
+        for note in notes {
+            if note.hard {
+                if let Some(ns) = &note.namespace {
+                    *self.quota_exceeded.entry(ns.clone()).or_insert(0) += 1;
+                }
+            }
+            let (last, held_back) = &mut self.quota_log;
+            let due = last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+            if due {
+                tracing::warn!(held_back = *held_back, "{}", note.message);
+                *last = Some(Instant::now());
+                *held_back = 0;
+            } else {
+                *held_back += 1;
+            }
+        }
+    }
+
     pub(super) fn with_report_context<R>(&self, f: impl FnOnce(&fourlw::CommitView<'_>) -> R) -> R {
         self.log.with_metrics(|log| self.report_context(log, f))
     }
@@ -523,6 +556,7 @@ impl CommitShard {
             quorum_size: self.stats.quorum_size(),
             proposal_sizes: self.leader_report.proposal_sizes,
             observers: &self.leader_report.observers,
+            quota_exceeded: &self.quota_exceeded,
         })
     }
 

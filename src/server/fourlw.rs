@@ -53,6 +53,8 @@ pub struct CommitView<'a> {
     pub proposal_sizes: crate::server::messages::BufferSizes,
     /// Leader only: the observers in the broadcast.
     pub observers: &'a [crate::server::messages::ObserverInfo],
+    /// Writes refused for a hard quota, per top namespace.
+    pub quota_exceeded: &'a std::collections::BTreeMap<String, u64>,
 }
 
 /// Answers the words that need no shard state; None for the others.
@@ -394,6 +396,7 @@ pub fn format_report(cmd: &str, parts: &[ShardReport], view: &CommitView<'_>) ->
                 kv(&mut s, "min_proposal_size", &view.proposal_sizes.min);
             }
             kv(&mut s, "auth_failed_count", &0);
+            quota_mntr(&mut s, view);
             log_metrics(&mut s, view.log);
             if let Some(q) = view.quorum_metrics {
                 q.write_mntr(&mut s);
@@ -404,6 +407,25 @@ pub fn format_report(cmd: &str, parts: &[ShardReport], view: &CommitView<'_>) ->
         }
     }
     s
+}
+
+/// Apache's quota gauge sets and counter set as its DefaultMetricsProvider
+/// dumps them: `zk_<namespace>_<metric>`.
+fn quota_mntr(s: &mut String, view: &CommitView<'_>) {
+    let m = view.tree.quota_metrics();
+    for (name, map) in [
+        ("quota_count_limit_per_namespace", &m.count_limit),
+        ("quota_bytes_limit_per_namespace", &m.bytes_limit),
+        ("quota_count_usage_per_namespace", &m.count_usage),
+        ("quota_bytes_usage_per_namespace", &m.bytes_usage),
+    ] {
+        for (namespace, value) in map {
+            let _ = writeln!(s, "zk_{namespace}_{name}\t{value}");
+        }
+    }
+    for (namespace, count) in view.quota_exceeded {
+        let _ = writeln!(s, "zk_{namespace}_quota_exceeded_error_per_namespace\t{count}");
+    }
 }
 
 pub(crate) fn fd_counts() -> (u64, u64) {

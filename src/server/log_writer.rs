@@ -147,7 +147,8 @@ impl AlignedBuf {
             .map_err(|e| io::Error::other(format!("log buffer of {len} bytes: {e}")))?;
         // SAFETY: the layout has a non-zero size.
         let raw = unsafe { std::alloc::alloc_zeroed(layout) };
-        let ptr = std::ptr::NonNull::new(raw).ok_or_else(|| io::Error::other(format!("cannot allocate {len} bytes")))?;
+        let ptr =
+            std::ptr::NonNull::new(raw).ok_or_else(|| io::Error::other(format!("cannot allocate {len} bytes")))?;
         Ok(AlignedBuf { ptr, len })
     }
 
@@ -290,7 +291,11 @@ impl LogWriter {
         pre_allocate(&file, &path, self.prealloc_bytes)?;
         let n = pwrite_all(&file, &path, &buf, 0)?;
         if n != header.len() {
-            return Err(io::Error::other(format!("{}: short header write: {n} of {} bytes", path.display(), header.len())));
+            return Err(io::Error::other(format!(
+                "{}: short header write: {n} of {} bytes",
+                path.display(),
+                header.len()
+            )));
         }
         fdatasync(&file, &path)?;
         // The new name must survive a crash too.
@@ -448,7 +453,12 @@ pub fn spawn_log_thread(settings: LogSettings) -> io::Result<(std::thread::JoinH
     Ok((handle, LogEndpoints { to_log, from_log, doorbell }))
 }
 
-fn run_log_thread(settings: LogSettings, requests: Receiver<ToLog>, reports: SyncSender<FromLog>, mut ring: StdUnixStream) {
+fn run_log_thread(
+    settings: LogSettings,
+    requests: Receiver<ToLog>,
+    reports: SyncSender<FromLog>,
+    mut ring: StdUnixStream,
+) {
     // Reports never exceed LOG_CHANNEL_DEPTH (one per request, and at most
     // one write and one close are in flight), so `send` never waits.
     let mut report = |r: FromLog| -> bool { reports.send(r).is_ok() && ring.write_all(&[1]).is_ok() };

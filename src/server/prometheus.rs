@@ -212,6 +212,7 @@ fn apache_metrics(f: &mut Families, parts: &[ShardReport], view: &CommitView<'_>
         f.apache_gauge("min_proposal_size", view.proposal_sizes.min as f64);
     }
     f.counter("digest_mismatches_count", "digest_mismatches_count", view.digest_mismatches as f64);
+    quota_metrics(f, view);
 
     // fsynctime: a BASIC summary (median only), in ms.
     let sync = &view.log.sync_us;
@@ -229,6 +230,35 @@ fn apache_metrics(f: &mut Families, parts: &[ShardReport], view: &CommitView<'_>
         q.write_mntr(&mut text);
         quorum_summaries(f, &parse_mntr(&text));
     }
+}
+
+/// QuotaMetricsUtils' gauge sets and the quota-exceeded counter set, one
+/// metric per namespace labelled `key` (Apache's Prometheus label).
+fn quota_metrics(f: &mut Families, view: &CommitView<'_>) {
+    let m = view.tree.quota_metrics();
+    for (name, map) in [
+        ("quota_count_limit_per_namespace", &m.count_limit),
+        ("quota_bytes_limit_per_namespace", &m.bytes_limit),
+        ("quota_count_usage_per_namespace", &m.count_usage),
+        ("quota_bytes_usage_per_namespace", &m.bytes_usage),
+    ] {
+        let metrics = map.iter().map(|(ns, v)| gauge_metric(&[("key", ns.clone())], *v as f64)).collect();
+        f.family(name, name, MetricType::GAUGE, metrics);
+    }
+    let exceeded = view
+        .quota_exceeded
+        .iter()
+        .map(|(ns, count)| {
+            let mut c = Counter::default();
+            c.set_value(*count as f64);
+            let mut metric = Metric::default();
+            metric.set_label(labels(&[("key", ns.clone())]));
+            metric.set_counter(c);
+            metric
+        })
+        .collect();
+    let name = "quota_exceeded_error_per_namespace";
+    f.family(name, name, MetricType::COUNTER, exceeded);
 }
 
 /// The ensemble's summaries, from QuorumMetrics' figures: election_time

@@ -1283,6 +1283,7 @@ impl Server {
             time_ms: SIM_WALL_CLOCK_BASE_MS + ctx.now as i64,
             auth: &ServerIdentity,
             extended_types_enabled: false,
+            enforce_quota: false,
         };
         let executed = self.tree.execute(&tctx, write);
         let path = match write {
@@ -1582,8 +1583,11 @@ impl Server {
     /// Mirrors `CommitShard::publish`: the batch's tree becomes what
     /// clients read; its writes and syncs are answered.
     fn publish(&mut self, ctx: &mut Ctx, mut b: PendingBatch) {
-        let fired: Vec<(i64, crate::tree::WatchTrigger)> =
-            b.writes.iter_mut().flat_map(|w| std::mem::take(&mut w.triggers).into_iter().map(|t| (w.zxid, t))).collect();
+        let fired: Vec<(i64, crate::tree::WatchTrigger)> = b
+            .writes
+            .iter_mut()
+            .flat_map(|w| std::mem::take(&mut w.triggers).into_iter().map(|t| (w.zxid, t)))
+            .collect();
         self.fire_watches(ctx, fired);
         self.published_tree = b.tree;
         for (zxid, hash, digest) in &b.txns {

@@ -475,7 +475,10 @@ impl Ctx {
         let set_at = w.set_at;
         let already = w.fired.replace(zxid);
         self.watch_events_seen += 1;
-        let line = format!("t={:>6} s{sid} watch event for {path} changed at 0x{zxid:x} (watch set at 0x{set_at:x})", self.now);
+        let line = format!(
+            "t={:>6} s{sid} watch event for {path} changed at 0x{zxid:x} (watch set at 0x{set_at:x})",
+            self.now
+        );
         self.trace.push(line);
         let now = self.now;
         if let Some(first) = already {

@@ -369,6 +369,7 @@ mod tests {
             time_ms: 1_000 + zxid,
             auth: &AllowAll,
             extended_types_enabled: true,
+            enforce_quota: false,
         };
         let result = tree.execute(&ctx, &op).result;
         assert!(result.is_ok(), "{op:?}: {result:?}");

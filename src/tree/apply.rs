@@ -189,6 +189,7 @@ impl DataTree {
                 p.stat.pzxid = zxid;
             }
         });
+        self.quota_created(path, node.data_len());
         triggers.push(WatchTrigger { event: EventType::NodeCreated, path: Arc::from(path), acl: node.acl().clone() });
         triggers.push(WatchTrigger {
             event: EventType::NodeChildrenChanged,
@@ -218,6 +219,7 @@ impl DataTree {
             Some(_) => {}
         }
         let node = self.remove_node_entry(path).ok_or(ErrorCode::NoNode)?;
+        self.quota_deleted(path, node.data_len());
         let parent = self
             .update_node(parent_path, |p| {
                 p.num_children -= 1;
@@ -241,6 +243,7 @@ impl DataTree {
         version: i32,
         triggers: &mut Triggers,
     ) -> Result<WriteResult, ErrorCode> {
+        let old_len = self.get(path).ok_or(ErrorCode::NoNode)?.data_len();
         let node = self
             .update_node_data(path, data, |n| {
                 n.stat.version = version;
@@ -248,6 +251,7 @@ impl DataTree {
                 n.stat.mzxid = header.zxid;
             })
             .ok_or(ErrorCode::NoNode)?;
+        self.quota_data_changed(path, old_len, node.data_len());
         triggers.push(WatchTrigger {
             event: EventType::NodeDataChanged,
             path: Arc::from(path),

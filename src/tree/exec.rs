@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::path;
-use super::{DataTree, NodeKind, SPECIAL_PATHS};
+use super::{DataTree, NodeKind, QuotaNote, SPECIAL_PATHS};
 use crate::acl::AuthContext;
 use crate::proto::{op, perms, Acl, CreateMode, ErrorCode, EventType, Stat, MAX_TTL_MS};
 use crate::storage::txn::{Txn, TxnDigest, TxnHeader};
@@ -25,6 +25,9 @@ pub struct TxnContext<'a> {
     pub auth: &'a dyn AuthContext,
     /// `zookeeper.extendedTypesEnabled`: TTL nodes allowed.
     pub extended_types_enabled: bool,
+    /// `zookeeper.enforceQuota`: hard quota limits refuse creates and
+    /// setData with QuotaExceeded (`quota.rs`).
+    pub enforce_quota: bool,
 }
 
 impl TxnContext<'_> {
@@ -130,6 +133,9 @@ pub struct Executed {
     pub digest: Option<TxnDigest>,
     pub result: Result<WriteResult, ErrorCode>,
     pub triggers: Vec<WatchTrigger>,
+    /// Quota limits this write went over while it was prepared (only with
+    /// `enforce_quota`): the caller logs them and counts the hard ones.
+    pub quota_notes: Vec<QuotaNote>,
 }
 
 /// `checkAndIncVersion`: -1 matches anything; the new version skips -1 on
@@ -158,37 +164,43 @@ impl DataTree {
     /// resulting txn. A refused write becomes an error txn (type -1), which
     /// changes nothing but still consumes the zxid.
     pub fn execute(&mut self, ctx: &TxnContext, write: &WriteOp) -> Executed {
-        let (header, txn) = match self.prepare(ctx, write) {
+        let mut quota_notes = Vec::new();
+        let (header, txn) = match self.prepare(ctx, write, &mut quota_notes) {
             Ok((txn_op, txn)) => (ctx.header(txn_op), txn),
             Err(code) => (ctx.header(op::ERROR), Txn::Error { err: code.code() }),
         };
         let (result, triggers) = self.apply_txn(&header, &txn);
         let digest = (header.op != op::ERROR).then(|| self.txn_digest());
-        Executed { header, txn, digest, result, triggers }
+        Executed { header, txn, digest, result, triggers, quota_notes }
     }
 
     /// Validates `write` against this tree and returns (txn type, txn).
-    fn prepare(&self, ctx: &TxnContext, write: &WriteOp) -> Result<(i32, Txn), ErrorCode> {
+    fn prepare(&self, ctx: &TxnContext, write: &WriteOp, notes: &mut Vec<QuotaNote>) -> Result<(i32, Txn), ErrorCode> {
         match write {
-            WriteOp::Multi(ops) => Ok((op::MULTI, self.prepare_multi(ctx, ops)?)),
+            WriteOp::Multi(ops) => Ok((op::MULTI, self.prepare_multi(ctx, ops, notes)?)),
             WriteOp::Check { .. } => Err(ErrorCode::Unimplemented),
             WriteOp::CloseSession => {
                 Ok((op::CLOSE_SESSION, Txn::CloseSession { paths_to_delete: Some(self.ephemerals_of(ctx.session_id)) }))
             }
-            single => self.prepare_single(ctx, single),
+            single => self.prepare_single(ctx, single, notes),
         }
     }
 
     /// Create, Delete, SetData, SetAcl, Check, DeleteContainer: every check
     /// before the txn is made, in ZooKeeper's order.
-    fn prepare_single(&self, ctx: &TxnContext, write: &WriteOp) -> Result<(i32, Txn), ErrorCode> {
+    fn prepare_single(
+        &self,
+        ctx: &TxnContext,
+        write: &WriteOp,
+        notes: &mut Vec<QuotaNote>,
+    ) -> Result<(i32, Txn), ErrorCode> {
         match write {
             WriteOp::Create { path, data, acl, flags, ttl, op } => {
-                self.prepare_create(ctx, path, data, acl, *flags, ttl.unwrap_or(-1), *op)
+                self.prepare_create(ctx, path, data, acl, *flags, ttl.unwrap_or(-1), *op, notes)
             }
             WriteOp::Delete { path, version } => self.prepare_delete(ctx, path, *version).map(|txn| (op::DELETE, txn)),
             WriteOp::SetData { path, data, version } => {
-                self.prepare_set_data(ctx, path, data, *version).map(|txn| (op::SET_DATA, txn))
+                self.prepare_set_data(ctx, path, data, *version, notes).map(|txn| (op::SET_DATA, txn))
             }
             WriteOp::SetAcl { path, acl, version } => {
                 self.prepare_set_acl(ctx, path, acl, *version).map(|txn| (op::SET_ACL, txn))
@@ -205,7 +217,9 @@ impl DataTree {
     /// left it (a scratch O(1) clone). On the first failure the txn keeps
     /// the txns before it, then an ErrorTxn with the code, then ErrorTxns
     /// with RuntimeInconsistency, as Apache writes a failed multi.
-    fn prepare_multi(&self, ctx: &TxnContext, ops: &[WriteOp]) -> Result<Txn, ErrorCode> {
+    /// The quota check of each sub-op sees the sub-ops before it applied,
+    /// so a multi cannot pass a hard limit in several steps.
+    fn prepare_multi(&self, ctx: &TxnContext, ops: &[WriteOp], notes: &mut Vec<QuotaNote>) -> Result<Txn, ErrorCode> {
         let allowed = |op: &WriteOp| {
             matches!(
                 op,
@@ -223,7 +237,7 @@ impl DataTree {
                 subs.push((op::ERROR, Txn::Error { err: ErrorCode::RuntimeInconsistency.code() }));
                 continue;
             }
-            match scratch.prepare_single(ctx, sub) {
+            match scratch.prepare_single(ctx, sub, notes) {
                 Ok((sub_op, txn)) => {
                     let _ = scratch.apply_txn(&ctx.header(sub_op), &txn);
                     subs.push((sub_op, txn));
@@ -247,6 +261,7 @@ impl DataTree {
         flags: i32,
         ttl: i64,
         opcode: i32,
+        notes: &mut Vec<QuotaNote>,
     ) -> Result<(i32, Txn), ErrorCode> {
         let mode = CreateMode::from_flags(flags).ok_or(ErrorCode::BadArguments)?;
         if mode.is_ttl() && !ctx.extended_types_enabled {
@@ -282,6 +297,10 @@ impl DataTree {
             return Err(ErrorCode::NoChildrenForEphemerals);
         }
         let parent_cversion = parent.cversion().wrapping_add(1);
+        if ctx.enforce_quota {
+            let bytes = data.as_ref().map_or(0, |d| d.len() as i64);
+            self.check_quota(&path, bytes, 1, notes)?;
+        }
         let data = data.clone();
         // The opcode decides the node type (CreateContainerTxn,
         // CreateTTLTxn); for ops 1 and 15 only the ephemeral flag matters.
@@ -332,13 +351,18 @@ impl DataTree {
         path: &str,
         data: &Option<Bytes>,
         version: i32,
+        notes: &mut Vec<QuotaNote>,
     ) -> Result<Txn, ErrorCode> {
         path::validate_path(path)?;
         let node = self.get(path).ok_or(ErrorCode::NoNode)?;
         if !ctx.auth.allowed(node.acl(), perms::WRITE) {
             return Err(ErrorCode::NoAuth);
         }
-        // (-125 quota is not enforced here.)
+        // Apache checks the quota before the version.
+        if ctx.enforce_quota {
+            let new_len = data.as_ref().map_or(0, |d| d.len() as i64);
+            self.check_quota(path, new_len - node.data_len() as i64, 0, notes)?;
+        }
         let new_version = check_and_inc_version(node.version(), version)?;
         Ok(Txn::SetData { path: path.to_owned(), data: data.clone(), version: new_version })
     }

@@ -146,6 +146,7 @@ impl TreeLoader {
             }
         }
         self.tree.last_zxid = last_zxid;
+        self.tree.rebuild_quotas();
         Ok(self.tree)
     }
 }

@@ -43,6 +43,10 @@
 //! code that changes `nodes`, subtract a node's old digest and add its new
 //! one. A stat-only change re-hashes 60 bytes, not the path and data, so
 //! `digest()` is O(1) and a write pays well under a microsecond for it.
+//!
+//! **Quotas** (`quota.rs`): the tree keeps Apache's quota roots and rewrites
+//! each root's `zookeeper_stats` node in apply; `execute` checks hard limits
+//! when `TxnContext::enforce_quota` is set.
 
 mod acl_cache;
 mod apply;
@@ -52,6 +56,7 @@ mod load;
 mod model_tests;
 mod node;
 mod path;
+mod quota;
 #[cfg(test)]
 mod tests;
 
@@ -72,6 +77,7 @@ pub use exec::{Executed, MultiOpResult, TxnContext, WatchTrigger, WriteOp, Write
 pub use load::{LoadError, TreeLoader};
 pub use node::{InternedAcl, Node, NodeShared};
 pub use path::validate_path;
+pub use quota::{QuotaMetrics, QuotaNote, StatsTrack};
 
 /// The special nodes that always exist and cannot be deleted.
 pub const SPECIAL_PATHS: [&str; 4] = ["/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"];
@@ -137,6 +143,8 @@ pub struct DataTree {
     containers: OrdSet<Node>,
     ttls: OrdSet<Node>,
     acl_cache: AclCache,
+    /// The quota roots (`quota.rs`), kept in step in apply.
+    quotas: quota::QuotaRoots,
     /// Sum of path lengths and data lengths, as Java's approximateDataSize.
     data_size: u64,
     /// Apache's tree digest: the wrapping sum of every node's `digest`.
@@ -171,6 +179,7 @@ impl DataTree {
             containers: OrdSet::new(),
             ttls: OrdSet::new(),
             acl_cache: AclCache::default(),
+            quotas: quota::QuotaRoots::default(),
             data_size: 0,
             digest: 0,
             last_zxid: 0,

@@ -499,7 +499,7 @@ proptest! {
                 }
             };
             let auth = AllowAll;
-            let ctx = TxnContext { session_id: session, cxid: 1, zxid, time_ms: time, auth: &auth, extended_types_enabled: true };
+            let ctx = TxnContext { session_id: session, cxid: 1, zxid, time_ms: time, auth: &auth, extended_types_enabled: true, enforce_quota: false };
             let executed = tree.execute(&ctx, &write);
             log.push(LoggedTxn { header: executed.header, txn: executed.txn.clone(), digest: executed.digest }.to_bytes());
             let expected = model.write(session, zxid, time, &write);

@@ -75,7 +75,15 @@ pub(super) fn assert_same_tree(a: &DataTree, b: &DataTree) {
 const SESSION: i64 = 0x1234;
 
 fn ctx(auth: &TestAuth, zxid: i64) -> TxnContext<'_> {
-    TxnContext { session_id: SESSION, cxid: 7, zxid, time_ms: 1000 + zxid, auth, extended_types_enabled: true }
+    TxnContext {
+        session_id: SESSION,
+        cxid: 7,
+        zxid,
+        time_ms: 1000 + zxid,
+        auth,
+        extended_types_enabled: true,
+        enforce_quota: true,
+    }
 }
 
 fn create_op(path: &str, flags: i32) -> WriteOp {
@@ -987,4 +995,233 @@ fn apply_time_multi_rollback_restores_the_digest() {
     tree.set_last_zxid(before.last_zxid());
     assert_same_tree(&tree, &before);
     check_invariants(&tree);
+}
+
+// ----- quotas (quota.rs) -----
+
+fn create_data(path: &str, data: &'static [u8]) -> WriteOp {
+    WriteOp::Create {
+        path: path.into(),
+        data: Some(Bytes::from_static(data)),
+        acl: open_acl_unsafe(),
+        flags: 0,
+        ttl: None,
+        op: op::CREATE,
+    }
+}
+
+fn stats_text(tree: &DataTree, root: &str) -> String {
+    let node = tree.get(&format!("/zookeeper/quota{root}/zookeeper_stats")).expect("stats node");
+    String::from_utf8(node.data().unwrap_or_default().to_vec()).unwrap()
+}
+
+/// Writes the nodes zkCli's `setquota` writes for `root`, with `limits` as
+/// the limits text; returns the next zxid.
+fn set_quota(tree: &mut DataTree, mut zxid: i64, root: &str, limits: &'static [u8]) -> i64 {
+    let mut dir = String::from("/zookeeper/quota");
+    for part in root.split('/').filter(|p| !p.is_empty()) {
+        dir.push('/');
+        dir.push_str(part);
+        if tree.get(&dir).is_none() {
+            run(tree, zxid, create_data(&dir, b"")).unwrap();
+            zxid += 1;
+        }
+    }
+    run(tree, zxid, create_data(&format!("{dir}/zookeeper_limits"), limits)).unwrap();
+    run(tree, zxid + 1, create_data(&format!("{dir}/zookeeper_stats"), b"count=0,bytes=0")).unwrap();
+    zxid + 2
+}
+
+#[test]
+fn quota_usage_follows_creates_deletes_and_set_data() {
+    let mut tree = DataTree::new();
+    run(&mut tree, 1, create_data("/q", b"ab")).unwrap();
+    run(&mut tree, 2, create_data("/q/a", b"xyz")).unwrap();
+    run(&mut tree, 3, create_data("/other", b"zzzz")).unwrap();
+    let zxid = set_quota(&mut tree, 4, "/q", b"count=-1,bytes=-1=;byteHardLimit=-1;countHardLimit=10");
+    // Creating the stats node counted the subtree, the root included.
+    assert_eq!(stats_text(&tree, "/q"), "count=2,bytes=5");
+    assert_eq!(tree.quota_roots(), vec!["/q".to_owned()]);
+    let stats_stat = tree.get("/zookeeper/quota/q/zookeeper_stats").unwrap().stored_stat();
+    run(&mut tree, zxid, create_data("/q/a/b", b"12345")).unwrap();
+    assert_eq!(stats_text(&tree, "/q"), "count=3,bytes=10");
+    run(
+        &mut tree,
+        zxid + 1,
+        WriteOp::SetData { path: "/q/a".into(), data: Some(Bytes::from_static(b"x")), version: -1 },
+    )
+    .unwrap();
+    assert_eq!(stats_text(&tree, "/q"), "count=3,bytes=8");
+    run(&mut tree, zxid + 2, WriteOp::Delete { path: "/q/a/b".into(), version: -1 }).unwrap();
+    assert_eq!(stats_text(&tree, "/q"), "count=2,bytes=3");
+    // Outside the root nothing moves; the stats node's stat never does.
+    run(&mut tree, zxid + 3, create_data("/other/x", b"1")).unwrap();
+    assert_eq!(stats_text(&tree, "/q"), "count=2,bytes=3");
+    assert_eq!(tree.get("/zookeeper/quota/q/zookeeper_stats").unwrap().stored_stat(), stats_stat);
+    let m = tree.quota_metrics();
+    assert_eq!(m.count_limit.get("q"), Some(&10));
+    assert_eq!(m.bytes_limit.get("q"), Some(&-1));
+    assert_eq!(m.count_usage.get("q"), Some(&2));
+    assert_eq!(m.bytes_usage.get("q"), Some(&3));
+    // Deleting the limits node ends the quota: the stats stay as they were.
+    run(&mut tree, zxid + 4, WriteOp::Delete { path: "/zookeeper/quota/q/zookeeper_limits".into(), version: -1 })
+        .unwrap();
+    assert!(tree.quota_roots().is_empty());
+    run(&mut tree, zxid + 5, create_data("/q/c", b"1")).unwrap();
+    assert_eq!(stats_text(&tree, "/q"), "count=2,bytes=3");
+}
+
+#[test]
+fn hard_quota_refuses_and_changes_nothing() {
+    let mut tree = DataTree::new();
+    run(&mut tree, 1, create_data("/q", b"")).unwrap();
+    let zxid = set_quota(&mut tree, 2, "/q", b"count=-1,bytes=-1=;byteHardLimit=6;countHardLimit=3");
+    run(&mut tree, zxid, create_data("/q/a", b"123")).unwrap();
+    run(&mut tree, zxid + 1, create_data("/q/b", b"")).unwrap();
+    assert_eq!(stats_text(&tree, "/q"), "count=3,bytes=3");
+
+    let before = tree.clone();
+    let executed = tree.execute(&ctx(&ALLOW, zxid + 2), &create_data("/q/c", b""));
+    assert_eq!(executed.result, Err(ErrorCode::QuotaExceeded));
+    assert_eq!(executed.header.op, op::ERROR);
+    assert_eq!(executed.quota_notes.len(), 1);
+    assert!(executed.quota_notes[0].hard);
+    assert_eq!(executed.quota_notes[0].namespace.as_deref(), Some("q"));
+    assert_eq!(executed.quota_notes[0].message, "Quota exceeded: /q [current count=4, hardCountLimit=3]");
+    tree.set_last_zxid(before.last_zxid());
+    assert_same_tree(&tree, &before);
+
+    // Bytes: 3 + 4 > 6. The quota check comes before the version check.
+    let set = WriteOp::SetData { path: "/q/b".into(), data: Some(Bytes::from_static(b"4444")), version: 99 };
+    assert_eq!(run(&mut tree, zxid + 3, set), Err(ErrorCode::QuotaExceeded));
+    let set = WriteOp::SetData { path: "/q/b".into(), data: Some(Bytes::from_static(b"333")), version: -1 };
+    run(&mut tree, zxid + 4, set).unwrap();
+    assert_eq!(stats_text(&tree, "/q"), "count=3,bytes=6");
+
+    // A multi whose creates pass the limit only together fails whole.
+    run(&mut tree, zxid + 5, WriteOp::Delete { path: "/q/b".into(), version: -1 }).unwrap();
+    let before = tree.clone();
+    let multi = WriteOp::Multi(vec![create_data("/q/x", b""), create_data("/q/y", b"")]);
+    let (result, triggers) = execute_checked(&mut tree, &ctx(&ALLOW, zxid + 6), &multi);
+    assert_eq!(
+        result,
+        Ok(WriteResult::Multi(vec![
+            MultiOpResult::Error(ErrorCode::Ok),
+            MultiOpResult::Error(ErrorCode::QuotaExceeded)
+        ]))
+    );
+    assert!(triggers.is_empty());
+    tree.set_last_zxid(before.last_zxid());
+    assert_same_tree(&tree, &before);
+    assert_eq!(stats_text(&tree, "/q"), "count=2,bytes=3");
+
+    // Without enforceQuota the same create goes through and is counted.
+    let lax = TxnContext { enforce_quota: false, ..ctx(&ALLOW, zxid + 7) };
+    let executed = tree.execute(&lax, &WriteOp::Multi(vec![create_data("/q/x", b""), create_data("/q/y", b"")]));
+    assert!(
+        matches!(executed.result, Ok(WriteResult::Multi(ref r)) if r.len() == 2 && !r.iter().any(|x| matches!(x, MultiOpResult::Error(_))))
+    );
+    assert!(executed.quota_notes.is_empty());
+    assert_eq!(stats_text(&tree, "/q"), "count=4,bytes=3");
+}
+
+#[test]
+fn soft_quota_only_notes() {
+    let mut tree = DataTree::new();
+    run(&mut tree, 1, create_data("/s", b"")).unwrap();
+    let zxid = set_quota(&mut tree, 2, "/s", b"count=1,bytes=-1=;byteHardLimit=-1;countHardLimit=-1");
+    let executed = tree.execute(&ctx(&ALLOW, zxid), &create_data("/s/a", b""));
+    assert!(executed.result.is_ok());
+    assert_eq!(executed.quota_notes.len(), 1);
+    assert!(!executed.quota_notes[0].hard);
+    assert_eq!(executed.quota_notes[0].message, "Quota exceeded: /s [current count=2, softCountLimit=1]");
+    assert_eq!(stats_text(&tree, "/s"), "count=2,bytes=0");
+}
+
+#[test]
+fn quota_usage_is_rebuilt_after_a_snapshot_load() {
+    let mut tree = DataTree::new();
+    run(&mut tree, 1, create_data("/q", b"")).unwrap();
+    run(&mut tree, 2, create_data("/q/deep", b"")).unwrap();
+    let zxid = set_quota(&mut tree, 3, "/q/deep", b"count=-1,bytes=-1=;byteHardLimit=-1;countHardLimit=5");
+    run(&mut tree, zxid, create_data("/q/deep/a", b"abc")).unwrap();
+    // Someone overwrites the stats; a load recomputes them, as Apache's setupQuota.
+    let wrong = WriteOp::SetData {
+        path: "/zookeeper/quota/q/deep/zookeeper_stats".into(),
+        data: Some(Bytes::from_static(b"count=99,bytes=99")),
+        version: -1,
+    };
+    run(&mut tree, zxid + 1, wrong).unwrap();
+    let mut bytes = Vec::new();
+    crate::storage::snapshot_format::write_snapshot(&mut bytes, tree.last_zxid(), &[], &tree).unwrap();
+    let loaded = crate::storage::snapshot_format::read_snapshot(&bytes).unwrap().tree;
+    assert_eq!(loaded.quota_roots(), vec!["/q/deep".to_owned()]);
+    assert_eq!(stats_text(&loaded, "/q/deep"), "count=2,bytes=3");
+    let mut loaded = loaded;
+    run(&mut loaded, zxid + 2, create_data("/q/deep/b", b"")).unwrap();
+    assert_eq!(stats_text(&loaded, "/q/deep"), "count=3,bytes=3");
+}
+
+/// A random write under a quota root, by index into a small path space.
+#[derive(Debug, Clone)]
+enum QuotaStep {
+    Create(usize, usize),
+    Delete(usize),
+    Set(usize, usize),
+}
+
+const QUOTA_PATHS: [&str; 6] = ["/q/a", "/q/b", "/q/a/x", "/q/a/y", "/q/b/z", "/elsewhere"];
+
+proptest! {
+    /// The usage kept write by write equals the usage recomputed from the
+    /// subtree (what a snapshot load gives), whatever the writes; with
+    /// enforcement the hard limit is never passed.
+    #[test]
+    fn quota_usage_kept_in_apply_equals_recomputed(
+        steps in proptest::collection::vec(
+            prop_oneof![
+                (0..QUOTA_PATHS.len(), 0usize..6).prop_map(|(p, n)| QuotaStep::Create(p, n)),
+                (0..QUOTA_PATHS.len()).prop_map(QuotaStep::Delete),
+                (0..QUOTA_PATHS.len(), 0usize..6).prop_map(|(p, n)| QuotaStep::Set(p, n)),
+            ],
+            1..40,
+        )
+    ) {
+        let mut tree = DataTree::new();
+        run(&mut tree, 1, create_data("/q", b"")).unwrap();
+        run(&mut tree, 2, create_data("/elsewhere", b"")).unwrap();
+        let mut zxid = set_quota(&mut tree, 3, "/q", b"count=-1,bytes=-1=;byteHardLimit=9;countHardLimit=4");
+        const DATA: [&[u8]; 6] = [b"", b"1", b"22", b"333", b"4444", b"55555"];
+        for step in steps {
+            let op = match step {
+                QuotaStep::Create(p, n) => create_data(QUOTA_PATHS[p], DATA[n]),
+                QuotaStep::Delete(p) => WriteOp::Delete { path: QUOTA_PATHS[p].into(), version: -1 },
+                QuotaStep::Set(p, n) => {
+                    WriteOp::SetData { path: QUOTA_PATHS[p].into(), data: Some(Bytes::from_static(DATA[n])), version: -1 }
+                }
+            };
+            let _ = run(&mut tree, zxid, op);
+            zxid += 1;
+            let kept = tree.quota_usage("/q").unwrap();
+            let mut reloaded = tree.clone();
+            reloaded.rebuild_quotas();
+            prop_assert_eq!(&kept, &reloaded.quota_usage("/q").unwrap());
+            prop_assert!(kept.count() <= 4 && kept.bytes() <= 9, "{}", kept);
+        }
+    }
+
+    /// Apache's text is a fixed point of parse-then-print, and every key
+    /// written reads back.
+    #[test]
+    fn stats_track_text_round_trips(values in proptest::collection::btree_map("[a-zA-Z]{1,12}", any::<i64>(), 0..5)) {
+        let text: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let stats = StatsTrack::parse(text.join(";").as_bytes());
+        let printed = stats.to_string();
+        let again = StatsTrack::parse(printed.as_bytes());
+        prop_assert_eq!(again.to_string(), printed.clone());
+        for (k, v) in &values {
+            prop_assert!(printed.contains(&format!("{k}={v}")), "{} missing from {}", k, printed);
+        }
+        prop_assert_eq!((again.count(), again.bytes()), (stats.count(), stats.bytes()));
+    }
 }

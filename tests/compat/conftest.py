@@ -164,6 +164,8 @@ def write_zoo_cfg(path, data_dir, port, extra_lines=()):
         "clientPortAddress=127.0.0.1",
         "4lw.commands.whitelist=*",
         "extendedTypesEnabled=true",
+        # Hard quota limits refuse writes (test_zkcli.py's setquota test).
+        "enforceQuota=true",
         "DigestAuthenticationProvider.superDigest=%s" % SUPER_DIGEST,
         "znode.container.checkIntervalMs=%d" % CONTAINER_CHECK_INTERVAL_MS,
         # The AdminServer (Apache's Jetty, and zoocore's, both on by default)
@@ -217,6 +219,7 @@ class ServerProcess:
             "-Xmx256m",
             "-XX:+UseSerialGC",
             "-Dzookeeper.extendedTypesEnabled=true",
+            "-Dzookeeper.enforceQuota=true",
             "-Dzookeeper.4lw.commands.whitelist=*",
             "-Dzookeeper.DigestAuthenticationProvider.superDigest=%s" % SUPER_DIGEST,
             "-Dznode.container.checkIntervalMs=%d" % CONTAINER_CHECK_INTERVAL_MS,

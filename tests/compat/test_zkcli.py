@@ -99,3 +99,62 @@ def test_zkcli_acl_and_auth(zk_host):
     assert "Insufficient permission : %s" % path in out, out
     rc, out = run_zkcli(zk_host, stdin_commands=["addauth digest super:admin", "delete %s" % path, "ls /"])
     assert path[1:] not in out.splitlines()[-1], out
+
+
+def test_zkcli_quotas(zk_host):
+    """setquota / listquota / delquota, with enforceQuota=true on the server
+    (conftest.py sets it for zoocore and Apache): a soft limit (-n) only
+    warns, hard limits (-N, -B) refuse creates and setData with zkCli's
+    "Quota has exceeded" and change nothing, and the stats track usage."""
+    soft = "/zkcli-quota-soft-%s" % uuid.uuid4().hex[:8]
+    rc, out = run_zkcli(
+        zk_host,
+        stdin_commands=[
+            "create %s" % soft,
+            "setquota -n 2 %s" % soft,
+            "listquota %s" % soft,
+            "create %s/a" % soft,
+            "create %s/b" % soft,
+            "listquota %s" % soft,
+            "delquota %s" % soft,
+            "listquota %s" % soft,
+        ],
+    )
+    assert rc == 0, out
+    assert "Output quota for %s count=2,bytes=-1=;byteHardLimit=-1;countHardLimit=-1" % soft in out, out
+    assert "Output stat for %s count=1,bytes=0" % soft in out, out
+    # Over the soft limit: allowed.
+    assert "Created %s/b" % soft in out, out
+    assert "Output stat for %s count=3,bytes=0" % soft in out, out
+    assert "quota for %s does not exist." % soft in out, out
+
+    hard = "/zkcli-quota-hard-%s" % uuid.uuid4().hex[:8]
+    rc, out = run_zkcli(
+        zk_host,
+        stdin_commands=[
+            "create %s" % hard,
+            "setquota -N 2 %s" % hard,
+            "setquota -B 5 %s" % hard,
+            "create %s/a 12" % hard,
+            "create %s/b" % hard,
+            "set %s/a 123456" % hard,
+            "get %s/a" % hard,
+            "listquota %s" % hard,
+            "delquota -N %s" % hard,
+            "create %s/c" % hard,
+            "listquota %s" % hard,
+        ],
+    )
+    assert rc == 0, out
+    assert "Output quota for %s count=-1,bytes=-1=;byteHardLimit=5;countHardLimit=2" % hard in out, out
+    assert "Created %s/a" % hard in out, out
+    assert "Quota has exceeded : %s/b" % hard in out, out
+    assert "Quota has exceeded : %s/a" % hard in out, out
+    lines = out.splitlines()
+    # get prints the unchanged data on its own line.
+    assert "12" in lines, out
+    assert "Output stat for %s count=2,bytes=2" % hard in out, out
+    # delquota -N lifts the count limit only.
+    assert "Created %s/c" % hard in out, out
+    assert "Output quota for %s count=-1,bytes=-1=;byteHardLimit=5;countHardLimit=-1" % hard in out, out
+    assert "Output stat for %s count=3,bytes=2" % hard in out, out

@@ -503,6 +503,7 @@ impl SnapStreamDecoder {
         }
         let mut tree = self.body.tree;
         tree.set_last_zxid(zxid);
+        tree.rebuild_quotas();
         Ok((tree, self.body.sessions))
     }
 }
@@ -589,6 +590,7 @@ pub fn read_snapshot_file(bytes: &[u8], file_zxid: i64) -> Result<ApacheSnapshot
     }
     let mut tree = body.tree;
     tree.set_last_zxid(file_zxid);
+    tree.rebuild_quotas();
     Ok(ApacheSnapshot { header, sessions: body.sessions, tree, digest, last_processed_zxid })
 }
 
