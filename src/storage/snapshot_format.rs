@@ -306,6 +306,7 @@ pub fn read_snapshot(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
     }
     // path len, data len, acl index, stat: 4 + 4 + 4 + 60.
     let node_count = c.count(node_count as u64, 72)?;
+    loader.reserve(node_count);
     for _ in 0..node_count {
         let node_at = c.pos as u64;
         let path = c.str()?;

@@ -2,14 +2,17 @@
 //! order ((parent, name) order, so parents first and each node's children
 //! contiguous), which lets the loader check order and parents cheaply and
 //! add each parent's numChildren once per run of children instead of once
-//! per child.
+//! per child; and, being sorted, build the node set bottom-up at the end
+//! instead of inserting each node.
 
 use bytes::Bytes;
+use imbl::OrdSet;
 
-use super::node::{InternedAcl, NewData, NodeStat};
+use super::node::{InternedAcl, NewData, Node, NodeStat};
 use super::path::{self, TreePath};
-use super::{DataTree, StoredStat, SPECIAL_PATHS};
+use super::{DataTree, NodeKind, StoredStat, SPECIAL_PATHS};
 use crate::proto::Acl;
+use crate::storage::apache::digest;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoadError {
@@ -36,13 +39,19 @@ impl std::fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
-/// Builds a `DataTree` from nodes in snapshot order.
+/// Builds a `DataTree` from nodes in snapshot order. The nodes are
+/// collected in a `Vec` (already in set order, as `check_order` makes sure)
+/// and the node set is built from it bottom-up in `finish`, with no insert
+/// and no key comparison (`OrdSet::from_sorted_unique`, the vendored imbl's
+/// addition); a parent's numChildren is set once its run of children ends.
 pub struct TreeLoader {
+    /// Everything but the node set, which `finish` builds.
     tree: DataTree,
-    /// The previous node's path (reused buffer; empty before the root).
-    last_path: String,
-    /// The parent of the current run of siblings and how many were loaded.
-    run_parent: String,
+    /// Every node so far, in (parent, name) order.
+    nodes: Vec<Node>,
+    /// The parent of the current run of siblings (its index in `nodes`)
+    /// and how many were loaded.
+    run_parent: usize,
     run_count: i32,
 }
 
@@ -54,7 +63,13 @@ impl Default for TreeLoader {
 
 impl TreeLoader {
     pub fn new() -> TreeLoader {
-        TreeLoader { tree: DataTree::empty(), last_path: String::new(), run_parent: String::new(), run_count: 0 }
+        TreeLoader { tree: DataTree::empty(), nodes: Vec::new(), run_parent: 0, run_count: 0 }
+    }
+
+    /// Room for `count` more nodes (a snapshot's node count), so that the
+    /// `Vec` is not regrown and copied on the way to 1M.
+    pub fn reserve(&mut self, count: usize) {
+        self.nodes.reserve(count);
     }
 
     /// The tree's shared copy of an ACL list; intern each distinct list once
@@ -84,28 +99,28 @@ impl TreeLoader {
         stat: StoredStat,
     ) -> Result<(), LoadError> {
         self.check_order(path)?;
-        let data = match data {
+        let node_digest = digest::digest_of(path, data, &stat) as u32;
+        let new_data = match data {
             Some(d) => NewData::Copy(d),
             None => NewData::Null,
         };
-        if self.tree.insert_node_entry(path, data, &acl, NodeStat { stat, num_children: 0 }).is_none() {
-            return Err(LoadError::OutOfOrder(path.to_owned()));
-        }
-        self.last_path.clear();
-        self.last_path.push_str(path);
+        let node = Node::build(path, new_data, &acl, &NodeStat { stat, num_children: 0 }, node_digest);
+        self.tree.data_size += (path.len() + node.data_len()) as u64;
+        self.tree.digest = self.tree.digest.wrapping_add(node.digest());
+        self.nodes.push(node);
         Ok(())
     }
 
     /// Checks that `path` comes next (the root first, then strictly
     /// ascending, its parent loaded) and counts it in its parent's run.
     fn check_order(&mut self, path: &str) -> Result<(), LoadError> {
-        if self.last_path.is_empty() {
+        let Some(last) = self.nodes.last() else {
             if path != "/" {
                 return Err(LoadError::RootNotFirst(path.to_owned()));
             }
             return Ok(());
-        }
-        if TreePath::new(path) <= TreePath::new(&self.last_path) {
+        };
+        if TreePath::new(path) <= TreePath::new(last.path()) {
             return Err(LoadError::OutOfOrder(path.to_owned()));
         }
         let Some((parent, name)) = path::split_last(path) else {
@@ -115,31 +130,48 @@ impl TreeLoader {
             return Err(LoadError::MissingParent(path.to_owned()));
         }
         let parent = if parent.is_empty() { "/" } else { parent };
-        if self.run_count > 0 && self.run_parent == parent {
+        if self.run_count > 0 && self.nodes.get(self.run_parent).is_some_and(|p| p.path() == parent) {
             self.run_count += 1;
             return Ok(());
         }
         self.flush_run();
-        if self.tree.get(parent).is_none() {
+        // Once per run of siblings, not per node: the nodes so far are in
+        // set order, so the parent is found by binary search.
+        let key = TreePath::new(parent);
+        let Ok(at) = self.nodes.binary_search_by(|n| TreePath::new(n.path()).cmp(key)) else {
             return Err(LoadError::MissingParent(path.to_owned()));
-        }
-        self.run_parent.clear();
-        self.run_parent.push_str(parent);
+        };
+        self.run_parent = at;
         self.run_count = 1;
         Ok(())
     }
 
+    /// Rebuilds the run's parent with its numChildren (which is no part of
+    /// the digest, so the node's digest stays).
     fn flush_run(&mut self) {
         if self.run_count > 0 {
-            let count = self.run_count;
-            self.tree.update_node(&self.run_parent, |p| p.num_children += count);
+            if let Some(parent) = self.nodes.get_mut(self.run_parent) {
+                let mut stat = parent.node_stat();
+                stat.num_children += self.run_count;
+                *parent = parent.restat(None, &stat, parent.digest() as u32);
+            }
             self.run_count = 0;
         }
     }
 
-    /// The loaded tree, with its last zxid set.
+    /// The loaded tree, with its last zxid set: the node set built in one
+    /// pass, then the ephemeral, container and TTL indexes from it. The one
+    /// place a loaded tree is finished; what else a tree derives from its
+    /// nodes after a load belongs here too.
     pub fn finish(mut self, last_zxid: i64) -> Result<DataTree, LoadError> {
         self.flush_run();
+        let nodes = std::mem::take(&mut self.nodes);
+        for node in &nodes {
+            if node.kind() != NodeKind::Persistent {
+                self.tree.index(node);
+            }
+        }
+        self.tree.nodes = OrdSet::from_sorted_unique(nodes);
         for special in SPECIAL_PATHS {
             if self.tree.get(special).is_none() {
                 return Err(LoadError::MissingSpecial(special));
@@ -155,6 +187,7 @@ impl TreeLoader {
 mod tests {
     use super::*;
     use crate::proto::open_acl_unsafe;
+    use proptest::prelude::*;
 
     fn push(loader: &mut TreeLoader, path: &str, owner: i64) -> Result<(), LoadError> {
         let acl = loader.intern_acl(&open_acl_unsafe());
@@ -194,5 +227,140 @@ mod tests {
         assert_eq!(push(&mut loader, "/b", 0), Err(LoadError::OutOfOrder("/b".into())));
         assert_eq!(push(&mut loader, "/c/d", 0), Err(LoadError::MissingParent("/c/d".into())));
         assert_eq!(loader.finish(0).err(), Some(LoadError::MissingSpecial("/zookeeper")));
+    }
+
+    /// A random tree as (parent choice, name, data, owner kind) steps.
+    fn any_steps() -> impl Strategy<Value = Vec<(usize, String, Option<Vec<u8>>, u8, i64)>> {
+        proptest::collection::vec(
+            (
+                any::<usize>(),
+                "[a-c]{1,2}",
+                prop::option::of(prop::collection::vec(any::<u8>(), 0..40)),
+                0u8..8,
+                any::<i64>(),
+            ),
+            0..2500,
+        )
+    }
+
+    fn owner_of(kind: u8, random: i64) -> i64 {
+        match kind {
+            0 => (random & 0xff) + 1,                        // ephemeral of one of 256 sessions
+            1 => crate::proto::CONTAINER_EPHEMERAL_OWNER,    // container
+            2 => crate::proto::TTL_MASK | (random & 0xffff), // TTL node
+            _ => 0,
+        }
+    }
+
+    /// The same tree built one insert at a time (`restore_node`, parents
+    /// first), as the tree was loaded before the bulk build.
+    fn insert_built(steps: &[(usize, String, Option<Vec<u8>>, u8, i64)]) -> DataTree {
+        let mut tree = DataTree::new();
+        let mut parents: Vec<String> = vec!["/".into(), "/zookeeper".into()];
+        for (i, (choice, name, data, kind, random)) in steps.iter().enumerate() {
+            let parent = &parents[choice % parents.len()];
+            let path = if parent == "/" { format!("/{name}") } else { format!("{parent}/{name}") };
+            if tree.get(&path).is_some() {
+                continue;
+            }
+            let owner = owner_of(*kind, *random);
+            let z = i as i64 + 1;
+            let stat = StoredStat {
+                czxid: z,
+                mzxid: z + (random & 3),
+                pzxid: z + (random & 5),
+                ctime: 1_000 + z,
+                mtime: 1_000 + z + (random & 7),
+                version: (random >> 8 & 3) as i32,
+                cversion: (random >> 10 & 3) as i32,
+                aversion: (random >> 12 & 1) as i32,
+                ephemeral_owner: owner,
+            };
+            let acl = if random & 1 == 0 { open_acl_unsafe() } else { crate::proto::read_acl_unsafe() };
+            assert!(tree.restore_node(&path, data.clone().map(Bytes::from), &acl, stat));
+            // Ephemerals cannot have children; containers and TTL nodes can.
+            if !matches!(NodeKind::from_owner(owner), NodeKind::Ephemeral(_)) {
+                parents.push(path);
+            }
+        }
+        tree.set_last_zxid(steps.len() as i64);
+        tree
+    }
+
+    /// The bulk-built tree: every node of `tree`, in its order, through the loader.
+    fn bulk_built(tree: &DataTree) -> DataTree {
+        let mut loader = TreeLoader::new();
+        for (path, node) in tree.iter() {
+            let acl = loader.intern_acl(node.acl());
+            loader.push_slice(path, node.data(), acl, node.stored_stat()).unwrap();
+        }
+        loader.finish(tree.last_zxid()).unwrap()
+    }
+
+    type Seen = (String, crate::proto::Stat, NodeKind, Option<Vec<u8>>, Vec<Acl>, i64);
+
+    fn contents(tree: &DataTree) -> Vec<Seen> {
+        tree.iter()
+            .map(|(p, n)| {
+                (p.to_owned(), n.stat(), n.kind(), n.data().map(<[u8]>::to_vec), n.acl().to_vec(), n.digest())
+            })
+            .collect()
+    }
+
+    fn assert_same(bulk: &DataTree, inserted: &DataTree) {
+        assert_eq!(contents(bulk), contents(inserted));
+        assert_eq!(bulk.node_count(), inserted.node_count());
+        assert_eq!(bulk.digest(), inserted.digest());
+        assert_eq!(bulk.digest(), crate::storage::apache::digest::tree_digest(bulk));
+        assert_eq!(bulk.approximate_data_size(), inserted.approximate_data_size());
+        assert_eq!(bulk.ephemerals_by_session(), inserted.ephemerals_by_session());
+        assert_eq!(bulk.reapable(i64::MAX, 1, usize::MAX), inserted.reapable(i64::MAX, 1, usize::MAX));
+        for (path, node) in inserted.iter() {
+            assert_eq!(bulk.get(path).map(Node::path), Some(node.path()), "lookup of {path}");
+            assert_eq!(bulk.children(path), inserted.children(path), "children of {path}");
+            assert_eq!(bulk.all_children_number(path), inserted.all_children_number(path));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// The bulk-built tree equals the insert-built one (iteration, stat,
+        /// data, ACL, digest, children, indexes), stays equal under the same
+        /// later inserts and removals (which split and merge the bulk-built
+        /// B-tree's nodes), and snapshot -> load -> snapshot gives the same bytes.
+        #[test]
+        fn bulk_load_equals_inserts(steps in any_steps(), removals in prop::collection::vec(any::<usize>(), 0..300)) {
+            let mut inserted = insert_built(&steps);
+            let mut bulk = bulk_built(&inserted);
+            assert_same(&bulk, &inserted);
+
+            let mut bytes = Vec::new();
+            crate::storage::snapshot_format::write_snapshot(&mut bytes, inserted.last_zxid(), &[], &inserted).unwrap();
+            let loaded = crate::storage::snapshot_format::read_snapshot(&bytes).unwrap().tree;
+            assert_same(&loaded, &inserted);
+            let mut again = Vec::new();
+            crate::storage::snapshot_format::write_snapshot(&mut again, loaded.last_zxid(), &[], &loaded).unwrap();
+            prop_assert_eq!(&again, &bytes);
+
+            // Remove leaves (and re-add some under a new name) in both.
+            let leaves: Vec<String> = inserted
+                .iter()
+                .filter(|(p, n)| n.num_children() == 0 && !SPECIAL_PATHS.contains(p))
+                .map(|(p, _)| p.to_owned())
+                .collect();
+            for (i, r) in removals.iter().enumerate() {
+                if leaves.is_empty() {
+                    break;
+                }
+                let path = &leaves[r % leaves.len()];
+                prop_assert_eq!(bulk.remove_node_entry(path).is_some(), inserted.remove_node_entry(path).is_some());
+                let added = format!("/new{i}");
+                let stat = StoredStat { czxid: 1, ..StoredStat::default() };
+                prop_assert!(bulk.restore_node(&added, None, &open_acl_unsafe(), stat));
+                prop_assert!(inserted.restore_node(&added, None, &open_acl_unsafe(), stat));
+            }
+            assert_same(&bulk, &inserted);
+        }
     }
 }

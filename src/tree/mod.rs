@@ -16,7 +16,8 @@
 //! a fresh 100-byte leaf such as `zoocore-bench memory` makes:
 //! * the set slot: the 8-byte pointer in a B-tree leaf of 16 slots (a leaf
 //!   is 168 bytes with its chunk indices, Arc and malloc headers); `imbl`
-//!   splits leaves at the median, so ~25 B with the inner nodes;
+//!   splits leaves at the median, so ~25 B with the inner nodes (a tree
+//!   loaded from a snapshot is built bottom-up with full leaves, ~12 B);
 //! * the allocation's fixed part, 32 B: reference count 8, the shared part
 //!   pointer 8 (an interned ACL list; see `NodeShared`), the node's digest
 //!   4, the path length 4, the slice length 8;
