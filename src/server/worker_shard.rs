@@ -30,8 +30,8 @@ use crate::server::conn_limit::ConnectionLimiter;
 use crate::server::connection;
 use crate::server::fourlw;
 use crate::server::messages::*;
-use crate::server::stats::ServerStats;
 use crate::server::pending_requests::PendingRequests;
+use crate::server::stats::ServerStats;
 use crate::server::tls;
 use crate::tree::DataTree;
 use crate::watch::WatchRegistry;
@@ -97,6 +97,8 @@ pub struct Conn {
     /// the ConnectResponse then carries one too.
     pub read_only_flag: Cell<Option<bool>>,
     pub authz: RefCell<Arc<Authz>>,
+    /// The connection's SASL exchange, from its first SASL request on.
+    pub sasl: RefCell<Option<crate::sasl::digest_md5::DigestMd5Server>>,
     /// Bytes queued for the socket, in the order the client must see them.
     pub out: RefCell<BytesMut>,
     wake_writer: LocalSender<()>,
@@ -295,6 +297,7 @@ impl WorkerShard {
             timeout_ms: Cell::new(0),
             read_only_flag: Cell::new(None),
             authz: RefCell::new(Arc::new(Authz::new(peer.ip()))),
+            sasl: RefCell::new(None),
             out: RefCell::new(BytesMut::with_capacity(4096)),
             wake_writer,
             pending: RefCell::new(ConnPending::default()),
