@@ -17,8 +17,9 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 const JAAS: &str = "// written by tests/sasl.rs\nServer {\n    org.apache.zookeeper.server.auth.DigestLoginModule required\n    user_super=\"super_secret\"\n    user_alice=\"alice-secret\"\n    user_bob=\"bob-secret\";\n};\n";
 
-fn start(extra: &str) -> TestServer {
-    let dir = std::env::temp_dir().join(format!("zoocore-sasl-{}-{}", std::process::id(), extra.len()));
+/// A server with the JAAS file above; `name` keeps each test's file apart.
+fn start(name: &str, extra: &str) -> TestServer {
+    let dir = std::env::temp_dir().join(format!("zoocore-sasl-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("jaas dir");
     let jaas = dir.join("jaas.conf");
     std::fs::write(&jaas, JAAS).expect("write jaas");
@@ -41,7 +42,7 @@ fn code(e: ClientError) -> Option<ErrorCode> {
 
 #[test]
 fn digest_md5_logins_and_sasl_acls() {
-    let server = start("superUser=bob\n");
+    let server = start("logins", "superUser=bob\n");
 
     // Right password: the sasl id is the user name, seen by whoAmI and ACLs.
     let alice = Client::connect(server.addr, TIMEOUT).expect("connect");
@@ -103,7 +104,7 @@ fn digest_md5_logins_and_sasl_acls() {
 /// closed; after a login everything works; a failed login also answers -124.
 #[test]
 fn session_require_client_sasl_auth() {
-    let server = start("sessionRequireClientSASLAuth=true\n");
+    let server = start("require", "sessionRequireClientSASLAuth=true\n");
     let anonymous = Client::connect(server.addr, TIMEOUT).expect("connect");
     let e = anonymous.exists("/", false).unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::SessionClosedRequireSaslAuth), "{e}");
@@ -128,7 +129,7 @@ fn session_require_client_sasl_auth() {
 /// a connection in.
 #[test]
 fn enforce_auth_schemes() {
-    let server = start("enforce.auth.enabled=true\nenforce.auth.schemes=sasl,digest\n");
+    let server = start("enforce", "enforce.auth.enabled=true\nenforce.auth.schemes=sasl,digest\n");
     let anonymous = Client::connect(server.addr, TIMEOUT).expect("connect");
     assert_eq!(anonymous.get_children("/", false).unwrap_err().code(), Some(ErrorCode::SessionClosedRequireSaslAuth));
     let digest = Client::connect(server.addr, TIMEOUT).expect("connect");

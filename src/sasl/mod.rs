@@ -116,7 +116,7 @@ mod tests {
     fn errors_name_file_and_line() {
         let e =
             Credentials::from_jaas("Server {\n a.B required\n user_x=\"y\"\n}", "/j.conf", "Server", None).unwrap_err();
-        assert!(e.starts_with("/j.conf:4: expected ';'"), "{e}");
+        assert!(e.starts_with("/j.conf:4: expected an option name=value or ';'"), "{e}");
         let e = Credentials::from_jaas("Client { a.B required; };", "/j.conf", "Server", None).unwrap_err();
         assert!(e.contains("no JAAS section named \"Server\"") && e.contains("Client"), "{e}");
         let krb = "Server {\n com.sun.security.auth.module.Krb5LoginModule required useKeyTab=true;\n};";
