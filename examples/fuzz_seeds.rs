@@ -330,6 +330,21 @@ fn main() -> std::io::Result<()> {
         ],
     );
     seeds.insert(
+        "jaas",
+        vec![
+            b"Server {\n    org.apache.zookeeper.server.auth.DigestLoginModule required\n    user_super=\"super_secret\"\n    user_jaasuser=\"jaas_password\";\n};".to_vec(),
+            b"// comment\nClient { a.B optional username=\"u\" password=p; };\n/* block */ Server {\n x.Y REQUIRED user_a=\"q\\\"uote\"; z.W sufficient; };\n".to_vec(),
+            b"Server {\n  com.sun.security.auth.module.Krb5LoginModule required\n  useKeyTab=true keyTab=\"/k\" principal=\"zookeeper/127.0.0.1@KAZOOTEST.ORG\";\n};".to_vec(),
+        ],
+    );
+    seeds.insert(
+        "sasl_digest_md5",
+        vec![
+            b"charset=utf-8,username=\"alice\",realm=\"zk-sasl-md5\",nonce=\"WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpa\",nc=00000001,cnonce=\"Y25vbmNl\",digest-uri=\"zookeeper/zk-sasl-md5\",maxbuf=65536,response=ac4b27358d9ecea52072334721778c07,qop=auth".to_vec(),
+            b" , username=\"b\\\"ob\" ,,realm=zk-sasl-md5, nonce=\"x\",cnonce=\"y\",nc=00000002,qop=auth-conf,digest-uri=\"imap/x\",response=00000000000000000000000000000000,authzid=\"z\"".to_vec(),
+        ],
+    );
+    seeds.insert(
         "zoo_cfg",
         vec![
             b"tickTime=2000\ndataDir=/var/lib/zookeeper\nclientPort=2181\n".to_vec(),

@@ -6,9 +6,11 @@
 #                    systemd-container (as root, where systemd is not PID 1:
 #                    the package test's systemd container),
 #                    python3 and python3-pip when python3 or its pip is absent;
-#   Python packages  kazoo==2.11.0, pytest==9.2.0, prometheus-client==0.26.0
-#                    (exact versions; the last is the Prometheus text-format
-#                    parser tests/admin.rs checks /metrics with);
+#   Python packages  kazoo==2.11.0, pytest==9.2.0, prometheus-client==0.26.0,
+#                    pure-sasl==0.6.2 (exact versions; prometheus-client is
+#                    the Prometheus text-format parser tests/admin.rs checks
+#                    /metrics with; pure-sasl is kazoo's SASL DIGEST-MD5
+#                    client, for tests/compat/test_sasl.py);
 #   cargo-fuzz       (scripts/fuzz.sh, the fuzz step of scripts/test.sh):
 #                    `cargo install --locked cargo-fuzz`, about a minute on
 #                    2 cores; it works on stable Rust (docs/fuzzing.md).
@@ -24,7 +26,7 @@
 # ZK_CLI_MT, ZK_JAVA.
 set -euo pipefail
 
-readonly PYTHON_REQUIREMENTS=("kazoo==2.11.0" "pytest==9.2.0" "prometheus-client==0.26.0")
+readonly PYTHON_REQUIREMENTS=("kazoo==2.11.0" "pytest==9.2.0" "prometheus-client==0.26.0" "pure-sasl==0.6.2")
 
 missing_debs=()
 missing_pips=()

@@ -1,4 +1,4 @@
-//! ACL fixup and checks, auth schemes (world, auth, digest, ip, super).
+//! ACL fixup and checks, auth schemes (world, auth, digest, ip, sasl, x509, super).
 //! Sans-IO.
 
 use crate::proto::{Acl, ErrorCode};
@@ -97,6 +97,20 @@ fn mask_bytes(bytes: &mut [u8], bits: usize) {
     }
 }
 
+/// Whether `id` is an acceptable `sasl` ACL id: Apache's rule (a
+/// KerberosName can be built from it): a name with an `@` must have the
+/// shape `primary[/instance]@REALM` with no further `/` or `@`.
+pub fn valid_kerberos_name(id: &str) -> bool {
+    let Some((name, realm)) = id.split_once('@') else { return true };
+    if realm.contains(['@', '/']) {
+        return false;
+    }
+    match name.split_once('/') {
+        Some((primary, instance)) => !primary.contains('@') && !instance.contains('/'),
+        None => true,
+    }
+}
+
 /// Whether `id` is an acceptable `ip` ACL id (`a.b.c.d[/bits]`, IPv6[/bits]).
 pub fn valid_ip_id(id: &str) -> bool {
     parse_ip_expr(id).is_some()
@@ -189,6 +203,15 @@ impl Authz {
         self.add_id(Id::new("x509", subject_dn));
     }
 
+    /// A completed SASL exchange: `sasl:<user>`, after `super` when the
+    /// user is one of `zookeeper.superUser` (Apache's processSasl).
+    pub fn add_sasl(&mut self, user: &str, is_super: bool) {
+        self.add_id(Id::new("sasl", user));
+        if is_super {
+            self.add_id(Id::new("super", ""));
+        }
+    }
+
     pub fn is_super(&self) -> bool {
         self.ids.iter().any(|id| id.scheme == "super")
     }
@@ -216,7 +239,10 @@ impl Authz {
     fn holds_match(&self, acl_id: &Id) -> bool {
         self.ids.iter().filter(|mine| mine.scheme == acl_id.scheme).any(|mine| match acl_id.scheme.as_str() {
             "ip" => ip_matches(&mine.id, &acl_id.id),
-            "digest" | "sasl" | "x509" => mine.id == acl_id.id,
+            "digest" | "x509" => mine.id == acl_id.id,
+            // Apache's SASLAuthenticationProvider.matches: the sasl id
+            // `super` matches every sasl ACL id.
+            "sasl" => mine.id == "super" || mine.id == acl_id.id,
             _ => false,
         })
     }
@@ -260,6 +286,7 @@ impl AuthContext for Authz {
                     && match id.scheme.as_str() {
                         "digest" => valid_digest_id(&id.id),
                         "ip" => valid_ip_id(&id.id),
+                        "sasl" => valid_kerberos_name(&id.id),
                         _ => true,
                     };
                 if !valid {
@@ -304,6 +331,29 @@ mod tests {
 
     fn local() -> Authz {
         Authz::new(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)))
+    }
+
+    #[test]
+    fn sasl_ids_as_apache() {
+        let mut alice = local();
+        alice.add_sasl("alice", false);
+        assert!(alice.allowed(&[acl(perms::READ, "sasl", "alice")], perms::READ));
+        assert!(!alice.allowed(&[acl(perms::READ, "sasl", "bob")], perms::READ));
+        assert!(!alice.is_super());
+        assert_eq!(alice.fixup_acl(&[acl(perms::ALL, "auth", "")]).unwrap(), vec![acl(perms::ALL, "sasl", "alice")]);
+        // SASLAuthenticationProvider.matches: the sasl id "super" matches any sasl id.
+        let mut sasl_super = local();
+        sasl_super.add_sasl("super", false);
+        assert!(sasl_super.allowed(&[acl(perms::READ, "sasl", "bob")], perms::READ));
+        assert!(!sasl_super.allowed(&[acl(perms::READ, "digest", "bob:x")], perms::READ));
+        let mut admin = local();
+        admin.add_sasl("admin", true);
+        assert!(admin.is_super() && admin.allowed(&[acl(perms::READ, "digest", "bob:x")], perms::READ));
+        // KerberosName validity.
+        for (id, ok) in [("alice", true), ("zk/host@REALM", true), ("a@R", true), ("a@b@c", false), ("a/b/c@R", false)]
+        {
+            assert_eq!(local().fixup_acl(&[acl(perms::ALL, "sasl", id)]).is_ok(), ok, "{id}");
+        }
     }
 
     #[test]

@@ -164,6 +164,80 @@ pub struct Config {
     /// TLS on the client port and x509 auth (`secureClientPort`, `ssl.*`,
     /// `client.portUnification`); server::tls loads the stores.
     pub client_tls: ClientTlsConfig,
+    /// SASL on the client port and auth enforcement (docs/security.md).
+    pub sasl: SaslConfig,
+}
+
+/// Apache's SASL provider class (`authProvider.N=` this; zoocore's is built in).
+pub const SASL_PROVIDER_CLASS: &str = "org.apache.zookeeper.server.auth.SASLAuthenticationProvider";
+/// The schemes zoocore has a provider for (`enforce.auth.schemes` may name these).
+pub const AUTH_SCHEMES: &[&str] = &["digest", "ip", "sasl", "x509"];
+
+/// The SASL keys as written; `server::run` reads the JAAS file into
+/// `credentials` before the shards start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaslConfig {
+    /// `java.security.auth.login.config`: the JAAS file. Also taken from
+    /// `-Djava.security.auth.login.config=` in `SERVER_JVMFLAGS` / `JVMFLAGS`.
+    pub jaas_path: Option<String>,
+    /// `zookeeper.sasl.serverconfig` (default `Server`): the JAAS section.
+    pub server_section: String,
+    /// `zookeeper.superUser` and `zookeeper.superUser.*`: SASL ids that get `super`.
+    pub super_users: Vec<String>,
+    /// `zookeeper.SASLAuthenticationProvider.superPassword`.
+    pub super_password: Option<Secret>,
+    /// `zookeeper.allowSaslFailedClients`: a failed exchange keeps the connection.
+    pub allow_failed_clients: bool,
+    /// From `zookeeper.sessionRequireClientSASLAuth=true` (means `sasl`) or
+    /// `enforce.auth.enabled=true` + `enforce.auth.schemes`: a connection
+    /// holding no id of these schemes gets SessionClosedRequireSaslAuth.
+    /// Empty: no enforcement.
+    pub enforce_auth_schemes: Vec<String>,
+    /// The users, once `server::run` has read the JAAS file.
+    pub credentials: Option<std::sync::Arc<crate::sasl::Credentials>>,
+}
+
+impl Default for SaslConfig {
+    fn default() -> Self {
+        SaslConfig {
+            jaas_path: None,
+            server_section: crate::sasl::DEFAULT_SERVER_SECTION.to_owned(),
+            super_users: Vec::new(),
+            super_password: None,
+            allow_failed_clients: false,
+            enforce_auth_schemes: Vec::new(),
+            credentials: None,
+        }
+    }
+}
+
+impl SaslConfig {
+    /// Whether a failed exchange or a missing one closes the connection
+    /// with SessionClosedRequireSaslAuth (Apache's isSaslAuthRequired).
+    pub fn sasl_required(&self) -> bool {
+        self.enforce_auth_schemes.iter().any(|s| s == "sasl")
+    }
+
+    /// Reads the JAAS file (when one is named) into `credentials`. The
+    /// error names the file, and the line when it is a syntax error.
+    pub fn load_credentials(&mut self) -> Result<(), String> {
+        let Some(path) = self.jaas_path.clone() else {
+            if self.sasl_required() {
+                return Err("SASL authentication is required (sessionRequireClientSASLAuth or enforce.auth.schemes=sasl) but no JAAS file is set (java.security.auth.login.config)".into());
+            }
+            return Ok(());
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("java.security.auth.login.config {path}: cannot read: {e}"))?;
+        let credentials = crate::sasl::Credentials::from_jaas(
+            &text,
+            &path,
+            &self.server_section,
+            self.super_password.as_ref().map(|s| s.0.clone()),
+        )?;
+        self.credentials = Some(std::sync::Arc::new(credentials));
+        Ok(())
+    }
 }
 
 /// `ssl.clientAuth`, as Apache's X509Util.ClientAuth: whether a TLS client
@@ -384,7 +458,7 @@ const MIN_SNAP_RETAIN_COUNT: u32 = 3;
 /// accepts and ignores, each with the reason logged at start-up (the key as
 /// written, or under its `zookeeper.` system-property name). Keys zoocore
 /// honours are matched in `Config::parse` before this table is consulted;
-/// keys whose silent loss would weaken safety or security (`sslQuorum`,
+/// keys whose silent loss would weaken safety or security (`sslQuorum=true`,
 /// `group.x`, `weight.x`) are refused there instead.
 const IGNORED_APACHE_KEYS: &[(&str, &str)] = &[
     // Disk and log.
@@ -497,7 +571,6 @@ const IGNORED_APACHE_KEYS: &[(&str, &str)] = &[
     ("sslQuorum", "quorum TLS is off; sslQuorum=true is refused"),
     ("ssl.handshakeDetectionTimeoutMillis", "a unified port tells TLS from its first bytes, as they arrive"),
     ("authProvider", "the digest, ip and x509 providers are built in; other providers are not supported"),
-    ("superUser", "SASL is not supported, so there is no SASL super user"),
     ("ensembleAuthName", "no ensemble authentication provider"),
     ("kerberos.removeHostFromPrincipal", "Kerberos (GSSAPI) is not supported"),
     ("kerberos.removeRealmFromPrincipal", "Kerberos (GSSAPI) is not supported"),
@@ -582,6 +655,7 @@ impl Config {
             prometheus: None,
             initial_text: String::new(),
             client_tls: ClientTlsConfig::default(),
+            sasl: SaslConfig::default(),
         }
     }
 
@@ -738,6 +812,9 @@ impl Config {
         let mut min_timeout: Option<i64> = None;
         let mut max_timeout: Option<i64> = None;
         let mut provider_class: Option<(String, usize)> = None;
+        let mut require_sasl = false;
+        let mut enforce_enabled = false;
+        let mut enforce_schemes: Option<(String, usize)> = None;
         let mut prometheus = PrometheusConfig {
             host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port: PROMETHEUS_DEFAULT_PORT,
@@ -901,6 +978,28 @@ impl Config {
                 k if k.starts_with("authProvider.") && value == X509_PROVIDER_CLASS => {
                     // zoocore's x509 provider is built in: it serves every TLS client.
                 }
+                k if k.starts_with("authProvider.") && value == SASL_PROVIDER_CLASS => {
+                    // Built in too: serves every connection once a JAAS file is set.
+                }
+                "java.security.auth.login.config" => {
+                    cfg.sasl.jaas_path = if value.is_empty() { None } else { Some(value.to_owned()) }
+                }
+                "sasl.serverconfig" => {
+                    if value.is_empty() {
+                        return Err(bad(" (a JAAS section name)"));
+                    }
+                    cfg.sasl.server_section = value.to_owned();
+                }
+                k if k == "superUser" || k.starts_with("superUser.") => {
+                    if !value.is_empty() {
+                        cfg.sasl.super_users.push(value.to_owned());
+                    }
+                }
+                "SASLAuthenticationProvider.superPassword" => cfg.sasl.super_password = Some(Secret(value.to_owned())),
+                "allowSaslFailedClients" => cfg.sasl.allow_failed_clients = parse_bool(value).ok_or_else(|| bad(""))?,
+                "sessionRequireClientSASLAuth" => require_sasl = parse_bool(value).ok_or_else(|| bad(""))?,
+                "enforce.auth.enabled" => enforce_enabled = parse_bool(value).ok_or_else(|| bad(""))?,
+                "enforce.auth.schemes" => enforce_schemes = Some((value.to_owned(), entry.line_no)),
                 k if k.starts_with("server.") => {
                     let entry = parse_server(k, value, entry.line_no).map_err(|why| {
                         err(
@@ -918,16 +1017,6 @@ impl Config {
                     }
                     cfg.servers.push(entry);
                 }
-                "sessionRequireClientSASLAuth" if parse_bool(value) == Some(true) => {
-                    return Err(err(
-                        line_no,
-                        format!(
-                            "{key}=true: SASL is not supported by zoocore; refusing to start rather than serve \
-                             sessions that have not authenticated"
-                        ),
-                    ));
-                }
-                "sessionRequireClientSASLAuth" => {}
                 "sslQuorum" if parse_bool(value) == Some(true) => {
                     return Err(err(
                         line_no,
@@ -964,6 +1053,27 @@ impl Config {
                 "{source_name}:{line}: metricsProvider.className={class}: zoocore has only {PROMETHEUS_PROVIDER_CLASS}; no metrics endpoint"
             )),
             None => {}
+        }
+        // As Apache's AuthenticationHelper: sessionRequireClientSASLAuth
+        // wins and means exactly `sasl`.
+        if require_sasl {
+            cfg.sasl.enforce_auth_schemes = vec!["sasl".to_owned()];
+        } else if enforce_enabled {
+            let Some((schemes, line)) = enforce_schemes else {
+                return Err(err(None, "enforce.auth.enabled is true but enforce.auth.schemes is not set".to_owned()));
+            };
+            let schemes: Vec<String> =
+                schemes.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+            if schemes.is_empty() {
+                return Err(err(Some(line), "enforce.auth.schemes is empty".to_owned()));
+            }
+            if let Some(unknown) = schemes.iter().find(|s| !AUTH_SCHEMES.contains(&s.as_str())) {
+                return Err(err(
+                    Some(line),
+                    format!("enforce.auth.schemes: authentication scheme {unknown} is not available (zoocore has {AUTH_SCHEMES:?})"),
+                ));
+            }
+            cfg.sasl.enforce_auth_schemes = schemes;
         }
         let tls = &cfg.client_tls;
         if tls.secure_client_port_address.is_some() && tls.secure_client_port.is_none() {
@@ -1292,6 +1402,41 @@ mod tests {
         // Quorum TLS is not the client port's: still reported as ignored.
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("ssl.quorum.keyStore.location"));
+    }
+
+    #[test]
+    fn sasl_keys() {
+        let (c, warnings) = Config::parse(
+            "dataDir=/d\njava.security.auth.login.config=/etc/zk/jaas.conf\n\
+             authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n\
+             zookeeper.superUser=admin\nzookeeper.superUser.2=ops\nzookeeper.sasl.serverconfig=ZkServer\n\
+             zookeeper.enforce.auth.enabled=true\nzookeeper.enforce.auth.schemes=sasl, digest\n",
+            "zoo.cfg",
+        )
+        .unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.sasl.jaas_path.as_deref(), Some("/etc/zk/jaas.conf"));
+        assert_eq!(c.sasl.server_section, "ZkServer");
+        assert_eq!(c.sasl.super_users, ["admin", "ops"]);
+        assert_eq!(c.sasl.enforce_auth_schemes, ["sasl", "digest"]);
+        assert!(c.sasl.sasl_required());
+        // sessionRequireClientSASLAuth wins and means exactly sasl.
+        let (c, _) = Config::parse(
+            "dataDir=/d\nsessionRequireClientSASLAuth=true\nenforce.auth.enabled=true\nenforce.auth.schemes=ip\n",
+            "zoo.cfg",
+        )
+        .unwrap();
+        assert_eq!(c.sasl.enforce_auth_schemes, ["sasl"]);
+        let (c, _) = Config::parse("dataDir=/d\nenforce.auth.schemes=sasl\n", "zoo.cfg").unwrap();
+        assert!(c.sasl.enforce_auth_schemes.is_empty(), "schemes alone enforce nothing");
+        let e = Config::parse("dataDir=/d\nenforce.auth.enabled=true\n", "zoo.cfg").unwrap_err();
+        assert!(e.to_string().contains("enforce.auth.schemes is not set"), "{e}");
+        let e = Config::parse("dataDir=/d\nenforce.auth.enabled=true\nenforce.auth.schemes=kerberos\n", "zoo.cfg")
+            .unwrap_err();
+        assert!(e.to_string().contains("kerberos is not available"), "{e}");
+        // SASL required without a JAAS file: refused when the credentials load.
+        let (mut c, _) = Config::parse("dataDir=/d\nsessionRequireClientSASLAuth=true\n", "zoo.cfg").unwrap();
+        assert!(c.sasl.load_credentials().unwrap_err().contains("no JAAS file"));
     }
 
     #[test]
@@ -1821,7 +1966,7 @@ mod tests {
         }
         // Refused only when turned on: silently dropping these would weaken the
         // ensemble's or the sessions' security.
-        for key in ["sslQuorum", "zookeeper.sessionRequireClientSASLAuth"] {
+        for key in ["sslQuorum"] {
             let text = format!("dataDir=/var/lib/zk\n{key}=true\n");
             let message = Config::parse(&text, "zoo.cfg").map(|_| ()).expect_err(key).to_string();
             assert!(message.contains("zoo.cfg:2") && message.contains(key), "{message}");

@@ -2,7 +2,7 @@
 //! io_uring (glommio).
 //!
 //! Sans-IO cores (no executor, no sockets, no clock reads): `jute`, `proto`,
-//! `tree`, `acl`, `session`, `watch`, `config`. The `server` module drives
+//! `tree`, `acl`, `session`, `watch`, `config`, `sasl`. The `server` module drives
 //! them from glommio shards.
 
 pub mod acl;
@@ -11,6 +11,7 @@ pub mod config;
 pub mod jute;
 pub mod migrate;
 pub mod proto;
+pub mod sasl;
 pub mod server;
 pub mod session;
 pub mod sim;

@@ -211,6 +211,11 @@ fn main() -> ExitCode {
                 eprintln!("zoocore: {e}");
                 return ExitCode::from(1);
             }
+            let mut config = config;
+            if let Err(e) = zoocore::server::load_sasl_credentials(&mut config) {
+                eprintln!("zoocore: {e}");
+                return ExitCode::from(1);
+            }
             let role = match &config.quorum {
                 Some(q) => format!("ensemble member server.{} of {} servers", q.my_id, q.servers.len()),
                 None => format!("standalone on {}:{}", config.client_port_address, config.client_port),

@@ -17,6 +17,7 @@ use crate::jute::{Reader, Record};
 use crate::proto::frame::{four_letter_word, FrameDecoder};
 use crate::proto::records::*;
 use crate::proto::{op, ErrorCode};
+use crate::sasl::digest_md5::{DigestMd5Server, Step};
 use crate::server::messages::ToCommit;
 use crate::server::stats::ServerMode;
 use crate::server::tls;
@@ -261,6 +262,15 @@ async fn dispatch(shard: &Rc<WorkerShard>, conn: &Rc<Conn>, frame: bytes::Bytes)
             return Ok(());
         }
     };
+    if !authentication_enforced(&shard.config.sasl.enforce_auth_schemes, conn, &request) {
+        // As Apache's AuthenticationHelper.enforceAuthentication: answer,
+        // then close the connection (the session lives on until it expires).
+        tracing::info!(peer = %conn.peer, schemes = ?shard.config.sasl.enforce_auth_schemes, op = header.op, "request from a connection not authenticated by a required scheme; closing");
+        conn.push_reply(header.xid, 0, ErrorCode::SessionClosedRequireSaslAuth, None);
+        shard.finish_request(conn, header.op, Some(received));
+        conn.close_after_flush();
+        return Ok(());
+    }
     let me = shard.conn_ref(conn);
     match request {
         Request::Auth(auth) => {
@@ -278,11 +288,10 @@ async fn dispatch(shard: &Rc<WorkerShard>, conn: &Rc<Conn>, frame: bytes::Bytes)
             }
             shard.finish_request(conn, op::AUTH, Some(received));
         }
-        Request::Sasl { .. } => {
-            // No SASL provider is configured: answer as for an unknown op.
-            conn.push_reply(header.xid, shard.view_zxid.get(), ErrorCode::Unimplemented, None);
+        Request::Sasl { token } => {
+            // Answered at once, as Apache's processSasl (not queued behind writes).
+            sasl_step(shard, conn, header.xid, &token);
             shard.finish_request(conn, header.op, Some(received));
-            conn.close_after_flush();
         }
         Request::Reconfig(_) => {
             // reconfigEnabled=false is checked first, as in ZooKeeper.
@@ -319,6 +328,70 @@ async fn dispatch(shard: &Rc<WorkerShard>, conn: &Rc<Conn>, frame: bytes::Bytes)
         },
     }
     Ok(())
+}
+
+/// Whether `request` may run: always when no scheme is enforced, always
+/// for auth and SASL (the ways to authenticate), otherwise only once the
+/// connection holds an id of an enforced scheme.
+fn authentication_enforced(schemes: &[String], conn: &Conn, request: &Request) -> bool {
+    schemes.is_empty()
+        || matches!(request, Request::Auth(_) | Request::Sasl { .. })
+        || conn.authz.borrow().ids().iter().any(|id| schemes.contains(&id.scheme))
+}
+
+/// One SASL token through the connection's DIGEST-MD5 exchange (started
+/// on its first token with a fresh nonce), answered as Apache answers it.
+fn sasl_step(shard: &Rc<WorkerShard>, conn: &Rc<Conn>, xid: i32, token: &[u8]) {
+    let sasl = &shard.config.sasl;
+    let Some(credentials) = sasl.credentials.as_ref() else {
+        // No JAAS file: no SASL server, answered as for an unknown op.
+        tracing::info!(peer = %conn.peer, "SASL request but no JAAS file is configured (java.security.auth.login.config); closing");
+        conn.push_reply(xid, shard.view_zxid.get(), ErrorCode::Unimplemented, None);
+        conn.close_after_flush();
+        return;
+    };
+    let result = {
+        let mut exchange = conn.sasl.borrow_mut();
+        let server = match exchange.as_mut() {
+            Some(server) => server,
+            None => {
+                let mut nonce = [0u8; 24];
+                if let Err(e) = getrandom::getrandom(&mut nonce) {
+                    tracing::error!(peer = %conn.peer, error = %e, "no random bytes for a SASL nonce; closing");
+                    conn.push_reply(xid, 0, ErrorCode::AuthFailed, None);
+                    conn.close_after_flush();
+                    return;
+                }
+                exchange.insert(DigestMd5Server::new(&nonce))
+            }
+        };
+        server.step(token, |user| credentials.password_of(user))
+    };
+    match result {
+        Ok(Step::Challenge(challenge)) => {
+            conn.push_reply(xid, 0, ErrorCode::Ok, Some(&Response::Sasl { token: Some(challenge.into()) }));
+        }
+        Ok(Step::Authenticated { token, user }) => {
+            let is_super = sasl.super_users.iter().any(|s| *s == user);
+            let mut authz = (**conn.authz.borrow()).clone();
+            authz.add_sasl(&user, is_super);
+            *conn.authz.borrow_mut() = Arc::new(authz);
+            tracing::info!(peer = %conn.peer, session = format_args!("0x{:x}", conn.session_id.get()), user = %user, is_super, "SASL authenticated");
+            conn.push_reply(xid, 0, ErrorCode::Ok, Some(&Response::Sasl { token: Some(token.into()) }));
+        }
+        Err(e) => {
+            tracing::warn!(peer = %conn.peer, error = %e, "SASL authentication failed");
+            if sasl.allow_failed_clients && !sasl.sasl_required() {
+                // zookeeper.allowSaslFailedClients: the connection stays, unauthenticated.
+                conn.push_reply(xid, 0, ErrorCode::Ok, Some(&Response::Sasl { token: None }));
+                return;
+            }
+            let code =
+                if sasl.sasl_required() { ErrorCode::SessionClosedRequireSaslAuth } else { ErrorCode::AuthFailed };
+            conn.push_reply(xid, 0, code, None);
+            conn.close_after_flush();
+        }
+    }
 }
 
 /// Sends a commit-bound request, or holds it behind a queued read of the

@@ -189,8 +189,30 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
+/// Reads the JAAS file into `config.sasl.credentials`. zoo.cfg's
+/// `java.security.auth.login.config` wins; otherwise the
+/// `-Djava.security.auth.login.config=` of `SERVER_JVMFLAGS` or `JVMFLAGS`,
+/// the variables zkServer.sh passes to Java, so a setup written for Apache
+/// finds its file.
+pub fn load_sasl_credentials(config: &mut Config) -> Result<(), String> {
+    if config.sasl.jaas_path.is_none() {
+        config.sasl.jaas_path = ["SERVER_JVMFLAGS", "JVMFLAGS"]
+            .iter()
+            .filter_map(|name| std::env::var(name).ok())
+            .find_map(|flags| crate::sasl::jaas_path_from_jvm_flags(&flags));
+    }
+    config.sasl.load_credentials()?;
+    if let Some(credentials) = &config.sasl.credentials {
+        let users: Vec<&str> = credentials.user_names().collect();
+        tracing::info!(jaas = config.sasl.jaas_path.as_deref().unwrap_or(""), section = %config.sasl.server_section, ?users, "SASL DIGEST-MD5 enabled");
+    }
+    Ok(())
+}
+
 /// Starts the shards and blocks until the server stops.
-pub fn run(config: Config, repair: bool) -> Result<(), StartError> {
+pub fn run(mut config: Config, repair: bool) -> Result<(), StartError> {
+    // SASL (sasl::): the JAAS file is read now, so a bad one stops start-up.
+    load_sasl_credentials(&mut config).map_err(StartError)?;
     let config = Arc::new(config);
     let cores: Vec<usize> =
         core_affinity::get_core_ids().map(|ids| ids.into_iter().map(|c| c.id).collect()).unwrap_or_default();

@@ -104,6 +104,8 @@ pub struct Conn {
     /// the ConnectResponse then carries one too.
     pub read_only_flag: Cell<Option<bool>>,
     pub authz: RefCell<Arc<Authz>>,
+    /// The connection's SASL exchange, from its first SASL request on.
+    pub sasl: RefCell<Option<crate::sasl::digest_md5::DigestMd5Server>>,
     /// Bytes queued for the socket, in the order the client must see them.
     pub out: RefCell<BytesMut>,
     wake_writer: LocalSender<()>,
@@ -324,6 +326,7 @@ impl WorkerShard {
             timeout_ms: Cell::new(0),
             read_only_flag: Cell::new(None),
             authz: RefCell::new(Arc::new(Authz::new(peer.ip()))),
+            sasl: RefCell::new(None),
             out: RefCell::new(BytesMut::with_capacity(4096)),
             wake_writer,
             pending: RefCell::new(ConnPending::default()),
