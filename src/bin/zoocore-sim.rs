@@ -4,7 +4,7 @@
 //! zoocore-sim --seed 42 [--servers 1|3|5] [--swarm] [--duration-ms N] [--trace]
 //! zoocore-sim --seeds 1..200 [--servers 5] [--no-sync-reads] [--plant sync-without-round]
 //! zoocore-sim --seeds 1..200 [--observers 0|1|2] [--no-disk-faults] [--no-clock-jumps]
-//! zoocore-sim --seeds 1..200 [--no-snapshot-damage] [--no-recovery-digest-check]
+//! zoocore-sim --seeds 1..200 [--no-snapshot-damage] [--no-recovery-digest-check] [--no-sessions]
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -47,9 +47,12 @@ struct Args {
     /// No watching clients (replays runs recorded before they existed).
     #[arg(long)]
     no_watches: bool,
+    /// No session clients (replays runs recorded before they existed).
+    #[arg(long)]
+    no_sessions: bool,
     /// Plant a known bug in the simulator's glue: ack-before-fsync,
     /// sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc,
-    /// replay-skips-record, read-past-commit, event-after-data.
+    /// replay-skips-record, read-past-commit, event-after-data, expire-early.
     #[arg(long)]
     plant: Option<String>,
     /// Observers beside the voters (default: drawn from the seed, 0-2).
@@ -110,6 +113,7 @@ fn main() -> ExitCode {
         config.sync_reads = !args.no_sync_reads;
         config.plain_reads = !args.no_plain_reads && !args.classic;
         config.watches = !args.no_watches && !args.classic;
+        config.sessions = !args.no_sessions && !args.classic;
         config.disk_faults = !args.no_disk_faults && !args.classic;
         config.clock_jumps = !args.no_clock_jumps && !args.classic;
         if args.classic {

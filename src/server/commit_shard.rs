@@ -138,10 +138,14 @@ impl CommitShard {
             sessions.insert(id, SessionEntry::restored(timeout_ms));
             expiry.touch(id, timeout_ms as i64, 0);
         }
-        let newest_id = recovered.sessions.keys().next_back().copied().unwrap_or(0);
         // Session ids carry the server id in their top byte (0 standalone),
         // so every ensemble member can hand them out without asking.
         let server_id = config.quorum.as_ref().map(|q| u8::try_from(q.my_id).unwrap_or(u8::MAX)).unwrap_or(0);
+        // Only this server's own restored ids bound where it continues: the
+        // table also holds other members' sessions, and continuing after one
+        // of those would hand out that member's next ids (found by the
+        // simulator: two clients with one session id).
+        let newest_id = crate::session::newest_own_session_id(server_id, recovered.sessions.keys().copied());
         let mut session_ids = SessionIdAllocator::new(server_id, wall_clock_ms());
         if session_ids.peek() <= newest_id {
             session_ids = SessionIdAllocator::starting_at(newest_id + 1);

@@ -6,7 +6,7 @@ pub mod expiry;
 pub mod password;
 
 pub use expiry::ExpiryQueue;
-pub use password::{initial_session_id, session_password, SessionIdAllocator};
+pub use password::{initial_session_id, newest_own_session_id, session_password, SessionIdAllocator};
 
 use std::collections::{BTreeMap, BTreeSet};
 

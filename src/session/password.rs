@@ -47,6 +47,14 @@ pub fn initial_session_id(server_id: u8, now_ms: i64) -> i64 {
     ((server_id as i64) << 56) | clock_bits
 }
 
+/// The newest of `ids` that `server_id` handed out (its top byte), or 0:
+/// where that server's allocator must continue after a restore. Other
+/// servers' ids in the same table must not count, or it would continue
+/// into their range.
+pub fn newest_own_session_id(server_id: u8, ids: impl IntoIterator<Item = i64>) -> i64 {
+    ids.into_iter().filter(|id| (*id as u64 >> 56) as u8 == server_id).max().unwrap_or(0)
+}
+
 /// Hands out consecutive session ids, skipping the container owner marker
 /// `0x8000000000000000` and 0 (which means "new session" on the wire).
 #[derive(Debug, Clone)]
@@ -83,6 +91,15 @@ impl SessionIdAllocator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_own_ids_bound_a_restored_allocator() {
+        let mine = initial_session_id(3, 1_000) + 5;
+        let theirs = initial_session_id(4, 900) + 9;
+        assert_eq!(newest_own_session_id(3, [theirs, mine, mine - 2]), mine);
+        assert_eq!(newest_own_session_id(3, [theirs]), 0);
+        assert_eq!(newest_own_session_id(0, [theirs, mine]), 0);
+    }
 
     fn hex(bytes: &[u8]) -> String {
         bytes.iter().map(|b| format!("{b:02x}")).collect()

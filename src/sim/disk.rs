@@ -259,8 +259,9 @@ impl SimDisk {
     /// (production's `server::truncate` is crash-safe by its own intent
     /// record, which is not simulated).
     pub fn truncate_after(&mut self, zxid: i64) -> Result<(), String> {
+        // Built aside: a failed TRUNC leaves the files as they were.
         let mut kept = Vec::new();
-        for f in std::mem::take(&mut self.logs) {
+        for f in &self.logs {
             if f.first_zxid > zxid {
                 continue;
             }

@@ -6,8 +6,9 @@
 //! simulated clock, disk and network, seeded faults (crashes, pauses,
 //! partitions, broken connections, torn tails, failed log writes and
 //! fsyncs, damaged reads at restart, clock jumps), clients that write,
-//! sync + read, read plainly and set watches, and the checkers of
-//! `oracle` (and `world::Ctx::watch_fired`). docs/simulation.md says what is simulated and what is not.
+//! sync + read, read plainly, set watches and hold sessions (with
+//! ephemerals, on the production session table and `ExpiryQueue`), and
+//! the checkers of `oracle`, `sessions` (and `world::Ctx::watch_fired`). docs/simulation.md says what is simulated and what is not.
 //!
 //! ```text
 //! let outcome = zoocore::sim::run_seed(42, 3);   // SimConfig::from_seed + run
@@ -19,6 +20,7 @@ pub mod net;
 pub mod oracle;
 pub mod peer;
 pub mod rng;
+pub mod sessions;
 pub mod world;
 
 pub use oracle::Failure;

@@ -19,12 +19,14 @@ use super::disk::{self, EpochFile, LogFault, SimDisk};
 use super::net::{ConnId, Dir, Wire};
 use super::oracle::{History, HistoryEntry};
 use super::rng::fnv1a;
+use super::sessions::SessionReply;
 use super::world::{Ctx, Ev};
 use crate::acl::ServerIdentity;
+use crate::session::{ExpiryQueue, SessionIdAllocator};
 use crate::storage::epoch_files::{reconcile_epochs, StoredEpochs};
 use crate::storage::group_commit::{GroupCommit, LogWrite};
 use crate::storage::log_format::{decode_file_header, zxid_follows, Tail};
-use crate::storage::txn::{encode_txn, LoggedTxn, Txn};
+use crate::storage::txn::{encode_txn, LoggedTxn, Txn, TxnHeader};
 use crate::tree::{DataTree, TxnContext, WriteOp};
 use crate::zab::election::{Action, Decision, Election, ElectionConfig, Notification, ProposalBasis, Role, Vote};
 use crate::zab::election_wire::LearnerType;
@@ -70,6 +72,50 @@ pub enum Input {
         id: u64,
         path: String,
     },
+    /// A session client connects (production's `ToCommit::CreateSession`).
+    ClientConnect {
+        client: u64,
+        timeout_ms: i32,
+    },
+    /// A session client's ping (production's `ToCommit::Touch`).
+    ClientPing {
+        session_id: i64,
+    },
+    /// A session client creates its ephemeral.
+    ClientEphemeral {
+        client: u64,
+        session_id: i64,
+        path: String,
+    },
+    /// A session client closes its session.
+    ClientClose {
+        client: u64,
+        session_id: i64,
+    },
+}
+
+impl Input {
+    /// A session client's request (executed by the leader / standalone,
+    /// forwarded by a learner).
+    fn is_session_op(&self) -> bool {
+        matches!(
+            self,
+            Input::ClientConnect { .. }
+                | Input::ClientPing { .. }
+                | Input::ClientEphemeral { .. }
+                | Input::ClientClose { .. }
+        )
+    }
+
+    /// The reply when the server turns this session op away.
+    fn session_refusal(&self) -> Option<SessionReply> {
+        match self {
+            Input::ClientConnect { client, .. }
+            | Input::ClientEphemeral { client, .. }
+            | Input::ClientClose { client, .. } => Some(SessionReply::Refused { client: *client }),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +135,19 @@ struct PendingBatch {
     writes: Vec<ClientWriteDone>,
     /// Local syncs answered with this batch: (sync id, path read).
     syncs: Vec<u64>,
+    /// Session txns (createSession, ephemeral creates, closes, expiries).
+    session_txns: Vec<SessionTxnDone>,
+}
+
+/// A session txn the leader (or standalone server) executed.
+struct SessionTxnDone {
+    zxid: i64,
+    triggers: Vec<crate::tree::WatchTrigger>,
+    /// The session this txn closed (closeSession or expiry).
+    closed: Option<i64>,
+    /// An ephemeral of this session it created: (session, path).
+    ephemeral: Option<(i64, String)>,
+    reply: Option<SessionReply>,
 }
 
 /// A client write the leader executed.
@@ -110,6 +169,7 @@ struct LeaderBatch {
     writes: Vec<ClientWriteDone>,
     /// Local syncs whose answer rides on this batch (sync ids).
     syncs: Vec<u64>,
+    session_txns: Vec<SessionTxnDone>,
 }
 
 /// A sync the planted `SyncWithoutRound` glue holds until the commits
@@ -160,6 +220,13 @@ pub struct Following {
     stage: LearnerStage,
     /// Mirrors `LearnerPending::syncs`: forwarded syncs, answered in order.
     syncs: VecDeque<u64>,
+    /// Mirrors `LearnerPending::connects` / `closes` / `writes` / `touched`
+    /// for the session clients: session -> client, (session, cxid) ->
+    /// (client, path), sessions heard from since the last ping reply.
+    connects: BTreeMap<i64, u64>,
+    closes: BTreeMap<i64, u64>,
+    session_writes: BTreeMap<(i64, i32), (u64, String)>,
+    touched: std::collections::BTreeSet<i64>,
 }
 
 /// Mirrors `CommitShard::run_standalone`: no election, no quorum; a batch
@@ -209,6 +276,12 @@ pub struct Server {
     pub tree: DataTree,
     pub last_zxid: i64,
     sessions: BTreeMap<i64, i32>,
+    /// The session expiry (production's `CommitShard::expiry`), on this
+    /// process's clock; only an established leader or a standalone server
+    /// expires sessions.
+    expiry: ExpiryQueue,
+    /// Production's `CommitShard::session_ids`.
+    session_ids: SessionIdAllocator,
     recent_txns: VecDeque<(i64, Bytes)>,
     /// The group-commit state (production's `LogHandle`): what is durable.
     log: GroupCommit,
@@ -259,6 +332,53 @@ fn hash_txn(bytes: &[u8]) -> u64 {
     fnv1a(bytes)
 }
 
+/// A client op a leader or standalone server prepares, in arrival order.
+enum LocalOp {
+    Write(u64, WriteOp),
+    Sync(u64),
+    Session(Input),
+}
+
+/// What an applied txn was, for a learner's session replies and checks.
+struct Applied {
+    session_id: i64,
+    cxid: i32,
+    kind: AppliedKind,
+}
+
+enum AppliedKind {
+    CreateSession,
+    CloseSession,
+    /// Any other txn; `ephemeral`: the path of an ephemeral it created.
+    Write {
+        ok: bool,
+        ephemeral: Option<String>,
+    },
+}
+
+/// CreateMode::Ephemeral.
+const EPHEMERAL_FLAGS: i32 = 1;
+
+/// A session client's ephemeral create.
+fn ephemeral_create(path: &str) -> WriteOp {
+    WriteOp::Create {
+        path: path.to_owned(),
+        data: None,
+        acl: vec![crate::proto::Acl {
+            perms: crate::proto::perms::ALL,
+            id: crate::proto::Id { scheme: "world".into(), id: "anyone".into() },
+        }],
+        flags: EPHEMERAL_FLAGS,
+        ttl: None,
+        op: crate::proto::op::CREATE,
+    }
+}
+
+/// The cxid a session client's request carries.
+fn client_cxid(client: u64) -> i32 {
+    (client & 0x7FFF_FFFF) as i32
+}
+
 impl Server {
     pub fn new(sid: Sid, ensemble: Ensemble, config_text: Bytes) -> Server {
         Server {
@@ -275,6 +395,8 @@ impl Server {
             tree: DataTree::new(),
             last_zxid: 0,
             sessions: BTreeMap::new(),
+            expiry: ExpiryQueue::new(1),
+            session_ids: SessionIdAllocator::starting_at(1),
             recent_txns: VecDeque::new(),
             log: GroupCommit::new(0),
             log_write: None,
@@ -314,6 +436,16 @@ impl Server {
             PeerRole::Leading(_) | PeerRole::Standalone(_) => self.published_tree.get(path).map(|n| n.mzxid()),
             _ => None,
         }
+    }
+
+    /// Whether this server's session table holds `session`.
+    pub fn holds_session(&self, session: i64) -> bool {
+        self.sessions.contains_key(&session)
+    }
+
+    /// The sessions in this server's table.
+    pub fn session_ids_held(&self) -> Vec<i64> {
+        self.sessions.keys().copied().collect()
     }
 
     /// exists(path, watch=true) from a client on this server.
@@ -359,6 +491,7 @@ impl Server {
     /// next wake.
     pub fn jump_clock(&mut self, ctx: &mut Ctx, jump_ms: u64) {
         self.clock_offset_ms += jump_ms;
+        ctx.disturbed();
         ctx.trace(self.sid, format!("CLOCK JUMPS {jump_ms} ms ahead while {}", self.role_name()));
         if matches!(self.role, PeerRole::Looking(_)) {
             ctx.schedule(ctx.now, Ev::ElectionTimer(self.sid, self.incarnation));
@@ -445,9 +578,17 @@ impl Server {
         self.clock_offset_ms = 0;
         self.drop_clients();
         ctx.trace(self.sid, format!("boots (incarnation {})", self.incarnation));
+        ctx.disturbed();
         if let Err(e) = self.reload_from_disk(ctx, "restart") {
             self.cannot_load(ctx, format!("cannot start: {e}"));
             return;
+        }
+        // Mirrors `CommitShard::new`: ids carry the server id, and continue
+        // after the newest restored one this server handed out.
+        self.session_ids = SessionIdAllocator::new(self.sid as u8, SIM_WALL_CLOCK_BASE_MS + ctx.now as i64);
+        let newest = crate::session::newest_own_session_id(self.sid as u8, self.sessions.keys().copied());
+        if self.session_ids.peek() <= newest {
+            self.session_ids = SessionIdAllocator::starting_at(newest + 1);
         }
         if self.is_standalone_member() {
             self.start_standalone(ctx);
@@ -463,6 +604,7 @@ impl Server {
             return;
         }
         let what = self.disk.crash(&mut ctx.rng, ctx.knobs.writeback_percent);
+        ctx.disturbed();
         ctx.trace(self.sid, format!("CRASH ({what}) while {}", self.role_name()));
         self.stop_process();
         for conn in ctx.net.live_conns_of(self.sid) {
@@ -491,6 +633,7 @@ impl Server {
     /// (every unexpected exit is a finding).
     fn die(&mut self, ctx: &mut Ctx, why: String) {
         ctx.trace(self.sid, format!("EXITS: {why}"));
+        ctx.disturbed();
         ctx.oracle.fail("server-exits", format!("server {}: {why}", self.sid), ctx.now);
         self.up = false;
         self.role = PeerRole::Down;
@@ -504,6 +647,7 @@ impl Server {
     /// closes its sockets. The world restarts it (or the operator wipes it).
     fn exit_expected(&mut self, ctx: &mut Ctx, why: String) {
         ctx.trace(self.sid, format!("EXITS (expected): {why}"));
+        ctx.disturbed();
         ctx.oracle.expected_exit();
         self.stop_process();
         for conn in ctx.net.live_conns_of(self.sid) {
@@ -650,6 +794,7 @@ impl Server {
         self.tree = tree;
         self.last_zxid = last_zxid;
         self.sessions = sessions;
+        self.retouch_sessions(ctx);
         self.recent_txns = recent;
         self.log.restart_at(last_zxid);
         self.history = history;
@@ -707,6 +852,7 @@ impl Server {
                 return true;
             }
         }
+        self.retouch_sessions(ctx);
         self.published_tree = self.tree.clone();
         ctx.trace(
             self.sid,
@@ -834,6 +980,7 @@ impl Server {
 
     fn leave_role_as(&mut self, ctx: &mut Ctx, why: String, left_cleanly: bool) {
         ctx.trace(self.sid, format!("leaves {}: {why}", self.role_name()));
+        ctx.disturbed();
         self.drop_clients();
         let was_learner = matches!(self.role, PeerRole::Following(_) | PeerRole::Connecting { .. });
         match std::mem::replace(&mut self.role, PeerRole::Down) {
@@ -908,7 +1055,11 @@ impl Server {
                             ctx.trace(self.sid, format!("refuses client write #{id} (not serving)"))
                         }
                         Input::ClientSync { id, .. } => ctx.sync_refused(self.sid, id, "not serving"),
-                        _ => {}
+                        other => {
+                            if let Some(r) = other.session_refusal() {
+                                ctx.session_reply(self.sid, r);
+                            }
+                        }
                     }
                 }
             }
@@ -942,6 +1093,7 @@ impl Server {
                     &mut actions,
                 );
                 ctx.trace(self.sid, format!("connected to leader {leader}"));
+                ctx.disturbed();
                 self.role = PeerRole::Following(Box::new(Following {
                     core,
                     leader,
@@ -950,6 +1102,10 @@ impl Server {
                     to_log: Vec::new(),
                     stage: LearnerStage::Actions,
                     syncs: VecDeque::new(),
+                    connects: BTreeMap::new(),
+                    closes: BTreeMap::new(),
+                    session_writes: BTreeMap::new(),
+                    touched: Default::default(),
                 }));
                 self.continue_learner(ctx);
             }
@@ -1176,9 +1332,16 @@ impl Server {
             let PeerRole::Leading(l) = &mut self.role else { return };
             for input in items {
                 match input {
+                    input if input.is_session_op() => {
+                        if l.core.is_established() {
+                            writes.push(LocalOp::Session(input));
+                        } else if let Some(r) = input.session_refusal() {
+                            ctx.session_reply(self.sid, r);
+                        }
+                    }
                     Input::ClientWrite { id, write } => {
                         if l.core.is_established() {
-                            writes.push(Ok((id, write)));
+                            writes.push(LocalOp::Write(id, write));
                         } else {
                             ctx.trace(self.sid, format!("refuses client write #{id} (not established)"));
                         }
@@ -1187,7 +1350,7 @@ impl Server {
                         if l.core.is_established() {
                             // In arrival order with the writes (production
                             // handles worker messages one by one).
-                            writes.push(Err(id));
+                            writes.push(LocalOp::Sync(id));
                         } else {
                             ctx.sync_refused(self.sid, id, "not established");
                         }
@@ -1224,8 +1387,9 @@ impl Server {
         let mut batch = LeaderBatch::default();
         for item in writes {
             match item {
-                Ok((id, write)) => self.execute(ctx, id, &write, &mut batch),
-                Err(sync_id) => self.local_sync(ctx, sync_id, &mut actions),
+                LocalOp::Write(id, write) => self.execute(ctx, id, &write, &mut batch),
+                LocalOp::Sync(sync_id) => self.local_sync(ctx, sync_id, &mut actions),
+                LocalOp::Session(input) => self.local_session_op(ctx, input, &mut batch),
             }
         }
         if let PeerRole::Leading(l) = &mut self.role {
@@ -1274,11 +1438,30 @@ impl Server {
 
     /// Mirrors `CommitShard::execute` for a local client's write.
     fn execute(&mut self, ctx: &mut Ctx, id: u64, write: &WriteOp, batch: &mut LeaderBatch) {
+        let (zxid, _, triggers) = self.execute_for(ctx, SIM_CLIENT_SESSION, (id & 0x7FFF_FFFF) as i32, write, batch);
+        let path = match write {
+            WriteOp::Create { path, .. } | WriteOp::SetData { path, .. } => Some(path),
+            _ => None,
+        };
+        let changed = path.filter(|p| self.tree.get(p).is_some_and(|n| n.mzxid() == zxid)).cloned();
+        batch.writes.push(ClientWriteDone { id, zxid, changed, triggers });
+    }
+
+    /// Mirrors `CommitShard::execute`: one write at the next zxid, its txn
+    /// into the batch. (zxid, whether it succeeded, its watch triggers.)
+    fn execute_for(
+        &mut self,
+        ctx: &Ctx,
+        session_id: i64,
+        cxid: i32,
+        write: &WriteOp,
+        batch: &mut LeaderBatch,
+    ) -> (i64, bool, Vec<crate::tree::WatchTrigger>) {
         self.last_zxid += 1;
         let zxid = self.last_zxid;
         let tctx = TxnContext {
-            session_id: SIM_CLIENT_SESSION,
-            cxid: (id & 0x7FFF_FFFF) as i32,
+            session_id,
+            cxid,
             zxid,
             time_ms: SIM_WALL_CLOCK_BASE_MS + ctx.now as i64,
             auth: &ServerIdentity,
@@ -1286,20 +1469,213 @@ impl Server {
             enforce_quota: false,
         };
         let executed = self.tree.execute(&tctx, write);
-        let path = match write {
-            WriteOp::Create { path, .. } | WriteOp::SetData { path, .. } => Some(path),
-            _ => None,
-        };
-        let changed = path.filter(|p| self.tree.get(p).is_some_and(|n| n.mzxid() == zxid)).cloned();
+        self.push_logged(&executed.header, &executed.txn, executed.digest, batch);
+        (zxid, executed.result.is_ok(), executed.triggers)
+    }
+
+    /// Encodes an executed txn into the batch and the history.
+    fn push_logged(
+        &mut self,
+        header: &TxnHeader,
+        txn: &Txn,
+        digest: Option<crate::storage::txn::TxnDigest>,
+        batch: &mut LeaderBatch,
+    ) {
         let mut buf = BytesMut::with_capacity(128);
-        encode_txn(&mut buf, &executed.header, &executed.txn, executed.digest);
+        encode_txn(&mut buf, header, txn, digest);
         let bytes = buf.freeze();
         let hash = hash_txn(&bytes);
         let digest = self.tree.digest();
-        self.history.entries.insert(zxid, HistoryEntry { txn_hash: hash, digest });
-        batch.logged.push((zxid, bytes));
-        batch.txns.push((zxid, hash, digest));
-        batch.writes.push(ClientWriteDone { id, zxid, changed, triggers: executed.triggers });
+        self.history.entries.insert(header.zxid, HistoryEntry { txn_hash: hash, digest });
+        batch.logged.push((header.zxid, bytes));
+        batch.txns.push((header.zxid, hash, digest));
+    }
+
+    // ------------------------------------------------------------------
+    // Sessions (mirrors `CommitShard::handle`'s session arms,
+    // `execute_forwarded`, `close_session`, `expire_sessions`)
+
+    /// (Re)schedules a session's expiry from now (production's
+    /// `expiry.touch(id, timeout, now_ms)`); nothing for an unknown one.
+    fn touch_session(&mut self, ctx: &Ctx, session_id: i64) {
+        let Some(&timeout_ms) = self.sessions.get(&session_id) else { return };
+        let timeout_ms = if ctx.knobs.plant == Some(super::world::Plant::ExpireEarly) {
+            // Planted bug: the deadline is a quarter of the timeout, so a
+            // client pinging every third of it is expired anyway.
+            timeout_ms / 4
+        } else {
+            timeout_ms
+        };
+        let now = self.now(ctx) as i64;
+        self.expiry.touch(session_id, timeout_ms as i64, now);
+    }
+
+    /// After a reload, a SNAP or catching up: every session gets a fresh
+    /// deadline (its client may reconnect), as `reload_from_disk` does.
+    fn retouch_sessions(&mut self, ctx: &Ctx) {
+        self.expiry = ExpiryQueue::new(ctx.knobs.tick_ms.max(1) as i64);
+        let ids: Vec<i64> = self.sessions.keys().copied().collect();
+        for id in ids {
+            self.touch_session(ctx, id);
+        }
+    }
+
+    /// Mirrors the createSession arms: the txn applied at once, the session
+    /// in the table and the expiry queue.
+    fn execute_create_session(
+        &mut self,
+        ctx: &Ctx,
+        session_id: i64,
+        cxid: i32,
+        timeout_ms: i32,
+        batch: &mut LeaderBatch,
+    ) -> i64 {
+        self.last_zxid += 1;
+        let zxid = self.last_zxid;
+        let header = TxnHeader {
+            session_id,
+            cxid,
+            zxid,
+            time_ms: SIM_WALL_CLOCK_BASE_MS + ctx.now as i64,
+            op: crate::proto::op::CREATE_SESSION,
+        };
+        let txn = Txn::CreateSession { timeout_ms };
+        let _ = self.tree.apply_txn(&header, &txn);
+        let digest = Some(self.tree.txn_digest());
+        self.push_logged(&header, &txn, digest, batch);
+        self.sessions.insert(session_id, timeout_ms);
+        self.touch_session(ctx, session_id);
+        zxid
+    }
+
+    /// Mirrors `execute_error`: the learner's client is told `code`.
+    fn execute_error(
+        &mut self,
+        ctx: &Ctx,
+        session_id: i64,
+        cxid: i32,
+        code: crate::proto::ErrorCode,
+        batch: &mut LeaderBatch,
+    ) -> i64 {
+        self.last_zxid += 1;
+        let zxid = self.last_zxid;
+        let header = TxnHeader {
+            session_id,
+            cxid,
+            zxid,
+            time_ms: SIM_WALL_CLOCK_BASE_MS + ctx.now as i64,
+            op: crate::proto::op::ERROR,
+        };
+        let txn = Txn::Error { err: code.code() };
+        let _ = self.tree.apply_txn(&header, &txn);
+        self.push_logged(&header, &txn, None, batch);
+        zxid
+    }
+
+    /// Mirrors `close_session`: out of the table and the queue, and a
+    /// closeSession txn that deletes its ephemerals.
+    fn close_session(&mut self, ctx: &Ctx, session_id: i64, reply: Option<SessionReply>, batch: &mut LeaderBatch) {
+        self.sessions.remove(&session_id);
+        self.expiry.remove(session_id);
+        let (zxid, _, triggers) = self.execute_for(ctx, session_id, 0, &WriteOp::CloseSession, batch);
+        batch.session_txns.push(SessionTxnDone { zxid, triggers, closed: Some(session_id), ephemeral: None, reply });
+    }
+
+    /// Mirrors `expire_sessions`: every session whose bucket is due on this
+    /// process's clock is closed.
+    fn expire_sessions(&mut self, ctx: &mut Ctx, batch: &mut LeaderBatch) {
+        let now = self.now(ctx) as i64;
+        for id in self.expiry.take_expired(now) {
+            if self.sessions.contains_key(&id) {
+                ctx.trace(self.sid, format!("session 0x{id:x} expires"));
+                ctx.session_expiring(self.sid, id);
+                self.close_session(ctx, id, None, batch);
+            }
+        }
+    }
+
+    /// A session client's request on an established leader or standalone
+    /// server (`CommitShard::handle`).
+    fn local_session_op(&mut self, ctx: &mut Ctx, input: Input, batch: &mut LeaderBatch) {
+        match input {
+            Input::ClientConnect { client, timeout_ms } => {
+                let session_id = self.session_ids.next_id();
+                ctx.session_allocated(client, session_id);
+                let zxid = self.execute_create_session(ctx, session_id, 0, timeout_ms, batch);
+                let reply = Some(SessionReply::Connected { client, session_id });
+                batch.session_txns.push(SessionTxnDone {
+                    zxid,
+                    triggers: Vec::new(),
+                    closed: None,
+                    ephemeral: None,
+                    reply,
+                });
+            }
+            Input::ClientPing { session_id } => self.touch_session(ctx, session_id),
+            Input::ClientEphemeral { client, session_id, path } => {
+                if !self.sessions.contains_key(&session_id) {
+                    ctx.session_reply(self.sid, SessionReply::Created { client, session_id, path, ok: false });
+                    return;
+                }
+                self.touch_session(ctx, session_id);
+                let write = ephemeral_create(&path);
+                let (zxid, ok, triggers) = self.execute_for(ctx, session_id, client_cxid(client), &write, batch);
+                let ephemeral = ok.then(|| (session_id, path.clone()));
+                let reply = Some(SessionReply::Created { client, session_id, path, ok });
+                batch.session_txns.push(SessionTxnDone { zxid, triggers, closed: None, ephemeral, reply });
+            }
+            Input::ClientClose { client, session_id } => {
+                let reply = SessionReply::Closed { client, session_id };
+                if self.sessions.contains_key(&session_id) {
+                    self.close_session(ctx, session_id, Some(reply), batch);
+                } else {
+                    ctx.session_reply(self.sid, reply);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Mirrors `execute_forwarded` for the session workload's requests.
+    fn execute_forwarded(&mut self, ctx: &mut Ctx, from: Sid, request: ForwardedRequest, batch: &mut LeaderBatch) {
+        let ForwardedRequest { session_id, cxid, op_type, body, .. } = request;
+        let plain = |zxid, triggers, ephemeral| SessionTxnDone { zxid, triggers, closed: None, ephemeral, reply: None };
+        match op_type {
+            crate::proto::op::CREATE_SESSION => {
+                let Ok(timeout_ms) = crate::jute::Reader::new(body).read_i32() else {
+                    ctx.trace(self.sid, format!("createSession without a timeout from {from}"));
+                    return;
+                };
+                let zxid = self.execute_create_session(ctx, session_id, cxid, timeout_ms, batch);
+                batch.session_txns.push(plain(zxid, Vec::new(), None));
+            }
+            crate::proto::op::CLOSE_SESSION => self.close_session(ctx, session_id, None, batch),
+            _ => {
+                let mut r = crate::jute::Reader::new(body);
+                let write = crate::proto::decode_request(op_type, &mut r)
+                    .ok()
+                    .and_then(|req| crate::server::connection::into_write(op_type, req).ok());
+                let Some(write) = write else {
+                    let zxid =
+                        self.execute_error(ctx, session_id, cxid, crate::proto::ErrorCode::MarshallingError, batch);
+                    batch.session_txns.push(plain(zxid, Vec::new(), None));
+                    return;
+                };
+                if !self.sessions.contains_key(&session_id) {
+                    let zxid =
+                        self.execute_error(ctx, session_id, cxid, crate::proto::ErrorCode::SessionExpired, batch);
+                    batch.session_txns.push(plain(zxid, Vec::new(), None));
+                    return;
+                }
+                self.touch_session(ctx, session_id);
+                let (zxid, ok, triggers) = self.execute_for(ctx, session_id, cxid, &write, batch);
+                let ephemeral = match &write {
+                    WriteOp::Create { path, flags: EPHEMERAL_FLAGS, .. } if ok => Some((session_id, path.clone())),
+                    _ => None,
+                };
+                batch.session_txns.push(plain(zxid, triggers, ephemeral));
+            }
+        }
     }
 
     fn continue_leader(&mut self, ctx: &mut Ctx) {
@@ -1318,6 +1694,19 @@ impl Server {
                         self.leave_role(ctx, why);
                         return;
                     }
+                }
+            }
+            // Mirrors `lead()`: expiry after the turn's actions, before the
+            // batch is proposed, once established.
+            if matches!(&self.role, PeerRole::Leading(l) if l.stage == LeaderStage::AfterTick && l.core.is_established())
+            {
+                let mut batch = match &mut self.role {
+                    PeerRole::Leading(l) => std::mem::take(&mut l.batch),
+                    _ => return,
+                };
+                self.expire_sessions(ctx, &mut batch);
+                if let PeerRole::Leading(l) = &mut self.role {
+                    l.batch = batch;
                 }
             }
             let minority_point = self.planted_minority_point(ctx);
@@ -1342,7 +1731,10 @@ impl Server {
                     // The proposals went out first; our own write + fsync
                     // runs beside the loop (production's log thread).
                     let batch = std::mem::take(&mut l.batch);
-                    let has_entries = !batch.logged.is_empty() || !batch.writes.is_empty() || !batch.syncs.is_empty();
+                    let has_entries = !batch.logged.is_empty()
+                        || !batch.writes.is_empty()
+                        || !batch.syncs.is_empty()
+                        || !batch.session_txns.is_empty();
                     if has_entries {
                         // Mirrors `remember_recent`.
                         for (zxid, txn) in &batch.logged {
@@ -1359,6 +1751,7 @@ impl Server {
                             txns: batch.txns,
                             writes: batch.writes,
                             syncs: batch.syncs,
+                            session_txns: batch.session_txns,
                         });
                     }
                     let PeerRole::Leading(l) = &mut self.role else { return };
@@ -1456,6 +1849,7 @@ impl Server {
                 }
                 self.published_tree = self.tree.clone();
                 ctx.trace(self.sid, format!("ESTABLISHED epoch {epoch} at zxid 0x{:x}", self.last_zxid));
+                ctx.disturbed();
                 self.advertise_epoch(epoch);
                 ctx.oracle.established(self.sid, epoch, ctx.now);
                 ctx.oracle.established_with_base(self.history.base_zxid);
@@ -1491,6 +1885,29 @@ impl Server {
                     self.flush_planted_syncs(ctx);
                 }
             }
+            LeaderAction::Forwarded { sid, request, .. }
+                if matches!(
+                    request.op_type,
+                    crate::proto::op::CREATE_SESSION | crate::proto::op::CLOSE_SESSION | crate::proto::op::CREATE
+                ) =>
+            {
+                // Into the batch being built (production: `leader_actions`
+                // with `Some(batch)`); later lists never carry a REQUEST.
+                let mut batch = match &mut self.role {
+                    PeerRole::Leading(l) if l.stage == LeaderStage::AfterTick => std::mem::take(&mut l.batch),
+                    _ => {
+                        ctx.trace(
+                            self.sid,
+                            format!("forwarded request from {sid} after the batch was sealed; dropped"),
+                        );
+                        return Ok(Flow::Continue);
+                    }
+                };
+                self.execute_forwarded(ctx, sid, request, &mut batch);
+                if let PeerRole::Leading(l) = &mut self.role {
+                    l.batch = batch;
+                }
+            }
             LeaderAction::Forwarded { sid, .. } => {
                 ctx.trace(
                     self.sid,
@@ -1505,7 +1922,11 @@ impl Server {
                     l.queue.extend(more);
                 }
             }
-            LeaderAction::SessionsTouched(_) => {}
+            LeaderAction::SessionsTouched(touches) => {
+                for t in touches {
+                    self.touch_session(ctx, t.session_id);
+                }
+            }
             LeaderAction::LocalSyncReady { token } => {
                 // Mirrors `leader_actions`: the answer rides on this turn's
                 // batch, published after its commits; once that batch is
@@ -1522,6 +1943,7 @@ impl Server {
                                 txns: Vec::new(),
                                 writes: Vec::new(),
                                 syncs: vec![id],
+                                session_txns: Vec::new(),
                             });
                         }
                     }
@@ -1583,11 +2005,19 @@ impl Server {
     /// Mirrors `CommitShard::publish`: the batch's tree becomes what
     /// clients read; its writes and syncs are answered.
     fn publish(&mut self, ctx: &mut Ctx, mut b: PendingBatch) {
-        let fired: Vec<(i64, crate::tree::WatchTrigger)> = b
+        let mut fired: Vec<(i64, crate::tree::WatchTrigger)> = b
             .writes
             .iter_mut()
             .flat_map(|w| std::mem::take(&mut w.triggers).into_iter().map(|t| (w.zxid, t)))
             .collect();
+        if !b.session_txns.is_empty() {
+            fired.extend(
+                b.session_txns
+                    .iter_mut()
+                    .flat_map(|st| std::mem::take(&mut st.triggers).into_iter().map(|t| (st.zxid, t))),
+            );
+            fired.sort_by_key(|(zxid, _)| *zxid);
+        }
         self.fire_watches(ctx, fired);
         self.published_tree = b.tree;
         for (zxid, hash, digest) in &b.txns {
@@ -1601,6 +2031,22 @@ impl Server {
                 ctx.oracle.acknowledge_change(path, w.zxid);
             }
             ctx.write_acked(w.id, w.zxid);
+        }
+        for st in b.session_txns {
+            if let Some(session) = st.closed {
+                let left = self.published_tree.ephemerals_of(session);
+                ctx.session_closed(self.sid, session, st.zxid, &left);
+            }
+            if let Some((session, path)) = &st.ephemeral {
+                // Executed only while the session was in the table.
+                ctx.ephemeral_created(self.sid, *session, path, st.zxid, true);
+            }
+            if let Some(reply) = st.reply {
+                if let Some((_, hash, _)) = b.txns.iter().find(|(z, _, _)| *z == st.zxid) {
+                    ctx.oracle.acknowledge(st.zxid, *hash);
+                }
+                ctx.session_reply(self.sid, reply);
+            }
         }
         for id in &b.syncs {
             ctx.sync_answered(self.sid, *id, &self.published_tree);
@@ -1674,16 +2120,19 @@ impl Server {
                 // `ToCommit::Sync`: a reply entry in the batch, after the
                 // writes before it.
                 Input::ClientSync { id, .. } => batch.syncs.push(id),
+                input if input.is_session_op() => self.local_session_op(ctx, input, &mut batch),
                 _ => {}
             }
         }
+        self.expire_sessions(ctx, &mut batch);
         if !batch.logged.is_empty() || !batch.writes.is_empty() || !batch.syncs.is_empty() {
             let last_zxid = self.last_zxid;
             let tree = self.tree.clone();
-            let (logged, txns, writes, syncs) = (batch.logged, batch.txns, batch.writes, batch.syncs);
+            let (logged, txns, writes, syncs, session_txns) =
+                (batch.logged, batch.txns, batch.writes, batch.syncs, batch.session_txns);
             self.log_txns(ctx, logged);
             if let PeerRole::Standalone(s) = &mut self.role {
-                s.pending.push_back(PendingBatch { last_zxid, tree, txns, writes, syncs });
+                s.pending.push_back(PendingBatch { last_zxid, tree, txns, writes, syncs, session_txns });
             }
         }
         let durable = self.log.durable_through();
@@ -1738,6 +2187,11 @@ impl Server {
                 }
                 Input::ClientWrite { id, .. } => {
                     ctx.trace(self.sid, format!("client write #{id} reached a follower; dropped"));
+                }
+                input if input.is_session_op() => {
+                    if let Some(request) = self.learner_session_op(ctx, input) {
+                        self.send_to_leader(ctx, my_conn, &ToLeader::Request(request));
+                    }
                 }
                 Input::ClientSync { id, path } => {
                     // Mirrors `learner_request`'s `ToCommit::Sync` arm.
@@ -1818,7 +2272,17 @@ impl Server {
         match action {
             LearnerAction::Send(p) => self.send_to_leader(ctx, conn, &p),
             LearnerAction::PingReply { zxid } => {
-                self.send_to_leader(ctx, conn, &ToLeader::Ping { zxid, sessions: Vec::new() })
+                // Mirrors `learner_actions`: the sessions heard from since
+                // the last reply ride on it.
+                let sessions = std::mem::take(&mut f.touched)
+                    .into_iter()
+                    .filter_map(|id| {
+                        self.sessions
+                            .get(&id)
+                            .map(|&timeout_ms| crate::zab::packets::SessionTouch { session_id: id, timeout_ms })
+                    })
+                    .collect();
+                self.send_to_leader(ctx, conn, &ToLeader::Ping { zxid, sessions })
             }
             LearnerAction::PersistAcceptedEpoch(e) => {
                 self.persist_epoch(ctx, EpochFile::Accepted, e);
@@ -1872,6 +2336,7 @@ impl Server {
             LearnerAction::Revalidated { .. } => {}
             LearnerAction::Serving { epoch } => {
                 ctx.trace(self.sid, format!("SERVING epoch {epoch} at zxid 0x{:x}", self.last_zxid));
+                ctx.disturbed();
                 self.advertise_epoch(epoch);
                 ctx.oracle.check_serving(self.sid, epoch, &self.history, self.last_zxid, ctx.now);
                 if !self.is_voter() {
@@ -1888,18 +2353,122 @@ impl Server {
 
     /// Mirrors `quorum_peer::apply_committed` (without client replies).
     fn apply_committed(&mut self, ctx: &mut Ctx, zxid: i64, payload: Bytes) -> Result<(), String> {
-        let (hash, digest) = self.apply_logged(ctx, zxid, payload)?;
+        let (hash, digest, applied) = self.apply_logged(ctx, zxid, payload)?;
         ctx.oracle.commit(self.sid, self.is_voter(), zxid, hash, Some(digest), ctx.now);
+        self.learner_session_effects(ctx, zxid, hash, applied);
         Ok(())
     }
 
-    /// Applies one logged txn to tree, sessions and history: (hash, digest).
-    fn apply_logged(&mut self, ctx: &mut Ctx, zxid: i64, payload: Bytes) -> Result<(u64, i64), String> {
+    /// A session client's request on a learner: the REQUEST to forward
+    /// (`forward`'s session arms), or None (a ping, or turned away).
+    fn learner_session_op(&mut self, ctx: &mut Ctx, input: Input) -> Option<ForwardedRequest> {
+        let PeerRole::Following(f) = &mut self.role else { return None };
+        if !f.core.is_serving() {
+            if let Some(r) = input.session_refusal() {
+                ctx.session_reply(self.sid, r);
+            }
+            return None;
+        }
+        let request = |session_id, cxid, op_type, body| ForwardedRequest {
+            session_id,
+            cxid,
+            op_type,
+            body,
+            authinfo: Vec::new(),
+        };
+        match input {
+            Input::ClientConnect { client, timeout_ms } => {
+                let session_id = self.session_ids.next_id();
+                ctx.session_allocated(client, session_id);
+                f.connects.insert(session_id, client);
+                let body = Bytes::copy_from_slice(&timeout_ms.to_be_bytes());
+                Some(request(session_id, 0, crate::proto::op::CREATE_SESSION, body))
+            }
+            Input::ClientPing { session_id } => {
+                f.touched.insert(session_id);
+                None
+            }
+            Input::ClientEphemeral { client, session_id, path } => {
+                let cxid = client_cxid(client);
+                f.touched.insert(session_id);
+                let mut body = BytesMut::new();
+                let WriteOp::Create { op, path: p, data, acl, flags, ttl } = ephemeral_create(&path) else {
+                    return None;
+                };
+                let create = crate::proto::Request::Create {
+                    op,
+                    req: crate::proto::CreateRequest { path: p, data, acl, flags, ttl },
+                };
+                create.encode_body(&mut crate::jute::Writer::new(&mut body));
+                f.session_writes.insert((session_id, cxid), (client, path));
+                Some(request(session_id, cxid, op, body.freeze()))
+            }
+            Input::ClientClose { client, session_id } => {
+                f.closes.insert(session_id, client);
+                Some(request(session_id, 0, crate::proto::op::CLOSE_SESSION, Bytes::new()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Mirrors `apply_committed`'s session replies on a learner, and feeds
+    /// the sessions checker.
+    fn learner_session_effects(&mut self, ctx: &mut Ctx, zxid: i64, hash: u64, applied: Applied) {
+        let session = applied.session_id;
+        let mut reply = None;
+        match &applied.kind {
+            AppliedKind::CreateSession => {
+                if let PeerRole::Following(f) = &mut self.role {
+                    reply = f
+                        .connects
+                        .remove(&session)
+                        .map(|client| SessionReply::Connected { client, session_id: session });
+                }
+            }
+            AppliedKind::CloseSession => {
+                let left = self.tree.ephemerals_of(session);
+                ctx.session_closed(self.sid, session, zxid, &left);
+                if let PeerRole::Following(f) = &mut self.role {
+                    reply =
+                        f.closes.remove(&session).map(|client| SessionReply::Closed { client, session_id: session });
+                }
+            }
+            AppliedKind::Write { ok, ephemeral } => {
+                if let Some(path) = ephemeral {
+                    let live = self.sessions.contains_key(&session);
+                    ctx.ephemeral_created(self.sid, session, path, zxid, live);
+                }
+                if let PeerRole::Following(f) = &mut self.role {
+                    reply = f
+                        .session_writes
+                        .remove(&(session, applied.cxid))
+                        .map(|(client, path)| SessionReply::Created { client, session_id: session, path, ok: *ok });
+                }
+            }
+        }
+        if let Some(reply) = reply {
+            ctx.oracle.acknowledge(zxid, hash);
+            ctx.session_reply(self.sid, reply);
+        }
+    }
+
+    /// Applies one logged txn to tree, sessions and history: (hash, digest,
+    /// what it was).
+    fn apply_logged(&mut self, ctx: &mut Ctx, zxid: i64, payload: Bytes) -> Result<(u64, i64, Applied), String> {
         let hash = hash_txn(&payload);
         let logged =
             LoggedTxn::decode(payload).map_err(|e| format!("the leader's txn 0x{zxid:x} does not decode: {e}"))?;
         let h = logged.header;
-        let (_, triggers) = self.tree.apply_txn(&h, &logged.txn);
+        let (result, triggers) = self.tree.apply_txn(&h, &logged.txn);
+        let kind = match &logged.txn {
+            Txn::CreateSession { .. } => AppliedKind::CreateSession,
+            Txn::CloseSession { .. } => AppliedKind::CloseSession,
+            Txn::Create { path, ephemeral: true, .. } => {
+                AppliedKind::Write { ok: result.is_ok(), ephemeral: result.is_ok().then(|| path.clone()) }
+            }
+            _ => AppliedKind::Write { ok: result.is_ok() && h.op != crate::proto::op::ERROR, ephemeral: None },
+        };
+        let applied = Applied { session_id: h.session_id, cxid: h.cxid, kind };
         if !triggers.is_empty() {
             self.fire_watches(ctx, triggers.into_iter().map(|t| (zxid, t)).collect());
         }
@@ -1919,7 +2488,7 @@ impl Server {
         self.last_zxid = zxid;
         let digest = self.tree.digest();
         self.history.entries.insert(zxid, HistoryEntry { txn_hash: hash, digest });
-        Ok((hash, digest))
+        Ok((hash, digest, applied))
     }
 
     /// Mirrors `quorum_peer::install_snapshot`. The snapshot write and the
@@ -1960,6 +2529,7 @@ impl Server {
         self.tree = tree;
         self.last_zxid = zxid;
         self.sessions = sessions;
+        self.retouch_sessions(ctx);
         self.recent_txns.clear();
         self.log.restart_at(zxid);
         self.history = History { base_zxid: zxid, entries: BTreeMap::new() };

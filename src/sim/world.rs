@@ -12,6 +12,7 @@ use super::net::{ConnId, Dir, SimNet};
 use super::oracle::{Failure, Oracle};
 use super::peer::{Server, SIM_CLIENT_SESSION};
 use super::rng::{fnv1a, SimRng};
+use super::sessions::{ClientState, SessionClient, SessionOracle, SessionReply};
 use crate::tree::WriteOp;
 use crate::zab::election_wire::{quorum_config_text, LearnerType, QuorumServerSpec};
 use crate::zab::ensemble::{Ensemble, Sid};
@@ -48,6 +49,9 @@ pub struct SimConfig {
     /// Clients also set watches (exists with watch) and re-read the key,
     /// from their own random stream; off replays the runs from before.
     pub watches: bool,
+    /// Session clients (createSession, pings, an ephemeral, close or walk
+    /// away), from their own random stream; off replays the runs from before.
+    pub sessions: bool,
     /// Log writes and fsyncs fail (the server exits), restarts read damaged
     /// logs and snapshots (a refused start is wiped by the operator).
     /// Drawn from their own stream, so turning them off (with
@@ -135,11 +139,14 @@ pub enum Plant {
     /// A server fires a change's watch events only with the next change it
     /// makes visible: a reader can see the data before the event.
     EventAfterData,
+    /// The session expiry deadline is a quarter of the session's timeout:
+    /// a client pinging every third of it is expired while pinging.
+    ExpireEarly,
 }
 
 impl Plant {
     pub const NAMES: &'static str =
-        "ack-before-fsync, sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc, replay-skips-record, read-past-commit, event-after-data";
+        "ack-before-fsync, sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc, replay-skips-record, read-past-commit, event-after-data, expire-early";
 
     pub fn parse(name: &str) -> Option<Plant> {
         match name {
@@ -151,6 +158,7 @@ impl Plant {
             "replay-skips-record" => Some(Plant::ReplaySkipsRecord),
             "read-past-commit" => Some(Plant::ReadPastCommit),
             "event-after-data" => Some(Plant::EventAfterData),
+            "expire-early" => Some(Plant::ExpireEarly),
             _ => None,
         }
     }
@@ -213,6 +221,7 @@ impl SimConfig {
             sync_reads: true,
             plain_reads: true,
             watches: true,
+            sessions: true,
             disk_faults: true,
             clock_jumps: true,
             observers,
@@ -262,6 +271,12 @@ pub enum Ev {
     ClientRead,
     /// A client sets a watch (exists, watch=true) on a random serving server.
     ClientWatch,
+    /// A new session client connects to a random serving server.
+    SessionClientStart,
+    /// A session client pings its server (every third of its timeout).
+    SessionPing(u64),
+    /// A session client's next step (ephemeral, close, walk away).
+    SessionStep(u64),
     /// The watching client re-reads its key (`left` more times).
     WatchReread {
         session: i64,
@@ -364,9 +379,104 @@ pub struct Ctx {
     pub read_faults: u64,
     pub wipes: u64,
     pub clock_jumps: u64,
+    /// The session workload's own random stream.
+    pub session_rng: SimRng,
+    pub session_clients: BTreeMap<u64, SessionClient>,
+    /// Session id -> the client it was allocated for.
+    pub session_of: BTreeMap<i64, u64>,
+    pub sessions: SessionOracle,
+    pub sessions_established: u64,
+    /// The last fault or role change anywhere (the session expiry check
+    /// only judges quiet windows).
+    pub last_disturbance_ms: u64,
 }
 
 impl Ctx {
+    /// A fault or a role change happened now.
+    pub fn disturbed(&mut self) {
+        self.last_disturbance_ms = self.now;
+    }
+
+    /// A server allocated `session_id` for `client`'s createSession.
+    pub fn session_allocated(&mut self, client: u64, session_id: i64) {
+        self.session_of.insert(session_id, client);
+    }
+
+    /// What a server tells a session client.
+    pub fn session_reply(&mut self, sid: Sid, reply: SessionReply) {
+        let now = self.now;
+        let Some(c) = self.session_clients.get_mut(&reply.client()) else { return };
+        if c.sid != sid {
+            return;
+        }
+        let line = match &reply {
+            SessionReply::Connected { client, session_id } => {
+                if c.state == ClientState::Connecting {
+                    c.state = ClientState::Live;
+                    c.session_id = Some(*session_id);
+                    self.sessions_established += 1;
+                    let at = now + self.session_rng.range(100, 1_500);
+                    self.schedule(at, Ev::SessionStep(*client));
+                }
+                format!("session client {client} connected: session 0x{session_id:x}")
+            }
+            SessionReply::Closed { client, session_id } => {
+                c.state = ClientState::Done;
+                format!("session client {client} closed session 0x{session_id:x}")
+            }
+            SessionReply::Created { client, path, ok, .. } => {
+                if *ok {
+                    c.ephemeral = Some(path.clone());
+                }
+                format!("session client {client} created ephemeral {path}: {}", if *ok { "ok" } else { "refused" })
+            }
+            SessionReply::Refused { client } => {
+                if c.state == ClientState::Connecting {
+                    c.state = ClientState::Done;
+                }
+                format!("session client {client} turned away")
+            }
+        };
+        self.trace(sid, line);
+    }
+
+    /// The sessions checker's expiry rule: `sid`, leading (or standalone),
+    /// expires `session` now. A client still pinging its connected server
+    /// through a window of the timeout plus slack in which nothing was
+    /// disturbed must not lose its session.
+    pub fn session_expiring(&mut self, sid: Sid, session: i64) {
+        self.sessions.expiries += 1;
+        let Some(c) = self.session_of.get(&session).and_then(|client| self.session_clients.get(client)) else { return };
+        let slack = super::sessions::EXPIRY_SLACK_TICKS * self.knobs.tick_ms + super::sessions::EXPIRY_SLACK_NET_MS;
+        let window = c.timeout_ms + slack;
+        if c.pinging() && c.state == ClientState::Live && self.last_disturbance_ms + window < self.now {
+            let detail = format!(
+                "server {sid} expired session 0x{session:x} (timeout {} ms) while its client kept pinging server {} and nothing was disturbed for {} ms",
+                c.timeout_ms,
+                c.sid,
+                self.now - self.last_disturbance_ms
+            );
+            let now = self.now;
+            self.oracle.fail("sessions", detail, now);
+        }
+    }
+
+    /// `sid` applied (or published) the close of `session` at `zxid`.
+    pub fn session_closed(&mut self, sid: Sid, session: i64, zxid: i64, left: &[String]) {
+        if let Some(detail) = self.sessions.closed(sid, session, zxid, left) {
+            let now = self.now;
+            self.oracle.fail("sessions", detail, now);
+        }
+    }
+
+    /// `sid` applied (or published) an ephemeral create of `session`.
+    pub fn ephemeral_created(&mut self, sid: Sid, session: i64, path: &str, zxid: i64, live_here: bool) {
+        if let Some(detail) = self.sessions.ephemeral_created(sid, session, path, zxid, live_here) {
+            let now = self.now;
+            self.oracle.fail("sessions", detail, now);
+        }
+    }
+
     pub fn schedule(&mut self, at: u64, ev: Ev) {
         self.seq += 1;
         self.events.insert((at.max(self.now), self.seq), ev);
@@ -546,6 +656,11 @@ pub struct SimOutcome {
     pub read_faults: u64,
     pub wipes: u64,
     pub clock_jumps: u64,
+    /// Session clients that got a session, and sessions expired.
+    pub sessions_established: u64,
+    pub sessions_expired: u64,
+    pub session_closes_checked: u64,
+    pub ephemerals_checked: u64,
 }
 
 impl SimOutcome {
@@ -558,8 +673,8 @@ impl SimOutcome {
         let mut out = String::new();
         match &self.failure {
             None => out.push_str(&format!(
-                "seed {} ({} servers, {} observers): ok — {} events, {} writes submitted, {} acknowledged, {} syncs submitted, {} answered, {} plain reads, {} zxids committed, {} epochs, {} expected exits, {} damaged reads, {} wipes, {} clock jumps, trace {:016x}\n",
-                self.seed, self.servers, self.observers, self.events, self.writes_submitted, self.writes_acked, self.syncs_submitted, self.syncs_answered, self.plain_reads, self.committed_zxids, self.epochs, self.expected_exits, self.read_faults, self.wipes, self.clock_jumps, self.trace_hash
+                "seed {} ({} servers, {} observers): ok — {} events, {} writes submitted, {} acknowledged, {} syncs submitted, {} answered, {} plain reads, {} zxids committed, {} epochs, {} expected exits, {} damaged reads, {} wipes, {} clock jumps, {} sessions ({} expired, {} closes and {} ephemerals checked), trace {:016x}\n",
+                self.seed, self.servers, self.observers, self.events, self.writes_submitted, self.writes_acked, self.syncs_submitted, self.syncs_answered, self.plain_reads, self.committed_zxids, self.epochs, self.expected_exits, self.read_faults, self.wipes, self.clock_jumps, self.sessions_established, self.sessions_expired, self.session_closes_checked, self.ephemerals_checked, self.trace_hash
             )),
             Some(f) => {
                 out.push_str(&format!(
@@ -659,6 +774,12 @@ impl World {
             read_faults: 0,
             wipes: 0,
             clock_jumps: 0,
+            session_rng: SimRng::new(config.seed ^ 0x5E55_1011_0000_0008),
+            session_clients: BTreeMap::new(),
+            session_of: BTreeMap::new(),
+            sessions: SessionOracle::default(),
+            sessions_established: 0,
+            last_disturbance_ms: 0,
         };
         World { ctx, servers, config, next_write: 0, paused_for_sync: None }
     }
@@ -696,6 +817,10 @@ impl World {
         if self.config.watches {
             let first = self.ctx.watch_rng.range(500, 1_500);
             self.ctx.schedule(first, Ev::ClientWatch);
+        }
+        if self.config.sessions {
+            let first = self.ctx.session_rng.range(500, 1_500);
+            self.ctx.schedule(first, Ev::SessionClientStart);
         }
         if self.config.sync_reads {
             let first = self.ctx.sync_rng.range(500, 1_500);
@@ -747,6 +872,10 @@ impl World {
             read_faults: self.ctx.read_faults,
             wipes: self.ctx.wipes,
             clock_jumps: self.ctx.clock_jumps,
+            sessions_established: self.ctx.sessions_established,
+            sessions_expired: self.ctx.sessions.expiries,
+            session_closes_checked: self.ctx.sessions.closes_checked,
+            ephemerals_checked: self.ctx.sessions.ephemerals_checked,
         }
     }
 
@@ -862,16 +991,25 @@ impl World {
             Ev::ClientRead => self.client_read(),
             Ev::ClientWatch => self.client_watch(),
             Ev::WatchReread { session, left } => self.watch_reread(session, left),
+            Ev::SessionClientStart => self.session_client_start(),
+            Ev::SessionPing(client) => self.session_ping(client),
+            Ev::SessionStep(client) => self.session_step(client),
             Ev::PauseLeaderForSync => self.pause_leader_for_sync(),
             Ev::SyncReadAt { sid, path } => {
                 self.paused_for_sync = None;
                 self.sync_read(sid, path)
             }
-            Ev::FaultTick => self.fault_tick(),
+            Ev::FaultTick => {
+                if self.ctx.now < self.config.fault_end_ms {
+                    self.ctx.disturbed();
+                }
+                self.fault_tick()
+            }
             Ev::Restart(sid) => self.restart(sid),
             Ev::OperatorWipe(sid) => self.operator_wipe(sid),
             Ev::ClockJump => self.clock_jump(),
             Ev::Resume(sid) => {
+                self.ctx.disturbed();
                 let now = self.ctx.now;
                 if let Some(s) = self.servers.get_mut((sid - 1) as usize) {
                     if s.up && s.paused_until <= now && s.paused_until > 0 {
@@ -882,6 +1020,7 @@ impl World {
                 }
             }
             Ev::Heal(pairs) => {
+                self.ctx.disturbed();
                 for p in &pairs {
                     self.ctx.net.blocked.remove(p);
                 }
@@ -889,6 +1028,7 @@ impl World {
                 self.after_heal();
             }
             Ev::HealAll => {
+                self.ctx.disturbed();
                 self.ctx.net.blocked.clear();
                 self.ctx.heal_ms = Some(self.ctx.now);
                 self.ctx.trace(0, "HEAL ALL: partitions healed, every server up and running".into());
@@ -1150,6 +1290,159 @@ impl World {
         self.ctx.schedule(at, Ev::WatchReread { session, left: 5 });
     }
 
+    /// A new session client connects to a serving, running server
+    /// (createSession), with a timeout of 1.2-4 s.
+    fn session_client_start(&mut self) {
+        let now = self.ctx.now;
+        if now + self.config.quiet_tail_ms < self.config.duration_ms {
+            let gap = self.ctx.session_rng.range(200, 1_200);
+            self.ctx.schedule(now + gap, Ev::SessionClientStart);
+        }
+        let serving: Vec<Sid> =
+            self.servers.iter().filter(|s| s.can_run(now) && s.is_serving()).map(|s| s.sid).collect();
+        let Some(target) = self.ctx.session_rng.pick(&serving) else { return };
+        let timeout_ms = self.ctx.session_rng.range(12, 40) * 100;
+        let client = self.ctx.token();
+        let Some(s) = self.servers.get_mut((target - 1) as usize) else { return };
+        let generation = s.client_generation;
+        self.ctx.session_clients.insert(
+            client,
+            SessionClient {
+                sid: target,
+                generation,
+                timeout_ms,
+                session_id: None,
+                state: ClientState::Connecting,
+                ephemeral: None,
+            },
+        );
+        self.ctx.trace(target, format!("session client {client} connects (timeout {timeout_ms} ms)"));
+        s.push_input(&mut self.ctx, super::peer::Input::ClientConnect { client, timeout_ms: timeout_ms as i32 });
+        self.ctx.schedule(now + timeout_ms / 3, Ev::SessionPing(client));
+    }
+
+    /// A session client pings its server while the connection lives (a
+    /// paused server's socket buffers the ping); a lost connection ends
+    /// the client (it stops pinging; its session must then expire).
+    fn session_ping(&mut self, client: u64) {
+        let now = self.ctx.now;
+        let Some(c) = self.ctx.session_clients.get(&client).cloned() else { return };
+        if !c.pinging() {
+            return;
+        }
+        if now + self.config.quiet_tail_ms >= self.config.duration_ms {
+            // The quiet tail: clients walk away, so their sessions expire
+            // (and commit everywhere) well before convergence is judged.
+            if let Some(c) = self.ctx.session_clients.get_mut(&client) {
+                c.state = ClientState::Quiet(now);
+            }
+            return;
+        }
+        let connected =
+            self.servers.get((c.sid - 1) as usize).is_some_and(|s| s.up && s.client_generation == c.generation);
+        if !connected {
+            if let Some(c) = self.ctx.session_clients.get_mut(&client) {
+                c.state = ClientState::Quiet(now);
+            }
+            self.ctx.trace(c.sid, format!("session client {client} lost its connection; stops pinging"));
+            return;
+        }
+        if let (Some(session_id), Some(s)) = (c.session_id, self.servers.get_mut((c.sid - 1) as usize)) {
+            s.push_input(&mut self.ctx, super::peer::Input::ClientPing { session_id });
+        }
+        self.ctx.schedule(now + c.timeout_ms / 3, Ev::SessionPing(client));
+    }
+
+    /// A live session client's next step: create its ephemeral, or end
+    /// (close the session, or walk away and stop pinging).
+    fn session_step(&mut self, client: u64) {
+        let now = self.ctx.now;
+        let Some(c) = self.ctx.session_clients.get(&client).cloned() else { return };
+        let Some(session_id) = c.session_id else { return };
+        if c.state != ClientState::Live {
+            return;
+        }
+        let Some(s) = self.servers.get_mut((c.sid - 1) as usize) else { return };
+        if !s.up || s.client_generation != c.generation {
+            return; // the next ping notices
+        }
+        if c.ephemeral.is_none() && self.ctx.session_rng.chance(70) {
+            let path = format!("/e{client}");
+            self.ctx.trace(c.sid, format!("session client {client} creates ephemeral {path}"));
+            s.push_input(&mut self.ctx, super::peer::Input::ClientEphemeral { client, session_id, path });
+            let at = now + self.ctx.session_rng.range(300, 4_000);
+            self.ctx.schedule(at, Ev::SessionStep(client));
+            return;
+        }
+        if self.ctx.session_rng.chance(50) {
+            self.ctx.trace(c.sid, format!("session client {client} closes session 0x{session_id:x}"));
+            if let Some(c) = self.ctx.session_clients.get_mut(&client) {
+                c.state = ClientState::Closing;
+            }
+            s.push_input(&mut self.ctx, super::peer::Input::ClientClose { client, session_id });
+        } else {
+            self.ctx.trace(c.sid, format!("session client {client} walks away from session 0x{session_id:x}"));
+            if let Some(c) = self.ctx.session_clients.get_mut(&client) {
+                c.state = ClientState::Quiet(now);
+            }
+        }
+    }
+
+    /// The end of a run, sessions: a session whose client stopped pinging
+    /// (or asked to close) long enough ago, with the world quiet since, is
+    /// gone on every server; every ephemeral's owner is a session its
+    /// server holds.
+    fn final_session_checks(&mut self) {
+        let now = self.ctx.now;
+        for s in &self.servers {
+            for (owner, paths) in s.tree.ephemerals_by_session() {
+                if !s.holds_session(owner) {
+                    let detail = format!(
+                        "server {} holds ephemerals {paths:?} of session 0x{owner:x}, which it does not hold",
+                        s.sid
+                    );
+                    self.ctx.oracle.fail("sessions", detail, now);
+                    return;
+                }
+            }
+            // Only where sessions expire (an established leader, a
+            // standalone server): a SNAP-synced learner may hold a session
+            // that never committed (production sends the leader's current
+            // session table with the published tree; docs/simulation.md,
+            // open findings), and only a leader would ever expire it.
+            if !s.is_established_leader() {
+                continue;
+            }
+            for session in s.session_ids_held() {
+                let Some(c) = self.ctx.session_of.get(&session).and_then(|client| self.ctx.session_clients.get(client))
+                else {
+                    let detail = format!("server {} holds session 0x{session:x}, which no client asked for", s.sid);
+                    self.ctx.oracle.fail("sessions", detail, now);
+                    return;
+                };
+                let stopped = match c.state {
+                    ClientState::Quiet(at) => Some(at),
+                    ClientState::Closing | ClientState::Done => Some(0),
+                    ClientState::Connecting | ClientState::Live => None,
+                };
+                let bound = c.timeout_ms + super::sessions::GONE_BY_MS;
+                if let Some(at) = stopped {
+                    let since = at.max(self.ctx.last_disturbance_ms);
+                    if since + bound < now {
+                        let detail = format!(
+                            "server {} still holds session 0x{session:x} (timeout {} ms) {} ms after its client stopped pinging or closed it (quiet since t={since})",
+                            s.sid,
+                            c.timeout_ms,
+                            now - at.max(1)
+                        );
+                        self.ctx.oracle.fail("sessions", detail, now);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
     /// The watching client reads its key again: if the data shows a change
     /// after the version it watched, its event must have come first.
     fn watch_reread(&mut self, session: i64, left: u32) {
@@ -1216,6 +1509,7 @@ impl World {
             return;
         };
         self.paused_for_sync = Some(victim);
+        self.ctx.disturbed();
         let sync_ms = self.ctx.knobs.tick_ms * self.ctx.knobs.sync_limit_ticks;
         let pause = sync_ms + self.ctx.sync_rng.range(1_500, 3_000);
         if let Some(s) = self.servers.get_mut((victim - 1) as usize) {
@@ -1340,6 +1634,7 @@ impl World {
                 return;
             }
         }
+        self.final_session_checks();
     }
 }
 

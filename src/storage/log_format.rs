@@ -582,7 +582,9 @@ pub fn truncated_file(file: &[u8], scan: &ScanResult, zxid: i64) -> Result<Vec<u
     // Records are in increasing zxid order (the scan checks it).
     let kept = scan.records.partition_point(|r| r.zxid <= zxid);
     let Some(first_dropped) = scan.records.get(kept) else {
-        return Ok(slice(0..scan.valid_end as usize)?.to_vec());
+        // The last batch's padding may lie past the end of a file cut short
+        // mid-block (a torn write-back): keep what is there.
+        return Ok(slice(0..(scan.valid_end as usize).min(file.len()))?.to_vec());
     };
     let cut = first_dropped.batch_offset as usize;
     let mut out = slice(0..cut)?.to_vec();
@@ -914,6 +916,24 @@ mod tests {
     /// Records of `scan` up to `zxid`, with their payloads.
     fn kept(batches: &[Batch], zxid: i64) -> Vec<(i64, Vec<u8>)> {
         flatten(batches).into_iter().filter(|(z, _)| *z <= zxid).collect()
+    }
+
+    /// A file cut short inside its last batch's padding (a torn write-back
+    /// that kept every record byte) still scans Clean; a TRUNC above
+    /// everything keeps it whole instead of failing (found by the simulator:
+    /// the TRUNC before a SNAP install failed, and the learner lost its log).
+    #[test]
+    fn truncated_file_above_everything_keeps_a_file_cut_inside_padding() {
+        let (mut file, extents) = build(&simple_batches(), 0);
+        let last_start = extents.last().unwrap().0;
+        let scan_whole = scan_log(&file, BS).unwrap();
+        let last_payload_end = scan_whole.records.last().unwrap().payload.end;
+        file.truncate(last_payload_end + 1);
+        assert!(file.len() > last_start && file.len() < extents.last().unwrap().1);
+        let scan = scan_log(&file, BS).unwrap();
+        assert_eq!((scan.records.len(), scan.tail.clone()), (scan_whole.records.len(), Tail::Clean));
+        let copy = truncated_file(&file, &scan, 100).unwrap();
+        assert_eq!(copy, file);
     }
 
     #[test]

@@ -1,0 +1,153 @@
+//! The session workload's clients and the `sessions` checker.
+//!
+//! A client connects to one serving server (createSession: executed by a
+//! leader or standalone server, forwarded to the leader by a learner, as
+//! production does), pings it every third of its timeout while the
+//! connection lives, maybe creates one ephemeral, and then either closes
+//! its session or walks away (stops pinging). The servers run the
+//! production session table and `session::ExpiryQueue` on their own clock.
+//!
+//! The checker (`sessions`):
+//! * an ephemeral's create commits only while its owner session is live on
+//!   the server that applies it, and never after the session's close;
+//! * once the closeSession / expiry txn of a session is applied (leader's
+//!   publish, learner's apply), that server holds no ephemeral of it (and,
+//!   by `agreement`, every server closes it at the same zxid);
+//! * no session expires while its client keeps pinging a connected server
+//!   and nothing disturbed the world (fault, role change) for the session's
+//!   timeout plus `EXPIRY_SLACK_TICKS` ticks and 50 ms of network;
+//! * at the end, a session whose client stopped pinging long enough ago is
+//!   gone everywhere, and every ephemeral's owner is a live session there.
+
+use std::collections::BTreeMap;
+
+use crate::zab::ensemble::Sid;
+
+/// What the expiry checker allows beyond a session's timeout, in ticks:
+/// one for the expiry queue's rounding up to a tick boundary, one for a
+/// learner's touches riding on its next reply to the leader's ping.
+pub const EXPIRY_SLACK_TICKS: u64 = 2;
+/// And for the network between a learner and its leader, ms.
+pub const EXPIRY_SLACK_NET_MS: u64 = 50;
+/// At the end, a session abandoned (or left quiet) longer ago than its
+/// timeout plus this must be gone everywhere.
+pub const GONE_BY_MS: u64 = 3_000;
+
+/// What a server tells a session client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionReply {
+    Connected {
+        client: u64,
+        session_id: i64,
+    },
+    Closed {
+        client: u64,
+        session_id: i64,
+    },
+    /// The ephemeral create committed (`ok`) or was refused.
+    Created {
+        client: u64,
+        session_id: i64,
+        path: String,
+        ok: bool,
+    },
+    /// Turned away (not serving, or the session is gone).
+    Refused {
+        client: u64,
+    },
+}
+
+impl SessionReply {
+    pub fn client(&self) -> u64 {
+        match self {
+            SessionReply::Connected { client, .. }
+            | SessionReply::Closed { client, .. }
+            | SessionReply::Created { client, .. }
+            | SessionReply::Refused { client } => *client,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientState {
+    Connecting,
+    Live,
+    /// Sent closeSession; no more pings.
+    Closing,
+    /// Stopped pinging at this time (walked away, or lost its connection).
+    Quiet(u64),
+    Done,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionClient {
+    pub sid: Sid,
+    /// The server's `client_generation` when the client connected: the
+    /// connection lives while it is unchanged.
+    pub generation: u64,
+    pub timeout_ms: u64,
+    pub session_id: Option<i64>,
+    pub state: ClientState,
+    pub ephemeral: Option<String>,
+}
+
+impl SessionClient {
+    pub fn pinging(&self) -> bool {
+        matches!(self.state, ClientState::Connecting | ClientState::Live)
+    }
+}
+
+/// The sessions checker's memory.
+#[derive(Debug, Default)]
+pub struct SessionOracle {
+    /// session -> the zxid of the txn that closed it (close or expiry).
+    pub closed_at: BTreeMap<i64, i64>,
+    pub expiries: u64,
+    pub closes_checked: u64,
+    pub ephemerals_checked: u64,
+}
+
+impl SessionOracle {
+    /// `sid` applied (or published) the close of `session` at `zxid`,
+    /// leaving `left` ephemerals of it: None when all is well.
+    pub fn closed(&mut self, sid: Sid, session: i64, zxid: i64, left: &[String]) -> Option<String> {
+        self.closes_checked += 1;
+        if !left.is_empty() {
+            return Some(format!(
+                "server {sid} closed session 0x{session:x} at 0x{zxid:x} and still holds its ephemerals {left:?}"
+            ));
+        }
+        // The first close counts (a session may be closed twice: its
+        // client's close and an expiry both in flight); agreement makes the
+        // zxids the same on every server.
+        let first = self.closed_at.entry(session).or_insert(zxid);
+        *first = (*first).min(zxid);
+        None
+    }
+
+    /// `sid` applied the create of an ephemeral of `session` at `zxid`;
+    /// `live_here`: the session is in that server's table.
+    pub fn ephemeral_created(
+        &mut self,
+        sid: Sid,
+        session: i64,
+        path: &str,
+        zxid: i64,
+        live_here: bool,
+    ) -> Option<String> {
+        self.ephemerals_checked += 1;
+        if let Some(&closed) = self.closed_at.get(&session) {
+            if closed < zxid {
+                return Some(format!(
+                    "server {sid} created ephemeral {path} of session 0x{session:x} at 0x{zxid:x}, after the session closed at 0x{closed:x}"
+                ));
+            }
+        }
+        if !live_here {
+            return Some(format!(
+                "server {sid} created ephemeral {path} of session 0x{session:x} at 0x{zxid:x}, a session it does not hold"
+            ));
+        }
+        None
+    }
+}
