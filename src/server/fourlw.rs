@@ -413,12 +413,7 @@ pub fn format_report(cmd: &str, parts: &[ShardReport], view: &CommitView<'_>) ->
 /// dumps them: `zk_<namespace>_<metric>`.
 fn quota_mntr(s: &mut String, view: &CommitView<'_>) {
     let m = view.tree.quota_metrics();
-    for (name, map) in [
-        ("quota_count_limit_per_namespace", &m.count_limit),
-        ("quota_bytes_limit_per_namespace", &m.bytes_limit),
-        ("quota_count_usage_per_namespace", &m.count_usage),
-        ("quota_bytes_usage_per_namespace", &m.bytes_usage),
-    ] {
+    for (name, map) in m.gauge_sets() {
         for (namespace, value) in map {
             let _ = writeln!(s, "zk_{namespace}_{name}\t{value}");
         }

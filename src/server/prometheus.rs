@@ -236,12 +236,7 @@ fn apache_metrics(f: &mut Families, parts: &[ShardReport], view: &CommitView<'_>
 /// metric per namespace labelled `key` (Apache's Prometheus label).
 fn quota_metrics(f: &mut Families, view: &CommitView<'_>) {
     let m = view.tree.quota_metrics();
-    for (name, map) in [
-        ("quota_count_limit_per_namespace", &m.count_limit),
-        ("quota_bytes_limit_per_namespace", &m.bytes_limit),
-        ("quota_count_usage_per_namespace", &m.count_usage),
-        ("quota_bytes_usage_per_namespace", &m.bytes_usage),
-    ] {
+    for (name, map) in m.gauge_sets() {
         let metrics = map.iter().map(|(ns, v)| gauge_metric(&[("key", ns.clone())], *v as f64)).collect();
         f.family(name, name, MetricType::GAUGE, metrics);
     }

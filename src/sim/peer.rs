@@ -1530,19 +1530,8 @@ impl Server {
         timeout_ms: i32,
         batch: &mut LeaderBatch,
     ) -> i64 {
-        self.last_zxid += 1;
-        let zxid = self.last_zxid;
-        let header = TxnHeader {
-            session_id,
-            cxid,
-            zxid,
-            time_ms: SIM_WALL_CLOCK_BASE_MS + ctx.now as i64,
-            op: crate::proto::op::CREATE_SESSION,
-        };
         let txn = Txn::CreateSession { timeout_ms };
-        let _ = self.tree.apply_txn(&header, &txn);
-        let digest = Some(self.tree.txn_digest());
-        self.push_logged(&header, &txn, digest, batch);
+        let zxid = self.log_session_txn(ctx, session_id, cxid, crate::proto::op::CREATE_SESSION, &txn, true, batch);
         self.sessions.insert(session_id, timeout_ms);
         self.touch_session(ctx, session_id);
         zxid
@@ -1557,18 +1546,30 @@ impl Server {
         code: crate::proto::ErrorCode,
         batch: &mut LeaderBatch,
     ) -> i64 {
+        let txn = Txn::Error { err: code.code() };
+        self.log_session_txn(ctx, session_id, cxid, crate::proto::op::ERROR, &txn, false, batch)
+    }
+
+    /// A txn the leader writes for a session without executing a client
+    /// write (createSession, an error txn): the next zxid, applied and
+    /// logged, with the tree digest when `with_digest`.
+    #[allow(clippy::too_many_arguments)]
+    fn log_session_txn(
+        &mut self,
+        ctx: &Ctx,
+        session_id: i64,
+        cxid: i32,
+        op: i32,
+        txn: &Txn,
+        with_digest: bool,
+        batch: &mut LeaderBatch,
+    ) -> i64 {
         self.last_zxid += 1;
         let zxid = self.last_zxid;
-        let header = TxnHeader {
-            session_id,
-            cxid,
-            zxid,
-            time_ms: SIM_WALL_CLOCK_BASE_MS + ctx.now as i64,
-            op: crate::proto::op::ERROR,
-        };
-        let txn = Txn::Error { err: code.code() };
-        let _ = self.tree.apply_txn(&header, &txn);
-        self.push_logged(&header, &txn, None, batch);
+        let header = TxnHeader { session_id, cxid, zxid, time_ms: SIM_WALL_CLOCK_BASE_MS + ctx.now as i64, op };
+        let _ = self.tree.apply_txn(&header, txn);
+        let digest = with_digest.then(|| self.tree.txn_digest());
+        self.push_logged(&header, txn, digest, batch);
         zxid
     }
 

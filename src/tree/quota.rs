@@ -455,6 +455,18 @@ pub struct QuotaMetrics {
     pub bytes_usage: BTreeMap<String, i64>,
 }
 
+impl QuotaMetrics {
+    /// Each gauge set under its Apache metric name (mntr and Prometheus).
+    pub fn gauge_sets(&self) -> [(&'static str, &BTreeMap<String, i64>); 4] {
+        [
+            ("quota_count_limit_per_namespace", &self.count_limit),
+            ("quota_bytes_limit_per_namespace", &self.bytes_limit),
+            ("quota_count_usage_per_namespace", &self.count_usage),
+            ("quota_bytes_usage_per_namespace", &self.bytes_usage),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
