@@ -138,6 +138,27 @@ def pick_unused_ports(count):
     return ports
 
 
+def closing_clients(new_client):
+    """For a fixture: yields a factory of kazoo clients made by
+    `new_client(**kwargs)` (timeout 10 s unless given), then stops and
+    closes every client it made."""
+    clients = []
+
+    def make(**kwargs):
+        kwargs.setdefault("timeout", 10.0)
+        client = new_client(**kwargs)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        try:
+            client.stop()
+            client.close()
+        except Exception:
+            pass
+
+
 def four_letter_word(hostport, command, timeout=5.0):
     """Send a 4lw command and return the whole reply (the server closes the socket)."""
     host, port = hostport.rsplit(":", 1)

@@ -27,7 +27,7 @@ from kazoo.protocol.states import EventType
 from kazoo.protocol.serialization import Create
 from kazoo.security import OPEN_ACL_UNSAFE, ACL, Id, Permissions, make_digest_acl
 
-from conftest import SUPER_AUTH, four_letter_word, is_ensemble
+from conftest import SUPER_AUTH, closing_clients, four_letter_word, is_ensemble
 from zkext import (
     NODE_CHILDREN_CHANGED,
     NODE_CREATED,
@@ -57,22 +57,13 @@ def catch_up(client, path):
 @pytest.fixture
 def make_client(zk_hosts):
     """Factory for started ExtKazooClients; all are stopped at the end."""
-    clients = []
 
-    def make(hosts=None, **kwargs):
-        kwargs.setdefault("timeout", 10.0)
+    def new_client(hosts=None, **kwargs):
         client = ExtKazooClient(hosts=hosts or zk_hosts, **kwargs)
         client.start(timeout=15)
-        clients.append(client)
         return client
 
-    yield make
-    for client in clients:
-        try:
-            client.stop()
-            client.close()
-        except Exception:
-            pass
+    yield from closing_clients(new_client)
 
 
 @pytest.fixture

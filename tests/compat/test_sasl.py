@@ -29,7 +29,7 @@ from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KeeperState
 from kazoo.security import make_acl
 
-from conftest import ServerProcess, in_ci, is_ensemble, server_kind
+from conftest import ServerProcess, closing_clients, in_ci, is_ensemble, server_kind
 from zkext import wait_until
 
 pytestmark = pytest.mark.skipif(is_ensemble(), reason="SASL is per connection; covered by the single-server run")
@@ -91,21 +91,7 @@ def sasl_server():
 
 @pytest.fixture
 def get_client(sasl_server):
-    clients = []
-
-    def make(**kwargs):
-        kwargs.setdefault("timeout", 10.0)
-        client = KazooClient(hosts=sasl_server.hostport, **kwargs)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        try:
-            client.stop()
-            client.close()
-        except Exception:
-            pass
+    yield from closing_clients(lambda **kwargs: KazooClient(hosts=sasl_server.hostport, **kwargs))
 
 
 @pytest.fixture
