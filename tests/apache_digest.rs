@@ -18,12 +18,14 @@
 
 #[path = "common/apache.rs"]
 mod apache_proc;
+mod common;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::create_op;
 use zoocore::client::Client;
 use zoocore::proto::{op, open_acl_unsafe, perms, Acl, CreateMode, CreateRequest, Id, MultiOp, PathVersion, Request};
 use zoocore::storage::apache::digest::{DigestCheck, DigestVerifier};
@@ -93,19 +95,6 @@ impl Apache {
 
 fn apache_available() -> bool {
     apache_proc::apache_available("the Apache digest test")
-}
-
-fn create_op(path: &str, data: &'static [u8]) -> MultiOp {
-    MultiOp::Create {
-        op: op::CREATE,
-        req: CreateRequest {
-            path: path.into(),
-            data: Some(Bytes::from_static(data)),
-            acl: open_acl_unsafe(),
-            flags: 0,
-            ttl: None,
-        },
-    }
 }
 
 /// Every kind of txn, refused ones included.

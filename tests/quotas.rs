@@ -9,11 +9,10 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use common::{wait_until, ServerOptions, TestServer};
+use common::{create_op, wait_until, ServerOptions, TestServer};
 use zoocore::client::{Client, ClientError};
 use zoocore::proto::records::*;
-use zoocore::proto::types::{op, open_acl_unsafe, CreateMode, ErrorCode};
+use zoocore::proto::types::{open_acl_unsafe, CreateMode, ErrorCode};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -66,19 +65,6 @@ fn quota_exceeded(r: Result<impl std::fmt::Debug, ClientError>) -> bool {
 
 fn mntr_value(s: &TestServer, key: &str) -> Option<String> {
     s.four_letter("mntr").lines().find_map(|l| l.strip_prefix(&format!("{key}\t")).map(str::to_owned))
-}
-
-fn create_op(path: &str, data: &'static [u8]) -> MultiOp {
-    MultiOp::Create {
-        op: op::CREATE,
-        req: CreateRequest {
-            path: path.into(),
-            data: Some(Bytes::from_static(data)),
-            acl: open_acl_unsafe(),
-            flags: 0,
-            ttl: None,
-        },
-    }
 }
 
 #[test]

@@ -332,3 +332,17 @@ pub fn write_multi_and_bulk(c: &zoocore::client::Client, restricted: &[Acl], ope
         }
     }
 }
+
+/// A multi op creating a persistent, world-open node.
+pub fn create_op(path: &str, data: &'static [u8]) -> zoocore::proto::MultiOp {
+    zoocore::proto::MultiOp::Create {
+        op: zoocore::proto::op::CREATE,
+        req: zoocore::proto::CreateRequest {
+            path: path.into(),
+            data: Some(bytes::Bytes::from_static(data)),
+            acl: zoocore::proto::open_acl_unsafe(),
+            flags: 0,
+            ttl: None,
+        },
+    }
+}
