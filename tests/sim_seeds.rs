@@ -289,7 +289,9 @@ fn plant_catches(plant: Plant, servers: usize, seeds: std::ops::Range<u64>, chec
 /// servers), 39 (5). The same seeds pass unplanted (the fixed ranges).
 #[test]
 fn planted_commit_on_minority_is_caught() {
-    let checkers = ["no-acked-write-lost", "recovery-equals-live", "agreement"];
+    // `sessions` too: a SNAP labelled with the core's commit point carries
+    // the early-published tree and its session table, ahead of that label.
+    let checkers = ["no-acked-write-lost", "recovery-equals-live", "agreement", "sessions"];
     let three = plant_catches(Plant::CommitOnMinority, 3, 0..30, &checkers);
     let five = plant_catches(Plant::CommitOnMinority, 5, 0..30, &checkers);
     assert!(three >= 8 && five >= 5, "commit-on-minority caught on {three} (3 servers) and {five} (5) of 30 seeds");
@@ -391,4 +393,33 @@ fn sessions_live_expire_close_and_hold_their_ephemerals() {
             out.report()
         );
     }
+}
+
+/// A SNAP that carries the leader's live session table (ahead of the
+/// published tree by the batches in flight; zoocore before session 7, seed
+/// 91's finding) gives a learner sessions that are not committed yet, or
+/// takes away ones whose close is not: caught by `sessions` when the SNAP
+/// is installed (the oracle knows which createSession / close txns
+/// committed at or below the snapshot's zxid), and at the end when an
+/// observer keeps a session nobody expires. The fixed ranges pass unplanted.
+#[test]
+fn planted_snap_live_sessions_is_caught() {
+    let three = plant_catches(Plant::SnapLiveSessions, 3, 0..20, &["sessions"]);
+    let five = plant_catches(Plant::SnapLiveSessions, 5, 0..20, &["sessions"]);
+    assert!(three >= 3 && five >= 3, "snap-live-sessions caught on {three} (3 servers) and {five} (5) of 20 seeds");
+}
+
+/// Seed 91 (3 servers, 2 observers): with the live table an observer kept
+/// a session whose createSession never committed for good; with the table
+/// as of the published batch every serving server's table is judged at
+/// the end, and SNAP tables are judged at install.
+#[test]
+fn seed_91_snap_carries_the_published_session_table() {
+    let out = run_seed(91, 3);
+    assert!(out.passed(), "{}", out.report());
+    assert!(out.snapshot_session_tables_checked > 0, "{}", out.report());
+    let mut planted = SimConfig::from_seed(91, 3);
+    planted.knobs.plant = Some(Plant::SnapLiveSessions);
+    let out = run(planted);
+    assert_eq!(out.failure.as_ref().map(|f| f.checker), Some("sessions"), "{}", out.report());
 }

@@ -52,7 +52,8 @@ struct Args {
     no_sessions: bool,
     /// Plant a known bug in the simulator's glue: ack-before-fsync,
     /// sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc,
-    /// replay-skips-record, read-past-commit, event-after-data, expire-early.
+    /// replay-skips-record, read-past-commit, event-after-data, expire-early,
+    /// snap-live-sessions.
     #[arg(long)]
     plant: Option<String>,
     /// Observers beside the voters (default: drawn from the seed, 0-2).

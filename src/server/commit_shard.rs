@@ -31,7 +31,7 @@ use crate::server::recovery::Recovered;
 use crate::server::snapshots::{SnapshotPolicy, Snapshotter};
 use crate::server::stats::ServerStats;
 use crate::session::expiry::next_tick_boundary_ms;
-use crate::session::{session_password, ExpiryQueue, SessionIdAllocator};
+use crate::session::{session_password, ExpiryQueue, PublishedSessions, SessionChange, SessionIdAllocator};
 use crate::storage::txn::{encode_txn, Txn, TxnHeader};
 use crate::tree::{DataTree, MultiOpResult, TxnContext, WriteOp, WriteResult};
 
@@ -100,6 +100,9 @@ pub struct CommitShard {
     pub(super) next_reap_ms: i64,
     /// The tree of the last batch published to workers: the committed state.
     pub(super) published_tree: DataTree,
+    /// The session table of that same moment (`sessions` runs ahead of it
+    /// on a leader). Reset wherever `published_tree` is reset.
+    pub(super) published_sessions: PublishedSessions,
     /// The newest logged txns (for DIFFs when this server leads).
     pub(super) recent_txns: VecDeque<(i64, Bytes)>,
     /// Election, proposal and ack latencies (ensemble members).
@@ -160,6 +163,11 @@ impl CommitShard {
         let seed = (wall_clock_ms() as u64) ^ ((std::process::id() as u64) << 32);
         CommitShard {
             published_tree: recovered.tree.clone(),
+            published_sessions: {
+                let mut published = PublishedSessions::default();
+                published.reset(recovered.sessions.iter().map(|(id, t)| (*id, *t)));
+                published
+            },
             quorum_metrics: Default::default(),
             leader_report: Default::default(),
             quota_exceeded: BTreeMap::new(),
@@ -281,11 +289,17 @@ impl CommitShard {
 
     /// The batch as every worker will see it: the tree as of its end.
     pub(super) fn seal(&self, batch: BatchBuilder) -> Arc<CommitBatch> {
-        Arc::new(CommitBatch { tree: self.tree.clone(), last_zxid: self.last_zxid, entries: batch.entries })
+        Arc::new(CommitBatch {
+            tree: self.tree.clone(),
+            last_zxid: self.last_zxid,
+            entries: batch.entries,
+            session_changes: batch.session_changes,
+        })
     }
 
     pub(super) async fn publish(&mut self, shared: Arc<CommitBatch>) {
         self.published_tree = shared.tree.clone();
+        self.published_sessions.apply(&shared.session_changes);
         self.stats.set_last_zxid(shared.last_zxid);
         self.stats.set_node_count(shared.tree.node_count() as u64);
         // Every worker with room gets the batch at once; only then wait for
@@ -366,6 +380,7 @@ impl CommitShard {
                 batch.log(&header, &txn, Some(self.tree.txn_digest()));
                 self.sessions
                     .insert(session_id, SessionEntry { timeout_ms, owner: Some(conn), holder: SessionHolder::Here });
+                batch.session_changes.push(SessionChange::Opened { id: session_id, timeout_ms });
                 self.expiry.touch(session_id, timeout_ms as i64, now);
                 self.stats.sessions_changed(self.sessions.len() as u64);
                 batch.entries.push(BatchEntry::Txn {
@@ -568,6 +583,7 @@ impl CommitShard {
     /// fire, and the worker drops the connection after any reply.
     pub(super) fn close_session(&mut self, batch: &mut BatchBuilder, session_id: i64, reply: Option<Reply>) {
         self.sessions.remove(&session_id);
+        batch.session_changes.push(SessionChange::Closed { id: session_id });
         self.expiry.remove(session_id);
         self.stats.sessions_changed(self.sessions.len() as u64);
         let (zxid, _result, triggers) = self.execute(batch, session_id, 0, &WriteOp::CloseSession, &ServerIdentity);
@@ -691,6 +707,8 @@ pub(super) struct BatchBuilder {
     /// (zxid, tree digest after it) of this batch's txns that belong in the
     /// digest history (`DigestLog`).
     pub(super) digest_marks: Vec<(i64, i64)>,
+    /// What this batch's txns do to the session table, in txn order.
+    pub(super) session_changes: Vec<SessionChange>,
     /// Where txns are encoded: each logged payload is a slice of it, so a
     /// batch of small txns costs one allocation, not one per txn.
     pub(super) encode_buf: bytes::BytesMut,

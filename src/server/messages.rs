@@ -91,6 +91,10 @@ pub struct CommitBatch {
     pub tree: DataTree,
     pub last_zxid: i64,
     pub entries: Vec<BatchEntry>,
+    /// What the batch's txns do to the session table, in txn order: the
+    /// commit shard keeps the table as of the published batch with them
+    /// (a SNAP sends it with the published tree). Workers ignore it.
+    pub session_changes: Vec<crate::session::SessionChange>,
 }
 
 /// Commit shard -> worker shard.

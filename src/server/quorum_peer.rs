@@ -46,7 +46,7 @@ use crate::server::messages::*;
 use crate::server::quorum_net::{FromLeader, LeaderLink, LearnerLink, LearnerListener, LinkStats};
 use crate::server::recovery;
 use crate::server::stats::ServerMode;
-use crate::session::session_password;
+use crate::session::{session_password, SessionChange};
 use crate::storage::epoch_files::{self, ACCEPTED_EPOCH_FILE_NAME, CURRENT_EPOCH_FILE_NAME};
 use crate::storage::txn::{LoggedTxn, Txn, TxnHeader};
 use crate::tree::{DataTree, WriteOp};
@@ -425,6 +425,7 @@ impl CommitShard {
             self.expiry.touch(id, e.timeout_ms as i64, now);
         }
         self.published_tree = self.tree.clone();
+        self.reset_published_sessions();
         self.stats.set_last_zxid(self.last_zxid);
         self.stats.sessions_changed(self.sessions.len() as u64);
         tracing::info!(
@@ -433,6 +434,13 @@ impl CommitShard {
             "kept the learner's state for the election (no reload)"
         );
         true
+    }
+
+    /// Where the whole state is the published one (no batch in flight):
+    /// the published session table is the live one.
+    fn reset_published_sessions(&mut self) {
+        let table = self.sessions.iter().map(|(id, e)| (*id, e.timeout_ms));
+        self.published_sessions.reset(table);
     }
 
     /// Rebuilds tree, sessions and zxid from the log and snapshots: after a
@@ -448,6 +456,7 @@ impl CommitShard {
         // it is established) must carry exactly this state, its last zxid's.
         self.published_tree = self.tree.clone();
         self.sessions = recovered.sessions.iter().map(|(id, t)| (*id, SessionEntry::restored(*t))).collect();
+        self.reset_published_sessions();
         self.recent_txns = recovered.recent_txns;
         // What it held may include txns the reload dropped (TRUNC).
         self.digest_log.clear();
@@ -674,7 +683,9 @@ impl CommitShard {
                     }
                 }
                 LeaderAction::SendSnapshot { conn, zxid } => {
-                    let sessions = self.sessions.iter().map(|(id, e)| (*id, e.timeout_ms)).collect();
+                    // The sessions of the published tree's moment, not the
+                    // live table (ahead of it by the batches in flight).
+                    let sessions = self.published_sessions.timeouts_ms().clone();
                     if let Some(link) = links.borrow().get(&conn) {
                         tracing::info!(conn, zxid = format_args!("0x{zxid:x}"), "syncing a learner by SNAP");
                         let _ = link.send_snapshot(zxid, self.published_tree.clone(), sessions);
@@ -798,6 +809,7 @@ impl CommitShard {
                 batch.log(&header, &txn, Some(self.tree.txn_digest()));
                 let holder = SessionHolder::Learner(conn);
                 self.sessions.insert(session_id, SessionEntry { timeout_ms, owner: None, holder });
+                batch.session_changes.push(SessionChange::Opened { id: session_id, timeout_ms });
                 self.expiry.touch(session_id, timeout_ms as i64, now);
                 self.stats.sessions_changed(self.sessions.len() as u64);
                 batch.entries.push(BatchEntry::Txn { zxid, triggers: Vec::new(), reply: None, closed_session: None });
@@ -1176,6 +1188,7 @@ impl CommitShard {
         let (reply, closed_session) = match &logged.txn {
             Txn::CreateSession { timeout_ms } => {
                 let asked = pend.connects.remove(&h.session_id);
+                batch.session_changes.push(SessionChange::Opened { id: h.session_id, timeout_ms: *timeout_ms });
                 self.sessions.insert(
                     h.session_id,
                     SessionEntry { owner: asked.map(|(c, _)| c), ..SessionEntry::restored(*timeout_ms) },
@@ -1194,6 +1207,7 @@ impl CommitShard {
             }
             Txn::CloseSession { .. } => {
                 self.sessions.remove(&h.session_id);
+                batch.session_changes.push(SessionChange::Closed { id: h.session_id });
                 let reply = pend.closes.remove(&h.session_id).map(|(conn, xid)| Reply {
                     conn,
                     zxid,
@@ -1254,6 +1268,7 @@ impl CommitShard {
         self.log.restart_at(zxid);
         self.published_tree = self.tree.clone();
         self.sessions = sessions.into_iter().map(|(id, t)| (id, SessionEntry::restored(t))).collect();
+        self.reset_published_sessions();
         self.recent_txns.clear();
         self.stats.set_last_zxid(zxid);
         Ok(())

@@ -4,9 +4,11 @@
 
 pub mod expiry;
 pub mod password;
+pub mod published;
 
 pub use expiry::ExpiryQueue;
 pub use password::{initial_session_id, newest_own_session_id, session_password, SessionIdAllocator};
+pub use published::{PublishedSessions, SessionChange};
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -88,6 +88,11 @@ impl Oracle {
         self.committed.len()
     }
 
+    /// The hash of the txn committed at `zxid`, if one is known committed.
+    pub fn committed_hash(&self, zxid: i64) -> Option<u64> {
+        self.committed.get(&zxid).map(|c| c.txn_hash)
+    }
+
     pub fn committed_digest(&self, zxid: i64) -> Option<i64> {
         self.committed.get(&zxid).and_then(|c| c.digest)
     }

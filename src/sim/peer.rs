@@ -22,7 +22,7 @@ use super::rng::fnv1a;
 use super::sessions::SessionReply;
 use super::world::{Ctx, Ev};
 use crate::acl::ServerIdentity;
-use crate::session::{ExpiryQueue, SessionIdAllocator};
+use crate::session::{ExpiryQueue, PublishedSessions, SessionChange, SessionIdAllocator};
 use crate::storage::epoch_files::{reconcile_epochs, StoredEpochs};
 use crate::storage::group_commit::{GroupCommit, LogWrite};
 use crate::storage::log_format::{decode_file_header, zxid_follows, Tail};
@@ -137,6 +137,8 @@ struct PendingBatch {
     syncs: Vec<u64>,
     /// Session txns (createSession, ephemeral creates, closes, expiries).
     session_txns: Vec<SessionTxnDone>,
+    /// Production's `CommitBatch::session_changes`.
+    session_changes: Vec<SessionChange>,
 }
 
 /// A session txn the leader (or standalone server) executed.
@@ -170,6 +172,10 @@ struct LeaderBatch {
     /// Local syncs whose answer rides on this batch (sync ids).
     syncs: Vec<u64>,
     session_txns: Vec<SessionTxnDone>,
+    session_changes: Vec<SessionChange>,
+    /// For the oracle: (session, zxid, opened) of each createSession /
+    /// close executed into this batch.
+    session_events: Vec<(i64, i64, bool)>,
 }
 
 /// A sync the planted `SyncWithoutRound` glue holds until the commits
@@ -299,6 +305,8 @@ pub struct Server {
     settled: Option<Election>,
     pub role: PeerRole,
     published_tree: DataTree,
+    /// Production's `CommitShard::published_sessions`.
+    published_sessions: PublishedSessions,
     config_text: Bytes,
     /// The log write in flight is to fail this way (a seeded disk fault).
     log_fault: Option<LogFault>,
@@ -410,6 +418,7 @@ impl Server {
             settled: None,
             role: PeerRole::Down,
             published_tree: DataTree::new(),
+            published_sessions: PublishedSessions::default(),
             config_text,
             log_fault: None,
             disk_damaged: false,
@@ -794,6 +803,7 @@ impl Server {
         self.tree = tree;
         self.last_zxid = last_zxid;
         self.sessions = sessions;
+        self.published_sessions.reset(self.sessions.iter().map(|(id, t)| (*id, *t)));
         self.retouch_sessions(ctx);
         self.recent_txns = recent;
         self.log.restart_at(last_zxid);
@@ -854,6 +864,7 @@ impl Server {
         }
         self.retouch_sessions(ctx);
         self.published_tree = self.tree.clone();
+        self.published_sessions.reset(self.sessions.iter().map(|(id, t)| (*id, *t)));
         ctx.trace(
             self.sid,
             format!("keeps its state: applied 0x{applied:x}..0x{:x}, digest {:x}", self.last_zxid, self.tree.digest()),
@@ -1533,6 +1544,8 @@ impl Server {
         let txn = Txn::CreateSession { timeout_ms };
         let zxid = self.log_session_txn(ctx, session_id, cxid, crate::proto::op::CREATE_SESSION, &txn, true, batch);
         self.sessions.insert(session_id, timeout_ms);
+        batch.session_changes.push(SessionChange::Opened { id: session_id, timeout_ms });
+        batch.session_events.push((session_id, zxid, true));
         self.touch_session(ctx, session_id);
         zxid
     }
@@ -1577,8 +1590,10 @@ impl Server {
     /// closeSession txn that deletes its ephemerals.
     fn close_session(&mut self, ctx: &Ctx, session_id: i64, reply: Option<SessionReply>, batch: &mut LeaderBatch) {
         self.sessions.remove(&session_id);
+        batch.session_changes.push(SessionChange::Closed { id: session_id });
         self.expiry.remove(session_id);
         let (zxid, _, triggers) = self.execute_for(ctx, session_id, 0, &WriteOp::CloseSession, batch);
+        batch.session_events.push((session_id, zxid, false));
         batch.session_txns.push(SessionTxnDone { zxid, triggers, closed: Some(session_id), ephemeral: None, reply });
     }
 
@@ -1744,6 +1759,7 @@ impl Server {
                         while self.recent_txns.len() > ctx.knobs.recent_window_txns {
                             self.recent_txns.pop_front();
                         }
+                        note_session_events(ctx, &batch.session_events, &batch.txns);
                         self.log_txns(ctx, batch.logged);
                         let PeerRole::Leading(l) = &mut self.role else { return };
                         l.pending.push_back(PendingBatch {
@@ -1753,6 +1769,7 @@ impl Server {
                             writes: batch.writes,
                             syncs: batch.syncs,
                             session_txns: batch.session_txns,
+                            session_changes: batch.session_changes,
                         });
                     }
                     let PeerRole::Leading(l) = &mut self.role else { return };
@@ -1792,8 +1809,12 @@ impl Server {
             LeaderAction::SendSnapshot { conn, zxid } => {
                 if let Some(id) = self.leader_link(conn) {
                     let mut stream = Vec::new();
-                    if let Err(e) =
-                        crate::storage::apache::write_snap_stream(&mut stream, &self.published_tree, &self.sessions)
+                    let sessions = if ctx.knobs.plant == Some(super::world::Plant::SnapLiveSessions) {
+                        &self.sessions
+                    } else {
+                        self.published_sessions.timeouts_ms()
+                    };
+                    if let Err(e) = crate::storage::apache::write_snap_stream(&mut stream, &self.published_tree, sessions)
                     {
                         ctx.oracle.fail("codec", format!("SNAP stream does not encode: {e}"), ctx.now);
                     }
@@ -1945,6 +1966,7 @@ impl Server {
                                 writes: Vec::new(),
                                 syncs: vec![id],
                                 session_txns: Vec::new(),
+                                session_changes: Vec::new(),
                             });
                         }
                     }
@@ -2021,6 +2043,7 @@ impl Server {
         }
         self.fire_watches(ctx, fired);
         self.published_tree = b.tree;
+        self.published_sessions.apply(&b.session_changes);
         for (zxid, hash, digest) in &b.txns {
             ctx.oracle.commit(self.sid, true, *zxid, *hash, Some(*digest), ctx.now);
         }
@@ -2129,11 +2152,12 @@ impl Server {
         if !batch.logged.is_empty() || !batch.writes.is_empty() || !batch.syncs.is_empty() {
             let last_zxid = self.last_zxid;
             let tree = self.tree.clone();
-            let (logged, txns, writes, syncs, session_txns) =
-                (batch.logged, batch.txns, batch.writes, batch.syncs, batch.session_txns);
+            note_session_events(ctx, &batch.session_events, &batch.txns);
+            let (logged, txns, writes, syncs, session_txns, session_changes) =
+                (batch.logged, batch.txns, batch.writes, batch.syncs, batch.session_txns, batch.session_changes);
             self.log_txns(ctx, logged);
             if let PeerRole::Standalone(s) = &mut self.role {
-                s.pending.push_back(PendingBatch { last_zxid, tree, txns, writes, syncs, session_txns });
+                s.pending.push_back(PendingBatch { last_zxid, tree, txns, writes, syncs, session_txns, session_changes });
             }
         }
         let durable = self.log.durable_through();
@@ -2478,11 +2502,15 @@ impl Server {
             ctx.oracle.fail("agreement", format!("server {} at 0x{zxid:x}: {check}", self.sid), ctx.now);
         }
         match &logged.txn {
+            // A learner publishes each batch it applies (production's
+            // `apply_committed` pushes the change into the batch it publishes).
             Txn::CreateSession { timeout_ms } => {
                 self.sessions.insert(h.session_id, *timeout_ms);
+                self.published_sessions.apply(&[SessionChange::Opened { id: h.session_id, timeout_ms: *timeout_ms }]);
             }
             Txn::CloseSession { .. } => {
                 self.sessions.remove(&h.session_id);
+                self.published_sessions.apply(&[SessionChange::Closed { id: h.session_id }]);
             }
             _ => {}
         }
@@ -2504,6 +2532,12 @@ impl Server {
         }
         let (mut tree, sessions, _) = crate::storage::apache::decode_snap_stream(stream, zxid)
             .map_err(|e| format!("SNAP stream does not decode: {e}"))?;
+        let oracle = &ctx.oracle;
+        if let Some(detail) =
+            ctx.sessions.snapshot_table_finding(self.sid, zxid, &sessions, |z| oracle.committed_hash(z))
+        {
+            ctx.oracle.fail("sessions", detail, ctx.now);
+        }
         let data_epoch = epoch_of(zxid);
         if data_epoch > self.current {
             self.disk.write_epoch_now(EpochFile::Current, data_epoch);
@@ -2530,6 +2564,7 @@ impl Server {
         self.tree = tree;
         self.last_zxid = zxid;
         self.sessions = sessions;
+        self.published_sessions.reset(self.sessions.iter().map(|(id, t)| (*id, *t)));
         self.retouch_sessions(ctx);
         self.recent_txns.clear();
         self.log.restart_at(zxid);
@@ -2584,6 +2619,16 @@ impl Server {
             PeerRole::Leading(_) => self.push_input(ctx, Input::LearnerDown(conn, why.to_owned())),
             PeerRole::Following(f) if f.conn == conn => self.push_input(ctx, Input::LeaderDown(conn, why.to_owned())),
             _ => {}
+        }
+    }
+}
+
+/// Tells the session oracle which createSession / close txns a leader or
+/// standalone server executed into a batch (with their txn hashes).
+fn note_session_events(ctx: &mut Ctx, events: &[(i64, i64, bool)], txns: &[(i64, u64, i64)]) {
+    for &(session, zxid, opened) in events {
+        if let Some(&(_, hash, _)) = txns.iter().find(|t| t.0 == zxid) {
+            ctx.sessions.executed(session, zxid, hash, opened);
         }
     }
 }

@@ -102,12 +102,68 @@ impl SessionClient {
 pub struct SessionOracle {
     /// session -> the zxid of the txn that closed it (close or expiry).
     pub closed_at: BTreeMap<i64, i64>,
+    /// session -> every createSession / close a leader or standalone
+    /// server executed for it: (zxid, txn hash, opened). Some never commit.
+    pub executed: BTreeMap<i64, Vec<(i64, u64, bool)>>,
+    pub snapshot_tables_checked: u64,
     pub expiries: u64,
     pub closes_checked: u64,
     pub ephemerals_checked: u64,
 }
 
 impl SessionOracle {
+    /// A leader (or standalone server) executed a createSession (`opened`)
+    /// or a close of `session` as txn `hash` at `zxid`.
+    pub fn executed(&mut self, session: i64, zxid: i64, hash: u64, opened: bool) {
+        self.executed.entry(session).or_default().push((zxid, hash, opened));
+    }
+
+    /// `sid` installed a snapshot of the committed state at `zxid` with
+    /// session table `table`: it must hold exactly the sessions whose
+    /// newest committed createSession / close at or below `zxid` opened
+    /// them. A session whose newest txn at or below `zxid` is not known to
+    /// be committed yet (a new leader's SNAP before it is established
+    /// carries its whole log) is not judged. `committed_hash`: the txn
+    /// committed at a zxid, when one is known.
+    pub fn snapshot_table_finding(
+        &mut self,
+        sid: Sid,
+        zxid: i64,
+        table: &BTreeMap<i64, i32>,
+        committed_hash: impl Fn(i64) -> Option<u64>,
+    ) -> Option<String> {
+        self.snapshot_tables_checked += 1;
+        let judged = |events: &Vec<(i64, u64, bool)>| -> Option<bool> {
+            let mut at_or_below: Vec<&(i64, u64, bool)> = events.iter().filter(|e| e.0 <= zxid).collect();
+            at_or_below.sort_by_key(|e| e.0);
+            for &&(z, hash, opened) in at_or_below.iter().rev() {
+                match committed_hash(z) {
+                    Some(h) if h == hash => return Some(opened),
+                    // Another txn committed there: this one was discarded.
+                    Some(_) => continue,
+                    None => return None,
+                }
+            }
+            Some(false)
+        };
+        for (session, events) in &self.executed {
+            let Some(open) = judged(events) else { continue };
+            if open != table.contains_key(session) {
+                let what = if open { "lacks" } else { "holds" };
+                return Some(format!(
+                    "server {sid} installed a snapshot at 0x{zxid:x} whose session table {what} session 0x{session:x}; its txns (zxid, opened): {:?}",
+                    events.iter().map(|e| (format!("0x{:x}", e.0), e.2)).collect::<Vec<_>>()
+                ));
+            }
+        }
+        if let Some(session) = table.keys().find(|s| !self.executed.contains_key(s)) {
+            return Some(format!(
+                "server {sid} installed a snapshot at 0x{zxid:x} holding session 0x{session:x}, which no server created"
+            ));
+        }
+        None
+    }
+
     /// `sid` applied (or published) the close of `session` at `zxid`,
     /// leaving `left` ephemerals of it: None when all is well.
     pub fn closed(&mut self, sid: Sid, session: i64, zxid: i64, left: &[String]) -> Option<String> {

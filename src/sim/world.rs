@@ -142,11 +142,16 @@ pub enum Plant {
     /// The session expiry deadline is a quarter of the session's timeout:
     /// a client pinging every third of it is expired while pinging.
     ExpireEarly,
+    /// A SNAP carries the leader's live session table with its published
+    /// tree (zoocore before session 7): the table runs ahead of the tree
+    /// by the batches in flight, so a learner can keep a session whose
+    /// createSession never commits, and learners never expire sessions.
+    SnapLiveSessions,
 }
 
 impl Plant {
     pub const NAMES: &'static str =
-        "ack-before-fsync, sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc, replay-skips-record, read-past-commit, event-after-data, expire-early";
+        "ack-before-fsync, sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc, replay-skips-record, read-past-commit, event-after-data, expire-early, snap-live-sessions";
 
     pub fn parse(name: &str) -> Option<Plant> {
         match name {
@@ -159,6 +164,7 @@ impl Plant {
             "read-past-commit" => Some(Plant::ReadPastCommit),
             "event-after-data" => Some(Plant::EventAfterData),
             "expire-early" => Some(Plant::ExpireEarly),
+            "snap-live-sessions" => Some(Plant::SnapLiveSessions),
             _ => None,
         }
     }
@@ -661,6 +667,8 @@ pub struct SimOutcome {
     pub sessions_expired: u64,
     pub session_closes_checked: u64,
     pub ephemerals_checked: u64,
+    /// SNAP installs whose session table the oracle judged.
+    pub snapshot_session_tables_checked: u64,
 }
 
 impl SimOutcome {
@@ -673,8 +681,8 @@ impl SimOutcome {
         let mut out = String::new();
         match &self.failure {
             None => out.push_str(&format!(
-                "seed {} ({} servers, {} observers): ok — {} events, {} writes submitted, {} acknowledged, {} syncs submitted, {} answered, {} plain reads, {} zxids committed, {} epochs, {} expected exits, {} damaged reads, {} wipes, {} clock jumps, {} sessions ({} expired, {} closes and {} ephemerals checked), trace {:016x}\n",
-                self.seed, self.servers, self.observers, self.events, self.writes_submitted, self.writes_acked, self.syncs_submitted, self.syncs_answered, self.plain_reads, self.committed_zxids, self.epochs, self.expected_exits, self.read_faults, self.wipes, self.clock_jumps, self.sessions_established, self.sessions_expired, self.session_closes_checked, self.ephemerals_checked, self.trace_hash
+                "seed {} ({} servers, {} observers): ok — {} events, {} writes submitted, {} acknowledged, {} syncs submitted, {} answered, {} plain reads, {} zxids committed, {} epochs, {} expected exits, {} damaged reads, {} wipes, {} clock jumps, {} sessions ({} expired, {} closes, {} ephemerals and {} SNAP session tables checked), trace {:016x}\n",
+                self.seed, self.servers, self.observers, self.events, self.writes_submitted, self.writes_acked, self.syncs_submitted, self.syncs_answered, self.plain_reads, self.committed_zxids, self.epochs, self.expected_exits, self.read_faults, self.wipes, self.clock_jumps, self.sessions_established, self.sessions_expired, self.session_closes_checked, self.ephemerals_checked, self.snapshot_session_tables_checked, self.trace_hash
             )),
             Some(f) => {
                 out.push_str(&format!(
@@ -876,6 +884,7 @@ impl World {
             sessions_expired: self.ctx.sessions.expiries,
             session_closes_checked: self.ctx.sessions.closes_checked,
             ephemerals_checked: self.ctx.sessions.ephemerals_checked,
+            snapshot_session_tables_checked: self.ctx.sessions.snapshot_tables_checked,
         }
     }
 
@@ -1405,12 +1414,13 @@ impl World {
                     return;
                 }
             }
-            // Only where sessions expire (an established leader, a
-            // standalone server): a SNAP-synced learner may hold a session
-            // that never committed (production sends the leader's current
-            // session table with the published tree; docs/simulation.md,
-            // open findings), and only a leader would ever expire it.
-            if !s.is_established_leader() {
+            // Every server that serves: an established leader or a
+            // standalone server expires sessions itself; a learner drops
+            // them as it applies the leader's closes, and a SNAP gives it
+            // the table of the snapshot's moment (the `snap-live-sessions`
+            // plant sends the leader's live table, ahead of the tree, and a
+            // learner then keeps a session that never committed for good).
+            if !s.up || !s.is_serving() {
                 continue;
             }
             for session in s.session_ids_held() {
