@@ -291,7 +291,7 @@ fn plant_catches(plant: Plant, servers: usize, seeds: std::ops::Range<u64>, chec
 fn planted_commit_on_minority_is_caught() {
     // `sessions` too: a SNAP labelled with the core's commit point carries
     // the early-published tree and its session table, ahead of that label.
-    let checkers = ["no-acked-write-lost", "recovery-equals-live", "agreement", "sessions"];
+    let checkers = ["no-acked-write-lost", "recovery-equals-live", "agreement", "sessions", "linearizable-sync"];
     let three = plant_catches(Plant::CommitOnMinority, 3, 0..30, &checkers);
     let five = plant_catches(Plant::CommitOnMinority, 5, 0..30, &checkers);
     assert!(three >= 8 && five >= 5, "commit-on-minority caught on {three} (3 servers) and {five} (5) of 30 seeds");
@@ -422,4 +422,32 @@ fn seed_91_snap_carries_the_published_session_table() {
     planted.knobs.plant = Some(Plant::SnapLiveSessions);
     let out = run(planted);
     assert_eq!(out.failure.as_ref().map(|f| f.checker), Some("sessions"), "{}", out.report());
+}
+
+/// Session clients that lose their connection reconnect with their session
+/// (revalidation: answered by the leader or standalone server, forwarded
+/// by a learner as REVALIDATE), on 1, 3 and 5 servers; some are told the
+/// session expired. Guard against a reconnect path that never runs.
+#[test]
+fn session_clients_reconnect_and_are_revalidated() {
+    for servers in [1, 3, 5] {
+        let (mut valid, mut expired) = (0, 0);
+        for seed in 0..10 {
+            let out = run_seed(seed, servers);
+            assert!(out.passed(), "{}", out.report());
+            valid += out.reconnects_valid;
+            expired += out.reconnects_expired;
+        }
+        assert!(valid >= 5, "{servers} servers: {valid} reconnects kept their session, {expired} expired");
+    }
+}
+
+/// Revalidation that knows only the sessions this server allocated tells a
+/// client whose session another server created that it expired, though no
+/// close of it was ever executed: caught by `sessions` at the answer.
+#[test]
+fn planted_revalidate_own_only_is_caught() {
+    let three = plant_catches(Plant::RevalidateOwnOnly, 3, 0..10, &["sessions"]);
+    let five = plant_catches(Plant::RevalidateOwnOnly, 5, 0..10, &["sessions"]);
+    assert!(three >= 4 && five >= 3, "revalidate-own-only caught on {three} (3 servers) and {five} (5) of 10 seeds");
 }

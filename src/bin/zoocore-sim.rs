@@ -50,10 +50,15 @@ struct Args {
     /// No session clients (replays runs recorded before they existed).
     #[arg(long)]
     no_sessions: bool,
+    /// Session clients that lose their connection stop instead of
+    /// reconnecting with their session (replays runs recorded before
+    /// reconnects existed).
+    #[arg(long)]
+    no_reconnects: bool,
     /// Plant a known bug in the simulator's glue: ack-before-fsync,
     /// sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc,
     /// replay-skips-record, read-past-commit, event-after-data, expire-early,
-    /// snap-live-sessions.
+    /// snap-live-sessions, revalidate-own-only.
     #[arg(long)]
     plant: Option<String>,
     /// Observers beside the voters (default: drawn from the seed, 0-2).
@@ -115,6 +120,7 @@ fn main() -> ExitCode {
         config.plain_reads = !args.no_plain_reads && !args.classic;
         config.watches = !args.no_watches && !args.classic;
         config.sessions = !args.no_sessions && !args.classic;
+        config.reconnects = !args.no_reconnects && !args.classic;
         config.disk_faults = !args.no_disk_faults && !args.classic;
         config.clock_jumps = !args.no_clock_jumps && !args.classic;
         if args.classic {

@@ -181,6 +181,11 @@ impl Oracle {
         self.leaders.get(&epoch).copied()
     }
 
+    /// `sid` established the newest epoch any leader has established.
+    pub fn is_newest_leader(&self, sid: Sid, epoch: Option<i64>) -> bool {
+        epoch.is_some() && self.leaders.last_key_value().map(|(e, s)| (Some(*e), *s)) == Some((epoch, sid))
+    }
+
     pub fn epochs_established(&self) -> usize {
         self.leaders.len()
     }

@@ -92,6 +92,13 @@ pub enum Input {
         client: u64,
         session_id: i64,
     },
+    /// A session client that lost its connection reconnects with its
+    /// session (production's `ToCommit::Revalidate`).
+    ClientReconnect {
+        client: u64,
+        session_id: i64,
+        timeout_ms: i32,
+    },
 }
 
 impl Input {
@@ -104,6 +111,7 @@ impl Input {
                 | Input::ClientPing { .. }
                 | Input::ClientEphemeral { .. }
                 | Input::ClientClose { .. }
+                | Input::ClientReconnect { .. }
         )
     }
 
@@ -112,7 +120,8 @@ impl Input {
         match self {
             Input::ClientConnect { client, .. }
             | Input::ClientEphemeral { client, .. }
-            | Input::ClientClose { client, .. } => Some(SessionReply::Refused { client: *client }),
+            | Input::ClientClose { client, .. }
+            | Input::ClientReconnect { client, .. } => Some(SessionReply::Refused { client: *client }),
             _ => None,
         }
     }
@@ -233,6 +242,8 @@ pub struct Following {
     closes: BTreeMap<i64, u64>,
     session_writes: BTreeMap<(i64, i32), (u64, String)>,
     touched: std::collections::BTreeSet<i64>,
+    /// session -> (client, timeout asked) of each revalidation in flight.
+    revalidations: BTreeMap<i64, VecDeque<(u64, i32)>>,
 }
 
 /// Mirrors `CommitShard::run_standalone`: no election, no quorum; a batch
@@ -1117,6 +1128,7 @@ impl Server {
                     closes: BTreeMap::new(),
                     session_writes: BTreeMap::new(),
                     touched: Default::default(),
+                    revalidations: BTreeMap::new(),
                 }));
                 self.continue_learner(ctx);
             }
@@ -1648,8 +1660,41 @@ impl Server {
                     ctx.session_reply(self.sid, reply);
                 }
             }
+            // `CommitShard::handle`'s Revalidate arm: valid while the live
+            // table holds it (a close in flight is out of it), touched.
+            // Production's reply rides on the turn's batch; no txn comes
+            // before it that could change the answer, so it goes now.
+            Input::ClientReconnect { client, session_id, timeout_ms } => {
+                let valid = self.revalidate(ctx, session_id, timeout_ms);
+                ctx.session_reply(self.sid, SessionReply::Reconnected { client, session_id, valid });
+            }
             _ => {}
         }
+    }
+
+    /// Mirrors the leader's (and standalone's) revalidation of a session:
+    /// valid while the live table holds it; then its timeout is the one
+    /// asked for and its deadline starts over.
+    fn revalidate(&mut self, ctx: &mut Ctx, session_id: i64, timeout_ms: i32) -> bool {
+        let mut valid = self.sessions.contains_key(&session_id);
+        if ctx.knobs.plant == Some(super::world::Plant::RevalidateOwnOnly) {
+            valid &= (session_id >> 56) == self.sid as i64;
+        }
+        if valid {
+            self.sessions.insert(session_id, timeout_ms);
+            self.touch_session(ctx, session_id);
+        }
+        let current_leader = match &self.role {
+            PeerRole::Standalone(_) => true,
+            PeerRole::Leading(l) => l.core.is_established() && ctx.oracle.is_newest_leader(self.sid, l.core.epoch()),
+            _ => false,
+        };
+        if current_leader {
+            if let Some(detail) = ctx.sessions.revalidation_finding(self.sid, session_id, valid) {
+                ctx.oracle.fail("sessions", detail, ctx.now);
+            }
+        }
+        valid
     }
 
     /// Mirrors `execute_forwarded` for the session workload's requests.
@@ -1936,8 +1981,8 @@ impl Server {
                     format!("forwarded request from {sid} ignored (the sim's clients write to the leader)"),
                 );
             }
-            LeaderAction::Revalidate { conn, session_id, .. } => {
-                let valid = self.sessions.contains_key(&session_id);
+            LeaderAction::Revalidate { conn, session_id, timeout_ms } => {
+                let valid = self.revalidate(ctx, session_id, timeout_ms);
                 let mut more = Vec::new();
                 if let PeerRole::Leading(l) = &mut self.role {
                     l.core.revalidated(conn, session_id, valid, &mut more);
@@ -2214,8 +2259,8 @@ impl Server {
                     ctx.trace(self.sid, format!("client write #{id} reached a follower; dropped"));
                 }
                 input if input.is_session_op() => {
-                    if let Some(request) = self.learner_session_op(ctx, input) {
-                        self.send_to_leader(ctx, my_conn, &ToLeader::Request(request));
+                    if let Some(packet) = self.learner_session_op(ctx, input) {
+                        self.send_to_leader(ctx, my_conn, &packet);
                     }
                 }
                 Input::ClientSync { id, path } => {
@@ -2358,7 +2403,18 @@ impl Server {
                     ctx.sync_answered(self.sid, id, &self.tree);
                 }
             }
-            LearnerAction::Revalidated { .. } => {}
+            // `learner_actions`' Revalidated arm: a valid session enters
+            // this learner's table (with the timeout asked) if absent.
+            LearnerAction::Revalidated { session_id, valid } => {
+                if let Some((client, timeout_ms)) =
+                    f.revalidations.get_mut(&session_id).and_then(|q| q.pop_front())
+                {
+                    if valid {
+                        self.sessions.insert(session_id, timeout_ms);
+                    }
+                    ctx.session_reply(self.sid, SessionReply::Reconnected { client, session_id, valid });
+                }
+            }
             LearnerAction::Serving { epoch } => {
                 ctx.trace(self.sid, format!("SERVING epoch {epoch} at zxid 0x{:x}", self.last_zxid));
                 ctx.disturbed();
@@ -2384,9 +2440,10 @@ impl Server {
         Ok(())
     }
 
-    /// A session client's request on a learner: the REQUEST to forward
-    /// (`forward`'s session arms), or None (a ping, or turned away).
-    fn learner_session_op(&mut self, ctx: &mut Ctx, input: Input) -> Option<ForwardedRequest> {
+    /// A session client's request on a learner: the REQUEST (or
+    /// REVALIDATE) to send the leader (`forward`'s session arms), or None
+    /// (a ping, or turned away).
+    fn learner_session_op(&mut self, ctx: &mut Ctx, input: Input) -> Option<ToLeader> {
         let PeerRole::Following(f) = &mut self.role else { return None };
         if !f.core.is_serving() {
             if let Some(r) = input.session_refusal() {
@@ -2394,12 +2451,8 @@ impl Server {
             }
             return None;
         }
-        let request = |session_id, cxid, op_type, body| ForwardedRequest {
-            session_id,
-            cxid,
-            op_type,
-            body,
-            authinfo: Vec::new(),
+        let request = |session_id, cxid, op_type, body| {
+            ToLeader::Request(ForwardedRequest { session_id, cxid, op_type, body, authinfo: Vec::new() })
         };
         match input {
             Input::ClientConnect { client, timeout_ms } => {
@@ -2431,6 +2484,12 @@ impl Server {
             Input::ClientClose { client, session_id } => {
                 f.closes.insert(session_id, client);
                 Some(request(session_id, 0, crate::proto::op::CLOSE_SESSION, Bytes::new()))
+            }
+            // `ToCommit::Revalidate` on a learner: asked of the leader,
+            // answered in order per session (`LearnerPending::revalidations`).
+            Input::ClientReconnect { client, session_id, timeout_ms } => {
+                f.revalidations.entry(session_id).or_default().push_back((client, timeout_ms));
+                Some(ToLeader::Revalidate { session_id, timeout_ms })
             }
             _ => None,
         }

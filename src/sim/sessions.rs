@@ -55,6 +55,13 @@ pub enum SessionReply {
     Refused {
         client: u64,
     },
+    /// The answer to a reconnect with the session's id and password
+    /// (production's revalidation): the session lives (`valid`) or expired.
+    Reconnected {
+        client: u64,
+        session_id: i64,
+        valid: bool,
+    },
 }
 
 impl SessionReply {
@@ -63,7 +70,8 @@ impl SessionReply {
             SessionReply::Connected { client, .. }
             | SessionReply::Closed { client, .. }
             | SessionReply::Created { client, .. }
-            | SessionReply::Refused { client } => *client,
+            | SessionReply::Refused { client }
+            | SessionReply::Reconnected { client, .. } => *client,
         }
     }
 }
@@ -76,6 +84,10 @@ pub enum ClientState {
     Closing,
     /// Stopped pinging at this time (walked away, or lost its connection).
     Quiet(u64),
+    /// Lost its connection at this time and is reconnecting (to any
+    /// serving server, with its session id), until told the session
+    /// expired or its timeout has passed.
+    Reconnecting(u64),
     Done,
 }
 
@@ -95,6 +107,15 @@ impl SessionClient {
     pub fn pinging(&self) -> bool {
         matches!(self.state, ClientState::Connecting | ClientState::Live)
     }
+
+    /// When it stopped keeping its session alive (None: it still does).
+    pub fn stopped_at(&self) -> Option<u64> {
+        match self.state {
+            ClientState::Quiet(at) | ClientState::Reconnecting(at) => Some(at),
+            ClientState::Closing | ClientState::Done => Some(0),
+            ClientState::Connecting | ClientState::Live => None,
+        }
+    }
 }
 
 /// The sessions checker's memory.
@@ -106,12 +127,34 @@ pub struct SessionOracle {
     /// server executed for it: (zxid, txn hash, opened). Some never commit.
     pub executed: BTreeMap<i64, Vec<(i64, u64, bool)>>,
     pub snapshot_tables_checked: u64,
+    pub reconnects_valid: u64,
+    pub reconnects_expired: u64,
     pub expiries: u64,
     pub closes_checked: u64,
     pub ephemerals_checked: u64,
 }
 
 impl SessionOracle {
+    /// The current leader (established in the newest epoch any leader
+    /// established) or a standalone server answers a reconnect of
+    /// `session`, a session its client was told was created: it may call it
+    /// expired only if some leader executed a close of it (the close may be
+    /// in flight). A deposed leader that does not know it yet may answer
+    /// from its stale table, as Apache's does; that is not judged.
+    pub fn revalidation_finding(&mut self, sid: Sid, session: i64, valid: bool) -> Option<String> {
+        if valid {
+            self.reconnects_valid += 1;
+            return None;
+        }
+        self.reconnects_expired += 1;
+        let closed = self.executed.get(&session).is_some_and(|events| events.iter().any(|e| !e.2));
+        (!closed).then(|| {
+            format!(
+                "server {sid}, leading, told a reconnecting client that session 0x{session:x} expired, but no server ever closed it"
+            )
+        })
+    }
+
     /// A leader (or standalone server) executed a createSession (`opened`)
     /// or a close of `session` as txn `hash` at `zxid`.
     pub fn executed(&mut self, session: i64, zxid: i64, hash: u64, opened: bool) {

@@ -52,6 +52,10 @@ pub struct SimConfig {
     /// Session clients (createSession, pings, an ephemeral, close or walk
     /// away), from their own random stream; off replays the runs from before.
     pub sessions: bool,
+    /// A session client that loses its connection reconnects (with its
+    /// session id, as a real client does: revalidation) in most runs, from
+    /// its own random stream; off replays the runs from before.
+    pub reconnects: bool,
     /// Log writes and fsyncs fail (the server exits), restarts read damaged
     /// logs and snapshots (a refused start is wiped by the operator).
     /// Drawn from their own stream, so turning them off (with
@@ -147,11 +151,15 @@ pub enum Plant {
     /// by the batches in flight, so a learner can keep a session whose
     /// createSession never commits, and learners never expire sessions.
     SnapLiveSessions,
+    /// Revalidation knows only the sessions this server allocated (its id
+    /// in the session id's top byte): a client reconnecting with a session
+    /// another server created is told it expired.
+    RevalidateOwnOnly,
 }
 
 impl Plant {
     pub const NAMES: &'static str =
-        "ack-before-fsync, sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc, replay-skips-record, read-past-commit, event-after-data, expire-early, snap-live-sessions";
+        "ack-before-fsync, sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc, replay-skips-record, read-past-commit, event-after-data, expire-early, snap-live-sessions, revalidate-own-only";
 
     pub fn parse(name: &str) -> Option<Plant> {
         match name {
@@ -165,6 +173,7 @@ impl Plant {
             "event-after-data" => Some(Plant::EventAfterData),
             "expire-early" => Some(Plant::ExpireEarly),
             "snap-live-sessions" => Some(Plant::SnapLiveSessions),
+            "revalidate-own-only" => Some(Plant::RevalidateOwnOnly),
             _ => None,
         }
     }
@@ -228,6 +237,7 @@ impl SimConfig {
             plain_reads: true,
             watches: true,
             sessions: true,
+            reconnects: true,
             disk_faults: true,
             clock_jumps: true,
             observers,
@@ -281,6 +291,8 @@ pub enum Ev {
     SessionClientStart,
     /// A session client pings its server (every third of its timeout).
     SessionPing(u64),
+    /// A reconnecting session client tries again (if still unanswered).
+    SessionReconnect(u64),
     /// A session client's next step (ephemeral, close, walk away).
     SessionStep(u64),
     /// The watching client re-reads its key (`left` more times).
@@ -387,6 +399,9 @@ pub struct Ctx {
     pub clock_jumps: u64,
     /// The session workload's own random stream.
     pub session_rng: SimRng,
+    /// The reconnecting clients' own random stream (None: clients that
+    /// lose their connection stop, as before reconnects existed).
+    pub reconnect_rng: Option<SimRng>,
     pub session_clients: BTreeMap<u64, SessionClient>,
     /// Session id -> the client it was allocated for.
     pub session_of: BTreeMap<i64, u64>,
@@ -441,6 +456,23 @@ impl Ctx {
                     c.state = ClientState::Done;
                 }
                 format!("session client {client} turned away")
+            }
+            SessionReply::Reconnected { client, session_id, valid } => {
+                if !matches!(c.state, ClientState::Reconnecting(_)) {
+                    return;
+                }
+                if *valid {
+                    c.state = ClientState::Live;
+                    let ping_at = now + (c.timeout_ms / 3).max(1);
+                    self.schedule(ping_at, Ev::SessionPing(*client));
+                    let delay = self.reconnect_rng.as_mut().map_or(100, |r| r.range(100, 1_500));
+                    let at = now + delay;
+                    self.schedule(at, Ev::SessionStep(*client));
+                    format!("session client {client} reconnected: session 0x{session_id:x} lives")
+                } else {
+                    c.state = ClientState::Done;
+                    format!("session client {client} reconnected: session 0x{session_id:x} expired")
+                }
             }
         };
         self.trace(sid, line);
@@ -669,6 +701,9 @@ pub struct SimOutcome {
     pub ephemerals_checked: u64,
     /// SNAP installs whose session table the oracle judged.
     pub snapshot_session_tables_checked: u64,
+    /// Reconnects answered: the session lives / expired.
+    pub reconnects_valid: u64,
+    pub reconnects_expired: u64,
 }
 
 impl SimOutcome {
@@ -681,8 +716,8 @@ impl SimOutcome {
         let mut out = String::new();
         match &self.failure {
             None => out.push_str(&format!(
-                "seed {} ({} servers, {} observers): ok — {} events, {} writes submitted, {} acknowledged, {} syncs submitted, {} answered, {} plain reads, {} zxids committed, {} epochs, {} expected exits, {} damaged reads, {} wipes, {} clock jumps, {} sessions ({} expired, {} closes, {} ephemerals and {} SNAP session tables checked), trace {:016x}\n",
-                self.seed, self.servers, self.observers, self.events, self.writes_submitted, self.writes_acked, self.syncs_submitted, self.syncs_answered, self.plain_reads, self.committed_zxids, self.epochs, self.expected_exits, self.read_faults, self.wipes, self.clock_jumps, self.sessions_established, self.sessions_expired, self.session_closes_checked, self.ephemerals_checked, self.snapshot_session_tables_checked, self.trace_hash
+                "seed {} ({} servers, {} observers): ok — {} events, {} writes submitted, {} acknowledged, {} syncs submitted, {} answered, {} plain reads, {} zxids committed, {} epochs, {} expected exits, {} damaged reads, {} wipes, {} clock jumps, {} sessions ({} expired, {} closes, {} ephemerals and {} SNAP session tables checked, {} reconnects ({} expired)), trace {:016x}\n",
+                self.seed, self.servers, self.observers, self.events, self.writes_submitted, self.writes_acked, self.syncs_submitted, self.syncs_answered, self.plain_reads, self.committed_zxids, self.epochs, self.expected_exits, self.read_faults, self.wipes, self.clock_jumps, self.sessions_established, self.sessions_expired, self.session_closes_checked, self.ephemerals_checked, self.snapshot_session_tables_checked, self.reconnects_valid + self.reconnects_expired, self.reconnects_expired, self.trace_hash
             )),
             Some(f) => {
                 out.push_str(&format!(
@@ -783,6 +818,7 @@ impl World {
             wipes: 0,
             clock_jumps: 0,
             session_rng: SimRng::new(config.seed ^ 0x5E55_1011_0000_0008),
+            reconnect_rng: config.reconnects.then(|| SimRng::new(config.seed ^ 0x2EC0_4417_0000_0009)),
             session_clients: BTreeMap::new(),
             session_of: BTreeMap::new(),
             sessions: SessionOracle::default(),
@@ -885,6 +921,8 @@ impl World {
             session_closes_checked: self.ctx.sessions.closes_checked,
             ephemerals_checked: self.ctx.sessions.ephemerals_checked,
             snapshot_session_tables_checked: self.ctx.sessions.snapshot_tables_checked,
+            reconnects_valid: self.ctx.sessions.reconnects_valid,
+            reconnects_expired: self.ctx.sessions.reconnects_expired,
         }
     }
 
@@ -1002,6 +1040,7 @@ impl World {
             Ev::WatchReread { session, left } => self.watch_reread(session, left),
             Ev::SessionClientStart => self.session_client_start(),
             Ev::SessionPing(client) => self.session_ping(client),
+            Ev::SessionReconnect(client) => self.session_reconnect(client),
             Ev::SessionStep(client) => self.session_step(client),
             Ev::PauseLeaderForSync => self.pause_leader_for_sync(),
             Ev::SyncReadAt { sid, path } => {
@@ -1350,16 +1389,60 @@ impl World {
         let connected =
             self.servers.get((c.sid - 1) as usize).is_some_and(|s| s.up && s.client_generation == c.generation);
         if !connected {
+            // A client with a session reconnects with it (most do, from
+            // the reconnect stream); one still connecting gives up.
+            let reconnects = c.session_id.is_some()
+                && c.state == ClientState::Live
+                && self.ctx.reconnect_rng.as_mut().is_some_and(|r| r.chance(70));
             if let Some(c) = self.ctx.session_clients.get_mut(&client) {
-                c.state = ClientState::Quiet(now);
+                c.state = if reconnects { ClientState::Reconnecting(now) } else { ClientState::Quiet(now) };
             }
-            self.ctx.trace(c.sid, format!("session client {client} lost its connection; stops pinging"));
+            if reconnects {
+                self.ctx.trace(c.sid, format!("session client {client} lost its connection; reconnects"));
+                self.session_reconnect(client);
+            } else {
+                self.ctx.trace(c.sid, format!("session client {client} lost its connection; stops pinging"));
+            }
             return;
         }
         if let (Some(session_id), Some(s)) = (c.session_id, self.servers.get_mut((c.sid - 1) as usize)) {
             s.push_input(&mut self.ctx, super::peer::Input::ClientPing { session_id });
         }
         self.ctx.schedule(now + c.timeout_ms / 3, Ev::SessionPing(client));
+    }
+
+    /// A reconnecting client tries a serving, running server with its
+    /// session id (production: a ConnectRequest with the id and password,
+    /// revalidated by the leader), again every third of its timeout while
+    /// no answer comes, until the timeout has passed since it lost its
+    /// connection (then it gives up: its session must expire).
+    fn session_reconnect(&mut self, client: u64) {
+        let now = self.ctx.now;
+        let Some(c) = self.ctx.session_clients.get(&client).cloned() else { return };
+        let (ClientState::Reconnecting(since), Some(session_id)) = (c.state, c.session_id) else { return };
+        if now >= since + c.timeout_ms || now + self.config.quiet_tail_ms >= self.config.duration_ms {
+            if let Some(c) = self.ctx.session_clients.get_mut(&client) {
+                c.state = ClientState::Quiet(since);
+            }
+            self.ctx.trace(c.sid, format!("session client {client} gives up reconnecting"));
+            return;
+        }
+        let serving: Vec<Sid> =
+            self.servers.iter().filter(|s| s.can_run(now) && s.is_serving()).map(|s| s.sid).collect();
+        let target = self.ctx.reconnect_rng.as_mut().and_then(|r| r.pick(&serving));
+        if let Some(target) = target {
+            if let Some(s) = self.servers.get_mut((target - 1) as usize) {
+                let generation = s.client_generation;
+                if let Some(c) = self.ctx.session_clients.get_mut(&client) {
+                    c.sid = target;
+                    c.generation = generation;
+                }
+                self.ctx.trace(target, format!("session client {client} reconnects with session 0x{session_id:x}"));
+                let timeout_ms = c.timeout_ms as i32;
+                s.push_input(&mut self.ctx, super::peer::Input::ClientReconnect { client, session_id, timeout_ms });
+            }
+        }
+        self.ctx.schedule(now + (c.timeout_ms / 3).max(1), Ev::SessionReconnect(client));
     }
 
     /// A live session client's next step: create its ephemeral, or end
@@ -1430,11 +1513,7 @@ impl World {
                     self.ctx.oracle.fail("sessions", detail, now);
                     return;
                 };
-                let stopped = match c.state {
-                    ClientState::Quiet(at) => Some(at),
-                    ClientState::Closing | ClientState::Done => Some(0),
-                    ClientState::Connecting | ClientState::Live => None,
-                };
+                let stopped = c.stopped_at();
                 let bound = c.timeout_ms + super::sessions::GONE_BY_MS;
                 if let Some(at) = stopped {
                     let since = at.max(self.ctx.last_disturbance_ms);
