@@ -315,8 +315,9 @@ impl MixedMember {
             }
             Kind::Apache => {
                 let args = ["-XX:TieredStopAtLevel=1", "-Xshare:auto", apache::FOUR_LETTER_WORDS_ALL, apache::LOG_INFO];
-                let mut c = apache::command(apache::QUORUM_MAIN, &cfg, &args);
-                c.current_dir(&self.dir);
+                let mut c = Command::new(apache::java());
+                c.args(apache::BASE_JVM_ARGS).args(args).arg("-cp").arg(apache_tls_classpath());
+                c.arg(apache::QUORUM_MAIN).arg(&cfg).current_dir(&self.dir);
                 c
             }
         };
@@ -332,6 +333,22 @@ impl MixedMember {
         let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
         apache::tail(&log, lines)
     }
+}
+
+/// Debian's zookeeper.jar lists netty-handler in its manifest's
+/// Class-Path but not netty-codec, which netty's SslHandler extends: an
+/// Apache election listener on `sslQuorum=true` sniffs the first bytes with
+/// SslHandler.isEncrypted, gets NoClassDefFoundError and silently stops
+/// listening. So the Apache members get netty-codec on their class path.
+const NETTY_CODEC_JAR: &str = "/usr/share/java/netty-codec.jar";
+
+fn apache_tls_classpath() -> String {
+    let mut cp = apache::classpath();
+    if Path::new(NETTY_CODEC_JAR).exists() {
+        cp.push(':');
+        cp.push_str(NETTY_CODEC_JAR);
+    }
+    cp
 }
 
 struct Mixed {
@@ -440,4 +457,33 @@ fn a_zoocore_learner_follows_an_apache_leader_over_quorum_tls() {
     let leader = e.leader().map(|m| (m.sid, m.kind));
     assert!(matches!(leader, Some((_, Kind::Apache))), "an Apache member leads: {leader:?}\n{}", e.logs());
     replicates_both_ways(&e);
+}
+
+#[test]
+fn mid_rolling_upgrade_tls_and_plaintext_members_form_one_ensemble_through_port_unification() {
+    let _serial = serial();
+    let pki = QuorumPki::new("rolling");
+    let stores: Vec<PathBuf> = (1..=3).map(|sid| pki.member_store(sid)).collect();
+    // Apache's rolling upgrade, half-way: every listener takes both; s1 and
+    // s2 already dial with TLS, s3 still dials in plaintext.
+    let mut e = Ensemble::start_with(3, &[], TICK_MS, "portUnification=true\n", |sid| {
+        let tls = pki.config(&stores[(sid - 1) as usize]);
+        if sid == 3 {
+            tls.replace("sslQuorum=true", "sslQuorum=false")
+        } else {
+            tls
+        }
+    });
+    let leader = e.wait_for_quorum(SETTLE);
+    let clients: Vec<SocketAddr> = e.members.iter().map(|m| m.client).collect();
+    for m in &e.members {
+        write_and_read_everywhere(m.client, &clients, &format!("/from-s{}", m.sid), b"u", || ensemble_logs(&e));
+    }
+    // Whichever leads, its learners reached its unified quorum port: s3 in
+    // plaintext, s1 and s2 over TLS; and none of the listeners refused anyone.
+    assert!(e.member(leader).is_running());
+    for m in &e.members[..2] {
+        let log = strip_ansi(&m.log());
+        assert!(!log.contains("TLS handshake failed"), "s{} refused a peer\n{}", m.sid, m.log_tail(40));
+    }
 }
