@@ -160,7 +160,10 @@ fn a_zoocore_ensemble_on_quorum_tls_elects_replicates_and_serves_everywhere() {
     let _serial = serial();
     let pki = QuorumPki::new("three");
     let stores: Vec<PathBuf> = (1..=3).map(|sid| pki.member_store(sid)).collect();
-    let mut e = Ensemble::start_with(3, &[], TICK_MS, "", |sid| pki.config(&stores[(sid - 1) as usize]));
+    // A negative snapshotSizeFactor: a learner beyond the leader's 500-txn
+    // window gets a SNAP (the snapshot stream over TLS too).
+    let mut e =
+        Ensemble::start_with(3, &[], TICK_MS, "snapshotSizeFactor=-1\n", |sid| pki.config(&stores[(sid - 1) as usize]));
     let leader = e.wait_for_quorum(SETTLE);
     let clients: Vec<SocketAddr> = e.members.iter().map(|m| m.client).collect();
     for m in &e.members {
@@ -190,10 +193,33 @@ fn a_zoocore_ensemble_on_quorum_tls_elects_replicates_and_serves_everywhere() {
             .any(|l| l.contains("dropping election connection") && l.contains("TLS handshake failed"))
     });
     assert!(dropped, "no log of the plaintext election connection\n{}", e.member(leader).log_tail(20));
-    // A restarted follower rejoins over TLS and catches up.
+    // A restarted follower rejoins over TLS and catches up by SNAP.
     let restarted = e.members.iter().find(|m| m.sid != leader).map(|m| m.sid).unwrap();
     e.member(restarted).kill9();
     write_and_read_everywhere(leader_client, &[leader_client], "/while-down", b"three", || ensemble_logs(&e));
+    let c = connect(leader_client);
+    // Pipelined, so 600 writes take well under a second.
+    let pending: Vec<_> = (0..600)
+        .map(|k| {
+            c.submit(zoocore::proto::records::Request::Create {
+                op: zoocore::proto::op::CREATE,
+                req: zoocore::proto::records::CreateRequest {
+                    path: format!("/while-down-{k}"),
+                    data: None,
+                    acl: open_acl_unsafe(),
+                    flags: 0,
+                    ttl: None,
+                },
+            })
+            .expect("submit")
+        })
+        .collect();
+    for p in pending {
+        let (header, _) = p.wait().expect("create while a follower is down");
+        assert_eq!(header.err, 0, "create failed");
+    }
+    const SNAP_LINE: &str = "receiving a snapshot from the leader (SNAP)";
+    let snaps_before = e.member(restarted).log().matches(SNAP_LINE).count();
     e.member(restarted).spawn();
     e.wait_for_quorum(SETTLE);
     let back = e.member(restarted).client;
@@ -201,6 +227,14 @@ fn a_zoocore_ensemble_on_quorum_tls_elects_replicates_and_serves_everywhere() {
     let r = connect(back);
     let caught_up = r.get_data("/while-down", false).ok().and_then(|(d, _)| d);
     assert_eq!(caught_up.as_deref(), Some(&b"three"[..]), "the write made while s{restarted} was down");
+    assert!(r.exists("/while-down-599", false).is_ok_and(|s| s.is_some()), "the last of the 600 writes");
+    let snaps = e.member(restarted).log().matches(SNAP_LINE).count();
+    assert_eq!(
+        snaps,
+        snaps_before + 1,
+        "s{restarted} caught up by SNAP over TLS\n{}",
+        e.member(restarted).log_tail(40)
+    );
 }
 
 /// s1 and s2 have quorum certificates; s3 gets `bad_store`. s3 must not

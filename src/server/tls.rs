@@ -23,6 +23,11 @@
 //!
 //! The plaintext path does not come through here: a plain connection is the
 //! bare TcpStream, as before.
+//!
+//! Quorum TLS (`server::quorum_tls`) shares the store loaders, the suite and
+//! protocol choice (each takes the key prefix, `ssl` or `ssl.quorum`, for
+//! its messages) and `TlsStream`, which holds a client or server
+//! `rustls::Connection`.
 
 use std::io::{self, Read, Write};
 use std::path::Path;
