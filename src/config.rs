@@ -166,6 +166,9 @@ pub struct Config {
     pub client_tls: ClientTlsConfig,
     /// SASL on the client port and auth enforcement (docs/security.md).
     pub sasl: SaslConfig,
+    /// TLS on the election and quorum ports (`sslQuorum`, `portUnification`,
+    /// `ssl.quorum.*`); server::quorum_tls loads the stores.
+    pub quorum_tls: QuorumTlsConfig,
 }
 
 /// Apache's SASL provider class (`authProvider.N=` this; zoocore's is built in).
@@ -410,6 +413,68 @@ impl ClientTlsConfig {
     }
 }
 
+/// The `ssl.quorum.*` keys Apache's QuorumX509Util reads for the election
+/// and quorum ports, without the prefix (the rest of the prefix's keys are
+/// accepted and ignored).
+pub const QUORUM_TLS_KEYS: &[&str] = &[
+    "keyStore.location",
+    "keyStore.password",
+    "keyStore.passwordPath",
+    "keyStore.type",
+    "trustStore.location",
+    "trustStore.password",
+    "trustStore.passwordPath",
+    "trustStore.type",
+    "clientAuth",
+    "protocol",
+    "enabledProtocols",
+    "ciphersuites",
+    "hostnameVerification",
+    "crl",
+    "ocsp",
+    "context.supplier.class",
+];
+
+/// TLS between the servers (Apache's QuorumPeerConfig `sslQuorum`,
+/// `portUnification` and QuorumX509Util's `ssl.quorum.*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuorumTlsConfig {
+    /// `sslQuorum`: election and learner connections are dialled with TLS
+    /// and accepted only with TLS (unless `port_unification`).
+    pub ssl_quorum: bool,
+    /// `portUnification`: the election and quorum listeners take TLS and
+    /// plaintext (Apache's UnifiedServerSocket, for rolling upgrades).
+    pub port_unification: bool,
+    /// The `ssl.quorum.*` settings, in the client port's shape (the same
+    /// names after the prefix, with Apache's defaults: clientAuth need,
+    /// hostnameVerification true). Its client-port-only fields stay unset.
+    pub keys: ClientTlsConfig,
+}
+
+impl QuorumTlsConfig {
+    /// Whether a quorum listener or dialler speaks TLS (the stores are needed).
+    pub fn enabled(&self) -> bool {
+        self.ssl_quorum || self.port_unification
+    }
+
+    /// Applies `sslQuorum`, `portUnification` or one of [`QUORUM_TLS_KEYS`]:
+    /// Ok(false) when `key` is none of them.
+    fn apply(&mut self, key: &str, value: &str) -> Result<bool, String> {
+        let flag = || parse_bool(value).ok_or_else(|| "expected true or false".to_owned());
+        match key {
+            "sslQuorum" => self.ssl_quorum = flag()?,
+            "portUnification" => self.port_unification = flag()?,
+            k => match k.strip_prefix("ssl.quorum.") {
+                Some(rest) if QUORUM_TLS_KEYS.contains(&rest) => {
+                    return self.keys.apply(&format!("ssl.{rest}"), value);
+                }
+                _ => return Ok(false),
+            },
+        }
+        Ok(true)
+    }
+}
+
 /// Apache's AdminServer defaults (JettyAdminServer).
 pub const ADMIN_DEFAULT_PORT: u16 = 8080;
 pub const ADMIN_DEFAULT_COMMAND_URL: &str = "/commands";
@@ -568,7 +633,11 @@ const IGNORED_APACHE_KEYS: &[(&str, &str)] = &[
     ("messageTracker.BufferSize", "no quorum message tracker"),
     ("messageTracker.Enabled", "no quorum message tracker"),
     // Security.
-    ("sslQuorum", "quorum TLS is off; sslQuorum=true is refused"),
+    ("sslQuorumReloadCertFiles", "the quorum key and trust stores are read at start-up; restart to load new ones"),
+    (
+        "ssl.quorum.handshakeDetectionTimeoutMillis",
+        "a unified quorum port tells TLS from its first byte, as it arrives",
+    ),
     ("ssl.handshakeDetectionTimeoutMillis", "a unified port tells TLS from its first bytes, as they arrive"),
     ("authProvider", "the digest, ip and x509 providers are built in; other providers are not supported"),
     ("ensembleAuthName", "no ensemble authentication provider"),
@@ -587,7 +656,7 @@ fn ignored_key_reason(key: &str) -> Option<&'static str> {
         return Some(why);
     }
     if key.starts_with("ssl.quorum.") {
-        return Some("quorum TLS is not supported (sslQuorum=true refuses to start)");
+        return Some("Apache's quorum TLS does not read this ssl.quorum key either");
     }
     if key.starts_with("authProvider.") {
         return Some("the digest, ip and x509 providers are built in; other providers are not supported");
@@ -655,6 +724,7 @@ impl Config {
             prometheus: None,
             initial_text: String::new(),
             client_tls: ClientTlsConfig::default(),
+            quorum_tls: QuorumTlsConfig::default(),
             sasl: SaslConfig::default(),
         }
     }
@@ -831,6 +901,7 @@ impl Config {
             let is_tls_key = cfg
                 .client_tls
                 .apply(normalized, value)
+                .and_then(|client| Ok(client || cfg.quorum_tls.apply(normalized, value)?))
                 .map_err(|why| err(line_no, format!("bad value for {key}: {value:?} ({why})")))?;
             if is_tls_key {
                 continue;
@@ -1016,15 +1087,6 @@ impl Config {
                         ));
                     }
                     cfg.servers.push(entry);
-                }
-                "sslQuorum" if parse_bool(value) == Some(true) => {
-                    return Err(err(
-                        line_no,
-                        format!(
-                            "{key}=true: quorum TLS is not supported by zoocore; refusing to start rather than \
-                             talk to the ensemble in plaintext"
-                        ),
-                    ));
                 }
                 k if k.starts_with("group.") || k.starts_with("weight.") => {
                     return Err(err(
@@ -1399,9 +1461,11 @@ mod tests {
         assert_eq!(t.cipher_suites.as_ref().map(Vec::len), Some(2));
         assert!(!t.hostname_verification);
         assert_eq!(t.x509_super_user.as_deref(), Some("CN=admin,O=x"));
-        // Quorum TLS is not the client port's: still reported as ignored.
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
-        assert!(warnings[0].contains("ssl.quorum.keyStore.location"));
+        // Quorum TLS has its own settings; the client port's do not leak into them.
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.quorum_tls.keys.key_store.location.as_deref(), Some("/q.p12"));
+        assert!(!c.quorum_tls.enabled());
+        assert_eq!(c.quorum_tls.keys.trust_store.location, None);
     }
 
     #[test]
@@ -1868,6 +1932,8 @@ mod tests {
         "ssl.quorum.clientAuth",
         "ssl.handshakeDetectionTimeoutMillis",
         "ssl.quorum.handshakeDetectionTimeoutMillis",
+        "portUnification",
+        "sslQuorumReloadCertFiles",
         "client.portUnification",
         "authProvider",
         "kerberos.removeHostFromPrincipal",
@@ -1906,7 +1972,10 @@ mod tests {
 
     /// A value each honoured key accepts (the ignored ones take anything).
     fn sample_value(key: &str) -> &'static str {
-        match key.strip_prefix("zookeeper.").unwrap_or(key) {
+        let key = key.strip_prefix("zookeeper.").unwrap_or(key);
+        // ssl.quorum.X takes what ssl.X takes.
+        let quorum_key = key.strip_prefix("ssl.quorum.").map(|rest| format!("ssl.{rest}"));
+        match quorum_key.as_deref().unwrap_or(key) {
             "dataDir" | "dataLogDir" => "/var/lib/zk",
             "clientPortAddress" | "admin.serverAddress" => "127.0.0.1",
             "standaloneEnabled"
@@ -1919,6 +1988,7 @@ mod tests {
             | "ssl.ocsp"
             | "metricsProvider.exportJvmInfo"
             | "sslQuorum"
+            | "portUnification"
             | "sessionRequireClientSASLAuth" => "false",
             "4lw.commands.whitelist" => "srvr",
             "ssl.protocol" => "TLSv1.3",
@@ -1964,12 +2034,44 @@ mod tests {
                 }
             }
         }
-        // Refused only when turned on: silently dropping these would weaken the
-        // ensemble's or the sessions' security.
-        for key in ["sslQuorum"] {
-            let text = format!("dataDir=/var/lib/zk\n{key}=true\n");
-            let message = Config::parse(&text, "zoo.cfg").map(|_| ()).expect_err(key).to_string();
-            assert!(message.contains("zoo.cfg:2") && message.contains(key), "{message}");
-        }
+        // sslQuorum=true is honoured (server::quorum_tls), not refused.
+        let (c, warnings) = Config::parse("dataDir=/var/lib/zk\nsslQuorum=true\n", "zoo.cfg").unwrap();
+        assert!(c.quorum_tls.ssl_quorum && warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn quorum_tls_keys_with_apaches_names_and_defaults() {
+        let (c, _) = Config::parse("dataDir=/d\n", "zoo.cfg").unwrap();
+        let q = &c.quorum_tls;
+        assert!(!q.enabled());
+        assert_eq!(q.keys.client_auth, ClientAuth::Need, "Apache's default");
+        assert!(q.keys.hostname_verification, "Apache verifies quorum peers' names by default");
+        let text = "dataDir=/d\nsslQuorum=true\nzookeeper.portUnification=true\n\
+            ssl.quorum.keyStore.location=/q.pem\nssl.quorum.keyStore.password=kp\nssl.quorum.keyStore.type=PEM\n\
+            ssl.quorum.trustStore.location=/ca.p12\nssl.quorum.trustStore.passwordPath=/pw\n\
+            zookeeper.ssl.quorum.hostnameVerification=false\nssl.quorum.clientAuth=want\n\
+            ssl.quorum.enabledProtocols=TLSv1.3\nssl.quorum.ciphersuites=TLS_AES_128_GCM_SHA256\n\
+            ssl.quorum.handshakeDetectionTimeoutMillis=5000\nsslQuorumReloadCertFiles=true\n\
+            ssl.keyStore.location=/client.pem\n";
+        let (c, warnings) = Config::parse(text, "zoo.cfg").unwrap();
+        let q = &c.quorum_tls;
+        assert!(q.ssl_quorum && q.port_unification && q.enabled());
+        assert_eq!(q.keys.key_store.location.as_deref(), Some("/q.pem"));
+        assert_eq!(q.keys.key_store.password, Secret("kp".into()));
+        assert_eq!(q.keys.key_store.store_type.as_deref(), Some("PEM"));
+        assert_eq!(q.keys.trust_store.location.as_deref(), Some("/ca.p12"));
+        assert_eq!(q.keys.trust_store.password_path.as_deref(), Some("/pw"));
+        assert!(!q.keys.hostname_verification);
+        assert_eq!(q.keys.client_auth, ClientAuth::Want);
+        assert_eq!(q.keys.enabled_protocols, Some(vec!["TLSv1.3".to_owned()]));
+        assert_eq!(q.keys.cipher_suites, Some(vec!["TLS_AES_128_GCM_SHA256".to_owned()]));
+        assert_eq!(c.client_tls.key_store.location.as_deref(), Some("/client.pem"), "kept apart");
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings.iter().any(|w| w.contains("ssl.quorum.handshakeDetectionTimeoutMillis")));
+        assert!(warnings.iter().any(|w| w.contains("sslQuorumReloadCertFiles")));
+        let e = Config::parse("dataDir=/d\nssl.quorum.clientAuth=sometimes\n", "zoo.cfg").unwrap_err().to_string();
+        assert!(e.contains("zoo.cfg:2") && e.contains("ssl.quorum.clientAuth"), "{e}");
+        let e = Config::parse("dataDir=/d\nsslQuorum=yes please\n", "zoo.cfg").unwrap_err().to_string();
+        assert!(e.contains("sslQuorum"), "{e}");
     }
 }

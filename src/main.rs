@@ -211,6 +211,12 @@ fn main() -> ExitCode {
                 eprintln!("zoocore: {e}");
                 return ExitCode::from(1);
             }
+            if config.quorum.is_some() {
+                if let Err(e) = zoocore::server::quorum_tls::QuorumTransport::load(&config.quorum_tls) {
+                    eprintln!("zoocore: {e}");
+                    return ExitCode::from(1);
+                }
+            }
             let mut config = config;
             if let Err(e) = zoocore::server::load_sasl_credentials(&mut config) {
                 eprintln!("zoocore: {e}");

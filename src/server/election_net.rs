@@ -21,6 +21,7 @@
 //! ```text
 //! ElectionPeers { my_sid, listen, peers }                 who we are, where everyone's election port is
 //! ElectionNet::start(peers) -> io::Result<ElectionNet>     bind + spawn the accept and dialler tasks
+//! ElectionNet::start_with_transport(peers, transport)     the same over quorum TLS (server::quorum_tls)
 //! net.send(to, notification)                               never blocks; newest-only per peer
 //! net.recv().await -> Result<(Sid, Notification), ElectionNetClosed>
 //! net.listen_addr(), net.connected_peers(), net.shutdown()
@@ -47,6 +48,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
 
+use crate::server::quorum_tls::{QuorumStream, QuorumTransport};
 use crate::zab::election::{Action, Decision, Election, Role, Sid};
 use crate::zab::election_wire::{
     accepted_connection_verdict, decode_preamble, dialled_connection_verdict, encode_preamble, split_frame,
@@ -125,8 +127,14 @@ impl Drop for ShutdownOnDrop {
 
 impl ElectionNet {
     /// Binds the election listener and spawns the accept task and one
-    /// dialler task per peer. Must run inside a glommio executor.
+    /// dialler task per peer, all plaintext. Must run inside a glommio executor.
     pub fn start(peers: ElectionPeers) -> std::io::Result<ElectionNet> {
+        ElectionNet::start_with_transport(peers, QuorumTransport::default())
+    }
+
+    /// [`ElectionNet::start`], with connections dialled and accepted as
+    /// `transport` says (quorum TLS, `server::quorum_tls`).
+    pub fn start_with_transport(peers: ElectionPeers, transport: QuorumTransport) -> std::io::Result<ElectionNet> {
         // std's bind, not glommio's: glommio sets SO_REUSEPORT, which would
         // let a second server silently share the port.
         let std_listener = std::net::TcpListener::bind(peers.listen).map_err(|e| {
@@ -146,6 +154,7 @@ impl ElectionNet {
             next_anonymous_observer_sid: Cell::new(-1),
             handshakes_in_flight: Cell::new(0),
             stop_accepting: RefCell::new(Some(stop_accepting_tx)),
+            transport,
         });
         for (sid, addr) in &peers.peers {
             if *sid == peers.my_sid {
@@ -330,6 +339,8 @@ struct Shared {
     handshakes_in_flight: Cell<usize>,
     /// Dropped on shutdown, which ends the accept task.
     stop_accepting: RefCell<Option<LocalSender<()>>>,
+    /// Plaintext, or quorum TLS on every connection.
+    transport: QuorumTransport,
 }
 
 #[derive(Default)]
@@ -456,7 +467,7 @@ impl Shared {
     /// Makes `stream` the connection to `sid`, replacing any older one, and
     /// starts its writer and reader. `already_read` holds bytes that came
     /// after the preamble.
-    fn install(self: &Rc<Self>, sid: Sid, stream: TcpStream, already_read: BytesMut) {
+    fn install(self: &Rc<Self>, sid: Sid, stream: QuorumStream, already_read: BytesMut) {
         if self.closed.get() {
             return;
         }
@@ -477,9 +488,10 @@ impl Shared {
         }
         drop(replaced);
         tracing::debug!(sid, connection = id, "election connection up");
+        let tls = stream.is_tls();
         let (reader, writer) = futures_lite::io::split(stream);
         glommio::spawn_local(write_loop(self.clone(), sid, id, writer, wake_rx)).detach();
-        glommio::spawn_local(read_loop(self.clone(), sid, id, reader, already_read, close_rx)).detach();
+        glommio::spawn_local(read_loop(self.clone(), sid, id, reader, already_read, close_rx, tls)).detach();
     }
 
     /// What connection `id` to `sid` should write next. `fresh`: it has
@@ -597,15 +609,21 @@ async fn accept_loop(shared: Rc<Shared>, listener: TcpListener, stop: LocalRecei
 
 /// Reads an accepted connection's preamble and keeps it, or closes it and
 /// dials back, as the sids decide.
-async fn handshake(shared: Rc<Shared>, mut stream: TcpStream) {
+async fn handshake(shared: Rc<Shared>, stream: TcpStream) {
     let peer_addr = stream.peer_addr().ok();
-    let read = futures_lite::future::or(read_preamble(&mut stream), async {
+    let transport = shared.transport.clone();
+    let secured_then_read = async {
+        let mut stream = transport.accept(stream).await.map_err(|e| format!("TLS handshake failed: {e}"))?;
+        let (preamble, rest) = read_preamble(&mut stream).await?;
+        Ok((stream, preamble, rest))
+    };
+    let read = futures_lite::future::or(secured_then_read, async {
         glommio::timer::sleep(Duration::from_millis(PREAMBLE_READ_TIMEOUT_MS)).await;
         Err(format!("no complete preamble within {PREAMBLE_READ_TIMEOUT_MS} ms"))
     })
     .await;
     shared.handshakes_in_flight.set(shared.handshakes_in_flight.get().saturating_sub(1));
-    let (preamble, rest) = match read {
+    let (stream, preamble, rest) = match read {
         Ok(done) => done,
         Err(reason) => {
             tracing::warn!(peer = ?peer_addr, %reason, "dropping election connection");
@@ -619,8 +637,8 @@ async fn handshake(shared: Rc<Shared>, mut stream: TcpStream) {
                 sid = shared.next_anonymous_observer_sid.get();
                 shared.next_anonymous_observer_sid.set(sid.saturating_sub(1));
             }
-            let _ = stream.set_nodelay(true);
-            let _ = stream.set_write_timeout(Some(Duration::from_millis(SEND_TIMEOUT_MS)));
+            let _ = stream.tcp().set_nodelay(true);
+            let _ = stream.tcp().set_write_timeout(Some(Duration::from_millis(SEND_TIMEOUT_MS)));
             shared.install(sid, stream, rest);
         }
         ConnectionVerdict::DropAndDialBack => {
@@ -633,7 +651,7 @@ async fn handshake(shared: Rc<Shared>, mut stream: TcpStream) {
     }
 }
 
-async fn read_preamble(stream: &mut TcpStream) -> Result<(Preamble, BytesMut), String> {
+async fn read_preamble(stream: &mut QuorumStream) -> Result<(Preamble, BytesMut), String> {
     let mut buf = BytesMut::new();
     loop {
         match decode_preamble(&buf) {
@@ -674,7 +692,13 @@ async fn read_some<R: futures_lite::AsyncRead + Unpin>(reader: &mut R, buf: &mut
     }
 }
 
-async fn write_loop(shared: Rc<Shared>, sid: Sid, id: u64, mut writer: WriteHalf<TcpStream>, wake: LocalReceiver<()>) {
+async fn write_loop(
+    shared: Rc<Shared>,
+    sid: Sid,
+    id: u64,
+    mut writer: WriteHalf<QuorumStream>,
+    wake: LocalReceiver<()>,
+) {
     let mut fresh = true;
     loop {
         match shared.next_to_send(sid, id, fresh) {
@@ -700,9 +724,10 @@ async fn read_loop(
     shared: Rc<Shared>,
     sid: Sid,
     id: u64,
-    mut reader: ReadHalf<TcpStream>,
+    mut reader: ReadHalf<QuorumStream>,
     mut buf: BytesMut,
     close: LocalReceiver<()>,
+    tls: bool,
 ) {
     let reason = loop {
         match take_notifications(&shared, sid, &mut buf) {
@@ -719,7 +744,14 @@ async fn read_loop(
         .await;
         match read {
             Some(Ok(())) => {}
-            Some(Err(reason)) => break reason,
+            Some(Err(reason)) => {
+                // Over TLS a read error is mostly the peer's alert: it refused
+                // our certificate (TLS 1.3 tells the dialler only now).
+                if tls && reason.starts_with("read error") {
+                    tracing::warn!(sid, %reason, "election connection to this server failed");
+                }
+                break reason;
+            }
             None => break "closed by us".to_owned(),
         }
     };
@@ -803,11 +835,12 @@ enum DialOutcome {
 }
 
 async fn dial_once(shared: &Rc<Shared>, sid: Sid, addr: SocketAddr) -> Result<DialOutcome, String> {
-    let mut stream = TcpStream::connect_timeout(addr, Duration::from_millis(CONNECT_TIMEOUT_MS))
+    let tcp = TcpStream::connect_timeout(addr, Duration::from_millis(CONNECT_TIMEOUT_MS))
         .await
         .map_err(|e| format!("connect: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(SEND_TIMEOUT_MS)));
+    let _ = tcp.set_nodelay(true);
+    let _ = tcp.set_write_timeout(Some(Duration::from_millis(SEND_TIMEOUT_MS)));
+    let mut stream = shared.transport.dial(tcp, addr).await.map_err(|e| format!("TLS handshake failed: {e}"))?;
     let mut preamble = BytesMut::new();
     encode_preamble(&shared.our_preamble(), &mut preamble).map_err(|e| format!("our preamble: {e}"))?;
     stream.write_all(&preamble).await.map_err(|e| format!("sending the preamble: {e}"))?;
@@ -835,6 +868,7 @@ mod tests {
             next_anonymous_observer_sid: Cell::new(-1),
             handshakes_in_flight: Cell::new(0),
             stop_accepting: RefCell::new(None),
+            transport: QuorumTransport::default(),
         })
     }
 

@@ -27,6 +27,7 @@ pub mod prometheus;
 pub mod quorum_metrics;
 pub mod quorum_net;
 pub mod quorum_peer;
+pub mod quorum_tls;
 pub mod read_only;
 pub mod recovery;
 pub mod snapshots;
@@ -225,6 +226,10 @@ pub fn run(mut config: Config, repair: bool) -> Result<(), StartError> {
     port_is_free(addr).map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))?;
     // TLS (server::tls): the stores are read now, so a bad one stops start-up.
     let client_tls = tls::ClientTls::load(&config.client_tls).map_err(StartError)?;
+    // Quorum TLS (server::quorum_tls): likewise, for an ensemble member.
+    if config.quorum.is_some() {
+        quorum_tls::QuorumTransport::load(&config.quorum_tls).map_err(StartError)?;
+    }
     let secure_addr = match (&client_tls, config.client_tls.secure_client_port) {
         (Some(tls), Some(port)) => {
             let ip = config.client_tls.secure_client_port_address.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());

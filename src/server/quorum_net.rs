@@ -11,12 +11,14 @@
 //! ```text
 //! // Learner side (one glommio executor; the link is !Send)
 //! LeaderLink::connect(addr, timeout).await -> io::Result<LeaderLink>  // one attempt; retries are the caller's
+//! LeaderLink::connect_with(addr, timeout, &transport).await             // the same over quorum TLS (server::quorum_tls)
 //! link.send(ToLeader) -> Result<(), LinkError>        // queued; Err once the link has failed
 //! link.recv().await  -> Result<FromLeader, LinkError> // FromLeader::Packet(ToLearner) | ::Snapshot{zxid, tree, sessions}
 //! link.close(); link.peer(); link.stats()
 //!
 //! // Leader side
 //! LearnerListener::bind(addr) -> io::Result<LearnerListener>; .local_addr(); .accept().await -> io::Result<LearnerLink>
+//! LearnerListener::bind_with(addr, transport)   // quorum TLS: handshakes run in their own tasks, accept() gets the ready links
 //! link.send(ToLearner) -> Result<(), LinkError>
 //! link.send_snapshot(zxid, tree, sessions) -> Result<(), LinkError>  // SNAP, then the stream, in order with send()
 //! link.send_logged_txns(produce) -> Result<(), LinkError>  // a DIFF's logged txns, made on a thread, in order
@@ -84,6 +86,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
 
+use crate::server::quorum_tls::{QuorumStream, QuorumTransport};
 use crate::storage::apache::{write_snap_stream, ApacheFormatError, SnapStreamDecoder};
 use crate::tree::DataTree;
 use crate::zab::packets::{PacketDecoder, PacketError, ToLeader, ToLearner, SNAP_FIELD_MAX_BYTES};
@@ -508,7 +511,7 @@ impl Shared {
 }
 
 /// Drains the send queue into the socket until the link fails.
-async fn writer_task(shared: Rc<Shared>, mut writer: WriteHalf<TcpStream>, wake: LocalReceiver<()>) {
+async fn writer_task(shared: Rc<Shared>, mut writer: WriteHalf<QuorumStream>, wake: LocalReceiver<()>) {
     let failure = write_loop(&shared, &mut writer, &wake).await;
     drop(writer);
     shared.half_dropped();
@@ -517,7 +520,7 @@ async fn writer_task(shared: Rc<Shared>, mut writer: WriteHalf<TcpStream>, wake:
     }
 }
 
-async fn write_all(shared: &Shared, writer: &mut WriteHalf<TcpStream>, bytes: &[u8]) -> Result<(), LinkFailure> {
+async fn write_all(shared: &Shared, writer: &mut WriteHalf<QuorumStream>, bytes: &[u8]) -> Result<(), LinkFailure> {
     writer.write_all(bytes).await.map_err(|e| LinkFailure::io(&e))?;
     shared.update_stats(|s| {
         s.socket_writes += 1;
@@ -529,7 +532,7 @@ async fn write_all(shared: &Shared, writer: &mut WriteHalf<TcpStream>, bytes: &[
 /// Returns the failure that stopped it (None: the link had already failed).
 async fn write_loop(
     shared: &Shared,
-    writer: &mut WriteHalf<TcpStream>,
+    writer: &mut WriteHalf<QuorumStream>,
     wake: &LocalReceiver<()>,
 ) -> Option<LinkFailure> {
     loop {
@@ -567,7 +570,7 @@ async fn write_loop(
 
 /// Reads one chunk into the decoder.
 async fn read_chunk(
-    reader: &mut ReadHalf<TcpStream>,
+    reader: &mut ReadHalf<QuorumStream>,
     chunk: &mut [u8],
     decoder: &mut PacketDecoder,
 ) -> Result<(), LinkFailure> {
@@ -583,7 +586,7 @@ async fn read_chunk(
 
 /// Ends a reader task: the half is released, the link failed (unless it
 /// already was) and the receive queue closed so `recv` reports it.
-fn reader_done<M>(shared: &Shared, reader: ReadHalf<TcpStream>, incoming: LocalSender<M>, failure: LinkFailure) {
+fn reader_done<M>(shared: &Shared, reader: ReadHalf<QuorumStream>, incoming: LocalSender<M>, failure: LinkFailure) {
     drop(reader);
     shared.half_dropped();
     shared.fail(failure);
@@ -598,15 +601,16 @@ struct LinkCore<M> {
 
 impl<M> LinkCore<M> {
     /// Wires up a connected stream; `reader` becomes the reader task.
-    fn start<F, Fut>(stream: TcpStream, reader: F) -> io::Result<LinkCore<M>>
+    fn start<F, Fut>(stream: QuorumStream, reader: F) -> io::Result<LinkCore<M>>
     where
-        F: FnOnce(Rc<Shared>, ReadHalf<TcpStream>, LocalSender<M>) -> Fut,
+        F: FnOnce(Rc<Shared>, ReadHalf<QuorumStream>, LocalSender<M>) -> Fut,
         Fut: Future<Output = ()> + 'static,
     {
-        let peer = stream.peer_addr()?;
-        stream.set_nodelay(true)?;
-        stream.set_write_timeout(Some(WRITE_STALL_TIMEOUT))?;
-        let fd = stream.as_raw_fd();
+        let tcp = stream.tcp();
+        let peer = tcp.peer_addr()?;
+        tcp.set_nodelay(true)?;
+        tcp.set_write_timeout(Some(WRITE_STALL_TIMEOUT))?;
+        let fd = tcp.as_raw_fd();
         let (wake_tx, wake_rx) = local_channel::new_bounded(1);
         let (in_tx, in_rx) = local_channel::new_bounded(RECV_QUEUE_MAX_MESSAGES);
         let shared = Rc::new(Shared {
@@ -684,7 +688,21 @@ impl LeaderLink {
     /// One connection attempt, failing after `timeout`; retries (Apache
     /// tries 5 times, a second apart) are the caller's.
     pub async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<LeaderLink> {
-        let stream = TcpStream::connect_timeout(addr, timeout).await?;
+        LeaderLink::connect_with(addr, timeout, &QuorumTransport::default()).await
+    }
+
+    /// [`LeaderLink::connect`] over `transport` (quorum TLS: the handshake
+    /// and the leader's name check come before the link starts).
+    pub async fn connect_with(
+        addr: SocketAddr,
+        timeout: Duration,
+        transport: &QuorumTransport,
+    ) -> io::Result<LeaderLink> {
+        let tcp = TcpStream::connect_timeout(addr, timeout).await?;
+        let stream = transport
+            .dial(tcp, addr)
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("TLS handshake with the leader failed: {e}")))?;
         let core = LinkCore::start(stream, learner_reader)?;
         Ok(LeaderLink { core })
     }
@@ -716,7 +734,7 @@ impl LeaderLink {
     }
 }
 
-async fn learner_reader(shared: Rc<Shared>, mut reader: ReadHalf<TcpStream>, incoming: LocalSender<FromLeader>) {
+async fn learner_reader(shared: Rc<Shared>, mut reader: ReadHalf<QuorumStream>, incoming: LocalSender<FromLeader>) {
     let failure = learner_read_loop(&shared, &mut reader, &incoming).await;
     reader_done(&shared, reader, incoming, failure);
 }
@@ -729,7 +747,7 @@ async fn deliver<M>(shared: &Shared, incoming: &LocalSender<M>, m: M) -> Result<
 
 async fn learner_read_loop(
     shared: &Shared,
-    reader: &mut ReadHalf<TcpStream>,
+    reader: &mut ReadHalf<QuorumStream>,
     incoming: &LocalSender<FromLeader>,
 ) -> LinkFailure {
     let mut decoder = PacketDecoder::new();
@@ -789,7 +807,63 @@ async fn learner_read_loop(
 
 /// The leader's quorum-port listener.
 pub struct LearnerListener {
-    listener: TcpListener,
+    listener: Rc<TcpListener>,
+    /// Quorum TLS: connections are handshaken off the accept path (one
+    /// slow peer must not hold up the others) and arrive here.
+    secured: Option<SecuredAccepts>,
+}
+
+/// Quorum TLS handshakes of accepted learner connections under way at once;
+/// more are closed at once.
+pub const TLS_HANDSHAKES_IN_FLIGHT_MAX: usize = 32;
+
+struct SecuredAccepts {
+    ready: LocalReceiver<QuorumStream>,
+    /// Cancelled with the listener (a glommio task dropped is cancelled).
+    _acceptor: glommio::Task<()>,
+}
+
+/// Accepts learner connections and hands each to its own handshake task;
+/// the ones that pass go to `ready`. A failed handshake is logged naming
+/// the peer and costs nothing else.
+async fn secure_accept_loop(listener: Rc<TcpListener>, transport: QuorumTransport, ready: LocalSender<QuorumStream>) {
+    let ready = Rc::new(ready);
+    let in_flight = Rc::new(Cell::new(0usize));
+    loop {
+        let tcp = match listener.accept().await {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a learner connection failed");
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let peer = tcp.peer_addr().ok();
+        if in_flight.get() >= TLS_HANDSHAKES_IN_FLIGHT_MAX {
+            tracing::warn!(
+                ?peer,
+                limit = TLS_HANDSHAKES_IN_FLIGHT_MAX,
+                "too many learner TLS handshakes under way; closing this connection"
+            );
+            continue;
+        }
+        in_flight.set(in_flight.get() + 1);
+        let (transport, ready, in_flight) = (transport.clone(), ready.clone(), in_flight.clone());
+        glommio::spawn_local(async move {
+            let secured = transport.accept(tcp).await;
+            in_flight.set(in_flight.get().saturating_sub(1));
+            match secured {
+                Ok(stream) => {
+                    // Fails only once the listener is gone: the stream is dropped.
+                    let _ = ready.send(stream).await;
+                }
+                Err(e) => {
+                    tracing::warn!(?peer, error = %e, "refused a learner connection: quorum TLS handshake failed")
+                }
+            }
+        })
+        .detach();
+    }
 }
 
 impl LearnerListener {
@@ -809,7 +883,18 @@ impl LearnerListener {
         // SAFETY: `into_raw_fd` hands over a listening socket's fd that
         // nothing else owns; the glommio listener closes it when dropped.
         let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
-        Ok(LearnerListener { listener })
+        Ok(LearnerListener { listener: Rc::new(listener), secured: None })
+    }
+
+    /// [`LearnerListener::bind`], accepting as `transport` says (quorum TLS).
+    pub fn bind_with(addr: SocketAddr, transport: QuorumTransport) -> io::Result<LearnerListener> {
+        let mut listener = LearnerListener::bind(addr)?;
+        if !transport.accepts_only_plaintext() {
+            let (ready_tx, ready_rx) = local_channel::new_bounded(TLS_HANDSHAKES_IN_FLIGHT_MAX);
+            let acceptor = glommio::spawn_local(secure_accept_loop(listener.listener.clone(), transport, ready_tx));
+            listener.secured = Some(SecuredAccepts { ready: ready_rx, _acceptor: acceptor });
+        }
+        Ok(listener)
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -820,7 +905,14 @@ impl LearnerListener {
     /// (or one connection that died before it was set up); the listener
     /// keeps working.
     pub async fn accept(&self) -> io::Result<LearnerLink> {
-        let stream = self.listener.accept().await?;
+        let stream = match &self.secured {
+            None => QuorumStream::Plain(self.listener.accept().await?),
+            Some(secured) => secured
+                .ready
+                .recv()
+                .await
+                .ok_or_else(|| io::Error::new(io::ErrorKind::BrokenPipe, "the quorum TLS acceptor stopped"))?,
+        };
         let core = LinkCore::start(stream, leader_reader)?;
         Ok(LearnerLink { core, established_ms: crate::server::wall_clock_ms() })
     }
@@ -908,14 +1000,14 @@ impl LearnerLink {
     }
 }
 
-async fn leader_reader(shared: Rc<Shared>, mut reader: ReadHalf<TcpStream>, incoming: LocalSender<ToLeader>) {
+async fn leader_reader(shared: Rc<Shared>, mut reader: ReadHalf<QuorumStream>, incoming: LocalSender<ToLeader>) {
     let failure = leader_read_loop(&shared, &mut reader, &incoming).await;
     reader_done(&shared, reader, incoming, failure);
 }
 
 async fn leader_read_loop(
     shared: &Shared,
-    reader: &mut ReadHalf<TcpStream>,
+    reader: &mut ReadHalf<QuorumStream>,
     incoming: &LocalSender<ToLeader>,
 ) -> LinkFailure {
     let mut decoder = PacketDecoder::new();

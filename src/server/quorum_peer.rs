@@ -44,6 +44,7 @@ use crate::server::disk_log;
 use crate::server::election_net::{self, AdvertisedEpoch, ElectionNet, ElectionPeers};
 use crate::server::messages::*;
 use crate::server::quorum_net::{FromLeader, LeaderLink, LearnerLink, LearnerListener, LinkStats};
+use crate::server::quorum_tls::QuorumTransport;
 use crate::server::recovery;
 use crate::server::stats::ServerMode;
 use crate::session::{session_password, SessionChange};
@@ -87,6 +88,9 @@ struct Members {
     tick_ms: u64,
     init_limit_ticks: u64,
     sync_limit_ticks: u64,
+    /// Plaintext, or quorum TLS (`sslQuorum`, `portUnification`) on the
+    /// election and quorum connections.
+    transport: QuorumTransport,
 }
 
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
@@ -125,6 +129,7 @@ impl Members {
             tick_ms,
             init_limit_ticks: q.init_limit_ticks as u64,
             sync_limit_ticks: q.sync_limit_ticks as u64,
+            transport: QuorumTransport::default(),
         })
     }
 
@@ -251,19 +256,29 @@ impl CommitShard {
     /// Ensemble mode: elect, serve in the role won, repeat.
     pub(super) async fn run_quorum(&mut self, events: &Rc<EventQueue>) {
         let Some(quorum) = self.config.quorum.clone() else { return };
-        let members = match Members::from_config(&quorum, self.config.tick_time_ms as u64) {
+        let mut members = match Members::from_config(&quorum, self.config.tick_time_ms as u64) {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!("cannot start as an ensemble member: {e}");
                 std::process::exit(1);
             }
         };
+        // server::run read these stores already; read again here, so only a
+        // store changed in between can fail now.
+        members.transport = match QuorumTransport::load(&self.config.quorum_tls) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!("cannot set up quorum TLS: {e}");
+                std::process::exit(1);
+            }
+        };
         tracing::debug!(sid = members.ensemble.my_sid, "starting the election port");
-        let net = match ElectionNet::start(ElectionPeers {
+        let peers = ElectionPeers {
             my_sid: members.ensemble.my_sid,
             listen: members.election_listen,
             peers: members.election_peers.clone(),
-        }) {
+        };
+        let net = match ElectionNet::start_with_transport(peers, members.transport.clone()) {
             Ok(n) => Rc::new(n),
             Err(e) => {
                 tracing::error!(addr = %members.election_listen, error = %e, "cannot listen on the election port");
@@ -480,7 +495,7 @@ impl CommitShard {
         term: RoleTerm,
     ) -> String {
         let my_quorum = members.quorum_addrs[&members.ensemble.my_sid];
-        let listener = match LearnerListener::bind(my_quorum) {
+        let listener = match LearnerListener::bind_with(my_quorum, members.transport.clone()) {
             Ok(l) => Rc::new(l),
             Err(e) => return format!("cannot listen on the quorum port {my_quorum}: {e}"),
         };
@@ -881,7 +896,8 @@ impl CommitShard {
         let now = clock(self.started);
         let give_up_at = now() + members.tick_ms * members.init_limit_ticks;
         let link = loop {
-            match LeaderLink::connect(addr, Duration::from_millis(members.tick_ms * members.sync_limit_ticks)).await {
+            let timeout = Duration::from_millis(members.tick_ms * members.sync_limit_ticks);
+            match LeaderLink::connect_with(addr, timeout, &members.transport).await {
                 Ok(l) => break Rc::new(l),
                 Err(e) if now() < give_up_at => {
                     tracing::debug!(%addr, error = %e, "leader not reachable yet");

@@ -23,6 +23,11 @@
 //!
 //! The plaintext path does not come through here: a plain connection is the
 //! bare TcpStream, as before.
+//!
+//! Quorum TLS (`server::quorum_tls`) shares the store loaders, the suite and
+//! protocol choice (each takes the key prefix, `ssl` or `ssl.quorum`, for
+//! its messages) and `TlsStream`, which holds a client or server
+//! `rustls::Connection`.
 
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -35,7 +40,7 @@ use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig, ServerConnection};
+use rustls::{Connection, RootCertStore, ServerConfig, ServerConnection};
 
 use crate::config::{ClientAuth, ClientTlsConfig, StoreSettings, X509_PROVIDER_CLASS};
 use crate::server::worker_shard::Conn;
@@ -96,16 +101,16 @@ impl ClientTls {
         if let Some(factory) = &cfg.server_cnxn_factory {
             tracing::info!(serverCnxnFactory = %factory, "serverCnxnFactory is a Java class; zoocore has one connection layer and ignores it");
         }
-        let provider = Arc::new(crypto_provider(cfg)?);
+        let provider = Arc::new(crypto_provider("ssl", cfg)?);
         let versions = protocol_versions(cfg);
-        let (chain, key) = load_key_store(&cfg.key_store)?;
+        let (chain, key) = load_key_store("ssl", &cfg.key_store)?;
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&versions)
             .map_err(|e| format!("ssl.enabledProtocols / ssl.ciphersuites: {e}"))?;
         let builder = match cfg.client_auth {
             ClientAuth::None => builder.with_no_client_auth(),
             auth => {
-                let roots = load_trust_store(&cfg.trust_store, auth)?;
+                let roots = load_trust_store("ssl", &cfg.trust_store, auth)?;
                 let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
                 let verifier = if auth == ClientAuth::Want { verifier.allow_unauthenticated() } else { verifier };
                 let verifier = verifier
@@ -141,21 +146,22 @@ fn java_suite_name(suite: &rustls::SupportedCipherSuite) -> String {
     }
 }
 
-/// ring's suites, narrowed to `ssl.ciphersuites` by their Java names
+/// ring's suites, narrowed to `<prefix>.ciphersuites` by their Java names
 /// (e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384).
-fn crypto_provider(cfg: &ClientTlsConfig) -> Result<rustls::crypto::CryptoProvider, String> {
+/// `prefix` is `ssl` (client port) or `ssl.quorum`, for the messages.
+pub(crate) fn crypto_provider(prefix: &str, cfg: &ClientTlsConfig) -> Result<rustls::crypto::CryptoProvider, String> {
     let mut provider = rustls::crypto::ring::default_provider();
     if let Some(wanted) = &cfg.cipher_suites {
         let name = java_suite_name;
         let known: Vec<String> = provider.cipher_suites.iter().map(name).collect();
         if let Some(unknown) = wanted.iter().find(|w| !known.contains(w)) {
             return Err(format!(
-                "ssl.ciphersuites: {unknown} is not a cipher suite zoocore (rustls) offers; it offers {}",
+                "{prefix}.ciphersuites: {unknown} is not a cipher suite zoocore (rustls) offers; it offers {}",
                 known.join(",")
             ));
         }
         if wanted.is_empty() {
-            return Err("ssl.ciphersuites is empty".into());
+            return Err(format!("{prefix}.ciphersuites is empty"));
         }
         // In the order written: Java lets the list's order be the preference.
         provider.cipher_suites =
@@ -166,7 +172,7 @@ fn crypto_provider(cfg: &ClientTlsConfig) -> Result<rustls::crypto::CryptoProvid
 
 /// `ssl.enabledProtocols` wins; else `ssl.protocol` TLSv1.2 means 1.2 only,
 /// anything else (TLSv1.3, TLS, unset) 1.3 and 1.2.
-fn protocol_versions(cfg: &ClientTlsConfig) -> Vec<&'static rustls::SupportedProtocolVersion> {
+pub(crate) fn protocol_versions(cfg: &ClientTlsConfig) -> Vec<&'static rustls::SupportedProtocolVersion> {
     let names: Vec<&str> = match (&cfg.enabled_protocols, cfg.protocol.as_deref()) {
         (Some(list), _) => list.iter().map(String::as_str).collect(),
         (None, Some("TLSv1.2")) => vec!["TLSv1.2"],
@@ -239,17 +245,24 @@ fn read_store(prefix: &str, location: &str) -> Result<Vec<u8>, String> {
     Ok(data)
 }
 
-/// The server's certificate chain and private key.
-fn load_key_store(settings: &StoreSettings) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
-    const KEY: &str = "ssl.keyStore";
-    let location = settings
-        .location
-        .as_deref()
-        .ok_or_else(|| "ssl.keyStore.location is not set; a TLS client port needs the server's key".to_owned())?;
-    let kind = store_type(KEY, settings, location)?;
-    let password = store_password(KEY, settings)?;
-    let data = read_store(KEY, location)?;
-    let fail = |why: String| format!("{KEY}.location {location}: {why}");
+/// The server's certificate chain and private key from `<prefix>.keyStore.*`.
+pub(crate) fn load_key_store(
+    prefix: &str,
+    settings: &StoreSettings,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let key_prefix = format!("{prefix}.keyStore");
+    let store_key = key_prefix.as_str();
+    let location = settings.location.as_deref().ok_or_else(|| {
+        if prefix == "ssl" {
+            "ssl.keyStore.location is not set; a TLS client port needs the server's key".to_owned()
+        } else {
+            format!("{store_key}.location is not set; quorum TLS needs this server's key and certificate")
+        }
+    })?;
+    let kind = store_type(store_key, settings, location)?;
+    let password = store_password(store_key, settings)?;
+    let data = read_store(store_key, location)?;
+    let fail = |why: String| format!("{store_key}.location {location}: {why}");
     match kind {
         StoreType::Pem => {
             let text = String::from_utf8_lossy(&data);
@@ -265,7 +278,7 @@ fn load_key_store(settings: &StoreSettings) -> Result<(Vec<CertificateDer<'stati
             let key_block = blocks.iter().find(|b| b.label.ends_with("PRIVATE KEY")).ok_or_else(|| {
                 fail("no private key in the file (PEM type: the key and its certificate chain)".into())
             })?;
-            let key = pem_private_key(&key_block.label, &key_block.der, &password).map_err(fail)?;
+            let key = pem_private_key(store_key, &key_block.label, &key_block.der, &password).map_err(fail)?;
             Ok((chain, key))
         }
         StoreType::Pkcs12 => {
@@ -295,10 +308,10 @@ fn p12_error(e: p12_keystore::error::Error) -> String {
 
 /// Apache's PemReader: the key is PKCS#8, encrypted when a password is set.
 /// zoocore also takes PKCS#1 and SEC1 keys.
-fn pem_private_key(label: &str, der: &[u8], password: &str) -> Result<PrivateKeyDer<'static>, String> {
+fn pem_private_key(store_key: &str, label: &str, der: &[u8], password: &str) -> Result<PrivateKeyDer<'static>, String> {
     if label == "ENCRYPTED PRIVATE KEY" {
         if password.is_empty() {
-            return Err("the private key is encrypted but ssl.keyStore.password is not set".into());
+            return Err(format!("the private key is encrypted but {store_key}.password is not set"));
         }
         let info = pkcs8::EncryptedPrivateKeyInfoRef::try_from(der)
             .map_err(|e| format!("unreadable encrypted private key: {e}"))?;
@@ -310,19 +323,28 @@ fn pem_private_key(label: &str, der: &[u8], password: &str) -> Result<PrivateKey
     PrivateKeyDer::try_from(der.to_vec()).map_err(|e| format!("unusable private key: {e}"))
 }
 
-/// The certificates a client's chain must lead to.
-fn load_trust_store(settings: &StoreSettings, auth: ClientAuth) -> Result<RootCertStore, String> {
-    const KEY: &str = "ssl.trustStore";
+/// The certificates a peer's chain must lead to, from `<prefix>.trustStore.*`.
+pub(crate) fn load_trust_store(
+    prefix: &str,
+    settings: &StoreSettings,
+    auth: ClientAuth,
+) -> Result<RootCertStore, String> {
+    let key_prefix = format!("{prefix}.trustStore");
+    let store_key = key_prefix.as_str();
     let location = settings.location.as_deref().ok_or_else(|| {
         format!(
-            "ssl.trustStore.location is not set, but ssl.clientAuth is {} (Apache's default is need); \
-             set a trust store, or ssl.clientAuth=none",
-            if auth == ClientAuth::Want { "want" } else { "need" }
+            "{store_key}.location is not set, but {prefix}.clientAuth is {} (Apache's default is need); \
+             set a trust store, or {prefix}.clientAuth=none",
+            match auth {
+                ClientAuth::Want => "want",
+                ClientAuth::Need => "need",
+                ClientAuth::None => "none",
+            }
         )
     })?;
-    let kind = store_type(KEY, settings, location)?;
-    let data = read_store(KEY, location)?;
-    let fail = |why: String| format!("{KEY}.location {location}: {why}");
+    let kind = store_type(store_key, settings, location)?;
+    let data = read_store(store_key, location)?;
+    let fail = |why: String| format!("{store_key}.location {location}: {why}");
     let certs: Vec<Vec<u8>> = match kind {
         StoreType::Pem => {
             let text = String::from_utf8_lossy(&data);
@@ -334,7 +356,7 @@ fn load_trust_store(settings: &StoreSettings, auth: ClientAuth) -> Result<RootCe
                 .collect()
         }
         StoreType::Pkcs12 => {
-            let password = store_password(KEY, settings)?;
+            let password = store_password(store_key, settings)?;
             let store =
                 p12_keystore::KeyStore::from_pkcs12(&data, &password, p12_keystore::Pkcs12ImportPolicy::Relaxed)
                     .map_err(|e| fail(p12_error(e)))?;
@@ -512,7 +534,7 @@ pub async fn accept(stream: TcpStream, transport: &Transport) -> io::Result<Acce
         }
     };
     let connection = ServerConnection::new(tls.server_config.clone()).map_err(io::Error::other)?;
-    let mut stream = TlsStream { tcp: stream, tls: connection, accepted_plaintext: None };
+    let mut stream = TlsStream::new(stream, Connection::Server(connection));
     let handshake = async {
         futures_lite::future::poll_fn(|cx| stream.poll_handshake(cx)).await?;
         let identity = match stream.tls.peer_certificates().and_then(|chain| chain.first()) {
@@ -533,10 +555,11 @@ pub async fn accept(stream: TcpStream, transport: &Transport) -> io::Result<Acce
     Ok(Accepted::Tls(Box::new(stream), identity))
 }
 
-/// A client connection's socket with rustls between it and the protocol.
+/// A socket with rustls between it and the protocol: a client's connection
+/// to the client port (server side), or a quorum connection (either side).
 pub struct TlsStream {
     tcp: TcpStream,
-    tls: ServerConnection,
+    tls: Connection,
     /// Plaintext taken by rustls whose records are still being written:
     /// `poll_write` reports it only once they are on the socket, so a
     /// writer that never flushes loses nothing.
@@ -575,6 +598,26 @@ fn tls_error(e: rustls::Error) -> io::Error {
 }
 
 impl TlsStream {
+    /// `tls` is a fresh connection; run `handshake` before anything else.
+    pub(crate) fn new(tcp: TcpStream, tls: Connection) -> TlsStream {
+        TlsStream { tcp, tls, accepted_plaintext: None }
+    }
+
+    /// The socket under the TLS layer (for its address, fd and options).
+    pub(crate) fn tcp(&self) -> &TcpStream {
+        &self.tcp
+    }
+
+    /// The peer's certificate (its leaf), once the handshake is done.
+    pub(crate) fn peer_leaf_certificate(&self) -> Option<&CertificateDer<'static>> {
+        self.tls.peer_certificates().and_then(|chain| chain.first())
+    }
+
+    /// Runs the handshake to its end (no timeout: the caller bounds it).
+    pub(crate) async fn handshake(&mut self) -> io::Result<()> {
+        futures_lite::future::poll_fn(|cx| self.poll_handshake(cx)).await
+    }
+
     /// Writes every pending TLS record to the socket.
     fn poll_write_records(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.tls.wants_write() {
@@ -616,7 +659,7 @@ impl TlsStream {
                 Ok(false) => {
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
-                        "client closed during the TLS handshake",
+                        "the peer closed the connection during the TLS handshake",
                     )))
                 }
                 Err(e) => {
@@ -753,12 +796,12 @@ mod tests {
             cipher_suites: Some(vec!["TLS_AES_128_GCM_SHA256".into(), "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384".into()]),
             ..Default::default()
         };
-        let p = crypto_provider(&cfg).unwrap();
+        let p = crypto_provider("ssl", &cfg).unwrap();
         assert_eq!(p.cipher_suites.len(), 2);
         assert_eq!(java_suite_name(&p.cipher_suites[0]), "TLS_AES_128_GCM_SHA256");
         assert_eq!(java_suite_name(&p.cipher_suites[1]), "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384");
         cfg.cipher_suites = Some(vec!["TLS_RSA_WITH_AES_128_CBC_SHA".into()]);
-        let e = crypto_provider(&cfg).unwrap_err();
+        let e = crypto_provider("ssl", &cfg).unwrap_err();
         assert!(e.starts_with("ssl.ciphersuites: TLS_RSA_WITH_AES_128_CBC_SHA"), "{e}");
     }
 
