@@ -52,7 +52,8 @@ struct Args {
     no_sessions: bool,
     /// Plant a known bug in the simulator's glue: ack-before-fsync,
     /// sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc,
-    /// replay-skips-record, read-past-commit, event-after-data, expire-early.
+    /// replay-skips-record, read-past-commit, event-after-data, expire-early,
+    /// snapshot-before-durable.
     #[arg(long)]
     plant: Option<String>,
     /// Observers beside the voters (default: drawn from the seed, 0-2).
@@ -72,6 +73,10 @@ struct Args {
     /// Damaged reads never hit the snapshot.
     #[arg(long)]
     no_snapshot_damage: bool,
+    /// No periodic snapshots (and so no crashes mid-snapshot): replays the
+    /// runs from before they existed.
+    #[arg(long)]
+    no_snapshots: bool,
     /// Recovery's mirror does not check each replayed txn's carried digest
     /// (as production did before the fix): shows the recovery-gap finding.
     #[arg(long)]
@@ -116,6 +121,7 @@ fn main() -> ExitCode {
         config.sessions = !args.no_sessions && !args.classic;
         config.disk_faults = !args.no_disk_faults && !args.classic;
         config.clock_jumps = !args.no_clock_jumps && !args.classic;
+        config.snapshots = !args.no_snapshots && !args.classic;
         if args.classic {
             config.observers = 0;
         }
