@@ -77,6 +77,14 @@ struct Args {
     /// runs from before they existed.
     #[arg(long)]
     no_snapshots: bool,
+    /// snapCount of every server's snapshot policy (default: drawn per
+    /// seed in 20..500); small values snapshot every few txns.
+    #[arg(long)]
+    snap_count: Option<u64>,
+    /// Percent of snapshots (while faults are on) whose server is crashed
+    /// mid-write (default: drawn per seed, 0, 5, 15 or 30).
+    #[arg(long)]
+    snap_crash_percent: Option<u64>,
     /// Recovery's mirror does not check each replayed txn's carried digest
     /// (as production did before the fix): shows the recovery-gap finding.
     #[arg(long)]
@@ -127,6 +135,12 @@ fn main() -> ExitCode {
         }
         if let Some(n) = args.observers {
             config.observers = n;
+        }
+        if let Some(n) = args.snap_count {
+            config.knobs.snap_count = n;
+        }
+        if let Some(p) = args.snap_crash_percent {
+            config.knobs.snap_crash_percent = p;
         }
         if args.no_snapshot_damage {
             config.knobs.snapshot_damage = false;

@@ -682,6 +682,18 @@ impl Server {
         }
     }
 
+    /// A refusal outside a restart (a reload when a role ends) waits for the
+    /// operator too (`World::restart` calls it for refused starts): with
+    /// periodic snapshots a restart may never read an old damaged log that
+    /// a later reload does.
+    fn call_the_operator(&mut self, ctx: &mut Ctx) {
+        if self.awaiting_wipe {
+            let (lo, hi) = ctx.knobs.operator_wipe_ms;
+            let at = ctx.now + ctx.fault_rng.range(lo, hi);
+            ctx.schedule(at, Ev::OperatorWipe(self.sid));
+        }
+    }
+
     /// The operator wipes the data directories (log, snapshots, epoch files).
     pub fn wipe(&mut self, ctx: &mut Ctx) {
         ctx.trace(self.sid, "OPERATOR WIPES the data directory".into());
@@ -985,6 +997,7 @@ impl Server {
             }
             Err(e) => {
                 self.cannot_load(ctx, e);
+                self.call_the_operator(ctx);
                 return true;
             }
         }
@@ -1148,6 +1161,7 @@ impl Server {
         if !kept {
             if let Err(e) = self.reload_from_disk(ctx, "leaving a role") {
                 self.cannot_load(ctx, format!("cannot reload the state from disk: {e}"));
+                self.call_the_operator(ctx);
                 return;
             }
         }
