@@ -86,8 +86,9 @@ fn regression_seeds() {
     let convergence_3: [u64; 9] = [274, 416, 727, 1296, 1354, 1713, 2274, 2897, 2922];
     let seeds = [(3, 435), (5, 976)].into_iter().chain(convergence_3.map(|s| (3, s)));
     for (servers, seed) in seeds {
-        // As found (before the sync workload, disk faults, clock jumps and
-        // observers existed), with the syncs, and in today's swarm.
+        // As found (before the sync workload, disk faults, clock jumps,
+        // observers and periodic snapshots existed), with the syncs, and in
+        // today's swarm.
         for (sync_reads, later_faults) in [(false, false), (true, false), (true, true)] {
             let mut config = SimConfig::from_seed(seed, servers);
             config.sync_reads = sync_reads;
@@ -95,6 +96,7 @@ fn regression_seeds() {
                 config.disk_faults = false;
                 config.clock_jumps = false;
                 config.observers = 0;
+                config.snapshots = false;
             }
             let out = run(config);
             assert!(out.passed(), "sync_reads {sync_reads}, later faults {later_faults}: {}", out.report());
@@ -120,9 +122,10 @@ fn recovery_gap_run(
     checks_digests: bool,
 ) -> zoocore::sim::SimOutcome {
     let mut config = SimConfig::from_seed(seed, servers);
-    // As found: before the session workload existed (it shifts the timing
-    // of the damaged reads these seeds need).
+    // As found: before the session workload and periodic snapshots existed
+    // (they shift the timing of the damaged reads these seeds need).
     config.sessions = false;
+    config.snapshots = false;
     config.knobs.snapshot_damage = snapshot_damage;
     config.knobs.recovery_checks_digests = checks_digests;
     run(config)

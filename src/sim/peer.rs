@@ -706,7 +706,7 @@ impl Server {
     /// `quorum_peer::reload_from_disk` and `Epochs::load`.
     fn reload_from_disk(&mut self, ctx: &mut Ctx, what: &str) -> Result<(), String> {
         let window = ctx.knobs.recent_window_txns;
-        let (mut tree, mut sessions, snapshot_zxid, mut history) = self.load_newest_snapshot(ctx)?;
+        let (mut tree, mut sessions, snapshot_zxid, mut history, unusable) = self.load_newest_snapshot(ctx)?;
         let mut last_zxid = snapshot_zxid;
         let mut recent = VecDeque::new();
         let mut cuts = Vec::new();
@@ -731,6 +731,15 @@ impl Server {
                 let zxid = record.zxid;
                 if zxid <= last_zxid {
                     continue;
+                }
+                // As production: no jump past a snapshot that could not be read.
+                // (Off with the knob that shows the recovery-gap finding.)
+                if zxid != last_zxid + 1 && ctx.knobs.recovery_checks_digests {
+                    if let Some(skipped) = unusable.iter().find(|s| **s > last_zxid && **s < zxid) {
+                        return Err(format!(
+                            "log {index}: goes from 0x{last_zxid:x} to 0x{zxid:x} past snapshot 0x{skipped:x}, which could not be read"
+                        ));
+                    }
                 }
                 if !zxid_follows(last_zxid, zxid) {
                     return Err(format!("log {index}: gap: 0x{zxid:x} after 0x{last_zxid:x}"));
@@ -821,7 +830,13 @@ impl Server {
     /// back to older ones, else the empty tree. The history is the one the
     /// snapshot was taken with (the checkers' view), with the digest of
     /// the tree actually read back.
-    fn load_newest_snapshot(&mut self, ctx: &mut Ctx) -> Result<(DataTree, BTreeMap<i64, i32>, i64, History), String> {
+    #[allow(clippy::type_complexity)]
+    fn load_newest_snapshot(
+        &mut self,
+        ctx: &mut Ctx,
+    ) -> Result<(DataTree, BTreeMap<i64, i32>, i64, History, Vec<i64>), String> {
+        // Newer snapshots that could not be used (see recovery::recover).
+        let mut unusable = Vec::new();
         let installed_zxid = self.disk.snapshot.as_ref().map(|(z, _)| *z);
         let mut installed_tried = false;
         let mut periodic = self.disk.snapshots.len();
@@ -835,11 +850,12 @@ impl Server {
                     // Production: "snapshot does not verify; trying an older one".
                     let older = if periodic > 0 { "trying an older one" } else { "no older one" };
                     ctx.trace(self.sid, format!("snapshot 0x{zxid:x} does not verify; {older}"));
+                    unusable.push(zxid);
                     continue;
                 }
                 let (tree, sessions, _) = crate::storage::apache::decode_snap_stream(stream, zxid)
                     .map_err(|e| format!("snapshot 0x{zxid:x} does not decode: {e}"))?;
-                return Ok((tree, sessions, zxid, History { base_zxid: zxid, entries: Default::default() }));
+                return Ok((tree, sessions, zxid, History { base_zxid: zxid, entries: Default::default() }, unusable));
             }
             let Some(index) = periodic.checked_sub(1) else { break };
             periodic = index;
@@ -850,22 +866,26 @@ impl Server {
                     if let Some(e) = history.entries.get_mut(&file.zxid) {
                         e.digest = snap.tree.digest();
                     }
-                    return Ok((snap.tree, snap.sessions.into_iter().collect(), file.zxid, history));
+                    return Ok((snap.tree, snap.sessions.into_iter().collect(), file.zxid, history, unusable));
                 }
-                Ok(snap) => ctx.trace(
-                    self.sid,
-                    format!(
-                        "snapshot.{:x} holds 0x{:x}: name and content disagree; trying an older one",
-                        file.zxid, snap.last_zxid
-                    ),
-                ),
+                Ok(snap) => {
+                    unusable.push(file.zxid);
+                    ctx.trace(
+                        self.sid,
+                        format!(
+                            "snapshot.{:x} holds 0x{:x}: name and content disagree; trying an older one",
+                            file.zxid, snap.last_zxid
+                        ),
+                    )
+                }
                 Err(e) => {
+                    unusable.push(file.zxid);
                     let line = format!("snapshot.{:x} does not verify ({e}); trying an older one", file.zxid);
                     ctx.trace(self.sid, line);
                 }
             }
         }
-        Ok((DataTree::new(), BTreeMap::new(), 0, History::default()))
+        Ok((DataTree::new(), BTreeMap::new(), 0, History::default(), unusable))
     }
 
     /// Mirrors `CommitShard::maybe_snapshot`: called after each batch is

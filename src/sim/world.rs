@@ -101,8 +101,9 @@ pub struct Knobs {
     /// A damaged read may hit the snapshot (its seal stops verifying).
     pub snapshot_damage: bool,
     /// Recovery checks every replayed txn's carried digest against the
-    /// tree it was applied to, or refuses to start, as production's
-    /// `recovery::recover` does. Off only to show the finding it fixed.
+    /// tree it was applied to, and refuses a jump past a snapshot it could
+    /// not read, or refuses to start, as production's `recovery::recover`
+    /// does. Off only to show the finding they fixed.
     pub recovery_checks_digests: bool,
     /// snapCount of production's `SnapshotPolicy` (0: no periodic snapshots).
     pub snap_count: u64,
