@@ -86,8 +86,9 @@ fn regression_seeds() {
     let convergence_3: [u64; 9] = [274, 416, 727, 1296, 1354, 1713, 2274, 2897, 2922];
     let seeds = [(3, 435), (5, 976)].into_iter().chain(convergence_3.map(|s| (3, s)));
     for (servers, seed) in seeds {
-        // As found (before the sync workload, disk faults, clock jumps and
-        // observers existed), with the syncs, and in today's swarm.
+        // As found (before the sync workload, disk faults, clock jumps,
+        // observers and periodic snapshots existed), with the syncs, and in
+        // today's swarm.
         for (sync_reads, later_faults) in [(false, false), (true, false), (true, true)] {
             let mut config = SimConfig::from_seed(seed, servers);
             config.sync_reads = sync_reads;
@@ -95,6 +96,7 @@ fn regression_seeds() {
                 config.disk_faults = false;
                 config.clock_jumps = false;
                 config.observers = 0;
+                config.snapshots = false;
             }
             let out = run(config);
             assert!(out.passed(), "sync_reads {sync_reads}, later faults {later_faults}: {}", out.report());
@@ -120,9 +122,10 @@ fn recovery_gap_run(
     checks_digests: bool,
 ) -> zoocore::sim::SimOutcome {
     let mut config = SimConfig::from_seed(seed, servers);
-    // As found: before the session workload existed (it shifts the timing
-    // of the damaged reads these seeds need).
+    // As found: before the session workload and periodic snapshots existed
+    // (they shift the timing of the damaged reads these seeds need).
     config.sessions = false;
+    config.snapshots = false;
     config.knobs.snapshot_damage = snapshot_damage;
     config.knobs.recovery_checks_digests = checks_digests;
     run(config)
@@ -450,4 +453,53 @@ fn planted_revalidate_own_only_is_caught() {
     let three = plant_catches(Plant::RevalidateOwnOnly, 3, 0..10, &["sessions"]);
     let five = plant_catches(Plant::RevalidateOwnOnly, 5, 0..10, &["sessions"]);
     assert!(three >= 4 && five >= 3, "revalidate-own-only caught on {three} (3 servers) and {five} (5) of 10 seeds");
+}
+
+/// Periodic snapshots (production's `SnapshotPolicy`, writer and reader on
+/// the simulated disk) happen, are crashed mid-write, purge old logs once
+/// durable, and restarts recover from them (snapshot + log tail) with
+/// every checker holding.
+#[test]
+fn periodic_snapshots_are_taken_crashed_purged_and_recovered_from() {
+    let (mut taken, mut crashes, mut purged_logs, mut recovered_from_snapshot) = (0, 0, 0, 0);
+    for seed in 0..12u64 {
+        let mut w = zoocore::sim::World::new(SimConfig::from_seed(seed, 3));
+        w.keep_full_trace();
+        let out = w.run();
+        assert!(out.passed(), "{}", out.report());
+        taken += out.snapshots_taken;
+        crashes += out.snapshot_crashes;
+        purged_logs += out
+            .full_trace
+            .iter()
+            .filter(|l| l.contains("durable; autopurge removed") && !l.ends_with(" 0 logs"))
+            .count();
+        recovered_from_snapshot +=
+            out.full_trace.iter().filter(|l| l.contains("restart: recovered") && !l.contains("(snapshot 0x0)")).count();
+    }
+    assert!(
+        taken > 100 && crashes >= 3 && purged_logs > 10 && recovered_from_snapshot > 5,
+        "{taken} snapshots, {crashes} crashes mid-snapshot, {purged_logs} purges of logs, {recovered_from_snapshot} restarts from a snapshot"
+    );
+}
+
+/// A snapshot made visible, and the logs before it purged, before its
+/// bytes are fsynced: a crash mid-snapshot leaves a torn newest snapshot,
+/// the older one lacks the purged logs, and start-up refuses (or serves
+/// less). The same seeds pass unplanted.
+#[test]
+fn planted_snapshot_before_durable_is_caught() {
+    let checkers = ["server-exits", "no-acked-write-lost", "recovery-equals-live", "agreement"];
+    let three = plant_catches(Plant::SnapshotBeforeDurable, 3, 0..40, &checkers);
+    let one = plant_catches(Plant::SnapshotBeforeDurable, 1, 0..40, &checkers);
+    assert!(
+        three >= 3 && one >= 2,
+        "snapshot-before-durable caught on {three} (3 servers) and {one} (standalone) of 40 seeds"
+    );
+    for servers in [1, 3] {
+        for seed in 0..40 {
+            let out = run_seed(seed, servers);
+            assert!(out.passed(), "unplanted: {}", out.report());
+        }
+    }
 }

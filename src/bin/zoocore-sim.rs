@@ -58,7 +58,7 @@ struct Args {
     /// Plant a known bug in the simulator's glue: ack-before-fsync,
     /// sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc,
     /// replay-skips-record, read-past-commit, event-after-data, expire-early,
-    /// snap-live-sessions, revalidate-own-only.
+    /// snap-live-sessions, revalidate-own-only, snapshot-before-durable.
     #[arg(long)]
     plant: Option<String>,
     /// Observers beside the voters (default: drawn from the seed, 0-2).
@@ -78,6 +78,18 @@ struct Args {
     /// Damaged reads never hit the snapshot.
     #[arg(long)]
     no_snapshot_damage: bool,
+    /// No periodic snapshots (and so no crashes mid-snapshot): replays the
+    /// runs from before they existed.
+    #[arg(long)]
+    no_snapshots: bool,
+    /// snapCount of every server's snapshot policy (default: drawn per
+    /// seed in 20..500); small values snapshot every few txns.
+    #[arg(long)]
+    snap_count: Option<u64>,
+    /// Percent of snapshots (while faults are on) whose server is crashed
+    /// mid-write (default: drawn per seed, 0, 5, 15 or 30).
+    #[arg(long)]
+    snap_crash_percent: Option<u64>,
     /// Recovery's mirror does not check each replayed txn's carried digest
     /// (as production did before the fix): shows the recovery-gap finding.
     #[arg(long)]
@@ -123,11 +135,18 @@ fn main() -> ExitCode {
         config.reconnects = !args.no_reconnects && !args.classic;
         config.disk_faults = !args.no_disk_faults && !args.classic;
         config.clock_jumps = !args.no_clock_jumps && !args.classic;
+        config.snapshots = !args.no_snapshots && !args.classic;
         if args.classic {
             config.observers = 0;
         }
         if let Some(n) = args.observers {
             config.observers = n;
+        }
+        if let Some(n) = args.snap_count {
+            config.knobs.snap_count = n;
+        }
+        if let Some(p) = args.snap_crash_percent {
+            config.knobs.snap_crash_percent = p;
         }
         if args.no_snapshot_damage {
             config.knobs.snapshot_damage = false;

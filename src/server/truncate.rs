@@ -625,6 +625,25 @@ mod tests {
         (from..=to).collect()
     }
 
+    /// A newer snapshot that does not verify (say one a SNAP installed),
+    /// and a log that continues its state across an epoch jump: recovery
+    /// from the older snapshot must not bridge the jump (txns without a
+    /// carried digest, as these, would hide the missing epoch).
+    #[test]
+    fn recovery_refuses_to_jump_an_epoch_past_a_snapshot_that_does_not_verify() {
+        let f = Fixture::new();
+        f.log(&[&[E1 + 1, E1 + 2, E1 + 3]]);
+        f.snapshot(&range(E1 + 1, E1 + 2), E1 + 2);
+        let installed = f.snapshot(&[E1 + 1, E1 + 2, E1 + 3, E2 + 1, E2 + 2], E2 + 2);
+        f.log(&[&[E3 + 1, E3 + 2]]);
+        assert_eq!(f.recovered(), (E3 + 2, vec![E1 + 1, E1 + 2, E1 + 3, E2 + 1, E2 + 2, E3 + 1, E3 + 2]));
+        let mut bytes = std::fs::read(&installed).unwrap();
+        bytes[40] ^= 1;
+        std::fs::write(&installed, bytes).unwrap();
+        let refused = recover(&f.dir, &f.dir, false).err().expect("recovery must refuse the jump");
+        assert!(refused.0.contains("past snapshot 0x200000002"), "{refused}");
+    }
+
     /// Three files, a snapshot in the middle and one above the zxids kept:
     /// log.1 [1 2 3][4 5] | snapshot.5 | log.6 [6 7 8][9] [10] | log.b [11 12] | snapshot.c
     fn three_files() -> Fixture {

@@ -1,7 +1,11 @@
 //! One server's simulated disk: its transaction log as the bytes of a
 //! zoocore log file (the production `storage::log_format`, so torn tails
 //! are found and cut by the production scanner), the two epoch files, and
-//! the snapshot a SNAP sync installed (Apache's SNAP stream bytes).
+//! the snapshot a SNAP sync installed (Apache's SNAP stream bytes), and
+//! the periodic snapshots (`snapshot.<zxid>` in production's format,
+//! `storage::snapshot_format`), written as production's `Snapshotter` does:
+//! a temp file, its fsync, the rename, the directory's fsync, then
+//! autopurge.
 //!
 //! Durability is explicit: an append only reaches the page cache; an fsync
 //! started at some length makes that prefix durable when it completes (the
@@ -18,6 +22,7 @@
 
 use bytes::Bytes;
 
+use super::oracle::History;
 use super::rng::SimRng;
 use crate::storage::log_format::{self, encode_batch_to_vec, encode_file_header, scan_log, truncated_file};
 
@@ -100,6 +105,44 @@ pub struct LogFile {
     pub bytes: Vec<u8>,
 }
 
+/// A periodic snapshot under its final name (`snapshot.<zxid>`).
+#[derive(Debug, Clone)]
+pub struct SnapshotFile {
+    pub zxid: i64,
+    /// The file's bytes on the device (production's snapshot format).
+    pub bytes: Vec<u8>,
+    /// The server's history when it was taken: for the checkers only
+    /// (recovery reads `bytes` with the production reader).
+    pub history: History,
+    /// The rename reached the device (the directory was fsynced); before
+    /// that a crash may find the file under its temp name again.
+    pub name_durable: bool,
+    /// The bytes reached the device (the temp file was fsynced before the
+    /// rename; only the planted bug renames earlier).
+    pub bytes_durable: bool,
+}
+
+/// Where the snapshot thread is (`snapshots::write_snapshot_file`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotStage {
+    /// Streaming into `snapshot.<zxid>.tmp` (page cache).
+    Writing,
+    /// `sync_all` of the temp file in flight.
+    SyncingFile,
+    /// Renamed; the directory's fsync in flight.
+    SyncingDir,
+}
+
+/// The snapshot the background thread is writing.
+#[derive(Debug, Clone)]
+pub struct SnapshotInProgress {
+    pub token: u64,
+    pub zxid: i64,
+    pub bytes: Vec<u8>,
+    pub history: History,
+    pub stage: SnapshotStage,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct SimDisk {
     /// The log files, oldest first. Only the newest can hold unsynced bytes:
@@ -123,6 +166,10 @@ pub struct SimDisk {
     /// The snapshot's seal no longer verifies (damaged on the device):
     /// recovery skips it, as production's does.
     pub snapshot_unreadable: bool,
+    /// Periodic snapshots under their final names, oldest first.
+    pub snapshots: Vec<SnapshotFile>,
+    /// The one the snapshot thread is writing (production runs one at a time).
+    pub snapshot_writing: Option<SnapshotInProgress>,
 }
 
 impl SimDisk {
@@ -259,15 +306,28 @@ impl SimDisk {
     /// (production's `server::truncate` is crash-safe by its own intent
     /// record, which is not simulated).
     pub fn truncate_after(&mut self, zxid: i64) -> Result<(), String> {
-        // Built aside: a failed TRUNC leaves the files as they were.
-        let mut kept = Vec::new();
-        for f in &self.logs {
-            if f.first_zxid > zxid {
+        // Built aside: a failed TRUNC leaves the files as they were. As
+        // `server::truncate`'s plan: files starting above the zxid go; the
+        // kept ones are walked back from the newest until one holds nothing
+        // above it (older files are not read: one a snapshot made
+        // unnecessary may be damaged, and recovery never reads it either).
+        let mut kept: Vec<LogFile> = self.logs.iter().filter(|f| f.first_zxid <= zxid).cloned().collect();
+        let mut index = kept.len();
+        while index > 0 {
+            index -= 1;
+            let Some(f) = kept.get(index) else { break };
+            let scan = scan_log(&f.bytes, SIM_LOG_BLOCK_BYTES).map_err(|e| format!("scan before TRUNC: {e}"))?;
+            if !scan.records.iter().any(|r| r.zxid <= zxid) {
+                kept.remove(index);
                 continue;
             }
-            let scan = scan_log(&f.bytes, SIM_LOG_BLOCK_BYTES).map_err(|e| format!("scan before TRUNC: {e}"))?;
+            if !scan.records.iter().any(|r| r.zxid > zxid) {
+                break;
+            }
             let bytes = truncated_file(&f.bytes, &scan, zxid).map_err(|e| format!("TRUNC: {e}"))?;
-            kept.push(LogFile { first_zxid: f.first_zxid, bytes });
+            if let Some(f) = kept.get_mut(index) {
+                f.bytes = bytes;
+            }
         }
         self.logs = kept;
         self.durable_len = self.logs.last().map_or(0, |f| f.bytes.len());
@@ -277,7 +337,147 @@ impl SimDisk {
             self.snapshot = None;
             self.snapshot_unreadable = false;
         }
+        // As `server::truncate`: snapshots above the point go, and so does
+        // an unfinished one (its temp file; the thread's rename then fails).
+        self.snapshots.retain(|f| f.zxid <= zxid);
+        if self.snapshot_writing.as_ref().is_some_and(|w| w.zxid > zxid) {
+            self.snapshot_writing = None;
+        }
         Ok(())
+    }
+
+    /// The snapshot thread's next step is done: returns the step now
+    /// started (None: the snapshot is finished, or `token` is not the one
+    /// being written).
+    pub fn snapshot_step(&mut self, token: u64) -> Option<SnapshotStage> {
+        let w = self.snapshot_writing.as_mut().filter(|w| w.token == token)?;
+        match w.stage {
+            SnapshotStage::Writing => {
+                w.stage = SnapshotStage::SyncingFile;
+                Some(SnapshotStage::SyncingFile)
+            }
+            SnapshotStage::SyncingFile => {
+                // The bytes are durable; `rename` makes the file visible.
+                w.stage = SnapshotStage::SyncingDir;
+                let (zxid, bytes, history) = (w.zxid, w.bytes.clone(), w.history.clone());
+                match self.snapshots.iter_mut().find(|f| f.zxid == zxid) {
+                    // Made visible early (planted): now its bytes are durable.
+                    Some(f) => f.bytes_durable = true,
+                    None => self.insert_snapshot(SnapshotFile {
+                        zxid,
+                        bytes,
+                        history,
+                        name_durable: false,
+                        bytes_durable: true,
+                    }),
+                }
+                Some(SnapshotStage::SyncingDir)
+            }
+            SnapshotStage::SyncingDir => {
+                let zxid = w.zxid;
+                self.snapshot_writing = None;
+                if let Some(f) = self.snapshots.iter_mut().find(|f| f.zxid == zxid) {
+                    f.name_durable = true;
+                }
+                None
+            }
+        }
+    }
+
+    /// Planted `snapshot-before-durable`: the file under its final name at
+    /// once, its bytes still only in the page cache.
+    pub fn make_snapshot_visible_early(&mut self) {
+        let Some(w) = &self.snapshot_writing else { return };
+        let file = SnapshotFile {
+            zxid: w.zxid,
+            bytes: w.bytes.clone(),
+            history: w.history.clone(),
+            name_durable: true,
+            bytes_durable: false,
+        };
+        self.insert_snapshot(file);
+    }
+
+    fn insert_snapshot(&mut self, file: SnapshotFile) {
+        self.snapshots.retain(|f| f.zxid != file.zxid);
+        let at = self.snapshots.partition_point(|f| f.zxid < file.zxid);
+        self.snapshots.insert(at, file);
+    }
+
+    /// What a crash does to the snapshot being written (production's
+    /// `Snapshotter::new` removes a leftover `.tmp` at start): before the
+    /// rename it is gone; after it, the file's bytes are durable but the
+    /// rename may not be (the directory's fsync had not completed). A file
+    /// whose bytes were never fsynced (planted) keeps a seeded prefix.
+    pub fn crash_snapshots(&mut self, rng: &mut SimRng) -> Option<String> {
+        let mut what = Vec::new();
+        if let Some(w) = self.snapshot_writing.take() {
+            let tmp = format!("snapshot.{:x}.tmp", w.zxid);
+            what.push(match w.stage {
+                SnapshotStage::Writing => format!("{tmp} left half-written (removed at start)"),
+                SnapshotStage::SyncingFile => format!("{tmp} left unsynced (removed at start)"),
+                SnapshotStage::SyncingDir => {
+                    if rng.chance(50) {
+                        format!("the rename of {tmp} survived")
+                    } else {
+                        self.snapshots.retain(|f| f.zxid != w.zxid);
+                        format!("the rename of {tmp} was lost (the temp file is removed at start)")
+                    }
+                }
+            });
+        }
+        for f in self.snapshots.iter_mut().filter(|f| !f.bytes_durable) {
+            let kept = rng.range(0, f.bytes.len().saturating_sub(1) as u64) as usize;
+            f.bytes.truncate(kept);
+            f.bytes_durable = true;
+            what.push(format!("snapshot.{:x} was visible before its bytes were durable: {kept} bytes kept", f.zxid));
+        }
+        for f in &mut self.snapshots {
+            f.name_durable = true;
+        }
+        (!what.is_empty()).then(|| what.join(", "))
+    }
+
+    /// Production's `purge_old_files` (autopurge): keeps the newest
+    /// `retain` snapshot files (periodic and SNAP-installed alike: both are
+    /// `snapshot.<zxid>`) and the log files needed to replay from the
+    /// oldest kept one. With `only_newest`, the planted bug: every log
+    /// before the newest snapshot goes. Returns (snapshots, logs) removed.
+    pub fn purge(&mut self, retain: usize, only_newest: bool) -> (usize, usize) {
+        let mut names: Vec<i64> = self.snapshots.iter().map(|f| f.zxid).collect();
+        if let Some((z, _)) = &self.snapshot {
+            names.push(*z);
+        }
+        names.sort_unstable();
+        names.dedup();
+        let retain = retain.max(3);
+        let mut removed_snapshots = 0;
+        let basis = if names.len() > retain {
+            let oldest_kept = names[names.len() - retain];
+            let before = self.snapshots.len();
+            self.snapshots.retain(|f| f.zxid >= oldest_kept);
+            removed_snapshots = before - self.snapshots.len();
+            if self.snapshot.as_ref().is_some_and(|(z, _)| *z < oldest_kept) {
+                self.snapshot = None;
+                self.snapshot_unreadable = false;
+                removed_snapshots += 1;
+            }
+            Some(oldest_kept)
+        } else {
+            None
+        };
+        let basis = if only_newest { names.last().copied() } else { basis };
+        let Some(basis) = basis else { return (removed_snapshots, 0) };
+        // Keep the newest log starting at or before basis + 1 and all later ones.
+        let first_needed = self.logs.iter().rposition(|f| f.first_zxid <= basis + 1).unwrap_or(0);
+        if first_needed > 0 {
+            self.logs.drain(..first_needed);
+            // In-flight fsyncs name files by index (only the newest, kept, has any).
+            for (_, index, _) in &mut self.fsyncs {
+                *index = index.saturating_sub(first_needed);
+            }
+        }
+        (removed_snapshots, first_needed)
     }
 }
 
@@ -293,6 +493,16 @@ impl SimDisk {
             self.snapshot_unreadable = true;
             let zxid = self.snapshot.as_ref().map_or(0, |(z, _)| *z);
             return Some(format!("the snapshot 0x{zxid:x} no longer verifies"));
+        }
+        if snapshot_too && !self.snapshots.is_empty() && rng.chance(25) {
+            // A real flipped bit: the production reader's seal catches it.
+            let index = rng.range(0, self.snapshots.len() as u64 - 1) as usize;
+            let file = self.snapshots.get_mut(index)?;
+            let offset = rng.range(0, file.bytes.len().saturating_sub(1) as u64) as usize;
+            let bit = rng.range(0, 7);
+            let byte = file.bytes.get_mut(offset)?;
+            *byte ^= 1 << bit;
+            return Some(format!("bit {bit} of byte {offset} of snapshot.{:x} flipped", file.zxid));
         }
         let index = rng.range(0, self.logs.len().checked_sub(1)? as u64) as usize;
         let file = self.logs.get_mut(index)?;
@@ -329,6 +539,17 @@ impl SimDisk {
             txns: Default::default(),
             accepted_epoch: self.accepted_epoch.unwrap_or(0),
         };
+        // The newest periodic snapshot a restart would read: what it holds
+        // is its history (a leader's may hold txns never committed).
+        let readable = self.snapshots.iter().rev().find(|f| {
+            f.name_durable && f.bytes_durable && crate::storage::snapshot_format::read_snapshot(&f.bytes).is_ok()
+        });
+        if let Some(f) = readable.filter(|f| f.zxid > held.snapshot_zxid) {
+            held.snapshot_zxid = held.snapshot_zxid.max(f.history.base_zxid);
+            for (&zxid, e) in f.history.entries.range(..=f.zxid) {
+                held.txns.insert(zxid, e.txn_hash);
+            }
+        }
         let newest = self.logs.len().saturating_sub(1);
         for (index, file) in self.logs.iter().enumerate() {
             let len = if index == newest { self.durable_len.min(file.bytes.len()) } else { file.bytes.len() };
@@ -440,5 +661,80 @@ mod tests {
         d.crash(&mut SimRng::new(1), 0);
         assert_eq!(d.current_epoch, Some(1));
         assert!(d.complete_epoch_write(9).is_none());
+    }
+
+    fn snapshot_bytes(zxid: i64) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        crate::storage::snapshot_format::write_snapshot(&mut bytes, zxid, &[(7, 3000)], &crate::tree::DataTree::new())
+            .unwrap();
+        bytes
+    }
+
+    fn start_snapshot(d: &mut SimDisk, token: u64, zxid: i64) {
+        d.snapshot_writing = Some(SnapshotInProgress {
+            token,
+            zxid,
+            bytes: snapshot_bytes(zxid),
+            history: History::default(),
+            stage: SnapshotStage::Writing,
+        });
+    }
+
+    #[test]
+    fn a_snapshot_is_visible_only_after_its_fsync_and_a_crash_before_that_leaves_none() {
+        for seed in 0..20 {
+            let mut d = SimDisk::default();
+            start_snapshot(&mut d, 1, 5);
+            assert_eq!(d.snapshot_step(1), Some(SnapshotStage::SyncingFile));
+            assert!(d.snapshots.is_empty(), "not renamed before its fsync");
+            d.crash_snapshots(&mut SimRng::new(seed));
+            assert!(d.snapshots.is_empty() && d.snapshot_writing.is_none());
+            assert_eq!(d.snapshot_step(1), None, "the thread died with the process");
+
+            // After the rename, before the directory's fsync: the file is
+            // there or not, and if there it is whole.
+            start_snapshot(&mut d, 2, 6);
+            d.snapshot_step(2);
+            assert_eq!(d.snapshot_step(2), Some(SnapshotStage::SyncingDir));
+            d.crash_snapshots(&mut SimRng::new(seed));
+            for f in &d.snapshots {
+                assert_eq!(crate::storage::snapshot_format::read_snapshot(&f.bytes).map(|s| s.last_zxid).ok(), Some(6));
+            }
+        }
+    }
+
+    #[test]
+    fn purge_keeps_three_snapshots_and_the_logs_the_oldest_needs() {
+        let mut d = SimDisk::default();
+        for (token, z) in [(1u64, 2i64), (2, 4), (3, 6), (4, 8)] {
+            d.roll();
+            d.append(&[rec(z - 1), rec(z)]).unwrap();
+            d.start_fsync(100 + token);
+            d.complete_fsync(100 + token);
+            start_snapshot(&mut d, token, z);
+            while d.snapshot_step(token).is_some() {}
+            d.purge(3, false);
+        }
+        assert_eq!(d.snapshots.iter().map(|f| f.zxid).collect::<Vec<_>>(), vec![4, 6, 8]);
+        // Replaying from snapshot 4 needs the log starting at 5.
+        assert_eq!(d.logs.iter().map(|f| f.first_zxid).collect::<Vec<_>>(), vec![5, 7]);
+        // The planted purge keeps only what the newest needs.
+        d.purge(3, true);
+        assert_eq!(d.logs.iter().map(|f| f.first_zxid).collect::<Vec<_>>(), vec![7]);
+    }
+
+    #[test]
+    fn damage_to_a_periodic_snapshot_fails_the_production_seal() {
+        let mut failed = 0;
+        for seed in 0..40 {
+            let mut d = SimDisk::default();
+            start_snapshot(&mut d, 1, 9);
+            while d.snapshot_step(1).is_some() {}
+            if d.damage(&mut SimRng::new(seed), true).is_some() {
+                assert!(crate::storage::snapshot_format::read_snapshot(&d.snapshots[0].bytes).is_err(), "seed {seed}");
+                failed += 1;
+            }
+        }
+        assert!(failed > 3, "{failed}");
     }
 }

@@ -46,11 +46,12 @@ pub struct HistoryEntry {
 }
 
 /// A server's state as the checkers see it: a base (an installed snapshot,
-/// or the empty tree at zxid 0) and the txns applied above it.
+/// or the empty tree at zxid 0) and the txns applied above it. A persistent
+/// map: a periodic snapshot keeps a copy of it at O(1).
 #[derive(Debug, Clone, Default)]
 pub struct History {
     pub base_zxid: i64,
-    pub entries: BTreeMap<i64, HistoryEntry>,
+    pub entries: imbl::OrdMap<i64, HistoryEntry>,
 }
 
 #[derive(Debug, Default)]

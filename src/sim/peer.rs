@@ -15,13 +15,14 @@ use std::collections::{BTreeMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 
-use super::disk::{self, EpochFile, LogFault, SimDisk};
+use super::disk::{self, EpochFile, LogFault, SimDisk, SnapshotInProgress, SnapshotStage};
 use super::net::{ConnId, Dir, Wire};
 use super::oracle::{History, HistoryEntry};
 use super::rng::fnv1a;
 use super::sessions::SessionReply;
 use super::world::{Ctx, Ev};
 use crate::acl::ServerIdentity;
+use crate::server::snapshots::SnapshotPolicy;
 use crate::session::{ExpiryQueue, PublishedSessions, SessionChange, SessionIdAllocator};
 use crate::storage::epoch_files::{reconcile_epochs, StoredEpochs};
 use crate::storage::group_commit::{GroupCommit, LogWrite};
@@ -336,12 +337,18 @@ pub struct Server {
     pub client_generation: u64,
     /// Plant only (`EventAfterData`): events held back to the next change.
     planted_events: Vec<(i64, crate::tree::WatchTrigger)>,
+    /// Production's `CommitShard::snapshot_policy` (None: no periodic
+    /// snapshots in this run); a new jitter seed at each start.
+    snapshot_policy: Option<SnapshotPolicy>,
 }
 
 enum Flow {
     Continue,
     Blocked,
 }
+
+/// How fast the simulated snapshot thread writes (64 MB/s).
+const SIM_SNAPSHOT_BYTES_PER_MS: u64 = 64 * 1024;
 
 fn describe(n: &Notification) -> String {
     format!("{:?} leader {} zxid 0x{:x} round {} epoch {}", n.state, n.leader, n.zxid, n.election_epoch, n.peer_epoch)
@@ -438,6 +445,7 @@ impl Server {
             watches: crate::watch::WatchRegistry::new(),
             client_generation: 0,
             planted_events: Vec::new(),
+            snapshot_policy: None,
         }
     }
 
@@ -603,6 +611,9 @@ impl Server {
             self.cannot_load(ctx, format!("cannot start: {e}"));
             return;
         }
+        // Mirrors `CommitShard::new` (the jitter seed comes from the seed).
+        self.snapshot_policy =
+            (ctx.knobs.snap_count > 0).then(|| SnapshotPolicy::new(ctx.knobs.snap_count, ctx.snap_rng.next_u64()));
         // Mirrors `CommitShard::new`: ids carry the server id, and continue
         // after the newest restored one this server handed out.
         self.session_ids = SessionIdAllocator::new(self.sid as u8, SIM_WALL_CLOCK_BASE_MS + ctx.now as i64);
@@ -623,7 +634,10 @@ impl Server {
         if !self.up {
             return;
         }
-        let what = self.disk.crash(&mut ctx.rng, ctx.knobs.writeback_percent);
+        let mut what = self.disk.crash(&mut ctx.rng, ctx.knobs.writeback_percent);
+        if let Some(snapshots) = self.disk.crash_snapshots(&mut ctx.snap_rng) {
+            what = format!("{what}; {snapshots}");
+        }
         ctx.disturbed();
         ctx.trace(self.sid, format!("CRASH ({what}) while {}", self.role_name()));
         self.stop_process();
@@ -688,6 +702,18 @@ impl Server {
         }
     }
 
+    /// A refusal outside a restart (a reload when a role ends) waits for the
+    /// operator too (`World::restart` calls it for refused starts): with
+    /// periodic snapshots a restart may never read an old damaged log that
+    /// a later reload does.
+    fn call_the_operator(&mut self, ctx: &mut Ctx) {
+        if self.awaiting_wipe {
+            let (lo, hi) = ctx.knobs.operator_wipe_ms;
+            let at = ctx.now + ctx.fault_rng.range(lo, hi);
+            ctx.schedule(at, Ev::OperatorWipe(self.sid));
+        }
+    }
+
     /// The operator wipes the data directories (log, snapshots, epoch files).
     pub fn wipe(&mut self, ctx: &mut Ctx) {
         ctx.trace(self.sid, "OPERATOR WIPES the data directory".into());
@@ -700,21 +726,7 @@ impl Server {
     /// `quorum_peer::reload_from_disk` and `Epochs::load`.
     fn reload_from_disk(&mut self, ctx: &mut Ctx, what: &str) -> Result<(), String> {
         let window = ctx.knobs.recent_window_txns;
-        if self.disk.snapshot_unreadable {
-            // Production: "snapshot does not verify; trying an older one".
-            let zxid = self.disk.snapshot.as_ref().map_or(0, |(z, _)| *z);
-            ctx.trace(self.sid, format!("snapshot 0x{zxid:x} does not verify; no older one"));
-        }
-        let snapshot = self.disk.snapshot.as_ref().filter(|_| !self.disk.snapshot_unreadable);
-        let (mut tree, mut sessions, snapshot_zxid) = match snapshot {
-            Some((zxid, stream)) => {
-                let (tree, sessions, _) = crate::storage::apache::decode_snap_stream(stream, *zxid)
-                    .map_err(|e| format!("snapshot 0x{zxid:x} does not decode: {e}"))?;
-                (tree, sessions, *zxid)
-            }
-            None => (DataTree::new(), BTreeMap::new(), 0),
-        };
-        let mut history = History { base_zxid: snapshot_zxid, entries: BTreeMap::new() };
+        let (mut tree, mut sessions, snapshot_zxid, mut history, unusable) = self.load_newest_snapshot(ctx)?;
         let mut last_zxid = snapshot_zxid;
         let mut recent = VecDeque::new();
         let mut cuts = Vec::new();
@@ -739,6 +751,15 @@ impl Server {
                 let zxid = record.zxid;
                 if zxid <= last_zxid {
                     continue;
+                }
+                // As production: no jump past a snapshot that could not be read.
+                // (Off with the knob that shows the recovery-gap finding.)
+                if zxid != last_zxid + 1 && ctx.knobs.recovery_checks_digests {
+                    if let Some(skipped) = unusable.iter().find(|s| **s > last_zxid && **s < zxid) {
+                        return Err(format!(
+                            "log {index}: goes from 0x{last_zxid:x} to 0x{zxid:x} past snapshot 0x{skipped:x}, which could not be read"
+                        ));
+                    }
                 }
                 if !zxid_follows(last_zxid, zxid) {
                     return Err(format!("log {index}: gap: 0x{zxid:x} after 0x{last_zxid:x}"));
@@ -824,6 +845,153 @@ impl Server {
         Ok(())
     }
 
+    /// Mirrors `recovery::recover`'s snapshot choice: the newest
+    /// `snapshot.<zxid>` (periodic, in production's format, read with
+    /// `read_snapshot`; or the SNAP-installed one) that verifies, falling
+    /// back to older ones, else the empty tree. The history is the one the
+    /// snapshot was taken with (the checkers' view), with the digest of
+    /// the tree actually read back.
+    #[allow(clippy::type_complexity)]
+    fn load_newest_snapshot(
+        &mut self,
+        ctx: &mut Ctx,
+    ) -> Result<(DataTree, BTreeMap<i64, i32>, i64, History, Vec<i64>), String> {
+        // Newer snapshots that could not be used (see recovery::recover).
+        let mut unusable = Vec::new();
+        let installed_zxid = self.disk.snapshot.as_ref().map(|(z, _)| *z);
+        let mut installed_tried = false;
+        let mut periodic = self.disk.snapshots.len();
+        loop {
+            let next_periodic = periodic.checked_sub(1).and_then(|i| self.disk.snapshots.get(i)).map(|f| f.zxid);
+            if !installed_tried && installed_zxid.is_some_and(|z| next_periodic.is_none_or(|p| z >= p)) {
+                installed_tried = true;
+                let Some((zxid, stream)) = &self.disk.snapshot else { continue };
+                let zxid = *zxid;
+                if self.disk.snapshot_unreadable {
+                    // Production: "snapshot does not verify; trying an older one".
+                    let older = if periodic > 0 { "trying an older one" } else { "no older one" };
+                    ctx.trace(self.sid, format!("snapshot 0x{zxid:x} does not verify; {older}"));
+                    unusable.push(zxid);
+                    continue;
+                }
+                let (tree, sessions, _) = crate::storage::apache::decode_snap_stream(stream, zxid)
+                    .map_err(|e| format!("snapshot 0x{zxid:x} does not decode: {e}"))?;
+                return Ok((tree, sessions, zxid, History { base_zxid: zxid, entries: Default::default() }, unusable));
+            }
+            let Some(index) = periodic.checked_sub(1) else { break };
+            periodic = index;
+            let Some(file) = self.disk.snapshots.get(index) else { break };
+            match crate::storage::snapshot_format::read_snapshot(&file.bytes) {
+                Ok(snap) if snap.last_zxid == file.zxid => {
+                    let mut history = file.history.clone();
+                    if let Some(e) = history.entries.get_mut(&file.zxid) {
+                        e.digest = snap.tree.digest();
+                    }
+                    return Ok((snap.tree, snap.sessions.into_iter().collect(), file.zxid, history, unusable));
+                }
+                Ok(snap) => {
+                    unusable.push(file.zxid);
+                    ctx.trace(
+                        self.sid,
+                        format!(
+                            "snapshot.{:x} holds 0x{:x}: name and content disagree; trying an older one",
+                            file.zxid, snap.last_zxid
+                        ),
+                    )
+                }
+                Err(e) => {
+                    unusable.push(file.zxid);
+                    let line = format!("snapshot.{:x} does not verify ({e}); trying an older one", file.zxid);
+                    ctx.trace(self.sid, line);
+                }
+            }
+        }
+        Ok((DataTree::new(), BTreeMap::new(), 0, History::default(), unusable))
+    }
+
+    /// Mirrors `CommitShard::maybe_snapshot`: called after each batch is
+    /// handed to the log, with the state as of `last_zxid` between batches.
+    fn maybe_snapshot(&mut self, ctx: &mut Ctx, logged_txns: u64) {
+        let Some(policy) = self.snapshot_policy.as_mut() else { return };
+        if policy.logged(logged_txns) && self.disk.snapshot_writing.is_none() {
+            self.start_snapshot(ctx);
+            // `log.roll()`: the next write starts a new log file.
+            self.log.roll();
+            if let Some(policy) = self.snapshot_policy.as_mut() {
+                policy.taken();
+            }
+        }
+    }
+
+    /// Mirrors `Snapshotter::start` + `write_snapshot_file`: the bytes are
+    /// the production writer's; writing them takes a seeded time
+    /// proportional to their size, then the temp file's fsync, the rename
+    /// and the directory's fsync (`on_snapshot_step`).
+    fn start_snapshot(&mut self, ctx: &mut Ctx) {
+        let zxid = self.last_zxid;
+        let sessions: Vec<(i64, i32)> = self.sessions.iter().map(|(id, t)| (*id, *t)).collect();
+        let mut bytes = Vec::new();
+        if let Err(e) = crate::storage::snapshot_format::write_snapshot(&mut bytes, zxid, &sessions, &self.tree) {
+            ctx.trace(self.sid, format!("snapshot 0x{zxid:x} failed: {e}"));
+            return;
+        }
+        let token = ctx.token();
+        let write_ms = ctx.snap_rng.range(2, 20) + bytes.len() as u64 / SIM_SNAPSHOT_BYTES_PER_MS;
+        ctx.trace(
+            self.sid,
+            format!("snapshot 0x{zxid:x} started ({} bytes, {} sessions)", bytes.len(), sessions.len()),
+        );
+        self.disk.snapshot_writing = Some(SnapshotInProgress {
+            token,
+            zxid,
+            bytes,
+            history: self.history.clone(),
+            stage: SnapshotStage::Writing,
+        });
+        ctx.schedule(ctx.now + write_ms, Ev::SnapshotStep(self.sid, self.incarnation, token));
+        if ctx.knobs.plant == Some(super::world::Plant::SnapshotBeforeDurable) {
+            // Planted bug: visible, and the older logs dropped, at once.
+            self.disk.make_snapshot_visible_early();
+            let (snaps, logs) = self.disk.purge(ctx.knobs.snap_retain, true);
+            ctx.trace(
+                self.sid,
+                format!("snapshot.{zxid:x} visible before it is durable; purged {snaps} snapshots, {logs} logs (planted bug)"),
+            );
+        }
+        if ctx.now < ctx.snap_crashes_until_ms && ctx.snap_rng.chance(ctx.knobs.snap_crash_percent) {
+            // Crash mid-snapshot: any instant of the write and its two fsyncs.
+            let (_, fsync_hi) = ctx.knobs.fsync_ms;
+            let at = ctx.now + ctx.snap_rng.range(0, write_ms + 2 * fsync_hi);
+            ctx.schedule(at, Ev::CrashMidSnapshot(self.sid, self.incarnation));
+        }
+    }
+
+    /// The snapshot thread finished its current step.
+    pub fn on_snapshot_step(&mut self, ctx: &mut Ctx, token: u64) {
+        let Some(zxid) = self.disk.snapshot_writing.as_ref().filter(|w| w.token == token).map(|w| w.zxid) else {
+            return; // cancelled by a TRUNC
+        };
+        match self.disk.snapshot_step(token) {
+            Some(_) => {
+                let (lo, hi) = ctx.knobs.fsync_ms;
+                let mut latency = ctx.snap_rng.range(lo, hi);
+                if ctx.snap_rng.chance(ctx.knobs.slow_fsync_percent) {
+                    latency += ctx.knobs.slow_fsync_ms;
+                }
+                ctx.schedule(ctx.now + latency, Ev::SnapshotStep(self.sid, self.incarnation, token));
+            }
+            None => {
+                ctx.snapshots_taken += 1;
+                // `purge_old_files` runs once the snapshot is durable.
+                let (snaps, logs) = self.disk.purge(ctx.knobs.snap_retain, false);
+                ctx.trace(
+                    self.sid,
+                    format!("snapshot.{zxid:x} durable; autopurge removed {snaps} snapshots, {logs} logs"),
+                );
+            }
+        }
+    }
+
     /// Mirrors `Epochs::load`: the epoch files, reconciled with the data.
     fn load_epochs(&mut self, last_zxid: i64) -> Result<crate::storage::epoch_files::ReconciledEpochs, String> {
         let stored = StoredEpochs {
@@ -870,6 +1038,7 @@ impl Server {
             }
             Err(e) => {
                 self.cannot_load(ctx, e);
+                self.call_the_operator(ctx);
                 return true;
             }
         }
@@ -1034,6 +1203,7 @@ impl Server {
         if !kept {
             if let Err(e) = self.reload_from_disk(ctx, "leaving a role") {
                 self.cannot_load(ctx, format!("cannot reload the state from disk: {e}"));
+                self.call_the_operator(ctx);
                 return;
             }
         }
@@ -1254,7 +1424,10 @@ impl Server {
             return;
         }
         let writeback = if fault.may_leave_bytes() { ctx.knobs.writeback_percent } else { 0 };
-        let what = self.disk.crash(&mut ctx.fault_rng, writeback);
+        let mut what = self.disk.crash(&mut ctx.fault_rng, writeback);
+        if let Some(snapshots) = self.disk.crash_snapshots(&mut ctx.snap_rng) {
+            what = format!("{what}; {snapshots}");
+        }
         self.exit_expected(ctx, format!("{}; the log stops the server with exit code 2 ({what})", fault.describe()));
         let back = ctx.fault_rng.range(100, 4_000);
         ctx.schedule(ctx.now + back, Ev::Restart(self.sid));
@@ -1797,6 +1970,7 @@ impl Server {
                         || !batch.syncs.is_empty()
                         || !batch.session_txns.is_empty();
                     if has_entries {
+                        let logged_txns = batch.logged.len() as u64;
                         // Mirrors `remember_recent`.
                         for (zxid, txn) in &batch.logged {
                             self.recent_txns.push_back((*zxid, txn.clone()));
@@ -1816,6 +1990,7 @@ impl Server {
                             session_txns: batch.session_txns,
                             session_changes: batch.session_changes,
                         });
+                        self.maybe_snapshot(ctx, logged_txns);
                     }
                     let PeerRole::Leading(l) = &mut self.role else { return };
                     let mut actions = Vec::new();
@@ -2200,10 +2375,12 @@ impl Server {
             note_session_events(ctx, &batch.session_events, &batch.txns);
             let (logged, txns, writes, syncs, session_txns, session_changes) =
                 (batch.logged, batch.txns, batch.writes, batch.syncs, batch.session_txns, batch.session_changes);
+            let logged_txns = logged.len() as u64;
             self.log_txns(ctx, logged);
             if let PeerRole::Standalone(s) = &mut self.role {
                 s.pending.push_back(PendingBatch { last_zxid, tree, txns, writes, syncs, session_txns, session_changes });
             }
+            self.maybe_snapshot(ctx, logged_txns);
         }
         let durable = self.log.durable_through();
         let mut due = Vec::new();
@@ -2330,7 +2507,9 @@ impl Server {
                     while self.recent_txns.len() > ctx.knobs.recent_window_txns {
                         self.recent_txns.pop_front();
                     }
+                    let logged_txns = to_log.len() as u64;
                     self.log_txns(ctx, to_log);
+                    self.maybe_snapshot(ctx, logged_txns);
                 }
             }
         }
@@ -2627,7 +2806,7 @@ impl Server {
         self.retouch_sessions(ctx);
         self.recent_txns.clear();
         self.log.restart_at(zxid);
-        self.history = History { base_zxid: zxid, entries: BTreeMap::new() };
+        self.history = History { base_zxid: zxid, entries: Default::default() };
         Ok(())
     }
 

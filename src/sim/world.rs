@@ -65,6 +65,10 @@ pub struct SimConfig {
     pub clock_jumps: bool,
     /// Observers beside the `servers` voters (sids after the voters').
     pub observers: usize,
+    /// Periodic snapshots (production's `SnapshotPolicy`, snapCount drawn
+    /// from the seed) and crashes while one is being written, all from
+    /// their own stream: off replays the runs from before.
+    pub snapshots: bool,
     pub knobs: Knobs,
 }
 
@@ -101,9 +105,17 @@ pub struct Knobs {
     /// A damaged read may hit the snapshot (its seal stops verifying).
     pub snapshot_damage: bool,
     /// Recovery checks every replayed txn's carried digest against the
-    /// tree it was applied to, or refuses to start, as production's
-    /// `recovery::recover` does. Off only to show the finding it fixed.
+    /// tree it was applied to, and refuses a jump past a snapshot it could
+    /// not read, or refuses to start, as production's `recovery::recover`
+    /// does. Off only to show the finding they fixed.
     pub recovery_checks_digests: bool,
+    /// snapCount of production's `SnapshotPolicy` (0: no periodic snapshots).
+    pub snap_count: u64,
+    /// autopurge.snapRetainCount (production's minimum, 3).
+    pub snap_retain: usize,
+    /// Chance (percent) that a snapshot started while faults are on gets its
+    /// server crashed at a random instant of its writing.
+    pub snap_crash_percent: u64,
     /// A bug planted in the simulator's glue (never in production code),
     /// to show the checkers catch it.
     pub plant: Option<Plant>,
@@ -155,11 +167,14 @@ pub enum Plant {
     /// in the session id's top byte): a client reconnecting with a session
     /// another server created is told it expired.
     RevalidateOwnOnly,
+    /// A periodic snapshot is renamed to its final name, and the log files
+    /// it makes unnecessary are purged, before its bytes are fsynced.
+    SnapshotBeforeDurable,
 }
 
 impl Plant {
     pub const NAMES: &'static str =
-        "ack-before-fsync, sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc, replay-skips-record, read-past-commit, event-after-data, expire-early, snap-live-sessions, revalidate-own-only";
+        "ack-before-fsync, sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc, replay-skips-record, read-past-commit, event-after-data, expire-early, snap-live-sessions, revalidate-own-only, snapshot-before-durable";
 
     pub fn parse(name: &str) -> Option<Plant> {
         match name {
@@ -174,6 +189,7 @@ impl Plant {
             "expire-early" => Some(Plant::ExpireEarly),
             "snap-live-sessions" => Some(Plant::SnapLiveSessions),
             "revalidate-own-only" => Some(Plant::RevalidateOwnOnly),
+            "snapshot-before-durable" => Some(Plant::SnapshotBeforeDurable),
             _ => None,
         }
     }
@@ -210,6 +226,9 @@ impl SimConfig {
             operator_wipe_ms: (500, 3_000),
             snapshot_damage: true,
             recovery_checks_digests: true,
+            snap_count: 0,
+            snap_retain: 3,
+            snap_crash_percent: 0,
             plant: None,
         };
         // The faults added later draw from their own stream, so the knobs
@@ -225,6 +244,10 @@ impl SimConfig {
             knobs.clock_jump_gap_ms = (r.range(1_000, 3_000), r.range(3_000, 8_000));
             knobs.clock_jump_max_ms = r.range(500, 10_000);
         }
+        // Periodic snapshots: their own stream again.
+        let mut r = SimRng::new(seed ^ 0x5A95_0700_0000_0009);
+        knobs.snap_count = r.range(20, 500);
+        knobs.snap_crash_percent = *[0u64, 5, 15, 30].get(r.range(0, 3) as usize).unwrap_or(&5);
         SimConfig {
             seed,
             servers,
@@ -241,6 +264,7 @@ impl SimConfig {
             disk_faults: true,
             clock_jumps: true,
             observers,
+            snapshots: true,
             knobs,
         }
     }
@@ -275,6 +299,11 @@ pub enum Ev {
     },
     DialRetry(Sid, u64),
     DiskDone(Sid, u64, u64),
+    /// The snapshot thread's current step (write, fsync, rename + directory
+    /// fsync) completed: (server, incarnation, snapshot token).
+    SnapshotStep(Sid, u64, u64),
+    /// The crash-mid-snapshot fault: (server, incarnation).
+    CrashMidSnapshot(Sid, u64),
     /// The operator looks at a server that refused to start, and wipes its
     /// data directory once the rest of the ensemble can spare it.
     OperatorWipe(Sid),
@@ -410,6 +439,13 @@ pub struct Ctx {
     /// The last fault or role change anywhere (the session expiry check
     /// only judges quiet windows).
     pub last_disturbance_ms: u64,
+    /// The periodic snapshots' own random stream (policy jitter seeds,
+    /// write and fsync times, crashes mid-snapshot, what a crash leaves).
+    pub snap_rng: SimRng,
+    pub snapshots_taken: u64,
+    pub snapshot_crashes: u64,
+    /// Crashes mid-snapshot are scheduled before this time (0: never).
+    pub snap_crashes_until_ms: u64,
 }
 
 impl Ctx {
@@ -704,6 +740,8 @@ pub struct SimOutcome {
     /// Reconnects answered: the session lives / expired.
     pub reconnects_valid: u64,
     pub reconnects_expired: u64,
+    pub snapshots_taken: u64,
+    pub snapshot_crashes: u64,
 }
 
 impl SimOutcome {
@@ -716,8 +754,8 @@ impl SimOutcome {
         let mut out = String::new();
         match &self.failure {
             None => out.push_str(&format!(
-                "seed {} ({} servers, {} observers): ok — {} events, {} writes submitted, {} acknowledged, {} syncs submitted, {} answered, {} plain reads, {} zxids committed, {} epochs, {} expected exits, {} damaged reads, {} wipes, {} clock jumps, {} sessions ({} expired, {} closes, {} ephemerals and {} SNAP session tables checked, {} reconnects ({} expired)), trace {:016x}\n",
-                self.seed, self.servers, self.observers, self.events, self.writes_submitted, self.writes_acked, self.syncs_submitted, self.syncs_answered, self.plain_reads, self.committed_zxids, self.epochs, self.expected_exits, self.read_faults, self.wipes, self.clock_jumps, self.sessions_established, self.sessions_expired, self.session_closes_checked, self.ephemerals_checked, self.snapshot_session_tables_checked, self.reconnects_valid + self.reconnects_expired, self.reconnects_expired, self.trace_hash
+                "seed {} ({} servers, {} observers): ok — {} events, {} writes submitted, {} acknowledged, {} syncs submitted, {} answered, {} plain reads, {} zxids committed, {} epochs, {} expected exits, {} damaged reads, {} wipes, {} clock jumps, {} sessions ({} expired, {} closes, {} ephemerals and {} SNAP session tables checked, {} reconnects ({} expired)), {} snapshots ({} crashes mid-snapshot), trace {:016x}\n",
+                self.seed, self.servers, self.observers, self.events, self.writes_submitted, self.writes_acked, self.syncs_submitted, self.syncs_answered, self.plain_reads, self.committed_zxids, self.epochs, self.expected_exits, self.read_faults, self.wipes, self.clock_jumps, self.sessions_established, self.sessions_expired, self.session_closes_checked, self.ephemerals_checked, self.snapshot_session_tables_checked, self.reconnects_valid + self.reconnects_expired, self.reconnects_expired, self.snapshots_taken, self.snapshot_crashes, self.trace_hash
             )),
             Some(f) => {
                 out.push_str(&format!(
@@ -758,6 +796,9 @@ impl World {
         }
         if !config.faults || !config.clock_jumps {
             config.knobs.clock_jump_gap_ms = (0, 0);
+        }
+        if !config.snapshots {
+            config.knobs.snap_count = 0;
         }
         let voters: Vec<Sid> = (1..=config.servers as Sid).collect();
         let observers: Vec<Sid> = (1..=config.observers as Sid).map(|i| config.servers as Sid + i).collect();
@@ -824,6 +865,10 @@ impl World {
             sessions: SessionOracle::default(),
             sessions_established: 0,
             last_disturbance_ms: 0,
+            snap_rng: SimRng::new(config.seed ^ 0x5A95_0700_0000_000A),
+            snapshots_taken: 0,
+            snapshot_crashes: 0,
+            snap_crashes_until_ms: if config.faults { config.fault_end_ms } else { 0 },
         };
         World { ctx, servers, config, next_write: 0, paused_for_sync: None }
     }
@@ -923,6 +968,8 @@ impl World {
             snapshot_session_tables_checked: self.ctx.sessions.snapshot_tables_checked,
             reconnects_valid: self.ctx.sessions.reconnects_valid,
             reconnects_expired: self.ctx.sessions.reconnects_expired,
+            snapshots_taken: self.ctx.snapshots_taken,
+            snapshot_crashes: self.ctx.snapshot_crashes,
         }
     }
 
@@ -935,9 +982,12 @@ impl World {
         // A paused (SIGSTOPped) process runs nothing until it resumes;
         // the kernel still buffers what reaches its sockets.
         let target = match &ev {
-            Ev::Run(s, _) | Ev::Wake(s, _) | Ev::ElectionTimer(s, _) | Ev::DialRetry(s, _) | Ev::DiskDone(s, _, _) => {
-                Some(*s)
-            }
+            Ev::Run(s, _)
+            | Ev::Wake(s, _)
+            | Ev::ElectionTimer(s, _)
+            | Ev::DialRetry(s, _)
+            | Ev::DiskDone(s, _, _)
+            | Ev::SnapshotStep(s, _, _) => Some(*s),
             Ev::Notify { to, .. } => Some(*to),
             Ev::DialResult { sid, .. } => Some(*sid),
             _ => None,
@@ -1031,6 +1081,23 @@ impl World {
                     if let Some(s) = self.servers.get_mut((sid - 1) as usize) {
                         s.on_disk_done(&mut self.ctx, token);
                     }
+                }
+            }
+            Ev::SnapshotStep(sid, inc, token) => {
+                if self.current(sid, inc) {
+                    if let Some(s) = self.servers.get_mut((sid - 1) as usize) {
+                        s.on_snapshot_step(&mut self.ctx, token);
+                    }
+                }
+            }
+            Ev::CrashMidSnapshot(sid, inc) => {
+                if self.current(sid, inc) && self.ctx.now < self.config.fault_end_ms {
+                    self.ctx.snapshot_crashes += 1;
+                    if let Some(s) = self.servers.get_mut((sid - 1) as usize) {
+                        s.crash(&mut self.ctx);
+                    }
+                    let back = self.ctx.snap_rng.range(100, 4_000);
+                    self.ctx.schedule(self.ctx.now + back, Ev::Restart(sid));
                 }
             }
             Ev::ClientWrite => self.client_write(),
