@@ -833,6 +833,11 @@ impl WatchRegistry {
     /// The sessions (sorted, each once) to notify of `event` at `path`;
     /// one-shot watches that fired are removed.
     pub fn trigger(&mut self, path: &str, event: EventType) -> Vec<SessionId> {
+        // Every worker walks every trigger of every batch: with no watch
+        // here, not even the path's first name is hashed.
+        if self.is_empty() {
+            return Vec::new();
+        }
         let mut fired: Vec<ConnIdx> = Vec::new();
         let (found, deepest_prefix) = self.walk(path);
         let uses_data = event != EventType::NodeChildrenChanged;
@@ -1087,6 +1092,28 @@ mod tests {
         assert_eq!(w.trigger("/a", NodeDataChanged), vec![1]);
         assert_eq!(w.trigger("/a", NodeDataChanged), Vec::<SessionId>::new());
         assert!(w.is_empty());
+    }
+
+    /// The empty-registry shortcut in `trigger` holds only while nothing is
+    /// registered: each kind fires again once added after the registry emptied.
+    #[test]
+    fn an_emptied_registry_fires_what_is_added_again() {
+        let mut w = WatchRegistry::new();
+        assert_eq!(w.trigger("/a", NodeCreated), Vec::<SessionId>::new());
+        w.add_data_watch(1, "/a");
+        assert_eq!(w.trigger("/a", NodeCreated), vec![1]);
+        assert!(w.is_empty());
+        assert_eq!(w.trigger("/a", NodeCreated), Vec::<SessionId>::new());
+        w.add_child_watch(2, "/a");
+        assert_eq!(w.trigger("/a", NodeChildrenChanged), vec![2]);
+        w.add_persistent_recursive(3, "/");
+        assert_eq!(w.trigger("/a/b", NodeCreated), vec![3]);
+        w.add_persistent(4, "/a");
+        assert_eq!(w.trigger("/a", NodeDataChanged), vec![3, 4]);
+        w.remove_session(3);
+        w.remove_session(4);
+        assert!(w.is_empty());
+        assert_eq!(w.trigger("/a", NodeDataChanged), Vec::<SessionId>::new());
     }
 
     #[test]

@@ -58,6 +58,20 @@ const SHARD_CHANNEL_DEPTH: usize = 4096;
 /// io_uring registered buffer memory per executor: glommio's default
 /// (10 MiB) is more than the server needs for sockets.
 const EXECUTOR_IO_MEMORY: usize = 1 << 20;
+/// Profiling only (scripts/profile-instructions.sh): executors poll instead
+/// of parking in io_uring_enter. Valgrind 3.19 holds its big lock across that
+/// syscall, so a parked executor would stall every other thread under callgrind.
+const SPIN_INSTEAD_OF_PARK_ENV: &str = "ZOOCORE_PROFILE_SPIN_INSTEAD_OF_PARK";
+
+/// A shard's executor, pinned to `core`.
+fn executor_builder(core: usize, name: &str) -> LocalExecutorBuilder {
+    let builder = LocalExecutorBuilder::new(Placement::Fixed(core)).name(name).io_memory(EXECUTOR_IO_MEMORY);
+    if std::env::var_os(SPIN_INSTEAD_OF_PARK_ENV).is_some() {
+        builder.spin_before_park(Duration::from_secs(3600))
+    } else {
+        builder
+    }
+}
 
 /// Milliseconds since the Unix epoch.
 pub fn wall_clock_ms() -> i64 {
@@ -314,9 +328,7 @@ pub fn run(mut config: Config, repair: bool) -> Result<(), StartError> {
     let commit_core = cores[cores.len() - 1];
     let commit_config = config.clone();
     let commit_stats = stats.clone();
-    let commit = LocalExecutorBuilder::new(Placement::Fixed(commit_core))
-        .name("zk-commit")
-        .io_memory(EXECUTOR_IO_MEMORY)
+    let commit = executor_builder(commit_core, "zk-commit")
         .spawn(move || async move {
             // Same order as the workers (ToCommit first, then FromCommit):
             // each connect waits for the peer's.
@@ -348,9 +360,7 @@ pub fn run(mut config: Config, repair: bool) -> Result<(), StartError> {
         let view = initial_view.clone();
         let plain_transport = plain_transport.clone();
         let secure_addr = secure_addr.clone();
-        let handle = LocalExecutorBuilder::new(Placement::Fixed(core))
-            .name(&format!("zk-worker-{index}"))
-            .io_memory(EXECUTOR_IO_MEMORY)
+        let handle = executor_builder(core, &format!("zk-worker-{index}"))
             .spawn(move || async move {
                 let (listener, listening_socket) = match bind_client_listener(addr) {
                     Ok(pair) => pair,
