@@ -5,6 +5,7 @@
 //! zoocore-sim --seeds 1..200 [--servers 5] [--no-sync-reads] [--plant sync-without-round]
 //! zoocore-sim --seeds 1..200 [--observers 0|1|2] [--no-disk-faults] [--no-clock-jumps]
 //! zoocore-sim --seeds 1..200 [--no-snapshot-damage] [--no-recovery-digest-check] [--no-sessions]
+//! zoocore-sim --seeds 1..200 [--no-registers] [--plant stale-cas]
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -50,9 +51,14 @@ struct Args {
     /// No session clients (replays runs recorded before they existed).
     #[arg(long)]
     no_sessions: bool,
+    /// No register / compare-and-set clients, and so no `linearizable`
+    /// history (replays runs recorded before they existed).
+    #[arg(long)]
+    no_registers: bool,
     /// Plant a known bug in the simulator's glue: ack-before-fsync,
     /// sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc,
-    /// replay-skips-record, read-past-commit, event-after-data, expire-early.
+    /// replay-skips-record, read-past-commit, event-after-data, expire-early,
+    /// stale-cas.
     #[arg(long)]
     plant: Option<String>,
     /// Observers beside the voters (default: drawn from the seed, 0-2).
@@ -114,6 +120,7 @@ fn main() -> ExitCode {
         config.plain_reads = !args.no_plain_reads && !args.classic;
         config.watches = !args.no_watches && !args.classic;
         config.sessions = !args.no_sessions && !args.classic;
+        config.registers = !args.no_registers && !args.classic;
         config.disk_faults = !args.no_disk_faults && !args.classic;
         config.clock_jumps = !args.no_clock_jumps && !args.classic;
         if args.classic {

@@ -16,9 +16,11 @@
 //! ```
 
 pub mod disk;
+pub mod linearize;
 pub mod net;
 pub mod oracle;
 pub mod peer;
+pub mod registers;
 pub mod rng;
 pub mod sessions;
 pub mod world;
