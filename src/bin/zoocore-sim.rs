@@ -108,6 +108,7 @@ fn main() -> ExitCode {
     };
     let started = Instant::now();
     let (mut failed, mut simulated_ms, mut events) = (0u64, 0u64, 0u64);
+    let (mut register_keys, mut inconclusive) = (0u64, 0u64);
     for seed in from..to {
         let mut config = if args.swarm { SimConfig::swarm(seed) } else { SimConfig::from_seed(seed, args.servers) };
         if let Some(d) = args.duration_ms {
@@ -151,6 +152,8 @@ fn main() -> ExitCode {
         let out = world.run();
         simulated_ms += out.simulated_ms;
         events += out.events;
+        register_keys += out.linearizable_keys;
+        inconclusive += out.linearizable_inconclusive;
         if args.trace {
             for line in &out.full_trace {
                 println!("{line}");
@@ -165,7 +168,7 @@ fn main() -> ExitCode {
     }
     let wall = started.elapsed().as_secs_f64().max(1e-9);
     println!(
-        "{} seeds, {failed} failed; {:.0} simulated s in {wall:.2} s wall ({:.0}x real time, {:.0} events/s)",
+        "{} seeds, {failed} failed; {:.0} simulated s in {wall:.2} s wall ({:.0}x real time, {:.0} events/s); {register_keys} register histories judged, {inconclusive} inconclusive",
         to.saturating_sub(from),
         simulated_ms as f64 / 1000.0,
         simulated_ms as f64 / 1000.0 / wall,

@@ -337,7 +337,9 @@ fn excerpt(ops: &[&RegOp], entries: &[(u64, bool, usize)], deepest: &Deepest, in
     for &i in placed.iter().rev().take(6).rev() {
         out.push_str(&format!("\n    {}", ops[i].describe()));
     }
-    out.push_str(&format!("\n  in state v{} version {}; ", state.value, state.version));
+    let value =
+        if state.value == UNSEEN_VALUE { "(an unanswered write's)".to_string() } else { format!("v{}", state.value) };
+    out.push_str(&format!("\n  in state {value} version {}; ", state.version));
     let until = if *stuck_at == NIL {
         u64::MAX
     } else {

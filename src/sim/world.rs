@@ -737,6 +737,9 @@ impl SimOutcome {
                     "seed {} ({} servers, {} observers): FAILED checker `{}` at t={} ms: {}\nreplay: zoocore-sim --seed {} --servers {}\nlast {} trace lines:\n",
                     self.seed, self.servers, self.observers, f.checker, f.at_ms, f.detail, self.seed, self.servers, self.trace_tail.len()
                 ));
+                if let (Some(also), true) = (&self.linearizable_violation, f.checker != "linearizable") {
+                    out.push_str(&format!("also failed `linearizable` at the end: {also}\n"));
+                }
                 for l in &self.trace_tail {
                     out.push_str("  ");
                     out.push_str(l);
@@ -1345,7 +1348,7 @@ impl World {
     fn register_op(&mut self) {
         let now = self.ctx.now;
         if now + self.config.quiet_tail_ms < self.config.duration_ms {
-            let gap = self.ctx.reg_rng.range(10, 60);
+            let gap = self.ctx.reg_rng.range(25, 150);
             self.ctx.schedule(now + gap, Ev::RegisterOp);
         }
         let key = self.ctx.reg_rng.range(0, registers::REGISTER_KEYS - 1);
