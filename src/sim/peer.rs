@@ -438,6 +438,16 @@ impl Server {
         }
     }
 
+    /// The data version of `path` in the same read view (None: no node,
+    /// or not serving).
+    pub fn read_view_version(&self, path: &str) -> Option<i32> {
+        match &self.role {
+            PeerRole::Following(_) => self.tree.get(path).map(|n| n.version()),
+            PeerRole::Leading(_) | PeerRole::Standalone(_) => self.published_tree.get(path).map(|n| n.version()),
+            _ => None,
+        }
+    }
+
     /// Whether this server's session table holds `session`.
     pub fn holds_session(&self, session: i64) -> bool {
         self.sessions.contains_key(&session)

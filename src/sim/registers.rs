@@ -70,6 +70,21 @@ struct Pending {
     create: bool,
     /// Set by the executing leader; delivered when its batch is published.
     executed: Option<WriteAnswer>,
+    /// The client's plain-read connection generation, if the write went
+    /// to the server that connection is on (read-your-writes applies).
+    own_server_generation: Option<u64>,
+}
+
+/// A register client's connection for plain reads: it stays on one server
+/// until that server drops its clients (restart, end of a role), as a
+/// ZooKeeper session's connection does.
+#[derive(Debug, Clone)]
+pub struct StickyConn {
+    pub sid: crate::zab::ensemble::Sid,
+    /// The server's `client_generation` when the client connected.
+    pub generation: u64,
+    /// Per key, the lowest version its next plain read may see, and why.
+    floor: BTreeMap<u64, (i32, String)>,
 }
 
 /// The workload's state and every op's history.
@@ -87,6 +102,15 @@ pub struct Registers {
     pub ops_answered: u64,
     pub keys_checked: u64,
     pub inconclusive: u64,
+    /// Plain-read connections per client.
+    pub sticky: BTreeMap<u64, StickyConn>,
+    pub sticky_reads: u64,
+}
+
+impl StickyConn {
+    pub fn new(sid: crate::zab::ensemble::Sid, generation: u64) -> StickyConn {
+        StickyConn { sid, generation, floor: BTreeMap::new() }
+    }
 }
 
 impl Registers {
@@ -106,7 +130,7 @@ impl Registers {
     /// A setup create of `key`, invoked now: its id.
     pub fn invoke_create(&mut self, key: u64) -> u64 {
         let id = self.new_id();
-        self.pending.insert(id, Pending { key, create: true, executed: None });
+        self.pending.insert(id, Pending { key, create: true, executed: None, own_server_generation: None });
         id
     }
 
@@ -119,7 +143,8 @@ impl Registers {
             OpKind::Read => OpKind::Read,
         };
         self.ops_invoked += 1;
-        self.pending.insert(id, Pending { key, create: false, executed: None });
+        let own_server_generation = self.sticky.get(&client).filter(|c| c.sid == server).map(|c| c.generation);
+        self.pending.insert(id, Pending { key, create: false, executed: None, own_server_generation });
         let op =
             RegOp { id, client: client as u32, server, kind, call_ms: now, return_ms: None, answer: Answer::Unknown };
         self.history.entry(key).or_default().push(op);
@@ -170,6 +195,13 @@ impl Registers {
         let (client, line) = (op.client as u64, op.describe());
         if let WriteAnswer::Ok { version } = answer {
             self.learn(client, p.key, version);
+            // Read-your-writes: answered by the server its reads stay on.
+            if let Some(c) = self.sticky.get_mut(&client).filter(|c| Some(c.generation) == p.own_server_generation) {
+                let floor = c.floor.entry(p.key).or_insert((version, String::new()));
+                if version >= floor.0 {
+                    *floor = (version, format!("its own write answered at t={now}"));
+                }
+            }
         }
         Some(format!("register {line}"))
     }
@@ -221,6 +253,27 @@ impl Registers {
         }
     }
 
+    /// Client `client`'s plain read of `key` on its connection saw
+    /// `version` (-1: no node) at `now`: monotonic reads and
+    /// read-your-writes on one connection. The violation, if any.
+    pub fn sticky_read(&mut self, client: u64, key: u64, version: i32, now: u64) -> Option<String> {
+        self.sticky_reads += 1;
+        let c = self.sticky.get_mut(&client)?;
+        let floor = c.floor.entry(key).or_insert((version, String::new()));
+        if version < floor.0 {
+            return Some(format!(
+                "register client {client}, connected to s{} (generation {}), read {} at version {version} at t={now}, after it had seen version {} ({})",
+                c.sid,
+                c.generation,
+                register_path(key),
+                floor.0,
+                floor.1
+            ));
+        }
+        *floor = (version, format!("its plain read at t={now}"));
+        None
+    }
+
     /// Runs the checker on every key's history: the first violation (key,
     /// excerpt), if any. Inconclusive keys are counted.
     pub fn check(&mut self) -> Option<(u64, String)> {
@@ -239,5 +292,43 @@ impl Registers {
             }
         }
         first
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_reads_on_one_connection_never_go_back() {
+        let mut r = Registers::default();
+        r.sticky.insert(1, StickyConn::new(2, 7));
+        assert_eq!(r.sticky_read(1, 0, 3, 10), None);
+        assert_eq!(r.sticky_read(1, 0, 3, 11), None);
+        assert_eq!(r.sticky_read(1, 0, 5, 12), None);
+        let detail = r.sticky_read(1, 0, 4, 13).unwrap_or_default();
+        assert!(detail.contains("at version 4") && detail.contains("seen version 5"), "{detail}");
+        // Another key, another client: their own floors.
+        assert_eq!(r.sticky_read(1, 1, 0, 14), None);
+        assert_eq!(r.sticky_read(2, 0, 0, 14), None);
+    }
+
+    #[test]
+    fn a_write_answered_on_the_connections_server_raises_the_floor() {
+        let mut r = Registers::default();
+        r.exists.insert(0, true);
+        r.sticky.insert(1, StickyConn::new(2, 7));
+        let id = r.invoke(0, 1, 2, OpKind::Write { value: 0 }, 5);
+        r.executed(id, WriteAnswer::Ok { version: 9 });
+        assert!(r.write_answered(id, 6).is_some());
+        let detail = r.sticky_read(1, 0, 8, 7).unwrap_or_default();
+        assert!(detail.contains("its own write answered at t=6"), "{detail}");
+        // A write sent to another server sets no floor.
+        let mut r = Registers::default();
+        r.sticky.insert(1, StickyConn::new(2, 7));
+        let id = r.invoke(0, 1, 3, OpKind::Write { value: 0 }, 5);
+        r.executed(id, WriteAnswer::Ok { version: 9 });
+        assert!(r.write_answered(id, 6).is_some());
+        assert_eq!(r.sticky_read(1, 0, 8, 7), None);
     }
 }

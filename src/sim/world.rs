@@ -291,6 +291,8 @@ pub enum Ev {
     SessionStep(u64),
     /// The register workload's next op(s).
     RegisterOp,
+    /// A register client's plain read on the server it stays on.
+    RegisterPlainRead,
     /// The watching client re-reads its key (`left` more times).
     WatchReread {
         session: i64,
@@ -403,6 +405,8 @@ pub struct Ctx {
     /// The register workload's own random stream.
     pub reg_rng: SimRng,
     pub registers: Registers,
+    /// The register clients' plain reads' own random stream.
+    pub sticky_rng: SimRng,
     /// The last fault or role change anywhere (the session expiry check
     /// only judges quiet windows).
     pub last_disturbance_ms: u64,
@@ -712,6 +716,8 @@ pub struct SimOutcome {
     /// judged, and those it could not decide within its work bound.
     pub register_ops: u64,
     pub register_ops_answered: u64,
+    /// Register clients' plain reads checked by `monotonic-reads`.
+    pub register_plain_reads: u64,
     pub linearizable_keys: u64,
     pub linearizable_inconclusive: u64,
     /// A register history that is not linearizable, even when another
@@ -729,8 +735,8 @@ impl SimOutcome {
         let mut out = String::new();
         match &self.failure {
             None => out.push_str(&format!(
-                "seed {} ({} servers, {} observers): ok — {} events, {} writes submitted, {} acknowledged, {} syncs submitted, {} answered, {} plain reads, {} zxids committed, {} epochs, {} expected exits, {} damaged reads, {} wipes, {} clock jumps, {} sessions ({} expired, {} closes and {} ephemerals checked), {} register ops ({} answered, {} keys linearizable, {} inconclusive), trace {:016x}\n",
-                self.seed, self.servers, self.observers, self.events, self.writes_submitted, self.writes_acked, self.syncs_submitted, self.syncs_answered, self.plain_reads, self.committed_zxids, self.epochs, self.expected_exits, self.read_faults, self.wipes, self.clock_jumps, self.sessions_established, self.sessions_expired, self.session_closes_checked, self.ephemerals_checked, self.register_ops, self.register_ops_answered, self.linearizable_keys - self.linearizable_inconclusive, self.linearizable_inconclusive, self.trace_hash
+                "seed {} ({} servers, {} observers): ok — {} events, {} writes submitted, {} acknowledged, {} syncs submitted, {} answered, {} plain reads, {} zxids committed, {} epochs, {} expected exits, {} damaged reads, {} wipes, {} clock jumps, {} sessions ({} expired, {} closes and {} ephemerals checked), {} register ops ({} answered, {} keys linearizable, {} inconclusive, {} plain reads on one connection), trace {:016x}\n",
+                self.seed, self.servers, self.observers, self.events, self.writes_submitted, self.writes_acked, self.syncs_submitted, self.syncs_answered, self.plain_reads, self.committed_zxids, self.epochs, self.expected_exits, self.read_faults, self.wipes, self.clock_jumps, self.sessions_established, self.sessions_expired, self.session_closes_checked, self.ephemerals_checked, self.register_ops, self.register_ops_answered, self.linearizable_keys - self.linearizable_inconclusive, self.linearizable_inconclusive, self.register_plain_reads, self.trace_hash
             )),
             Some(f) => {
                 out.push_str(&format!(
@@ -840,6 +846,7 @@ impl World {
             sessions_established: 0,
             reg_rng: SimRng::new(config.seed ^ 0x2E61_57E2_0000_0009),
             registers: Registers::default(),
+            sticky_rng: SimRng::new(config.seed ^ 0x571C_4EAD_0000_000A),
             last_disturbance_ms: 0,
         };
         World { ctx, servers, config, next_write: 0, paused_for_sync: None }
@@ -886,6 +893,8 @@ impl World {
         if self.config.registers {
             let first = self.ctx.reg_rng.range(500, 1_500);
             self.ctx.schedule(first, Ev::RegisterOp);
+            let first = self.ctx.sticky_rng.range(500, 1_500);
+            self.ctx.schedule(first, Ev::RegisterPlainRead);
         }
         if self.config.sync_reads {
             let first = self.ctx.sync_rng.range(500, 1_500);
@@ -947,6 +956,7 @@ impl World {
             ephemerals_checked: self.ctx.sessions.ephemerals_checked,
             register_ops: self.ctx.registers.ops_invoked,
             register_ops_answered: self.ctx.registers.ops_answered,
+            register_plain_reads: self.ctx.registers.sticky_reads,
             linearizable_keys: self.ctx.registers.keys_checked,
             linearizable_inconclusive: self.ctx.registers.inconclusive,
             linearizable_violation,
@@ -1069,6 +1079,7 @@ impl World {
             Ev::SessionPing(client) => self.session_ping(client),
             Ev::SessionStep(client) => self.session_step(client),
             Ev::RegisterOp => self.register_op(),
+            Ev::RegisterPlainRead => self.register_plain_read(),
             Ev::PauseLeaderForSync => self.pause_leader_for_sync(),
             Ev::SyncReadAt { sid, path } => {
                 self.paused_for_sync = None;
@@ -1413,6 +1424,45 @@ impl World {
             if let Some(s) = self.servers.get_mut((target - 1) as usize) {
                 s.push_input(&mut self.ctx, super::peer::Input::ClientWrite { id, write });
             }
+        }
+    }
+
+    /// A register client reads a key without a sync on the server its
+    /// connection stays on (connecting to a serving, running one when it
+    /// has none or that server dropped its clients), answered at once
+    /// from that server's read view. ZooKeeper promises per connection:
+    /// its reads never go back in version, and after its own write was
+    /// answered there, they see it or newer. Changes no state and adds no
+    /// trace line (the details are in a failure's report).
+    fn register_plain_read(&mut self) {
+        let now = self.ctx.now;
+        if now + self.config.quiet_tail_ms < self.config.duration_ms {
+            let gap = self.ctx.sticky_rng.range(20, 200);
+            self.ctx.schedule(now + gap, Ev::RegisterPlainRead);
+        }
+        let client = self.ctx.sticky_rng.range(0, registers::REGISTER_CLIENTS - 1);
+        let key = self.ctx.sticky_rng.range(0, registers::REGISTER_KEYS - 1);
+        let connected = self.ctx.registers.sticky.get(&client).is_some_and(|c| {
+            self.servers
+                .get((c.sid - 1) as usize)
+                .is_some_and(|s| s.up && s.client_generation == c.generation && s.is_serving())
+        });
+        if !connected {
+            let serving: Vec<Sid> =
+                self.servers.iter().filter(|s| s.can_run(now) && s.is_serving()).map(|s| s.sid).collect();
+            let Some(target) = self.ctx.sticky_rng.pick(&serving) else { return };
+            let Some(s) = self.servers.get((target - 1) as usize) else { return };
+            let conn = registers::StickyConn::new(target, s.client_generation);
+            self.ctx.registers.sticky.insert(client, conn);
+        }
+        let Some(sid) = self.ctx.registers.sticky.get(&client).map(|c| c.sid) else { return };
+        let Some(s) = self.servers.get((sid - 1) as usize) else { return };
+        if !s.can_run(now) || !self.ctx.registers.exists(key) {
+            return; // paused: this read waits out the pause; or not created yet
+        }
+        let version = s.read_view_version(&registers::register_path(key)).unwrap_or(-1);
+        if let Some(detail) = self.ctx.registers.sticky_read(client, key, version, now) {
+            self.ctx.oracle.fail("monotonic-reads", detail, now);
         }
     }
 
