@@ -5,6 +5,7 @@
 //! zoocore-sim --seeds 1..200 [--servers 5] [--no-sync-reads] [--plant sync-without-round]
 //! zoocore-sim --seeds 1..200 [--observers 0|1|2] [--no-disk-faults] [--no-clock-jumps]
 //! zoocore-sim --seeds 1..200 [--no-snapshot-damage] [--no-recovery-digest-check] [--no-sessions]
+//! zoocore-sim --seeds 1..200 [--no-registers] [--plant stale-cas]
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -55,10 +56,14 @@ struct Args {
     /// reconnects existed).
     #[arg(long)]
     no_reconnects: bool,
+    /// No register / compare-and-set clients, and so no `linearizable`
+    /// history (replays runs recorded before they existed).
+    #[arg(long)]
+    no_registers: bool,
     /// Plant a known bug in the simulator's glue: ack-before-fsync,
     /// sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc,
     /// replay-skips-record, read-past-commit, event-after-data, expire-early,
-    /// snap-live-sessions, revalidate-own-only, snapshot-before-durable.
+    /// snap-live-sessions, revalidate-own-only, snapshot-before-durable, stale-cas.
     #[arg(long)]
     plant: Option<String>,
     /// Observers beside the voters (default: drawn from the seed, 0-2).
@@ -120,6 +125,7 @@ fn main() -> ExitCode {
     };
     let started = Instant::now();
     let (mut failed, mut simulated_ms, mut events) = (0u64, 0u64, 0u64);
+    let (mut register_keys, mut inconclusive) = (0u64, 0u64);
     for seed in from..to {
         let mut config = if args.swarm { SimConfig::swarm(seed) } else { SimConfig::from_seed(seed, args.servers) };
         if let Some(d) = args.duration_ms {
@@ -133,6 +139,7 @@ fn main() -> ExitCode {
         config.watches = !args.no_watches && !args.classic;
         config.sessions = !args.no_sessions && !args.classic;
         config.reconnects = !args.no_reconnects && !args.classic;
+        config.registers = !args.no_registers && !args.classic;
         config.disk_faults = !args.no_disk_faults && !args.classic;
         config.clock_jumps = !args.no_clock_jumps && !args.classic;
         config.snapshots = !args.no_snapshots && !args.classic;
@@ -170,6 +177,8 @@ fn main() -> ExitCode {
         let out = world.run();
         simulated_ms += out.simulated_ms;
         events += out.events;
+        register_keys += out.linearizable_keys;
+        inconclusive += out.linearizable_inconclusive;
         if args.trace {
             for line in &out.full_trace {
                 println!("{line}");
@@ -184,7 +193,7 @@ fn main() -> ExitCode {
     }
     let wall = started.elapsed().as_secs_f64().max(1e-9);
     println!(
-        "{} seeds, {failed} failed; {:.0} simulated s in {wall:.2} s wall ({:.0}x real time, {:.0} events/s)",
+        "{} seeds, {failed} failed; {:.0} simulated s in {wall:.2} s wall ({:.0}x real time, {:.0} events/s); {register_keys} register histories judged, {inconclusive} inconclusive",
         to.saturating_sub(from),
         simulated_ms as f64 / 1000.0,
         simulated_ms as f64 / 1000.0 / wall,

@@ -7,8 +7,11 @@
 //! partitions, broken connections, torn tails, failed log writes and
 //! fsyncs, damaged reads at restart, clock jumps), clients that write,
 //! sync + read, read plainly, set watches and hold sessions (with
-//! ephemerals, on the production session table and `ExpiryQueue`), and
-//! the checkers of `oracle`, `sessions` (and `world::Ctx::watch_fired`). docs/simulation.md says what is simulated and what is not.
+//! ephemerals, on the production session table and `ExpiryQueue`),
+//! register clients that write, compare-and-set and sync + read
+//! (`registers`), and the checkers of `oracle`, `sessions`,
+//! `world::Ctx::watch_fired` and `linearize` (whole register histories).
+//! docs/simulation.md says what is simulated and what is not.
 //!
 //! ```text
 //! let outcome = zoocore::sim::run_seed(42, 3);   // SimConfig::from_seed + run
@@ -16,9 +19,11 @@
 //! ```
 
 pub mod disk;
+pub mod linearize;
 pub mod net;
 pub mod oracle;
 pub mod peer;
+pub mod registers;
 pub mod rng;
 pub mod sessions;
 pub mod world;

@@ -466,6 +466,16 @@ impl Server {
         }
     }
 
+    /// The data version of `path` in the same read view (None: no node,
+    /// or not serving).
+    pub fn read_view_version(&self, path: &str) -> Option<i32> {
+        match &self.role {
+            PeerRole::Following(_) => self.tree.get(path).map(|n| n.version()),
+            PeerRole::Leading(_) | PeerRole::Standalone(_) => self.published_tree.get(path).map(|n| n.version()),
+            _ => None,
+        }
+    }
+
     /// Whether this server's session table holds `session`.
     pub fn holds_session(&self, session: i64) -> bool {
         self.sessions.contains_key(&session)
@@ -1244,6 +1254,7 @@ impl Server {
                 for input in std::mem::take(&mut self.inbox) {
                     match input {
                         Input::ClientWrite { id, .. } => {
+                            ctx.write_refused(id);
                             ctx.trace(self.sid, format!("refuses client write #{id} (not serving)"))
                         }
                         Input::ClientSync { id, .. } => ctx.sync_refused(self.sid, id, "not serving"),
@@ -1539,6 +1550,7 @@ impl Server {
                         if l.core.is_established() {
                             writes.push(LocalOp::Write(id, write));
                         } else {
+                            ctx.write_refused(id);
                             ctx.trace(self.sid, format!("refuses client write #{id} (not established)"));
                         }
                     }
@@ -1634,7 +1646,24 @@ impl Server {
 
     /// Mirrors `CommitShard::execute` for a local client's write.
     fn execute(&mut self, ctx: &mut Ctx, id: u64, write: &WriteOp, batch: &mut LeaderBatch) {
-        let (zxid, _, triggers) = self.execute_for(ctx, SIM_CLIENT_SESSION, (id & 0x7FFF_FFFF) as i32, write, batch);
+        let planted;
+        let write = match write {
+            WriteOp::SetData { path, data, version }
+                if *version >= 0
+                    && ctx.knobs.plant == Some(super::world::Plant::StaleCas)
+                    && self.published_tree.get(path).is_some_and(|n| n.version() == *version) =>
+            {
+                // Planted bug: the expected version is checked against the
+                // published tree, not the one with the pending batches; a
+                // match there executes unconditionally.
+                planted = WriteOp::SetData { path: path.clone(), data: data.clone(), version: -1 };
+                &planted
+            }
+            other => other,
+        };
+        let (zxid, result, triggers) =
+            self.execute_for(ctx, SIM_CLIENT_SESSION, (id & 0x7FFF_FFFF) as i32, write, batch);
+        ctx.write_executed(id, super::registers::WriteAnswer::of(&result));
         let path = match write {
             WriteOp::Create { path, .. } | WriteOp::SetData { path, .. } => Some(path),
             _ => None,
@@ -1644,7 +1673,7 @@ impl Server {
     }
 
     /// Mirrors `CommitShard::execute`: one write at the next zxid, its txn
-    /// into the batch. (zxid, whether it succeeded, its watch triggers.)
+    /// into the batch. (zxid, its result, its watch triggers.)
     fn execute_for(
         &mut self,
         ctx: &Ctx,
@@ -1652,7 +1681,7 @@ impl Server {
         cxid: i32,
         write: &WriteOp,
         batch: &mut LeaderBatch,
-    ) -> (i64, bool, Vec<crate::tree::WatchTrigger>) {
+    ) -> (i64, Result<crate::tree::WriteResult, crate::proto::ErrorCode>, Vec<crate::tree::WatchTrigger>) {
         self.last_zxid += 1;
         let zxid = self.last_zxid;
         let tctx = TxnContext {
@@ -1666,7 +1695,7 @@ impl Server {
         };
         let executed = self.tree.execute(&tctx, write);
         self.push_logged(&executed.header, &executed.txn, executed.digest, batch);
-        (zxid, executed.result.is_ok(), executed.triggers)
+        (zxid, executed.result, executed.triggers)
     }
 
     /// Encodes an executed txn into the batch and the history.
@@ -1820,7 +1849,8 @@ impl Server {
                 }
                 self.touch_session(ctx, session_id);
                 let write = ephemeral_create(&path);
-                let (zxid, ok, triggers) = self.execute_for(ctx, session_id, client_cxid(client), &write, batch);
+                let (zxid, result, triggers) = self.execute_for(ctx, session_id, client_cxid(client), &write, batch);
+                let ok = result.is_ok();
                 let ephemeral = ok.then(|| (session_id, path.clone()));
                 let reply = Some(SessionReply::Created { client, session_id, path, ok });
                 batch.session_txns.push(SessionTxnDone { zxid, triggers, closed: None, ephemeral, reply });
@@ -1902,7 +1932,8 @@ impl Server {
                     return;
                 }
                 self.touch_session(ctx, session_id);
-                let (zxid, ok, triggers) = self.execute_for(ctx, session_id, cxid, &write, batch);
+                let (zxid, result, triggers) = self.execute_for(ctx, session_id, cxid, &write, batch);
+                let ok = result.is_ok();
                 let ephemeral = match &write {
                     WriteOp::Create { path, flags: EPHEMERAL_FLAGS, .. } if ok => Some((session_id, path.clone())),
                     _ => None,
@@ -2433,6 +2464,7 @@ impl Server {
                     break;
                 }
                 Input::ClientWrite { id, .. } => {
+                    ctx.write_refused(id);
                     ctx.trace(self.sid, format!("client write #{id} reached a follower; dropped"));
                 }
                 input if input.is_session_op() => {

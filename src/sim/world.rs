@@ -8,9 +8,11 @@ use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 
+use super::linearize::OpKind;
 use super::net::{ConnId, Dir, SimNet};
 use super::oracle::{Failure, Oracle};
 use super::peer::{Server, SIM_CLIENT_SESSION};
+use super::registers::{self, Registers, WriteAnswer};
 use super::rng::{fnv1a, SimRng};
 use super::sessions::{ClientState, SessionClient, SessionOracle, SessionReply};
 use crate::tree::WriteOp;
@@ -56,6 +58,10 @@ pub struct SimConfig {
     /// session id, as a real client does: revalidation) in most runs, from
     /// its own random stream; off replays the runs from before.
     pub reconnects: bool,
+    /// Register clients (write, compare-and-set, sync + read of `/r0`..)
+    /// whose histories the `linearizable` checker judges, from their own
+    /// random stream; off replays the runs from before.
+    pub registers: bool,
     /// Log writes and fsyncs fail (the server exits), restarts read damaged
     /// logs and snapshots (a refused start is wiped by the operator).
     /// Drawn from their own stream, so turning them off (with
@@ -170,11 +176,15 @@ pub enum Plant {
     /// A periodic snapshot is renamed to its final name, and the log files
     /// it makes unnecessary are purged, before its bytes are fsynced.
     SnapshotBeforeDurable,
+    /// The leader's glue checks a conditional setData's expected version
+    /// against the published (committed) tree instead of the tree with the
+    /// pending batches: two CASes in flight on one version both succeed.
+    StaleCas,
 }
 
 impl Plant {
     pub const NAMES: &'static str =
-        "ack-before-fsync, sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc, replay-skips-record, read-past-commit, event-after-data, expire-early, snap-live-sessions, revalidate-own-only, snapshot-before-durable";
+        "ack-before-fsync, sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc, replay-skips-record, read-past-commit, event-after-data, expire-early, snap-live-sessions, revalidate-own-only, snapshot-before-durable, stale-cas";
 
     pub fn parse(name: &str) -> Option<Plant> {
         match name {
@@ -190,6 +200,7 @@ impl Plant {
             "snap-live-sessions" => Some(Plant::SnapLiveSessions),
             "revalidate-own-only" => Some(Plant::RevalidateOwnOnly),
             "snapshot-before-durable" => Some(Plant::SnapshotBeforeDurable),
+            "stale-cas" => Some(Plant::StaleCas),
             _ => None,
         }
     }
@@ -261,6 +272,7 @@ impl SimConfig {
             watches: true,
             sessions: true,
             reconnects: true,
+            registers: true,
             disk_faults: true,
             clock_jumps: true,
             observers,
@@ -324,6 +336,10 @@ pub enum Ev {
     SessionReconnect(u64),
     /// A session client's next step (ephemeral, close, walk away).
     SessionStep(u64),
+    /// The register workload's next op(s).
+    RegisterOp,
+    /// A register client's plain read on the server it stays on.
+    RegisterPlainRead,
     /// The watching client re-reads its key (`left` more times).
     WatchReread {
         session: i64,
@@ -436,6 +452,11 @@ pub struct Ctx {
     pub session_of: BTreeMap<i64, u64>,
     pub sessions: SessionOracle,
     pub sessions_established: u64,
+    /// The register workload's own random stream.
+    pub reg_rng: SimRng,
+    pub registers: Registers,
+    /// The register clients' plain reads' own random stream.
+    pub sticky_rng: SimRng,
     /// The last fault or role change anywhere (the session expiry check
     /// only judges quiet windows).
     pub last_disturbance_ms: u64,
@@ -625,6 +646,12 @@ impl Ctx {
     /// The read after sync `id`, on `sid`, from `tree` (the state the
     /// client sees when the sync's answer reaches it).
     pub fn sync_answered(&mut self, sid: Sid, id: u64, tree: &crate::tree::DataTree) {
+        if registers::is_register_op(id) {
+            if let Some(line) = self.registers.read_answered(id, tree, self.now) {
+                self.trace(sid, line);
+            }
+            return;
+        }
         let Some((target, path, floor, started)) = self.syncs_in_flight.remove(&id) else { return };
         self.syncs_answered += 1;
         let observed = tree.get(&path).map(|n| n.mzxid());
@@ -641,6 +668,10 @@ impl Ctx {
 
     /// The server turned sync `id` away (the client would retry elsewhere).
     pub fn sync_refused(&mut self, sid: Sid, id: u64, why: &str) {
+        if registers::is_register_op(id) {
+            self.registers.read_refused(id);
+            return;
+        }
         if self.syncs_in_flight.remove(&id).is_some() {
             self.trace(sid, format!("refuses sync #{id} ({why})"));
         }
@@ -694,7 +725,27 @@ impl Ctx {
         }
     }
 
+    /// The leader executed client write `id` (answered once published).
+    pub fn write_executed(&mut self, id: u64, answer: WriteAnswer) {
+        if registers::is_register_op(id) {
+            self.registers.executed(id, answer);
+        }
+    }
+
+    /// A server turned client write `id` away without executing it.
+    pub fn write_refused(&mut self, id: u64) {
+        if registers::is_register_op(id) {
+            self.registers.write_refused(id);
+        }
+    }
+
     pub fn write_acked(&mut self, id: u64, zxid: i64) {
+        if registers::is_register_op(id) {
+            if let Some(line) = self.registers.write_answered(id, self.now) {
+                self.trace(0, format!("{line} at 0x{zxid:x}"));
+            }
+            return;
+        }
         self.writes_acked += 1;
         if let Some(submitted) = self.writes_in_flight.remove(&id) {
             self.trace(0, format!("client write #{id} acknowledged at 0x{zxid:x}"));
@@ -742,6 +793,17 @@ pub struct SimOutcome {
     pub reconnects_expired: u64,
     pub snapshots_taken: u64,
     pub snapshot_crashes: u64,
+    /// Register ops invoked and answered, keys the `linearizable` checker
+    /// judged, and those it could not decide within its work bound.
+    pub register_ops: u64,
+    pub register_ops_answered: u64,
+    /// Register clients' plain reads checked by `monotonic-reads`.
+    pub register_plain_reads: u64,
+    pub linearizable_keys: u64,
+    pub linearizable_inconclusive: u64,
+    /// A register history that is not linearizable, even when another
+    /// checker failed the run first (so a plant's every catcher shows).
+    pub linearizable_violation: Option<String>,
 }
 
 impl SimOutcome {
@@ -754,14 +816,17 @@ impl SimOutcome {
         let mut out = String::new();
         match &self.failure {
             None => out.push_str(&format!(
-                "seed {} ({} servers, {} observers): ok — {} events, {} writes submitted, {} acknowledged, {} syncs submitted, {} answered, {} plain reads, {} zxids committed, {} epochs, {} expected exits, {} damaged reads, {} wipes, {} clock jumps, {} sessions ({} expired, {} closes, {} ephemerals and {} SNAP session tables checked, {} reconnects ({} expired)), {} snapshots ({} crashes mid-snapshot), trace {:016x}\n",
-                self.seed, self.servers, self.observers, self.events, self.writes_submitted, self.writes_acked, self.syncs_submitted, self.syncs_answered, self.plain_reads, self.committed_zxids, self.epochs, self.expected_exits, self.read_faults, self.wipes, self.clock_jumps, self.sessions_established, self.sessions_expired, self.session_closes_checked, self.ephemerals_checked, self.snapshot_session_tables_checked, self.reconnects_valid + self.reconnects_expired, self.reconnects_expired, self.snapshots_taken, self.snapshot_crashes, self.trace_hash
+                "seed {} ({} servers, {} observers): ok — {} events, {} writes submitted, {} acknowledged, {} syncs submitted, {} answered, {} plain reads, {} zxids committed, {} epochs, {} expected exits, {} damaged reads, {} wipes, {} clock jumps, {} sessions ({} expired, {} closes, {} ephemerals and {} SNAP session tables checked, {} reconnects ({} expired)), {} snapshots ({} crashes mid-snapshot), {} register ops ({} answered, {} keys linearizable, {} inconclusive, {} plain reads on one connection), trace {:016x}\n",
+                self.seed, self.servers, self.observers, self.events, self.writes_submitted, self.writes_acked, self.syncs_submitted, self.syncs_answered, self.plain_reads, self.committed_zxids, self.epochs, self.expected_exits, self.read_faults, self.wipes, self.clock_jumps, self.sessions_established, self.sessions_expired, self.session_closes_checked, self.ephemerals_checked, self.snapshot_session_tables_checked, self.reconnects_valid + self.reconnects_expired, self.reconnects_expired, self.snapshots_taken, self.snapshot_crashes, self.register_ops, self.register_ops_answered, self.linearizable_keys - self.linearizable_inconclusive, self.linearizable_inconclusive, self.register_plain_reads, self.trace_hash
             )),
             Some(f) => {
                 out.push_str(&format!(
                     "seed {} ({} servers, {} observers): FAILED checker `{}` at t={} ms: {}\nreplay: zoocore-sim --seed {} --servers {}\nlast {} trace lines:\n",
                     self.seed, self.servers, self.observers, f.checker, f.at_ms, f.detail, self.seed, self.servers, self.trace_tail.len()
                 ));
+                if let (Some(also), true) = (&self.linearizable_violation, f.checker != "linearizable") {
+                    out.push_str(&format!("also failed `linearizable` at the end: {also}\n"));
+                }
                 for l in &self.trace_tail {
                     out.push_str("  ");
                     out.push_str(l);
@@ -864,6 +929,9 @@ impl World {
             session_of: BTreeMap::new(),
             sessions: SessionOracle::default(),
             sessions_established: 0,
+            reg_rng: SimRng::new(config.seed ^ 0x2E61_57E2_0000_0009),
+            registers: Registers::default(),
+            sticky_rng: SimRng::new(config.seed ^ 0x571C_4EAD_0000_000A),
             last_disturbance_ms: 0,
             snap_rng: SimRng::new(config.seed ^ 0x5A95_0700_0000_000A),
             snapshots_taken: 0,
@@ -911,6 +979,12 @@ impl World {
             let first = self.ctx.session_rng.range(500, 1_500);
             self.ctx.schedule(first, Ev::SessionClientStart);
         }
+        if self.config.registers {
+            let first = self.ctx.reg_rng.range(500, 1_500);
+            self.ctx.schedule(first, Ev::RegisterOp);
+            let first = self.ctx.sticky_rng.range(500, 1_500);
+            self.ctx.schedule(first, Ev::RegisterPlainRead);
+        }
         if self.config.sync_reads {
             let first = self.ctx.sync_rng.range(500, 1_500);
             self.ctx.schedule(first, Ev::ClientSyncRead);
@@ -933,6 +1007,10 @@ impl World {
             self.ctx.now = self.config.duration_ms;
             self.final_checks();
         }
+        // Judged even after another checker failed the run (the histories
+        // recorded so far; ops answered after the stop are indeterminate),
+        // so a plant shows every checker that catches it.
+        let linearizable_violation = self.final_linearizable_check();
         let final_states = self
             .servers
             .iter()
@@ -970,6 +1048,12 @@ impl World {
             reconnects_expired: self.ctx.sessions.reconnects_expired,
             snapshots_taken: self.ctx.snapshots_taken,
             snapshot_crashes: self.ctx.snapshot_crashes,
+            register_ops: self.ctx.registers.ops_invoked,
+            register_ops_answered: self.ctx.registers.ops_answered,
+            register_plain_reads: self.ctx.registers.sticky_reads,
+            linearizable_keys: self.ctx.registers.keys_checked,
+            linearizable_inconclusive: self.ctx.registers.inconclusive,
+            linearizable_violation,
         }
     }
 
@@ -1109,6 +1193,8 @@ impl World {
             Ev::SessionPing(client) => self.session_ping(client),
             Ev::SessionReconnect(client) => self.session_reconnect(client),
             Ev::SessionStep(client) => self.session_step(client),
+            Ev::RegisterOp => self.register_op(),
+            Ev::RegisterPlainRead => self.register_plain_read(),
             Ev::PauseLeaderForSync => self.pause_leader_for_sync(),
             Ev::SyncReadAt { sid, path } => {
                 self.paused_for_sync = None;
@@ -1379,6 +1465,136 @@ impl World {
         if let Some(s) = self.servers.get((target - 1) as usize) {
             s.plain_read(&mut self.ctx, &path);
         }
+    }
+
+    /// The register workload's next step: a create of a key not yet known
+    /// to exist; otherwise a blind write, a CAS on the version the client
+    /// last saw, a sync + read, or a burst of 2-3 CASes from different
+    /// clients on one version (contention: exactly one may win).
+    fn register_op(&mut self) {
+        let now = self.ctx.now;
+        if now + self.config.quiet_tail_ms < self.config.duration_ms {
+            let gap = self.ctx.reg_rng.range(25, 150);
+            self.ctx.schedule(now + gap, Ev::RegisterOp);
+        }
+        let key = self.ctx.reg_rng.range(0, registers::REGISTER_KEYS - 1);
+        let path = registers::register_path(key);
+        let leaders: Vec<Sid> = self
+            .servers
+            .iter()
+            .filter(|s| s.up && s.is_established_leader() && Some(s.sid) != self.paused_for_sync)
+            .map(|s| s.sid)
+            .collect();
+        if !self.ctx.registers.exists(key) {
+            let Some(target) = self.ctx.reg_rng.pick(&leaders) else { return };
+            let id = self.ctx.registers.invoke_create(key);
+            let write = WriteOp::Create {
+                path: path.clone(),
+                data: Some(registers::value_data(0)),
+                acl: open_acl(),
+                flags: 0,
+                ttl: None,
+                op: crate::proto::op::CREATE,
+            };
+            self.ctx.trace(target, format!("register client creates {path}"));
+            if let Some(s) = self.servers.get_mut((target - 1) as usize) {
+                s.push_input(&mut self.ctx, super::peer::Input::ClientWrite { id, write });
+            }
+            return;
+        }
+        let client = self.ctx.reg_rng.range(0, registers::REGISTER_CLIENTS - 1);
+        let roll = self.ctx.reg_rng.range(0, 99);
+        if roll < 40 {
+            let serving: Vec<Sid> = self.servers.iter().filter(|s| s.up && s.is_serving()).map(|s| s.sid).collect();
+            let Some(target) = self.ctx.reg_rng.pick(&serving) else { return };
+            let id = self.ctx.registers.invoke(key, client, target, OpKind::Read, now);
+            self.ctx.trace(target, format!("register client {client} sync #{id} then read {path}"));
+            if let Some(s) = self.servers.get_mut((target - 1) as usize) {
+                s.push_input(&mut self.ctx, super::peer::Input::ClientSync { id, path });
+            }
+            return;
+        }
+        let Some(target) = self.ctx.reg_rng.pick(&leaders) else { return };
+        // (client, expected version; -1 = a blind write)
+        let mut ops: Vec<(u64, i32)> = Vec::new();
+        if roll < 60 {
+            ops.push((client, -1));
+        } else if roll < 85 {
+            ops.push((client, self.ctx.registers.seen_version(client, key)));
+        } else {
+            let expected = self.ctx.registers.seen_version(client, key);
+            let n = self.ctx.reg_rng.range(2, 3);
+            for i in 0..n {
+                ops.push(((client + i) % registers::REGISTER_CLIENTS, expected));
+            }
+        }
+        for (client, expected) in ops {
+            let kind = if expected < 0 { OpKind::Write { value: 0 } } else { OpKind::Cas { expected, value: 0 } };
+            let id = self.ctx.registers.invoke(key, client, target, kind, now);
+            let value = id - registers::REGISTER_OP_ID_BASE;
+            let write =
+                WriteOp::SetData { path: path.clone(), data: Some(registers::value_data(value)), version: expected };
+            self.ctx
+                .trace(target, format!("register client {client} #{id} sets {path} to r{value} (version {expected})"));
+            if let Some(s) = self.servers.get_mut((target - 1) as usize) {
+                s.push_input(&mut self.ctx, super::peer::Input::ClientWrite { id, write });
+            }
+        }
+    }
+
+    /// A register client reads a key without a sync on the server its
+    /// connection stays on (connecting to a serving, running one when it
+    /// has none or that server dropped its clients), answered at once
+    /// from that server's read view. ZooKeeper promises per connection:
+    /// its reads never go back in version, and after its own write was
+    /// answered there, they see it or newer. Changes no state and adds no
+    /// trace line (the details are in a failure's report).
+    fn register_plain_read(&mut self) {
+        let now = self.ctx.now;
+        if now + self.config.quiet_tail_ms < self.config.duration_ms {
+            let gap = self.ctx.sticky_rng.range(20, 200);
+            self.ctx.schedule(now + gap, Ev::RegisterPlainRead);
+        }
+        let client = self.ctx.sticky_rng.range(0, registers::REGISTER_CLIENTS - 1);
+        let key = self.ctx.sticky_rng.range(0, registers::REGISTER_KEYS - 1);
+        let connected = self.ctx.registers.sticky.get(&client).is_some_and(|c| {
+            self.servers
+                .get((c.sid - 1) as usize)
+                .is_some_and(|s| s.up && s.client_generation == c.generation && s.is_serving())
+        });
+        if !connected {
+            let serving: Vec<Sid> =
+                self.servers.iter().filter(|s| s.can_run(now) && s.is_serving()).map(|s| s.sid).collect();
+            let Some(target) = self.ctx.sticky_rng.pick(&serving) else { return };
+            let Some(s) = self.servers.get((target - 1) as usize) else { return };
+            let conn = registers::StickyConn::new(target, s.client_generation);
+            self.ctx.registers.sticky.insert(client, conn);
+        }
+        let Some(sid) = self.ctx.registers.sticky.get(&client).map(|c| c.sid) else { return };
+        let Some(s) = self.servers.get((sid - 1) as usize) else { return };
+        if !s.can_run(now) || !self.ctx.registers.exists(key) {
+            return; // paused: this read waits out the pause; or not created yet
+        }
+        let version = s.read_view_version(&registers::register_path(key)).unwrap_or(-1);
+        if let Some(detail) = self.ctx.registers.sticky_read(client, key, version, now) {
+            self.ctx.oracle.fail("monotonic-reads", detail, now);
+        }
+    }
+
+    /// The end of a run: every register's history must be linearizable.
+    /// Fails the run (if nothing failed it before) and returns the report.
+    fn final_linearizable_check(&mut self) -> Option<String> {
+        let (key, excerpt) = self.ctx.registers.check()?;
+        let detail = format!(
+            "seed {}: the history of {} is not linearizable: {excerpt}",
+            self.config.seed,
+            registers::register_path(key)
+        );
+        if self.ctx.oracle.failure.is_none() {
+            let now = self.ctx.now;
+            self.ctx.oracle.fail("linearizable", detail.clone(), now);
+        }
+        Some(detail)
     }
 
     /// A client sets a one-shot watch (exists, watch=true) on a key at a
