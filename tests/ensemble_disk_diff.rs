@@ -43,25 +43,7 @@ fn connect(m: &Member) -> Client {
 /// Pipelined creates (submit all, then wait), so hundreds take well under
 /// a second.
 fn create_many(c: &Client, prefix: &str, count: usize) {
-    let pending: Vec<_> = (0..count)
-        .map(|k| {
-            c.submit(zoocore::proto::records::Request::Create {
-                op: zoocore::proto::op::CREATE,
-                req: zoocore::proto::records::CreateRequest {
-                    path: format!("{prefix}-{k}"),
-                    data: Some(bytes::Bytes::from(format!("value {k}"))),
-                    acl: open_acl_unsafe(),
-                    flags: 0,
-                    ttl: None,
-                },
-            })
-            .expect("submit")
-        })
-        .collect();
-    for p in pending {
-        let (header, _) = p.wait().expect("create");
-        assert_eq!(header.err, 0, "create failed");
-    }
+    common::create_pipelined(c, (0..count).map(|k| (format!("{prefix}-{k}"), Some(format!("value {k}").into()))));
 }
 
 /// The leader's "syncing a learner" lines for `sid` (plan and reason).

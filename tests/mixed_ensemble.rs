@@ -466,26 +466,7 @@ fn catch_up_configured(
             "server {down} caught up before going down"
         );
         e.member_mut(down).kill9();
-        // Pipelined: submit all, then wait, so 650 writes take well under a second.
-        let pending: Vec<_> = (0..count)
-            .map(|k| {
-                c.submit(zoocore::proto::records::Request::Create {
-                    op: zoocore::proto::op::CREATE,
-                    req: zoocore::proto::records::CreateRequest {
-                        path: format!("/d/r{round}-{k}"),
-                        data: None,
-                        acl: open_acl_unsafe(),
-                        flags: 0,
-                        ttl: None,
-                    },
-                })
-                .expect("submit")
-            })
-            .collect();
-        for p in pending {
-            let (header, _) = p.wait().expect("create");
-            assert_eq!(header.err, 0, "create failed");
-        }
+        common::create_pipelined(&c, (0..count).map(|k| (format!("/d/r{round}-{k}"), None)));
         expected += count;
         e.member_mut(down).spawn();
         e.wait_for_quorum(SETTLE);

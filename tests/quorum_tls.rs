@@ -198,26 +198,7 @@ fn a_zoocore_ensemble_on_quorum_tls_elects_replicates_and_serves_everywhere() {
     e.member(restarted).kill9();
     write_and_read_everywhere(leader_client, &[leader_client], "/while-down", b"three", || ensemble_logs(&e));
     let c = connect(leader_client);
-    // Pipelined, so 600 writes take well under a second.
-    let pending: Vec<_> = (0..600)
-        .map(|k| {
-            c.submit(zoocore::proto::records::Request::Create {
-                op: zoocore::proto::op::CREATE,
-                req: zoocore::proto::records::CreateRequest {
-                    path: format!("/while-down-{k}"),
-                    data: None,
-                    acl: open_acl_unsafe(),
-                    flags: 0,
-                    ttl: None,
-                },
-            })
-            .expect("submit")
-        })
-        .collect();
-    for p in pending {
-        let (header, _) = p.wait().expect("create while a follower is down");
-        assert_eq!(header.err, 0, "create failed");
-    }
+    common::create_pipelined(&c, (0..600).map(|k| (format!("/while-down-{k}"), None)));
     const SNAP_LINE: &str = "receiving a snapshot from the leader (SNAP)";
     let snaps_before = e.member(restarted).log().matches(SNAP_LINE).count();
     e.member(restarted).spawn();

@@ -2065,7 +2065,8 @@ impl Server {
                     } else {
                         self.published_sessions.timeouts_ms()
                     };
-                    if let Err(e) = crate::storage::apache::write_snap_stream(&mut stream, &self.published_tree, sessions)
+                    if let Err(e) =
+                        crate::storage::apache::write_snap_stream(&mut stream, &self.published_tree, sessions)
                     {
                         ctx.oracle.fail("codec", format!("SNAP stream does not encode: {e}"), ctx.now);
                     }
@@ -2409,7 +2410,15 @@ impl Server {
             let logged_txns = logged.len() as u64;
             self.log_txns(ctx, logged);
             if let PeerRole::Standalone(s) = &mut self.role {
-                s.pending.push_back(PendingBatch { last_zxid, tree, txns, writes, syncs, session_txns, session_changes });
+                s.pending.push_back(PendingBatch {
+                    last_zxid,
+                    tree,
+                    txns,
+                    writes,
+                    syncs,
+                    session_txns,
+                    session_changes,
+                });
             }
             self.maybe_snapshot(ctx, logged_txns);
         }
@@ -2617,9 +2626,7 @@ impl Server {
             // `learner_actions`' Revalidated arm: a valid session enters
             // this learner's table (with the timeout asked) if absent.
             LearnerAction::Revalidated { session_id, valid } => {
-                if let Some((client, timeout_ms)) =
-                    f.revalidations.get_mut(&session_id).and_then(|q| q.pop_front())
-                {
+                if let Some((client, timeout_ms)) = f.revalidations.get_mut(&session_id).and_then(|q| q.pop_front()) {
                     if valid {
                         self.sessions.insert(session_id, timeout_ms);
                     }

@@ -1402,12 +1402,7 @@ impl World {
             let gap = self.ctx.rng.range(lo, hi);
             self.ctx.schedule(now + gap, Ev::ClientWrite);
         }
-        let leaders: Vec<Sid> = self
-            .servers
-            .iter()
-            .filter(|s| s.up && s.is_established_leader() && Some(s.sid) != self.paused_for_sync)
-            .map(|s| s.sid)
-            .collect();
+        let leaders = self.write_targets();
         let Some(target) = self.ctx.rng.pick(&leaders) else { return };
         self.next_write += 1;
         let id = self.next_write;
@@ -1435,6 +1430,19 @@ impl World {
         }
     }
 
+    /// Where clients send writes: established leaders that are up (the
+    /// leader paused for the sync fault gets none meanwhile).
+    fn write_targets(&self) -> Vec<Sid> {
+        let leaders = self.servers.iter().filter(|s| s.up && s.is_established_leader());
+        leaders.filter(|s| Some(s.sid) != self.paused_for_sync).map(|s| s.sid).collect()
+    }
+
+    /// Servers that serve and can run now (not paused): where clients
+    /// connect and read.
+    fn serving_and_running(&self, now: u64) -> Vec<Sid> {
+        self.servers.iter().filter(|s| s.can_run(now) && s.is_serving()).map(|s| s.sid).collect()
+    }
+
     fn client_sync_read(&mut self) {
         let now = self.ctx.now;
         if now + self.config.quiet_tail_ms < self.config.duration_ms {
@@ -1456,8 +1464,7 @@ impl World {
             let gap = self.ctx.read_rng.range(20, 200);
             self.ctx.schedule(now + gap, Ev::ClientRead);
         }
-        let serving: Vec<Sid> =
-            self.servers.iter().filter(|s| s.can_run(now) && s.is_serving()).map(|s| s.sid).collect();
+        let serving: Vec<Sid> = self.serving_and_running(now);
         let Some(target) = self.ctx.read_rng.pick(&serving) else { return };
         let key = self.ctx.read_rng.range(0, CLIENT_KEYS - 1);
         let path = format!("/k{key}");
@@ -1479,12 +1486,7 @@ impl World {
         }
         let key = self.ctx.reg_rng.range(0, registers::REGISTER_KEYS - 1);
         let path = registers::register_path(key);
-        let leaders: Vec<Sid> = self
-            .servers
-            .iter()
-            .filter(|s| s.up && s.is_established_leader() && Some(s.sid) != self.paused_for_sync)
-            .map(|s| s.sid)
-            .collect();
+        let leaders = self.write_targets();
         if !self.ctx.registers.exists(key) {
             let Some(target) = self.ctx.reg_rng.pick(&leaders) else { return };
             let id = self.ctx.registers.invoke_create(key);
@@ -1563,8 +1565,7 @@ impl World {
                 .is_some_and(|s| s.up && s.client_generation == c.generation && s.is_serving())
         });
         if !connected {
-            let serving: Vec<Sid> =
-                self.servers.iter().filter(|s| s.can_run(now) && s.is_serving()).map(|s| s.sid).collect();
+            let serving: Vec<Sid> = self.serving_and_running(now);
             let Some(target) = self.ctx.sticky_rng.pick(&serving) else { return };
             let Some(s) = self.servers.get((target - 1) as usize) else { return };
             let conn = registers::StickyConn::new(target, s.client_generation);
@@ -1605,8 +1606,7 @@ impl World {
             let gap = self.ctx.watch_rng.range(50, 400);
             self.ctx.schedule(now + gap, Ev::ClientWatch);
         }
-        let serving: Vec<Sid> =
-            self.servers.iter().filter(|s| s.can_run(now) && s.is_serving()).map(|s| s.sid).collect();
+        let serving: Vec<Sid> = self.serving_and_running(now);
         let Some(target) = self.ctx.watch_rng.pick(&serving) else { return };
         let key = self.ctx.watch_rng.range(0, CLIENT_KEYS - 1);
         let path = format!("/k{key}");
@@ -1629,8 +1629,7 @@ impl World {
             let gap = self.ctx.session_rng.range(200, 1_200);
             self.ctx.schedule(now + gap, Ev::SessionClientStart);
         }
-        let serving: Vec<Sid> =
-            self.servers.iter().filter(|s| s.can_run(now) && s.is_serving()).map(|s| s.sid).collect();
+        let serving: Vec<Sid> = self.serving_and_running(now);
         let Some(target) = self.ctx.session_rng.pick(&serving) else { return };
         let timeout_ms = self.ctx.session_rng.range(12, 40) * 100;
         let client = self.ctx.token();
@@ -1710,8 +1709,7 @@ impl World {
             self.ctx.trace(c.sid, format!("session client {client} gives up reconnecting"));
             return;
         }
-        let serving: Vec<Sid> =
-            self.servers.iter().filter(|s| s.can_run(now) && s.is_serving()).map(|s| s.sid).collect();
+        let serving: Vec<Sid> = self.serving_and_running(now);
         let target = self.ctx.reconnect_rng.as_mut().and_then(|r| r.pick(&serving));
         if let Some(target) = target {
             if let Some(s) = self.servers.get_mut((target - 1) as usize) {
