@@ -106,8 +106,44 @@ fn parse_range(text: &str) -> Option<(u64, u64)> {
     Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
 }
 
+/// The command line's options other than the seed(s), --servers and
+/// --trace, for a failing seed's replay line.
+fn replay_flags() -> String {
+    let mut out = String::new();
+    let mut argv = std::env::args().skip(1);
+    while let Some(a) = argv.next() {
+        let (name, inline_value) = match a.split_once('=') {
+            Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
+            None => (a.clone(), None),
+        };
+        let takes_value = matches!(
+            name.as_str(),
+            "--seed"
+                | "--seeds"
+                | "--servers"
+                | "--duration-ms"
+                | "--plant"
+                | "--observers"
+                | "--snap-count"
+                | "--snap-crash-percent"
+        );
+        let value = if takes_value && inline_value.is_none() { argv.next() } else { inline_value };
+        if matches!(name.as_str(), "--seed" | "--seeds" | "--servers" | "--trace") {
+            continue;
+        }
+        out.push(' ');
+        out.push_str(&name);
+        if let Some(v) = value {
+            out.push(' ');
+            out.push_str(&v);
+        }
+    }
+    out
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    let replay_flags = replay_flags();
     if ![1, 3, 5].contains(&args.servers) {
         eprintln!("--servers must be 1, 3 or 5");
         return ExitCode::from(2);
@@ -186,7 +222,7 @@ fn main() -> ExitCode {
         }
         if !out.passed() {
             failed += 1;
-            print!("{}", out.report());
+            print!("{}", out.report_with_flags(&replay_flags));
         } else if args.seed.is_some() {
             print!("{}", out.report());
         }

@@ -813,6 +813,12 @@ impl SimOutcome {
 
     /// The failure report: seed, checker, and the trace's last lines.
     pub fn report(&self) -> String {
+        self.report_with_flags("")
+    }
+
+    /// The report, its replay line carrying `flags` (the command line's
+    /// other options, so the line replays this very world).
+    pub fn report_with_flags(&self, flags: &str) -> String {
         let mut out = String::new();
         match &self.failure {
             None => out.push_str(&format!(
@@ -821,8 +827,8 @@ impl SimOutcome {
             )),
             Some(f) => {
                 out.push_str(&format!(
-                    "seed {} ({} servers, {} observers): FAILED checker `{}` at t={} ms: {}\nreplay: zoocore-sim --seed {} --servers {}\nlast {} trace lines:\n",
-                    self.seed, self.servers, self.observers, f.checker, f.at_ms, f.detail, self.seed, self.servers, self.trace_tail.len()
+                    "seed {} ({} servers, {} observers): FAILED checker `{}` at t={} ms: {}\nreplay: zoocore-sim --seed {} --servers {}{}\nlast {} trace lines:\n",
+                    self.seed, self.servers, self.observers, f.checker, f.at_ms, f.detail, self.seed, self.servers, flags, self.trace_tail.len()
                 ));
                 if let (Some(also), true) = (&self.linearizable_violation, f.checker != "linearizable") {
                     out.push_str(&format!("also failed `linearizable` at the end: {also}\n"));
