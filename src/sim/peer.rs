@@ -957,6 +957,7 @@ impl Server {
             bytes,
             history: self.history.clone(),
             stage: SnapshotStage::Writing,
+            fails_at: Self::draw_snapshot_failure(ctx),
         });
         ctx.schedule(ctx.now + write_ms, Ev::SnapshotStep(self.sid, self.incarnation, token));
         if ctx.knobs.plant == Some(super::world::Plant::SnapshotBeforeDurable) {
@@ -976,11 +977,38 @@ impl Server {
         }
     }
 
+    /// Whether a snapshot started now fails, at which step and with which
+    /// error (while disk faults are on).
+    fn draw_snapshot_failure(ctx: &mut Ctx) -> Option<(SnapshotStage, &'static str)> {
+        if ctx.now >= ctx.disk_faults_until_ms || !ctx.snap_fault_rng.chance(ctx.knobs.snap_fault_percent) {
+            return None;
+        }
+        let stage = ctx.snap_fault_rng.pick(&[
+            SnapshotStage::Writing,
+            SnapshotStage::SyncingFile,
+            SnapshotStage::SyncingDir,
+        ])?;
+        let error = ctx.snap_fault_rng.pick(&["EIO", "ENOSPC"])?;
+        Some((stage, error))
+    }
+
     /// The snapshot thread finished its current step.
     pub fn on_snapshot_step(&mut self, ctx: &mut Ctx, token: u64) {
-        let Some(zxid) = self.disk.snapshot_writing.as_ref().filter(|w| w.token == token).map(|w| w.zxid) else {
+        let Some((zxid, stage, fails_at)) =
+            self.disk.snapshot_writing.as_ref().filter(|w| w.token == token).map(|w| (w.zxid, w.stage, w.fails_at))
+        else {
             return; // cancelled by a TRUNC
         };
+        if let Some((_, error)) = fails_at.filter(|(at, _)| *at == stage) {
+            // `write_snapshot_file` returned the error: production logs
+            // "snapshot failed" and goes on (no purge; the next snapshot
+            // comes with the policy's next trigger). The log still holds
+            // every txn, so nothing is lost.
+            let Some(what) = self.disk.fail_snapshot_step(token, error) else { return };
+            ctx.trace(self.sid, format!("snapshot 0x{zxid:x} failed: {what}"));
+            ctx.snapshot_failures += 1;
+            return;
+        }
         match self.disk.snapshot_step(token) {
             Some(_) => {
                 let (lo, hi) = ctx.knobs.fsync_ms;

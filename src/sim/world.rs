@@ -122,6 +122,10 @@ pub struct Knobs {
     /// Chance (percent) that a snapshot started while faults are on gets its
     /// server crashed at a random instant of its writing.
     pub snap_crash_percent: u64,
+    /// Chance (percent) that a snapshot started while disk faults are on
+    /// fails at one of its steps: EIO or ENOSPC on the temp file's write,
+    /// its fsync, or the directory's fsync after the rename.
+    pub snap_fault_percent: u64,
     /// A bug planted in the simulator's glue (never in production code),
     /// to show the checkers catch it.
     pub plant: Option<Plant>,
@@ -240,6 +244,7 @@ impl SimConfig {
             snap_count: 0,
             snap_retain: 3,
             snap_crash_percent: 0,
+            snap_fault_percent: 0,
             plant: None,
         };
         // The faults added later draw from their own stream, so the knobs
@@ -259,6 +264,10 @@ impl SimConfig {
         let mut r = SimRng::new(seed ^ 0x5A95_0700_0000_0009);
         knobs.snap_count = r.range(20, 500);
         knobs.snap_crash_percent = *[0u64, 5, 15, 30].get(r.range(0, 3) as usize).unwrap_or(&5);
+        // Failed snapshot writes: a stream of their own, so the runs from
+        // before them replay with them off.
+        let mut r = SimRng::new(seed ^ 0x5A95_FA17_0000_000B);
+        knobs.snap_fault_percent = *[0u64, 10, 30].get(r.range(0, 2) as usize).unwrap_or(&10);
         SimConfig {
             seed,
             servers,
@@ -463,6 +472,9 @@ pub struct Ctx {
     /// The periodic snapshots' own random stream (policy jitter seeds,
     /// write and fsync times, crashes mid-snapshot, what a crash leaves).
     pub snap_rng: SimRng,
+    /// Failed snapshot steps (own stream: off replays the runs from before).
+    pub snap_fault_rng: SimRng,
+    pub snapshot_failures: u64,
     pub snapshots_taken: u64,
     pub snapshot_crashes: u64,
     /// Crashes mid-snapshot are scheduled before this time (0: never).
@@ -793,6 +805,8 @@ pub struct SimOutcome {
     pub reconnects_expired: u64,
     pub snapshots_taken: u64,
     pub snapshot_crashes: u64,
+    /// Snapshots that failed at a step (EIO / ENOSPC) and were given up.
+    pub snapshot_failures: u64,
     /// Register ops invoked and answered, keys the `linearizable` checker
     /// judged, and those it could not decide within its work bound.
     pub register_ops: u64,
@@ -822,8 +836,8 @@ impl SimOutcome {
         let mut out = String::new();
         match &self.failure {
             None => out.push_str(&format!(
-                "seed {} ({} servers, {} observers): ok — {} events, {} writes submitted, {} acknowledged, {} syncs submitted, {} answered, {} plain reads, {} zxids committed, {} epochs, {} expected exits, {} damaged reads, {} wipes, {} clock jumps, {} sessions ({} expired, {} closes, {} ephemerals and {} SNAP session tables checked, {} reconnects ({} expired)), {} snapshots ({} crashes mid-snapshot), {} register ops ({} answered, {} keys linearizable, {} inconclusive, {} plain reads on one connection), trace {:016x}\n",
-                self.seed, self.servers, self.observers, self.events, self.writes_submitted, self.writes_acked, self.syncs_submitted, self.syncs_answered, self.plain_reads, self.committed_zxids, self.epochs, self.expected_exits, self.read_faults, self.wipes, self.clock_jumps, self.sessions_established, self.sessions_expired, self.session_closes_checked, self.ephemerals_checked, self.snapshot_session_tables_checked, self.reconnects_valid + self.reconnects_expired, self.reconnects_expired, self.snapshots_taken, self.snapshot_crashes, self.register_ops, self.register_ops_answered, self.linearizable_keys - self.linearizable_inconclusive, self.linearizable_inconclusive, self.register_plain_reads, self.trace_hash
+                "seed {} ({} servers, {} observers): ok — {} events, {} writes submitted, {} acknowledged, {} syncs submitted, {} answered, {} plain reads, {} zxids committed, {} epochs, {} expected exits, {} damaged reads, {} wipes, {} clock jumps, {} sessions ({} expired, {} closes, {} ephemerals and {} SNAP session tables checked, {} reconnects ({} expired)), {} snapshots ({} crashes mid-snapshot, {} failed), {} register ops ({} answered, {} keys linearizable, {} inconclusive, {} plain reads on one connection), trace {:016x}\n",
+                self.seed, self.servers, self.observers, self.events, self.writes_submitted, self.writes_acked, self.syncs_submitted, self.syncs_answered, self.plain_reads, self.committed_zxids, self.epochs, self.expected_exits, self.read_faults, self.wipes, self.clock_jumps, self.sessions_established, self.sessions_expired, self.session_closes_checked, self.ephemerals_checked, self.snapshot_session_tables_checked, self.reconnects_valid + self.reconnects_expired, self.reconnects_expired, self.snapshots_taken, self.snapshot_crashes, self.snapshot_failures, self.register_ops, self.register_ops_answered, self.linearizable_keys - self.linearizable_inconclusive, self.linearizable_inconclusive, self.register_plain_reads, self.trace_hash
             )),
             Some(f) => {
                 out.push_str(&format!(
@@ -864,6 +878,7 @@ impl World {
         if !config.faults || !config.disk_faults {
             config.knobs.log_fault_permille = 0;
             config.knobs.read_fault_percent = 0;
+            config.knobs.snap_fault_percent = 0;
         }
         if !config.faults || !config.clock_jumps {
             config.knobs.clock_jump_gap_ms = (0, 0);
@@ -940,6 +955,8 @@ impl World {
             sticky_rng: SimRng::new(config.seed ^ 0x571C_4EAD_0000_000A),
             last_disturbance_ms: 0,
             snap_rng: SimRng::new(config.seed ^ 0x5A95_0700_0000_000A),
+            snap_fault_rng: SimRng::new(config.seed ^ 0x5A95_FA17_0000_000C),
+            snapshot_failures: 0,
             snapshots_taken: 0,
             snapshot_crashes: 0,
             snap_crashes_until_ms: if config.faults { config.fault_end_ms } else { 0 },
@@ -1054,6 +1071,7 @@ impl World {
             reconnects_expired: self.ctx.sessions.reconnects_expired,
             snapshots_taken: self.ctx.snapshots_taken,
             snapshot_crashes: self.ctx.snapshot_crashes,
+            snapshot_failures: self.ctx.snapshot_failures,
             register_ops: self.ctx.registers.ops_invoked,
             register_ops_answered: self.ctx.registers.ops_answered,
             register_plain_reads: self.ctx.registers.sticky_reads,
