@@ -10,7 +10,9 @@
 #                    pure-sasl==0.6.2 (exact versions; prometheus-client is
 #                    the Prometheus text-format parser tests/admin.rs checks
 #                    /metrics with; pure-sasl is kazoo's SASL DIGEST-MD5
-#                    client, for tests/compat/test_sasl.py);
+#                    client, for tests/compat/test_sasl.py), pyjks==20.0.0 (kazoo's
+#                    test-harness extra that writes its JKS stores, for
+#                    tests/compat/test_tls.py);
 #   cargo-fuzz       (scripts/fuzz.sh, the fuzz step of scripts/test.sh):
 #                    `cargo install --locked cargo-fuzz`, about a minute on
 #                    2 cores; it works on stable Rust (docs/fuzzing.md).
@@ -26,7 +28,7 @@
 # ZK_CLI_MT, ZK_JAVA.
 set -euo pipefail
 
-readonly PYTHON_REQUIREMENTS=("kazoo==2.11.0" "pytest==9.2.0" "prometheus-client==0.26.0" "pure-sasl==0.6.2")
+readonly PYTHON_REQUIREMENTS=("kazoo==2.11.0" "pytest==9.2.0" "prometheus-client==0.26.0" "pure-sasl==0.6.2" "pyjks==20.0.0")
 
 missing_debs=()
 missing_pips=()

@@ -20,6 +20,7 @@ pub mod connection;
 pub mod disk_log;
 pub mod election_net;
 pub mod fourlw;
+pub mod jks;
 pub mod log_writer;
 pub mod messages;
 pub mod pending_requests;

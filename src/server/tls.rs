@@ -6,8 +6,8 @@
 //!   store that cannot be read fails start-up with an error naming its key.
 //!   Store formats follow Apache's FileKeyStoreLoader: `PEM` (a file with the
 //!   private key and the certificate chain, the key PKCS#8, encrypted when
-//!   `*.password` is set) and `PKCS12`; the type comes from `*.type` or the
-//!   file's extension (.pem, .p12).
+//!   `*.password` is set), `PKCS12` and `JKS` (`server::jks`); the type comes
+//!   from `*.type` or the file's extension (.pem, .p12, .jks).
 //! - `Transport` says what a listener speaks: plaintext, TLS only
 //!   (`secureClientPort`), or both told apart by the first byte
 //!   (`client.portUnification`, as Apache's DualModeSslHandler).
@@ -193,6 +193,10 @@ pub(crate) fn protocol_versions(cfg: &ClientTlsConfig) -> Vec<&'static rustls::S
 enum StoreType {
     Pem,
     Pkcs12,
+    /// Java's JKS; a PKCS12 file under this type is read as PKCS12, as
+    /// Java's JKS loader does (keytool has written PKCS12 by default since
+    /// Java 9, `.jks` names included).
+    Jks,
 }
 
 /// `*.type` when set, else the file's extension (Apache's
@@ -202,11 +206,12 @@ fn store_type(prefix: &str, settings: &StoreSettings, location: &str) -> Result<
         match t.to_ascii_uppercase().as_str() {
             "PEM" => Ok(StoreType::Pem),
             "PKCS12" => Ok(StoreType::Pkcs12),
-            "JKS" | "BCFKS" => Err(format!(
-                "{prefix}.type {t}: zoocore reads PEM and PKCS12 stores; convert with \
+            "JKS" => Ok(StoreType::Jks),
+            "BCFKS" => Err(format!(
+                "{prefix}.type {t}: zoocore reads PEM, PKCS12 and JKS stores; convert with \
                  keytool -importkeystore -srckeystore {location} -destkeystore store.p12 -deststoretype PKCS12"
             )),
-            _ => Err(format!("{prefix}.type {t}: expected PEM or PKCS12")),
+            _ => Err(format!("{prefix}.type {t}: expected PEM, PKCS12 or JKS")),
         }
     };
     match &settings.store_type {
@@ -217,7 +222,7 @@ fn store_type(prefix: &str, settings: &StoreSettings, location: &str) -> Result<
             Some("jks") => from_name("JKS"),
             Some("bcfks") => from_name("BCFKS"),
             _ => Err(format!(
-                "{prefix}.location {location}: cannot tell the store type from the file name; set {prefix}.type to PEM or PKCS12"
+                "{prefix}.location {location}: cannot tell the store type from the file name; set {prefix}.type to PEM, PKCS12 or JKS"
             )),
         },
     }
@@ -263,7 +268,26 @@ pub(crate) fn load_key_store(
     let password = store_password(store_key, settings)?;
     let data = read_store(store_key, location)?;
     let fail = |why: String| format!("{store_key}.location {location}: {why}");
+    let kind =
+        if kind == StoreType::Jks && !crate::server::jks::looks_like_jks(&data) { StoreType::Pkcs12 } else { kind };
     match kind {
+        StoreType::Jks => {
+            let store = crate::server::jks::parse_jks(&data, &password).map_err(fail)?;
+            // Apache's key manager picks the first key entry that suits;
+            // a server store normally holds one.
+            let entry = store
+                .private_keys
+                .into_iter()
+                .next()
+                .ok_or_else(|| fail("holds no private key with its certificate".into()))?;
+            if entry.chain_der.is_empty() {
+                return Err(fail(format!("the key of entry \"{}\" has no certificate", entry.alias)));
+            }
+            let certs = entry.chain_der.into_iter().map(CertificateDer::from).collect();
+            let key = PrivateKeyDer::try_from(entry.pkcs8_der)
+                .map_err(|e| fail(format!("the key of entry \"{}\" is unusable: {e}", entry.alias)))?;
+            Ok((certs, key))
+        }
         StoreType::Pem => {
             let text = String::from_utf8_lossy(&data);
             let blocks = pem_blocks(&text).map_err(fail)?;
@@ -345,7 +369,18 @@ pub(crate) fn load_trust_store(
     let kind = store_type(store_key, settings, location)?;
     let data = read_store(store_key, location)?;
     let fail = |why: String| format!("{store_key}.location {location}: {why}");
+    let kind =
+        if kind == StoreType::Jks && !crate::server::jks::looks_like_jks(&data) { StoreType::Pkcs12 } else { kind };
     let certs: Vec<Vec<u8>> = match kind {
+        StoreType::Jks => {
+            let password = store_password(store_key, settings)?;
+            let store = crate::server::jks::parse_jks(&data, &password).map_err(fail)?;
+            // Java's trust manager trusts the trusted-certificate entries
+            // and, for a key entry, its chain's top.
+            let mut certs = store.trusted_der;
+            certs.extend(store.private_keys.into_iter().filter_map(|k| k.chain_der.into_iter().last()));
+            certs
+        }
         StoreType::Pem => {
             let text = String::from_utf8_lossy(&data);
             pem_blocks(&text)
@@ -784,8 +819,9 @@ mod tests {
         assert_eq!(store_type("ssl.keyStore", &s(None), "/a/b.pem"), Ok(StoreType::Pem));
         assert_eq!(store_type("ssl.keyStore", &s(None), "/a/b.p12"), Ok(StoreType::Pkcs12));
         assert_eq!(store_type("ssl.keyStore", &s(Some("pkcs12")), "/a/b.pem"), Ok(StoreType::Pkcs12));
-        let jks = store_type("ssl.keyStore", &s(None), "/a/b.jks").unwrap_err();
-        assert!(jks.starts_with("ssl.keyStore.type JKS"), "{jks}");
+        assert_eq!(store_type("ssl.keyStore", &s(None), "/a/b.jks"), Ok(StoreType::Jks));
+        let bcfks = store_type("ssl.keyStore", &s(None), "/a/b.bcfks").unwrap_err();
+        assert!(bcfks.starts_with("ssl.keyStore.type BCFKS"), "{bcfks}");
         let unknown = store_type("ssl.trustStore", &s(None), "/a/b").unwrap_err();
         assert!(unknown.contains("ssl.trustStore.type"), "{unknown}");
     }

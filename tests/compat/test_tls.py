@@ -5,8 +5,8 @@ The certificates are made here with Debian's `openssl` (a CA, the server
 with SAN IP:127.0.0.1, two clients); the server's key store is Apache's PEM
 type (key + chain in one file; for zoocore the key is an encrypted PKCS#8
 with ssl.keyStore.password), the trust store a PEM file of the CA. As kazoo's
-own TestSSLClient does, but with stores both servers read: kazoo's harness
-writes JKS, which zoocore does not read. Runs against zoocore or, with
+own TestSSLClient does, with PEM stores; and with JKS key and trust stores
+written by pyjks as kazoo's own harness writes them (jks_tls). Runs against zoocore or, with
 ZK_SERVER=apache, against Apache ZooKeeper 3.8 (NettyServerCnxnFactory), which
 defines the behaviour; the TLS code path does not depend on the ensemble, so
 the ensemble run skips it.
@@ -184,6 +184,79 @@ def test_x509_acl_is_enforced(pki, tls_server, alice, zk_path):
 def test_a_client_without_a_certificate_is_refused(pki, tls_server):
     # ssl.clientAuth=need: the handshake fails, so no session ever starts.
     anonymous = tls_client(pki, tls_server, who=None, connection_retry=None)
+    with pytest.raises((KazooTimeoutError, Exception)):
+        anonymous.start(timeout=4)
+    anonymous.stop()
+    anonymous.close()
+
+
+@pytest.fixture(scope="module")
+def jks_tls(pki):
+    """JKS key and trust stores as kazoo's own harness makes them (pyjks:
+    a PrivateKeyEntry "server cert" and a TrustedCertEntry "kazoo ca",
+    saved with the password "apassword"), with the zoo.cfg lines its
+    ManagedZooKeeper writes (no ssl.*.type: the type comes from the .jks
+    names). The certificates are this module's (X.509 v3): kazoo's harness
+    signs v1 ones, which zoocore's verifier (webpki) refuses and Apache
+    accepts (docs/security.md)."""
+    try:
+        import jks
+    except ImportError as e:  # pyjks: kazoo's test-harness extra
+        if in_ci():
+            pytest.fail("pyjks cannot be imported (%s); CI installs it" % e)
+        pytest.skip("pyjks cannot be imported: %s" % e)
+
+    def der(*args):
+        out = subprocess.run(["openssl", *args, "-outform", "DER"], cwd=pki, check=True, capture_output=True)
+        return out.stdout
+
+    server_cert, ca_cert = der("x509", "-in", "server.crt"), der("x509", "-in", "ca.pem")
+    server_key = der("pkcs8", "-topk8", "-nocrypt", "-in", "server.key")
+    directory = tempfile.mkdtemp(prefix="zk-compat-jks-")
+    truststore_path = os.path.join(directory, "truststore.jks")
+    keystore_path = os.path.join(directory, "keystore.jks")
+    jks.KeyStore.new("jks", [jks.TrustedCertEntry.new("kazoo ca", ca_cert)]).save(truststore_path, "apassword")
+    key_entry = jks.PrivateKeyEntry.new("server cert", [server_cert, ca_cert], server_key, "pkcs8")
+    jks.KeyStore.new("jks", [key_entry]).save(keystore_path, "apassword")
+
+    kind = "apache" if server_kind() == "apache" else "zoocore"
+    server = TlsServerProcess(kind)
+    (secure_port,) = pick_unused_ports(1)
+    server.extra_lines = [
+        "secureClientPort=%d" % secure_port,
+        "secureClientPortAddress=127.0.0.1",
+        "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+        "ssl.keyStore.location=%s" % keystore_path,
+        "ssl.keyStore.password=apassword",
+        "ssl.trustStore.location=%s" % truststore_path,
+        "ssl.trustStore.password=apassword",
+    ]
+    server.start()
+    server.secure_hostport = "127.0.0.1:%d" % secure_port
+    try:
+        yield server
+    finally:
+        server.cleanup()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_kazoo_ssl_client_create_with_jks_stores(pki, jks_tls, zk_path):
+    # kazoo 2.11's TestSSLClient: setUp's client options, test_create's body.
+    client = tls_client(pki, jks_tls, "alice")
+    client.start(timeout=15)
+    try:
+        path = client.create(zk_path)
+        assert path == zk_path
+        assert client.exists(zk_path)
+    finally:
+        client.stop()
+        client.close()
+
+
+def test_jks_trust_store_refuses_a_client_without_a_certificate(pki, jks_tls):
+    # The harness leaves ssl.clientAuth at Apache's default, need: the JKS
+    # trust store is what a client's certificate is checked against.
+    anonymous = tls_client(pki, jks_tls, who=None, connection_retry=None)
     with pytest.raises((KazooTimeoutError, Exception)):
         anonymous.start(timeout=4)
     anonymous.stop()
