@@ -26,7 +26,9 @@ use crate::server::snapshots::SnapshotPolicy;
 use crate::session::{ExpiryQueue, PublishedSessions, SessionChange, SessionIdAllocator};
 use crate::storage::epoch_files::{reconcile_epochs, StoredEpochs};
 use crate::storage::group_commit::{GroupCommit, LogWrite};
-use crate::storage::log_format::{decode_file_header, zxid_follows, Tail};
+use crate::storage::recovery::{
+    recover_from, LoadedSnapshot, Recovered, RecoveryNote, RecoveryOptions, RecoveryStore, SnapshotSkip,
+};
 use crate::storage::txn::{encode_txn, LoggedTxn, Txn, TxnHeader};
 use crate::tree::{DataTree, TxnContext, WriteOp};
 use crate::zab::election::{Action, Decision, Election, ElectionConfig, Notification, ProposalBasis, Role, Vote};
@@ -732,99 +734,30 @@ impl Server {
         self.awaiting_wipe = false;
     }
 
-    /// Mirrors `recovery::recover` (on the simulated disk) followed by
+    /// Production's `storage::recovery::recover_from` (on the simulated
+    /// disk: `SimRecoveryStore`) followed by
     /// `quorum_peer::reload_from_disk` and `Epochs::load`.
     fn reload_from_disk(&mut self, ctx: &mut Ctx, what: &str) -> Result<(), String> {
-        let window = ctx.knobs.recent_window_txns;
-        let (mut tree, mut sessions, snapshot_zxid, mut history, unusable) = self.load_newest_snapshot(ctx)?;
-        let mut last_zxid = snapshot_zxid;
-        let mut recent = VecDeque::new();
-        let mut cuts = Vec::new();
-        let mut newest_without_records = None;
-        // As production: from the newest file that begins at or before the
-        // first zxid needed.
-        let first_needed = snapshot_zxid + 1;
-        let start = self.disk.logs.iter().rposition(|f| f.first_zxid <= first_needed).unwrap_or(0);
-        for (index, file) in self.disk.logs.iter().enumerate().skip(start) {
-            let bytes = Bytes::copy_from_slice(&file.bytes);
-            decode_file_header(&bytes).map_err(|e| format!("log {index} header: {e}"))?;
-            let scan = disk::scan(&bytes)?;
-            if let Some(record) = scan.records.first() {
-                if file.first_zxid > last_zxid + 1 && record.zxid > last_zxid && !zxid_follows(last_zxid, record.zxid) {
-                    return Err(format!(
-                        "log {index}: txns after 0x{last_zxid:x} are missing (starts at 0x{:x})",
-                        record.zxid
-                    ));
-                }
-            }
-            for (position, record) in scan.records.iter().enumerate() {
-                let zxid = record.zxid;
-                if zxid <= last_zxid {
-                    continue;
-                }
-                // As production: no jump past a snapshot that could not be read.
-                // (Off with the knob that shows the recovery-gap finding.)
-                if zxid != last_zxid + 1 && ctx.knobs.recovery_checks_digests {
-                    if let Some(skipped) = unusable.iter().find(|s| **s > last_zxid && **s < zxid) {
-                        return Err(format!(
-                            "log {index}: goes from 0x{last_zxid:x} to 0x{zxid:x} past snapshot 0x{skipped:x}, which could not be read"
-                        ));
-                    }
-                }
-                if !zxid_follows(last_zxid, zxid) {
-                    return Err(format!("log {index}: gap: 0x{zxid:x} after 0x{last_zxid:x}"));
-                }
-                let payload = bytes.slice(record.payload.clone());
-                if position == 0 && index > start && ctx.knobs.plant == Some(super::world::Plant::ReplaySkipsRecord) {
-                    // Planted bug: the record is counted, never applied.
-                    ctx.trace(self.sid, format!("replay skips txn 0x{zxid:x} (planted bug)"));
-                    history.entries.insert(zxid, HistoryEntry { txn_hash: hash_txn(&payload), digest: tree.digest() });
-                    recent.push_back((zxid, payload));
-                    last_zxid = zxid;
-                    continue;
-                }
-                let logged =
-                    LoggedTxn::decode(payload.clone()).map_err(|e| format!("txn 0x{zxid:x} does not decode: {e}"))?;
-                crate::server::recovery::apply(&mut tree, &mut sessions, &logged);
-                if ctx.knobs.recovery_checks_digests {
-                    // As production's recovery: a txn whose carried digest
-                    // disagrees with the tree replayed so far does not
-                    // continue that state (the knob exists to show the
-                    // finding without the check: `recovery_gap_bug_is_found`).
-                    let check = tree.check_txn_digest(logged.digest);
-                    if check.is_mismatch() {
-                        return Err(format!(
-                            "log {index}: txn 0x{zxid:x} does not continue the state replayed so far ({check})"
-                        ));
-                    }
-                }
-                history.entries.insert(zxid, HistoryEntry { txn_hash: hash_txn(&payload), digest: tree.digest() });
-                recent.push_back((zxid, payload));
-                while recent.len() > window {
-                    recent.pop_front();
-                }
-                last_zxid = zxid;
-            }
-            newest_without_records = if scan.records.is_empty() { Some(index) } else { None };
-            match scan.tail {
-                Tail::Clean => {}
-                Tail::Torn { offset, .. } if index + 1 == self.disk.logs.len() => cuts.push((index, offset as usize)),
-                // As production: only the newest file can hold a torn write.
-                Tail::Torn { offset, reason } => {
-                    return Err(format!("log {index}: damaged at {offset} in a log that is not the newest: {reason}"))
-                }
-                Tail::Corrupt { offset, reason } => return Err(format!("log {index}: corrupt at {offset}: {reason}")),
-            }
-        }
-        for (index, offset) in cuts {
-            ctx.trace(self.sid, format!("recovery cuts a torn tail of log {index} at byte {offset}"));
-            self.disk.cut_log(index, offset);
-        }
-        if let Some(index) = newest_without_records {
-            self.disk.remove_log(index);
-        }
+        let options = RecoveryOptions {
+            repair: false,
+            recent_window_txns: ctx.knobs.recent_window_txns,
+            check_txn_digests: ctx.knobs.recovery_checks_digests,
+        };
+        let planted_skip = ctx.knobs.plant == Some(super::world::Plant::ReplaySkipsRecord);
+        let mut store = SimRecoveryStore {
+            sid: self.sid,
+            disk: &mut self.disk,
+            ctx,
+            history: History::default(),
+            planted_skip,
+            logs_read: 0,
+            planted_originals: BTreeMap::new(),
+        };
+        let recovered = recover_from(&mut store, options);
+        let history = std::mem::take(&mut store.history);
+        let recovered = recovered.map_err(|e| e.0)?;
         self.disk.roll();
-        tree.set_last_zxid(last_zxid);
+        let Recovered { tree, last_zxid, sessions, snapshot_zxid, recent_txns, .. } = recovered;
         // A standalone server keeps no epoch files (they are the quorum's).
         let epochs = if self.is_standalone_member() {
             crate::storage::epoch_files::ReconciledEpochs { accepted_epoch: 0, current_epoch: 0, writes: Vec::new() }
@@ -847,76 +780,12 @@ impl Server {
         self.sessions = sessions;
         self.published_sessions.reset(self.sessions.iter().map(|(id, t)| (*id, *t)));
         self.retouch_sessions(ctx);
-        self.recent_txns = recent;
+        self.recent_txns = recent_txns;
         self.log.restart_at(last_zxid);
         self.history = history;
         self.accepted = epochs.accepted_epoch;
         self.current = epochs.current_epoch;
         Ok(())
-    }
-
-    /// Mirrors `recovery::recover`'s snapshot choice: the newest
-    /// `snapshot.<zxid>` (periodic, in production's format, read with
-    /// `read_snapshot`; or the SNAP-installed one) that verifies, falling
-    /// back to older ones, else the empty tree. The history is the one the
-    /// snapshot was taken with (the checkers' view), with the digest of
-    /// the tree actually read back.
-    #[allow(clippy::type_complexity)]
-    fn load_newest_snapshot(
-        &mut self,
-        ctx: &mut Ctx,
-    ) -> Result<(DataTree, BTreeMap<i64, i32>, i64, History, Vec<i64>), String> {
-        // Newer snapshots that could not be used (see recovery::recover).
-        let mut unusable = Vec::new();
-        let installed_zxid = self.disk.snapshot.as_ref().map(|(z, _)| *z);
-        let mut installed_tried = false;
-        let mut periodic = self.disk.snapshots.len();
-        loop {
-            let next_periodic = periodic.checked_sub(1).and_then(|i| self.disk.snapshots.get(i)).map(|f| f.zxid);
-            if !installed_tried && installed_zxid.is_some_and(|z| next_periodic.is_none_or(|p| z >= p)) {
-                installed_tried = true;
-                let Some((zxid, stream)) = &self.disk.snapshot else { continue };
-                let zxid = *zxid;
-                if self.disk.snapshot_unreadable {
-                    // Production: "snapshot does not verify; trying an older one".
-                    let older = if periodic > 0 { "trying an older one" } else { "no older one" };
-                    ctx.trace(self.sid, format!("snapshot 0x{zxid:x} does not verify; {older}"));
-                    unusable.push(zxid);
-                    continue;
-                }
-                let (tree, sessions, _) = crate::storage::apache::decode_snap_stream(stream, zxid)
-                    .map_err(|e| format!("snapshot 0x{zxid:x} does not decode: {e}"))?;
-                return Ok((tree, sessions, zxid, History { base_zxid: zxid, entries: Default::default() }, unusable));
-            }
-            let Some(index) = periodic.checked_sub(1) else { break };
-            periodic = index;
-            let Some(file) = self.disk.snapshots.get(index) else { break };
-            match crate::storage::snapshot_format::read_snapshot(&file.bytes) {
-                Ok(snap) if snap.last_zxid == file.zxid => {
-                    let mut history = file.history.clone();
-                    if let Some(e) = history.entries.get_mut(&file.zxid) {
-                        e.digest = snap.tree.digest();
-                    }
-                    return Ok((snap.tree, snap.sessions.into_iter().collect(), file.zxid, history, unusable));
-                }
-                Ok(snap) => {
-                    unusable.push(file.zxid);
-                    ctx.trace(
-                        self.sid,
-                        format!(
-                            "snapshot.{:x} holds 0x{:x}: name and content disagree; trying an older one",
-                            file.zxid, snap.last_zxid
-                        ),
-                    )
-                }
-                Err(e) => {
-                    unusable.push(file.zxid);
-                    let line = format!("snapshot.{:x} does not verify ({e}); trying an older one", file.zxid);
-                    ctx.trace(self.sid, line);
-                }
-            }
-        }
-        Ok((DataTree::new(), BTreeMap::new(), 0, History::default(), unusable))
     }
 
     /// Mirrors `CommitShard::maybe_snapshot`: called after each batch is
@@ -2935,5 +2804,166 @@ fn note_session_events(ctx: &mut Ctx, events: &[(i64, i64, bool)], txns: &[(i64,
         if let Some(&(_, hash, _)) = txns.iter().find(|t| t.0 == zxid) {
             ctx.sessions.executed(session, zxid, hash, opened);
         }
+    }
+}
+
+/// Id of the SNAP-installed snapshot among `SimRecoveryStore::snapshots`.
+const INSTALLED_SNAPSHOT_ID: usize = usize::MAX;
+
+/// The simulated disk as production's recovery core reads it: the same
+/// snapshot choice, replay, checks, cuts and removals, run on `SimDisk`.
+/// Besides, it builds the history the checkers see (the chosen snapshot's,
+/// then each replayed txn) and hosts the `replay-skips-record` plant.
+struct SimRecoveryStore<'a> {
+    sid: Sid,
+    disk: &'a mut SimDisk,
+    ctx: &'a mut Ctx,
+    history: History,
+    /// Planted bug: the first record of each log file after the first one
+    /// read is handed to recovery as an error txn with its zxid (counted,
+    /// never applied: the zxid advances, the tree does not).
+    planted_skip: bool,
+    logs_read: usize,
+    /// The skipped records' own hashes, for the history.
+    planted_originals: BTreeMap<i64, u64>,
+}
+
+impl SimRecoveryStore<'_> {
+    /// `bytes` (a log file) with its first record replaced by an error txn.
+    fn skip_first_record(&mut self, first_zxid: i64, bytes: &[u8]) -> Option<Vec<u8>> {
+        let scan = disk::scan(bytes).ok()?;
+        let first = scan.records.first()?;
+        let original = LoggedTxn::decode(Bytes::copy_from_slice(&bytes[first.payload.clone()])).ok()?;
+        let mut replaced = BytesMut::new();
+        encode_txn(&mut replaced, &original.header, &Txn::Error { err: 0 }, None);
+        self.planted_originals.insert(first.zxid, hash_txn(&bytes[first.payload.clone()]));
+        self.ctx.trace(self.sid, format!("replay skips txn 0x{:x} (planted bug)", first.zxid));
+        let mut out = crate::storage::log_format::encode_file_header(disk::SIM_LOG_BLOCK_BYTES, first_zxid);
+        for (i, record) in scan.records.iter().enumerate() {
+            let payload: &[u8] = if i == 0 { &replaced } else { &bytes[record.payload.clone()] };
+            let batch =
+                crate::storage::log_format::encode_batch_to_vec(&[(record.zxid, payload)], disk::SIM_LOG_BLOCK_BYTES)
+                    .ok()?;
+            out.extend(batch);
+        }
+        Some(out)
+    }
+}
+
+impl RecoveryStore for SimRecoveryStore<'_> {
+    fn snapshots(&mut self) -> Vec<(i64, usize)> {
+        let mut out: Vec<(i64, usize)> = self.disk.snapshots.iter().enumerate().map(|(i, f)| (f.zxid, i)).collect();
+        // The SNAP-installed one is tried before a periodic one of the same zxid.
+        if let Some((zxid, _)) = &self.disk.snapshot {
+            let at = out.partition_point(|(z, _)| z < zxid);
+            out.insert(at, (*zxid, INSTALLED_SNAPSHOT_ID));
+        }
+        out.reverse();
+        out
+    }
+
+    fn snapshot_name(&self, id: usize) -> String {
+        match id {
+            INSTALLED_SNAPSHOT_ID => {
+                format!("snapshot 0x{:x} (installed)", self.disk.snapshot.as_ref().map_or(0, |(z, _)| *z))
+            }
+            _ => format!("snapshot.{:x}", self.disk.snapshots.get(id).map_or(0, |f| f.zxid)),
+        }
+    }
+
+    fn load_snapshot(&mut self, id: usize) -> Result<LoadedSnapshot, (SnapshotSkip, String)> {
+        let bad = |why: String| (SnapshotSkip::DoesNotVerify, why);
+        if id == INSTALLED_SNAPSHOT_ID {
+            let (zxid, stream) =
+                self.disk.snapshot.as_ref().ok_or((SnapshotSkip::Unreadable, "no installed snapshot".into()))?;
+            if self.disk.snapshot_unreadable {
+                return Err(bad("its seal".into()));
+            }
+            let (tree, sessions, _) =
+                crate::storage::apache::decode_snap_stream(stream, *zxid).map_err(|e| bad(e.to_string()))?;
+            return Ok(LoadedSnapshot { last_zxid: *zxid, tree, sessions });
+        }
+        let file = self.disk.snapshots.get(id).ok_or((SnapshotSkip::Unreadable, "no such snapshot".into()))?;
+        let snap = crate::storage::snapshot_format::read_snapshot(&file.bytes).map_err(|e| bad(e.to_string()))?;
+        Ok(LoadedSnapshot { last_zxid: snap.last_zxid, tree: snap.tree, sessions: snap.sessions.into_iter().collect() })
+    }
+
+    fn snapshot_chosen(&mut self, id: usize, tree: &DataTree) {
+        self.history = match self.disk.snapshots.get(id) {
+            // The history the snapshot was taken with (the checkers' view),
+            // with the digest of the tree actually read back.
+            Some(file) if id != INSTALLED_SNAPSHOT_ID => {
+                let mut history = file.history.clone();
+                if let Some(e) = history.entries.get_mut(&file.zxid) {
+                    e.digest = tree.digest();
+                }
+                history
+            }
+            _ => History { base_zxid: self.disk.snapshot.as_ref().map_or(0, |(z, _)| *z), entries: Default::default() },
+        };
+    }
+
+    fn logs(&mut self) -> Vec<i64> {
+        self.disk.logs.iter().map(|f| f.first_zxid).collect()
+    }
+
+    fn log_name(&self, index: usize) -> String {
+        format!("log {index}")
+    }
+
+    fn read_log(&mut self, index: usize) -> Result<Bytes, String> {
+        let file = self.disk.logs.get(index).ok_or("no such log")?;
+        let (first_zxid, bytes) = (file.first_zxid, file.bytes.clone());
+        self.logs_read += 1;
+        if self.planted_skip && self.logs_read > 1 {
+            if let Some(planted) = self.skip_first_record(first_zxid, &bytes) {
+                return Ok(Bytes::from(planted));
+            }
+        }
+        Ok(Bytes::from(bytes))
+    }
+
+    fn cut_log(&mut self, index: usize, offset: u64) -> Result<(), String> {
+        self.disk.cut_log(index, offset as usize);
+        Ok(())
+    }
+
+    fn remove_log(&mut self, index: usize) -> Result<(), String> {
+        self.disk.remove_log(index);
+        Ok(())
+    }
+
+    fn set_log_aside(&mut self, _index: usize) -> Result<String, String> {
+        Err("the simulator never repairs".into())
+    }
+
+    fn note(&mut self, note: RecoveryNote<'_>) {
+        let line = match note {
+            RecoveryNote::SnapshotSkipped { name, skip, why, older_left } => {
+                let what = match skip {
+                    SnapshotSkip::Unreadable => "cannot be read",
+                    SnapshotSkip::DoesNotVerify => "does not verify",
+                    SnapshotSkip::NameMismatch => "holds another zxid than its name",
+                };
+                let next = if older_left { "trying an older one" } else { "no older one" };
+                format!("{name} {what} ({why}); {next}")
+            }
+            RecoveryNote::TornTailCut { name, offset, .. } => {
+                format!("recovery cuts a torn tail of {name} at byte {offset}")
+            }
+            RecoveryNote::LogNeverWritten { name, why } => {
+                format!("recovery removes {name}: its header never reached the disk ({why})")
+            }
+            RecoveryNote::SnapshotLoaded { .. }
+            | RecoveryNote::EmptyNewestRemoved { .. }
+            | RecoveryNote::RepairCut { .. }
+            | RecoveryNote::RepairSetAside { .. } => return,
+        };
+        self.ctx.trace(self.sid, line);
+    }
+
+    fn replayed(&mut self, zxid: i64, payload: &Bytes, tree: &DataTree) {
+        let txn_hash = self.planted_originals.get(&zxid).copied().unwrap_or_else(|| hash_txn(payload));
+        self.history.entries.insert(zxid, HistoryEntry { txn_hash, digest: tree.digest() });
     }
 }

@@ -34,5 +34,6 @@ pub mod apache;
 pub mod epoch_files;
 pub mod group_commit;
 pub mod log_format;
+pub mod recovery;
 pub mod snapshot_format;
 pub mod txn;
