@@ -622,14 +622,25 @@ async fn handshake(shared: Rc<Shared>, stream: TcpStream) {
         Err(format!("no complete preamble within {PREAMBLE_READ_TIMEOUT_MS} ms"))
     })
     .await;
-    shared.handshakes_in_flight.set(shared.handshakes_in_flight.get().saturating_sub(1));
-    let (stream, preamble, rest) = match read {
+    let (mut stream, preamble, mut rest) = match read {
         Ok(done) => done,
         Err(reason) => {
+            shared.handshakes_in_flight.set(shared.handshakes_in_flight.get().saturating_sub(1));
             tracing::warn!(peer = ?peer_addr, %reason, "dropping election connection");
             return;
         }
     };
+    // Quorum SASL (server::quorum_sasl) comes after the preamble and before
+    // the sids decide, as in Apache: a dialler that will be dropped
+    // authenticates too. It has its own timeout.
+    if let (Some(sasl), Ok(peer)) = (transport.sasl(), stream.tcp().peer_addr()) {
+        if let Err(reason) = sasl.authenticate_peer(&mut stream, &mut rest, peer).await {
+            shared.handshakes_in_flight.set(shared.handshakes_in_flight.get().saturating_sub(1));
+            tracing::warn!(%peer, sid = preamble.sid, %reason, "dropping election connection: quorum SASL");
+            return;
+        }
+    }
+    shared.handshakes_in_flight.set(shared.handshakes_in_flight.get().saturating_sub(1));
     let mut sid = preamble.sid;
     match accepted_connection_verdict(shared.my_sid, sid) {
         ConnectionVerdict::Keep => {
@@ -793,7 +804,7 @@ async fn dial_loop(shared: Rc<Shared>, sid: Sid, addr: SocketAddr, wake: LocalRe
                     if failing {
                         tracing::debug!(sid, %addr, %reason, "election dial failed again");
                     } else {
-                        tracing::warn!(sid, %addr, %reason, "cannot reach this server's election port; retrying");
+                        tracing::warn!(sid, %addr, %reason, "cannot connect to this server's election port; retrying");
                     }
                     failing = true;
                 }
@@ -844,6 +855,11 @@ async fn dial_once(shared: &Rc<Shared>, sid: Sid, addr: SocketAddr) -> Result<Di
     let mut preamble = BytesMut::new();
     encode_preamble(&shared.our_preamble(), &mut preamble).map_err(|e| format!("our preamble: {e}"))?;
     stream.write_all(&preamble).await.map_err(|e| format!("sending the preamble: {e}"))?;
+    if let Some(sasl) = shared.transport.sasl() {
+        // Before the verdict: the peer authenticates us even if it is the
+        // one to keep the connection (it dials back only once we pass).
+        sasl.authenticate_to(&mut stream, addr).await?;
+    }
     match dialled_connection_verdict(shared.my_sid, sid) {
         ConnectionVerdict::Keep => {
             shared.install(sid, stream, BytesMut::new());

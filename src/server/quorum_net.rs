@@ -699,10 +699,15 @@ impl LeaderLink {
         transport: &QuorumTransport,
     ) -> io::Result<LeaderLink> {
         let tcp = TcpStream::connect_timeout(addr, timeout).await?;
-        let stream = transport
+        let mut stream = transport
             .dial(tcp, addr)
             .await
             .map_err(|e| io::Error::new(e.kind(), format!("TLS handshake with the leader failed: {e}")))?;
+        if let Some(sasl) = transport.sasl() {
+            sasl.authenticate_to(&mut stream, addr)
+                .await
+                .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
+        }
         let core = LinkCore::start(stream, learner_reader)?;
         Ok(LeaderLink { core })
     }
@@ -818,15 +823,20 @@ pub struct LearnerListener {
 pub const TLS_HANDSHAKES_IN_FLIGHT_MAX: usize = 32;
 
 struct SecuredAccepts {
-    ready: LocalReceiver<QuorumStream>,
+    /// A ready connection and the bytes the quorum SASL exchange read past its end.
+    ready: LocalReceiver<(QuorumStream, BytesMut)>,
     /// Cancelled with the listener (a glommio task dropped is cancelled).
     _acceptor: glommio::Task<()>,
 }
 
-/// Accepts learner connections and hands each to its own handshake task;
-/// the ones that pass go to `ready`. A failed handshake is logged naming
-/// the peer and costs nothing else.
-async fn secure_accept_loop(listener: Rc<TcpListener>, transport: QuorumTransport, ready: LocalSender<QuorumStream>) {
+/// Accepts learner connections and hands each to its own handshake task
+/// (TLS, then quorum SASL); the ones that pass go to `ready`. A failed
+/// handshake is logged naming the peer and costs nothing else.
+async fn secure_accept_loop(
+    listener: Rc<TcpListener>,
+    transport: QuorumTransport,
+    ready: LocalSender<(QuorumStream, BytesMut)>,
+) {
     let ready = Rc::new(ready);
     let in_flight = Rc::new(Cell::new(0usize));
     loop {
@@ -850,16 +860,25 @@ async fn secure_accept_loop(listener: Rc<TcpListener>, transport: QuorumTranspor
         in_flight.set(in_flight.get() + 1);
         let (transport, ready, in_flight) = (transport.clone(), ready.clone(), in_flight.clone());
         glommio::spawn_local(async move {
-            let secured = transport.accept(tcp).await;
+            let secured = match transport.accept(tcp).await {
+                Ok(stream) => Ok(stream),
+                Err(e) => Err(format!("quorum TLS handshake failed: {e}")),
+            };
+            let authenticated = match (secured, transport.sasl(), peer) {
+                (Ok(mut stream), Some(sasl), Some(addr)) => {
+                    let mut pending = BytesMut::new();
+                    sasl.authenticate_peer(&mut stream, &mut pending, addr).await.map(|_| (stream, pending))
+                }
+                (Ok(stream), _, _) => Ok((stream, BytesMut::new())),
+                (Err(e), _, _) => Err(e),
+            };
             in_flight.set(in_flight.get().saturating_sub(1));
-            match secured {
-                Ok(stream) => {
-                    // Fails only once the listener is gone: the stream is dropped.
-                    let _ = ready.send(stream).await;
+            match authenticated {
+                // Fails only once the listener is gone: the stream is dropped.
+                Ok(ready_link) => {
+                    let _ = ready.send(ready_link).await;
                 }
-                Err(e) => {
-                    tracing::warn!(?peer, error = %e, "refused a learner connection: quorum TLS handshake failed")
-                }
+                Err(reason) => tracing::warn!(?peer, %reason, "refused a learner connection"),
             }
         })
         .detach();
@@ -905,15 +924,17 @@ impl LearnerListener {
     /// (or one connection that died before it was set up); the listener
     /// keeps working.
     pub async fn accept(&self) -> io::Result<LearnerLink> {
-        let stream = match &self.secured {
-            None => QuorumStream::Plain(self.listener.accept().await?),
+        let (stream, already_read) = match &self.secured {
+            None => (QuorumStream::Plain(self.listener.accept().await?), BytesMut::new()),
             Some(secured) => secured
                 .ready
                 .recv()
                 .await
                 .ok_or_else(|| io::Error::new(io::ErrorKind::BrokenPipe, "the quorum TLS acceptor stopped"))?,
         };
-        let core = LinkCore::start(stream, leader_reader)?;
+        let core = LinkCore::start(stream, move |shared, reader, incoming| {
+            leader_reader(shared, reader, incoming, already_read)
+        })?;
         Ok(LearnerLink { core, established_ms: crate::server::wall_clock_ms() })
     }
 }
@@ -1000,8 +1021,14 @@ impl LearnerLink {
     }
 }
 
-async fn leader_reader(shared: Rc<Shared>, mut reader: ReadHalf<QuorumStream>, incoming: LocalSender<ToLeader>) {
-    let failure = leader_read_loop(&shared, &mut reader, &incoming).await;
+/// `already_read`: the learner's first bytes, read during quorum SASL.
+async fn leader_reader(
+    shared: Rc<Shared>,
+    mut reader: ReadHalf<QuorumStream>,
+    incoming: LocalSender<ToLeader>,
+    already_read: BytesMut,
+) {
+    let failure = leader_read_loop(&shared, &mut reader, &incoming, already_read).await;
     reader_done(&shared, reader, incoming, failure);
 }
 
@@ -1009,8 +1036,10 @@ async fn leader_read_loop(
     shared: &Shared,
     reader: &mut ReadHalf<QuorumStream>,
     incoming: &LocalSender<ToLeader>,
+    already_read: BytesMut,
 ) -> LinkFailure {
     let mut decoder = PacketDecoder::new();
+    decoder.feed(&already_read);
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
     loop {
         loop {
