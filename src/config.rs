@@ -1583,6 +1583,44 @@ mod tests {
     }
 
     #[test]
+    fn quorum_sasl_keys_with_apaches_names_defaults_and_checks() {
+        let (c, warnings) = Config::parse("dataDir=/d\n", "zoo.cfg").unwrap();
+        assert_eq!(c.quorum_sasl, QuorumSaslConfig::default());
+        assert!(!c.quorum_sasl.enable_sasl && warnings.is_empty());
+        assert_eq!(c.quorum_sasl.learner_login_context, "QuorumLearner");
+        assert_eq!(c.quorum_sasl.server_login_context, "QuorumServer");
+        let text = "dataDir=/d\nquorum.auth.enableSasl=true\nquorum.auth.learnerRequireSasl=true\n\
+                    quorum.auth.serverRequireSasl=true\nquorum.auth.learner.saslLoginContext=L\n\
+                    quorum.auth.server.saslLoginContext=S\nquorum.cnxn.threads.size=20\n";
+        let (c, warnings) = Config::parse(text, "zoo.cfg").unwrap();
+        let q = &c.quorum_sasl;
+        assert!(q.enable_sasl && q.learner_require_sasl && q.server_require_sasl, "{q:?}");
+        assert_eq!((q.learner_login_context.as_str(), q.server_login_context.as_str()), ("L", "S"));
+        assert_eq!(q.cnxn_threads_size, Some(20));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let (c, _) = Config::parse("dataDir=/d\nquorum.auth.learner.loginContext=L2\n", "zoo.cfg").unwrap();
+        assert_eq!(c.quorum_sasl.learner_login_context, "L2");
+        // Apache's QuorumPeerConfig refusals.
+        for (lines, expected) in [
+            ("quorum.auth.serverRequireSasl=true\n", "cannot enable quorum.auth.serverRequireSasl"),
+            ("quorum.auth.learnerRequireSasl=true\n", "cannot enable quorum.auth.learnerRequireSasl"),
+            (
+                "quorum.auth.enableSasl=true\nquorum.auth.serverRequireSasl=true\n",
+                "quorum.auth.learnerRequireSasl is disabled",
+            ),
+            ("quorum.auth.enableSasl=maybe\n", "quorum.auth.enableSasl"),
+            ("quorum.cnxn.threads.size=many\n", "quorum.cnxn.threads.size"),
+            ("quorum.auth.enableSasl=true\nquorum.auth.kerberos.servicePrincipal=zkquorum/localhost\n", "GSSAPI"),
+        ] {
+            let e = Config::parse(&format!("dataDir=/d\n{lines}"), "zoo.cfg").unwrap_err().to_string();
+            assert!(e.contains(expected), "{lines}: {e}");
+        }
+        // Without enableSasl the principal is only kept.
+        let (c, _) = Config::parse("dataDir=/d\nquorum.auth.kerberos.servicePrincipal=zk/h\n", "zoo.cfg").unwrap();
+        assert_eq!(c.quorum_sasl.kerberos_service_principal.as_deref(), Some("zk/h"));
+    }
+
+    #[test]
     fn sasl_keys() {
         let (c, warnings) = Config::parse(
             "dataDir=/d\njava.security.auth.login.config=/etc/zk/jaas.conf\n\
@@ -1999,6 +2037,13 @@ mod tests {
         "weight.x",
         "cnxTimeout",
         "quorumCnxnTimeoutMs",
+        "quorum.auth.enableSasl",
+        "quorum.auth.learnerRequireSasl",
+        "quorum.auth.serverRequireSasl",
+        "quorum.auth.learner.saslLoginContext",
+        "quorum.auth.server.saslLoginContext",
+        "quorum.auth.kerberos.servicePrincipal",
+        "quorum.cnxn.threads.size",
         "standaloneEnabled",
         "reconfigEnabled",
         "4lw.commands.whitelist",
@@ -2103,7 +2148,13 @@ mod tests {
             | "metricsProvider.exportJvmInfo"
             | "sslQuorum"
             | "portUnification"
-            | "sessionRequireClientSASLAuth" => "false",
+            | "sessionRequireClientSASLAuth"
+            | "quorum.auth.enableSasl"
+            | "quorum.auth.learnerRequireSasl"
+            | "quorum.auth.serverRequireSasl" => "false",
+            "quorum.auth.learner.saslLoginContext" => "QuorumLearner",
+            "quorum.auth.server.saslLoginContext" => "QuorumServer",
+            "quorum.auth.kerberos.servicePrincipal" => "zkquorum/localhost",
             "4lw.commands.whitelist" => "srvr",
             "ssl.protocol" => "TLSv1.3",
             "ssl.enabledProtocols" => "TLSv1.2,TLSv1.3",
