@@ -497,6 +497,62 @@ mod tests {
         assert!(client_port.step(&response, |_| Some("zk-secret".into())).is_err());
     }
 
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn packet() -> impl Strategy<Value = QuorumAuthPacket> {
+            (any::<i32>(), proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300)))
+                .prop_map(|(status, token)| QuorumAuthPacket { status, token })
+        }
+
+        proptest! {
+            /// A stream of packets cut anywhere decodes to the same packets,
+            /// each taken whole once its last byte is in.
+            #[test]
+            fn any_chunking_of_a_packet_stream_decodes_the_same(
+                packets in proptest::collection::vec(packet(), 0..6),
+                cuts in proptest::collection::vec(1usize..64, 0..40),
+            ) {
+                let stream: Vec<u8> = packets.iter().flat_map(QuorumAuthPacket::encode).collect();
+                let (mut buf, mut got, mut at) = (Vec::new(), Vec::new(), 0);
+                let mut cuts = cuts.into_iter().chain(std::iter::repeat(7));
+                while at < stream.len() {
+                    let n = cuts.next().unwrap_or(7).min(stream.len() - at);
+                    buf.extend_from_slice(&stream[at..at + n]);
+                    at += n;
+                    while let Some((p, used)) = QuorumAuthPacket::decode(&buf).unwrap() {
+                        buf.drain(..used);
+                        got.push(p);
+                    }
+                }
+                prop_assert!(buf.is_empty());
+                prop_assert_eq!(got, packets);
+            }
+
+            /// Arbitrary bytes never panic; what decodes is byte-exact.
+            #[test]
+            fn garbage_never_panics_and_what_decodes_round_trips(
+                magic in any::<bool>(),
+                bytes in proptest::collection::vec(any::<u8>(), 0..64),
+            ) {
+                let mut input = if magic { QUORUM_AUTH_MAGIC.to_be_bytes().to_vec() } else { Vec::new() };
+                input.extend_from_slice(&bytes);
+                if let Ok(Some((p, used))) = QuorumAuthPacket::decode(&input) {
+                    prop_assert_eq!(p.encode(), input[..used].to_vec());
+                }
+                let users = Credentials::new([("zk".to_owned(), "zk-secret".to_owned())].into(), None);
+                let mut server = ServerExchange::new(&[1u8; 16]);
+                let p = QuorumAuthPacket { status: 0, token: Some(bytes.clone()) };
+                let _ = server.on_packet(&p, &users);
+                let _ = server.on_packet(&p, &users);
+                let (mut learner, _) = LearnerExchange::start(LearnerLogin { username: "zk".into(), password: "p".into() }, &[2u8; 16]);
+                let _ = learner.on_packet(&p);
+                let _ = learner.on_packet(&QuorumAuthPacket { status: 1, token: Some(bytes) });
+            }
+        }
+    }
+
     #[test]
     fn jaas_sections_and_their_errors() {
         let e = learner_login_from_jaas(JAAS, "/j.conf", "Learner2").unwrap_err();
