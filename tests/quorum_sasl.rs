@@ -11,7 +11,8 @@
 //! - With Apache ZooKeeper 3.8 (Debian's jar; skipped with a message when
 //!   absent, unless CI is set), SASL required on every member: an Apache
 //!   learner of a zoocore leader and a zoocore learner of an Apache leader,
-//!   each replicating writes both ways.
+//!   each replicating writes both ways; an Apache member with a wrong
+//!   password is refused by zoocore servers, and Java is told ERROR.
 
 mod common;
 
@@ -296,7 +297,18 @@ impl Mixed {
     /// All but the last start and settle first, so the last joins as a
     /// learner of the leader they elected.
     fn start(jaas: &Jaas, kinds: &[Kind]) -> Mixed {
+        let e = Mixed::start_all_but_the_last(jaas, kinds, PASSWORD);
+        let n = e.members.len();
+        let settled = wait_until(SETTLE, || matches!(e.members[n - 1].mode().as_str(), "follower"));
+        assert!(settled, "the last member did not join over quorum SASL\n{}", e.logs());
+        e
+    }
+
+    /// Starts and settles all but the last member, then starts the last,
+    /// whose learner logs in with `last_password`.
+    fn start_all_but_the_last(jaas: &Jaas, kinds: &[Kind], last_password: &str) -> Mixed {
         let file = jaas.file(PASSWORD);
+        let last_file = jaas.file(last_password);
         let dir = jaas.dir.join("ensemble");
         let ports: Vec<u16> = (0..3 * kinds.len()).map(|_| common::ports::unused_port()).collect();
         let servers: String = (0..kinds.len())
@@ -308,16 +320,17 @@ impl Mixed {
             let mdir = dir.join(format!("s{sid}"));
             let data = mdir.join("data");
             apache::write_myid(&data, sid);
+            let file = if i + 1 == kinds.len() { &last_file } else { &file };
             let cfg = format!(
                 "tickTime={TICK_MS}\ninitLimit=10\nsyncLimit=5\ndataDir={}\nadmin.enableServer=false\nclientPort={}\n\
                  clientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\nmaxClientCnxns=0\nzoocore.shards=2\n{servers}{}",
                 data.display(),
                 ports[3 * i],
-                sasl_config(&file, true, true)
+                sasl_config(file, true, true)
             );
             std::fs::write(mdir.join("zoo.cfg"), cfg).unwrap();
             let client: SocketAddr = format!("127.0.0.1:{}", ports[3 * i]).parse().unwrap();
-            members.push(MixedMember { sid, kind: *kind, client, dir: mdir, jaas: file.clone(), process: None });
+            members.push(MixedMember { sid, kind: *kind, client, dir: mdir, jaas: file.to_path_buf(), process: None });
         }
         let mut e = Mixed { members };
         let n = e.members.len();
@@ -331,8 +344,6 @@ impl Mixed {
         });
         assert!(settled, "the first {} members did not elect over quorum SASL\n{}", n - 1, e.logs());
         e.members[n - 1].spawn();
-        let settled = wait_until(SETTLE, || matches!(e.members[n - 1].mode().as_str(), "follower"));
-        assert!(settled, "the last member did not join over quorum SASL\n{}", e.logs());
         e
     }
 
@@ -401,6 +412,34 @@ fn a_zoocore_learner_follows_an_apache_leader_over_quorum_sasl() {
     let leader = e.leader().map(|m| (m.sid, m.kind));
     assert!(matches!(leader, Some((_, Kind::Apache))), "an Apache member leads: {leader:?}\n{}", e.logs());
     e.replicates_both_ways();
+}
+
+#[test]
+fn an_apache_learner_with_a_wrong_password_is_refused_by_zoocore_servers() {
+    if !apache::apache_available("quorum SASL with Apache") {
+        return;
+    }
+    let _serial = serial();
+    let jaas = Jaas::new("apache-wrong");
+    let e = Mixed::start_all_but_the_last(&jaas, &[Kind::Zoocore, Kind::Zoocore, Kind::Apache], "not-the-password");
+    // Give the Apache member time to start its JVM and try both servers.
+    let refused = wait_until(SETTLE, || {
+        e.members[..2].iter().any(|m| {
+            m.log().lines().any(|l| {
+                l.contains("dropping election connection: quorum SASL")
+                    && l.contains("sid=3")
+                    && l.contains("wrong password for user \"zk\"")
+            })
+        })
+    });
+    assert!(refused, "no zoocore server logged refusing the Apache member\n{}", e.logs());
+    let told =
+        wait_until(Duration::from_secs(10), || e.members[2].log().contains("Authentication failed against server"));
+    assert!(told, "the Apache member was not told ERROR\n{}", e.logs());
+    let mode = e.members[2].mode();
+    assert!(mode != "follower" && mode != "leader", "the Apache member joined: {mode}\n{}", e.logs());
+    let all: Vec<SocketAddr> = e.members[..2].iter().map(|m| m.client).collect();
+    write_and_read_everywhere(all[0], &all, "/without-s3", b"z", || e.logs());
 }
 
 /// Runs one ensemble member on `lines` and returns its stderr; it must
