@@ -239,13 +239,14 @@ async fn send<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> Result<(),
     stream.flush().await.map_err(|e| format!("write: {e}"))
 }
 
-/// Appends what one read returns; 0 at the end of the stream.
+/// Appends what one read returns; 0 at the end of the stream. Reads into
+/// its own chunk, so a read cut short by the timeout leaves `buf` as it was
+/// (with `serverRequireSasl=false` it goes on to the protocol).
 async fn read_more<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut) -> io::Result<usize> {
-    let start = buf.len();
-    buf.resize(start + READ_CHUNK_BYTES, 0);
-    let n = stream.read(&mut buf[start..]).await;
-    buf.truncate(start + *n.as_ref().unwrap_or(&0));
-    n
+    let mut chunk = [0u8; READ_CHUNK_BYTES];
+    let n = stream.read(&mut chunk).await?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n)
 }
 
 /// One packet, reading exactly its bytes (the header, then the token), so
