@@ -12,7 +12,9 @@
 //! Connection rules, as Apache's: the dialler sends the preamble; an acceptor
 //! whose sid is higher than the dialler's closes the connection and dials
 //! back, so only the higher sid keeps an outgoing connection; a newer
-//! connection for a sid replaces the older one. A connection that sends a bad
+//! connection for a sid replaces the older one. With quorum SASL the dialler
+//! authenticates right after its preamble and the acceptor checks it before
+//! the sids decide (Apache's order). A connection that sends a bad
 //! frame or a notification that does not decode is closed with a warning
 //! naming the peer; nothing a peer sends can stop the server.
 //!
@@ -21,7 +23,7 @@
 //! ```text
 //! ElectionPeers { my_sid, listen, peers }                 who we are, where everyone's election port is
 //! ElectionNet::start(peers) -> io::Result<ElectionNet>     bind + spawn the accept and dialler tasks
-//! ElectionNet::start_with_transport(peers, transport)     the same over quorum TLS (server::quorum_tls)
+//! ElectionNet::start_with_transport(peers, transport)     the same over quorum TLS / SASL (server::quorum_tls, quorum_sasl)
 //! net.send(to, notification)                               never blocks; newest-only per peer
 //! net.recv().await -> Result<(Sid, Notification), ElectionNetClosed>
 //! net.listen_addr(), net.connected_peers(), net.shutdown()

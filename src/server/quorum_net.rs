@@ -11,14 +11,14 @@
 //! ```text
 //! // Learner side (one glommio executor; the link is !Send)
 //! LeaderLink::connect(addr, timeout).await -> io::Result<LeaderLink>  // one attempt; retries are the caller's
-//! LeaderLink::connect_with(addr, timeout, &transport).await             // the same over quorum TLS (server::quorum_tls)
+//! LeaderLink::connect_with(addr, timeout, &transport).await             // the same over quorum TLS / SASL (server::quorum_tls, quorum_sasl)
 //! link.send(ToLeader) -> Result<(), LinkError>        // queued; Err once the link has failed
 //! link.recv().await  -> Result<FromLeader, LinkError> // FromLeader::Packet(ToLearner) | ::Snapshot{zxid, tree, sessions}
 //! link.close(); link.peer(); link.stats()
 //!
 //! // Leader side
 //! LearnerListener::bind(addr) -> io::Result<LearnerListener>; .local_addr(); .accept().await -> io::Result<LearnerLink>
-//! LearnerListener::bind_with(addr, transport)   // quorum TLS: handshakes run in their own tasks, accept() gets the ready links
+//! LearnerListener::bind_with(addr, transport)   // quorum TLS / SASL: handshakes run in their own tasks, accept() gets the ready links
 //! link.send(ToLearner) -> Result<(), LinkError>
 //! link.send_snapshot(zxid, tree, sessions) -> Result<(), LinkError>  // SNAP, then the stream, in order with send()
 //! link.send_logged_txns(produce) -> Result<(), LinkError>  // a DIFF's logged txns, made on a thread, in order
