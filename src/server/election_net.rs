@@ -635,7 +635,9 @@ async fn handshake(shared: Rc<Shared>, stream: TcpStream) {
     // Quorum SASL (server::quorum_sasl) comes after the preamble and before
     // the sids decide, as in Apache: a dialler that will be dropped
     // authenticates too. It has its own timeout.
-    if let (Some(sasl), Ok(peer)) = (transport.sasl(), stream.tcp().peer_addr()) {
+    if let Some(sasl) = transport.sasl() {
+        // The address only names the peer in messages; an unknown one must not skip the check.
+        let peer = stream.tcp().peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         if let Err(reason) = sasl.authenticate_peer(&mut stream, &mut rest, peer).await {
             shared.handshakes_in_flight.set(shared.handshakes_in_flight.get().saturating_sub(1));
             tracing::warn!(%peer, sid = preamble.sid, %reason, "dropping election connection: quorum SASL");

@@ -864,13 +864,15 @@ async fn secure_accept_loop(
                 Ok(stream) => Ok(stream),
                 Err(e) => Err(format!("quorum TLS handshake failed: {e}")),
             };
-            let authenticated = match (secured, transport.sasl(), peer) {
-                (Ok(mut stream), Some(sasl), Some(addr)) => {
+            let authenticated = match (secured, transport.sasl()) {
+                (Ok(mut stream), Some(sasl)) => {
                     let mut pending = BytesMut::new();
+                    // The address only names the peer in messages.
+                    let addr = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
                     sasl.authenticate_peer(&mut stream, &mut pending, addr).await.map(|_| (stream, pending))
                 }
-                (Ok(stream), _, _) => Ok((stream, BytesMut::new())),
-                (Err(e), _, _) => Err(e),
+                (Ok(stream), None) => Ok((stream, BytesMut::new())),
+                (Err(e), _) => Err(e),
             };
             in_flight.set(in_flight.get().saturating_sub(1));
             match authenticated {
