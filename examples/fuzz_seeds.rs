@@ -296,6 +296,38 @@ fn quorum_stream() -> Vec<Vec<u8>> {
     ]
 }
 
+/// A learner's whole quorum SASL exchange with a server, both directions'
+/// packets in one stream each, and an ERROR.
+fn quorum_auth_packets() -> Vec<Vec<u8>> {
+    use zoocore::sasl::quorum::{
+        LearnerExchange, LearnerLogin, LearnerStep, QuorumAuthPacket, ServerExchange, ServerStep, Status,
+    };
+    let users = zoocore::sasl::Credentials::new([("zk".to_owned(), "zk-secret".to_owned())].into(), None);
+    let login = LearnerLogin { username: "zk".into(), password: "zk-secret".into() };
+    let (mut learner, first) = LearnerExchange::start(login, &[0x33; 16]);
+    let mut server = ServerExchange::new(&[0x5a; 24]);
+    let (mut to_server, mut to_learner) = (first.clone(), Vec::new());
+    let mut next = first;
+    loop {
+        let (packet, _) = QuorumAuthPacket::decode(&next).ok().flatten().expect("own packet");
+        let reply = match server.on_packet(&packet, &users) {
+            ServerStep::Continue { reply }
+            | ServerStep::Authenticated { reply, .. }
+            | ServerStep::Failed { reply, .. } => reply,
+        };
+        to_learner.extend_from_slice(&reply);
+        let (packet, _) = QuorumAuthPacket::decode(&reply).ok().flatten().expect("own packet");
+        match learner.on_packet(&packet) {
+            Ok(LearnerStep::Send(bytes)) => {
+                to_server.extend_from_slice(&bytes);
+                next = bytes;
+            }
+            _ => break,
+        }
+    }
+    vec![to_server, to_learner, QuorumAuthPacket::new(Status::Error, None).encode()]
+}
+
 fn main() -> std::io::Result<()> {
     let root = std::env::args().nth(1).unwrap_or_else(|| "fuzz/corpus".into());
     let root = Path::new(&root);
@@ -344,6 +376,7 @@ fn main() -> std::io::Result<()> {
             b" , username=\"b\\\"ob\" ,,realm=zk-sasl-md5, nonce=\"x\",cnonce=\"y\",nc=00000002,qop=auth-conf,digest-uri=\"imap/x\",response=00000000000000000000000000000000,authzid=\"z\"".to_vec(),
         ],
     );
+    seeds.insert("quorum_auth_packet", quorum_auth_packets());
     seeds.insert(
         "zoo_cfg",
         vec![

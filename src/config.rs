@@ -169,6 +169,102 @@ pub struct Config {
     /// TLS on the election and quorum ports (`sslQuorum`, `portUnification`,
     /// `ssl.quorum.*`); server::quorum_tls loads the stores.
     pub quorum_tls: QuorumTlsConfig,
+    /// SASL between the servers (`quorum.auth.*`); server::quorum_sasl
+    /// reads the JAAS sections.
+    pub quorum_sasl: QuorumSaslConfig,
+}
+
+/// Apache's quorum SASL keys (QuorumPeerConfig, QuorumAuth).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumSaslConfig {
+    /// `quorum.auth.enableSasl`: authenticate election and learner
+    /// connections (as far as the two flags below ask).
+    pub enable_sasl: bool,
+    /// `quorum.auth.learnerRequireSasl`: when dialling, authenticate (Apache's
+    /// learner skips the exchange entirely when this is false).
+    pub learner_require_sasl: bool,
+    /// `quorum.auth.serverRequireSasl`: an accepted peer that does not
+    /// authenticate, or fails to, is dropped; false lets it through.
+    pub server_require_sasl: bool,
+    /// `quorum.auth.learner.saslLoginContext` (default QuorumLearner).
+    pub learner_login_context: String,
+    /// `quorum.auth.server.saslLoginContext` (default QuorumServer).
+    pub server_login_context: String,
+    /// `quorum.auth.kerberos.servicePrincipal`: GSSAPI only, which zoocore
+    /// does not have; set with `enableSasl=true` it is refused.
+    pub kerberos_service_principal: Option<String>,
+    /// `quorum.cnxn.threads.size`: accepted; zoocore's exchanges run as tasks.
+    pub cnxn_threads_size: Option<u32>,
+}
+
+impl Default for QuorumSaslConfig {
+    fn default() -> Self {
+        QuorumSaslConfig {
+            enable_sasl: false,
+            learner_require_sasl: false,
+            server_require_sasl: false,
+            learner_login_context: crate::sasl::quorum::DEFAULT_LEARNER_LOGIN_CONTEXT.to_owned(),
+            server_login_context: crate::sasl::quorum::DEFAULT_SERVER_LOGIN_CONTEXT.to_owned(),
+            kerberos_service_principal: None,
+            cnxn_threads_size: None,
+        }
+    }
+}
+
+impl QuorumSaslConfig {
+    /// Applies one `quorum.auth.*` / `quorum.cnxn.threads.size` key:
+    /// Ok(false) when `key` is none of them.
+    fn apply(&mut self, key: &str, value: &str) -> Result<bool, String> {
+        let flag = || parse_bool(value).ok_or_else(|| "expected true or false".to_owned());
+        let context = || {
+            if value.is_empty() {
+                Err("a JAAS section name".to_owned())
+            } else {
+                Ok(value.to_owned())
+            }
+        };
+        match key {
+            "quorum.auth.enableSasl" => self.enable_sasl = flag()?,
+            "quorum.auth.learnerRequireSasl" => self.learner_require_sasl = flag()?,
+            "quorum.auth.serverRequireSasl" => self.server_require_sasl = flag()?,
+            // Apache's names; the `loginContext` spellings are accepted too.
+            "quorum.auth.learner.saslLoginContext" | "quorum.auth.learner.loginContext" => {
+                self.learner_login_context = context()?
+            }
+            "quorum.auth.server.saslLoginContext" | "quorum.auth.server.loginContext" => {
+                self.server_login_context = context()?
+            }
+            "quorum.auth.kerberos.servicePrincipal" => {
+                self.kerberos_service_principal = Some(value.to_owned()).filter(|v| !v.is_empty())
+            }
+            "quorum.cnxn.threads.size" => {
+                self.cnxn_threads_size = Some(parse_num(value).ok_or_else(|| "expected a number".to_owned())?)
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Apache's QuorumPeerConfig checks, and GSSAPI refused.
+    fn check(&self) -> Result<(), String> {
+        if !self.enable_sasl && self.server_require_sasl {
+            return Err("quorum.auth.enableSasl is disabled, so cannot enable quorum.auth.serverRequireSasl".into());
+        }
+        if !self.enable_sasl && self.learner_require_sasl {
+            return Err("quorum.auth.enableSasl is disabled, so cannot enable quorum.auth.learnerRequireSasl".into());
+        }
+        if !self.learner_require_sasl && self.server_require_sasl {
+            return Err(
+                "quorum.auth.learnerRequireSasl is disabled, so cannot enable quorum.auth.serverRequireSasl".into()
+            );
+        }
+        if let (true, Some(principal)) = (self.enable_sasl, &self.kerberos_service_principal) {
+            return Err(format!(
+                "quorum.auth.kerberos.servicePrincipal={principal}: quorum SASL mechanism GSSAPI (Kerberos) is not supported by zoocore (only DIGEST-MD5); remove the key"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Apache's SASL provider class (`authProvider.N=` this; zoocore's is built in).
@@ -223,7 +319,10 @@ impl SaslConfig {
 
     /// Reads the JAAS file (when one is named) into `credentials`. The
     /// error names the file, and the line when it is a syntax error.
-    pub fn load_credentials(&mut self) -> Result<(), String> {
+    /// `section_optional` (quorum SASL uses the file): a file without the
+    /// server section means no SASL on the client port, as in Apache,
+    /// rather than an error.
+    pub fn load_credentials(&mut self, section_optional: bool) -> Result<(), String> {
         let Some(path) = self.jaas_path.clone() else {
             if self.sasl_required() {
                 return Err("SASL authentication is required (sessionRequireClientSASLAuth or enforce.auth.schemes=sasl) but no JAAS file is set (java.security.auth.login.config)".into());
@@ -232,6 +331,12 @@ impl SaslConfig {
         };
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("java.security.auth.login.config {path}: cannot read: {e}"))?;
+        let has_section = crate::sasl::jaas::parse(&text)
+            .map(|sections| sections.iter().any(|s| s.name == self.server_section))
+            .unwrap_or(true);
+        if section_optional && !has_section && !self.sasl_required() {
+            return Ok(());
+        }
         let credentials = crate::sasl::Credentials::from_jaas(
             &text,
             &path,
@@ -725,6 +830,7 @@ impl Config {
             initial_text: String::new(),
             client_tls: ClientTlsConfig::default(),
             quorum_tls: QuorumTlsConfig::default(),
+            quorum_sasl: QuorumSaslConfig::default(),
             sasl: SaslConfig::default(),
         }
     }
@@ -904,6 +1010,13 @@ impl Config {
                 .and_then(|client| Ok(client || cfg.quorum_tls.apply(normalized, value)?))
                 .map_err(|why| err(line_no, format!("bad value for {key}: {value:?} ({why})")))?;
             if is_tls_key {
+                continue;
+            }
+            let is_quorum_sasl_key = cfg
+                .quorum_sasl
+                .apply(&key, value)
+                .map_err(|why| err(line_no, format!("bad value for {key}: {value:?} ({why})")))?;
+            if is_quorum_sasl_key {
                 continue;
             }
             match normalized {
@@ -1137,6 +1250,7 @@ impl Config {
             }
             cfg.sasl.enforce_auth_schemes = schemes;
         }
+        cfg.quorum_sasl.check().map_err(|why| err(None, why))?;
         let tls = &cfg.client_tls;
         if tls.secure_client_port_address.is_some() && tls.secure_client_port.is_none() {
             return Err(err(None, "secureClientPortAddress is set but secureClientPort is not set".to_owned()));
@@ -1469,6 +1583,44 @@ mod tests {
     }
 
     #[test]
+    fn quorum_sasl_keys_with_apaches_names_defaults_and_checks() {
+        let (c, warnings) = Config::parse("dataDir=/d\n", "zoo.cfg").unwrap();
+        assert_eq!(c.quorum_sasl, QuorumSaslConfig::default());
+        assert!(!c.quorum_sasl.enable_sasl && warnings.is_empty());
+        assert_eq!(c.quorum_sasl.learner_login_context, "QuorumLearner");
+        assert_eq!(c.quorum_sasl.server_login_context, "QuorumServer");
+        let text = "dataDir=/d\nquorum.auth.enableSasl=true\nquorum.auth.learnerRequireSasl=true\n\
+                    quorum.auth.serverRequireSasl=true\nquorum.auth.learner.saslLoginContext=L\n\
+                    quorum.auth.server.saslLoginContext=S\nquorum.cnxn.threads.size=20\n";
+        let (c, warnings) = Config::parse(text, "zoo.cfg").unwrap();
+        let q = &c.quorum_sasl;
+        assert!(q.enable_sasl && q.learner_require_sasl && q.server_require_sasl, "{q:?}");
+        assert_eq!((q.learner_login_context.as_str(), q.server_login_context.as_str()), ("L", "S"));
+        assert_eq!(q.cnxn_threads_size, Some(20));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let (c, _) = Config::parse("dataDir=/d\nquorum.auth.learner.loginContext=L2\n", "zoo.cfg").unwrap();
+        assert_eq!(c.quorum_sasl.learner_login_context, "L2");
+        // Apache's QuorumPeerConfig refusals.
+        for (lines, expected) in [
+            ("quorum.auth.serverRequireSasl=true\n", "cannot enable quorum.auth.serverRequireSasl"),
+            ("quorum.auth.learnerRequireSasl=true\n", "cannot enable quorum.auth.learnerRequireSasl"),
+            (
+                "quorum.auth.enableSasl=true\nquorum.auth.serverRequireSasl=true\n",
+                "quorum.auth.learnerRequireSasl is disabled",
+            ),
+            ("quorum.auth.enableSasl=maybe\n", "quorum.auth.enableSasl"),
+            ("quorum.cnxn.threads.size=many\n", "quorum.cnxn.threads.size"),
+            ("quorum.auth.enableSasl=true\nquorum.auth.kerberos.servicePrincipal=zkquorum/localhost\n", "GSSAPI"),
+        ] {
+            let e = Config::parse(&format!("dataDir=/d\n{lines}"), "zoo.cfg").unwrap_err().to_string();
+            assert!(e.contains(expected), "{lines}: {e}");
+        }
+        // Without enableSasl the principal is only kept.
+        let (c, _) = Config::parse("dataDir=/d\nquorum.auth.kerberos.servicePrincipal=zk/h\n", "zoo.cfg").unwrap();
+        assert_eq!(c.quorum_sasl.kerberos_service_principal.as_deref(), Some("zk/h"));
+    }
+
+    #[test]
     fn sasl_keys() {
         let (c, warnings) = Config::parse(
             "dataDir=/d\njava.security.auth.login.config=/etc/zk/jaas.conf\n\
@@ -1500,7 +1652,7 @@ mod tests {
         assert!(e.to_string().contains("kerberos is not available"), "{e}");
         // SASL required without a JAAS file: refused when the credentials load.
         let (mut c, _) = Config::parse("dataDir=/d\nsessionRequireClientSASLAuth=true\n", "zoo.cfg").unwrap();
-        assert!(c.sasl.load_credentials().unwrap_err().contains("no JAAS file"));
+        assert!(c.sasl.load_credentials(false).unwrap_err().contains("no JAAS file"));
     }
 
     #[test]
@@ -1885,6 +2037,13 @@ mod tests {
         "weight.x",
         "cnxTimeout",
         "quorumCnxnTimeoutMs",
+        "quorum.auth.enableSasl",
+        "quorum.auth.learnerRequireSasl",
+        "quorum.auth.serverRequireSasl",
+        "quorum.auth.learner.saslLoginContext",
+        "quorum.auth.server.saslLoginContext",
+        "quorum.auth.kerberos.servicePrincipal",
+        "quorum.cnxn.threads.size",
         "standaloneEnabled",
         "reconfigEnabled",
         "4lw.commands.whitelist",
@@ -1989,7 +2148,13 @@ mod tests {
             | "metricsProvider.exportJvmInfo"
             | "sslQuorum"
             | "portUnification"
-            | "sessionRequireClientSASLAuth" => "false",
+            | "sessionRequireClientSASLAuth"
+            | "quorum.auth.enableSasl"
+            | "quorum.auth.learnerRequireSasl"
+            | "quorum.auth.serverRequireSasl" => "false",
+            "quorum.auth.learner.saslLoginContext" => "QuorumLearner",
+            "quorum.auth.server.saslLoginContext" => "QuorumServer",
+            "quorum.auth.kerberos.servicePrincipal" => "zkquorum/localhost",
             "4lw.commands.whitelist" => "srvr",
             "ssl.protocol" => "TLSv1.3",
             "ssl.enabledProtocols" => "TLSv1.2,TLSv1.3",

@@ -222,6 +222,13 @@ fn main() -> ExitCode {
                 eprintln!("zoocore: {e}");
                 return ExitCode::from(1);
             }
+            if config.quorum.is_some() {
+                let jaas = config.sasl.jaas_path.as_deref();
+                if let Err(e) = zoocore::server::quorum_sasl::QuorumSasl::load(&config.quorum_sasl, jaas) {
+                    eprintln!("zoocore: {e}");
+                    return ExitCode::from(1);
+                }
+            }
             let role = match &config.quorum {
                 Some(q) => format!("ensemble member server.{} of {} servers", q.my_id, q.servers.len()),
                 None => format!("standalone on {}:{}", config.client_port_address, config.client_port),

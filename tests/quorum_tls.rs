@@ -218,6 +218,36 @@ fn a_zoocore_ensemble_on_quorum_tls_elects_replicates_and_serves_everywhere() {
     );
 }
 
+#[test]
+fn quorum_sasl_runs_inside_quorum_tls() {
+    let _serial = serial();
+    let pki = QuorumPki::new("with-sasl");
+    let stores: Vec<PathBuf> = (1..=3).map(|sid| pki.member_store(sid)).collect();
+    let jaas = pki.dir.join("jaas.conf");
+    std::fs::write(
+        &jaas,
+        "QuorumServer {\n org.apache.zookeeper.server.auth.DigestLoginModule required\n user_zk=\"pw\";\n};\n\
+         QuorumLearner {\n org.apache.zookeeper.server.auth.DigestLoginModule required\n username=\"zk\"\n password=\"pw\";\n};\n",
+    )
+    .unwrap();
+    let sasl = format!(
+        "quorum.auth.enableSasl=true\nquorum.auth.learnerRequireSasl=true\nquorum.auth.serverRequireSasl=true\n\
+         java.security.auth.login.config={}\n",
+        jaas.display()
+    );
+    let mut e = Ensemble::start_with(3, &[], TICK_MS, &sasl, |sid| pki.config(&stores[(sid - 1) as usize]));
+    let leader = e.wait_for_quorum(SETTLE);
+    let clients: Vec<SocketAddr> = e.members.iter().map(|m| m.client).collect();
+    let follower = e.members.iter().find(|m| m.sid != leader).map(|m| m.client).unwrap();
+    write_and_read_everywhere(follower, &clients, "/tls-and-sasl", b"both", || ensemble_logs(&e));
+    let leader_log = strip_ansi(&e.member(leader).log());
+    assert!(leader_log.contains("quorum TLS configured"), "{}", e.member(leader).log_tail(40));
+    // serverRequireSasl=true: the followers synced, so they passed SASL on
+    // the quorum port (inside TLS); the leader logs each exchange it ran.
+    assert!(leader_log.contains("quorum peer authenticated"), "{}", e.member(leader).log_tail(40));
+    assert!(!leader_log.contains("refused a learner connection"), "{}", e.member(leader).log_tail(40));
+}
+
 /// s1 and s2 have quorum certificates; s3 gets `bad_store`. s3 must not
 /// join, s1 and s2 serve; returns the ensemble for the log checks.
 fn a_member_that_cannot_join(pki: &QuorumPki, bad_store: &Path) -> Ensemble {

@@ -17,6 +17,27 @@ pub const REALM: &str = "zk-sasl-md5";
 pub const PROTOCOL: &str = "zookeeper";
 /// The digest-uri a ZooKeeper client must send (`protocol/server-name`).
 pub const DIGEST_URI: &str = "zookeeper/zk-sasl-md5";
+
+/// The protocol and server name an exchange runs under: they make the
+/// realm the server offers and the digest-uri a client must send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Service {
+    pub protocol: &'static str,
+    /// Also the realm (Java's DIGEST-MD5 server offers its server name).
+    pub server_name: &'static str,
+}
+
+impl Service {
+    /// The client port (Apache's ZooKeeperSaslServer).
+    pub const CLIENT_PORT: Service = Service { protocol: PROTOCOL, server_name: REALM };
+    /// Between servers (Apache's QuorumAuth: `zookeeper-quorum`, `zk-quorum-sasl-md5`).
+    pub const QUORUM: Service = Service { protocol: "zookeeper-quorum", server_name: "zk-quorum-sasl-md5" };
+
+    /// `protocol/server-name`, the digest-uri a client sends.
+    pub fn digest_uri(&self) -> String {
+        format!("{}/{}", self.protocol, self.server_name)
+    }
+}
 /// A response longer than this is refused before parsing (RFC 2831 caps it
 /// at 4096 bytes).
 pub const MAX_RESPONSE_LEN: usize = 4096;
@@ -73,15 +94,21 @@ enum State {
 pub struct DigestMd5Server {
     nonce: String,
     state: State,
+    service: Service,
 }
 
 impl DigestMd5Server {
     /// `nonce_bytes`: fresh random bytes (16 or more); they become the
     /// nonce as base64, which has no character that needs quoting.
     pub fn new(nonce_bytes: &[u8]) -> Self {
+        DigestMd5Server::for_service(nonce_bytes, Service::CLIENT_PORT)
+    }
+
+    /// [`DigestMd5Server::new`] under another protocol and server name.
+    pub fn for_service(nonce_bytes: &[u8], service: Service) -> Self {
         use base64::Engine;
         let nonce = base64::engine::general_purpose::STANDARD.encode(nonce_bytes);
-        DigestMd5Server { nonce, state: State::Start }
+        DigestMd5Server { nonce, state: State::Start, service }
     }
 
     pub fn is_complete(&self) -> bool {
@@ -111,7 +138,10 @@ impl DigestMd5Server {
     }
 
     fn challenge(&self) -> String {
-        format!("realm=\"{REALM}\",nonce=\"{}\",qop=\"auth\",charset=utf-8,algorithm=md5-sess", self.nonce)
+        format!(
+            "realm=\"{}\",nonce=\"{}\",qop=\"auth\",charset=utf-8,algorithm=md5-sess",
+            self.service.server_name, self.nonce
+        )
     }
 
     fn verify(&self, r: &DigestResponse, password_of: impl Fn(&str) -> Option<String>) -> Result<Step, SaslError> {
@@ -125,11 +155,13 @@ impl DigestMd5Server {
         if r.qop != "auth" {
             return bad(format!("qop {:?} was not offered (only auth)", r.qop));
         }
-        if !r.digest_uri.eq_ignore_ascii_case(DIGEST_URI) {
-            return bad(format!("digest-uri {:?} is not {DIGEST_URI:?}", r.digest_uri));
+        let digest_uri = self.service.digest_uri();
+        if !r.digest_uri.eq_ignore_ascii_case(&digest_uri) {
+            return bad(format!("digest-uri {:?} is not {digest_uri:?}", r.digest_uri));
         }
-        if !r.realm.is_empty() && r.realm != REALM {
-            return bad(format!("realm {:?} was not offered ({REALM:?})", r.realm));
+        let realm = self.service.server_name;
+        if !r.realm.is_empty() && r.realm != realm {
+            return bad(format!("realm {:?} was not offered ({realm:?})", r.realm));
         }
         let Some(password) = password_of(&r.username) else {
             return Err(SaslError::UnknownUser(r.username.clone()));
@@ -379,10 +411,32 @@ pub fn client_response(
     password: &str,
     cnonce: &str,
 ) -> Result<(Vec<u8>, String), String> {
+    client_response_for(Service::CLIENT_PORT, challenge, user, password, cnonce)
+}
+
+/// [`client_response`] under `service` (its digest-uri). Refuses a
+/// challenge that offers no qop `auth` or another algorithm than md5-sess,
+/// as Java's DIGEST-MD5 client does.
+pub fn client_response_for(
+    service: Service,
+    challenge: &[u8],
+    user: &str,
+    password: &str,
+    cnonce: &str,
+) -> Result<(Vec<u8>, String), String> {
     let pairs = parse_directives(challenge)?;
     let get = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned());
     let nonce = get("nonce").ok_or("challenge has no nonce")?;
     let realm = get("realm").unwrap_or_default();
+    if get("algorithm").as_deref() != Some("md5-sess") {
+        return Err("challenge has no algorithm=md5-sess".into());
+    }
+    if let Some(qop) = get("qop") {
+        if !qop.split(',').any(|q| q.trim() == "auth") {
+            return Err(format!("challenge offers qop {qop:?}, not auth"));
+        }
+    }
+    let digest_uri = service.digest_uri();
     let r = DigestResponse {
         username: user.into(),
         realm,
@@ -390,7 +444,7 @@ pub fn client_response(
         cnonce: cnonce.into(),
         nc: 1,
         qop: "auth".into(),
-        digest_uri: DIGEST_URI.into(),
+        digest_uri: digest_uri.clone(),
         response: String::new(),
         authzid: None,
         utf8: true,
@@ -399,13 +453,27 @@ pub fn client_response(
     let rspauth = response_value(&r, password, "");
     let quote = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
     let token = format!(
-        "charset=utf-8,username=\"{}\",realm=\"{}\",nonce=\"{}\",nc=00000001,cnonce=\"{}\",digest-uri=\"{DIGEST_URI}\",maxbuf=65536,response={response},qop=auth",
+        "charset=utf-8,username=\"{}\",realm=\"{}\",nonce=\"{}\",nc=00000001,cnonce=\"{}\",digest-uri=\"{digest_uri}\",maxbuf=65536,response={response},qop=auth",
         quote(user),
         quote(&r.realm),
         quote(&r.nonce),
         quote(cnonce)
     );
     Ok((token.into_bytes(), rspauth))
+}
+
+/// The client's last step: the server's `rspauth=...` token must carry
+/// `expected` (from [`client_response_for`]), which proves the server knows
+/// the password too.
+pub fn check_rspauth(token: &[u8], expected: &str) -> Result<(), String> {
+    let pairs = parse_directives(token)?;
+    let Some((_, got)) = pairs.iter().find(|(k, _)| k == "rspauth") else {
+        return Err("the server's last token has no rspauth".into());
+    };
+    if !constant_time_eq(got, expected.as_bytes()) {
+        return Err("the server's rspauth is wrong (it does not know this user's password)".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

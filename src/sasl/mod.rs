@@ -1,10 +1,13 @@
 //! SASL on the client port (op 102), as Apache's ZooKeeperSaslServer with
 //! the DigestLoginModule: DIGEST-MD5 (`digest_md5`) against the users of a
-//! JAAS file's server section (`jaas`). Sans-IO: the server reads the file
-//! and draws the nonces; see docs/security.md.
+//! JAAS file's server section (`jaas`). Between servers, quorum SASL
+//! (`quorum`): the same DIGEST-MD5 in Apache's QuorumAuthPacket exchange.
+//! Sans-IO: the server reads the file and draws the nonces; see
+//! docs/security.md.
 
 pub mod digest_md5;
 pub mod jaas;
+pub mod quorum;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -12,7 +12,9 @@
 //! Connection rules, as Apache's: the dialler sends the preamble; an acceptor
 //! whose sid is higher than the dialler's closes the connection and dials
 //! back, so only the higher sid keeps an outgoing connection; a newer
-//! connection for a sid replaces the older one. A connection that sends a bad
+//! connection for a sid replaces the older one. With quorum SASL the dialler
+//! authenticates right after its preamble and the acceptor checks it before
+//! the sids decide (Apache's order). A connection that sends a bad
 //! frame or a notification that does not decode is closed with a warning
 //! naming the peer; nothing a peer sends can stop the server.
 //!
@@ -21,7 +23,7 @@
 //! ```text
 //! ElectionPeers { my_sid, listen, peers }                 who we are, where everyone's election port is
 //! ElectionNet::start(peers) -> io::Result<ElectionNet>     bind + spawn the accept and dialler tasks
-//! ElectionNet::start_with_transport(peers, transport)     the same over quorum TLS (server::quorum_tls)
+//! ElectionNet::start_with_transport(peers, transport)     the same over quorum TLS / SASL (server::quorum_tls, quorum_sasl)
 //! net.send(to, notification)                               never blocks; newest-only per peer
 //! net.recv().await -> Result<(Sid, Notification), ElectionNetClosed>
 //! net.listen_addr(), net.connected_peers(), net.shutdown()
@@ -622,14 +624,27 @@ async fn handshake(shared: Rc<Shared>, stream: TcpStream) {
         Err(format!("no complete preamble within {PREAMBLE_READ_TIMEOUT_MS} ms"))
     })
     .await;
-    shared.handshakes_in_flight.set(shared.handshakes_in_flight.get().saturating_sub(1));
-    let (stream, preamble, rest) = match read {
+    let (mut stream, preamble, mut rest) = match read {
         Ok(done) => done,
         Err(reason) => {
+            shared.handshakes_in_flight.set(shared.handshakes_in_flight.get().saturating_sub(1));
             tracing::warn!(peer = ?peer_addr, %reason, "dropping election connection");
             return;
         }
     };
+    // Quorum SASL (server::quorum_sasl) comes after the preamble and before
+    // the sids decide, as in Apache: a dialler that will be dropped
+    // authenticates too. It has its own timeout.
+    if let Some(sasl) = transport.sasl() {
+        // The address only names the peer in messages; an unknown one must not skip the check.
+        let peer = stream.tcp().peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        if let Err(reason) = sasl.authenticate_peer(&mut stream, &mut rest, peer).await {
+            shared.handshakes_in_flight.set(shared.handshakes_in_flight.get().saturating_sub(1));
+            tracing::warn!(%peer, sid = preamble.sid, %reason, "dropping election connection: quorum SASL");
+            return;
+        }
+    }
+    shared.handshakes_in_flight.set(shared.handshakes_in_flight.get().saturating_sub(1));
     let mut sid = preamble.sid;
     match accepted_connection_verdict(shared.my_sid, sid) {
         ConnectionVerdict::Keep => {
@@ -793,7 +808,7 @@ async fn dial_loop(shared: Rc<Shared>, sid: Sid, addr: SocketAddr, wake: LocalRe
                     if failing {
                         tracing::debug!(sid, %addr, %reason, "election dial failed again");
                     } else {
-                        tracing::warn!(sid, %addr, %reason, "cannot reach this server's election port; retrying");
+                        tracing::warn!(sid, %addr, %reason, "cannot connect to this server's election port; retrying");
                     }
                     failing = true;
                 }
@@ -844,6 +859,11 @@ async fn dial_once(shared: &Rc<Shared>, sid: Sid, addr: SocketAddr) -> Result<Di
     let mut preamble = BytesMut::new();
     encode_preamble(&shared.our_preamble(), &mut preamble).map_err(|e| format!("our preamble: {e}"))?;
     stream.write_all(&preamble).await.map_err(|e| format!("sending the preamble: {e}"))?;
+    if let Some(sasl) = shared.transport.sasl() {
+        // Before the verdict: the peer authenticates us even if it is the
+        // one to keep the connection (it dials back only once we pass).
+        sasl.authenticate_to(&mut stream, addr).await?;
+    }
     match dialled_connection_verdict(shared.my_sid, sid) {
         ConnectionVerdict::Keep => {
             shared.install(sid, stream, BytesMut::new());

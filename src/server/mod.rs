@@ -28,6 +28,7 @@ pub mod prometheus;
 pub mod quorum_metrics;
 pub mod quorum_net;
 pub mod quorum_peer;
+pub mod quorum_sasl;
 pub mod quorum_tls;
 pub mod read_only;
 pub mod recovery;
@@ -217,7 +218,8 @@ pub fn load_sasl_credentials(config: &mut Config) -> Result<(), String> {
             .filter_map(|name| std::env::var(name).ok())
             .find_map(|flags| crate::sasl::jaas_path_from_jvm_flags(&flags));
     }
-    config.sasl.load_credentials()?;
+    // A file written for quorum SASL alone need not have a client section.
+    config.sasl.load_credentials(config.quorum_sasl.enable_sasl)?;
     if let Some(credentials) = &config.sasl.credentials {
         let users: Vec<&str> = credentials.user_names().collect();
         tracing::info!(jaas = config.sasl.jaas_path.as_deref().unwrap_or(""), section = %config.sasl.server_section, ?users, "SASL DIGEST-MD5 enabled");
@@ -244,6 +246,7 @@ pub fn run(mut config: Config, repair: bool) -> Result<(), StartError> {
     // Quorum TLS (server::quorum_tls): likewise, for an ensemble member.
     if config.quorum.is_some() {
         quorum_tls::QuorumTransport::load(&config.quorum_tls).map_err(StartError)?;
+        quorum_sasl::QuorumSasl::load(&config.quorum_sasl, config.sasl.jaas_path.as_deref()).map_err(StartError)?;
     }
     let secure_addr = match (&client_tls, config.client_tls.secure_client_port) {
         (Some(tls), Some(port)) => {

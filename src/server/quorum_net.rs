@@ -11,14 +11,14 @@
 //! ```text
 //! // Learner side (one glommio executor; the link is !Send)
 //! LeaderLink::connect(addr, timeout).await -> io::Result<LeaderLink>  // one attempt; retries are the caller's
-//! LeaderLink::connect_with(addr, timeout, &transport).await             // the same over quorum TLS (server::quorum_tls)
+//! LeaderLink::connect_with(addr, timeout, &transport).await             // the same over quorum TLS / SASL (server::quorum_tls, quorum_sasl)
 //! link.send(ToLeader) -> Result<(), LinkError>        // queued; Err once the link has failed
 //! link.recv().await  -> Result<FromLeader, LinkError> // FromLeader::Packet(ToLearner) | ::Snapshot{zxid, tree, sessions}
 //! link.close(); link.peer(); link.stats()
 //!
 //! // Leader side
 //! LearnerListener::bind(addr) -> io::Result<LearnerListener>; .local_addr(); .accept().await -> io::Result<LearnerLink>
-//! LearnerListener::bind_with(addr, transport)   // quorum TLS: handshakes run in their own tasks, accept() gets the ready links
+//! LearnerListener::bind_with(addr, transport)   // quorum TLS / SASL: handshakes run in their own tasks, accept() gets the ready links
 //! link.send(ToLearner) -> Result<(), LinkError>
 //! link.send_snapshot(zxid, tree, sessions) -> Result<(), LinkError>  // SNAP, then the stream, in order with send()
 //! link.send_logged_txns(produce) -> Result<(), LinkError>  // a DIFF's logged txns, made on a thread, in order
@@ -699,10 +699,15 @@ impl LeaderLink {
         transport: &QuorumTransport,
     ) -> io::Result<LeaderLink> {
         let tcp = TcpStream::connect_timeout(addr, timeout).await?;
-        let stream = transport
+        let mut stream = transport
             .dial(tcp, addr)
             .await
             .map_err(|e| io::Error::new(e.kind(), format!("TLS handshake with the leader failed: {e}")))?;
+        if let Some(sasl) = transport.sasl() {
+            sasl.authenticate_to(&mut stream, addr)
+                .await
+                .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
+        }
         let core = LinkCore::start(stream, learner_reader)?;
         Ok(LeaderLink { core })
     }
@@ -818,15 +823,20 @@ pub struct LearnerListener {
 pub const TLS_HANDSHAKES_IN_FLIGHT_MAX: usize = 32;
 
 struct SecuredAccepts {
-    ready: LocalReceiver<QuorumStream>,
+    /// A ready connection and the bytes the quorum SASL exchange read past its end.
+    ready: LocalReceiver<(QuorumStream, BytesMut)>,
     /// Cancelled with the listener (a glommio task dropped is cancelled).
     _acceptor: glommio::Task<()>,
 }
 
-/// Accepts learner connections and hands each to its own handshake task;
-/// the ones that pass go to `ready`. A failed handshake is logged naming
-/// the peer and costs nothing else.
-async fn secure_accept_loop(listener: Rc<TcpListener>, transport: QuorumTransport, ready: LocalSender<QuorumStream>) {
+/// Accepts learner connections and hands each to its own handshake task
+/// (TLS, then quorum SASL); the ones that pass go to `ready`. A failed
+/// handshake is logged naming the peer and costs nothing else.
+async fn secure_accept_loop(
+    listener: Rc<TcpListener>,
+    transport: QuorumTransport,
+    ready: LocalSender<(QuorumStream, BytesMut)>,
+) {
     let ready = Rc::new(ready);
     let in_flight = Rc::new(Cell::new(0usize));
     loop {
@@ -850,16 +860,27 @@ async fn secure_accept_loop(listener: Rc<TcpListener>, transport: QuorumTranspor
         in_flight.set(in_flight.get() + 1);
         let (transport, ready, in_flight) = (transport.clone(), ready.clone(), in_flight.clone());
         glommio::spawn_local(async move {
-            let secured = transport.accept(tcp).await;
+            let secured = match transport.accept(tcp).await {
+                Ok(stream) => Ok(stream),
+                Err(e) => Err(format!("quorum TLS handshake failed: {e}")),
+            };
+            let authenticated = match (secured, transport.sasl()) {
+                (Ok(mut stream), Some(sasl)) => {
+                    let mut pending = BytesMut::new();
+                    // The address only names the peer in messages.
+                    let addr = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+                    sasl.authenticate_peer(&mut stream, &mut pending, addr).await.map(|_| (stream, pending))
+                }
+                (Ok(stream), None) => Ok((stream, BytesMut::new())),
+                (Err(e), _) => Err(e),
+            };
             in_flight.set(in_flight.get().saturating_sub(1));
-            match secured {
-                Ok(stream) => {
-                    // Fails only once the listener is gone: the stream is dropped.
-                    let _ = ready.send(stream).await;
+            match authenticated {
+                // Fails only once the listener is gone: the stream is dropped.
+                Ok(ready_link) => {
+                    let _ = ready.send(ready_link).await;
                 }
-                Err(e) => {
-                    tracing::warn!(?peer, error = %e, "refused a learner connection: quorum TLS handshake failed")
-                }
+                Err(reason) => tracing::warn!(?peer, %reason, "refused a learner connection"),
             }
         })
         .detach();
@@ -905,15 +926,17 @@ impl LearnerListener {
     /// (or one connection that died before it was set up); the listener
     /// keeps working.
     pub async fn accept(&self) -> io::Result<LearnerLink> {
-        let stream = match &self.secured {
-            None => QuorumStream::Plain(self.listener.accept().await?),
+        let (stream, already_read) = match &self.secured {
+            None => (QuorumStream::Plain(self.listener.accept().await?), BytesMut::new()),
             Some(secured) => secured
                 .ready
                 .recv()
                 .await
                 .ok_or_else(|| io::Error::new(io::ErrorKind::BrokenPipe, "the quorum TLS acceptor stopped"))?,
         };
-        let core = LinkCore::start(stream, leader_reader)?;
+        let core = LinkCore::start(stream, move |shared, reader, incoming| {
+            leader_reader(shared, reader, incoming, already_read)
+        })?;
         Ok(LearnerLink { core, established_ms: crate::server::wall_clock_ms() })
     }
 }
@@ -1000,8 +1023,14 @@ impl LearnerLink {
     }
 }
 
-async fn leader_reader(shared: Rc<Shared>, mut reader: ReadHalf<QuorumStream>, incoming: LocalSender<ToLeader>) {
-    let failure = leader_read_loop(&shared, &mut reader, &incoming).await;
+/// `already_read`: the learner's first bytes, read during quorum SASL.
+async fn leader_reader(
+    shared: Rc<Shared>,
+    mut reader: ReadHalf<QuorumStream>,
+    incoming: LocalSender<ToLeader>,
+    already_read: BytesMut,
+) {
+    let failure = leader_read_loop(&shared, &mut reader, &incoming, already_read).await;
     reader_done(&shared, reader, incoming, failure);
 }
 
@@ -1009,8 +1038,10 @@ async fn leader_read_loop(
     shared: &Shared,
     reader: &mut ReadHalf<QuorumStream>,
     incoming: &LocalSender<ToLeader>,
+    already_read: BytesMut,
 ) -> LinkFailure {
     let mut decoder = PacketDecoder::new();
+    decoder.feed(&already_read);
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
     loop {
         loop {

@@ -44,6 +44,7 @@ use crate::server::disk_log;
 use crate::server::election_net::{self, AdvertisedEpoch, ElectionNet, ElectionPeers};
 use crate::server::messages::*;
 use crate::server::quorum_net::{FromLeader, LeaderLink, LearnerLink, LearnerListener, LinkStats};
+use crate::server::quorum_sasl::QuorumSasl;
 use crate::server::quorum_tls::QuorumTransport;
 use crate::server::recovery;
 use crate::server::stats::ServerMode;
@@ -272,6 +273,14 @@ impl CommitShard {
                 std::process::exit(1);
             }
         };
+        // Likewise the JAAS file for quorum SASL.
+        match QuorumSasl::load(&self.config.quorum_sasl, self.config.sasl.jaas_path.as_deref()) {
+            Ok(sasl) => members.transport = members.transport.clone().with_sasl(sasl),
+            Err(e) => {
+                tracing::error!("cannot set up quorum SASL: {e}");
+                std::process::exit(1);
+            }
+        }
         tracing::debug!(sid = members.ensemble.my_sid, "starting the election port");
         let peers = ElectionPeers {
             my_sid: members.ensemble.my_sid,

@@ -45,6 +45,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 
 use crate::config::{ClientAuth, QuorumTlsConfig};
+use crate::server::quorum_sasl::QuorumSasl;
 use crate::server::tls::{
     crypto_provider, load_key_store, load_trust_store, protocol_versions, TlsStream, TLS_HANDSHAKE_RECORD_TYPE,
 };
@@ -70,6 +71,9 @@ pub struct QuorumTransport {
     dial_tls: bool,
     /// `portUnification`: accept plaintext beside TLS.
     accept_plain_too: bool,
+    /// Quorum SASL (`quorum.auth.*`, server::quorum_sasl), run by the
+    /// election and quorum code after the TLS handshake.
+    sasl: Option<Arc<QuorumSasl>>,
 }
 
 impl std::fmt::Debug for QuorumTransport {
@@ -78,6 +82,7 @@ impl std::fmt::Debug for QuorumTransport {
             .field("tls_loaded", &self.tls.is_some())
             .field("dial_tls", &self.dial_tls)
             .field("accept_plain_too", &self.accept_plain_too)
+            .field("sasl", &self.sasl.is_some())
             .finish()
     }
 }
@@ -157,13 +162,25 @@ impl QuorumTransport {
             tls: Some(Arc::new(tls)),
             dial_tls: cfg.ssl_quorum,
             accept_plain_too: cfg.port_unification,
+            sasl: None,
         })
     }
 
+    /// The same transport with quorum SASL on every connection (or none).
+    pub fn with_sasl(mut self, sasl: Option<Arc<QuorumSasl>>) -> QuorumTransport {
+        self.sasl = sasl;
+        self
+    }
+
+    /// Quorum SASL, when `quorum.auth.enableSasl` is on.
+    pub fn sasl(&self) -> Option<&QuorumSasl> {
+        self.sasl.as_deref()
+    }
+
     /// Whether a listener must look at (or handshake on) a connection
-    /// before the protocol reads it.
+    /// before the protocol reads it: TLS or quorum SASL.
     pub fn accepts_only_plaintext(&self) -> bool {
-        self.tls.is_none()
+        self.tls.is_none() && self.sasl.is_none()
     }
 
     /// Makes a freshly connected socket to `peer` ready for the protocol:
