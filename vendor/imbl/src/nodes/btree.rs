@@ -59,7 +59,9 @@ impl<K: Ord + std::fmt::Debug, V: std::fmt::Debug> Leaf<K, V> {
     #[cfg(any(test, fuzzing))]
     pub(crate) fn check_sane(&self, is_root: bool) -> usize {
         assert!(self.keys.windows(2).all(|w| w[0].0 < w[1].0));
-        assert!(self.keys.len() >= if is_root { 0 } else { THIRD });
+        // zoocore patch: a split may leave a right leaf of one key (see
+        // `split_leaf_insert`); only a removal rebalances a leaf below THIRD.
+        assert!(self.keys.len() >= if is_root { 0 } else { 1 });
         self.keys.len()
     }
 }
@@ -324,7 +326,8 @@ impl<K, V, P: SharedPointerKind> Branch<K, V, P> {
 /// Invariants:
 /// * keys are ordered and unique
 /// * leaf is the lowest level in the tree (level 0)
-/// * non-root leaves must have at least THIRD keys
+/// * non-root leaves are not empty; a removal that leaves fewer than THIRD
+///   keys rebalances (zoocore patch: a split may make a smaller one)
 #[derive(Debug)]
 pub(crate) struct Leaf<K, V> {
     keys: Chunk<(K, V), NODE_SIZE>,
@@ -665,11 +668,19 @@ impl<K: Ord + Clone, V: Clone> Leaf<K, V> {
         key: K,
         value: V,
     ) -> InsertAction<K, V, P> {
-        let mut right_keys = self.keys.split_off(MEDIAN);
-        if i < MEDIAN {
+        // zoocore patch: a key landing past the middle of the full leaf
+        // starts the new right leaf, and every key before it stays left
+        // (up to a full leaf), instead of a split at the median. Keys that
+        // arrive in ascending runs (each just after the one before, as
+        // sequential and counter-named children do) then leave full leaves
+        // behind rather than half-full ones; random keys leave them a
+        // little emptier (~9.9 of 16 instead of ~11.3).
+        let at = if i > MEDIAN { i } else { MEDIAN };
+        let mut right_keys = self.keys.split_off(at);
+        if i < at {
             self.keys.insert(i, (key, value));
         } else {
-            right_keys.insert(i - MEDIAN, (key, value));
+            right_keys.insert(i - at, (key, value));
         }
         InsertAction::Split(
             right_keys.first().unwrap().0.clone(),
