@@ -15,11 +15,11 @@
 //! same pointers (replaced together with the node). Per znode, 64-bit, for
 //! a fresh 100-byte leaf such as `zoocore-bench memory` makes:
 //! * the set slot: the 8-byte pointer in a B-tree leaf of 16 slots (a leaf
-//!   is 168 bytes with its chunk indices, Arc and malloc headers); the
-//!   vendored `imbl` splits a full leaf at a new key past its middle, so
-//!   ascending runs of keys leave full leaves: ~19 B with the inner nodes
-//!   for the memory test's names, ~21 B for random ones (a tree loaded from
-//!   a snapshot is built bottom-up with full leaves, ~12 B);
+//!   is 176 bytes with its chunk indices, Arc and malloc headers); the
+//!   vendored `imbl` splits a full leaf where an ascending run of keys
+//!   reaches it, else at the median, so runs leave full leaves: ~19 B with
+//!   the inner nodes, for the memory test's names and random ones alike (a
+//!   tree loaded from a snapshot is built bottom-up with full leaves, ~12 B);
 //! * the allocation's fixed part, 24 B: reference count 4, slice length 4,
 //!   the shared part pointer 8 (an interned ACL list; see `NodeShared`),
 //!   the node's digest 4, the path length 4;
