@@ -100,7 +100,7 @@ def main():
         z = mem.get("zookeeper")
         ratio = f"; Apache {z['overhead_per_znode']:.0f} B" if z else ""
         w(f"| ≤ {OVERHEAD_PER_ZNODE_MAX_B} B overhead per znode at 1M | {o:.0f} B{ratio} | "
-          f"{verdict(o <= OVERHEAD_PER_ZNODE_MAX_B)} (not this branch's part: the tree layout) |")
+          f"{verdict(o <= OVERHEAD_PER_ZNODE_MAX_B)} (cost per field: docs/architecture.md) |")
     for shape in ("shared", "distinct"):
         r = watch.get(("zoocore", shape))
         if r:

@@ -11,16 +11,18 @@
 //! ordered by (parent, name) so that a node's children are one contiguous
 //! range; there is no per-node child set, and each path is stored once.
 //! Each node is one heap allocation behind an 8-byte pointer
-//! (`triomphe::ThinArc`); the ephemeral and container/TTL indexes hold the
+//! (`thin_arc::ThinArc`); the ephemeral and container/TTL indexes hold the
 //! same pointers (replaced together with the node). Per znode, 64-bit, for
 //! a fresh 100-byte leaf such as `zoocore-bench memory` makes:
 //! * the set slot: the 8-byte pointer in a B-tree leaf of 16 slots (a leaf
-//!   is 168 bytes with its chunk indices, Arc and malloc headers); `imbl`
-//!   splits leaves at the median, so ~25 B with the inner nodes (a tree
-//!   loaded from a snapshot is built bottom-up with full leaves, ~12 B);
-//! * the allocation's fixed part, 32 B: reference count 8, the shared part
-//!   pointer 8 (an interned ACL list; see `NodeShared`), the node's digest
-//!   4, the path length 4, the slice length 8;
+//!   is 176 bytes with its chunk indices, Arc and malloc headers); the
+//!   vendored `imbl` splits a full leaf where an ascending run of keys
+//!   reaches it, else at the median, so runs leave full leaves: ~19 B with
+//!   the inner nodes, for the memory test's names and random ones alike (a
+//!   tree loaded from a snapshot is built bottom-up with full leaves, ~12 B);
+//! * the allocation's fixed part, 24 B: reference count 4, slice length 4,
+//!   the shared part pointer 8 (an interned ACL list; see `NodeShared`),
+//!   the node's digest 4, the path length 4;
 //! * the path's bytes and the value's bytes (up to `INLINE_DATA_MAX_BYTES`
 //!   inline; a larger value is a `Bytes` of its own in the shared part);
 //! * the stat, packed: 3 control bytes (flags, stat length), then varints:
@@ -29,7 +31,7 @@
 //!   when not 0 — 14 B for a fresh leaf, ~20 B after a few setData;
 //! * malloc's 8-byte header and rounding to 16 (0-15 B, ~8 B on average).
 //!
-//! So about **90 B + path + data** on the heap, measured by
+//! So about **68 B + path + data** on the heap, measured by
 //! `tests::measure_heap_per_znode` (per field: docs/architecture.md; the
 //! raw stat alone would be 68 B, the previous layout cost ~250 B). The price: a write copies the node
 //! (path, stat and inline value) instead of patching it in place, and a
@@ -60,6 +62,7 @@ mod path;
 mod quota;
 #[cfg(test)]
 mod tests;
+mod thin_arc;
 
 use std::sync::Arc;
 

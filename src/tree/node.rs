@@ -1,6 +1,6 @@
 //! One znode as one heap allocation: a thin (8-byte) reference-counted
-//! pointer to `[count | header | length | path | flags | packed stat | data]`
-//! (`triomphe::ThinArc`). The tree's ordered set holds these pointers and
+//! pointer to `[count | length | header | path | flags | packed stat | data]`
+//! (`super::thin_arc::ThinArc`, 32-bit count and length). The tree's ordered set holds these pointers and
 //! compares them by the path inside, so the path, the stat, a small value
 //! and the node's cached digest share one allocation and one malloc header,
 //! and a published version shares the node with every later version until
@@ -12,9 +12,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use triomphe::ThinArc;
 
 use super::path::TreePath;
+use super::thin_arc::ThinArc;
 use super::{NodeKind, StoredStat};
 use crate::proto::{Acl, Stat};
 
@@ -84,7 +84,7 @@ pub(crate) enum NewData<'a> {
 /// One znode. Immutable: the tree replaces it on change. Ordered (and
 /// compared) by its path in the tree's (parent, name) order.
 #[derive(Clone)]
-pub struct Node(ThinArc<Header, u8>);
+pub struct Node(ThinArc<Header>);
 
 impl Node {
     /// A node with `acl`'s ACL (an interned list from `AclCache`, or any
@@ -134,11 +134,11 @@ impl Node {
         let mut stack = [0u8; STAGING_BYTES];
         if let Some(bytes) = stack.get_mut(..len) {
             fill(bytes);
-            return Node(ThinArc::from_header_and_slice(header, bytes));
+            return Node(ThinArc::new(header, bytes));
         }
         let mut bytes = vec![0u8; len];
         fill(&mut bytes);
-        Node(ThinArc::from_header_and_slice(header, &bytes))
+        Node(ThinArc::new(header, &bytes))
     }
 
     /// This node with its stat (and its ACL, when `acl` is given) and
@@ -167,11 +167,11 @@ impl Node {
     }
 
     fn header(&self) -> &Header {
-        &self.0.header.header
+        self.0.header()
     }
 
     fn slice(&self) -> &[u8] {
-        &self.0.slice
+        self.0.bytes()
     }
 
     pub fn path(&self) -> &str {
@@ -305,7 +305,7 @@ impl Node {
     /// not counted), for tests and the layout's cost per field.
     #[cfg(test)]
     pub(crate) fn allocation_bytes(&self) -> usize {
-        2 * std::mem::size_of::<usize>() + std::mem::size_of::<Header>() + self.slice().len()
+        self.0.allocation_bytes()
     }
 }
 
@@ -514,10 +514,10 @@ mod tests {
         };
         let acl = Arc::new(NodeShared { acl: Arc::from(open_acl_unsafe()), large_data: None });
         let node = Node::build("/mem/123456", NewData::Copy(&[7; 100]), &acl, &stat, 9);
-        // count 8 + header 16 + length 8, then the path (11), control bytes
+        // count 4 + length 4 + header 16, then the path (11), control bytes
         // (3), czxid (5) and ctime (6) varints, and the value (100).
         assert_eq!(std::mem::size_of::<Header>(), 16);
-        assert_eq!(node.allocation_bytes(), 32 + 11 + 3 + 11 + 100);
+        assert_eq!(node.allocation_bytes(), 24 + 11 + 3 + 11 + 100);
         assert!(Arc::ptr_eq(node.shared(), &acl));
     }
 }

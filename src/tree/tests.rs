@@ -1225,3 +1225,83 @@ proptest! {
         prop_assert_eq!((again.count(), again.bytes()), (stats.count(), stats.bytes()));
     }
 }
+
+/// One step on the node set's B-tree (`imbl::OrdSet`, vendored with a leaf
+/// split that keeps ascending runs together) and on `BTreeSet`.
+#[derive(Debug, Clone)]
+enum SetStep {
+    Insert(u16),
+    Remove(u16),
+    /// `len` ascending keys from `start`, `stride` apart: the appending
+    /// pattern the split is for (sequential children, counter names).
+    Run {
+        start: u16,
+        len: u8,
+        stride: u8,
+    },
+    /// Remove `len` keys from `start` on, as a bulk delete does.
+    RemoveRun {
+        start: u16,
+        len: u8,
+    },
+    /// Keep a clone of the set as it is now (a published version).
+    Publish,
+}
+
+fn set_step() -> impl Strategy<Value = SetStep> {
+    prop_oneof![
+        4 => any::<u16>().prop_map(SetStep::Insert),
+        2 => any::<u16>().prop_map(SetStep::Remove),
+        3 => (any::<u16>(), any::<u8>(), 1u8..4).prop_map(|(start, len, stride)| SetStep::Run { start, len, stride }),
+        1 => (any::<u16>(), any::<u8>()).prop_map(|(start, len)| SetStep::RemoveRun { start, len }),
+        1 => Just(SetStep::Publish),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The B-tree with its patched split holds what a `BTreeSet` fed the
+    /// same inserts and removals holds, in order, with the same ranges and
+    /// lookups, and every published clone keeps what it held then.
+    #[test]
+    fn node_set_btree_matches_btreeset(steps in proptest::collection::vec(set_step(), 1..80)) {
+        use std::collections::BTreeSet;
+        let mut set: imbl::OrdSet<u16> = imbl::OrdSet::new();
+        let mut model: BTreeSet<u16> = BTreeSet::new();
+        let mut published: Vec<(imbl::OrdSet<u16>, BTreeSet<u16>)> = Vec::new();
+        for step in steps {
+            match step {
+                SetStep::Insert(k) => {
+                    prop_assert_eq!(set.insert(k).is_none(), model.insert(k));
+                }
+                SetStep::Remove(k) => {
+                    prop_assert_eq!(set.remove(&k).is_some(), model.remove(&k));
+                }
+                SetStep::Run { start, len, stride } => {
+                    for j in 0..len as u16 {
+                        let k = start.wrapping_add(j.wrapping_mul(stride as u16));
+                        prop_assert_eq!(set.insert(k).is_none(), model.insert(k));
+                    }
+                }
+                SetStep::RemoveRun { start, len } => {
+                    for k in (start..=u16::MAX).take(len as usize) {
+                        prop_assert_eq!(set.remove(&k).is_some(), model.remove(&k));
+                    }
+                }
+                SetStep::Publish => published.push((set.clone(), model.clone())),
+            }
+            prop_assert_eq!(set.len(), model.len());
+        }
+        prop_assert!(set.iter().eq(model.iter()));
+        prop_assert!(set.iter().rev().eq(model.iter().rev()));
+        for probe in [0u16, 1, 1000, 30_000, 65_535] {
+            prop_assert!(set.range(probe..).eq(model.range(probe..)));
+            prop_assert!(set.range(..probe).rev().eq(model.range(..probe).rev()));
+            prop_assert_eq!(set.contains(&probe), model.contains(&probe));
+        }
+        for (old, old_model) in &published {
+            prop_assert!(old.iter().eq(old_model.iter()));
+        }
+    }
+}

@@ -59,7 +59,9 @@ impl<K: Ord + std::fmt::Debug, V: std::fmt::Debug> Leaf<K, V> {
     #[cfg(any(test, fuzzing))]
     pub(crate) fn check_sane(&self, is_root: bool) -> usize {
         assert!(self.keys.windows(2).all(|w| w[0].0 < w[1].0));
-        assert!(self.keys.len() >= if is_root { 0 } else { THIRD });
+        // zoocore patch: a split may leave a right leaf of one key (see
+        // `split_leaf_insert`); only a removal rebalances a leaf below THIRD.
+        assert!(self.keys.len() >= if is_root { 0 } else { 1 });
         self.keys.len()
     }
 }
@@ -78,6 +80,7 @@ impl<K, V, P: SharedPointerKind> Node<K, V, P> {
     pub(crate) fn unit(key: K, value: V) -> Self {
         Node::Leaf(SharedPointer::new(Leaf {
             keys: Chunk::unit((key, value)),
+            last_insert: 0,
         }))
     }
 
@@ -123,7 +126,7 @@ impl<K: Clone, V, P: SharedPointerKind> Node<K, V, P> {
             }
             let Some((first, _)) = keys.first() else { break };
             let first = first.clone();
-            level.push((first, Node::Leaf(SharedPointer::new(Leaf { keys }))));
+            level.push((first, Node::Leaf(SharedPointer::new(Leaf { keys, last_insert: NO_INSERT }))));
         }
         let mut height = 0;
         while level.len() > 1 {
@@ -324,11 +327,21 @@ impl<K, V, P: SharedPointerKind> Branch<K, V, P> {
 /// Invariants:
 /// * keys are ordered and unique
 /// * leaf is the lowest level in the tree (level 0)
-/// * non-root leaves must have at least THIRD keys
+/// * non-root leaves are not empty; a removal that leaves fewer than THIRD
+///   keys rebalances (zoocore patch: a split may make a smaller one)
 #[derive(Debug)]
 pub(crate) struct Leaf<K, V> {
     keys: Chunk<(K, V), NODE_SIZE>,
+    /// zoocore patch: the index the last insert into this leaf put its key
+    /// at (`NO_INSERT` after a removal), so that a split can tell an
+    /// ascending run of keys from other inserts. Only a hint for the
+    /// split: the leaf's contents never depend on it. It fits in the
+    /// padding malloc rounds the leaf up to anyway.
+    last_insert: u8,
 }
+
+/// `Leaf::last_insert` when no insert since the leaf last lost a key.
+const NO_INSERT: u8 = u8::MAX;
 
 impl<K: Ord + Clone, V: Clone, P: SharedPointerKind> Node<K, V, P> {
     /// Removes a key from the node or its children.
@@ -377,6 +390,7 @@ impl<K: Ord + Clone, V: Clone> Leaf<K, V> {
     {
         if let Ok(i) = slice_ext::binary_search_by(&self.keys, |(k, _)| key.compare(k).reverse()) {
             *removed = Some(self.keys.remove(i));
+            self.last_insert = NO_INSERT;
         }
         // Underflow if the leaf is < 1/3 full. This relaxed underflow (vs. 1/2 full) is
         // useful to prevent degenerate cases where a random insert/remove workload will
@@ -461,6 +475,7 @@ impl<K: Ord + Clone, V: Clone, P: SharedPointerKind> Branch<K, V, P> {
             let right = SharedPointer::make_mut(right);
             let (left, right) = (&**left, right);
             right.keys.insert_from(0, left.keys.iter().cloned());
+            right.last_insert = NO_INSERT; // zoocore patch: its indices moved
         }
         keys.remove(left_idx);
         children.remove(left_idx + (keep_left as usize));
@@ -490,6 +505,8 @@ impl<K: Ord + Clone, V: Clone, P: SharedPointerKind> Branch<K, V, P> {
         } else {
             left.keys.drain_from_front(&mut right.keys, num_to_move);
         }
+        // zoocore patch: their indices moved.
+        (left.last_insert, right.last_insert) = (NO_INSERT, NO_INSERT);
         keys[left_idx] = right.keys.first().unwrap().0.clone();
         debug_assert_ne!(left.keys.len(), 0);
         debug_assert_ne!(right.keys.len(), 0);
@@ -606,6 +623,7 @@ impl<K: Ord + Clone, V: Clone> Leaf<K, V> {
             Err(i) if self.keys.len() >= NODE_SIZE => self.split_leaf_insert(i, key, value),
             Err(i) => {
                 self.keys.insert(i, (key, value));
+                self.last_insert = i as u8;
                 InsertAction::Inserted
             }
         }
@@ -665,15 +683,31 @@ impl<K: Ord + Clone, V: Clone> Leaf<K, V> {
         key: K,
         value: V,
     ) -> InsertAction<K, V, P> {
-        let mut right_keys = self.keys.split_off(MEDIAN);
-        if i < MEDIAN {
+        // zoocore patch: a key that lands right after the one inserted
+        // last, past the middle of the full leaf, is an ascending run (as
+        // sequential and counter-named children are): it starts the new
+        // right leaf and every key before it stays left, so runs leave
+        // full leaves behind instead of half-full ones. Other inserts
+        // split at the median as before (random keys would leave emptier
+        // leaves if split where they land).
+        let run = self.last_insert as usize + 1 == i;
+        let at = if run && i > MEDIAN { i } else { MEDIAN };
+        let mut right_keys = self.keys.split_off(at);
+        let right_last_insert = if i < at {
             self.keys.insert(i, (key, value));
+            self.last_insert = i as u8;
+            NO_INSERT
         } else {
-            right_keys.insert(i - MEDIAN, (key, value));
-        }
+            right_keys.insert(i - at, (key, value));
+            self.last_insert = NO_INSERT;
+            (i - at) as u8
+        };
         InsertAction::Split(
             right_keys.first().unwrap().0.clone(),
-            Node::Leaf(SharedPointer::new(Leaf { keys: right_keys })),
+            Node::Leaf(SharedPointer::new(Leaf {
+                keys: right_keys,
+                last_insert: right_last_insert,
+            })),
         )
     }
 }
@@ -817,6 +851,7 @@ impl<K: Clone, V: Clone> Clone for Leaf<K, V> {
     fn clone(&self) -> Self {
         Self {
             keys: self.keys.clone(),
+            last_insert: self.last_insert,
         }
     }
 }
@@ -861,7 +896,7 @@ pub(crate) enum InsertAction<K, V, P: SharedPointerKind> {
 
 impl<K, V, P: SharedPointerKind> Default for Node<K, V, P> {
     fn default() -> Self {
-        Node::Leaf(SharedPointer::new(Leaf { keys: Chunk::new() }))
+        Node::Leaf(SharedPointer::new(Leaf { keys: Chunk::new(), last_insert: NO_INSERT }))
     }
 }
 
