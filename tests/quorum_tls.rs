@@ -533,41 +533,9 @@ fn mid_rolling_upgrade_tls_and_plaintext_members_form_one_ensemble_through_port_
     }
 }
 
-/// Runs one ensemble member on `quorum_lines` and returns its stderr; it
-/// must exit by itself, unsuccessfully, before serving.
+/// One ensemble member on `quorum_lines`: its stderr once it refused to start.
 fn start_refused(pki: &QuorumPki, quorum_lines: &str) -> String {
-    let dir = pki.dir.join("refused");
-    let data = dir.join("data");
-    apache::write_myid(&data, 1);
-    let ports: Vec<u16> = (0..5).map(|_| common::ports::unused_port()).collect();
-    let cfg = format!(
-        "tickTime={TICK_MS}\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
-         server.1=127.0.0.1:{}:{}\nserver.2=127.0.0.1:{}:{}\n{quorum_lines}",
-        data.display(),
-        ports[0],
-        ports[1],
-        ports[2],
-        ports[3],
-        ports[4]
-    );
-    std::fs::write(dir.join("zoo.cfg"), cfg).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_zoocore"))
-        .args(["server", "--config"])
-        .arg(dir.join("zoo.cfg"))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let exited = wait_until(Duration::from_secs(10), || matches!(child.try_wait(), Ok(Some(_))));
-    if !exited {
-        let _ = child.kill();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(exited, "zoocore must refuse to start on these quorum TLS settings, not run");
-    assert!(!out.status.success(), "a refused start exits non-zero");
-    let _ = std::fs::remove_dir_all(&dir);
-    strip_ansi(&String::from_utf8_lossy(&out.stderr))
+    common::ensemble::start_refused_member(&pki.dir.join("refused"), TICK_MS, quorum_lines, "quorum TLS")
 }
 
 #[test]

@@ -207,3 +207,41 @@ impl Drop for Ensemble {
         }
     }
 }
+
+/// Runs one two-server ensemble member (sid 1) in `dir` on `lines` added
+/// to its zoo.cfg and returns its stderr: it must exit by itself,
+/// unsuccessfully, before serving (a start-up refusal; `what` names the
+/// settings in the failure message).
+pub fn start_refused_member(dir: &std::path::Path, tick_ms: u32, lines: &str, what: &str) -> String {
+    let data = dir.join("data");
+    super::apache::write_myid(&data, 1);
+    let ports: Vec<u16> = (0..5).map(|_| super::ports::unused_port()).collect();
+    let cfg = format!(
+        "tickTime={tick_ms}\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
+         server.1=127.0.0.1:{}:{}\nserver.2=127.0.0.1:{}:{}\n{lines}",
+        data.display(),
+        ports[0],
+        ports[1],
+        ports[2],
+        ports[3],
+        ports[4]
+    );
+    std::fs::write(dir.join("zoo.cfg"), cfg).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zoocore"))
+        .args(["server", "--config"])
+        .arg(dir.join("zoo.cfg"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = super::wait_until(Duration::from_secs(10), || matches!(child.try_wait(), Ok(Some(_))));
+    if !exited {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(exited, "zoocore must refuse to start on these {what} settings, not run");
+    assert!(!out.status.success(), "a refused start exits non-zero");
+    let _ = std::fs::remove_dir_all(dir);
+    super::strip_ansi(&String::from_utf8_lossy(&out.stderr))
+}
