@@ -1659,6 +1659,85 @@ mod tests {
         assert!(!text.contains("/watch-run/s9/"));
     }
 
+    /// Heap bytes per watch at scale, both shapes of the `watches` rows of
+    /// docs/benchmarks/scale.md (1,000 sessions; shared: every session on
+    /// the same paths; distinct: every (session, path) a path of its own,
+    /// `/watch-<run>/s<session>/p<i>` as `zoocore-bench watches --distinct`
+    /// makes them). Counts malloc's in-use bytes (small and mmapped) and
+    /// the process's resident growth. Run with
+    /// `cargo test --release --lib watch::tests::measure_heap_per_watch -- --ignored --nocapture`
+    /// (`WATCH_MEASURE_PER_SESSION=10000` for 10M watches).
+    #[test]
+    #[ignore = "a memory measurement run by hand, not a test"]
+    fn measure_heap_per_watch() {
+        const SESSIONS: SessionId = 1_000;
+        let per_session: usize =
+            std::env::var("WATCH_MEASURE_PER_SESSION").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000);
+        let heap = || {
+            let info = unsafe { libc::mallinfo2() };
+            (info.uordblks + info.hblkhd) as f64
+        };
+        let rss = || {
+            let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+            let pages: f64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            pages * 4096.0
+        };
+        for distinct in [false, true] {
+            let (heap_before, rss_before) = (heap(), rss());
+            let mut w = WatchRegistry::with_hash_seed(11);
+            let mut path = String::new();
+            let mut slowest_add = std::time::Duration::ZERO;
+            for s in 1..=SESSIONS {
+                for i in 0..per_session {
+                    path.clear();
+                    if distinct {
+                        let _ = write!(path, "/watch-1764650000-12345/s{s}/p{i}");
+                    } else {
+                        let _ = write!(path, "/watch-1764650000-12345/p{i}");
+                    }
+                    let started = std::time::Instant::now();
+                    w.add_data_watch(s, &path);
+                    slowest_add = slowest_add.max(started.elapsed());
+                }
+            }
+            let watches = SESSIONS as f64 * per_session as f64;
+            assert_eq!(w.data_watch_count() as f64, watches);
+            let per_watch = (heap() - heap_before) / watches;
+            let rss_per_watch = (rss() - rss_before) / watches;
+            let conn_list: usize =
+                w.conns.iter().flatten().map(|c| c.paths.capacity() * std::mem::size_of::<NodeId>()).sum();
+            let crowds: usize = w
+                .crowds
+                .slab
+                .iter()
+                .flatten()
+                .map(|c| match &c.set {
+                    CrowdSet::Small(v) => v.capacity() * 4,
+                    CrowdSet::Large(t) => t.allocation_size(),
+                })
+                .sum::<usize>()
+                + w.crowds.slab.capacity() * std::mem::size_of::<Option<Crowd>>();
+            let parts = [
+                ("nodes", w.nodes.capacity() * std::mem::size_of::<Node>()),
+                ("names", w.names.bytes.capacity()),
+                ("node_index", w.node_index.allocation_size()),
+                ("crowds", crowds),
+                ("conn lists", conn_list),
+            ];
+            let detail: Vec<String> =
+                parts.iter().map(|(name, bytes)| format!("{name} {:.1}", *bytes as f64 / watches)).collect();
+            println!(
+                "{} paths, {} watches: heap {per_watch:.1} B per watch, resident {rss_per_watch:.1} B; capacity by part: {}; \
+                 slowest add {:.1} ms",
+                if distinct { "distinct" } else { "shared" },
+                watches,
+                detail.join(", "),
+                slowest_add.as_secs_f64() * 1e3
+            );
+            drop(w);
+        }
+    }
+
     #[test]
     fn entries_are_small() {
         // The sizes docs/architecture.md charges per path and per watcher.
