@@ -5,17 +5,18 @@
 //! **Layout** (sized for 10M watches over 1,000 sessions; cost per field in
 //! docs/architecture.md):
 //! * watched paths are interned as a trie of `/`-separated names: a `Node`
-//!   (20 bytes, in a slab indexed by a u32 node id) holds its parent's id,
+//!   (16 bytes, in a slab indexed by a u32 node id) holds its parent's id,
 //!   where its name is in the name arena, a child count and one u32 for its
 //!   watchers. A path's ancestors are nodes too, kept while a descendant is
 //!   watched, so `/app/s17/p123` stores only `p123` of its own;
-//! * names live in one byte arena (`NameArena`, 4-byte header + bytes, no
+//! * names live in one byte arena (`NameArena`, 4-byte header, varint
+//!   length + bytes, no
 //!   malloc per path); a freed name leaves a hole, and once the holes
 //!   outweigh the live names the arena is compacted a bounded step per
 //!   change, so a churn of watches cannot grow it without bound;
 //! * `node_index` (a hash table of bare node ids, hashed by (parent id,
 //!   name) with a per-registry seed) finds a child without storing the
-//!   name twice;
+//!   name twice; it never rehashes all ids at once (see `NodeIndex`);
 //! * a node's watchers word is either its only watcher (connection index
 //!   << 4 | kind bits, inline) or the index of a `Crowd` (a sorted vector
 //!   up to `SMALL_WATCHERS_MAX`, a hash table beyond, so adding, finding or
