@@ -5,17 +5,18 @@
 //! **Layout** (sized for 10M watches over 1,000 sessions; cost per field in
 //! docs/architecture.md):
 //! * watched paths are interned as a trie of `/`-separated names: a `Node`
-//!   (20 bytes, in a slab indexed by a u32 node id) holds its parent's id,
+//!   (16 bytes, in a slab indexed by a u32 node id) holds its parent's id,
 //!   where its name is in the name arena, a child count and one u32 for its
 //!   watchers. A path's ancestors are nodes too, kept while a descendant is
 //!   watched, so `/app/s17/p123` stores only `p123` of its own;
-//! * names live in one byte arena (`NameArena`, 4-byte header + bytes, no
+//! * names live in one byte arena (`NameArena`, 4-byte header, varint
+//!   length + bytes, no
 //!   malloc per path); a freed name leaves a hole, and once the holes
 //!   outweigh the live names the arena is compacted a bounded step per
 //!   change, so a churn of watches cannot grow it without bound;
 //! * `node_index` (a hash table of bare node ids, hashed by (parent id,
 //!   name) with a per-registry seed) finds a child without storing the
-//!   name twice;
+//!   name twice; it never rehashes all ids at once (see `NodeIndex`);
 //! * a node's watchers word is either its only watcher (connection index
 //!   << 4 | kind bits, inline) or the index of a `Crowd` (a sorted vector
 //!   up to `SMALL_WATCHERS_MAX`, a hash table beyond, so adding, finding or
@@ -83,7 +84,17 @@ const ARENA_COMPACT_MIN_BYTES: usize = if cfg!(test) { 64 } else { 64 << 10 };
 /// name, so it always outpaces the appends; tiny under test, so sweeps
 /// stay under way across many changes).
 const ARENA_COMPACT_STEP_BYTES: usize = if cfg!(test) { 8 } else { 4 << 10 };
-/// Header word of a freed arena entry: this bit | the name's length.
+/// Buckets of the old node index moved to the new one per change while a
+/// growth is under way (see `NodeIndex`): 64 buckets are ~56 ids, tens of
+/// microseconds. The move of a full table of n ids (8n/7 buckets) takes
+/// n/56 changes, and the new table has room for n/2 more ids, so it ends
+/// long before the next growth (4 is the least that still does). The same
+/// under test (a table of more than 64 buckets takes several changes to
+/// move), so `measure_heap_per_watch` sees what a server has.
+const INDEX_MOVE_BUCKETS_PER_CHANGE: usize = 64;
+/// Ids the node index is first made for.
+const INDEX_MIN_CAPACITY: usize = if cfg!(test) { 2 } else { 64 };
+/// Header word of a freed arena entry: this bit | the entry's bytes.
 const ARENA_DEAD_BIT: u32 = 1 << 31;
 const ARENA_HEADER_BYTES: usize = 4;
 
@@ -358,9 +369,8 @@ impl Crowds {
 struct Node {
     /// `NO_PARENT` for a top-level name, `FREE_NODE` for a free entry.
     parent: NodeId,
-    /// Where the name's bytes start in the arena, and how many.
+    /// Where the name's arena entry starts (its length is in the entry).
     name_at: u32,
-    name_len: u32,
     /// Live nodes whose parent this is (the node is kept while > 0).
     children: u32,
     watchers: WatcherWord,
@@ -372,10 +382,12 @@ impl Node {
     }
 }
 
-/// Node names, back to back: a 4-byte little-endian header (the owning
-/// node's id, or `ARENA_DEAD_BIT | len` once freed) and the bytes.
-/// Compaction slides live entries down over the holes, a bounded step per
-/// change, and updates their nodes' offsets; names stay readable meanwhile.
+/// Node names, back to back, one entry each: a 4-byte little-endian header
+/// (the owning node's id, or `ARENA_DEAD_BIT | entry bytes` once freed),
+/// the name's length as a LEB128 varint (one byte below 128) and the
+/// bytes. Compaction slides live entries down over the holes, a bounded
+/// step per change, and updates their nodes' offsets; names stay readable
+/// meanwhile.
 #[derive(Debug, Clone, Default)]
 struct NameArena {
     bytes: Vec<u8>,
@@ -387,8 +399,31 @@ struct NameArena {
 }
 
 impl NameArena {
-    fn name(&self, at: u32, len: u32) -> &[u8] {
-        self.bytes.get(at as usize..at as usize + len as usize).unwrap_or_default()
+    /// The varint after the header at entry `at`: (name length, where the
+    /// bytes start). A truncated varint reads as an empty name at the end.
+    fn length_at(&self, at: usize) -> (usize, usize) {
+        let (mut len, mut shift, mut i) = (0usize, 0u32, at + ARENA_HEADER_BYTES);
+        while let Some(&b) = self.bytes.get(i) {
+            i += 1;
+            len |= ((b & 0x7f) as usize) << shift;
+            if b & 0x80 == 0 || shift > 28 {
+                return (len, i);
+            }
+            shift += 7;
+        }
+        (0, self.bytes.len())
+    }
+
+    /// The name of the entry at `at`.
+    fn name(&self, at: u32) -> &[u8] {
+        let (len, start) = self.length_at(at as usize);
+        self.bytes.get(start..start + len).unwrap_or_default()
+    }
+
+    /// Bytes of the entry at `at`: header, varint and name.
+    fn entry_bytes(&self, at: usize) -> usize {
+        let (len, start) = self.length_at(at);
+        start - at + len
     }
 
     fn header(&self, at: usize) -> Option<u32> {
@@ -396,27 +431,34 @@ impl NameArena {
         Some(u32::from_le_bytes(word.try_into().ok()?))
     }
 
-    /// Appends `name` for node `id`; the offset of its bytes, None when
+    /// Appends `name` for node `id`; the offset of its entry, None when
     /// the arena is full.
     fn push(&mut self, id: NodeId, name: &[u8]) -> Option<u32> {
-        let entry = ARENA_HEADER_BYTES + name.len();
-        if self.bytes.len() + entry > REGISTRY_MAX_NAME_BYTES || name.len() >= ARENA_DEAD_BIT as usize {
+        let entry = arena_entry_bytes(name.len());
+        if self.bytes.len() + entry > REGISTRY_MAX_NAME_BYTES || entry >= ARENA_DEAD_BIT as usize {
             return None;
         }
+        let at = self.bytes.len();
         self.bytes.extend_from_slice(&id.to_le_bytes());
+        let mut len = name.len();
+        while len >= 0x80 {
+            self.bytes.push((len & 0x7f) as u8 | 0x80);
+            len >>= 7;
+        }
+        self.bytes.push(len as u8);
         self.bytes.extend_from_slice(name);
         self.live_bytes += entry;
-        Some((self.bytes.len() - name.len()) as u32)
+        Some(at as u32)
     }
 
-    /// Marks the entry of a name at `at` free; starts a compaction once
-    /// the holes outweigh the live names.
-    fn free(&mut self, at: u32, len: u32) {
-        let header = (at as usize).saturating_sub(ARENA_HEADER_BYTES);
-        if let Some(word) = self.bytes.get_mut(header..at as usize) {
-            word.copy_from_slice(&(ARENA_DEAD_BIT | len).to_le_bytes());
+    /// Marks the entry at `at` free; starts a compaction once the holes
+    /// outweigh the live names.
+    fn free(&mut self, at: u32) {
+        let entry = self.entry_bytes(at as usize);
+        if let Some(word) = self.bytes.get_mut(at as usize..at as usize + ARENA_HEADER_BYTES) {
+            word.copy_from_slice(&(ARENA_DEAD_BIT | entry as u32).to_le_bytes());
         }
-        self.live_bytes -= ARENA_HEADER_BYTES + len as usize;
+        self.live_bytes -= entry;
         let holes = self.bytes.len() - self.live_bytes;
         if self.sweep.is_none() && holes > self.live_bytes.max(ARENA_COMPACT_MIN_BYTES) {
             self.sweep = Some((0, 0));
@@ -429,8 +471,8 @@ impl NameArena {
         while budget > 0 && read < self.bytes.len() {
             let Some(header) = self.header(read) else { break };
             if header & ARENA_DEAD_BIT != 0 {
-                let entry = ARENA_HEADER_BYTES + (header & !ARENA_DEAD_BIT) as usize;
-                read += entry;
+                let entry = (header & !ARENA_DEAD_BIT) as usize;
+                read += entry.max(ARENA_HEADER_BYTES);
                 budget = budget.saturating_sub(entry);
                 continue;
             }
@@ -440,10 +482,10 @@ impl NameArena {
                 self.sweep = None;
                 return;
             };
-            let entry = ARENA_HEADER_BYTES + node.name_len as usize;
+            let entry = self.entry_bytes(read);
             if read != write {
                 self.bytes.copy_within(read..read + entry, write);
-                node.name_at = (write + ARENA_HEADER_BYTES) as u32;
+                node.name_at = write as u32;
             }
             read += entry;
             write += entry;
@@ -457,6 +499,122 @@ impl NameArena {
             self.sweep = None;
         } else {
             self.sweep = Some((read, write));
+        }
+    }
+}
+
+/// Arena bytes of a name of `len` bytes: header, varint, bytes.
+fn arena_entry_bytes(len: usize) -> usize {
+    let mut varint = 1;
+    while len >> (7 * varint) != 0 {
+        varint += 1;
+    }
+    ARENA_HEADER_BYTES + varint + len
+}
+
+/// Node ids hashed by (parent id, name), grown without a stop. A hash
+/// table that grows in place rehashes every id at once (at 10M ids, ~10 s
+/// of the shard's time, each id's name read from the arena); here a full
+/// table becomes `draining`, a table for 1.5 times its ids (at least; the
+/// bucket count is a power of two, so a full table doubles, and one full of
+/// removal tombstones shrinks) takes its place, and
+/// each later change moves `INDEX_MOVE_BUCKETS_PER_CHANGE` buckets of the
+/// old one across. A lookup tries both. Making the new table costs one
+/// pass over its control bytes (1 per bucket), milliseconds at 10M.
+#[derive(Debug, Clone, Default)]
+struct NodeIndex {
+    table: HashTable<NodeId>,
+    /// The table before the last growth, emptied into `table` bucket by
+    /// bucket from `drain_at`; freed once empty.
+    draining: HashTable<NodeId>,
+    drain_at: usize,
+}
+
+impl NodeIndex {
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.table.len() + self.draining.len()
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes both tables hold.
+    #[cfg(test)]
+    fn allocation_size(&self) -> usize {
+        self.table.allocation_size() + self.draining.allocation_size()
+    }
+
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.table.capacity() + self.draining.capacity()
+    }
+
+    fn find(&self, hash: u64, mut eq: impl FnMut(NodeId) -> bool) -> Option<NodeId> {
+        self.table.find(hash, |&id| eq(id)).or_else(|| self.draining.find(hash, |&id| eq(id))).copied()
+    }
+
+    fn insert(&mut self, hash: u64, id: NodeId, rehash: impl Fn(NodeId) -> u64) {
+        self.move_step(&rehash);
+        if self.table.len() >= self.table.capacity() {
+            // Only if changes outran the moves (cannot at the step above):
+            // finish the old move at once, then start the new one.
+            while !self.draining.is_empty() {
+                self.move_step(&rehash);
+            }
+            let ids = self.table.len();
+            let fresh = HashTable::with_capacity((ids + ids / 2).max(INDEX_MIN_CAPACITY));
+            self.draining = std::mem::replace(&mut self.table, fresh);
+            self.drain_at = 0;
+        }
+        self.table.insert_unique(hash, id, |&other| rehash(other));
+    }
+
+    /// Removes `id` (found by its hash); false if it was not there.
+    fn remove(&mut self, hash: u64, id: NodeId, rehash: impl Fn(NodeId) -> u64) -> bool {
+        let found = match self.table.find_entry(hash, |&other| other == id) {
+            Ok(entry) => {
+                entry.remove();
+                true
+            }
+            Err(_) => match self.draining.find_entry(hash, |&other| other == id) {
+                Ok(entry) => {
+                    entry.remove();
+                    true
+                }
+                Err(_) => false,
+            },
+        };
+        self.move_step(&rehash);
+        found
+    }
+
+    /// Moves the ids of the next buckets of `draining` into `table`.
+    fn move_step(&mut self, rehash: &impl Fn(NodeId) -> u64) {
+        if self.draining.is_empty() {
+            if self.draining.allocation_size() > 0 {
+                // Emptied by removals.
+                self.draining = HashTable::new();
+                self.drain_at = 0;
+            }
+            return;
+        }
+        let end = (self.drain_at + INDEX_MOVE_BUCKETS_PER_CHANGE).min(self.draining.num_buckets());
+        for bucket in self.drain_at..end {
+            if self.draining.is_empty() {
+                break;
+            }
+            if let Ok(entry) = self.draining.get_bucket_entry(bucket) {
+                let (id, _) = entry.remove();
+                self.table.insert_unique(rehash(id), id, |&other| rehash(other));
+            }
+        }
+        self.drain_at = end;
+        if self.draining.is_empty() || end >= self.draining.num_buckets() {
+            self.draining = HashTable::new();
+            self.drain_at = 0;
         }
     }
 }
@@ -493,13 +651,24 @@ impl Hasher for SessionIdHasher {
     }
 }
 
+/// Where a chunked wchc / wchp dump goes on (`DumpCursor::default()` to
+/// start): a connection or trie node slot, and for wchc the session being
+/// written and the node id its next path is at or after (0: its header
+/// is still to come).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DumpCursor {
+    slot: u32,
+    from: NodeId,
+    session: SessionId,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct WatchRegistry {
     nodes: Vec<Node>,
     free_nodes: Vec<NodeId>,
     names: NameArena,
     /// Node ids, hashed by (parent id, name).
-    node_index: HashTable<NodeId>,
+    node_index: NodeIndex,
     /// Mixed into every name hash: client-chosen paths cannot be aimed at
     /// one bucket without knowing it.
     hash_seed: u64,
@@ -542,16 +711,14 @@ impl WatchRegistry {
     }
 
     fn name_of(&self, node: &Node) -> &[u8] {
-        self.names.name(node.name_at, node.name_len)
+        self.names.name(node.name_at)
     }
 
     fn child(&self, parent: NodeId, name: &[u8]) -> Option<NodeId> {
         let (nodes, names) = (&self.nodes, &self.names);
-        self.node_index
-            .find(Self::name_hash(self.hash_seed, parent, name), |&id| {
-                nodes.get(id as usize).is_some_and(|n| n.parent == parent && names.name(n.name_at, n.name_len) == name)
-            })
-            .copied()
+        self.node_index.find(Self::name_hash(self.hash_seed, parent, name), |id| {
+            nodes.get(id as usize).is_some_and(|n| n.parent == parent && names.name(n.name_at) == name)
+        })
     }
 
     /// The node of `path` if interned, else None; with the deepest node of
@@ -600,7 +767,7 @@ impl WatchRegistry {
             None => return None,
         };
         let name_at = self.names.push(id, name)?;
-        let node = Node { parent, name_at, name_len: name.len() as u32, children: 0, watchers: WatcherWord::NONE };
+        let node = Node { parent, name_at, children: 0, watchers: WatcherWord::NONE };
         if self.free_nodes.pop().is_some() {
             if let Some(free) = self.nodes.get_mut(id as usize) {
                 *free = node;
@@ -612,10 +779,10 @@ impl WatchRegistry {
             p.children += 1;
         }
         let (seed, nodes, names) = (self.hash_seed, &self.nodes, &self.names);
-        self.node_index.insert_unique(Self::name_hash(seed, parent, name), id, |&other| {
-            nodes.get(other as usize).map_or(0, |n| Self::name_hash(seed, n.parent, names.name(n.name_at, n.name_len)))
+        self.node_index.insert(Self::name_hash(seed, parent, name), id, |other| {
+            nodes.get(other as usize).map_or(0, |n| Self::name_hash(seed, n.parent, names.name(n.name_at)))
         });
-        self.names.compact_step(&mut self.nodes, ARENA_COMPACT_STEP_BYTES + 2 * (ARENA_HEADER_BYTES + name.len()));
+        self.names.compact_step(&mut self.nodes, ARENA_COMPACT_STEP_BYTES + 2 * arena_entry_bytes(name.len()));
         Some(id)
     }
 
@@ -628,14 +795,13 @@ impl WatchRegistry {
                 return;
             }
             let hash = Self::name_hash(self.hash_seed, node.parent, self.name_of(&node));
-            if let Ok(found) = self.node_index.find_entry(hash, |&other| other == id) {
-                found.remove();
-            }
-            self.names.free(node.name_at, node.name_len);
-            self.names.compact_step(
-                &mut self.nodes,
-                ARENA_COMPACT_STEP_BYTES + 2 * (ARENA_HEADER_BYTES + node.name_len as usize),
-            );
+            let (seed, nodes, names) = (self.hash_seed, &self.nodes, &self.names);
+            self.node_index.remove(hash, id, |other| {
+                nodes.get(other as usize).map_or(0, |n| Self::name_hash(seed, n.parent, names.name(n.name_at)))
+            });
+            let entry = self.names.entry_bytes(node.name_at as usize);
+            self.names.free(node.name_at);
+            self.names.compact_step(&mut self.nodes, ARENA_COMPACT_STEP_BYTES + 2 * entry);
             if let Some(free) = self.nodes.get_mut(id as usize) {
                 free.parent = FREE_NODE;
                 free.children = 0;
@@ -853,7 +1019,7 @@ impl WatchRegistry {
             while let Some(node) = self.node(at) {
                 // The top "" is no ZooKeeper path; "/" (its child "") is
                 // every absolute path's last ancestor, added below.
-                let is_top_empty = node.parent == NO_PARENT && node.name_len == 0;
+                let is_top_empty = node.parent == NO_PARENT && self.name_of(node).is_empty();
                 if !is_top_empty {
                     ancestors.push(at);
                 }
@@ -986,41 +1152,92 @@ impl WatchRegistry {
     }
 
     /// One chunk of wchc's text ("0x<session>\n" then "\t<path>\n" per
-    /// data-table path), for at most `max_sessions` connections from
-    /// `cursor` (start at 0). Returns the next cursor, None when done. The
-    /// registry may change between chunks; each session's lines are from
-    /// one moment.
-    pub fn write_watches_by_session(&self, cursor: usize, max_sessions: usize, out: &mut String) -> Option<usize> {
-        let end = cursor.saturating_add(max_sessions.max(1)).min(self.conns.len());
-        for conn in cursor..end {
-            let Some(record) = self.conns.get(conn).and_then(Option::as_ref) else { continue };
-            if record.data_live == 0 {
+    /// data-table path, a session's paths in node-id order), about
+    /// `max_entries` lines from `cursor` (start at 0): the chunk may end
+    /// inside a session, whose next chunk goes on after the last path
+    /// written. Returns the next cursor, None when done. The registry may
+    /// change between chunks. A chunk costs O(max_entries) plus one pass
+    /// over the lists of the sessions it touches (so a session of L watches
+    /// costs O(L) per chunk of it).
+    pub fn write_watches_by_session(
+        &self,
+        cursor: DumpCursor,
+        max_entries: usize,
+        out: &mut String,
+    ) -> Option<DumpCursor> {
+        let budget = max_entries.max(1);
+        let (mut conn, mut from, mut session) = (cursor.slot as usize, cursor.from, cursor.session);
+        let mut written = 0usize;
+        while conn < self.conns.len() && written < budget {
+            let Some(record) = self.conns.get(conn).and_then(Option::as_ref).filter(|r| r.data_live > 0) else {
+                (conn, from) = (conn + 1, 0);
+                written += 1;
                 continue;
+            };
+            if from > 0 && record.session != session {
+                // The slot went to another session since the last chunk.
+                from = 0;
             }
-            let _ = writeln!(out, "0x{:x}", record.session);
-            for path in self.data_paths_of(record, conn as ConnIdx) {
-                let _ = writeln!(out, "\t{path}");
+            if from == 0 {
+                let _ = writeln!(out, "0x{:x}", record.session);
+                session = record.session;
+                written += 1;
+            }
+            let room = budget.saturating_sub(written).max(1);
+            let mut ids: Vec<NodeId> = record
+                .paths
+                .iter()
+                .copied()
+                .filter(|&id| id >= from)
+                .filter(|&id| {
+                    self.node(id).is_some_and(|n| self.crowds.get(n.watchers, conn as ConnIdx) & DATA_TABLE != 0)
+                })
+                .collect();
+            let more = ids.len() > room;
+            if more {
+                ids.select_nth_unstable(room);
+                ids.truncate(room);
+            }
+            ids.sort_unstable();
+            ids.dedup();
+            for &id in &ids {
+                let _ = writeln!(out, "\t{}", self.path_of(id));
+            }
+            written += ids.len();
+            match ids.last() {
+                // Repeats of the last id beyond `room` are written already.
+                Some(&last) if more => from = last + 1,
+                _ => (conn, from) = (conn + 1, 0),
             }
         }
-        (end < self.conns.len()).then_some(end)
+        (conn < self.conns.len()).then_some(DumpCursor { slot: conn as u32, from, session })
     }
 
     /// One chunk of wchp's text ("<path>\n" then "\t0x<session>\n" per
-    /// data-table watcher), for at most `max_paths` trie nodes from
-    /// `cursor` (start at 0). Returns the next cursor, None when done.
-    pub fn write_watches_by_path(&self, cursor: usize, max_paths: usize, out: &mut String) -> Option<usize> {
-        let end = cursor.saturating_add(max_paths.max(1)).min(self.nodes.len());
-        for id in cursor..end {
-            let Some(node) = self.node(id as NodeId) else { continue };
-            if self.crowds.data_watchers(node.watchers) == 0 {
-                continue;
+    /// data-table watcher), whole paths until about `max_entries` lines
+    /// (a path's watchers are never split), from trie node slot `cursor`
+    /// (start at 0). Returns the next cursor, None when done.
+    pub fn write_watches_by_path(
+        &self,
+        cursor: DumpCursor,
+        max_entries: usize,
+        out: &mut String,
+    ) -> Option<DumpCursor> {
+        let budget = max_entries.max(1);
+        let mut id = cursor.slot as usize;
+        let mut written = 0usize;
+        while id < self.nodes.len() && written < budget {
+            written += 1;
+            if let Some(node) = self.node(id as NodeId).filter(|n| self.crowds.data_watchers(n.watchers) > 0) {
+                let _ = writeln!(out, "{}", self.path_of(id as NodeId));
+                for session in self.data_sessions_of(node) {
+                    let _ = writeln!(out, "\t0x{session:x}");
+                    written += 1;
+                }
             }
-            let _ = writeln!(out, "{}", self.path_of(id as NodeId));
-            for session in self.data_sessions_of(node) {
-                let _ = writeln!(out, "\t0x{session:x}");
-            }
+            id += 1;
         }
-        (end < self.nodes.len()).then_some(end)
+        (id < self.nodes.len()).then_some(DumpCursor { slot: id as u32, ..DumpCursor::default() })
     }
 
     /// wchs "Total watches": (session, path) entries in the data table.
@@ -1438,7 +1655,7 @@ mod tests {
         }
         // The chunked dumps say the same as the maps, however chunked.
         for chunk in [1, 3, 1000] {
-            let (mut text, mut cursor) = (String::new(), Some(0));
+            let (mut text, mut cursor) = (String::new(), Some(DumpCursor::default()));
             while let Some(at) = cursor {
                 cursor = w.write_watches_by_path(at, chunk, &mut text);
             }
@@ -1449,8 +1666,8 @@ mod tests {
                     expected.push_str(&format!("\t0x{s:x}\n"));
                 }
             }
-            prop_assert_eq!(sorted_blocks(&text, false), sorted_blocks(&expected, false));
-            let (mut text, mut cursor) = (String::new(), Some(0));
+            prop_assert_eq!(sorted_blocks(&text), sorted_blocks(&expected));
+            let (mut text, mut cursor) = (String::new(), Some(DumpCursor::default()));
             while let Some(at) = cursor {
                 cursor = w.write_watches_by_session(at, chunk, &mut text);
             }
@@ -1461,7 +1678,7 @@ mod tests {
                     expected.push_str(&format!("\t{p}\n"));
                 }
             }
-            prop_assert_eq!(sorted_blocks(&text, true), sorted_blocks(&expected, true));
+            prop_assert_eq!(sorted_blocks(&text), sorted_blocks(&expected));
         }
         // Every session closed: nothing is left behind, not even a slot.
         for s in 1..=8 {
@@ -1476,21 +1693,30 @@ mod tests {
         Ok(())
     }
 
-    /// Header-plus-tab-lines blocks of a dump, in a canonical order.
-    fn sorted_blocks(text: &str, _by_session: bool) -> Vec<String> {
-        let mut blocks: Vec<String> = Vec::new();
+    /// Header-plus-tab-lines blocks of a dump, in a canonical order (each
+    /// block's lines sorted: wchc writes a session's paths in node-id
+    /// order). A header written twice (a block split) would show as a
+    /// block of its own and fail the comparison.
+    fn sorted_blocks(text: &str) -> Vec<String> {
+        let mut blocks: Vec<(String, Vec<String>)> = Vec::new();
         for line in text.lines() {
             if line.starts_with('\t') {
                 if let Some(last) = blocks.last_mut() {
-                    last.push_str(line);
-                    last.push('\n');
+                    last.1.push(line.to_owned());
                 }
             } else {
-                blocks.push(format!("{line}\n"));
+                blocks.push((line.to_owned(), Vec::new()));
             }
         }
-        blocks.sort();
-        blocks
+        let mut canonical: Vec<String> = blocks
+            .into_iter()
+            .map(|(header, mut lines)| {
+                lines.sort();
+                format!("{header}\n{}", lines.join("\n"))
+            })
+            .collect();
+        canonical.sort();
+        canonical
     }
 
     proptest! {
@@ -1583,9 +1809,11 @@ mod tests {
             }
             if round > 10 {
                 assert!(w.nodes.len() <= peak.0, "nodes {} > {}", w.nodes.len(), peak.0);
-                // hashbrown may grow once to clear tombstones, never past
-                // a few times the live count.
-                assert!(w.node_index.capacity() <= 4 * peak.1, "{} vs {}", w.node_index.capacity(), peak.1);
+                // The index is remade from its live ids when it fills
+                // (tombstones included): at most 3 times them (1.5 times,
+                // to a power of two), plus the old table while the move is
+                // under way, never growing with the churn.
+                assert!(w.node_index.capacity() <= 5 * peak.1, "{} vs {}", w.node_index.capacity(), peak.1);
                 // Holes at most the live bytes (plus one compaction's
                 // worth of lag), so the arena stays within a bound.
                 assert!(w.names.bytes.len() <= 2 * peak.2 + 2 * ARENA_COMPACT_MIN_BYTES, "{}", w.names.bytes.len());
@@ -1628,7 +1856,7 @@ mod tests {
         assert_eq!(w.watching_session_count(), SESSIONS as usize);
         // The trie keeps "/watch-run" and "s<N>" once: the leaves' names
         // are all the arena holds besides.
-        assert!(w.names.live_bytes < SESSIONS as usize * PATHS * (ARENA_HEADER_BYTES + 5));
+        assert!(w.names.live_bytes < SESSIONS as usize * PATHS * arena_entry_bytes("p999".len()));
 
         let before = w.watchers_visited();
         assert_eq!(w.trigger(&path(77, 500), NodeDataChanged), vec![77]);
@@ -1648,7 +1876,7 @@ mod tests {
         assert_eq!(w.watching_session_count(), SESSIONS as usize - 1);
 
         let mut text = String::new();
-        let mut cursor = Some(0);
+        let mut cursor = Some(DumpCursor::default());
         let mut chunks = 0;
         while let Some(at) = cursor {
             cursor = w.write_watches_by_path(at, 4096, &mut text);
@@ -1657,6 +1885,169 @@ mod tests {
         assert!(chunks > 200, "{chunks}");
         assert!(text.contains(&format!("{}\n\t0x{:x}\n", path(1000, 999), 1000)));
         assert!(!text.contains("/watch-run/s9/"));
+
+        // wchc in chunks of lines, not of sessions: 999 sessions of ~1,000
+        // paths are ~244 chunks of 4,096 lines, each session's header once
+        // and every path under it.
+        let (mut text, mut cursor, mut chunks) = (String::new(), Some(DumpCursor::default()), 0);
+        while let Some(at) = cursor {
+            let before = text.lines().count();
+            cursor = w.write_watches_by_session(at, 4096, &mut text);
+            assert!(text.lines().count() - before <= 4096 + 1);
+            chunks += 1;
+        }
+        assert!(chunks > 240, "{chunks}");
+        let mut blocks: HashMap<SessionId, usize> = HashMap::new();
+        let mut session = 0;
+        for line in text.lines() {
+            match line.strip_prefix("\t") {
+                Some(p) => {
+                    // (Session 5 also holds the recursive watch on s6.)
+                    let own = p.starts_with(&format!("/watch-run/s{session}/"));
+                    assert!(own || (session == 5 && p == "/watch-run/s6"), "{p} under 0x{session:x}");
+                    *blocks.get_mut(&session).unwrap() += 1;
+                }
+                None => {
+                    session = SessionId::from_str_radix(line.trim_start_matches("0x"), 16).unwrap();
+                    assert!(blocks.insert(session, 0).is_none(), "0x{session:x} twice");
+                }
+            }
+        }
+        assert_eq!(blocks.len(), SESSIONS as usize - 1);
+        assert_eq!(blocks.values().sum::<usize>(), w.data_watch_count());
+    }
+
+    /// The node index never grows in place (which rehashes every id at
+    /// once): a full table is replaced and moved across a few buckets per
+    /// change, and every path stays findable while the move is under way.
+    #[test]
+    fn the_node_index_grows_a_few_buckets_per_change() {
+        let mut w = WatchRegistry::with_hash_seed(5);
+        let path = |i: usize| format!("/grow/d{}/p{i}", i % 7);
+        let (mut moves_seen, mut replaced) = (0, 0);
+        for i in 0..20_000 {
+            let (table_before, draining_before) =
+                (w.node_index.table.num_buckets(), w.node_index.draining.num_buckets());
+            let moved_before = w.node_index.draining.len();
+            w.add_data_watch(i as SessionId % 3 + 1, &path(i));
+            let index = &w.node_index;
+            if index.table.num_buckets() != table_before && table_before >= 16 {
+                // Replaced: the old table is the one now draining (or was
+                // emptied at once, when tiny).
+                assert!(
+                    index.draining.num_buckets() == table_before || index.draining.is_empty(),
+                    "add {i}: table {table_before} -> {}, draining {draining_before} -> {}",
+                    index.table.num_buckets(),
+                    index.draining.num_buckets()
+                );
+                replaced += 1;
+            } else if draining_before > 0 {
+                // An insert (two names at most: "d<k>" is made once) and
+                // one bounded step of the move.
+                let moved = moved_before.saturating_sub(index.draining.len());
+                assert!(moved <= 2 * INDEX_MOVE_BUCKETS_PER_CHANGE, "{moved}");
+                moves_seen += 1;
+            }
+            if !index.draining.is_empty() && i % 97 == 0 {
+                for j in (0..=i).step_by(13) {
+                    assert!(w.lookup(&path(j)).is_some(), "{} lost mid-move", path(j));
+                }
+            }
+        }
+        assert!(replaced >= 10 && moves_seen > 1000, "{replaced} {moves_seen}");
+        // The leaves, "d0".."d6", "grow" and the top "".
+        assert_eq!(w.node_index.len(), 20_000 + 7 + 2);
+        for i in 0..20_000 {
+            assert_eq!(w.trigger(&path(i), NodeDataChanged), vec![i as SessionId % 3 + 1]);
+        }
+        assert!(w.node_index.is_empty());
+    }
+
+    /// Heap bytes per watch at scale, both shapes of the `watches` rows of
+    /// docs/benchmarks/scale.md (1,000 sessions; shared: every session on
+    /// the same paths; distinct: every (session, path) a path of its own,
+    /// `/watch-<run>/s<session>/p<i>` as `zoocore-bench watches --distinct`
+    /// makes them). Counts malloc's in-use bytes (small and mmapped) and
+    /// the process's resident growth. Run with
+    /// `cargo test --release --lib watch::tests::measure_heap_per_watch -- --ignored --nocapture`
+    /// (`WATCH_MEASURE_PER_SESSION=10000` for 10M watches).
+    #[test]
+    #[ignore = "a memory measurement run by hand, not a test"]
+    fn measure_heap_per_watch() {
+        const SESSIONS: SessionId = 1_000;
+        let per_session: usize =
+            std::env::var("WATCH_MEASURE_PER_SESSION").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000);
+        let heap = || {
+            let info = unsafe { libc::mallinfo2() };
+            (info.uordblks + info.hblkhd) as f64
+        };
+        let rss = || {
+            let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+            let pages: f64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            pages * 4096.0
+        };
+        for distinct in [false, true] {
+            let (heap_before, rss_before) = (heap(), rss());
+            let mut w = WatchRegistry::with_hash_seed(11);
+            let mut path = String::new();
+            let mut slowest_add = std::time::Duration::ZERO;
+            for s in 1..=SESSIONS {
+                for i in 0..per_session {
+                    path.clear();
+                    if distinct {
+                        let _ = write!(path, "/watch-1764650000-12345/s{s}/p{i}");
+                    } else {
+                        let _ = write!(path, "/watch-1764650000-12345/p{i}");
+                    }
+                    let started = std::time::Instant::now();
+                    w.add_data_watch(s, &path);
+                    slowest_add = slowest_add.max(started.elapsed());
+                }
+            }
+            let watches = SESSIONS as f64 * per_session as f64;
+            assert_eq!(w.data_watch_count() as f64, watches);
+            let per_watch = (heap() - heap_before) / watches;
+            let rss_per_watch = (rss() - rss_before) / watches;
+            let conn_list: usize =
+                w.conns.iter().flatten().map(|c| c.paths.capacity() * std::mem::size_of::<NodeId>()).sum();
+            let crowds: usize = w
+                .crowds
+                .slab
+                .iter()
+                .flatten()
+                .map(|c| match &c.set {
+                    CrowdSet::Small(v) => v.capacity() * 4,
+                    CrowdSet::Large(t) => t.allocation_size(),
+                })
+                .sum::<usize>()
+                + w.crowds.slab.capacity() * std::mem::size_of::<Option<Crowd>>();
+            let parts = [
+                ("nodes", w.nodes.capacity() * std::mem::size_of::<Node>()),
+                ("names", w.names.bytes.capacity()),
+                ("node_index", w.node_index.allocation_size()),
+                ("crowds", crowds),
+                ("conn lists", conn_list),
+            ];
+            println!(
+                "index: table {} ids / {} buckets, draining {} ids / {} buckets from {}",
+                w.node_index.table.len(),
+                w.node_index.table.num_buckets(),
+                w.node_index.draining.len(),
+                w.node_index.draining.num_buckets(),
+                w.node_index.drain_at
+            );
+            let detail: Vec<String> =
+                parts.iter().map(|(name, bytes)| format!("{name} {:.1}", *bytes as f64 / watches)).collect();
+            println!(
+                "{} paths, {} watches: heap {per_watch:.1} B per watch, resident {rss_per_watch:.1} B; capacity by part: {}; \
+                 slowest add {:.1} ms",
+                if distinct { "distinct" } else { "shared" },
+                watches,
+                detail.join(", "),
+                slowest_add.as_secs_f64() * 1e3
+            );
+            drop(w);
+        }
     }
 
     #[test]
@@ -1664,7 +2055,15 @@ mod tests {
         // The sizes docs/architecture.md charges per path and per watcher.
         assert_eq!(std::mem::size_of::<Watcher>(), 4);
         assert_eq!(std::mem::size_of::<WatcherWord>(), 4);
-        assert_eq!(std::mem::size_of::<Node>(), 20);
+        assert_eq!(std::mem::size_of::<Node>(), 16);
+        for len in [0, 1, 127, 128, 16_383, 16_384, 1 << 21] {
+            let mut arena = NameArena::default();
+            let name = vec![b'n'; len];
+            let at = arena.push(7, &name).unwrap();
+            assert_eq!(arena.name(at), &name[..]);
+            assert_eq!(arena.entry_bytes(at as usize), arena_entry_bytes(len));
+            assert_eq!(arena.bytes.len(), arena_entry_bytes(len));
+        }
     }
 
     /// 1M watches (1,000 sessions x 1,000 shared paths): triggering one

@@ -199,6 +199,11 @@ struct WatchesArgs {
     /// Client threads registering the watches.
     #[arg(long, default_value_t = 4)]
     threads: usize,
+    /// Skip the watchless warm-up burst before the "before" RSS (the
+    /// first runs' method: the server's connection buffers, first touched
+    /// by the registration burst, are then counted as watch memory).
+    #[arg(long)]
+    no_warmup: bool,
     #[arg(long, default_value_t = 2.0)]
     settle: f64,
     #[command(flatten)]
@@ -515,6 +520,7 @@ fn cmd_watches(a: WatchesArgs) -> Result<(), String> {
         sessions: a.sessions,
         paths: a.paths,
         distinct: a.distinct,
+        warmup: !a.no_warmup,
         settle: seconds(a.settle, "--settle")?,
         threads: a.threads,
     };
@@ -525,6 +531,7 @@ fn cmd_watches(a: WatchesArgs) -> Result<(), String> {
             .str("label", &a.out.label)
             .str("server", &a.server)
             .str("shape", if a.distinct { "distinct" } else { "shared" })
+            .raw("warmup", (!a.no_warmup).to_string())
             .int("sessions", a.sessions as u64)
             .int("watches", r.watches)
             .int("distinct_paths", r.distinct_paths)

@@ -20,6 +20,12 @@ const SESSION_TIMEOUT: Duration = Duration::from_secs(30);
 const FOUR_LETTER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Requests in flight per session while registering watches or writing.
 const WINDOW_REQUESTS: usize = 256;
+/// Watchless exists requests each session sends, pipelined as the
+/// registration is, before the "before" RSS: a burst of `WINDOW_REQUESTS`
+/// grows the server's per-connection buffers (~20 KiB a connection on
+/// zoocore, allocated at connect but first touched by such a burst), and
+/// that memory is the connection's, not the watches'.
+const WARMUP_REQUESTS: u64 = 4 * WINDOW_REQUESTS as u64;
 /// How long one "serving again?" attempt may take before the next.
 const PROBE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -62,6 +68,9 @@ pub struct WatchConfig {
     pub paths: u64,
     /// Each session watches paths of its own instead of the shared set.
     pub distinct: bool,
+    /// Send `WARMUP_REQUESTS` watchless requests per session before the
+    /// "before" RSS (off: the first runs' method, buffers counted in).
+    pub warmup: bool,
     pub settle: Duration,
     pub threads: usize,
 }
@@ -86,7 +95,10 @@ impl WatchResult {
 /// exists watch on `paths` paths that do not exist (so no znode memory is
 /// added), reads the RSS again. Shared: every session watches the same
 /// paths (many watchers per path, ZooKeeper's ZOOKEEPER-1177 shape);
-/// distinct: every (session, path) pair has a path of its own.
+/// distinct: every (session, path) pair has a path of its own. With
+/// `warmup`, each session first sends the same burst of exists requests
+/// without a watch, so the server's connection buffers are already in the
+/// "before" RSS.
 pub fn run_watches(cfg: &WatchConfig) -> Result<WatchResult, String> {
     let setup = Client::connect(cfg.server, SESSION_TIMEOUT).map_err(|e| format!("connect {}: {e}", cfg.server))?;
     let parent = format!("/watch-{}", crate::workload::run_id());
@@ -94,9 +106,6 @@ pub fn run_watches(cfg: &WatchConfig) -> Result<WatchResult, String> {
     for _ in 0..cfg.sessions.max(1) {
         sessions.push(Arc::new(Client::connect(cfg.server, SESSION_TIMEOUT).map_err(|e| format!("connect: {e}"))?));
     }
-    std::thread::sleep(cfg.settle);
-    let rss_before = procfs::process_rss_bytes(cfg.server_pid).ok_or("cannot read the server's VmRSS")?;
-    let started = Instant::now();
     let threads = cfg.threads.clamp(1, sessions.len());
     let path_of = |session: usize, i: u64| {
         if cfg.distinct {
@@ -105,26 +114,37 @@ pub fn run_watches(cfg: &WatchConfig) -> Result<WatchResult, String> {
             format!("{parent}/p{i}")
         }
     };
-    std::thread::scope(|scope| -> Result<(), String> {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let sessions = &sessions;
-                let path_of = &path_of;
-                scope.spawn(move || -> Result<(), String> {
-                    for (s, client) in sessions.iter().enumerate().skip(t).step_by(threads) {
-                        pipelined(client, cfg.paths, WINDOW_REQUESTS, |i| {
-                            Request::Exists(PathWatch { path: path_of(s, i), watch: true })
-                        })?;
-                    }
-                    Ok(())
+    // Every session sends `count` exists requests (with or without the
+    // watch), `WINDOW_REQUESTS` in flight, from `threads` client threads.
+    let exists_burst = |count: u64, watch: bool| {
+        std::thread::scope(|scope| -> Result<(), String> {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let sessions = &sessions;
+                    let path_of = &path_of;
+                    scope.spawn(move || -> Result<(), String> {
+                        for (s, client) in sessions.iter().enumerate().skip(t).step_by(threads) {
+                            pipelined(client, count, WINDOW_REQUESTS, |i| {
+                                Request::Exists(PathWatch { path: path_of(s, i), watch })
+                            })?;
+                        }
+                        Ok(())
+                    })
                 })
-            })
-            .collect();
-        for h in handles {
-            h.join().map_err(|_| "watch thread panicked".to_string())??;
-        }
-        Ok(())
-    })?;
+                .collect();
+            for h in handles {
+                h.join().map_err(|_| "watch thread panicked".to_string())??;
+            }
+            Ok(())
+        })
+    };
+    if cfg.warmup {
+        exists_burst(WARMUP_REQUESTS, false)?;
+    }
+    std::thread::sleep(cfg.settle);
+    let rss_before = procfs::process_rss_bytes(cfg.server_pid).ok_or("cannot read the server's VmRSS")?;
+    let started = Instant::now();
+    exists_burst(cfg.paths, true)?;
     let elapsed = started.elapsed();
     std::thread::sleep(cfg.settle);
     let rss_after = procfs::process_rss_bytes(cfg.server_pid).ok_or("cannot read the server's VmRSS")?;

@@ -45,7 +45,8 @@ pub const MAX_OUTSTANDING_PER_CONNECTION: u64 = 1000;
 /// connection: the finished report goes to the waiting HTTP task.
 /// Client connection ids count up from 1 and never reach it.
 pub const ADMIN_REQUESTER_BIT: u64 = 1 << 63;
-/// Sessions (wchc) or paths (wchp) formatted between two yields.
+/// Lines of wchc / wchp formatted between two yields (a path's watchers
+/// are not split, see `WatchRegistry::write_watches_by_path`).
 const WATCH_DUMP_CHUNK_ENTRIES: usize = 4096;
 
 /// This connection's requests in flight (see `server::pending_requests`).
@@ -916,7 +917,7 @@ impl WorkerShard {
     /// shard (the dump is not one atomic view; ZooKeeper's is not either
     /// across its two tables).
     async fn append_watch_dump(&self, cmd: &str, out: &mut String) {
-        let mut cursor = Some(0);
+        let mut cursor = Some(crate::watch::DumpCursor::default());
         while let Some(at) = cursor {
             {
                 let w = self.watches.borrow();
