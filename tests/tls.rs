@@ -427,7 +427,7 @@ fn unreadable_stores_fail_start_up_naming_the_key() {
     let jks = pki.path("server.jks");
     std::fs::write(&jks, b"not really").unwrap();
     let err = failed_start(&pki.dir, &base(&format!("ssl.keyStore.location={}", jks.display())));
-    assert!(err.contains("ssl.keyStore.type JKS"), "{err}");
+    assert!(err.contains(&format!("ssl.keyStore.location {}: not a JKS store", jks.display())), "{err}");
 
     let err = failed_start(
         &pki.dir,

@@ -228,6 +228,17 @@ fn store_type(prefix: &str, settings: &StoreSettings, location: &str) -> Result<
     }
 }
 
+/// A store of the JKS type that is a PKCS12 file (a DER SEQUENCE, not the
+/// JKS magic) is read as PKCS12, as Java's JKS loader does; anything else
+/// stays JKS, whose reader then names what is wrong.
+fn jks_or_pkcs12(kind: StoreType, data: &[u8]) -> StoreType {
+    if kind == StoreType::Jks && !crate::server::jks::looks_like_jks(data) && data.first() == Some(&0x30) {
+        StoreType::Pkcs12
+    } else {
+        kind
+    }
+}
+
 /// `*.passwordPath` (its contents less one trailing newline, as Apache's
 /// SecretUtils) wins over `*.password`.
 fn store_password(prefix: &str, settings: &StoreSettings) -> Result<String, String> {
@@ -268,8 +279,7 @@ pub(crate) fn load_key_store(
     let password = store_password(store_key, settings)?;
     let data = read_store(store_key, location)?;
     let fail = |why: String| format!("{store_key}.location {location}: {why}");
-    let kind =
-        if kind == StoreType::Jks && !crate::server::jks::looks_like_jks(&data) { StoreType::Pkcs12 } else { kind };
+    let kind = jks_or_pkcs12(kind, &data);
     match kind {
         StoreType::Jks => {
             let store = crate::server::jks::parse_jks(&data, &password).map_err(fail)?;
@@ -369,8 +379,7 @@ pub(crate) fn load_trust_store(
     let kind = store_type(store_key, settings, location)?;
     let data = read_store(store_key, location)?;
     let fail = |why: String| format!("{store_key}.location {location}: {why}");
-    let kind =
-        if kind == StoreType::Jks && !crate::server::jks::looks_like_jks(&data) { StoreType::Pkcs12 } else { kind };
+    let kind = jks_or_pkcs12(kind, &data);
     let certs: Vec<Vec<u8>> = match kind {
         StoreType::Jks => {
             let password = store_password(store_key, settings)?;
