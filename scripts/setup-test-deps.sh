@@ -12,7 +12,9 @@
 #                    /metrics with; pure-sasl is kazoo's SASL DIGEST-MD5
 #                    client, for tests/compat/test_sasl.py), pyjks==20.0.0 (kazoo's
 #                    test-harness extra that writes its JKS stores, for
-#                    tests/compat/test_tls.py);
+#                    tests/compat/test_tls.py), pyOpenSSL==24.2.1 (what
+#                    kazoo's harness signs its certificates with: the TLS
+#                    compat test runs that code itself);
 #   cargo-fuzz       (scripts/fuzz.sh, the fuzz step of scripts/test.sh):
 #                    `cargo install --locked cargo-fuzz`, about a minute on
 #                    2 cores; it works on stable Rust (docs/fuzzing.md).
@@ -28,7 +30,7 @@
 # ZK_CLI_MT, ZK_JAVA.
 set -euo pipefail
 
-readonly PYTHON_REQUIREMENTS=("kazoo==2.11.0" "pytest==9.2.0" "prometheus-client==0.26.0" "pure-sasl==0.6.2" "pyjks==20.0.0")
+readonly PYTHON_REQUIREMENTS=("kazoo==2.11.0" "pytest==9.2.0" "prometheus-client==0.26.0" "pure-sasl==0.6.2" "pyjks==20.0.0" "pyOpenSSL==24.2.1")
 
 missing_debs=()
 missing_pips=()

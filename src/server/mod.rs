@@ -38,6 +38,7 @@ pub mod sync_bench;
 pub mod tls;
 pub mod truncate;
 pub mod worker_shard;
+pub mod x509_v1;
 
 use std::net::SocketAddr;
 use std::rc::Rc;

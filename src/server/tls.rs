@@ -44,6 +44,7 @@ use rustls::{Connection, RootCertStore, ServerConfig, ServerConnection};
 
 use crate::config::{ClientAuth, ClientTlsConfig, StoreSettings, X509_PROVIDER_CLASS};
 use crate::server::worker_shard::Conn;
+use crate::server::x509_v1::{self, V1TolerantClientVerifier};
 
 /// The first byte of a TLS handshake record (content type 22).
 pub const TLS_HANDSHAKE_RECORD_TYPE: u8 = 0x16;
@@ -111,20 +112,22 @@ impl ClientTls {
             ClientAuth::None => builder.with_no_client_auth(),
             auth => {
                 let roots = load_trust_store("ssl", &cfg.trust_store, auth)?;
-                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+                let anchors = roots.roots.clone();
+                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
                 let verifier = if auth == ClientAuth::Want { verifier.allow_unauthenticated() } else { verifier };
                 let verifier = verifier
                     .build()
                     .map_err(|e| format!("ssl.trustStore.location {}: {e}", display(&cfg.trust_store.location)))?;
-                builder.with_client_cert_verifier(verifier)
+                builder.with_client_cert_verifier(Arc::new(V1TolerantClientVerifier::new(verifier, anchors, &provider)))
             }
         };
-        let server_config = builder.with_single_cert(chain, key).map_err(|e| {
+        let certified = x509_v1::certified_key(chain, key, &provider).map_err(|e| {
             format!(
                 "ssl.keyStore.location {}: the key and certificate do not make a usable pair: {e}",
                 display(&cfg.key_store.location)
             )
         })?;
+        let server_config = builder.with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
         Ok(Some(Arc::new(ClientTls {
             server_config: Arc::new(server_config),
             super_user: cfg.x509_super_user.clone(),

@@ -5,8 +5,10 @@ The certificates are made here with Debian's `openssl` (a CA, the server
 with SAN IP:127.0.0.1, two clients); the server's key store is Apache's PEM
 type (key + chain in one file; for zoocore the key is an encrypted PKCS#8
 with ssl.keyStore.password), the trust store a PEM file of the CA. As kazoo's
-own TestSSLClient does, with PEM stores; and with JKS key and trust stores
-written by pyjks as kazoo's own harness writes them (jks_tls). Runs against zoocore or, with
+own TestSSLClient does, with PEM stores; with kazoo's own harness
+certificates (X.509 v1 server and client certificates, made by kazoo's
+perform_ssl_certs_generation) and its JKS stores (kazoo_harness_tls); and with
+JKS stores holding this module's v3 chain (jks_tls). Runs against zoocore or, with
 ZK_SERVER=apache, against Apache ZooKeeper 3.8 (NettyServerCnxnFactory), which
 defines the behaviour; the TLS code path does not depend on the ensemble, so
 the ensemble run skips it.
@@ -191,14 +193,107 @@ def test_a_client_without_a_certificate_is_refused(pki, tls_server):
 
 
 @pytest.fixture(scope="module")
+def kazoo_harness_tls():
+    """kazoo's own test harness, as its TestSSLClient runs it: the
+    certificates made by kazoo.testing.common's
+    ZookeeperCluster.perform_ssl_certs_generation (an RSA CA, X.509 v3, and
+    server and client certificates it signs as X.509 v1), its pyjks JKS
+    stores (a PrivateKeyEntry "server cert", a TrustedCertEntry "kazoo ca",
+    password "apassword") and the zoo.cfg lines its ManagedZooKeeper writes
+    (no ssl.*.type: the type comes from the .jks names; ssl.clientAuth left
+    at Apache's default, need). Yields (server, client PEM directory)."""
+    try:
+        import jks  # noqa: F401  (pyjks: kazoo's test-harness extra)
+        import OpenSSL  # noqa: F401  (pyOpenSSL: the harness signs with it)
+        from kazoo.testing.common import ZookeeperCluster
+    except ImportError as e:
+        if in_ci():
+            pytest.fail("kazoo's test harness cannot be imported (%s); CI installs pyjks and pyOpenSSL" % e)
+        pytest.skip("kazoo's test harness cannot be imported: %s" % e)
+
+    # The harness's method, run on a bare object that holds only the
+    # attribute it fills.
+    holder = type("HarnessCerts", (), {"_ssl_configuration": None})()
+    ZookeeperCluster.perform_ssl_certs_generation(holder)
+    ssl_configuration = holder._ssl_configuration
+    directory = tempfile.mkdtemp(prefix="zk-compat-kazoo-harness-")
+    truststore_path = os.path.join(directory, "truststore.jks")
+    keystore_path = os.path.join(directory, "keystore.jks")
+    ssl_configuration["truststore"].save(truststore_path, "apassword")
+    ssl_configuration["keystore"].save(keystore_path, "apassword")
+    # TestSSLClient.setUp: the client's key, certificate and CA as PEM files.
+    for name, key in (("key.pem", "client_key_pem"), ("cert.pem", "client_cert_pem"), ("cacert.pem", "ca_cert_pem")):
+        with open(os.path.join(directory, name), "wb") as f:
+            f.write(ssl_configuration[key])
+
+    kind = "apache" if server_kind() == "apache" else "zoocore"
+    server = TlsServerProcess(kind)
+    (secure_port,) = pick_unused_ports(1)
+    server.extra_lines = [
+        "secureClientPort=%d" % secure_port,
+        "secureClientPortAddress=127.0.0.1",
+        "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+        "ssl.keyStore.location=%s" % keystore_path,
+        "ssl.keyStore.password=apassword",
+        "ssl.trustStore.location=%s" % truststore_path,
+        "ssl.trustStore.password=apassword",
+    ]
+    server.start()
+    server.secure_hostport = "127.0.0.1:%d" % secure_port
+    try:
+        yield server, directory
+    finally:
+        server.cleanup()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def harness_client(harness, **kwargs):
+    server, directory = harness
+    options = dict(use_ssl=True, timeout=10, ca=os.path.join(directory, "cacert.pem"),
+                   certfile=os.path.join(directory, "cert.pem"), keyfile=os.path.join(directory, "key.pem"))
+    options.update(kwargs)
+    return KazooClient(hosts=server.secure_hostport, **options)
+
+
+def test_the_harness_certificates_are_x509_v1(kazoo_harness_tls):
+    # What makes this fixture worth having: webpki alone refuses these.
+    _, directory = kazoo_harness_tls
+    text = subprocess.run(["openssl", "x509", "-in", os.path.join(directory, "cert.pem"), "-noout", "-text"],
+                          check=True, capture_output=True, text=True).stdout
+    assert "Version: 1 (0x0)" in text
+
+
+def test_kazoo_ssl_client_create_with_the_harness_certificates(kazoo_harness_tls, zk_path):
+    # kazoo 2.11's TestSSLClient: setUp's client options, test_create's body.
+    client = harness_client(kazoo_harness_tls)
+    client.start(timeout=15)
+    try:
+        path = client.create(zk_path)
+        assert path == zk_path
+        assert client.exists(zk_path)
+    finally:
+        client.stop()
+        client.close()
+
+
+def test_the_harness_trust_store_refuses_other_certificates(pki, kazoo_harness_tls):
+    # Without a certificate, and with one from a CA the harness's JKS trust
+    # store does not hold: no session starts.
+    _, directory = kazoo_harness_tls
+    for options in (dict(certfile=None, keyfile=None),
+                    dict(certfile=os.path.join(pki, "alice.crt"), keyfile=os.path.join(pki, "alice.key"))):
+        refused = harness_client(kazoo_harness_tls, connection_retry=None, **options)
+        with pytest.raises((KazooTimeoutError, Exception)):
+            refused.start(timeout=4)
+        refused.stop()
+        refused.close()
+
+
+@pytest.fixture(scope="module")
 def jks_tls(pki):
-    """JKS key and trust stores as kazoo's own harness makes them (pyjks:
-    a PrivateKeyEntry "server cert" and a TrustedCertEntry "kazoo ca",
-    saved with the password "apassword"), with the zoo.cfg lines its
-    ManagedZooKeeper writes (no ssl.*.type: the type comes from the .jks
-    names). The certificates are this module's (X.509 v3): kazoo's harness
-    signs v1 ones, which zoocore's verifier (webpki) refuses and Apache
-    accepts (docs/security.md)."""
+    """The harness's JKS layout and zoo.cfg lines (as kazoo_harness_tls)
+    with this module's openssl-made X.509 v3 certificates and a key entry
+    holding the whole chain, written with pyjks."""
     try:
         import jks
     except ImportError as e:  # pyjks: kazoo's test-harness extra
