@@ -8,6 +8,7 @@ mod mntr;
 mod procfs;
 mod report;
 mod scale;
+mod tree_writes;
 mod workload;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -52,6 +53,18 @@ enum Command {
     EnsembleWait(EnsembleWaitArgs),
     /// kill -9 an ensemble's leader and time until a write on another member is acknowledged.
     Failover(FailoverArgs),
+    /// Time the data tree's write path in this process (no server): creates,
+    /// setData and the incremental digest's pieces, best of five rounds.
+    TreeWrites(TreeWritesArgs),
+}
+
+#[derive(Args)]
+struct TreeWritesArgs {
+    /// Znodes created (then each set once) per round.
+    #[arg(long, default_value_t = 100_000)]
+    nodes: usize,
+    #[command(flatten)]
+    out: CommonOut,
 }
 
 #[derive(Args)]
@@ -322,6 +335,7 @@ fn main() -> ExitCode {
         Command::SnapshotTail(a) => cmd_snapshot_tail(a),
         Command::EnsembleWait(a) => cmd_ensemble_wait(a),
         Command::Failover(a) => cmd_failover(a),
+        Command::TreeWrites(a) => cmd_tree_writes(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -614,6 +628,37 @@ fn cmd_disk_floor(a: FloorArgs) -> Result<(), String> {
         .bool("o_direct", f.direct)
         .str("mode", mode.name());
     floor_output("disk-floor", &a.out, &LatencySummary::of(&f.hist), extra);
+    Ok(())
+}
+
+fn cmd_tree_writes(a: TreeWritesArgs) -> Result<(), String> {
+    let t = tree_writes::run(a.nodes)?;
+    if a.out.json {
+        let row = JsonObject::default()
+            .str("kind", "tree-writes")
+            .str("label", &a.out.label)
+            .int("nodes", t.nodes as u64)
+            .num("create_ns", Some(t.create_ns))
+            .num("set_data_ns", Some(t.set_data_ns))
+            .num("digest_node_ns", Some(t.digest_node_ns))
+            .num("digest_restat_ns", Some(t.digest_restat_ns))
+            .num("digest_rehash_parent_ns", Some(t.digest_rehash_parent_ns))
+            .num("digest_rehash_1mib_us", Some(t.digest_rehash_1mib_us));
+        println!("{}", row.build());
+    } else {
+        println!(
+            "tree writes ({} znodes, best of 5): create 100 B {:.0} ns, setData 100 B {:.0} ns; digest of a \
+             100 B node {:.0} ns, parent restat {:.0} ns, re-hashing the parent instead {:.0} ns (100 B data), \
+             {:.1} us (1 MiB)",
+            t.nodes,
+            t.create_ns,
+            t.set_data_ns,
+            t.digest_node_ns,
+            t.digest_restat_ns,
+            t.digest_rehash_parent_ns,
+            t.digest_rehash_1mib_us
+        );
+    }
     Ok(())
 }
 

@@ -211,6 +211,12 @@ fn floors_report_json() {
     assert!(field(&line, "count") > 0.0, "{line}");
     let line = bench(&["rtt", "--duration", "0.2", "--json"]);
     assert!(field(&line, "p50") > 0.0, "{line}");
+    // The tree's write path alone: every figure measured (a failed write
+    // would have ended the command with an error instead).
+    let line = bench(&["tree-writes", "--nodes", "2000", "--json"]);
+    for key in ["create_ns", "set_data_ns", "digest_node_ns", "digest_restat_ns"] {
+        assert!(field(&line, key) > 0.0, "{key}: {line}");
+    }
 }
 
 /// Three zoocore members on loopback, each killed by PID on drop.
