@@ -633,6 +633,13 @@ impl SnapshotCompression {
     }
 }
 
+/// The most bytes one byte of a raw snappy block can stand for: its densest
+/// element is a 3-byte copy of 64 bytes. A block whose header claims more
+/// than this times its own length is malformed; without the check a few
+/// bytes could make the reader allocate (and zero) gigabytes before the
+/// decoder finds the block short.
+const SNAPPY_MAX_EXPANSION: usize = 22;
+
 /// snappy-java's stream: the 8-byte magic, version i, compatible version i,
 /// then chunks `{compressed length i, raw snappy block}`.
 fn snappy_java_decompress(bytes: &[u8], max_bytes: u64) -> Result<Vec<u8>, ApacheFormatError> {
@@ -652,6 +659,12 @@ fn snappy_java_decompress(bytes: &[u8], max_bytes: u64) -> Result<Vec<u8>, Apach
         let block = c.take(len as usize)?;
         let plain_len =
             snap::raw::decompress_len(block).map_err(|e| ApacheFormatError::malformed(at, format!("snappy: {e}")))?;
+        if plain_len > block.len().saturating_mul(SNAPPY_MAX_EXPANSION) {
+            return Err(ApacheFormatError::malformed(
+                at,
+                format!("snappy: a {}-byte block claims {plain_len} bytes, more than it can hold", block.len()),
+            ));
+        }
         if out.len() as u64 + plain_len as u64 > max_bytes {
             return Err(ApacheFormatError::malformed(at, format!("decompresses past {max_bytes} bytes")));
         }
@@ -981,6 +994,25 @@ mod tests {
             SnapshotCompression::from_file_name("snapshot.1a.snappy").decompress(&snappy, 1 << 20).unwrap(),
             plain
         );
+        // The densest block snappy makes (one byte repeated) stays inside
+        // the expansion bound; a block claiming far more than its bytes can
+        // hold is refused before anything is allocated for it.
+        let zeros = vec![0u8; 1 << 20];
+        let dense = snap::raw::Encoder::new().compress_vec(&zeros).unwrap();
+        assert!(zeros.len() <= dense.len() * SNAPPY_MAX_EXPANSION, "{} from {}", zeros.len(), dense.len());
+        let framed = |block: &[u8]| {
+            let mut s = SNAPPY_JAVA_MAGIC.to_vec();
+            s.extend_from_slice(&1i32.to_be_bytes());
+            s.extend_from_slice(&1i32.to_be_bytes());
+            s.extend_from_slice(&(block.len() as i32).to_be_bytes());
+            s.extend_from_slice(block);
+            s
+        };
+        assert_eq!(SnapshotCompression::Snappy.decompress(&framed(&dense), 1 << 21).unwrap(), zeros);
+        // A varint header of 0xFFFFFFFF (4 GiB) and one literal byte.
+        let bomb = [0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0x00, b'x'];
+        let err = SnapshotCompression::Snappy.decompress(&framed(&bomb), u64::MAX).unwrap_err().to_string();
+        assert!(err.contains("more than it can hold"), "{err}");
         assert_eq!(SnapshotCompression::from_file_name("snapshot.1a"), SnapshotCompression::None);
         assert!(!is_valid_snapshot("snapshot.1a", &plain[..plain.len() - 1]));
         assert!(!is_valid_snapshot("snapshot.zz", &plain));
