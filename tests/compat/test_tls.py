@@ -192,6 +192,27 @@ def test_a_client_without_a_certificate_is_refused(pki, tls_server):
     anonymous.close()
 
 
+def start_with_harness_config(keystore_path, truststore_path):
+    """A server with the TLS lines kazoo's ManagedZooKeeper writes (no
+    ssl.*.type: the type comes from the .jks names; ssl.clientAuth left at
+    Apache's default, need), on a secure port picked here."""
+    kind = "apache" if server_kind() == "apache" else "zoocore"
+    server = TlsServerProcess(kind)
+    (secure_port,) = pick_unused_ports(1)
+    server.extra_lines = [
+        "secureClientPort=%d" % secure_port,
+        "secureClientPortAddress=127.0.0.1",
+        "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+        "ssl.keyStore.location=%s" % keystore_path,
+        "ssl.keyStore.password=apassword",
+        "ssl.trustStore.location=%s" % truststore_path,
+        "ssl.trustStore.password=apassword",
+    ]
+    server.start()
+    server.secure_hostport = "127.0.0.1:%d" % secure_port
+    return server
+
+
 @pytest.fixture(scope="module")
 def kazoo_harness_tls():
     """kazoo's own test harness, as its TestSSLClient runs it: the
@@ -226,20 +247,7 @@ def kazoo_harness_tls():
         with open(os.path.join(directory, name), "wb") as f:
             f.write(ssl_configuration[key])
 
-    kind = "apache" if server_kind() == "apache" else "zoocore"
-    server = TlsServerProcess(kind)
-    (secure_port,) = pick_unused_ports(1)
-    server.extra_lines = [
-        "secureClientPort=%d" % secure_port,
-        "secureClientPortAddress=127.0.0.1",
-        "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
-        "ssl.keyStore.location=%s" % keystore_path,
-        "ssl.keyStore.password=apassword",
-        "ssl.trustStore.location=%s" % truststore_path,
-        "ssl.trustStore.password=apassword",
-    ]
-    server.start()
-    server.secure_hostport = "127.0.0.1:%d" % secure_port
+    server = start_with_harness_config(keystore_path, truststore_path)
     try:
         yield server, directory
     finally:
@@ -314,20 +322,7 @@ def jks_tls(pki):
     key_entry = jks.PrivateKeyEntry.new("server cert", [server_cert, ca_cert], server_key, "pkcs8")
     jks.KeyStore.new("jks", [key_entry]).save(keystore_path, "apassword")
 
-    kind = "apache" if server_kind() == "apache" else "zoocore"
-    server = TlsServerProcess(kind)
-    (secure_port,) = pick_unused_ports(1)
-    server.extra_lines = [
-        "secureClientPort=%d" % secure_port,
-        "secureClientPortAddress=127.0.0.1",
-        "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
-        "ssl.keyStore.location=%s" % keystore_path,
-        "ssl.keyStore.password=apassword",
-        "ssl.trustStore.location=%s" % truststore_path,
-        "ssl.trustStore.password=apassword",
-    ]
-    server.start()
-    server.secure_hostport = "127.0.0.1:%d" % secure_port
+    server = start_with_harness_config(keystore_path, truststore_path)
     try:
         yield server
     finally:
