@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::ValueEnum;
 use hdrhistogram::Histogram;
-use zoocore::client::{first_error, Client, ClientError, Pending};
+use zoocore::client::{first_error, Client, ClientError, Pending, Transport};
 use zoocore::proto::records::{
     CreateRequest, MultiOp, PathVersion, PathWatch, ReplyHeader, Request, Response, SetDataRequest,
 };
@@ -77,6 +77,8 @@ impl Workload {
 
 #[derive(Debug, Clone)]
 pub struct RunConfig {
+    /// Plaintext or TLS, for every session of the run.
+    pub transport: Transport,
     /// Load sessions are spread round-robin over these (an ensemble's
     /// members); the setup session (preload) uses the first.
     pub servers: Vec<SocketAddr>,
@@ -664,7 +666,7 @@ fn open_loop_worker(sessions: Vec<Session>, mut gen: OpGen, outstanding: usize, 
 }
 
 /// Connection storm: each op opens a session and closes it.
-fn connect_storm_worker(server: SocketAddr, timeout: Duration, clock: &RunClock) -> Stats {
+fn connect_storm_worker(transport: &Transport, server: SocketAddr, timeout: Duration, clock: &RunClock) -> Stats {
     let mut stats = Stats::new(clock.measure_start);
     loop {
         let now = Instant::now();
@@ -673,7 +675,8 @@ fn connect_storm_worker(server: SocketAddr, timeout: Duration, clock: &RunClock)
             Claim::Warmup => false,
             Claim::Measured => true,
         };
-        let outcome = Client::connect(server, timeout).and_then(|c| c.close()).map_err(|e| client_error_name(&e));
+        let outcome =
+            Client::connect_via(transport, server, timeout).and_then(|c| c.close()).map_err(|e| client_error_name(&e));
         stats.complete(clock, now, measured, outcome);
     }
     stats
@@ -736,7 +739,8 @@ fn servers_cpu_seconds(pids: &[u32]) -> Option<f64> {
 pub fn run(cfg: &RunConfig) -> Result<RunResult, String> {
     let first = *cfg.servers.first().ok_or("no server address")?;
     let connect = |what: &str, server: SocketAddr| {
-        Client::connect(server, cfg.session_timeout).map_err(|e| format!("{what}: connect {server}: {e}"))
+        Client::connect_via(&cfg.transport, server, cfg.session_timeout)
+            .map_err(|e| format!("{what}: connect {server}: {e}"))
     };
     let setup = connect("setup session", first)?;
     let base = format!("/bench/{}", run_id());
@@ -799,7 +803,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunResult, String> {
             .name(format!("bench-{t}"))
             .spawn(move || {
                 if cfg.workload == Workload::ConnectStorm {
-                    connect_storm_worker(first, cfg.session_timeout, &clock)
+                    connect_storm_worker(&cfg.transport, first, cfg.session_timeout, &clock)
                 } else if let Some(rate) = cfg.rate {
                     open_loop_worker(sessions, gen, cfg.outstanding, rate / threads as f64, &clock)
                 } else {
