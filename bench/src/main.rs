@@ -436,6 +436,7 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
             .str("workload", cfg.workload.name())
             .str("server", &server_list)
             .bool("tls", tls)
+            .str("tls_session", r.tls_session.as_deref().unwrap_or(""))
             .int("server_processes", cfg.server_pids.len() as u64)
             .int("sessions", cfg.sessions as u64)
             .int("outstanding", cfg.outstanding as u64)
@@ -489,6 +490,9 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
             r.client_cpu_cores,
             r.client_busiest_thread * 100.0
         );
+        if let Some(t) = &r.tls_session {
+            println!("tls          {t}");
+        }
         if let Some(m) = &log_before {
             println!("server log   before: {}", m.summary());
         }

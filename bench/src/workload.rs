@@ -125,6 +125,8 @@ pub struct RunResult {
     pub max_send_lag: Duration,
     pub watch_events: u64,
     pub threads_used: usize,
+    /// TLS runs: the protocol and cipher suite the setup session negotiated.
+    pub tls_session: Option<String>,
 }
 
 impl RunResult {
@@ -743,6 +745,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunResult, String> {
             .map_err(|e| format!("{what}: connect {server}: {e}"))
     };
     let setup = connect("setup session", first)?;
+    let tls_session = setup.tls_session().map(str::to_owned);
     let base = format!("/bench/{}", run_id());
     ensure_node(&setup, "/bench")?;
     ensure_node(&setup, &base)?;
@@ -879,6 +882,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunResult, String> {
         max_send_lag: total.max_send_lag,
         watch_events: total.watch_events,
         threads_used: threads,
+        tls_session,
     })
 }
 

@@ -185,6 +185,8 @@ pub struct Client {
     passwd: Bytes,
     timeout: Duration,
     read_only: Option<bool>,
+    /// TLS only: the negotiated protocol and cipher suite.
+    tls_session: Option<String>,
     events: Mutex<Option<Receiver<WatchedEvent>>>,
     stop_pinger: Option<Sender<()>>,
     threads: Vec<JoinHandle<()>>,
@@ -309,6 +311,11 @@ impl Client {
         last_zxid: i64,
     ) -> io::Result<Client> {
         let read_sock = stream.try_clone()?;
+        let tls_session = tls_conn.as_ref().map(|c| {
+            let version = c.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default();
+            let suite = c.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_default();
+            format!("{version} {suite}")
+        });
         let (tls_writer, read_half) = match tls_conn {
             None => (None, ReadHalf::Plain(read_sock)),
             Some(conn) => {
@@ -356,6 +363,7 @@ impl Client {
             passwd: resp.passwd,
             timeout,
             read_only: resp.read_only,
+            tls_session,
             events: Mutex::new(Some(ev_rx)),
             stop_pinger: Some(stop_tx),
             threads: vec![reader, pinger],
@@ -374,6 +382,11 @@ impl Client {
     /// The readOnly byte of the ConnectResponse, if the server sent one.
     pub fn read_only(&self) -> Option<bool> {
         self.read_only
+    }
+    /// On a TLS connection, the negotiated protocol and cipher suite
+    /// (as "TLSv1_3 TLS13_AES_128_GCM_SHA256").
+    pub fn tls_session(&self) -> Option<&str> {
+        self.tls_session.as_deref()
     }
     /// The largest zxid seen in any reply header.
     pub fn last_zxid(&self) -> i64 {
