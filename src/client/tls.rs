@@ -20,6 +20,7 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, TcpStream};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
@@ -31,6 +32,8 @@ use crate::server::tls::pem_blocks;
 const PEM_FILE_MAX_BYTES: u64 = 4 * 1024 * 1024;
 /// Ciphertext read from the socket in one `read` call.
 const TLS_READ_CHUNK_BYTES: usize = 32 * 1024;
+/// How long closing may wait to send close_notify.
+const CLOSE_NOTIFY_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What a TLS client needs to connect: rustls's settings and the name the
 /// server's certificate must carry (an IP SAN for loopback servers).
@@ -189,9 +192,12 @@ impl TlsWriter {
         sock.write_all(&self.records)
     }
 
-    /// Queues close_notify and sends it, best effort.
+    /// Queues close_notify and sends it, best effort: a server that has
+    /// stopped reading cannot hold the closing caller for more than
+    /// `CLOSE_NOTIFY_WRITE_TIMEOUT`.
     pub fn close_notify(&mut self, sock: &mut TcpStream) {
         lock(&self.conn).send_close_notify();
+        let _ = sock.set_write_timeout(Some(CLOSE_NOTIFY_WRITE_TIMEOUT));
         let _ = self.write_all(sock, &[]);
     }
 }
