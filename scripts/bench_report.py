@@ -354,7 +354,8 @@ def main():
       "between the servers) rather than the absolute figures.")
     w("")
     w("Standalone servers only; three-server ensembles of each are compared in [ensemble.md](ensemble.md) "
-      "(`scripts/compare-zookeeper.sh --ensemble`).")
+      "(`scripts/compare-zookeeper.sh --ensemble`). Plaintext against TLS on each server (both with a "
+      "`secureClientPort`, `ssl.clientAuth=need`) is in [tls.md](tls.md) (`scripts/compare-zookeeper.sh --tls`).")
     w("")
     w("## Machine")
     w("")

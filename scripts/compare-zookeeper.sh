@@ -7,6 +7,9 @@
 #                                           # (1M, shared and distinct paths), kill -9 restart (1M znodes
 #                                           # + 100k-txn log tail) -> DIR/scale-results.jsonl
 #   scripts/compare-zookeeper.sh --ensemble # 3 zoocore servers, then 3 Apache servers (docs/benchmarks/ensemble.md)
+#   scripts/compare-zookeeper.sh --tls      # plaintext vs TLS on each server (issue #11): both servers with a
+#                                           # clientPort and a secureClientPort (ssl.clientAuth=need, PKI made
+#                                           # here with openssl) -> DIR/tls-results.jsonl, DIR/tls.md
 #   options: --repeats N  --duration S  --znodes N (memory test)  --out DIR (default docs/benchmarks)
 #   ensemble options: --failovers N (kill-leader repeats, default 5)  --max-load L (wait until the
 #            1-minute load is below L, default 1.5)  --load-wait S (at most S seconds, default 1200)
@@ -25,6 +28,7 @@ cd "$repo_root"
 quick=0
 ensemble=0
 scale=0
+tls=0
 snap_count=100000
 failovers=5
 max_load=1.5
@@ -41,6 +45,7 @@ while [ $# -gt 0 ]; do
         --quick) quick=1 ;;
         --ensemble) ensemble=1 ;;
         --scale) scale=1 ;;
+        --tls) tls=1 ;;
         --failovers) failovers="$2"; shift ;;
         --max-load) max_load="$2"; shift ;;
         --load-wait) load_wait="$2"; shift ;;
@@ -58,6 +63,11 @@ if [ "$ensemble" = 1 ]; then
     # One pass per system (the ratios come from one run); moderate cells.
     if [ "$quick" = 1 ]; then duration="${duration:-3}"; warmup=0.5; else duration="${duration:-8}"; warmup=1; fi
     repeats=1; znodes=0; floor_s=3
+elif [ "$tls" = 1 ]; then
+    # Twelve cells a repeat (2 servers x 2 transports x 3 workloads).
+    if [ "$quick" = 1 ]; then repeats="${repeats:-2}"; duration="${duration:-2}"; warmup=0.5
+    else repeats="${repeats:-3}"; duration="${duration:-8}"; warmup=2; fi
+    znodes=0; floor_s=2
 elif [ "$quick" = 1 ]; then
     repeats="${repeats:-2}"; duration="${duration:-2}"; warmup=0.5; znodes=100000; floor_s=2
 else
@@ -469,6 +479,154 @@ print(json.dumps({"kind": "machine", "nproc": int(a[0]), "model": a[1], "kernel"
                   "mem_gib": round(int(a[3]) / 1048576, 1), "command": a[4], "zk_version": a[5],
                   "quick": a[6] == "1", "repeats": int(a[7]), "duration": float(a[8]), "commit": a[9]}))
 EOF
+
+# --- TLS mode (issue #11) ---------------------------------------------------------
+# One zoocore and one Apache server, each with a plaintext clientPort and a
+# secureClientPort (ssl.clientAuth=need, PEM key and trust stores), and the
+# same cells over each port: create 8x64, get 8x64 (closed loop), create 1x1
+# (latency). Apache runs NettyServerCnxnFactory (its TLS needs it), which
+# then serves its plaintext port too.
+
+# Debian's zookeeper.jar names netty-handler but not netty-codec, which
+# Netty's SslHandler needs (tests/compat/test_tls.py has the same note).
+netty_codec_jar=/usr/share/java/netty-codec.jar
+# The suite both servers are pinned to (Java name; zoocore takes the same).
+tls_suite=TLS_AES_128_GCM_SHA256
+
+# CA, server certificate (SAN IP:127.0.0.1) and a client certificate, EC P-256.
+make_pki() { # dir
+    local d="$1" new_key=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+    mkdir -p "$d"
+    openssl req -x509 "${new_key[@]}" -keyout "$d/ca.key" -out "$d/ca.pem" -subj "/CN=zoocore bench CA" \
+        -days 2 2>/dev/null
+    local name
+    for name in server client; do
+        openssl req "${new_key[@]}" -keyout "$d/$name.key" -out "$d/$name.csr" -subj "/O=zoocore-bench/CN=$name" \
+            2>/dev/null
+        { echo "basicConstraints=CA:FALSE"
+          [ "$name" = server ] && echo "subjectAltName=IP:127.0.0.1,DNS:localhost"; } >"$d/$name.ext"
+        openssl x509 -req -in "$d/$name.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+            -out "$d/$name.crt" -days 2 -extfile "$d/$name.ext" 2>/dev/null
+    done
+    # The PEM key store both servers read: the private key and the chain.
+    cat "$d/server.key" "$d/server.crt" "$d/ca.pem" >"$d/server.pem"
+}
+
+# Starts a server with both ports; sets $port, $secure_port and $pid.
+start_tls_server() { # kind name pki_dir
+    local kind="$1" name="$2" pki="$3" dir="$work/$2"
+    mkdir -p "$dir/data"
+    port="$(free_port)"
+    secure_port="$(free_port)"
+    while [ "$secure_port" = "$port" ]; do secure_port="$(free_port)"; done
+    {
+        common_cfg "$dir/data" "$port"
+        echo "secureClientPort=$secure_port"
+        echo "secureClientPortAddress=127.0.0.1"
+        echo "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory"
+        echo "authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider"
+        echo "ssl.keyStore.location=$pki/server.pem"
+        echo "ssl.keyStore.type=PEM"
+        echo "ssl.trustStore.location=$pki/ca.pem"
+        echo "ssl.trustStore.type=PEM"
+        echo "ssl.clientAuth=need"
+        # The same protocol and suite on both (left alone, Apache 3.8 picks
+        # TLS 1.2 with AES-128-GCM and zoocore TLS 1.3 with AES-256-GCM).
+        echo "ssl.protocol=TLSv1.3"
+        echo "ssl.enabledProtocols=TLSv1.3"
+        echo "ssl.ciphersuites=$tls_suite"
+        if [ "$kind" = apache ]; then echo "forceSync=yes"; fi
+    } >"$dir/zoo.cfg"
+    local cmd; cmd="$(server_cmd "$kind" "$dir")"
+    if [ "$kind" = apache ]; then cmd="${cmd/-cp $zk_jar:/-cp $zk_jar:$netty_codec_jar:}"; fi
+    sh -c "exec $cmd" >"$dir/server.log" 2>&1 &
+    pid=$!
+    server_pids+=("$pid")
+    for _ in $(seq 300); do
+        if ruok "$port"; then return 0; fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "$name did not start; log:" >&2
+    cat "$dir/server.log" >&2
+    exit 1
+}
+
+run_tls() {
+    if ! command -v openssl >/dev/null; then
+        echo "==> installing openssl"; apt-get install -y -qq openssl
+    fi
+    if [ ! -f "$netty_codec_jar" ]; then
+        echo "$netty_codec_jar is missing (Debian package libnetty-java); Apache's TLS needs it" >&2
+        exit 1
+    fi
+    local pki="$work/pki"
+    make_pki "$pki"
+    load_row "start"
+    start_tls_server zoocore zoocore "$pki"; local zc_port=$port zc_secure=$secure_port zc_pid=$pid
+    start_tls_server apache zookeeper "$pki"; local zk_port=$port zk_secure=$secure_port zk_pid=$pid
+    echo "==> zoocore pid $zc_pid ports $zc_port/$zc_secure (TLS); Apache ZooKeeper pid $zk_pid ports $zk_port/$zk_secure (TLS)"
+    local tls_args=(--tls-ca "$pki/ca.pem" --tls-cert "$pki/client.crt" --tls-key "$pki/client.key")
+
+    tls_cell() { # label port pid transport workload sessions outstanding
+        local threads=$(( $6 < 4 ? $6 : 4 )) extra=()
+        [ "$4" = tls ] && extra=("${tls_args[@]}")
+        "$bench_bin" run "$5" --server "127.0.0.1:$2" --server-pid "$3" --sessions "$6" --outstanding "$7" \
+            --threads "$threads" --value-size 100 --keys 10000 --duration "$duration" --warmup "$warmup" \
+            --quiet --json --label "$1:$4" "${extra[@]}" >>"$results" ||
+            echo "   (failed: $1 $4 $5 $6x$7)" >&2
+    }
+    # One TLS session against each before measuring: a server that cannot
+    # serve TLS fails here, not as twelve failed cells.
+    local label p
+    for label in zoocore zookeeper; do
+        p=$zc_secure; [ "$label" = zookeeper ] && p=$zk_secure
+        if ! "$bench_bin" run ping --server "127.0.0.1:$p" --duration 1 --warmup 0 --quiet --json "${tls_args[@]}" \
+            >/dev/null; then
+            echo "TLS does not work on $label (port $p); its log:" >&2
+            tail -40 "$work/$label/server.log" >&2
+            exit 1
+        fi
+    done
+    # Not measured: warms both (the JVM's JIT above all) on both ports.
+    for label in zoocore zookeeper; do
+        if [ "$label" = zoocore ]; then tls_cell warm "$zc_port" "$zc_pid" plain create 4 16
+        else tls_cell warm "$zk_port" "$zk_pid" plain create 4 16; fi
+    done >/dev/null 2>&1
+
+    local cells=("create 8 64" "get 8 64" "create 1 1") rep cell w s o system transport order
+    for rep in $(seq "$repeats"); do
+        for cell in "${cells[@]}"; do
+            read -r w s o <<<"$cell"
+            echo "==> rep $rep/$repeats: $w ${s}x$o"
+            # Alternate which server and which transport go first, so drift hits all four alike.
+            if [ $((rep % 2)) = 1 ]; then order="zoocore zookeeper"; else order="zookeeper zoocore"; fi
+            for system in $order; do
+                for transport in $([ $((rep % 2)) = 1 ] && echo "plain tls" || echo "tls plain"); do
+                    if [ "$system" = zoocore ]; then
+                        p=$zc_port; [ "$transport" = tls ] && p=$zc_secure
+                        tls_cell zoocore "$p" "$zc_pid" "$transport" "$w" "$s" "$o"
+                    else
+                        p=$zk_port; [ "$transport" = tls ] && p=$zk_secure
+                        tls_cell zookeeper "$p" "$zk_pid" "$transport" "$w" "$s" "$o"
+                    fi
+                done
+            done
+        done
+    done
+    load_row "end"
+    stop_pid "$zc_pid"
+    stop_pid "$zk_pid"
+    mkdir -p "$out_dir"
+    grep -v '"label":"warm:' "$results" >"$out_dir/tls-results.jsonl"
+    python3 "$repo_root/scripts/tls_report.py" "$out_dir/tls-results.jsonl" "$out_dir"
+    echo "==> wrote $out_dir/tls.md"
+}
+
+if [ "$tls" = 1 ]; then
+    run_tls
+    exit 0
+fi
 
 if [ "$scale" = 1 ]; then
     python3 -c 'import json; print(json.dumps({"kind": "load", "at": "start", "load1": float(open("/proc/loadavg").read().split()[0])}))' >>"$results"

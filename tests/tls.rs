@@ -1,10 +1,14 @@
 //! TLS on the client port and x509 auth against the real binary: every
 //! certificate is made here with rcgen (a CA, the server, and client
 //! identities), the PKCS#12 stores with p12-keystore; the client is rustls
-//! with a bare frame exchange (zoocore's own client speaks plaintext only).
+//! with a bare frame exchange, and zoocore's own client (`Transport::Tls`,
+//! what the benchmark uses) in `the_project_client_pipelines_over_tls`.
 //! Servers listen on 127.0.0.1 ports the test picks and are stopped by PID.
 
 mod common;
+// Shared with the benchmark's smoke test (bench/tests/smoke.rs).
+#[path = "common/pki.rs"]
+mod pki;
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -15,32 +19,15 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use common::{ServerOptions, TestServer};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use pki::{leaf, new_ca, Identity, ORG};
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
-use zoocore::client::Client;
+use zoocore::client::{Client, TlsSettings, Transport};
 use zoocore::jute::{Reader, Record};
 use zoocore::proto::records::*;
 use zoocore::proto::types::{op, open_acl_unsafe, perms, Acl, CreateMode, ErrorCode, Id};
 
 const KEYSTORE_PASSWORD: &str = "keystore-secret";
-const ORG: &str = "zoocore-test";
-
-/// A certificate with its key, PEM and DER.
-struct Identity {
-    cert_pem: String,
-    key_pem: String,
-    cert_der: CertificateDer<'static>,
-    key_der: Vec<u8>,
-    /// The subject as zoocore (and Apache) name it: RFC 2253.
-    subject: String,
-}
-
-impl Identity {
-    fn key(&self) -> PrivateKeyDer<'static> {
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()))
-    }
-}
 
 /// A CA, the server's identity, and clients signed by the CA (plus one from
 /// a CA the server does not trust).
@@ -52,41 +39,6 @@ struct Pki {
     bob: Identity,
     admin: Identity,
     stranger: Identity,
-}
-
-fn new_ca(name: &str) -> (Identity, Issuer<'static, KeyPair>) {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
-    let cert = params.self_signed(&key).unwrap();
-    let identity = Identity {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-        cert_der: cert.der().clone(),
-        key_der: key.serialize_der(),
-        subject: format!("CN={name}"),
-    };
-    (identity, Issuer::new(params, key))
-}
-
-fn leaf(issuer: &Issuer<'static, KeyPair>, cn: &str, sans: &[&str]) -> Identity {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-    // DER order O, CN (rcgen's default DN holds a CN already).
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params.distinguished_name.push(DnType::OrganizationName, ORG);
-    params.distinguished_name.push(DnType::CommonName, cn);
-    let cert = params.signed_by(&key, issuer).unwrap();
-    Identity {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-        cert_der: cert.der().clone(),
-        key_der: key.serialize_der(),
-        subject: format!("CN={cn},O={ORG}"),
-    }
 }
 
 /// An X.509 **v1** client certificate signed by `ca` (kazoo's test harness
@@ -338,6 +290,76 @@ fn round_trip_over_tls_with_a_client_certificate() {
     let mut answer = String::new();
     let _ = word.stream.read_to_string(&mut answer);
     assert_eq!(answer, "imok");
+}
+
+/// zoocore's client over TLS: many requests in flight on each of two
+/// sessions, replies larger than a TLS record, a watch event, then a clean
+/// close; and a refused certificate is an error, not a hang.
+#[test]
+fn the_project_client_pipelines_over_tls() {
+    let pki = Pki::new("client");
+    let (server, secure) = start(&pki, "need", "");
+    let transport = |me: Option<&Identity>| {
+        let mut roots = RootCertStore::empty();
+        roots.add(pki.ca.cert_der.clone()).unwrap();
+        let builder = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+        let config = match me {
+            Some(me) => builder.with_client_auth_cert(vec![me.cert_der.clone()], me.key()).unwrap(),
+            None => builder.with_no_client_auth(),
+        };
+        Transport::Tls(TlsSettings::from_config(Arc::new(config), TlsSettings::ip_name(Ipv4Addr::LOCALHOST.into())))
+    };
+    let tls = transport(Some(&pki.alice));
+    let a = Client::connect_via(&tls, secure, Duration::from_secs(10)).expect("a session over TLS");
+    let b = Client::connect_via(&tls, secure, Duration::from_secs(10)).expect("a second session over TLS");
+    a.create("/piped", b"", &open_acl_unsafe(), CreateMode::Persistent).unwrap();
+    let big = Bytes::from(vec![9u8; 100_000]);
+    let pending: Vec<_> = (0..64)
+        .map(|i| {
+            let data = if i % 8 == 0 { big.clone() } else { Bytes::from(format!("v{i}")) };
+            let req = CreateRequest {
+                path: format!("/piped/n{i}"),
+                data: Some(data),
+                acl: open_acl_unsafe(),
+                flags: 0,
+                ttl: None,
+            };
+            a.submit(Request::Create { op: op::CREATE, req }).unwrap()
+        })
+        .collect();
+    for (i, p) in pending.into_iter().enumerate() {
+        let (hdr, _) = p.wait_timeout(Duration::from_secs(20)).unwrap();
+        assert_eq!(hdr.err, 0, "create /piped/n{i}");
+    }
+    // Reads pipelined on the other session, replies in order, big ones whole.
+    let reads: Vec<_> = (0..64)
+        .map(|i| b.submit(Request::GetData(PathWatch { path: format!("/piped/n{i}"), watch: i == 1 })).unwrap())
+        .collect();
+    for (i, p) in reads.into_iter().enumerate() {
+        match p.wait_timeout(Duration::from_secs(20)).unwrap() {
+            (hdr, Response::GetData { data, .. }) => {
+                assert_eq!(hdr.err, 0);
+                let want = if i % 8 == 0 { big.clone() } else { Bytes::from(format!("v{i}")) };
+                assert_eq!(data.as_ref(), Some(&want), "/piped/n{i}");
+            }
+            other => panic!("getData /piped/n{i}: {other:?}"),
+        }
+    }
+    let events = b.events().unwrap();
+    a.set_data("/piped/n1", b"changed", -1).unwrap();
+    let ev = events.recv_timeout(Duration::from_secs(10)).expect("the watch fires over TLS");
+    assert_eq!(ev.path, "/piped/n1");
+    a.close().unwrap();
+    b.close().unwrap();
+    // The server saw both sessions end (closeSession over TLS), and the plaintext port agrees on the data.
+    let plain = Client::connect(server.addr, Duration::from_secs(10)).unwrap();
+    assert_eq!(plain.get_children("/piped", false).unwrap().len(), 64);
+    // ssl.clientAuth=need: without a certificate there is no session.
+    let refused = Client::connect_via(&transport(None), secure, Duration::from_secs(10));
+    assert!(refused.is_err(), "a client without a certificate got a session");
 }
 
 #[test]

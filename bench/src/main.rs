@@ -20,6 +20,7 @@ use clap::{Args, Parser, Subcommand};
 
 use report::{json_str, JsonObject, LatencySummary};
 use workload::{RunConfig, Workload};
+use zoocore::client::{TlsServerName, TlsSettings, Transport};
 
 #[derive(Parser)]
 #[command(name = "zoocore-bench", version, about = "Load generator for ZooKeeper-protocol servers")]
@@ -167,7 +168,41 @@ struct RunArgs {
     #[arg(long)]
     quiet: bool,
     #[command(flatten)]
+    tls: TlsArgs,
+    #[command(flatten)]
     out: CommonOut,
+}
+
+#[derive(Args, Clone)]
+struct TlsArgs {
+    /// Speak TLS (a secureClientPort): the PEM file of the CA(s) the
+    /// server's certificate must lead to. The certificate is checked
+    /// against the server's IP address (an IP SAN), or --tls-server-name.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// Client certificate chain (PEM), for ssl.clientAuth=need/want.
+    #[arg(long, requires = "tls_ca", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM, unencrypted).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// DNS name to check the server's certificate against instead of its IP.
+    #[arg(long, requires = "tls_ca")]
+    tls_server_name: Option<String>,
+}
+
+impl TlsArgs {
+    /// The transport for servers at `first` (every --server shares the
+    /// settings; the default name is the first server's IP).
+    fn transport(&self, first: SocketAddr) -> Result<Transport, String> {
+        let Some(ca) = &self.tls_ca else { return Ok(Transport::Plain) };
+        let name = match &self.tls_server_name {
+            Some(n) => TlsServerName::try_from(n.clone()).map_err(|e| format!("--tls-server-name {n}: {e}"))?,
+            None => TlsSettings::ip_name(first.ip()),
+        };
+        let identity = self.tls_cert.as_deref().zip(self.tls_key.as_deref());
+        Ok(Transport::Tls(TlsSettings::from_pem_files(ca, identity, name)?))
+    }
 }
 
 #[derive(Args)]
@@ -374,7 +409,10 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
     }
     let servers = a.server.iter().map(|s| resolve(s)).collect::<Result<Vec<_>, _>>()?;
     let server_list = a.server.join(",");
+    let transport = a.tls.transport(servers[0])?;
+    let tls = matches!(transport, Transport::Tls(_));
     let cfg = RunConfig {
+        transport,
         servers,
         workload: a.workload,
         value_size: a.value_size,
@@ -396,9 +434,11 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
     // The server's own log histograms (cumulative since it started), read
     // before the warm-up and after the run.
     // The first server's only (in an ensemble: the member named first).
-    let log_before = mntr::read(cfg.servers[0]);
+    // Not over TLS: `mntr` is plaintext, and a secure port refuses it.
+    let read_mntr = || if tls { None } else { mntr::read(cfg.servers[0]) };
+    let log_before = read_mntr();
     let r = workload::run(&cfg)?;
-    let log_after = mntr::read(cfg.servers[0]);
+    let log_after = read_mntr();
     let notes = r.saturation_notes(&cfg);
     if a.out.json {
         let errors: Vec<String> = r.errors.iter().map(|(k, v)| format!("{}:{v}", json_str(k))).collect();
@@ -409,6 +449,8 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
             .str("label", &a.out.label)
             .str("workload", cfg.workload.name())
             .str("server", &server_list)
+            .bool("tls", tls)
+            .str("tls_session", r.tls_session.as_deref().unwrap_or(""))
             .int("server_processes", cfg.server_pids.len() as u64)
             .int("sessions", cfg.sessions as u64)
             .int("outstanding", cfg.outstanding as u64)
@@ -462,6 +504,9 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
             r.client_cpu_cores,
             r.client_busiest_thread * 100.0
         );
+        if let Some(t) = &r.tls_session {
+            println!("tls          {t}");
+        }
         if let Some(m) = &log_before {
             println!("server log   before: {}", m.summary());
         }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::ValueEnum;
 use hdrhistogram::Histogram;
-use zoocore::client::{first_error, Client, ClientError, Pending};
+use zoocore::client::{first_error, Client, ClientError, Pending, Transport};
 use zoocore::proto::records::{
     CreateRequest, MultiOp, PathVersion, PathWatch, ReplyHeader, Request, Response, SetDataRequest,
 };
@@ -77,6 +77,8 @@ impl Workload {
 
 #[derive(Debug, Clone)]
 pub struct RunConfig {
+    /// Plaintext or TLS, for every session of the run.
+    pub transport: Transport,
     /// Load sessions are spread round-robin over these (an ensemble's
     /// members); the setup session (preload) uses the first.
     pub servers: Vec<SocketAddr>,
@@ -123,6 +125,8 @@ pub struct RunResult {
     pub max_send_lag: Duration,
     pub watch_events: u64,
     pub threads_used: usize,
+    /// TLS runs: the protocol and cipher suite the setup session negotiated.
+    pub tls_session: Option<String>,
 }
 
 impl RunResult {
@@ -664,7 +668,7 @@ fn open_loop_worker(sessions: Vec<Session>, mut gen: OpGen, outstanding: usize, 
 }
 
 /// Connection storm: each op opens a session and closes it.
-fn connect_storm_worker(server: SocketAddr, timeout: Duration, clock: &RunClock) -> Stats {
+fn connect_storm_worker(transport: &Transport, server: SocketAddr, timeout: Duration, clock: &RunClock) -> Stats {
     let mut stats = Stats::new(clock.measure_start);
     loop {
         let now = Instant::now();
@@ -673,7 +677,8 @@ fn connect_storm_worker(server: SocketAddr, timeout: Duration, clock: &RunClock)
             Claim::Warmup => false,
             Claim::Measured => true,
         };
-        let outcome = Client::connect(server, timeout).and_then(|c| c.close()).map_err(|e| client_error_name(&e));
+        let outcome =
+            Client::connect_via(transport, server, timeout).and_then(|c| c.close()).map_err(|e| client_error_name(&e));
         stats.complete(clock, now, measured, outcome);
     }
     stats
@@ -736,9 +741,11 @@ fn servers_cpu_seconds(pids: &[u32]) -> Option<f64> {
 pub fn run(cfg: &RunConfig) -> Result<RunResult, String> {
     let first = *cfg.servers.first().ok_or("no server address")?;
     let connect = |what: &str, server: SocketAddr| {
-        Client::connect(server, cfg.session_timeout).map_err(|e| format!("{what}: connect {server}: {e}"))
+        Client::connect_via(&cfg.transport, server, cfg.session_timeout)
+            .map_err(|e| format!("{what}: connect {server}: {e}"))
     };
     let setup = connect("setup session", first)?;
+    let tls_session = setup.tls_session().map(str::to_owned);
     let base = format!("/bench/{}", run_id());
     ensure_node(&setup, "/bench")?;
     ensure_node(&setup, &base)?;
@@ -799,7 +806,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunResult, String> {
             .name(format!("bench-{t}"))
             .spawn(move || {
                 if cfg.workload == Workload::ConnectStorm {
-                    connect_storm_worker(first, cfg.session_timeout, &clock)
+                    connect_storm_worker(&cfg.transport, first, cfg.session_timeout, &clock)
                 } else if let Some(rate) = cfg.rate {
                     open_loop_worker(sessions, gen, cfg.outstanding, rate / threads as f64, &clock)
                 } else {
@@ -875,6 +882,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunResult, String> {
         max_send_lag: total.max_send_lag,
         watch_events: total.watch_events,
         threads_used: threads,
+        tls_session,
     })
 }
 

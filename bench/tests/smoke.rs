@@ -1,5 +1,7 @@
 //! Keeps the benchmark from rotting: starts the zoocore binary, runs ~2 s of
-//! mixed load and a small memory run, and checks the JSON lines.
+//! mixed load and a small memory run, and checks the JSON lines; and a
+//! short load over TLS (`--tls-ca`, client certificates made here with
+//! tests/common/pki.rs) against a server with a secureClientPort.
 //!
 //! The zoocore binary is the root package's; it sits in the same target
 //! profile directory as this test's `zoocore-bench` (cargo builds both for
@@ -18,6 +20,11 @@ use std::time::{Duration, Instant};
 /// directory (named by the process id alone) and each other's ports.
 static ONE_ENSEMBLE_AT_A_TIME: Mutex<()> = Mutex::new(());
 static ENSEMBLE_COUNTER: AtomicU32 = AtomicU32::new(0);
+/// Each standalone server gets a directory of its own (tests run in parallel).
+static SERVER_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+#[path = "../../tests/common/pki.rs"]
+mod pki;
 
 fn zoocore_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("ZOOCORE_BIN") {
@@ -61,19 +68,30 @@ fn ruok(addr: SocketAddr) -> bool {
 }
 
 fn start_server() -> Server {
+    start_server_with(|_| String::new())
+}
+
+fn unused_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `extra(dir)`: more zoo.cfg lines (files they name can go in `dir`).
+fn start_server_with(extra: impl Fn(&std::path::Path) -> String) -> Server {
     let bin = zoocore_binary();
     assert!(bin.exists(), "zoocore binary not found at {} (build the workspace or set ZOOCORE_BIN)", bin.display());
-    let dir = std::env::temp_dir().join(format!("zoocore-bench-smoke-{}", std::process::id()));
+    let k = SERVER_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("zoocore-bench-smoke-{}-{k}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     for _attempt in 0..5 {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = unused_port();
         let cfg = dir.join("zoo.cfg");
         std::fs::write(
             &cfg,
             format!(
-                "tickTime=2000\ndataDir={}\nadmin.enableServer=false\nclientPort={port}\nclientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\n",
-                dir.join("data").display()
+                "tickTime=2000\ndataDir={}\nadmin.enableServer=false\nclientPort={port}\nclientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\n{}",
+                dir.join("data").display(),
+                extra(&dir)
             ),
         )
         .unwrap();
@@ -106,12 +124,16 @@ fn start_server() -> Server {
 }
 
 fn bench(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_zoocore-bench")).args(args).output().unwrap();
+    let out = bench_output(args);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "zoocore-bench {args:?} failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
     let line = stdout.lines().last().unwrap_or_default().to_string();
     assert!(line.starts_with('{') && line.ends_with('}'), "not a JSON line: {line}");
     line
+}
+
+fn bench_output(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_zoocore-bench")).args(args).output().unwrap()
 }
 
 /// The number after `"key":` in a flat JSON line (enough for our own output).
@@ -161,6 +183,82 @@ fn mixed_load_and_memory_run_cleanly() {
     assert_eq!(field(&line, "errors"), 0.0, "{line}");
     assert!(field(&line, "rss_after") > 0.0, "{line}");
     assert_eq!(field(&line, "znodes"), 2000.0, "{line}");
+}
+
+/// `zoocore-bench run --tls-ca ... --tls-cert ... --tls-key ...` against a
+/// secureClientPort with ssl.clientAuth=need: creates and then gets with
+/// values larger than a TLS record, all answered; without the client
+/// certificate the run fails, so the load really went over TLS.
+#[test]
+fn load_over_tls_with_a_client_certificate() {
+    let (ca, issuer) = pki::new_ca("bench smoke CA");
+    let server_id = pki::leaf(&issuer, "zoocore server", &["127.0.0.1"]);
+    let client_id = pki::leaf(&issuer, "bench client", &[]);
+    let secure_port = unused_port();
+    let server = start_server_with(|dir| {
+        std::fs::write(dir.join("server.pem"), format!("{}{}{}", server_id.key_pem, server_id.cert_pem, ca.cert_pem))
+            .unwrap();
+        std::fs::write(dir.join("ca.pem"), &ca.cert_pem).unwrap();
+        format!(
+            "secureClientPort={secure_port}\nsecureClientPortAddress=127.0.0.1\nssl.keyStore.location={}\n\
+             ssl.keyStore.type=PEM\nssl.trustStore.location={}\nssl.trustStore.type=PEM\nssl.clientAuth=need\n",
+            dir.join("server.pem").display(),
+            dir.join("ca.pem").display()
+        )
+    });
+    std::fs::write(server.dir.join("client.crt"), &client_id.cert_pem).unwrap();
+    std::fs::write(server.dir.join("client.key"), &client_id.key_pem).unwrap();
+    let path = |name: &str| server.dir.join(name).to_str().unwrap().to_owned();
+    let (ca_pem, cert, key) = (path("ca.pem"), path("client.crt"), path("client.key"));
+    let secure = format!("127.0.0.1:{secure_port}");
+    let pid = server.child.id().to_string();
+    let tls = ["--tls-ca", &ca_pem, "--tls-cert", &cert, "--tls-key", &key].map(String::from);
+    let run = |workload: &str, value_size: &str, extra: &[String]| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "run",
+            workload,
+            "--server",
+            secure.as_str(),
+            "--server-pid",
+            pid.as_str(),
+            "--sessions",
+            "3",
+            "--outstanding",
+            "16",
+            "--keys",
+            "40",
+            "--value-size",
+            value_size,
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+            "--json",
+            "--quiet",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend_from_slice(extra);
+        args
+    };
+    let bench_strs = |args: Vec<String>| bench(&args.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let line = bench_strs(run("create", "100", &tls));
+    assert!(line.contains("\"tls\":true"), "{line}");
+    assert_eq!(field(&line, "errors"), 0.0, "{line}");
+    assert!(field(&line, "ops") > 50.0, "{line}");
+    assert!(field(&line, "server_cpu_us_per_op") > 0.0, "{line}");
+    // 40 KiB values: each reply spans several TLS records.
+    let line = bench_strs(run("get", "40000", &tls));
+    assert_eq!(field(&line, "errors"), 0.0, "{line}");
+    assert!(field(&line, "ops") > 50.0, "{line}");
+
+    // ssl.clientAuth=need: no client certificate, no session, a failed run.
+    let args = run("create", "100", &tls[..2]);
+    let out = bench_output(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!out.status.success(), "a run without a client certificate succeeded on a need port");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("connect"), "{err}");
 }
 
 #[test]

@@ -6,10 +6,18 @@
 //! each one to the oldest pending request (checking the xid); xid -1 frames
 //! are watch events and go to the `events()` channel. `submit` lets many
 //! requests be outstanding at once.
+//!
+//! `Client::connect_via` with `Transport::Tls` speaks TLS (a secure client
+//! port; see `tls` for how the one rustls connection is shared by the
+//! writer and the reader thread). The plaintext path writes and reads the
+//! bare socket as before: no lock or copy is added to it.
 
 mod raw;
+mod tls;
 
 pub use raw::RawConnection;
+pub use rustls::pki_types::ServerName as TlsServerName;
+pub use tls::TlsSettings;
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -114,12 +122,37 @@ struct Shared {
 
 struct SendState {
     stream: TcpStream,
+    /// Some on a TLS connection: frames go through rustls before `stream`.
+    tls: Option<tls::TlsWriter>,
     next_xid: i32,
     last_send: Instant,
     buf: BytesMut,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+impl SendState {
+    fn write_frame(stream: &mut TcpStream, tls: &mut Option<tls::TlsWriter>, bytes: &[u8]) -> io::Result<()> {
+        match tls {
+            None => stream.write_all(bytes),
+            Some(w) => w.write_all(stream, bytes),
+        }
+    }
+}
+
+/// How a client reaches the server.
+#[derive(Clone, Debug)]
+pub enum Transport {
+    Plain,
+    /// TLS (a `secureClientPort`, or a port-unified one).
+    Tls(TlsSettings),
+}
+
+/// The receiving half the reader thread owns.
+enum ReadHalf {
+    Plain(TcpStream),
+    Tls(tls::TlsReader),
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking holder leaves plain data behind; keep going.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -152,6 +185,8 @@ pub struct Client {
     passwd: Bytes,
     timeout: Duration,
     read_only: Option<bool>,
+    /// TLS only: the negotiated protocol and cipher suite.
+    tls_session: Option<String>,
     events: Mutex<Option<Receiver<WatchedEvent>>>,
     stop_pinger: Option<Sender<()>>,
     threads: Vec<JoinHandle<()>>,
@@ -173,6 +208,11 @@ impl Client {
     /// Opens a new session.
     pub fn connect(addr: SocketAddr, session_timeout: Duration) -> ClientResult<Client> {
         Self::handshake(addr, 0, Bytes::from(vec![0u8; 16]), session_timeout, 0)
+    }
+
+    /// Opens a new session over `transport` (plaintext or TLS).
+    pub fn connect_via(transport: &Transport, addr: SocketAddr, session_timeout: Duration) -> ClientResult<Client> {
+        Self::open(transport, addr, 0, Bytes::from(vec![0u8; 16]), session_timeout, 0, false)
     }
 
     /// Re-attaches to an existing session. `ClientError::SessionExpired`
@@ -208,8 +248,29 @@ impl Client {
         last_zxid_seen: i64,
         can_be_read_only: bool,
     ) -> ClientResult<Client> {
+        Self::open(&Transport::Plain, addr, session_id, passwd, timeout, last_zxid_seen, can_be_read_only)
+    }
+
+    fn open(
+        transport: &Transport,
+        addr: SocketAddr,
+        session_id: i64,
+        passwd: Bytes,
+        timeout: Duration,
+        last_zxid_seen: i64,
+        can_be_read_only: bool,
+    ) -> ClientResult<Client> {
         let mut stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
+        let mut tls_conn = match transport {
+            Transport::Plain => None,
+            Transport::Tls(settings) => {
+                // A server that never finishes the handshake must not hang the caller.
+                stream.set_read_timeout(Some(timeout.max(Duration::from_secs(1))))?;
+                let conn = tls::handshake(settings, &mut stream)?;
+                Some(conn)
+            }
+        };
         let req = ConnectRequest {
             protocol_version: 0,
             last_zxid_seen,
@@ -220,8 +281,14 @@ impl Client {
         };
         let mut out = BytesMut::new();
         encode_record_frame(&mut out, &req);
-        stream.write_all(&out)?;
-        let frame = match read_frame(&mut stream, MAX_REPLY_FRAME) {
+        let reply = match &mut tls_conn {
+            None => stream.write_all(&out).and_then(|()| read_frame(&mut stream, MAX_REPLY_FRAME)),
+            Some(conn) => {
+                let mut s = tls::HandshakeStream { conn, sock: &mut stream };
+                s.write_all(&out).and_then(|()| read_frame(&mut s, MAX_REPLY_FRAME))
+            }
+        };
+        let frame = match reply {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(ClientError::ConnectionClosed),
             Err(e) => return Err(e.into()),
@@ -231,13 +298,39 @@ impl Client {
         if resp.timeout_ms <= 0 {
             return Err(ClientError::SessionExpired);
         }
-        Ok(Self::start(stream, resp, last_zxid_seen)?)
+        if tls_conn.is_some() {
+            stream.set_read_timeout(None)?;
+        }
+        Ok(Self::start(stream, tls_conn, resp, last_zxid_seen)?)
     }
 
-    fn start(stream: TcpStream, resp: ConnectResponse, last_zxid: i64) -> io::Result<Client> {
-        let read_half = stream.try_clone()?;
+    fn start(
+        stream: TcpStream,
+        tls_conn: Option<rustls::ClientConnection>,
+        resp: ConnectResponse,
+        last_zxid: i64,
+    ) -> io::Result<Client> {
+        let read_sock = stream.try_clone()?;
+        let tls_session = tls_conn.as_ref().map(|c| {
+            let version = c.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default();
+            let suite = c.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_default();
+            format!("{version} {suite}")
+        });
+        let (tls_writer, read_half) = match tls_conn {
+            None => (None, ReadHalf::Plain(read_sock)),
+            Some(conn) => {
+                let (w, r) = tls::split(conn, read_sock);
+                (Some(w), ReadHalf::Tls(r))
+            }
+        };
         let shared = Arc::new(Shared {
-            send: Mutex::new(SendState { stream, next_xid: 1, last_send: Instant::now(), buf: BytesMut::new() }),
+            send: Mutex::new(SendState {
+                stream,
+                tls: tls_writer,
+                next_xid: 1,
+                last_send: Instant::now(),
+                buf: BytesMut::new(),
+            }),
             pending: Mutex::new(VecDeque::new()),
             closed: AtomicBool::new(false),
             last_zxid: AtomicI64::new(last_zxid),
@@ -247,8 +340,15 @@ impl Client {
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let reader = {
             let shared = shared.clone();
-            std::thread::Builder::new().name("zk-client-reader".into()).spawn(move || {
-                reader_loop(&shared, read_half, ev_tx);
+            std::thread::Builder::new().name("zk-client-reader".into()).spawn(move || match read_half {
+                ReadHalf::Plain(mut sock) => {
+                    reader_loop(&shared, &mut sock, ev_tx);
+                    let _ = sock.shutdown(Shutdown::Both);
+                }
+                ReadHalf::Tls(mut reader) => {
+                    reader_loop(&shared, &mut reader, ev_tx);
+                    reader.shutdown();
+                }
             })?
         };
         let pinger = {
@@ -263,6 +363,7 @@ impl Client {
             passwd: resp.passwd,
             timeout,
             read_only: resp.read_only,
+            tls_session,
             events: Mutex::new(Some(ev_rx)),
             stop_pinger: Some(stop_tx),
             threads: vec![reader, pinger],
@@ -281,6 +382,11 @@ impl Client {
     /// The readOnly byte of the ConnectResponse, if the server sent one.
     pub fn read_only(&self) -> Option<bool> {
         self.read_only
+    }
+    /// On a TLS connection, the negotiated protocol and cipher suite
+    /// (as "TLSv1_3 TLS13_AES_128_GCM_SHA256").
+    pub fn tls_session(&self) -> Option<&str> {
+        self.tls_session.as_deref()
     }
     /// The largest zxid seen in any reply header.
     pub fn last_zxid(&self) -> i64 {
@@ -311,11 +417,11 @@ impl Client {
                 x
             }
         };
-        let SendState { stream, buf, last_send, .. } = &mut *send;
+        let SendState { stream, tls, buf, last_send, .. } = &mut *send;
         buf.clear();
         encode_request_frame(buf, xid, &req);
         lock(&self.shared.pending).push_back(PendingSlot { xid, op: req.op(), reply: tx });
-        if let Err(e) = stream.write_all(buf) {
+        if let Err(e) = SendState::write_frame(stream, tls, buf) {
             drop(send);
             fail_all(&self.shared);
             return Err(e.into());
@@ -328,7 +434,8 @@ impl Client {
     /// Nothing is queued to receive a reply.
     pub fn write_raw(&self, bytes: &[u8]) -> ClientResult<()> {
         let mut send = lock(&self.shared.send);
-        send.stream.write_all(bytes)?;
+        let SendState { stream, tls, .. } = &mut *send;
+        SendState::write_frame(stream, tls, bytes)?;
         Ok(())
     }
 
@@ -543,8 +650,12 @@ impl Client {
     fn shutdown(&mut self) {
         self.stop_pinger.take();
         {
-            let send = lock(&self.shared.send);
-            let _ = send.stream.shutdown(Shutdown::Both);
+            let mut send = lock(&self.shared.send);
+            let SendState { stream, tls, .. } = &mut *send;
+            if let Some(w) = tls {
+                w.close_notify(stream);
+            }
+            let _ = stream.shutdown(Shutdown::Both);
         }
         for t in self.threads.drain(..) {
             let _ = t.join();
@@ -614,9 +725,9 @@ fn fail_all(shared: &Shared) {
     }
 }
 
-fn reader_loop(shared: &Shared, mut stream: TcpStream, events: Sender<WatchedEvent>) {
+fn reader_loop(shared: &Shared, stream: &mut impl Read, events: Sender<WatchedEvent>) {
     let err = loop {
-        let frame = match read_frame(&mut stream, MAX_REPLY_FRAME) {
+        let frame = match read_frame(stream, MAX_REPLY_FRAME) {
             Ok(f) => f,
             Err(_) => break None,
         };
@@ -632,7 +743,6 @@ fn reader_loop(shared: &Shared, mut stream: TcpStream, events: Sender<WatchedEve
         }
     }
     fail_all(shared);
-    let _ = stream.shutdown(Shutdown::Both);
 }
 
 fn handle_reply(shared: &Shared, frame: Bytes, events: &Sender<WatchedEvent>) -> ClientResult<()> {
@@ -680,11 +790,11 @@ fn ping_loop(shared: &Shared, interval: Duration, stop: Receiver<()>) {
             continue;
         }
         let (tx, _rx) = mpsc::channel();
-        let SendState { stream, buf, last_send, .. } = &mut *send;
+        let SendState { stream, tls, buf, last_send, .. } = &mut *send;
         buf.clear();
         encode_request_frame(buf, xid::PING, &Request::Ping);
         lock(&shared.pending).push_back(PendingSlot { xid: xid::PING, op: op::PING, reply: tx });
-        if stream.write_all(buf).is_err() {
+        if SendState::write_frame(stream, tls, buf).is_err() {
             drop(send);
             fail_all(shared);
             return;
