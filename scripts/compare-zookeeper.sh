@@ -8,8 +8,8 @@
 #                                           # + 100k-txn log tail) -> DIR/scale-results.jsonl
 #   scale options: --znodes N (memory and restart runs, default 1000000)  --watch-paths N (paths per
 #            session in the watch runs, 1,000 sessions: default 1000 -> 1M watches, 10000 -> 10M)
-#            --snap-count N (default 250000; at 10M znodes use a few million, or the run writes
-#            dozens of 1-2 GB snapshots)  --systems "LIST" (default "zoocore apache"; Apache at 10M
+#            --snap-count N (default 250000, at least 220000 for the 100k tail; at 10M znodes use a
+#            few million, or the run writes dozens of 1-2 GB snapshots)  --systems "LIST" (default "zoocore apache"; Apache at 10M
 #            needs ~17 GB of heap, use --systems zoocore there)  --keep-logs DIR (copy each server's
 #            log there)
 #   scripts/compare-zookeeper.sh --ensemble # 3 zoocore servers, then 3 Apache servers (docs/benchmarks/ensemble.md)
@@ -426,6 +426,13 @@ run_scale() {
     local watch_sessions=1000 watch_count
     watch_count=$((watch_sessions * watch_paths))
     snap_count="${snap_count_opt:-250000}"
+    # A snapshot comes every snapCount/2 .. snapCount txns: below 220000 the
+    # restart's 100k-110k tail may never be reached (the bench would write
+    # until it gives up, filling the disk with snapshots and 64 MiB logs).
+    if [ "$snap_count" -lt 220000 ]; then
+        echo "--snap-count $snap_count: at least 220000 for the restart's 100k-txn tail" >&2
+        exit 2
+    fi
     # After each stopped server: its log to --keep-logs DIR if given, its
     # dataDir removed (snapshots of ~1-2 GB each at 10M; the disk is shared).
     scale_server_done() {

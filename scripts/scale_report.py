@@ -42,6 +42,15 @@ def newest_run_at(runs, scale):
     return None, None
 
 
+def fmt_us(us):
+    """A latency given in microseconds, in µs below 10 ms, else in ms."""
+    return f"{us} µs" if us < 10_000 else f"{us / 1000:.0f} ms"
+
+
+def fmt_gets(g):
+    return f"{fmt_us(g['p50'])} / {fmt_us(g['p99'])} / {fmt_us(g['p999'])} / {fmt_us(g['max'])}"
+
+
 def fmt_count(n):
     return SCALE_NAMES.get(n, f"{n:,}")
 
@@ -108,21 +117,21 @@ def render_run(w, run_id, run, scale):
         if dumped:
             w("#### wchc / wchp of all the watches, with a get probe\n")
             w("After the RSS readings: one `wchc` and then one `wchp` read to the end by the bench, while "
-              "another session sends gets of `/` one at a time (latency in µs; the baseline is 2 s of the "
-              "same gets just before). \"Watch lines\" counts the reply's tab-led lines, one per "
+              "another session sends gets of `/` one at a time (the baseline is 2 s of the same gets just "
+              "before). \"Watch lines\" counts the reply's tab-led lines, one per "
               "(path, session); \"RSS peak\" is the server's VmRSS sampled every 20 ms during the dump.\n")
             w("| server | shape | word | bytes | watch lines | first byte | end | RSS peak | "
-              "get p50 / p99 / max | gets |")
+              "get p50 / p99 / p99.9 / max | gets |")
             w("|---|---|---|---|---|---|---|---|---|---|")
             for key, r in dumped:
                 b = r["get_baseline_us"]
-                w(f"| {key[0]} | {key[1]} | baseline | | | | | | {b['p50']} / {b['p99']} / {b['max']} | "
+                w(f"| {key[0]} | {key[1]} | baseline | | | | | | {fmt_gets(b)} | "
                   f"{b['count']} |")
                 for d in r["dumps"]:
                     g = d["get_us"]
                     w(f"| {key[0]} | {key[1]} | {d['word']} | {d['bytes'] / 2**20:.0f} MiB | {d['entries']} | "
                       f"{d['first_byte_ms'] / 1000:.1f} s | {d['total_ms'] / 1000:.1f} s | "
-                      f"{d['rss_peak'] / 2**20:.0f} MiB | {g['p50']} / {g['p99']} / {g['max']} | {g['count']} |")
+                      f"{d['rss_peak'] / 2**20:.0f} MiB | {fmt_gets(g)} | {g['count']} |")
             w("")
 
     restart_rows = [r for r in run if r["kind"] == "restart"]
