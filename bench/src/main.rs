@@ -545,6 +545,7 @@ fn cmd_watches(a: WatchesArgs) -> Result<(), String> {
                 .num("total_ms", Some(d.total.as_secs_f64() * 1e3))
                 .int("rss_peak", d.rss_peak)
                 .raw("get_us", get_json(&d.gets))
+                .num("slowest_get_at_ms", Some(d.slowest_get_at.as_secs_f64() * 1e3))
                 .build()
         })
         .collect();
@@ -591,7 +592,11 @@ fn cmd_watches(a: WatchesArgs) -> Result<(), String> {
                 d.total.as_secs_f64() * 1e3,
                 mib(d.rss_peak)
             );
-            println!("  get / meanwhile: {}", latency_table(&d.gets));
+            println!(
+                "  get / meanwhile: {} (slowest sent at {:.0} ms)",
+                latency_table(&d.gets),
+                d.slowest_get_at.as_secs_f64() * 1e3
+            );
         }
     }
     Ok(())

@@ -100,6 +100,8 @@ pub struct DumpProbe {
     /// Highest server VmRSS sampled while the dump ran.
     pub rss_peak: u64,
     pub gets: LatencySummary,
+    /// When the slowest of those gets was sent, from the dump's request.
+    pub slowest_get_at: Duration,
 }
 
 pub struct WatchResult {
@@ -192,7 +194,7 @@ pub fn run_watches(cfg: &WatchConfig) -> Result<WatchResult, String> {
     let mean_path_len = sample.iter().sum::<usize>() as f64 / sample.len().max(1) as f64;
     let (get_baseline, dumps) = match &get_probe {
         Some(probe) => {
-            let baseline = time_gets(probe, &AtomicBool::new(false), Some(GET_BASELINE))?;
+            let (baseline, _) = time_gets(probe, &AtomicBool::new(false), Some(GET_BASELINE))?;
             let mut dumps = Vec::new();
             for word in ["wchc", "wchp"] {
                 dumps.push(probe_dump(cfg.server, cfg.server_pid, word, probe)?);
@@ -224,16 +226,26 @@ pub fn run_watches(cfg: &WatchConfig) -> Result<WatchResult, String> {
 }
 
 /// Gets of "/" one at a time on `client` until `stop` is set (or `limit`
-/// has passed), their latencies in microseconds.
-fn time_gets(client: &Client, stop: &AtomicBool, limit: Option<Duration>) -> Result<LatencySummary, String> {
+/// has passed): their latencies in microseconds, and when the slowest was
+/// sent (from the start).
+fn time_gets(
+    client: &Client,
+    stop: &AtomicBool,
+    limit: Option<Duration>,
+) -> Result<(LatencySummary, Duration), String> {
     let mut hist = new_histogram();
     let started = Instant::now();
+    let (mut slowest, mut slowest_at) = (Duration::ZERO, Duration::ZERO);
     while !stop.load(Ordering::Relaxed) && limit.is_none_or(|l| started.elapsed() < l) {
         let t = Instant::now();
         client.get_data("/", false).map_err(|e| format!("get / during the dump probe: {e}"))?;
-        let _ = hist.record((t.elapsed().as_micros() as u64).max(1));
+        let took = t.elapsed();
+        if took > slowest {
+            (slowest, slowest_at) = (took, t - started);
+        }
+        let _ = hist.record((took.as_micros() as u64).max(1));
     }
-    Ok(LatencySummary::of(&hist))
+    Ok((LatencySummary::of(&hist), slowest_at))
 }
 
 /// Sends `word` (wchc or wchp) and reads the reply to the end, counting its
@@ -256,7 +268,8 @@ fn probe_dump(server: SocketAddr, server_pid: u32, word: &'static str, probe: &C
         let gets = gets.join().map_err(|_| "get probe thread panicked".to_string())?;
         let rss_peak = rss.join().map_err(|_| "RSS sampler thread panicked".to_string())?;
         let (bytes, entries, first_byte, total) = read?;
-        Ok(DumpProbe { word, bytes, entries, first_byte, total, rss_peak, gets: gets? })
+        let (gets, slowest_get_at) = gets?;
+        Ok(DumpProbe { word, bytes, entries, first_byte, total, rss_peak, gets, slowest_get_at })
     })
 }
 
