@@ -6,6 +6,12 @@
 #   scripts/compare-zookeeper.sh --scale    # issue #9 at scale: RSS per znode (1M), bytes per watch
 #                                           # (1M, shared and distinct paths), kill -9 restart (1M znodes
 #                                           # + 100k-txn log tail) -> DIR/scale-results.jsonl
+#   scale options: --znodes N (memory and restart runs, default 1000000)  --watch-paths N (paths per
+#            session in the watch runs, 1,000 sessions: default 1000 -> 1M watches, 10000 -> 10M)
+#            --snap-count N (default 250000, at least 220000 for the 100k tail; at 10M znodes use a
+#            few million, or the run writes dozens of 1-2 GB snapshots)  --systems "LIST" (default "zoocore apache"; Apache at 10M
+#            needs ~17 GB of heap, use --systems zoocore there)  --keep-logs DIR (copy each server's
+#            log there)
 #   scripts/compare-zookeeper.sh --ensemble # 3 zoocore servers, then 3 Apache servers (docs/benchmarks/ensemble.md)
 #   scripts/compare-zookeeper.sh --tls      # plaintext vs TLS on each server (issue #11): both servers with a
 #                                           # clientPort and a secureClientPort (ssl.clientAuth=need, PKI made
@@ -39,6 +45,9 @@ repeats=""
 duration=""
 out_dir="docs/benchmarks"
 znodes_opt=""
+snap_count_opt=""
+watch_paths=1000
+scale_systems="zoocore apache"
 command_line="scripts/compare-zookeeper.sh $*"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -54,6 +63,9 @@ while [ $# -gt 0 ]; do
         --repeats) repeats="$2"; shift ;;
         --duration) duration="$2"; shift ;;
         --znodes) znodes_opt="$2"; shift ;;
+        --snap-count) snap_count_opt="$2"; shift ;;
+        --watch-paths) watch_paths="$2"; shift ;;
+        --systems) scale_systems="$2"; shift ;;
         --out) out_dir="$2"; shift ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
@@ -421,21 +433,48 @@ fi
 # 125k-250k txns, so the tail can be topped up to 100k).
 run_scale() {
     local scale_znodes="${znodes_opt:-1000000}" kind label name snapdir row shape
-    snap_count=250000
-    for kind in zoocore apache; do
+    local watch_sessions=1000 watch_count
+    watch_count=$((watch_sessions * watch_paths))
+    snap_count="${snap_count_opt:-250000}"
+    # A snapshot comes every snapCount/2 .. snapCount txns: below 220000 the
+    # restart's 100k-110k tail may never be reached (the bench would write
+    # until it gives up, filling the disk with snapshots and 64 MiB logs).
+    if [ "$snap_count" -lt 220000 ]; then
+        echo "--snap-count $snap_count: at least 220000 for the restart's 100k-txn tail" >&2
+        exit 2
+    fi
+    # After each stopped server: its log to --keep-logs DIR if given, its
+    # dataDir removed (snapshots of ~1-2 GB each at 10M; the disk is shared).
+    scale_server_done() {
+        if [ -n "$keep_logs" ]; then mkdir -p "$keep_logs" && cp "$work/$name/server.log" "$keep_logs/$name.log" || true; fi
+        rm -rf "$work/$name/data"
+    }
+    python3 - "$scale_znodes" "$watch_sessions" "$watch_paths" "$snap_count" "$scale_systems" >>"$results" <<'PY'
+import json, sys
+a = sys.argv[1:]
+print(json.dumps({"kind": "scale-config", "znodes": int(a[0]), "watch_sessions": int(a[1]), "watch_paths": int(a[2]),
+                  "watches": int(a[1]) * int(a[2]), "snap_count": int(a[3]), "systems": a[4].split()}))
+PY
+    for kind in $scale_systems; do
+        case "$kind" in zoocore | apache) ;; *) echo "--systems: unknown system $kind" >&2; exit 2 ;; esac
         label=zoocore; [ "$kind" = apache ] && label=zookeeper
         name="scale-mem-$kind"; start_server "$kind" "$name"; sleep 2
         echo "==> scale: memory, $scale_znodes znodes on $label"
         "$bench_bin" memory --server "127.0.0.1:$port" --server-pid "$pid" --znodes "$scale_znodes" --value-size 100 \
             --settle 2 --json --label "$label" >>"$results" || echo "   (memory failed on $label)" >&2
         stop_pid "$pid"
+        scale_server_done
         for shape in shared distinct; do
             name="scale-watch-$shape-$kind"; start_server "$kind" "$name"; sleep 2
-            echo "==> scale: 1M watches ($shape paths) on $label"
+            echo "==> scale: $watch_count watches ($shape paths) on $label"
             local extra=(); [ "$shape" = distinct ] && extra=(--distinct)
-            "$bench_bin" watches --server "127.0.0.1:$port" --server-pid "$pid" --sessions 1000 --paths 1000 \
+            # zoocore: also a wchc and a wchp of all the watches, timed, with a get probe meanwhile.
+            [ "$kind" = zoocore ] && extra+=(--dump-probe)
+            "$bench_bin" watches --server "127.0.0.1:$port" --server-pid "$pid" --sessions "$watch_sessions" \
+                --paths "$watch_paths" \
                 "${extra[@]}" --json --label "$label" >>"$results" || echo "   (watches failed on $label)" >&2
             stop_pid "$pid"
+            scale_server_done
         done
         name="scale-restart-$kind"; start_server "$kind" "$name"; sleep 2
         snapdir="$work/$name/data/zoocore"; [ "$kind" = apache ] && snapdir="$work/$name/data/version-2"
@@ -454,6 +493,7 @@ run_scale() {
             echo "   (restart failed on $label)" >&2
         fi
         stop_pid "$pid"
+        scale_server_done
     done
     mkdir -p "$out_dir"
     local run_id; run_id="$(date +%Y%m%dT%H%M%S)-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"

@@ -252,6 +252,10 @@ struct WatchesArgs {
     /// by the registration burst, are then counted as watch memory).
     #[arg(long)]
     no_warmup: bool,
+    /// After the RSS readings, read a wchc and a wchp of all the watches
+    /// (bytes, watch lines, time) while another session times gets of "/".
+    #[arg(long)]
+    dump_probe: bool,
     #[arg(long, default_value_t = 2.0)]
     settle: f64,
     #[command(flatten)]
@@ -582,8 +586,28 @@ fn cmd_watches(a: WatchesArgs) -> Result<(), String> {
         warmup: !a.no_warmup,
         settle: seconds(a.settle, "--settle")?,
         threads: a.threads,
+        dump_probe: a.dump_probe,
     };
     let r = scale::run_watches(&cfg)?;
+    let get_json = |l: &LatencySummary| {
+        format!("{{\"count\":{},\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{}}}", l.count, l.p50, l.p99, l.p999, l.max)
+    };
+    let dumps_json: Vec<String> = r
+        .dumps
+        .iter()
+        .map(|d| {
+            JsonObject::default()
+                .str("word", d.word)
+                .int("bytes", d.bytes)
+                .int("entries", d.entries)
+                .num("first_byte_ms", Some(d.first_byte.as_secs_f64() * 1e3))
+                .num("total_ms", Some(d.total.as_secs_f64() * 1e3))
+                .int("rss_peak", d.rss_peak)
+                .raw("get_us", get_json(&d.gets))
+                .num("slowest_get_at_ms", Some(d.slowest_get_at.as_secs_f64() * 1e3))
+                .build()
+        })
+        .collect();
     if a.out.json {
         let line = JsonObject::default()
             .str("kind", "watches")
@@ -599,9 +623,12 @@ fn cmd_watches(a: WatchesArgs) -> Result<(), String> {
             .int("rss_after", r.rss_after)
             .num("bytes_per_watch", Some(r.bytes_per_watch()))
             .raw("server_reported", r.server_reported.map_or("null".into(), |n| n.to_string()))
-            .num("register_s", Some(r.elapsed.as_secs_f64()))
-            .build();
-        println!("{line}");
+            .num("register_s", Some(r.elapsed.as_secs_f64()));
+        let line = match &r.get_baseline {
+            Some(b) => line.raw("get_baseline_us", get_json(b)).raw("dumps", format!("[{}]", dumps_json.join(","))),
+            None => line,
+        };
+        println!("{}", line.build());
     } else {
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         println!(
@@ -611,6 +638,25 @@ fn cmd_watches(a: WatchesArgs) -> Result<(), String> {
         println!("registered in {:.2} s; wchs reports {:?}", r.elapsed.as_secs_f64(), r.server_reported);
         println!("server RSS   {:.1} MiB before, {:.1} MiB after", mib(r.rss_before), mib(r.rss_after));
         println!("per watch    {:.1} B (mean path {:.1} B)", r.bytes_per_watch(), r.mean_path_len);
+        if let Some(b) = &r.get_baseline {
+            println!("get / before the dumps: {}", latency_table(b));
+        }
+        for d in &r.dumps {
+            println!(
+                "{}: {} bytes, {} watch lines, first byte {:.0} ms, end {:.0} ms, server RSS peak {:.1} MiB",
+                d.word,
+                d.bytes,
+                d.entries,
+                d.first_byte.as_secs_f64() * 1e3,
+                d.total.as_secs_f64() * 1e3,
+                mib(d.rss_peak)
+            );
+            println!(
+                "  get / meanwhile: {} (slowest sent at {:.0} ms)",
+                latency_table(&d.gets),
+                d.slowest_get_at.as_secs_f64() * 1e3
+            );
+        }
     }
     Ok(())
 }

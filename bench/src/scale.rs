@@ -3,9 +3,11 @@
 //! large tree again (`restart`).
 
 use std::collections::VecDeque;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +16,7 @@ use zoocore::client::{Client, Pending};
 use zoocore::proto::records::{PathWatch, Request, SetDataRequest};
 
 use crate::procfs;
+use crate::report::{new_histogram, LatencySummary};
 use crate::workload::{ensure_node, pipelined_create};
 
 const SESSION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -26,6 +29,13 @@ const WINDOW_REQUESTS: usize = 256;
 /// zoocore, allocated at connect but first touched by such a burst), and
 /// that memory is the connection's, not the watches'.
 const WARMUP_REQUESTS: u64 = 4 * WINDOW_REQUESTS as u64;
+/// How long one read of a wchc / wchp reply may wait for the next bytes
+/// (the server formats the whole dump before the first byte is sent).
+const DUMP_READ_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long the get probe runs before the dumps, for its baseline.
+const GET_BASELINE: Duration = Duration::from_secs(2);
+/// How often the server's RSS is sampled while a dump runs.
+const RSS_SAMPLE_INTERVAL: Duration = Duration::from_millis(20);
 /// How long one "serving again?" attempt may take before the next.
 const PROBE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -73,6 +83,25 @@ pub struct WatchConfig {
     pub warmup: bool,
     pub settle: Duration,
     pub threads: usize,
+    /// After the RSS readings, run wchc and wchp of all the watches while
+    /// another session times gets (`WatchResult::dumps`).
+    pub dump_probe: bool,
+}
+
+/// One wchc or wchp of the registered watches, read to the end, with the
+/// get latency another session saw meanwhile.
+pub struct DumpProbe {
+    pub word: &'static str,
+    pub bytes: u64,
+    /// Lines starting with a tab: one per (path, session) watch.
+    pub entries: u64,
+    pub first_byte: Duration,
+    pub total: Duration,
+    /// Highest server VmRSS sampled while the dump ran.
+    pub rss_peak: u64,
+    pub gets: LatencySummary,
+    /// When the slowest of those gets was sent, from the dump's request.
+    pub slowest_get_at: Duration,
 }
 
 pub struct WatchResult {
@@ -83,6 +112,9 @@ pub struct WatchResult {
     pub rss_after: u64,
     pub server_reported: Option<u64>,
     pub elapsed: Duration,
+    /// Gets timed for `GET_BASELINE` before the dumps (dump_probe only).
+    pub get_baseline: Option<LatencySummary>,
+    pub dumps: Vec<DumpProbe>,
 }
 
 impl WatchResult {
@@ -106,6 +138,11 @@ pub fn run_watches(cfg: &WatchConfig) -> Result<WatchResult, String> {
     for _ in 0..cfg.sessions.max(1) {
         sessions.push(Arc::new(Client::connect(cfg.server, SESSION_TIMEOUT).map_err(|e| format!("connect: {e}"))?));
     }
+    // Connected before the "before" RSS, so its buffers are not counted.
+    let get_probe = match cfg.dump_probe {
+        true => Some(Client::connect(cfg.server, SESSION_TIMEOUT).map_err(|e| format!("connect: {e}"))?),
+        false => None,
+    };
     let threads = cfg.threads.clamp(1, sessions.len());
     let path_of = |session: usize, i: u64| {
         if cfg.distinct {
@@ -155,13 +192,112 @@ pub fn run_watches(cfg: &WatchConfig) -> Result<WatchResult, String> {
         .map(|i| if cfg.distinct { path_of((i % 7) as usize, i).len() } else { path_of(0, i).len() })
         .collect();
     let mean_path_len = sample.iter().sum::<usize>() as f64 / sample.len().max(1) as f64;
+    let (get_baseline, dumps) = match &get_probe {
+        Some(probe) => {
+            let (baseline, _) = time_gets(probe, &AtomicBool::new(false), Some(GET_BASELINE))?;
+            let mut dumps = Vec::new();
+            for word in ["wchc", "wchp"] {
+                dumps.push(probe_dump(cfg.server, cfg.server_pid, word, probe)?);
+            }
+            (Some(baseline), dumps)
+        }
+        None => (None, Vec::new()),
+    };
+    if let Some(probe) = get_probe {
+        let _ = probe.close();
+    }
     for c in sessions {
         if let Ok(c) = Arc::try_unwrap(c) {
             let _ = c.close();
         }
     }
     let _ = setup.close();
-    Ok(WatchResult { watches, distinct_paths, mean_path_len, rss_before, rss_after, server_reported, elapsed })
+    Ok(WatchResult {
+        watches,
+        distinct_paths,
+        mean_path_len,
+        rss_before,
+        rss_after,
+        server_reported,
+        elapsed,
+        get_baseline,
+        dumps,
+    })
+}
+
+/// Gets of "/" one at a time on `client` until `stop` is set (or `limit`
+/// has passed): their latencies in microseconds, and when the slowest was
+/// sent (from the start).
+fn time_gets(
+    client: &Client,
+    stop: &AtomicBool,
+    limit: Option<Duration>,
+) -> Result<(LatencySummary, Duration), String> {
+    let mut hist = new_histogram();
+    let started = Instant::now();
+    let (mut slowest, mut slowest_at) = (Duration::ZERO, Duration::ZERO);
+    while !stop.load(Ordering::Relaxed) && limit.is_none_or(|l| started.elapsed() < l) {
+        let t = Instant::now();
+        client.get_data("/", false).map_err(|e| format!("get / during the dump probe: {e}"))?;
+        let took = t.elapsed();
+        if took > slowest {
+            (slowest, slowest_at) = (took, t - started);
+        }
+        let _ = hist.record((took.as_micros() as u64).max(1));
+    }
+    Ok((LatencySummary::of(&hist), slowest_at))
+}
+
+/// Sends `word` (wchc or wchp) and reads the reply to the end, counting its
+/// bytes and watch lines, while `probe` times gets and the server's RSS is
+/// sampled.
+fn probe_dump(server: SocketAddr, server_pid: u32, word: &'static str, probe: &Client) -> Result<DumpProbe, String> {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let gets = scope.spawn(|| time_gets(probe, &stop, None));
+        let rss = scope.spawn(|| {
+            let mut peak = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                peak = peak.max(procfs::process_rss_bytes(server_pid).unwrap_or(0));
+                std::thread::sleep(RSS_SAMPLE_INTERVAL);
+            }
+            peak
+        });
+        let read = read_dump(server, word);
+        stop.store(true, Ordering::Relaxed);
+        let gets = gets.join().map_err(|_| "get probe thread panicked".to_string())?;
+        let rss_peak = rss.join().map_err(|_| "RSS sampler thread panicked".to_string())?;
+        let (bytes, entries, first_byte, total) = read?;
+        let (gets, slowest_get_at) = gets?;
+        Ok(DumpProbe { word, bytes, entries, first_byte, total, rss_peak, gets, slowest_get_at })
+    })
+}
+
+/// (bytes, lines starting with a tab, time to the first byte, time to the end).
+fn read_dump(server: SocketAddr, word: &str) -> Result<(u64, u64, Duration, Duration), String> {
+    let mut s = TcpStream::connect_timeout(&server, FOUR_LETTER_TIMEOUT).map_err(|e| format!("{word}: {e}"))?;
+    s.set_read_timeout(Some(DUMP_READ_TIMEOUT)).map_err(|e| format!("{word}: {e}"))?;
+    let started = Instant::now();
+    s.write_all(word.as_bytes()).map_err(|e| format!("{word}: {e}"))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut bytes, mut entries, mut first_byte) = (0u64, 0u64, None);
+    let mut after_newline = true;
+    loop {
+        let n = s.read(&mut buf).map_err(|e| format!("{word} after {bytes} bytes: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        first_byte.get_or_insert_with(|| started.elapsed());
+        for &b in &buf[..n] {
+            if after_newline && b == b'\t' {
+                entries += 1;
+            }
+            after_newline = b == b'\n';
+        }
+        bytes += n as u64;
+    }
+    let total = started.elapsed();
+    Ok((bytes, entries, first_byte.unwrap_or(total), total))
 }
 
 pub struct RestartConfig {
@@ -199,6 +335,18 @@ fn newest_snapshot(dir: &Path) -> Option<(i64, PathBuf)> {
             Some((zxid, e.path()))
         })
         .max()
+}
+
+/// A `snapshot.*.tmp` in `dir`: zoocore is writing a snapshot (Apache
+/// writes its snapshot under the final name).
+fn snapshot_in_progress(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("snapshot.") && name.ends_with(".tmp")
+        })
+    })
 }
 
 fn process_gone(pid: u32) -> bool {
@@ -260,6 +408,13 @@ pub fn run_restart(cfg: &RestartConfig) -> Result<RestartResult, String> {
         if Instant::now() > deadline {
             return Err("gave up waiting for a snapshot and the wanted log tail".into());
         }
+        // At 10M znodes a snapshot takes seconds to write and its zxid is
+        // that of its start: writing on meanwhile would overshoot the tail
+        // every time, so wait until it is on disk.
+        if snapshot_in_progress(&cfg.snapshot_dir) {
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        }
         let zxid = srvr_zxid(cfg.server).ok_or("srvr gave no Zxid")?;
         let snap = newest_snapshot(&cfg.snapshot_dir).map_or(0, |(z, _)| z);
         let tail = (zxid - snap).max(0) as u64;
@@ -275,7 +430,9 @@ pub fn run_restart(cfg: &RestartConfig) -> Result<RestartResult, String> {
     };
     // The snapshot being written at this zxid must be complete on disk.
     std::thread::sleep(Duration::from_secs(3));
-    if newest_snapshot(&cfg.snapshot_dir).map(|(z, _)| z) != Some(snapshot_zxid) {
+    if newest_snapshot(&cfg.snapshot_dir).map(|(z, _)| z) != Some(snapshot_zxid)
+        || snapshot_in_progress(&cfg.snapshot_dir)
+    {
         return Err("a new snapshot started while settling; run again".into());
     }
     let probe = format!("{parent}/{}", cfg.znodes.saturating_sub(1));
