@@ -355,7 +355,8 @@ def main():
     w("")
     w("Standalone servers only; three-server ensembles of each are compared in [ensemble.md](ensemble.md) "
       "(`scripts/compare-zookeeper.sh --ensemble`). Plaintext against TLS on each server (both with a "
-      "`secureClientPort`, `ssl.clientAuth=need`) is in [tls.md](tls.md) (`scripts/compare-zookeeper.sh --tls`).")
+      "`secureClientPort`, `ssl.clientAuth=need`) is in [tls.md](tls.md) (`scripts/compare-zookeeper.sh --tls`). Memory per znode and per watch and "
+      "kill -9 restart at 1M and 10M are in [scale.md](scale.md) (`scripts/compare-zookeeper.sh --scale`).")
     w("")
     w("## Machine")
     w("")
