@@ -18,19 +18,16 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::apache::{self, ServerProcess};
+use common::apache;
 use common::ensemble::Ensemble;
-use common::{four_letter, strip_ansi, wait_until};
-use zoocore::client::Client;
-use zoocore::proto::types::{open_acl_unsafe, CreateMode};
+use common::mixed::{election_addr, ensemble_logs, write_and_read_everywhere, Kind, MemberSpec, Mixed};
+use common::{strip_ansi, wait_until};
 
 const TICK_MS: u32 = 500;
 const SETTLE: Duration = Duration::from_secs(40);
-const SESSION: Duration = Duration::from_secs(6);
 const PASSWORD: &str = "quorum-secret";
 
 /// Ensembles on a shared 2-core machine: one at a time.
@@ -82,43 +79,6 @@ fn sasl_config(jaas: &Path, learner_require: bool, server_require: bool) -> Stri
          java.security.auth.login.config={}\n",
         jaas.display()
     )
-}
-
-fn connect(client: SocketAddr) -> Client {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match Client::connect(client, SESSION) {
-            Ok(c) => return c,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
-            Err(e) => panic!("cannot connect to {client}: {e}"),
-        }
-    }
-}
-
-/// Writes `path` through `writer` and waits until every address in
-/// `readers` serves it.
-fn write_and_read_everywhere(
-    writer: SocketAddr,
-    readers: &[SocketAddr],
-    path: &str,
-    data: &[u8],
-    logs: impl Fn() -> String,
-) {
-    let c = connect(writer);
-    c.create(path, data, &open_acl_unsafe(), CreateMode::Persistent)
-        .unwrap_or_else(|e| panic!("create {path} through {writer}: {e:?}\n{}", logs()));
-    for &reader in readers {
-        let r = connect(reader);
-        let seen = wait_until(Duration::from_secs(15), || {
-            let _ = r.sync(path);
-            r.get_data(path, false).is_ok_and(|(d, _)| d.as_deref() == Some(data))
-        });
-        assert!(seen, "{path} written through {writer} is not served by {reader}\n{}", logs());
-    }
-}
-
-fn ensemble_logs(e: &Ensemble) -> String {
-    e.members.iter().map(|m| format!("--- s{} ---\n{}\n", m.sid, m.log_tail(40))).collect()
 }
 
 #[test]
@@ -227,164 +187,46 @@ fn server_require_false_lets_a_member_that_does_not_authenticate_join() {
     assert!(let_through, "s3 was not let through unauthenticated\n{}", ensemble_logs(&e));
 }
 
-/// `127.0.0.1:<election port>` of member `sid`, from its zoo.cfg.
-fn election_addr(e: &Ensemble, sid: u64) -> String {
-    let cfg = std::fs::read_to_string(e.members[0].dir.join("zoo.cfg")).unwrap();
-    let line = cfg.lines().find(|l| l.starts_with(&format!("server.{sid}="))).unwrap();
-    let mut parts = line.split('=').nth(1).unwrap().split(':');
-    let (host, _quorum, election) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
-    format!("{host}:{election}")
-}
-
 // ---------------------------------------------------------------- with Apache
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Zoocore,
-    Apache,
-}
-
-struct MixedMember {
-    sid: u64,
-    kind: Kind,
-    client: SocketAddr,
-    dir: PathBuf,
-    jaas: PathBuf,
-    process: Option<ServerProcess>,
-}
-
-impl MixedMember {
-    fn spawn(&mut self) {
-        let cfg = self.dir.join("zoo.cfg");
-        let cmd = match self.kind {
-            Kind::Zoocore => {
-                let mut c = Command::new(env!("CARGO_BIN_EXE_zoocore"));
-                c.arg("server").arg("--config").arg(&cfg).env("ZOOCORE_LOG", "info,zoocore::server=debug");
-                c
+/// `kinds[i]` runs server `i + 1`, every member requiring quorum SASL with
+/// the JAAS file of `PASSWORD`, but the last's learner logs in with
+/// `last_password`. All but the last are settled (common::mixed).
+fn start_mixed(jaas: &Jaas, kinds: &[Kind], last_password: &str) -> Mixed {
+    let file = jaas.file(PASSWORD);
+    let last_file = jaas.file(last_password);
+    let specs = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, kind)| {
+            let file = if i + 1 == kinds.len() { &last_file } else { &file };
+            let lines = sasl_config(file, true, true);
+            match kind {
+                Kind::Zoocore => MemberSpec::zoocore(lines),
+                Kind::Apache => {
+                    let jaas_arg = format!("-Djava.security.auth.login.config={}", file.display());
+                    MemberSpec::apache(lines, vec![jaas_arg], apache::classpath())
+                }
             }
-            Kind::Apache => {
-                let jaas = format!("-Djava.security.auth.login.config={}", self.jaas.display());
-                let args = ["-XX:TieredStopAtLevel=1", "-Xshare:auto", apache::FOUR_LETTER_WORDS_ALL, apache::LOG_INFO];
-                let mut c = Command::new(apache::java());
-                c.args(apache::BASE_JVM_ARGS).args(args).arg(jaas).arg("-cp").arg(apache::classpath());
-                c.arg(apache::QUORUM_MAIN).arg(&cfg).current_dir(&self.dir);
-                c
+        })
+        .collect();
+    Mixed::start_all_but_the_last(&jaas.dir.join("ensemble"), TICK_MS, SETTLE, specs, "quorum SASL")
+}
+
+/// Both kinds write; every member serves both writes. Then every member
+/// must show a quorum SASL exchange it passed, as either side.
+fn replicates_both_ways_over_sasl(e: &Mixed) {
+    e.replicates_both_ways();
+    for m in &e.members {
+        let log = m.log();
+        let authenticated = match m.kind {
+            Kind::Apache => log.contains("Successfully completed the authentication using SASL"),
+            // The highest sid only dials (and authenticates to the others).
+            Kind::Zoocore => {
+                log.contains("quorum peer authenticated") || log.contains("authenticated to this server (quorum SASL)")
             }
         };
-        self.process = Some(ServerProcess::spawn(cmd, &self.dir.join("server.log")));
-    }
-
-    fn mode(&self) -> String {
-        let out = four_letter(self.client, "srvr").unwrap_or_default();
-        out.lines().find_map(|l| l.strip_prefix("Mode: ")).unwrap_or("").trim().to_owned()
-    }
-
-    fn log(&self) -> String {
-        strip_ansi(&std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default())
-    }
-
-    fn log_tail(&self, lines: usize) -> String {
-        apache::tail(&self.log(), lines)
-    }
-}
-
-struct Mixed {
-    members: Vec<MixedMember>,
-}
-
-impl Mixed {
-    /// `kinds[i]` runs server `i + 1`, every member requiring quorum SASL.
-    /// All but the last start and settle first, so the last joins as a
-    /// learner of the leader they elected.
-    fn start(jaas: &Jaas, kinds: &[Kind]) -> Mixed {
-        let e = Mixed::start_all_but_the_last(jaas, kinds, PASSWORD);
-        let n = e.members.len();
-        let settled = wait_until(SETTLE, || matches!(e.members[n - 1].mode().as_str(), "follower"));
-        assert!(settled, "the last member did not join over quorum SASL\n{}", e.logs());
-        e
-    }
-
-    /// Starts and settles all but the last member, then starts the last,
-    /// whose learner logs in with `last_password`.
-    fn start_all_but_the_last(jaas: &Jaas, kinds: &[Kind], last_password: &str) -> Mixed {
-        let file = jaas.file(PASSWORD);
-        let last_file = jaas.file(last_password);
-        let dir = jaas.dir.join("ensemble");
-        let ports: Vec<u16> = (0..3 * kinds.len()).map(|_| common::ports::unused_port()).collect();
-        let servers: String = (0..kinds.len())
-            .map(|i| format!("server.{}=127.0.0.1:{}:{}\n", i + 1, ports[3 * i + 1], ports[3 * i + 2]))
-            .collect();
-        let mut members = Vec::new();
-        for (i, kind) in kinds.iter().enumerate() {
-            let sid = i as u64 + 1;
-            let mdir = dir.join(format!("s{sid}"));
-            let data = mdir.join("data");
-            apache::write_myid(&data, sid);
-            let file = if i + 1 == kinds.len() { &last_file } else { &file };
-            let cfg = format!(
-                "tickTime={TICK_MS}\ninitLimit=10\nsyncLimit=5\ndataDir={}\nadmin.enableServer=false\nclientPort={}\n\
-                 clientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\nmaxClientCnxns=0\nzoocore.shards=2\n{servers}{}",
-                data.display(),
-                ports[3 * i],
-                sasl_config(file, true, true)
-            );
-            std::fs::write(mdir.join("zoo.cfg"), cfg).unwrap();
-            let client: SocketAddr = format!("127.0.0.1:{}", ports[3 * i]).parse().unwrap();
-            members.push(MixedMember { sid, kind: *kind, client, dir: mdir, jaas: file.to_path_buf(), process: None });
-        }
-        let mut e = Mixed { members };
-        let n = e.members.len();
-        for m in &mut e.members[..n - 1] {
-            m.spawn();
-        }
-        let settled = wait_until(SETTLE, || {
-            let modes: Vec<String> = e.members[..n - 1].iter().map(MixedMember::mode).collect();
-            modes.iter().filter(|m| *m == "leader").count() == 1
-                && modes.iter().all(|m| m == "leader" || m == "follower")
-        });
-        assert!(settled, "the first {} members did not elect over quorum SASL\n{}", n - 1, e.logs());
-        e.members[n - 1].spawn();
-        e
-    }
-
-    fn leader(&self) -> Option<&MixedMember> {
-        self.members.iter().find(|m| m.mode() == "leader")
-    }
-
-    fn logs(&self) -> String {
-        self.members.iter().map(|m| format!("--- s{} ({:?}) ---\n{}\n", m.sid, m.kind, m.log_tail(60))).collect()
-    }
-
-    /// Both kinds write; every member serves both writes. Then every
-    /// member must show a quorum SASL exchange it passed, as either side.
-    fn replicates_both_ways(&self) {
-        let all: Vec<SocketAddr> = self.members.iter().map(|m| m.client).collect();
-        for m in &self.members {
-            let path = format!("/written-on-s{}-{:?}", m.sid, m.kind);
-            write_and_read_everywhere(m.client, &all, &path, path.as_bytes(), || self.logs());
-        }
-        for m in &self.members {
-            let log = m.log();
-            let authenticated = match m.kind {
-                Kind::Apache => log.contains("Successfully completed the authentication using SASL"),
-                // The highest sid only dials (and authenticates to the others).
-                Kind::Zoocore => {
-                    log.contains("quorum peer authenticated")
-                        || log.contains("authenticated to this server (quorum SASL)")
-                }
-            };
-            assert!(authenticated, "s{} ({:?}) shows no quorum SASL exchange\n{}", m.sid, m.kind, m.log_tail(60));
-        }
-    }
-}
-
-impl Drop for Mixed {
-    fn drop(&mut self) {
-        for m in &mut self.members {
-            if let Some(mut p) = m.process.take() {
-                p.terminate(Duration::from_secs(5));
-            }
-        }
+        assert!(authenticated, "s{} ({:?}) shows no quorum SASL exchange\n{}", m.sid, m.kind, m.log_tail(60));
     }
 }
 
@@ -395,10 +237,11 @@ fn an_apache_learner_follows_a_zoocore_leader_over_quorum_sasl() {
     }
     let _serial = serial();
     let jaas = Jaas::new("apache-learner");
-    let e = Mixed::start(&jaas, &[Kind::Zoocore, Kind::Zoocore, Kind::Apache]);
+    let e = start_mixed(&jaas, &[Kind::Zoocore, Kind::Zoocore, Kind::Apache], PASSWORD);
+    e.wait_for_the_last_to_follow(SETTLE, "quorum SASL");
     let leader = e.leader().map(|m| (m.sid, m.kind));
     assert!(matches!(leader, Some((_, Kind::Zoocore))), "a zoocore member leads: {leader:?}\n{}", e.logs());
-    e.replicates_both_ways();
+    replicates_both_ways_over_sasl(&e);
 }
 
 #[test]
@@ -408,10 +251,11 @@ fn a_zoocore_learner_follows_an_apache_leader_over_quorum_sasl() {
     }
     let _serial = serial();
     let jaas = Jaas::new("zoocore-learner");
-    let e = Mixed::start(&jaas, &[Kind::Apache, Kind::Apache, Kind::Zoocore]);
+    let e = start_mixed(&jaas, &[Kind::Apache, Kind::Apache, Kind::Zoocore], PASSWORD);
+    e.wait_for_the_last_to_follow(SETTLE, "quorum SASL");
     let leader = e.leader().map(|m| (m.sid, m.kind));
     assert!(matches!(leader, Some((_, Kind::Apache))), "an Apache member leads: {leader:?}\n{}", e.logs());
-    e.replicates_both_ways();
+    replicates_both_ways_over_sasl(&e);
 }
 
 #[test]
@@ -421,7 +265,7 @@ fn an_apache_learner_with_a_wrong_password_is_refused_by_zoocore_servers() {
     }
     let _serial = serial();
     let jaas = Jaas::new("apache-wrong");
-    let e = Mixed::start_all_but_the_last(&jaas, &[Kind::Zoocore, Kind::Zoocore, Kind::Apache], "not-the-password");
+    let e = start_mixed(&jaas, &[Kind::Zoocore, Kind::Zoocore, Kind::Apache], "not-the-password");
     // Give the Apache member time to start its JVM and try both servers.
     let refused = wait_until(SETTLE, || {
         e.members[..2].iter().any(|m| {

@@ -18,22 +18,19 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::apache::{self, ServerProcess};
+use common::apache;
 use common::ensemble::Ensemble;
-use common::{four_letter, strip_ansi, wait_until};
+use common::mixed::{connect, election_addr, ensemble_logs, write_and_read_everywhere, Kind, MemberSpec, Mixed};
+use common::{strip_ansi, wait_until};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
-use zoocore::client::Client;
-use zoocore::proto::types::{open_acl_unsafe, CreateMode};
 
 const TICK_MS: u32 = 500;
 const SETTLE: Duration = Duration::from_secs(40);
-const SESSION: Duration = Duration::from_secs(6);
 
 /// Ensembles on a shared 2-core machine: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -113,46 +110,6 @@ impl Drop for QuorumPki {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
-}
-
-fn connect(client: SocketAddr) -> Client {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match Client::connect(client, SESSION) {
-            Ok(c) => return c,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(e) => panic!("cannot connect to {client}: {e}"),
-        }
-    }
-}
-
-/// Writes `path` through `writer` and waits until every address in
-/// `readers` serves it.
-fn write_and_read_everywhere(
-    writer: SocketAddr,
-    readers: &[SocketAddr],
-    path: &str,
-    data: &[u8],
-    logs: impl Fn() -> String,
-) {
-    let c = connect(writer);
-    c.create(path, data, &open_acl_unsafe(), CreateMode::Persistent)
-        .unwrap_or_else(|e| panic!("create {path} through {writer}: {e:?}\n{}", logs()));
-    for &reader in readers {
-        let r = connect(reader);
-        let seen = wait_until(Duration::from_secs(15), || {
-            let _ = r.sync(path);
-            r.get_data(path, false).is_ok_and(|(d, _)| d.as_deref() == Some(data))
-        });
-        assert!(seen, "{path} written through {writer} is not served by {reader}\n{}", logs());
-    }
-}
-
-fn ensemble_logs(e: &Ensemble) -> String {
-    e.members.iter().map(|m| format!("--- s{} ---\n{}\n", m.sid, m.log_tail(40))).collect()
 }
 
 #[test]
@@ -324,61 +281,7 @@ fn a_member_whose_certificate_names_another_address_cannot_join() {
     }
 }
 
-/// `127.0.0.1:<election port>` of member `sid`, from its zoo.cfg.
-fn election_addr(e: &Ensemble, sid: u64) -> String {
-    let cfg = std::fs::read_to_string(e.members[0].dir.join("zoo.cfg")).unwrap();
-    let line = cfg.lines().find(|l| l.starts_with(&format!("server.{sid}="))).unwrap();
-    let mut parts = line.split('=').nth(1).unwrap().split(':');
-    let (host, _quorum, election) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
-    format!("{host}:{election}")
-}
-
 // ---------------------------------------------------------------- with Apache
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Zoocore,
-    Apache,
-}
-
-struct MixedMember {
-    sid: u64,
-    kind: Kind,
-    client: SocketAddr,
-    dir: PathBuf,
-    process: Option<ServerProcess>,
-}
-
-impl MixedMember {
-    fn spawn(&mut self) {
-        let cfg = self.dir.join("zoo.cfg");
-        let cmd = match self.kind {
-            Kind::Zoocore => {
-                let mut c = Command::new(env!("CARGO_BIN_EXE_zoocore"));
-                c.arg("server").arg("--config").arg(&cfg).env("ZOOCORE_LOG", "info,zoocore::server=debug");
-                c
-            }
-            Kind::Apache => {
-                let args = ["-XX:TieredStopAtLevel=1", "-Xshare:auto", apache::FOUR_LETTER_WORDS_ALL, apache::LOG_INFO];
-                let mut c = Command::new(apache::java());
-                c.args(apache::BASE_JVM_ARGS).args(args).arg("-cp").arg(apache_tls_classpath());
-                c.arg(apache::QUORUM_MAIN).arg(&cfg).current_dir(&self.dir);
-                c
-            }
-        };
-        self.process = Some(ServerProcess::spawn(cmd, &self.dir.join("server.log")));
-    }
-
-    fn mode(&self) -> String {
-        let out = four_letter(self.client, "srvr").unwrap_or_default();
-        out.lines().find_map(|l| l.strip_prefix("Mode: ")).unwrap_or("").trim().to_owned()
-    }
-
-    fn log_tail(&self, lines: usize) -> String {
-        let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
-        apache::tail(&log, lines)
-    }
-}
 
 /// Debian's zookeeper.jar lists netty-handler in its manifest's
 /// Class-Path but not netty-codec, which netty's SslHandler extends: an
@@ -396,86 +299,24 @@ fn apache_tls_classpath() -> String {
     cp
 }
 
-struct Mixed {
-    members: Vec<MixedMember>,
-    dir: PathBuf,
-}
-
-impl Mixed {
-    /// `kinds[i]` runs server `i + 1`, every member on quorum TLS with its
-    /// own certificate. All but the last start and settle first, so the
-    /// last joins as a learner of the leader they elected.
-    fn start(pki: &QuorumPki, kinds: &[Kind]) -> Mixed {
-        let dir = pki.dir.join("ensemble");
-        let ports: Vec<u16> = (0..3 * kinds.len()).map(|_| common::ports::unused_port()).collect();
-        let servers: String = (0..kinds.len())
-            .map(|i| format!("server.{}=127.0.0.1:{}:{}\n", i + 1, ports[3 * i + 1], ports[3 * i + 2]))
-            .collect();
-        let mut members = Vec::new();
-        for (i, kind) in kinds.iter().enumerate() {
-            let sid = i as u64 + 1;
-            let mdir = dir.join(format!("s{sid}"));
-            let data = mdir.join("data");
-            apache::write_myid(&data, sid);
-            let cfg = format!(
-                "tickTime={TICK_MS}\ninitLimit=10\nsyncLimit=5\ndataDir={}\nadmin.enableServer=false\nclientPort={}\n\
-                 clientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\nmaxClientCnxns=0\nzoocore.shards=2\n{servers}{}",
-                data.display(),
-                ports[3 * i],
-                pki.config(&pki.member_store(sid))
-            );
-            std::fs::write(mdir.join("zoo.cfg"), cfg).unwrap();
-            let client: SocketAddr = format!("127.0.0.1:{}", ports[3 * i]).parse().unwrap();
-            members.push(MixedMember { sid, kind: *kind, client, dir: mdir, process: None });
-        }
-        let mut e = Mixed { members, dir };
-        let n = e.members.len();
-        for m in &mut e.members[..n - 1] {
-            m.spawn();
-        }
-        let settled = wait_until(SETTLE, || {
-            let modes: Vec<String> = e.members[..n - 1].iter().map(MixedMember::mode).collect();
-            modes.iter().filter(|m| *m == "leader").count() == 1
-                && modes.iter().all(|m| m == "leader" || m == "follower")
-        });
-        assert!(settled, "the first {} members did not elect over quorum TLS\n{}", n - 1, e.logs());
-        e.members[n - 1].spawn();
-        let settled = wait_until(SETTLE, || matches!(e.members[n - 1].mode().as_str(), "follower"));
-        assert!(settled, "the last member did not join over quorum TLS\n{}", e.logs());
-        e
-    }
-
-    fn leader(&self) -> Option<&MixedMember> {
-        self.members.iter().find(|m| m.mode() == "leader")
-    }
-
-    fn logs(&self) -> String {
-        self.members.iter().map(|m| format!("--- s{} ({:?}) ---\n{}\n", m.sid, m.kind, m.log_tail(60))).collect()
-    }
-}
-
-impl Drop for Mixed {
-    fn drop(&mut self) {
-        for m in &mut self.members {
-            if let Some(mut p) = m.process.take() {
-                p.terminate(Duration::from_secs(5));
+/// `kinds[i]` runs server `i + 1`, every member on quorum TLS with its own
+/// certificate; all but the last settled, then the last follows
+/// (common::mixed).
+fn start_mixed(pki: &QuorumPki, kinds: &[Kind]) -> Mixed {
+    let specs = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, kind)| {
+            let lines = pki.config(&pki.member_store(i as u64 + 1));
+            match kind {
+                Kind::Zoocore => MemberSpec::zoocore(lines),
+                Kind::Apache => MemberSpec::apache(lines, Vec::new(), apache_tls_classpath()),
             }
-        }
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-/// Both kinds write; every member serves both writes.
-fn replicates_both_ways(e: &Mixed) {
-    let all: Vec<SocketAddr> = e.members.iter().map(|m| m.client).collect();
-    for kind in [Kind::Zoocore, Kind::Apache] {
-        for m in e.members.iter().filter(|m| m.kind == kind) {
-            let path = format!("/written-on-s{}-{:?}", m.sid, kind);
-            write_and_read_everywhere(m.client, &all, &path, path.as_bytes(), || e.logs());
-        }
-    }
+        })
+        .collect();
+    let e = Mixed::start_all_but_the_last(&pki.dir.join("ensemble"), TICK_MS, SETTLE, specs, "quorum TLS");
+    e.wait_for_the_last_to_follow(SETTLE, "quorum TLS");
+    e
 }
 
 #[test]
@@ -485,10 +326,10 @@ fn an_apache_learner_follows_a_zoocore_leader_over_quorum_tls() {
     }
     let _serial = serial();
     let pki = QuorumPki::new("apache-learner");
-    let e = Mixed::start(&pki, &[Kind::Zoocore, Kind::Zoocore, Kind::Apache]);
+    let e = start_mixed(&pki, &[Kind::Zoocore, Kind::Zoocore, Kind::Apache]);
     let leader = e.leader().map(|m| (m.sid, m.kind));
     assert!(matches!(leader, Some((_, Kind::Zoocore))), "a zoocore member leads: {leader:?}\n{}", e.logs());
-    replicates_both_ways(&e);
+    e.replicates_both_ways();
 }
 
 #[test]
@@ -498,10 +339,10 @@ fn a_zoocore_learner_follows_an_apache_leader_over_quorum_tls() {
     }
     let _serial = serial();
     let pki = QuorumPki::new("zoocore-learner");
-    let e = Mixed::start(&pki, &[Kind::Apache, Kind::Apache, Kind::Zoocore]);
+    let e = start_mixed(&pki, &[Kind::Apache, Kind::Apache, Kind::Zoocore]);
     let leader = e.leader().map(|m| (m.sid, m.kind));
     assert!(matches!(leader, Some((_, Kind::Apache))), "an Apache member leads: {leader:?}\n{}", e.logs());
-    replicates_both_ways(&e);
+    e.replicates_both_ways();
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 pub mod apache;
 pub mod ensemble;
+pub mod mixed;
 pub mod ports;
 
 use std::io::{Read, Write};
