@@ -214,6 +214,19 @@ impl<Owner: Copy + PartialEq> Sequencer<Owner> {
         self.last_zxid
     }
 
+    /// A starting server's session ids: its id in the top byte, the rest
+    /// from the wall clock, continuing after the newest id in the table it
+    /// handed out itself. The table also holds other members' sessions;
+    /// continuing after one of those would hand out that member's next ids
+    /// (found by the simulator: two clients with one session id).
+    pub fn start_session_ids(&mut self, server_id: u8, wall_ms: i64) {
+        let newest = crate::session::newest_own_session_id(server_id, self.sessions.keys().copied());
+        self.session_ids = SessionIdAllocator::new(server_id, wall_ms);
+        if self.session_ids.peek() <= newest {
+            self.session_ids = SessionIdAllocator::starting_at(newest + 1);
+        }
+    }
+
     pub fn next_session_id(&mut self) -> i64 {
         self.session_ids.next_id()
     }

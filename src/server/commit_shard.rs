@@ -91,18 +91,6 @@ impl CommitShard {
     ) -> Self {
         let tick = config.tick_time_ms as i64;
         let started = Instant::now();
-        // Session ids carry the server id in their top byte (0 standalone),
-        // so every ensemble member can hand them out without asking.
-        let server_id = config.quorum.as_ref().map(|q| u8::try_from(q.my_id).unwrap_or(u8::MAX)).unwrap_or(0);
-        // Only this server's own restored ids bound where it continues: the
-        // table also holds other members' sessions, and continuing after one
-        // of those would hand out that member's next ids (found by the
-        // simulator: two clients with one session id).
-        let newest_id = crate::session::newest_own_session_id(server_id, recovered.sessions.keys().copied());
-        let mut session_ids = SessionIdAllocator::new(server_id, wall_clock_ms());
-        if session_ids.peek() <= newest_id {
-            session_ids = SessionIdAllocator::starting_at(newest_id + 1);
-        }
         stats.set_last_zxid(recovered.last_zxid);
         stats.set_mode(if config.quorum.is_some() {
             crate::server::stats::ServerMode::Looking
@@ -114,16 +102,20 @@ impl CommitShard {
             ExecSettings { extended_types_enabled: config.extended_types_enabled, enforce_quota: config.enforce_quota };
         // Restored sessions get a fresh deadline: their clients may reconnect.
         let restored_sessions = recovered.sessions.iter().map(|(id, t)| (*id, *t));
-        let seq = Sequencer::new(
+        let mut seq = Sequencer::new(
             recovered.tree.clone(),
             recovered.last_zxid,
             restored_sessions,
             recovered.recent_txns.clone(),
             tick,
-            session_ids,
+            SessionIdAllocator::starting_at(1),
             settings,
             0,
         );
+        // Session ids carry the server id in their top byte (0 standalone),
+        // so every ensemble member can hand them out without asking.
+        let server_id = config.quorum.as_ref().map(|q| u8::try_from(q.my_id).unwrap_or(u8::MAX)).unwrap_or(0);
+        seq.start_session_ids(server_id, wall_clock_ms());
         let seed = (wall_clock_ms() as u64) ^ ((std::process::id() as u64) << 32);
         CommitShard {
             published_tree: recovered.tree.clone(),
