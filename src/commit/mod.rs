@@ -258,6 +258,7 @@ impl<Owner: Copy + PartialEq> Sequencer<Owner> {
 
     /// A txn the server writes without executing a request: the next zxid,
     /// applied and logged (with the tree digest when `with_digest`).
+    #[allow(clippy::too_many_arguments)]
     fn log_server_txn(
         &mut self,
         sink: &mut impl TxnSink,

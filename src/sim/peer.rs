@@ -1793,7 +1793,7 @@ impl Server {
         // Planted bug (`RevalidateOwnOnly`): only sessions this server
         // handed out are valid; the core is not asked about the others.
         let planted_refusal =
-            ctx.knobs.plant == Some(super::world::Plant::RevalidateOwnOnly) && (session_id >> 56) != self.sid as i64;
+            ctx.knobs.plant == Some(super::world::Plant::RevalidateOwnOnly) && (session_id >> 56) != self.sid;
         let valid = !planted_refusal && {
             let now = self.now(ctx) as i64;
             self.seq.revalidate(session_id, timeout_ms, owner, holder, now).valid
