@@ -2,11 +2,12 @@
 //! io_uring (glommio).
 //!
 //! Sans-IO cores (no executor, no sockets, no clock reads): `jute`, `proto`,
-//! `tree`, `acl`, `session`, `watch`, `config`, `sasl`. The `server` module drives
+//! `tree`, `acl`, `session`, `commit`, `watch`, `config`, `sasl`. The `server` module drives
 //! them from glommio shards.
 
 pub mod acl;
 pub mod client;
+pub mod commit;
 pub mod config;
 pub mod jute;
 pub mod migrate;

@@ -56,6 +56,10 @@ struct Args {
     /// reconnects existed).
     #[arg(long)]
     no_reconnects: bool,
+    /// No session clients moving to another server with a create in flight
+    /// (replays runs recorded before moves existed).
+    #[arg(long)]
+    no_moves: bool,
     /// No register / compare-and-set clients, and so no `linearizable`
     /// history (replays runs recorded before they existed).
     #[arg(long)]
@@ -175,6 +179,7 @@ fn main() -> ExitCode {
         config.watches = !args.no_watches && !args.classic;
         config.sessions = !args.no_sessions && !args.classic;
         config.reconnects = !args.no_reconnects && !args.classic;
+        config.moves = !args.no_moves && !args.classic;
         config.registers = !args.no_registers && !args.classic;
         config.disk_faults = !args.no_disk_faults && !args.classic;
         config.clock_jumps = !args.no_clock_jumps && !args.classic;

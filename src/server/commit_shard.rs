@@ -21,6 +21,7 @@ use glommio::channels::local_channel;
 use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
 
 use crate::acl::{AuthContext, ServerIdentity};
+use crate::commit::{ExecSettings, Sequencer, SessionHolder, TxnSink, WriteDone};
 use crate::config::Config;
 use crate::proto::records::{MultiResult, Response};
 use crate::proto::{op, ErrorCode, Stat};
@@ -31,49 +32,9 @@ use crate::server::recovery::Recovered;
 use crate::server::snapshots::{SnapshotPolicy, Snapshotter};
 use crate::server::stats::ServerStats;
 use crate::session::expiry::next_tick_boundary_ms;
-use crate::session::{session_password, ExpiryQueue, PublishedSessions, SessionChange, SessionIdAllocator};
+use crate::session::{session_password, PublishedSessions, SessionChange, SessionIdAllocator};
 use crate::storage::txn::{encode_txn, Txn, TxnHeader};
-use crate::tree::{DataTree, MultiOpResult, TxnContext, WriteOp, WriteResult};
-
-pub(super) struct SessionEntry {
-    pub(super) timeout_ms: i32,
-    /// This server's connection for the session, if it has one.
-    pub(super) owner: Option<ConnRef>,
-    /// Which server holds the session's connection, as a leader (or a
-    /// standalone server) sees it: a write from any other is refused with
-    /// SESSIONMOVED, as Apache's SessionTracker.checkSession refuses it.
-    pub(super) holder: SessionHolder,
-}
-
-impl SessionEntry {
-    pub(super) fn restored(timeout_ms: i32) -> SessionEntry {
-        SessionEntry { timeout_ms, owner: None, holder: SessionHolder::Unclaimed }
-    }
-}
-
-/// Apache's session "owner": the leader itself, or the learner link
-/// (LearnerHandler) its client's requests come through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum SessionHolder {
-    /// Not known since this server started leading: the first server to
-    /// send a request for the session claims it (Apache's null owner).
-    Unclaimed,
-    /// A client connection on this server.
-    Here,
-    /// A client of the learner on this link.
-    Learner(crate::zab::leader::LearnerConn),
-}
-
-impl SessionHolder {
-    /// Whether `from` may write for a session held by `self`; an unclaimed
-    /// session becomes `from`'s.
-    pub(super) fn claim(&mut self, from: SessionHolder) -> bool {
-        if *self == SessionHolder::Unclaimed {
-            *self = from;
-        }
-        *self == from
-    }
-}
+use crate::tree::{DataTree, MultiOpResult, WriteOp, WriteResult};
 
 struct PendingReport {
     conn: ConnRef,
@@ -84,12 +45,10 @@ struct PendingReport {
 
 pub struct CommitShard {
     pub(super) config: Arc<Config>,
-    pub(super) tree: DataTree,
-    pub(super) last_zxid: i64,
-    pub(super) sessions: HashMap<i64, SessionEntry>,
-    pub(super) expiry: ExpiryQueue,
+    /// Tree, zxid counter, session table and expiry, session ids, the
+    /// in-memory log tail: the sans-IO core the simulator runs too.
+    pub(super) seq: Sequencer<ConnRef>,
     pub(super) digest_log: DigestLog,
-    pub(super) session_ids: SessionIdAllocator,
     pub(super) log: LogHandle,
     pub(super) snapshots: Snapshotter,
     pub(super) snapshot_policy: SnapshotPolicy,
@@ -103,8 +62,6 @@ pub struct CommitShard {
     /// The session table of that same moment (`sessions` runs ahead of it
     /// on a leader). Reset wherever `published_tree` is reset.
     pub(super) published_sessions: PublishedSessions,
-    /// The newest logged txns (for DIFFs when this server leads).
-    pub(super) recent_txns: VecDeque<(i64, Bytes)>,
     /// Election, proposal and ack latencies (ensemble members).
     pub(super) quorum_metrics: crate::server::quorum_metrics::QuorumMetrics,
     /// What the leader reports of its proposals and observers.
@@ -134,32 +91,31 @@ impl CommitShard {
     ) -> Self {
         let tick = config.tick_time_ms as i64;
         let started = Instant::now();
-        let mut expiry = ExpiryQueue::new(tick);
-        let mut sessions = HashMap::new();
-        // Restored sessions get a fresh deadline: their clients may reconnect.
-        for (&id, &timeout_ms) in &recovered.sessions {
-            sessions.insert(id, SessionEntry::restored(timeout_ms));
-            expiry.touch(id, timeout_ms as i64, 0);
-        }
-        // Session ids carry the server id in their top byte (0 standalone),
-        // so every ensemble member can hand them out without asking.
-        let server_id = config.quorum.as_ref().map(|q| u8::try_from(q.my_id).unwrap_or(u8::MAX)).unwrap_or(0);
-        // Only this server's own restored ids bound where it continues: the
-        // table also holds other members' sessions, and continuing after one
-        // of those would hand out that member's next ids (found by the
-        // simulator: two clients with one session id).
-        let newest_id = crate::session::newest_own_session_id(server_id, recovered.sessions.keys().copied());
-        let mut session_ids = SessionIdAllocator::new(server_id, wall_clock_ms());
-        if session_ids.peek() <= newest_id {
-            session_ids = SessionIdAllocator::starting_at(newest_id + 1);
-        }
         stats.set_last_zxid(recovered.last_zxid);
         stats.set_mode(if config.quorum.is_some() {
             crate::server::stats::ServerMode::Looking
         } else {
             crate::server::stats::ServerMode::Standalone
         });
-        stats.sessions_changed(sessions.len() as u64);
+        stats.sessions_changed(recovered.sessions.len() as u64);
+        let settings =
+            ExecSettings { extended_types_enabled: config.extended_types_enabled, enforce_quota: config.enforce_quota };
+        // Restored sessions get a fresh deadline: their clients may reconnect.
+        let restored_sessions = recovered.sessions.iter().map(|(id, t)| (*id, *t));
+        let mut seq = Sequencer::new(
+            recovered.tree.clone(),
+            recovered.last_zxid,
+            restored_sessions,
+            recovered.recent_txns.clone(),
+            tick,
+            SessionIdAllocator::starting_at(1),
+            settings,
+            0,
+        );
+        // Session ids carry the server id in their top byte (0 standalone),
+        // so every ensemble member can hand them out without asking.
+        let server_id = config.quorum.as_ref().map(|q| u8::try_from(q.my_id).unwrap_or(u8::MAX)).unwrap_or(0);
+        seq.start_session_ids(server_id, wall_clock_ms());
         let seed = (wall_clock_ms() as u64) ^ ((std::process::id() as u64) << 32);
         CommitShard {
             published_tree: recovered.tree.clone(),
@@ -172,13 +128,8 @@ impl CommitShard {
             leader_report: Default::default(),
             quota_exceeded: BTreeMap::new(),
             quota_log: (None, 0),
-            recent_txns: recovered.recent_txns.clone(),
-            expiry,
+            seq,
             digest_log: DigestLog::default(),
-            session_ids,
-            tree: recovered.tree,
-            last_zxid: recovered.last_zxid,
-            sessions,
             log,
             snapshots,
             snapshot_policy: SnapshotPolicy::new(config.snap_count, seed),
@@ -290,8 +241,8 @@ impl CommitShard {
     /// The batch as every worker will see it: the tree as of its end.
     pub(super) fn seal(&self, batch: BatchBuilder) -> Arc<CommitBatch> {
         Arc::new(CommitBatch {
-            tree: self.tree.clone(),
-            last_zxid: self.last_zxid,
+            tree: self.seq.tree().clone(),
+            last_zxid: self.seq.last_zxid(),
             entries: batch.entries,
             session_changes: batch.session_changes,
         })
@@ -328,17 +279,12 @@ impl CommitShard {
     /// be exactly the logged state at `last_zxid` (between batches).
     pub(super) fn maybe_snapshot(&mut self, logged_txns: u64) {
         if self.snapshot_policy.logged(logged_txns) && !self.snapshots.in_progress() {
-            let sessions = self.sessions.iter().map(|(id, e)| (*id, e.timeout_ms)).collect();
-            if self.snapshots.start(self.tree.clone(), sessions, self.last_zxid) {
+            let sessions = self.seq.sessions().collect();
+            if self.snapshots.start(self.seq.tree().clone(), sessions, self.seq.last_zxid()) {
                 self.log.roll();
                 self.snapshot_policy.taken();
             }
         }
-    }
-
-    pub(super) fn next_zxid(&mut self) -> i64 {
-        self.last_zxid += 1;
-        self.last_zxid
     }
 
     /// Prepares and applies one write at the next zxid and logs its txn.
@@ -350,39 +296,22 @@ impl CommitShard {
         write: &WriteOp,
         auth: &dyn AuthContext,
     ) -> (i64, Result<crate::tree::WriteResult, ErrorCode>, Vec<crate::tree::WatchTrigger>) {
-        let zxid = self.next_zxid();
-        let ctx = TxnContext {
-            session_id,
-            cxid,
-            zxid,
-            time_ms: wall_clock_ms(),
-            auth,
-            extended_types_enabled: self.config.extended_types_enabled,
-            enforce_quota: self.config.enforce_quota,
-        };
-        let executed = self.tree.execute(&ctx, write);
-        if !executed.quota_notes.is_empty() {
-            self.note_quota(&executed.quota_notes);
+        let done = self.seq.execute(batch, session_id, cxid, write, auth, wall_clock_ms());
+        if !done.quota_notes.is_empty() {
+            self.note_quota(&done.quota_notes);
         }
-        batch.log(&executed.header, &executed.txn, executed.digest);
-        (zxid, executed.result, executed.triggers)
+        (done.zxid, done.result, done.triggers)
     }
 
     pub(super) async fn handle(&mut self, msg: ToCommit, batch: &mut BatchBuilder) {
         let now = self.now_ms();
         match msg {
             ToCommit::CreateSession { conn, timeout_ms } => {
-                let session_id = self.session_ids.next_id();
-                let zxid = self.next_zxid();
-                let header = TxnHeader { session_id, cxid: 0, zxid, time_ms: wall_clock_ms(), op: op::CREATE_SESSION };
-                let txn = Txn::CreateSession { timeout_ms };
-                let _ = self.tree.apply_txn(&header, &txn);
-                batch.log(&header, &txn, Some(self.tree.txn_digest()));
-                self.sessions
-                    .insert(session_id, SessionEntry { timeout_ms, owner: Some(conn), holder: SessionHolder::Here });
-                batch.session_changes.push(SessionChange::Opened { id: session_id, timeout_ms });
-                self.expiry.touch(session_id, timeout_ms as i64, now);
-                self.stats.sessions_changed(self.sessions.len() as u64);
+                let session_id = self.seq.next_session_id();
+                let holder = SessionHolder::Here;
+                let time_ms = wall_clock_ms();
+                let zxid = self.seq.create_session(batch, session_id, 0, timeout_ms, Some(conn), holder, now, time_ms);
+                self.stats.sessions_changed(self.seq.session_count() as u64);
                 batch.entries.push(BatchEntry::Txn {
                     zxid,
                     triggers: Vec::new(),
@@ -400,25 +329,14 @@ impl CommitShard {
                 });
             }
             ToCommit::Revalidate { conn, session_id, timeout_ms } => {
-                let valid = match self.sessions.get_mut(&session_id) {
-                    Some(entry) => {
-                        if let Some(previous) = entry.owner.replace(conn) {
-                            if previous != conn {
-                                batch.entries.push(BatchEntry::DropConnection { conn: previous });
-                            }
-                        }
-                        entry.timeout_ms = timeout_ms;
-                        entry.holder = SessionHolder::Here;
-                        true
-                    }
-                    None => false,
-                };
-                if valid {
-                    self.expiry.touch(session_id, timeout_ms as i64, now);
+                let revalidated = self.seq.revalidate(session_id, timeout_ms, Some(conn), SessionHolder::Here, now);
+                let valid = revalidated.valid;
+                if let Some(previous) = revalidated.previous_owner {
+                    batch.entries.push(BatchEntry::DropConnection { conn: previous });
                 }
                 batch.entries.push(BatchEntry::Reply(Reply {
                     conn,
-                    zxid: self.last_zxid,
+                    zxid: self.seq.last_zxid(),
                     kind: ReplyKind::Connect {
                         session_id: if valid { session_id } else { 0 },
                         timeout_ms: if valid { timeout_ms } else { 0 },
@@ -428,19 +346,14 @@ impl CommitShard {
                 }));
             }
             ToCommit::Write { conn, session_id, xid, op, write, auth } => {
-                let refused = match self.sessions.get_mut(&session_id) {
-                    None => Some(ErrorCode::SessionExpired),
-                    Some(entry) => (!entry.holder.claim(SessionHolder::Here)).then_some(ErrorCode::SessionMoved),
-                };
-                if let Some(code) = refused {
+                if let Err(code) = self.seq.admit_write(session_id, SessionHolder::Here, now) {
                     batch.entries.push(BatchEntry::Reply(Reply {
                         conn,
-                        zxid: self.last_zxid,
+                        zxid: self.seq.last_zxid(),
                         kind: ReplyKind::Write { xid, op, result: Err(code) },
                     }));
                     return;
                 }
-                self.expiry.touch(session_id, self.sessions[&session_id].timeout_ms as i64, now);
                 let (zxid, result, triggers) = self.execute(batch, session_id, xid, &write, auth.as_ref());
                 let result = result.map(|r| write_response(op, &write, &r));
                 batch.entries.push(BatchEntry::Txn {
@@ -453,12 +366,12 @@ impl CommitShard {
             ToCommit::Sync { conn, xid, path, .. } => {
                 batch.entries.push(BatchEntry::Reply(Reply {
                     conn,
-                    zxid: self.last_zxid,
+                    zxid: self.seq.last_zxid(),
                     kind: ReplyKind::Sync { xid, path },
                 }));
             }
             ToCommit::CloseSession { conn, session_id, xid } => {
-                if self.sessions.contains_key(&session_id) {
+                if self.seq.holds_session(session_id) {
                     self.close_session(
                         batch,
                         session_id,
@@ -467,26 +380,18 @@ impl CommitShard {
                 } else {
                     batch.entries.push(BatchEntry::Reply(Reply {
                         conn,
-                        zxid: self.last_zxid,
+                        zxid: self.seq.last_zxid(),
                         kind: ReplyKind::CloseSession { xid },
                     }));
                 }
             }
             ToCommit::Touch { sessions } => {
                 for (sid, heard_at) in sessions {
-                    if let Some(entry) = self.sessions.get(&sid) {
-                        let heard_ms = heard_at.saturating_duration_since(self.started).as_millis() as i64;
-                        self.expiry.heard_from(sid, entry.timeout_ms as i64, heard_ms);
-                    }
+                    let heard_ms = heard_at.saturating_duration_since(self.started).as_millis() as i64;
+                    self.seq.heard_from(sid, heard_ms);
                 }
             }
-            ToCommit::Disconnected { conn, session_id } => {
-                if let Some(entry) = self.sessions.get_mut(&session_id) {
-                    if entry.owner == Some(conn) {
-                        entry.owner = None;
-                    }
-                }
-            }
+            ToCommit::Disconnected { conn, session_id } => self.seq.disconnected(session_id, conn),
             ToCommit::Report { conn, request_id, cmd } => {
                 if cmd == "srst" {
                     self.log.reset_metrics();
@@ -555,13 +460,13 @@ impl CommitShard {
     ) -> R {
         f(&fourlw::CommitView {
             config: &self.config,
-            tree: &self.tree,
-            last_zxid: self.last_zxid,
-            sessions: self.sessions.iter().map(|(id, e)| (*id, e.timeout_ms)).collect(),
+            tree: self.seq.tree(),
+            last_zxid: self.seq.last_zxid(),
+            sessions: self.seq.sessions().collect(),
             session_deadlines_ms: self
-                .sessions
-                .keys()
-                .filter_map(|id| Some((*id, self.expiry.deadline_of(*id)?)))
+                .seq
+                .sessions()
+                .filter_map(|(id, _)| Some((id, self.seq.deadline_of(id)?)))
                 .collect(),
             session_clock_ms: self.now_ms(),
             digest_log: &self.digest_log,
@@ -582,11 +487,8 @@ impl CommitShard {
     /// Writes a closeSession txn: the session's ephemerals go, their watches
     /// fire, and the worker drops the connection after any reply.
     pub(super) fn close_session(&mut self, batch: &mut BatchBuilder, session_id: i64, reply: Option<Reply>) {
-        self.sessions.remove(&session_id);
-        batch.session_changes.push(SessionChange::Closed { id: session_id });
-        self.expiry.remove(session_id);
-        self.stats.sessions_changed(self.sessions.len() as u64);
-        let (zxid, _result, triggers) = self.execute(batch, session_id, 0, &WriteOp::CloseSession, &ServerIdentity);
+        let WriteDone { zxid, triggers, .. } = self.seq.close_session(batch, session_id, wall_clock_ms());
+        self.stats.sessions_changed(self.seq.session_count() as u64);
         batch.entries.push(BatchEntry::Txn {
             zxid,
             triggers,
@@ -597,11 +499,9 @@ impl CommitShard {
 
     pub(super) fn expire_sessions(&mut self, batch: &mut BatchBuilder) {
         let now = self.now_ms();
-        for sid in self.expiry.take_expired(now) {
-            if self.sessions.contains_key(&sid) {
-                tracing::info!(session = format_args!("0x{sid:x}"), "session expired");
-                self.close_session(batch, sid, None);
-            }
+        for sid in self.seq.take_expired(now) {
+            tracing::info!(session = format_args!("0x{sid:x}"), "session expired");
+            self.close_session(batch, sid, None);
         }
     }
 
@@ -615,8 +515,11 @@ impl CommitShard {
         let interval = self.config.container_check_interval_ms.max(1) as i64;
         self.next_reap_ms = now + interval;
         let per_interval = (self.config.container_max_per_minute as i64 * interval / 60_000).max(1) as usize;
-        let candidates =
-            self.tree.reapable(wall_clock_ms(), self.config.container_max_never_used_interval_ms as i64, per_interval);
+        let candidates = self.seq.tree().reapable(
+            wall_clock_ms(),
+            self.config.container_max_never_used_interval_ms as i64,
+            per_interval,
+        );
         for path in candidates {
             let write = WriteOp::DeleteContainer { path: path.clone() };
             let (zxid, result, triggers) = self.execute(batch, 0, 0, &write, &ServerIdentity);
@@ -727,7 +630,7 @@ const TXN_ENCODE_HEADROOM_BYTES: usize = 512;
 impl BatchBuilder {
     /// Logs a txn with Apache's tree digest after it (None for an error
     /// txn, as Apache's leader leaves it out there).
-    pub(super) fn log(&mut self, header: &TxnHeader, txn: &Txn, digest: Option<crate::storage::txn::TxnDigest>) {
+    pub(super) fn log_txn(&mut self, header: &TxnHeader, txn: &Txn, digest: Option<crate::storage::txn::TxnDigest>) {
         let needed = TXN_ENCODE_HEADROOM_BYTES + txn_data_len(txn);
         if self.encode_buf.capacity() < needed {
             let chunk = self.next_chunk_bytes.clamp(TXN_ENCODE_FIRST_CHUNK_BYTES, TXN_ENCODE_MAX_CHUNK_BYTES);
@@ -746,6 +649,16 @@ impl BatchBuilder {
     /// A batch of txns already encoded (a learner logs the leader's bytes).
     pub(super) fn of_logged(logged: Vec<(i64, Bytes)>, arrivals: Vec<Instant>) -> BatchBuilder {
         BatchBuilder { logged, arrivals, ..Default::default() }
+    }
+}
+
+impl TxnSink for BatchBuilder {
+    fn log(&mut self, header: &TxnHeader, txn: &Txn, digest: Option<crate::storage::txn::TxnDigest>, _: i64) {
+        self.log_txn(header, txn, digest);
+    }
+
+    fn session_changed(&mut self, change: SessionChange) {
+        self.session_changes.push(change);
     }
 }
 

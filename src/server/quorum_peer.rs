@@ -30,15 +30,14 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use crate::acl::Authz;
+use crate::commit::SessionHolder;
 use crate::config::{LearnerRole, QuorumConfig};
 use crate::jute::{Reader, Writer};
 use crate::proto::records::{
     decode_request, CreateRequest, MultiOp, PathVersion, Request, SetAclRequest, SetDataRequest,
 };
 use crate::proto::{op, ErrorCode};
-use crate::server::commit_shard::{
-    wall_clock_ms, write_response, BatchBuilder, CommitShard, Event, EventQueue, SessionEntry, SessionHolder,
-};
+use crate::server::commit_shard::{wall_clock_ms, write_response, BatchBuilder, CommitShard, Event, EventQueue};
 use crate::server::connection::into_write;
 use crate::server::disk_log;
 use crate::server::election_net::{self, AdvertisedEpoch, ElectionNet, ElectionPeers};
@@ -48,9 +47,9 @@ use crate::server::quorum_sasl::QuorumSasl;
 use crate::server::quorum_tls::QuorumTransport;
 use crate::server::recovery;
 use crate::server::stats::ServerMode;
-use crate::session::{session_password, SessionChange};
+use crate::session::session_password;
 use crate::storage::epoch_files::{self, ACCEPTED_EPOCH_FILE_NAME, CURRENT_EPOCH_FILE_NAME};
-use crate::storage::txn::{LoggedTxn, Txn, TxnHeader};
+use crate::storage::txn::{LoggedTxn, Txn};
 use crate::tree::{DataTree, WriteOp};
 use crate::zab::election::{Decision, Election, ElectionConfig, ProposalBasis, Role, Vote};
 use crate::zab::election_wire::{quorum_config_text, HostPort, LearnerType, QuorumServerSpec};
@@ -295,7 +294,7 @@ impl CommitShard {
             }
         };
         let snap_dir = recovery::snapshot_dir(&self.config.data_dir);
-        let mut epochs = match Epochs::load(&snap_dir, self.last_zxid) {
+        let mut epochs = match Epochs::load(&snap_dir, self.seq.last_zxid()) {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!("cannot read the epoch files: {e}");
@@ -311,7 +310,8 @@ impl CommitShard {
             self.stats.set_mode(ServerMode::Looking);
             self.stats.set_zab_view(None, crate::zab::ZabPhase::Election);
             let looking_since = Instant::now();
-            let basis = ProposalBasis { last_logged_zxid: self.last_zxid, current_epoch: epochs.current, held_vote };
+            let basis =
+                ProposalBasis { last_logged_zxid: self.seq.last_zxid(), current_epoch: epochs.current, held_vote };
             let (election, actions) = Election::start(members.election_config(), basis, logical_clock, now());
             let (decision, election) = futures_lite::future::or(
                 async { election_net::elect(&net, election, actions, &now).await.ok() },
@@ -381,7 +381,7 @@ impl CommitShard {
                     std::process::exit(1);
                 }
             }
-            match Epochs::load(&snap_dir, self.last_zxid) {
+            match Epochs::load(&snap_dir, self.seq.last_zxid()) {
                 Ok(e) => epochs = e,
                 Err(e) => {
                     tracing::error!("cannot read the epoch files: {e}");
@@ -425,15 +425,16 @@ impl CommitShard {
     /// tail does not reach back to the applied state: reload instead.
     /// Saves the snapshot + log replay, most of a fail-over's time.
     fn catch_up_to_log(&mut self) -> bool {
-        let reaches_back = self.recent_txns.front().is_some_and(|(z, _)| *z <= self.last_zxid)
-            || self.log.durable_through() == self.last_zxid;
-        let ends_at_log_end =
-            self.recent_txns.back().map(|(z, _)| *z).unwrap_or(self.last_zxid) == self.log.durable_through();
+        let last_zxid = self.seq.last_zxid();
+        let recent = self.seq.recent_txns();
+        let reaches_back =
+            recent.front().is_some_and(|(z, _)| *z <= last_zxid) || self.log.durable_through() == last_zxid;
+        let ends_at_log_end = recent.back().map(|(z, _)| *z).unwrap_or(last_zxid) == self.log.durable_through();
         if !reaches_back || !ends_at_log_end {
             return false;
         }
-        let tail: Vec<(i64, Bytes)> = self.recent_txns.iter().filter(|(z, _)| *z > self.last_zxid).cloned().collect();
-        let applied = self.last_zxid;
+        let tail: Vec<(i64, Bytes)> = recent.iter().filter(|(z, _)| *z > last_zxid).cloned().collect();
+        let applied = last_zxid;
         for (zxid, txn) in tail {
             // No client waits (connections are gone): replies and events go nowhere.
             let mut nobody = LearnerPending::default();
@@ -443,18 +444,14 @@ impl CommitShard {
             }
         }
         let now = self.now_ms();
-        for (&id, e) in self.sessions.iter_mut() {
-            e.owner = None;
-            e.holder = SessionHolder::Unclaimed;
-            self.expiry.touch(id, e.timeout_ms as i64, now);
-        }
-        self.published_tree = self.tree.clone();
+        self.seq.release_sessions(now);
+        self.published_tree = self.seq.tree().clone();
         self.reset_published_sessions();
-        self.stats.set_last_zxid(self.last_zxid);
-        self.stats.sessions_changed(self.sessions.len() as u64);
+        self.stats.set_last_zxid(self.seq.last_zxid());
+        self.stats.sessions_changed(self.seq.session_count() as u64);
         tracing::info!(
             applied_from = format_args!("0x{applied:x}"),
-            zxid = format_args!("0x{:x}", self.last_zxid),
+            zxid = format_args!("0x{:x}", self.seq.last_zxid()),
             "kept the learner's state for the election (no reload)"
         );
         true
@@ -463,8 +460,7 @@ impl CommitShard {
     /// Where the whole state is the published one (no batch in flight):
     /// the published session table is the live one.
     fn reset_published_sessions(&mut self) {
-        let table = self.sessions.iter().map(|(id, e)| (*id, e.timeout_ms));
-        self.published_sessions.reset(table);
+        self.published_sessions.reset(self.seq.sessions());
     }
 
     /// Rebuilds tree, sessions and zxid from the log and snapshots: after a
@@ -473,23 +469,19 @@ impl CommitShard {
         self.log.close().await;
         let recovered =
             recovery::recover(&self.config.data_dir, &self.config.data_log_dir, false).map_err(|e| e.to_string())?;
-        self.tree = recovered.tree;
-        self.last_zxid = recovered.last_zxid;
         self.log.restart_at(recovered.last_zxid);
+        // Every session gets a fresh deadline: a client may reconnect.
+        let now = self.now_ms();
+        let sessions = recovered.sessions.iter().map(|(id, t)| (*id, *t));
+        self.seq.reset(recovered.tree, recovered.last_zxid, sessions, recovered.recent_txns, now);
         // Between roles no client is served; a leader's first SNAPs (before
         // it is established) must carry exactly this state, its last zxid's.
-        self.published_tree = self.tree.clone();
-        self.sessions = recovered.sessions.iter().map(|(id, t)| (*id, SessionEntry::restored(*t))).collect();
+        self.published_tree = self.seq.tree().clone();
         self.reset_published_sessions();
-        self.recent_txns = recovered.recent_txns;
         // What it held may include txns the reload dropped (TRUNC).
         self.digest_log.clear();
-        let now = self.now_ms();
-        for (&id, e) in &self.sessions {
-            self.expiry.touch(id, e.timeout_ms as i64, now);
-        }
-        self.stats.set_last_zxid(self.last_zxid);
-        self.stats.sessions_changed(self.sessions.len() as u64);
+        self.stats.set_last_zxid(self.seq.last_zxid());
+        self.stats.sessions_changed(self.seq.session_count() as u64);
         Ok(())
     }
 
@@ -565,8 +557,8 @@ impl CommitShard {
         let start = LeaderStart {
             accepted_epoch: epochs.accepted,
             current_epoch: epochs.current,
-            last_logged_zxid: self.last_zxid,
-            recent_txns: self.recent_txns.iter().cloned().collect(),
+            last_logged_zxid: self.seq.last_zxid(),
+            recent_txns: self.seq.recent_txns().iter().cloned().collect(),
             disk_log: disk_log::index_disk_log(&self.config.data_dir, &self.config.data_log_dir),
         };
         let mut leader = LeaderCore::new(members.ensemble.clone(), settings, start, now());
@@ -589,7 +581,7 @@ impl CommitShard {
                         let token = held.next_sync_token;
                         held.next_sync_token += 1;
                         held.local_syncs.insert(token, (conn, xid, path));
-                        leader.sync(SyncRequester::Local(token), self.last_zxid, &mut actions);
+                        leader.sync(SyncRequester::Local(token), self.seq.last_zxid(), &mut actions);
                     }
                     Event::Worker(arrived, msg) => {
                         if leader.is_established() {
@@ -739,8 +731,8 @@ impl CommitShard {
                     tracing::info!(conn, sid, ?plan, ?reason, "syncing a learner");
                 }
                 LeaderAction::Established { epoch } => {
-                    self.last_zxid = self.last_zxid.max(make_zxid(epoch, 0));
-                    held.committed_floor = self.last_zxid;
+                    self.seq.raise_last_zxid(make_zxid(epoch, 0));
+                    held.committed_floor = self.seq.last_zxid();
                     epochs.advertised.set(epoch);
                     self.stats.set_mode(ServerMode::Leader);
                     let synced = leader.synced_learners();
@@ -755,7 +747,7 @@ impl CommitShard {
                 LeaderAction::Forwarded { conn, request, .. } if request.op_type == op::SYNC => {
                     // In request order: after the writes forwarded before it.
                     let mut more = Vec::new();
-                    leader.sync(SyncRequester::Learner(conn), self.last_zxid, &mut more);
+                    leader.sync(SyncRequester::Learner(conn), self.seq.last_zxid(), &mut more);
                     queue.extend(more);
                 }
                 LeaderAction::Forwarded { conn, request, sid } => match batch.as_deref_mut() {
@@ -764,8 +756,11 @@ impl CommitShard {
                 },
                 LeaderAction::LocalSyncReady { token } => {
                     let Some((conn, xid, path)) = held.local_syncs.remove(&token) else { continue };
-                    let reply =
-                        BatchEntry::Reply(Reply { conn, zxid: self.last_zxid, kind: ReplyKind::Sync { xid, path } });
+                    let reply = BatchEntry::Reply(Reply {
+                        conn,
+                        zxid: self.seq.last_zxid(),
+                        kind: ReplyKind::Sync { xid, path },
+                    });
                     match batch.as_deref_mut() {
                         // Published with this round's batch, after its commits.
                         Some(b) => b.entries.push(reply),
@@ -778,18 +773,12 @@ impl CommitShard {
                     }
                 }
                 LeaderAction::Revalidate { conn, session_id, timeout_ms } => {
-                    let valid = self.sessions.contains_key(&session_id);
-                    if valid {
-                        let now = self.now_ms();
-                        if let Some(e) = self.sessions.get_mut(&session_id) {
-                            e.timeout_ms = timeout_ms;
-                            // The session lives on that learner now: writes
-                            // from anywhere else get SESSIONMOVED.
-                            e.owner = None;
-                            e.holder = SessionHolder::Learner(conn);
-                        }
-                        self.expiry.touch(session_id, timeout_ms as i64, now);
-                    }
+                    // The session lives on that learner now: writes from
+                    // anywhere else get SESSIONMOVED. A local connection it
+                    // had here stays open (its writes are refused).
+                    let now = self.now_ms();
+                    let holder = SessionHolder::Learner(conn);
+                    let valid = self.seq.revalidate(session_id, timeout_ms, None, holder, now).valid;
                     let mut more = Vec::new();
                     leader.revalidated(conn, session_id, valid, &mut more);
                     queue.extend(more);
@@ -797,9 +786,7 @@ impl CommitShard {
                 LeaderAction::SessionsTouched(touches) => {
                     let now = self.now_ms();
                     for SessionTouch { session_id, .. } in touches {
-                        if let Some(e) = self.sessions.get(&session_id) {
-                            self.expiry.touch(session_id, e.timeout_ms as i64, now);
-                        }
+                        self.seq.touch(session_id, now);
                     }
                 }
                 LeaderAction::Close { conn, reason } => {
@@ -826,16 +813,10 @@ impl CommitShard {
                     tracing::warn!(sid, "createSession without a timeout from a learner");
                     return;
                 };
-                let zxid = self.next_zxid();
-                let header = TxnHeader { session_id, cxid, zxid, time_ms: wall_clock_ms(), op: op::CREATE_SESSION };
-                let txn = Txn::CreateSession { timeout_ms };
-                let _ = self.tree.apply_txn(&header, &txn);
-                batch.log(&header, &txn, Some(self.tree.txn_digest()));
                 let holder = SessionHolder::Learner(conn);
-                self.sessions.insert(session_id, SessionEntry { timeout_ms, owner: None, holder });
-                batch.session_changes.push(SessionChange::Opened { id: session_id, timeout_ms });
-                self.expiry.touch(session_id, timeout_ms as i64, now);
-                self.stats.sessions_changed(self.sessions.len() as u64);
+                let time_ms = wall_clock_ms();
+                let zxid = self.seq.create_session(batch, session_id, cxid, timeout_ms, None, holder, now, time_ms);
+                self.stats.sessions_changed(self.seq.session_count() as u64);
                 batch.entries.push(BatchEntry::Txn { zxid, triggers: Vec::new(), reply: None, closed_session: None });
             }
             op::CLOSE_SESSION => self.close_session(batch, session_id, None),
@@ -849,16 +830,9 @@ impl CommitShard {
                         return;
                     }
                 };
-                let refused = match self.sessions.get_mut(&session_id) {
-                    None => Some(ErrorCode::SessionExpired),
-                    Some(e) => (!e.holder.claim(SessionHolder::Learner(conn))).then_some(ErrorCode::SessionMoved),
-                };
-                if let Some(code) = refused {
+                if let Err(code) = self.seq.admit_write(session_id, SessionHolder::Learner(conn), now) {
                     self.execute_error(batch, session_id, cxid, code);
                     return;
-                }
-                if let Some(e) = self.sessions.get(&session_id) {
-                    self.expiry.touch(session_id, e.timeout_ms as i64, now);
                 }
                 let auth = Authz::from_ids(authinfo);
                 let (zxid, _result, triggers) = self.execute(batch, session_id, cxid, &write, &auth);
@@ -869,22 +843,13 @@ impl CommitShard {
 
     /// An error txn: the learner's client is told `code` when it commits.
     fn execute_error(&mut self, batch: &mut BatchBuilder, session_id: i64, cxid: i32, code: ErrorCode) {
-        let zxid = self.next_zxid();
-        let header = TxnHeader { session_id, cxid, zxid, time_ms: wall_clock_ms(), op: op::ERROR };
-        let txn = Txn::Error { err: code.code() };
-        let _ = self.tree.apply_txn(&header, &txn);
-        batch.log(&header, &txn, None);
+        let zxid = self.seq.execute_error(batch, session_id, cxid, code, wall_clock_ms());
         batch.entries.push(BatchEntry::Txn { zxid, triggers: Vec::new(), reply: None, closed_session: None });
     }
 
     /// Keeps the tail of the log in memory, for DIFFs when leading.
     pub(super) fn remember_recent(&mut self, batch: &BatchBuilder) {
-        for (zxid, txn) in &batch.logged {
-            self.recent_txns.push_back((*zxid, txn.clone()));
-        }
-        while self.recent_txns.len() > self.config.commit_log_count {
-            self.recent_txns.pop_front();
-        }
+        self.seq.remember_recent(&batch.logged, self.config.commit_log_count);
     }
 
     // ------------------------------------------------------------------
@@ -944,7 +909,7 @@ impl CommitShard {
         };
         let mut actions = Vec::new();
         let mut learner =
-            LearnerCore::new(settings, epochs.accepted, epochs.current, self.last_zxid, now(), &mut actions);
+            LearnerCore::new(settings, epochs.accepted, epochs.current, self.seq.last_zxid(), now(), &mut actions);
         let mut pend = LearnerPending::default();
         let result = loop {
             if let Err(why) = self.learner_actions(&mut learner, actions, &link, &mut pend, epochs, leader_sid).await {
@@ -1008,7 +973,7 @@ impl CommitShard {
         };
         match msg {
             ToCommit::CreateSession { conn, timeout_ms } => {
-                let session_id = self.session_ids.next_id();
+                let session_id = self.seq.next_session_id();
                 pend.connects.insert(session_id, (conn, timeout_ms));
                 let body = Bytes::copy_from_slice(&timeout_ms.to_be_bytes());
                 let _ = link.send(request(session_id, 0, op::CREATE_SESSION, body, Vec::new()));
@@ -1038,13 +1003,7 @@ impl CommitShard {
                     pend.touched.insert(sid, ());
                 }
             }
-            ToCommit::Disconnected { conn, session_id } => {
-                if let Some(e) = self.sessions.get_mut(&session_id) {
-                    if e.owner == Some(conn) {
-                        e.owner = None;
-                    }
-                }
-            }
+            ToCommit::Disconnected { conn, session_id } => self.seq.disconnected(session_id, conn),
             report @ (ToCommit::Report { .. } | ToCommit::ReportPart { .. }) => self.handle(report, batch).await,
         }
     }
@@ -1071,9 +1030,7 @@ impl CommitShard {
                         let sessions = std::mem::take(&mut pend.touched)
                             .into_keys()
                             .filter_map(|id| {
-                                self.sessions
-                                    .get(&id)
-                                    .map(|e| SessionTouch { session_id: id, timeout_ms: e.timeout_ms })
+                                self.seq.session(id).map(|e| SessionTouch { session_id: id, timeout_ms: e.timeout_ms })
                             })
                             .collect();
                         let _ = link.send(ToLeader::Ping { zxid, sessions });
@@ -1089,10 +1046,10 @@ impl CommitShard {
                         crate::server::truncate::truncate_after(&self.config.data_dir, &self.config.data_log_dir, zxid)
                             .map_err(|e| format!("TRUNC to 0x{zxid:x} failed: {e}"))?;
                         self.reload_from_disk().await?;
-                        if self.last_zxid != zxid {
+                        if self.seq.last_zxid() != zxid {
                             return Err(format!(
                                 "after TRUNC to 0x{zxid:x} the log ends at 0x{:x}; this server lacks history the leader assumes",
-                                self.last_zxid
+                                self.seq.last_zxid()
                             ));
                         }
                     }
@@ -1122,7 +1079,7 @@ impl CommitShard {
                         if let Some((conn, xid, path)) = pend.syncs.pop_front() {
                             batch.entries.push(BatchEntry::Reply(Reply {
                                 conn,
-                                zxid: self.last_zxid,
+                                zxid: self.seq.last_zxid(),
                                 kind: ReplyKind::Sync { xid, path },
                             }));
                         }
@@ -1134,17 +1091,13 @@ impl CommitShard {
                             continue;
                         };
                         if valid {
-                            let entry = self.sessions.entry(session_id).or_insert(SessionEntry::restored(timeout_ms));
-                            entry.timeout_ms = timeout_ms;
-                            if let Some(previous) = entry.owner.replace(conn) {
-                                if previous != conn {
-                                    batch.entries.push(BatchEntry::DropConnection { conn: previous });
-                                }
+                            if let Some(previous) = self.seq.learner_revalidated(session_id, timeout_ms, conn) {
+                                batch.entries.push(BatchEntry::DropConnection { conn: previous });
                             }
                         }
                         batch.entries.push(BatchEntry::Reply(Reply {
                             conn,
-                            zxid: self.last_zxid,
+                            zxid: self.seq.last_zxid(),
                             kind: ReplyKind::Connect {
                                 session_id: if valid { session_id } else { 0 },
                                 timeout_ms: if valid { timeout_ms } else { 0 },
@@ -1160,7 +1113,7 @@ impl CommitShard {
                         tracing::info!(
                             leader = leader_sid,
                             epoch,
-                            zxid = format_args!("0x{:x}", self.last_zxid),
+                            zxid = format_args!("0x{:x}", self.seq.last_zxid()),
                             "synced with the leader; serving"
                         );
                     }
@@ -1201,9 +1154,17 @@ impl CommitShard {
         let logged =
             LoggedTxn::decode(payload).map_err(|e| format!("the leader's txn 0x{zxid:x} does not decode: {e}"))?;
         let h = logged.header;
-        let (result, triggers) = self.tree.apply_txn(&h, &logged.txn);
-        self.digest_log.note(zxid, self.tree.digest());
-        let check = self.tree.check_txn_digest(logged.digest);
+        let opener = match &logged.txn {
+            Txn::CreateSession { .. } => pend.connects.remove(&h.session_id),
+            _ => None,
+        };
+        let applied = self.seq.apply_committed(zxid, &h, &logged.txn, opener.map(|(conn, _)| conn));
+        let (result, triggers) = (applied.result, applied.triggers);
+        if let Some(change) = applied.session_change {
+            batch.session_changes.push(change);
+        }
+        self.digest_log.note(zxid, self.seq.tree().digest());
+        let check = self.seq.tree().check_txn_digest(logged.digest);
         if check.is_mismatch() {
             // Apache only counts this; a replica that differs from its
             // leader is a bug to be seen at once.
@@ -1211,14 +1172,8 @@ impl CommitShard {
             tracing::error!(zxid = format_args!("0x{zxid:x}"), "{check}: this replica diverged from the leader");
         }
         let (reply, closed_session) = match &logged.txn {
-            Txn::CreateSession { timeout_ms } => {
-                let asked = pend.connects.remove(&h.session_id);
-                batch.session_changes.push(SessionChange::Opened { id: h.session_id, timeout_ms: *timeout_ms });
-                self.sessions.insert(
-                    h.session_id,
-                    SessionEntry { owner: asked.map(|(c, _)| c), ..SessionEntry::restored(*timeout_ms) },
-                );
-                let reply = asked.map(|(conn, timeout_ms)| Reply {
+            Txn::CreateSession { .. } => {
+                let reply = opener.map(|(conn, timeout_ms)| Reply {
                     conn,
                     zxid,
                     kind: ReplyKind::Connect {
@@ -1231,8 +1186,6 @@ impl CommitShard {
                 (reply, None)
             }
             Txn::CloseSession { .. } => {
-                self.sessions.remove(&h.session_id);
-                batch.session_changes.push(SessionChange::Closed { id: h.session_id });
                 let reply = pend.closes.remove(&h.session_id).map(|(conn, xid)| Reply {
                     conn,
                     zxid,
@@ -1253,8 +1206,7 @@ impl CommitShard {
                 (reply, None)
             }
         };
-        self.stats.sessions_changed(self.sessions.len() as u64);
-        self.last_zxid = zxid;
+        self.stats.sessions_changed(self.seq.session_count() as u64);
         batch.entries.push(BatchEntry::Txn { zxid, triggers, reply, closed_session });
         Ok(())
     }
@@ -1288,13 +1240,12 @@ impl CommitShard {
             zxid,
         )
         .map_err(|e| format!("cannot write the snapshot: {e}"))?;
-        self.tree = tree;
-        self.last_zxid = zxid;
         self.log.restart_at(zxid);
-        self.published_tree = self.tree.clone();
-        self.sessions = sessions.into_iter().map(|(id, t)| (id, SessionEntry::restored(t))).collect();
+        // Every session gets a fresh deadline: a client may reconnect.
+        let now = self.now_ms();
+        self.seq.reset(tree, zxid, sessions, VecDeque::new(), now);
+        self.published_tree = self.seq.tree().clone();
         self.reset_published_sessions();
-        self.recent_txns.clear();
         self.stats.set_last_zxid(zxid);
         Ok(())
     }

@@ -228,7 +228,7 @@ impl CommitShard {
         let shared = self.seal(BatchBuilder::default());
         self.publish(shared).await;
         tracing::info!(
-            zxid = format_args!("0x{:x}", self.last_zxid),
+            zxid = format_args!("0x{:x}", self.seq.last_zxid()),
             "not in a quorum: read-only server started (serving only read-only clients)"
         );
         ReadOnlySessions::new(self.config.tick_time_ms as i64)
@@ -239,10 +239,12 @@ impl CommitShard {
         for event in items {
             let Event::Worker(_, msg) = event else { continue };
             let now_ms = self.now_ms();
-            let global = &self.sessions;
-            let ctx = ReadOnlyContext { now_ms, last_zxid: self.last_zxid, is_global: &|id| global.contains_key(&id) };
-            let ids = &mut self.session_ids;
-            let unanswered = sessions.handle(msg, &ctx, &mut || ids.next_id(), &mut batch.entries);
+            let last_zxid = self.seq.last_zxid();
+            let unanswered = {
+                let (is_global, ids) = self.seq.ids_beside_table();
+                let ctx = ReadOnlyContext { now_ms, last_zxid, is_global: &is_global };
+                sessions.handle(msg, &ctx, &mut || ids.next_id(), &mut batch.entries)
+            };
             match unanswered {
                 Some(ToCommit::Touch { sessions: touched }) => {
                     for (session_id, heard_at) in touched {

@@ -22,6 +22,10 @@ impl ExpiryQueue {
         ExpiryQueue { tick_ms, bucket_of: HashMap::new(), buckets: BTreeMap::new() }
     }
 
+    pub fn tick_ms(&self) -> i64 {
+        self.tick_ms
+    }
+
     /// The bucket for a deadline: the next multiple of tick strictly after
     /// it (ZooKeeper's `roundToNextInterval`).
     fn bucket_for(&self, deadline_ms: i64) -> i64 {

@@ -1,8 +1,8 @@
 //! Sessions: ids and passwords (`password`), tick-bucketed expiry
 //! (`expiry`) and the session table as of the last published batch
 //! (`published`, what a SNAP carries).
-//! The live table itself belongs to the commit shard
-//! (`server::commit_shard::SessionEntry`). Sans-IO: every time is passed in.
+//! The live table itself belongs to the one writer's core
+//! (`commit::Sequencer`). Sans-IO: every time is passed in.
 
 pub mod expiry;
 pub mod password;

@@ -22,15 +22,16 @@ use super::rng::fnv1a;
 use super::sessions::SessionReply;
 use super::world::{Ctx, Ev};
 use crate::acl::ServerIdentity;
+use crate::commit::{ExecSettings, Sequencer, SessionHolder, TxnSink};
 use crate::server::snapshots::SnapshotPolicy;
-use crate::session::{ExpiryQueue, PublishedSessions, SessionChange, SessionIdAllocator};
+use crate::session::{PublishedSessions, SessionChange, SessionIdAllocator};
 use crate::storage::epoch_files::{reconcile_epochs, StoredEpochs};
 use crate::storage::group_commit::{GroupCommit, LogWrite};
 use crate::storage::recovery::{
     recover_from, LoadedSnapshot, Recovered, RecoveryNote, RecoveryOptions, RecoveryStore, SnapshotSkip,
 };
-use crate::storage::txn::{encode_txn, LoggedTxn, Txn, TxnHeader};
-use crate::tree::{DataTree, TxnContext, WriteOp};
+use crate::storage::txn::{encode_txn, LoggedTxn, Txn, TxnDigest, TxnHeader};
+use crate::tree::{DataTree, WriteOp};
 use crate::zab::election::{Action, Decision, Election, ElectionConfig, Notification, ProposalBasis, Role, Vote};
 use crate::zab::election_wire::LearnerType;
 use crate::zab::ensemble::{Ensemble, Sid};
@@ -293,16 +294,11 @@ pub struct Server {
     pub inbox: VecDeque<Input>,
     pub run_scheduled: bool,
     blocked: Option<Blocked>,
-    pub tree: DataTree,
-    pub last_zxid: i64,
-    sessions: BTreeMap<i64, i32>,
-    /// The session expiry (production's `CommitShard::expiry`), on this
-    /// process's clock; only an established leader or a standalone server
-    /// expires sessions.
-    expiry: ExpiryQueue,
-    /// Production's `CommitShard::session_ids`.
-    session_ids: SessionIdAllocator,
-    recent_txns: VecDeque<(i64, Bytes)>,
+    /// Production's `CommitShard::seq`: tree, zxid counter, session table
+    /// with holders, expiry (on this process's clock; only an established
+    /// leader or a standalone server expires), session ids, log tail.
+    /// A session's local owner is the session client's id.
+    seq: Sequencer<u64>,
     /// The group-commit state (production's `LogHandle`): what is durable.
     log: GroupCommit,
     /// The fsync token of the log write in flight.
@@ -407,6 +403,41 @@ fn client_cxid(client: u64) -> i32 {
     (client & 0x7FFF_FFFF) as i32
 }
 
+/// The simulated txn wall time (production's `wall_clock_ms`).
+fn sim_wall_ms(ctx: &Ctx) -> i64 {
+    SIM_WALL_CLOCK_BASE_MS + ctx.now as i64
+}
+
+/// A process's commit core before recovery: empty, the run's tick.
+fn empty_sequencer(tick_ms: i64) -> Sequencer<u64> {
+    let ids = SessionIdAllocator::starting_at(1);
+    Sequencer::new(DataTree::new(), 0, [], VecDeque::new(), tick_ms, ids, ExecSettings::default(), 0)
+}
+
+/// Where the shared core's txns go in the simulator: the batch being
+/// built (encoded, as the log and the proposals carry them) and this
+/// server's history for the oracle.
+struct SimSink<'a> {
+    batch: &'a mut LeaderBatch,
+    history: &'a mut History,
+}
+
+impl TxnSink for SimSink<'_> {
+    fn log(&mut self, header: &TxnHeader, txn: &Txn, digest: Option<TxnDigest>, tree_digest: i64) {
+        let mut buf = BytesMut::with_capacity(128);
+        encode_txn(&mut buf, header, txn, digest);
+        let bytes = buf.freeze();
+        let hash = hash_txn(&bytes);
+        self.history.entries.insert(header.zxid, HistoryEntry { txn_hash: hash, digest: tree_digest });
+        self.batch.logged.push((header.zxid, bytes));
+        self.batch.txns.push((header.zxid, hash, tree_digest));
+    }
+
+    fn session_changed(&mut self, change: SessionChange) {
+        self.batch.session_changes.push(change);
+    }
+}
+
 impl Server {
     pub fn new(sid: Sid, ensemble: Ensemble, config_text: Bytes) -> Server {
         Server {
@@ -420,12 +451,7 @@ impl Server {
             inbox: VecDeque::new(),
             run_scheduled: false,
             blocked: None,
-            tree: DataTree::new(),
-            last_zxid: 0,
-            sessions: BTreeMap::new(),
-            expiry: ExpiryQueue::new(1),
-            session_ids: SessionIdAllocator::starting_at(1),
-            recent_txns: VecDeque::new(),
+            seq: empty_sequencer(1),
             log: GroupCommit::new(0),
             log_write: None,
             after_drain: None,
@@ -462,7 +488,7 @@ impl Server {
     /// from: the published tree (leader, standalone) or the applied one.
     pub fn read_view_mzxid(&self, path: &str) -> Option<i64> {
         match &self.role {
-            PeerRole::Following(_) => self.tree.get(path).map(|n| n.mzxid()),
+            PeerRole::Following(_) => self.seq.tree().get(path).map(|n| n.mzxid()),
             PeerRole::Leading(_) | PeerRole::Standalone(_) => self.published_tree.get(path).map(|n| n.mzxid()),
             _ => None,
         }
@@ -472,7 +498,7 @@ impl Server {
     /// or not serving).
     pub fn read_view_version(&self, path: &str) -> Option<i32> {
         match &self.role {
-            PeerRole::Following(_) => self.tree.get(path).map(|n| n.version()),
+            PeerRole::Following(_) => self.seq.tree().get(path).map(|n| n.version()),
             PeerRole::Leading(_) | PeerRole::Standalone(_) => self.published_tree.get(path).map(|n| n.version()),
             _ => None,
         }
@@ -480,12 +506,22 @@ impl Server {
 
     /// Whether this server's session table holds `session`.
     pub fn holds_session(&self, session: i64) -> bool {
-        self.sessions.contains_key(&session)
+        self.seq.holds_session(session)
+    }
+
+    /// The tree as this server has it (a leader's runs ahead of what it
+    /// published).
+    pub fn tree(&self) -> &DataTree {
+        self.seq.tree()
+    }
+
+    pub fn last_zxid(&self) -> i64 {
+        self.seq.last_zxid()
     }
 
     /// The sessions in this server's table.
     pub fn session_ids_held(&self) -> Vec<i64> {
-        self.sessions.keys().copied().collect()
+        self.seq.session_timeouts().into_keys().collect()
     }
 
     /// exists(path, watch=true) from a client on this server.
@@ -555,7 +591,7 @@ impl Server {
                 l.core.is_established()
                     && l.stage == LeaderStage::Idle
                     && l.pending.is_empty()
-                    && l.core.last_committed().max(l.committed_floor) >= self.last_zxid
+                    && l.core.last_committed().max(l.committed_floor) >= self.seq.last_zxid()
                     && self.log.is_idle()
             }
             _ => false,
@@ -617,6 +653,8 @@ impl Server {
         self.log_fault = None;
         self.clock_offset_ms = 0;
         self.drop_clients();
+        // A new process: a new commit shard.
+        self.seq = empty_sequencer(ctx.knobs.tick_ms as i64);
         ctx.trace(self.sid, format!("boots (incarnation {})", self.incarnation));
         ctx.disturbed();
         if let Err(e) = self.reload_from_disk(ctx, "restart") {
@@ -626,13 +664,9 @@ impl Server {
         // Mirrors `CommitShard::new` (the jitter seed comes from the seed).
         self.snapshot_policy =
             (ctx.knobs.snap_count > 0).then(|| SnapshotPolicy::new(ctx.knobs.snap_count, ctx.snap_rng.next_u64()));
-        // Mirrors `CommitShard::new`: ids carry the server id, and continue
+        // As `CommitShard::new`: ids carry the server id, and continue
         // after the newest restored one this server handed out.
-        self.session_ids = SessionIdAllocator::new(self.sid as u8, SIM_WALL_CLOCK_BASE_MS + ctx.now as i64);
-        let newest = crate::session::newest_own_session_id(self.sid as u8, self.sessions.keys().copied());
-        if self.session_ids.peek() <= newest {
-            self.session_ids = SessionIdAllocator::starting_at(newest + 1);
-        }
+        self.seq.start_session_ids(self.sid as u8, SIM_WALL_CLOCK_BASE_MS + ctx.now as i64);
         if self.is_standalone_member() {
             self.start_standalone(ctx);
         } else {
@@ -775,12 +809,10 @@ impl Server {
         );
         ctx.oracle.check_recovered(self.sid, what, &history, ctx.now);
         self.published_tree = tree.clone();
-        self.tree = tree;
-        self.last_zxid = last_zxid;
-        self.sessions = sessions;
-        self.published_sessions.reset(self.sessions.iter().map(|(id, t)| (*id, *t)));
-        self.retouch_sessions(ctx);
-        self.recent_txns = recent_txns;
+        let now = self.now(ctx) as i64;
+        self.seq.reset(tree, last_zxid, sessions, recent_txns, now);
+        self.published_sessions.reset(self.seq.sessions());
+        self.plant_expire_early_all(ctx);
         self.log.restart_at(last_zxid);
         self.history = history;
         self.accepted = epochs.accepted_epoch;
@@ -807,10 +839,10 @@ impl Server {
     /// proportional to their size, then the temp file's fsync, the rename
     /// and the directory's fsync (`on_snapshot_step`).
     fn start_snapshot(&mut self, ctx: &mut Ctx) {
-        let zxid = self.last_zxid;
-        let sessions: Vec<(i64, i32)> = self.sessions.iter().map(|(id, t)| (*id, *t)).collect();
+        let zxid = self.seq.last_zxid();
+        let sessions: Vec<(i64, i32)> = self.seq.session_timeouts().into_iter().collect();
         let mut bytes = Vec::new();
-        if let Err(e) = crate::storage::snapshot_format::write_snapshot(&mut bytes, zxid, &sessions, &self.tree) {
+        if let Err(e) = crate::storage::snapshot_format::write_snapshot(&mut bytes, zxid, &sessions, self.seq.tree()) {
             ctx.trace(self.sid, format!("snapshot 0x{zxid:x} failed: {e}"));
             return;
         }
@@ -923,22 +955,21 @@ impl Server {
     /// saw committed, from its in-memory log tail, instead of reloading.
     /// The oracle checks the kept history as it checks a recovered one.
     fn catch_up_to_log(&mut self, ctx: &mut Ctx) -> bool {
-        let reaches_back = self.recent_txns.front().is_some_and(|(z, _)| *z <= self.last_zxid)
-            || self.log.durable_through() == self.last_zxid;
-        let ends_at_log_end =
-            self.recent_txns.back().map(|(z, _)| *z).unwrap_or(self.last_zxid) == self.log.durable_through();
+        let applied = self.seq.last_zxid();
+        let recent = self.seq.recent_txns();
+        let reaches_back = recent.front().is_some_and(|(z, _)| *z <= applied) || self.log.durable_through() == applied;
+        let ends_at_log_end = recent.back().map(|(z, _)| *z).unwrap_or(applied) == self.log.durable_through();
         if !reaches_back || !ends_at_log_end {
             return false;
         }
-        let applied = self.last_zxid;
-        let tail: Vec<(i64, Bytes)> = self.recent_txns.iter().filter(|(z, _)| *z > applied).cloned().collect();
+        let tail: Vec<(i64, Bytes)> = recent.iter().filter(|(z, _)| *z > applied).cloned().collect();
         for (zxid, txn) in tail {
             if let Err(e) = self.apply_logged(ctx, zxid, txn) {
                 ctx.trace(self.sid, format!("cannot apply the logged tail ({e}); reloading"));
                 return false;
             }
         }
-        match self.load_epochs(self.last_zxid) {
+        match self.load_epochs(self.seq.last_zxid()) {
             Ok(epochs) => {
                 self.accepted = epochs.accepted_epoch;
                 self.current = epochs.current_epoch;
@@ -949,12 +980,20 @@ impl Server {
                 return true;
             }
         }
-        self.retouch_sessions(ctx);
-        self.published_tree = self.tree.clone();
-        self.published_sessions.reset(self.sessions.iter().map(|(id, t)| (*id, *t)));
+        // As `catch_up_to_log`: connections and holders gone, every
+        // session re-armed (its client may reconnect anywhere).
+        let now = self.now(ctx) as i64;
+        self.seq.release_sessions(now);
+        self.plant_expire_early_all(ctx);
+        self.published_tree = self.seq.tree().clone();
+        self.published_sessions.reset(self.seq.sessions());
         ctx.trace(
             self.sid,
-            format!("keeps its state: applied 0x{applied:x}..0x{:x}, digest {:x}", self.last_zxid, self.tree.digest()),
+            format!(
+                "keeps its state: applied 0x{applied:x}..0x{:x}, digest {:x}",
+                self.seq.last_zxid(),
+                self.seq.tree().digest()
+            ),
         );
         ctx.oracle.check_recovered(self.sid, "keeping state", &self.history, ctx.now);
         true
@@ -973,11 +1012,14 @@ impl Server {
     }
 
     fn start_election(&mut self, ctx: &mut Ctx) {
-        let basis =
-            ProposalBasis { last_logged_zxid: self.last_zxid, current_epoch: self.current, held_vote: self.held_vote };
+        let basis = ProposalBasis {
+            last_logged_zxid: self.seq.last_zxid(),
+            current_epoch: self.current,
+            held_vote: self.held_vote,
+        };
         let now = self.now(ctx);
         let (election, actions) = Election::start(self.election_config(), basis, self.logical_clock, now);
-        ctx.trace(self.sid, format!("LOOKING (round {}, zxid 0x{:x})", election.logical_clock(), self.last_zxid));
+        ctx.trace(self.sid, format!("LOOKING (round {}, zxid 0x{:x})", election.logical_clock(), self.seq.last_zxid()));
         self.role = PeerRole::Looking(Box::new(election));
         self.settled = None;
         self.election_actions(ctx, actions);
@@ -1188,7 +1230,7 @@ impl Server {
                     settings,
                     self.accepted,
                     self.current,
-                    self.last_zxid,
+                    self.seq.last_zxid(),
                     self.now(ctx),
                     &mut actions,
                 );
@@ -1399,8 +1441,8 @@ impl Server {
         let start = LeaderStart {
             accepted_epoch: self.accepted,
             current_epoch: self.current,
-            last_logged_zxid: self.last_zxid,
-            recent_txns: self.recent_txns.iter().cloned().collect(),
+            last_logged_zxid: self.seq.last_zxid(),
+            recent_txns: self.seq.recent_txns().iter().cloned().collect(),
             // No index yet: the sim's leaders DIFF from their window only
             // (the SendLoggedTxns arm below serves the log if one is given).
             disk_log: Default::default(),
@@ -1408,7 +1450,12 @@ impl Server {
         let core = LeaderCore::new(self.ensemble.clone(), settings, start, self.now(ctx));
         ctx.trace(
             self.sid,
-            format!("LEADING (accepted {}, current {}, zxid 0x{:x})", self.accepted, self.current, self.last_zxid),
+            format!(
+                "LEADING (accepted {}, current {}, zxid 0x{:x})",
+                self.accepted,
+                self.current,
+                self.seq.last_zxid()
+            ),
         );
         self.role = PeerRole::Leading(Box::new(Leading {
             core,
@@ -1509,7 +1556,7 @@ impl Server {
     /// Mirrors `lead()`'s `ToCommit::Sync` arm: a token, and
     /// `LeaderCore::sync` after everything assigned so far.
     fn local_sync(&mut self, ctx: &mut Ctx, sync_id: u64, actions: &mut Vec<LeaderAction>) {
-        let last_zxid = self.last_zxid;
+        let last_zxid = self.seq.last_zxid();
         let PeerRole::Leading(l) = &mut self.role else { return };
         if ctx.knobs.plant == Some(super::world::Plant::SyncWithoutRound) {
             l.planted_syncs.push_back((PlantedSync::Local(sync_id), last_zxid));
@@ -1541,7 +1588,7 @@ impl Server {
         }
     }
 
-    /// Mirrors `CommitShard::execute` for a local client's write.
+    /// A local client's write (`CommitShard::execute`, through the shared core).
     fn execute(&mut self, ctx: &mut Ctx, id: u64, write: &WriteOp, batch: &mut LeaderBatch) {
         let planted;
         let write = match write {
@@ -1565,12 +1612,12 @@ impl Server {
             WriteOp::Create { path, .. } | WriteOp::SetData { path, .. } => Some(path),
             _ => None,
         };
-        let changed = path.filter(|p| self.tree.get(p).is_some_and(|n| n.mzxid() == zxid)).cloned();
+        let changed = path.filter(|p| self.seq.tree().get(p).is_some_and(|n| n.mzxid() == zxid)).cloned();
         batch.writes.push(ClientWriteDone { id, zxid, changed, triggers });
     }
 
-    /// Mirrors `CommitShard::execute`: one write at the next zxid, its txn
-    /// into the batch. (zxid, its result, its watch triggers.)
+    /// `CommitShard::execute`: one write at the next zxid, its txn into the
+    /// batch. (zxid, its result, its watch triggers.)
     fn execute_for(
         &mut self,
         ctx: &Ctx,
@@ -1579,89 +1626,69 @@ impl Server {
         write: &WriteOp,
         batch: &mut LeaderBatch,
     ) -> (i64, Result<crate::tree::WriteResult, crate::proto::ErrorCode>, Vec<crate::tree::WatchTrigger>) {
-        self.last_zxid += 1;
-        let zxid = self.last_zxid;
-        let tctx = TxnContext {
-            session_id,
-            cxid,
-            zxid,
-            time_ms: SIM_WALL_CLOCK_BASE_MS + ctx.now as i64,
-            auth: &ServerIdentity,
-            extended_types_enabled: false,
-            enforce_quota: false,
-        };
-        let executed = self.tree.execute(&tctx, write);
-        self.push_logged(&executed.header, &executed.txn, executed.digest, batch);
-        (zxid, executed.result, executed.triggers)
-    }
-
-    /// Encodes an executed txn into the batch and the history.
-    fn push_logged(
-        &mut self,
-        header: &TxnHeader,
-        txn: &Txn,
-        digest: Option<crate::storage::txn::TxnDigest>,
-        batch: &mut LeaderBatch,
-    ) {
-        let mut buf = BytesMut::with_capacity(128);
-        encode_txn(&mut buf, header, txn, digest);
-        let bytes = buf.freeze();
-        let hash = hash_txn(&bytes);
-        let digest = self.tree.digest();
-        self.history.entries.insert(header.zxid, HistoryEntry { txn_hash: hash, digest });
-        batch.logged.push((header.zxid, bytes));
-        batch.txns.push((header.zxid, hash, digest));
+        let mut sink = SimSink { batch, history: &mut self.history };
+        let done = self.seq.execute(&mut sink, session_id, cxid, write, &ServerIdentity, sim_wall_ms(ctx));
+        (done.zxid, done.result, done.triggers)
     }
 
     // ------------------------------------------------------------------
-    // Sessions (mirrors `CommitShard::handle`'s session arms,
-    // `execute_forwarded`, `close_session`, `expire_sessions`)
+    // Sessions: `CommitShard::handle`'s session arms and `execute_forwarded`
+    // around the shared `commit::Sequencer`; the planted session bugs are
+    // applied here, around its calls, never inside it.
 
-    /// (Re)schedules a session's expiry from now (production's
-    /// `expiry.touch(id, timeout, now_ms)`); nothing for an unknown one.
+    /// The session was heard from now (`Sequencer::touch`); nothing for an
+    /// unknown one.
     fn touch_session(&mut self, ctx: &Ctx, session_id: i64) {
-        let Some(&timeout_ms) = self.sessions.get(&session_id) else { return };
-        let timeout_ms = if ctx.knobs.plant == Some(super::world::Plant::ExpireEarly) {
-            // Planted bug: the deadline is a quarter of the timeout, so a
-            // client pinging every third of it is expired anyway.
-            timeout_ms / 4
-        } else {
-            timeout_ms
-        };
         let now = self.now(ctx) as i64;
-        self.expiry.touch(session_id, timeout_ms as i64, now);
+        self.seq.touch(session_id, now);
+        self.plant_expire_early(ctx, session_id);
     }
 
-    /// After a reload, a SNAP or catching up: every session gets a fresh
-    /// deadline (its client may reconnect), as `reload_from_disk` does.
-    fn retouch_sessions(&mut self, ctx: &Ctx) {
-        self.expiry = ExpiryQueue::new(ctx.knobs.tick_ms.max(1) as i64);
-        let ids: Vec<i64> = self.sessions.keys().copied().collect();
+    /// Planted bug (`Plant::ExpireEarly`): after each of the core's
+    /// touches, the deadline is re-set from a quarter of the timeout, so a
+    /// client pinging every third of it is expired anyway.
+    fn plant_expire_early(&mut self, ctx: &Ctx, session_id: i64) {
+        if ctx.knobs.plant != Some(super::world::Plant::ExpireEarly) {
+            return;
+        }
+        let Some(timeout_ms) = self.seq.session(session_id).map(|e| e.timeout_ms) else { return };
+        let now = self.now(ctx) as i64;
+        self.seq.reschedule_expiry(session_id, timeout_ms as i64 / 4, now);
+    }
+
+    /// `plant_expire_early` for every session, after the core re-armed
+    /// them all (a reload, a SNAP, catching up).
+    fn plant_expire_early_all(&mut self, ctx: &Ctx) {
+        if ctx.knobs.plant != Some(super::world::Plant::ExpireEarly) {
+            return;
+        }
+        let ids: Vec<i64> = self.seq.session_timeouts().into_keys().collect();
         for id in ids {
-            self.touch_session(ctx, id);
+            self.plant_expire_early(ctx, id);
         }
     }
 
-    /// Mirrors the createSession arms: the txn applied at once, the session
-    /// in the table and the expiry queue.
+    /// A createSession txn (`Sequencer::create_session`), for the oracle too.
     fn execute_create_session(
         &mut self,
         ctx: &Ctx,
         session_id: i64,
         cxid: i32,
         timeout_ms: i32,
+        holder: (Option<u64>, SessionHolder),
         batch: &mut LeaderBatch,
     ) -> i64 {
-        let txn = Txn::CreateSession { timeout_ms };
-        let zxid = self.log_session_txn(ctx, session_id, cxid, crate::proto::op::CREATE_SESSION, &txn, true, batch);
-        self.sessions.insert(session_id, timeout_ms);
-        batch.session_changes.push(SessionChange::Opened { id: session_id, timeout_ms });
+        let (now, time_ms) = (self.now(ctx) as i64, sim_wall_ms(ctx));
+        let (owner, holder) = holder;
+        let mut sink = SimSink { batch, history: &mut self.history };
+        let zxid = self.seq.create_session(&mut sink, session_id, cxid, timeout_ms, owner, holder, now, time_ms);
         batch.session_events.push((session_id, zxid, true));
-        self.touch_session(ctx, session_id);
+        self.plant_expire_early(ctx, session_id);
         zxid
     }
 
-    /// Mirrors `execute_error`: the learner's client is told `code`.
+    /// An error txn (`Sequencer::execute_error`): the learner's client is
+    /// told `code` when it commits.
     fn execute_error(
         &mut self,
         ctx: &Ctx,
@@ -1670,54 +1697,28 @@ impl Server {
         code: crate::proto::ErrorCode,
         batch: &mut LeaderBatch,
     ) -> i64 {
-        let txn = Txn::Error { err: code.code() };
-        self.log_session_txn(ctx, session_id, cxid, crate::proto::op::ERROR, &txn, false, batch)
+        let mut sink = SimSink { batch, history: &mut self.history };
+        self.seq.execute_error(&mut sink, session_id, cxid, code, sim_wall_ms(ctx))
     }
 
-    /// A txn the leader writes for a session without executing a client
-    /// write (createSession, an error txn): the next zxid, applied and
-    /// logged, with the tree digest when `with_digest`.
-    #[allow(clippy::too_many_arguments)]
-    fn log_session_txn(
-        &mut self,
-        ctx: &Ctx,
-        session_id: i64,
-        cxid: i32,
-        op: i32,
-        txn: &Txn,
-        with_digest: bool,
-        batch: &mut LeaderBatch,
-    ) -> i64 {
-        self.last_zxid += 1;
-        let zxid = self.last_zxid;
-        let header = TxnHeader { session_id, cxid, zxid, time_ms: SIM_WALL_CLOCK_BASE_MS + ctx.now as i64, op };
-        let _ = self.tree.apply_txn(&header, txn);
-        let digest = with_digest.then(|| self.tree.txn_digest());
-        self.push_logged(&header, txn, digest, batch);
-        zxid
-    }
-
-    /// Mirrors `close_session`: out of the table and the queue, and a
-    /// closeSession txn that deletes its ephemerals.
+    /// `close_session`: out of the table and the queue, and a closeSession
+    /// txn that deletes its ephemerals.
     fn close_session(&mut self, ctx: &Ctx, session_id: i64, reply: Option<SessionReply>, batch: &mut LeaderBatch) {
-        self.sessions.remove(&session_id);
-        batch.session_changes.push(SessionChange::Closed { id: session_id });
-        self.expiry.remove(session_id);
-        let (zxid, _, triggers) = self.execute_for(ctx, session_id, 0, &WriteOp::CloseSession, batch);
-        batch.session_events.push((session_id, zxid, false));
+        let mut sink = SimSink { batch, history: &mut self.history };
+        let done = self.seq.close_session(&mut sink, session_id, sim_wall_ms(ctx));
+        batch.session_events.push((session_id, done.zxid, false));
+        let (zxid, triggers) = (done.zxid, done.triggers);
         batch.session_txns.push(SessionTxnDone { zxid, triggers, closed: Some(session_id), ephemeral: None, reply });
     }
 
-    /// Mirrors `expire_sessions`: every session whose bucket is due on this
+    /// `expire_sessions`: every session whose bucket is due on this
     /// process's clock is closed.
     fn expire_sessions(&mut self, ctx: &mut Ctx, batch: &mut LeaderBatch) {
         let now = self.now(ctx) as i64;
-        for id in self.expiry.take_expired(now) {
-            if self.sessions.contains_key(&id) {
-                ctx.trace(self.sid, format!("session 0x{id:x} expires"));
-                ctx.session_expiring(self.sid, id);
-                self.close_session(ctx, id, None, batch);
-            }
+        for id in self.seq.take_expired(now) {
+            ctx.trace(self.sid, format!("session 0x{id:x} expires"));
+            ctx.session_expiring(self.sid, id);
+            self.close_session(ctx, id, None, batch);
         }
     }
 
@@ -1726,9 +1727,10 @@ impl Server {
     fn local_session_op(&mut self, ctx: &mut Ctx, input: Input, batch: &mut LeaderBatch) {
         match input {
             Input::ClientConnect { client, timeout_ms } => {
-                let session_id = self.session_ids.next_id();
+                let session_id = self.seq.next_session_id();
                 ctx.session_allocated(client, session_id);
-                let zxid = self.execute_create_session(ctx, session_id, 0, timeout_ms, batch);
+                let holder = (Some(client), SessionHolder::Here);
+                let zxid = self.execute_create_session(ctx, session_id, 0, timeout_ms, holder, batch);
                 let reply = Some(SessionReply::Connected { client, session_id });
                 batch.session_txns.push(SessionTxnDone {
                     zxid,
@@ -1740,13 +1742,18 @@ impl Server {
             }
             Input::ClientPing { session_id } => self.touch_session(ctx, session_id),
             Input::ClientEphemeral { client, session_id, path } => {
-                if !self.sessions.contains_key(&session_id) {
+                // `ToCommit::Write`: SESSIONEXPIRED / SESSIONMOVED answered
+                // at once, without a txn.
+                let now = self.now(ctx) as i64;
+                if let Err(code) = self.seq.admit_write(session_id, SessionHolder::Here, now) {
+                    ctx.trace(self.sid, format!("refuses session 0x{session_id:x}'s create of {path}: {code:?}"));
                     ctx.session_reply(self.sid, SessionReply::Created { client, session_id, path, ok: false });
                     return;
                 }
-                self.touch_session(ctx, session_id);
+                self.plant_expire_early(ctx, session_id);
                 let write = ephemeral_create(&path);
                 let (zxid, result, triggers) = self.execute_for(ctx, session_id, client_cxid(client), &write, batch);
+                self.note_admitted(ctx, session_id, self.sid, zxid);
                 let ok = result.is_ok();
                 let ephemeral = ok.then(|| (session_id, path.clone()));
                 let reply = Some(SessionReply::Created { client, session_id, path, ok });
@@ -1754,7 +1761,7 @@ impl Server {
             }
             Input::ClientClose { client, session_id } => {
                 let reply = SessionReply::Closed { client, session_id };
-                if self.sessions.contains_key(&session_id) {
+                if self.seq.holds_session(session_id) {
                     self.close_session(ctx, session_id, Some(reply), batch);
                 } else {
                     ctx.session_reply(self.sid, reply);
@@ -1765,24 +1772,35 @@ impl Server {
             // Production's reply rides on the turn's batch; no txn comes
             // before it that could change the answer, so it goes now.
             Input::ClientReconnect { client, session_id, timeout_ms } => {
-                let valid = self.revalidate(ctx, session_id, timeout_ms);
+                let valid = self.revalidate(ctx, session_id, timeout_ms, (Some(client), SessionHolder::Here));
                 ctx.session_reply(self.sid, SessionReply::Reconnected { client, session_id, valid });
             }
             _ => {}
         }
     }
 
-    /// Mirrors the leader's (and standalone's) revalidation of a session:
-    /// valid while the live table holds it; then its timeout is the one
-    /// asked for and its deadline starts over.
-    fn revalidate(&mut self, ctx: &mut Ctx, session_id: i64, timeout_ms: i32) -> bool {
-        let mut valid = self.sessions.contains_key(&session_id);
-        if ctx.knobs.plant == Some(super::world::Plant::RevalidateOwnOnly) {
-            valid &= (session_id >> 56) == self.sid as i64;
-        }
+    /// The leader's (and standalone's) revalidation of a session
+    /// (`Sequencer::revalidate`): valid while the live table holds it; then
+    /// it lives where the client reconnected, with the timeout asked and a
+    /// fresh deadline.
+    fn revalidate(
+        &mut self,
+        ctx: &mut Ctx,
+        session_id: i64,
+        timeout_ms: i32,
+        (owner, holder): (Option<u64>, SessionHolder),
+    ) -> bool {
+        // Planted bug (`RevalidateOwnOnly`): only sessions this server
+        // handed out are valid; the core is not asked about the others.
+        let planted_refusal =
+            ctx.knobs.plant == Some(super::world::Plant::RevalidateOwnOnly) && (session_id >> 56) != self.sid;
+        let valid = !planted_refusal && {
+            let now = self.now(ctx) as i64;
+            self.seq.revalidate(session_id, timeout_ms, owner, holder, now).valid
+        };
         if valid {
-            self.sessions.insert(session_id, timeout_ms);
-            self.touch_session(ctx, session_id);
+            self.plant_expire_early(ctx, session_id);
+            self.note_move(ctx, session_id, holder);
         }
         let current_leader = match &self.role {
             PeerRole::Standalone(_) => true,
@@ -1797,8 +1815,43 @@ impl Server {
         valid
     }
 
-    /// Mirrors `execute_forwarded` for the session workload's requests.
-    fn execute_forwarded(&mut self, ctx: &mut Ctx, from: Sid, request: ForwardedRequest, batch: &mut LeaderBatch) {
+    /// For the sessions checker: as a leader, this server validated that
+    /// `session_id` now lives on the server behind `holder`.
+    fn note_move(&self, ctx: &mut Ctx, session_id: i64, holder: SessionHolder) {
+        let PeerRole::Leading(l) = &self.role else { return };
+        let Some(epoch) = l.core.epoch() else { return };
+        let to = match holder {
+            SessionHolder::Here => Some(self.sid),
+            SessionHolder::Learner(conn) => l.core.learner_sid(conn),
+            SessionHolder::Unclaimed => None,
+        };
+        if let Some(to) = to {
+            let after_zxid = self.seq.last_zxid();
+            let m = super::sessions::SessionMove { leader: self.sid, epoch, after_zxid, to };
+            ctx.sessions.moved(session_id, m);
+        }
+    }
+
+    /// For the sessions checker: as a leader, this server executed a write
+    /// of `session_id` from server `from` as txn `zxid`.
+    fn note_admitted(&self, ctx: &mut Ctx, session_id: i64, from: Sid, zxid: i64) {
+        let PeerRole::Leading(l) = &self.role else { return };
+        let Some(epoch) = l.core.epoch() else { return };
+        if let Some(detail) = ctx.sessions.write_admitted(self.sid, epoch, session_id, from, zxid) {
+            ctx.oracle.fail("sessions", detail, ctx.now);
+        }
+    }
+
+    /// `execute_forwarded` for the session workload's requests, from the
+    /// learner on link `conn`.
+    fn execute_forwarded(
+        &mut self,
+        ctx: &mut Ctx,
+        from: Sid,
+        conn: LearnerConn,
+        request: ForwardedRequest,
+        batch: &mut LeaderBatch,
+    ) {
         let ForwardedRequest { session_id, cxid, op_type, body, .. } = request;
         let plain = |zxid, triggers, ephemeral| SessionTxnDone { zxid, triggers, closed: None, ephemeral, reply: None };
         match op_type {
@@ -1807,7 +1860,8 @@ impl Server {
                     ctx.trace(self.sid, format!("createSession without a timeout from {from}"));
                     return;
                 };
-                let zxid = self.execute_create_session(ctx, session_id, cxid, timeout_ms, batch);
+                let holder = (None, SessionHolder::Learner(conn));
+                let zxid = self.execute_create_session(ctx, session_id, cxid, timeout_ms, holder, batch);
                 batch.session_txns.push(plain(zxid, Vec::new(), None));
             }
             crate::proto::op::CLOSE_SESSION => self.close_session(ctx, session_id, None, batch),
@@ -1822,14 +1876,31 @@ impl Server {
                     batch.session_txns.push(plain(zxid, Vec::new(), None));
                     return;
                 };
-                if !self.sessions.contains_key(&session_id) {
-                    let zxid =
-                        self.execute_error(ctx, session_id, cxid, crate::proto::ErrorCode::SessionExpired, batch);
+                let now = self.now(ctx) as i64;
+                let admitted = match self.seq.admit_write(session_id, SessionHolder::Learner(conn), now) {
+                    // Planted bug: the refusal is ignored (the write still
+                    // touches the session, as an admitted one does).
+                    Err(crate::proto::ErrorCode::SessionMoved)
+                        if ctx.knobs.plant == Some(super::world::Plant::IgnoreSessionMoved) =>
+                    {
+                        self.seq.touch(session_id, now);
+                        ctx.trace(self.sid, format!("executes session 0x{session_id:x}'s moved write (planted bug)"));
+                        Ok(())
+                    }
+                    other => other,
+                };
+                if let Err(code) = admitted {
+                    ctx.trace(self.sid, format!("refuses session 0x{session_id:x}'s write from {from}: {code:?}"));
+                    if code == crate::proto::ErrorCode::SessionMoved {
+                        ctx.sessions.moved_refused += 1;
+                    }
+                    let zxid = self.execute_error(ctx, session_id, cxid, code, batch);
                     batch.session_txns.push(plain(zxid, Vec::new(), None));
                     return;
                 }
-                self.touch_session(ctx, session_id);
+                self.plant_expire_early(ctx, session_id);
                 let (zxid, result, triggers) = self.execute_for(ctx, session_id, cxid, &write, batch);
+                self.note_admitted(ctx, session_id, from, zxid);
                 let ok = result.is_ok();
                 let ephemeral = match &write {
                     WriteOp::Create { path, flags: EPHEMERAL_FLAGS, .. } if ok => Some((session_id, path.clone())),
@@ -1899,19 +1970,14 @@ impl Server {
                         || !batch.session_txns.is_empty();
                     if has_entries {
                         let logged_txns = batch.logged.len() as u64;
-                        // Mirrors `remember_recent`.
-                        for (zxid, txn) in &batch.logged {
-                            self.recent_txns.push_back((*zxid, txn.clone()));
-                        }
-                        while self.recent_txns.len() > ctx.knobs.recent_window_txns {
-                            self.recent_txns.pop_front();
-                        }
+                        // `remember_recent`.
+                        self.seq.remember_recent(&batch.logged, ctx.knobs.recent_window_txns);
                         note_session_events(ctx, &batch.session_events, &batch.txns);
                         self.log_txns(ctx, batch.logged);
                         let PeerRole::Leading(l) = &mut self.role else { return };
                         l.pending.push_back(PendingBatch {
-                            last_zxid: self.last_zxid,
-                            tree: self.tree.clone(),
+                            last_zxid: self.seq.last_zxid(),
+                            tree: self.seq.tree().clone(),
                             txns: batch.txns,
                             writes: batch.writes,
                             syncs: batch.syncs,
@@ -1957,8 +2023,10 @@ impl Server {
             LeaderAction::SendSnapshot { conn, zxid } => {
                 if let Some(id) = self.leader_link(conn) {
                     let mut stream = Vec::new();
+                    let live;
                     let sessions = if ctx.knobs.plant == Some(super::world::Plant::SnapLiveSessions) {
-                        &self.sessions
+                        live = self.seq.session_timeouts();
+                        &live
                     } else {
                         self.published_sessions.timeouts_ms()
                     };
@@ -2014,12 +2082,12 @@ impl Server {
                 ctx.trace(self.sid, format!("syncs {sid} (conn {conn}): {plan:?} because {reason:?}"));
             }
             LeaderAction::Established { epoch } => {
-                self.last_zxid = self.last_zxid.max(make_zxid(epoch, 0));
+                self.seq.raise_last_zxid(make_zxid(epoch, 0));
                 if let PeerRole::Leading(l) = &mut self.role {
-                    l.committed_floor = self.last_zxid;
+                    l.committed_floor = self.seq.last_zxid();
                 }
-                self.published_tree = self.tree.clone();
-                ctx.trace(self.sid, format!("ESTABLISHED epoch {epoch} at zxid 0x{:x}", self.last_zxid));
+                self.published_tree = self.seq.tree().clone();
+                ctx.trace(self.sid, format!("ESTABLISHED epoch {epoch} at zxid 0x{:x}", self.seq.last_zxid()));
                 ctx.disturbed();
                 self.advertise_epoch(epoch);
                 ctx.oracle.established(self.sid, epoch, ctx.now);
@@ -2028,7 +2096,7 @@ impl Server {
                 for (&zxid, e) in &self.history.entries {
                     ctx.oracle.commit(self.sid, true, zxid, e.txn_hash, Some(e.digest), ctx.now);
                 }
-                ctx.oracle.check_serving(self.sid, epoch, &self.history, self.last_zxid, ctx.now);
+                ctx.oracle.check_serving(self.sid, epoch, &self.history, self.seq.last_zxid(), ctx.now);
             }
             LeaderAction::Committed { zxid } => {
                 let floor = match &self.role {
@@ -2041,7 +2109,7 @@ impl Server {
             }
             LeaderAction::Forwarded { conn, request, .. } if request.op_type == crate::proto::op::SYNC => {
                 // In request order: after the writes forwarded before it.
-                let last_zxid = self.last_zxid;
+                let last_zxid = self.seq.last_zxid();
                 let plant = ctx.knobs.plant == Some(super::world::Plant::SyncWithoutRound);
                 if let PeerRole::Leading(l) = &mut self.role {
                     if plant {
@@ -2056,7 +2124,7 @@ impl Server {
                     self.flush_planted_syncs(ctx);
                 }
             }
-            LeaderAction::Forwarded { sid, request, .. }
+            LeaderAction::Forwarded { conn, sid, request }
                 if matches!(
                     request.op_type,
                     crate::proto::op::CREATE_SESSION | crate::proto::op::CLOSE_SESSION | crate::proto::op::CREATE
@@ -2074,7 +2142,7 @@ impl Server {
                         return Ok(Flow::Continue);
                     }
                 };
-                self.execute_forwarded(ctx, sid, request, &mut batch);
+                self.execute_forwarded(ctx, sid, conn, request, &mut batch);
                 if let PeerRole::Leading(l) = &mut self.role {
                     l.batch = batch;
                 }
@@ -2086,7 +2154,9 @@ impl Server {
                 );
             }
             LeaderAction::Revalidate { conn, session_id, timeout_ms } => {
-                let valid = self.revalidate(ctx, session_id, timeout_ms);
+                // The session lives on that learner now (a local owner it
+                // had here is forgotten, as production's leader does).
+                let valid = self.revalidate(ctx, session_id, timeout_ms, (None, SessionHolder::Learner(conn)));
                 let mut more = Vec::new();
                 if let PeerRole::Leading(l) = &mut self.role {
                     l.core.revalidated(conn, session_id, valid, &mut more);
@@ -2102,7 +2172,7 @@ impl Server {
                 // Mirrors `leader_actions`: the answer rides on this turn's
                 // batch, published after its commits; once that batch is
                 // sealed, on a batch of its own holding the proposed state.
-                let last_zxid = self.last_zxid;
+                let last_zxid = self.seq.last_zxid();
                 if let PeerRole::Leading(l) = &mut self.role {
                     if let Some(id) = l.local_syncs.remove(&token) {
                         if l.stage == LeaderStage::AfterTick {
@@ -2110,7 +2180,7 @@ impl Server {
                         } else {
                             l.pending.push_back(PendingBatch {
                                 last_zxid,
-                                tree: self.tree.clone(),
+                                tree: self.seq.tree().clone(),
                                 txns: Vec::new(),
                                 writes: Vec::new(),
                                 syncs: vec![id],
@@ -2236,9 +2306,9 @@ impl Server {
         let (node_zxid, txn_hash) = match &self.role {
             PeerRole::Following(_) if planted => {
                 // Planted bug: the read sees the logged tail too.
-                let mut view = self.tree.clone();
+                let mut view = self.seq.tree().clone();
                 let mut hashes = BTreeMap::new();
-                for (zxid, payload) in self.recent_txns.iter().filter(|(z, _)| *z > self.last_zxid) {
+                for (zxid, payload) in self.seq.recent_txns().iter().filter(|(z, _)| *z > self.seq.last_zxid()) {
                     if let Ok(logged) = LoggedTxn::decode(payload.clone()) {
                         let _ = view.apply_txn(&logged.header, &logged.txn);
                         hashes.insert(*zxid, hash_txn(payload));
@@ -2248,7 +2318,7 @@ impl Server {
                 (zxid, hashes.get(&zxid).copied().or_else(|| self.history.entries.get(&zxid).map(|e| e.txn_hash)))
             }
             PeerRole::Following(_) => {
-                let Some(zxid) = self.tree.get(path).map(|n| n.mzxid()) else { return };
+                let Some(zxid) = self.seq.tree().get(path).map(|n| n.mzxid()) else { return };
                 (zxid, self.history.entries.get(&zxid).map(|e| e.txn_hash))
             }
             PeerRole::Leading(_) | PeerRole::Standalone(_) => {
@@ -2272,11 +2342,11 @@ impl Server {
     /// recovered is its committed state, and must hold every write it
     /// acknowledged before.
     fn start_standalone(&mut self, ctx: &mut Ctx) {
-        ctx.trace(self.sid, format!("STANDALONE serving at zxid 0x{:x}", self.last_zxid));
+        ctx.trace(self.sid, format!("STANDALONE serving at zxid 0x{:x}", self.seq.last_zxid()));
         for (&zxid, e) in &self.history.entries {
             ctx.oracle.commit(self.sid, true, zxid, e.txn_hash, Some(e.digest), ctx.now);
         }
-        ctx.oracle.check_serving_all(self.sid, &self.history, self.last_zxid, ctx.now);
+        ctx.oracle.check_serving_all(self.sid, &self.history, self.seq.last_zxid(), ctx.now);
         self.role = PeerRole::Standalone(Box::new(Standalone { pending: VecDeque::new() }));
     }
 
@@ -2299,8 +2369,8 @@ impl Server {
         }
         self.expire_sessions(ctx, &mut batch);
         if !batch.logged.is_empty() || !batch.writes.is_empty() || !batch.syncs.is_empty() {
-            let last_zxid = self.last_zxid;
-            let tree = self.tree.clone();
+            let last_zxid = self.seq.last_zxid();
+            let tree = self.seq.tree().clone();
             note_session_events(ctx, &batch.session_events, &batch.txns);
             let (logged, txns, writes, syncs, session_txns, session_changes) =
                 (batch.logged, batch.txns, batch.writes, batch.syncs, batch.session_txns, batch.session_changes);
@@ -2440,11 +2510,8 @@ impl Server {
                     }
                     // To the log (production's log thread); the ACKs go out
                     // when it reports them durable (`learner_turn`).
-                    // Mirrors `remember_recent` after a learner's append.
-                    self.recent_txns.extend(to_log.iter().cloned());
-                    while self.recent_txns.len() > ctx.knobs.recent_window_txns {
-                        self.recent_txns.pop_front();
-                    }
+                    // `remember_recent` after a learner's append (shared).
+                    self.seq.remember_recent(&to_log, ctx.knobs.recent_window_txns);
                     let logged_txns = to_log.len() as u64;
                     self.log_txns(ctx, to_log);
                     self.maybe_snapshot(ctx, logged_txns);
@@ -2464,9 +2531,8 @@ impl Server {
                 let sessions = std::mem::take(&mut f.touched)
                     .into_iter()
                     .filter_map(|id| {
-                        self.sessions
-                            .get(&id)
-                            .map(|&timeout_ms| crate::zab::packets::SessionTouch { session_id: id, timeout_ms })
+                        let timeout_ms = self.seq.session(id)?.timeout_ms;
+                        Some(crate::zab::packets::SessionTouch { session_id: id, timeout_ms })
                     })
                     .collect();
                 self.send_to_leader(ctx, conn, &ToLeader::Ping { zxid, sessions })
@@ -2496,10 +2562,10 @@ impl Server {
                 ctx.trace(self.sid, format!("TRUNC to 0x{zxid:x}"));
                 self.disk.truncate_after(zxid)?;
                 self.reload_from_disk(ctx, "TRUNC")?;
-                if self.last_zxid != zxid {
+                if self.seq.last_zxid() != zxid {
                     return Err(format!(
                         "after TRUNC to 0x{zxid:x} the log ends at 0x{:x}; this server lacks history the leader assumes",
-                        self.last_zxid
+                        self.seq.last_zxid()
                     ));
                 }
             }
@@ -2517,7 +2583,7 @@ impl Server {
                     if !self.is_voter() {
                         ctx.oracle.check_observer_state(self.sid, &self.history, ctx.now);
                     }
-                    ctx.sync_answered(self.sid, id, &self.tree);
+                    ctx.sync_answered(self.sid, id, self.seq.tree());
                 }
             }
             // `learner_actions`' Revalidated arm: a valid session enters
@@ -2525,16 +2591,16 @@ impl Server {
             LearnerAction::Revalidated { session_id, valid } => {
                 if let Some((client, timeout_ms)) = f.revalidations.get_mut(&session_id).and_then(|q| q.pop_front()) {
                     if valid {
-                        self.sessions.insert(session_id, timeout_ms);
+                        self.seq.learner_revalidated(session_id, timeout_ms, client);
                     }
                     ctx.session_reply(self.sid, SessionReply::Reconnected { client, session_id, valid });
                 }
             }
             LearnerAction::Serving { epoch } => {
-                ctx.trace(self.sid, format!("SERVING epoch {epoch} at zxid 0x{:x}", self.last_zxid));
+                ctx.trace(self.sid, format!("SERVING epoch {epoch} at zxid 0x{:x}", self.seq.last_zxid()));
                 ctx.disturbed();
                 self.advertise_epoch(epoch);
-                ctx.oracle.check_serving(self.sid, epoch, &self.history, self.last_zxid, ctx.now);
+                ctx.oracle.check_serving(self.sid, epoch, &self.history, self.seq.last_zxid(), ctx.now);
                 if !self.is_voter() {
                     ctx.oracle.check_observer_state(self.sid, &self.history, ctx.now);
                 }
@@ -2571,7 +2637,7 @@ impl Server {
         };
         match input {
             Input::ClientConnect { client, timeout_ms } => {
-                let session_id = self.session_ids.next_id();
+                let session_id = self.seq.next_session_id();
                 ctx.session_allocated(client, session_id);
                 f.connects.insert(session_id, client);
                 let body = Bytes::copy_from_slice(&timeout_ms.to_be_bytes());
@@ -2625,7 +2691,7 @@ impl Server {
                 }
             }
             AppliedKind::CloseSession => {
-                let left = self.tree.ephemerals_of(session);
+                let left = self.seq.tree().ephemerals_of(session);
                 ctx.session_closed(self.sid, session, zxid, &left);
                 if let PeerRole::Following(f) = &mut self.role {
                     reply =
@@ -2634,7 +2700,7 @@ impl Server {
             }
             AppliedKind::Write { ok, ephemeral } => {
                 if let Some(path) = ephemeral {
-                    let live = self.sessions.contains_key(&session);
+                    let live = self.seq.holds_session(session);
                     ctx.ephemeral_created(self.sid, session, path, zxid, live);
                 }
                 if let PeerRole::Following(f) = &mut self.role {
@@ -2658,7 +2724,14 @@ impl Server {
         let logged =
             LoggedTxn::decode(payload).map_err(|e| format!("the leader's txn 0x{zxid:x} does not decode: {e}"))?;
         let h = logged.header;
-        let (result, triggers) = self.tree.apply_txn(&h, &logged.txn);
+        // `quorum_peer::apply_committed`: the table follows the session
+        // txns; a createSession is attached to the client that asked here.
+        let opener = match (&logged.txn, &self.role) {
+            (Txn::CreateSession { .. }, PeerRole::Following(f)) => f.connects.get(&h.session_id).copied(),
+            _ => None,
+        };
+        let crate::commit::AppliedTxn { result, triggers, session_change } =
+            self.seq.apply_committed(zxid, &h, &logged.txn, opener);
         let kind = match &logged.txn {
             Txn::CreateSession { .. } => AppliedKind::CreateSession,
             Txn::CloseSession { .. } => AppliedKind::CloseSession,
@@ -2671,25 +2744,16 @@ impl Server {
         if !triggers.is_empty() {
             self.fire_watches(ctx, triggers.into_iter().map(|t| (zxid, t)).collect());
         }
-        let check = self.tree.check_txn_digest(logged.digest);
+        let check = self.seq.tree().check_txn_digest(logged.digest);
         if check.is_mismatch() {
             ctx.oracle.fail("agreement", format!("server {} at 0x{zxid:x}: {check}", self.sid), ctx.now);
         }
-        match &logged.txn {
-            // A learner publishes each batch it applies (production's
-            // `apply_committed` pushes the change into the batch it publishes).
-            Txn::CreateSession { timeout_ms } => {
-                self.sessions.insert(h.session_id, *timeout_ms);
-                self.published_sessions.apply(&[SessionChange::Opened { id: h.session_id, timeout_ms: *timeout_ms }]);
-            }
-            Txn::CloseSession { .. } => {
-                self.sessions.remove(&h.session_id);
-                self.published_sessions.apply(&[SessionChange::Closed { id: h.session_id }]);
-            }
-            _ => {}
+        // A learner publishes each batch it applies (production's
+        // `apply_committed` pushes the change into the batch it publishes).
+        if let Some(change) = session_change {
+            self.published_sessions.apply(&[change]);
         }
-        self.last_zxid = zxid;
-        let digest = self.tree.digest();
+        let digest = self.seq.tree().digest();
         self.history.entries.insert(zxid, HistoryEntry { txn_hash: hash, digest });
         Ok((hash, digest, applied))
     }
@@ -2735,12 +2799,10 @@ impl Server {
                 );
             }
         }
-        self.tree = tree;
-        self.last_zxid = zxid;
-        self.sessions = sessions;
-        self.published_sessions.reset(self.sessions.iter().map(|(id, t)| (*id, *t)));
-        self.retouch_sessions(ctx);
-        self.recent_txns.clear();
+        let now = self.now(ctx) as i64;
+        self.seq.reset(tree, zxid, sessions, VecDeque::new(), now);
+        self.published_sessions.reset(self.seq.sessions());
+        self.plant_expire_early_all(ctx);
         self.log.restart_at(zxid);
         self.history = History { base_zxid: zxid, entries: Default::default() };
         Ok(())

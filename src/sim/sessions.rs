@@ -118,6 +118,19 @@ impl SessionClient {
     }
 }
 
+/// A leader validated a reconnect of a session through server `to`: from
+/// then on, in the same leader term, its writes from any other server are
+/// refused (SESSIONMOVED).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionMove {
+    pub leader: Sid,
+    pub epoch: i64,
+    /// The leader's last zxid when it validated the move: writes it
+    /// executes later get higher zxids.
+    pub after_zxid: i64,
+    pub to: Sid,
+}
+
 /// The sessions checker's memory.
 #[derive(Debug, Default)]
 pub struct SessionOracle {
@@ -129,6 +142,11 @@ pub struct SessionOracle {
     pub snapshot_tables_checked: u64,
     pub reconnects_valid: u64,
     pub reconnects_expired: u64,
+    /// Forwarded writes a leader refused with SESSIONMOVED (the session had
+    /// moved to another server by a reconnect).
+    pub moved_refused: u64,
+    /// session -> the newest move to another server a leader validated.
+    pub moves: BTreeMap<i64, SessionMove>,
     pub expiries: u64,
     pub closes_checked: u64,
     pub ephemerals_checked: u64,
@@ -151,6 +169,25 @@ impl SessionOracle {
         (!closed).then(|| {
             format!(
                 "server {sid}, leading, told a reconnecting client that session 0x{session:x} expired, but no server ever closed it"
+            )
+        })
+    }
+
+    /// A leader validated a reconnect of `session` through server `to`.
+    pub fn moved(&mut self, session: i64, to_server: SessionMove) {
+        self.moves.insert(session, to_server);
+    }
+
+    /// Leader `leader` in `epoch` executed (did not refuse) a write of
+    /// `session` coming from server `from` as txn `zxid`: after a move to
+    /// another server that leader validated, that is a stale request from
+    /// the old server, which must have been refused with SESSIONMOVED.
+    pub fn write_admitted(&mut self, leader: Sid, epoch: i64, session: i64, from: Sid, zxid: i64) -> Option<String> {
+        let m = self.moves.get(&session)?;
+        (m.leader == leader && m.epoch == epoch && m.after_zxid < zxid && m.to != from).then(|| {
+            format!(
+                "server {leader}, leading epoch {epoch}, executed session 0x{session:x}'s write from server {from} as 0x{zxid:x}, after it validated the session's move to server {} at 0x{:x} (SESSIONMOVED expected)",
+                m.to, m.after_zxid
             )
         })
     }

@@ -25,6 +25,9 @@ pub const TRACE_TAIL_LINES: usize = 60;
 const BLOCKED_RETRY_MS: u64 = 50;
 /// Keys the clients write.
 const CLIENT_KEYS: u64 = 6;
+/// How often a session client's ephemeral create is followed at once by a
+/// move to another server (`SimConfig::moves`), percent.
+const SESSION_MOVE_PERCENT: u64 = 30;
 
 /// Everything a run is made of; `SimConfig::from_seed` draws the knobs.
 #[derive(Debug, Clone)]
@@ -58,6 +61,12 @@ pub struct SimConfig {
     /// session id, as a real client does: revalidation) in most runs, from
     /// its own random stream; off replays the runs from before.
     pub reconnects: bool,
+    /// A reconnecting workload's session client now and then moves to
+    /// another server right after sending its ephemeral create, which may
+    /// still be in flight on the old one: forwarded after the move is
+    /// validated, it must be refused with SESSIONMOVED. From its own random
+    /// stream; off leaves every other stream's draws as before moves.
+    pub moves: bool,
     /// Register clients (write, compare-and-set, sync + read of `/r0`..)
     /// whose histories the `linearizable` checker judges, from their own
     /// random stream; off replays the runs from before.
@@ -184,11 +193,16 @@ pub enum Plant {
     /// against the published (committed) tree instead of the tree with the
     /// pending batches: two CASes in flight on one version both succeed.
     StaleCas,
+    /// The leader's glue executes a session's write that the shared core
+    /// refused with SESSIONMOVED (the simulator before `commit::Sequencer`:
+    /// no holder tracking), so a stale request from the server a client
+    /// left is applied.
+    IgnoreSessionMoved,
 }
 
 impl Plant {
     pub const NAMES: &'static str =
-        "ack-before-fsync, sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc, replay-skips-record, read-past-commit, event-after-data, expire-early, snap-live-sessions, revalidate-own-only, snapshot-before-durable, stale-cas";
+        "ack-before-fsync, sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc, replay-skips-record, read-past-commit, event-after-data, expire-early, snap-live-sessions, revalidate-own-only, snapshot-before-durable, stale-cas, ignore-session-moved";
 
     pub fn parse(name: &str) -> Option<Plant> {
         match name {
@@ -205,6 +219,7 @@ impl Plant {
             "revalidate-own-only" => Some(Plant::RevalidateOwnOnly),
             "snapshot-before-durable" => Some(Plant::SnapshotBeforeDurable),
             "stale-cas" => Some(Plant::StaleCas),
+            "ignore-session-moved" => Some(Plant::IgnoreSessionMoved),
             _ => None,
         }
     }
@@ -281,6 +296,7 @@ impl SimConfig {
             watches: true,
             sessions: true,
             reconnects: true,
+            moves: true,
             registers: true,
             disk_faults: true,
             clock_jumps: true,
@@ -456,6 +472,8 @@ pub struct Ctx {
     /// The reconnecting clients' own random stream (None: clients that
     /// lose their connection stop, as before reconnects existed).
     pub reconnect_rng: Option<SimRng>,
+    /// The moving clients' own random stream (None: no moves).
+    pub move_rng: Option<SimRng>,
     pub session_clients: BTreeMap<u64, SessionClient>,
     /// Session id -> the client it was allocated for.
     pub session_of: BTreeMap<i64, u64>,
@@ -803,6 +821,8 @@ pub struct SimOutcome {
     /// Reconnects answered: the session lives / expired.
     pub reconnects_valid: u64,
     pub reconnects_expired: u64,
+    /// Forwarded writes refused with SESSIONMOVED.
+    pub moved_refused: u64,
     pub snapshots_taken: u64,
     pub snapshot_crashes: u64,
     /// Snapshots that failed at a step (EIO / ENOSPC) and were given up.
@@ -836,8 +856,8 @@ impl SimOutcome {
         let mut out = String::new();
         match &self.failure {
             None => out.push_str(&format!(
-                "seed {} ({} servers, {} observers): ok — {} events, {} writes submitted, {} acknowledged, {} syncs submitted, {} answered, {} plain reads, {} zxids committed, {} epochs, {} expected exits, {} damaged reads, {} wipes, {} clock jumps, {} sessions ({} expired, {} closes, {} ephemerals and {} SNAP session tables checked, {} reconnects ({} expired)), {} snapshots ({} crashes mid-snapshot, {} failed), {} register ops ({} answered, {} keys linearizable, {} inconclusive, {} plain reads on one connection), trace {:016x}\n",
-                self.seed, self.servers, self.observers, self.events, self.writes_submitted, self.writes_acked, self.syncs_submitted, self.syncs_answered, self.plain_reads, self.committed_zxids, self.epochs, self.expected_exits, self.read_faults, self.wipes, self.clock_jumps, self.sessions_established, self.sessions_expired, self.session_closes_checked, self.ephemerals_checked, self.snapshot_session_tables_checked, self.reconnects_valid + self.reconnects_expired, self.reconnects_expired, self.snapshots_taken, self.snapshot_crashes, self.snapshot_failures, self.register_ops, self.register_ops_answered, self.linearizable_keys - self.linearizable_inconclusive, self.linearizable_inconclusive, self.register_plain_reads, self.trace_hash
+                "seed {} ({} servers, {} observers): ok — {} events, {} writes submitted, {} acknowledged, {} syncs submitted, {} answered, {} plain reads, {} zxids committed, {} epochs, {} expected exits, {} damaged reads, {} wipes, {} clock jumps, {} sessions ({} expired, {} closes, {} ephemerals and {} SNAP session tables checked, {} reconnects ({} expired), {} writes refused as moved), {} snapshots ({} crashes mid-snapshot, {} failed), {} register ops ({} answered, {} keys linearizable, {} inconclusive, {} plain reads on one connection), trace {:016x}\n",
+                self.seed, self.servers, self.observers, self.events, self.writes_submitted, self.writes_acked, self.syncs_submitted, self.syncs_answered, self.plain_reads, self.committed_zxids, self.epochs, self.expected_exits, self.read_faults, self.wipes, self.clock_jumps, self.sessions_established, self.sessions_expired, self.session_closes_checked, self.ephemerals_checked, self.snapshot_session_tables_checked, self.reconnects_valid + self.reconnects_expired, self.reconnects_expired, self.moved_refused, self.snapshots_taken, self.snapshot_crashes, self.snapshot_failures, self.register_ops, self.register_ops_answered, self.linearizable_keys - self.linearizable_inconclusive, self.linearizable_inconclusive, self.register_plain_reads, self.trace_hash
             )),
             Some(f) => {
                 out.push_str(&format!(
@@ -946,6 +966,7 @@ impl World {
             clock_jumps: 0,
             session_rng: SimRng::new(config.seed ^ 0x5E55_1011_0000_0008),
             reconnect_rng: config.reconnects.then(|| SimRng::new(config.seed ^ 0x2EC0_4417_0000_0009)),
+            move_rng: (config.reconnects && config.moves).then(|| SimRng::new(config.seed ^ 0x3073_E500_0000_000A)),
             session_clients: BTreeMap::new(),
             session_of: BTreeMap::new(),
             sessions: SessionOracle::default(),
@@ -1037,7 +1058,7 @@ impl World {
         let final_states = self
             .servers
             .iter()
-            .map(|s| format!("s{} {} zxid 0x{:x} digest {:x}", s.sid, s.role_name(), s.last_zxid, s.tree.digest()))
+            .map(|s| format!("s{} {} zxid 0x{:x} digest {:x}", s.sid, s.role_name(), s.last_zxid(), s.tree().digest()))
             .collect();
         SimOutcome {
             seed: self.config.seed,
@@ -1069,6 +1090,7 @@ impl World {
             snapshot_session_tables_checked: self.ctx.sessions.snapshot_tables_checked,
             reconnects_valid: self.ctx.sessions.reconnects_valid,
             reconnects_expired: self.ctx.sessions.reconnects_expired,
+            moved_refused: self.ctx.sessions.moved_refused,
             snapshots_taken: self.ctx.snapshots_taken,
             snapshot_crashes: self.ctx.snapshot_crashes,
             snapshot_failures: self.ctx.snapshot_failures,
@@ -1750,6 +1772,31 @@ impl World {
         self.ctx.schedule(now + (c.timeout_ms / 3).max(1), Ev::SessionReconnect(client));
     }
 
+    /// A live client moves to another serving server with its session (a
+    /// reconnect, revalidated by the leader) while the create it just sent
+    /// may still be on its way through the old one.
+    fn session_move(&mut self, client: u64) {
+        let now = self.ctx.now;
+        let Some(c) = self.ctx.session_clients.get(&client).cloned() else { return };
+        let Some(session_id) = c.session_id else { return };
+        let others: Vec<Sid> = self.serving_and_running(now).into_iter().filter(|&sid| sid != c.sid).collect();
+        let Some(target) = self.ctx.move_rng.as_mut().and_then(|r| r.pick(&others)) else { return };
+        let Some(s) = self.servers.get_mut((target - 1) as usize) else { return };
+        let generation = s.client_generation;
+        if let Some(moving) = self.ctx.session_clients.get_mut(&client) {
+            moving.sid = target;
+            moving.generation = generation;
+            moving.state = ClientState::Reconnecting(now);
+        }
+        self.ctx.trace(
+            target,
+            format!("session client {client} moves from server {} with session 0x{session_id:x}", c.sid),
+        );
+        let timeout_ms = c.timeout_ms as i32;
+        s.push_input(&mut self.ctx, super::peer::Input::ClientReconnect { client, session_id, timeout_ms });
+        self.ctx.schedule(now + (c.timeout_ms / 3).max(1), Ev::SessionReconnect(client));
+    }
+
     /// A live session client's next step: create its ephemeral, or end
     /// (close the session, or walk away and stop pinging).
     fn session_step(&mut self, client: u64) {
@@ -1769,6 +1816,9 @@ impl World {
             s.push_input(&mut self.ctx, super::peer::Input::ClientEphemeral { client, session_id, path });
             let at = now + self.ctx.session_rng.range(300, 4_000);
             self.ctx.schedule(at, Ev::SessionStep(client));
+            if self.ctx.move_rng.as_mut().is_some_and(|r| r.chance(SESSION_MOVE_PERCENT)) {
+                self.session_move(client);
+            }
             return;
         }
         if self.ctx.session_rng.chance(50) {
@@ -1792,7 +1842,7 @@ impl World {
     fn final_session_checks(&mut self) {
         let now = self.ctx.now;
         for s in &self.servers {
-            for (owner, paths) in s.tree.ephemerals_by_session() {
+            for (owner, paths) in s.tree().ephemerals_by_session() {
                 if !s.holds_session(owner) {
                     let detail = format!(
                         "server {} holds ephemerals {paths:?} of session 0x{owner:x}, which it does not hold",
@@ -2016,7 +2066,7 @@ impl World {
         }
         // Quiet tail: every server serves, at one zxid and one digest.
         let states: Vec<(Sid, bool, i64, i64)> =
-            self.servers.iter().map(|s| (s.sid, s.is_serving(), s.last_zxid, s.tree.digest())).collect();
+            self.servers.iter().map(|s| (s.sid, s.is_serving(), s.last_zxid(), s.tree().digest())).collect();
         let Some(first) = states.first().copied() else { return };
         for s in &states {
             if !s.1 || (s.2, s.3) != (first.2, first.3) {
