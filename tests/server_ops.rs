@@ -463,3 +463,62 @@ fn close_session_removes_ephemerals_and_closes_socket() {
     c.close().unwrap();
     assert_eq!(observer.exists("/eph2", false).unwrap(), None);
 }
+
+#[test]
+fn wchc_and_wchp_answers_of_megabytes_are_whole() {
+    // Sessions on both worker shards, each watching paths of its own plus
+    // one shared path; the dumps (several MiB) are sent in pieces and must
+    // arrive whole and in shape.
+    let s = TestServer::start();
+    let long = "x".repeat(150);
+    let clients: Vec<Client> = (0..4).map(|_| connect(&s)).collect();
+    let mut expected: std::collections::BTreeSet<(String, i64)> = Default::default();
+    for (n, c) in clients.iter().enumerate() {
+        let mut pending = Vec::new();
+        for i in 0..4_000 {
+            let path = format!("/dump/{n}/{long}/{i}");
+            expected.insert((path.clone(), c.session_id()));
+            pending.push(c.submit(Request::Exists(PathWatch { path, watch: true })).unwrap());
+        }
+        for p in pending {
+            let _ = p.wait();
+        }
+        assert!(c.exists("/dump/shared", true).unwrap().is_none());
+        expected.insert(("/dump/shared".to_owned(), c.session_id()));
+    }
+    let wchs = s.four_letter("wchs");
+    assert!(wchs.contains(&format!("Total watches:{}", expected.len())), "{wchs}");
+
+    let wchp = s.four_letter("wchp");
+    assert!(wchp.len() > 2 << 20, "a {}-byte wchp is too small to span pieces", wchp.len());
+    let mut seen = std::collections::BTreeSet::new();
+    let mut path = None;
+    for line in wchp.lines().filter(|l| !l.is_empty()) {
+        match line.strip_prefix("\t0x") {
+            Some(sid) => {
+                let sid = i64::from_str_radix(sid, 16).unwrap_or_else(|_| panic!("bad session line {line:?}"));
+                let path: &String = path.as_ref().expect("a session line before any path");
+                assert!(seen.insert((path.clone(), sid)), "{path} 0x{sid:x} twice");
+            }
+            None => path = Some(line.to_owned()),
+        }
+    }
+    assert_eq!(seen, expected, "wchp lists every (path, session) once");
+
+    let wchc = s.four_letter("wchc");
+    let mut seen = std::collections::BTreeSet::new();
+    let mut session = None;
+    for line in wchc.lines().filter(|l| !l.is_empty()) {
+        match line.strip_prefix('\t') {
+            Some(path) => {
+                let sid = session.expect("a path line before any session");
+                assert!(seen.insert((path.to_owned(), sid)), "{path} 0x{sid:x} twice");
+            }
+            None => {
+                let hex = line.strip_prefix("0x").unwrap_or_else(|| panic!("bad session line {line:?}"));
+                session = Some(i64::from_str_radix(hex, 16).unwrap());
+            }
+        }
+    }
+    assert_eq!(seen, expected, "wchc lists every (session, path) once");
+}

@@ -417,10 +417,10 @@ impl CommitShard {
                     None => false,
                 };
                 if done {
-                    if let Some(r) = self.reports.remove(&request_id) {
-                        let text = self.with_report_context(|view| fourlw::format_report(r.cmd, &r.parts, view));
+                    if let Some(mut r) = self.reports.remove(&request_id) {
+                        let chunks = self.with_report_context(|view| fourlw::report_chunks(r.cmd, &mut r.parts, view));
                         if let Some(w) = self.workers.get(r.conn.shard) {
-                            let _ = w.send(FromCommit::ReportReady { conn: r.conn, text: Bytes::from(text) }).await;
+                            let _ = w.send(FromCommit::ReportReady { conn: r.conn, chunks }).await;
                         }
                     }
                 }

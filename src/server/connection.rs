@@ -94,6 +94,8 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin + 'static>(
                 match chunk {
                     Some(bytes) => {
                         if writer.write_all(&bytes).await.is_err() {
+                            // Whoever is still queueing (a long report) stops.
+                            conn.closing.set(true);
                             break;
                         }
                     }

@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use crate::config::Config;
 use crate::server::messages::ShardReport;
 use crate::server::stats::ServerMode;
@@ -259,6 +261,21 @@ pub(crate) fn java_double(v: f64) -> String {
         format!("{v:.1}")
     } else {
         format!("{v}")
+    }
+}
+
+/// The answer to `cmd` in the pieces it is sent in. wchc and wchp move each
+/// shard's dump out of `parts` as they are (no copy on the commit shard);
+/// every other answer is one piece.
+pub fn report_chunks(cmd: &str, parts: &mut [ShardReport], view: &CommitView<'_>) -> Vec<Bytes> {
+    match cmd {
+        "wchc" | "wchp" => {
+            let mut chunks: Vec<Bytes> =
+                parts.iter_mut().map(|p| Bytes::from(std::mem::take(&mut p.lines))).filter(|b| !b.is_empty()).collect();
+            chunks.push(Bytes::from_static(b"\n"));
+            chunks
+        }
+        _ => vec![Bytes::from(format_report(cmd, parts, view))],
     }
 }
 

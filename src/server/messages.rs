@@ -109,10 +109,12 @@ pub enum FromCommit {
         request_id: u64,
         cmd: &'static str,
     },
-    /// A finished report for a connection of this shard.
+    /// A finished report for a connection of this shard, in pieces to be
+    /// sent in order: a wchc / wchp answer is each shard's dump as it came,
+    /// never joined into one copy (at 10M watches that is half a gigabyte).
     ReportReady {
         conn: ConnRef,
-        text: Bytes,
+        chunks: Vec<Bytes>,
     },
 }
 

@@ -48,6 +48,13 @@ pub const ADMIN_REQUESTER_BIT: u64 = 1 << 63;
 /// Lines of wchc / wchp formatted between two yields (a path's watchers
 /// are not split, see `WatchRegistry::write_watches_by_path`).
 const WATCH_DUMP_CHUNK_ENTRIES: usize = 4096;
+/// A four-letter-word answer is copied into its connection's out buffer at
+/// most this much at a time, and only while the buffer holds less than
+/// this: a 500 MB wchp then costs the shard one short copy per MiB, not
+/// one long one, and its memory once, not twice.
+const REPORT_OUT_CHUNK_BYTES: usize = 1 << 20;
+/// How long a report waits for its connection's writer to drain the buffer.
+const REPORT_DRAIN_WAIT: Duration = Duration::from_millis(1);
 
 /// This connection's requests in flight (see `server::pending_requests`).
 pub type ConnPending = PendingRequests<Request, ToCommit>;
@@ -119,8 +126,9 @@ pub struct Conn {
     pub shard_permits_held: Cell<u64>,
     /// Signalled when the handshake is settled (true = session bound).
     pub handshake: RefCell<Option<LocalSender<bool>>>,
-    /// Signalled with the text of a four-letter word gathered from all shards.
-    pub report: RefCell<Option<LocalSender<Bytes>>>,
+    /// Signalled with the text of a four-letter word gathered from all
+    /// shards, in the pieces it is sent in.
+    pub report: RefCell<Option<LocalSender<Vec<Bytes>>>>,
     pub stats: ConnStats,
     /// The shard's response sizes (Apache's server-wide clientResponseStats),
     /// which every reply and event this connection sends adds to.
@@ -433,15 +441,20 @@ impl WorkerShard {
                 }
                 let _ = self.to_commit.send(ToCommit::ReportPart { request_id, part }).await;
             }
-            FromCommit::ReportReady { conn, text } if conn.conn_id & ADMIN_REQUESTER_BIT != 0 => {
+            FromCommit::ReportReady { conn, chunks } if conn.conn_id & ADMIN_REQUESTER_BIT != 0 => {
                 if let Some(tx) = self.admin_waiters.borrow_mut().remove(&conn.conn_id) {
+                    // The AdminServer's answers are one JSON piece each.
+                    let text = match <[Bytes; 1]>::try_from(chunks) {
+                        Ok([one]) => one,
+                        Err(chunks) => Bytes::from(chunks.concat()),
+                    };
                     let _ = tx.try_send(text);
                 }
             }
-            FromCommit::ReportReady { conn, text } => {
+            FromCommit::ReportReady { conn, chunks } => {
                 if let Some(c) = self.conns.borrow().get(&conn.conn_id) {
                     if let Some(tx) = c.report.borrow_mut().take() {
-                        let _ = tx.try_send(text);
+                        let _ = tx.try_send(chunks);
                     }
                 }
             }
@@ -947,12 +960,12 @@ impl WorkerShard {
             }
             None => {
                 let request_id = self.next_report_id();
-                let (tx, rx) = local_channel::new_bounded::<Bytes>(1);
+                let (tx, rx) = local_channel::new_bounded::<Vec<Bytes>>(1);
                 *conn.report.borrow_mut() = Some(tx);
                 let _ = self.to_commit.send(ToCommit::Report { conn: self.conn_ref(conn), request_id, cmd }).await;
                 // The answer arrives as FromCommit::ReportReady.
-                if let Some(text) = rx.recv().await {
-                    conn.out.borrow_mut().extend_from_slice(&text);
+                if let Some(chunks) = rx.recv().await {
+                    send_report(conn, chunks).await;
                 }
                 conn.close_after_flush();
             }
@@ -979,4 +992,27 @@ async fn accept_clients(shard: Rc<WorkerShard>, listener: TcpListener, transport
 
 fn valid_watcher_type(t: i32) -> bool {
     (watcher_type::CHILDREN..=watcher_type::PERSISTENT_RECURSIVE).contains(&t)
+}
+
+/// Queues `chunks` on a four-letter-word connection a piece at a time (see
+/// `REPORT_OUT_CHUNK_BYTES`), each chunk dropped once copied. Stops when the
+/// connection's writer has gone (the client left).
+async fn send_report(conn: &Conn, chunks: Vec<Bytes>) {
+    for chunk in chunks {
+        let mut at = 0;
+        while at < chunk.len() {
+            if conn.closing.get() {
+                return;
+            }
+            if conn.out.borrow().len() >= REPORT_OUT_CHUNK_BYTES {
+                glommio::timer::sleep(REPORT_DRAIN_WAIT).await;
+                continue;
+            }
+            let end = (at + REPORT_OUT_CHUNK_BYTES).min(chunk.len());
+            conn.out.borrow_mut().extend_from_slice(&chunk[at..end]);
+            conn.wake();
+            at = end;
+            glommio::yield_if_needed().await;
+        }
+    }
 }
