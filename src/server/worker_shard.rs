@@ -690,8 +690,10 @@ impl WorkerShard {
                 if r.path.contains('\0') {
                     return Err(ErrorCode::BadArguments);
                 }
-                // As Apache 3.9.2+ (ZOOKEEPER-2590): an existing node the
-                // caller may not READ answers NoAuth, and leaves no watch.
+                // As Apache 3.9.2 / 3.8.4 / 3.7.3 and later (ZOOKEEPER-2590):
+                // an existing node the caller may not READ answers NoAuth and
+                // leaves no watch; a missing one is NoNode, its watch set.
+                // Older servers (Debian's 3.8.0) answer the Stat.
                 let node = tree.get(&r.path);
                 if let Some(n) = &node {
                     read_check(n.acl())?;

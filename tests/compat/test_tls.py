@@ -15,9 +15,13 @@ the ensemble run skips it.
 """
 
 import os
+import select
 import shutil
+import socket
+import struct
 import subprocess
 import tempfile
+import time
 
 import pytest
 from kazoo.client import KazooClient
@@ -181,6 +185,67 @@ def test_x509_acl_is_enforced(pki, tls_server, alice, zk_path):
     finally:
         bob.stop()
         bob.close()
+
+
+def s_client(pki, server, who="alice"):
+    """openssl s_client on the secure port: the server's chain checked
+    against the CA and its IP SAN, `who`'s certificate presented. Waits
+    for the port first: Apache opens its secure port after the plain one,
+    which is what the fixture waits for."""
+    host, port = server.secure_hostport.rsplit(":", 1)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "nothing listens on %s" % server.secure_hostport
+            time.sleep(0.1)
+    return subprocess.Popen(
+        ["openssl", "s_client", "-connect", server.secure_hostport, "-CAfile", os.path.join(pki, "ca.pem"),
+         "-cert", os.path.join(pki, who + ".crt"), "-key", os.path.join(pki, who + ".key"),
+         "-verify_return_error", "-verify_ip", "127.0.0.1", "-quiet", "-ign_eof"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def read_exactly(stream, n, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    out = b""
+    while len(out) < n:
+        left = deadline - time.monotonic()
+        assert left > 0, "timed out after %d of %d bytes" % (len(out), n)
+        ready, _, _ = select.select([stream], [], [], left)
+        if ready:
+            chunk = os.read(stream.fileno(), n - len(out))
+            assert chunk, "the stream ended after %d of %d bytes" % (len(out), n)
+            out += chunk
+    return out
+
+
+def test_openssl_s_client_opens_a_session_and_asks_ruok(pki, tls_server):
+    # A second TLS client beside kazoo's: a ConnectRequest (protocol 0,
+    # lastZxidSeen 0, 10 s timeout, session 0, an empty password, readOnly
+    # false) gets a ConnectResponse with a session.
+    body = struct.pack(">iqiq", 0, 0, 10000, 0) + struct.pack(">i", 16) + b"\0" * 16 + b"\0"
+    client = s_client(pki, tls_server)
+    try:
+        client.stdin.write(struct.pack(">i", len(body)) + body)
+        client.stdin.flush()
+        try:
+            (length,) = struct.unpack(">i", read_exactly(client.stdout, 4))
+            response = read_exactly(client.stdout, length)
+        except AssertionError as e:
+            client.kill()
+            raise AssertionError("%s; openssl said: %s" % (e, client.stderr.read().decode(errors="replace")))
+        _protocol, timeout_ms, session_id = struct.unpack(">iiq", response[:16])
+        assert session_id != 0 and timeout_ms > 0, response
+    finally:
+        client.kill()
+        client.wait()
+    # A four-letter word over TLS: the server answers and closes.
+    client = s_client(pki, tls_server)
+    out, err = client.communicate(b"ruok", timeout=15)
+    assert out == b"imok", (out, err)
 
 
 def test_a_client_without_a_certificate_is_refused(pki, tls_server):
