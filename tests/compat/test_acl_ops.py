@@ -20,7 +20,7 @@ from kazoo.exceptions import NoAuthError
 from kazoo.security import ACL, Id, Permissions, make_digest_acl
 
 from conftest import closing_clients, four_letter_word, is_ensemble, server_kind
-from zkext import ExtKazooClient
+from zkext import PERSISTENT, WATCHER_ANY, ExtKazooClient
 
 OWNER_AUTH = ("digest", "owner:owner-secret")
 OWNER_ACL = make_digest_acl("owner", "owner-secret", all=True)
@@ -212,3 +212,50 @@ def test_sync_needs_no_permission(clients, zk_path):
     owner, stranger = clients
     nothing = node(owner, zk_path + "/nothing", 0)
     stranger.sync(nothing)
+
+
+def test_get_all_children_number_needs_read(clients, zk_path):
+    owner, stranger = clients
+    denied = node(owner, zk_path + "/denied", ALL_BUT["READ"])
+    allowed = node(owner, zk_path + "/allowed", ONLY["READ"])
+    for parent in (denied, allowed):
+        owner.create(parent + "/a/b", makepath=True)
+    with pytest.raises(NoAuthError):
+        stranger.get_all_children_number(denied)
+    assert stranger.get_all_children_number(allowed) == 2
+
+
+def test_container_and_ttl_creates_need_create_on_the_parent(clients, zk_path):
+    owner, stranger = clients
+    denied = node(owner, zk_path + "/denied", ALL_BUT["CREATE"])
+    allowed = node(owner, zk_path + "/allowed", ONLY["CREATE"])
+    with pytest.raises(NoAuthError):
+        stranger.create_container(denied + "/container")
+    with pytest.raises(NoAuthError):
+        stranger.create_ttl(denied + "/ttl", ttl=60000)
+    assert owner.get_children(denied) == []
+    stranger.create_container(allowed + "/container")
+    stranger.create_ttl(allowed + "/ttl", ttl=60000)
+    assert sorted(owner.get_children(allowed)) == ["container", "ttl"]
+
+
+def test_add_check_and_remove_watches_need_no_permission(clients, zk_hosts, zk_path):
+    # Apache's addWatch, checkWatches and removeWatches check no ACL: a
+    # persistent watch on a node the caller may not read is set, seen and
+    # removed.
+    owner, stranger = clients
+    nothing = node(owner, zk_path + "/nothing", 0)
+    before = total_watches(zk_hosts)
+    stranger.add_watch(nothing, lambda event: None, PERSISTENT)
+    assert total_watches(zk_hosts) == before + 1
+    assert stranger.check_watches(nothing, WATCHER_ANY) is True
+    assert stranger.remove_watches(nothing, WATCHER_ANY) is True
+    assert total_watches(zk_hosts) == before
+
+
+def test_get_ephemerals_needs_no_permission_and_lists_only_the_callers(clients, zk_path):
+    owner, stranger = clients
+    nothing = node(owner, zk_path + "/nothing", Permissions.CREATE)
+    stranger.create(nothing + "/mine", ephemeral=True, acl=[ACL(0, WORLD)])
+    owner.create(nothing + "/theirs", ephemeral=True)
+    assert stranger.get_ephemerals(zk_path) == [nothing + "/mine"]

@@ -1,6 +1,7 @@
 """Protocol pieces that released kazoo (2.11) lacks, built on its public
 request/serialisation conventions: container and TTL creates (ops 19, 21),
-addWatch (106), checkWatches/removeWatches (17/18), plus a log of the raw
+addWatch (106), checkWatches/removeWatches (17/18), getAllChildrenNumber
+(104), getEphemerals (103), plus a log of the raw
 watch-event frames a client receives, and a tiny TCP proxy used to cut a
 client off from the server without closing its session.
 
@@ -120,6 +121,34 @@ class RemoveWatches(namedtuple("RemoveWatches", "path watcher_type")):
         return True
 
 
+class GetAllChildrenNumber(namedtuple("GetAllChildrenNumber", "path")):
+    type = 104
+
+    def serialize(self):
+        return bytearray(write_string(self.path))
+
+    @classmethod
+    def deserialize(cls, buf, offset):
+        return int_struct.unpack_from(buf, offset)[0]
+
+
+class GetEphemerals(namedtuple("GetEphemerals", "prefix")):
+    type = 103
+
+    def serialize(self):
+        return bytearray(write_string(self.prefix))
+
+    @classmethod
+    def deserialize(cls, buf, offset):
+        (count,) = int_struct.unpack_from(buf, offset)
+        offset += int_struct.size
+        paths = []
+        for _ in range(count):
+            path, offset = read_string(buf, offset)
+            paths.append(path)
+        return paths
+
+
 RawEvent = namedtuple("RawEvent", "type path zxid")
 
 
@@ -205,6 +234,12 @@ class ExtKazooClient(KazooClient):
         self._sync_call(AddWatch(path, mode))
         table = self._recursive_watchers if mode == PERSISTENT_RECURSIVE else self._persistent_watchers
         table[path].append(watcher)
+
+    def get_all_children_number(self, path):
+        return self._sync_call(GetAllChildrenNumber(path))
+
+    def get_ephemerals(self, prefix="/"):
+        return self._sync_call(GetEphemerals(prefix))
 
     def check_watches(self, path, watcher_type=WATCHER_ANY):
         return self._sync_call(CheckWatches(path, watcher_type))
