@@ -170,7 +170,15 @@ start_server() { # kind name
     port="$(free_port)"
     common_cfg "$dir/data" "$port" >"$dir/zoo.cfg"
     if [ "$kind" = apache ]; then echo "forceSync=yes" >>"$dir/zoo.cfg"; fi
-    sh -c "exec $(server_cmd "$kind" "$dir")" >"$dir/server.log" 2>&1 &
+    launch_and_wait "$name" "$dir" "$(server_cmd "$kind" "$dir")"
+}
+
+# Starts `cmd` (logging to DIR/server.log), records its PID in $pid and
+# server_pids, and waits until it answers ruok on $port; stops the script
+# with the log when it dies or takes 30 s.
+launch_and_wait() { # name dir cmd
+    local name="$1" dir="$2" cmd="$3"
+    sh -c "exec $cmd" >"$dir/server.log" 2>&1 &
     pid=$!
     server_pids+=("$pid")
     for _ in $(seq 300); do
@@ -579,17 +587,7 @@ start_tls_server() { # kind name pki_dir
     } >"$dir/zoo.cfg"
     local cmd; cmd="$(server_cmd "$kind" "$dir")"
     if [ "$kind" = apache ]; then cmd="${cmd/-cp $zk_jar:/-cp $zk_jar:$netty_codec_jar:}"; fi
-    sh -c "exec $cmd" >"$dir/server.log" 2>&1 &
-    pid=$!
-    server_pids+=("$pid")
-    for _ in $(seq 300); do
-        if ruok "$port"; then return 0; fi
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "$name did not start; log:" >&2
-    cat "$dir/server.log" >&2
-    exit 1
+    launch_and_wait "$name" "$dir" "$cmd"
 }
 
 run_tls() {

@@ -328,6 +328,18 @@ def harness_client(harness, **kwargs):
     return KazooClient(hosts=server.secure_hostport, **options)
 
 
+def kazoo_test_create(client, zk_path):
+    """kazoo 2.11's TestSSLClient.test_create body, then the client stopped."""
+    client.start(timeout=15)
+    try:
+        path = client.create(zk_path)
+        assert path == zk_path
+        assert client.exists(zk_path)
+    finally:
+        client.stop()
+        client.close()
+
+
 def test_the_harness_certificates_are_x509_v1(kazoo_harness_tls):
     # What makes this fixture worth having: webpki alone refuses these.
     _, directory = kazoo_harness_tls
@@ -339,14 +351,7 @@ def test_the_harness_certificates_are_x509_v1(kazoo_harness_tls):
 def test_kazoo_ssl_client_create_with_the_harness_certificates(kazoo_harness_tls, zk_path):
     # kazoo 2.11's TestSSLClient: setUp's client options, test_create's body.
     client = harness_client(kazoo_harness_tls)
-    client.start(timeout=15)
-    try:
-        path = client.create(zk_path)
-        assert path == zk_path
-        assert client.exists(zk_path)
-    finally:
-        client.stop()
-        client.close()
+    kazoo_test_create(client, zk_path)
 
 
 def test_the_harness_trust_store_refuses_other_certificates(pki, kazoo_harness_tls):
@@ -398,14 +403,7 @@ def jks_tls(pki):
 def test_kazoo_ssl_client_create_with_jks_stores(pki, jks_tls, zk_path):
     # kazoo 2.11's TestSSLClient: setUp's client options, test_create's body.
     client = tls_client(pki, jks_tls, "alice")
-    client.start(timeout=15)
-    try:
-        path = client.create(zk_path)
-        assert path == zk_path
-        assert client.exists(zk_path)
-    finally:
-        client.stop()
-        client.close()
+    kazoo_test_create(client, zk_path)
 
 
 def test_jks_trust_store_refuses_a_client_without_a_certificate(pki, jks_tls):
