@@ -1015,6 +1015,7 @@ fn cmd_snapshot_tail(a: SnapshotTailArgs) -> Result<(), String> {
             .str("server", &a.server)
             .int("znodes", a.znodes)
             .int("rate", a.rate)
+            .num("duration_s", Some(a.duration.max(1.0)))
             .num("preload_s", Some(preload_s))
             .int("snapshots_seen", seen)
             .raw("snapshot_windows_ms", format!("[{}]", windows.join(",")))
@@ -1109,4 +1110,38 @@ fn cmd_failover(a: FailoverArgs) -> Result<(), String> {
         println!("attempts     {} (failures: {:?})", r.attempts, r.failures);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_watch_sees_tmp_files_and_growing_snapshots() {
+        let dir = std::env::temp_dir().join(format!("zoocore-bench-snapwatch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let quiet = Duration::from_millis(50);
+        let mut watch = SnapshotWatch::new(dir.clone(), quiet);
+        let t0 = std::time::Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // A snapshot already there at the first poll is not one in progress.
+        std::fs::write(dir.join("snapshot.1"), b"old").unwrap();
+        assert!(!watch.poll(at(0)));
+        assert!(!watch.poll(at(10)));
+        // Written in place (Apache): new, then growing, then quiet.
+        std::fs::write(dir.join("snapshot.2"), b"a").unwrap();
+        assert!(watch.poll(at(20)));
+        std::fs::write(dir.join("snapshot.2"), b"ab").unwrap();
+        assert!(watch.poll(at(30)));
+        assert!(watch.poll(at(70)), "within the quiet window after the last growth");
+        assert!(!watch.poll(at(81)), "quiet for longer than the window");
+        // zoocore's temporary file, whatever its size does.
+        std::fs::write(dir.join("snapshot.3.tmp"), b"x").unwrap();
+        assert!(watch.poll(at(200)));
+        assert!(watch.poll(at(400)));
+        std::fs::remove_file(dir.join("snapshot.3.tmp")).unwrap();
+        assert!(!watch.poll(at(600)));
+        assert_eq!((watch.tmp_polls, watch.growth_polls), (2, 2));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
