@@ -16,7 +16,7 @@
 #            log there)  --scale-parts "LIST" (default "memory watches restart snaptail large")
 #            --snaptail-znodes N (default --znodes)  --snaptail-duration S (default 60)  --snaptail-rate R
 #            (setData/s, default 500)  --snaptail-snap-count N (default 20000; Apache keeps every snapshot:
-#            at 1M znodes the preload leaves ~5 GB of them until the server's dataDir is removed)
+#            at 1M znodes its preload leaves several GB of them until the run removes its dataDir)
 #            --large-size BYTES (default 10485760)  --large-writes N (default 50)
 #   scripts/compare-zookeeper.sh --ensemble # 3 zoocore servers, then 3 Apache servers (docs/benchmarks/ensemble.md)
 #   scripts/compare-zookeeper.sh --tls      # plaintext vs TLS on each server (issue #11): both servers with a
