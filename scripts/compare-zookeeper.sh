@@ -5,13 +5,19 @@
 #   scripts/compare-zookeeper.sh --quick    # development run (2 s cells, 2 repeats, 100k znodes)
 #   scripts/compare-zookeeper.sh --scale    # issue #9 at scale: RSS per znode (1M), bytes per watch
 #                                           # (1M, shared and distinct paths), kill -9 restart (1M znodes
-#                                           # + 100k-txn log tail) -> DIR/scale-results.jsonl
+#                                           # + 100k-txn log tail), write tail during a snapshot (1M znodes,
+#                                           # snapCount 20000), 10 MiB setData (jute.maxbuffer=16777216)
+#                                           # -> DIR/scale-results.jsonl, DIR/scale.md
 #   scale options: --znodes N (memory and restart runs, default 1000000)  --watch-paths N (paths per
 #            session in the watch runs, 1,000 sessions: default 1000 -> 1M watches, 10000 -> 10M)
 #            --snap-count N (default 250000, at least 220000 for the 100k tail; at 10M znodes use a
 #            few million, or the run writes dozens of 1-2 GB snapshots)  --systems "LIST" (default "zoocore apache"; Apache at 10M
 #            needs ~17 GB of heap, use --systems zoocore there)  --keep-logs DIR (copy each server's
-#            log there)
+#            log there)  --scale-parts "LIST" (default "memory watches restart snaptail large")
+#            --snaptail-znodes N (default --znodes)  --snaptail-duration S (default 60)  --snaptail-rate R
+#            (setData/s, default 500)  --snaptail-snap-count N (default 20000; Apache keeps every snapshot:
+#            at 1M znodes its preload leaves several GB of them until the run removes its dataDir)
+#            --large-size BYTES (default 10485760)  --large-writes N (default 50)
 #   scripts/compare-zookeeper.sh --ensemble # 3 zoocore servers, then 3 Apache servers (docs/benchmarks/ensemble.md)
 #   scripts/compare-zookeeper.sh --tls      # plaintext vs TLS on each server (issue #11): both servers with a
 #                                           # clientPort and a secureClientPort (ssl.clientAuth=need, PKI made
@@ -48,6 +54,16 @@ znodes_opt=""
 snap_count_opt=""
 watch_paths=1000
 scale_systems="zoocore apache"
+scale_parts="memory watches restart snaptail large"
+snaptail_znodes=""
+snaptail_duration=60
+snaptail_rate=500
+snaptail_snap_count=20000
+large_size=$((10 << 20))
+large_writes=50
+# Set around a start_server call: lines added to zoo.cfg, options for Apache's JVM.
+extra_cfg=""
+apache_jvm_opts=""
 command_line="scripts/compare-zookeeper.sh $*"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -66,6 +82,13 @@ while [ $# -gt 0 ]; do
         --snap-count) snap_count_opt="$2"; shift ;;
         --watch-paths) watch_paths="$2"; shift ;;
         --systems) scale_systems="$2"; shift ;;
+        --scale-parts) scale_parts="$2"; shift ;;
+        --snaptail-znodes) snaptail_znodes="$2"; shift ;;
+        --snaptail-duration) snaptail_duration="$2"; shift ;;
+        --snaptail-rate) snaptail_rate="$2"; shift ;;
+        --snaptail-snap-count) snaptail_snap_count="$2"; shift ;;
+        --large-size) large_size="$2"; shift ;;
+        --large-writes) large_writes="$2"; shift ;;
         --out) out_dir="$2"; shift ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
@@ -155,7 +178,7 @@ EOF
 # (also what `zoocore-bench restart` runs after its kill -9).
 server_cmd() { # kind dir
     if [ "$1" = apache ]; then
-        echo "java -Dzookeeper.admin.enableServer=false -Dzookeeper.4lw.commands.whitelist='*'" \
+        echo "java $apache_jvm_opts -Dzookeeper.admin.enableServer=false -Dzookeeper.4lw.commands.whitelist='*'" \
             "-Dlog4j.configuration=file:/etc/zookeeper/conf_example/log4j.properties" \
             "-cp $zk_jar:/etc/zookeeper/conf_example org.apache.zookeeper.server.ZooKeeperServerMain $2/zoo.cfg"
     else
@@ -170,6 +193,7 @@ start_server() { # kind name
     port="$(free_port)"
     common_cfg "$dir/data" "$port" >"$dir/zoo.cfg"
     if [ "$kind" = apache ]; then echo "forceSync=yes" >>"$dir/zoo.cfg"; fi
+    if [ -n "$extra_cfg" ]; then printf '%s\n' "$extra_cfg" >>"$dir/zoo.cfg"; fi
     launch_and_wait "$name" "$dir" "$(server_cmd "$kind" "$dir")"
 }
 
@@ -438,16 +462,26 @@ fi
 # RSS per watch at 1M watches over 1,000 sessions (every session on the same
 # 1,000 paths; then every watch on a path of its own), and kill -9 restart
 # with 1M znodes and a 100k-txn log tail (snapCount 250000: a snapshot every
-# 125k-250k txns, so the tail can be topped up to 100k).
+# 125k-250k txns, so the tail can be topped up to 100k); then the setData
+# tail while snapshots of 1M znodes are written (snapCount 20000,
+# docs/storage.md) and 10 MiB setData against the disk's floor for the same
+# bytes (jute.maxbuffer=16777216). --scale-parts picks which of them run.
 run_scale() {
     local scale_znodes="${znodes_opt:-1000000}" kind label name snapdir row shape
     local watch_sessions=1000 watch_count
     watch_count=$((watch_sessions * watch_paths))
     snap_count="${snap_count_opt:-250000}"
+    local part
+    for part in $scale_parts; do
+        case "$part" in memory | watches | restart | snaptail | large) ;;
+            *) echo "--scale-parts: unknown part $part (memory watches restart snaptail large)" >&2; exit 2 ;;
+        esac
+    done
+    has_part() { case " $scale_parts " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
     # A snapshot comes every snapCount/2 .. snapCount txns: below 220000 the
     # restart's 100k-110k tail may never be reached (the bench would write
     # until it gives up, filling the disk with snapshots and 64 MiB logs).
-    if [ "$snap_count" -lt 220000 ]; then
+    if has_part restart && [ "$snap_count" -lt 220000 ]; then
         echo "--snap-count $snap_count: at least 220000 for the restart's 100k-txn tail" >&2
         exit 2
     fi
@@ -457,22 +491,31 @@ run_scale() {
         if [ -n "$keep_logs" ]; then mkdir -p "$keep_logs" && cp "$work/$name/server.log" "$keep_logs/$name.log" || true; fi
         rm -rf "$work/$name/data"
     }
-    python3 - "$scale_znodes" "$watch_sessions" "$watch_paths" "$snap_count" "$scale_systems" >>"$results" <<'PY'
+    local snaptail_n="${snaptail_znodes:-$scale_znodes}"
+    python3 - "$scale_znodes" "$watch_sessions" "$watch_paths" "$snap_count" "$scale_systems" "$scale_parts" \
+        "$snaptail_n" "$snaptail_snap_count" "$snaptail_rate" "$snaptail_duration" "$large_size" "$large_writes" \
+        >>"$results" <<'PY'
 import json, sys
 a = sys.argv[1:]
 print(json.dumps({"kind": "scale-config", "znodes": int(a[0]), "watch_sessions": int(a[1]), "watch_paths": int(a[2]),
-                  "watches": int(a[1]) * int(a[2]), "snap_count": int(a[3]), "systems": a[4].split()}))
+                  "watches": int(a[1]) * int(a[2]), "snap_count": int(a[3]), "systems": a[4].split(),
+                  "parts": a[5].split(), "snaptail_znodes": int(a[6]), "snaptail_snap_count": int(a[7]),
+                  "snaptail_rate": int(a[8]), "snaptail_duration": float(a[9]), "large_size": int(a[10]),
+                  "large_writes": int(a[11])}))
 PY
     for kind in $scale_systems; do
         case "$kind" in zoocore | apache) ;; *) echo "--systems: unknown system $kind" >&2; exit 2 ;; esac
         label=zoocore; [ "$kind" = apache ] && label=zookeeper
-        name="scale-mem-$kind"; start_server "$kind" "$name"; sleep 2
-        echo "==> scale: memory, $scale_znodes znodes on $label"
-        "$bench_bin" memory --server "127.0.0.1:$port" --server-pid "$pid" --znodes "$scale_znodes" --value-size 100 \
-            --settle 2 --json --label "$label" >>"$results" || echo "   (memory failed on $label)" >&2
-        stop_pid "$pid"
-        scale_server_done
+        if has_part memory; then
+            name="scale-mem-$kind"; start_server "$kind" "$name"; sleep 2
+            echo "==> scale: memory, $scale_znodes znodes on $label"
+            "$bench_bin" memory --server "127.0.0.1:$port" --server-pid "$pid" --znodes "$scale_znodes" --value-size 100 \
+                --settle 2 --json --label "$label" >>"$results" || echo "   (memory failed on $label)" >&2
+            stop_pid "$pid"
+            scale_server_done
+        fi
         for shape in shared distinct; do
+            has_part watches || break
             name="scale-watch-$shape-$kind"; start_server "$kind" "$name"; sleep 2
             echo "==> scale: $watch_count watches ($shape paths) on $label"
             local extra=(); [ "$shape" = distinct ] && extra=(--distinct)
@@ -484,24 +527,63 @@ PY
             stop_pid "$pid"
             scale_server_done
         done
-        name="scale-restart-$kind"; start_server "$kind" "$name"; sleep 2
-        snapdir="$work/$name/data/zoocore"; [ "$kind" = apache ] && snapdir="$work/$name/data/version-2"
-        echo "==> scale: kill -9 restart, $scale_znodes znodes + 100k-txn tail on $label"
-        if row="$("$bench_bin" restart --server "127.0.0.1:$port" --server-pid "$pid" --snapshot-dir "$snapdir" \
-            --znodes "$scale_znodes" --tail 100000 --start-cmd "$(server_cmd "$kind" "$work/$name")" \
-            --log "$work/$name/server.log" --json --label "$label")"; then
-            echo "$row" >>"$results"
-            pid="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["new_pid"])' "$row")"
-            server_pids+=("$pid")
-            echo "   $row"
-            if [ "$kind" = zoocore ]; then
-                grep -E 'loaded snapshot|recovered' "$work/$name/server.log" | tail -2 | sed 's/\x1b\[[0-9;]*m//g'
+        if has_part restart; then
+            name="scale-restart-$kind"; start_server "$kind" "$name"; sleep 2
+            snapdir="$work/$name/data/zoocore"; [ "$kind" = apache ] && snapdir="$work/$name/data/version-2"
+            echo "==> scale: kill -9 restart, $scale_znodes znodes + 100k-txn tail on $label"
+            if row="$("$bench_bin" restart --server "127.0.0.1:$port" --server-pid "$pid" --snapshot-dir "$snapdir" \
+                --znodes "$scale_znodes" --tail 100000 --start-cmd "$(server_cmd "$kind" "$work/$name")" \
+                --log "$work/$name/server.log" --json --label "$label")"; then
+                echo "$row" >>"$results"
+                pid="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["new_pid"])' "$row")"
+                server_pids+=("$pid")
+                echo "   $row"
+                if [ "$kind" = zoocore ]; then
+                    grep -E 'loaded snapshot|recovered' "$work/$name/server.log" | tail -2 | sed 's/\x1b\[[0-9;]*m//g'
+                fi
+            else
+                echo "   (restart failed on $label)" >&2
             fi
-        else
-            echo "   (restart failed on $label)" >&2
+            stop_pid "$pid"
+            scale_server_done
         fi
-        stop_pid "$pid"
-        scale_server_done
+        if has_part snaptail; then
+            # docs/storage.md's method: snapCount 20000 (a snapshot every 10k-20k txns).
+            local saved_snap_count="$snap_count"
+            snap_count="$snaptail_snap_count"
+            name="scale-snaptail-$kind"; start_server "$kind" "$name"; sleep 2
+            snap_count="$saved_snap_count"
+            snapdir="$work/$name/data/zoocore"; [ "$kind" = apache ] && snapdir="$work/$name/data/version-2"
+            echo "==> scale: write tail during snapshots, $snaptail_n znodes, $snaptail_rate setData/s for" \
+                "${snaptail_duration}s, snapCount $snaptail_snap_count on $label"
+            if row="$("$bench_bin" snapshot-tail --server "127.0.0.1:$port" --snapshot-dir "$snapdir" \
+                --znodes "$snaptail_n" --rate "$snaptail_rate" --duration "$snaptail_duration" --json \
+                --label "$label")"; then
+                echo "$row" >>"$results"
+                echo "   $row"
+            else
+                echo "   (snapshot-tail failed on $label)" >&2
+            fi
+            stop_pid "$pid"
+            scale_server_done
+        fi
+        if has_part large; then
+            # Values up to jute.maxbuffer: Apache reads it as a system property, zoocore from zoo.cfg.
+            extra_cfg="jute.maxbuffer=16777216"
+            [ "$kind" = apache ] && { extra_cfg=""; apache_jvm_opts="-Djute.maxbuffer=16777216"; }
+            name="scale-large-$kind"; start_server "$kind" "$name"; sleep 2
+            extra_cfg=""; apache_jvm_opts=""
+            echo "==> scale: $large_writes setData of $large_size bytes on $label"
+            if row="$("$bench_bin" large-values --server "127.0.0.1:$port" --server-pid "$pid" --dir "$work/$name/data" \
+                --size "$large_size" --writes "$large_writes" --json --label "$label")"; then
+                echo "$row" >>"$results"
+                python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("   setData p50 %.1f ms, floor p50 %.1f ms, RSS growth after first %s" % (r["set_latency_us"]["p50"]/1e3, r["floor_latency_us"]["p50"]/1e3, r["rss_growth_after_first"]))' "$row"
+            else
+                echo "   (large-values failed on $label)" >&2
+            fi
+            stop_pid "$pid"
+            scale_server_done
+        fi
     done
     mkdir -p "$out_dir"
     local run_id; run_id="$(date +%Y%m%dT%H%M%S)-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"

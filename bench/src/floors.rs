@@ -1,5 +1,6 @@
 //! The floors a write latency is compared against: the disk's own
-//! 4 KiB O_DIRECT write + fdatasync, and a loopback TCP round trip.
+//! 4 KiB O_DIRECT write + fdatasync, the same for one large value
+//! (`large_write_floor`), and a loopback TCP round trip.
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::ffi::CString;
@@ -142,6 +143,49 @@ pub fn disk_floor(dir: &Path, duration: Duration, mode: FloorMode) -> Result<Dis
     Ok(DiskFloor { hist: result?, direct })
 }
 
+/// Slots the large-write floor rotates over: the file stays at
+/// `LARGE_FLOOR_SLOTS` x the value size however many writes are timed.
+const LARGE_FLOOR_SLOTS: u64 = 4;
+
+/// Times `repeats` buffered `pwrite(value) + fdatasync` of `value` into a
+/// file in `dir`: the disk's floor for one large setData (the bytes a
+/// server must make durable before it may reply). The slots are written
+/// and synced once before timing, so the timed loop moves data only, no
+/// block allocation (as a log appends into preallocated space). Each
+/// write's first byte differs so no write repeats the previous one.
+pub fn large_write_floor(dir: &Path, value: &[u8], repeats: usize) -> Result<Histogram<u64>, String> {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join(format!("zoocore-bench-large-floor-{}.tmp", std::process::id()));
+    let result = (|| -> Result<Histogram<u64>, String> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("open {}: {e}", path.display()))?;
+        let fail = |what: &str, e: std::io::Error| format!("{what} {}: {e}", path.display());
+        let len = value.len() as u64;
+        for slot in 0..LARGE_FLOOR_SLOTS {
+            file.write_all_at(value, slot * len).map_err(|e| fail("write", e))?;
+        }
+        file.sync_all().map_err(|e| fail("fsync", e))?;
+        let mut buf = value.to_vec();
+        let mut hist = new_histogram();
+        for i in 0..repeats as u64 {
+            if let Some(first) = buf.first_mut() {
+                *first = first.wrapping_add(1);
+            }
+            let t = Instant::now();
+            file.write_all_at(&buf, (i % LARGE_FLOOR_SLOTS) * len).map_err(|e| fail("write", e))?;
+            file.sync_data().map_err(|e| fail("fdatasync", e))?;
+            hist.saturating_record(t.elapsed().as_micros().max(1) as u64);
+        }
+        Ok(hist)
+    })();
+    let _ = std::fs::remove_file(&path);
+    result
+}
+
 /// Round trips of a 16-byte message over loopback TCP to an echo thread.
 pub fn loopback_rtt(duration: Duration) -> Result<Histogram<u64>, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
@@ -186,6 +230,12 @@ mod tests {
                 assert!(!f.direct, "{mode:?}");
             }
         }
+    }
+
+    #[test]
+    fn large_write_floor_times_every_write() {
+        let h = large_write_floor(&std::env::temp_dir(), &[7u8; 65536], 3).unwrap();
+        assert_eq!(h.len(), 3);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod ensemble;
 mod floors;
+mod large_values;
 mod memory;
 mod mntr;
 mod procfs;
@@ -43,12 +44,14 @@ enum Command {
     DiskFloor(FloorArgs),
     /// Time a loopback TCP round trip (16-byte echo).
     Rtt(RttArgs),
-    /// Time large setData (default 10 MiB, one outstanding) against the
-    /// disk's floor for the same bytes (buffered write + fdatasync in --dir).
-    LargeSet(LargeSetArgs),
+    /// Time large setData (default 10 MiB, one outstanding) and getData
+    /// against the disk's floor for the same bytes (write + fdatasync in
+    /// --dir); the server's RSS before, after the first writes and after all.
+    LargeValues(LargeValuesArgs),
     /// Write p99 while a snapshot is being written vs without: preloads
     /// znodes, runs a fixed-rate setData load, watches the snapshot
-    /// directory for `snapshot.*.tmp` and splits the samples by it.
+    /// directory for a snapshot being written (a `snapshot.*.tmp`, or a
+    /// `snapshot.*` still growing) and splits the samples by it.
     SnapshotTail(SnapshotTailArgs),
     /// Wait until an ensemble has one leader and the rest follow; print each member's Mode and Zxid.
     EnsembleWait(EnsembleWaitArgs),
@@ -308,16 +311,34 @@ struct FloorArgs {
 }
 
 #[derive(Args)]
-struct LargeSetArgs {
+struct LargeValuesArgs {
     #[arg(long)]
     server: String,
+    /// The server's PID, for its RSS (without it no RSS is reported).
+    #[arg(long)]
+    server_pid: Option<u32>,
     /// A directory on the server's data disk for the floor's file.
     #[arg(long)]
     dir: PathBuf,
+    /// Bytes per value (the server needs a jute.maxbuffer above it).
     #[arg(long, default_value_t = 10 << 20)]
     size: usize,
+    /// setData of the value, one outstanding, each value different.
+    #[arg(long, default_value_t = 50)]
+    writes: usize,
+    /// RSS is also read after this many writes; the growth after it is the
+    /// "grows without bound" figure.
+    #[arg(long, default_value_t = 5)]
+    first_writes: usize,
+    /// getData of the value afterwards, one outstanding.
+    #[arg(long, default_value_t = 10)]
+    reads: usize,
+    /// write + fdatasync of the same bytes in --dir (the floor).
     #[arg(long, default_value_t = 20)]
-    count: usize,
+    floor_writes: usize,
+    /// Seconds to wait before each RSS reading.
+    #[arg(long, default_value_t = 1.0)]
+    settle: f64,
     #[command(flatten)]
     out: CommonOut,
 }
@@ -326,7 +347,7 @@ struct LargeSetArgs {
 struct SnapshotTailArgs {
     #[arg(long)]
     server: String,
-    /// The server's snapshot directory (zoocore: <dataDir>/zoocore).
+    /// The server's snapshot directory (zoocore: <dataDir>/zoocore, Apache: <dataDir>/version-2).
     #[arg(long)]
     snapshot_dir: PathBuf,
     #[arg(long, default_value_t = 1_000_000)]
@@ -337,6 +358,10 @@ struct SnapshotTailArgs {
     /// Seconds of fixed-rate load after the preload.
     #[arg(long, default_value_t = 60.0)]
     duration: f64,
+    /// A snapshot written in place (Apache) counts as in progress until
+    /// its file has not grown for this many milliseconds.
+    #[arg(long, default_value_t = 50)]
+    quiet_ms: u64,
     #[command(flatten)]
     out: CommonOut,
 }
@@ -370,7 +395,7 @@ fn main() -> ExitCode {
         Command::Restart(a) => cmd_restart(a),
         Command::DiskFloor(a) => cmd_disk_floor(a),
         Command::Rtt(a) => cmd_rtt(a),
-        Command::LargeSet(a) => cmd_large_set(a),
+        Command::LargeValues(a) => cmd_large_values(a),
         Command::SnapshotTail(a) => cmd_snapshot_tail(a),
         Command::EnsembleWait(a) => cmd_ensemble_wait(a),
         Command::Failover(a) => cmd_failover(a),
@@ -759,64 +784,56 @@ fn cmd_rtt(a: RttArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Median and max of a set of durations, in ms.
-fn median_max_ms(mut samples: Vec<f64>) -> (f64, f64) {
-    samples.sort_by(f64::total_cmp);
-    let median = samples.get(samples.len() / 2).copied().unwrap_or(0.0);
-    (median, samples.last().copied().unwrap_or(0.0))
-}
-
-fn cmd_large_set(a: LargeSetArgs) -> Result<(), String> {
-    use std::io::Write as _;
-    let server = resolve(&a.server)?;
-    let client = zoocore::client::Client::connect(server, std::time::Duration::from_secs(30))
-        .map_err(|e| format!("connect {server}: {e}"))?;
-    let path = format!("/large-set-{}", workload::run_id());
-    let values: Vec<Vec<u8>> = (0..2u8).map(|seed| (0..a.size).map(|i| (i as u8) ^ seed).collect()).collect();
-    let acl = zoocore::proto::types::open_acl_unsafe();
-    client
-        .create(&path, b"", &acl, zoocore::proto::types::CreateMode::Persistent)
-        .map_err(|e| format!("create {path}: {e}"))?;
-    let mut set_ms = Vec::with_capacity(a.count);
-    for i in 0..a.count.max(1) {
-        let started = std::time::Instant::now();
-        client.set_data(&path, &values[i % 2], -1).map_err(|e| format!("setData {} bytes: {e}", a.size))?;
-        set_ms.push(started.elapsed().as_secs_f64() * 1e3);
-    }
-    let _ = client.delete(&path, -1);
-    let _ = client.close();
-    // The floor: the same bytes appended to a file on that disk, fdatasync'd.
-    let floor_path = a.dir.join(format!("large-set-floor-{}", std::process::id()));
-    let mut file = std::fs::File::create(&floor_path).map_err(|e| format!("{}: {e}", floor_path.display()))?;
-    let mut floor_ms = Vec::with_capacity(a.count);
-    for i in 0..a.count.max(1) {
-        let started = std::time::Instant::now();
-        file.write_all(&values[i % 2]).and_then(|_| file.sync_data()).map_err(|e| format!("floor write: {e}"))?;
-        floor_ms.push(started.elapsed().as_secs_f64() * 1e3);
-    }
-    drop(file);
-    let _ = std::fs::remove_file(&floor_path);
-    let (set_p50, set_max) = median_max_ms(set_ms);
-    let (floor_p50, floor_max) = median_max_ms(floor_ms);
+fn cmd_large_values(a: LargeValuesArgs) -> Result<(), String> {
+    let cfg = large_values::LargeValuesConfig {
+        server: resolve(&a.server)?,
+        server_pid: a.server_pid,
+        dir: a.dir.clone(),
+        value_bytes: a.size,
+        writes: a.writes,
+        first_writes: a.first_writes,
+        reads: a.reads,
+        floor_writes: a.floor_writes.max(1),
+        settle: seconds(a.settle, "--settle")?,
+    };
+    let r = large_values::run(&cfg)?;
+    let (set, get, floor) = (LatencySummary::of(&r.set), LatencySummary::of(&r.get), LatencySummary::of(&r.floor));
+    let ratio = set.p50 as f64 / floor.p50.max(1) as f64;
+    let growth = r.rss_growth_after_first();
     if a.out.json {
+        let opt_int = |v: Option<u64>| v.map_or("null".to_string(), |b| b.to_string());
         let line = JsonObject::default()
-            .str("kind", "large_set")
+            .str("kind", "large_values")
             .str("label", &a.out.label)
             .str("server", &a.server)
-            .int("size", a.size as u64)
-            .int("count", a.count as u64)
-            .num("set_p50_ms", Some(set_p50))
-            .num("set_max_ms", Some(set_max))
-            .num("floor_p50_ms", Some(floor_p50))
-            .num("floor_max_ms", Some(floor_max))
+            .int("value_size", a.size as u64)
+            .int("writes", a.writes as u64)
+            .int("first_writes", a.first_writes as u64)
+            .raw("set_latency_us", set.to_json())
+            .raw("get_latency_us", get.to_json())
+            .raw("floor_latency_us", floor.to_json())
+            .num("set_p50_over_floor_p50", Some(ratio))
+            .raw("rss_before", opt_int(r.rss_before))
+            .raw("rss_after_first", opt_int(r.rss_after_first))
+            .raw("rss_after_all", opt_int(r.rss_after_all))
+            .raw("rss_growth_after_first", growth.map_or("null".to_string(), |g| g.to_string()))
             .build();
         println!("{line}");
     } else {
+        let mib = |b: Option<u64>| b.map_or("-".to_string(), |b| format!("{:.1} MiB", b as f64 / 1048576.0));
+        println!("{} writes of {} bytes to {} on {}, one outstanding", a.writes, a.size, r.path, a.server);
+        println!("setData      {}", latency_table(&set));
+        println!("getData      {}", latency_table(&get));
+        println!("floor        {} (write + fdatasync of the same bytes)", latency_table(&floor));
+        println!("setData p50 / floor p50: {ratio:.2}");
         println!(
-            "setData {} bytes x {}: p50 {set_p50:.1} ms, max {set_max:.1} ms; floor (write + fdatasync): p50 {floor_p50:.1} ms, max {floor_max:.1} ms; ratio {:.2}",
-            a.size,
-            a.count,
-            set_p50 / floor_p50.max(1e-9)
+            "server RSS   {} before, {} after {} writes, {} after all ({} over the last {})",
+            mib(r.rss_before),
+            mib(r.rss_after_first),
+            a.first_writes,
+            mib(r.rss_after_all),
+            growth.map_or("-".to_string(), |g| format!("{:+.1} MiB", g as f64 / 1048576.0)),
+            a.writes - a.first_writes
         );
     }
     Ok(())
@@ -829,14 +846,72 @@ fn percentiles_us(mut samples: Vec<u64>) -> (u64, u64, u64, usize) {
     (at(0.5).unwrap_or(0), at(0.99).unwrap_or(0), samples.last().copied().unwrap_or(0), samples.len())
 }
 
-fn snapshot_in_progress(dir: &std::path::Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries.flatten().any(|e| {
+/// Tells, poll by poll, whether a snapshot is being written into a
+/// directory. zoocore writes `snapshot.<zxid>.tmp` and renames it when
+/// done. Apache ZooKeeper 3.8 writes `snapshot.<zxid>` in place (its
+/// snapshot thread calls `takeSnapshot()`, i.e. syncSnap false, and
+/// `SnapStream.getOutputStream` then opens a plain `FileOutputStream` on
+/// the final name; only a synced snapshot goes through a `.tmp`). So a
+/// snapshot is in progress while a `.tmp` exists, or while a `snapshot.*`
+/// file is new or has grown within the last `quiet` (so a GC pause or a
+/// stalled write inside one snapshot does not end it early; the cost is
+/// that `quiet` after each snapshot also counts as during).
+struct SnapshotWatch {
+    dir: PathBuf,
+    quiet: Duration,
+    sizes: std::collections::HashMap<std::ffi::OsString, u64>,
+    primed: bool,
+    last_growth: Option<std::time::Instant>,
+    tmp_polls: u64,
+    growth_polls: u64,
+}
+
+impl SnapshotWatch {
+    fn new(dir: PathBuf, quiet: Duration) -> SnapshotWatch {
+        SnapshotWatch {
+            dir,
+            quiet,
+            sizes: Default::default(),
+            primed: false,
+            last_growth: None,
+            tmp_polls: 0,
+            growth_polls: 0,
+        }
+    }
+
+    fn poll(&mut self, now: std::time::Instant) -> bool {
+        let mut tmp = false;
+        let mut grew = false;
+        let mut seen = std::collections::HashMap::new();
+        for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
             let name = e.file_name();
-            let name = name.to_string_lossy();
-            name.starts_with("snapshot.") && name.ends_with(".tmp")
-        })
-    })
+            let text = name.to_string_lossy();
+            if !text.starts_with("snapshot.") {
+                continue;
+            }
+            if text.ends_with(".tmp") {
+                tmp = true;
+                continue;
+            }
+            // A file renamed or deleted between the listing and here is skipped.
+            let Ok(meta) = e.metadata() else { continue };
+            let len = meta.len();
+            if self.primed && self.sizes.get(&name).is_none_or(|&before| len > before) {
+                grew = true;
+            }
+            seen.insert(name, len);
+        }
+        self.sizes = seen;
+        self.primed = true;
+        if grew {
+            self.last_growth = Some(now);
+            self.growth_polls += 1;
+        }
+        if tmp {
+            self.tmp_polls += 1;
+        }
+        tmp || self.last_growth.is_some_and(|t| now.duration_since(t) <= self.quiet)
+    }
 }
 
 fn cmd_snapshot_tail(a: SnapshotTailArgs) -> Result<(), String> {
@@ -858,27 +933,40 @@ fn cmd_snapshot_tail(a: SnapshotTailArgs) -> Result<(), String> {
     // sample is "during" if a snapshot was in progress when it was sent
     // or when it completed (or any poll between).
     let epoch = Instant::now();
-    let snap_epoch = AtomicU64::new(0); // bumped at every poll that sees a .tmp
+    let snap_epoch = AtomicU64::new(0); // bumped at every poll that sees a snapshot in progress
     let snapshotting = AtomicBool::new(false);
     let stop = AtomicBool::new(false);
     let snapshots_seen = AtomicU64::new(0);
     let mut during = Vec::new();
     let mut without = Vec::new();
+    let quiet = Duration::from_millis(a.quiet_ms);
+    let mut poll_stats = (Vec::new(), 0, 0);
     std::thread::scope(|scope| -> Result<(), String> {
-        scope.spawn(|| {
-            let mut was = false;
+        let poller = scope.spawn(|| {
+            let mut watch = SnapshotWatch::new(a.snapshot_dir.clone(), quiet);
+            let mut began: Option<Instant> = None;
+            let mut windows_ms = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                let now = snapshot_in_progress(&a.snapshot_dir);
+                let t = Instant::now();
+                let now = watch.poll(t);
                 if now {
                     snap_epoch.fetch_add(1, Ordering::Relaxed);
                 }
-                if now && !was {
-                    snapshots_seen.fetch_add(1, Ordering::Relaxed);
+                match (now, began) {
+                    (true, None) => {
+                        snapshots_seen.fetch_add(1, Ordering::Relaxed);
+                        began = Some(t);
+                    }
+                    (false, Some(b)) => {
+                        windows_ms.push(t.duration_since(b).as_secs_f64() * 1e3);
+                        began = None;
+                    }
+                    _ => {}
                 }
                 snapshotting.store(now, Ordering::Relaxed);
-                was = now;
                 std::thread::sleep(Duration::from_millis(2));
             }
+            (windows_ms, watch.tmp_polls, watch.growth_polls)
         });
         let writer = zoocore::client::Client::connect(server, timeout).map_err(|e| format!("connect: {e}"))?;
         let interval = Duration::from_secs_f64(1.0 / a.rate.max(1) as f64);
@@ -912,11 +1000,14 @@ fn cmd_snapshot_tail(a: SnapshotTailArgs) -> Result<(), String> {
             next += interval;
         };
         stop.store(true, Ordering::Relaxed);
+        poll_stats = poller.join().map_err(|_| "the snapshot poller panicked".to_string())?;
         result
     })?;
+    let (windows_ms, tmp_polls, growth_polls) = poll_stats;
     let (d50, d99, dmax, dn) = percentiles_us(during);
     let (w50, w99, wmax, wn) = percentiles_us(without);
     let seen = snapshots_seen.load(Ordering::Relaxed);
+    let windows: Vec<String> = windows_ms.iter().map(|ms| format!("{ms:.0}")).collect();
     if a.out.json {
         let line = JsonObject::default()
             .str("kind", "snapshot_tail")
@@ -924,8 +1015,13 @@ fn cmd_snapshot_tail(a: SnapshotTailArgs) -> Result<(), String> {
             .str("server", &a.server)
             .int("znodes", a.znodes)
             .int("rate", a.rate)
+            .num("duration_s", Some(a.duration.max(1.0)))
             .num("preload_s", Some(preload_s))
             .int("snapshots_seen", seen)
+            .raw("snapshot_windows_ms", format!("[{}]", windows.join(",")))
+            .int("tmp_polls", tmp_polls)
+            .int("growth_polls", growth_polls)
+            .int("quiet_ms", a.quiet_ms)
             .int("during_n", dn as u64)
             .int("during_p50_us", d50)
             .int("during_p99_us", d99)
@@ -938,6 +1034,10 @@ fn cmd_snapshot_tail(a: SnapshotTailArgs) -> Result<(), String> {
         println!("{line}");
     } else {
         println!("preload {} znodes in {preload_s:.1} s; {seen} snapshot(s) seen during the load", a.znodes);
+        println!(
+            "snapshot windows ms [{}] ({tmp_polls} polls saw a .tmp, {growth_polls} a growing snapshot file)",
+            windows.join(", ")
+        );
         println!("without a snapshot: n {wn}  p50 {w50} us  p99 {w99} us  max {wmax} us");
         println!("during a snapshot:  n {dn}  p50 {d50} us  p99 {d99} us  max {dmax} us");
     }
@@ -1010,4 +1110,38 @@ fn cmd_failover(a: FailoverArgs) -> Result<(), String> {
         println!("attempts     {} (failures: {:?})", r.attempts, r.failures);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_watch_sees_tmp_files_and_growing_snapshots() {
+        let dir = std::env::temp_dir().join(format!("zoocore-bench-snapwatch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let quiet = Duration::from_millis(50);
+        let mut watch = SnapshotWatch::new(dir.clone(), quiet);
+        let t0 = std::time::Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // A snapshot already there at the first poll is not one in progress.
+        std::fs::write(dir.join("snapshot.1"), b"old").unwrap();
+        assert!(!watch.poll(at(0)));
+        assert!(!watch.poll(at(10)));
+        // Written in place (Apache): new, then growing, then quiet.
+        std::fs::write(dir.join("snapshot.2"), b"a").unwrap();
+        assert!(watch.poll(at(20)));
+        std::fs::write(dir.join("snapshot.2"), b"ab").unwrap();
+        assert!(watch.poll(at(30)));
+        assert!(watch.poll(at(70)), "within the quiet window after the last growth");
+        assert!(!watch.poll(at(81)), "quiet for longer than the window");
+        // zoocore's temporary file, whatever its size does.
+        std::fs::write(dir.join("snapshot.3.tmp"), b"x").unwrap();
+        assert!(watch.poll(at(200)));
+        assert!(watch.poll(at(400)));
+        std::fs::remove_file(dir.join("snapshot.3.tmp")).unwrap();
+        assert!(!watch.poll(at(600)));
+        assert_eq!((watch.tmp_polls, watch.growth_polls), (2, 2));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

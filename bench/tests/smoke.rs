@@ -262,25 +262,39 @@ fn load_over_tls_with_a_client_certificate() {
 }
 
 #[test]
-fn large_set_and_snapshot_tail_run_cleanly() {
+fn large_values_and_snapshot_tail_run_cleanly() {
     let server = start_server();
     let addr = server.addr.to_string();
+    let pid = server.child.id().to_string();
     let data = server.dir.join("data");
     let line = bench(&[
-        "large-set",
+        "large-values",
         "--server",
         &addr,
+        "--server-pid",
+        &pid,
         "--dir",
         data.to_str().unwrap(),
         "--size",
         "65536",
-        "--count",
+        "--writes",
+        "4",
+        "--first-writes",
+        "2",
+        "--reads",
+        "2",
+        "--floor-writes",
         "3",
+        "--settle",
+        "0",
         "--json",
     ]);
-    assert_eq!(field(&line, "size"), 65536.0, "{line}");
-    assert!(field(&line, "set_p50_ms") > 0.0 && field(&line, "floor_p50_ms") > 0.0, "{line}");
-    assert!(field(&line, "set_max_ms") >= field(&line, "set_p50_ms"), "{line}");
+    assert_eq!(field(&line, "value_size"), 65536.0, "{line}");
+    assert!(line.contains("\"set_latency_us\":{\"count\":4,"), "{line}");
+    assert!(line.contains("\"get_latency_us\":{\"count\":2,"), "{line}");
+    assert!(line.contains("\"floor_latency_us\":{\"count\":3,"), "{line}");
+    assert!(field(&line, "set_p50_over_floor_p50") > 0.0, "{line}");
+    assert!(field(&line, "rss_after_all") > 0.0 && field(&line, "rss_after_first") > 0.0, "{line}");
 
     let snapshots = data.join("zoocore");
     let line = bench(&[
