@@ -197,9 +197,7 @@ pub fn log_dir(data_log_dir: &Path) -> PathBuf {
     data_log_dir.join("zoocore")
 }
 
-pub fn log_file_name(first_zxid: i64) -> String {
-    format!("log.{:x}", first_zxid)
-}
+pub use crate::storage::file_names::log_file_name;
 
 fn os_err(path: &Path, what: &str) -> io::Error {
     let e = io::Error::last_os_error();

@@ -85,9 +85,7 @@ pub fn snapshot_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("zoocore")
 }
 
-pub fn snapshot_file_name(zxid: i64) -> String {
-    format!("snapshot.{:x}", zxid)
-}
+pub use crate::storage::file_names::snapshot_file_name;
 
 /// Files named `<prefix>.<hex zxid>` in `dir`, sorted by zxid.
 pub fn list_by_zxid(dir: &Path, prefix: &str) -> Vec<(i64, PathBuf)> {

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::storage::file_names::{is_unfinished_snapshot_name, unfinished_snapshot_file_name};
+use crate::storage::retention::plan_purge;
 use crate::storage::snapshot_format::write_snapshot;
 use crate::tree::DataTree;
 
@@ -127,7 +129,7 @@ fn remove_unfinished_snapshots(dir: &Path) {
     for e in entries.flatten() {
         let name = e.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name.starts_with("snapshot.") && name.ends_with(".tmp") {
+        if is_unfinished_snapshot_name(name) {
             match std::fs::remove_file(e.path()) {
                 Ok(()) => tracing::info!(file = %e.path().display(), "removed an unfinished snapshot"),
                 Err(err) => {
@@ -160,7 +162,7 @@ pub fn write_snapshot_file(
     last_zxid: i64,
 ) -> std::io::Result<(PathBuf, u64)> {
     let final_path = dir.join(snapshot_file_name(last_zxid));
-    let tmp_path = dir.join(format!("{}.tmp", snapshot_file_name(last_zxid)));
+    let tmp_path = dir.join(unfinished_snapshot_file_name(last_zxid));
     let file = std::fs::File::create(&tmp_path)?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let bytes = write_snapshot(&mut out, last_zxid, sessions, tree)?;
@@ -173,29 +175,20 @@ pub fn write_snapshot_file(
 }
 
 /// Keeps the newest `retain` (at least 3) snapshots and the logs needed to
-/// replay from the oldest of them; deletes the rest. Returns what it removed.
+/// replay from the oldest of them ([`plan_purge`]); deletes the rest.
+/// Returns what it removed.
 pub fn purge_old_files(data_dir: &Path, data_log_dir: &Path, retain: usize) -> Vec<PathBuf> {
-    let retain = retain.max(3);
-    let mut removed = Vec::new();
     let snaps = list_by_zxid(&snapshot_dir(data_dir), "snapshot");
-    if snaps.len() <= retain {
-        return removed;
-    }
-    let keep_from = snaps.len() - retain;
-    let oldest_kept_zxid = snaps[keep_from].0;
-    for (_, path) in &snaps[..keep_from] {
+    let logs = list_by_zxid(&log_dir(data_log_dir), "log");
+    let snapshot_zxids: Vec<i64> = snaps.iter().map(|(z, _)| *z).collect();
+    let log_first_zxids: Vec<i64> = logs.iter().map(|(z, _)| *z).collect();
+    let plan = plan_purge(&snapshot_zxids, &log_first_zxids, retain);
+    let snapshot_paths = plan.remove_snapshots.iter().filter_map(|i| snaps.get(*i));
+    let log_paths = plan.remove_logs.iter().filter_map(|i| logs.get(*i));
+    let mut removed = Vec::new();
+    for (_, path) in snapshot_paths.chain(log_paths) {
         if std::fs::remove_file(path).is_ok() {
             removed.push(path.clone());
-        }
-    }
-    // A log is needed if it may hold a txn after the oldest kept snapshot:
-    // keep the newest log starting at or before oldest_kept_zxid + 1 and all later ones.
-    let logs = list_by_zxid(&log_dir(data_log_dir), "log");
-    if let Some(first_needed) = logs.iter().rposition(|(first, _)| *first <= oldest_kept_zxid + 1) {
-        for (_, path) in &logs[..first_needed] {
-            if std::fs::remove_file(path).is_ok() {
-                removed.push(path.clone());
-            }
         }
     }
     for p in &removed {

@@ -41,10 +41,14 @@
 //! zxid, or this server got that snapshot from a leader) the state at the
 //! zxid cannot be rebuilt here and the caller needs a snapshot sync.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::storage::file_names::unfinished_snapshot_zxid;
 use crate::storage::log_format::{decode_file_header, scan_log, truncated_file, zxid_follows, ScanResult, Tail};
+use crate::storage::retention::first_log_needed;
+use crate::storage::truncate_plan::{plan_truncation, ListedSnapshot};
 
 use super::log_writer::log_dir;
 use super::recovery::{list_by_zxid, snapshot_dir, RecoveryError};
@@ -198,7 +202,8 @@ struct Rewrite {
     copy: Vec<u8>,
 }
 
-/// What a truncation to `zxid` removes and rewrites, read from the disk.
+/// What a truncation to `zxid` removes and rewrites: the shared
+/// [`plan_truncation`] over this disk's listing, as paths and copies.
 struct Plan {
     zxid: i64,
     /// Every snapshot named above the zxid, unfinished ones included (a
@@ -213,56 +218,52 @@ struct Plan {
 
 impl Plan {
     fn make(dirs: &Dirs, zxid: i64) -> Result<Plan, RecoveryError> {
-        let mut plan = Plan {
-            zxid,
-            drop_snapshots: Vec::new(),
-            dropped_snapshot_zxids: Vec::new(),
-            drop_logs: Vec::new(),
-            rewrites: Vec::new(),
-            first_dropped_zxid: None,
-        };
+        // Finished snapshots by zxid, then unfinished ones by name.
+        let mut snapshot_paths = Vec::new();
+        let mut listed = Vec::new();
         for (snap_zxid, path) in list_by_zxid(&dirs.snapshots, "snapshot") {
-            if snap_zxid > zxid {
-                plan.drop_snapshots.push(path);
-                plan.dropped_snapshot_zxids.push(snap_zxid);
-            }
+            listed.push(ListedSnapshot { zxid: snap_zxid, finished: true });
+            snapshot_paths.push(path);
         }
-        plan.drop_snapshots.extend(unfinished_snapshots_above(&dirs.snapshots, zxid));
-
+        for (snap_zxid, path) in unfinished_snapshots(&dirs.snapshots) {
+            listed.push(ListedSnapshot { zxid: snap_zxid, finished: false });
+            snapshot_paths.push(path);
+        }
         let logs = list_by_zxid(&dirs.logs, "log");
-        let keep_count = logs.partition_point(|(first, _)| *first <= zxid);
-        let (kept, dropped) = logs.split_at(keep_count);
-        for (first, path) in dropped {
-            plan.note_dropped(*first);
-            plan.drop_logs.push(path.clone());
-        }
-        // A file's txns all come before the next file's first zxid, so at
-        // most the newest kept file straddles the zxid; walk back until a
-        // file holds nothing above it, to be sure.
-        for (_, path) in kept.iter().rev() {
-            let (bytes, scan) = read_and_scan(path)?;
-            let kept_records = scan.records.iter().filter(|r| r.zxid <= zxid).count();
-            let first_above = scan.records.iter().find(|r| r.zxid > zxid).map(|r| r.zxid);
-            if kept_records == 0 {
-                // Nothing at or below the zxid (say a file created for the
-                // next zxid whose first batch never became durable).
-                if let Some(first) = first_above {
-                    plan.note_dropped(first);
-                }
-                plan.drop_logs.push(path.clone());
-                continue;
-            }
-            let Some(first_above) = first_above else { break };
-            plan.note_dropped(first_above);
-            let copy = truncated_file(&bytes, &scan, zxid)
+        let log_first_zxids: Vec<i64> = logs.iter().map(|(first, _)| *first).collect();
+        let mut scanned: BTreeMap<usize, (Vec<u8>, ScanResult)> = BTreeMap::new();
+        let decided = plan_truncation(zxid, &listed, &log_first_zxids, |index| {
+            let (bytes, scan) = read_and_scan(listed_path(&logs, index)?)?;
+            let zxids = scan.records.iter().map(|r| r.zxid).collect();
+            scanned.insert(index, (bytes, scan));
+            Ok(zxids)
+        })?;
+        let mut rewrites = Vec::new();
+        for index in &decided.cut_logs {
+            let path = listed_path(&logs, *index)?;
+            let Some((bytes, scan)) = scanned.get(index) else {
+                return Err(RecoveryError(format!("{}: planned a cut of a log file never read", path.display())));
+            };
+            let copy = truncated_file(bytes, scan, zxid)
                 .map_err(|e| RecoveryError(format!("{}: cannot build its truncated copy: {e}", path.display())))?;
-            plan.rewrites.push(Rewrite { path: path.clone(), copy });
+            rewrites.push(Rewrite { path: path.to_path_buf(), copy });
         }
-        Ok(plan)
-    }
-
-    fn note_dropped(&mut self, zxid: i64) {
-        self.first_dropped_zxid = Some(self.first_dropped_zxid.map_or(zxid, |z| z.min(zxid)));
+        let mut drop_snapshots = Vec::new();
+        for index in &decided.remove_snapshots {
+            drop_snapshots.push(snapshot_paths.get(*index).cloned().ok_or_else(|| index_error("snapshot", *index))?);
+        }
+        let mut drop_logs = Vec::new();
+        for index in &decided.remove_logs {
+            drop_logs.push(listed_path(&logs, *index)?.to_path_buf());
+        }
+        Ok(Plan {
+            zxid,
+            drop_snapshots,
+            dropped_snapshot_zxids: decided.removed_snapshot_zxids,
+            drop_logs,
+            rewrites,
+            first_dropped_zxid: decided.first_dropped_zxid,
+        })
     }
 
     fn is_empty(&self) -> bool {
@@ -281,19 +282,24 @@ impl Plan {
     }
 }
 
-/// `snapshot.<hex>.tmp` files named above `zxid`.
-fn unfinished_snapshots_above(dir: &Path, zxid: i64) -> Vec<PathBuf> {
+fn listed_path(logs: &[(i64, PathBuf)], index: usize) -> Result<&Path, RecoveryError> {
+    logs.get(index).map(|(_, path)| path.as_path()).ok_or_else(|| index_error("log", index))
+}
+
+fn index_error(kind: &str, index: usize) -> RecoveryError {
+    RecoveryError(format!("truncation plan names {kind} file {index}, which the listing does not have"))
+}
+
+/// `snapshot.<hex>.tmp` files, sorted by name, with their zxids.
+fn unfinished_snapshots(dir: &Path) -> Vec<(i64, PathBuf)> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else { return out };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let Some(hex) = name.strip_prefix("snapshot.").and_then(|rest| rest.strip_suffix(".tmp")) else { continue };
-        if i64::from_str_radix(hex, 16).is_ok_and(|z| z > zxid) {
-            out.push(entry.path());
-        }
+        let Some(zxid) = name.to_str().and_then(unfinished_snapshot_zxid) else { continue };
+        out.push((zxid, entry.path()));
     }
-    out.sort();
+    out.sort_by(|a, b| a.1.cmp(&b.1));
     out
 }
 
@@ -328,8 +334,8 @@ fn check_history_is_kept(dirs: &Dirs, plan: &Plan) -> Result<KeptHistory, Recove
     let base = list_by_zxid(&dirs.snapshots, "snapshot").into_iter().map(|(z, _)| z).filter(|z| *z <= zxid).max();
     let base = base.unwrap_or(0);
     let logs = list_by_zxid(&dirs.logs, "log");
-    // Recovery's rule for the first log to read.
-    let start = logs.iter().rposition(|(first, _)| *first <= base + 1).unwrap_or(0);
+    let log_first_zxids: Vec<i64> = logs.iter().map(|(first, _)| *first).collect();
+    let start = first_log_needed(&log_first_zxids, base);
     let mut previous = base;
     for (_, path) in logs.get(start..).unwrap_or_default() {
         let (_, scan) = read_and_scan(path)?;

@@ -24,7 +24,10 @@ use bytes::Bytes;
 
 use super::oracle::History;
 use super::rng::SimRng;
+use crate::storage::file_names::{snapshot_file_name, unfinished_snapshot_file_name};
 use crate::storage::log_format::{self, encode_batch_to_vec, encode_file_header, scan_log, truncated_file};
+use crate::storage::retention::{first_log_needed, plan_purge};
+use crate::storage::truncate_plan::{plan_truncation, ListedSnapshot};
 
 /// The log's block size (batches are padded to it, as on a real device).
 pub const SIM_LOG_BLOCK_BYTES: usize = 512;
@@ -306,45 +309,63 @@ impl SimDisk {
 
     /// TRUNC: the log keeps records up to `zxid`, durably and atomically
     /// (production's `server::truncate` is crash-safe by its own intent
-    /// record, which is not simulated).
+    /// record, which is not simulated). What goes and what is cut is the
+    /// shared `storage::truncate_plan`, over these files: the periodic
+    /// snapshots, the SNAP-installed one (also a `snapshot.<zxid>` in
+    /// production) and the one being written (its temp file; the thread's
+    /// rename then fails).
     pub fn truncate_after(&mut self, zxid: i64) -> Result<(), String> {
-        // Built aside: a failed TRUNC leaves the files as they were. As
-        // `server::truncate`'s plan: files starting above the zxid go; the
-        // kept ones are walked back from the newest until one holds nothing
-        // above it (older files are not read: one a snapshot made
-        // unnecessary may be damaged, and recovery never reads it either).
-        let mut kept: Vec<LogFile> = self.logs.iter().filter(|f| f.first_zxid <= zxid).cloned().collect();
-        let mut index = kept.len();
-        while index > 0 {
-            index -= 1;
-            let Some(f) = kept.get(index) else { break };
+        let mut listed: Vec<ListedSnapshot> =
+            self.snapshots.iter().map(|f| ListedSnapshot { zxid: f.zxid, finished: true }).collect();
+        let installed_index = self.snapshot.as_ref().map(|(z, _)| {
+            listed.push(ListedSnapshot { zxid: *z, finished: true });
+            listed.len() - 1
+        });
+        let writing_index = self.snapshot_writing.as_ref().map(|w| {
+            listed.push(ListedSnapshot { zxid: w.zxid, finished: false });
+            listed.len() - 1
+        });
+        let log_first_zxids: Vec<i64> = self.logs.iter().map(|f| f.first_zxid).collect();
+        let scan_file = |index: usize| -> Result<(&LogFile, log_format::ScanResult), String> {
+            let f = self.logs.get(index).ok_or_else(|| format!("TRUNC plan names log {index}, which is not there"))?;
             let scan = scan_log(&f.bytes, SIM_LOG_BLOCK_BYTES).map_err(|e| format!("scan before TRUNC: {e}"))?;
-            if !scan.records.iter().any(|r| r.zxid <= zxid) {
-                kept.remove(index);
-                continue;
-            }
-            if !scan.records.iter().any(|r| r.zxid > zxid) {
-                break;
-            }
-            let bytes = truncated_file(&f.bytes, &scan, zxid).map_err(|e| format!("TRUNC: {e}"))?;
-            if let Some(f) = kept.get_mut(index) {
+            Ok((f, scan))
+        };
+        let plan = plan_truncation(zxid, &listed, &log_first_zxids, |index| {
+            scan_file(index).map(|(_, scan)| scan.records.iter().map(|r| r.zxid).collect())
+        })?;
+        // The copies are built aside: a failed TRUNC leaves the files as they were.
+        let mut copies = Vec::new();
+        for index in &plan.cut_logs {
+            let (f, scan) = scan_file(*index)?;
+            copies.push((*index, truncated_file(&f.bytes, &scan, zxid).map_err(|e| format!("TRUNC: {e}"))?));
+        }
+        for (index, bytes) in copies {
+            if let Some(f) = self.logs.get_mut(index) {
                 f.bytes = bytes;
             }
         }
-        self.logs = kept;
+        let mut index = 0;
+        self.logs.retain(|_| {
+            index += 1;
+            !plan.remove_logs.contains(&(index - 1))
+        });
         self.durable_len = self.logs.last().map_or(0, |f| f.bytes.len());
         self.fsyncs.clear();
         self.roll_pending = true;
-        if self.snapshot.as_ref().is_some_and(|(z, _)| *z > zxid) {
+        let removes = |listed_index: Option<usize>| listed_index.is_some_and(|i| plan.remove_snapshots.contains(&i));
+        if removes(installed_index) {
             self.snapshot = None;
             self.snapshot_unreadable = false;
         }
-        // As `server::truncate`: snapshots above the point go, and so does
-        // an unfinished one (its temp file; the thread's rename then fails).
-        self.snapshots.retain(|f| f.zxid <= zxid);
-        if self.snapshot_writing.as_ref().is_some_and(|w| w.zxid > zxid) {
+        if removes(writing_index) {
             self.snapshot_writing = None;
         }
+        let mut index = 0;
+        self.snapshots.retain(|_| {
+            index += 1;
+            !plan.remove_snapshots.contains(&(index - 1))
+        });
         Ok(())
     }
 
@@ -395,7 +416,7 @@ impl SimDisk {
     /// for the trace.
     pub fn fail_snapshot_step(&mut self, token: u64, error: &str) -> Option<String> {
         let w = self.snapshot_writing.as_mut().filter(|w| w.token == token)?;
-        let tmp = format!("snapshot.{:x}.tmp", w.zxid);
+        let tmp = unfinished_snapshot_file_name(w.zxid);
         match w.stage {
             SnapshotStage::Writing => {
                 self.snapshot_writing = None;
@@ -444,7 +465,7 @@ impl SimDisk {
     pub fn crash_snapshots(&mut self, rng: &mut SimRng) -> Option<String> {
         let mut what = Vec::new();
         if let Some(w) = self.snapshot_writing.take() {
-            let tmp = format!("snapshot.{:x}.tmp", w.zxid);
+            let tmp = unfinished_snapshot_file_name(w.zxid);
             what.push(match w.stage {
                 SnapshotStage::Writing => format!("{tmp} left half-written (removed at start)"),
                 SnapshotStage::SyncingFile => format!("{tmp} left unsynced (removed at start)"),
@@ -463,7 +484,10 @@ impl SimDisk {
         self.snapshots.retain(|f| {
             let lost = !f.name_durable && rng.chance(50);
             if lost {
-                what.push(format!("the rename of snapshot.{:x} (its directory fsync had failed) was lost", f.zxid));
+                what.push(format!(
+                    "the rename of {} (its directory fsync had failed) was lost",
+                    snapshot_file_name(f.zxid)
+                ));
             }
             !lost
         });
@@ -471,7 +495,10 @@ impl SimDisk {
             let kept = rng.range(0, f.bytes.len().saturating_sub(1) as u64) as usize;
             f.bytes.truncate(kept);
             f.bytes_durable = true;
-            what.push(format!("snapshot.{:x} was visible before its bytes were durable: {kept} bytes kept", f.zxid));
+            what.push(format!(
+                "{} was visible before its bytes were durable: {kept} bytes kept",
+                snapshot_file_name(f.zxid)
+            ));
         }
         for f in &mut self.snapshots {
             f.name_durable = true;
@@ -479,46 +506,45 @@ impl SimDisk {
         (!what.is_empty()).then(|| what.join(", "))
     }
 
-    /// Production's `purge_old_files` (autopurge): keeps the newest
-    /// `retain` snapshot files (periodic and SNAP-installed alike: both are
-    /// `snapshot.<zxid>`) and the log files needed to replay from the
-    /// oldest kept one. With `only_newest`, the planted bug: every log
+    /// Production's `purge_old_files` (autopurge): the shared
+    /// `storage::retention::plan_purge` over these files, keeping the
+    /// newest `retain` snapshot files (periodic and SNAP-installed alike:
+    /// both are `snapshot.<zxid>`) and the log files needed to replay from
+    /// the oldest kept one. With `only_newest`, the planted bug: every log
     /// before the newest snapshot goes. Returns (snapshots, logs) removed.
     pub fn purge(&mut self, retain: usize, only_newest: bool) -> (usize, usize) {
+        // One entry per name, as a directory listing has.
         let mut names: Vec<i64> = self.snapshots.iter().map(|f| f.zxid).collect();
         if let Some((z, _)) = &self.snapshot {
             names.push(*z);
         }
         names.sort_unstable();
         names.dedup();
-        let retain = retain.max(3);
-        let mut removed_snapshots = 0;
-        let basis = if names.len() > retain {
-            let oldest_kept = names[names.len() - retain];
-            let before = self.snapshots.len();
-            self.snapshots.retain(|f| f.zxid >= oldest_kept);
-            removed_snapshots = before - self.snapshots.len();
-            if self.snapshot.as_ref().is_some_and(|(z, _)| *z < oldest_kept) {
-                self.snapshot = None;
-                self.snapshot_unreadable = false;
-                removed_snapshots += 1;
-            }
-            Some(oldest_kept)
-        } else {
-            None
-        };
-        let basis = if only_newest { names.last().copied() } else { basis };
-        let Some(basis) = basis else { return (removed_snapshots, 0) };
-        // Keep the newest log starting at or before basis + 1 and all later ones.
-        let first_needed = self.logs.iter().rposition(|f| f.first_zxid <= basis + 1).unwrap_or(0);
-        if first_needed > 0 {
-            self.logs.drain(..first_needed);
-            // In-flight fsyncs name files by index (only the newest, kept, has any).
-            for (_, index, _) in &mut self.fsyncs {
-                *index = index.saturating_sub(first_needed);
-            }
+        let log_first_zxids: Vec<i64> = self.logs.iter().map(|f| f.first_zxid).collect();
+        let plan = plan_purge(&names, &log_first_zxids, retain);
+        let removed_names: Vec<i64> = plan.remove_snapshots.iter().filter_map(|i| names.get(*i).copied()).collect();
+        let before = self.snapshots.len();
+        self.snapshots.retain(|f| !removed_names.contains(&f.zxid));
+        let mut removed_snapshots = before - self.snapshots.len();
+        if self.snapshot.as_ref().is_some_and(|(z, _)| removed_names.contains(z)) {
+            self.snapshot = None;
+            self.snapshot_unreadable = false;
+            removed_snapshots += 1;
         }
-        (removed_snapshots, first_needed)
+        let remove_logs = match names.last() {
+            Some(newest) if only_newest => (0..first_log_needed(&log_first_zxids, *newest)).collect(),
+            _ => plan.remove_logs,
+        };
+        let mut index = 0;
+        self.logs.retain(|_| {
+            index += 1;
+            !remove_logs.contains(&(index - 1))
+        });
+        // In-flight fsyncs name files by index (only the newest, kept, has any).
+        for (_, index, _) in &mut self.fsyncs {
+            *index -= remove_logs.iter().filter(|removed| **removed < *index).count();
+        }
+        (removed_snapshots, remove_logs.len())
     }
 }
 
@@ -543,7 +569,7 @@ impl SimDisk {
             let bit = rng.range(0, 7);
             let byte = file.bytes.get_mut(offset)?;
             *byte ^= 1 << bit;
-            return Some(format!("bit {bit} of byte {offset} of snapshot.{:x} flipped", file.zxid));
+            return Some(format!("bit {bit} of byte {offset} of {} flipped", snapshot_file_name(file.zxid)));
         }
         let index = rng.range(0, self.logs.len().checked_sub(1)? as u64) as usize;
         let file = self.logs.get_mut(index)?;

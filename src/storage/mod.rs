@@ -23,6 +23,11 @@
 //!   Clean (zeros/EOF), Torn (a damaged last batch, nothing valid after:
 //!   cut it), Corrupt (damage followed by valid data, or broken zxid order:
 //!   stop unless repairing).
+//! * [`file_names`]: `log.<hex>`, `snapshot.<hex>`, `snapshot.<hex>.tmp`.
+//! * [`retention`] and [`truncate_plan`]: which files autopurge and a TRUNC
+//!   remove or cut, decided over the listed names (and, for a TRUNC, the
+//!   record zxids of the log files it reads); `server::snapshots`,
+//!   `server::truncate` and the simulator's disk carry the plans out.
 //! * [`snapshot_format`]: header (magic "ZCSN", version, last zxid, counts),
 //!   the session table, an ACL table, every node parent-first with its data
 //!   (null distinct from empty), ACL index and stored stat, then a trailer
@@ -32,8 +37,11 @@
 
 pub mod apache;
 pub mod epoch_files;
+pub mod file_names;
 pub mod group_commit;
 pub mod log_format;
 pub mod recovery;
+pub mod retention;
 pub mod snapshot_format;
+pub mod truncate_plan;
 pub mod txn;

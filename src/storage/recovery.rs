@@ -194,8 +194,9 @@ pub fn recover_from<S: RecoveryStore>(store: &mut S, options: RecoveryOptions) -
     }
 
     let logs = store.logs();
-    // Start from the newest log that begins at or before the first zxid we need.
-    let start = logs.iter().rposition(|first| *first <= snapshot_zxid + 1).unwrap_or(0).min(logs.len());
+    // Start from the newest log that begins at or before the first zxid we
+    // need (the rule autopurge keeps logs by).
+    let start = super::retention::first_log_needed(&logs, snapshot_zxid);
     let mut last_zxid = snapshot_zxid;
     let mut replayed = 0u64;
     let mut recent_txns = VecDeque::new();
