@@ -218,7 +218,8 @@ def server_log_table(w, runs, cells):
       "the warm-up). *syncs/s* = log flushes per second (zoocore `zk_log_batches`, ZooKeeper `zk_cnt_fsynctime`); "
       "*writes/sync* = the client's write rate ÷ that (the group-commit batch size). zoocore's fsync, batch-size "
       "and commit-queue percentiles (`zk_fsync_us_*`, `zk_batch_txns_*`, `zk_commit_queue_us_*`) are cumulative "
-      "since the server started, so each row also holds the cells before it.")
+      "since the server started (fresh servers for each repeat), so each row also holds the cells of its repeat "
+      "before it.")
     w("")
     w("| workload | sessions×out | zoocore syncs/s | zoocore writes/sync | ZooKeeper syncs/s | ZooKeeper writes/sync | "
       "zoocore fsync us p50 / p99 | zoocore txns/batch p50 / p99 | zoocore commit queue us p50 / p99 |")

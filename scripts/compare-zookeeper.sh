@@ -760,9 +760,20 @@ echo "==> disk floor and loopback RTT"
 "$bench_bin" rtt --duration "$floor_s" --json >>"$results"
 
 # --- workload matrix ---------------------------------------------------------------
-start_server zoocore zoocore; zoocore_port=$port; zoocore_pid=$pid
-start_server apache zookeeper; zk_port=$port; zk_pid=$pid
-echo "==> zoocore pid $zoocore_pid port $zoocore_port; Apache ZooKeeper pid $zk_pid port $zk_port"
+# Fresh servers (empty dataDirs) for each repeat: a repeat's create cells add
+# millions of znodes, and with snapCount 100000 and no autopurge (both
+# servers' default) the snapshots of a tree that size fill tens of GB; three
+# repeats on one pair of servers filled the disk and stopped both.
+start_matrix_servers() { # rep
+    start_server zoocore "zoocore-rep$1"; zoocore_port=$port; zoocore_pid=$pid
+    start_server apache "zookeeper-rep$1"; zk_port=$port; zk_pid=$pid
+    echo "==> rep $1: zoocore pid $zoocore_pid port $zoocore_port; Apache ZooKeeper pid $zk_pid port $zk_port"
+}
+stop_matrix_servers() { # rep
+    stop_pid "$zoocore_pid"
+    stop_pid "$zk_pid"
+    rm -rf "$work/zoocore-rep$1/data" "$work/zookeeper-rep$1/data"
+}
 
 run_cell() { # label port pid workload sessions outstanding [rate]
     local threads=$(( $5 < 4 ? $5 : 4 ))
@@ -789,6 +800,7 @@ cells+=("create 8 64" "get 8 64" "ping 1 1")
 cells+=("create 8 64 5000" "get 8 64 10000")
 
 for rep in $(seq "$repeats"); do
+    start_matrix_servers "$rep"
     for cell in "${cells[@]}"; do
         read -r w s o rate <<<"$cell"
         echo "==> rep $rep/$repeats: $w ${s}x$o${rate:+ at $rate ops/s}"
@@ -801,9 +813,8 @@ for rep in $(seq "$repeats"); do
             run_cell zoocore "$zoocore_port" "$zoocore_pid" "$w" "$s" "$o" "$rate"
         fi
     done
+    stop_matrix_servers "$rep"
 done
-stop_pid "$zoocore_pid"
-stop_pid "$zk_pid"
 
 # --- memory: fresh servers, N znodes of 100 bytes ------------------------------------
 for kind in zoocore apache; do
