@@ -286,9 +286,6 @@ def targets(w, at, large, off_scale):
     def get(entry, kind, key):
         return entry[1][kind].get(key) if entry else None
 
-    def run_of(entry):
-        return f"`{entry[0]}`" if entry else ""
-
     def run_of_row(r):
         return f"`{r.get('run_id')}`" if r else ""
 
@@ -298,7 +295,7 @@ def targets(w, at, large, off_scale):
         other = f"; Apache {z['overhead_per_znode']:.0f} B" if z else ""
         w(f"| ≤ {OVERHEAD_PER_ZNODE_MAX_B} B overhead per znode at 1M | {mem['overhead_per_znode']:.0f} B{other} | "
           f"{verdict(mem['overhead_per_znode'] <= OVERHEAD_PER_ZNODE_MAX_B)} (cost per field: "
-          f"docs/architecture.md) | {run_of(one_m)} |")
+          f"docs/architecture.md) | {run_of_row(mem)} |")
     else:
         w(f"| ≤ {OVERHEAD_PER_ZNODE_MAX_B} B overhead per znode at 1M | | {NOT_MEASURED} | |")
 
@@ -315,14 +312,14 @@ def targets(w, at, large, off_scale):
             count_ok = r.get("server_reported") == r["watches"]
             count = "" if count_ok else f"; wchs reported {r.get('server_reported')}, not {r['watches']}"
             w(f"| {what} | {r['bytes_per_watch']:.1f} B{other}{count} | "
-              f"{verdict(r['bytes_per_watch'] <= BYTES_PER_WATCH_MAX_B and count_ok)}{method} | {run_of(entry)} |")
+              f"{verdict(r['bytes_per_watch'] <= BYTES_PER_WATCH_MAX_B and count_ok)}{method} | {run_of_row(r)} |")
 
     mem10 = get(ten_m, "memory", "zoocore")
     what = "10M znodes with 100-byte values in < 2 GiB RSS"
     if mem10:
         rss = mem10["rss_after"]
         w(f"| {what} | {rss / 2**30:.2f} GiB ({mem10['bytes_per_znode']:.0f} B per znode) | "
-          f"{verdict(rss < RSS_10M_MAX_B and mem10.get('errors', 0) == 0)} | {run_of(ten_m)} |")
+          f"{verdict(rss < RSS_10M_MAX_B and mem10.get('errors', 0) == 0)} | {run_of_row(mem10)} |")
     else:
         w(f"| {what} | | {NOT_MEASURED} | |")
 
@@ -334,7 +331,7 @@ def targets(w, at, large, off_scale):
             continue
         z = get(entry, "restart", "zookeeper")
         other = f"; Apache {z['restart_ms']:.0f} ms" if z else ""
-        w(f"| {what} | {r['restart_ms']:.0f} ms{other} | {verdict(r['restart_ms'] < limit)} | {run_of(entry)} |")
+        w(f"| {what} | {r['restart_ms']:.0f} ms{other} | {verdict(r['restart_ms'] < limit)} | {run_of_row(r)} |")
 
     what = f"setData p99 during a 1M-znode snapshot ≤ {SNAPSHOT_TAIL_MAX_RATIO:g}x p99 without"
     tails = one_m[1]["snapshot_tail"] if one_m else {}

@@ -164,14 +164,77 @@ pub fn write_snapshot_file(
     let final_path = dir.join(snapshot_file_name(last_zxid));
     let tmp_path = dir.join(unfinished_snapshot_file_name(last_zxid));
     let file = std::fs::File::create(&tmp_path)?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let mut out = BufWriter::with_capacity(1 << 20, SteppedWriteback::new(file));
     let bytes = write_snapshot(&mut out, last_zxid, sessions, tree)?;
     out.flush()?;
-    let file = out.into_inner().map_err(|e| e.into_error())?;
+    let file = out.into_inner().map_err(|e| e.into_error())?.file;
     file.sync_all()?;
     std::fs::rename(&tmp_path, &final_path)?;
     std::fs::File::open(dir)?.sync_all()?;
     Ok((final_path, bytes))
+}
+
+/// Snapshot bytes between write-back steps. Without them a snapshot's
+/// pages (~200 MB at 1M znodes) sit dirty in the page cache until its final
+/// fsync, which flushes them in one burst that the log's fdatasyncs queue
+/// behind; in steps, the disk takes them while the snapshot is written
+/// (RocksDB's `bytes_per_sync` does the same).
+const SNAPSHOT_WRITEBACK_STEP_BYTES: u64 = 8 << 20;
+
+/// The snapshot file, with write-back started every
+/// [`SNAPSHOT_WRITEBACK_STEP_BYTES`] and the step before waited for, so at
+/// most two steps are dirty at once. Any error from `sync_file_range` fails
+/// the snapshot: it may have consumed the error the final fsync would have
+/// reported.
+struct SteppedWriteback {
+    file: std::fs::File,
+    written: u64,
+    started_through: u64,
+    waited_through: u64,
+}
+
+impl SteppedWriteback {
+    fn new(file: std::fs::File) -> SteppedWriteback {
+        SteppedWriteback { file, written: 0, started_through: 0, waited_through: 0 }
+    }
+
+    fn step(&mut self) -> std::io::Result<()> {
+        use libc::{SYNC_FILE_RANGE_WAIT_AFTER, SYNC_FILE_RANGE_WAIT_BEFORE, SYNC_FILE_RANGE_WRITE};
+        use std::os::fd::AsRawFd;
+        let fd = self.file.as_raw_fd();
+        let range = |from: u64, to: u64| (from as libc::off64_t, (to - from) as libc::off64_t);
+        if self.started_through > self.waited_through {
+            let (offset, len) = range(self.waited_through, self.started_through);
+            let wait = SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER;
+            // SAFETY: a plain syscall on a descriptor this struct owns.
+            if unsafe { libc::sync_file_range(fd, offset, len, wait) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            self.waited_through = self.started_through;
+        }
+        let (offset, len) = range(self.started_through, self.written);
+        // SAFETY: as above.
+        if unsafe { libc::sync_file_range(fd, offset, len, SYNC_FILE_RANGE_WRITE) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        self.started_through = self.written;
+        Ok(())
+    }
+}
+
+impl Write for SteppedWriteback {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.started_through >= SNAPSHOT_WRITEBACK_STEP_BYTES {
+            self.step()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }
 
 /// Keeps the newest `retain` (at least 3) snapshots and the logs needed to
@@ -200,6 +263,29 @@ pub fn purge_old_files(data_dir: &Path, data_log_dir: &Path, retain: usize) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stepped_writeback_writes_every_byte_and_steps_through_the_file() {
+        let dir = std::env::temp_dir().join(format!("zoocore-stepped-writeback-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("snapshot.tmp");
+        let step = SNAPSHOT_WRITEBACK_STEP_BYTES as usize;
+        // Two and a half steps, in writes that do not line up with a step.
+        let bytes: Vec<u8> = (0..step * 5 / 2).map(|i| (i % 251) as u8).collect();
+        let mut w = SteppedWriteback::new(std::fs::File::create(&path).unwrap());
+        for chunk in bytes.chunks(999_983) {
+            w.write_all(chunk).unwrap();
+        }
+        w.flush().unwrap();
+        assert_eq!(w.written, bytes.len() as u64);
+        // Started at each step's crossing; the step before each one waited for.
+        assert!(w.started_through >= 2 * step as u64, "started through {}", w.started_through);
+        assert!(w.waited_through >= step as u64, "waited through {}", w.waited_through);
+        assert!(w.waited_through < w.started_through);
+        w.file.sync_all().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn trigger_fires_between_half_and_full_snap_count() {
