@@ -86,8 +86,8 @@ def describe_run(w, run_id, run, parts=None):
     w(f"Run `{run_id}`{which}: `{machine.get('command', 'scripts/compare-zookeeper.sh --scale')}` on "
       f"{machine.get('nproc')} cores ({machine.get('model')}, {machine.get('mem_gib')} GiB, kernel "
       f"{machine.get('kernel')}), Apache ZooKeeper {machine.get('zk_version')} (Debian), commit "
-      f"{machine.get('commit')}{snap}. 1-minute load at the start: {load.get('load1')} (the machine was "
-      "shared with other builds). Each measurement runs on a fresh server; raw rows are in "
+      f"{machine.get('commit')}{snap}. 1-minute load at the start: {load.get('load1')} (the notes say what "
+      "else ran). Each measurement runs on a fresh server; raw rows are in "
       "`scale-results.jsonl`.\n")
 
 
