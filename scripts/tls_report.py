@@ -8,25 +8,14 @@ copied in verbatim.
 
     scripts/tls_report.py docs/benchmarks/tls-results.jsonl docs/benchmarks
 """
-import json
 import os
-import statistics
 import sys
+
+from bench_report import fmt, load, median
 
 SYSTEMS = ("zoocore", "zookeeper")
 TRANSPORTS = ("plain", "tls")
 NAMES = {"zoocore": "zoocore", "zookeeper": "ZooKeeper", "plain": "plaintext", "tls": "TLS"}
-
-
-def median(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-
-
-def fmt(v, digits=0):
-    if v is None:
-        return "–"
-    return f"{v:,.{digits}f}"
 
 
 def ratio(a, b):
@@ -37,7 +26,7 @@ def ratio(a, b):
 
 def main():
     rows_path, out_dir = sys.argv[1], sys.argv[2]
-    rows = [json.loads(l) for l in open(rows_path) if l.strip().startswith("{")]
+    rows = load(rows_path)
     machine = next((r for r in rows if r["kind"] == "machine"), {})
     loads = [r for r in rows if r["kind"] == "load"]
     runs = [r for r in rows if r["kind"] == "run" and ":" in r.get("label", "")]

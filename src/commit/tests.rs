@@ -37,10 +37,7 @@ fn ephemeral(path: &str) -> WriteOp {
     WriteOp::Create {
         path: path.to_owned(),
         data: None,
-        acl: vec![crate::proto::Acl {
-            perms: crate::proto::perms::ALL,
-            id: crate::proto::Id { scheme: "world".into(), id: "anyone".into() },
-        }],
+        acl: crate::proto::types::open_acl_unsafe(),
         flags: 1,
         ttl: None,
         op: op::CREATE,

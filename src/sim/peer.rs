@@ -388,10 +388,7 @@ fn ephemeral_create(path: &str) -> WriteOp {
     WriteOp::Create {
         path: path.to_owned(),
         data: None,
-        acl: vec![crate::proto::Acl {
-            perms: crate::proto::perms::ALL,
-            id: crate::proto::Id { scheme: "world".into(), id: "anyone".into() },
-        }],
+        acl: crate::proto::types::open_acl_unsafe(),
         flags: EPHEMERAL_FLAGS,
         ttl: None,
         op: crate::proto::op::CREATE,
