@@ -271,7 +271,7 @@ pub fn report_chunks(cmd: &str, parts: &mut [ShardReport], view: &CommitView<'_>
     match cmd {
         "wchc" | "wchp" => {
             let mut chunks: Vec<Bytes> =
-                parts.iter_mut().map(|p| Bytes::from(std::mem::take(&mut p.lines))).filter(|b| !b.is_empty()).collect();
+                parts.iter_mut().flat_map(|p| std::mem::take(&mut p.dump)).filter(|b| !b.is_empty()).collect();
             chunks.push(Bytes::from_static(b"\n"));
             chunks
         }

@@ -133,8 +133,12 @@ pub struct ShardReport {
     pub data_watch_count: u64,
     pub watched_paths: u64,
     pub watching_sessions: u64,
-    /// Pre-formatted lines (cons/stat connection lines, wchc/wchp entries).
+    /// Pre-formatted lines (cons/stat connection lines).
     pub lines: String,
+    /// wchc / wchp text in pieces of about `WATCH_DUMP_PIECE_BYTES`, each
+    /// made between two yields, so no single step of a 10M-watch dump grows
+    /// (and copies) one buffer of hundreds of MiB.
+    pub dump: Vec<Bytes>,
     /// Which worker shard this part is from.
     pub shard: usize,
     /// AdminServer `connections` / `stats`: one entry per connection.

@@ -48,6 +48,10 @@ pub const ADMIN_REQUESTER_BIT: u64 = 1 << 63;
 /// Lines of wchc / wchp formatted between two yields (a path's watchers
 /// are not split, see `WatchRegistry::write_watches_by_path`).
 const WATCH_DUMP_CHUNK_ENTRIES: usize = 4096;
+/// A wchc / wchp dump is handed on in pieces of about this size (a piece is
+/// closed once it reaches it, after a chunk of entries): growing one String
+/// for the whole dump would double-and-copy hundreds of MiB in one step.
+const WATCH_DUMP_PIECE_BYTES: usize = 1 << 20;
 /// A four-letter-word answer is copied into its connection's out buffer at
 /// most this much at a time, and only while the buffer holds less than
 /// this: a 500 MB wchp then costs the shard one short copy per MiB, not
@@ -437,7 +441,7 @@ impl WorkerShard {
             FromCommit::CollectReport { request_id, cmd } => {
                 let mut part = self.report_part(cmd);
                 if cmd == "wchc" || cmd == "wchp" {
-                    self.append_watch_dump(cmd, &mut part.lines).await;
+                    part.dump = self.watch_dump(cmd).await;
                 }
                 let _ = self.to_commit.send(ToCommit::ReportPart { request_id, part }).await;
             }
@@ -930,20 +934,33 @@ impl WorkerShard {
     /// wchc / wchp text, a chunk of the registry at a time with a yield
     /// between chunks, so a dump of millions of watches does not hold the
     /// shard (the dump is not one atomic view; ZooKeeper's is not either
-    /// across its two tables).
-    async fn append_watch_dump(&self, cmd: &str, out: &mut String) {
+    /// across its two tables). Returned in pieces of about
+    /// `WATCH_DUMP_PIECE_BYTES`.
+    async fn watch_dump(&self, cmd: &str) -> Vec<Bytes> {
+        // Room for a chunk's last entries beyond the piece size, so a piece
+        // rarely reallocates.
+        let piece_capacity = WATCH_DUMP_PIECE_BYTES + WATCH_DUMP_PIECE_BYTES / 4;
+        let mut pieces = Vec::new();
+        let mut piece = String::with_capacity(piece_capacity);
         let mut cursor = Some(crate::watch::DumpCursor::default());
         while let Some(at) = cursor {
             {
                 let w = self.watches.borrow();
                 cursor = if cmd == "wchc" {
-                    w.write_watches_by_session(at, WATCH_DUMP_CHUNK_ENTRIES, out)
+                    w.write_watches_by_session(at, WATCH_DUMP_CHUNK_ENTRIES, &mut piece)
                 } else {
-                    w.write_watches_by_path(at, WATCH_DUMP_CHUNK_ENTRIES, out)
+                    w.write_watches_by_path(at, WATCH_DUMP_CHUNK_ENTRIES, &mut piece)
                 };
+            }
+            if piece.len() >= WATCH_DUMP_PIECE_BYTES {
+                pieces.push(Bytes::from(std::mem::replace(&mut piece, String::with_capacity(piece_capacity))));
             }
             glommio::yield_if_needed().await;
         }
+        if !piece.is_empty() {
+            pieces.push(Bytes::from(piece));
+        }
+        pieces
     }
 
     /// Answers a four-letter word on a fresh connection.
