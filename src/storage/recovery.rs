@@ -231,6 +231,7 @@ pub fn recover_from<S: RecoveryStore>(store: &mut S, options: RecoveryOptions) -
                 )));
             }
         }
+        let mut replayed_from_this_log = 0usize;
         for record in &scan.records {
             let zxid = record.zxid;
             if zxid <= last_zxid {
@@ -284,13 +285,25 @@ pub fn recover_from<S: RecoveryStore>(store: &mut S, options: RecoveryOptions) -
                 }
             }
             store.replayed(zxid, &payload, &tree);
-            // A copy: a slice would keep the whole log file's buffer alive.
-            recent_txns.push_back((zxid, Bytes::copy_from_slice(&payload)));
+            // A slice for now (no copy): most of these fall out of the
+            // window before this file is done; the survivors are copied
+            // below, before the file's bytes are released.
+            recent_txns.push_back((zxid, payload));
             if recent_txns.len() > options.recent_window_txns {
                 recent_txns.pop_front();
             }
+            replayed_from_this_log += 1;
             last_zxid = zxid;
             replayed += 1;
+        }
+        // The window's entries from this file are slices of its buffer (a
+        // mapped file in production): copied out, so that the window pins
+        // ~500 small txns, not the whole file, and no slice outlives the
+        // mapping a cut below may shorten.
+        let from_this_log = replayed_from_this_log.min(recent_txns.len());
+        let first_from_this_log = recent_txns.len() - from_this_log;
+        for (_, payload) in recent_txns.range_mut(first_from_this_log..) {
+            *payload = Bytes::copy_from_slice(payload);
         }
         // The writer opens `log.<next zxid>` with create_new; a newest file
         // left without a transaction (crash before its first batch was

@@ -56,14 +56,30 @@ pub fn digest_of(path: &str, data: Option<&[u8]>, stat: &StoredStat) -> i64 {
         return 0;
     }
     let path = if path == "/" { "" } else { path };
+    let data = data.unwrap_or_default();
+    let stat = stat_bytes(stat);
+    // One CRC call over the three parts laid end to end when they fit a
+    // stack buffer (the common small node): each call pays a fold and a
+    // final reduction, which for ~15 + 100 + 60 bytes was most of the cost
+    // (9 % of a 1M-znode restart, perf). Same bytes, same CRC.
+    let len = path.len() + data.len() + STAT_DIGEST_BYTES;
+    if len <= DIGEST_STACK_BUFFER_BYTES {
+        let mut buffer = [0u8; DIGEST_STACK_BUFFER_BYTES];
+        let rest = put(&mut buffer, path.as_bytes());
+        let rest = put(rest, data);
+        put(rest, &stat);
+        return crc32fast::hash(buffer.get(..len).unwrap_or_default()) as i64;
+    }
     let mut crc = crc32fast::Hasher::new();
     crc.update(path.as_bytes());
-    if let Some(data) = data {
-        crc.update(data);
-    }
-    crc.update(&stat_bytes(stat));
+    crc.update(data);
+    crc.update(&stat);
     crc.finalize() as i64
 }
+
+/// Nodes whose path, data and stat fit this many bytes are hashed in one
+/// CRC call from a stack copy (`digest_of`).
+const DIGEST_STACK_BUFFER_BYTES: usize = 256;
 
 /// The digest of the node at `path` after only its stat changed from `old`
 /// to `new`, given its digest before: O(60 bytes) whatever the path and
@@ -271,6 +287,24 @@ mod tests {
         assert_eq!(digest_of("/", None, &stat()), crc32fast::hash(&expected[4..]) as i64);
         assert_eq!(digest_of("/zookeeper/quota", None, &stat()), 0);
         assert_ne!(digest_of("/zookeeper", None, &stat()), 0);
+    }
+
+    /// The one-call path (small nodes) and the streamed one (larger ones)
+    /// hash the same bytes: checked on both sides of the buffer's size.
+    #[test]
+    fn small_and_large_nodes_hash_their_bytes_end_to_end() {
+        for data_len in [0, 1, 100, 190, 191, 192, 193, 194, 300, 4096] {
+            let data: Vec<u8> = (0..data_len).map(|i| (i * 7 + 3) as u8).collect();
+            let mut expected = b"/a/b".to_vec();
+            expected.extend_from_slice(&data);
+            expected.extend_from_slice(&stat_bytes(&stat()));
+            let fits = expected.len() <= DIGEST_STACK_BUFFER_BYTES;
+            assert_eq!(
+                digest_of("/a/b", Some(&data), &stat()),
+                crc32fast::hash(&expected) as i64,
+                "data_len {data_len} (one call: {fits})"
+            );
+        }
     }
 
     #[test]
