@@ -417,7 +417,7 @@ impl WorkerShard {
         ((self.index as u64) << 48) | n
     }
 
-    async fn on_commit_message(&self, msg: FromCommit) {
+    async fn on_commit_message(self: &Rc<Self>, msg: FromCommit) {
         match msg {
             FromCommit::Batch(batch) => {
                 self.apply_batch(&batch);
@@ -438,11 +438,20 @@ impl WorkerShard {
                     c.drop_now();
                 }
             }
+            FromCommit::CollectReport { request_id, cmd } if cmd == "wchc" || cmd == "wchp" => {
+                // Its own task, so that the batches that follow are applied
+                // while it runs (the cursor allows for the registry changing
+                // between chunks).
+                let shard = self.clone();
+                glommio::spawn_local(async move {
+                    let mut part = shard.report_part(cmd);
+                    part.dump = shard.watch_dump(cmd).await;
+                    let _ = shard.to_commit.send(ToCommit::ReportPart { request_id, part }).await;
+                })
+                .detach();
+            }
             FromCommit::CollectReport { request_id, cmd } => {
-                let mut part = self.report_part(cmd);
-                if cmd == "wchc" || cmd == "wchp" {
-                    part.dump = self.watch_dump(cmd).await;
-                }
+                let part = self.report_part(cmd);
                 let _ = self.to_commit.send(ToCommit::ReportPart { request_id, part }).await;
             }
             FromCommit::ReportReady { conn, chunks } if conn.conn_id & ADMIN_REQUESTER_BIT != 0 => {
