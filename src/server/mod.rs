@@ -61,11 +61,6 @@ const SHARD_CHANNEL_DEPTH: usize = 4096;
 /// io_uring registered buffer memory per executor: glommio's default
 /// (10 MiB) is more than the server needs for sockets.
 const EXECUTOR_IO_MEMORY: usize = 1 << 20;
-/// How long a task may run before `yield_if_needed` gives the executor back
-/// to its reactor. glommio's default is 100 ms: a wchc of 10M watches, which
-/// yields only when asked, then held a shard's other connections for 100-300
-/// ms at a time.
-const EXECUTOR_PREEMPT_QUANTUM: Duration = Duration::from_micros(500);
 /// Profiling only (scripts/profile-instructions.sh): executors poll instead
 /// of parking in io_uring_enter. Valgrind 3.19 holds its big lock across that
 /// syscall, so a parked executor would stall every other thread under callgrind.
@@ -73,10 +68,7 @@ const SPIN_INSTEAD_OF_PARK_ENV: &str = "ZOOCORE_PROFILE_SPIN_INSTEAD_OF_PARK";
 
 /// A shard's executor, pinned to `core`.
 fn executor_builder(core: usize, name: &str) -> LocalExecutorBuilder {
-    let builder = LocalExecutorBuilder::new(Placement::Fixed(core))
-        .name(name)
-        .io_memory(EXECUTOR_IO_MEMORY)
-        .preempt_timer(EXECUTOR_PREEMPT_QUANTUM);
+    let builder = LocalExecutorBuilder::new(Placement::Fixed(core)).name(name).io_memory(EXECUTOR_IO_MEMORY);
     if std::env::var_os(SPIN_INSTEAD_OF_PARK_ENV).is_some() {
         builder.spin_before_park(Duration::from_secs(3600))
     } else {

@@ -21,6 +21,7 @@ use glommio::channels::local_channel::{self, LocalSender};
 use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
 use glommio::net::TcpListener;
 use glommio::sync::Semaphore;
+use glommio::{Latency, Shares, TaskQueueHandle};
 
 use crate::acl::{AuthContext, Authz};
 use crate::config::Config;
@@ -52,6 +53,10 @@ const WATCH_DUMP_CHUNK_ENTRIES: usize = 4096;
 /// closed once it reaches it, after a chunk of entries): growing one String
 /// for the whole dump would double-and-copy hundreds of MiB in one step.
 const WATCH_DUMP_PIECE_BYTES: usize = 1 << 20;
+/// How often the executor leaves its tasks for its reactor while a dump is
+/// formatted (glommio's default, 100 ms, held a shard's connections for up
+/// to 300 ms per 10M-watch dump).
+const REPORT_PREEMPT_QUANTUM: Duration = Duration::from_micros(500);
 /// A four-letter-word answer is copied into its connection's out buffer at
 /// most this much at a time, and only while the buffer holds less than
 /// this: a 500 MB wchp then costs the shard one short copy per MiB, not
@@ -227,6 +232,8 @@ pub struct WorkerShard {
     pub request_latency: RefCell<LatencyHistogram>,
     /// Sizes of every response and event sent (see `Conn::response_sizes`).
     pub response_sizes: Rc<Cell<BufferSizes>>,
+    /// The task queue wchc / wchp dumps are formatted in (set by `run`).
+    report_queue: Cell<Option<TaskQueueHandle>>,
 }
 
 impl WorkerShard {
@@ -269,6 +276,7 @@ impl WorkerShard {
             next_admin_requester: Cell::new(1),
             request_latency: RefCell::new(LatencyHistogram::default()),
             response_sizes: Rc::new(Cell::new(BufferSizes::default())),
+            report_queue: Cell::new(None),
         })
     }
 
@@ -281,6 +289,16 @@ impl WorkerShard {
         from_commit: ConnectedReceiver<FromCommit>,
         stop: Rc<local_channel::LocalReceiver<()>>,
     ) {
+        // While a dump is being formatted its queue is active, and glommio
+        // then preempts every task of this executor after
+        // `REPORT_PREEMPT_QUANTUM` instead of its default 100 ms: the dump
+        // yields to the connections that often, and only while it runs.
+        let report_queue = glommio::executor().create_task_queue(
+            Shares::default(),
+            Latency::Matters(REPORT_PREEMPT_QUANTUM),
+            "reports",
+        );
+        self.report_queue.set(Some(report_queue));
         let consumer = {
             let shard = self.clone();
             glommio::spawn_local(async move {
@@ -443,12 +461,26 @@ impl WorkerShard {
                 // while it runs (the cursor allows for the registry changing
                 // between chunks).
                 let shard = self.clone();
-                glommio::spawn_local(async move {
+                let dump = async move {
                     let mut part = shard.report_part(cmd);
                     part.dump = shard.watch_dump(cmd).await;
                     let _ = shard.to_commit.send(ToCommit::ReportPart { request_id, part }).await;
-                })
-                .detach();
+                };
+                let spawned = match self.report_queue.get() {
+                    Some(queue) => glommio::spawn_local_into(dump, queue).map_err(|e| e.to_string()),
+                    None => Ok(glommio::spawn_local(dump)),
+                };
+                match spawned {
+                    Ok(task) => {
+                        task.detach();
+                    }
+                    Err(e) => {
+                        // The report still needs this shard's part.
+                        tracing::warn!(error = %e, "cannot start a watch dump; this shard's part is left out");
+                        let part = self.report_part(cmd);
+                        let _ = self.to_commit.send(ToCommit::ReportPart { request_id, part }).await;
+                    }
+                }
             }
             FromCommit::CollectReport { request_id, cmd } => {
                 let part = self.report_part(cmd);
@@ -951,6 +983,10 @@ impl WorkerShard {
         let piece_capacity = WATCH_DUMP_PIECE_BYTES + WATCH_DUMP_PIECE_BYTES / 4;
         let mut pieces = Vec::new();
         let mut piece = String::with_capacity(piece_capacity);
+        // Off the run queue once first: the preempt timer armed before this
+        // task's queue became active runs its full 100 ms, and only the next
+        // one the reactor arms is `REPORT_PREEMPT_QUANTUM`.
+        glommio::timer::sleep(Duration::from_micros(1)).await;
         let mut cursor = Some(crate::watch::DumpCursor::default());
         while let Some(at) = cursor {
             {
