@@ -26,6 +26,9 @@ use crate::storage::txn::{Txn, TxnDigest, TxnHeader};
 use crate::tree::{DataTree, QuotaNote, TxnContext, WatchTrigger, WriteOp, WriteResult};
 use crate::zab::leader::LearnerConn;
 
+pub mod leader_term;
+pub use leader_term::{LeaderTerm, PendingBatches};
+
 /// Where the sequencer's txns go, in zxid order: production's
 /// `BatchBuilder` (encoded for the log and the proposal), the simulator's
 /// batch (plus its history).

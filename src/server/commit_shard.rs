@@ -21,7 +21,7 @@ use glommio::channels::local_channel;
 use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
 
 use crate::acl::{AuthContext, ServerIdentity};
-use crate::commit::{ExecSettings, Sequencer, SessionHolder, TxnSink, WriteDone};
+use crate::commit::{ExecSettings, PendingBatches, Sequencer, SessionHolder, TxnSink, WriteDone};
 use crate::config::Config;
 use crate::proto::records::{MultiResult, Response};
 use crate::proto::{op, ErrorCode, Stat};
@@ -183,7 +183,7 @@ impl CommitShard {
 
     async fn run_standalone(&mut self, events: &Rc<EventQueue>) {
         // Batches executed and logged, waiting for the log to say durable.
-        let mut pending: VecDeque<Arc<CommitBatch>> = VecDeque::new();
+        let mut pending: PendingBatches<Arc<CommitBatch>> = PendingBatches::default();
         loop {
             self.log.wait_for_room().await;
             let Some(items) = events.next_batch().await else { break };
@@ -198,7 +198,8 @@ impl CommitShard {
             if !batch.entries.is_empty() {
                 let logged_txns = batch.logged.len() as u64;
                 self.log_txns(&mut batch);
-                pending.push_back(self.seal(batch));
+                let sealed = self.seal(batch);
+                pending.push(sealed.last_zxid, sealed);
                 self.maybe_snapshot(logged_txns);
             }
             // Durability point: nothing of a batch reaches a client first.
@@ -210,11 +211,9 @@ impl CommitShard {
 
     /// Publishes, in order, every pending batch whose txns are all at or
     /// below `zxid` (durable, or committed by a quorum).
-    pub(super) async fn publish_through(&mut self, pending: &mut VecDeque<Arc<CommitBatch>>, zxid: i64) {
-        while pending.front().is_some_and(|b| b.last_zxid <= zxid) {
-            if let Some(b) = pending.pop_front() {
-                self.publish(b).await;
-            }
+    pub(super) async fn publish_through(&mut self, pending: &mut PendingBatches<Arc<CommitBatch>>, zxid: i64) {
+        for b in pending.take_through(zxid) {
+            self.publish(b).await;
         }
     }
 

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::storage::log_format::{decode_file_header, scan_log, zxid_follows, RECORD_HEADER_LEN};
+use crate::storage::log_format::{decode_file_header, scan_log, zxid_follows};
 use crate::zab::packets::ToLearner;
 use crate::zab::sync_plan::DiskLogIndex;
 
@@ -30,12 +30,6 @@ use super::recovery::{list_by_zxid, snapshot_dir};
 /// Encoded packets gathered before one write to the output (one chunk of
 /// the link's pipe).
 pub const LOGGED_TXN_CHUNK_BYTES: usize = 256 * 1024;
-
-/// The bytes a txn of `payload_len` bytes takes in the log (its record;
-/// batch headers and block padding are not counted).
-pub fn record_bytes(payload_len: usize) -> u64 {
-    (RECORD_HEADER_LEN + payload_len) as u64
-}
 
 /// The oldest log file's first zxid (`None`: no log files) and the newest
 /// snapshot's size in bytes (0: none).
@@ -49,28 +43,16 @@ pub fn disk_files(data_dir: &Path, data_log_dir: &Path) -> (Option<i64>, u64) {
 }
 
 /// Reads every log file, oldest first, into an index of what can be
-/// replayed without a gap up to the newest txn. A file that does not scan
-/// (corrupt, unreadable) is a gap: only what follows it is indexed.
+/// replayed without a gap up to the newest txn (`DiskLogIndex::from_log_files`,
+/// which the simulator runs over its simulated files).
 pub fn index_disk_log(data_dir: &Path, data_log_dir: &Path) -> DiskLogIndex {
     let (_, snapshot_bytes) = disk_files(data_dir, data_log_dir);
-    let mut index = DiskLogIndex::new(snapshot_bytes);
-    for (_, path) in list_by_zxid(&log_dir(data_log_dir), "log") {
-        let scanned = std::fs::read(&path).map_err(|e| e.to_string()).and_then(|bytes| {
-            let header = decode_file_header(&bytes).map_err(|e| e.to_string())?;
-            let scan = scan_log(&bytes, header.block_size).map_err(|e| e.to_string())?;
-            Ok(scan.records.iter().map(|r| (r.zxid, record_bytes(r.payload.len()))).collect::<Vec<_>>())
-        });
-        match scanned {
-            Ok(records) => {
-                for (zxid, bytes) in records {
-                    index.logged(zxid, bytes);
-                }
-            }
-            Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "log file not usable for DIFFs; older txns will be sent by SNAP");
-                index = DiskLogIndex::new(snapshot_bytes);
-            }
-        }
+    let files = list_by_zxid(&log_dir(data_log_dir), "log")
+        .into_iter()
+        .map(|(_, path)| (path.display().to_string(), std::fs::read(&path).map_err(|e| e.to_string())));
+    let (index, unusable) = DiskLogIndex::from_log_files(snapshot_bytes, files);
+    for (file, error) in unusable {
+        tracing::warn!(%file, %error, "log file not usable for DIFFs; older txns will be sent by SNAP");
     }
     index
 }
@@ -203,7 +185,7 @@ impl LoggedTxnFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::log_format::{encode_batch_to_vec, encode_file_header};
+    use crate::storage::log_format::{encode_batch_to_vec, encode_file_header, record_bytes};
     use crate::zab::packets::{make_zxid as z, PacketDecoder};
 
     const BLOCK: usize = 512;

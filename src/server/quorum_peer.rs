@@ -231,19 +231,10 @@ struct LearnerPending {
     left_cleanly: bool,
 }
 
-/// What one leadership term keeps beside its `LeaderCore`.
-struct LeaderTerm {
-    /// Sealed batches, oldest first, published once a quorum holds them.
-    pending: VecDeque<Arc<CommitBatch>>,
-    /// Everything logged before this epoch is committed once established.
-    committed_floor: i64,
-    /// (zxid, record bytes) handed to the log thread and not yet durable:
-    /// the DIFF-from-disk index learns of them once they are on disk.
-    not_yet_durable: VecDeque<(i64, u64)>,
-    /// Syncs of this server's own clients, by the token `LeaderCore` knows.
-    local_syncs: HashMap<u64, (ConnRef, i32, String)>,
-    next_sync_token: u64,
-}
+/// What one leadership term keeps beside its `LeaderCore` (shared with
+/// the simulator): sealed batches, the commit floor, the records not yet
+/// durable, and local syncs as (connection, xid, path).
+type LeaderTerm = crate::commit::LeaderTerm<Arc<CommitBatch>, (ConnRef, i32, String)>;
 
 struct PendingWrite {
     conn: ConnRef,
@@ -562,13 +553,7 @@ impl CommitShard {
             disk_log: disk_log::index_disk_log(&self.config.data_dir, &self.config.data_log_dir),
         };
         let mut leader = LeaderCore::new(members.ensemble.clone(), settings, start, now());
-        let mut held = LeaderTerm {
-            pending: VecDeque::new(),
-            committed_floor: i64::MIN,
-            not_yet_durable: VecDeque::new(),
-            local_syncs: HashMap::new(),
-            next_sync_token: 0,
-        };
+        let mut held = LeaderTerm::default();
         let result = loop {
             let Some(items) = events.next_batch().await else { break "stopping".to_owned() };
             let mut batch = BatchBuilder::default();
@@ -578,10 +563,7 @@ impl CommitShard {
                     Event::Worker(_, ToCommit::Sync { conn, xid, path, .. }) if leader.is_established() => {
                         // After the requests before it (self.last_zxid
                         // covers those in this batch), and a quorum round.
-                        let token = held.next_sync_token;
-                        held.next_sync_token += 1;
-                        held.local_syncs.insert(token, (conn, xid, path));
-                        leader.sync(SyncRequester::Local(token), self.seq.last_zxid(), &mut actions);
+                        held.sync_local(&mut leader, (conn, xid, path), self.seq.last_zxid(), &mut actions);
                     }
                     Event::Worker(arrived, msg) => {
                         if leader.is_established() {
@@ -630,16 +612,13 @@ impl CommitShard {
                 self.reap(&mut batch);
             }
             if !batch.entries.is_empty() {
-                if batch.logged.last().is_some_and(|(z, _)| {
-                    z & crate::zab::leader::ZXID_COUNTER_MAX == crate::zab::leader::ZXID_COUNTER_MAX
-                }) {
-                    break "the zxid counter is exhausted; a new epoch is needed".to_owned();
-                }
                 let mut actions = Vec::new();
                 let proposed_at = Instant::now();
+                if let Err(why) = held.propose(&mut leader, &batch.logged, &mut actions) {
+                    break why;
+                }
                 for (zxid, txn) in &batch.logged {
                     self.leader_report.proposal_sizes.record(txn.len(), proposed_at);
-                    leader.propose(*zxid, txn.clone(), &mut actions);
                     self.quorum_metrics.proposed(*zxid, proposed_at);
                 }
                 // The proposals go out first; our own write + fsync runs
@@ -648,22 +627,22 @@ impl CommitShard {
                     break why;
                 }
                 let logged_txns = batch.logged.len() as u64;
-                held.not_yet_durable.extend(batch.logged.iter().map(|(z, t)| (*z, disk_log::record_bytes(t.len()))));
+                held.handed_to_log(&batch.logged);
                 self.remember_recent(&batch);
                 self.log_txns(&mut batch);
-                held.pending.push_back(self.seal(batch));
+                let sealed = self.seal(batch);
+                held.pending.push(sealed.last_zxid, sealed);
                 self.maybe_snapshot(logged_txns);
             }
             if let Some(durable) = self.log.take_newly_durable() {
-                let split = held.not_yet_durable.partition_point(|(z, _)| *z <= durable);
-                leader.disk_logged(held.not_yet_durable.drain(..split));
                 let mut actions = Vec::new();
-                leader.local_durable(durable, &mut actions);
+                held.log_durable(&mut leader, durable, &mut actions);
                 if let Err(why) = self.leader_actions(&mut leader, actions, &links, None, &mut held, epochs).await {
                     break why;
                 }
             }
-            self.publish_through(&mut held.pending, leader.last_committed().max(held.committed_floor)).await;
+            let visible = held.commit_point(&leader);
+            self.publish_through(&mut held.pending, visible).await;
         };
         leading.set(false);
         drop(acceptor);
@@ -732,7 +711,7 @@ impl CommitShard {
                 }
                 LeaderAction::Established { epoch } => {
                     self.seq.raise_last_zxid(make_zxid(epoch, 0));
-                    held.committed_floor = self.seq.last_zxid();
+                    held.established(self.seq.last_zxid());
                     epochs.advertised.set(epoch);
                     self.stats.set_mode(ServerMode::Leader);
                     let synced = leader.synced_learners();
@@ -742,7 +721,8 @@ impl CommitShard {
                 }
                 LeaderAction::Committed { zxid } => {
                     self.quorum_metrics.committed(zxid, Instant::now());
-                    self.publish_through(&mut held.pending, zxid.max(held.committed_floor)).await
+                    let visible = held.visible_through(zxid);
+                    self.publish_through(&mut held.pending, visible).await
                 }
                 LeaderAction::Forwarded { conn, request, .. } if request.op_type == op::SYNC => {
                     // In request order: after the writes forwarded before it.
@@ -755,7 +735,7 @@ impl CommitShard {
                     None => tracing::warn!(sid, "a forwarded request outside a batch was dropped"),
                 },
                 LeaderAction::LocalSyncReady { token } => {
-                    let Some((conn, xid, path)) = held.local_syncs.remove(&token) else { continue };
+                    let Some((conn, xid, path)) = held.take_local_sync(token) else { continue };
                     let reply = BatchEntry::Reply(Reply {
                         conn,
                         zxid: self.seq.last_zxid(),
@@ -768,7 +748,7 @@ impl CommitShard {
                         // proposed state, so a batch of its own queues behind.
                         None => {
                             let shared = self.seal(BatchBuilder { entries: vec![reply], ..Default::default() });
-                            held.pending.push_back(shared);
+                            held.pending.push(shared.last_zxid, shared);
                         }
                     }
                 }
@@ -1043,8 +1023,21 @@ impl CommitShard {
                             "the leader truncates this server's log (TRUNC)"
                         );
                         self.log.close().await;
-                        crate::server::truncate::truncate_after(&self.config.data_dir, &self.config.data_log_dir, zxid)
-                            .map_err(|e| format!("TRUNC to 0x{zxid:x} failed: {e}"))?;
+                        if let Err(e) = crate::server::truncate::truncate_after(
+                            &self.config.data_dir,
+                            &self.config.data_log_dir,
+                            zxid,
+                        ) {
+                            // As Apache's learner exits: a log that cannot be
+                            // cut back would be TRUNCated again at every sync
+                            // (the simulator's seed 3234 looped so for good).
+                            tracing::error!(
+                                zxid = format_args!("0x{zxid:x}"),
+                                error = %e,
+                                "TRUNC failed: this server's log cannot be cut back to the leader's history; stopping. Move dataDir (and dataLogDir) aside and restart the server to resync it from the leader by SNAP"
+                            );
+                            std::process::exit(1);
+                        }
                         self.reload_from_disk().await?;
                         if self.seq.last_zxid() != zxid {
                             return Err(format!(

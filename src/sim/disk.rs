@@ -178,6 +178,17 @@ pub struct SimDisk {
 }
 
 impl SimDisk {
+    /// Production's `disk_log::disk_files`: the oldest log file's first
+    /// zxid (None: no log files) and the newest snapshot's size in bytes
+    /// (0: none), periodic or SNAP-installed.
+    pub fn sync_index_files(&self) -> (Option<i64>, u64) {
+        let oldest_log = self.logs.first().map(|f| f.first_zxid);
+        let periodic = self.snapshots.iter().map(|f| (f.zxid, f.bytes.len()));
+        let installed = self.snapshot.iter().map(|(z, b)| (*z, b.len()));
+        let newest = periodic.chain(installed).max_by_key(|(z, _)| *z);
+        (oldest_log, newest.map_or(0, |(_, len)| len as u64))
+    }
+
     /// Total log bytes (for the trace).
     pub fn log_len(&self) -> usize {
         self.logs.iter().map(|f| f.bytes.len()).sum()

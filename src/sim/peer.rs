@@ -22,7 +22,7 @@ use super::rng::fnv1a;
 use super::sessions::SessionReply;
 use super::world::{Ctx, Ev};
 use crate::acl::ServerIdentity;
-use crate::commit::{ExecSettings, Sequencer, SessionHolder, TxnSink};
+use crate::commit::{ExecSettings, LeaderTerm, PendingBatches, Sequencer, SessionHolder, TxnSink};
 use crate::server::snapshots::SnapshotPolicy;
 use crate::session::{PublishedSessions, SessionChange, SessionIdAllocator};
 use crate::storage::epoch_files::{reconcile_epochs, StoredEpochs};
@@ -36,11 +36,9 @@ use crate::zab::election::{Action, Decision, Election, ElectionConfig, Notificat
 use crate::zab::election_wire::LearnerType;
 use crate::zab::ensemble::{Ensemble, Sid};
 use crate::zab::follower::{LearnerAction, LearnerCore, LearnerSettings};
-use crate::zab::leader::{
-    LeaderAction, LeaderCore, LeaderSettings, LeaderStart, LearnerConn, SyncRequester, ZXID_COUNTER_MAX,
-};
+use crate::zab::leader::{LeaderAction, LeaderCore, LeaderSettings, LeaderStart, LearnerConn, SyncRequester};
 use crate::zab::packets::{epoch_of, make_zxid, ForwardedRequest, QuorumPacket, ToLeader, ToLearner};
-use crate::zab::sync_plan::SyncPolicy;
+use crate::zab::sync_plan::{DiskLogIndex, SyncPolicy};
 
 /// Mirrors `quorum_peer::LEADER_CONNECT_RETRY_MS`.
 pub const LEADER_CONNECT_RETRY_MS: u64 = 200;
@@ -140,9 +138,9 @@ enum LeaderStage {
     AfterDurable,
 }
 
-/// A batch the leader logged; published once committed.
+/// A batch the leader logged; published once committed (kept in the
+/// shared `commit::PendingBatches` with the last zxid it holds).
 struct PendingBatch {
-    last_zxid: i64,
     tree: DataTree,
     txns: Vec<(i64, u64, i64)>,
     writes: Vec<ClientWriteDone>,
@@ -203,14 +201,12 @@ pub struct Leading {
     pub core: LeaderCore,
     links: BTreeMap<LearnerConn, ConnId>,
     next_conn: LearnerConn,
-    pending: VecDeque<PendingBatch>,
-    committed_floor: i64,
+    /// Production's `LeaderTerm` (shared): sealed batches, the commit
+    /// floor, records not yet durable, local syncs by token (sync ids).
+    term: LeaderTerm<PendingBatch, u64>,
     stage: LeaderStage,
     queue: VecDeque<LeaderAction>,
     batch: LeaderBatch,
-    /// Mirrors `LeaderTerm::local_syncs`: token -> sync id.
-    local_syncs: BTreeMap<u64, u64>,
-    next_sync_token: u64,
     /// Plant only: syncs waiting for `after_zxid` to be committed.
     planted_syncs: VecDeque<(PlantedSync, i64)>,
     /// Plant only (`CommitOnMinority`): the newest zxid each learner
@@ -248,13 +244,18 @@ pub struct Following {
     touched: std::collections::BTreeSet<i64>,
     /// session -> (client, timeout asked) of each revalidation in flight.
     revalidations: BTreeMap<i64, VecDeque<(u64, i32)>>,
+    /// (zxid, txn hash, digest) of the txns the sync applied before UPTODATE
+    /// (the learner core applies a DIFF's committed txns at NEWLEADER):
+    /// committed only once the leader establishes, so reported to the
+    /// oracle at UPTODATE, and never if the leader is lost first.
+    applied_before_uptodate: Vec<(i64, u64, i64)>,
 }
 
 /// Mirrors `CommitShard::run_standalone`: no election, no quorum; a batch
 /// is executed, handed to the log and published once the log says durable.
 pub struct Standalone {
     /// Batches logged, waiting for the log to report them durable.
-    pending: VecDeque<PendingBatch>,
+    pending: PendingBatches<PendingBatch>,
 }
 
 pub enum PeerRole {
@@ -587,8 +588,7 @@ impl Server {
             PeerRole::Leading(l) => {
                 l.core.is_established()
                     && l.stage == LeaderStage::Idle
-                    && l.pending.is_empty()
-                    && l.core.last_committed().max(l.committed_floor) >= self.seq.last_zxid()
+                    && l.term.is_quiescent(&l.core, self.seq.last_zxid())
                     && self.log.is_idle()
             }
             _ => false,
@@ -1246,6 +1246,7 @@ impl Server {
                     session_writes: BTreeMap::new(),
                     touched: Default::default(),
                     revalidations: BTreeMap::new(),
+                    applied_before_uptodate: Vec::new(),
                 }));
                 self.continue_learner(ctx);
             }
@@ -1435,14 +1436,20 @@ impl Server {
             sync_policy: SyncPolicy::with_snapshot_bytes(0),
             committed_window_txns: crate::zab::leader::COMMITTED_WINDOW_TXNS,
         };
+        // Production's `index_disk_log`, over the simulated files: DIFFs
+        // older than the window are served from the log (SendLoggedTxns).
+        let (_, snapshot_bytes) = self.disk.sync_index_files();
+        let files = self.disk.logs.iter().map(|f| (format!("log.{:x}", f.first_zxid), Ok::<_, String>(&f.bytes)));
+        let (disk_log, unusable) = DiskLogIndex::from_log_files(snapshot_bytes, files);
+        for (file, why) in unusable {
+            ctx.trace(self.sid, format!("log file {file} not usable for DIFFs: {why}"));
+        }
         let start = LeaderStart {
             accepted_epoch: self.accepted,
             current_epoch: self.current,
             last_logged_zxid: self.seq.last_zxid(),
             recent_txns: self.seq.recent_txns().iter().cloned().collect(),
-            // No index yet: the sim's leaders DIFF from their window only
-            // (the SendLoggedTxns arm below serves the log if one is given).
-            disk_log: Default::default(),
+            disk_log,
         };
         let core = LeaderCore::new(self.ensemble.clone(), settings, start, self.now(ctx));
         ctx.trace(
@@ -1458,13 +1465,10 @@ impl Server {
             core,
             links: BTreeMap::new(),
             next_conn: 1,
-            pending: VecDeque::new(),
-            committed_floor: i64::MIN,
+            term: LeaderTerm::default(),
             stage: LeaderStage::Idle,
             queue: VecDeque::new(),
             batch: LeaderBatch::default(),
-            local_syncs: BTreeMap::new(),
-            next_sync_token: 0,
             planted_syncs: VecDeque::new(),
             planted_acks: BTreeMap::new(),
         }));
@@ -1506,6 +1510,9 @@ impl Server {
                     }
                     Input::LearnerUp(conn) => {
                         if let Some(c) = l.conn_of(conn) {
+                            // Purges and snapshots since: re-checked before each sync.
+                            let (oldest_log, snapshot_bytes) = self.disk.sync_index_files();
+                            l.core.disk_files_changed(oldest_log, snapshot_bytes);
                             l.core.learner_connected(c, now);
                         }
                     }
@@ -1560,10 +1567,7 @@ impl Server {
             self.flush_planted_syncs(ctx);
             return;
         }
-        let token = l.next_sync_token;
-        l.next_sync_token += 1;
-        l.local_syncs.insert(token, sync_id);
-        l.core.sync(SyncRequester::Local(token), last_zxid, actions);
+        l.term.sync_local(&mut l.core, sync_id, last_zxid, actions);
     }
 
     /// Planted bug (`Plant::SyncWithoutRound`): syncs answered as soon as
@@ -1571,7 +1575,7 @@ impl Server {
     /// published state, without a quorum round.
     fn flush_planted_syncs(&mut self, ctx: &mut Ctx) {
         let PeerRole::Leading(l) = &mut self.role else { return };
-        let committed = l.core.last_committed().max(l.committed_floor);
+        let committed = l.term.commit_point(&l.core);
         while l.planted_syncs.front().is_some_and(|(_, after)| *after <= committed) {
             let Some((sync, _)) = l.planted_syncs.pop_front() else { break };
             match sync {
@@ -1945,13 +1949,10 @@ impl Server {
                 LeaderStage::Idle => return,
                 LeaderStage::AfterTick => {
                     if !l.batch.logged.is_empty() {
-                        if l.batch.logged.last().is_some_and(|(z, _)| z & ZXID_COUNTER_MAX == ZXID_COUNTER_MAX) {
-                            self.leave_role(ctx, "the zxid counter is exhausted; a new epoch is needed".into());
-                            return;
-                        }
                         let mut actions = Vec::new();
-                        for (zxid, txn) in &l.batch.logged {
-                            l.core.propose(*zxid, txn.clone(), &mut actions);
+                        if let Err(why) = l.term.propose(&mut l.core, &l.batch.logged, &mut actions) {
+                            self.leave_role(ctx, why);
+                            return;
                         }
                         l.queue.extend(actions);
                     }
@@ -1967,33 +1968,35 @@ impl Server {
                         || !batch.session_txns.is_empty();
                     if has_entries {
                         let logged_txns = batch.logged.len() as u64;
+                        l.term.handed_to_log(&batch.logged);
                         // `remember_recent`.
                         self.seq.remember_recent(&batch.logged, ctx.knobs.recent_window_txns);
                         note_session_events(ctx, &batch.session_events, &batch.txns);
                         self.log_txns(ctx, batch.logged);
                         let PeerRole::Leading(l) = &mut self.role else { return };
-                        l.pending.push_back(PendingBatch {
-                            last_zxid: self.seq.last_zxid(),
-                            tree: self.seq.tree().clone(),
-                            txns: batch.txns,
-                            writes: batch.writes,
-                            syncs: batch.syncs,
-                            session_txns: batch.session_txns,
-                            session_changes: batch.session_changes,
-                        });
+                        l.term.pending.push(
+                            self.seq.last_zxid(),
+                            PendingBatch {
+                                tree: self.seq.tree().clone(),
+                                txns: batch.txns,
+                                writes: batch.writes,
+                                syncs: batch.syncs,
+                                session_txns: batch.session_txns,
+                                session_changes: batch.session_changes,
+                            },
+                        );
                         self.maybe_snapshot(ctx, logged_txns);
                     }
                     let PeerRole::Leading(l) = &mut self.role else { return };
                     let mut actions = Vec::new();
                     if let Some(durable) = self.log.take_newly_durable() {
-                        l.core.local_durable(durable, &mut actions);
+                        l.term.log_durable(&mut l.core, durable, &mut actions);
                     }
                     l.queue.extend(actions);
                     l.stage = LeaderStage::AfterDurable;
                 }
                 LeaderStage::AfterDurable => {
-                    let committed = l.core.last_committed().max(l.committed_floor);
-                    let committed = committed.max(minority_point);
+                    let committed = l.term.commit_point(&l.core).max(minority_point);
                     l.stage = LeaderStage::Idle;
                     self.publish_committed(ctx, committed);
                     return;
@@ -2056,6 +2059,7 @@ impl Server {
                     }
                     match result.and_then(|()| cursor.finish()) {
                         Ok(()) => {
+                            ctx.diffs_from_disk += 1;
                             ctx.trace(
                                 self.sid,
                                 format!("DIFF from disk 0x{after_zxid:x}..=0x{through_zxid:x} to conn {conn}"),
@@ -2081,7 +2085,7 @@ impl Server {
             LeaderAction::Established { epoch } => {
                 self.seq.raise_last_zxid(make_zxid(epoch, 0));
                 if let PeerRole::Leading(l) = &mut self.role {
-                    l.committed_floor = self.seq.last_zxid();
+                    l.term.established(self.seq.last_zxid());
                 }
                 self.published_tree = self.seq.tree().clone();
                 ctx.trace(self.sid, format!("ESTABLISHED epoch {epoch} at zxid 0x{:x}", self.seq.last_zxid()));
@@ -2096,12 +2100,12 @@ impl Server {
                 ctx.oracle.check_serving(self.sid, epoch, &self.history, self.seq.last_zxid(), ctx.now);
             }
             LeaderAction::Committed { zxid } => {
-                let floor = match &self.role {
-                    PeerRole::Leading(l) => l.committed_floor,
-                    _ => i64::MIN,
+                let visible = match &self.role {
+                    PeerRole::Leading(l) => l.term.visible_through(zxid),
+                    _ => zxid,
                 };
-                let floor = floor.max(self.planted_minority_point(ctx));
-                self.publish_committed(ctx, zxid.max(floor));
+                let visible = visible.max(self.planted_minority_point(ctx));
+                self.publish_committed(ctx, visible);
                 self.flush_planted_syncs(ctx);
             }
             LeaderAction::Forwarded { conn, request, .. } if request.op_type == crate::proto::op::SYNC => {
@@ -2171,19 +2175,21 @@ impl Server {
                 // sealed, on a batch of its own holding the proposed state.
                 let last_zxid = self.seq.last_zxid();
                 if let PeerRole::Leading(l) = &mut self.role {
-                    if let Some(id) = l.local_syncs.remove(&token) {
+                    if let Some(id) = l.term.take_local_sync(token) {
                         if l.stage == LeaderStage::AfterTick {
                             l.batch.syncs.push(id);
                         } else {
-                            l.pending.push_back(PendingBatch {
+                            l.term.pending.push(
                                 last_zxid,
-                                tree: self.seq.tree().clone(),
-                                txns: Vec::new(),
-                                writes: Vec::new(),
-                                syncs: vec![id],
-                                session_txns: Vec::new(),
-                                session_changes: Vec::new(),
-                            });
+                                PendingBatch {
+                                    tree: self.seq.tree().clone(),
+                                    txns: Vec::new(),
+                                    writes: Vec::new(),
+                                    syncs: vec![id],
+                                    session_txns: Vec::new(),
+                                    session_changes: Vec::new(),
+                                },
+                            );
                         }
                     }
                 }
@@ -2231,11 +2237,7 @@ impl Server {
     /// Mirrors `publish_committed`: batches a quorum holds go to clients.
     fn publish_committed(&mut self, ctx: &mut Ctx, committed: i64) {
         let PeerRole::Leading(l) = &mut self.role else { return };
-        let mut due = Vec::new();
-        while l.pending.front().is_some_and(|b| b.last_zxid <= committed) {
-            let Some(b) = l.pending.pop_front() else { break };
-            due.push(b);
-        }
+        let due: Vec<PendingBatch> = l.term.pending.take_through(committed).collect();
         for b in due {
             self.publish(ctx, b);
         }
@@ -2344,7 +2346,7 @@ impl Server {
             ctx.oracle.commit(self.sid, true, zxid, e.txn_hash, Some(e.digest), ctx.now);
         }
         ctx.oracle.check_serving_all(self.sid, &self.history, self.seq.last_zxid(), ctx.now);
-        self.role = PeerRole::Standalone(Box::new(Standalone { pending: VecDeque::new() }));
+        self.role = PeerRole::Standalone(Box::new(Standalone { pending: PendingBatches::default() }));
     }
 
     /// One turn of `run_standalone`: the turn's writes and syncs, in
@@ -2374,25 +2376,14 @@ impl Server {
             let logged_txns = logged.len() as u64;
             self.log_txns(ctx, logged);
             if let PeerRole::Standalone(s) = &mut self.role {
-                s.pending.push_back(PendingBatch {
-                    last_zxid,
-                    tree,
-                    txns,
-                    writes,
-                    syncs,
-                    session_txns,
-                    session_changes,
-                });
+                s.pending.push(last_zxid, PendingBatch { tree, txns, writes, syncs, session_txns, session_changes });
             }
             self.maybe_snapshot(ctx, logged_txns);
         }
         let durable = self.log.durable_through();
         let mut due = Vec::new();
         if let PeerRole::Standalone(s) = &mut self.role {
-            while s.pending.front().is_some_and(|b| b.last_zxid <= durable) {
-                let Some(b) = s.pending.pop_front() else { break };
-                due.push(b);
-            }
+            due.extend(s.pending.take_through(durable));
         }
         for b in due {
             self.publish(ctx, b);
@@ -2557,7 +2548,14 @@ impl Server {
                     return Ok(Flow::Continue);
                 }
                 ctx.trace(self.sid, format!("TRUNC to 0x{zxid:x}"));
-                self.disk.truncate_after(zxid)?;
+                if let Err(e) = self.disk.truncate_after(zxid) {
+                    // Production stops the process (as Apache's learner
+                    // does): its log cannot be cut back to the leader's
+                    // history, and every later sync would TRUNC again.
+                    self.cannot_load(ctx, format!("TRUNC to 0x{zxid:x} failed: {e}"));
+                    self.call_the_operator(ctx);
+                    return Ok(Flow::Blocked);
+                }
                 self.reload_from_disk(ctx, "TRUNC")?;
                 if self.seq.last_zxid() != zxid {
                     return Err(format!(
@@ -2594,6 +2592,11 @@ impl Server {
                 }
             }
             LearnerAction::Serving { epoch } => {
+                // The leader established: what the sync applied is committed.
+                let voter = !self.ensemble.is_observer(self.sid);
+                for (zxid, hash, digest) in std::mem::take(&mut f.applied_before_uptodate) {
+                    ctx.oracle.commit(self.sid, voter, zxid, hash, Some(digest), ctx.now);
+                }
                 ctx.trace(self.sid, format!("SERVING epoch {epoch} at zxid 0x{:x}", self.seq.last_zxid()));
                 ctx.disturbed();
                 self.advertise_epoch(epoch);
@@ -2613,7 +2616,10 @@ impl Server {
     /// Mirrors `quorum_peer::apply_committed` (without client replies).
     fn apply_committed(&mut self, ctx: &mut Ctx, zxid: i64, payload: Bytes) -> Result<(), String> {
         let (hash, digest, applied) = self.apply_logged(ctx, zxid, payload)?;
-        ctx.oracle.commit(self.sid, self.is_voter(), zxid, hash, Some(digest), ctx.now);
+        match &mut self.role {
+            PeerRole::Following(f) if !f.core.is_serving() => f.applied_before_uptodate.push((zxid, hash, digest)),
+            _ => ctx.oracle.commit(self.sid, self.is_voter(), zxid, hash, Some(digest), ctx.now),
+        }
         self.learner_session_effects(ctx, zxid, hash, applied);
         Ok(())
     }

@@ -70,9 +70,10 @@ struct Pending {
     create: bool,
     /// Set by the executing leader; delivered when its batch is published.
     executed: Option<WriteAnswer>,
-    /// The client's plain-read connection generation, if the write went
-    /// to the server that connection is on (read-your-writes applies).
-    own_server_generation: Option<u64>,
+    /// The client's plain-read connection (server, generation), if the
+    /// write went to the server that connection is on (read-your-writes
+    /// applies while the client is still on that connection).
+    own_connection: Option<(crate::zab::ensemble::Sid, u64)>,
 }
 
 /// A register client's connection for plain reads: it stays on one server
@@ -130,7 +131,7 @@ impl Registers {
     /// A setup create of `key`, invoked now: its id.
     pub fn invoke_create(&mut self, key: u64) -> u64 {
         let id = self.new_id();
-        self.pending.insert(id, Pending { key, create: true, executed: None, own_server_generation: None });
+        self.pending.insert(id, Pending { key, create: true, executed: None, own_connection: None });
         id
     }
 
@@ -143,8 +144,8 @@ impl Registers {
             OpKind::Read => OpKind::Read,
         };
         self.ops_invoked += 1;
-        let own_server_generation = self.sticky.get(&client).filter(|c| c.sid == server).map(|c| c.generation);
-        self.pending.insert(id, Pending { key, create: false, executed: None, own_server_generation });
+        let own_connection = self.sticky.get(&client).filter(|c| c.sid == server).map(|c| (c.sid, c.generation));
+        self.pending.insert(id, Pending { key, create: false, executed: None, own_connection });
         let op =
             RegOp { id, client: client as u32, server, kind, call_ms: now, return_ms: None, answer: Answer::Unknown };
         self.history.entry(key).or_default().push(op);
@@ -195,8 +196,10 @@ impl Registers {
         let (client, line) = (op.client as u64, op.describe());
         if let WriteAnswer::Ok { version } = answer {
             self.learn(client, p.key, version);
-            // Read-your-writes: answered by the server its reads stay on.
-            if let Some(c) = self.sticky.get_mut(&client).filter(|c| Some(c.generation) == p.own_server_generation) {
+            // Read-your-writes: answered by the server its reads stay on,
+            // on the same connection (generations count per server, so
+            // another server's connection may carry the same number).
+            if let Some(c) = self.sticky.get_mut(&client).filter(|c| Some((c.sid, c.generation)) == p.own_connection) {
                 let floor = c.floor.entry(p.key).or_insert((version, String::new()));
                 if version >= floor.0 {
                     *floor = (version, format!("its own write answered at t={now}"));
@@ -327,6 +330,16 @@ mod tests {
         let mut r = Registers::default();
         r.sticky.insert(1, StickyConn::new(2, 7));
         let id = r.invoke(0, 1, 3, OpKind::Write { value: 0 }, 5);
+        r.executed(id, WriteAnswer::Ok { version: 9 });
+        assert!(r.write_answered(id, 6).is_some());
+        assert_eq!(r.sticky_read(1, 0, 8, 7), None);
+        // Nor does one answered after the client moved to another server
+        // whose connection has the same generation number (seed 858, 5
+        // servers: the checker once raised the floor of the new connection).
+        let mut r = Registers::default();
+        r.sticky.insert(1, StickyConn::new(3, 2));
+        let id = r.invoke(0, 1, 3, OpKind::Write { value: 0 }, 5);
+        r.sticky.insert(1, StickyConn::new(4, 2));
         r.executed(id, WriteAnswer::Ok { version: 9 });
         assert!(r.write_answered(id, 6).is_some());
         assert_eq!(r.sticky_read(1, 0, 8, 7), None);

@@ -495,6 +495,8 @@ pub struct Ctx {
     pub snapshot_failures: u64,
     pub snapshots_taken: u64,
     pub snapshot_crashes: u64,
+    /// Learners synced by a DIFF read from the leader's log files.
+    pub diffs_from_disk: u64,
     /// Crashes mid-snapshot are scheduled before this time (0: never).
     pub snap_crashes_until_ms: u64,
 }
@@ -827,6 +829,8 @@ pub struct SimOutcome {
     pub snapshot_crashes: u64,
     /// Snapshots that failed at a step (EIO / ENOSPC) and were given up.
     pub snapshot_failures: u64,
+    /// Learners synced by a DIFF read from the leader's log files.
+    pub diffs_from_disk: u64,
     /// Register ops invoked and answered, keys the `linearizable` checker
     /// judged, and those it could not decide within its work bound.
     pub register_ops: u64,
@@ -856,8 +860,8 @@ impl SimOutcome {
         let mut out = String::new();
         match &self.failure {
             None => out.push_str(&format!(
-                "seed {} ({} servers, {} observers): ok — {} events, {} writes submitted, {} acknowledged, {} syncs submitted, {} answered, {} plain reads, {} zxids committed, {} epochs, {} expected exits, {} damaged reads, {} wipes, {} clock jumps, {} sessions ({} expired, {} closes, {} ephemerals and {} SNAP session tables checked, {} reconnects ({} expired), {} writes refused as moved), {} snapshots ({} crashes mid-snapshot, {} failed), {} register ops ({} answered, {} keys linearizable, {} inconclusive, {} plain reads on one connection), trace {:016x}\n",
-                self.seed, self.servers, self.observers, self.events, self.writes_submitted, self.writes_acked, self.syncs_submitted, self.syncs_answered, self.plain_reads, self.committed_zxids, self.epochs, self.expected_exits, self.read_faults, self.wipes, self.clock_jumps, self.sessions_established, self.sessions_expired, self.session_closes_checked, self.ephemerals_checked, self.snapshot_session_tables_checked, self.reconnects_valid + self.reconnects_expired, self.reconnects_expired, self.moved_refused, self.snapshots_taken, self.snapshot_crashes, self.snapshot_failures, self.register_ops, self.register_ops_answered, self.linearizable_keys - self.linearizable_inconclusive, self.linearizable_inconclusive, self.register_plain_reads, self.trace_hash
+                "seed {} ({} servers, {} observers): ok — {} events, {} writes submitted, {} acknowledged, {} syncs submitted, {} answered, {} plain reads, {} zxids committed, {} epochs, {} expected exits, {} damaged reads, {} wipes, {} clock jumps, {} sessions ({} expired, {} closes, {} ephemerals and {} SNAP session tables checked, {} reconnects ({} expired), {} writes refused as moved), {} snapshots ({} crashes mid-snapshot, {} failed), {} DIFFs from disk, {} register ops ({} answered, {} keys linearizable, {} inconclusive, {} plain reads on one connection), trace {:016x}\n",
+                self.seed, self.servers, self.observers, self.events, self.writes_submitted, self.writes_acked, self.syncs_submitted, self.syncs_answered, self.plain_reads, self.committed_zxids, self.epochs, self.expected_exits, self.read_faults, self.wipes, self.clock_jumps, self.sessions_established, self.sessions_expired, self.session_closes_checked, self.ephemerals_checked, self.snapshot_session_tables_checked, self.reconnects_valid + self.reconnects_expired, self.reconnects_expired, self.moved_refused, self.snapshots_taken, self.snapshot_crashes, self.snapshot_failures, self.diffs_from_disk, self.register_ops, self.register_ops_answered, self.linearizable_keys - self.linearizable_inconclusive, self.linearizable_inconclusive, self.register_plain_reads, self.trace_hash
             )),
             Some(f) => {
                 out.push_str(&format!(
@@ -980,6 +984,7 @@ impl World {
             snapshot_failures: 0,
             snapshots_taken: 0,
             snapshot_crashes: 0,
+            diffs_from_disk: 0,
             snap_crashes_until_ms: if config.faults { config.fault_end_ms } else { 0 },
         };
         World { ctx, servers, config, next_write: 0, paused_for_sync: None }
@@ -1094,6 +1099,7 @@ impl World {
             snapshots_taken: self.ctx.snapshots_taken,
             snapshot_crashes: self.ctx.snapshot_crashes,
             snapshot_failures: self.ctx.snapshot_failures,
+            diffs_from_disk: self.ctx.diffs_from_disk,
             register_ops: self.ctx.registers.ops_invoked,
             register_ops_answered: self.ctx.registers.ops_answered,
             register_plain_reads: self.ctx.registers.sticky_reads,

@@ -43,6 +43,12 @@ pub const FILE_HEADER_LEN: usize = 4 + 4 + 4 + 8 + 4;
 pub const BATCH_HEADER_LEN: usize = 4 + 4 + 4 + 8 + 8 + 4;
 /// crc, payload_len, zxid.
 pub const RECORD_HEADER_LEN: usize = 4 + 4 + 8;
+
+/// The bytes a txn of `payload_len` bytes takes in the log (its record;
+/// batch headers and block padding are not counted).
+pub fn record_bytes(payload_len: usize) -> u64 {
+    (RECORD_HEADER_LEN + payload_len) as u64
+}
 pub const MIN_BLOCK_SIZE: usize = 512;
 /// Larger blocks would be a configuration mistake; the bound also keeps a
 /// corrupt header from steering the scan.

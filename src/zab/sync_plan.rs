@@ -116,6 +116,41 @@ impl DiskLogIndex {
         DiskLogIndex { segments: Default::default(), latest_snapshot_bytes }
     }
 
+    /// The index of the log files' bytes, oldest file first, as the driver
+    /// read them: (name, contents or the read error). A file that does not
+    /// scan (unreadable, corrupt) is a gap: only what follows it is
+    /// indexed. Also returns the files not used, with why, for the driver
+    /// to report. Production runs it over the real files when it starts
+    /// leading, the simulator over its simulated ones.
+    pub fn from_log_files<T: AsRef<[u8]>>(
+        latest_snapshot_bytes: u64,
+        files: impl IntoIterator<Item = (String, Result<T, String>)>,
+    ) -> (DiskLogIndex, Vec<(String, String)>) {
+        use crate::storage::log_format::{decode_file_header, record_bytes, scan_log};
+        let mut index = DiskLogIndex::new(latest_snapshot_bytes);
+        let mut unusable = Vec::new();
+        for (name, contents) in files {
+            let scanned = contents.and_then(|bytes| {
+                let bytes = bytes.as_ref();
+                let header = decode_file_header(bytes).map_err(|e| e.to_string())?;
+                let scan = scan_log(bytes, header.block_size).map_err(|e| e.to_string())?;
+                Ok(scan.records.iter().map(|r| (r.zxid, record_bytes(r.payload.len()))).collect::<Vec<_>>())
+            });
+            match scanned {
+                Ok(records) => {
+                    for (zxid, bytes) in records {
+                        index.logged(zxid, bytes);
+                    }
+                }
+                Err(e) => {
+                    unusable.push((name, e));
+                    index = DiskLogIndex::new(latest_snapshot_bytes);
+                }
+            }
+        }
+        (index, unusable)
+    }
+
     /// One more durable txn of `bytes` bytes. A zxid that does not follow
     /// the newest one (a gap: the log was cut or files are missing) starts
     /// the index afresh, as nothing before the gap can be replayed past it.
