@@ -27,7 +27,9 @@ use crate::tree::{DataTree, QuotaNote, TxnContext, WatchTrigger, WriteOp, WriteR
 use crate::zab::leader::LearnerConn;
 
 pub mod leader_term;
+pub mod learner_pending;
 pub use leader_term::{LeaderTerm, PendingBatches};
+pub use learner_pending::{LearnerPending, TxnWaiter};
 
 /// Where the sequencer's txns go, in zxid order: production's
 /// `BatchBuilder` (encoded for the log and the proposal), the simulator's

@@ -21,7 +21,7 @@
 //!   watch events and replies they complete.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use crate::acl::Authz;
-use crate::commit::SessionHolder;
+use crate::commit::{SessionHolder, TxnWaiter};
 use crate::config::{LearnerRole, QuorumConfig};
 use crate::jute::{Reader, Writer};
 use crate::proto::records::{
@@ -214,22 +214,18 @@ fn clock(started: Instant) -> impl Fn() -> u64 {
 /// What a learner has asked the leader on behalf of its own clients.
 #[derive(Default)]
 struct LearnerPending {
-    /// New sessions: session id -> (connection, negotiated timeout).
-    connects: HashMap<i64, (ConnRef, i32)>,
-    /// Reconnects waiting for the leader's REVALIDATE answer.
-    revalidations: HashMap<i64, VecDeque<(ConnRef, i32)>>,
-    /// Writes: (session, cxid) -> who asked.
-    writes: HashMap<(i64, i32), PendingWrite>,
-    /// closeSession: session -> (connection, xid).
-    closes: HashMap<i64, (ConnRef, i32)>,
-    /// Forwarded syncs, answered in order.
-    syncs: VecDeque<(ConnRef, i32, String)>,
-    /// Sessions seen since the last PING reply.
-    touched: BTreeMap<i64, ()>,
+    /// This learner's clients' forwarded requests, by the shared rules
+    /// (`commit::LearnerPending`): connects and revalidations as
+    /// (connection, timeout asked), closes as (connection, xid), syncs as
+    /// (connection, xid, path).
+    requests: ForwardedRequests,
     /// The role ended for a reason that leaves tree, sessions and log in
     /// step (the leader went away or went silent), not an error midway.
     left_cleanly: bool,
 }
+
+type ForwardedRequests =
+    crate::commit::LearnerPending<(ConnRef, i32), (ConnRef, i32), PendingWrite, (ConnRef, i32), (ConnRef, i32, String)>;
 
 /// What one leadership term keeps beside its `LeaderCore` (shared with
 /// the simulator): sealed batches, the commit floor, the records not yet
@@ -954,33 +950,32 @@ impl CommitShard {
         match msg {
             ToCommit::CreateSession { conn, timeout_ms } => {
                 let session_id = self.seq.next_session_id();
-                pend.connects.insert(session_id, (conn, timeout_ms));
+                pend.requests.forwarded_connect(session_id, (conn, timeout_ms));
                 let body = Bytes::copy_from_slice(&timeout_ms.to_be_bytes());
                 let _ = link.send(request(session_id, 0, op::CREATE_SESSION, body, Vec::new()));
             }
             ToCommit::Revalidate { conn, session_id, timeout_ms } => {
-                pend.revalidations.entry(session_id).or_default().push_back((conn, timeout_ms));
+                pend.requests.forwarded_revalidate(session_id, (conn, timeout_ms));
                 let _ = link.send(ToLeader::Revalidate { session_id, timeout_ms });
             }
             ToCommit::Write { conn, session_id, xid, op: opcode, write, auth } => {
                 let body = encode_write_request(opcode, &write);
-                pend.touched.insert(session_id, ());
-                pend.writes.insert((session_id, xid), PendingWrite { conn, xid, op: opcode, write });
+                pend.requests.forwarded_write(session_id, xid, PendingWrite { conn, xid, op: opcode, write });
                 let _ = link.send(request(session_id, xid, opcode, body, auth.ids().to_vec()));
             }
             ToCommit::Sync { conn, session_id, xid, path } => {
                 let mut body = BytesMut::new();
                 Writer::new(&mut body).string(&path);
-                pend.syncs.push_back((conn, xid, path));
+                pend.requests.forwarded_sync((conn, xid, path));
                 let _ = link.send(request(session_id, xid, op::SYNC, body.freeze(), Vec::new()));
             }
             ToCommit::CloseSession { conn, session_id, xid } => {
-                pend.closes.insert(session_id, (conn, xid));
+                pend.requests.forwarded_close(session_id, (conn, xid));
                 let _ = link.send(request(session_id, xid, op::CLOSE_SESSION, Bytes::new(), Vec::new()));
             }
             ToCommit::Touch { sessions } => {
                 for (sid, _) in sessions {
-                    pend.touched.insert(sid, ());
+                    pend.requests.touched(sid);
                 }
             }
             ToCommit::Disconnected { conn, session_id } => self.seq.disconnected(session_id, conn),
@@ -1007,12 +1002,8 @@ impl CommitShard {
                         let _ = link.send(p);
                     }
                     LearnerAction::PingReply { zxid } => {
-                        let sessions = std::mem::take(&mut pend.touched)
-                            .into_keys()
-                            .filter_map(|id| {
-                                self.seq.session(id).map(|e| SessionTouch { session_id: id, timeout_ms: e.timeout_ms })
-                            })
-                            .collect();
+                        let sessions =
+                            pend.requests.take_ping_sessions(|id| self.seq.session(id).map(|e| e.timeout_ms));
                         let _ = link.send(ToLeader::Ping { zxid, sessions });
                     }
                     LearnerAction::PersistAcceptedEpoch(e) => epochs.persist_accepted(e)?,
@@ -1069,7 +1060,7 @@ impl CommitShard {
                         }
                     }
                     LearnerAction::SyncDone => {
-                        if let Some((conn, xid, path)) = pend.syncs.pop_front() {
+                        if let Some((conn, xid, path)) = pend.requests.take_sync() {
                             batch.entries.push(BatchEntry::Reply(Reply {
                                 conn,
                                 zxid: self.seq.last_zxid(),
@@ -1078,9 +1069,7 @@ impl CommitShard {
                         }
                     }
                     LearnerAction::Revalidated { session_id, valid } => {
-                        let Some((conn, timeout_ms)) =
-                            pend.revalidations.get_mut(&session_id).and_then(|q| q.pop_front())
-                        else {
+                        let Some((conn, timeout_ms)) = pend.requests.take_revalidation(session_id) else {
                             continue;
                         };
                         if valid {
@@ -1147,11 +1136,12 @@ impl CommitShard {
         let logged =
             LoggedTxn::decode(payload).map_err(|e| format!("the leader's txn 0x{zxid:x} does not decode: {e}"))?;
         let h = logged.header;
-        let opener = match &logged.txn {
-            Txn::CreateSession { .. } => pend.connects.remove(&h.session_id),
+        let waiter = pend.requests.take_txn_waiter(&h, &logged.txn);
+        let opener = match &waiter {
+            Some(TxnWaiter::Connect((conn, _))) => Some(*conn),
             _ => None,
         };
-        let applied = self.seq.apply_committed(zxid, &h, &logged.txn, opener.map(|(conn, _)| conn));
+        let applied = self.seq.apply_committed(zxid, &h, &logged.txn, opener);
         let (result, triggers) = (applied.result, applied.triggers);
         if let Some(change) = applied.session_change {
             batch.session_changes.push(change);
@@ -1164,41 +1154,29 @@ impl CommitShard {
             self.stats.digest_mismatch();
             tracing::error!(zxid = format_args!("0x{zxid:x}"), "{check}: this replica diverged from the leader");
         }
-        let (reply, closed_session) = match &logged.txn {
-            Txn::CreateSession { .. } => {
-                let reply = opener.map(|(conn, timeout_ms)| Reply {
-                    conn,
-                    zxid,
-                    kind: ReplyKind::Connect {
-                        session_id: h.session_id,
-                        timeout_ms,
-                        passwd: session_password(h.session_id),
-                        valid: true,
-                    },
-                });
-                (reply, None)
-            }
-            Txn::CloseSession { .. } => {
-                let reply = pend.closes.remove(&h.session_id).map(|(conn, xid)| Reply {
-                    conn,
-                    zxid,
-                    kind: ReplyKind::CloseSession { xid },
-                });
-                (reply, Some(h.session_id))
-            }
-            _ => {
-                let reply = pend.writes.remove(&(h.session_id, h.cxid)).map(|p| Reply {
-                    conn: p.conn,
-                    zxid,
-                    kind: ReplyKind::Write {
-                        xid: p.xid,
-                        op: p.op,
-                        result: result.map(|r| write_response(p.op, &p.write, &r)),
-                    },
-                });
-                (reply, None)
-            }
-        };
+        let closed_session = matches!(logged.txn, Txn::CloseSession { .. }).then_some(h.session_id);
+        let reply = waiter.map(|waiter| match waiter {
+            TxnWaiter::Connect((conn, timeout_ms)) => Reply {
+                conn,
+                zxid,
+                kind: ReplyKind::Connect {
+                    session_id: h.session_id,
+                    timeout_ms,
+                    passwd: session_password(h.session_id),
+                    valid: true,
+                },
+            },
+            TxnWaiter::Close((conn, xid)) => Reply { conn, zxid, kind: ReplyKind::CloseSession { xid } },
+            TxnWaiter::Write(p) => Reply {
+                conn: p.conn,
+                zxid,
+                kind: ReplyKind::Write {
+                    xid: p.xid,
+                    op: p.op,
+                    result: result.map(|r| write_response(p.op, &p.write, &r)),
+                },
+            },
+        });
         self.stats.sessions_changed(self.seq.session_count() as u64);
         batch.entries.push(BatchEntry::Txn { zxid, triggers, reply, closed_session });
         Ok(())

@@ -22,7 +22,9 @@ use super::rng::fnv1a;
 use super::sessions::SessionReply;
 use super::world::{Ctx, Ev};
 use crate::acl::ServerIdentity;
-use crate::commit::{ExecSettings, LeaderTerm, PendingBatches, Sequencer, SessionHolder, TxnSink};
+use crate::commit::{
+    ExecSettings, LeaderTerm, LearnerPending, PendingBatches, Sequencer, SessionHolder, TxnSink, TxnWaiter,
+};
 use crate::server::snapshots::SnapshotPolicy;
 use crate::session::{PublishedSessions, SessionChange, SessionIdAllocator};
 use crate::storage::epoch_files::{reconcile_epochs, StoredEpochs};
@@ -233,17 +235,11 @@ pub struct Following {
     queue: VecDeque<LearnerAction>,
     to_log: Vec<(i64, Bytes)>,
     stage: LearnerStage,
-    /// Mirrors `LearnerPending::syncs`: forwarded syncs, answered in order.
-    syncs: VecDeque<u64>,
-    /// Mirrors `LearnerPending::connects` / `closes` / `writes` / `touched`
-    /// for the session clients: session -> client, (session, cxid) ->
-    /// (client, path), sessions heard from since the last ping reply.
-    connects: BTreeMap<i64, u64>,
-    closes: BTreeMap<i64, u64>,
-    session_writes: BTreeMap<(i64, i32), (u64, String)>,
-    touched: std::collections::BTreeSet<i64>,
-    /// session -> (client, timeout asked) of each revalidation in flight.
-    revalidations: BTreeMap<i64, VecDeque<(u64, i32)>>,
+    /// Production's `LearnerPending::requests` (shared): connects and
+    /// closes by client, revalidations as (client, timeout asked), the
+    /// session clients' ephemeral creates as (client, path), syncs by id,
+    /// sessions heard from since the last ping reply.
+    requests: ForwardedRequests,
     /// (zxid, txn hash, digest) of the txns the sync applied before UPTODATE
     /// (the learner core applies a DIFF's committed txns at NEWLEADER):
     /// committed only once the leader establishes, so reported to the
@@ -367,9 +363,13 @@ enum LocalOp {
 /// What an applied txn was, for a learner's session replies and checks.
 struct Applied {
     session_id: i64,
-    cxid: i32,
     kind: AppliedKind,
+    /// This learner's client that waits for the txn (`take_txn_waiter`).
+    waiter: Option<TxnWaiter<u64, u64, (u64, String)>>,
 }
+
+/// See `Following::requests`.
+type ForwardedRequests = LearnerPending<u64, (u64, i32), (u64, String), u64, u64>;
 
 enum AppliedKind {
     CreateSession,
@@ -1240,12 +1240,7 @@ impl Server {
                     queue: actions.into(),
                     to_log: Vec::new(),
                     stage: LearnerStage::Actions,
-                    syncs: VecDeque::new(),
-                    connects: BTreeMap::new(),
-                    closes: BTreeMap::new(),
-                    session_writes: BTreeMap::new(),
-                    touched: Default::default(),
-                    revalidations: BTreeMap::new(),
+                    requests: ForwardedRequests::default(),
                     applied_before_uptodate: Vec::new(),
                 }));
                 self.continue_learner(ctx);
@@ -2443,7 +2438,7 @@ impl Server {
                         ctx.sync_refused(self.sid, id, "not serving");
                         continue;
                     }
-                    f.syncs.push_back(id);
+                    f.requests.forwarded_sync(id);
                     let mut body = BytesMut::new();
                     crate::jute::Writer::new(&mut body).string(&path);
                     let request = ForwardedRequest {
@@ -2516,13 +2511,7 @@ impl Server {
             LearnerAction::PingReply { zxid } => {
                 // Mirrors `learner_actions`: the sessions heard from since
                 // the last reply ride on it.
-                let sessions = std::mem::take(&mut f.touched)
-                    .into_iter()
-                    .filter_map(|id| {
-                        let timeout_ms = self.seq.session(id)?.timeout_ms;
-                        Some(crate::zab::packets::SessionTouch { session_id: id, timeout_ms })
-                    })
-                    .collect();
+                let sessions = f.requests.take_ping_sessions(|id| self.seq.session(id).map(|e| e.timeout_ms));
                 self.send_to_leader(ctx, conn, &ToLeader::Ping { zxid, sessions })
             }
             LearnerAction::PersistAcceptedEpoch(e) => {
@@ -2574,7 +2563,7 @@ impl Server {
             LearnerAction::SyncDone => {
                 // The SYNC came after the COMMITs of everything before it:
                 // the tree holds them (`learner_actions`' SyncDone arm).
-                if let Some(id) = f.syncs.pop_front() {
+                if let Some(id) = f.requests.take_sync() {
                     if !self.is_voter() {
                         ctx.oracle.check_observer_state(self.sid, &self.history, ctx.now);
                     }
@@ -2584,7 +2573,7 @@ impl Server {
             // `learner_actions`' Revalidated arm: a valid session enters
             // this learner's table (with the timeout asked) if absent.
             LearnerAction::Revalidated { session_id, valid } => {
-                if let Some((client, timeout_ms)) = f.revalidations.get_mut(&session_id).and_then(|q| q.pop_front()) {
+                if let Some((client, timeout_ms)) = f.requests.take_revalidation(session_id) {
                     if valid {
                         self.seq.learner_revalidated(session_id, timeout_ms, client);
                     }
@@ -2642,17 +2631,16 @@ impl Server {
             Input::ClientConnect { client, timeout_ms } => {
                 let session_id = self.seq.next_session_id();
                 ctx.session_allocated(client, session_id);
-                f.connects.insert(session_id, client);
+                f.requests.forwarded_connect(session_id, client);
                 let body = Bytes::copy_from_slice(&timeout_ms.to_be_bytes());
                 Some(request(session_id, 0, crate::proto::op::CREATE_SESSION, body))
             }
             Input::ClientPing { session_id } => {
-                f.touched.insert(session_id);
+                f.requests.touched(session_id);
                 None
             }
             Input::ClientEphemeral { client, session_id, path } => {
                 let cxid = client_cxid(client);
-                f.touched.insert(session_id);
                 let mut body = BytesMut::new();
                 let WriteOp::Create { op, path: p, data, acl, flags, ttl } = ephemeral_create(&path) else {
                     return None;
@@ -2662,17 +2650,17 @@ impl Server {
                     req: crate::proto::CreateRequest { path: p, data, acl, flags, ttl },
                 };
                 create.encode_body(&mut crate::jute::Writer::new(&mut body));
-                f.session_writes.insert((session_id, cxid), (client, path));
+                f.requests.forwarded_write(session_id, cxid, (client, path));
                 Some(request(session_id, cxid, op, body.freeze()))
             }
             Input::ClientClose { client, session_id } => {
-                f.closes.insert(session_id, client);
+                f.requests.forwarded_close(session_id, client);
                 Some(request(session_id, 0, crate::proto::op::CLOSE_SESSION, Bytes::new()))
             }
             // `ToCommit::Revalidate` on a learner: asked of the leader,
             // answered in order per session (`LearnerPending::revalidations`).
             Input::ClientReconnect { client, session_id, timeout_ms } => {
-                f.revalidations.entry(session_id).or_default().push_back((client, timeout_ms));
+                f.requests.forwarded_revalidate(session_id, (client, timeout_ms));
                 Some(ToLeader::Revalidate { session_id, timeout_ms })
             }
             _ => None,
@@ -2683,37 +2671,25 @@ impl Server {
     /// the sessions checker.
     fn learner_session_effects(&mut self, ctx: &mut Ctx, zxid: i64, hash: u64, applied: Applied) {
         let session = applied.session_id;
-        let mut reply = None;
         match &applied.kind {
-            AppliedKind::CreateSession => {
-                if let PeerRole::Following(f) = &mut self.role {
-                    reply = f
-                        .connects
-                        .remove(&session)
-                        .map(|client| SessionReply::Connected { client, session_id: session });
-                }
-            }
+            AppliedKind::CreateSession => {}
             AppliedKind::CloseSession => {
                 let left = self.seq.tree().ephemerals_of(session);
                 ctx.session_closed(self.sid, session, zxid, &left);
-                if let PeerRole::Following(f) = &mut self.role {
-                    reply =
-                        f.closes.remove(&session).map(|client| SessionReply::Closed { client, session_id: session });
-                }
             }
-            AppliedKind::Write { ok, ephemeral } => {
+            AppliedKind::Write { ephemeral, .. } => {
                 if let Some(path) = ephemeral {
                     let live = self.seq.holds_session(session);
                     ctx.ephemeral_created(self.sid, session, path, zxid, live);
                 }
-                if let PeerRole::Following(f) = &mut self.role {
-                    reply = f
-                        .session_writes
-                        .remove(&(session, applied.cxid))
-                        .map(|(client, path)| SessionReply::Created { client, session_id: session, path, ok: *ok });
-                }
             }
         }
+        let ok = matches!(applied.kind, AppliedKind::Write { ok: true, .. });
+        let reply = applied.waiter.map(|waiter| match waiter {
+            TxnWaiter::Connect(client) => SessionReply::Connected { client, session_id: session },
+            TxnWaiter::Close(client) => SessionReply::Closed { client, session_id: session },
+            TxnWaiter::Write((client, path)) => SessionReply::Created { client, session_id: session, path, ok },
+        });
         if let Some(reply) = reply {
             ctx.oracle.acknowledge(zxid, hash);
             ctx.session_reply(self.sid, reply);
@@ -2729,8 +2705,12 @@ impl Server {
         let h = logged.header;
         // `quorum_peer::apply_committed`: the table follows the session
         // txns; a createSession is attached to the client that asked here.
-        let opener = match (&logged.txn, &self.role) {
-            (Txn::CreateSession { .. }, PeerRole::Following(f)) => f.connects.get(&h.session_id).copied(),
+        let waiter = match &mut self.role {
+            PeerRole::Following(f) => f.requests.take_txn_waiter(&h, &logged.txn),
+            _ => None,
+        };
+        let opener = match &waiter {
+            Some(TxnWaiter::Connect(client)) => Some(*client),
             _ => None,
         };
         let crate::commit::AppliedTxn { result, triggers, session_change } =
@@ -2743,7 +2723,7 @@ impl Server {
             }
             _ => AppliedKind::Write { ok: result.is_ok() && h.op != crate::proto::op::ERROR, ephemeral: None },
         };
-        let applied = Applied { session_id: h.session_id, cxid: h.cxid, kind };
+        let applied = Applied { session_id: h.session_id, kind, waiter };
         if !triggers.is_empty() {
             self.fire_watches(ctx, triggers.into_iter().map(|t| (zxid, t)).collect());
         }
