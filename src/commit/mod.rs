@@ -449,6 +449,20 @@ impl<Owner: Copy + PartialEq> Sequencer<Owner> {
         &self.recent_txns
     }
 
+    /// A learner that lost its leader cleanly keeps its state instead of
+    /// reloading from disk when the in-memory log tail reaches back to the
+    /// last applied txn and ends where the log is durable
+    /// (`log_durable_through`): the logged, uncommitted txns above the last
+    /// applied one, to apply in order (as Apache's fastForwardDataBase).
+    /// None: the tail does not cover the gap; reload from disk.
+    pub fn logged_tail_to_keep(&self, log_durable_through: i64) -> Option<Vec<(i64, Bytes)>> {
+        let applied = self.last_zxid;
+        let recent = &self.recent_txns;
+        let reaches_back = recent.front().is_some_and(|(z, _)| *z <= applied) || log_durable_through == applied;
+        let ends_at_log_end = recent.back().map_or(applied, |(z, _)| *z) == log_durable_through;
+        (reaches_back && ends_at_log_end).then(|| recent.iter().filter(|(z, _)| *z > applied).cloned().collect())
+    }
+
     pub fn forget_recent(&mut self) {
         self.recent_txns.clear();
     }

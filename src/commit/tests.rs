@@ -190,3 +190,31 @@ fn a_reset_rearms_every_restored_session() {
     assert_eq!(seq.deadline_of(8), Some(2600));
     assert_eq!(seq.take_expired(1600), vec![7]);
 }
+
+#[test]
+fn a_learner_keeps_its_state_only_when_the_tail_covers_applied_to_the_log_end() {
+    let tail = |zxids: std::ops::RangeInclusive<i64>| -> VecDeque<(i64, Bytes)> {
+        zxids.map(|z| (z, Bytes::from_static(b"t"))).collect()
+    };
+    let at = |last_zxid: i64, recent: VecDeque<(i64, Bytes)>| {
+        Sequencer::<u64>::new(
+            DataTree::new(),
+            last_zxid,
+            [],
+            recent,
+            TICK_MS,
+            SessionIdAllocator::starting_at(1),
+            ExecSettings::default(),
+            0,
+        )
+    };
+    let zxids = |kept: Option<Vec<(i64, Bytes)>>| kept.map(|t| t.iter().map(|(z, _)| *z).collect::<Vec<_>>());
+    // Applied through 3, logged through 5: apply 4 and 5.
+    assert_eq!(zxids(at(3, tail(1..=5)).logged_tail_to_keep(5)), Some(vec![4, 5]));
+    // The log holds more than the window: reload.
+    assert_eq!(zxids(at(3, tail(1..=5)).logged_tail_to_keep(6)), None);
+    // The window starts above what was applied: a gap, reload.
+    assert_eq!(zxids(at(3, tail(5..=6)).logged_tail_to_keep(6)), None);
+    // Nothing in the window, nothing logged past the applied state: keep.
+    assert_eq!(zxids(at(3, VecDeque::new()).logged_tail_to_keep(3)), Some(vec![]));
+}

@@ -412,16 +412,8 @@ impl CommitShard {
     /// tail does not reach back to the applied state: reload instead.
     /// Saves the snapshot + log replay, most of a fail-over's time.
     fn catch_up_to_log(&mut self) -> bool {
-        let last_zxid = self.seq.last_zxid();
-        let recent = self.seq.recent_txns();
-        let reaches_back =
-            recent.front().is_some_and(|(z, _)| *z <= last_zxid) || self.log.durable_through() == last_zxid;
-        let ends_at_log_end = recent.back().map(|(z, _)| *z).unwrap_or(last_zxid) == self.log.durable_through();
-        if !reaches_back || !ends_at_log_end {
-            return false;
-        }
-        let tail: Vec<(i64, Bytes)> = recent.iter().filter(|(z, _)| *z > last_zxid).cloned().collect();
-        let applied = last_zxid;
+        let Some(tail) = self.seq.logged_tail_to_keep(self.log.durable_through()) else { return false };
+        let applied = self.seq.last_zxid();
         for (zxid, txn) in tail {
             // No client waits (connections are gone): replies and events go nowhere.
             let mut nobody = LearnerPending::default();

@@ -953,13 +953,7 @@ impl Server {
     /// The oracle checks the kept history as it checks a recovered one.
     fn catch_up_to_log(&mut self, ctx: &mut Ctx) -> bool {
         let applied = self.seq.last_zxid();
-        let recent = self.seq.recent_txns();
-        let reaches_back = recent.front().is_some_and(|(z, _)| *z <= applied) || self.log.durable_through() == applied;
-        let ends_at_log_end = recent.back().map(|(z, _)| *z).unwrap_or(applied) == self.log.durable_through();
-        if !reaches_back || !ends_at_log_end {
-            return false;
-        }
-        let tail: Vec<(i64, Bytes)> = recent.iter().filter(|(z, _)| *z > applied).cloned().collect();
+        let Some(tail) = self.seq.logged_tail_to_keep(self.log.durable_through()) else { return false };
         for (zxid, txn) in tail {
             if let Err(e) = self.apply_logged(ctx, zxid, txn) {
                 ctx.trace(self.sid, format!("cannot apply the logged tail ({e}); reloading"));
