@@ -1011,15 +1011,7 @@ impl CommitShard {
                             &self.config.data_log_dir,
                             zxid,
                         ) {
-                            // As Apache's learner exits: a log that cannot be
-                            // cut back would be TRUNCated again at every sync
-                            // (the simulator's seed 3234 looped so for good).
-                            tracing::error!(
-                                zxid = format_args!("0x{zxid:x}"),
-                                error = %e,
-                                "TRUNC failed: this server's log cannot be cut back to the leader's history; stopping. Move dataDir (and dataLogDir) aside and restart the server to resync it from the leader by SNAP"
-                            );
-                            std::process::exit(1);
+                            stop_after_failed_truncation(zxid, &e);
                         }
                         self.reload_from_disk().await?;
                         if self.seq.last_zxid() != zxid {
@@ -1191,8 +1183,10 @@ impl CommitShard {
         if data_epoch > epochs.current {
             epochs.persist_current(data_epoch)?;
         }
-        crate::server::truncate::truncate_after(&self.config.data_dir, &self.config.data_log_dir, zxid)
-            .map_err(|e| e.to_string())?;
+        if let Err(e) = crate::server::truncate::truncate_after(&self.config.data_dir, &self.config.data_log_dir, zxid)
+        {
+            stop_after_failed_truncation(zxid, &e);
+        }
         let mut tree = tree;
         tree.set_last_zxid(zxid);
         let list: Vec<(i64, i32)> = sessions.iter().map(|(a, b)| (*a, *b)).collect();
@@ -1212,6 +1206,20 @@ impl CommitShard {
         self.stats.set_last_zxid(zxid);
         Ok(())
     }
+}
+
+/// A learner whose log cannot be cut back to `zxid` (TRUNC, or the cut
+/// above a SNAP) stops, as Apache's learner exits when truncateLog fails:
+/// the next sync would cut again and fail again for good (the simulator's
+/// seed 3234 looped so, and no quorum established). The operator moves the
+/// data directories aside; the restarted server resyncs by SNAP.
+fn stop_after_failed_truncation(zxid: i64, error: &dyn std::fmt::Display) -> ! {
+    tracing::error!(
+        zxid = format_args!("0x{zxid:x}"),
+        %error,
+        "cannot cut this server's log back to the leader's history; stopping. Move dataDir (and dataLogDir) aside and restart the server to resync it from the leader by SNAP"
+    );
+    std::process::exit(1)
 }
 
 /// The request record a write came from, for forwarding it to the leader

@@ -2404,6 +2404,9 @@ impl Server {
                         f.core.packet(ToLearner::Snap { zxid }, now, &mut actions);
                     }
                     if let Err(e) = self.install_snapshot(ctx, zxid, &stream) {
+                        if !self.up {
+                            return; // it stopped: the process is gone
+                        }
                         leader_down = Some(format!("cannot install the leader's snapshot: {e}"));
                         break;
                     }
@@ -2533,8 +2536,8 @@ impl Server {
                 ctx.trace(self.sid, format!("TRUNC to 0x{zxid:x}"));
                 if let Err(e) = self.disk.truncate_after(zxid) {
                     // Production stops the process (as Apache's learner
-                    // does): its log cannot be cut back to the leader's
-                    // history, and every later sync would TRUNC again.
+                    // does; `stop_after_failed_truncation`): its log cannot
+                    // be cut back, and every later sync would TRUNC again.
                     self.cannot_load(ctx, format!("TRUNC to 0x{zxid:x} failed: {e}"));
                     self.call_the_operator(ctx);
                     return Ok(Flow::Blocked);
@@ -2758,7 +2761,12 @@ impl Server {
             self.disk.write_epoch_now(EpochFile::Current, data_epoch);
             self.current = data_epoch;
         }
-        self.disk.truncate_after(zxid)?;
+        if let Err(e) = self.disk.truncate_after(zxid) {
+            // Production stops the process (`stop_after_failed_truncation`).
+            self.cannot_load(ctx, format!("the cut above the SNAP at 0x{zxid:x} failed: {e}"));
+            self.call_the_operator(ctx);
+            return Err("the process stopped".into());
+        }
         tree.set_last_zxid(zxid);
         self.disk.snapshot = Some((zxid, stream.clone()));
         self.disk.snapshot_unreadable = false;
