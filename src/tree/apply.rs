@@ -156,9 +156,6 @@ impl DataTree {
         triggers: &mut Triggers,
     ) -> Result<WriteResult, ErrorCode> {
         let parent_path = path::parent_of(path).ok_or(ErrorCode::BadArguments)?;
-        let parent = self.get(parent_path).ok_or(ErrorCode::NoNode)?.clone();
-        // -1 (a pre-3.3 txn) means "one more than now".
-        let parent_cversion = if parent_cversion == -1 { parent.cversion().wrapping_add(1) } else { parent_cversion };
         let stat = StoredStat {
             czxid: header.zxid,
             mzxid: header.zxid,
@@ -175,13 +172,17 @@ impl DataTree {
             Some(d) => NewData::Copy(d),
             None => NewData::Null,
         };
+        // Two descents of the node set: the insert, then the parent's
+        // update. An existing node implies its parent, so NodeExists is
+        // decided as if the parent had been looked up first.
         let node = self
             .insert_node_entry(path, new_data, &acl, NodeStat { stat, num_children: 0 })
             .ok_or(ErrorCode::NodeExists)?;
-        let wire_stat = node.stat();
         let zxid = header.zxid;
-        let parent = self.restat_node(&parent, |p| {
+        let updated_parent = self.update_node(parent_path, |p| {
             p.num_children += 1;
+            // -1 (a pre-3.3 txn) means "one more than now".
+            let parent_cversion = if parent_cversion == -1 { p.stat.cversion.wrapping_add(1) } else { parent_cversion };
             // Only ever raised: replay over a newer snapshot must not
             // move it back (Apache's createNode rule).
             if parent_cversion > p.stat.cversion {
@@ -189,6 +190,12 @@ impl DataTree {
                 p.stat.pzxid = zxid;
             }
         });
+        let Some(parent) = updated_parent else {
+            // A txn a consistent stream never holds: undo the insert.
+            self.remove_node_entry(path);
+            return Err(ErrorCode::NoNode);
+        };
+        let wire_stat = node.stat();
         self.quota_created(path, node.data_len());
         triggers.push(WatchTrigger { event: EventType::NodeCreated, path: Arc::from(path), acl: node.acl().clone() });
         triggers.push(WatchTrigger {
@@ -212,13 +219,14 @@ impl DataTree {
     /// (never lowered); NodeDeleted then the parent's NodeChildrenChanged.
     pub(super) fn delete_node(&mut self, zxid: i64, path: &str, triggers: &mut Triggers) -> Result<(), ErrorCode> {
         let parent_path = path::parent_of(path).ok_or(ErrorCode::BadArguments)?;
-        match self.get(path) {
-            None => return Err(ErrorCode::NoNode),
-            // The flat map would orphan the children; a valid txn never asks.
-            Some(node) if node.num_children() > 0 => return Err(ErrorCode::NotEmpty),
-            Some(_) => {}
-        }
+        // Two descents of the node set: the removal, then the parent's update.
         let node = self.remove_node_entry(path).ok_or(ErrorCode::NoNode)?;
+        if node.num_children() > 0 {
+            // The flat set would orphan the children; a valid txn never
+            // asks, so putting the node back is the rare path.
+            self.add_node_entry(node);
+            return Err(ErrorCode::NotEmpty);
+        }
         self.quota_deleted(path, node.data_len());
         let parent = self
             .update_node(parent_path, |p| {
@@ -243,8 +251,7 @@ impl DataTree {
         version: i32,
         triggers: &mut Triggers,
     ) -> Result<WriteResult, ErrorCode> {
-        let old_len = self.get(path).ok_or(ErrorCode::NoNode)?.data_len();
-        let node = self
+        let (old_len, node) = self
             .update_node_data(path, data, |n| {
                 n.stat.version = version;
                 n.stat.mtime = header.time_ms;
