@@ -31,8 +31,20 @@ impl DataTree {
     /// watch events it fires, in ZooKeeper's order. `last_zxid` advances
     /// whatever the outcome: every txn consumes its zxid.
     pub fn apply_txn(&mut self, header: &TxnHeader, txn: &Txn) -> (Result<WriteResult, ErrorCode>, Vec<WatchTrigger>) {
+        self.apply_txn_as(header, txn, true)
+    }
+
+    /// `apply_txn`; with `existing_create_moves_parent` false a create
+    /// (op 1) of a node that exists changes nothing, as the error txn the
+    /// leader then logs instead (`execute`).
+    pub(super) fn apply_txn_as(
+        &mut self,
+        header: &TxnHeader,
+        txn: &Txn,
+        existing_create_moves_parent: bool,
+    ) -> (Result<WriteResult, ErrorCode>, Vec<WatchTrigger>) {
         let mut triggers = Vec::new();
-        let result = self.apply_one(header, header.op, txn, &mut triggers);
+        let result = self.apply_one(header, header.op, txn, &mut triggers, existing_create_moves_parent);
         if result.is_err() {
             triggers.clear();
         }
@@ -46,12 +58,13 @@ impl DataTree {
         txn_op: i32,
         txn: &Txn,
         triggers: &mut Triggers,
+        existing_create_moves_parent: bool,
     ) -> Result<WriteResult, ErrorCode> {
         match txn {
             Txn::Create { path, data, acl, ephemeral, parent_cversion } => {
                 let owner = if *ephemeral { header.session_id } else { 0 };
                 let result = self.create_node(header, path, data, acl, owner, *parent_cversion, triggers);
-                if txn_op == op::CREATE && result == Err(ErrorCode::NodeExists) {
+                if txn_op == op::CREATE && result == Err(ErrorCode::NodeExists) && existing_create_moves_parent {
                     // As Apache: replaying a create over a fuzzy snapshot
                     // that already holds the node still moves the parent's
                     // cversion and pzxid on.
@@ -124,7 +137,7 @@ impl DataTree {
         let mut pending = Vec::new();
         let mut results = Vec::with_capacity(subs.len());
         for (index, (sub_op, sub)) in subs.iter().enumerate() {
-            match self.apply_one(header, *sub_op, sub, &mut pending) {
+            match self.apply_one(header, *sub_op, sub, &mut pending, true) {
                 Ok(result) => results.push(match result {
                     WriteResult::Created { path, stat } => MultiOpResult::Created { path, stat },
                     WriteResult::Deleted => MultiOpResult::Deleted,

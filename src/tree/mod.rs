@@ -34,9 +34,13 @@
 //! So about **68 B + path + data** on the heap, measured by
 //! `tests::measure_heap_per_znode` (per field: docs/architecture.md; the
 //! raw stat alone would be 68 B, the previous layout cost ~250 B). The price: a write copies the node
-//! (path, stat and inline value) instead of patching it in place, and a
-//! change to a node looks it up twice (once to read it, once to replace it
-//! in the set). One more: the B-tree's branch separators are clones of keys,
+//! (path, stat and inline value) whenever another tree version (or an
+//! index, or a branch separator) holds it; a node only this version holds
+//! (a parent written twice in one batch, every node during replay) gets a
+//! stat-only change or a same-sized inline value in place when the packed
+//! stat keeps its length (`Node::restat_in_place`). A change to a node is
+//! one descent of the set (`OrdSet::get_mut`, a vendored-imbl patch: find
+//! the slot, copy the shared path, swap the node in). One more: the B-tree's branch separators are clones of keys,
 //! so a separator keeps the node version it was cut from alive (at most one
 //! old version per separator, ~1 node in 12) until that branch changes.
 //!

@@ -81,7 +81,9 @@ pub(crate) enum NewData<'a> {
     Shared(Bytes),
 }
 
-/// One znode. Immutable: the tree replaces it on change. Ordered (and
+/// One znode. Immutable once shared: the tree replaces it on change, or
+/// rewrites it only while it holds the sole reference
+/// (`restat_in_place`, `replace_data_in_place`). Ordered (and
 /// compared) by its path in the tree's (parent, name) order.
 #[derive(Clone)]
 pub struct Node(ThinArc<Header>);
