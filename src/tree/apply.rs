@@ -31,8 +31,20 @@ impl DataTree {
     /// watch events it fires, in ZooKeeper's order. `last_zxid` advances
     /// whatever the outcome: every txn consumes its zxid.
     pub fn apply_txn(&mut self, header: &TxnHeader, txn: &Txn) -> (Result<WriteResult, ErrorCode>, Vec<WatchTrigger>) {
+        self.apply_txn_as(header, txn, true)
+    }
+
+    /// `apply_txn`; with `existing_create_moves_parent` false a create
+    /// (op 1) of a node that exists changes nothing, as the error txn the
+    /// leader then logs instead (`execute`).
+    pub(super) fn apply_txn_as(
+        &mut self,
+        header: &TxnHeader,
+        txn: &Txn,
+        existing_create_moves_parent: bool,
+    ) -> (Result<WriteResult, ErrorCode>, Vec<WatchTrigger>) {
         let mut triggers = Vec::new();
-        let result = self.apply_one(header, header.op, txn, &mut triggers);
+        let result = self.apply_one(header, header.op, txn, &mut triggers, existing_create_moves_parent);
         if result.is_err() {
             triggers.clear();
         }
@@ -46,12 +58,13 @@ impl DataTree {
         txn_op: i32,
         txn: &Txn,
         triggers: &mut Triggers,
+        existing_create_moves_parent: bool,
     ) -> Result<WriteResult, ErrorCode> {
         match txn {
             Txn::Create { path, data, acl, ephemeral, parent_cversion } => {
                 let owner = if *ephemeral { header.session_id } else { 0 };
                 let result = self.create_node(header, path, data, acl, owner, *parent_cversion, triggers);
-                if txn_op == op::CREATE && result == Err(ErrorCode::NodeExists) {
+                if txn_op == op::CREATE && result == Err(ErrorCode::NodeExists) && existing_create_moves_parent {
                     // As Apache: replaying a create over a fuzzy snapshot
                     // that already holds the node still moves the parent's
                     // cversion and pzxid on.
@@ -124,7 +137,7 @@ impl DataTree {
         let mut pending = Vec::new();
         let mut results = Vec::with_capacity(subs.len());
         for (index, (sub_op, sub)) in subs.iter().enumerate() {
-            match self.apply_one(header, *sub_op, sub, &mut pending) {
+            match self.apply_one(header, *sub_op, sub, &mut pending, true) {
                 Ok(result) => results.push(match result {
                     WriteResult::Created { path, stat } => MultiOpResult::Created { path, stat },
                     WriteResult::Deleted => MultiOpResult::Deleted,
@@ -156,9 +169,6 @@ impl DataTree {
         triggers: &mut Triggers,
     ) -> Result<WriteResult, ErrorCode> {
         let parent_path = path::parent_of(path).ok_or(ErrorCode::BadArguments)?;
-        let parent = self.get(parent_path).ok_or(ErrorCode::NoNode)?.clone();
-        // -1 (a pre-3.3 txn) means "one more than now".
-        let parent_cversion = if parent_cversion == -1 { parent.cversion().wrapping_add(1) } else { parent_cversion };
         let stat = StoredStat {
             czxid: header.zxid,
             mzxid: header.zxid,
@@ -175,13 +185,17 @@ impl DataTree {
             Some(d) => NewData::Copy(d),
             None => NewData::Null,
         };
+        // Two descents of the node set: the insert, then the parent's
+        // update. An existing node implies its parent, so NodeExists is
+        // decided as if the parent had been looked up first.
         let node = self
             .insert_node_entry(path, new_data, &acl, NodeStat { stat, num_children: 0 })
             .ok_or(ErrorCode::NodeExists)?;
-        let wire_stat = node.stat();
         let zxid = header.zxid;
-        let parent = self.restat_node(&parent, |p| {
+        let updated_parent = self.update_node(parent_path, |p| {
             p.num_children += 1;
+            // -1 (a pre-3.3 txn) means "one more than now".
+            let parent_cversion = if parent_cversion == -1 { p.stat.cversion.wrapping_add(1) } else { parent_cversion };
             // Only ever raised: replay over a newer snapshot must not
             // move it back (Apache's createNode rule).
             if parent_cversion > p.stat.cversion {
@@ -189,6 +203,12 @@ impl DataTree {
                 p.stat.pzxid = zxid;
             }
         });
+        let Some(parent) = updated_parent else {
+            // A txn a consistent stream never holds: undo the insert.
+            self.remove_node_entry(path);
+            return Err(ErrorCode::NoNode);
+        };
+        let wire_stat = node.stat();
         self.quota_created(path, node.data_len());
         triggers.push(WatchTrigger { event: EventType::NodeCreated, path: Arc::from(path), acl: node.acl().clone() });
         triggers.push(WatchTrigger {
@@ -212,13 +232,14 @@ impl DataTree {
     /// (never lowered); NodeDeleted then the parent's NodeChildrenChanged.
     pub(super) fn delete_node(&mut self, zxid: i64, path: &str, triggers: &mut Triggers) -> Result<(), ErrorCode> {
         let parent_path = path::parent_of(path).ok_or(ErrorCode::BadArguments)?;
-        match self.get(path) {
-            None => return Err(ErrorCode::NoNode),
-            // The flat map would orphan the children; a valid txn never asks.
-            Some(node) if node.num_children() > 0 => return Err(ErrorCode::NotEmpty),
-            Some(_) => {}
-        }
+        // Two descents of the node set: the removal, then the parent's update.
         let node = self.remove_node_entry(path).ok_or(ErrorCode::NoNode)?;
+        if node.num_children() > 0 {
+            // The flat set would orphan the children; a valid txn never
+            // asks, so putting the node back is the rare path.
+            self.add_node_entry(node);
+            return Err(ErrorCode::NotEmpty);
+        }
         self.quota_deleted(path, node.data_len());
         let parent = self
             .update_node(parent_path, |p| {
@@ -243,8 +264,7 @@ impl DataTree {
         version: i32,
         triggers: &mut Triggers,
     ) -> Result<WriteResult, ErrorCode> {
-        let old_len = self.get(path).ok_or(ErrorCode::NoNode)?.data_len();
-        let node = self
+        let (old_len, node) = self
             .update_node_data(path, data, |n| {
                 n.stat.version = version;
                 n.stat.mtime = header.time_ms;

@@ -138,6 +138,16 @@ pub struct Executed {
     pub quota_notes: Vec<QuotaNote>,
 }
 
+/// Whether a create's prepare looked for an existing node. `execute` lets
+/// a create leave that to its apply, whose insert finds the node anyway
+/// (then NodeExists and an error txn, the tree unchanged); a multi's
+/// sub-ops and quota-checked creates check in prepare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ExistsCheck {
+    Checked,
+    LeftToApply,
+}
+
 /// `checkAndIncVersion`: -1 matches anything; the new version skips -1 on
 /// wrap-around.
 fn check_and_inc_version(current: i32, expected: i32) -> Result<i32, ErrorCode> {
@@ -165,24 +175,50 @@ impl DataTree {
     /// changes nothing but still consumes the zxid.
     pub fn execute(&mut self, ctx: &TxnContext, write: &WriteOp) -> Executed {
         let mut quota_notes = Vec::new();
-        let (header, txn) = match self.prepare(ctx, write, &mut quota_notes) {
+        let mut exists = ExistsCheck::LeftToApply;
+        let (header, txn) = match self.prepare(ctx, write, &mut quota_notes, &mut exists) {
             Ok((txn_op, txn)) => (ctx.header(txn_op), txn),
             Err(code) => (ctx.header(op::ERROR), Txn::Error { err: code.code() }),
         };
-        let (result, triggers) = self.apply_txn(&header, &txn);
+        let left_to_apply = exists == ExistsCheck::LeftToApply && header.op != op::ERROR;
+        let (result, triggers) = self.apply_txn_as(&header, &txn, !left_to_apply);
+        if left_to_apply && result == Err(ErrorCode::NodeExists) {
+            // The create prepare would have refused: its insert found the
+            // node and changed nothing, so log the error txn instead.
+            let header = ctx.header(op::ERROR);
+            let txn = Txn::Error { err: ErrorCode::NodeExists.code() };
+            return Executed { header, txn, digest: None, result, triggers, quota_notes };
+        }
         let digest = (header.op != op::ERROR).then(|| self.txn_digest());
         Executed { header, txn, digest, result, triggers, quota_notes }
     }
 
     /// Validates `write` against this tree and returns (txn type, txn).
-    fn prepare(&self, ctx: &TxnContext, write: &WriteOp, notes: &mut Vec<QuotaNote>) -> Result<(i32, Txn), ErrorCode> {
+    /// `exists` is set to `Checked` unless the write is a create whose
+    /// NodeExists check was left to its apply (see `ExistsCheck`).
+    fn prepare(
+        &self,
+        ctx: &TxnContext,
+        write: &WriteOp,
+        notes: &mut Vec<QuotaNote>,
+        exists: &mut ExistsCheck,
+    ) -> Result<(i32, Txn), ErrorCode> {
         match write {
-            WriteOp::Multi(ops) => Ok((op::MULTI, self.prepare_multi(ctx, ops, notes)?)),
-            WriteOp::Check { .. } => Err(ErrorCode::Unimplemented),
-            WriteOp::CloseSession => {
-                Ok((op::CLOSE_SESSION, Txn::CloseSession { paths_to_delete: Some(self.ephemerals_of(ctx.session_id)) }))
+            WriteOp::Create { path, data, acl, flags, ttl, op } => {
+                self.prepare_create(ctx, path, data, acl, *flags, ttl.unwrap_or(-1), *op, notes, exists)
             }
-            single => self.prepare_single(ctx, single, notes),
+            _ => {
+                *exists = ExistsCheck::Checked;
+                match write {
+                    WriteOp::Multi(ops) => Ok((op::MULTI, self.prepare_multi(ctx, ops, notes)?)),
+                    WriteOp::Check { .. } => Err(ErrorCode::Unimplemented),
+                    WriteOp::CloseSession => Ok((
+                        op::CLOSE_SESSION,
+                        Txn::CloseSession { paths_to_delete: Some(self.ephemerals_of(ctx.session_id)) },
+                    )),
+                    single => self.prepare_single(ctx, single, notes),
+                }
+            }
         }
     }
 
@@ -196,7 +232,8 @@ impl DataTree {
     ) -> Result<(i32, Txn), ErrorCode> {
         match write {
             WriteOp::Create { path, data, acl, flags, ttl, op } => {
-                self.prepare_create(ctx, path, data, acl, *flags, ttl.unwrap_or(-1), *op, notes)
+                let mut exists = ExistsCheck::Checked;
+                self.prepare_create(ctx, path, data, acl, *flags, ttl.unwrap_or(-1), *op, notes, &mut exists)
             }
             WriteOp::Delete { path, version } => self.prepare_delete(ctx, path, *version).map(|txn| (op::DELETE, txn)),
             WriteOp::SetData { path, data, version } => {
@@ -262,6 +299,7 @@ impl DataTree {
         ttl: i64,
         opcode: i32,
         notes: &mut Vec<QuotaNote>,
+        exists: &mut ExistsCheck,
     ) -> Result<(i32, Txn), ErrorCode> {
         let mode = CreateMode::from_flags(flags).ok_or(ErrorCode::BadArguments)?;
         if mode.is_ttl() && !ctx.extended_types_enabled {
@@ -290,14 +328,23 @@ impl DataTree {
             requested_path.to_owned()
         };
         path::validate_path(&path)?;
-        if self.get(&path).is_some() {
+        // Only the quota check would tell a refusal other than NodeExists
+        // apart from an existing node (an ephemeral parent has no
+        // children, so its refusal is the same whichever check runs
+        // first): without it the check is left to the apply's insert, one
+        // lookup fewer.
+        let quota_applies = ctx.enforce_quota && self.quota_root_of(&path).is_some();
+        if *exists == ExistsCheck::LeftToApply && quota_applies {
+            *exists = ExistsCheck::Checked;
+        }
+        if *exists == ExistsCheck::Checked && self.get(&path).is_some() {
             return Err(ErrorCode::NodeExists);
         }
         if matches!(parent.kind(), NodeKind::Ephemeral(_)) {
             return Err(ErrorCode::NoChildrenForEphemerals);
         }
         let parent_cversion = parent.cversion().wrapping_add(1);
-        if ctx.enforce_quota {
+        if quota_applies {
             let bytes = data.as_ref().map_or(0, |d| d.len() as i64);
             self.check_quota(&path, bytes, 1, notes)?;
         }

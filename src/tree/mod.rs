@@ -34,9 +34,13 @@
 //! So about **68 B + path + data** on the heap, measured by
 //! `tests::measure_heap_per_znode` (per field: docs/architecture.md; the
 //! raw stat alone would be 68 B, the previous layout cost ~250 B). The price: a write copies the node
-//! (path, stat and inline value) instead of patching it in place, and a
-//! change to a node looks it up twice (once to read it, once to replace it
-//! in the set). One more: the B-tree's branch separators are clones of keys,
+//! (path, stat and inline value) whenever another tree version (or an
+//! index, or a branch separator) holds it; a node only this version holds
+//! (a parent written twice in one batch, every node during replay) gets a
+//! stat-only change or a same-sized inline value in place when the packed
+//! stat keeps its length (`Node::restat_in_place`). A change to a node is
+//! one descent of the set (`OrdSet::get_mut`, a vendored-imbl patch: find
+//! the slot, copy the shared path, swap the node in). One more: the B-tree's branch separators are clones of keys,
 //! so a separator keeps the node version it was cut from alive (at most one
 //! old version per separator, ~1 node in 12) until that branch changes.
 //!
@@ -369,31 +373,30 @@ impl DataTree {
     // ----- low-level mutation helpers, keeping the indexes in step -----
 
     /// Adds a node (its data copied in) unless one is at `path` already:
-    /// then None and nothing changes. One descent of the set either way.
+    /// then None and nothing changes. One descent of the set when the path
+    /// is new (a second one puts the existing node back otherwise).
     fn insert_node_entry(&mut self, path: &str, data: NewData, acl: &Arc<NodeShared>, stat: NodeStat) -> Option<Node> {
         let data_slice = match &data {
             NewData::Null => None,
             NewData::Copy(d) => Some(*d),
             NewData::Shared(d) => Some(&d[..]),
         };
-        let data_len = data_slice.map_or(0, <[u8]>::len);
         let node_digest = digest::digest_of(path, data_slice, &stat.stat) as u32;
         let node = Node::build(path, data, acl, &stat, node_digest);
-        if let Some(existing) = self.nodes.insert(node.clone()) {
-            self.nodes.insert(existing);
-            return None;
-        }
-        self.data_size += (path.len() + data_len) as u64;
-        self.digest = self.digest.wrapping_add(node.digest());
-        self.index(&node);
-        Some(node)
+        self.add_node_entry(node.clone()).then_some(node)
     }
 
-    /// Puts `node` into the node set and its kind's index, replacing the
-    /// node with the same path.
-    fn store(&mut self, node: Node) {
+    /// Adds `node` unless one is at its path already (then false and
+    /// nothing changes), keeping the data size, digest and indexes in step.
+    fn add_node_entry(&mut self, node: Node) -> bool {
+        if let Some(existing) = self.nodes.insert(node.clone()) {
+            self.nodes.insert(existing);
+            return false;
+        }
+        self.data_size += (node.path().len() + node.data_len()) as u64;
+        self.digest = self.digest.wrapping_add(node.digest());
         self.index(&node);
-        self.nodes.insert(node);
+        true
     }
 
     /// Puts `node` into its kind's index (replacing its older version).
@@ -438,55 +441,78 @@ impl DataTree {
     }
 
     /// The node at `path` with `f` applied to its stat fields and ACL (the
-    /// data is kept), stored in its place and returned. `f` must not change
-    /// the ephemeralOwner (the indexes would go stale).
+    /// data is kept), put in its place in the same descent of the set that
+    /// finds it (rewritten in place when no other version holds it), and
+    /// returned. `f` must not change the ephemeralOwner (the indexes would
+    /// go stale).
     fn update_node(&mut self, path: &str, f: impl FnOnce(&mut NodeFields)) -> Option<Node> {
-        let old = self.get(path)?.clone();
-        Some(self.restat_node(&old, f))
-    }
-
-    /// `update_node` of a node the caller has already looked up.
-    fn restat_node(&mut self, old: &Node, f: impl FnOnce(&mut NodeFields)) -> Node {
-        let path = old.path();
-        let before = old.node_stat();
-        let mut fields = NodeFields { acl: None, stat: before.stat, num_children: before.num_children };
-        f(&mut fields);
-        debug_assert_eq!(fields.stat.ephemeral_owner, before.stat.ephemeral_owner, "update_node changed the owner");
-        let old_digest = old.digest();
-        let new_digest = digest::restat_digest(path, old_digest, &before.stat, &fields.stat);
-        let after = NodeStat { stat: fields.stat, num_children: fields.num_children };
-        let node = old.restat(fields.acl.as_ref(), &after, new_digest as u32);
+        let slot = self.nodes.get_mut(TreePath::new(path))?;
+        let old_digest = slot.digest();
+        let new_digest = restat_slot(slot, f);
+        let node = slot.clone();
         self.digest = self.digest.wrapping_sub(old_digest).wrapping_add(new_digest);
-        self.store(node.clone());
-        node
+        self.index(&node);
+        Some(node)
     }
 
     /// Replaces the data of the node at `path` with (an owned copy of)
-    /// `data`, then applies `f` as `update_node` does; keeps the data size
-    /// and the digest (path and data re-hashed) in step.
-    fn update_node_data(&mut self, path: &str, data: &Option<Bytes>, f: impl FnOnce(&mut NodeFields)) -> Option<Node> {
-        let old = self.get(path)?;
-        let before = old.node_stat();
-        let old_len = old.data_len() as u64;
-        let old_digest = old.digest();
+    /// `data`, then applies `f` as `update_node` does, in one descent of
+    /// the set; keeps the data size and the digest (path and data
+    /// re-hashed) in step. Returns the old data length and the new node.
+    fn update_node_data(
+        &mut self,
+        path: &str,
+        data: &Option<Bytes>,
+        f: impl FnOnce(&mut NodeFields),
+    ) -> Option<(usize, Node)> {
+        let slot = self.nodes.get_mut(TreePath::new(path))?;
+        let before = slot.node_stat();
+        let old_len = slot.data_len();
+        let old_digest = slot.digest();
         let mut fields = NodeFields { acl: None, stat: before.stat, num_children: before.num_children };
         f(&mut fields);
         debug_assert_eq!(
             fields.stat.ephemeral_owner, before.stat.ephemeral_owner,
             "update_node_data changed the owner"
         );
-        let acl = fields.acl.unwrap_or_else(|| old.shared().clone());
         let new_digest = digest::digest_of(path, data.as_deref(), &fields.stat);
-        let new_data = match data {
-            Some(d) => NewData::Copy(d),
-            None => NewData::Null,
-        };
         let after = NodeStat { stat: fields.stat, num_children: fields.num_children };
-        let node = Node::build(path, new_data, &acl, &after, new_digest as u32);
-        let new_len = node.data_len() as u64;
+        // A same-sized value on a node nothing else holds (replay, or a
+        // node written twice in one batch) is rewritten where it is.
+        let in_place = fields.acl.is_none()
+            && data.as_ref().is_some_and(|d| slot.replace_data_in_place(d, &after, new_digest as u32));
+        if !in_place {
+            let acl = fields.acl.unwrap_or_else(|| slot.shared().clone());
+            let new_data = match data {
+                Some(d) => NewData::Copy(d),
+                None => NewData::Null,
+            };
+            // Same path, so the set's order is kept.
+            *slot = Node::build(path, new_data, &acl, &after, new_digest as u32);
+        }
+        let node = slot.clone();
+        let new_len = node.data_len();
         self.digest = self.digest.wrapping_sub(old_digest).wrapping_add(new_digest);
-        self.data_size = self.data_size.saturating_sub(old_len) + new_len;
-        self.store(node.clone());
-        Some(node)
+        self.data_size = self.data_size.saturating_sub(old_len as u64) + new_len as u64;
+        self.index(&node);
+        Some((old_len, node))
     }
+}
+
+/// Applies `f` to the stat fields and ACL of the node in `slot` (see
+/// `DataTree::update_node`); returns the node's new digest. The path stays,
+/// so the set's order is kept. A stat-only change to a node nothing else
+/// holds (a parent already copied by an earlier write of this batch, or
+/// during replay) rewrites its allocation; otherwise a new node replaces it.
+fn restat_slot(slot: &mut Node, f: impl FnOnce(&mut NodeFields)) -> i64 {
+    let before = slot.node_stat();
+    let mut fields = NodeFields { acl: None, stat: before.stat, num_children: before.num_children };
+    f(&mut fields);
+    debug_assert_eq!(fields.stat.ephemeral_owner, before.stat.ephemeral_owner, "update_node changed the owner");
+    let new_digest = digest::restat_digest(slot.path(), slot.digest(), &before.stat, &fields.stat);
+    let after = NodeStat { stat: fields.stat, num_children: fields.num_children };
+    if fields.acl.is_some() || !slot.restat_in_place(&after, new_digest as u32) {
+        *slot = slot.restat(fields.acl.as_ref(), &after, new_digest as u32);
+    }
+    new_digest
 }

@@ -81,7 +81,9 @@ pub(crate) enum NewData<'a> {
     Shared(Bytes),
 }
 
-/// One znode. Immutable: the tree replaces it on change. Ordered (and
+/// One znode. Immutable once shared: the tree replaces it on change, or
+/// rewrites it only while it holds the sole reference
+/// (`restat_in_place`, `replace_data_in_place`). Ordered (and
 /// compared) by its path in the tree's (parent, name) order.
 #[derive(Clone)]
 pub struct Node(ThinArc<Header>);
@@ -161,6 +163,55 @@ impl Node {
         }
     }
 
+    /// Rewrites this node's stat and digest in its own allocation when no
+    /// other tree version, index or clone holds it (the only reference is
+    /// the caller's, typically a set slot just copied by a write) and the
+    /// packed stat keeps its length; the node then reads as `restat(None,
+    /// stat, digest)` would have built it. False, changing nothing,
+    /// otherwise. Saves the allocation, the copy of path and value and the
+    /// free of the old node for the parent of a create or delete.
+    pub(crate) fn restat_in_place(&mut self, stat: &NodeStat, digest: u32) -> bool {
+        self.rewrite_in_place(None, stat, digest)
+    }
+
+    /// `restat_in_place` that also replaces an inline value by `data` of
+    /// the same length (a setData of a same-sized value, as most are); the
+    /// node then reads as `build` with the same ACL would have made it.
+    /// False, changing nothing, for a null or large value too.
+    pub(crate) fn replace_data_in_place(&mut self, data: &[u8], stat: &NodeStat, digest: u32) -> bool {
+        let inline_now = self.header().shared.large_data.is_none() && self.flags() & DATA_NULL == 0;
+        inline_now && self.stat_and_data().1.len() == data.len() && self.rewrite_in_place(Some(data), stat, digest)
+    }
+
+    /// `new_inline`: None keeps the value; Some must be as long as the
+    /// inline value there is (checked by the caller).
+    fn rewrite_in_place(&mut self, new_inline: Option<&[u8]>, stat: &NodeStat, digest: u32) -> bool {
+        let mut packed = [0u8; MAX_STAT_BYTES];
+        let (flags, stat_len) = pack_stat(stat, &mut packed);
+        let at = self.header().path_len as usize;
+        let Some((header, bytes)) = self.0.get_mut() else {
+            return false;
+        };
+        let Some((control, rest)) = bytes.get_mut(at..).and_then(|b| b.split_at_mut_checked(CONTROL_BYTES)) else {
+            return false;
+        };
+        if control[2] as usize != stat_len || rest.len() < stat_len {
+            return false;
+        }
+        let (stat_part, data_part) = rest.split_at_mut(stat_len);
+        if new_inline.is_some_and(|d| d.len() != data_part.len()) {
+            return false;
+        }
+        let data_flags = u16::from_le_bytes([control[0], control[1]]) & DATA_NULL;
+        control[..2].copy_from_slice(&(flags | data_flags).to_le_bytes());
+        stat_part.copy_from_slice(&packed[..stat_len]);
+        if let Some(d) = new_inline {
+            data_part.copy_from_slice(d);
+        }
+        header.digest = digest;
+        true
+    }
+
     /// The shared part (ACL, large value), to build another node with this ACL.
     pub(crate) fn shared(&self) -> &Arc<NodeShared> {
         &self.header().shared
@@ -177,7 +228,8 @@ impl Node {
     pub fn path(&self) -> &str {
         let bytes = self.slice().get(..self.header().path_len as usize).unwrap_or_default();
         // SAFETY: the first path_len bytes were copied from a `&str` in
-        // `build`, and nothing writes to a node after that.
+        // `build`, and nothing writes them after that (`restat_in_place`
+        // writes only past them).
         unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 
@@ -471,6 +523,7 @@ mod tests {
         #[test]
         fn node_round_trips(
             stat in any_stat(),
+            other in any_stat(),
             path in "/[a-z0-9é]{0,12}(/[a-z0-9]{1,5}){0,3}",
             data in prop::option::of(prop::collection::vec(any::<u8>(), 0..1200)),
             digest in any::<u32>(),
@@ -495,6 +548,40 @@ mod tests {
                 prop_assert_eq!(restatted.path(), path.as_str());
                 prop_assert_eq!(restatted.digest_u32(), digest ^ 1);
                 prop_assert!(Arc::ptr_eq(restatted.acl(), &new_acl.unwrap_or(&acl).acl));
+            }
+            // In place: only when unique and the packed stat keeps its
+            // length, and then the same node `restat` builds.
+            let mut one_more_child = stat;
+            one_more_child.num_children = one_more_child.num_children.wrapping_add(1);
+            for target in [other, moved, one_more_child] {
+                let new_data = match &data { Some(d) => NewData::Copy(d), None => NewData::Null };
+                let mut unique = Node::build(&path, new_data, &acl, &stat, digest);
+                let held = unique.clone();
+                prop_assert!(!unique.restat_in_place(&target, digest ^ 2));
+                prop_assert_eq!(unique.node_stat(), stat);
+                drop(held);
+                let rebuilt = unique.restat(None, &target, digest ^ 2);
+                let same_len = rebuilt.allocation_bytes() == unique.allocation_bytes();
+                prop_assert_eq!(unique.restat_in_place(&target, digest ^ 2), same_len);
+                let expected = if same_len { &rebuilt } else { &node };
+                prop_assert_eq!(unique.0.bytes(), expected.0.bytes());
+                prop_assert_eq!(unique.digest_u32(), expected.digest_u32());
+                prop_assert_eq!(unique.node_stat(), expected.node_stat());
+                prop_assert_eq!(unique.data(), data.as_deref());
+                prop_assert_eq!(unique.path(), path.as_str());
+                // A same-sized inline value too (null and large ones never).
+                let replacement: Vec<u8> = data.iter().flatten().map(|b| b ^ 0x5a).collect();
+                let new_data = match &data { Some(d) => NewData::Copy(d), None => NewData::Null };
+                let mut unique = Node::build(&path, new_data, &acl, &stat, digest);
+                let rebuilt = Node::build(&path, NewData::Copy(&replacement), &acl, &target, digest ^ 3);
+                let inline = data.as_ref().is_some_and(|d| d.len() <= INLINE_DATA_MAX_BYTES);
+                let same_len = inline && rebuilt.allocation_bytes() == unique.allocation_bytes();
+                prop_assert_eq!(unique.replace_data_in_place(&replacement, &target, digest ^ 3), same_len);
+                let expected = if same_len { &rebuilt } else { &node };
+                prop_assert_eq!(unique.0.bytes(), expected.0.bytes());
+                prop_assert_eq!(unique.digest_u32(), expected.digest_u32());
+                prop_assert_eq!(unique.data(), expected.data());
+                prop_assert!(Arc::ptr_eq(unique.shared(), expected.shared()) || !same_len);
             }
         }
     }

@@ -139,7 +139,7 @@ fn last_slash(rest: &[u8]) -> LastSlash {
 
 /// Whether `bytes` holds a '/', eight bytes at a time (a byte-at-a-time scan
 /// of both rests was a third of every key comparison: the tree compares keys
-/// ~17 times per lookup, five lookups per create).
+/// ~17 times per descent, three descents per create).
 fn has_slash(bytes: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;

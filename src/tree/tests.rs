@@ -927,6 +927,59 @@ fn apply_time_multi_rollback_restores_the_digest() {
     check_invariants(&tree);
 }
 
+/// Txns that cannot apply (never in a consistent stream) change nothing:
+/// apply inserts a created node before it updates the parent and removes a
+/// deleted one before it looks at its children, so these paths undo.
+#[test]
+fn apply_refusals_leave_the_tree_and_indexes_unchanged() {
+    let mut tree = DataTree::new();
+    run(&mut tree, 1, create_with("/c", 0, op::CREATE_CONTAINER, None)).unwrap();
+    run(&mut tree, 2, create_op("/c/kid", 1)).unwrap();
+    run(&mut tree, 3, create_op("/p", 0)).unwrap();
+    run(&mut tree, 4, create_op("/p/kid", 0)).unwrap();
+    let before = tree.clone();
+    let header = |txn_op, zxid| TxnHeader { session_id: SESSION, cxid: 1, zxid, time_ms: 5, op: txn_op };
+    let create = |path: &str, ephemeral| Txn::Create {
+        path: path.into(),
+        data: Some(Bytes::from_static(b"x")),
+        acl: open_acl_unsafe(),
+        ephemeral,
+        parent_cversion: 9,
+    };
+    let refused = [
+        (op::CREATE, create("/missing/e", true), ErrorCode::NoNode),
+        (
+            op::CREATE_CONTAINER,
+            Txn::CreateContainer { path: "/gone/c".into(), data: None, acl: open_acl_unsafe(), parent_cversion: 9 },
+            ErrorCode::NoNode,
+        ),
+        (op::DELETE, Txn::Delete { path: "/c".into() }, ErrorCode::NotEmpty),
+        (op::DELETE, Txn::Delete { path: "/p".into() }, ErrorCode::NotEmpty),
+        (op::DELETE, Txn::Delete { path: "/nope".into() }, ErrorCode::NoNode),
+        (op::SET_DATA, Txn::SetData { path: "/nope".into(), data: None, version: 1 }, ErrorCode::NoNode),
+    ];
+    for (i, (txn_op, txn, code)) in refused.into_iter().enumerate() {
+        let (result, triggers) = tree.apply_txn(&header(txn_op, 10 + i as i64), &txn);
+        assert_eq!(result, Err(code), "{txn:?}");
+        assert!(triggers.is_empty());
+        tree.set_last_zxid(before.last_zxid());
+        assert_same_tree(&tree, &before);
+        assert_eq!(tree.reapable(i64::MAX, 1, 10), before.reapable(i64::MAX, 1, 10));
+        check_invariants(&tree);
+    }
+    // The container and the ephemeral are still indexed: once emptied,
+    // the container is reapable and the session's close deletes the kid.
+    run(&mut tree, 20, WriteOp::Delete { path: "/c/kid".into(), version: -1 }).unwrap();
+    assert_eq!(tree.reapable(0, 0, 10), vec!["/c".to_owned()]);
+    // A create replayed over a snapshot that already holds the node raises
+    // the parent's cversion and pzxid (and only that).
+    let (result, _) = tree.apply_txn(&header(op::CREATE, 21), &create("/p/kid", false));
+    assert_eq!(result, Err(ErrorCode::NodeExists));
+    let parent = tree.get("/p").unwrap().stored_stat();
+    assert_eq!((parent.cversion, parent.pzxid), (9, 21));
+    check_invariants(&tree);
+}
+
 // ----- quotas (quota.rs) -----
 
 fn create_data(path: &str, data: &'static [u8]) -> WriteOp {
@@ -1153,6 +1206,75 @@ proptest! {
             prop_assert!(printed.contains(&format!("{k}={v}")), "{} missing from {}", k, printed);
         }
         prop_assert_eq!((again.count(), again.bytes()), (stats.count(), stats.bytes()));
+    }
+}
+
+/// A set element ordered by `key` alone, so `get_mut` may change `payload`.
+#[derive(Debug, Clone)]
+struct Keyed {
+    key: u8,
+    payload: u32,
+}
+
+impl PartialEq for Keyed {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+impl Eq for Keyed {}
+impl PartialOrd for Keyed {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Keyed {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key.cmp(&other.key)
+    }
+}
+impl std::borrow::Borrow<u8> for Keyed {
+    fn borrow(&self) -> &u8 {
+        &self.key
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The vendored `OrdSet::get_mut` (zoocore patch) changes the element
+    /// in this version only: clones taken before keep what they held, as
+    /// after an insert, and a miss changes nothing.
+    #[test]
+    fn ord_set_get_mut_copies_the_path(
+        keys in proptest::collection::vec(any::<u8>(), 1..200),
+        edits in proptest::collection::vec((any::<u8>(), any::<u32>(), any::<bool>()), 1..60),
+    ) {
+        use std::collections::BTreeMap;
+        let mut set: imbl::OrdSet<Keyed> = imbl::OrdSet::new();
+        let mut model: BTreeMap<u8, u32> = BTreeMap::new();
+        for (i, k) in keys.iter().enumerate() {
+            set.insert(Keyed { key: *k, payload: i as u32 });
+            model.insert(*k, i as u32);
+        }
+        let mut published: Vec<(imbl::OrdSet<Keyed>, BTreeMap<u8, u32>)> = Vec::new();
+        for (key, payload, publish) in edits {
+            match set.get_mut(&key) {
+                Some(found) => {
+                    prop_assert_eq!(found.key, key);
+                    found.payload = payload;
+                    prop_assert!(model.insert(key, payload).is_some());
+                }
+                None => prop_assert!(!model.contains_key(&key)),
+            }
+            if publish {
+                published.push((set.clone(), model.clone()));
+            }
+        }
+        let dump = |s: &imbl::OrdSet<Keyed>| s.iter().map(|e| (e.key, e.payload)).collect::<Vec<_>>();
+        prop_assert_eq!(dump(&set), model.into_iter().collect::<Vec<_>>());
+        for (old, old_model) in published {
+            prop_assert_eq!(dump(&old), old_model.into_iter().collect::<Vec<_>>());
+        }
     }
 }
 

@@ -45,10 +45,11 @@ pub(crate) struct ThinArc<H> {
     _owns: PhantomData<Inner<H>>,
 }
 
-// SAFETY: the allocation is never written after construction except the
-// atomic count, so sharing it across threads is as safe as sharing `H`,
-// and dropping it on another thread as safe as sending `H` (same bounds as
-// `std::sync::Arc<H>`).
+// SAFETY: the allocation is written after construction only through the
+// atomic count and through `get_mut`, which needs the one reference there
+// is (so nobody else can read it), so sharing it across threads is as safe
+// as sharing `H`, and dropping it on another thread as safe as sending `H`
+// (same bounds as `std::sync::Arc<H>`).
 unsafe impl<H: Send + Sync> Send for ThinArc<H> {}
 unsafe impl<H: Send + Sync> Sync for ThinArc<H> {}
 
@@ -91,6 +92,26 @@ impl<H> ThinArc<H> {
         let len = self.inner().len as usize;
         // SAFETY: `new` copied `len` bytes there, and nothing writes them after.
         unsafe { std::slice::from_raw_parts(Self::bytes_ptr(self.ptr.as_ptr()), len) }
+    }
+
+    /// The header and the bytes, writable, if this is the only reference
+    /// (as `Arc::get_mut`: no clone exists, and none can be made while the
+    /// `&mut` lives); None if the allocation is shared.
+    pub(crate) fn get_mut(&mut self) -> Option<(&mut H, &mut [u8])> {
+        // Acquire: every other owner's last use (their Release decrement)
+        // happens before the writes that follow.
+        if self.inner().count.load(Ordering::Acquire) != 1 {
+            return None;
+        }
+        let inner = self.ptr.as_ptr();
+        // SAFETY: the count is 1 and we hold it through `&mut self`, so no
+        // other reference to the allocation exists; `new` wrote the header
+        // and `len` bytes after it, and the two borrows do not overlap.
+        unsafe {
+            let len = (*inner).len as usize;
+            let bytes = std::slice::from_raw_parts_mut(Self::bytes_ptr(inner), len);
+            Some((&mut (*inner).header, bytes))
+        }
     }
 
     /// Bytes this allocation asks malloc for (malloc's own header and
@@ -173,8 +194,14 @@ mod tests {
                     scope.spawn(move || assert_eq!(copy.bytes().len(), len));
                 }
             });
+            let mut node = node;
+            prop_assert_eq!(node.get_mut().is_some(), clones == 0);
             drop(copies);
             prop_assert_eq!(Arc::strong_count(&header), 2);
+            if let Some((_, unique)) = node.get_mut() {
+                unique.reverse();
+                unique.reverse();
+            }
             prop_assert_eq!(node.bytes(), &bytes[..]);
             drop(node);
             prop_assert_eq!(Arc::strong_count(&header), 1);

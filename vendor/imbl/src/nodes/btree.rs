@@ -713,7 +713,7 @@ impl<K: Ord + Clone, V: Clone> Leaf<K, V> {
 }
 
 impl<K: Ord + Clone, V: Clone, P: SharedPointerKind> Branch<K, V, P> {
-    pub(crate) fn lookup_mut<Q>(&mut self, key: &Q) -> Option<(&K, &mut V)>
+    pub(crate) fn lookup_mut<Q>(&mut self, key: &Q) -> Option<(&mut K, &mut V)>
     where
         Q: Comparable<K> + ?Sized,
     {
@@ -730,18 +730,20 @@ impl<K: Ord + Clone, V: Clone, P: SharedPointerKind> Branch<K, V, P> {
 }
 
 impl<K: Ord + Clone, V: Clone> Leaf<K, V> {
-    pub(crate) fn lookup_mut<Q>(&mut self, key: &Q) -> Option<(&K, &mut V)>
+    pub(crate) fn lookup_mut<Q>(&mut self, key: &Q) -> Option<(&mut K, &mut V)>
     where
         Q: Comparable<K> + ?Sized,
     {
         let keys = &mut self.keys;
         let i = slice_ext::binary_search_by(keys, |(k, _)| key.compare(k).reverse()).ok()?;
-        keys.get_mut(i).map(|(k, v)| (&*k, v))
+        // zoocore patch: the key mutable too, for `GenericOrdSet::get_mut`
+        // (the map's callers hand out `&K`).
+        keys.get_mut(i).map(|(k, v)| (k, v))
     }
 }
 
 impl<K: Ord + Clone, V: Clone, P: SharedPointerKind> Node<K, V, P> {
-    pub(crate) fn lookup_mut<Q>(&mut self, key: &Q) -> Option<(&K, &mut V)>
+    pub(crate) fn lookup_mut<Q>(&mut self, key: &Q) -> Option<(&mut K, &mut V)>
     where
         Q: Comparable<K> + ?Sized,
     {

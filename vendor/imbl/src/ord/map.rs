@@ -611,7 +611,7 @@ where
     where
         Q: Comparable<K> + ?Sized,
     {
-        self.root.as_mut()?.lookup_mut(key)
+        self.root.as_mut()?.lookup_mut(key).map(|(k, v)| (&*k, v))
     }
 
     /// Get the closest smaller entry in a map to a given key
@@ -640,7 +640,7 @@ where
     {
         let prev = self.get_prev(key)?.0.clone();
         let root = self.root.as_mut()?;
-        root.lookup_mut(prev.borrow())
+        root.lookup_mut(prev.borrow()).map(|(k, v)| (&*k, v))
     }
 
     /// Get the closest larger entry in a map to a given key
@@ -669,7 +669,7 @@ where
     {
         let next = self.get_next(key)?.0.clone();
         let root = self.root.as_mut()?;
-        root.lookup_mut(next.borrow())
+        root.lookup_mut(next.borrow()).map(|(k, v)| (&*k, v))
     }
 
     /// Insert a key/value mapping into a map.
@@ -712,6 +712,17 @@ where
     /// If the map already has a mapping for the given key, the
     /// previous key and value are overwritten and returned.
     #[inline]
+    /// zoocore patch: the key equal to `key`, mutable, found in one
+    /// descent that copies the shared part of the path to it, as
+    /// `get_mut` does (so also when the key is missing). For
+    /// `GenericOrdSet::get_mut`; the caller keeps the key's order.
+    pub(crate) fn key_mut<Q>(&mut self, key: &Q) -> Option<&mut K>
+    where
+        Q: Comparable<K> + ?Sized,
+    {
+        self.root.as_mut()?.lookup_mut(key).map(|(k, _)| k)
+    }
+
     pub(crate) fn insert_key_value(&mut self, key: K, value: V) -> Option<(K, V)> {
         let root = self.root.get_or_insert_with(Node::default);
         match root.insert(key, value) {

@@ -409,6 +409,22 @@ where
     A: Ord + Clone,
     P: SharedPointerKind,
 {
+    /// zoocore patch: the value equal to `value`, mutable, in one descent
+    /// that copies the shared part of the path to it (as
+    /// `GenericOrdMap::get_mut`; also when nothing is found), so a change
+    /// to a value costs one walk instead of a lookup and an insert. The
+    /// caller must leave the value equal to `value` in the set's order: a
+    /// change of order is a logic error that makes lookups miss, as a key
+    /// changed through interior mutability does.
+    ///
+    /// Time: O(log n)
+    pub fn get_mut<Q>(&mut self, value: &Q) -> Option<&mut A>
+    where
+        Q: Comparable<A> + ?Sized,
+    {
+        self.map.key_mut(value)
+    }
+
     /// Insert a value into a set.
     ///
     /// Time: O(log n)
