@@ -50,9 +50,9 @@ impl TestServer {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("zoocore-test-{}-{}", std::process::id(), n));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create test dir");
         // The port can be taken between probing and binding; retry a few times.
         for _attempt in 0..5 {
+            std::fs::create_dir_all(&dir).expect("create test dir");
             let port = free_port();
             let cfg = format!(
                 "tickTime={}\ndataDir={}\nadmin.enableServer=false\nclientPort={}\nclientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\nzoocore.shards={}\nextendedTypesEnabled=true\nDigestAuthenticationProvider.superDigest=super:xQJmxLMiHGwaqBvst5y6rkB6HQs=\nznode.container.checkIntervalMs=500\n{}\n",
@@ -76,11 +76,18 @@ impl TestServer {
                 .expect("spawn zoocore");
             let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
             let mut server = TestServer { addr, dir: dir.clone(), child };
-            if server.wait_ready(Duration::from_secs(10)) {
+            // A taken port makes the process exit at once; a slow start on a
+            // loaded 2-core machine is given as long as a restart is.
+            if server.wait_ready(Duration::from_secs(30)) {
                 return server;
             }
+            // End this attempt's process by its PID and keep the directory
+            // for the next attempt: Drop would signal the reaped PID (which
+            // may be reused by then) and remove the directory, so the next
+            // attempt could not even write its zoo.cfg.
             let _ = server.child.kill();
             let _ = server.child.wait();
+            std::mem::forget(server);
         }
         panic!("zoocore did not start; log: {}", std::fs::read_to_string(dir.join("server.log")).unwrap_or_default());
     }
