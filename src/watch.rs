@@ -38,8 +38,9 @@
 //! the recursive holders of its ancestors (found by parent links);
 //! removing a session visits its own list; wchs is O(1) from counters kept
 //! on every change; wchc/wchp walk in chunks from a cursor
-//! (`write_watches_by_path` / `write_watches_by_session`) so the shard can
-//! yield between chunks. `watchers_visited` counts the entries the
+//! (`write_watches_by_path` / `write_watches_by_session`, and as data for
+//! the AdminServer's JSON, `export_watches_by_path` /
+//! `export_watches_by_session`) so the shard can yield between chunks. `watchers_visited` counts the entries the
 //! registry has touched, so tests can check those bounds by count.
 
 use crate::proto::{watcher_type, EventType};
@@ -662,6 +663,74 @@ pub struct DumpCursor {
     session: SessionId,
 }
 
+/// Paths back to back in one buffer: a listing of millions of paths
+/// without a String (and its malloc) per path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PathList {
+    bytes: Vec<u8>,
+    /// Where each path ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl PathList {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Path `i`'s bytes (UTF-8: names are cut from &str), or empty.
+    pub fn get(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends.get(i - 1).copied().unwrap_or(0) };
+        let end = self.ends.get(i).copied().unwrap_or(start);
+        self.bytes.get(start..end).unwrap_or_default()
+    }
+
+    pub fn push(&mut self, path: &str) {
+        self.bytes.extend_from_slice(path.as_bytes());
+        self.ends.push(self.bytes.len());
+    }
+}
+
+/// One registry's data-table watches by session (the AdminServer's
+/// `watches`), as `export_watches_by_session` lists them: each session with
+/// where its paths end in `paths`. A session may be listed twice if the
+/// registry changed between chunks; the merge allows for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionWatchList {
+    pub sessions: Vec<(SessionId, usize)>,
+    pub paths: PathList,
+}
+
+impl SessionWatchList {
+    /// The paths of entry `i` (indices into `paths`).
+    pub fn path_range(&self, i: usize) -> std::ops::Range<usize> {
+        let start = if i == 0 { 0 } else { self.sessions.get(i - 1).map_or(0, |s| s.1) };
+        let end = self.sessions.get(i).map_or(start, |s| s.1);
+        start..end.max(start)
+    }
+}
+
+/// One registry's data-table watches by path (the AdminServer's
+/// `watches_by_path`): each path with its sorted sessions, which end at
+/// `session_ends[i]` in `sessions`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PathWatchList {
+    pub paths: PathList,
+    pub session_ends: Vec<usize>,
+    pub sessions: Vec<SessionId>,
+}
+
+impl PathWatchList {
+    pub fn sessions_of(&self, i: usize) -> &[SessionId] {
+        let start = if i == 0 { 0 } else { self.session_ends.get(i - 1).copied().unwrap_or(0) };
+        let end = self.session_ends.get(i).copied().unwrap_or(start);
+        self.sessions.get(start..end).unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct WatchRegistry {
     nodes: Vec<Node>,
@@ -1165,6 +1234,59 @@ impl WatchRegistry {
         max_entries: usize,
         out: &mut String,
     ) -> Option<DumpCursor> {
+        let out = std::cell::RefCell::new(out);
+        self.walk_watches_by_session(
+            cursor,
+            max_entries,
+            |session| {
+                let _ = writeln!(out.borrow_mut(), "0x{session:x}");
+            },
+            |id| {
+                let _ = writeln!(out.borrow_mut(), "\t{}", self.path_of(id));
+            },
+        )
+    }
+
+    /// One chunk of the AdminServer's `watches` as data: as
+    /// `write_watches_by_session`, but each session and path appended to
+    /// `out` (paths as bytes in one buffer, no String per watch).
+    pub fn export_watches_by_session(
+        &self,
+        cursor: DumpCursor,
+        max_entries: usize,
+        out: &mut SessionWatchList,
+    ) -> Option<DumpCursor> {
+        let out = std::cell::RefCell::new(out);
+        self.walk_watches_by_session(
+            cursor,
+            max_entries,
+            |session| {
+                let mut out = out.borrow_mut();
+                let end = out.paths.len();
+                out.sessions.push((session, end));
+            },
+            |id| {
+                let mut guard = out.borrow_mut();
+                let out = &mut **guard;
+                self.push_path_bytes(id, &mut out.paths.bytes);
+                out.paths.ends.push(out.paths.bytes.len());
+                let end = out.paths.len();
+                if let Some(last) = out.sessions.last_mut() {
+                    last.1 = end;
+                }
+            },
+        )
+    }
+
+    /// The walk behind wchc: `on_session` before a session's first path,
+    /// `on_path` per data-table path (see `write_watches_by_session`).
+    fn walk_watches_by_session(
+        &self,
+        cursor: DumpCursor,
+        max_entries: usize,
+        mut on_session: impl FnMut(SessionId),
+        mut on_path: impl FnMut(NodeId),
+    ) -> Option<DumpCursor> {
         let budget = max_entries.max(1);
         let (mut conn, mut from, mut session) = (cursor.slot as usize, cursor.from, cursor.session);
         let mut written = 0usize;
@@ -1179,7 +1301,7 @@ impl WatchRegistry {
                 from = 0;
             }
             if from == 0 {
-                let _ = writeln!(out, "0x{:x}", record.session);
+                on_session(record.session);
                 session = record.session;
                 written += 1;
             }
@@ -1201,7 +1323,7 @@ impl WatchRegistry {
             ids.sort_unstable();
             ids.dedup();
             for &id in &ids {
-                let _ = writeln!(out, "\t{}", self.path_of(id));
+                on_path(id);
             }
             written += ids.len();
             match ids.last() {
@@ -1223,21 +1345,80 @@ impl WatchRegistry {
         max_entries: usize,
         out: &mut String,
     ) -> Option<DumpCursor> {
+        self.walk_watches_by_path(cursor, max_entries, |id, sessions| {
+            let _ = writeln!(out, "{}", self.path_of(id));
+            for session in sessions {
+                let _ = writeln!(out, "\t0x{session:x}");
+            }
+        })
+    }
+
+    /// One chunk of the AdminServer's `watches_by_path` as data: as
+    /// `write_watches_by_path`, each path (bytes, in one buffer) and its
+    /// sorted sessions appended to `out`.
+    pub fn export_watches_by_path(
+        &self,
+        cursor: DumpCursor,
+        max_entries: usize,
+        out: &mut PathWatchList,
+    ) -> Option<DumpCursor> {
+        self.walk_watches_by_path(cursor, max_entries, |id, sessions| {
+            self.push_path_bytes(id, &mut out.paths.bytes);
+            out.paths.ends.push(out.paths.bytes.len());
+            out.sessions.extend_from_slice(sessions);
+            out.session_ends.push(out.sessions.len());
+        })
+    }
+
+    /// The walk behind wchp: `on_path(node, its sorted data-table sessions)`.
+    fn walk_watches_by_path(
+        &self,
+        cursor: DumpCursor,
+        max_entries: usize,
+        mut on_path: impl FnMut(NodeId, &[SessionId]),
+    ) -> Option<DumpCursor> {
         let budget = max_entries.max(1);
         let mut id = cursor.slot as usize;
         let mut written = 0usize;
         while id < self.nodes.len() && written < budget {
             written += 1;
             if let Some(node) = self.node(id as NodeId).filter(|n| self.crowds.data_watchers(n.watchers) > 0) {
-                let _ = writeln!(out, "{}", self.path_of(id as NodeId));
-                for session in self.data_sessions_of(node) {
-                    let _ = writeln!(out, "\t0x{session:x}");
-                    written += 1;
-                }
+                let sessions = self.data_sessions_of(node);
+                on_path(id as NodeId, &sessions);
+                written += sessions.len();
             }
             id += 1;
         }
         (id < self.nodes.len()).then_some(DumpCursor { slot: id as u32, ..DumpCursor::default() })
+    }
+
+    /// Appends the path of a node to `out`, as `path_of` spells it, without
+    /// a String or a list of its names: its length first (one walk up),
+    /// then its names written from the end (a second walk).
+    fn push_path_bytes(&self, id: NodeId, out: &mut Vec<u8>) {
+        let mut len = 0usize;
+        let mut at = id;
+        let mut names = 0usize;
+        while let Some(node) = self.node(at) {
+            len += self.name_of(node).len();
+            names += 1;
+            at = node.parent;
+        }
+        len += names.saturating_sub(1);
+        let start = out.len();
+        out.resize(start + len, b'/');
+        let mut end = start + len;
+        let mut at = id;
+        while let Some(node) = self.node(at) {
+            let name = self.name_of(node);
+            let from = end - name.len();
+            if let Some(slot) = out.get_mut(from..end) {
+                slot.copy_from_slice(name);
+            }
+            // The separator before this name stays the '/' it was filled with.
+            end = from.saturating_sub(1);
+            at = node.parent;
+        }
     }
 
     /// wchs "Total watches": (session, path) entries in the data table.

@@ -259,6 +259,13 @@ struct WatchesArgs {
     /// (bytes, watch lines, time) while another session times gets of "/".
     #[arg(long)]
     dump_probe: bool,
+    /// What the dump probe reads, comma-separated: four-letter words (wchc,
+    /// wchp) and AdminServer commands (admin:watches, admin:watches_by_path).
+    #[arg(long, default_value = "wchc,wchp", value_delimiter = ',')]
+    dump_words: Vec<String>,
+    /// The AdminServer (host:port) for admin: dump words.
+    #[arg(long)]
+    admin: Option<String>,
     #[arg(long, default_value_t = 2.0)]
     settle: f64,
     #[command(flatten)]
@@ -612,6 +619,8 @@ fn cmd_watches(a: WatchesArgs) -> Result<(), String> {
         settle: seconds(a.settle, "--settle")?,
         threads: a.threads,
         dump_probe: a.dump_probe,
+        dump_words: a.dump_words.clone(),
+        admin: a.admin.as_deref().map(resolve).transpose()?,
     };
     let r = scale::run_watches(&cfg)?;
     let get_json = |l: &LatencySummary| {
@@ -622,7 +631,7 @@ fn cmd_watches(a: WatchesArgs) -> Result<(), String> {
         .iter()
         .map(|d| {
             JsonObject::default()
-                .str("word", d.word)
+                .str("word", &d.word)
                 .int("bytes", d.bytes)
                 .int("entries", d.entries)
                 .num("first_byte_ms", Some(d.first_byte.as_secs_f64() * 1e3))
@@ -630,6 +639,8 @@ fn cmd_watches(a: WatchesArgs) -> Result<(), String> {
                 .int("rss_peak", d.rss_peak)
                 .raw("get_us", get_json(&d.gets))
                 .num("slowest_get_at_ms", Some(d.slowest_get_at.as_secs_f64() * 1e3))
+                .raw("set_us", get_json(&d.sets))
+                .num("slowest_set_at_ms", Some(d.slowest_set_at.as_secs_f64() * 1e3))
                 .build()
         })
         .collect();
@@ -680,6 +691,11 @@ fn cmd_watches(a: WatchesArgs) -> Result<(), String> {
                 "  get / meanwhile: {} (slowest sent at {:.0} ms)",
                 latency_table(&d.gets),
                 d.slowest_get_at.as_secs_f64() * 1e3
+            );
+            println!(
+                "  setData meanwhile: {} (slowest sent at {:.0} ms)",
+                latency_table(&d.sets),
+                d.slowest_set_at.as_secs_f64() * 1e3
             );
         }
     }

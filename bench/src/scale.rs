@@ -86,12 +86,17 @@ pub struct WatchConfig {
     /// After the RSS readings, run wchc and wchp of all the watches while
     /// another session times gets (`WatchResult::dumps`).
     pub dump_probe: bool,
+    /// What the dump probe reads: four-letter words (`wchc`, `wchp`) and
+    /// AdminServer commands (`admin:watches`, `admin:watches_by_path`, ...).
+    pub dump_words: Vec<String>,
+    /// The AdminServer's address, for `admin:` dump words.
+    pub admin: Option<SocketAddr>,
 }
 
 /// One wchc or wchp of the registered watches, read to the end, with the
 /// get latency another session saw meanwhile.
 pub struct DumpProbe {
-    pub word: &'static str,
+    pub word: String,
     pub bytes: u64,
     /// Lines starting with a tab: one per (path, session) watch.
     pub entries: u64,
@@ -102,6 +107,10 @@ pub struct DumpProbe {
     pub gets: LatencySummary,
     /// When the slowest of those gets was sent, from the dump's request.
     pub slowest_get_at: Duration,
+    /// setData of one znode, one at a time from a third session, meanwhile
+    /// (every write goes through the commit shard).
+    pub sets: LatencySummary,
+    pub slowest_set_at: Duration,
 }
 
 pub struct WatchResult {
@@ -143,6 +152,14 @@ pub fn run_watches(cfg: &WatchConfig) -> Result<WatchResult, String> {
         true => Some(Client::connect(cfg.server, SESSION_TIMEOUT).map_err(|e| format!("connect: {e}"))?),
         false => None,
     };
+    let set_probe = match cfg.dump_probe {
+        true => Some(Client::connect(cfg.server, SESSION_TIMEOUT).map_err(|e| format!("connect: {e}"))?),
+        false => None,
+    };
+    let set_path = format!("{parent}-set-probe");
+    if let Some(c) = &set_probe {
+        ensure_node(c, &set_path)?;
+    }
     let threads = cfg.threads.clamp(1, sessions.len());
     let path_of = |session: usize, i: u64| {
         if cfg.distinct {
@@ -192,18 +209,22 @@ pub fn run_watches(cfg: &WatchConfig) -> Result<WatchResult, String> {
         .map(|i| if cfg.distinct { path_of((i % 7) as usize, i).len() } else { path_of(0, i).len() })
         .collect();
     let mean_path_len = sample.iter().sum::<usize>() as f64 / sample.len().max(1) as f64;
-    let (get_baseline, dumps) = match &get_probe {
-        Some(probe) => {
+    let (get_baseline, dumps) = match (&get_probe, &set_probe) {
+        (Some(probe), Some(setter)) => {
             let (baseline, _) = time_gets(probe, &AtomicBool::new(false), Some(GET_BASELINE))?;
             let mut dumps = Vec::new();
-            for word in ["wchc", "wchp"] {
-                dumps.push(probe_dump(cfg.server, cfg.server_pid, word, probe)?);
+            for word in &cfg.dump_words {
+                let target = match word.strip_prefix("admin:") {
+                    Some(command) => DumpTarget::Admin(cfg.admin.ok_or("admin: dump words need --admin")?, command),
+                    None => DumpTarget::FourLetter(cfg.server, word),
+                };
+                dumps.push(probe_dump(target, cfg.server_pid, probe, (setter, &set_path))?);
             }
             (Some(baseline), dumps)
         }
-        None => (None, Vec::new()),
+        _ => (None, Vec::new()),
     };
-    if let Some(probe) = get_probe {
+    for probe in [get_probe, set_probe].into_iter().flatten() {
         let _ = probe.close();
     }
     for c in sessions {
@@ -248,13 +269,47 @@ fn time_gets(
     Ok((LatencySummary::of(&hist), slowest_at))
 }
 
-/// Sends `word` (wchc or wchp) and reads the reply to the end, counting its
-/// bytes and watch lines, while `probe` times gets and the server's RSS is
-/// sampled.
-fn probe_dump(server: SocketAddr, server_pid: u32, word: &'static str, probe: &Client) -> Result<DumpProbe, String> {
+/// setData of `path` one at a time on `client` until `stop` is set, as `time_gets`.
+fn time_sets(client: &Client, path: &str, stop: &AtomicBool) -> Result<(LatencySummary, Duration), String> {
+    let mut hist = new_histogram();
+    let started = Instant::now();
+    let (mut slowest, mut slowest_at) = (Duration::ZERO, Duration::ZERO);
+    while !stop.load(Ordering::Relaxed) {
+        let t = Instant::now();
+        client.set_data(path, b"x", -1).map_err(|e| format!("set {path} during the dump probe: {e}"))?;
+        let took = t.elapsed();
+        if took > slowest {
+            (slowest, slowest_at) = (took, t - started);
+        }
+        let _ = hist.record((took.as_micros() as u64).max(1));
+    }
+    Ok((LatencySummary::of(&hist), slowest_at))
+}
+
+/// What a dump probe reads.
+enum DumpTarget<'a> {
+    FourLetter(SocketAddr, &'a str),
+    /// An AdminServer command, by GET `/commands/<name>`.
+    Admin(SocketAddr, &'a str),
+}
+
+/// Asks for a dump and reads the reply to the end, counting its bytes and
+/// watch lines, while `probe` times gets, `setter` times setData of its
+/// path and the server's RSS is sampled.
+fn probe_dump(
+    target: DumpTarget<'_>,
+    server_pid: u32,
+    probe: &Client,
+    setter: (&Client, &str),
+) -> Result<DumpProbe, String> {
     let stop = AtomicBool::new(false);
+    let word = match &target {
+        DumpTarget::FourLetter(_, w) => (*w).to_owned(),
+        DumpTarget::Admin(_, c) => format!("admin:{c}"),
+    };
     std::thread::scope(|scope| {
         let gets = scope.spawn(|| time_gets(probe, &stop, None));
+        let sets = scope.spawn(|| time_sets(setter.0, setter.1, &stop));
         let rss = scope.spawn(|| {
             let mut peak = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -263,25 +318,41 @@ fn probe_dump(server: SocketAddr, server_pid: u32, word: &'static str, probe: &C
             }
             peak
         });
-        let read = read_dump(server, word);
+        let read = match target {
+            DumpTarget::FourLetter(server, w) => read_dump(server, w.as_bytes(), b"\t", &word),
+            DumpTarget::Admin(admin, command) => {
+                let request = format!("GET /commands/{command} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n");
+                // Pretty JSON: an array element is a line indented 6 spaces.
+                read_dump(admin, request.as_bytes(), b"      ", &word)
+            }
+        };
         stop.store(true, Ordering::Relaxed);
         let gets = gets.join().map_err(|_| "get probe thread panicked".to_string())?;
+        let sets = sets.join().map_err(|_| "set probe thread panicked".to_string())?;
         let rss_peak = rss.join().map_err(|_| "RSS sampler thread panicked".to_string())?;
         let (bytes, entries, first_byte, total) = read?;
         let (gets, slowest_get_at) = gets?;
-        Ok(DumpProbe { word, bytes, entries, first_byte, total, rss_peak, gets, slowest_get_at })
+        let (sets, slowest_set_at) = sets?;
+        Ok(DumpProbe { word, bytes, entries, first_byte, total, rss_peak, gets, slowest_get_at, sets, slowest_set_at })
     })
 }
 
-/// (bytes, lines starting with a tab, time to the first byte, time to the end).
-fn read_dump(server: SocketAddr, word: &str) -> Result<(u64, u64, Duration, Duration), String> {
+/// Sends `request`, reads to the end: (bytes, lines starting with
+/// `entry_prefix`, time to the first byte, time to the end).
+fn read_dump(
+    server: SocketAddr,
+    request: &[u8],
+    entry_prefix: &[u8],
+    word: &str,
+) -> Result<(u64, u64, Duration, Duration), String> {
     let mut s = TcpStream::connect_timeout(&server, FOUR_LETTER_TIMEOUT).map_err(|e| format!("{word}: {e}"))?;
     s.set_read_timeout(Some(DUMP_READ_TIMEOUT)).map_err(|e| format!("{word}: {e}"))?;
     let started = Instant::now();
-    s.write_all(word.as_bytes()).map_err(|e| format!("{word}: {e}"))?;
+    s.write_all(request).map_err(|e| format!("{word}: {e}"))?;
     let mut buf = vec![0u8; 1 << 20];
     let (mut bytes, mut entries, mut first_byte) = (0u64, 0u64, None);
-    let mut after_newline = true;
+    // How much of `entry_prefix` the current line starts with (None: not it).
+    let mut matched = Some(0usize);
     loop {
         let n = s.read(&mut buf).map_err(|e| format!("{word} after {bytes} bytes: {e}"))?;
         if n == 0 {
@@ -289,10 +360,20 @@ fn read_dump(server: SocketAddr, word: &str) -> Result<(u64, u64, Duration, Dura
         }
         first_byte.get_or_insert_with(|| started.elapsed());
         for &b in &buf[..n] {
-            if after_newline && b == b'\t' {
-                entries += 1;
+            if b == b'\n' {
+                matched = Some(0);
+                continue;
             }
-            after_newline = b == b'\n';
+            matched = match matched {
+                Some(m) if m < entry_prefix.len() && entry_prefix.get(m) == Some(&b) => {
+                    if m + 1 == entry_prefix.len() {
+                        entries += 1;
+                    }
+                    Some(m + 1)
+                }
+                Some(m) if m >= entry_prefix.len() => Some(m),
+                _ => None,
+            };
         }
         bytes += n as u64;
     }

@@ -8,8 +8,10 @@
 //! after `admin.idleTimeout`). A handler never blocks the shard: what only
 //! the commit shard knows comes through the four-letter-word report path
 //! (`WorkerShard::admin_report`, rendered by `admin_report`), directory
-//! walks run on glommio's blocking pool, and the rest comes from the
-//! configuration and `ServerStats`.
+//! walks run on glommio's blocking pool, the watch listings (`watches`,
+//! `watches_by_path`) are merged on a thread of their own
+//! (`watch_listing`), and the rest comes from the configuration and
+//! `ServerStats`.
 //!
 //! As Apache: an unknown command answers 200 with
 //! `{"command": <name>, "error": "Unknown command: <name>"}`; a command that
@@ -28,7 +30,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::sync::Semaphore;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -49,6 +50,16 @@ const HTTP_LISTEN_BACKLOG: i32 = 64;
 const READ_CHUNK_BYTES: usize = 8 * 1024;
 /// How long a command waits for the commit shard's report.
 const REPORT_WAIT: Duration = Duration::from_secs(10);
+/// How long `watches` / `watches_by_path` wait for every shard's list: each
+/// shard lists its registry in chunks between its other work, seconds at
+/// 10M watches.
+const LISTING_WAIT: Duration = Duration::from_secs(120);
+/// The AdminServer's watch listings merged at once (each holds every
+/// shard's list and the JSON, GiBs at 10M watches); more wait their turn.
+const LISTINGS_AT_ONCE: u64 = 1;
+/// The listing thread's nice value: as the snapshot thread's, a tenth of a
+/// shard's CPU weight when they compete, yet it finishes under load.
+const LISTING_THREAD_NICE: libc::c_int = 10;
 const NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests";
 
 /// Where a command's answer comes from.
@@ -60,6 +71,9 @@ enum Source {
     Report(&'static str),
     /// A four-letter word whose effect is the answer (crst, srst).
     Reset(&'static str),
+    /// Every shard's watch list, merged and written as JSON on a helper
+    /// thread (`admin_watches`), sent in pieces.
+    Listing(&'static str),
 }
 
 struct Command {
@@ -101,8 +115,8 @@ const COMMANDS: &[Command] = &[
     cmd(&["system_properties", "sysp"], false, Source::Local),
     cmd(&["voting_view"], true, Source::Local),
     cmd(&["watch_summary", "wchs"], true, Source::Report(report::WATCH_SUMMARY)),
-    cmd(&["watches", "wchc"], true, Source::Report(report::WATCHES)),
-    cmd(&["watches_by_path", "wchp"], true, Source::Report(report::WATCHES_BY_PATH)),
+    cmd(&["watches", "wchc"], true, Source::Listing(report::WATCHES)),
+    cmd(&["watches_by_path", "wchp"], true, Source::Listing(report::WATCHES_BY_PATH)),
     cmd(&["zabstate"], false, Source::Local),
     cmd(&["zoocore_log"], false, Source::Report(report::ZOOCORE_LOG)),
     cmd(&["zoocore_shards"], false, Source::Report(report::ZOOCORE_SHARDS)),
@@ -153,7 +167,11 @@ pub fn start(shard: &Rc<WorkerShard>) -> HttpEndpoints {
                 tracing::info!(address = %a.address, port = a.port, command_url = %a.command_url, "started AdminServer");
                 endpoints.sockets.push(socket);
                 let shard = shard.clone();
-                glommio::spawn_local(serve_http(listener, idle, move |req| admin_request(shard.clone(), req))).detach();
+                let listings = Rc::new(Semaphore::new(LISTINGS_AT_ONCE));
+                glommio::spawn_local(serve_http(listener, idle, move |req| {
+                    admin_request(shard.clone(), listings.clone(), req)
+                }))
+                .detach();
             }
             Err(e) => tracing::error!(
                 address = %a.address,
@@ -239,7 +257,47 @@ impl hyper::rt::Write for HyperIo {
     }
 }
 
-type HttpResponse = Response<Full<Bytes>>;
+/// A response body sent as the pieces it was made in: one for most
+/// answers, ~1 MiB each for a watch listing (never joined into one copy).
+pub struct PiecesBody {
+    pieces: std::collections::VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl PiecesBody {
+    fn new(pieces: Vec<Bytes>) -> Self {
+        let remaining = pieces.iter().map(|p| p.len() as u64).sum();
+        PiecesBody { pieces: pieces.into_iter().filter(|p| !p.is_empty()).collect(), remaining }
+    }
+}
+
+impl hyper::body::Body for PiecesBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        match self.pieces.pop_front() {
+            Some(piece) => {
+                self.remaining = self.remaining.saturating_sub(piece.len() as u64);
+                Poll::Ready(Some(Ok(hyper::body::Frame::data(piece))))
+            }
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.remaining)
+    }
+}
+
+type HttpResponse = Response<PiecesBody>;
 
 async fn serve_http<H, F>(listener: glommio::net::TcpListener, idle: Duration, handler: H)
 where
@@ -282,7 +340,11 @@ where
 }
 
 fn response(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> HttpResponse {
-    let mut r = Response::new(Full::new(body.into()));
+    response_in_pieces(status, content_type, vec![body.into()])
+}
+
+fn response_in_pieces(status: StatusCode, content_type: &'static str, pieces: Vec<Bytes>) -> HttpResponse {
+    let mut r = Response::new(PiecesBody::new(pieces));
     *r.status_mut() = status;
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
@@ -337,7 +399,7 @@ pub fn route_admin_request<'a>(base: &str, is_get: bool, path: &'a str, query: O
     }
 }
 
-async fn admin_request(shard: Rc<WorkerShard>, req: Request<Incoming>) -> HttpResponse {
+async fn admin_request(shard: Rc<WorkerShard>, listings: Rc<Semaphore>, req: Request<Incoming>) -> HttpResponse {
     let base = shard.config.admin.command_url.as_str();
     let not_found =
         || response(StatusCode::NOT_FOUND, "text/plain", format!("not found: the commands are at {base}\n"));
@@ -346,10 +408,77 @@ async fn admin_request(shard: Rc<WorkerShard>, req: Request<Incoming>) -> HttpRe
         AdminRoute::MethodNotAllowed => method_not_allowed(),
         AdminRoute::CommandLinks => response(StatusCode::OK, "text/html", command_links(base)),
         AdminRoute::Command { name, query } => {
+            let serving = shard.server_stats.mode() != ServerMode::Looking;
+            if let Some(Command { names, source: Source::Listing(cmd), server_required }) = lookup(name) {
+                if serving || !server_required {
+                    let primary = names.first().copied().unwrap_or(name);
+                    return watch_listing(&shard, &listings, primary, cmd).await;
+                }
+            }
             let (status, body) = run_command(&shard, name, query).await;
-            let text = serde_json::to_string_pretty(&Value::Object(body)).unwrap_or_default();
-            response(status, "application/json", text)
+            json_response(status, body)
         }
+    }
+}
+
+fn json_response(status: StatusCode, body: Map<String, Value>) -> HttpResponse {
+    let text = serde_json::to_string_pretty(&Value::Object(body)).unwrap_or_default();
+    response(status, "application/json", text)
+}
+
+/// `watches` / `watches_by_path`: every shard lists its watches in chunks
+/// (its dump task), the commit shard passes the lists on untouched, and
+/// their k-way merge and JSON run here on a thread of their own, unpinned
+/// and at a lower priority, so that no executor (the commit shard orders
+/// every write; worker 0 serves clients too) spends the seconds a 10M-watch
+/// listing takes. The answer goes out in the pieces it was written in.
+async fn watch_listing(shard: &WorkerShard, listings: &Semaphore, primary: &str, cmd: &'static str) -> HttpResponse {
+    let Ok(_turn) = listings.acquire_permit(1).await else {
+        let (status, body) = report_timed_out(primary);
+        return json_response(status, body);
+    };
+    let Some(parts) = shard.admin_report_parts(cmd, LISTING_WAIT).await else {
+        let (status, body) = report_timed_out(primary);
+        return json_response(status, body);
+    };
+    let command = primary.to_owned();
+    let spawned = std::thread::Builder::new().name("zk-admin-json".into()).spawn(move || {
+        unpin_and_lower_priority();
+        // The parts are dropped here too, off the executor.
+        crate::server::admin_watches::parts_json(cmd, &command, parts)
+    });
+    let joined = match spawned {
+        // glommio wakes this task when the blocking-pool thread, which only
+        // waits for the listing thread, returns.
+        Ok(listing) => glommio::executor().spawn_blocking(move || listing.join().ok()).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the AdminServer's listing thread");
+            None
+        }
+    };
+    match joined {
+        Some(pieces) => response_in_pieces(StatusCode::OK, "application/json", pieces),
+        None => {
+            let error = "the watch listing could not be made";
+            json_response(StatusCode::INTERNAL_SERVER_ERROR, envelope(primary, Some(error), Map::new()))
+        }
+    }
+}
+
+/// For a thread started from an executor: it inherited the executor's core,
+/// so it gets the process's (the main thread's) CPUs instead, and
+/// `LISTING_THREAD_NICE`. A failure only costs latency.
+fn unpin_and_lower_priority() {
+    // SAFETY: plain syscalls; the set is plain bits filled by the kernel,
+    // and both calls act on the calling thread's own id.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        if libc::sched_getaffinity(libc::getpid(), size, &mut set) == 0 {
+            let _ = libc::sched_setaffinity(0, size, &set);
+        }
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid, LISTING_THREAD_NICE);
     }
 }
 
@@ -381,6 +510,8 @@ async fn run_command(shard: &Rc<WorkerShard>, name: &str, query: &str) -> (Statu
     }
     let data = match command.source {
         Source::Local => local_command(shard, primary, query).await,
+        // Answered by `watch_listing` before this (unless not serving).
+        Source::Listing(_) => Map::new(),
         Source::Reset(word) => match shard.admin_report(word, REPORT_WAIT).await {
             Some(_) => Map::new(),
             None => return report_timed_out(primary),

@@ -11,6 +11,10 @@
 //!   shard's `CommitView`: it returns the JSON object of a command's data,
 //!   with Apache's field names (Commands.java, ServerCnxn.getConnectionInfo,
 //!   ServerStats as Jackson writes it), or the Prometheus text.
+//!   Except `watches` / `watches_by_path` (`merged_by_requester`): their
+//!   parts are listed in chunks by each shard's dump task and go to the
+//!   requester unrendered, which merges them off the executors
+//!   (`admin_watches`).
 //!
 //! Nothing here blocks: directory sizes (a directory walk) are added by the
 //! HTTP task on worker 0, off the commit shard.
@@ -61,6 +65,14 @@ const ZOOCORE_MNTR_KEYS: &[&str] = &[
     "ack_us_",
 ];
 
+/// Reports the commit shard does not render but hands, part by part, to
+/// the requester (`FromCommit::ReportParts`): their merge is O(watches),
+/// so worker 0's AdminServer does it on a helper thread
+/// (`admin_watches`).
+pub fn merged_by_requester(cmd: &str) -> bool {
+    cmd == report::WATCHES || cmd == report::WATCHES_BY_PATH
+}
+
 /// A worker's contribution to an `admin.*` report, beyond the totals every
 /// report part carries.
 pub fn fill_shard_part(shard: &WorkerShard, cmd: &str, part: &mut ShardReport) {
@@ -94,15 +106,14 @@ pub fn fill_shard_part(shard: &WorkerShard, cmd: &str, part: &mut ShardReport) {
                 });
             }
         }
-        report::WATCHES | report::WATCH_SUMMARY => {
+        report::WATCH_SUMMARY => {
+            // The registry's counters: O(1) per shard.
             let w = shard.watches.borrow();
-            part.watches_by_session = w.by_session().into_iter().collect();
-            part.watched_paths = w.by_path().len() as u64;
-            part.watching_sessions = part.watches_by_session.len() as u64;
+            part.watched_paths = w.watched_path_count() as u64;
+            part.watching_sessions = w.watching_session_count() as u64;
         }
-        report::WATCHES_BY_PATH => {
-            part.watches_by_path = shard.watches.borrow().by_path().into_iter().collect();
-        }
+        // `watches` / `watches_by_path` are listed by the shard's dump task
+        // (`WorkerShard::watch_dump`), in chunks.
         _ => {}
     }
 }
@@ -121,8 +132,6 @@ pub fn render(cmd: &str, parts: &[ShardReport], view: &CommitView<'_>) -> Option
         report::HASH => hash(view),
         report::MONITOR => monitor(parts, view),
         report::OBSERVERS => observers(view),
-        report::WATCHES => watches(parts),
-        report::WATCHES_BY_PATH => watches_by_path(parts),
         report::WATCH_SUMMARY => watch_summary(parts),
         report::ZOOCORE_LOG => zoocore_log(view),
         report::ZOOCORE_SHARDS => zoocore_shards(parts),
@@ -314,51 +323,19 @@ fn observers(view: &CommitView<'_>) -> Map<String, Value> {
     object(json!({ "synced_observers": view.leader_view.2, "observers": list }))
 }
 
-fn watches(parts: &[ShardReport]) -> Map<String, Value> {
-    let mut by_session: std::collections::BTreeMap<i64, Vec<String>> = std::collections::BTreeMap::new();
-    for (sid, paths) in parts.iter().flat_map(|p| p.watches_by_session.iter()) {
-        by_session.entry(*sid).or_default().extend(paths.iter().cloned());
-    }
-    let m: Map<String, Value> = by_session
-        .into_iter()
-        .map(|(sid, mut paths)| {
-            paths.sort();
-            paths.dedup();
-            (sid.to_string(), json!(paths))
-        })
-        .collect();
-    object(json!({ "session_id_to_watched_paths": m }))
-}
-
-fn watches_by_path(parts: &[ShardReport]) -> Map<String, Value> {
-    let mut by_path: std::collections::BTreeMap<&str, Vec<i64>> = std::collections::BTreeMap::new();
-    for (path, sids) in parts.iter().flat_map(|p| p.watches_by_path.iter()) {
-        by_path.entry(path.as_str()).or_default().extend(sids.iter().copied());
-    }
-    let m: Map<String, Value> = by_path
-        .into_iter()
-        .map(|(path, mut sids)| {
-            sids.sort_unstable();
-            sids.dedup();
-            (path.to_owned(), json!(sids))
-        })
-        .collect();
-    object(json!({ "path_to_session_ids": m }))
-}
-
-/// WatchesSummary.toMap: data watches, as Apache's DataTree counts them.
+/// WatchesSummary.toMap: data watches, as Apache's DataTree counts them,
+/// summed over the shards' registry counters (O(shards), on the commit
+/// shard). A session's watches are all on its connection's shard, so
+/// `num_connections` and `num_total_watches` are exact; a path watched from
+/// sessions on k shards counts k times in `num_paths` (Apache counts it
+/// once), as in the four-letter wchs.
 fn watch_summary(parts: &[ShardReport]) -> Map<String, Value> {
-    let mut paths: Vec<&str> = Vec::new();
-    let mut sessions = 0u64;
-    let mut total = 0u64;
-    for p in parts {
-        sessions += p.watching_sessions;
-        total += p.data_watch_count;
-        paths.extend(p.watches_by_session.iter().flat_map(|(_, ps)| ps.iter().map(String::as_str)));
-    }
-    paths.sort_unstable();
-    paths.dedup();
-    object(json!({ "num_connections": sessions, "num_paths": paths.len(), "num_total_watches": total }))
+    let t = fourlw::totals(parts);
+    object(json!({
+        "num_connections": t.watching_sessions,
+        "num_paths": t.watched_paths,
+        "num_total_watches": t.data_watches,
+    }))
 }
 
 fn histogram_summary(h: &hdrhistogram::Histogram<u64>) -> Value {
@@ -426,17 +403,6 @@ mod tests {
         assert_eq!(mntr_value("2.5"), json!(2.5));
         assert_eq!(mntr_value("standalone"), json!("standalone"));
         assert_eq!(mntr_value("NaN"), json!("NaN"), "JSON has no NaN");
-    }
-
-    #[test]
-    fn merged_watches_are_sorted_and_deduplicated() {
-        let a = ShardReport { watches_by_session: vec![(7, vec!["/b".into(), "/a".into()])], ..Default::default() };
-        let b = ShardReport {
-            watches_by_session: vec![(7, vec!["/a".into()]), (3, vec!["/c".into()])],
-            ..Default::default()
-        };
-        let m = watches(&[a, b]);
-        assert_eq!(m["session_id_to_watched_paths"], json!({ "3": ["/c"], "7": ["/a", "/b"] }));
     }
 
     #[test]

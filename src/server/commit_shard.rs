@@ -417,9 +417,15 @@ impl CommitShard {
                 };
                 if done {
                     if let Some(mut r) = self.reports.remove(&request_id) {
-                        let chunks = self.with_report_context(|view| fourlw::report_chunks(r.cmd, &mut r.parts, view));
+                        let answer = if crate::server::admin_report::merged_by_requester(r.cmd) {
+                            FromCommit::ReportParts { conn: r.conn, parts: r.parts }
+                        } else {
+                            let chunks =
+                                self.with_report_context(|view| fourlw::report_chunks(r.cmd, &mut r.parts, view));
+                            FromCommit::ReportReady { conn: r.conn, chunks }
+                        };
                         if let Some(w) = self.workers.get(r.conn.shard) {
-                            let _ = w.send(FromCommit::ReportReady { conn: r.conn, chunks }).await;
+                            let _ = w.send(answer).await;
                         }
                     }
                 }

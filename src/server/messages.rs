@@ -116,6 +116,13 @@ pub enum FromCommit {
         conn: ConnRef,
         chunks: Vec<Bytes>,
     },
+    /// A report the requester merges itself (the AdminServer's `watches` /
+    /// `watches_by_path`): every shard's part as it came, so the commit
+    /// shard, which orders every write, does no O(watches) work for it.
+    ReportParts {
+        conn: ConnRef,
+        parts: Vec<ShardReport>,
+    },
 }
 
 /// One worker shard's contribution to a four-letter-word report.
@@ -143,10 +150,13 @@ pub struct ShardReport {
     pub shard: usize,
     /// AdminServer `connections` / `stats`: one entry per connection.
     pub connections_info: Vec<ConnectionInfo>,
-    /// AdminServer `watches`: data-watch paths by session.
-    pub watches_by_session: Vec<(i64, Vec<String>)>,
-    /// AdminServer `watches_by_path`: watching sessions by path.
-    pub watches_by_path: Vec<(String, Vec<i64>)>,
+    /// AdminServer `watches`: data-watch paths by session, listed in
+    /// chunks on the worker; merged and written as JSON by worker 0's
+    /// AdminServer off the executors (`admin_watches`). Boxed, as the
+    /// next: every `ToCommit` is as large as a report part.
+    pub session_watches: Box<crate::watch::SessionWatchList>,
+    /// AdminServer `watches_by_path`: watching sessions by path, likewise.
+    pub path_watches: Box<crate::watch::PathWatchList>,
     /// Request latency on this shard, since start or `srst` (boxed: it
     /// would make every `ToCommit` as large as its buckets).
     pub request_latency: Box<LatencyHistogram>,

@@ -9,11 +9,12 @@
 //! - `log_writer`: the log thread, which owns the log files and makes each
 //!   write durable while the commit shard goes on.
 //! - `messages`: everything that crosses between them.
-//! - `admin` (+ `admin_report`, `prometheus`): the AdminServer and the
+//! - `admin` (+ `admin_report`, `admin_watches`, `prometheus`): the AdminServer and the
 //!   Prometheus endpoint, as tasks on worker 0.
 
 pub mod admin;
 pub mod admin_report;
+pub mod admin_watches;
 pub mod commit_shard;
 pub mod conn_limit;
 pub mod connection;

@@ -226,7 +226,7 @@ pub struct WorkerShard {
     released: RefCell<Vec<ToCommit>>,
     pub started: Instant,
     /// HTTP tasks waiting for a report, by their reserved requester id.
-    admin_waiters: RefCell<HashMap<u64, LocalSender<Bytes>>>,
+    admin_waiters: RefCell<HashMap<u64, LocalSender<AdminAnswer>>>,
     next_admin_requester: Cell<u64>,
     /// Latency of every request answered on this shard (Prometheus).
     pub request_latency: RefCell<LatencyHistogram>,
@@ -456,14 +456,14 @@ impl WorkerShard {
                     c.drop_now();
                 }
             }
-            FromCommit::CollectReport { request_id, cmd } if cmd == "wchc" || cmd == "wchp" => {
+            FromCommit::CollectReport { request_id, cmd } if is_watch_dump(cmd) => {
                 // Its own task, so that the batches that follow are applied
                 // while it runs (the cursor allows for the registry changing
                 // between chunks).
                 let shard = self.clone();
                 let dump = async move {
                     let mut part = shard.report_part(cmd);
-                    part.dump = shard.watch_dump(cmd).await;
+                    shard.watch_dump(cmd, &mut part).await;
                     let _ = shard.to_commit.send(ToCommit::ReportPart { request_id, part }).await;
                 };
                 let spawned = match self.report_queue.get() {
@@ -493,7 +493,12 @@ impl WorkerShard {
                         Ok([one]) => one,
                         Err(chunks) => Bytes::from(chunks.concat()),
                     };
-                    let _ = tx.try_send(text);
+                    let _ = tx.try_send(AdminAnswer::Text(text));
+                }
+            }
+            FromCommit::ReportParts { conn, parts } => {
+                if let Some(tx) = self.admin_waiters.borrow_mut().remove(&conn.conn_id) {
+                    let _ = tx.try_send(AdminAnswer::Parts(parts));
                 }
             }
             FromCommit::ReportReady { conn, chunks } => {
@@ -951,9 +956,25 @@ impl WorkerShard {
     /// (`server::admin`), as a four-letter word does for a connection.
     /// None if no answer came within `limit`.
     pub async fn admin_report(&self, cmd: &'static str, limit: Duration) -> Option<Bytes> {
+        match self.admin_answer(cmd, limit).await? {
+            AdminAnswer::Text(text) => Some(text),
+            AdminAnswer::Parts(_) => None,
+        }
+    }
+
+    /// Every shard's part of report `cmd` (one the commit shard leaves to
+    /// the requester, `admin_report::merged_by_requester`), unmerged.
+    pub async fn admin_report_parts(&self, cmd: &'static str, limit: Duration) -> Option<Vec<ShardReport>> {
+        match self.admin_answer(cmd, limit).await? {
+            AdminAnswer::Parts(parts) => Some(parts),
+            AdminAnswer::Text(_) => None,
+        }
+    }
+
+    async fn admin_answer(&self, cmd: &'static str, limit: Duration) -> Option<AdminAnswer> {
         let requester = ADMIN_REQUESTER_BIT | self.next_admin_requester.get();
         self.next_admin_requester.set(self.next_admin_requester.get().wrapping_add(1) & !ADMIN_REQUESTER_BIT);
-        let (tx, rx) = local_channel::new_bounded::<Bytes>(1);
+        let (tx, rx) = local_channel::new_bounded::<AdminAnswer>(1);
         self.admin_waiters.borrow_mut().insert(requester, tx);
         let conn = ConnRef { shard: self.index, conn_id: requester };
         let request_id = self.next_report_id();
@@ -972,12 +993,36 @@ impl WorkerShard {
         answer
     }
 
-    /// wchc / wchp text, a chunk of the registry at a time with a yield
-    /// between chunks, so a dump of millions of watches does not hold the
-    /// shard (the dump is not one atomic view; ZooKeeper's is not either
-    /// across its two tables). Returned in pieces of about
-    /// `WATCH_DUMP_PIECE_BYTES`.
-    async fn watch_dump(&self, cmd: &str) -> Vec<Bytes> {
+    /// wchc / wchp text (into `part.dump`) or the AdminServer's watch
+    /// listings (`part.session_watches` / `part.path_watches`), a chunk of
+    /// the registry at a time with a yield between chunks, so a dump of
+    /// millions of watches does not hold the shard (the dump is not one
+    /// atomic view; ZooKeeper's is not either across its two tables).
+    async fn watch_dump(&self, cmd: &str, part: &mut ShardReport) {
+        use crate::server::admin_report::report;
+        if cmd == report::WATCHES || cmd == report::WATCHES_BY_PATH {
+            // As in `watch_text`: off the run queue once, so the next
+            // preempt timer is the report queue's.
+            glommio::timer::sleep(Duration::from_micros(1)).await;
+            let mut cursor = Some(crate::watch::DumpCursor::default());
+            while let Some(at) = cursor {
+                {
+                    let w = self.watches.borrow();
+                    cursor = if cmd == report::WATCHES {
+                        w.export_watches_by_session(at, WATCH_DUMP_CHUNK_ENTRIES, &mut part.session_watches)
+                    } else {
+                        w.export_watches_by_path(at, WATCH_DUMP_CHUNK_ENTRIES, &mut part.path_watches)
+                    };
+                }
+                glommio::yield_if_needed().await;
+            }
+            return;
+        }
+        part.dump = self.watch_text(cmd).await;
+    }
+
+    /// wchc / wchp text in pieces of about `WATCH_DUMP_PIECE_BYTES`.
+    async fn watch_text(&self, cmd: &str) -> Vec<Bytes> {
         // Room for a chunk's last entries beyond the piece size, so a piece
         // rarely reallocates.
         let piece_capacity = WATCH_DUMP_PIECE_BYTES + WATCH_DUMP_PIECE_BYTES / 4;
@@ -1052,6 +1097,21 @@ async fn accept_clients(shard: Rc<WorkerShard>, listener: TcpListener, transport
             }
         }
     }
+}
+
+/// Reports whose part walks the whole watch registry: collected in chunks,
+/// as a task of the report queue.
+fn is_watch_dump(cmd: &str) -> bool {
+    use crate::server::admin_report::report;
+    matches!(cmd, "wchc" | "wchp" | report::WATCHES | report::WATCHES_BY_PATH)
+}
+
+/// What an HTTP task's report comes back as.
+pub enum AdminAnswer {
+    /// Rendered by the commit shard.
+    Text(Bytes),
+    /// Every shard's part, for the requester to merge.
+    Parts(Vec<ShardReport>),
 }
 
 fn valid_watcher_type(t: i32) -> bool {
