@@ -20,13 +20,9 @@ use zoocore::tree::{DataTree, StoredStat, TreeLoader};
 
 const CHILDREN_PER_PARENT: usize = 1000;
 
-fn cpu_seconds() -> f64 {
-    // SAFETY: getrusage fills the struct we pass.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
+#[path = "support/mod.rs"]
+mod support;
+use support::cpu_seconds;
 
 fn parent_name(p: usize) -> String {
     format!("/scale/p{p:05}")
@@ -39,14 +35,7 @@ fn child_name(p: usize, c: usize) -> String {
 fn build(n: usize) -> DataTree {
     let mut loader = TreeLoader::new();
     let acl = loader.intern_acl(&open_acl_unsafe());
-    let stat = |z: i64| StoredStat {
-        czxid: z,
-        mzxid: z,
-        pzxid: z,
-        ctime: 1_764_650_000_000,
-        mtime: 1_764_650_000_000,
-        ..StoredStat::default()
-    };
+    let stat = support::stat_at;
     let parents = n.div_ceil(CHILDREN_PER_PARENT);
     let value = [7u8; 100];
     loader.push_slice("/", Some(&[]), acl.clone(), StoredStat::default()).unwrap();

@@ -11,25 +11,14 @@ use std::time::Instant;
 use zoocore::storage::snapshot_format::{read_snapshot, write_snapshot};
 use zoocore::tree::{DataTree, StoredStat, TreeLoader};
 
-fn cpu_seconds() -> f64 {
-    // SAFETY: getrusage fills the struct we pass.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
+#[path = "support/mod.rs"]
+mod support;
+use support::cpu_seconds;
 
 fn build(n: usize) -> DataTree {
     let mut loader = TreeLoader::new();
     let acl = loader.intern_acl(&zoocore::proto::open_acl_unsafe());
-    let stat = |z: i64| StoredStat {
-        czxid: z,
-        mzxid: z,
-        pzxid: z,
-        ctime: 1_764_650_000_000,
-        mtime: 1_764_650_000_000,
-        ..StoredStat::default()
-    };
+    let stat = support::stat_at;
     let parents = n.div_ceil(1000);
     let value = [7u8; 100];
     loader.push_slice("/", Some(&[]), acl.clone(), StoredStat::default()).unwrap();
