@@ -1429,7 +1429,9 @@ impl Server {
         // older than the window are served from the log (SendLoggedTxns).
         let (_, snapshot_bytes) = self.disk.sync_index_files();
         let files = self.disk.logs.iter().map(|f| (format!("log.{:x}", f.first_zxid), Ok::<_, String>(&f.bytes)));
-        let (disk_log, unusable) = DiskLogIndex::from_log_files(snapshot_bytes, files);
+        let snapshot_zxids: Vec<i64> =
+            self.disk.snapshots.iter().map(|f| f.zxid).chain(self.disk.snapshot.iter().map(|(z, _)| *z)).collect();
+        let (disk_log, unusable) = DiskLogIndex::from_log_files(snapshot_bytes, &snapshot_zxids, files);
         for (file, why) in unusable {
             ctx.trace(self.sid, format!("log file {file} not usable for DIFFs: {why}"));
         }

@@ -38,6 +38,10 @@ struct Disk {
     log: Vec<(i64, Bytes)>,
     accepted_epoch: i64,
     current_epoch: i64,
+    /// As a leader: how many of the log's newest txns its in-memory window
+    /// starts with (None: `COMMITTED_WINDOW_TXNS`; Some(0): a leader that
+    /// recovered from a snapshot with no txn after it).
+    window_txns: Option<usize>,
 }
 
 impl Disk {
@@ -91,7 +95,14 @@ impl Harness {
             accepted_epoch: leader_disk.accepted_epoch,
             current_epoch: leader_disk.current_epoch,
             last_logged_zxid: leader_disk.last(),
-            recent_txns: leader_disk.log.iter().rev().take(COMMITTED_WINDOW_TXNS).rev().cloned().collect(),
+            recent_txns: leader_disk
+                .log
+                .iter()
+                .rev()
+                .take(leader_disk.window_txns.unwrap_or(COMMITTED_WINDOW_TXNS))
+                .rev()
+                .cloned()
+                .collect(),
             disk_log: disk_index(&leader_disk.log),
         };
         let settings = LeaderSettings {
@@ -373,7 +384,7 @@ fn disk_index(log: &[(i64, Bytes)]) -> DiskLogIndex {
 }
 
 fn disk(accepted_epoch: i64, current_epoch: i64, log: Vec<(i64, Bytes)>) -> Disk {
-    Disk { log, accepted_epoch, current_epoch }
+    Disk { log, accepted_epoch, current_epoch, window_txns: None }
 }
 
 fn zxids(log: &[(i64, Bytes)]) -> Vec<i64> {
@@ -894,6 +905,32 @@ fn follower_below_the_window_gets_a_diff_from_the_disk_log_then_the_window() {
     assert_eq!(zxids(&n1.disk.log), all, "every committed txn, then the outstanding proposals");
     assert_eq!(h.leader_committed, outstanding[1], "the newcomer's acks complete the quorum");
     assert_eq!(h.learners[&c1].applied.last(), outstanding.last());
+}
+
+/// A leader that recovered from a snapshot with no txn after it leads
+/// with an empty window; a follower inside its on-disk log gets every txn
+/// after its own from the log (the simulator's seed 317, 5 servers,
+/// `--snap-count 20`: the DIFF carried nothing and the follower served
+/// without them, a digest mismatch at the next txn).
+#[test]
+fn follower_in_the_disk_log_of_a_leader_with_an_empty_window_gets_the_log() {
+    let leader_log = history(1, 20);
+    let leader_disk = Disk { window_txns: Some(0), ..disk(1, 1, leader_log.clone()) };
+    let disks = BTreeMap::from([(2, disk(1, 1, leader_log.clone())), (3, leader_disk)]);
+    let mut h = Harness::new(3, &[1, 2, 3], &[], disks);
+    let c1 = h.conn_of(1);
+    h.leader.learner_disconnected(c1);
+    h.learners.remove(&c1);
+    h.to_leader.retain(|(c, _)| *c != c1);
+    h.run();
+    assert_eq!(h.established, Some(2));
+    let c1 = h.connect(1, false, disk(1, 1, leader_log[..10].to_vec()));
+    h.run();
+    assert_eq!(reason_for(&h, 1), SyncReason::FromDiskLog);
+    assert_eq!(h.logged_txns_served, vec![(c1, make_zxid(1, 10), make_zxid(1, 20))]);
+    let n1 = &h.learners[&c1];
+    assert!(n1.serving, "{:?}", n1.gave_up);
+    assert_eq!(zxids(&n1.disk.log), zxids(&leader_log), "every txn after its own");
 }
 
 #[test]
