@@ -35,24 +35,24 @@ pub const LOGGED_TXN_CHUNK_BYTES: usize = 256 * 1024;
 /// snapshot's size in bytes (0: none).
 pub fn disk_files(data_dir: &Path, data_log_dir: &Path) -> (Option<i64>, u64) {
     let oldest_log = list_by_zxid(&log_dir(data_log_dir), "log").first().map(|(z, _)| *z);
-    let snapshot_bytes = list_by_zxid(&snapshot_dir(data_dir), "snapshot")
-        .last()
-        .and_then(|(_, path)| std::fs::metadata(path).ok())
-        .map_or(0, |m| m.len());
-    (oldest_log, snapshot_bytes)
+    (oldest_log, newest_snapshot_bytes(&list_by_zxid(&snapshot_dir(data_dir), "snapshot")))
+}
+
+/// The size of the newest of `snapshots` (by zxid, as `list_by_zxid` sorts), 0 for none.
+fn newest_snapshot_bytes(snapshots: &[(i64, PathBuf)]) -> u64 {
+    snapshots.last().and_then(|(_, path)| std::fs::metadata(path).ok()).map_or(0, |m| m.len())
 }
 
 /// Reads every log file, oldest first, into an index of what can be
 /// replayed without a gap up to the newest txn (`DiskLogIndex::from_log_files`,
 /// which the simulator runs over its simulated files).
 pub fn index_disk_log(data_dir: &Path, data_log_dir: &Path) -> DiskLogIndex {
-    let (_, snapshot_bytes) = disk_files(data_dir, data_log_dir);
-    let snapshot_zxids: Vec<i64> =
-        list_by_zxid(&snapshot_dir(data_dir), "snapshot").into_iter().map(|(z, _)| z).collect();
+    let snapshots = list_by_zxid(&snapshot_dir(data_dir), "snapshot");
+    let snapshot_zxids: Vec<i64> = snapshots.iter().map(|(z, _)| *z).collect();
     let files = list_by_zxid(&log_dir(data_log_dir), "log")
         .into_iter()
         .map(|(_, path)| (path.display().to_string(), std::fs::read(&path).map_err(|e| e.to_string())));
-    let (index, unusable) = DiskLogIndex::from_log_files(snapshot_bytes, &snapshot_zxids, files);
+    let (index, unusable) = DiskLogIndex::from_log_files(newest_snapshot_bytes(&snapshots), &snapshot_zxids, files);
     for (file, error) in unusable {
         tracing::warn!(%file, %error, "log file not usable for DIFFs; older txns will be sent by SNAP");
     }

@@ -839,7 +839,14 @@ const LONG_HISTORY: i64 = COMMITTED_WINDOW_TXNS as i64 + 100;
 /// is not connected yet. Returns the harness with the leader established.
 fn established_with_a_long_history() -> (Harness, Vec<(i64, Bytes)>) {
     let leader_log = history(1, LONG_HISTORY);
-    let disks = BTreeMap::from([(2, disk(1, 1, leader_log.clone())), (3, disk(1, 1, leader_log.clone()))]);
+    let h = established_by_2_and_3(disk(1, 1, leader_log.clone()), &leader_log);
+    (h, leader_log)
+}
+
+/// Leader 3 (on `leader_disk`) established epoch 2 with follower 2, which
+/// holds `leader_log`; follower 1 is not connected yet.
+fn established_by_2_and_3(leader_disk: Disk, leader_log: &[(i64, Bytes)]) -> Harness {
+    let disks = BTreeMap::from([(2, disk(1, 1, leader_log.to_vec())), (3, leader_disk)]);
     let mut h = Harness::new(3, &[1, 2, 3], &[], disks);
     let c1 = h.conn_of(1);
     h.leader.learner_disconnected(c1);
@@ -847,7 +854,7 @@ fn established_with_a_long_history() -> (Harness, Vec<(i64, Bytes)>) {
     h.to_leader.retain(|(c, _)| *c != c1);
     h.run();
     assert_eq!(h.established, Some(2));
-    (h, leader_log)
+    h
 }
 
 fn reason_for(h: &Harness, sid: Sid) -> SyncReason {
@@ -916,14 +923,7 @@ fn follower_below_the_window_gets_a_diff_from_the_disk_log_then_the_window() {
 fn follower_in_the_disk_log_of_a_leader_with_an_empty_window_gets_the_log() {
     let leader_log = history(1, 20);
     let leader_disk = Disk { window_txns: Some(0), ..disk(1, 1, leader_log.clone()) };
-    let disks = BTreeMap::from([(2, disk(1, 1, leader_log.clone())), (3, leader_disk)]);
-    let mut h = Harness::new(3, &[1, 2, 3], &[], disks);
-    let c1 = h.conn_of(1);
-    h.leader.learner_disconnected(c1);
-    h.learners.remove(&c1);
-    h.to_leader.retain(|(c, _)| *c != c1);
-    h.run();
-    assert_eq!(h.established, Some(2));
+    let mut h = established_by_2_and_3(leader_disk, &leader_log);
     let c1 = h.connect(1, false, disk(1, 1, leader_log[..10].to_vec()));
     h.run();
     assert_eq!(reason_for(&h, 1), SyncReason::FromDiskLog);
