@@ -21,7 +21,9 @@ use glommio::channels::local_channel;
 use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
 
 use crate::acl::{AuthContext, ServerIdentity};
-use crate::commit::{ExecSettings, PendingBatches, Sequencer, SessionHolder, TxnSink, WriteDone};
+use crate::commit::{
+    wake, ExecSettings, PendingBatches, Sequencer, SessionHolder, StandaloneStep, StandaloneTurn, TxnSink, WriteDone,
+};
 use crate::config::Config;
 use crate::proto::records::{MultiResult, Response};
 use crate::proto::{op, ErrorCode, Stat};
@@ -31,7 +33,6 @@ use crate::server::messages::*;
 use crate::server::recovery::Recovered;
 use crate::server::snapshots::{SnapshotPolicy, Snapshotter};
 use crate::server::stats::ServerStats;
-use crate::session::expiry::next_tick_boundary_ms;
 use crate::session::{session_password, PublishedSessions, SessionChange, SessionIdAllocator};
 use crate::storage::txn::{encode_txn, Txn, TxnHeader};
 use crate::tree::{DataTree, MultiOpResult, WriteOp, WriteResult};
@@ -154,16 +155,13 @@ impl CommitShard {
         // timer armed per wake-up would cost two io_uring ops per batch. It
         // wakes at the session clock's tick boundaries, when buckets fall due
         // (every half tick in an ensemble, where the leader pings that often).
-        let tick_ms = match &self.config.quorum {
-            Some(_) => (self.config.tick_time_ms as i64 / 2).max(1),
-            None => (self.config.tick_time_ms as i64).max(1),
-        };
+        let tick_ms = wake::wake_interval_ms(self.config.tick_time_ms as i64, self.config.quorum.is_some());
         let started = self.started;
         let ticker = {
             let events = events.clone();
             glommio::spawn_local(async move {
                 loop {
-                    let due_ms = next_tick_boundary_ms(tick_ms, started.elapsed().as_millis() as i64);
+                    let due_ms = wake::next_wake_ms(tick_ms, started.elapsed().as_millis() as i64);
                     let due = started + Duration::from_millis(due_ms as u64);
                     glommio::timer::sleep(due.saturating_duration_since(Instant::now())).await;
                     events.wake();
@@ -184,6 +182,7 @@ impl CommitShard {
     async fn run_standalone(&mut self, events: &Rc<EventQueue>) {
         // Batches executed and logged, waiting for the log to say durable.
         let mut pending: PendingBatches<Arc<CommitBatch>> = PendingBatches::default();
+        let mut turn = StandaloneTurn::default();
         loop {
             self.log.wait_for_room().await;
             let Some(items) = events.next_batch().await else { break };
@@ -193,17 +192,27 @@ impl CommitShard {
                     self.handle_worker_message(arrived, msg, &mut batch).await;
                 }
             }
-            self.expire_sessions(&mut batch);
-            self.reap(&mut batch);
-            if !batch.entries.is_empty() {
-                let logged_txns = batch.logged.len() as u64;
-                self.log_txns(&mut batch);
-                let sealed = self.seal(batch);
-                pending.push(sealed.last_zxid, sealed);
-                self.maybe_snapshot(logged_txns);
+            // The turn's order is the shared `StandaloneTurn`'s.
+            turn.begin();
+            loop {
+                match turn.next(&batch) {
+                    StandaloneStep::ExpireSessions => {
+                        self.expire_sessions(&mut batch);
+                        self.reap(&mut batch);
+                    }
+                    StandaloneStep::HandToLog => {
+                        let logged_txns = batch.logged.len() as u64;
+                        self.log_txns(&mut batch);
+                        let sealed = self.seal(std::mem::take(&mut batch));
+                        pending.push(sealed.last_zxid, sealed);
+                        self.maybe_snapshot(logged_txns);
+                    }
+                    StandaloneStep::ReportDurable => turn.durable(self.log.durable_through()),
+                    // Durability point: nothing of a batch reaches a client first.
+                    StandaloneStep::Publish(durable) => self.publish_through(&mut pending, durable).await,
+                    StandaloneStep::Done => break,
+                }
             }
-            // Durability point: nothing of a batch reaches a client first.
-            self.publish_through(&mut pending, self.log.durable_through()).await;
         }
         self.log.drain().await;
         self.publish_through(&mut pending, self.log.durable_through()).await;
@@ -654,6 +663,16 @@ impl BatchBuilder {
     /// A batch of txns already encoded (a learner logs the leader's bytes).
     pub(super) fn of_logged(logged: Vec<(i64, Bytes)>, arrivals: Vec<Instant>) -> BatchBuilder {
         BatchBuilder { logged, arrivals, ..Default::default() }
+    }
+}
+
+impl crate::commit::TurnBatch for BatchBuilder {
+    fn logged(&self) -> &[(i64, Bytes)] {
+        &self.logged
+    }
+
+    fn has_entries(&self) -> bool {
+        !self.entries.is_empty()
     }
 }
 

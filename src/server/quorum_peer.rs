@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use crate::acl::Authz;
-use crate::commit::{SessionHolder, TxnWaiter};
+use crate::commit::{BetweenRoles, BetweenRolesStep, ElectionCarry, LeaderStep, LeaderTurn, SessionHolder, TxnWaiter};
 use crate::config::{LearnerRole, QuorumConfig};
 use crate::jute::{Reader, Writer};
 use crate::proto::records::{
@@ -51,7 +51,7 @@ use crate::session::session_password;
 use crate::storage::epoch_files::{self, ACCEPTED_EPOCH_FILE_NAME, CURRENT_EPOCH_FILE_NAME};
 use crate::storage::txn::{LoggedTxn, Txn};
 use crate::tree::{DataTree, WriteOp};
-use crate::zab::election::{Decision, Election, ElectionConfig, ProposalBasis, Role, Vote};
+use crate::zab::election::{Decision, Election, ElectionConfig, Role};
 use crate::zab::election_wire::{quorum_config_text, HostPort, LearnerType, QuorumServerSpec};
 use crate::zab::ensemble::{Ensemble, Sid};
 use crate::zab::follower::{LearnerAction, LearnerCore, LearnerSettings};
@@ -290,16 +290,14 @@ impl CommitShard {
         };
         self.stats.set_quorum_size(members.ensemble.voters.len() as u64);
         let now = clock(self.started);
-        let mut logical_clock = 0;
-        let mut held_vote: Option<Vote> = None;
+        let mut carry = ElectionCarry::default();
         let mut term: RoleTerm = 0;
         while !events.stopping() {
             self.stats.set_mode(ServerMode::Looking);
             self.stats.set_zab_view(None, crate::zab::ZabPhase::Election);
             let looking_since = Instant::now();
-            let basis =
-                ProposalBasis { last_logged_zxid: self.seq.last_zxid(), current_epoch: epochs.current, held_vote };
-            let (election, actions) = Election::start(members.election_config(), basis, logical_clock, now());
+            let basis = carry.basis(self.seq.last_zxid(), epochs.current);
+            let (election, actions) = Election::start(members.election_config(), basis, carry.logical_clock, now());
             let (decision, election) = futures_lite::future::or(
                 async { election_net::elect(&net, election, actions, &now).await.ok() },
                 async {
@@ -314,8 +312,7 @@ impl CommitShard {
                 std::process::exit(0)
             });
             self.leave_read_only().await;
-            logical_clock = election.logical_clock();
-            held_vote = election.settled().map(|s| s.held_vote());
+            carry.decided(&election);
             let Decision { leader, role, .. } = decision;
             self.quorum_metrics.election_took(looking_since.elapsed());
             tracing::info!(
@@ -352,27 +349,39 @@ impl CommitShard {
                 Role::Following => self.follow(events, &members, &mut epochs, leader, false, term).await,
                 Role::Observing => self.follow(events, &members, &mut epochs, leader, true, term).await,
             };
-            let _ = stop_tx.try_send(());
-            responder.await;
-            // What the role logged is durable before the state is judged.
-            self.log.drain().await;
             tracing::warn!(reason = %why, "left the {role:?} role; electing again");
-            self.stats.set_mode(ServerMode::Looking);
-            self.drop_all_connections().await;
-            // A leader's tree holds speculation, and an error midway may
-            // leave anything: rebuild from disk. A learner that lost its
-            // leader only needs its logged, uncommitted tail applied.
-            if !(left_cleanly && self.catch_up_to_log()) {
-                if let Err(e) = self.reload_from_disk().await {
-                    tracing::error!("cannot reload the state from disk: {e}");
-                    std::process::exit(1);
-                }
-            }
-            match Epochs::load(&snap_dir, self.seq.last_zxid()) {
-                Ok(e) => epochs = e,
-                Err(e) => {
-                    tracing::error!("cannot read the epoch files: {e}");
-                    std::process::exit(1);
+            // The order of what happens before the next election is the
+            // shared `BetweenRoles`'s.
+            let mut between = BetweenRoles::after_role(left_cleanly);
+            let mut responder = Some(responder);
+            loop {
+                match between.next() {
+                    BetweenRolesStep::StopAnsweringElection => {
+                        let _ = stop_tx.try_send(());
+                        if let Some(responder) = responder.take() {
+                            responder.await;
+                        }
+                    }
+                    BetweenRolesStep::DrainLog => self.log.drain().await,
+                    BetweenRolesStep::DropClientConnections => {
+                        self.stats.set_mode(ServerMode::Looking);
+                        self.drop_all_connections().await;
+                    }
+                    BetweenRolesStep::CatchUpToLog => between.caught_up(self.catch_up_to_log()),
+                    BetweenRolesStep::ReloadFromDisk => {
+                        if let Err(e) = self.reload_from_disk().await {
+                            tracing::error!("cannot reload the state from disk: {e}");
+                            std::process::exit(1);
+                        }
+                    }
+                    BetweenRolesStep::LoadEpochs => match Epochs::load(&snap_dir, self.seq.last_zxid()) {
+                        Ok(e) => epochs = e,
+                        Err(e) => {
+                            tracing::error!("cannot read the epoch files: {e}");
+                            std::process::exit(1);
+                        }
+                    },
+                    BetweenRolesStep::Elect => break,
                 }
             }
         }
@@ -542,6 +551,7 @@ impl CommitShard {
         };
         let mut leader = LeaderCore::new(members.ensemble.clone(), settings, start, now());
         let mut held = LeaderTerm::default();
+        let mut turn = LeaderTurn::default();
         let result = loop {
             let Some(items) = events.next_batch().await else { break "stopping".to_owned() };
             let mut batch = BatchBuilder::default();
@@ -582,55 +592,51 @@ impl CommitShard {
                     Event::Quorum(..) | Event::LogDurable => {}
                 }
             }
-            leader.tick(now(), &mut actions);
+            turn.begin(&mut leader, now(), actions);
             self.stats.set_zab_view(Some(members.ensemble.my_sid as u64), leader.zab_phase());
             let synced = leader.synced_learners();
             let observers =
                 synced.iter().filter(|(_, k)| *k == crate::zab::leader::LearnerKind::Observer).count() as u64;
             self.stats.set_leader_view(leader.learner_count() as u64, synced.len() as u64 - observers, observers);
             self.leader_report.refresh_observers(&leader, &links.borrow());
-            if let Err(why) =
-                self.leader_actions(&mut leader, actions, &links, Some(&mut batch), &mut held, epochs).await
-            {
+            // The turn's order is the shared `LeaderTurn`'s; this loop
+            // carries out each step.
+            let ended = loop {
+                match turn.next(&mut leader, &mut held, &batch) {
+                    LeaderStep::Act { action, batch_open } => {
+                        let open = if batch_open { Some(&mut batch) } else { None };
+                        let led = self.leader_action(&mut leader, action, &links, open, &mut held, &mut turn, epochs);
+                        if let Err(why) = led.await {
+                            break Some(why);
+                        }
+                    }
+                    LeaderStep::ExpireSessions => {
+                        self.expire_sessions(&mut batch);
+                        self.reap(&mut batch);
+                    }
+                    LeaderStep::HandToLog => {
+                        let proposed_at = Instant::now();
+                        for (zxid, txn) in &batch.logged {
+                            self.leader_report.proposal_sizes.record(txn.len(), proposed_at);
+                            self.quorum_metrics.proposed(*zxid, proposed_at);
+                        }
+                        let logged_txns = batch.logged.len() as u64;
+                        self.remember_recent(&batch);
+                        self.log_txns(&mut batch);
+                        let sealed = self.seal(std::mem::take(&mut batch));
+                        held.pending.push(sealed.last_zxid, sealed);
+                        self.maybe_snapshot(logged_txns);
+                    }
+                    LeaderStep::ReportDurable => turn.durable(&mut leader, &mut held, self.log.take_newly_durable()),
+                    LeaderStep::Publish(visible) => self.publish_through(&mut held.pending, visible).await,
+                    LeaderStep::StepDown(why) => break Some(why),
+                    LeaderStep::Done => break None,
+                }
+            };
+            self.stats.set_pending_syncs(leader.pending_sync_count() as u64);
+            if let Some(why) = ended {
                 break why;
             }
-            self.stats.set_pending_syncs(leader.pending_sync_count() as u64);
-            if leader.is_established() {
-                self.expire_sessions(&mut batch);
-                self.reap(&mut batch);
-            }
-            if !batch.entries.is_empty() {
-                let mut actions = Vec::new();
-                let proposed_at = Instant::now();
-                if let Err(why) = held.propose(&mut leader, &batch.logged, &mut actions) {
-                    break why;
-                }
-                for (zxid, txn) in &batch.logged {
-                    self.leader_report.proposal_sizes.record(txn.len(), proposed_at);
-                    self.quorum_metrics.proposed(*zxid, proposed_at);
-                }
-                // The proposals go out first; our own write + fsync runs
-                // on the log thread meanwhile, and says when it is done.
-                if let Err(why) = self.leader_actions(&mut leader, actions, &links, None, &mut held, epochs).await {
-                    break why;
-                }
-                let logged_txns = batch.logged.len() as u64;
-                held.handed_to_log(&batch.logged);
-                self.remember_recent(&batch);
-                self.log_txns(&mut batch);
-                let sealed = self.seal(batch);
-                held.pending.push(sealed.last_zxid, sealed);
-                self.maybe_snapshot(logged_txns);
-            }
-            if let Some(durable) = self.log.take_newly_durable() {
-                let mut actions = Vec::new();
-                held.log_durable(&mut leader, durable, &mut actions);
-                if let Err(why) = self.leader_actions(&mut leader, actions, &links, None, &mut held, epochs).await {
-                    break why;
-                }
-            }
-            let visible = held.commit_point(&leader);
-            self.publish_through(&mut held.pending, visible).await;
         };
         leading.set(false);
         drop(acceptor);
@@ -644,128 +650,125 @@ impl CommitShard {
         result
     }
 
-    /// Carries out the core's actions in order. `batch` is the batch being
-    /// built this round (None once it is sealed).
-    async fn leader_actions(
+    /// Carries out one of the core's actions. `batch` is the batch being
+    /// built this turn (None once it is closed); follow-up actions go back
+    /// to the turn's queue.
+    #[allow(clippy::too_many_arguments)]
+    async fn leader_action(
         &mut self,
         leader: &mut LeaderCore,
-        actions: Vec<LeaderAction>,
+        action: LeaderAction,
         links: &Rc<RefCell<BTreeMap<LearnerConn, Rc<LearnerLink>>>>,
-        mut batch: Option<&mut BatchBuilder>,
+        batch: Option<&mut BatchBuilder>,
         held: &mut LeaderTerm,
+        turn: &mut LeaderTurn,
         epochs: &mut Epochs,
     ) -> Result<(), String> {
-        let mut queue: VecDeque<LeaderAction> = actions.into();
-        while let Some(action) = queue.pop_front() {
-            match action {
-                LeaderAction::PersistAcceptedEpoch(e) => epochs.persist_accepted(e)?,
-                LeaderAction::PersistCurrentEpoch(e) => epochs.persist_current(e)?,
-                LeaderAction::Send(conn, p) => {
-                    if let Some(link) = links.borrow().get(&conn) {
-                        let _ = link.send(p);
-                    }
+        match action {
+            LeaderAction::PersistAcceptedEpoch(e) => epochs.persist_accepted(e)?,
+            LeaderAction::PersistCurrentEpoch(e) => epochs.persist_current(e)?,
+            LeaderAction::Send(conn, p) => {
+                if let Some(link) = links.borrow().get(&conn) {
+                    let _ = link.send(p);
                 }
-                LeaderAction::SendSnapshot { conn, zxid } => {
-                    // The sessions of the published tree's moment, not the
-                    // live table (ahead of it by the batches in flight).
-                    let sessions = self.published_sessions.timeouts_ms().clone();
-                    if let Some(link) = links.borrow().get(&conn) {
-                        tracing::info!(conn, zxid = format_args!("0x{zxid:x}"), "syncing a learner by SNAP");
-                        let _ = link.send_snapshot(zxid, self.published_tree.clone(), sessions);
-                    }
-                }
-                LeaderAction::SendLoggedTxns { conn, after_zxid, through_zxid } => {
-                    if let Some(link) = links.borrow().get(&conn) {
-                        // Opened here, read on the link's helper thread.
-                        match disk_log::LoggedTxnFiles::open(&self.config.data_log_dir, after_zxid, through_zxid) {
-                            Ok(files) => {
-                                tracing::info!(
-                                    conn,
-                                    after = format_args!("0x{after_zxid:x}"),
-                                    through = format_args!("0x{through_zxid:x}"),
-                                    "DIFF: sending logged txns from the on-disk log"
-                                );
-                                let _ = link.send_logged_txns(move |out| files.write_pairs(out));
-                            }
-                            Err(e) => {
-                                tracing::warn!(conn, error = %e, "cannot open the log for a DIFF; dropping the learner");
-                                link.close();
-                            }
-                        }
-                    }
-                }
-                LeaderAction::SyncChosen { conn, sid, plan, reason } => {
-                    tracing::info!(conn, sid, ?plan, ?reason, "syncing a learner");
-                }
-                LeaderAction::Established { epoch } => {
-                    self.seq.raise_last_zxid(make_zxid(epoch, 0));
-                    held.established(self.seq.last_zxid());
-                    epochs.advertised.set(epoch);
-                    self.stats.set_mode(ServerMode::Leader);
-                    let synced = leader.synced_learners();
-                    tracing::info!(epoch, learners = ?synced, "leading: established with a quorum");
-                    let view = self.seal(BatchBuilder::default());
-                    self.publish(view).await;
-                }
-                LeaderAction::Committed { zxid } => {
-                    self.quorum_metrics.committed(zxid, Instant::now());
-                    let visible = held.visible_through(zxid);
-                    self.publish_through(&mut held.pending, visible).await
-                }
-                LeaderAction::Forwarded { conn, request, .. } if request.op_type == op::SYNC => {
-                    // In request order: after the writes forwarded before it.
-                    let mut more = Vec::new();
-                    leader.sync(SyncRequester::Learner(conn), self.seq.last_zxid(), &mut more);
-                    queue.extend(more);
-                }
-                LeaderAction::Forwarded { conn, request, sid } => match batch.as_deref_mut() {
-                    Some(b) => self.execute_forwarded(conn, sid, request, b),
-                    None => tracing::warn!(sid, "a forwarded request outside a batch was dropped"),
-                },
-                LeaderAction::LocalSyncReady { token } => {
-                    let Some((conn, xid, path)) = held.take_local_sync(token) else { continue };
-                    let reply = BatchEntry::Reply(Reply {
-                        conn,
-                        zxid: self.seq.last_zxid(),
-                        kind: ReplyKind::Sync { xid, path },
-                    });
-                    match batch.as_deref_mut() {
-                        // Published with this round's batch, after its commits.
-                        Some(b) => b.entries.push(reply),
-                        // The round's batch is sealed: the tree is exactly the
-                        // proposed state, so a batch of its own queues behind.
-                        None => {
-                            let shared = self.seal(BatchBuilder { entries: vec![reply], ..Default::default() });
-                            held.pending.push(shared.last_zxid, shared);
-                        }
-                    }
-                }
-                LeaderAction::Revalidate { conn, session_id, timeout_ms } => {
-                    // The session lives on that learner now: writes from
-                    // anywhere else get SESSIONMOVED. A local connection it
-                    // had here stays open (its writes are refused).
-                    let now = self.now_ms();
-                    let holder = SessionHolder::Learner(conn);
-                    let valid = self.seq.revalidate(session_id, timeout_ms, None, holder, now).valid;
-                    let mut more = Vec::new();
-                    leader.revalidated(conn, session_id, valid, &mut more);
-                    queue.extend(more);
-                }
-                LeaderAction::SessionsTouched(touches) => {
-                    let now = self.now_ms();
-                    for SessionTouch { session_id, .. } in touches {
-                        self.seq.touch(session_id, now);
-                    }
-                }
-                LeaderAction::Close { conn, reason } => {
-                    tracing::info!(conn, %reason, "dropping a learner");
-                    if let Some(link) = links.borrow_mut().remove(&conn) {
-                        link.close();
-                    }
-                    leader.learner_disconnected(conn);
-                }
-                LeaderAction::StepDown { reason } => return Err(reason),
             }
+            LeaderAction::SendSnapshot { conn, zxid } => {
+                // The sessions of the published tree's moment, not the
+                // live table (ahead of it by the batches in flight).
+                let sessions = self.published_sessions.timeouts_ms().clone();
+                if let Some(link) = links.borrow().get(&conn) {
+                    tracing::info!(conn, zxid = format_args!("0x{zxid:x}"), "syncing a learner by SNAP");
+                    let _ = link.send_snapshot(zxid, self.published_tree.clone(), sessions);
+                }
+            }
+            LeaderAction::SendLoggedTxns { conn, after_zxid, through_zxid } => {
+                if let Some(link) = links.borrow().get(&conn) {
+                    // Opened here, read on the link's helper thread.
+                    match disk_log::LoggedTxnFiles::open(&self.config.data_log_dir, after_zxid, through_zxid) {
+                        Ok(files) => {
+                            tracing::info!(
+                                conn,
+                                after = format_args!("0x{after_zxid:x}"),
+                                through = format_args!("0x{through_zxid:x}"),
+                                "DIFF: sending logged txns from the on-disk log"
+                            );
+                            let _ = link.send_logged_txns(move |out| files.write_pairs(out));
+                        }
+                        Err(e) => {
+                            tracing::warn!(conn, error = %e, "cannot open the log for a DIFF; dropping the learner");
+                            link.close();
+                        }
+                    }
+                }
+            }
+            LeaderAction::SyncChosen { conn, sid, plan, reason } => {
+                tracing::info!(conn, sid, ?plan, ?reason, "syncing a learner");
+            }
+            LeaderAction::Established { epoch } => {
+                self.seq.raise_last_zxid(make_zxid(epoch, 0));
+                held.established(self.seq.last_zxid());
+                epochs.advertised.set(epoch);
+                self.stats.set_mode(ServerMode::Leader);
+                let synced = leader.synced_learners();
+                tracing::info!(epoch, learners = ?synced, "leading: established with a quorum");
+                let view = self.seal(BatchBuilder::default());
+                self.publish(view).await;
+            }
+            LeaderAction::Committed { zxid } => {
+                self.quorum_metrics.committed(zxid, Instant::now());
+                let visible = held.visible_through(zxid);
+                self.publish_through(&mut held.pending, visible).await
+            }
+            LeaderAction::Forwarded { conn, request, .. } if request.op_type == op::SYNC => {
+                // In request order: after the writes forwarded before it.
+                let mut more = Vec::new();
+                leader.sync(SyncRequester::Learner(conn), self.seq.last_zxid(), &mut more);
+                turn.queue(more);
+            }
+            LeaderAction::Forwarded { conn, request, sid } => match batch {
+                Some(b) => self.execute_forwarded(conn, sid, request, b),
+                None => tracing::warn!(sid, "a forwarded request outside a batch was dropped"),
+            },
+            LeaderAction::LocalSyncReady { token } => {
+                let Some((conn, xid, path)) = held.take_local_sync(token) else { return Ok(()) };
+                let reply =
+                    BatchEntry::Reply(Reply { conn, zxid: self.seq.last_zxid(), kind: ReplyKind::Sync { xid, path } });
+                match batch {
+                    // Published with this round's batch, after its commits.
+                    Some(b) => b.entries.push(reply),
+                    // The round's batch is sealed: the tree is exactly the
+                    // proposed state, so a batch of its own queues behind.
+                    None => {
+                        let shared = self.seal(BatchBuilder { entries: vec![reply], ..Default::default() });
+                        held.pending.push(shared.last_zxid, shared);
+                    }
+                }
+            }
+            LeaderAction::Revalidate { conn, session_id, timeout_ms } => {
+                // The session lives on that learner now: writes from
+                // anywhere else get SESSIONMOVED. A local connection it
+                // had here stays open (its writes are refused).
+                let now = self.now_ms();
+                let holder = SessionHolder::Learner(conn);
+                let valid = self.seq.revalidate(session_id, timeout_ms, None, holder, now).valid;
+                let mut more = Vec::new();
+                leader.revalidated(conn, session_id, valid, &mut more);
+                turn.queue(more);
+            }
+            LeaderAction::SessionsTouched(touches) => {
+                let now = self.now_ms();
+                for SessionTouch { session_id, .. } in touches {
+                    self.seq.touch(session_id, now);
+                }
+            }
+            LeaderAction::Close { conn, reason } => {
+                tracing::info!(conn, %reason, "dropping a learner");
+                if let Some(link) = links.borrow_mut().remove(&conn) {
+                    link.close();
+                }
+                leader.learner_disconnected(conn);
+            }
+            LeaderAction::StepDown { reason } => return Err(reason),
         }
         Ok(())
     }

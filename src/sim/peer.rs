@@ -23,7 +23,8 @@ use super::sessions::SessionReply;
 use super::world::{Ctx, Ev};
 use crate::acl::ServerIdentity;
 use crate::commit::{
-    ExecSettings, LeaderTerm, LearnerPending, PendingBatches, Sequencer, SessionHolder, TxnSink, TxnWaiter,
+    BetweenRoles, BetweenRolesStep, ElectionCarry, ExecSettings, LeaderStep, LeaderTerm, LeaderTurn, LearnerPending,
+    PendingBatches, Sequencer, SessionHolder, StandaloneStep, StandaloneTurn, TurnBatch, TxnSink, TxnWaiter,
 };
 use crate::server::snapshots::SnapshotPolicy;
 use crate::session::{PublishedSessions, SessionChange, SessionIdAllocator};
@@ -34,7 +35,7 @@ use crate::storage::recovery::{
 };
 use crate::storage::txn::{encode_txn, LoggedTxn, Txn, TxnDigest, TxnHeader};
 use crate::tree::{DataTree, WriteOp};
-use crate::zab::election::{Action, Decision, Election, ElectionConfig, Notification, ProposalBasis, Role, Vote};
+use crate::zab::election::{Action, Decision, Election, ElectionConfig, Notification, Role};
 use crate::zab::election_wire::LearnerType;
 use crate::zab::ensemble::{Ensemble, Sid};
 use crate::zab::follower::{LearnerAction, LearnerCore, LearnerSettings};
@@ -131,15 +132,6 @@ impl Input {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LeaderStage {
-    Idle,
-    /// The first action list (events + tick) is being carried out.
-    AfterTick,
-    AfterPropose,
-    AfterDurable,
-}
-
 /// A batch the leader logged; published once committed (kept in the
 /// shared `commit::PendingBatches` with the last zxid it holds).
 struct PendingBatch {
@@ -176,6 +168,16 @@ struct ClientWriteDone {
     triggers: Vec<crate::tree::WatchTrigger>,
 }
 
+impl TurnBatch for LeaderBatch {
+    fn logged(&self) -> &[(i64, Bytes)] {
+        &self.logged
+    }
+
+    fn has_entries(&self) -> bool {
+        !self.logged.is_empty() || !self.writes.is_empty() || !self.syncs.is_empty() || !self.session_txns.is_empty()
+    }
+}
+
 #[derive(Default)]
 struct LeaderBatch {
     logged: Vec<(i64, Bytes)>,
@@ -206,8 +208,9 @@ pub struct Leading {
     /// Production's `LeaderTerm` (shared): sealed batches, the commit
     /// floor, records not yet durable, local syncs by token (sync ids).
     term: LeaderTerm<PendingBatch, u64>,
-    stage: LeaderStage,
-    queue: VecDeque<LeaderAction>,
+    /// Production's `LeaderTurn` (shared): the turn's order and its queue
+    /// of actions, kept while an action waits on the simulated disk.
+    turn: LeaderTurn,
     batch: LeaderBatch,
     /// Plant only: syncs waiting for `after_zxid` to be committed.
     planted_syncs: VecDeque<(PlantedSync, i64)>,
@@ -276,8 +279,9 @@ enum Blocked {
 enum AfterDrain {
     /// The learner action at the head of its queue (a TRUNC).
     LearnerAction,
-    /// Leaving a role (`run_quorum` drains before judging the state).
-    Leaving { kept_candidate: bool },
+    /// Between roles (`BetweenRolesStep::DrainLog`: the state is judged
+    /// once the log is drained).
+    BetweenRoles,
 }
 
 pub struct Server {
@@ -306,8 +310,12 @@ pub struct Server {
     pub history: History,
     accepted: i64,
     current: i64,
-    logical_clock: i64,
-    held_vote: Option<Vote>,
+    /// Production's `ElectionCarry` (shared): the logical clock and held
+    /// vote one election hands the next.
+    carry: ElectionCarry,
+    /// Production's `BetweenRoles` (shared) while a role's end is cleaned
+    /// up (kept while the log drains).
+    between: Option<BetweenRoles>,
     /// The decided election, answering LOOKING peers while in a role.
     settled: Option<Election>,
     pub role: PeerRole,
@@ -457,8 +465,8 @@ impl Server {
             history: History::default(),
             accepted: 0,
             current: 0,
-            logical_clock: 0,
-            held_vote: None,
+            carry: ElectionCarry::default(),
+            between: None,
             settled: None,
             role: PeerRole::Down,
             published_tree: DataTree::new(),
@@ -587,7 +595,7 @@ impl Server {
         match &self.role {
             PeerRole::Leading(l) => {
                 l.core.is_established()
-                    && l.stage == LeaderStage::Idle
+                    && l.turn.is_idle()
                     && l.term.is_quiescent(&l.core, self.seq.last_zxid())
                     && self.log.is_idle()
             }
@@ -644,8 +652,8 @@ impl Server {
         self.blocked = None;
         self.log_write = None;
         self.after_drain = None;
-        self.logical_clock = 0;
-        self.held_vote = None;
+        self.carry = ElectionCarry::default();
+        self.between = None;
         self.settled = None;
         self.log_fault = None;
         self.clock_offset_ms = 0;
@@ -669,7 +677,15 @@ impl Server {
         } else {
             self.start_election(ctx);
         }
-        ctx.schedule(ctx.now + ctx.knobs.tick_ms / 2, Ev::Wake(self.sid, self.incarnation));
+        ctx.schedule(self.next_wake_at(ctx), Ev::Wake(self.sid, self.incarnation));
+    }
+
+    /// The world time of this process's next wake: production's ticker
+    /// (`commit::wake`), on this process's own clock.
+    pub fn next_wake_at(&self, ctx: &Ctx) -> u64 {
+        let interval = crate::commit::wake::wake_interval_ms(ctx.knobs.tick_ms as i64, !self.is_standalone_member());
+        let local = crate::commit::wake::next_wake_ms(interval, self.now(ctx) as i64);
+        self.world_time(local.max(0) as u64).max(ctx.now + 1)
     }
 
     /// kill -9 / power loss: only the disk's durable state survives.
@@ -703,6 +719,7 @@ impl Server {
         self.log_write = None;
         self.log_fault = None;
         self.after_drain = None;
+        self.between = None;
     }
 
     /// Production exits where this is called; an exit it makes on purpose
@@ -767,8 +784,18 @@ impl Server {
 
     /// Production's `storage::recovery::recover_from` (on the simulated
     /// disk: `SimRecoveryStore`) followed by
-    /// `quorum_peer::reload_from_disk` and `Epochs::load`.
+    /// `quorum_peer::reload_from_disk` and `Epochs::load` (at a restart and
+    /// after a TRUNC; between roles the epochs are `BetweenRoles`' own step).
     fn reload_from_disk(&mut self, ctx: &mut Ctx, what: &str) -> Result<(), String> {
+        self.reload(ctx, what, true)
+    }
+
+    /// `quorum_peer::reload_from_disk` alone: the epoch files untouched.
+    fn reload_state_from_disk(&mut self, ctx: &mut Ctx, what: &str) -> Result<(), String> {
+        self.reload(ctx, what, false)
+    }
+
+    fn reload(&mut self, ctx: &mut Ctx, what: &str, with_epochs: bool) -> Result<(), String> {
         let options = RecoveryOptions {
             repair: false,
             recent_window_txns: ctx.knobs.recent_window_txns,
@@ -791,17 +818,25 @@ impl Server {
         let Recovered { tree, last_zxid, sessions, snapshot_zxid, recent_txns, .. } = recovered;
         // A standalone server keeps no epoch files (they are the quorum's).
         let epochs = if self.is_standalone_member() {
-            crate::storage::epoch_files::ReconciledEpochs { accepted_epoch: 0, current_epoch: 0, writes: Vec::new() }
+            Some(crate::storage::epoch_files::ReconciledEpochs {
+                accepted_epoch: 0,
+                current_epoch: 0,
+                writes: Vec::new(),
+            })
+        } else if with_epochs {
+            Some(self.load_epochs(last_zxid)?)
         } else {
-            self.load_epochs(last_zxid)?
+            None
+        };
+        let epochs_read = match &epochs {
+            Some(e) => format!(", epochs accepted {} current {}", e.accepted_epoch, e.current_epoch),
+            None => String::new(),
         };
         ctx.trace(
             self.sid,
             format!(
-                "{what}: recovered zxid 0x{last_zxid:x} digest {:x} (snapshot 0x{snapshot_zxid:x}), epochs accepted {} current {}",
+                "{what}: recovered zxid 0x{last_zxid:x} digest {:x} (snapshot 0x{snapshot_zxid:x}){epochs_read}",
                 tree.digest(),
-                epochs.accepted_epoch,
-                epochs.current_epoch
             ),
         );
         ctx.oracle.check_recovered(self.sid, what, &history, ctx.now);
@@ -812,8 +847,10 @@ impl Server {
         self.plant_expire_early_all(ctx);
         self.log.restart_at(last_zxid);
         self.history = history;
-        self.accepted = epochs.accepted_epoch;
-        self.current = epochs.current_epoch;
+        if let Some(epochs) = epochs {
+            self.accepted = epochs.accepted_epoch;
+            self.current = epochs.current_epoch;
+        }
         Ok(())
     }
 
@@ -947,7 +984,7 @@ impl Server {
         Ok(epochs)
     }
 
-    /// Mirrors `quorum_peer::catch_up_to_log` + `Epochs::load`: a learner
+    /// Mirrors `quorum_peer::catch_up_to_log`: a learner
     /// that lost its leader cleanly applies the tail it logged but never
     /// saw committed, from its in-memory log tail, instead of reloading.
     /// The oracle checks the kept history as it checks a recovered one.
@@ -958,17 +995,6 @@ impl Server {
             if let Err(e) = self.apply_logged(ctx, zxid, txn) {
                 ctx.trace(self.sid, format!("cannot apply the logged tail ({e}); reloading"));
                 return false;
-            }
-        }
-        match self.load_epochs(self.seq.last_zxid()) {
-            Ok(epochs) => {
-                self.accepted = epochs.accepted_epoch;
-                self.current = epochs.current_epoch;
-            }
-            Err(e) => {
-                self.cannot_load(ctx, e);
-                self.call_the_operator(ctx);
-                return true;
             }
         }
         // As `catch_up_to_log`: connections and holders gone, every
@@ -1003,13 +1029,9 @@ impl Server {
     }
 
     fn start_election(&mut self, ctx: &mut Ctx) {
-        let basis = ProposalBasis {
-            last_logged_zxid: self.seq.last_zxid(),
-            current_epoch: self.current,
-            held_vote: self.held_vote,
-        };
+        let basis = self.carry.basis(self.seq.last_zxid(), self.current);
         let now = self.now(ctx);
-        let (election, actions) = Election::start(self.election_config(), basis, self.logical_clock, now);
+        let (election, actions) = Election::start(self.election_config(), basis, self.carry.logical_clock, now);
         ctx.trace(self.sid, format!("LOOKING (round {}, zxid 0x{:x})", election.logical_clock(), self.seq.last_zxid()));
         self.role = PeerRole::Looking(Box::new(election));
         self.settled = None;
@@ -1075,8 +1097,7 @@ impl Server {
 
     fn decided(&mut self, ctx: &mut Ctx, d: Decision) {
         let PeerRole::Looking(election) = std::mem::replace(&mut self.role, PeerRole::Down) else { return };
-        self.logical_clock = election.logical_clock();
-        self.held_vote = election.settled().map(|s| s.held_vote());
+        self.carry.decided(&election);
         ctx.trace(self.sid, format!("decided: leader {} ({:?}, round {})", d.leader, d.role, d.vote.election_epoch));
         self.settled = Some(*election);
         match d.role {
@@ -1101,10 +1122,12 @@ impl Server {
         }
     }
 
-    /// Whatever ends a role: connections close, the state is rebuilt from
-    /// disk (dropping a leader's speculation), or, for a learner that lost
-    /// its leader cleanly, caught up to its log, and the election starts
-    /// again.
+    /// Whatever ends a role: its links close, then the shared
+    /// `BetweenRoles` order (as production's `run_quorum`): the settled
+    /// vote stops answering, the log drains, clients are dropped, the state
+    /// is kept (a learner that lost its leader cleanly catches up to its
+    /// log) or rebuilt from disk, the epochs are re-read, and the election
+    /// starts again.
     fn leave_role(&mut self, ctx: &mut Ctx, why: String) {
         self.leave_role_as(ctx, why, false);
     }
@@ -1112,7 +1135,6 @@ impl Server {
     fn leave_role_as(&mut self, ctx: &mut Ctx, why: String, left_cleanly: bool) {
         ctx.trace(self.sid, format!("leaves {}: {why}", self.role_name()));
         ctx.disturbed();
-        self.drop_clients();
         let was_learner = matches!(self.role, PeerRole::Following(_) | PeerRole::Connecting { .. });
         match std::mem::replace(&mut self.role, PeerRole::Down) {
             PeerRole::Leading(l) => {
@@ -1124,30 +1146,58 @@ impl Server {
             _ => {}
         }
         self.blocked = None;
-        self.settled = None;
-        let kept_candidate = was_learner && left_cleanly;
-        if !self.log.is_idle() {
-            // What the role logged is durable before the state is judged.
-            self.blocked = Some(Blocked::LogDrain);
-            self.after_drain = Some(AfterDrain::Leaving { kept_candidate });
-            return;
-        }
-        self.finish_leaving(ctx, kept_candidate);
+        self.between = Some(BetweenRoles::after_role(was_learner && left_cleanly));
+        self.continue_between_roles(ctx);
     }
 
-    fn finish_leaving(&mut self, ctx: &mut Ctx, kept_candidate: bool) {
-        let kept = kept_candidate && self.catch_up_to_log(ctx);
-        if !self.up {
-            return;
-        }
-        if !kept {
-            if let Err(e) = self.reload_from_disk(ctx, "leaving a role") {
-                self.cannot_load(ctx, format!("cannot reload the state from disk: {e}"));
-                self.call_the_operator(ctx);
-                return;
+    /// Carries out the `BetweenRoles` steps until the election starts, the
+    /// log must drain first (`log_write_done` resumes here), or the state
+    /// cannot be loaded (the process stops).
+    fn continue_between_roles(&mut self, ctx: &mut Ctx) {
+        while let Some(between) = self.between.as_mut() {
+            match between.next() {
+                BetweenRolesStep::StopAnsweringElection => self.settled = None,
+                BetweenRolesStep::DrainLog => {
+                    if !self.log.is_idle() {
+                        self.blocked = Some(Blocked::LogDrain);
+                        self.after_drain = Some(AfterDrain::BetweenRoles);
+                        return;
+                    }
+                }
+                BetweenRolesStep::DropClientConnections => self.drop_clients(),
+                BetweenRolesStep::CatchUpToLog => {
+                    let kept = self.catch_up_to_log(ctx);
+                    if let Some(between) = self.between.as_mut() {
+                        between.caught_up(kept);
+                    }
+                }
+                BetweenRolesStep::ReloadFromDisk => {
+                    if let Err(e) = self.reload_state_from_disk(ctx, "leaving a role") {
+                        self.between = None;
+                        self.cannot_load(ctx, format!("cannot reload the state from disk: {e}"));
+                        self.call_the_operator(ctx);
+                        return;
+                    }
+                }
+                BetweenRolesStep::LoadEpochs => match self.load_epochs(self.seq.last_zxid()) {
+                    Ok(epochs) => {
+                        self.accepted = epochs.accepted_epoch;
+                        self.current = epochs.current_epoch;
+                        ctx.trace(self.sid, format!("epochs accepted {} current {}", self.accepted, self.current));
+                    }
+                    Err(e) => {
+                        self.between = None;
+                        self.cannot_load(ctx, e);
+                        self.call_the_operator(ctx);
+                        return;
+                    }
+                },
+                BetweenRolesStep::Elect => {
+                    self.between = None;
+                    self.start_election(ctx);
+                }
             }
         }
-        self.start_election(ctx);
     }
 
     // ------------------------------------------------------------------
@@ -1176,7 +1226,7 @@ impl Server {
         }
         match &self.role {
             PeerRole::Standalone(_) => self.standalone_turn(ctx),
-            PeerRole::Leading(l) if l.stage == LeaderStage::Idle => self.leader_turn(ctx),
+            PeerRole::Leading(l) if l.turn.is_idle() => self.leader_turn(ctx),
             PeerRole::Following(f) if f.stage == LearnerStage::Idle => self.learner_turn(ctx),
             PeerRole::Leading(_) | PeerRole::Following(_) => {}
             PeerRole::Looking(_) | PeerRole::Connecting { .. } | PeerRole::Down => {
@@ -1384,8 +1434,8 @@ impl Server {
         if self.blocked == Some(Blocked::LogDrain) && self.log.is_idle() {
             self.blocked = None;
             match self.after_drain.take() {
-                Some(AfterDrain::Leaving { kept_candidate }) => {
-                    self.finish_leaving(ctx, kept_candidate);
+                Some(AfterDrain::BetweenRoles) => {
+                    self.continue_between_roles(ctx);
                     return;
                 }
                 Some(AfterDrain::LearnerAction) => {
@@ -1413,7 +1463,7 @@ impl Server {
     }
 
     // ------------------------------------------------------------------
-    // Leading (mirrors `quorum_peer::lead` and `leader_actions`)
+    // Leading (mirrors `quorum_peer::lead` and `leader_action`; the turn order is the shared `LeaderTurn`)
 
     fn lead(&mut self, ctx: &mut Ctx) {
         let k = &ctx.knobs;
@@ -1457,8 +1507,7 @@ impl Server {
             links: BTreeMap::new(),
             next_conn: 1,
             term: LeaderTerm::default(),
-            stage: LeaderStage::Idle,
-            queue: VecDeque::new(),
+            turn: LeaderTurn::default(),
             batch: LeaderBatch::default(),
             planted_syncs: VecDeque::new(),
             planted_acks: BTreeMap::new(),
@@ -1540,10 +1589,8 @@ impl Server {
             }
         }
         if let PeerRole::Leading(l) = &mut self.role {
-            l.core.tick(now, &mut actions);
             l.batch = batch;
-            l.queue = actions.into();
-            l.stage = LeaderStage::AfterTick;
+            l.turn.begin(&mut l.core, now, actions);
         }
         self.continue_leader(ctx);
     }
@@ -1903,100 +1950,78 @@ impl Server {
         }
     }
 
+    /// Carries out the shared `LeaderTurn`'s steps (production's `lead()`
+    /// loop carries out the same ones) until the turn is done or an action
+    /// waits on the simulated disk (`on_disk_done` resumes it here).
     fn continue_leader(&mut self, ctx: &mut Ctx) {
         loop {
-            // Carry out queued actions, in order, until one blocks.
-            loop {
-                let action = match &mut self.role {
-                    PeerRole::Leading(l) => l.queue.pop_front(),
-                    _ => return,
-                };
-                let Some(action) = action else { break };
-                match self.leader_action(ctx, action) {
+            let step = match &mut self.role {
+                PeerRole::Leading(l) => l.turn.next(&mut l.core, &mut l.term, &l.batch),
+                _ => return,
+            };
+            match step {
+                LeaderStep::Act { action, batch_open } => match self.leader_action(ctx, action, batch_open) {
                     Ok(Flow::Continue) => {}
                     Ok(Flow::Blocked) => return,
                     Err(why) => {
                         self.leave_role(ctx, why);
                         return;
                     }
-                }
-            }
-            // Mirrors `lead()`: expiry after the turn's actions, before the
-            // batch is proposed, once established.
-            if matches!(&self.role, PeerRole::Leading(l) if l.stage == LeaderStage::AfterTick && l.core.is_established())
-            {
-                let mut batch = match &mut self.role {
-                    PeerRole::Leading(l) => std::mem::take(&mut l.batch),
-                    _ => return,
-                };
-                self.expire_sessions(ctx, &mut batch);
-                if let PeerRole::Leading(l) = &mut self.role {
-                    l.batch = batch;
-                }
-            }
-            let minority_point = self.planted_minority_point(ctx);
-            let PeerRole::Leading(l) = &mut self.role else { return };
-            match l.stage {
-                LeaderStage::Idle => return,
-                LeaderStage::AfterTick => {
-                    if !l.batch.logged.is_empty() {
-                        let mut actions = Vec::new();
-                        if let Err(why) = l.term.propose(&mut l.core, &l.batch.logged, &mut actions) {
-                            self.leave_role(ctx, why);
-                            return;
-                        }
-                        l.queue.extend(actions);
+                },
+                LeaderStep::ExpireSessions => {
+                    let mut batch = match &mut self.role {
+                        PeerRole::Leading(l) => std::mem::take(&mut l.batch),
+                        _ => return,
+                    };
+                    self.expire_sessions(ctx, &mut batch);
+                    if let PeerRole::Leading(l) = &mut self.role {
+                        l.batch = batch;
                     }
-                    l.stage = LeaderStage::AfterPropose;
                 }
-                LeaderStage::AfterPropose => {
+                LeaderStep::HandToLog => {
                     // The proposals went out first; our own write + fsync
                     // runs beside the loop (production's log thread).
-                    let batch = std::mem::take(&mut l.batch);
-                    let has_entries = !batch.logged.is_empty()
-                        || !batch.writes.is_empty()
-                        || !batch.syncs.is_empty()
-                        || !batch.session_txns.is_empty();
-                    if has_entries {
-                        let logged_txns = batch.logged.len() as u64;
-                        l.term.handed_to_log(&batch.logged);
-                        // `remember_recent`.
-                        self.seq.remember_recent(&batch.logged, ctx.knobs.recent_window_txns);
-                        note_session_events(ctx, &batch.session_events, &batch.txns);
-                        self.log_txns(ctx, batch.logged);
-                        let PeerRole::Leading(l) = &mut self.role else { return };
-                        l.term.pending.push(
-                            self.seq.last_zxid(),
-                            PendingBatch {
-                                tree: self.seq.tree().clone(),
-                                txns: batch.txns,
-                                writes: batch.writes,
-                                syncs: batch.syncs,
-                                session_txns: batch.session_txns,
-                                session_changes: batch.session_changes,
-                            },
-                        );
-                        self.maybe_snapshot(ctx, logged_txns);
-                    }
+                    let batch = match &mut self.role {
+                        PeerRole::Leading(l) => std::mem::take(&mut l.batch),
+                        _ => return,
+                    };
+                    let logged_txns = batch.logged.len() as u64;
+                    // `remember_recent`.
+                    self.seq.remember_recent(&batch.logged, ctx.knobs.recent_window_txns);
+                    note_session_events(ctx, &batch.session_events, &batch.txns);
+                    self.log_txns(ctx, batch.logged);
                     let PeerRole::Leading(l) = &mut self.role else { return };
-                    let mut actions = Vec::new();
-                    if let Some(durable) = self.log.take_newly_durable() {
-                        l.term.log_durable(&mut l.core, durable, &mut actions);
-                    }
-                    l.queue.extend(actions);
-                    l.stage = LeaderStage::AfterDurable;
+                    l.term.pending.push(
+                        self.seq.last_zxid(),
+                        PendingBatch {
+                            tree: self.seq.tree().clone(),
+                            txns: batch.txns,
+                            writes: batch.writes,
+                            syncs: batch.syncs,
+                            session_txns: batch.session_txns,
+                            session_changes: batch.session_changes,
+                        },
+                    );
+                    self.maybe_snapshot(ctx, logged_txns);
                 }
-                LeaderStage::AfterDurable => {
-                    let committed = l.term.commit_point(&l.core).max(minority_point);
-                    l.stage = LeaderStage::Idle;
+                LeaderStep::ReportDurable => {
+                    let PeerRole::Leading(l) = &mut self.role else { return };
+                    l.turn.durable(&mut l.core, &mut l.term, self.log.take_newly_durable());
+                }
+                LeaderStep::Publish(commit_point) => {
+                    let committed = commit_point.max(self.planted_minority_point(ctx));
                     self.publish_committed(ctx, committed);
+                }
+                LeaderStep::StepDown(why) => {
+                    self.leave_role(ctx, why);
                     return;
                 }
+                LeaderStep::Done => return,
             }
         }
     }
 
-    fn leader_action(&mut self, ctx: &mut Ctx, action: LeaderAction) -> Result<Flow, String> {
+    fn leader_action(&mut self, ctx: &mut Ctx, action: LeaderAction, batch_open: bool) -> Result<Flow, String> {
         match action {
             LeaderAction::PersistAcceptedEpoch(e) => {
                 self.persist_epoch(ctx, EpochFile::Accepted, e);
@@ -2109,7 +2134,7 @@ impl Server {
                     } else {
                         let mut more = Vec::new();
                         l.core.sync(SyncRequester::Learner(conn), last_zxid, &mut more);
-                        l.queue.extend(more);
+                        l.turn.queue(more);
                     }
                 }
                 if plant {
@@ -2122,10 +2147,10 @@ impl Server {
                     crate::proto::op::CREATE_SESSION | crate::proto::op::CLOSE_SESSION | crate::proto::op::CREATE
                 ) =>
             {
-                // Into the batch being built (production: `leader_actions`
+                // Into the batch being built (production: `leader_action`
                 // with `Some(batch)`); later lists never carry a REQUEST.
                 let mut batch = match &mut self.role {
-                    PeerRole::Leading(l) if l.stage == LeaderStage::AfterTick => std::mem::take(&mut l.batch),
+                    PeerRole::Leading(l) if batch_open => std::mem::take(&mut l.batch),
                     _ => {
                         ctx.trace(
                             self.sid,
@@ -2152,7 +2177,7 @@ impl Server {
                 let mut more = Vec::new();
                 if let PeerRole::Leading(l) = &mut self.role {
                     l.core.revalidated(conn, session_id, valid, &mut more);
-                    l.queue.extend(more);
+                    l.turn.queue(more);
                 }
             }
             LeaderAction::SessionsTouched(touches) => {
@@ -2161,13 +2186,13 @@ impl Server {
                 }
             }
             LeaderAction::LocalSyncReady { token } => {
-                // Mirrors `leader_actions`: the answer rides on this turn's
+                // Mirrors `leader_action`: the answer rides on this turn's
                 // batch, published after its commits; once that batch is
                 // sealed, on a batch of its own holding the proposed state.
                 let last_zxid = self.seq.last_zxid();
                 if let PeerRole::Leading(l) = &mut self.role {
                     if let Some(id) = l.term.take_local_sync(token) {
-                        if l.stage == LeaderStage::AfterTick {
+                        if batch_open {
                             l.batch.syncs.push(id);
                         } else {
                             l.term.pending.push(
@@ -2357,27 +2382,46 @@ impl Server {
                 _ => {}
             }
         }
-        self.expire_sessions(ctx, &mut batch);
-        if !batch.logged.is_empty() || !batch.writes.is_empty() || !batch.syncs.is_empty() {
-            let last_zxid = self.seq.last_zxid();
-            let tree = self.seq.tree().clone();
-            note_session_events(ctx, &batch.session_events, &batch.txns);
-            let (logged, txns, writes, syncs, session_txns, session_changes) =
-                (batch.logged, batch.txns, batch.writes, batch.syncs, batch.session_txns, batch.session_changes);
-            let logged_txns = logged.len() as u64;
-            self.log_txns(ctx, logged);
-            if let PeerRole::Standalone(s) = &mut self.role {
-                s.pending.push(last_zxid, PendingBatch { tree, txns, writes, syncs, session_txns, session_changes });
+        // The turn's order is the shared `StandaloneTurn`'s (production's
+        // `run_standalone` drives the same).
+        let mut turn = StandaloneTurn::default();
+        turn.begin();
+        loop {
+            match turn.next(&batch) {
+                StandaloneStep::ExpireSessions => self.expire_sessions(ctx, &mut batch),
+                StandaloneStep::HandToLog => {
+                    let batch = std::mem::take(&mut batch);
+                    let last_zxid = self.seq.last_zxid();
+                    let tree = self.seq.tree().clone();
+                    note_session_events(ctx, &batch.session_events, &batch.txns);
+                    let (logged, txns, writes, syncs, session_txns, session_changes) = (
+                        batch.logged,
+                        batch.txns,
+                        batch.writes,
+                        batch.syncs,
+                        batch.session_txns,
+                        batch.session_changes,
+                    );
+                    let logged_txns = logged.len() as u64;
+                    self.log_txns(ctx, logged);
+                    if let PeerRole::Standalone(s) = &mut self.role {
+                        s.pending
+                            .push(last_zxid, PendingBatch { tree, txns, writes, syncs, session_txns, session_changes });
+                    }
+                    self.maybe_snapshot(ctx, logged_txns);
+                }
+                StandaloneStep::ReportDurable => turn.durable(self.log.durable_through()),
+                StandaloneStep::Publish(durable) => {
+                    let mut due = Vec::new();
+                    if let PeerRole::Standalone(s) = &mut self.role {
+                        due.extend(s.pending.take_through(durable));
+                    }
+                    for b in due {
+                        self.publish(ctx, b);
+                    }
+                }
+                StandaloneStep::Done => return,
             }
-            self.maybe_snapshot(ctx, logged_txns);
-        }
-        let durable = self.log.durable_through();
-        let mut due = Vec::new();
-        if let PeerRole::Standalone(s) = &mut self.role {
-            due.extend(s.pending.take_through(durable));
-        }
-        for b in due {
-            self.publish(ctx, b);
         }
     }
 

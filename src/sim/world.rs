@@ -1142,10 +1142,9 @@ impl World {
             }
             Ev::Wake(sid, inc) => {
                 if self.current(sid, inc) {
-                    let half = (self.ctx.knobs.tick_ms / 2).max(1);
-                    let next = self.ctx.now + half;
-                    self.ctx.schedule(next, Ev::Wake(sid, inc));
                     if let Some(s) = self.servers.get_mut((sid - 1) as usize) {
+                        let next = s.next_wake_at(&self.ctx);
+                        self.ctx.schedule(next, Ev::Wake(sid, inc));
                         s.run(&mut self.ctx);
                     }
                 }

@@ -996,3 +996,129 @@ fn follower_with_an_old_epochs_uncommitted_tail_below_the_window_gets_a_snapshot
     assert_eq!(zxids(&h.node(1).disk.log), zxids(&leader_log), "epoch 1's uncommitted tail is gone");
     assert!(h.node(1).serving);
 }
+
+// ---------------------------------------------------------------------
+// The shared turn order (`commit::LeaderTurn`) on a leader of the harness
+
+#[derive(Default)]
+struct TurnTestBatch {
+    logged: Vec<(i64, Bytes)>,
+}
+
+impl crate::commit::TurnBatch for TurnTestBatch {
+    fn logged(&self) -> &[(i64, Bytes)] {
+        &self.logged
+    }
+    fn has_entries(&self) -> bool {
+        !self.logged.is_empty()
+    }
+}
+
+/// Drives one turn as production's `lead()` does, naming each step (an
+/// action by its variant, "+open" while the batch takes requests); the
+/// log reports `durable` when asked.
+fn drive_turn(
+    h: &mut Harness,
+    turn: &mut crate::commit::LeaderTurn,
+    term: &mut crate::commit::LeaderTerm<i64, ()>,
+    batch: &mut TurnTestBatch,
+    durable: Option<i64>,
+) -> Vec<String> {
+    use crate::commit::LeaderStep;
+    let mut steps = Vec::new();
+    loop {
+        let step = turn.next(&mut h.leader, term, batch);
+        let name = match &step {
+            LeaderStep::Act { action, batch_open } => {
+                let variant = format!("{action:?}");
+                let variant = variant.split([' ', '(', '{']).next().unwrap_or_default().to_owned();
+                format!("{variant}{}", if *batch_open { "+open" } else { "" })
+            }
+            LeaderStep::Publish(zxid) => format!("Publish(0x{zxid:x})"),
+            other => format!("{other:?}"),
+        };
+        steps.push(name);
+        match step {
+            LeaderStep::Act { action, .. } => {
+                if let LeaderAction::Established { epoch } = action {
+                    term.established(make_zxid(epoch, 0));
+                }
+                h.leader_actions(vec![action]);
+            }
+            LeaderStep::ExpireSessions => {}
+            LeaderStep::HandToLog => {
+                let last = batch.logged.last().map(|(z, _)| *z).unwrap_or_default();
+                h.leader_disk.log.extend(std::mem::take(&mut batch.logged));
+                term.pending.push(last, last);
+            }
+            LeaderStep::ReportDurable => turn.durable(&mut h.leader, term, durable),
+            LeaderStep::Publish(through) => {
+                let _ = term.pending.take_through(through).count();
+            }
+            LeaderStep::StepDown(_) | LeaderStep::Done => return steps,
+        }
+    }
+}
+
+#[test]
+fn a_turn_proposes_before_logging_and_publishes_only_what_a_quorum_holds() {
+    let mut h = established_by_2_and_3(disk(1, 1, history(1, 3)), &history(1, 3));
+    let (mut turn, mut term) = (crate::commit::LeaderTurn::default(), crate::commit::LeaderTerm::default());
+    term.established(make_zxid(2, 0));
+    let zxid = h.leader.next_zxid().expect("established");
+    let mut batch = TurnTestBatch { logged: vec![(zxid, txn(zxid))] };
+    turn.begin(&mut h.leader, h.now_ms, Vec::new());
+    let steps = drive_turn(&mut h, &mut turn, &mut term, &mut batch, Some(zxid));
+    // Expiry before the proposals (its txns are proposed with the batch);
+    // the proposal goes out before the batch is handed to the log; the
+    // leader's own fsync alone is no quorum of three: nothing is visible.
+    // (First the tick's PING, with the batch open.)
+    assert_eq!(
+        steps,
+        [
+            "Send+open",
+            "ExpireSessions",
+            "Send",
+            "HandToLog",
+            "ReportDurable",
+            &format!("Publish(0x{:x})", make_zxid(2, 0)),
+            "Done"
+        ]
+    );
+    assert!(turn.is_idle());
+    assert_eq!(term.pending.len(), 1);
+
+    // Follower 2's ACK arrives in the next turn's events: the commit is
+    // carried out with that turn's batch open, and the batch is published.
+    let c2 = h.conn_of(2);
+    let mut actions = Vec::new();
+    h.leader.learner_packet(c2, ToLeader::Ack { zxid }, h.now_ms, &mut actions);
+    turn.begin(&mut h.leader, h.now_ms, actions);
+    let steps = drive_turn(&mut h, &mut turn, &mut term, &mut TurnTestBatch::default(), None);
+    assert_eq!(steps[0], "Send+open", "the COMMIT to follower 2 first: {steps:?}");
+    assert!(steps.contains(&"Committed+open".to_owned()), "{steps:?}");
+    assert_eq!(&steps[steps.len() - 2..], [format!("Publish(0x{zxid:x})"), "Done".to_owned()]);
+    assert!(term.pending.is_empty(), "the batch was published");
+}
+
+#[test]
+fn a_turn_before_establishment_expires_nothing_and_the_zxid_counter_end_steps_down() {
+    let mut h = Harness::new(3, &[1, 2, 3], &[], BTreeMap::new());
+    let (mut turn, mut term) = (crate::commit::LeaderTurn::default(), crate::commit::LeaderTerm::<i64, ()>::default());
+    // Not established (nobody has answered yet): no session expiry, and
+    // nothing proposed or logged.
+    let mut fresh = Harness::new(3, &[1, 2, 3], &[], BTreeMap::new());
+    turn.begin(&mut fresh.leader, 0, Vec::new());
+    let steps = drive_turn(&mut fresh, &mut turn, &mut term, &mut TurnTestBatch::default(), None);
+    assert_eq!(steps, ["ReportDurable", "Publish(0x0)", "Done"]);
+
+    // A batch that used the epoch's last counter: the role must end.
+    h.run();
+    assert_eq!(h.established, Some(1));
+    let last = make_zxid(1, crate::zab::leader::ZXID_COUNTER_MAX);
+    let mut batch = TurnTestBatch { logged: vec![(last, txn(last))] };
+    turn.begin(&mut h.leader, h.now_ms, Vec::new());
+    let steps = drive_turn(&mut h, &mut turn, &mut term, &mut batch, None);
+    assert_eq!(steps.last().map(|s| s.starts_with("StepDown")), Some(true), "{steps:?}");
+    assert!(turn.is_idle());
+}
