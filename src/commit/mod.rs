@@ -28,8 +28,10 @@ use crate::zab::leader::LearnerConn;
 
 pub mod leader_term;
 pub mod learner_pending;
+pub mod learner_turn;
 pub use leader_term::{LeaderTerm, PendingBatches};
 pub use learner_pending::{LearnerPending, TxnWaiter};
+pub use learner_turn::{LearnerStep, LearnerTurn};
 
 /// Where the sequencer's txns go, in zxid order: production's
 /// `BatchBuilder` (encoded for the log and the proposal), the simulator's

@@ -222,19 +222,13 @@ impl Leading {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LearnerStage {
-    Idle,
-    Actions,
-}
-
 pub struct Following {
     pub core: LearnerCore,
     pub leader: Sid,
     conn: ConnId,
-    queue: VecDeque<LearnerAction>,
-    to_log: Vec<(i64, Bytes)>,
-    stage: LearnerStage,
+    /// Production's turn order (shared `commit::LearnerTurn`): the action
+    /// queue, the txns for the log after it, whether a turn is under way.
+    turn: crate::commit::LearnerTurn,
     /// Production's `LearnerPending::requests` (shared): connects and
     /// closes by client, revalidations as (client, timeout asked), the
     /// session clients' ephemeral creates as (client, path), syncs by id,
@@ -1177,7 +1171,7 @@ impl Server {
         match &self.role {
             PeerRole::Standalone(_) => self.standalone_turn(ctx),
             PeerRole::Leading(l) if l.stage == LeaderStage::Idle => self.leader_turn(ctx),
-            PeerRole::Following(f) if f.stage == LearnerStage::Idle => self.learner_turn(ctx),
+            PeerRole::Following(f) if f.turn.is_between_turns() => self.learner_turn(ctx),
             PeerRole::Leading(_) | PeerRole::Following(_) => {}
             PeerRole::Looking(_) | PeerRole::Connecting { .. } | PeerRole::Down => {
                 // Clients are turned away while not serving.
@@ -1231,9 +1225,7 @@ impl Server {
                     core,
                     leader,
                     conn,
-                    queue: actions.into(),
-                    to_log: Vec::new(),
-                    stage: LearnerStage::Actions,
+                    turn: crate::commit::LearnerTurn::connected(actions),
                     requests: ForwardedRequests::default(),
                     applied_before_uptodate: Vec::new(),
                 }));
@@ -1388,12 +1380,8 @@ impl Server {
                     self.finish_leaving(ctx, kept_candidate);
                     return;
                 }
-                Some(AfterDrain::LearnerAction) => {
-                    if let PeerRole::Following(f) = &mut self.role {
-                        f.stage = LearnerStage::Actions;
-                    }
-                    self.resume_role(ctx);
-                }
+                // The TRUNC was put back at the head of the turn's queue.
+                Some(AfterDrain::LearnerAction) => self.resume_role(ctx),
                 None => {}
             }
         }
@@ -2382,12 +2370,12 @@ impl Server {
     }
 
     // ------------------------------------------------------------------
-    // Following (mirrors `quorum_peer::follow` and `learner_actions`)
+    // Following (drives the shared `commit::LearnerTurn`, as
+    // `quorum_peer::follow` and `learner_actions` do)
 
     fn learner_turn(&mut self, ctx: &mut Ctx) {
         let now = self.now(ctx);
         let items: Vec<Input> = self.inbox.drain(..).collect();
-        let mut actions = Vec::new();
         let mut leader_down = None;
         let mut left_cleanly = false;
         let my_conn = match &self.role {
@@ -2398,12 +2386,12 @@ impl Server {
             match input {
                 Input::LeaderPacket(conn, p) if conn == my_conn => {
                     if let PeerRole::Following(f) = &mut self.role {
-                        f.core.packet(p, now, &mut actions);
+                        f.turn.packet(&mut f.core, p, now);
                     }
                 }
                 Input::LeaderSnapshot { conn, zxid, stream } if conn == my_conn => {
                     if let PeerRole::Following(f) = &mut self.role {
-                        f.core.packet(ToLearner::Snap { zxid }, now, &mut actions);
+                        f.turn.snapshot_read(&mut f.core, zxid, now);
                     }
                     if let Err(e) = self.install_snapshot(ctx, zxid, &stream) {
                         if !self.up {
@@ -2413,7 +2401,7 @@ impl Server {
                         break;
                     }
                     if let PeerRole::Following(f) = &mut self.role {
-                        f.core.snapshot_installed(zxid, now);
+                        f.turn.snapshot_installed(&mut f.core, zxid, now);
                     }
                 }
                 Input::LeaderDown(conn, why) if conn == my_conn => {
@@ -2431,7 +2419,7 @@ impl Server {
                     }
                 }
                 Input::ClientSync { id, path } => {
-                    // Mirrors `learner_request`'s `ToCommit::Sync` arm.
+                    // Mirrors `forward`'s `ToCommit::Sync` arm.
                     let PeerRole::Following(f) = &mut self.role else { continue };
                     if !f.core.is_serving() {
                         ctx.sync_refused(self.sid, id, "not serving");
@@ -2453,28 +2441,30 @@ impl Server {
             }
         }
         if let Some(why) = leader_down {
+            if let PeerRole::Following(f) = &mut self.role {
+                f.turn.leader_lost();
+            }
             self.leave_role_as(ctx, why, left_cleanly);
             return;
         }
         if let PeerRole::Following(f) = &mut self.role {
-            if let Some(durable) = self.log.take_newly_durable() {
-                f.core.durable(durable, &mut actions);
-            }
-            f.core.tick(now, &mut actions);
-            f.queue.extend(actions);
-            f.stage = LearnerStage::Actions;
+            f.turn.begin(&mut f.core, self.log.take_newly_durable(), now);
         }
         self.continue_learner(ctx);
     }
 
+    /// Carries out the turn's steps in `LearnerTurn`'s order until it is
+    /// done, or an action waits on the simulated disk (resumed from
+    /// `resume_role`).
     fn continue_learner(&mut self, ctx: &mut Ctx) {
+        use crate::commit::LearnerStep;
         loop {
-            let action = match &mut self.role {
-                PeerRole::Following(f) if f.stage == LearnerStage::Actions => f.queue.pop_front(),
+            let step = match &mut self.role {
+                PeerRole::Following(f) => f.turn.next(),
                 _ => return,
             };
-            match action {
-                Some(action) => match self.learner_action(ctx, action) {
+            match step {
+                LearnerStep::Act(action) => match self.learner_action(ctx, action) {
                     Ok(Flow::Continue) => {}
                     Ok(Flow::Blocked) => return,
                     Err(why) => {
@@ -2483,13 +2473,11 @@ impl Server {
                         return;
                     }
                 },
-                None => {
-                    let PeerRole::Following(f) = &mut self.role else { return };
-                    let to_log = std::mem::take(&mut f.to_log);
-                    if to_log.is_empty() {
-                        f.stage = LearnerStage::Idle;
-                        return;
-                    }
+                // The simulator publishes each txn as it applies it
+                // (`apply_logged`) and answers syncs and reconnects as the
+                // actions come; production publishes its batch here.
+                LearnerStep::Publish => {}
+                LearnerStep::Log(to_log) => {
                     // To the log (production's log thread); the ACKs go out
                     // when it reports them durable (`learner_turn`).
                     // `remember_recent` after a learner's append (shared).
@@ -2498,6 +2486,7 @@ impl Server {
                     self.log_txns(ctx, to_log);
                     self.maybe_snapshot(ctx, logged_txns);
                 }
+                LearnerStep::Done => return,
             }
         }
     }
@@ -2524,7 +2513,7 @@ impl Server {
             LearnerAction::Truncate { zxid } => {
                 if !self.log.is_idle() {
                     // Production closes the log first, which drains it.
-                    f.queue.push_front(LearnerAction::Truncate { zxid });
+                    f.turn.put_back(LearnerAction::Truncate { zxid });
                     self.blocked = Some(Blocked::LogDrain);
                     self.after_drain = Some(AfterDrain::LearnerAction);
                     return Ok(Flow::Blocked);
@@ -2553,7 +2542,8 @@ impl Server {
                 }
             }
             LearnerAction::ReadSnapshot { zxid } => ctx.trace(self.sid, format!("reads SNAP 0x{zxid:x}")),
-            LearnerAction::Log(txns) => f.to_log.extend(txns),
+            // `LearnerTurn` gathers these into `LearnerStep::Log`.
+            LearnerAction::Log(_) => {}
             LearnerAction::Apply(txns) => {
                 for (zxid, txn) in txns {
                     self.apply_committed(ctx, zxid, txn)?;
