@@ -27,11 +27,18 @@
 //! No executor, no clock, no I/O: the driver carries out each step (a
 //! socket or a simulated connection, a real or simulated disk) and may stop
 //! calling `next` while an action waits on its disk, resuming later.
+//!
+//! [`apply_commit`] is what both drivers do with each txn of an `Apply`
+//! action (and with a logged tail caught up after the role): decode it,
+//! find the local client waiting for it, apply it, check its digest.
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
 
+use super::{AppliedTxn, LearnerPending, Sequencer, TxnWaiter};
+use crate::storage::apache::digest::DigestCheck;
+use crate::storage::txn::{LoggedTxn, Txn, TxnHeader};
 use crate::zab::follower::{LearnerAction, LearnerCore};
 use crate::zab::packets::ToLearner;
 
@@ -156,6 +163,41 @@ impl LearnerTurn {
     }
 }
 
+/// A txn the leader committed, as a learner applied it.
+pub struct AppliedCommit<C, X, W> {
+    pub header: TxnHeader,
+    pub txn: Txn,
+    /// This learner's client that sent it, if one waits for it.
+    pub waiter: Option<TxnWaiter<C, X, W>>,
+    pub applied: AppliedTxn,
+    /// The tree's digest after the txn against the one the leader logged
+    /// with it (a `Mismatch` is a replica that diverged).
+    pub digest_check: DigestCheck,
+}
+
+/// Applies a committed txn on a learner with the same code as the leader
+/// and recovery (`Sequencer::apply_committed`): a createSession's session
+/// is attached to the local connection that asked for it (`connection_of`
+/// its waiter), any other waiter is handed back for the driver's reply.
+pub fn apply_commit<Owner: Copy + PartialEq, C, R, W, X, S>(
+    seq: &mut Sequencer<Owner>,
+    pending: &mut LearnerPending<C, R, W, X, S>,
+    zxid: i64,
+    payload: Bytes,
+    connection_of: impl FnOnce(&C) -> Owner,
+) -> Result<AppliedCommit<C, X, W>, String> {
+    let logged = LoggedTxn::decode(payload).map_err(|e| format!("the leader's txn 0x{zxid:x} does not decode: {e}"))?;
+    let header = logged.header;
+    let waiter = pending.take_txn_waiter(&header, &logged.txn);
+    let opener = match &waiter {
+        Some(TxnWaiter::Connect(asked)) => Some(connection_of(asked)),
+        _ => None,
+    };
+    let applied = seq.apply_committed(zxid, &header, &logged.txn, opener);
+    let digest_check = seq.tree().check_txn_digest(logged.digest);
+    Ok(AppliedCommit { header, txn: logged.txn, waiter, applied, digest_check })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +249,71 @@ mod tests {
         steps(&mut turn);
         assert!(core.is_serving());
         (core, turn)
+    }
+
+    /// The leader's side: what it logs, encoded as a learner receives it.
+    #[derive(Default)]
+    struct Encoded(Vec<(i64, Bytes)>);
+
+    impl crate::commit::TxnSink for Encoded {
+        fn log(&mut self, header: &TxnHeader, txn: &Txn, digest: Option<crate::storage::txn::TxnDigest>, _: i64) {
+            let mut buf = bytes::BytesMut::new();
+            crate::storage::txn::encode_txn(&mut buf, header, txn, digest);
+            self.0.push((header.zxid, buf.freeze()));
+        }
+
+        fn session_changed(&mut self, _: crate::session::SessionChange) {}
+    }
+
+    fn sequencer() -> Sequencer<u64> {
+        Sequencer::new(
+            crate::tree::DataTree::new(),
+            0,
+            [],
+            VecDeque::new(),
+            TICK_MS as i64,
+            crate::session::SessionIdAllocator::starting_at(1),
+            crate::commit::ExecSettings::default(),
+            0,
+        )
+    }
+
+    type Pending = LearnerPending<(u64, i32), (), (), (), ()>;
+
+    #[test]
+    fn a_committed_create_session_answers_its_waiter_and_is_held_by_its_connection() {
+        let mut leader = sequencer();
+        let mut sink = Encoded::default();
+        let session = leader.next_session_id();
+        leader.create_session(&mut sink, session, 0, 4000, None, crate::commit::SessionHolder::Learner(1), 0, 1);
+        let mut replica = sequencer();
+        let mut pending = Pending::default();
+        pending.forwarded_connect(session, (77, 4000));
+        let (zxid, payload) = sink.0.remove(0);
+        let Ok(commit) = apply_commit(&mut replica, &mut pending, zxid, payload, |(conn, _)| *conn) else {
+            panic!("the leader's createSession applies");
+        };
+        assert_eq!(commit.waiter, Some(TxnWaiter::Connect((77, 4000))));
+        assert_eq!(commit.digest_check, DigestCheck::Match);
+        assert_eq!(replica.session(session).and_then(|e| e.owner), Some(77));
+        assert_eq!(replica.tree().digest(), leader.tree().digest());
+    }
+
+    #[test]
+    fn a_txn_that_does_not_decode_is_an_error_and_a_wrong_digest_a_mismatch() {
+        let mut replica = sequencer();
+        let mut pending = Pending::default();
+        let garbage = Bytes::from_static(b"\x01\x02");
+        assert!(apply_commit(&mut replica, &mut pending, 1, garbage, |(conn, _)| *conn).is_err());
+        let header = TxnHeader { session_id: 5, cxid: 0, zxid: 1, time_ms: 1, op: crate::proto::op::CREATE_SESSION };
+        let wrong = crate::storage::txn::TxnDigest { version: 2, tree_digest: 12345 };
+        let mut buf = bytes::BytesMut::new();
+        crate::storage::txn::encode_txn(&mut buf, &header, &Txn::CreateSession { timeout_ms: 4000 }, Some(wrong));
+        let Ok(commit) = apply_commit(&mut replica, &mut pending, 1, buf.freeze(), |(conn, _)| *conn) else {
+            panic!("a well-formed txn applies");
+        };
+        assert!(commit.digest_check.is_mismatch());
+        assert_eq!(commit.waiter, None, "nobody here asked for session 5");
     }
 
     #[test]

@@ -49,7 +49,7 @@ use crate::server::recovery;
 use crate::server::stats::ServerMode;
 use crate::session::session_password;
 use crate::storage::epoch_files::{self, ACCEPTED_EPOCH_FILE_NAME, CURRENT_EPOCH_FILE_NAME};
-use crate::storage::txn::{LoggedTxn, Txn};
+use crate::storage::txn::Txn;
 use crate::tree::{DataTree, WriteOp};
 use crate::zab::election::{Decision, Election, ElectionConfig, ProposalBasis, Role, Vote};
 use crate::zab::election_wire::{quorum_config_text, HostPort, LearnerType, QuorumServerSpec};
@@ -1119,28 +1119,26 @@ impl CommitShard {
         pend: &mut LearnerPending,
         batch: &mut BatchBuilder,
     ) -> Result<(), String> {
-        let logged =
-            LoggedTxn::decode(payload).map_err(|e| format!("the leader's txn 0x{zxid:x} does not decode: {e}"))?;
-        let h = logged.header;
-        let waiter = pend.requests.take_txn_waiter(&h, &logged.txn);
-        let opener = match &waiter {
-            Some(TxnWaiter::Connect((conn, _))) => Some(*conn),
-            _ => None,
-        };
-        let applied = self.seq.apply_committed(zxid, &h, &logged.txn, opener);
-        let (result, triggers) = (applied.result, applied.triggers);
-        if let Some(change) = applied.session_change {
+        let commit = crate::commit::learner_turn::apply_commit(
+            &mut self.seq,
+            &mut pend.requests,
+            zxid,
+            payload,
+            |(conn, _): &(ConnRef, i32)| *conn,
+        )?;
+        let (h, waiter, check) = (commit.header, commit.waiter, commit.digest_check);
+        let (result, triggers) = (commit.applied.result, commit.applied.triggers);
+        if let Some(change) = commit.applied.session_change {
             batch.session_changes.push(change);
         }
         self.digest_log.note(zxid, self.seq.tree().digest());
-        let check = self.seq.tree().check_txn_digest(logged.digest);
         if check.is_mismatch() {
             // Apache only counts this; a replica that differs from its
             // leader is a bug to be seen at once.
             self.stats.digest_mismatch();
             tracing::error!(zxid = format_args!("0x{zxid:x}"), "{check}: this replica diverged from the leader");
         }
-        let closed_session = matches!(logged.txn, Txn::CloseSession { .. }).then_some(h.session_id);
+        let closed_session = matches!(commit.txn, Txn::CloseSession { .. }).then_some(h.session_id);
         let reply = waiter.map(|waiter| match waiter {
             TxnWaiter::Connect((conn, timeout_ms)) => Reply {
                 conn,

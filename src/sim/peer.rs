@@ -2689,22 +2689,19 @@ impl Server {
     /// what it was).
     fn apply_logged(&mut self, ctx: &mut Ctx, zxid: i64, payload: Bytes) -> Result<(u64, i64, Applied), String> {
         let hash = hash_txn(&payload);
-        let logged =
-            LoggedTxn::decode(payload).map_err(|e| format!("the leader's txn 0x{zxid:x} does not decode: {e}"))?;
-        let h = logged.header;
-        // `quorum_peer::apply_committed`: the table follows the session
-        // txns; a createSession is attached to the client that asked here.
-        let waiter = match &mut self.role {
-            PeerRole::Following(f) => f.requests.take_txn_waiter(&h, &logged.txn),
-            _ => None,
+        // Shared with `quorum_peer::apply_committed`: the table follows the
+        // session txns; a createSession is attached to the client that
+        // asked here. Outside a role (a caught-up tail) nobody waits.
+        let mut nobody = ForwardedRequests::default();
+        let pending = match &mut self.role {
+            PeerRole::Following(f) => &mut f.requests,
+            _ => &mut nobody,
         };
-        let opener = match &waiter {
-            Some(TxnWaiter::Connect(client)) => Some(*client),
-            _ => None,
-        };
-        let crate::commit::AppliedTxn { result, triggers, session_change } =
-            self.seq.apply_committed(zxid, &h, &logged.txn, opener);
-        let kind = match &logged.txn {
+        let commit =
+            crate::commit::learner_turn::apply_commit(&mut self.seq, pending, zxid, payload, |client| *client)?;
+        let (h, waiter, check) = (commit.header, commit.waiter, commit.digest_check);
+        let crate::commit::AppliedTxn { result, triggers, session_change } = commit.applied;
+        let kind = match &commit.txn {
             Txn::CreateSession { .. } => AppliedKind::CreateSession,
             Txn::CloseSession { .. } => AppliedKind::CloseSession,
             Txn::Create { path, ephemeral: true, .. } => {
@@ -2716,7 +2713,6 @@ impl Server {
         if !triggers.is_empty() {
             self.fire_watches(ctx, triggers.into_iter().map(|t| (zxid, t)).collect());
         }
-        let check = self.seq.tree().check_txn_digest(logged.digest);
         if check.is_mismatch() {
             ctx.oracle.fail("agreement", format!("server {} at 0x{zxid:x}: {check}", self.sid), ctx.now);
         }
