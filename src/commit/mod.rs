@@ -27,15 +27,18 @@ use crate::tree::{DataTree, QuotaNote, TxnContext, WatchTrigger, WriteOp, WriteR
 use crate::zab::leader::LearnerConn;
 
 pub mod between_roles;
+pub mod forwarded;
 pub mod leader_term;
 pub mod leader_turn;
 pub mod learner_pending;
+pub mod learner_turn;
 pub mod standalone_turn;
 pub mod wake;
 pub use between_roles::{BetweenRoles, BetweenRolesStep, ElectionCarry};
 pub use leader_term::{LeaderTerm, PendingBatches};
 pub use leader_turn::{LeaderStep, LeaderTurn, TurnBatch};
 pub use learner_pending::{LearnerPending, TxnWaiter};
+pub use learner_turn::{LearnerStep, LearnerTurn};
 pub use standalone_turn::{StandaloneStep, StandaloneTurn};
 
 /// Where the sequencer's txns go, in zxid order: production's

@@ -30,15 +30,13 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use crate::acl::Authz;
+use crate::commit::forwarded::{read_forwarded, ForwardedOp};
 use crate::commit::{BetweenRoles, BetweenRolesStep, ElectionCarry, LeaderStep, LeaderTurn, SessionHolder, TxnWaiter};
 use crate::config::{LearnerRole, QuorumConfig};
-use crate::jute::{Reader, Writer};
-use crate::proto::records::{
-    decode_request, CreateRequest, MultiOp, PathVersion, Request, SetAclRequest, SetDataRequest,
-};
+use crate::jute::Writer;
+use crate::proto::records::{CreateRequest, MultiOp, PathVersion, Request, SetAclRequest, SetDataRequest};
 use crate::proto::{op, ErrorCode};
 use crate::server::commit_shard::{wall_clock_ms, write_response, BatchBuilder, CommitShard, Event, EventQueue};
-use crate::server::connection::into_write;
 use crate::server::disk_log;
 use crate::server::election_net::{self, AdvertisedEpoch, ElectionNet, ElectionPeers};
 use crate::server::messages::*;
@@ -49,7 +47,7 @@ use crate::server::recovery;
 use crate::server::stats::ServerMode;
 use crate::session::session_password;
 use crate::storage::epoch_files::{self, ACCEPTED_EPOCH_FILE_NAME, CURRENT_EPOCH_FILE_NAME};
-use crate::storage::txn::{LoggedTxn, Txn};
+use crate::storage::txn::Txn;
 use crate::tree::{DataTree, WriteOp};
 use crate::zab::election::{Decision, Election, ElectionConfig, Role};
 use crate::zab::election_wire::{quorum_config_text, HostPort, LearnerType, QuorumServerSpec};
@@ -778,29 +776,23 @@ impl CommitShard {
     fn execute_forwarded(&mut self, conn: LearnerConn, sid: Sid, request: ForwardedRequest, batch: &mut BatchBuilder) {
         let ForwardedRequest { session_id, cxid, op_type, body, authinfo } = request;
         let now = self.now_ms();
-        match op_type {
-            op::CREATE_SESSION => {
-                let Ok(timeout_ms) = Reader::new(body).read_i32() else {
-                    tracing::warn!(sid, "createSession without a timeout from a learner");
-                    return;
-                };
+        match read_forwarded(op_type, body, self.config.jute_max_buffer * 2) {
+            ForwardedOp::CreateSessionWithoutTimeout => {
+                tracing::warn!(sid, "createSession without a timeout from a learner");
+            }
+            ForwardedOp::CreateSession { timeout_ms } => {
                 let holder = SessionHolder::Learner(conn);
                 let time_ms = wall_clock_ms();
                 let zxid = self.seq.create_session(batch, session_id, cxid, timeout_ms, None, holder, now, time_ms);
                 self.stats.sessions_changed(self.seq.session_count() as u64);
                 batch.entries.push(BatchEntry::Txn { zxid, triggers: Vec::new(), reply: None, closed_session: None });
             }
-            op::CLOSE_SESSION => self.close_session(batch, session_id, None),
-            _ => {
-                let mut r = Reader::new(body).with_max_field_len(self.config.jute_max_buffer * 2);
-                let write = match decode_request(op_type, &mut r).ok().and_then(|req| into_write(op_type, req).ok()) {
-                    Some(write) => write,
-                    _ => {
-                        tracing::warn!(sid, op = op_type, "undecodable forwarded request");
-                        self.execute_error(batch, session_id, cxid, ErrorCode::MarshallingError);
-                        return;
-                    }
-                };
+            ForwardedOp::CloseSession => self.close_session(batch, session_id, None),
+            ForwardedOp::Undecodable => {
+                tracing::warn!(sid, op = op_type, "undecodable forwarded request");
+                self.execute_error(batch, session_id, cxid, ErrorCode::MarshallingError);
+            }
+            ForwardedOp::Write(write) => {
                 if let Err(code) = self.seq.admit_write(session_id, SessionHolder::Learner(conn), now) {
                     self.execute_error(batch, session_id, cxid, code);
                     return;
@@ -878,15 +870,23 @@ impl CommitShard {
             init_limit_ticks: members.init_limit_ticks,
             sync_limit_ticks: members.sync_limit_ticks,
         };
-        let mut actions = Vec::new();
-        let mut learner =
-            LearnerCore::new(settings, epochs.accepted, epochs.current, self.seq.last_zxid(), now(), &mut actions);
+        let mut first_actions = Vec::new();
+        let mut learner = LearnerCore::new(
+            settings,
+            epochs.accepted,
+            epochs.current,
+            self.seq.last_zxid(),
+            now(),
+            &mut first_actions,
+        );
+        // The turn's order (inputs, durable report, tick, actions, publish,
+        // log) is the shared `LearnerTurn`'s; this loop carries it out.
+        let mut turn = crate::commit::LearnerTurn::connected(first_actions);
         let mut pend = LearnerPending::default();
         let result = loop {
-            if let Err(why) = self.learner_actions(&mut learner, actions, &link, &mut pend, epochs, leader_sid).await {
+            if let Err(why) = self.learner_actions(&mut turn, &learner, &link, &mut pend, epochs, leader_sid).await {
                 break why;
             }
-            actions = Vec::new();
             let Some(items) = events.next_batch().await else { break "stopping".to_owned() };
             let mut batch = BatchBuilder::default();
             let mut leader_down = None;
@@ -897,18 +897,16 @@ impl CommitShard {
                     }
                     Event::Worker(_, msg) => self.refuse(msg, &mut batch).await,
                     Event::Quorum(t, _) if t != term => {}
-                    Event::Quorum(_, QuorumEvent::Leader(FromLeader::Packet(p))) => {
-                        learner.packet(p, now(), &mut actions)
-                    }
+                    Event::Quorum(_, QuorumEvent::Leader(FromLeader::Packet(p))) => turn.packet(&mut learner, p, now()),
                     Event::Quorum(_, QuorumEvent::Leader(FromLeader::Snapshot { zxid, tree, sessions })) => {
                         // The link has read the SNAP packet and its stream
                         // whole: tell the core about the packet, then install.
-                        learner.packet(crate::zab::packets::ToLearner::Snap { zxid }, now(), &mut actions);
+                        turn.snapshot_read(&mut learner, zxid, now());
                         if let Err(e) = self.install_snapshot(zxid, tree, sessions, epochs).await {
                             leader_down = Some(format!("cannot install the leader's snapshot: {e}"));
                             break;
                         }
-                        learner.snapshot_installed(zxid, now());
+                        turn.snapshot_installed(&mut learner, zxid, now());
                     }
                     Event::Quorum(_, QuorumEvent::LeaderDown(why)) => {
                         pend.left_cleanly = true;
@@ -923,12 +921,10 @@ impl CommitShard {
                 self.publish(shared).await;
             }
             if let Some(why) = leader_down {
+                turn.leader_lost();
                 break why;
             }
-            if let Some(durable) = self.log.take_newly_durable() {
-                learner.durable(durable, &mut actions);
-            }
-            learner.tick(now(), &mut actions);
+            turn.begin(&mut learner, self.log.take_newly_durable(), now());
             self.stats.set_zab_view(Some(leader_sid as u64), learner.zab_phase());
         };
         following.set(false);
@@ -978,137 +974,135 @@ impl CommitShard {
         }
     }
 
+    /// Carries out the learner turn's steps, in the order `LearnerTurn`
+    /// yields them, until the turn is done. An error ends the role at once:
+    /// what the turn applied is not published (its connections are dropped
+    /// with the role) and its txns do not reach the log.
     async fn learner_actions(
         &mut self,
-        learner: &mut LearnerCore,
-        actions: Vec<LearnerAction>,
+        turn: &mut crate::commit::LearnerTurn,
+        learner: &LearnerCore,
         link: &LeaderLink,
         pend: &mut LearnerPending,
         epochs: &mut Epochs,
         leader_sid: Sid,
     ) -> Result<(), String> {
-        let mut queue: VecDeque<LearnerAction> = actions.into();
-        while !queue.is_empty() {
-            let mut to_log: Vec<(i64, Bytes)> = Vec::new();
-            let mut batch = BatchBuilder::default();
-            while let Some(action) = queue.pop_front() {
-                match action {
-                    LearnerAction::Send(p) => {
-                        let _ = link.send(p);
+        use crate::commit::LearnerStep;
+        let mut batch = BatchBuilder::default();
+        loop {
+            let action = match turn.next() {
+                LearnerStep::Act(action) => action,
+                LearnerStep::Publish => {
+                    if !batch.entries.is_empty() {
+                        let shared = self.seal(std::mem::take(&mut batch));
+                        self.publish(shared).await;
                     }
-                    LearnerAction::PingReply { zxid } => {
-                        let sessions =
-                            pend.requests.take_ping_sessions(|id| self.seq.session(id).map(|e| e.timeout_ms));
-                        let _ = link.send(ToLeader::Ping { zxid, sessions });
-                    }
-                    LearnerAction::PersistAcceptedEpoch(e) => epochs.persist_accepted(e)?,
-                    LearnerAction::PersistCurrentEpoch(e) => epochs.persist_current(e)?,
-                    LearnerAction::Truncate { zxid } => {
-                        tracing::info!(
-                            zxid = format_args!("0x{zxid:x}"),
-                            "the leader truncates this server's log (TRUNC)"
-                        );
-                        self.log.close().await;
-                        if let Err(e) = crate::server::truncate::truncate_after(
-                            &self.config.data_dir,
-                            &self.config.data_log_dir,
-                            zxid,
-                        ) {
-                            stop_after_failed_truncation(zxid, &e);
-                        }
-                        self.reload_from_disk().await?;
-                        if self.seq.last_zxid() != zxid {
-                            return Err(format!(
-                                "after TRUNC to 0x{zxid:x} the log ends at 0x{:x}; this server lacks history the leader assumes",
-                                self.seq.last_zxid()
-                            ));
-                        }
-                    }
-                    LearnerAction::ReadSnapshot { zxid } => {
-                        tracing::info!(
-                            zxid = format_args!("0x{zxid:x}"),
-                            "receiving a snapshot from the leader (SNAP)"
-                        );
-                    }
-                    LearnerAction::Log(txns) => {
-                        if learner.is_serving() {
-                            let now_ms = wall_clock_ms();
-                            for (_, txn) in &txns {
-                                if let Some(stamp) = crate::storage::txn::header_time_ms(txn) {
-                                    self.quorum_metrics.follower_received(stamp, now_ms);
-                                }
+                    continue;
+                }
+                LearnerStep::Log(txns) => {
+                    if learner.is_serving() {
+                        let now_ms = wall_clock_ms();
+                        for (_, txn) in &txns {
+                            if let Some(stamp) = crate::storage::txn::header_time_ms(txn) {
+                                self.quorum_metrics.follower_received(stamp, now_ms);
                             }
                         }
-                        to_log.extend(txns)
                     }
-                    LearnerAction::Apply(txns) => {
-                        for (zxid, txn) in txns {
-                            self.apply_committed(zxid, txn, pend, &mut batch)?;
-                        }
+                    // To the log thread; the ACKs go out once `follow` hears
+                    // they are durable (group commit: what arrives meanwhile
+                    // goes into the next write).
+                    let arrivals = vec![Instant::now(); txns.len()];
+                    let mut logged = BatchBuilder::of_logged(txns, arrivals);
+                    let logged_txns = logged.logged.len() as u64;
+                    self.remember_recent(&logged);
+                    self.log_txns(&mut logged);
+                    self.maybe_snapshot(logged_txns);
+                    continue;
+                }
+                LearnerStep::Done => return Ok(()),
+            };
+            match action {
+                LearnerAction::Send(p) => {
+                    let _ = link.send(p);
+                }
+                LearnerAction::PingReply { zxid } => {
+                    let sessions = pend.requests.take_ping_sessions(|id| self.seq.session(id).map(|e| e.timeout_ms));
+                    let _ = link.send(ToLeader::Ping { zxid, sessions });
+                }
+                LearnerAction::PersistAcceptedEpoch(e) => epochs.persist_accepted(e)?,
+                LearnerAction::PersistCurrentEpoch(e) => epochs.persist_current(e)?,
+                LearnerAction::Truncate { zxid } => {
+                    tracing::info!(zxid = format_args!("0x{zxid:x}"), "the leader truncates this server's log (TRUNC)");
+                    self.log.close().await;
+                    if let Err(e) =
+                        crate::server::truncate::truncate_after(&self.config.data_dir, &self.config.data_log_dir, zxid)
+                    {
+                        stop_after_failed_truncation(zxid, &e);
                     }
-                    LearnerAction::SyncDone => {
-                        if let Some((conn, xid, path)) = pend.requests.take_sync() {
-                            batch.entries.push(BatchEntry::Reply(Reply {
-                                conn,
-                                zxid: self.seq.last_zxid(),
-                                kind: ReplyKind::Sync { xid, path },
-                            }));
-                        }
+                    self.reload_from_disk().await?;
+                    if self.seq.last_zxid() != zxid {
+                        return Err(format!(
+                            "after TRUNC to 0x{zxid:x} the log ends at 0x{:x}; this server lacks history the leader assumes",
+                            self.seq.last_zxid()
+                        ));
                     }
-                    LearnerAction::Revalidated { session_id, valid } => {
-                        let Some((conn, timeout_ms)) = pend.requests.take_revalidation(session_id) else {
-                            continue;
-                        };
-                        if valid {
-                            if let Some(previous) = self.seq.learner_revalidated(session_id, timeout_ms, conn) {
-                                batch.entries.push(BatchEntry::DropConnection { conn: previous });
-                            }
-                        }
+                }
+                LearnerAction::ReadSnapshot { zxid } => {
+                    tracing::info!(zxid = format_args!("0x{zxid:x}"), "receiving a snapshot from the leader (SNAP)");
+                }
+                // `LearnerTurn` gathers these into `LearnerStep::Log`.
+                LearnerAction::Log(_) => {}
+                LearnerAction::Apply(txns) => {
+                    for (zxid, txn) in txns {
+                        self.apply_committed(zxid, txn, pend, &mut batch)?;
+                    }
+                }
+                LearnerAction::SyncDone => {
+                    if let Some((conn, xid, path)) = pend.requests.take_sync() {
                         batch.entries.push(BatchEntry::Reply(Reply {
                             conn,
                             zxid: self.seq.last_zxid(),
-                            kind: ReplyKind::Connect {
-                                session_id: if valid { session_id } else { 0 },
-                                timeout_ms: if valid { timeout_ms } else { 0 },
-                                passwd: if valid { session_password(session_id) } else { [0; 16] },
-                                valid,
-                            },
+                            kind: ReplyKind::Sync { xid, path },
                         }));
                     }
-                    LearnerAction::Serving { epoch } => {
-                        epochs.advertised.set(epoch);
-                        let mode = if learner.is_observer() { ServerMode::Observer } else { ServerMode::Follower };
-                        self.stats.set_mode(mode);
-                        tracing::info!(
-                            leader = leader_sid,
-                            epoch,
-                            zxid = format_args!("0x{:x}", self.seq.last_zxid()),
-                            "synced with the leader; serving"
-                        );
+                }
+                LearnerAction::Revalidated { session_id, valid } => {
+                    let Some((conn, timeout_ms)) = pend.requests.take_revalidation(session_id) else {
+                        continue;
+                    };
+                    if valid {
+                        if let Some(previous) = self.seq.learner_revalidated(session_id, timeout_ms, conn) {
+                            batch.entries.push(BatchEntry::DropConnection { conn: previous });
+                        }
                     }
-                    LearnerAction::GiveUp { reason } => {
-                        pend.left_cleanly = true;
-                        return Err(reason);
-                    }
+                    batch.entries.push(BatchEntry::Reply(Reply {
+                        conn,
+                        zxid: self.seq.last_zxid(),
+                        kind: ReplyKind::Connect {
+                            session_id: if valid { session_id } else { 0 },
+                            timeout_ms: if valid { timeout_ms } else { 0 },
+                            passwd: if valid { session_password(session_id) } else { [0; 16] },
+                            valid,
+                        },
+                    }));
+                }
+                LearnerAction::Serving { epoch } => {
+                    epochs.advertised.set(epoch);
+                    let mode = if learner.is_observer() { ServerMode::Observer } else { ServerMode::Follower };
+                    self.stats.set_mode(mode);
+                    tracing::info!(
+                        leader = leader_sid,
+                        epoch,
+                        zxid = format_args!("0x{:x}", self.seq.last_zxid()),
+                        "synced with the leader; serving"
+                    );
+                }
+                LearnerAction::GiveUp { reason } => {
+                    pend.left_cleanly = true;
+                    return Err(reason);
                 }
             }
-            if !batch.entries.is_empty() {
-                let shared = self.seal(batch);
-                self.publish(shared).await;
-            }
-            if !to_log.is_empty() {
-                // To the log thread; the ACKs go out once `follow` hears
-                // they are durable (group commit: what arrives meanwhile
-                // goes into the next write).
-                let arrivals = vec![Instant::now(); to_log.len()];
-                let mut logged = BatchBuilder::of_logged(to_log, arrivals);
-                let logged_txns = logged.logged.len() as u64;
-                self.remember_recent(&logged);
-                self.log_txns(&mut logged);
-                self.maybe_snapshot(logged_txns);
-            }
         }
-        Ok(())
     }
 
     /// A committed txn on a learner: applied with the same code as the
@@ -1120,28 +1114,26 @@ impl CommitShard {
         pend: &mut LearnerPending,
         batch: &mut BatchBuilder,
     ) -> Result<(), String> {
-        let logged =
-            LoggedTxn::decode(payload).map_err(|e| format!("the leader's txn 0x{zxid:x} does not decode: {e}"))?;
-        let h = logged.header;
-        let waiter = pend.requests.take_txn_waiter(&h, &logged.txn);
-        let opener = match &waiter {
-            Some(TxnWaiter::Connect((conn, _))) => Some(*conn),
-            _ => None,
-        };
-        let applied = self.seq.apply_committed(zxid, &h, &logged.txn, opener);
-        let (result, triggers) = (applied.result, applied.triggers);
-        if let Some(change) = applied.session_change {
+        let commit = crate::commit::learner_turn::apply_commit(
+            &mut self.seq,
+            &mut pend.requests,
+            zxid,
+            payload,
+            |(conn, _): &(ConnRef, i32)| *conn,
+        )?;
+        let (h, waiter, check) = (commit.header, commit.waiter, commit.digest_check);
+        let (result, triggers) = (commit.applied.result, commit.applied.triggers);
+        if let Some(change) = commit.applied.session_change {
             batch.session_changes.push(change);
         }
         self.digest_log.note(zxid, self.seq.tree().digest());
-        let check = self.seq.tree().check_txn_digest(logged.digest);
         if check.is_mismatch() {
             // Apache only counts this; a replica that differs from its
             // leader is a bug to be seen at once.
             self.stats.digest_mismatch();
             tracing::error!(zxid = format_args!("0x{zxid:x}"), "{check}: this replica diverged from the leader");
         }
-        let closed_session = matches!(logged.txn, Txn::CloseSession { .. }).then_some(h.session_id);
+        let closed_session = matches!(commit.txn, Txn::CloseSession { .. }).then_some(h.session_id);
         let reply = waiter.map(|waiter| match waiter {
             TxnWaiter::Connect((conn, timeout_ms)) => Reply {
                 conn,

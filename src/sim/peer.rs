@@ -23,8 +23,9 @@ use super::sessions::SessionReply;
 use super::world::{Ctx, Ev};
 use crate::acl::ServerIdentity;
 use crate::commit::{
-    BetweenRoles, BetweenRolesStep, ElectionCarry, ExecSettings, LeaderStep, LeaderTerm, LeaderTurn, LearnerPending,
-    PendingBatches, Sequencer, SessionHolder, StandaloneStep, StandaloneTurn, TurnBatch, TxnSink, TxnWaiter,
+    forwarded::ForwardedOp, BetweenRoles, BetweenRolesStep, ElectionCarry, ExecSettings, LeaderStep, LeaderTerm,
+    LeaderTurn, LearnerPending, PendingBatches, Sequencer, SessionHolder, StandaloneStep, StandaloneTurn, TurnBatch,
+    TxnSink, TxnWaiter,
 };
 use crate::server::snapshots::SnapshotPolicy;
 use crate::session::{PublishedSessions, SessionChange, SessionIdAllocator};
@@ -225,19 +226,13 @@ impl Leading {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LearnerStage {
-    Idle,
-    Actions,
-}
-
 pub struct Following {
     pub core: LearnerCore,
     pub leader: Sid,
     conn: ConnId,
-    queue: VecDeque<LearnerAction>,
-    to_log: Vec<(i64, Bytes)>,
-    stage: LearnerStage,
+    /// Production's turn order (shared `commit::LearnerTurn`): the action
+    /// queue, the txns for the log after it, whether a turn is under way.
+    turn: crate::commit::LearnerTurn,
     /// Production's `LearnerPending::requests` (shared): connects and
     /// closes by client, revalidations as (client, timeout asked), the
     /// session clients' ephemeral creates as (client, path), syncs by id,
@@ -1227,7 +1222,7 @@ impl Server {
         match &self.role {
             PeerRole::Standalone(_) => self.standalone_turn(ctx),
             PeerRole::Leading(l) if l.turn.is_idle() => self.leader_turn(ctx),
-            PeerRole::Following(f) if f.stage == LearnerStage::Idle => self.learner_turn(ctx),
+            PeerRole::Following(f) if f.turn.is_between_turns() => self.learner_turn(ctx),
             PeerRole::Leading(_) | PeerRole::Following(_) => {}
             PeerRole::Looking(_) | PeerRole::Connecting { .. } | PeerRole::Down => {
                 // Clients are turned away while not serving.
@@ -1281,9 +1276,7 @@ impl Server {
                     core,
                     leader,
                     conn,
-                    queue: actions.into(),
-                    to_log: Vec::new(),
-                    stage: LearnerStage::Actions,
+                    turn: crate::commit::LearnerTurn::connected(actions),
                     requests: ForwardedRequests::default(),
                     applied_before_uptodate: Vec::new(),
                 }));
@@ -1438,12 +1431,8 @@ impl Server {
                     self.continue_between_roles(ctx);
                     return;
                 }
-                Some(AfterDrain::LearnerAction) => {
-                    if let PeerRole::Following(f) = &mut self.role {
-                        f.stage = LearnerStage::Actions;
-                    }
-                    self.resume_role(ctx);
-                }
+                // The TRUNC was put back at the head of the turn's queue.
+                Some(AfterDrain::LearnerAction) => self.resume_role(ctx),
                 None => {}
             }
         }
@@ -1893,28 +1882,23 @@ impl Server {
     ) {
         let ForwardedRequest { session_id, cxid, op_type, body, .. } = request;
         let plain = |zxid, triggers, ephemeral| SessionTxnDone { zxid, triggers, closed: None, ephemeral, reply: None };
-        match op_type {
-            crate::proto::op::CREATE_SESSION => {
-                let Ok(timeout_ms) = crate::jute::Reader::new(body).read_i32() else {
-                    ctx.trace(self.sid, format!("createSession without a timeout from {from}"));
-                    return;
-                };
+        // The body read as production's leader reads it (the sim's bodies
+        // are small: no field limit beyond the body's own length).
+        match crate::commit::forwarded::read_forwarded(op_type, body, usize::MAX) {
+            ForwardedOp::CreateSessionWithoutTimeout => {
+                ctx.trace(self.sid, format!("createSession without a timeout from {from}"));
+            }
+            ForwardedOp::CreateSession { timeout_ms } => {
                 let holder = (None, SessionHolder::Learner(conn));
                 let zxid = self.execute_create_session(ctx, session_id, cxid, timeout_ms, holder, batch);
                 batch.session_txns.push(plain(zxid, Vec::new(), None));
             }
-            crate::proto::op::CLOSE_SESSION => self.close_session(ctx, session_id, None, batch),
-            _ => {
-                let mut r = crate::jute::Reader::new(body);
-                let write = crate::proto::decode_request(op_type, &mut r)
-                    .ok()
-                    .and_then(|req| crate::server::connection::into_write(op_type, req).ok());
-                let Some(write) = write else {
-                    let zxid =
-                        self.execute_error(ctx, session_id, cxid, crate::proto::ErrorCode::MarshallingError, batch);
-                    batch.session_txns.push(plain(zxid, Vec::new(), None));
-                    return;
-                };
+            ForwardedOp::CloseSession => self.close_session(ctx, session_id, None, batch),
+            ForwardedOp::Undecodable => {
+                let zxid = self.execute_error(ctx, session_id, cxid, crate::proto::ErrorCode::MarshallingError, batch);
+                batch.session_txns.push(plain(zxid, Vec::new(), None));
+            }
+            ForwardedOp::Write(write) => {
                 let now = self.now(ctx) as i64;
                 let admitted = match self.seq.admit_write(session_id, SessionHolder::Learner(conn), now) {
                     // Planted bug: the refusal is ignored (the write still
@@ -2426,12 +2410,12 @@ impl Server {
     }
 
     // ------------------------------------------------------------------
-    // Following (mirrors `quorum_peer::follow` and `learner_actions`)
+    // Following (drives the shared `commit::LearnerTurn`, as
+    // `quorum_peer::follow` and `learner_actions` do)
 
     fn learner_turn(&mut self, ctx: &mut Ctx) {
         let now = self.now(ctx);
         let items: Vec<Input> = self.inbox.drain(..).collect();
-        let mut actions = Vec::new();
         let mut leader_down = None;
         let mut left_cleanly = false;
         let my_conn = match &self.role {
@@ -2442,12 +2426,12 @@ impl Server {
             match input {
                 Input::LeaderPacket(conn, p) if conn == my_conn => {
                     if let PeerRole::Following(f) = &mut self.role {
-                        f.core.packet(p, now, &mut actions);
+                        f.turn.packet(&mut f.core, p, now);
                     }
                 }
                 Input::LeaderSnapshot { conn, zxid, stream } if conn == my_conn => {
                     if let PeerRole::Following(f) = &mut self.role {
-                        f.core.packet(ToLearner::Snap { zxid }, now, &mut actions);
+                        f.turn.snapshot_read(&mut f.core, zxid, now);
                     }
                     if let Err(e) = self.install_snapshot(ctx, zxid, &stream) {
                         if !self.up {
@@ -2457,7 +2441,7 @@ impl Server {
                         break;
                     }
                     if let PeerRole::Following(f) = &mut self.role {
-                        f.core.snapshot_installed(zxid, now);
+                        f.turn.snapshot_installed(&mut f.core, zxid, now);
                     }
                 }
                 Input::LeaderDown(conn, why) if conn == my_conn => {
@@ -2475,7 +2459,7 @@ impl Server {
                     }
                 }
                 Input::ClientSync { id, path } => {
-                    // Mirrors `learner_request`'s `ToCommit::Sync` arm.
+                    // Mirrors `forward`'s `ToCommit::Sync` arm.
                     let PeerRole::Following(f) = &mut self.role else { continue };
                     if !f.core.is_serving() {
                         ctx.sync_refused(self.sid, id, "not serving");
@@ -2497,28 +2481,30 @@ impl Server {
             }
         }
         if let Some(why) = leader_down {
+            if let PeerRole::Following(f) = &mut self.role {
+                f.turn.leader_lost();
+            }
             self.leave_role_as(ctx, why, left_cleanly);
             return;
         }
         if let PeerRole::Following(f) = &mut self.role {
-            if let Some(durable) = self.log.take_newly_durable() {
-                f.core.durable(durable, &mut actions);
-            }
-            f.core.tick(now, &mut actions);
-            f.queue.extend(actions);
-            f.stage = LearnerStage::Actions;
+            f.turn.begin(&mut f.core, self.log.take_newly_durable(), now);
         }
         self.continue_learner(ctx);
     }
 
+    /// Carries out the turn's steps in `LearnerTurn`'s order until it is
+    /// done, or an action waits on the simulated disk (resumed from
+    /// `resume_role`).
     fn continue_learner(&mut self, ctx: &mut Ctx) {
+        use crate::commit::LearnerStep;
         loop {
-            let action = match &mut self.role {
-                PeerRole::Following(f) if f.stage == LearnerStage::Actions => f.queue.pop_front(),
+            let step = match &mut self.role {
+                PeerRole::Following(f) => f.turn.next(),
                 _ => return,
             };
-            match action {
-                Some(action) => match self.learner_action(ctx, action) {
+            match step {
+                LearnerStep::Act(action) => match self.learner_action(ctx, action) {
                     Ok(Flow::Continue) => {}
                     Ok(Flow::Blocked) => return,
                     Err(why) => {
@@ -2527,13 +2513,11 @@ impl Server {
                         return;
                     }
                 },
-                None => {
-                    let PeerRole::Following(f) = &mut self.role else { return };
-                    let to_log = std::mem::take(&mut f.to_log);
-                    if to_log.is_empty() {
-                        f.stage = LearnerStage::Idle;
-                        return;
-                    }
+                // The simulator publishes each txn as it applies it
+                // (`apply_logged`) and answers syncs and reconnects as the
+                // actions come; production publishes its batch here.
+                LearnerStep::Publish => {}
+                LearnerStep::Log(to_log) => {
                     // To the log (production's log thread); the ACKs go out
                     // when it reports them durable (`learner_turn`).
                     // `remember_recent` after a learner's append (shared).
@@ -2542,6 +2526,7 @@ impl Server {
                     self.log_txns(ctx, to_log);
                     self.maybe_snapshot(ctx, logged_txns);
                 }
+                LearnerStep::Done => return,
             }
         }
     }
@@ -2568,7 +2553,7 @@ impl Server {
             LearnerAction::Truncate { zxid } => {
                 if !self.log.is_idle() {
                     // Production closes the log first, which drains it.
-                    f.queue.push_front(LearnerAction::Truncate { zxid });
+                    f.turn.put_back(LearnerAction::Truncate { zxid });
                     self.blocked = Some(Blocked::LogDrain);
                     self.after_drain = Some(AfterDrain::LearnerAction);
                     return Ok(Flow::Blocked);
@@ -2597,7 +2582,8 @@ impl Server {
                 }
             }
             LearnerAction::ReadSnapshot { zxid } => ctx.trace(self.sid, format!("reads SNAP 0x{zxid:x}")),
-            LearnerAction::Log(txns) => f.to_log.extend(txns),
+            // `LearnerTurn` gathers these into `LearnerStep::Log`.
+            LearnerAction::Log(_) => {}
             LearnerAction::Apply(txns) => {
                 for (zxid, txn) in txns {
                     self.apply_committed(ctx, zxid, txn)?;
@@ -2743,22 +2729,19 @@ impl Server {
     /// what it was).
     fn apply_logged(&mut self, ctx: &mut Ctx, zxid: i64, payload: Bytes) -> Result<(u64, i64, Applied), String> {
         let hash = hash_txn(&payload);
-        let logged =
-            LoggedTxn::decode(payload).map_err(|e| format!("the leader's txn 0x{zxid:x} does not decode: {e}"))?;
-        let h = logged.header;
-        // `quorum_peer::apply_committed`: the table follows the session
-        // txns; a createSession is attached to the client that asked here.
-        let waiter = match &mut self.role {
-            PeerRole::Following(f) => f.requests.take_txn_waiter(&h, &logged.txn),
-            _ => None,
+        // Shared with `quorum_peer::apply_committed`: the table follows the
+        // session txns; a createSession is attached to the client that
+        // asked here. Outside a role (a caught-up tail) nobody waits.
+        let mut nobody = ForwardedRequests::default();
+        let pending = match &mut self.role {
+            PeerRole::Following(f) => &mut f.requests,
+            _ => &mut nobody,
         };
-        let opener = match &waiter {
-            Some(TxnWaiter::Connect(client)) => Some(*client),
-            _ => None,
-        };
-        let crate::commit::AppliedTxn { result, triggers, session_change } =
-            self.seq.apply_committed(zxid, &h, &logged.txn, opener);
-        let kind = match &logged.txn {
+        let commit =
+            crate::commit::learner_turn::apply_commit(&mut self.seq, pending, zxid, payload, |client| *client)?;
+        let (h, waiter, check) = (commit.header, commit.waiter, commit.digest_check);
+        let crate::commit::AppliedTxn { result, triggers, session_change } = commit.applied;
+        let kind = match &commit.txn {
             Txn::CreateSession { .. } => AppliedKind::CreateSession,
             Txn::CloseSession { .. } => AppliedKind::CloseSession,
             Txn::Create { path, ephemeral: true, .. } => {
@@ -2770,7 +2753,6 @@ impl Server {
         if !triggers.is_empty() {
             self.fire_watches(ctx, triggers.into_iter().map(|t| (zxid, t)).collect());
         }
-        let check = self.seq.tree().check_txn_digest(logged.digest);
         if check.is_mismatch() {
             ctx.oracle.fail("agreement", format!("server {} at 0x{zxid:x}: {check}", self.sid), ctx.now);
         }
