@@ -741,3 +741,21 @@ fn diff_from_disk_seeds_with_frequent_snapshots_hold() {
         assert!(!diffs || out.diffs_from_disk > 0, "the run no longer DIFFs from disk: {}", out.report());
     }
 }
+
+/// `zoocore-sim --seed N --minimise`: the smallest world in which a failing
+/// seed still fails the same checker, and the world it reports replays
+/// that failure.
+#[test]
+fn a_failing_seed_minimises_to_a_smaller_world_that_still_fails() {
+    let mut config = SimConfig::from_seed(3, 3);
+    config.knobs.plant = Some(zoocore::sim::Plant::StaleCas);
+    let full = run(config.clone());
+    let checker = full.failure.as_ref().map(|f| f.checker).expect("the planted bug fails seed 3");
+    let m = zoocore::sim::minimise(config).expect("a failing seed minimises");
+    assert_eq!(m.checker, checker);
+    assert!(m.flags.len() >= 5, "most of the world is left out: {:?}", m.flags);
+    assert!(m.config.duration_ms < full.simulated_ms, "the run is shortened: {:?}", m.flags);
+    let replayed = run(m.config);
+    assert_eq!(replayed.failure.map(|f| (f.checker, f.at_ms)), Some((checker, m.at_ms)), "{:?}", m.flags);
+    assert!(zoocore::sim::minimise(SimConfig::from_seed(3, 3)).is_err(), "a passing seed has nothing to minimise");
+}

@@ -6,6 +6,7 @@
 //! zoocore-sim --seeds 1..200 [--observers 0|1|2] [--no-disk-faults] [--no-clock-jumps]
 //! zoocore-sim --seeds 1..200 [--no-snapshot-damage] [--no-recovery-digest-check] [--no-sessions]
 //! zoocore-sim --seeds 1..200 [--no-registers] [--plant stale-cas]
+//! zoocore-sim --seed 42 --minimise [the failing run's flags]
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -99,6 +100,11 @@ struct Args {
     /// mid-write (default: drawn per seed, 0, 5, 15 or 30).
     #[arg(long)]
     snap_crash_percent: Option<u64>,
+    /// With --seed: find the smallest world (workloads and fault kinds left
+    /// out, the run shortened) in which the seed still fails the same
+    /// checker, and print its replay line.
+    #[arg(long, requires = "seed")]
+    minimise: bool,
     /// Recovery's mirror does not check each replayed txn's carried digest
     /// (as production did before the fix): shows the recovery-gap finding.
     #[arg(long)]
@@ -132,7 +138,7 @@ fn replay_flags() -> String {
                 | "--snap-crash-percent"
         );
         let value = if takes_value && inline_value.is_none() { argv.next() } else { inline_value };
-        if matches!(name.as_str(), "--seed" | "--seeds" | "--servers" | "--trace") {
+        if matches!(name.as_str(), "--seed" | "--seeds" | "--servers" | "--trace" | "--minimise") {
             continue;
         }
         out.push(' ');
@@ -143,6 +149,29 @@ fn replay_flags() -> String {
         }
     }
     out
+}
+
+/// `--minimise`: exit 0 with the smallest failing world's replay line, 2
+/// when the seed does not fail.
+fn minimise_seed(config: SimConfig, replay_flags: &str) -> ExitCode {
+    let (seed, servers) = (config.seed, config.servers);
+    match zoocore::sim::minimise(config) {
+        Ok(m) => {
+            println!(
+                "seed {seed}: still fails `{}` at t={} ms after {} runs: {}\nreplay: zoocore-sim --seed {seed} --servers {servers}{replay_flags} {}",
+                m.checker,
+                m.at_ms,
+                m.runs,
+                m.detail,
+                m.flags.join(" ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            eprintln!("{why}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -169,9 +198,7 @@ fn main() -> ExitCode {
     for seed in from..to {
         let mut config = if args.swarm { SimConfig::swarm(seed) } else { SimConfig::from_seed(seed, args.servers) };
         if let Some(d) = args.duration_ms {
-            config.duration_ms = d;
-            config.fault_end_ms = d / 3;
-            config.quiet_tail_ms = config.quiet_tail_ms.min(d / 3);
+            config = config.with_duration(d);
         }
         config.faults = !args.no_faults;
         config.sync_reads = !args.no_sync_reads;
@@ -210,6 +237,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             }
+        }
+        if args.minimise {
+            return minimise_seed(config, &replay_flags);
         }
         let mut world = World::new(config);
         if args.trace {

@@ -20,6 +20,7 @@
 
 pub mod disk;
 pub mod linearize;
+pub mod minimise;
 pub mod net;
 pub mod oracle;
 pub mod peer;
@@ -28,6 +29,7 @@ pub mod rng;
 pub mod sessions;
 pub mod world;
 
+pub use minimise::{minimise, Minimised};
 pub use oracle::Failure;
 pub use world::{Plant, SimConfig, SimOutcome, World};
 

@@ -226,6 +226,16 @@ impl Plant {
 }
 
 impl SimConfig {
+    /// The same world run for `duration_ms` (`zoocore-sim --duration-ms`):
+    /// faults stop a third of the way in, clients go quiet at most a third
+    /// before the end.
+    pub fn with_duration(mut self, duration_ms: u64) -> SimConfig {
+        self.duration_ms = duration_ms;
+        self.fault_end_ms = duration_ms / 3;
+        self.quiet_tail_ms = self.quiet_tail_ms.min(duration_ms / 3);
+        self
+    }
+
     /// Swarm mode: the server count too is drawn from the seed (from its
     /// own stream: 1, 3 or 5 voters), then `from_seed`.
     pub fn swarm(seed: u64) -> SimConfig {
