@@ -759,3 +759,24 @@ fn a_failing_seed_minimises_to_a_smaller_world_that_still_fails() {
     assert_eq!(replayed.failure.map(|f| (f.checker, f.at_ms)), Some((checker, m.at_ms)), "{:?}", m.flags);
     assert!(zoocore::sim::minimise(SimConfig::from_seed(3, 3)).is_err(), "a passing seed has nothing to minimise");
 }
+
+/// PRODUCTION, found while sharing the leader's turn order: the leader
+/// took client requests once `LeaderCore::is_established` flipped, which
+/// happens while the quorum's NEWLEADER ACK is read in the middle of a
+/// turn's events, before the `Established` action raised `last_zxid` to
+/// the new epoch. A write right behind that ACK got the old epoch's next
+/// zxid, was acknowledged, and was lost (the new epoch's history never had
+/// it). Planted as the old rule, with clients writing to leaders still
+/// establishing: caught in 19 of seeds 0..20 (3 servers) and 13 (5), always
+/// by `no-acked-write-lost`. Unplanted the seeds pass, early writes in each.
+#[test]
+fn planted_requests_before_established_is_caught() {
+    let three = plant_catches(Plant::RequestsBeforeEstablished, 3, 0..10, &["no-acked-write-lost"]);
+    let five = plant_catches(Plant::RequestsBeforeEstablished, 5, 0..10, &["no-acked-write-lost"]);
+    assert!(three >= 7 && five >= 4, "caught on {three} (3 servers) and {five} (5 servers) of 10 seeds");
+    for seed in 0..10 {
+        let out = run(SimConfig::from_seed(seed, 3));
+        assert!(out.passed(), "{}", out.report());
+        assert!(out.early_writes > 0, "no write reached a leader still establishing: {}", out.report());
+    }
+}

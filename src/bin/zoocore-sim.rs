@@ -61,6 +61,10 @@ struct Args {
     /// (replays runs recorded before moves existed).
     #[arg(long)]
     no_moves: bool,
+    /// No client writes to a leader still establishing (replays runs
+    /// recorded before they existed).
+    #[arg(long)]
+    no_early_writes: bool,
     /// No register / compare-and-set clients, and so no `linearizable`
     /// history (replays runs recorded before they existed).
     #[arg(long)]
@@ -68,7 +72,8 @@ struct Args {
     /// Plant a known bug in the simulator's glue: ack-before-fsync,
     /// sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc,
     /// replay-skips-record, read-past-commit, event-after-data, expire-early,
-    /// snap-live-sessions, revalidate-own-only, snapshot-before-durable, stale-cas.
+    /// snap-live-sessions, revalidate-own-only, snapshot-before-durable, stale-cas,
+    /// ignore-session-moved, requests-before-established.
     #[arg(long)]
     plant: Option<String>,
     /// Observers beside the voters (default: drawn from the seed, 0-2).
@@ -207,6 +212,7 @@ fn main() -> ExitCode {
         config.sessions = !args.no_sessions && !args.classic;
         config.reconnects = !args.no_reconnects && !args.classic;
         config.moves = !args.no_moves && !args.classic;
+        config.early_writes = !args.no_early_writes && !args.classic;
         config.registers = !args.no_registers && !args.classic;
         config.disk_faults = !args.no_disk_faults && !args.classic;
         config.clock_jumps = !args.no_clock_jumps && !args.classic;

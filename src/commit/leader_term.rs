@@ -61,6 +61,9 @@ pub struct LeaderTerm<B, S> {
     pub pending: PendingBatches<B>,
     /// Everything logged before this epoch is committed once established.
     committed_floor: i64,
+    /// `LeaderAction::Established` was carried out: `last_zxid` is in the
+    /// new epoch, so client requests may be given zxids.
+    established: bool,
     /// (zxid, record bytes) handed to the log and not yet durable: the
     /// DIFF-from-disk index learns of them once they are on disk.
     not_yet_durable: VecDeque<(i64, u64)>,
@@ -74,6 +77,7 @@ impl<B, S> Default for LeaderTerm<B, S> {
         LeaderTerm {
             pending: PendingBatches::default(),
             committed_floor: i64::MIN,
+            established: false,
             not_yet_durable: VecDeque::new(),
             local_syncs: BTreeMap::new(),
             next_sync_token: 0,
@@ -102,6 +106,19 @@ impl<B, S> LeaderTerm<B, S> {
     /// to the new epoch's first zxid; all logged before it is committed.
     pub fn established(&mut self, last_zxid: i64) {
         self.committed_floor = last_zxid;
+        self.established = true;
+    }
+
+    /// Whether this turn's client requests (writes, sessions, syncs) may be
+    /// executed. Not `LeaderCore::is_established`: the core establishes
+    /// while it reads the quorum's NEWLEADER ACK, in the middle of a turn's
+    /// events, and a request taken after that ACK but before the
+    /// `Established` action raised `last_zxid` to the new epoch would be
+    /// given the next zxid of the old epoch (a txn no quorum ever saw,
+    /// proposed below the epoch's first zxid). Refused until then, as
+    /// before establishment: the client retries.
+    pub fn takes_client_requests(&self) -> bool {
+        self.established
     }
 
     /// The zxid through which clients may see this leader's state.

@@ -556,13 +556,13 @@ impl CommitShard {
             let mut actions = Vec::new();
             for event in items {
                 match event {
-                    Event::Worker(_, ToCommit::Sync { conn, xid, path, .. }) if leader.is_established() => {
+                    Event::Worker(_, ToCommit::Sync { conn, xid, path, .. }) if held.takes_client_requests() => {
                         // After the requests before it (self.last_zxid
                         // covers those in this batch), and a quorum round.
                         held.sync_local(&mut leader, (conn, xid, path), self.seq.last_zxid(), &mut actions);
                     }
                     Event::Worker(arrived, msg) => {
-                        if leader.is_established() {
+                        if held.takes_client_requests() {
                             self.handle_worker_message(arrived, msg, &mut batch).await;
                         } else {
                             self.refuse(msg, &mut batch).await;

@@ -21,7 +21,7 @@ struct Feature {
 
 /// In the order they are tried: the workloads first (they make the
 /// longest traces), then the fault kinds.
-const FEATURES: [Feature; 12] = [
+const FEATURES: [Feature; 13] = [
     Feature { flag: "--no-registers", is_on: |c| c.registers, turn_off: |c| c.registers = false },
     Feature { flag: "--no-sessions", is_on: |c| c.sessions, turn_off: |c| c.sessions = false },
     // Parts of the session workload: only worth a flag while it runs.
@@ -29,6 +29,7 @@ const FEATURES: [Feature; 12] = [
     Feature { flag: "--no-reconnects", is_on: |c| c.reconnects && c.sessions, turn_off: |c| c.reconnects = false },
     Feature { flag: "--no-watches", is_on: |c| c.watches, turn_off: |c| c.watches = false },
     Feature { flag: "--no-plain-reads", is_on: |c| c.plain_reads, turn_off: |c| c.plain_reads = false },
+    Feature { flag: "--no-early-writes", is_on: |c| c.early_writes, turn_off: |c| c.early_writes = false },
     Feature { flag: "--no-sync-reads", is_on: |c| c.sync_reads, turn_off: |c| c.sync_reads = false },
     Feature { flag: "--no-snapshots", is_on: |c| c.snapshots, turn_off: |c| c.snapshots = false },
     Feature { flag: "--no-clock-jumps", is_on: |c| c.clock_jumps, turn_off: |c| c.clock_jumps = false },

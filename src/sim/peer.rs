@@ -598,6 +598,10 @@ impl Server {
         }
     }
 
+    pub fn is_leading(&self) -> bool {
+        matches!(self.role, PeerRole::Leading(_))
+    }
+
     /// Takes client writes: an established leader, or a standalone server.
     pub fn is_established_leader(&self) -> bool {
         match &self.role {
@@ -1509,19 +1513,25 @@ impl Server {
         let items: Vec<Input> = self.inbox.drain(..).collect();
         let mut writes = Vec::new();
         let mut actions = Vec::new();
+        let planted_early = ctx.knobs.plant == Some(super::world::Plant::RequestsBeforeEstablished);
         {
             let PeerRole::Leading(l) = &mut self.role else { return };
             for input in items {
+                // `LeaderTerm::takes_client_requests`, as production's
+                // intake asks (the plant asks the core, which flips while
+                // this very loop reads the NEWLEADER ACK).
+                let takes_requests =
+                    if planted_early { l.core.is_established() } else { l.term.takes_client_requests() };
                 match input {
                     input if input.is_session_op() => {
-                        if l.core.is_established() {
+                        if takes_requests {
                             writes.push(LocalOp::Session(input));
                         } else if let Some(r) = input.session_refusal() {
                             ctx.session_reply(self.sid, r);
                         }
                     }
                     Input::ClientWrite { id, write } => {
-                        if l.core.is_established() {
+                        if takes_requests {
                             writes.push(LocalOp::Write(id, write));
                         } else {
                             ctx.write_refused(id);
@@ -1529,7 +1539,7 @@ impl Server {
                         }
                     }
                     Input::ClientSync { id, .. } => {
-                        if l.core.is_established() {
+                        if takes_requests {
                             // In arrival order with the writes (production
                             // handles worker messages one by one).
                             writes.push(LocalOp::Sync(id));

@@ -28,6 +28,9 @@ const CLIENT_KEYS: u64 = 6;
 /// How often a session client's ephemeral create is followed at once by a
 /// move to another server (`SimConfig::moves`), percent.
 const SESSION_MOVE_PERCENT: u64 = 30;
+/// Chance that a learner's packet to a leader still establishing has a
+/// client write right behind it.
+const EARLY_WRITE_PERCENT: u64 = 25;
 
 /// Everything a run is made of; `SimConfig::from_seed` draws the knobs.
 #[derive(Debug, Clone)]
@@ -67,6 +70,13 @@ pub struct SimConfig {
     /// validated, it must be refused with SESSIONMOVED. From its own random
     /// stream; off leaves every other stream's draws as before moves.
     pub moves: bool,
+    /// Clients also write to a leader that is still establishing, as a
+    /// production client does (it connects to any server of its connect
+    /// string): now and then a write arrives right behind a learner's
+    /// packet, in the same turn as the NEWLEADER ACK that establishes the
+    /// leader, and must be refused or given a zxid of the new epoch. From
+    /// its own random stream.
+    pub early_writes: bool,
     /// Register clients (write, compare-and-set, sync + read of `/r0`..)
     /// whose histories the `linearizable` checker judges, from their own
     /// random stream; off replays the runs from before.
@@ -198,11 +208,18 @@ pub enum Plant {
     /// no holder tracking), so a stale request from the server a client
     /// left is applied.
     IgnoreSessionMoved,
+    /// The leader takes client requests once its core is established
+    /// (`LeaderCore::is_established`, which flips while the quorum's
+    /// NEWLEADER ACK is read, mid-turn) instead of once the `Established`
+    /// action raised `last_zxid` to the new epoch (`LeaderTerm::
+    /// takes_client_requests`): a write right behind that ACK gets the old
+    /// epoch's next zxid (production before 2026-12-04).
+    RequestsBeforeEstablished,
 }
 
 impl Plant {
     pub const NAMES: &'static str =
-        "ack-before-fsync, sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc, replay-skips-record, read-past-commit, event-after-data, expire-early, snap-live-sessions, revalidate-own-only, snapshot-before-durable, stale-cas, ignore-session-moved";
+        "ack-before-fsync, sync-without-round, ignore-fsync-error, commit-on-minority, skip-trunc, replay-skips-record, read-past-commit, event-after-data, expire-early, snap-live-sessions, revalidate-own-only, snapshot-before-durable, stale-cas, ignore-session-moved, requests-before-established";
 
     pub fn parse(name: &str) -> Option<Plant> {
         match name {
@@ -220,6 +237,7 @@ impl Plant {
             "snapshot-before-durable" => Some(Plant::SnapshotBeforeDurable),
             "stale-cas" => Some(Plant::StaleCas),
             "ignore-session-moved" => Some(Plant::IgnoreSessionMoved),
+            "requests-before-established" => Some(Plant::RequestsBeforeEstablished),
             _ => None,
         }
     }
@@ -307,6 +325,7 @@ impl SimConfig {
             sessions: true,
             reconnects: true,
             moves: true,
+            early_writes: true,
             registers: true,
             disk_faults: true,
             clock_jumps: true,
@@ -484,6 +503,10 @@ pub struct Ctx {
     pub reconnect_rng: Option<SimRng>,
     /// The moving clients' own random stream (None: no moves).
     pub move_rng: Option<SimRng>,
+    /// The early-write workload's own stream (`SimConfig::early_writes`).
+    pub early_write_rng: Option<SimRng>,
+    /// Writes sent to a leader still establishing.
+    pub early_writes: u64,
     pub session_clients: BTreeMap<u64, SessionClient>,
     /// Session id -> the client it was allocated for.
     pub session_of: BTreeMap<i64, u64>,
@@ -841,6 +864,8 @@ pub struct SimOutcome {
     pub snapshot_failures: u64,
     /// Learners synced by a DIFF read from the leader's log files.
     pub diffs_from_disk: u64,
+    /// Client writes sent to a leader still establishing.
+    pub early_writes: u64,
     /// Register ops invoked and answered, keys the `linearizable` checker
     /// judged, and those it could not decide within its work bound.
     pub register_ops: u64,
@@ -870,8 +895,8 @@ impl SimOutcome {
         let mut out = String::new();
         match &self.failure {
             None => out.push_str(&format!(
-                "seed {} ({} servers, {} observers): ok — {} events, {} writes submitted, {} acknowledged, {} syncs submitted, {} answered, {} plain reads, {} zxids committed, {} epochs, {} expected exits, {} damaged reads, {} wipes, {} clock jumps, {} sessions ({} expired, {} closes, {} ephemerals and {} SNAP session tables checked, {} reconnects ({} expired), {} writes refused as moved), {} snapshots ({} crashes mid-snapshot, {} failed), {} DIFFs from disk, {} register ops ({} answered, {} keys linearizable, {} inconclusive, {} plain reads on one connection), trace {:016x}\n",
-                self.seed, self.servers, self.observers, self.events, self.writes_submitted, self.writes_acked, self.syncs_submitted, self.syncs_answered, self.plain_reads, self.committed_zxids, self.epochs, self.expected_exits, self.read_faults, self.wipes, self.clock_jumps, self.sessions_established, self.sessions_expired, self.session_closes_checked, self.ephemerals_checked, self.snapshot_session_tables_checked, self.reconnects_valid + self.reconnects_expired, self.reconnects_expired, self.moved_refused, self.snapshots_taken, self.snapshot_crashes, self.snapshot_failures, self.diffs_from_disk, self.register_ops, self.register_ops_answered, self.linearizable_keys - self.linearizable_inconclusive, self.linearizable_inconclusive, self.register_plain_reads, self.trace_hash
+                "seed {} ({} servers, {} observers): ok — {} events, {} writes submitted, {} acknowledged, {} syncs submitted, {} answered, {} plain reads, {} zxids committed, {} epochs, {} expected exits, {} damaged reads, {} wipes, {} clock jumps, {} sessions ({} expired, {} closes, {} ephemerals and {} SNAP session tables checked, {} reconnects ({} expired), {} writes refused as moved), {} snapshots ({} crashes mid-snapshot, {} failed), {} DIFFs from disk, {} early writes, {} register ops ({} answered, {} keys linearizable, {} inconclusive, {} plain reads on one connection), trace {:016x}\n",
+                self.seed, self.servers, self.observers, self.events, self.writes_submitted, self.writes_acked, self.syncs_submitted, self.syncs_answered, self.plain_reads, self.committed_zxids, self.epochs, self.expected_exits, self.read_faults, self.wipes, self.clock_jumps, self.sessions_established, self.sessions_expired, self.session_closes_checked, self.ephemerals_checked, self.snapshot_session_tables_checked, self.reconnects_valid + self.reconnects_expired, self.reconnects_expired, self.moved_refused, self.snapshots_taken, self.snapshot_crashes, self.snapshot_failures, self.diffs_from_disk, self.early_writes, self.register_ops, self.register_ops_answered, self.linearizable_keys - self.linearizable_inconclusive, self.linearizable_inconclusive, self.register_plain_reads, self.trace_hash
             )),
             Some(f) => {
                 out.push_str(&format!(
@@ -981,6 +1006,8 @@ impl World {
             session_rng: SimRng::new(config.seed ^ 0x5E55_1011_0000_0008),
             reconnect_rng: config.reconnects.then(|| SimRng::new(config.seed ^ 0x2EC0_4417_0000_0009)),
             move_rng: (config.reconnects && config.moves).then(|| SimRng::new(config.seed ^ 0x3073_E500_0000_000A)),
+            early_write_rng: config.early_writes.then(|| SimRng::new(config.seed ^ 0xEA21_0000_0000_000C)),
+            early_writes: 0,
             session_clients: BTreeMap::new(),
             session_of: BTreeMap::new(),
             sessions: SessionOracle::default(),
@@ -1110,6 +1137,7 @@ impl World {
             snapshot_crashes: self.ctx.snapshot_crashes,
             snapshot_failures: self.ctx.snapshot_failures,
             diffs_from_disk: self.ctx.diffs_from_disk,
+            early_writes: self.ctx.early_writes,
             register_ops: self.ctx.registers.ops_invoked,
             register_ops_answered: self.ctx.registers.ops_answered,
             register_plain_reads: self.ctx.registers.sticky_reads,
@@ -1415,8 +1443,13 @@ impl World {
         }
         while let Some(wire) = self.ctx.net.take_due(conn, dir, self.ctx.now) {
             let to_conn = conn;
+            let establishing = dir == Dir::ToLeader
+                && self.servers.get((to - 1) as usize).is_some_and(|s| s.is_leading() && !s.is_established_leader());
             if let Some(s) = self.servers.get_mut((to - 1) as usize) {
                 s.deliver_wire(&mut self.ctx, to_conn, dir, wire);
+            }
+            if establishing && self.ctx.early_write_rng.as_mut().is_some_and(|r| r.chance(EARLY_WRITE_PERCENT)) {
+                self.early_write(to);
             }
         }
         if let Some(due) = self.ctx.net.head_due(conn, dir) {
@@ -1453,6 +1486,27 @@ impl World {
                 let at = self.ctx.now + self.ctx.net.latency(pair.0, pair.1);
                 self.ctx.schedule(at, Ev::Notify { from: pair.0, to: pair.1, bytes });
             }
+        }
+    }
+
+    /// A client write right behind a learner's packet to a leader still
+    /// establishing (`SimConfig::early_writes`): in the same turn's events.
+    fn early_write(&mut self, target: Sid) {
+        if self.ctx.now + self.config.quiet_tail_ms >= self.config.duration_ms {
+            return;
+        }
+        let Some(r) = self.ctx.early_write_rng.as_mut() else { return };
+        let key = r.range(0, CLIENT_KEYS - 1);
+        self.next_write += 1;
+        let id = self.next_write;
+        let path = format!("/k{key}");
+        let write = WriteOp::SetData { path: path.clone(), data: Some(Bytes::from(format!("w{id}"))), version: -1 };
+        self.ctx.early_writes += 1;
+        self.ctx.writes_submitted += 1;
+        self.ctx.writes_in_flight.insert(id, self.ctx.now);
+        self.ctx.trace(target, format!("client write #{id} to {path} (to a leader still establishing)"));
+        if let Some(s) = self.servers.get_mut((target - 1) as usize) {
+            s.push_input(&mut self.ctx, super::peer::Input::ClientWrite { id, write });
         }
     }
 
