@@ -129,7 +129,9 @@ impl LeaderTurn {
                 if let Some(action) = self.queue.pop_front() {
                     return LeaderStep::Act { action, batch_open: true };
                 }
-                if core.is_established() {
+                // Once the `Established` action ran (it is in this list
+                // when the core established during the turn's events).
+                if term.takes_client_requests() {
                     self.stage = Stage::Expired;
                     return LeaderStep::ExpireSessions;
                 }
