@@ -833,3 +833,111 @@ fn a_leader_lists_its_observers_and_proposal_sizes() {
     let stat = common::four_letter(e.member(leader).client, "stat").expect("stat");
     assert!(stat.contains("Proposal sizes last/min/max: "), "{stat}");
 }
+
+/// Watches enough for a `watches` answer of ~`sessions * paths * 210`
+/// bytes: exists watches (set through setWatches, as a reconnecting
+/// client does) on long paths that do not exist.
+fn many_watches(addr: SocketAddr, paths: usize) -> Client {
+    let c = Client::connect(addr, Duration::from_secs(30)).expect("connect");
+    let prefix = "x".repeat(190);
+    let names: Vec<String> = (0..paths).map(|i| format!("/w/{prefix}/{i:08}")).collect();
+    // ~600 KiB per request, under jute.maxbuffer.
+    for batch in names.chunks(3_000) {
+        c.set_watches(zoocore::proto::records::SetWatches {
+            relative_zxid: c.last_zxid(),
+            exist: batch.to_vec(),
+            ..Default::default()
+        })
+        .expect("setWatches");
+    }
+    c
+}
+
+/// The server's threads named `name` (Linux truncates names to 15 bytes).
+fn threads_named(pid: u32, name: &str) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim_end() == name)
+        .count()
+}
+
+/// A `watches` GET whose body is read only `first` bytes: the rest waits
+/// on the server, the listing at the client's pace.
+fn listing_read_partly(url: &str, first: usize) -> impl std::io::Read {
+    use std::io::Read;
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(120))).build().into();
+    let response = agent.get(url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert_eq!(response.status().as_u16(), 200);
+    let mut body = response.into_body().into_reader();
+    let mut head = vec![0u8; first];
+    body.read_exact(&mut head).expect("the answer's first bytes");
+    assert!(head.starts_with(b"{\n  \"session_id_to_watched_paths\": {"), "{:?}", String::from_utf8_lossy(&head[..64]));
+    std::io::Cursor::new(head).chain(body)
+}
+
+/// 300k watches on 200-byte paths: a ~63 MB answer, far more than the
+/// listing pipe, socket buffers and hyper's buffer hold, so while the
+/// client reads nothing the listing cannot have ended.
+const SLOW_LISTING_WATCHES: usize = 300_000;
+
+#[test]
+fn other_commands_answer_while_a_listing_is_sent() {
+    use std::io::Read;
+    let (admin_port, metrics_port) = (unused_port(), unused_port());
+    let s = TestServer::start_with(ServerOptions {
+        extra_config: admin_config(admin_port, metrics_port),
+        ..Default::default()
+    });
+    let base = format!("http://127.0.0.1:{admin_port}/commands");
+    let watcher = many_watches(s.addr, SLOW_LISTING_WATCHES);
+    let mut listing = listing_read_partly(&format!("{base}/watches"), 64 * 1024);
+    // The listing is under way: its merge thread waits for the client.
+    assert_eq!(threads_named(s.pid(), "zk-admin-json"), 1, "the listing is running");
+    let stats = get_json(&format!("{base}/server_stats"));
+    assert!(stats["server_stats"]["data_dir_size"].as_u64().is_some(), "{stats:?}");
+    let dirs = get_json(&format!("{base}/dirs"));
+    assert!(dirs["datadir_size"].as_u64().is_some(), "{dirs:?}");
+    assert_eq!(get_json(&format!("{base}/ruok"))["error"], Value::Null);
+    assert_eq!(get_json(&format!("{base}/stat"))["command"], "stats");
+    assert_eq!(threads_named(s.pid(), "zk-admin-json"), 1, "the listing was still running");
+    // The rest of the answer, whole and in order.
+    let mut text = Vec::new();
+    listing.read_to_end(&mut text).expect("the rest of the listing");
+    assert!(text.len() > 60_000_000, "{} bytes", text.len());
+    let parsed: Value = serde_json::from_slice(&text).expect("the listing is one JSON document");
+    let session = format!("{}", watcher.session_id());
+    let paths = parsed["session_id_to_watched_paths"][&session].as_array().map_or(0, Vec::len);
+    assert_eq!(paths, SLOW_LISTING_WATCHES);
+    assert_eq!(parsed["command"], "watches");
+    assert!(common::wait_until(Duration::from_secs(10), || threads_named(s.pid(), "zk-admin-json") == 0));
+}
+
+#[test]
+fn a_client_leaving_mid_listing_stops_the_merge() {
+    let (admin_port, metrics_port) = (unused_port(), unused_port());
+    let s = TestServer::start_with(ServerOptions {
+        extra_config: admin_config(admin_port, metrics_port),
+        ..Default::default()
+    });
+    let base = format!("http://127.0.0.1:{admin_port}/commands");
+    let _watcher = many_watches(s.addr, SLOW_LISTING_WATCHES);
+    let listing = listing_read_partly(&format!("{base}/watches"), 64 * 1024);
+    assert_eq!(threads_named(s.pid(), "zk-admin-json"), 1, "the listing is running");
+    drop(listing);
+    assert!(
+        common::wait_until(Duration::from_secs(20), || threads_named(s.pid(), "zk-admin-json") == 0),
+        "the merge thread ends once the client is gone"
+    );
+    // Its turn is free again: a listing after it is answered in full.
+    let (status, _, body) = get(&format!("{base}/watch_summary"));
+    assert_eq!(status, 200, "{body}");
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(120))).build().into();
+    let mut r = agent.get(&format!("{base}/watches_by_path")).call().expect("GET watches_by_path");
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(&mut r.body_mut().as_reader(), &mut text).expect("body");
+    let parsed: Value = serde_json::from_slice(&text).expect("JSON");
+    assert_eq!(parsed["path_to_session_ids"].as_object().map_or(0, |m| m.len()), SLOW_LISTING_WATCHES);
+}

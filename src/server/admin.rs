@@ -9,9 +9,9 @@
 //! the commit shard knows comes through the four-letter-word report path
 //! (`WorkerShard::admin_report`, rendered by `admin_report`), directory
 //! walks run on glommio's blocking pool, the watch listings (`watches`,
-//! `watches_by_path`) are merged on a thread of their own
-//! (`watch_listing`), and the rest comes from the configuration and
-//! `ServerStats`.
+//! `watches_by_path`) are merged on a thread of their own and streamed to
+//! the client through a bounded pipe as they are written (`watch_listing`),
+//! and the rest comes from the configuration and `ServerStats`.
 //!
 //! As Apache: an unknown command answers 200 with
 //! `{"command": <name>, "error": "Unknown command: <name>"}`; a command that
@@ -55,8 +55,14 @@ const REPORT_WAIT: Duration = Duration::from_secs(10);
 /// 10M watches.
 const LISTING_WAIT: Duration = Duration::from_secs(120);
 /// The AdminServer's watch listings merged at once (each holds every
-/// shard's list and the JSON, GiBs at 10M watches); more wait their turn.
+/// shard's list, GiBs at 10M watches, until its answer is sent); more wait
+/// their turn.
 const LISTINGS_AT_ONCE: u64 = 1;
+/// JSON a listing's merge may have written ahead of the client: the pipe
+/// from the `zk-admin-json` thread to the HTTP body takes pieces
+/// (`admin_watches::PIECE_BYTES`, ~1 MiB) while it holds less than this,
+/// so at most this plus one piece waits, whatever the answer's size.
+const LISTING_PIPE_BYTES: usize = 2 << 20;
 /// The listing thread's nice value: as the snapshot thread's, a tenth of a
 /// shard's CPU weight when they compete, yet it finishes under load.
 const LISTING_THREAD_NICE: libc::c_int = 10;
@@ -258,7 +264,7 @@ impl hyper::rt::Write for HyperIo {
 }
 
 /// A response body sent as the pieces it was made in: one for most
-/// answers, ~1 MiB each for a watch listing (never joined into one copy).
+/// answers (never joined into one copy).
 pub struct PiecesBody {
     pieces: std::collections::VecDeque<Bytes>,
     remaining: u64,
@@ -271,33 +277,174 @@ impl PiecesBody {
     }
 }
 
-impl hyper::body::Body for PiecesBody {
+/// The bounded pipe of a watch listing's JSON pieces, from the
+/// `zk-admin-json` thread (`ListingWriter`, blocks while the pipe is full)
+/// to the HTTP body on worker 0 (`ListingBody`, woken across threads).
+#[derive(Default)]
+struct ListingPipe {
+    state: std::sync::Mutex<PipeState>,
+    /// Signalled when the body took a piece or went away.
+    space: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct PipeState {
+    pieces: std::collections::VecDeque<Bytes>,
+    queued_bytes: usize,
+    /// The body's task, to wake when a piece or the end arrives.
+    body_waker: Option<std::task::Waker>,
+    /// The body was dropped (the client left, or the connection was cut):
+    /// the merge stops at its next piece.
+    body_gone: bool,
+    /// Set by the writer when it ends: Some(true) all written, Some(false)
+    /// the merge did not finish (the body then fails, so the client sees a
+    /// cut answer, not a short one).
+    writer_finished: Option<bool>,
+}
+
+impl ListingPipe {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PipeState> {
+        // A poisoned lock only means the other side panicked between two
+        // plain field updates; the state is still whole.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The `zk-admin-json` thread's end of the pipe.
+struct ListingWriter {
+    pipe: std::sync::Arc<ListingPipe>,
+    finished: bool,
+}
+
+impl ListingWriter {
+    fn finish(mut self, completed: bool) {
+        self.end(completed);
+    }
+
+    fn end(&mut self, completed: bool) {
+        self.finished = true;
+        let waker = {
+            let mut state = self.pipe.lock();
+            state.writer_finished = Some(completed);
+            state.body_waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl Drop for ListingWriter {
+    fn drop(&mut self) {
+        // A merge that panicked: the body must not wait for ever.
+        if !self.finished {
+            self.end(false);
+        }
+    }
+}
+
+impl crate::server::admin_watches::PieceSink for ListingWriter {
+    fn send_piece(&mut self, piece: Bytes) -> bool {
+        let waker = {
+            let mut state = self.pipe.lock();
+            while state.queued_bytes >= LISTING_PIPE_BYTES && !state.body_gone {
+                state = self.pipe.space.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            if state.body_gone {
+                return false;
+            }
+            state.queued_bytes += piece.len();
+            state.pieces.push_back(piece);
+            state.body_waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+}
+
+/// A watch listing's body: the pieces as the merge writes them (chunked
+/// transfer: the length is not known before the end). Holds the listing's
+/// turn until the answer is sent or the client is gone.
+pub struct ListingBody {
+    pipe: std::sync::Arc<ListingPipe>,
+    _turn: glommio::sync::StaticPermit,
+}
+
+impl Drop for ListingBody {
+    fn drop(&mut self) {
+        let waker = {
+            let mut state = self.pipe.lock();
+            state.body_gone = true;
+            state.pieces.clear();
+            state.queued_bytes = 0;
+            state.body_waker.take()
+        };
+        // Dropped here, on the executor that made it.
+        drop(waker);
+        self.pipe.space.notify_all();
+    }
+}
+
+/// Either kind of answer.
+pub enum AnswerBody {
+    Whole(PiecesBody),
+    Listing(ListingBody),
+}
+
+impl hyper::body::Body for AnswerBody {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = io::Error;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
-        match self.pieces.pop_front() {
-            Some(piece) => {
-                self.remaining = self.remaining.saturating_sub(piece.len() as u64);
-                Poll::Ready(Some(Ok(hyper::body::Frame::data(piece))))
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, io::Error>>> {
+        match self.get_mut() {
+            AnswerBody::Whole(body) => match body.pieces.pop_front() {
+                Some(piece) => {
+                    body.remaining = body.remaining.saturating_sub(piece.len() as u64);
+                    Poll::Ready(Some(Ok(hyper::body::Frame::data(piece))))
+                }
+                None => Poll::Ready(None),
+            },
+            AnswerBody::Listing(body) => {
+                let mut state = body.pipe.lock();
+                if let Some(piece) = state.pieces.pop_front() {
+                    state.queued_bytes = state.queued_bytes.saturating_sub(piece.len());
+                    drop(state);
+                    body.pipe.space.notify_one();
+                    return Poll::Ready(Some(Ok(hyper::body::Frame::data(piece))));
+                }
+                match state.writer_finished {
+                    Some(true) => Poll::Ready(None),
+                    Some(false) => Poll::Ready(Some(Err(io::Error::other("the watch listing stopped before its end")))),
+                    None => {
+                        state.body_waker = Some(cx.waker().clone());
+                        Poll::Pending
+                    }
+                }
             }
-            None => Poll::Ready(None),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.pieces.is_empty()
+        match self {
+            AnswerBody::Whole(body) => body.pieces.is_empty(),
+            AnswerBody::Listing(_) => false,
+        }
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
-        hyper::body::SizeHint::with_exact(self.remaining)
+        match self {
+            AnswerBody::Whole(body) => hyper::body::SizeHint::with_exact(body.remaining),
+            AnswerBody::Listing(_) => hyper::body::SizeHint::default(),
+        }
     }
 }
 
-type HttpResponse = Response<PiecesBody>;
+type HttpResponse = Response<AnswerBody>;
 
 async fn serve_http<H, F>(listener: glommio::net::TcpListener, idle: Duration, handler: H)
 where
@@ -340,11 +487,11 @@ where
 }
 
 fn response(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> HttpResponse {
-    response_in_pieces(status, content_type, vec![body.into()])
+    response_with(status, content_type, AnswerBody::Whole(PiecesBody::new(vec![body.into()])))
 }
 
-fn response_in_pieces(status: StatusCode, content_type: &'static str, pieces: Vec<Bytes>) -> HttpResponse {
-    let mut r = Response::new(PiecesBody::new(pieces));
+fn response_with(status: StatusCode, content_type: &'static str, body: AnswerBody) -> HttpResponse {
+    let mut r = Response::new(body);
     *r.status_mut() = status;
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
@@ -428,12 +575,20 @@ fn json_response(status: StatusCode, body: Map<String, Value>) -> HttpResponse {
 
 /// `watches` / `watches_by_path`: every shard lists its watches in chunks
 /// (its dump task), the commit shard passes the lists on untouched, and
-/// their k-way merge and JSON run here on a thread of their own, unpinned
-/// and at a lower priority, so that no executor (the commit shard orders
-/// every write; worker 0 serves clients too) spends the seconds a 10M-watch
-/// listing takes. The answer goes out in the pieces it was written in.
-async fn watch_listing(shard: &WorkerShard, listings: &Semaphore, primary: &str, cmd: &'static str) -> HttpResponse {
-    let Ok(_turn) = listings.acquire_permit(1).await else {
+/// their k-way merge and JSON run on a thread of their own, unpinned and at
+/// a lower priority, so that no executor (the commit shard orders every
+/// write; worker 0 serves clients too) spends the seconds a 10M-watch
+/// listing takes. The pieces go out as the merge writes them, through a
+/// pipe of at most `LISTING_PIPE_BYTES`: the merge runs at the client's
+/// pace, stops when the client leaves, and nothing here waits on glommio's
+/// one blocking-pool thread (which `dirs` and `server_stats` need).
+async fn watch_listing(
+    shard: &WorkerShard,
+    listings: &Rc<Semaphore>,
+    primary: &str,
+    cmd: &'static str,
+) -> HttpResponse {
+    let Ok(turn) = listings.acquire_static_permit(1).await else {
         let (status, body) = report_timed_out(primary);
         return json_response(status, body);
     };
@@ -441,24 +596,25 @@ async fn watch_listing(shard: &WorkerShard, listings: &Semaphore, primary: &str,
         let (status, body) = report_timed_out(primary);
         return json_response(status, body);
     };
+    let pipe = std::sync::Arc::new(ListingPipe::default());
+    let writer = ListingWriter { pipe: pipe.clone(), finished: false };
     let command = primary.to_owned();
     let spawned = std::thread::Builder::new().name("zk-admin-json".into()).spawn(move || {
         unpin_and_lower_priority();
-        // The parts are dropped here too, off the executor.
-        crate::server::admin_watches::parts_json(cmd, &command, parts)
+        let mut writer = writer;
+        let completed = crate::server::admin_watches::write_parts_json(cmd, &command, parts, &mut writer);
+        if !completed {
+            tracing::debug!(command = %command, "watch listing stopped: the client is gone");
+        }
+        writer.finish(completed);
+        // The parts are dropped here, off the executor.
     });
-    let joined = match spawned {
-        // glommio wakes this task when the blocking-pool thread, which only
-        // waits for the listing thread, returns.
-        Ok(listing) => glommio::executor().spawn_blocking(move || listing.join().ok()).await,
+    match spawned {
+        Ok(_detached) => {
+            response_with(StatusCode::OK, "application/json", AnswerBody::Listing(ListingBody { pipe, _turn: turn }))
+        }
         Err(e) => {
             tracing::warn!(error = %e, "cannot start the AdminServer's listing thread");
-            None
-        }
-    };
-    match joined {
-        Some(pieces) => response_in_pieces(StatusCode::OK, "application/json", pieces),
-        None => {
             let error = "the watch listing could not be made";
             json_response(StatusCode::INTERNAL_SERVER_ERROR, envelope(primary, Some(error), Map::new()))
         }

@@ -1,7 +1,10 @@
 //! The AdminServer's `watches` (wchc) and `watches_by_path` (wchp) answers:
 //! every worker shard's watch list (`watch::SessionWatchList` /
 //! `watch::PathWatchList`, listed in chunks on the shard) merged into one
-//! JSON document, written straight into pieces of about `PIECE_BYTES`.
+//! JSON document, written into pieces of about `PIECE_BYTES`, each handed
+//! on (`PieceSink`: the HTTP body's bounded pipe) as soon as it is full, so
+//! the whole answer is never in memory; a sink that refuses a piece (the
+//! client left) stops the merge.
 //!
 //! Sans-IO and single-threaded: worker 0's AdminServer runs it on a helper
 //! thread of its own (`server::admin`), so neither the commit shard (which
@@ -18,16 +21,23 @@ use bytes::Bytes;
 
 use crate::watch::{PathWatchList, SessionId, SessionWatchList};
 
-/// The JSON document of `cmd` (`report::WATCHES` or
-/// `report::WATCHES_BY_PATH`) from every shard's part; `command` is the
-/// name the envelope carries.
-pub fn parts_json(cmd: &str, command: &str, parts: Vec<crate::server::messages::ShardReport>) -> Vec<Bytes> {
+/// Writes the JSON document of `cmd` (`report::WATCHES` or
+/// `report::WATCHES_BY_PATH`) from every shard's part into `sink`, piece by
+/// piece as the merge goes; `command` is the name the envelope carries.
+/// False if the sink refused a piece (the client left): the merge stopped
+/// there.
+pub fn write_parts_json(
+    cmd: &str,
+    command: &str,
+    parts: Vec<crate::server::messages::ShardReport>,
+    sink: &mut impl PieceSink,
+) -> bool {
     if cmd == crate::server::admin_report::report::WATCHES {
         let lists: Vec<SessionWatchList> = parts.into_iter().map(|p| *p.session_watches).collect();
-        watches_json(command, &lists)
+        write_watches_json(command, &lists, sink)
     } else {
         let lists: Vec<PathWatchList> = parts.into_iter().map(|p| *p.path_watches).collect();
-        watches_by_path_json(command, &lists)
+        write_watches_by_path_json(command, &lists, sink)
     }
 }
 
@@ -35,22 +45,41 @@ pub fn parts_json(cmd: &str, command: &str, parts: Vec<crate::server::messages::
 /// order; none is one buffer of hundreds of MiB).
 pub const PIECE_BYTES: usize = 1 << 20;
 
-/// Collects the output into pieces of about `PIECE_BYTES`.
-struct Pieces {
-    done: Vec<Bytes>,
-    current: Vec<u8>,
+/// Where the finished pieces go: the HTTP body's bounded pipe
+/// (`server::admin`), or a Vec (the tests, the whole answer).
+pub trait PieceSink {
+    /// Hands over one piece; false when nobody wants the rest.
+    fn send_piece(&mut self, piece: Bytes) -> bool;
 }
 
-impl Pieces {
-    fn new() -> Self {
-        Pieces { done: Vec::new(), current: Vec::with_capacity(PIECE_BYTES + PIECE_BYTES / 4) }
+impl PieceSink for Vec<Bytes> {
+    fn send_piece(&mut self, piece: Bytes) -> bool {
+        self.push(piece);
+        true
+    }
+}
+
+/// Collects the output into pieces of about `PIECE_BYTES`, each handed to
+/// the sink as soon as it is full.
+struct Pieces<'s, S: PieceSink> {
+    sink: &'s mut S,
+    current: Vec<u8>,
+    /// Cleared when the sink refused a piece; the rest is not written.
+    wanted: bool,
+}
+
+impl<'s, S: PieceSink> Pieces<'s, S> {
+    fn new(sink: &'s mut S) -> Self {
+        Pieces { sink, current: Vec::with_capacity(PIECE_BYTES + PIECE_BYTES / 4), wanted: true }
     }
 
     fn push(&mut self, bytes: &[u8]) {
         self.current.extend_from_slice(bytes);
         if self.current.len() >= PIECE_BYTES {
             let full = std::mem::replace(&mut self.current, Vec::with_capacity(PIECE_BYTES + PIECE_BYTES / 4));
-            self.done.push(Bytes::from(full));
+            if self.wanted {
+                self.wanted = self.sink.send_piece(Bytes::from(full));
+            }
         }
     }
 
@@ -63,25 +92,26 @@ impl Pieces {
         }
     }
 
-    fn finish(mut self) -> Vec<Bytes> {
-        if !self.current.is_empty() {
-            self.done.push(Bytes::from(self.current));
+    /// Hands over the last piece; false if any piece was refused.
+    fn finish(self) -> bool {
+        if self.wanted && !self.current.is_empty() {
+            return self.sink.send_piece(Bytes::from(self.current));
         }
-        self.done
+        self.wanted
     }
 }
 
 /// The pretty-printed envelope around one merged map: `{"<key>": {...},
 /// "command": ..., "error": null}` as serde_json's PrettyFormatter lays it
 /// out (two-space indents, one array element a line, `{}` / `[]` empty).
-struct Envelope {
-    out: Pieces,
+struct Envelope<'s, S: PieceSink> {
+    out: Pieces<'s, S>,
     entries: usize,
 }
 
-impl Envelope {
-    fn open(key: &str) -> Self {
-        let mut out = Pieces::new();
+impl<'s, S: PieceSink> Envelope<'s, S> {
+    fn open(key: &str, sink: &'s mut S) -> Self {
+        let mut out = Pieces::new(sink);
         out.push(b"{\n  ");
         out.push_str_json(key);
         out.push(b": {");
@@ -92,9 +122,9 @@ impl Envelope {
     /// quoted by `write_key`, each value by `write_value`.
     fn entry<V>(
         &mut self,
-        write_key: impl FnOnce(&mut Pieces),
+        write_key: impl FnOnce(&mut Pieces<'s, S>),
         values: &[V],
-        mut write_value: impl FnMut(&mut Pieces, &V),
+        mut write_value: impl FnMut(&mut Pieces<'s, S>, &V),
     ) {
         self.out.push(if self.entries == 0 { b"\n    " } else { b",\n    " });
         self.entries += 1;
@@ -111,7 +141,12 @@ impl Envelope {
         self.out.push(b"\n    ]");
     }
 
-    fn close(mut self, command: &str) -> Vec<Bytes> {
+    /// False once the sink refused a piece: the caller stops merging.
+    fn wanted(&self) -> bool {
+        self.out.wanted
+    }
+
+    fn close(mut self, command: &str) -> bool {
         self.out.push(if self.entries == 0 { b"}" } else { b"\n  }" });
         self.out.push(b",\n  \"command\": ");
         self.out.push_str_json(command);
@@ -130,9 +165,16 @@ fn min_head<K: Ord + Copy>(heads: &[usize], lens: &[usize], key: impl Fn(usize, 
     heads.iter().zip(lens).enumerate().filter(|(_, (at, len))| at < len).map(|(run, (at, _))| key(run, *at)).min()
 }
 
+/// `watches` as one list of pieces (the whole answer in memory: tests).
+pub fn watches_json(command: &str, lists: &[SessionWatchList]) -> Vec<Bytes> {
+    let mut pieces = Vec::new();
+    write_watches_json(command, lists, &mut pieces);
+    pieces
+}
+
 /// `watches`: `session_id_to_watched_paths`, sessions in numeric order, each
 /// with its data-watch paths sorted and deduplicated over every shard.
-pub fn watches_json(command: &str, lists: &[SessionWatchList]) -> Vec<Bytes> {
+pub fn write_watches_json(command: &str, lists: &[SessionWatchList], sink: &mut impl PieceSink) -> bool {
     // Each shard's entries by session id (stable: a session listed twice
     // in one shard keeps both entries, merged below).
     let order: Vec<Vec<usize>> = lists
@@ -149,9 +191,12 @@ pub fn watches_json(command: &str, lists: &[SessionWatchList]) -> Vec<Bytes> {
         let entry = order.get(run).and_then(|o| o.get(at)).copied().unwrap_or(0);
         lists.get(run).and_then(|l| l.sessions.get(entry)).map_or(0, |s| s.0)
     };
-    let mut doc = Envelope::open("session_id_to_watched_paths");
+    let mut doc = Envelope::open("session_id_to_watched_paths", sink);
     let mut paths: Vec<&[u8]> = Vec::new();
     while let Some(session) = min_head(&heads, &lens, session_at) {
+        if !doc.wanted() {
+            return false;
+        }
         paths.clear();
         for (run, head) in heads.iter_mut().enumerate() {
             let (Some(list), Some(run_order)) = (lists.get(run), order.get(run)) else { continue };
@@ -178,9 +223,16 @@ fn path_of<'a>(lists: &'a [PathWatchList], order: &[Vec<usize>], run: usize, at:
     lists.get(run).map_or(&[][..], |l| l.paths.get(entry))
 }
 
+/// `watches_by_path` as one list of pieces (the whole answer in memory: tests).
+pub fn watches_by_path_json(command: &str, lists: &[PathWatchList]) -> Vec<Bytes> {
+    let mut pieces = Vec::new();
+    write_watches_by_path_json(command, lists, &mut pieces);
+    pieces
+}
+
 /// `watches_by_path`: `path_to_session_ids`, paths in byte order, each with
 /// its watching sessions sorted and deduplicated over every shard.
-pub fn watches_by_path_json(command: &str, lists: &[PathWatchList]) -> Vec<Bytes> {
+pub fn write_watches_by_path_json(command: &str, lists: &[PathWatchList], sink: &mut impl PieceSink) -> bool {
     let order: Vec<Vec<usize>> = lists
         .iter()
         .map(|l| {
@@ -192,9 +244,12 @@ pub fn watches_by_path_json(command: &str, lists: &[PathWatchList]) -> Vec<Bytes
     let lens: Vec<usize> = order.iter().map(Vec::len).collect();
     let mut heads = vec![0usize; lists.len()];
     let path_at = |run: usize, at: usize| path_of(lists, &order, run, at);
-    let mut doc = Envelope::open("path_to_session_ids");
+    let mut doc = Envelope::open("path_to_session_ids", sink);
     let mut sessions: Vec<SessionId> = Vec::new();
     while let Some(path) = min_head(&heads, &lens, path_at) {
+        if !doc.wanted() {
+            return false;
+        }
         sessions.clear();
         for (run, head) in heads.iter_mut().enumerate() {
             let (Some(list), Some(run_order)) = (lists.get(run), order.get(run)) else { continue };
@@ -327,6 +382,36 @@ mod tests {
         assert!(pieces.iter().all(|b| b.len() < PIECE_BYTES + 64 * 1024));
         assert_eq!(text(pieces), old_watches_by_path("watches_by_path", &[reg.clone()]));
         assert_eq!(text(watches_json("watches", &[s])), old_watches("watches", &[reg]));
+    }
+
+    /// Takes `left` pieces, then refuses: a client that leaves mid-answer.
+    struct LeavesAfter {
+        left: usize,
+        offered: usize,
+    }
+
+    impl PieceSink for LeavesAfter {
+        fn send_piece(&mut self, _piece: Bytes) -> bool {
+            self.offered += 1;
+            self.left = self.left.saturating_sub(1);
+            self.left > 0
+        }
+    }
+
+    #[test]
+    fn a_refused_piece_stops_the_merge() {
+        let mut reg = WatchRegistry::new();
+        for i in 0..40_000 {
+            reg.add_data_watch(i % 3, &format!("/app/some/long/prefix/p{i}"));
+        }
+        let (s, p) = listed(&reg, 4096);
+        assert!(watches_by_path_json("wchp", std::slice::from_ref(&p)).len() > 2, "the answer is more than 2 pieces");
+        let mut sink = LeavesAfter { left: 1, offered: 0 };
+        assert!(!write_watches_by_path_json("wchp", &[p], &mut sink));
+        assert_eq!(sink.offered, 1, "nothing is written after the refusal");
+        let mut sink = LeavesAfter { left: 1, offered: 0 };
+        assert!(!write_watches_json("wchc", &[s], &mut sink));
+        assert_eq!(sink.offered, 1);
     }
 
     proptest! {
