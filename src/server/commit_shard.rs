@@ -33,7 +33,7 @@ use crate::server::messages::*;
 use crate::server::recovery::Recovered;
 use crate::server::snapshots::{SnapshotPolicy, Snapshotter};
 use crate::server::stats::ServerStats;
-use crate::session::{session_password, PublishedSessions, SessionChange, SessionIdAllocator};
+use crate::session::{PublishedSessions, SessionChange, SessionIdAllocator};
 use crate::storage::txn::{encode_txn, Txn, TxnHeader};
 use crate::tree::{DataTree, MultiOpResult, WriteOp, WriteResult};
 
@@ -323,16 +323,7 @@ impl CommitShard {
                 batch.entries.push(BatchEntry::Txn {
                     zxid,
                     triggers: Vec::new(),
-                    reply: Some(Reply {
-                        conn,
-                        zxid,
-                        kind: ReplyKind::Connect {
-                            session_id,
-                            timeout_ms,
-                            passwd: session_password(session_id),
-                            valid: true,
-                        },
-                    }),
+                    reply: Some(Reply { conn, zxid, kind: ReplyKind::connect(session_id, timeout_ms, true) }),
                     closed_session: None,
                 });
             }
@@ -345,12 +336,7 @@ impl CommitShard {
                 batch.entries.push(BatchEntry::Reply(Reply {
                     conn,
                     zxid: self.seq.last_zxid(),
-                    kind: ReplyKind::Connect {
-                        session_id: if valid { session_id } else { 0 },
-                        timeout_ms: if valid { timeout_ms } else { 0 },
-                        passwd: if valid { session_password(session_id) } else { [0; 16] },
-                        valid,
-                    },
+                    kind: ReplyKind::connect(session_id, timeout_ms, valid),
                 }));
             }
             ToCommit::Write { conn, session_id, xid, op, write, auth } => {

@@ -61,6 +61,19 @@ pub enum ReplyKind {
     CloseSession { xid: i32 },
 }
 
+impl ReplyKind {
+    /// The ConnectResponse to a new or revalidated session; an invalid one
+    /// (expired, unknown) carries no id, timeout or password, as Apache's.
+    pub fn connect(session_id: i64, timeout_ms: i32, valid: bool) -> ReplyKind {
+        ReplyKind::Connect {
+            session_id: if valid { session_id } else { 0 },
+            timeout_ms: if valid { timeout_ms } else { 0 },
+            passwd: if valid { crate::session::session_password(session_id) } else { [0; 16] },
+            valid,
+        }
+    }
+}
+
 pub struct Reply {
     pub conn: ConnRef,
     pub zxid: i64,

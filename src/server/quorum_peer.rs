@@ -45,7 +45,6 @@ use crate::server::quorum_sasl::QuorumSasl;
 use crate::server::quorum_tls::QuorumTransport;
 use crate::server::recovery;
 use crate::server::stats::ServerMode;
-use crate::session::session_password;
 use crate::storage::epoch_files::{self, ACCEPTED_EPOCH_FILE_NAME, CURRENT_EPOCH_FILE_NAME};
 use crate::storage::txn::Txn;
 use crate::tree::{DataTree, WriteOp};
@@ -1078,12 +1077,7 @@ impl CommitShard {
                     batch.entries.push(BatchEntry::Reply(Reply {
                         conn,
                         zxid: self.seq.last_zxid(),
-                        kind: ReplyKind::Connect {
-                            session_id: if valid { session_id } else { 0 },
-                            timeout_ms: if valid { timeout_ms } else { 0 },
-                            passwd: if valid { session_password(session_id) } else { [0; 16] },
-                            valid,
-                        },
+                        kind: ReplyKind::connect(session_id, timeout_ms, valid),
                     }));
                 }
                 LearnerAction::Serving { epoch } => {
@@ -1135,16 +1129,9 @@ impl CommitShard {
         }
         let closed_session = matches!(commit.txn, Txn::CloseSession { .. }).then_some(h.session_id);
         let reply = waiter.map(|waiter| match waiter {
-            TxnWaiter::Connect((conn, timeout_ms)) => Reply {
-                conn,
-                zxid,
-                kind: ReplyKind::Connect {
-                    session_id: h.session_id,
-                    timeout_ms,
-                    passwd: session_password(h.session_id),
-                    valid: true,
-                },
-            },
+            TxnWaiter::Connect((conn, timeout_ms)) => {
+                Reply { conn, zxid, kind: ReplyKind::connect(h.session_id, timeout_ms, true) }
+            }
             TxnWaiter::Close((conn, xid)) => Reply { conn, zxid, kind: ReplyKind::CloseSession { xid } },
             TxnWaiter::Write(p) => Reply {
                 conn: p.conn,
