@@ -51,10 +51,10 @@ use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
 
 use crate::server::quorum_tls::{QuorumStream, QuorumTransport};
-use crate::zab::election::{Action, Decision, Election, Role, Sid};
+use crate::zab::election::{Action, Decision, Election, Sid};
 use crate::zab::election_wire::{
     accepted_connection_verdict, decode_preamble, dialled_connection_verdict, encode_preamble, split_frame,
-    ConnectionVerdict, HostPort, Notification, PeerState, Preamble, PreambleVersion, OBSERVER_ID,
+    ConnectionVerdict, HostPort, Notification, Preamble, PreambleVersion, OBSERVER_ID,
 };
 
 /// How long a dial may take before it counts as failed (Apache's `cnxTimeout`).
@@ -215,29 +215,33 @@ pub async fn elect(
 ) -> Result<(Decision, Election), ElectionNetClosed> {
     let mut actions = initial_actions;
     loop {
-        let mut decision = None;
-        for action in actions.drain(..) {
-            match action {
-                Action::Send { to, notification } => net.send(to, notification),
-                Action::Decided(d) => decision = Some(d),
-            }
+        // What the actions ask is sorted by the shared `Election::step`
+        // (the simulator's driver uses it too).
+        let step = election.step(std::mem::take(&mut actions));
+        for (to, notification) in step.sends {
+            net.send(to, notification);
         }
-        if let Some(d) = decision.or_else(|| settled_decision(&election)) {
+        if let Some(d) = step.decision {
             tracing::info!(sid = net.shared.my_sid, leader = d.leader, role = ?d.role, round = d.vote.election_epoch, "election decided");
             return Ok((d, election));
         }
-        let now = now_ms();
-        let deadline = election.next_deadline_ms().unwrap_or(now);
-        if now >= deadline {
-            actions = election.on_tick(now);
-            continue;
-        }
-        let wait = Duration::from_millis(deadline - now);
-        let event = futures_lite::future::or(async { Some(net.recv().await) }, async {
-            glommio::timer::sleep(wait).await;
-            None
-        })
-        .await;
+        let event = match election.next_deadline_ms() {
+            Some(deadline) => {
+                let now = now_ms();
+                if now >= deadline {
+                    actions = election.on_tick(now);
+                    continue;
+                }
+                let wait = Duration::from_millis(deadline - now);
+                futures_lite::future::or(async { Some(net.recv().await) }, async {
+                    glommio::timer::sleep(wait).await;
+                    None
+                })
+                .await
+            }
+            // Not settled without a deadline cannot happen; wait for a peer.
+            None => Some(net.recv().await),
+        };
         actions = match event {
             Some(received) => {
                 let (from, n) = received?;
@@ -246,18 +250,6 @@ pub async fn elect(
             None => election.on_tick(now_ms()),
         };
     }
-}
-
-/// An election already settled (handed to `elect` again) has its decision.
-fn settled_decision(election: &Election) -> Option<Decision> {
-    let settled = election.settled()?;
-    let role = match settled.my_state {
-        PeerState::Leading => Role::Leading,
-        PeerState::Following => Role::Following,
-        PeerState::Observing => Role::Observing,
-        PeerState::Looking => return None,
-    };
-    Some(Decision { leader: settled.vote.leader, role, vote: settled.vote })
 }
 
 /// The epoch the settled vote advertises, set by the role once it runs
@@ -876,6 +868,7 @@ async fn dial_once(shared: &Rc<Shared>, sid: Sid, addr: SocketAddr) -> Result<Di
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::zab::election_wire::PeerState;
 
     fn shared() -> Rc<Shared> {
         Rc::new(Shared {

@@ -1037,15 +1037,18 @@ impl Server {
         self.election_actions(ctx, actions);
     }
 
+    /// Carries out what the election asked (`Election::step`, as
+    /// production's `election_net::elect`): sends, then the decision, or
+    /// a timer at the next deadline.
     fn election_actions(&mut self, ctx: &mut Ctx, actions: Vec<Action>) {
-        let mut decision = None;
-        for action in actions {
-            match action {
-                Action::Send { to, notification } => self.send_notification(ctx, to, &notification),
-                Action::Decided(d) => decision = Some(d),
-            }
+        let step = match &self.role {
+            PeerRole::Looking(e) => e.step(actions),
+            _ => return,
+        };
+        for (to, notification) in &step.sends {
+            self.send_notification(ctx, *to, notification);
         }
-        if let Some(d) = decision {
+        if let Some(d) = step.decision {
             self.decided(ctx, d);
         } else if let PeerRole::Looking(e) = &self.role {
             if let Some(deadline) = e.next_deadline_ms() {

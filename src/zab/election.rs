@@ -119,6 +119,17 @@ pub enum Action {
     Decided(Decision),
 }
 
+/// What one input's actions ask of the election's driver (production's
+/// `election_net::elect`, the simulator's `Server::election_actions`):
+/// the notifications to send, in order, and the decision once there is
+/// one. Without a decision the driver waits for the next notification or
+/// `Election::next_deadline_ms`, whichever comes first.
+#[derive(Debug, Default)]
+pub struct ElectionStep {
+    pub sends: Vec<(Sid, Notification)>,
+    pub decision: Option<Decision>,
+}
+
 /// A vote as recorded from a notification, with what Apache's `Vote.equals`
 /// needs: the sender's state and the format version.
 #[derive(Debug, Clone, Copy)]
@@ -267,6 +278,37 @@ impl Election {
 
     pub fn settled_mut(&mut self) -> Option<&mut Settled> {
         self.settled.as_mut()
+    }
+
+    /// Sorts the actions one input produced (`start`, `on_notification`,
+    /// `on_tick`): the sends in order, and the first decision, or the
+    /// settled vote's if the election was handed over already decided.
+    pub fn step(&self, actions: Vec<Action>) -> ElectionStep {
+        let mut step = ElectionStep::default();
+        for action in actions {
+            match action {
+                Action::Send { to, notification } => step.sends.push((to, notification)),
+                Action::Decided(d) => {
+                    step.decision.get_or_insert(d);
+                }
+            }
+        }
+        if step.decision.is_none() {
+            step.decision = self.settled_decision();
+        }
+        step
+    }
+
+    /// The decision of an election already settled.
+    fn settled_decision(&self) -> Option<Decision> {
+        let settled = self.settled.as_ref()?;
+        let role = match settled.my_state {
+            PeerState::Leading => Role::Leading,
+            PeerState::Following => Role::Following,
+            PeerState::Observing => Role::Observing,
+            PeerState::Looking => return None,
+        };
+        Some(Decision { leader: settled.vote.leader, role, vote: settled.vote })
     }
 
     /// When `on_tick` must next be called; `None` once decided.
