@@ -15,7 +15,8 @@ use std::collections::{BTreeMap, VecDeque};
 use bytes::Bytes;
 
 use crate::storage::log_format::record_bytes;
-use crate::zab::leader::{LeaderAction, LeaderCore, SyncRequester, ZXID_COUNTER_MAX};
+use crate::zab::leader::{LeaderAction, LeaderCore, LearnerConn, SyncRequester, ZXID_COUNTER_MAX};
+use crate::zab::packets::ToLeader;
 
 /// Batches sealed and waiting for the point that lets clients see them (a
 /// quorum's commit when leading, the log's fsync when standalone), oldest
@@ -52,6 +53,38 @@ impl<B> PendingBatches<B> {
     pub fn len(&self) -> usize {
         self.batches.len()
     }
+}
+
+/// One event of a leader turn's intake, as both drivers hand it over in
+/// arrival order (production's `lead()`: worker messages and quorum
+/// events; the simulator's `leader_turn`: its clients and links).
+pub enum LeaderInput<R, S> {
+    /// A local client's write or session request (`R`: the driver's own).
+    Request(R),
+    /// A local client's sync (`S`: what the driver keeps until it is answered).
+    Sync(S),
+    /// A learner connected. `disk_files`: the oldest log's first zxid and
+    /// the newest snapshot's size now (purges and snapshots since the term
+    /// began are re-checked before each learner is synced).
+    LearnerUp {
+        conn: LearnerConn,
+        disk_files: (Option<i64>, u64),
+    },
+    Learner(LearnerConn, ToLeader),
+    LearnerDown(LearnerConn),
+}
+
+/// What the driver does with one intake event.
+#[derive(Debug, PartialEq)]
+pub enum Intake<R, S> {
+    /// Execute it now, before the next event: it takes the next zxid, and
+    /// a sync after it in this turn is ordered after it.
+    Execute(R),
+    /// Turned away: not established yet (the client retries).
+    Refuse(R),
+    RefuseSync(S),
+    /// Taken here: handed to the core (a learner's event, a sync's round).
+    Taken,
 }
 
 /// One leadership term's bookkeeping. `B`: the driver's sealed batch;
@@ -95,6 +128,43 @@ impl<B, S> LeaderTerm<B, S> {
         self.next_sync_token += 1;
         self.local_syncs.insert(token, sync);
         core.sync(SyncRequester::Local(token), last_zxid, actions);
+    }
+
+    /// Takes one intake event, in arrival order. Client requests and syncs
+    /// wait for `takes_client_requests`; a sync is ordered after everything
+    /// given a zxid so far (`last_zxid`: the requests executed before it in
+    /// this turn included). Learner events go to the core, their actions
+    /// into `actions` for the turn (`LeaderTurn::begin`).
+    pub fn intake<R>(
+        &mut self,
+        core: &mut LeaderCore,
+        input: LeaderInput<R, S>,
+        now_ms: u64,
+        last_zxid: i64,
+        actions: &mut Vec<LeaderAction>,
+    ) -> Intake<R, S> {
+        match input {
+            LeaderInput::Request(request) if self.takes_client_requests() => Intake::Execute(request),
+            LeaderInput::Request(request) => Intake::Refuse(request),
+            LeaderInput::Sync(sync) if self.takes_client_requests() => {
+                self.sync_local(core, sync, last_zxid, actions);
+                Intake::Taken
+            }
+            LeaderInput::Sync(sync) => Intake::RefuseSync(sync),
+            LeaderInput::LearnerUp { conn, disk_files: (oldest_log_zxid, snapshot_bytes) } => {
+                core.disk_files_changed(oldest_log_zxid, snapshot_bytes);
+                core.learner_connected(conn, now_ms);
+                Intake::Taken
+            }
+            LeaderInput::Learner(conn, packet) => {
+                core.learner_packet(conn, packet, now_ms, actions);
+                Intake::Taken
+            }
+            LeaderInput::LearnerDown(conn) => {
+                core.learner_disconnected(conn);
+                Intake::Taken
+            }
+        }
     }
 
     /// The sync `LocalSyncReady { token }` answers (None: not this term's).

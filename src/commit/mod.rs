@@ -35,7 +35,7 @@ pub mod learner_turn;
 pub mod standalone_turn;
 pub mod wake;
 pub use between_roles::{BetweenRoles, BetweenRolesStep, ElectionCarry};
-pub use leader_term::{LeaderTerm, PendingBatches};
+pub use leader_term::{Intake, LeaderInput, LeaderTerm, PendingBatches};
 pub use leader_turn::{LeaderStep, LeaderTurn, TurnBatch};
 pub use learner_pending::{LearnerPending, TxnWaiter};
 pub use learner_turn::{LearnerStep, LearnerTurn};

@@ -31,7 +31,10 @@ use bytes::{Bytes, BytesMut};
 
 use crate::acl::Authz;
 use crate::commit::forwarded::{read_forwarded, ForwardedOp};
-use crate::commit::{BetweenRoles, BetweenRolesStep, ElectionCarry, LeaderStep, LeaderTurn, SessionHolder, TxnWaiter};
+use crate::commit::{
+    BetweenRoles, BetweenRolesStep, ElectionCarry, Intake, LeaderInput, LeaderStep, LeaderTurn, SessionHolder,
+    TxnWaiter,
+};
 use crate::config::{LearnerRole, QuorumConfig};
 use crate::jute::Writer;
 use crate::proto::records::{CreateRequest, MultiOp, PathVersion, Request, SetAclRequest, SetDataRequest};
@@ -553,40 +556,35 @@ impl CommitShard {
             let Some(items) = events.next_batch().await else { break "stopping".to_owned() };
             let mut batch = BatchBuilder::default();
             let mut actions = Vec::new();
+            // Which events the turn takes, and in which order, is the
+            // shared `LeaderTerm::intake`; this loop carries out its answer.
             for event in items {
-                match event {
-                    Event::Worker(_, ToCommit::Sync { conn, xid, path, .. }) if held.takes_client_requests() => {
-                        // After the requests before it (self.last_zxid
-                        // covers those in this batch), and a quorum round.
-                        held.sync_local(&mut leader, (conn, xid, path), self.seq.last_zxid(), &mut actions);
-                    }
-                    Event::Worker(arrived, msg) => {
-                        if held.takes_client_requests() {
-                            self.handle_worker_message(arrived, msg, &mut batch).await;
-                        } else {
-                            self.refuse(msg, &mut batch).await;
-                        }
-                    }
-                    Event::Quorum(t, _) if t != term => {}
-                    Event::Quorum(_, QuorumEvent::LearnerUp(conn)) => {
-                        // Purges and snapshots since: re-checked before each sync.
-                        let (oldest_log, snapshot_bytes) =
-                            disk_log::disk_files(&self.config.data_dir, &self.config.data_log_dir);
-                        leader.disk_files_changed(oldest_log, snapshot_bytes);
-                        leader.learner_connected(conn, now())
-                    }
+                let input = match event {
+                    Event::Worker(_, ToCommit::Sync { conn, xid, path, .. }) => LeaderInput::Sync((conn, xid, path)),
+                    Event::Worker(arrived, msg) => LeaderInput::Request((arrived, msg)),
+                    Event::Quorum(t, _) if t != term => continue,
+                    Event::Quorum(_, QuorumEvent::LearnerUp(conn)) => LeaderInput::LearnerUp {
+                        conn,
+                        disk_files: disk_log::disk_files(&self.config.data_dir, &self.config.data_log_dir),
+                    },
                     Event::Quorum(_, QuorumEvent::Learner(conn, p)) => {
                         if let (ToLeader::Ack { zxid }, Some(sid)) = (&p, leader.learner_sid(conn)) {
                             self.quorum_metrics.acked(sid, *zxid, Instant::now());
                         }
-                        leader.learner_packet(conn, p, now(), &mut actions)
+                        LeaderInput::Learner(conn, p)
                     }
                     Event::Quorum(_, QuorumEvent::LearnerDown(conn, why)) => {
                         tracing::info!(conn, reason = %why, "learner connection closed");
-                        leader.learner_disconnected(conn);
                         links.borrow_mut().remove(&conn);
+                        LeaderInput::LearnerDown(conn)
                     }
-                    Event::Quorum(..) | Event::LogDurable => {}
+                    Event::Quorum(..) | Event::LogDurable => continue,
+                };
+                match held.intake(&mut leader, input, now(), self.seq.last_zxid(), &mut actions) {
+                    Intake::Execute((arrived, msg)) => self.handle_worker_message(arrived, msg, &mut batch).await,
+                    Intake::Refuse((_, msg)) => self.refuse(msg, &mut batch).await,
+                    Intake::RefuseSync((conn, _, _)) => batch.entries.push(BatchEntry::DropConnection { conn }),
+                    Intake::Taken => {}
                 }
             }
             turn.begin(&mut leader, now(), actions);

@@ -23,9 +23,9 @@ use super::sessions::SessionReply;
 use super::world::{Ctx, Ev};
 use crate::acl::ServerIdentity;
 use crate::commit::{
-    forwarded::ForwardedOp, BetweenRoles, BetweenRolesStep, ElectionCarry, ExecSettings, LeaderStep, LeaderTerm,
-    LeaderTurn, LearnerPending, PendingBatches, Sequencer, SessionHolder, StandaloneStep, StandaloneTurn, TurnBatch,
-    TxnSink, TxnWaiter,
+    forwarded::ForwardedOp, BetweenRoles, BetweenRolesStep, ElectionCarry, ExecSettings, Intake, LeaderInput,
+    LeaderStep, LeaderTerm, LeaderTurn, LearnerPending, PendingBatches, Sequencer, SessionHolder, StandaloneStep,
+    StandaloneTurn, TurnBatch, TxnSink, TxnWaiter,
 };
 use crate::server::snapshots::SnapshotPolicy;
 use crate::session::{PublishedSessions, SessionChange, SessionIdAllocator};
@@ -354,13 +354,6 @@ fn describe(n: &Notification) -> String {
 
 fn hash_txn(bytes: &[u8]) -> u64 {
     fnv1a(bytes)
-}
-
-/// A client op a leader or standalone server prepares, in arrival order.
-enum LocalOp {
-    Write(u64, WriteOp),
-    Sync(u64),
-    Session(Input),
 }
 
 /// What an applied txn was, for a learner's session replies and checks.
@@ -1514,80 +1507,28 @@ impl Server {
     fn leader_turn(&mut self, ctx: &mut Ctx) {
         let now = self.now(ctx);
         let items: Vec<Input> = self.inbox.drain(..).collect();
-        let mut writes = Vec::new();
         let mut actions = Vec::new();
-        let planted_early = ctx.knobs.plant == Some(super::world::Plant::RequestsBeforeEstablished);
-        {
-            let PeerRole::Leading(l) = &mut self.role else { return };
-            for input in items {
-                // `LeaderTerm::takes_client_requests`, as production's
-                // intake asks (the plant asks the core, which flips while
-                // this very loop reads the NEWLEADER ACK).
-                let takes_requests =
-                    if planted_early { l.core.is_established() } else { l.term.takes_client_requests() };
-                match input {
-                    input if input.is_session_op() => {
-                        if takes_requests {
-                            writes.push(LocalOp::Session(input));
-                        } else if let Some(r) = input.session_refusal() {
-                            ctx.session_reply(self.sid, r);
-                        }
-                    }
-                    Input::ClientWrite { id, write } => {
-                        if takes_requests {
-                            writes.push(LocalOp::Write(id, write));
-                        } else {
-                            ctx.write_refused(id);
-                            ctx.trace(self.sid, format!("refuses client write #{id} (not established)"));
-                        }
-                    }
-                    Input::ClientSync { id, .. } => {
-                        if takes_requests {
-                            // In arrival order with the writes (production
-                            // handles worker messages one by one).
-                            writes.push(LocalOp::Sync(id));
-                        } else {
-                            ctx.sync_refused(self.sid, id, "not established");
-                        }
-                    }
-                    Input::LearnerUp(conn) => {
-                        if let Some(c) = l.conn_of(conn) {
-                            // Purges and snapshots since: re-checked before each sync.
-                            let (oldest_log, snapshot_bytes) = self.disk.sync_index_files();
-                            l.core.disk_files_changed(oldest_log, snapshot_bytes);
-                            l.core.learner_connected(c, now);
-                        }
-                    }
-                    Input::Learner(conn, p) => {
-                        if let (ToLeader::Ack { zxid }, true) =
-                            (&p, ctx.knobs.plant == Some(super::world::Plant::CommitOnMinority))
-                        {
-                            let acked = l.planted_acks.entry(conn).or_insert(*zxid);
-                            *acked = (*acked).max(*zxid);
-                        }
-                        if let Some(c) = l.conn_of(conn) {
-                            l.core.learner_packet(c, p, now, &mut actions);
-                        }
-                    }
-                    Input::LearnerDown(conn, why) => {
-                        if let Some(c) = l.conn_of(conn) {
-                            ctx.trace(self.sid, format!("learner conn {c} closed: {why}"));
-                            l.core.learner_disconnected(c);
-                            l.links.remove(&c);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        // Worker writes are prepared in arrival order (`handle_worker_message`);
-        // a sync is registered after the writes before it (`last_zxid`).
         let mut batch = LeaderBatch::default();
-        for item in writes {
-            match item {
-                LocalOp::Write(id, write) => self.execute(ctx, id, &write, &mut batch),
-                LocalOp::Sync(sync_id) => self.local_sync(ctx, sync_id, &mut actions),
-                LocalOp::Session(input) => self.local_session_op(ctx, input, &mut batch),
+        // The shared `LeaderTerm::intake` decides, event by event in arrival
+        // order as production's `lead()`; a request it takes is executed
+        // before the next event (`handle_worker_message`), so a sync is
+        // ordered after the writes before it.
+        for input in items {
+            let Some(step) = self.leader_intake(ctx, input, now, &mut actions) else { continue };
+            match step {
+                Intake::Execute(Input::ClientWrite { id, write }) => self.execute(ctx, id, &write, &mut batch),
+                Intake::Execute(input) => self.local_session_op(ctx, input, &mut batch),
+                Intake::Refuse(Input::ClientWrite { id, .. }) => {
+                    ctx.write_refused(id);
+                    ctx.trace(self.sid, format!("refuses client write #{id} (not established)"));
+                }
+                Intake::Refuse(input) => {
+                    if let Some(r) = input.session_refusal() {
+                        ctx.session_reply(self.sid, r);
+                    }
+                }
+                Intake::RefuseSync(id) => ctx.sync_refused(self.sid, id, "not established"),
+                Intake::Taken => {}
             }
         }
         if let PeerRole::Leading(l) = &mut self.role {
@@ -1597,17 +1538,62 @@ impl Server {
         self.continue_leader(ctx);
     }
 
-    /// Mirrors `lead()`'s `ToCommit::Sync` arm: a token, and
-    /// `LeaderCore::sync` after everything assigned so far.
-    fn local_sync(&mut self, ctx: &mut Ctx, sync_id: u64, actions: &mut Vec<LeaderAction>) {
+    /// One inbox event through the shared `LeaderTerm::intake` (None: not
+    /// one a leader takes, or a link this term does not know). The planted
+    /// bugs are applied around the call: `requests-before-established`
+    /// takes requests once the core is established (it flips while this
+    /// very intake reads the NEWLEADER ACK), `sync-without-round` keeps a
+    /// taken sync out of the core's rounds.
+    fn leader_intake(
+        &mut self,
+        ctx: &mut Ctx,
+        input: Input,
+        now: u64,
+        actions: &mut Vec<LeaderAction>,
+    ) -> Option<Intake<Input, u64>> {
+        let plant = ctx.knobs.plant;
         let last_zxid = self.seq.last_zxid();
-        let PeerRole::Leading(l) = &mut self.role else { return };
-        if ctx.knobs.plant == Some(super::world::Plant::SyncWithoutRound) {
-            l.planted_syncs.push_back((PlantedSync::Local(sync_id), last_zxid));
-            self.flush_planted_syncs(ctx);
-            return;
+        let sid = self.sid;
+        let PeerRole::Leading(l) = &mut self.role else { return None };
+        let input = match input {
+            Input::ClientSync { id, .. } => LeaderInput::Sync(id),
+            input @ Input::ClientWrite { .. } => LeaderInput::Request(input),
+            input if input.is_session_op() => LeaderInput::Request(input),
+            Input::LearnerUp(conn) => {
+                LeaderInput::LearnerUp { conn: l.conn_of(conn)?, disk_files: self.disk.sync_index_files() }
+            }
+            Input::Learner(conn, p) => {
+                if let (ToLeader::Ack { zxid }, Some(super::world::Plant::CommitOnMinority)) = (&p, plant) {
+                    let acked = l.planted_acks.entry(conn).or_insert(*zxid);
+                    *acked = (*acked).max(*zxid);
+                }
+                LeaderInput::Learner(l.conn_of(conn)?, p)
+            }
+            Input::LearnerDown(conn, why) => {
+                let c = l.conn_of(conn)?;
+                ctx.trace(sid, format!("learner conn {c} closed: {why}"));
+                l.links.remove(&c);
+                LeaderInput::LearnerDown(c)
+            }
+            _ => return None,
+        };
+        let planted_early = plant == Some(super::world::Plant::RequestsBeforeEstablished)
+            && l.core.is_established()
+            && !l.term.takes_client_requests();
+        let takes_syncs = planted_early || l.term.takes_client_requests();
+        match input {
+            LeaderInput::Request(request) if planted_early => Some(Intake::Execute(request)),
+            LeaderInput::Sync(id) if takes_syncs && plant == Some(super::world::Plant::SyncWithoutRound) => {
+                l.planted_syncs.push_back((PlantedSync::Local(id), last_zxid));
+                self.flush_planted_syncs(ctx);
+                Some(Intake::Taken)
+            }
+            LeaderInput::Sync(id) if planted_early => {
+                l.term.sync_local(&mut l.core, id, last_zxid, actions);
+                Some(Intake::Taken)
+            }
+            input => Some(l.term.intake(&mut l.core, input, now, last_zxid, actions)),
         }
-        l.term.sync_local(&mut l.core, sync_id, last_zxid, actions);
     }
 
     /// Planted bug (`Plant::SyncWithoutRound`): syncs answered as soon as

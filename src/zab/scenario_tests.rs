@@ -1122,3 +1122,38 @@ fn a_turn_before_establishment_expires_nothing_and_the_zxid_counter_end_steps_do
     assert_eq!(steps.last().map(|s| s.starts_with("StepDown")), Some(true), "{steps:?}");
     assert!(turn.is_idle());
 }
+
+#[test]
+fn the_intake_refuses_client_requests_until_established_and_hands_learner_events_to_the_core() {
+    use crate::commit::{Intake, LeaderInput};
+    let mut h = Harness::new(3, &[1, 2, 3], &[], BTreeMap::new());
+    let mut term = crate::commit::LeaderTerm::<i64, &str>::default();
+    let mut actions = Vec::new();
+    // Before the `Established` action is carried out, requests and syncs
+    // are turned away, even once the core itself has established.
+    for established_core in [false, true] {
+        if established_core {
+            h.run();
+            assert_eq!(h.established, Some(1));
+        }
+        let req = term.intake(&mut h.leader, LeaderInput::Request("w"), h.now_ms, 0, &mut actions);
+        assert_eq!(req, Intake::Refuse("w"));
+        let sync = term.intake(&mut h.leader, LeaderInput::<&str, &str>::Sync("s"), h.now_ms, 0, &mut actions);
+        assert_eq!(sync, Intake::RefuseSync("s"));
+    }
+    assert_eq!(h.leader.pending_sync_count(), 0);
+    term.established(make_zxid(1, 0));
+    let req = term.intake(&mut h.leader, LeaderInput::Request("w"), h.now_ms, make_zxid(1, 0), &mut actions);
+    assert_eq!(req, Intake::Execute("w"));
+    // A sync is taken and waits for a quorum round after what came before.
+    let sync =
+        term.intake(&mut h.leader, LeaderInput::<&str, &str>::Sync("s"), h.now_ms, make_zxid(1, 1), &mut actions);
+    assert_eq!(sync, Intake::Taken);
+    assert_eq!(h.leader.pending_sync_count(), 1);
+    // A learner leaving is the core's to forget.
+    let learners = h.leader.learner_count();
+    let c2 = h.conn_of(2);
+    let gone = term.intake(&mut h.leader, LeaderInput::<&str, &str>::LearnerDown(c2), h.now_ms, 0, &mut actions);
+    assert_eq!(gone, Intake::Taken);
+    assert_eq!(h.leader.learner_count(), learners - 1);
+}
