@@ -131,3 +131,56 @@ fn many_large_writes_keep_rss_bounded() {
     assert_eq!(stat.version, 200);
     assert!(data.as_deref() == Some(&values[1][..]));
 }
+
+/// Large frames are read into an allocation of their own (from 256 KiB):
+/// pipelined with small ones in one stream and cut at awkward places, every
+/// request is answered in order and every value arrives whole.
+#[test]
+fn large_and_small_frames_pipelined_in_odd_pieces_arrive_whole_and_in_order() {
+    use zoocore::client::RawConnection;
+    use zoocore::jute::{Reader, Record};
+    use zoocore::proto::records::{encode_request_frame, PathWatch, ReplyHeader, Request};
+
+    let server = start();
+    let c = Client::connect(server.addr, T).expect("connect");
+    c.create("/pipe", b"", &open_acl_unsafe(), CreateMode::Persistent).expect("create");
+
+    let mut raw = RawConnection::connect(server.addr).expect("raw connect");
+    raw.handshake(10_000).expect("handshake");
+    let sizes = [256 << 10, 100, (256 << 10) - 8, 3 << 20, 0, 1 << 20];
+    let mut stream = bytes::BytesMut::new();
+    let mut xid = 1;
+    for (i, &size) in sizes.iter().enumerate() {
+        let set = SetDataRequest { path: "/pipe".into(), data: Some(Bytes::from(value(i as u8, size))), version: -1 };
+        encode_request_frame(&mut stream, xid, &Request::SetData(set));
+        xid += 1;
+        encode_request_frame(&mut stream, xid, &Request::GetData(PathWatch { path: "/pipe".into(), watch: false }));
+        xid += 1;
+    }
+    // Pieces of 1, 3, 7 ... bytes and larger, so prefixes and bodies are cut
+    // everywhere; flushed with pauses so the server reads them apart.
+    let mut rest = &stream[..];
+    let mut piece = 1usize;
+    while !rest.is_empty() {
+        let n = piece.min(rest.len());
+        raw.send(&rest[..n]).expect("send");
+        rest = &rest[n..];
+        piece = if piece > 200_000 { 1 } else { piece * 7 + 3 };
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    raw.set_read_timeout(Some(T)).expect("timeout");
+    let mut expected_xid = 1;
+    for (i, &size) in sizes.iter().enumerate() {
+        let frame = raw.read_frame().expect("read").expect("a setData reply");
+        let header = ReplyHeader::decode(&mut Reader::new(frame)).expect("reply header");
+        assert_eq!((header.xid, header.err), (expected_xid, 0), "setData #{i} of {size} bytes");
+        let frame = raw.read_frame().expect("read").expect("a getData reply");
+        let mut r = Reader::new(frame).with_max_field_len(MAX_BUFFER);
+        let header = ReplyHeader::decode(&mut r).expect("reply header");
+        assert_eq!((header.xid, header.err), (expected_xid + 1, 0), "getData after #{i}");
+        let got = r.read_buffer().expect("getData's value").unwrap_or_default();
+        let want = value(i as u8, size);
+        assert!(got[..] == want[..], "value #{i} of {size} bytes came back changed");
+        expected_xid += 2;
+    }
+}

@@ -34,6 +34,13 @@ const READ_CHUNK: usize = 16 * 1024;
 /// a read takes at most the room, so a large frame the decoder reserved
 /// exactly is filled in place and never regrown (copied) at its end.
 const READ_MIN_ROOM: usize = 4 * 1024;
+/// Frames at least this long are read straight into an allocation of their
+/// own, in reads of up to `LARGE_FRAME_READ_BYTES`: no copy through the
+/// scratch buffer, a few reads instead of one per `READ_CHUNK`, and the
+/// frame owns exactly its bytes, so the value a request slices out of it
+/// pins nothing else.
+const LARGE_FRAME_MIN_BYTES: usize = 256 * 1024;
+const LARGE_FRAME_READ_BYTES: usize = 1024 * 1024;
 
 pub async fn serve(shard: Rc<WorkerShard>, stream: TcpStream, transport: tls::Transport) {
     let peer = match stream.peer_addr() {
@@ -157,13 +164,16 @@ async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
             }
         }
         loop {
-            let frame = match decoder.decode(&mut buf) {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!(peer = %conn.peer, error = ?e, max_frame = max, "bad frame length; closing connection (raise jute.maxbuffer if this client is legitimate)");
-                    return Err("bad frame".into());
-                }
+            let frame = match large_frame_len(&buf, max) {
+                Some(len) => read_large_frame(&mut reader, &mut buf, len).await?,
+                None => match decoder.decode(&mut buf) {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(peer = %conn.peer, error = ?e, max_frame = max, "bad frame length; closing connection (raise jute.maxbuffer if this client is legitimate)");
+                        return Err("bad frame".into());
+                    }
+                },
             };
             conn.stats.received.set(conn.stats.received.get() + 1);
             if !handshaken {
@@ -188,6 +198,40 @@ async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
             }
         }
     }
+}
+
+/// The length of the frame `buf` starts, when it is a large one
+/// (`LARGE_FRAME_MIN_BYTES`, within `max`) not yet whole in `buf`. A bad
+/// prefix is left to the decoder to refuse.
+fn large_frame_len(buf: &BytesMut, max: usize) -> Option<usize> {
+    let prefix: [u8; 4] = buf.get(..4)?.try_into().ok()?;
+    let len = usize::try_from(i32::from_be_bytes(prefix)).ok()?;
+    (len >= LARGE_FRAME_MIN_BYTES && len <= max && buf.len() < 4 + len).then_some(len)
+}
+
+/// Reads the rest of a large frame (its prefix and first bytes are all of
+/// `buf`) into an allocation of its own; `buf` is left empty.
+async fn read_large_frame<R: futures_lite::AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    len: usize,
+) -> Result<bytes::Bytes, String> {
+    let mut frame = vec![0u8; len];
+    let have = buf.len().saturating_sub(4);
+    if let (Some(to), Some(from)) = (frame.get_mut(..have), buf.get(4..)) {
+        to.copy_from_slice(from);
+    }
+    buf.clear();
+    let mut filled = have;
+    while filled < len {
+        let end = len.min(filled + LARGE_FRAME_READ_BYTES);
+        match reader.read(&mut frame[filled..end]).await {
+            Ok(0) => return Err("end of stream".into()),
+            Ok(n) => filled += n,
+            Err(e) => return Err(format!("read error: {e}")),
+        }
+    }
+    Ok(bytes::Bytes::from(frame))
 }
 
 /// Handles the ConnectRequest. Ok(false) when the connection must close.
