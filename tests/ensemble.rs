@@ -426,3 +426,43 @@ fn five_servers_survive_two_leader_kills_under_pipelined_writes() {
     assert!(mntr.contains("zk_synced_followers\t2"), "the two other survivors follow:\n{mntr}");
     eprintln!("five servers: {} acked, {} unknown, {:?} in all", log.acked.len(), log.unknown.len(), started.elapsed());
 }
+
+/// Values the leader keeps without copying (from 256 KiB) arrive whole on
+/// every member, written through the leader and forwarded by a follower,
+/// and after the leader is replaced (the new leader replayed or applied
+/// them as a follower).
+#[test]
+fn large_values_through_leader_and_follower_reach_every_member() {
+    let mut e = Ensemble::start(3, &[], TICK_MS, "jute.maxbuffer=4194304\n");
+    let leader = e.wait_for_quorum(SETTLE);
+    let follower = if leader == 1 { 2 } else { 1 };
+    let value = |seed: u8, len: usize| (0..len).map(|i| (i / 4096) as u8 ^ (i as u8) ^ seed).collect::<Vec<u8>>();
+    let through_leader = value(1, 1 << 20);
+    let through_follower = value(2, 300 << 10);
+    let lc = connect(e.member(leader));
+    let fc = connect(e.member(follower));
+    lc.create("/big-l", &through_leader, &open_acl_unsafe(), CreateMode::Persistent).expect("create via leader");
+    fc.create("/big-f", &through_follower, &open_acl_unsafe(), CreateMode::Persistent).expect("create via follower");
+    fc.set_data("/big-l", &through_follower, 0).expect("setData via follower");
+    lc.set_data("/big-f", &through_leader, 0).expect("setData via leader");
+    let check = |e: &mut Ensemble, running: &[u64]| {
+        for &sid in running {
+            let c = connect(e.member(sid));
+            c.sync("/").expect("sync");
+            let (l, _) = c.get_data("/big-l", false).expect("get /big-l");
+            let (f, _) = c.get_data("/big-f", false).expect("get /big-f");
+            assert!(l.as_deref() == Some(&through_follower[..]), "server {sid}: /big-l changed");
+            assert!(f.as_deref() == Some(&through_leader[..]), "server {sid}: /big-f changed");
+        }
+    };
+    check(&mut e, &[1, 2, 3]);
+    drop((lc, fc));
+    e.member(leader).kill9();
+    let others: Vec<u64> = (1..=3).filter(|s| *s != leader).collect();
+    let deadline = Instant::now() + SETTLE;
+    while !others.iter().any(|s| e.member(*s).mode() == "leader") {
+        assert!(Instant::now() < deadline, "no new leader");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    check(&mut e, &others);
+}

@@ -38,6 +38,11 @@ pub fn read_forwarded(op_type: i32, body: Bytes, max_field_len: usize) -> Forwar
         },
         op::CLOSE_SESSION => ForwardedOp::CloseSession,
         _ => {
+            // The body slices the link's read buffer, which other packets
+            // share; a large one is copied out first, so the value the
+            // tree keeps (`tree::node::KEPT_VALUE_MIN_BYTES`) pins nothing else.
+            let body =
+                if body.len() >= crate::tree::KEPT_VALUE_MIN_BYTES { Bytes::copy_from_slice(&body) } else { body };
             let mut r = Reader::new(body).with_max_field_len(max_field_len);
             match decode_request(op_type, &mut r).ok().and_then(|req| into_write(op_type, req).ok()) {
                 Some(write) => ForwardedOp::Write(write),

@@ -39,7 +39,7 @@ const READ_MIN_ROOM: usize = 4 * 1024;
 /// scratch buffer, a few reads instead of one per `READ_CHUNK`, and the
 /// frame owns exactly its bytes, so the value a request slices out of it
 /// pins nothing else.
-const LARGE_FRAME_MIN_BYTES: usize = 256 * 1024;
+pub const LARGE_FRAME_MIN_BYTES: usize = crate::tree::KEPT_VALUE_MIN_BYTES;
 const LARGE_FRAME_READ_BYTES: usize = 1024 * 1024;
 
 pub async fn serve(shard: Rc<WorkerShard>, stream: TcpStream, transport: tls::Transport) {

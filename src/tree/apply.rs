@@ -25,26 +25,43 @@ fn error_code(err: i32) -> ErrorCode {
     ErrorCode::from_code(err).unwrap_or(ErrorCode::SystemError)
 }
 
+/// How a txn is applied.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ApplyAs {
+    /// A create (op 1) of a node that exists still moves the parent's
+    /// cversion and pzxid on (replay over a fuzzy snapshot, as Apache);
+    /// false where that create would have been refused (`execute`).
+    pub existing_create_moves_parent: bool,
+    /// A large value (`node::KEPT_VALUE_MIN_BYTES`) is kept as the txn's
+    /// own bytes instead of copied: only where those bytes are a request's
+    /// frame (the leader's `execute`), never where they slice a log file
+    /// read whole (replay) or a learner's packet buffer.
+    pub keeps_large_values: bool,
+}
+
+impl ApplyAs {
+    /// Replay, a learner's commit, a loaded DIFF: values copied.
+    pub const REPLAYED: ApplyAs = ApplyAs { existing_create_moves_parent: true, keeps_large_values: false };
+}
+
 impl DataTree {
     /// Applies one txn at `header.zxid`. The result is what the client that
     /// sent the request is told (Err for an error txn); the triggers are the
     /// watch events it fires, in ZooKeeper's order. `last_zxid` advances
     /// whatever the outcome: every txn consumes its zxid.
     pub fn apply_txn(&mut self, header: &TxnHeader, txn: &Txn) -> (Result<WriteResult, ErrorCode>, Vec<WatchTrigger>) {
-        self.apply_txn_as(header, txn, true)
+        self.apply_txn_as(header, txn, ApplyAs::REPLAYED)
     }
 
-    /// `apply_txn`; with `existing_create_moves_parent` false a create
-    /// (op 1) of a node that exists changes nothing, as the error txn the
-    /// leader then logs instead (`execute`).
+    /// `apply_txn`, as `how` says (`ApplyAs`).
     pub(super) fn apply_txn_as(
         &mut self,
         header: &TxnHeader,
         txn: &Txn,
-        existing_create_moves_parent: bool,
+        how: ApplyAs,
     ) -> (Result<WriteResult, ErrorCode>, Vec<WatchTrigger>) {
         let mut triggers = Vec::new();
-        let result = self.apply_one(header, header.op, txn, &mut triggers, existing_create_moves_parent);
+        let result = self.apply_one(header, header.op, txn, &mut triggers, how);
         if result.is_err() {
             triggers.clear();
         }
@@ -58,13 +75,14 @@ impl DataTree {
         txn_op: i32,
         txn: &Txn,
         triggers: &mut Triggers,
-        existing_create_moves_parent: bool,
+        how: ApplyAs,
     ) -> Result<WriteResult, ErrorCode> {
+        let keep = how.keeps_large_values;
         match txn {
             Txn::Create { path, data, acl, ephemeral, parent_cversion } => {
                 let owner = if *ephemeral { header.session_id } else { 0 };
-                let result = self.create_node(header, path, data, acl, owner, *parent_cversion, triggers);
-                if txn_op == op::CREATE && result == Err(ErrorCode::NodeExists) && existing_create_moves_parent {
+                let result = self.create_node(header, path, data, keep, acl, owner, *parent_cversion, triggers);
+                if txn_op == op::CREATE && result == Err(ErrorCode::NodeExists) && how.existing_create_moves_parent {
                     // As Apache: replaying a create over a fuzzy snapshot
                     // that already holds the node still moves the parent's
                     // cversion and pzxid on.
@@ -75,16 +93,16 @@ impl DataTree {
                 result
             }
             Txn::CreateContainer { path, data, acl, parent_cversion } => {
-                self.create_node(header, path, data, acl, CONTAINER_EPHEMERAL_OWNER, *parent_cversion, triggers)
+                self.create_node(header, path, data, keep, acl, CONTAINER_EPHEMERAL_OWNER, *parent_cversion, triggers)
             }
             Txn::CreateTtl { path, data, acl, parent_cversion, ttl_ms } => {
-                self.create_node(header, path, data, acl, TTL_MASK | ttl_ms, *parent_cversion, triggers)
+                self.create_node(header, path, data, keep, acl, TTL_MASK | ttl_ms, *parent_cversion, triggers)
             }
             Txn::Delete { path } => {
                 self.delete_node(header.zxid, path, triggers)?;
                 Ok(WriteResult::Deleted)
             }
-            Txn::SetData { path, data, version } => self.apply_set_data(header, path, data, *version, triggers),
+            Txn::SetData { path, data, version } => self.apply_set_data(header, path, data, keep, *version, triggers),
             Txn::SetAcl { path, acl, version } => {
                 let acl = self.acl_cache.intern(acl);
                 let node = self
@@ -96,7 +114,7 @@ impl DataTree {
                 Ok(WriteResult::Stat(node.stat()))
             }
             Txn::Check { .. } => Ok(WriteResult::Checked),
-            Txn::Multi(subs) => Ok(self.apply_multi(header, subs, triggers)),
+            Txn::Multi(subs) => Ok(self.apply_multi(header, subs, triggers, how)),
             Txn::CreateSession { .. } => Ok(WriteResult::SessionCreated),
             Txn::CloseSession { paths_to_delete } => {
                 let paths = match paths_to_delete {
@@ -119,7 +137,13 @@ impl DataTree {
     /// A multi applies all of its sub-txns or, if any is an error, none:
     /// the results are then Ok (0) up to the failing op, its error, and
     /// RuntimeInconsistency after it, as Apache reports them.
-    fn apply_multi(&mut self, header: &TxnHeader, subs: &[(i32, Txn)], triggers: &mut Triggers) -> WriteResult {
+    fn apply_multi(
+        &mut self,
+        header: &TxnHeader,
+        subs: &[(i32, Txn)],
+        triggers: &mut Triggers,
+        how: ApplyAs,
+    ) -> WriteResult {
         if let Some(failed_at) = subs.iter().position(|(t, _)| *t == op::ERROR) {
             let results = subs
                 .iter()
@@ -137,7 +161,13 @@ impl DataTree {
         let mut pending = Vec::new();
         let mut results = Vec::with_capacity(subs.len());
         for (index, (sub_op, sub)) in subs.iter().enumerate() {
-            match self.apply_one(header, *sub_op, sub, &mut pending, true) {
+            match self.apply_one(
+                header,
+                *sub_op,
+                sub,
+                &mut pending,
+                ApplyAs { existing_create_moves_parent: true, ..how },
+            ) {
                 Ok(result) => results.push(match result {
                     WriteResult::Created { path, stat } => MultiOpResult::Created { path, stat },
                     WriteResult::Deleted => MultiOpResult::Deleted,
@@ -163,6 +193,7 @@ impl DataTree {
         header: &TxnHeader,
         path: &str,
         data: &Option<Bytes>,
+        keep_large_value: bool,
         acl: &[Acl],
         ephemeral_owner: i64,
         parent_cversion: i32,
@@ -181,10 +212,7 @@ impl DataTree {
             pzxid: header.zxid,
         };
         let acl = self.acl_cache.intern(acl);
-        let new_data = match data {
-            Some(d) => NewData::Copy(d),
-            None => NewData::Null,
-        };
+        let new_data = NewData::of(data, keep_large_value);
         // Two descents of the node set: the insert, then the parent's
         // update. An existing node implies its parent, so NodeExists is
         // decided as if the parent had been looked up first.
@@ -261,11 +289,12 @@ impl DataTree {
         header: &TxnHeader,
         path: &str,
         data: &Option<Bytes>,
+        keep_large_value: bool,
         version: i32,
         triggers: &mut Triggers,
     ) -> Result<WriteResult, ErrorCode> {
         let (old_len, node) = self
-            .update_node_data(path, data, |n| {
+            .update_node_data(path, data, keep_large_value, |n| {
                 n.stat.version = version;
                 n.stat.mtime = header.time_ms;
                 n.stat.mzxid = header.zxid;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::apply::ApplyAs;
 use super::path;
 use super::{DataTree, NodeKind, QuotaNote, SPECIAL_PATHS};
 use crate::acl::AuthContext;
@@ -181,7 +182,8 @@ impl DataTree {
             Err(code) => (ctx.header(op::ERROR), Txn::Error { err: code.code() }),
         };
         let left_to_apply = exists == ExistsCheck::LeftToApply && header.op != op::ERROR;
-        let (result, triggers) = self.apply_txn_as(&header, &txn, !left_to_apply);
+        let how = ApplyAs { existing_create_moves_parent: !left_to_apply, keeps_large_values: true };
+        let (result, triggers) = self.apply_txn_as(&header, &txn, how);
         if left_to_apply && result == Err(ErrorCode::NodeExists) {
             // The create prepare would have refused: its insert found the
             // node and changed nothing, so log the error txn instead.

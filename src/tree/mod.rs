@@ -83,6 +83,7 @@ use path::{as_bounds, child_range_bounds, TreePath};
 
 pub use exec::{Executed, MultiOpResult, TxnContext, WatchTrigger, WriteOp, WriteResult};
 pub use load::{LoadError, TreeLoader};
+pub use node::KEPT_VALUE_MIN_BYTES;
 pub use node::{InternedAcl, Node, NodeShared};
 pub use path::validate_path;
 pub use quota::{QuotaMetrics, QuotaNote, StatsTrack};
@@ -463,6 +464,7 @@ impl DataTree {
         &mut self,
         path: &str,
         data: &Option<Bytes>,
+        keep_large_value: bool,
         f: impl FnOnce(&mut NodeFields),
     ) -> Option<(usize, Node)> {
         let slot = self.nodes.get_mut(TreePath::new(path))?;
@@ -483,10 +485,7 @@ impl DataTree {
             && data.as_ref().is_some_and(|d| slot.replace_data_in_place(d, &after, new_digest as u32));
         if !in_place {
             let acl = fields.acl.unwrap_or_else(|| slot.shared().clone());
-            let new_data = match data {
-                Some(d) => NewData::Copy(d),
-                None => NewData::Null,
-            };
+            let new_data = NewData::of(data, keep_large_value);
             // Same path, so the set's order is kept.
             *slot = Node::build(path, new_data, &acl, &after, new_digest as u32);
         }

@@ -23,6 +23,15 @@ use crate::proto::{Acl, Stat};
 /// alone (a child created under it, a setACL) copies at most this much data.
 pub(crate) const INLINE_DATA_MAX_BYTES: usize = 512;
 
+/// A value at least this long is kept as the request's own bytes instead
+/// of copied when the leader executes it (`NewData::of`). Sound because a
+/// request this large always has an allocation of its own: a client's
+/// frame from `server::connection::LARGE_FRAME_MIN_BYTES` (the same figure)
+/// is read into one, and a learner's forwarded body is copied out of the
+/// link's buffer (`commit::forwarded`). Replayed and learner-applied txns
+/// slice shared buffers (a whole log file, a link's reads) and are copied.
+pub const KEPT_VALUE_MIN_BYTES: usize = 256 * 1024;
+
 /// What a node refers to rather than holds: its ACL list and, only when
 /// the value is longer than `INLINE_DATA_MAX_BYTES`, the value. Nodes with
 /// an inline value share one of these per distinct ACL list (interned by
@@ -77,8 +86,20 @@ pub(crate) enum NewData<'a> {
     Null,
     /// Copied into the node (inline, or into a `Bytes` of its own when large).
     Copy(&'a [u8]),
-    /// Kept as it is: only ever a large value already owned by a node.
+    /// Kept as it is: a large value already owned by a node, or a large
+    /// value from a request's own frame (`NewData::of`).
     Shared(Bytes),
+}
+
+impl<'a> NewData<'a> {
+    /// `data` copied, or kept as it is when `keep_large` and it is large.
+    pub(crate) fn of(data: &'a Option<Bytes>, keep_large: bool) -> NewData<'a> {
+        match data {
+            Some(d) if keep_large && d.len() >= KEPT_VALUE_MIN_BYTES => NewData::Shared(d.clone()),
+            Some(d) => NewData::Copy(d),
+            None => NewData::Null,
+        }
+    }
 }
 
 /// One znode. Immutable once shared: the tree replaces it on change, or

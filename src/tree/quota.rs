@@ -307,7 +307,7 @@ impl DataTree {
     /// changes the data behind the stat's back).
     fn replace_quota_stats(&mut self, stats_path: &str, stats: &StatsTrack) {
         let data = Some(Bytes::from(stats.to_string()));
-        self.update_node_data(stats_path, &data, |_| {});
+        self.update_node_data(stats_path, &data, false, |_| {});
     }
 
     /// `setupQuota`, after a snapshot load: the roots are read again from

@@ -1357,3 +1357,54 @@ proptest! {
         }
     }
 }
+
+/// A large value the leader executes is kept as the request's own bytes
+/// (no copy), in create, setData and multi; the follower that applies the
+/// logged txn (whose bytes slice the decoded record) copies it, and both
+/// trees are the same. Smaller values are copied on both sides.
+#[test]
+fn large_values_are_kept_by_the_leader_and_copied_by_replay() {
+    let mut tree = DataTree::new();
+    let big = |seed: u8, len: usize| Bytes::from((0..len).map(|i| (i as u8) ^ seed).collect::<Vec<_>>());
+    let kept = |tree: &DataTree, path: &str, value: &Bytes| {
+        tree.get(path).and_then(|n| n.data()).map(|d| d.as_ptr()) == Some(value.as_ptr())
+    };
+    let first = big(1, crate::tree::KEPT_VALUE_MIN_BYTES);
+    let create = WriteOp::Create {
+        path: "/big".into(),
+        data: Some(first.clone()),
+        acl: open_acl_unsafe(),
+        flags: 0,
+        ttl: None,
+        op: op::CREATE,
+    };
+    let mut follower = tree.clone();
+    let executed = tree.execute(&ctx(&ALLOW, 1), &create);
+    assert!(executed.result.is_ok());
+    assert!(kept(&tree, "/big", &first), "the leader keeps a large create's bytes");
+    let decoded = LoggedTxn::decode(
+        LoggedTxn { header: executed.header, txn: executed.txn.clone(), digest: executed.digest }.to_bytes(),
+    )
+    .expect("decodes");
+    let (result, _) = follower.apply_txn(&decoded.header, &decoded.txn);
+    assert!(result.is_ok());
+    let Txn::Create { data: Some(logged), .. } = &decoded.txn else { panic!("{:?}", decoded.txn) };
+    assert!(!kept(&follower, "/big", logged), "replay copies out of the record's bytes");
+    assert_same_tree(&follower, &tree);
+
+    let second = big(2, crate::tree::KEPT_VALUE_MIN_BYTES + 1000);
+    let set = WriteOp::SetData { path: "/big".into(), data: Some(second.clone()), version: 0 };
+    execute_checked(&mut tree, &ctx(&ALLOW, 2), &set).0.expect("setData");
+    assert!(kept(&tree, "/big", &second), "the leader keeps a large setData's bytes");
+
+    let small = big(3, crate::tree::KEPT_VALUE_MIN_BYTES - 1);
+    let set = WriteOp::SetData { path: "/big".into(), data: Some(small.clone()), version: 1 };
+    execute_checked(&mut tree, &ctx(&ALLOW, 3), &set).0.expect("setData");
+    assert!(!kept(&tree, "/big", &small), "a value under the limit is copied");
+    assert_eq!(tree.get("/big").and_then(|n| n.data()), Some(&small[..]));
+
+    let third = big(4, crate::tree::KEPT_VALUE_MIN_BYTES * 2);
+    let multi = WriteOp::Multi(vec![WriteOp::SetData { path: "/big".into(), data: Some(third.clone()), version: 2 }]);
+    execute_checked(&mut tree, &ctx(&ALLOW, 4), &multi).0.expect("multi");
+    assert!(kept(&tree, "/big", &third), "and inside a multi");
+}
