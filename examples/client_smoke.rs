@@ -137,7 +137,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         raw.handshake(10_000)?;
         raw.set_read_timeout(Some(Duration::from_secs(3)))?;
         let mut payload = vec![0, 0, 0, 1];
-        payload.extend_from_slice(&(op as i32).to_be_bytes());
+        payload.extend_from_slice(&i32::to_be_bytes(op));
         payload.extend_from_slice(&body);
         raw.send_frame(&payload)?;
         let reply = raw.read_frame();

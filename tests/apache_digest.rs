@@ -16,9 +16,9 @@
 //! Skips (with a printed reason) only when the jar is absent and CI is not
 //! set. The Java process is killed by PID in a Drop guard.
 
-#[path = "common/apache.rs"]
-mod apache_proc;
 mod common;
+
+use common::apache as apache_proc;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

@@ -43,7 +43,7 @@ fn writer(addr: std::net::SocketAddr, id: usize, stop: Arc<AtomicBool>, acked: A
     while !stop.load(Ordering::Relaxed) {
         n += 1;
         let key = format!("/crash/c{cycle}-w{id}-k{}", n % 16);
-        if n % 7 == 0 {
+        if n.is_multiple_of(7) {
             // A multi creating two nodes: both or neither may survive.
             let a = format!("/crash/c{cycle}-w{id}-m{n}-a");
             let b = format!("/crash/c{cycle}-w{id}-m{n}-b");

@@ -19,11 +19,10 @@
 //! Skips (with a printed reason) only when the jar is absent and CI is not
 //! set. Every process is killed by PID in a Drop guard.
 
-#[path = "common/apache.rs"]
-mod apache_proc;
 mod common;
-#[path = "common/ports.rs"]
-mod ports;
+
+use common::apache as apache_proc;
+use common::ports;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -43,7 +43,7 @@ fn event_before_data(shards: usize) {
     let mut last_seen: Vec<i32> = clients.iter().map(|c| c.get_data("/x", true).unwrap().1.version).collect();
     // Whether the client's one-shot watch was armed by its last read (a
     // client's own write fires it without re-arming).
-    let mut armed = vec![true; CLIENTS];
+    let mut armed = [true; CLIENTS];
     let mut checked = 0;
 
     let mut rng = 0x9E37_79B9_7F4A_7C15u64;

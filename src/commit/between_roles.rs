@@ -73,7 +73,7 @@ impl BetweenRoles {
         self.stage = if kept { Stage::Kept } else { Stage::Reload };
     }
 
-    pub fn next(&mut self) -> BetweenRolesStep {
+    pub fn next_step(&mut self) -> BetweenRolesStep {
         use BetweenRolesStep::*;
         let (stage, step) = match self.stage {
             Stage::Start => (Stage::Stopped, StopAnsweringElection),
@@ -120,7 +120,7 @@ mod tests {
     fn steps(mut between: BetweenRoles, keeps: bool) -> Vec<BetweenRolesStep> {
         let mut steps = Vec::new();
         loop {
-            let step = between.next();
+            let step = between.next_step();
             steps.push(step);
             match step {
                 CatchUpToLog => between.caught_up(keeps),

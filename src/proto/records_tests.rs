@@ -114,7 +114,10 @@ fn unknown_ops_are_told_apart_from_malformed() {
     assert!(matches!(decode_request(1, &mut Reader::new(Bytes::new())), Err(RequestError::Malformed(_))));
 }
 
-fn multi_bytes(parts: &[(i32, &dyn Fn(&mut Writer<'_>))]) -> Bytes {
+/// A multi's sub-op: its type and how its body is written.
+type SubOpWriter<'a> = (i32, &'a dyn Fn(&mut Writer<'_>));
+
+fn multi_bytes(parts: &[SubOpWriter<'_>]) -> Bytes {
     let mut out = BytesMut::new();
     let mut w = Writer::new(&mut out);
     for (op, body) in parts {

@@ -355,7 +355,7 @@ impl CommitShard {
             let mut between = BetweenRoles::after_role(left_cleanly);
             let mut responder = Some(responder);
             loop {
-                match between.next() {
+                match between.next_step() {
                     BetweenRolesStep::StopAnsweringElection => {
                         let _ = stop_tx.try_send(());
                         if let Some(responder) = responder.take() {

@@ -1150,7 +1150,7 @@ impl Server {
     /// cannot be loaded (the process stops).
     fn continue_between_roles(&mut self, ctx: &mut Ctx) {
         while let Some(between) = self.between.as_mut() {
-            match between.next() {
+            match between.next_step() {
                 BetweenRolesStep::StopAnsweringElection => self.settled = None,
                 BetweenRolesStep::DrainLog => {
                     if !self.log.is_idle() {

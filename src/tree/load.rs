@@ -229,8 +229,11 @@ mod tests {
         assert_eq!(loader.finish(0).err(), Some(LoadError::MissingSpecial("/zookeeper")));
     }
 
+    /// One step of a random tree: (parent choice, name, data, owner kind, owner).
+    type Step = (usize, String, Option<Vec<u8>>, u8, i64);
+
     /// A random tree as (parent choice, name, data, owner kind) steps.
-    fn any_steps() -> impl Strategy<Value = Vec<(usize, String, Option<Vec<u8>>, u8, i64)>> {
+    fn any_steps() -> impl Strategy<Value = Vec<Step>> {
         proptest::collection::vec(
             (
                 any::<usize>(),
@@ -254,7 +257,7 @@ mod tests {
 
     /// The same tree built one insert at a time (`restore_node`, parents
     /// first), as the tree was loaded before the bulk build.
-    fn insert_built(steps: &[(usize, String, Option<Vec<u8>>, u8, i64)]) -> DataTree {
+    fn insert_built(steps: &[Step]) -> DataTree {
         let mut tree = DataTree::new();
         let mut parents: Vec<String> = vec!["/".into(), "/zookeeper".into()];
         for (i, (choice, name, data, kind, random)) in steps.iter().enumerate() {

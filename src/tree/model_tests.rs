@@ -377,7 +377,7 @@ enum ModelWrite {
 /// None, empty, small, 100 bytes, and one past the inline limit.
 fn data_of(choice: usize, step: usize) -> Option<Bytes> {
     let len = [0, 0, 3, 100, super::node::INLINE_DATA_MAX_BYTES + 1][choice % 5];
-    (choice % 5 != 0).then(|| Bytes::from(vec![step as u8; len]))
+    (!choice.is_multiple_of(5)).then(|| Bytes::from(vec![step as u8; len]))
 }
 
 fn to_write(w: &ModelWrite, step: usize) -> WriteOp {
@@ -411,7 +411,7 @@ fn to_write(w: &ModelWrite, step: usize) -> WriteOp {
         ModelWrite::DeleteContainer(p) => WriteOp::DeleteContainer { path: path(p) },
         ModelWrite::SetData(p, d, v) => WriteOp::SetData { path: path(p), data: data_of(*d, step), version: *v },
         ModelWrite::SetAcl(p, v) => {
-            let acl = if step % 2 == 0 { open_acl_unsafe() } else { read_acl_unsafe() };
+            let acl = if step.is_multiple_of(2) { open_acl_unsafe() } else { read_acl_unsafe() };
             WriteOp::SetAcl { path: path(p), acl, version: *v }
         }
         ModelWrite::Check(p, v) => WriteOp::Check { path: path(p), version: *v },

@@ -1173,9 +1173,9 @@ proptest! {
         let mut tree = DataTree::new();
         run(&mut tree, 1, create_data("/q", b"")).unwrap();
         run(&mut tree, 2, create_data("/elsewhere", b"")).unwrap();
-        let mut zxid = set_quota(&mut tree, 3, "/q", b"count=-1,bytes=-1=;byteHardLimit=9;countHardLimit=4");
+        let first_zxid = set_quota(&mut tree, 3, "/q", b"count=-1,bytes=-1=;byteHardLimit=9;countHardLimit=4");
         const DATA: [&[u8]; 6] = [b"", b"1", b"22", b"333", b"4444", b"55555"];
-        for step in steps {
+        for (zxid, step) in (first_zxid..).zip(steps) {
             let op = match step {
                 QuotaStep::Create(p, n) => create_data(QUOTA_PATHS[p], DATA[n]),
                 QuotaStep::Delete(p) => WriteOp::Delete { path: QUOTA_PATHS[p].into(), version: -1 },
@@ -1184,7 +1184,6 @@ proptest! {
                 }
             };
             let _ = run(&mut tree, zxid, op);
-            zxid += 1;
             let kept = tree.quota_usage("/q").unwrap();
             let mut reloaded = tree.clone();
             reloaded.rebuild_quotas();

@@ -673,7 +673,9 @@ fn late_learner_joins_with_outstanding_proposals() {
     h.run();
     assert_eq!(h.established, Some(1));
     let c1 = h.conn_of(1);
-    h.learners.get_mut(&c1).map(|n| n.auto_durable = false);
+    if let Some(n) = h.learners.get_mut(&c1) {
+        n.auto_durable = false;
+    }
     let first = h.propose(2);
     assert_eq!(h.leader_committed, 0);
     h.report_durable(c1, first[0]);

@@ -109,7 +109,7 @@ fn put<'a>(slot: &'a mut [u8], bytes: &[u8]) -> &'a mut [u8] {
 
 /// The digest of the node at `path`, computed from scratch.
 pub fn node_digest(path: &str, node: &Node) -> i64 {
-    digest_of(path, node.data().map(|d| &d[..]), &node.stored_stat())
+    digest_of(path, node.data(), &node.stored_stat())
 }
 
 /// The whole tree's digest recomputed from scratch (O(n)): the wrapping

@@ -213,7 +213,7 @@ fn write_body<W: Write>(
         let stat = node.stored_stat();
         let wire_path = if path == "/" { "" } else { path.as_str() };
         sink.record(|w| {
-            w.string(wire_path).buffer(data.map(|d| &d[..])).i64(acl_ref);
+            w.string(wire_path).buffer(data).i64(acl_ref);
             w.i64(stat.czxid).i64(stat.mzxid).i64(stat.ctime).i64(stat.mtime);
             w.i32(stat.version).i32(stat.cversion).i32(stat.aversion);
             w.i64(stat.ephemeral_owner).i64(stat.pzxid);
