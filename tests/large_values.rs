@@ -184,3 +184,37 @@ fn large_and_small_frames_pipelined_in_odd_pieces_arrive_whole_and_in_order() {
         expected_xid += 2;
     }
 }
+
+/// A client that announces a large frame and sends little of it costs the
+/// server what it sent, not the announced size: twenty connections that
+/// each announce 15 MiB and send 100 KiB (and some of the large frames
+/// done before, so the allocator holds freed large chunks) grow the RSS by
+/// far less than 20 x 15 MiB; the server goes on serving.
+#[test]
+fn announced_but_unsent_large_frames_cost_what_was_sent() {
+    use zoocore::client::RawConnection;
+    let server = start();
+    let c = Client::connect(server.addr, T).expect("connect");
+    c.create("/warm", b"", &open_acl_unsafe(), CreateMode::Persistent).expect("create");
+    for i in 0..3 {
+        c.set_data("/warm", &value(i, 15 << 20), -1).expect("a large write");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let before = rss_kib(server.pid());
+    let announced: usize = 15 << 20;
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        let mut raw = RawConnection::connect(server.addr).expect("raw connect");
+        raw.handshake(10_000).expect("handshake");
+        raw.send(&(announced as i32).to_be_bytes()).expect("prefix");
+        raw.send(&vec![0u8; 100 << 10]).expect("a little of the body");
+        stalled.push(raw);
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    let grown_kib = rss_kib(server.pid()).saturating_sub(before);
+    let limit_kib = (20 * announced / 1024) as u64 / 5;
+    assert!(grown_kib < limit_kib, "RSS grew {grown_kib} KiB for 20 stalled large frames (limit {limit_kib} KiB)");
+    let (data, _) = c.get_data("/warm", false).expect("still serving");
+    assert_eq!(data.map(|d| d.len()), Some(15 << 20));
+    drop(stalled);
+}

@@ -210,22 +210,25 @@ fn large_frame_len(buf: &BytesMut, max: usize) -> Option<usize> {
 }
 
 /// Reads the rest of a large frame (its prefix and first bytes are all of
-/// `buf`) into an allocation of its own; `buf` is left empty.
+/// `buf`) into an allocation of its own; `buf` is left empty. The frame's
+/// room is reserved at once but zeroed (so readable into) only
+/// `LARGE_FRAME_READ_BYTES` ahead of what has arrived: a peer that
+/// announces a large frame and sends little costs what it sent, and every
+/// byte is zeroed once.
 async fn read_large_frame<R: futures_lite::AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut BytesMut,
     len: usize,
 ) -> Result<bytes::Bytes, String> {
-    let mut frame = vec![0u8; len];
-    let have = buf.len().saturating_sub(4);
-    if let (Some(to), Some(from)) = (frame.get_mut(..have), buf.get(4..)) {
-        to.copy_from_slice(from);
-    }
+    let mut frame: Vec<u8> = Vec::with_capacity(len);
+    frame.extend_from_slice(buf.get(4..).unwrap_or_default());
     buf.clear();
-    let mut filled = have;
+    let mut filled = frame.len();
     while filled < len {
-        let end = len.min(filled + LARGE_FRAME_READ_BYTES);
-        match reader.read(&mut frame[filled..end]).await {
+        if filled == frame.len() {
+            frame.resize(len.min(filled + LARGE_FRAME_READ_BYTES), 0);
+        }
+        match reader.read(&mut frame[filled..]).await {
             Ok(0) => return Err("end of stream".into()),
             Ok(n) => filled += n,
             Err(e) => return Err(format!("read error: {e}")),
