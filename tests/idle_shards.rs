@@ -137,10 +137,10 @@ fn every_watch_registered_on_an_idle_shard_fires() {
                 for _ in 0..NODES {
                     let path = format!("/w/n{i}");
                     let near = created.load(Ordering::Relaxed);
-                    let path = if i % 3 == 0 { format!("/w/n{}", near.min(NODES - 1)) } else { path };
+                    let path = if i.is_multiple_of(3) { format!("/w/n{}", near.min(NODES - 1)) } else { path };
                     if !expected.contains_key(&path) {
                         // Half of them queued behind the reader's own write.
-                        let stat = if expected.len() % 2 == 0 {
+                        let stat = if expected.len().is_multiple_of(2) {
                             exists(&client, &path, true)
                         } else {
                             exists_behind_a_write(&client, &format!("/w/r{r}"), &path)

@@ -378,7 +378,7 @@ fn sasl_step(shard: &Rc<WorkerShard>, conn: &Rc<Conn>, xid: i32, token: &[u8]) {
             conn.push_reply(xid, 0, ErrorCode::Ok, Some(&Response::Sasl { token: Some(challenge.into()) }));
         }
         Ok(Step::Authenticated { token, user }) => {
-            let is_super = sasl.super_users.iter().any(|s| *s == user);
+            let is_super = sasl.super_users.contains(&user);
             let mut authz = (**conn.authz.borrow()).clone();
             authz.add_sasl(&user, is_super);
             *conn.authz.borrow_mut() = Arc::new(authz);
