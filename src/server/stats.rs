@@ -75,7 +75,8 @@ pub struct ServerStats {
 impl ServerStats {
     pub fn set_last_zxid(&self, zxid: i64) {
         // Release/Acquire: a worker that reads this zxid knows a batch up to
-        // it has been sent (see WorkerShard::view_is_behind).
+        // it has been sent or is being left in its slot (see
+        // WorkerShard::view_needed and server::view_slot).
         self.last_zxid.store(zxid, Ordering::Release);
     }
     pub fn last_zxid(&self) -> i64 {
