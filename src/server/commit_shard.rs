@@ -33,6 +33,7 @@ use crate::server::messages::*;
 use crate::server::recovery::Recovered;
 use crate::server::snapshots::{SnapshotPolicy, Snapshotter};
 use crate::server::stats::ServerStats;
+use crate::server::view_slot::{BatchAudience, ViewAdvance, WorkerGate, NUDGE_AFTER_SKIPPED_BATCHES};
 use crate::session::{PublishedSessions, SessionChange, SessionIdAllocator};
 use crate::storage::txn::{encode_txn, Txn, TxnHeader};
 use crate::tree::{DataTree, MultiOpResult, WriteOp, WriteResult};
@@ -54,6 +55,16 @@ pub struct CommitShard {
     pub(super) snapshots: Snapshotter,
     pub(super) snapshot_policy: SnapshotPolicy,
     pub(super) workers: Vec<ConnectedSender<FromCommit>>,
+    /// Per worker: its slot and flags (`view_slot`), the publish number of
+    /// the last batch sent over its channel, and how many batches it was
+    /// left out of since it was last sent or woken.
+    gates: Vec<Arc<WorkerGate>>,
+    last_sent: Vec<u64>,
+    skipped: Vec<u32>,
+    /// Publishes so far (`ServerStats::publish_seq`).
+    publish_seq: u64,
+    /// Scratch for `BatchAudience::of`: which workers a batch addresses.
+    addressed: Vec<bool>,
     reports: HashMap<u64, PendingReport>,
     pub(super) stats: Arc<ServerStats>,
     pub(super) started: Instant,
@@ -85,6 +96,7 @@ impl CommitShard {
     pub fn new(
         config: Arc<Config>,
         workers: Vec<ConnectedSender<FromCommit>>,
+        gates: Vec<Arc<WorkerGate>>,
         stats: Arc<ServerStats>,
         recovered: Recovered,
         log: LogHandle,
@@ -134,6 +146,11 @@ impl CommitShard {
             log,
             snapshots,
             snapshot_policy: SnapshotPolicy::new(config.snap_count, seed),
+            last_sent: vec![0; workers.len()],
+            skipped: vec![0; workers.len()],
+            addressed: vec![false; workers.len()],
+            publish_seq: 0,
+            gates,
             workers,
             reports: HashMap::new(),
             stats,
@@ -261,15 +278,40 @@ impl CommitShard {
         self.published_sessions.apply(&shared.session_changes);
         self.stats.set_last_zxid(shared.last_zxid);
         self.stats.set_node_count(shared.tree.node_count() as u64);
+        // Numbered before any worker's `watching` is read (`view_slot`).
+        self.publish_seq += 1;
+        let publish_seq = self.publish_seq;
+        self.stats.set_publish_seq(publish_seq);
+        let audience = BatchAudience::of(&shared, &mut self.addressed);
         // Every worker with room gets the batch at once; only then wait for
         // the ones whose channel is full, so one slow worker does not hold
-        // the batch back from the others.
+        // the batch back from the others. A worker the batch does not
+        // concern gets its tree in its slot, and a wake only if it asks.
         let mut full = Vec::new();
         for (i, w) in self.workers.iter().enumerate() {
-            if let Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(msg))) =
-                w.try_send(FromCommit::Batch(shared.clone()))
-            {
-                full.push((i, msg));
+            let addressed = self.addressed.get(i).copied().unwrap_or(true);
+            let skip = self.gates.get(i).filter(|gate| !audience.concerns(addressed, gate));
+            let Some(gate) = skip else {
+                self.last_sent[i] = publish_seq;
+                self.skipped[i] = 0;
+                let msg = FromCommit::Batch { batch: shared.clone(), publish_seq };
+                if let Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(msg))) = w.try_send(msg) {
+                    full.push((i, msg));
+                }
+                continue;
+            };
+            gate.put(ViewAdvance {
+                tree: shared.tree.clone(),
+                last_zxid: shared.last_zxid,
+                publish_seq,
+                after_batch: self.last_sent[i],
+            });
+            self.skipped[i] += 1;
+            // Read after the slot is filled (`view_slot`). A full channel
+            // needs no wake: the worker looks at the slot after every message.
+            if gate.waiting() || self.skipped[i] >= NUDGE_AFTER_SKIPPED_BATCHES {
+                self.skipped[i] = 0;
+                let _ = w.try_send(FromCommit::Advance);
             }
         }
         for (i, msg) in full {

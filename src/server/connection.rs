@@ -363,16 +363,20 @@ async fn dispatch(shard: &Rc<WorkerShard>, conn: &Rc<Conn>, frame: bytes::Bytes)
             }
             Err(read) => {
                 let behind_own_write = !conn.pending.borrow().is_empty();
-                let view_behind = !behind_own_write && shard.view_is_behind();
-                if behind_own_write || view_behind {
+                if behind_own_write {
                     conn.pending.borrow_mut().push_read(header.xid, header.op, read, received);
-                    if view_behind {
-                        shard.wait_for_view(conn);
-                    }
+                } else if let Some(zxid) = shard.view_needed() {
+                    conn.pending.borrow_mut().push_read(header.xid, header.op, read, received);
+                    shard.wait_for(conn, zxid, 0);
+                } else if let Some(seq) = shard.watch_gate(&read) {
+                    conn.pending.borrow_mut().push_read(header.xid, header.op, read, received);
+                    shard.wait_for(conn, i64::MIN, seq);
                 } else {
                     shard.answer_local(conn, header.xid, header.op, read);
                     shard.finish_request(conn, header.op, Some(received));
                 }
+                // Taking the slot's tree may have answered other reads.
+                shard.send_released().await;
             }
         },
     }

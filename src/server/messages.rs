@@ -4,7 +4,8 @@
 //! glommio shared channel each; the commit shard answers every worker with
 //! `FromCommit` over one bounded channel per worker. Everything here is
 //! `Send`: it is the only data that moves between threads (besides the
-//! immutable tree versions inside `CommitBatch` and the stats atomics).
+//! immutable tree versions inside `CommitBatch`, the stats atomics, and
+//! each worker's `view_slot::WorkerGate`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -112,30 +113,27 @@ pub struct CommitBatch {
 
 /// Commit shard -> worker shard.
 pub enum FromCommit {
-    Batch(Arc<CommitBatch>),
+    /// A batch that concerns this worker (`server::view_slot`), with the
+    /// number of its publish (`ServerStats::publish_seq`). A batch that
+    /// does not is left in the worker's slot instead.
+    Batch { batch: Arc<CommitBatch>, publish_seq: u64 },
+    /// Look at the slot (`view_slot::WorkerGate`): a read waits for the
+    /// tree there, or the view is many batches old.
+    Advance,
     /// The server stopped serving (an ensemble member lost its leader or
     /// quorum): close every client connection, as Apache does, so clients
     /// move to a server that serves.
     DropAllConnections,
     /// Collect this shard's part of a four-letter-word report.
-    CollectReport {
-        request_id: u64,
-        cmd: &'static str,
-    },
+    CollectReport { request_id: u64, cmd: &'static str },
     /// A finished report for a connection of this shard, in pieces to be
     /// sent in order: a wchc / wchp answer is each shard's dump as it came,
     /// never joined into one copy (at 10M watches that is half a gigabyte).
-    ReportReady {
-        conn: ConnRef,
-        chunks: Vec<Bytes>,
-    },
+    ReportReady { conn: ConnRef, chunks: Vec<Bytes> },
     /// A report the requester merges itself (the AdminServer's `watches` /
     /// `watches_by_path`): every shard's part as it came, so the commit
     /// shard, which orders every write, does no O(watches) work for it.
-    ReportParts {
-        conn: ConnRef,
-        parts: Vec<ShardReport>,
-    },
+    ReportParts { conn: ConnRef, parts: Vec<ShardReport> },
 }
 
 /// One worker shard's contribution to a four-letter-word report.

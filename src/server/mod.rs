@@ -38,6 +38,7 @@ pub mod stats;
 pub mod sync_bench;
 pub mod tls;
 pub mod truncate;
+pub mod view_slot;
 pub mod worker_shard;
 pub mod x509_v1;
 
@@ -306,12 +307,14 @@ pub fn run(mut config: Config, repair: bool) -> Result<(), StartError> {
     let mut to_commit_rx = Vec::new();
     let mut from_commit_tx = Vec::new();
     let mut worker_ends = Vec::new();
-    for _ in 0..shard_count {
+    // Each worker's slot and flags beside its channel (`view_slot`).
+    let gates: Vec<Arc<view_slot::WorkerGate>> = (0..shard_count).map(|_| Arc::default()).collect();
+    for gate in &gates {
         let (tx, rx) = shared_channel::new_bounded::<ToCommit>(SHARD_CHANNEL_DEPTH);
         let (ftx, frx) = shared_channel::new_bounded::<FromCommit>(SHARD_CHANNEL_DEPTH);
         to_commit_rx.push(rx);
         from_commit_tx.push(ftx);
-        worker_ends.push((tx, frx));
+        worker_ends.push((tx, frx, gate.clone()));
     }
 
     let start_error = |what: &str, e: glommio::GlommioError<()>| {
@@ -353,12 +356,12 @@ pub fn run(mut config: Config, repair: bool) -> Result<(), StartError> {
                 Rc::new(move || events.push(commit_shard::Event::LogDurable))
             };
             let log = log_writer::LogHandle::connect(log_endpoints, recovered.last_zxid, wake).await;
-            CommitShard::new(commit_config, outs, commit_stats, recovered, log, snapshotter).run(events).await;
+            CommitShard::new(commit_config, outs, gates, commit_stats, recovered, log, snapshotter).run(events).await;
         })
         .map_err(|e| start_error("commit shard", e))?;
 
     let mut workers = Vec::new();
-    for (index, (tx, frx)) in worker_ends.into_iter().enumerate() {
+    for (index, (tx, frx, gate)) in worker_ends.into_iter().enumerate() {
         let core = cores[index % cores.len()];
         let config = config.clone();
         let limiter = limiter.clone();
@@ -400,7 +403,7 @@ pub fn run(mut config: Config, repair: bool) -> Result<(), StartError> {
                     let _ = stop_tx.try_send(());
                 })
                 .detach();
-                let shard = WorkerShard::new(index, config, to_commit, limiter, stats, shard_count);
+                let shard = WorkerShard::new(index, config, to_commit, gate, limiter, stats, shard_count);
                 shard.install_view(view, initial_zxid);
                 // The AdminServer and /metrics live on worker 0 (server::admin).
                 let http = if index == 0 { admin::start(&shard) } else { admin::HttpEndpoints::default() };

@@ -109,6 +109,15 @@ impl<R, M> PendingRequests<R, M> {
         }
     }
 
+    /// A read taken by `pop_ready_read` that may not run yet, put back.
+    pub fn push_front_read(&mut self, read: ReadyRead<R>) {
+        // Nothing was answered in between: the front is no sent write.
+        debug_assert_eq!(self.sent_in_front, 0);
+        let ReadyRead { xid, op, request, received } = read;
+        self.reads += 1;
+        self.queue.push_front(Pending::Local { xid, op, request, received });
+    }
+
     /// The held writes no read waits before any more (those before the
     /// next queued read), now counted as sent; their messages, in order,
     /// for the caller to send.

@@ -55,6 +55,8 @@ impl ServerMode {
 #[derive(Default)]
 pub struct ServerStats {
     last_zxid: AtomicI64,
+    /// How many batches the commit shard has published (`view_slot`).
+    publish_seq: AtomicU64,
     node_count: AtomicU64,
     sessions: AtomicU64,
     mode: AtomicU8,
@@ -73,11 +75,21 @@ pub struct ServerStats {
 impl ServerStats {
     pub fn set_last_zxid(&self, zxid: i64) {
         // Release/Acquire: a worker that reads this zxid knows a batch up to
-        // it has been sent (see WorkerShard::view_is_behind).
+        // it has been sent or is being left in its slot (see
+        // WorkerShard::view_needed and server::view_slot).
         self.last_zxid.store(zxid, Ordering::Release);
     }
     pub fn last_zxid(&self) -> i64 {
         self.last_zxid.load(Ordering::Acquire)
+    }
+    /// SeqCst, as `WorkerGate`'s flags: the commit shard stores this before
+    /// it reads a worker's `watching`, the worker raises `watching` before
+    /// it reads this (see `server::view_slot`).
+    pub fn set_publish_seq(&self, seq: u64) {
+        self.publish_seq.store(seq, Ordering::SeqCst);
+    }
+    pub fn publish_seq(&self) -> u64 {
+        self.publish_seq.load(Ordering::SeqCst)
     }
     pub fn set_node_count(&self, n: u64) {
         self.node_count.store(n, Ordering::Relaxed);

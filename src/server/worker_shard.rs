@@ -8,6 +8,9 @@
 //! delivers every watch event of the batch, then the replies, and only then
 //! runs reads that were queued behind a write: so no reply can reveal a
 //! change before the event for it has been queued on the same connection.
+//! A batch that does not concern the shard is not sent to it: the shard
+//! takes the newest tree from its slot when a read needs it
+//! (`server::view_slot`, `WorkerShard::catch_up`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -34,6 +37,7 @@ use crate::server::messages::*;
 use crate::server::pending_requests::PendingRequests;
 use crate::server::stats::ServerStats;
 use crate::server::tls;
+use crate::server::view_slot::{ViewAdvance, WorkerGate};
 use crate::tree::DataTree;
 use crate::watch::WatchRegistry;
 
@@ -200,6 +204,21 @@ pub struct WorkerShard {
     pub config: Arc<Config>,
     pub view: RefCell<DataTree>,
     pub view_zxid: Cell<i64>,
+    /// The publish number (`ServerStats::publish_seq`) of the view, and of
+    /// the last batch applied from the channel (0: the recovered tree).
+    view_seq: Cell<u64>,
+    applied_seq: Cell<u64>,
+    /// This shard's slot and flags, shared with the commit shard.
+    gate: Arc<WorkerGate>,
+    /// Taken from the slot but not yet installable: a batch sent before it
+    /// is still in the channel.
+    held_advance: RefCell<Option<Box<ViewAdvance>>>,
+    /// The shard's `gate` flags as it last set them.
+    watching: Cell<bool>,
+    waiting: Cell<bool>,
+    /// The publish number read when `watching` went up: no watch may be
+    /// registered on an older view (`view_slot`).
+    watch_floor: Cell<u64>,
     pub watches: RefCell<WatchRegistry>,
     pub conns: RefCell<HashMap<u64, Rc<Conn>>>,
     /// Session id -> the connection it is bound to on this shard.
@@ -220,8 +239,9 @@ pub struct WorkerShard {
     /// state older than one another client was already told about.
     pub server_stats: Arc<ServerStats>,
     /// Connections with reads waiting for this shard's view to catch up,
-    /// each with the published zxid the view must reach first.
-    lagging: RefCell<Vec<(Rc<Conn>, i64)>>,
+    /// each with the published zxid and the publish number the view must
+    /// reach first.
+    lagging: RefCell<Vec<(Rc<Conn>, i64, u64)>>,
     /// Held writes released while applying a batch, sent right after it.
     released: RefCell<Vec<ToCommit>>,
     pub started: Instant,
@@ -241,6 +261,7 @@ impl WorkerShard {
         index: usize,
         config: Arc<Config>,
         to_commit: ConnectedSender<ToCommit>,
+        gate: Arc<WorkerGate>,
         limiter: Arc<ConnectionLimiter>,
         server_stats: Arc<ServerStats>,
         shard_count: usize,
@@ -259,6 +280,13 @@ impl WorkerShard {
             config,
             view: RefCell::new(DataTree::new()),
             view_zxid: Cell::new(0),
+            view_seq: Cell::new(0),
+            applied_seq: Cell::new(0),
+            gate,
+            held_advance: RefCell::new(None),
+            watching: Cell::new(false),
+            waiting: Cell::new(false),
+            watch_floor: Cell::new(0),
             watches: RefCell::new(WatchRegistry::with_hash_seed(watch_hash_seed)),
             conns: RefCell::new(HashMap::new()),
             sessions: RefCell::new(HashMap::new()),
@@ -389,6 +417,7 @@ impl WorkerShard {
             if bound_here {
                 self.sessions.borrow_mut().remove(&sid);
                 self.watches.borrow_mut().remove_session(sid);
+                self.note_watches_gone();
                 let _ =
                     self.to_commit.send(ToCommit::Disconnected { conn: self.conn_ref(conn), session_id: sid }).await;
             }
@@ -407,10 +436,152 @@ impl WorkerShard {
         self.server_stats.last_zxid() > self.view_zxid.get()
     }
 
-    /// Queues a read until the view reaches the zxid published now.
-    pub fn wait_for_view(&self, conn: &Rc<Conn>) {
+    /// The published zxid a read must wait for, if the view is older than
+    /// it even after taking the slot's tree; `waiting` is then up, so the
+    /// commit shard wakes this shard when its slot gets a newer tree.
+    pub fn view_needed(&self) -> Option<i64> {
         let needed = self.server_stats.last_zxid();
-        self.lagging.borrow_mut().push((conn.clone(), needed));
+        self.wait_unless(|shard| shard.view_zxid.get() >= needed).then_some(needed)
+    }
+
+    /// None when `request` may run on the view now; otherwise the publish
+    /// number the view must reach first (`waiting` is then up). A request
+    /// that can register a watch on a shard with none raises `watching`
+    /// first and reads the publish number after (`view_slot`): batches the
+    /// commit shard left out before it saw the flag are all in that view.
+    pub fn watch_gate(&self, request: &Request) -> Option<u64> {
+        if !may_register_watch(request) {
+            return None;
+        }
+        if !self.watching.get() {
+            self.watching.set(true);
+            self.gate.set_watching(true);
+            self.watch_floor.set(self.server_stats.publish_seq());
+        }
+        let floor = self.watch_floor.get();
+        self.wait_unless(|shard| shard.view_seq.get() >= floor).then_some(floor)
+    }
+
+    /// Whether the caller must wait for `ready`: tries the slot, then
+    /// raises `waiting` and tries again (the commit shard reads `waiting`
+    /// after it fills the slot, so one of the two sees the other).
+    fn wait_unless(&self, ready: impl Fn(&Self) -> bool) -> bool {
+        if ready(self) {
+            return false;
+        }
+        self.catch_up();
+        if ready(self) {
+            return false;
+        }
+        if !self.waiting.get() {
+            self.waiting.set(true);
+            self.gate.set_waiting(true);
+        }
+        self.catch_up();
+        if ready(self) {
+            self.lower_waiting_if_idle();
+            return false;
+        }
+        true
+    }
+
+    /// Queues a read until the view reaches `zxid` and publish `seq` (after
+    /// `view_needed` or `watch_gate` said so, with `waiting` up).
+    pub fn wait_for(&self, conn: &Rc<Conn>, zxid: i64, seq: u64) {
+        debug_assert!(self.waiting.get(), "a read waits with no wake asked for");
+        self.lagging.borrow_mut().push((conn.clone(), zxid, seq));
+    }
+
+    fn lower_waiting_if_idle(&self) {
+        if self.waiting.get() && self.lagging.borrow().is_empty() {
+            self.waiting.set(false);
+            self.gate.set_waiting(false);
+        }
+    }
+
+    /// No watch is left: batches with triggers need not come here any more
+    /// (the next watch raises the flag again, `watch_gate`). Not while a
+    /// read waits, which may be one waiting to register a watch.
+    fn note_watches_gone(&self) {
+        if self.watching.get() && self.lagging.borrow().is_empty() && self.watches.borrow().is_empty() {
+            self.watching.set(false);
+            self.gate.set_watching(false);
+        }
+    }
+
+    fn set_view(&self, tree: DataTree, zxid: i64, seq: u64) {
+        *self.view.borrow_mut() = tree;
+        self.view_zxid.set(zxid);
+        self.view_seq.set(seq);
+    }
+
+    /// Takes the newest tree the commit shard left in the slot and installs
+    /// it once every batch sent here before it has been applied, then runs
+    /// the reads that waited for it.
+    pub fn catch_up(&self) {
+        if self.advance_from_slot() {
+            self.release_lagging();
+        }
+    }
+
+    fn advance_from_slot(&self) -> bool {
+        let applied = self.applied_seq.get();
+        let mut installed = false;
+        if let Some(taken) = self.gate.take() {
+            let older = self.held_advance.borrow_mut().replace(taken);
+            if let Some(older) = older.filter(|a| a.after_batch <= applied) {
+                installed |= self.install_advance(*older);
+            }
+        }
+        let ready = {
+            let mut held = self.held_advance.borrow_mut();
+            if held.as_ref().is_some_and(|a| a.after_batch <= applied) {
+                held.take()
+            } else {
+                None
+            }
+        };
+        if let Some(advance) = ready {
+            installed |= self.install_advance(*advance);
+        }
+        installed
+    }
+
+    /// Never an older publish than the view's.
+    fn install_advance(&self, advance: ViewAdvance) -> bool {
+        if advance.publish_seq <= self.view_seq.get() {
+            return false;
+        }
+        self.set_view(advance.tree, advance.last_zxid, advance.publish_seq);
+        true
+    }
+
+    /// Runs the queued reads whose view is here now.
+    fn release_lagging(&self) {
+        let (view_zxid, view_seq) = (self.view_zxid.get(), self.view_seq.get());
+        let ready: Vec<Rc<Conn>> = {
+            let mut lagging = self.lagging.borrow_mut();
+            if lagging.is_empty() {
+                return;
+            }
+            let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut *lagging)
+                .into_iter()
+                .partition(|(_, zxid, seq)| *zxid <= view_zxid && *seq <= view_seq);
+            *lagging = waiting;
+            ready.into_iter().map(|(conn, _, _)| conn).collect()
+        };
+        self.lower_waiting_if_idle();
+        for conn in ready {
+            self.drain_local(&conn);
+        }
+    }
+
+    /// Sends the writes that were held behind reads answered since.
+    pub async fn send_released(&self) {
+        let released = std::mem::take(&mut *self.released.borrow_mut());
+        for msg in released {
+            let _ = self.to_commit.send(msg).await;
+        }
     }
 
     pub fn touch(&self, session_id: i64) {
@@ -437,13 +608,9 @@ impl WorkerShard {
 
     async fn on_commit_message(self: &Rc<Self>, msg: FromCommit) {
         match msg {
-            FromCommit::Batch(batch) => {
-                self.apply_batch(&batch);
-                let released = std::mem::take(&mut *self.released.borrow_mut());
-                for msg in released {
-                    let _ = self.to_commit.send(msg).await;
-                }
-            }
+            FromCommit::Batch { batch, publish_seq } => self.apply_batch(&batch, publish_seq),
+            // Looked at below, as after every message.
+            FromCommit::Advance => {}
             FromCommit::DropAllConnections => {
                 let conns: Vec<Rc<Conn>> = self.conns.borrow().values().cloned().collect();
                 for c in conns {
@@ -455,6 +622,7 @@ impl WorkerShard {
                     c.session_id.set(0);
                     c.drop_now();
                 }
+                self.note_watches_gone();
             }
             FromCommit::CollectReport { request_id, cmd } if is_watch_dump(cmd) => {
                 // Its own task, so that the batches that follow are applied
@@ -509,12 +677,18 @@ impl WorkerShard {
                 }
             }
         }
+        // After every message, not only `Advance`: the commit shard sends
+        // no wake to a full channel.
+        self.catch_up();
+        self.send_released().await;
     }
 
     /// Applies one durable batch in commit order (see the module comment).
-    fn apply_batch(&self, batch: &CommitBatch) {
-        *self.view.borrow_mut() = batch.tree.clone();
-        self.view_zxid.set(batch.last_zxid);
+    fn apply_batch(&self, batch: &CommitBatch, publish_seq: u64) {
+        // Sent after every slot entry this shard may have installed.
+        debug_assert!(publish_seq > self.view_seq.get(), "a batch older than the view");
+        self.set_view(batch.tree.clone(), batch.last_zxid, publish_seq);
+        self.applied_seq.set(publish_seq);
         let mut to_drain: Vec<Rc<Conn>> = Vec::new();
         for entry in &batch.entries {
             match entry {
@@ -547,19 +721,13 @@ impl WorkerShard {
                 }
             }
         }
-        // Only reads whose needed zxid is now visible may run: an older
-        // batch still in this shard's queue does not satisfy them.
-        let view_zxid = self.view_zxid.get();
-        let ready: Vec<Rc<Conn>> = {
-            let mut lagging = self.lagging.borrow_mut();
-            let (ready, waiting): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut *lagging).into_iter().partition(|(_, needed)| *needed <= view_zxid);
-            *lagging = waiting;
-            ready.into_iter().map(|(conn, _)| conn).collect()
-        };
-        for conn in to_drain.into_iter().chain(ready) {
+        for conn in to_drain {
             self.drain_local(&conn);
         }
+        // Only reads whose needed zxid is now visible may run: an older
+        // batch still in this shard's queue does not satisfy them.
+        self.release_lagging();
+        self.note_watches_gone();
     }
 
     fn deliver_trigger(&self, zxid: i64, t: &crate::tree::WatchTrigger) {
@@ -705,6 +873,12 @@ impl WorkerShard {
         loop {
             // Not borrowed while answering: the answer may look at the queue.
             let Some(read) = conn.pending.borrow_mut().pop_ready_read() else { break };
+            if let Some(seq) = self.watch_gate(&read.request) {
+                // Back in front; the writes held behind it stay held.
+                conn.pending.borrow_mut().push_front_read(read);
+                self.wait_for(conn, i64::MIN, seq);
+                return;
+            }
             self.answer_local(conn, read.xid, read.op, read.request);
             self.finish_request(conn, read.op, Some(read.received));
         }
@@ -1112,6 +1286,15 @@ pub enum AdminAnswer {
     Text(Bytes),
     /// Every shard's part, for the requester to merge.
     Parts(Vec<ShardReport>),
+}
+
+/// Whether answering `request` may register a watch (`watch_gate`).
+fn may_register_watch(request: &Request) -> bool {
+    match request {
+        Request::Exists(r) | Request::GetData(r) | Request::GetChildren(r) | Request::GetChildren2(r) => r.watch,
+        Request::AddWatch { .. } | Request::SetWatches(_) => true,
+        _ => false,
+    }
 }
 
 fn valid_watcher_type(t: i32) -> bool {
