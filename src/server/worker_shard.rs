@@ -830,8 +830,8 @@ impl WorkerShard {
 
     fn pop_commit(&self, conn: &Conn, reply_xid: i32) -> Option<Instant> {
         match conn.pending.borrow_mut().pop_sent(reply_xid) {
-            Ok(received) => Some(received),
-            Err(()) => {
+            Some(received) => Some(received),
+            None => {
                 tracing::error!(conn = conn.id, xid = reply_xid, "commit reply out of order; closing connection");
                 conn.close_after_flush();
                 None
