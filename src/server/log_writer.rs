@@ -792,39 +792,51 @@ mod tests {
         bytes::Bytes::from((0..len).map(|i| (i as u8).wrapping_mul(13) ^ seed).collect::<Vec<_>>())
     }
 
+    /// A writer on a fresh directory of its own (1 MiB preallocation steps).
+    fn fresh_writer(name: &str) -> (PathBuf, LogWriter) {
+        let dir = std::env::temp_dir().join(format!("zoocore-logwriter-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("test dir");
+        let w = LogWriter::new(&dir, 1 << 20, SyncMode::Fdatasync, Duration::from_secs(10)).expect("log writer");
+        (dir, w)
+    }
+
+    /// Closes `w`, scans its first file (a clean tail asserted) and returns
+    /// every record read back; the directory is removed.
+    fn read_back(dir: &Path, mut w: LogWriter) -> Vec<(i64, Vec<u8>)> {
+        w.close();
+        let bytes = std::fs::read(log_dir(dir).join(log_file_name(1))).expect("log file");
+        let scan = scan_log(&bytes, w.block as usize).expect("scan");
+        assert!(matches!(scan.tail, Tail::Clean), "{:?}", scan.tail);
+        let _ = std::fs::remove_dir_all(dir);
+        scan.records.iter().map(|r| (r.zxid, bytes[r.payload.clone()].to_vec())).collect()
+    }
+
+    fn as_read(batches: &[(i64, bytes::Bytes)]) -> Vec<(i64, Vec<u8>)> {
+        batches.iter().map(|(z, b)| (*z, b.to_vec())).collect()
+    }
+
     /// A large batch after a larger one is written from a prefix of the kept
     /// buffer: what reaches the file is exactly each batch, nothing of the
     /// larger one's tail, and the scan reads every record back.
     #[test]
     fn a_kept_large_buffer_writes_only_the_batch_that_uses_it() {
-        let dir = std::env::temp_dir().join(format!("zoocore-logwriter-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("test dir");
-        let mut w = LogWriter::new(&dir, 1 << 20, SyncMode::Fdatasync, Duration::from_secs(10)).expect("log writer");
+        let (dir, mut w) = fresh_writer("kept");
         let batches = [vec![(1, record(1, 700 << 10))], vec![(2, record(2, 90 << 10))], vec![(3, record(3, 100))]];
         for b in &batches {
             w.append(b).expect("append");
         }
         assert!(w.large_spare.as_ref().is_some_and(|b| b.len >= 700 << 10), "the largest buffer is kept");
-        w.close();
-        let bytes = std::fs::read(log_dir(&dir).join(log_file_name(1))).expect("log file");
-        let scan = scan_log(&bytes, w.block as usize).expect("scan");
-        assert!(matches!(scan.tail, Tail::Clean), "{:?}", scan.tail);
-        let read: Vec<(i64, &[u8])> = scan.records.iter().map(|r| (r.zxid, &bytes[r.payload.clone()])).collect();
-        let wanted: Vec<(i64, &[u8])> = batches.iter().flatten().map(|(z, b)| (*z, &b[..])).collect();
-        assert_eq!(read, wanted);
-        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(read_back(&dir, w), as_read(&batches.concat()));
     }
 
-    /// Zero-filling ahead goes one step per call, stops `ZERO_AHEAD_BYTES`
-    /// past the write position, and leaves a file whose records all read
+    /// Zero-filling ahead reaches `ZERO_AHEAD_BYTES` past the write
+    /// position (bounded by the preallocation), waits for the low-water
+    /// mark before the next step, and leaves a file whose records all read
     /// back with a clean tail.
     #[test]
     fn zero_fill_ahead_stays_a_bounded_step_ahead_and_keeps_the_log_readable() {
-        let dir = std::env::temp_dir().join(format!("zoocore-logwriter-zero-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("test dir");
-        let mut w = LogWriter::new(&dir, 1 << 20, SyncMode::Fdatasync, Duration::from_secs(10)).expect("log writer");
+        let (dir, mut w) = fresh_writer("zero");
         w.zero_ahead(); // no file yet: nothing to do
         let mut written = Vec::new();
         for zxid in 1..=3 {
@@ -840,13 +852,6 @@ mod tests {
         let batch = vec![(4, record(4, 100_000))];
         w.append(&batch).expect("append after the zeroed steps");
         written.extend(batch);
-        w.close();
-        let bytes = std::fs::read(log_dir(&dir).join(log_file_name(1))).expect("log file");
-        let scan = scan_log(&bytes, w.block as usize).expect("scan");
-        assert!(matches!(scan.tail, Tail::Clean), "{:?}", scan.tail);
-        let read: Vec<(i64, &[u8])> = scan.records.iter().map(|r| (r.zxid, &bytes[r.payload.clone()])).collect();
-        let wanted: Vec<(i64, &[u8])> = written.iter().map(|(z, b)| (*z, &b[..])).collect();
-        assert_eq!(read, wanted);
-        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(read_back(&dir, w), as_read(&written));
     }
 }

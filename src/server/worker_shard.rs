@@ -829,14 +829,12 @@ impl WorkerShard {
     }
 
     fn pop_commit(&self, conn: &Conn, reply_xid: i32) -> Option<Instant> {
-        match conn.pending.borrow_mut().pop_sent(reply_xid) {
-            Some(received) => Some(received),
-            None => {
-                tracing::error!(conn = conn.id, xid = reply_xid, "commit reply out of order; closing connection");
-                conn.close_after_flush();
-                None
-            }
+        let received = conn.pending.borrow_mut().pop_sent(reply_xid);
+        if received.is_none() {
+            tracing::error!(conn = conn.id, xid = reply_xid, "commit reply out of order; closing connection");
+            conn.close_after_flush();
         }
+        received
     }
 
     pub fn finish_request(&self, conn: &Conn, op: i32, received: Option<Instant>) {
