@@ -45,3 +45,4 @@ cat "$out/bench.txt"
 echo "--- server mntr"; cat "$out/mntr.txt"
 echo "--- by thread"; head -20 "$out/by-thread.txt"
 echo "--- top symbols (self)"; grep -E '^ +[0-9.]+%' "$out/report.txt" | head -40
+echo "--- buckets"; python3 "$repo_root/scripts/profile_buckets.py" "$out/report.txt"

@@ -34,6 +34,10 @@ LARGE_VALUE_BYTES = 10 << 20
 # (45 of the default 50).
 LARGE_RSS_GROWTH_MAX_VALUES = 2
 LARGE_WRITES_AFTER_FIRST_MIN = 45
+# "wchc/wchp ... do not stall the shard that answers them": the slowest get
+# of the probe session while a dump is read at most this times the slowest
+# get of the same probe in the 2 s just before (the machine's own stalls).
+DUMP_SLOWEST_GET_MAX_RATIO = 2.0
 
 SCALES = (1_000_000, 10_000_000)
 SCALE_NAMES = {1_000_000: "1M", 10_000_000: "10M"}
@@ -313,6 +317,22 @@ def targets(w, at, large, off_scale):
             count = "" if count_ok else f"; wchs reported {r.get('server_reported')}, not {r['watches']}"
             w(f"| {what} | {r['bytes_per_watch']:.1f} B{other}{count} | "
               f"{verdict(r['bytes_per_watch'] <= BYTES_PER_WATCH_MAX_B and count_ok)}{method} | {run_of_row(r)} |")
+
+    for scale, entry in ((1_000_000, one_m), (10_000_000, ten_m)):
+        what = (f"wchc / wchp of {fmt_count(scale)} watches do not stall the shard answering them: slowest probe "
+                f"get during a dump ≤ {DUMP_SLOWEST_GET_MAX_RATIO:g}x the slowest before it")
+        dumped = [r for shape in ("shared", "distinct")
+                  for r in [get(entry, "watches", ("zoocore", shape))] if r and r.get("dumps")]
+        if not dumped:
+            w(f"| {what} | | {NOT_MEASURED} | |")
+            continue
+        parts, ok = [], True
+        for r in dumped:
+            base = r["get_baseline_us"]["max"]
+            worst = max(d["get_us"]["max"] for d in r["dumps"])
+            ok = ok and base > 0 and worst <= DUMP_SLOWEST_GET_MAX_RATIO * base
+            parts.append(f"{r['shape']}: {fmt_us(worst)} vs {fmt_us(base)}")
+        w(f"| {what} | {'; '.join(parts)} | {verdict(ok)} | {run_of_row(dumped[0])} |")
 
     mem10 = get(ten_m, "memory", "zoocore")
     what = "10M znodes with 100-byte values in < 2 GiB RSS"
