@@ -153,9 +153,10 @@ pub struct ShardReport {
     pub watching_sessions: u64,
     /// Pre-formatted lines (cons/stat connection lines).
     pub lines: String,
-    /// wchc / wchp text in pieces of about `WATCH_DUMP_PIECE_BYTES`, each
-    /// made between two yields, so no single step of a 10M-watch dump grows
-    /// (and copies) one buffer of hundreds of MiB.
+    /// wchc / wchp text in pieces of `WATCH_DUMP_PIECE_BYTES`, each in a
+    /// mapping of its own (`server::dump_pieces`) and filled between two
+    /// yields, so no single step of a 10M-watch dump grows (and copies) or
+    /// frees one buffer of hundreds of MiB.
     pub dump: Vec<Bytes>,
     /// Which worker shard this part is from.
     pub shard: usize,

@@ -19,6 +19,7 @@ pub mod commit_shard;
 pub mod conn_limit;
 pub mod connection;
 pub mod disk_log;
+pub mod dump_pieces;
 pub mod election_net;
 pub mod fourlw;
 pub mod jks;

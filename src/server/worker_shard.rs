@@ -32,6 +32,7 @@ use crate::proto::records::*;
 use crate::proto::{op, perms, watcher_type, ErrorCode, EventType};
 use crate::server::conn_limit::ConnectionLimiter;
 use crate::server::connection;
+use crate::server::dump_pieces::DumpPieces;
 use crate::server::fourlw;
 use crate::server::messages::*;
 use crate::server::pending_requests::PendingRequests;
@@ -53,9 +54,9 @@ pub const ADMIN_REQUESTER_BIT: u64 = 1 << 63;
 /// Lines of wchc / wchp formatted between two yields (a path's watchers
 /// are not split, see `WatchRegistry::write_watches_by_path`).
 const WATCH_DUMP_CHUNK_ENTRIES: usize = 4096;
-/// A wchc / wchp dump is handed on in pieces of about this size (a piece is
-/// closed once it reaches it, after a chunk of entries): growing one String
-/// for the whole dump would double-and-copy hundreds of MiB in one step.
+/// A wchc / wchp dump is handed on in pieces of this size: growing one
+/// String for the whole dump would double-and-copy hundreds of MiB in one
+/// step, and freeing one mapping per piece stays a short step too.
 const WATCH_DUMP_PIECE_BYTES: usize = 1 << 20;
 /// How often the executor leaves its tasks for its reactor while a dump is
 /// formatted (glommio's default, 100 ms, held a shard's connections for up
@@ -1193,36 +1194,31 @@ impl WorkerShard {
         part.dump = self.watch_text(cmd).await;
     }
 
-    /// wchc / wchp text in pieces of about `WATCH_DUMP_PIECE_BYTES`.
+    /// wchc / wchp text in pieces of `WATCH_DUMP_PIECE_BYTES`, each in a
+    /// mapping of its own (`dump_pieces`).
     async fn watch_text(&self, cmd: &str) -> Vec<Bytes> {
-        // Room for a chunk's last entries beyond the piece size, so a piece
-        // rarely reallocates.
-        let piece_capacity = WATCH_DUMP_PIECE_BYTES + WATCH_DUMP_PIECE_BYTES / 4;
-        let mut pieces = Vec::new();
-        let mut piece = String::with_capacity(piece_capacity);
+        let mut pieces = DumpPieces::new(WATCH_DUMP_PIECE_BYTES);
+        // One chunk's text (reused: its capacity settles at a chunk's size).
+        let mut chunk = String::new();
         // Off the run queue once first: the preempt timer armed before this
         // task's queue became active runs its full 100 ms, and only the next
         // one the reactor arms is `REPORT_PREEMPT_QUANTUM`.
         glommio::timer::sleep(Duration::from_micros(1)).await;
         let mut cursor = Some(crate::watch::DumpCursor::default());
         while let Some(at) = cursor {
+            chunk.clear();
             {
                 let w = self.watches.borrow();
                 cursor = if cmd == "wchc" {
-                    w.write_watches_by_session(at, WATCH_DUMP_CHUNK_ENTRIES, &mut piece)
+                    w.write_watches_by_session(at, WATCH_DUMP_CHUNK_ENTRIES, &mut chunk)
                 } else {
-                    w.write_watches_by_path(at, WATCH_DUMP_CHUNK_ENTRIES, &mut piece)
+                    w.write_watches_by_path(at, WATCH_DUMP_CHUNK_ENTRIES, &mut chunk)
                 };
             }
-            if piece.len() >= WATCH_DUMP_PIECE_BYTES {
-                pieces.push(Bytes::from(std::mem::replace(&mut piece, String::with_capacity(piece_capacity))));
-            }
+            pieces.push(chunk.as_bytes());
             glommio::yield_if_needed().await;
         }
-        if !piece.is_empty() {
-            pieces.push(Bytes::from(piece));
-        }
-        pieces
+        pieces.finish()
     }
 
     /// Answers a four-letter word on a fresh connection.
