@@ -12,7 +12,8 @@
 #            session in the watch runs, 1,000 sessions: default 1000 -> 1M watches, 10000 -> 10M)
 #            --snap-count N (default 250000, at least 220000 for the 100k tail; at 10M znodes use a
 #            few million, or the run writes dozens of 1-2 GB snapshots)  --systems "LIST" (default "zoocore apache"; Apache at 10M
-#            needs ~17 GB of heap, use --systems zoocore there)  --keep-logs DIR (copy each server's
+#            needs a heap of ~16 GB: --apache-heap 16g, or --systems zoocore)  --apache-heap SIZE (-Xmx for
+#            Apache's JVM in every part; default: the JVM's own, a quarter of the RAM)  --keep-logs DIR (copy each server's
 #            log there)  --scale-parts "LIST" (default "memory watches restart snaptail large")
 #            --snaptail-znodes N (default --znodes)  --snaptail-duration S (default 60)  --snaptail-rate R
 #            (setData/s, default 500)  --snaptail-snap-count N (default 20000; Apache keeps every snapshot:
@@ -64,6 +65,7 @@ large_writes=50
 # Set around a start_server call: lines added to zoo.cfg, options for Apache's JVM.
 extra_cfg=""
 apache_jvm_opts=""
+apache_heap=""
 command_line="scripts/compare-zookeeper.sh $*"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -82,6 +84,7 @@ while [ $# -gt 0 ]; do
         --snap-count) snap_count_opt="$2"; shift ;;
         --watch-paths) watch_paths="$2"; shift ;;
         --systems) scale_systems="$2"; shift ;;
+        --apache-heap) apache_heap="$2"; shift ;;
         --scale-parts) scale_parts="$2"; shift ;;
         --snaptail-znodes) snaptail_znodes="$2"; shift ;;
         --snaptail-duration) snaptail_duration="$2"; shift ;;
@@ -178,7 +181,7 @@ EOF
 # (also what `zoocore-bench restart` runs after its kill -9).
 server_cmd() { # kind dir
     if [ "$1" = apache ]; then
-        echo "java $apache_jvm_opts -Dzookeeper.admin.enableServer=false -Dzookeeper.4lw.commands.whitelist='*'" \
+        echo "java ${apache_heap:+-Xmx$apache_heap }$apache_jvm_opts -Dzookeeper.admin.enableServer=false -Dzookeeper.4lw.commands.whitelist='*'" \
             "-Dlog4j.configuration=file:/etc/zookeeper/conf_example/log4j.properties" \
             "-cp $zk_jar:/etc/zookeeper/conf_example org.apache.zookeeper.server.ZooKeeperServerMain $2/zoo.cfg"
     else
