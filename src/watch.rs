@@ -46,7 +46,6 @@
 use crate::proto::{watcher_type, EventType};
 use hashbrown::HashTable;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::hash::{BuildHasherDefault, Hasher};
 
 pub type SessionId = i64;
@@ -1232,7 +1231,7 @@ impl WatchRegistry {
         &self,
         cursor: DumpCursor,
         max_entries: usize,
-        out: &mut String,
+        out: &mut impl std::fmt::Write,
     ) -> Option<DumpCursor> {
         let out = std::cell::RefCell::new(out);
         self.walk_watches_by_session(
@@ -1343,7 +1342,7 @@ impl WatchRegistry {
         &self,
         cursor: DumpCursor,
         max_entries: usize,
-        out: &mut String,
+        out: &mut impl std::fmt::Write,
     ) -> Option<DumpCursor> {
         self.walk_watches_by_path(cursor, max_entries, |id, sessions| {
             let _ = writeln!(out, "{}", self.path_of(id));
@@ -1472,6 +1471,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::{BTreeSet, HashSet};
+    use std::fmt::Write as _;
     use EventType::*;
 
     #[test]

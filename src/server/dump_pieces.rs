@@ -76,6 +76,14 @@ impl DumpPieces {
     }
 }
 
+/// The registry formats its dump straight into the pieces.
+impl std::fmt::Write for DumpPieces {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.push(s.as_bytes());
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1198,24 +1198,20 @@ impl WorkerShard {
     /// mapping of its own (`dump_pieces`).
     async fn watch_text(&self, cmd: &str) -> Vec<Bytes> {
         let mut pieces = DumpPieces::new(WATCH_DUMP_PIECE_BYTES);
-        // One chunk's text (reused: its capacity settles at a chunk's size).
-        let mut chunk = String::new();
         // Off the run queue once first: the preempt timer armed before this
         // task's queue became active runs its full 100 ms, and only the next
         // one the reactor arms is `REPORT_PREEMPT_QUANTUM`.
         glommio::timer::sleep(Duration::from_micros(1)).await;
         let mut cursor = Some(crate::watch::DumpCursor::default());
         while let Some(at) = cursor {
-            chunk.clear();
             {
                 let w = self.watches.borrow();
                 cursor = if cmd == "wchc" {
-                    w.write_watches_by_session(at, WATCH_DUMP_CHUNK_ENTRIES, &mut chunk)
+                    w.write_watches_by_session(at, WATCH_DUMP_CHUNK_ENTRIES, &mut pieces)
                 } else {
-                    w.write_watches_by_path(at, WATCH_DUMP_CHUNK_ENTRIES, &mut chunk)
+                    w.write_watches_by_path(at, WATCH_DUMP_CHUNK_ENTRIES, &mut pieces)
                 };
             }
-            pieces.push(chunk.as_bytes());
             glommio::yield_if_needed().await;
         }
         pieces.finish()
