@@ -105,7 +105,7 @@ impl Ensemble {
         }
         let cfg_path = dir.join("zoo.cfg");
         std::fs::write(&cfg_path, cfg).expect("zoo.cfg");
-        let jvm_args = [apache::LOG_INFO, "-Dorg.slf4j.simpleLogger.showDateTime=true"];
+        let jvm_args = [apache::LOG_INFO];
         ServerProcess::apache(apache::QUORUM_MAIN, &cfg_path, &jvm_args, None, &self.log_path(sid))
     }
 

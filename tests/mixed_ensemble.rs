@@ -179,7 +179,7 @@ impl Ensemble {
     }
 
     fn logs(&self) -> String {
-        self.members.iter().map(|m| format!("--- s{} ({:?}) ---\n{}\n", m.sid, m.kind, m.log_tail(60))).collect()
+        self.members.iter().map(|m| apache::log_report(&format!("s{} ({:?})", m.sid, m.kind), &m.log())).collect()
     }
 
     /// Waits until one running member leads and every other running member
@@ -313,12 +313,22 @@ fn children(c: &Client, path: &str) -> BTreeSet<String> {
 /// Writes `per_server` children of `parent` through every member, then
 /// checks each member has all of them (after sync), and the same zxid.
 fn writes_everywhere_read_back_everywhere(e: &Ensemble, parent: &str, per_server: usize) {
+    let started = Instant::now();
     let clients: Vec<Client> = e.members.iter().map(connect).collect();
     clients[0].create(parent, b"", &open_acl_unsafe(), CreateMode::Persistent).expect("create parent");
     for (c, m) in clients.iter().zip(&e.members) {
         for k in 0..per_server {
             c.create(&format!("{parent}/s{}-{k}", m.sid), b"x", &open_acl_unsafe(), CreateMode::Persistent)
-                .unwrap_or_else(|err| panic!("create through server {} ({:?}): {err}\n{}", m.sid, m.kind, e.logs()));
+                .unwrap_or_else(|err| {
+                    panic!(
+                        "create {k} through server {} ({:?}, session 0x{:x}), {:?} after the first connect: {err}\n{}",
+                        m.sid,
+                        m.kind,
+                        c.session_id(),
+                        started.elapsed(),
+                        e.logs()
+                    )
+                });
         }
     }
     let expected: BTreeSet<String> =

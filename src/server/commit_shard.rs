@@ -542,7 +542,10 @@ impl CommitShard {
     pub(super) fn expire_sessions(&mut self, batch: &mut BatchBuilder) {
         let now = self.now_ms();
         for sid in self.seq.take_expired(now) {
-            tracing::info!(session = format_args!("0x{sid:x}"), "session expired");
+            // Apache's "Expiring session ..., timeout of N ms exceeded", and
+            // who held it: a learner's session lives on its pings' touches.
+            let (timeout_ms, holder) = self.seq.session(sid).map(|e| (e.timeout_ms, e.holder)).unzip();
+            tracing::info!(session = format_args!("0x{sid:x}"), ?timeout_ms, ?holder, "session expired");
             self.close_session(batch, sid, None);
         }
     }

@@ -19,8 +19,16 @@ pub const SLF4J_SIMPLE_JAR: &str = "/usr/share/java/slf4j-simple.jar";
 pub const QUORUM_MAIN: &str = "org.apache.zookeeper.server.quorum.QuorumPeerMain";
 pub const STANDALONE_MAIN: &str = "org.apache.zookeeper.server.ZooKeeperServerMain";
 /// Every Apache JVM the tests start: a small heap and serial GC for a
-/// shared 2-core machine, no admin HTTP server.
-pub const BASE_JVM_ARGS: [&str; 3] = ["-Xmx256m", "-XX:+UseSerialGC", "-Dzookeeper.admin.enableServer=false"];
+/// shared 2-core machine, no admin HTTP server, and log lines stamped to
+/// the millisecond (UTC on the test machines, as zoocore's), so a failed
+/// interop test's logs can be read side by side.
+pub const BASE_JVM_ARGS: [&str; 5] = [
+    "-Xmx256m",
+    "-XX:+UseSerialGC",
+    "-Dzookeeper.admin.enableServer=false",
+    "-Dorg.slf4j.simpleLogger.showDateTime=true",
+    "-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS",
+];
 /// slf4j-simple's level for every logger.
 pub const LOG_INFO: &str = "-Dorg.slf4j.simpleLogger.defaultLogLevel=info";
 pub const FOUR_LETTER_WORDS_ALL: &str = "-Dzookeeper.4lw.commands.whitelist=*";
@@ -183,10 +191,69 @@ impl Drop for ServerProcess {
     }
 }
 
-/// The last `lines` lines of `log`.
+/// The last `lines` lines of `log`, colour codes and stack frames left out.
 pub fn tail(log: &str, lines: usize) -> String {
-    let all: Vec<&str> = log.lines().collect();
+    let log = strip_ansi(log);
+    let all: Vec<&str> = log.lines().filter(|l| !l.trim_start().starts_with("at ")).collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// `log` without terminal colour codes (zoocore's log wraps field names in
+/// them), so `field=value` can be matched.
+pub fn strip_ansi(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The last `lines` lines of a server log (Apache's or zoocore's) that say
+/// what happened: warnings and errors, role and phase changes, sessions
+/// opened and expired, learners synced and dropped. Stack frames and the
+/// settings a JVM prints at start are left out, so a failed test's report
+/// fits beside the other members' (a plain tail is mostly start-up noise).
+pub fn digest(log: &str, lines: usize) -> String {
+    const TELLING: [&str; 14] = [
+        " WARN ",
+        " ERROR ",
+        "Peer state changed",
+        "ELECTION TOOK",
+        "Learner received",
+        "Getting a ",
+        "session",
+        "Session",
+        "learner",
+        "leading",
+        "election decided",
+        "fsync",
+        "role",
+        "Exception",
+    ];
+    let log = strip_ansi(log);
+    let telling: Vec<&str> = log
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("at ") && !l.contains("DEBUG"))
+        // A JVM's start-up settings ("minSessionTimeout set to ...").
+        .filter(|l| !l.contains(" [main] ") && !l.contains(" set to ") && !l.contains("zookeeper.learner."))
+        .filter(|l| TELLING.iter().any(|t| l.contains(t)))
+        .collect();
+    telling[telling.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A member's part of a failed test's report: what its log says happened
+/// (`digest`), then its last lines.
+pub fn log_report(name: &str, log: &str) -> String {
+    format!("--- {name}: what happened ---\n{}\n--- {name}: last lines ---\n{}\n", digest(log, 30), tail(log, 10))
 }
 
 /// The `srvr` answer of the server at `addr` (this file is included on its

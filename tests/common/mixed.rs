@@ -160,7 +160,7 @@ impl Mixed {
     }
 
     pub fn logs(&self) -> String {
-        self.members.iter().map(|m| format!("--- s{} ({:?}) ---\n{}\n", m.sid, m.kind, m.log_tail(60))).collect()
+        self.members.iter().map(|m| apache::log_report(&format!("s{} ({:?})", m.sid, m.kind), &m.log())).collect()
     }
 
     /// Every member writes; every member serves every write.

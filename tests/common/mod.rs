@@ -276,24 +276,7 @@ pub fn is_stopped(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-/// `log` without terminal colour codes (zoocore's log wraps field names in
-/// them), so `field=value` can be matched.
-pub fn strip_ansi(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+pub use apache::strip_ansi;
 
 /// The part of the Apache-format workloads both tests/apache_formats.rs and
 /// tests/import_export.rs write: a multi (create, setData, check, delete)
