@@ -5,7 +5,8 @@
 //! Scenarios: a zoocore leader with Apache followers, an Apache leader
 //! with a zoocore follower (forwarded writes, a zoocore session's
 //! ephemeral seen on Apache), two zoocore + one Apache, catch-up by SNAP
-//! and DIFF in each direction, kill -9 of the leader in each direction.
+//! and DIFF in each direction, kill -9 of the leader in each direction,
+//! idle sessions kept alive through a follower of the other kind.
 //!
 //! Needs Debian's /usr/share/java/zookeeper.jar: skipped with a message
 //! when it is absent, unless CI is set (then it fails).
@@ -407,6 +408,69 @@ fn zoocore_follows_an_apache_leader() {
         e.logs()
     );
     assert_no_divergence(&e);
+}
+
+/// A session that only pings stays alive on whichever member holds it:
+/// the follower reports it in its PING replies and the leader of the other
+/// kind touches it (a zoocore leader from an Apache follower's touch table,
+/// an Apache leader from a zoocore follower's). Each member holds one idle
+/// session with an ephemeral, for three session timeouts.
+fn idle_sessions_survive(kinds: &[Kind], leader_kind: Kind) {
+    const IDLE_SESSION: Duration = Duration::from_secs(2);
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let mut e = Ensemble::start(kinds);
+    let leader = e.wait_for_quorum(SETTLE);
+    assert_eq!(e.member(leader).kind, leader_kind, "the expected kind leads\n{}", e.logs());
+    let idle: Vec<(u64, Client)> = e
+        .members
+        .iter()
+        .map(|m| {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let c = loop {
+                match Client::connect(m.client, IDLE_SESSION) {
+                    Ok(c) => break c,
+                    Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                    Err(err) => panic!("cannot connect to server {}: {err}\n{}", m.sid, e.logs()),
+                }
+            };
+            assert!(c.negotiated_timeout() <= IDLE_SESSION, "server {} negotiated {:?}", m.sid, c.negotiated_timeout());
+            c.create(&format!("/idle-{}", m.sid), b"", &open_acl_unsafe(), CreateMode::Ephemeral).expect("ephemeral");
+            (m.sid, c)
+        })
+        .collect();
+    std::thread::sleep(IDLE_SESSION * 3);
+    let reader = connect(e.member(leader));
+    reader.sync("/").expect("sync");
+    for (sid, c) in &idle {
+        let kind = e.member(*sid).kind;
+        let owner = reader.exists(&format!("/idle-{sid}"), false).expect("exists").map(|st| st.ephemeral_owner);
+        assert_eq!(
+            owner,
+            Some(c.session_id()),
+            "the idle session held by server {sid} ({kind:?}) is alive after {:?}\n{}",
+            IDLE_SESSION * 3,
+            e.logs()
+        );
+        c.create(&format!("/after-idle-{sid}"), b"", &open_acl_unsafe(), CreateMode::Persistent)
+            .unwrap_or_else(|err| panic!("write after idling through server {sid} ({kind:?}): {err}\n{}", e.logs()));
+    }
+    assert_no_divergence(&e);
+}
+
+#[test]
+fn idle_sessions_survive_under_a_zoocore_leader() {
+    if skip_without_apache() {
+        return;
+    }
+    idle_sessions_survive(&[Kind::Apache, Kind::Apache, Kind::Zoocore], Kind::Zoocore);
+}
+
+#[test]
+fn idle_sessions_survive_under_an_apache_leader() {
+    if skip_without_apache() {
+        return;
+    }
+    idle_sessions_survive(&[Kind::Zoocore, Kind::Apache, Kind::Apache], Kind::Apache);
 }
 
 /// 2 zoocore + 1 Apache, leadership both ways: first a zoocore server
