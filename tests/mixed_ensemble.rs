@@ -311,6 +311,36 @@ fn children(c: &Client, path: &str) -> BTreeSet<String> {
     c.get_children(path, false).expect("children").into_iter().collect()
 }
 
+/// Runs `op`; if it takes longer than `SLOW_OP`, every member's `cons`
+/// (each connection's queued / received / sent counts and last op) is
+/// taken while it is still waiting, for the failure report: it tells a
+/// request the server never read from one it read and forwarded.
+fn watched_while_slow<T>(e: &Ensemble, op: impl FnOnce() -> T) -> (T, Option<String>) {
+    const SLOW_OP: Duration = Duration::from_secs(2);
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        let watchdog = scope.spawn(move || match done_rx.recv_timeout(SLOW_OP) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Some(
+                e.members
+                    .iter()
+                    .map(|m| {
+                        format!(
+                            "--- s{} ({:?}) cons, {SLOW_OP:?} into the request ---\n{}",
+                            m.sid,
+                            m.kind,
+                            four_letter(m.client, "cons").unwrap_or_default()
+                        )
+                    })
+                    .collect::<String>(),
+            ),
+            _ => None,
+        });
+        let out = op();
+        let _ = done_tx.send(());
+        (out, watchdog.join().unwrap_or(None))
+    })
+}
+
 /// Writes `per_server` children of `parent` through every member, then
 /// checks each member has all of them (after sync), and the same zxid.
 fn writes_everywhere_read_back_everywhere(e: &Ensemble, parent: &str, per_server: usize) {
@@ -319,17 +349,20 @@ fn writes_everywhere_read_back_everywhere(e: &Ensemble, parent: &str, per_server
     clients[0].create(parent, b"", &open_acl_unsafe(), CreateMode::Persistent).expect("create parent");
     for (c, m) in clients.iter().zip(&e.members) {
         for k in 0..per_server {
-            c.create(&format!("{parent}/s{}-{k}", m.sid), b"x", &open_acl_unsafe(), CreateMode::Persistent)
-                .unwrap_or_else(|err| {
-                    panic!(
-                        "create {k} through server {} ({:?}, session 0x{:x}), {:?} after the first connect: {err}\n{}",
-                        m.sid,
-                        m.kind,
-                        c.session_id(),
-                        started.elapsed(),
-                        e.logs()
-                    )
-                });
+            let path = format!("{parent}/s{}-{k}", m.sid);
+            let (created, slow) =
+                watched_while_slow(e, || c.create(&path, b"x", &open_acl_unsafe(), CreateMode::Persistent));
+            created.unwrap_or_else(|err| {
+                panic!(
+                    "create {k} through server {} ({:?}, session 0x{:x}), {:?} after the first connect: {err}\n{}{}",
+                    m.sid,
+                    m.kind,
+                    c.session_id(),
+                    started.elapsed(),
+                    slow.unwrap_or_default(),
+                    e.logs()
+                )
+            });
         }
     }
     let expected: BTreeSet<String> =
