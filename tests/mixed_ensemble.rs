@@ -293,9 +293,14 @@ impl Drop for Ensemble {
 /// Connects to a member, retrying while it is not serving (a member that
 /// is electing or syncing closes client connections).
 fn connect(m: &Member) -> Client {
+    connect_with(m, SESSION)
+}
+
+/// `connect` asking for a session timeout of `timeout`.
+fn connect_with(m: &Member, timeout: Duration) -> Client {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        match Client::connect(m.client, SESSION) {
+        match Client::connect(m.client, timeout) {
             Ok(c) => return c,
             Err(e) if Instant::now() < deadline => {
                 let _ = e;
@@ -458,14 +463,7 @@ fn idle_sessions_survive(kinds: &[Kind], leader_kind: Kind) {
         .members
         .iter()
         .map(|m| {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            let c = loop {
-                match Client::connect(m.client, IDLE_SESSION) {
-                    Ok(c) => break c,
-                    Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
-                    Err(err) => panic!("cannot connect to server {}: {err}\n{}", m.sid, e.logs()),
-                }
-            };
+            let c = connect_with(m, IDLE_SESSION);
             assert!(c.negotiated_timeout() <= IDLE_SESSION, "server {} negotiated {:?}", m.sid, c.negotiated_timeout());
             c.create(&format!("/idle-{}", m.sid), b"", &open_acl_unsafe(), CreateMode::Ephemeral).expect("ephemeral");
             (m.sid, c)
